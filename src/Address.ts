@@ -1,0 +1,266 @@
+/**
+ * Where a socket lives. A TCP address (`host`, `port`; IPv4, IPv6 or a host
+ * name) or a Unix domain socket path. The address picks the transport.
+ *
+ * ```ts
+ * import * as Address from "effect-wire/Address"
+ *
+ * Address.format(Address.unsafeParse("[::1]:9000")) // "[::1]:9000"
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { isIP } from "node:net"
+
+/**
+ * A TCP (or UDP) endpoint. `host` is an IPv4 address, an IPv6 address
+ * without brackets, or a host name.
+ *
+ * ```ts
+ * const a = Address.tcp("127.0.0.1", 0) // port 0: let the kernel choose
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class TcpAddress extends Schema.TaggedClass<TcpAddress>()("TcpAddress", {
+  host: Schema.NonEmptyString,
+  port: Schema.Int.pipe(Schema.between(0, 65535))
+}) {}
+
+/**
+ * A Unix domain socket path.
+ *
+ * ```ts
+ * const a = Address.unix("/tmp/app.sock")
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class UnixAddress extends Schema.TaggedClass<UnixAddress>()("UnixAddress", {
+  path: Schema.NonEmptyString
+}) {}
+
+/**
+ * Schema of an address as a tagged union (its encoded form is a plain object).
+ *
+ * ```ts
+ * Schema.decodeUnknownSync(Address.Address)({ _tag: "UnixAddress", path: "/tmp/s.sock" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Address = Schema.Union(TcpAddress, UnixAddress)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Address = TcpAddress | UnixAddress
+
+/**
+ * The input to {@link parse} was not an address. `reason` says what is wrong.
+ *
+ * ```ts
+ * Address.parse("9000").pipe(Either.mapLeft((e) => e.message))
+ * // Left("invalid address \"9000\": expected host:port, [ipv6]:port or unix:/path")
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidAddress extends Data.TaggedError("InvalidAddress")<{
+  readonly input: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `invalid address ${JSON.stringify(this.input)}: ${this.reason}`
+  }
+}
+
+/**
+ * Make a TCP address.
+ *
+ * ```ts
+ * Address.tcp("::1", 8080) // formats as "[::1]:8080"
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const tcp = (host: string, port: number): TcpAddress => new TcpAddress({ host, port })
+
+/**
+ * Make a Unix domain socket address.
+ *
+ * ```ts
+ * Address.unix("/run/app.sock")
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const unix = (path: string): UnixAddress => new UnixAddress({ path })
+
+// Linux's sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+const MAX_UNIX_PATH_BYTES = 107
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/
+const PORT = /^(?:0|[1-9][0-9]{0,4})$/
+const EXPECTED = "expected host:port, [ipv6]:port or unix:/path"
+
+const parsePort = (input: string, text: string): Either.Either<number, InvalidAddress> => {
+  if (!PORT.test(text)) {
+    return Either.left(new InvalidAddress({ input, reason: `port ${JSON.stringify(text)} is not a decimal number` }))
+  }
+  const port = Number(text)
+  return port <= 65535
+    ? Either.right(port)
+    : Either.left(new InvalidAddress({ input, reason: `port ${port} is out of range 0-65535` }))
+}
+
+/**
+ * Parse `127.0.0.1:9000`, `localhost:80`, `[::1]:9000` or `unix:/tmp/x.sock`.
+ * Anything else is an {@link InvalidAddress} saying what is wrong.
+ * `format` is its inverse.
+ *
+ * ```ts
+ * const program = Effect.gen(function*() {
+ *   const address = yield* Address.parse("[::1]:9000") // Either is an Effect
+ *   return address.host // "::1"
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parse = (input: string): Either.Either<Address, InvalidAddress> => {
+  if (input.startsWith("unix:")) {
+    const path = input.slice(5)
+    if (path.length === 0) return Either.left(new InvalidAddress({ input, reason: "the unix socket path is empty" }))
+    if (path.includes("\0")) return Either.left(new InvalidAddress({ input, reason: "the unix socket path contains NUL" }))
+    const bytes = Buffer.byteLength(path)
+    if (bytes > MAX_UNIX_PATH_BYTES) {
+      return Either.left(
+        new InvalidAddress({
+          input,
+          reason: `the unix socket path is ${bytes} bytes; the limit is ${MAX_UNIX_PATH_BYTES}`
+        })
+      )
+    }
+    return Either.right(unix(path))
+  }
+  if (input.startsWith("[")) {
+    const close = input.indexOf("]")
+    if (close < 0 || input[close + 1] !== ":") {
+      return Either.left(new InvalidAddress({ input, reason: "expected [ipv6]:port" }))
+    }
+    const host = input.slice(1, close)
+    if (isIP(host) !== 6) {
+      return Either.left(new InvalidAddress({ input, reason: `${JSON.stringify(host)} is not an IPv6 address` }))
+    }
+    return Either.map(parsePort(input, input.slice(close + 2)), (port) => tcp(host, port))
+  }
+  const colon = input.lastIndexOf(":")
+  if (colon < 0) return Either.left(new InvalidAddress({ input, reason: EXPECTED }))
+  const host = input.slice(0, colon)
+  if (host.includes(":")) {
+    return Either.left(
+      new InvalidAddress({ input, reason: `an IPv6 address needs brackets: [${host}]:${input.slice(colon + 1)}` })
+    )
+  }
+  if (host.length === 0) return Either.left(new InvalidAddress({ input, reason: `the host is empty; ${EXPECTED}` }))
+  if (isIP(host) !== 4 && (!HOSTNAME.test(host) || /^[0-9.]+$/.test(host))) {
+    return Either.left(
+      new InvalidAddress({ input, reason: `${JSON.stringify(host)} is neither an IP address nor a host name` })
+    )
+  }
+  return Either.map(parsePort(input, input.slice(colon + 1)), (port) => tcp(host, port))
+}
+
+/**
+ * Like {@link parse} but throws the {@link InvalidAddress}. For literals in
+ * programs and tests.
+ *
+ * ```ts
+ * const a = Address.unsafeParse("127.0.0.1:0")
+ * ```
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const unsafeParse = (input: string): Address => Either.getOrThrow(parse(input))
+
+/**
+ * Render an address the way {@link parse} reads it.
+ *
+ * ```ts
+ * Address.format(Address.tcp("::1", 80)) // "[::1]:80"
+ * ```
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const format = (address: Address): string =>
+  address._tag === "UnixAddress"
+    ? `unix:${address.path}`
+    : address.host.includes(":")
+    ? `[${address.host}]:${address.port}`
+    : `${address.host}:${address.port}`
+
+/**
+ * Schema from the textual form (`"[::1]:9000"`) to an {@link Address}, for
+ * configuration and CLI arguments.
+ *
+ * ```ts
+ * Schema.decodeUnknownSync(Address.FromString)("unix:/tmp/s.sock")
+ * ```
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const FromString: Schema.Schema<Address, string> = Schema.transformOrFail(
+  Schema.String,
+  Schema.typeSchema(Address),
+  {
+    strict: true,
+    decode: (s, _, ast) =>
+      Either.mapLeft(parse(s), (e) => new ParseResult.Type(ast, s, e.message)),
+    encode: (a) => ParseResult.succeed(format(a))
+  }
+)
+
+/**
+ * True for addresses that only this machine can reach: 127.0.0.0/8, ::1,
+ * `localhost` and Unix sockets. Servers use it to refuse risky binds.
+ *
+ * ```ts
+ * Address.isLoopback(Address.tcp("0.0.0.0", 80)) // false
+ * ```
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isLoopback = (address: Address): boolean => {
+  if (address._tag === "UnixAddress") return true
+  const host = address.host.toLowerCase()
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host) ||
+    /^::ffff:127\.\d+\.\d+\.\d+$/.test(host)
+}
+
+/**
+ * Is this value an {@link Address}?
+ *
+ * ```ts
+ * Address.isAddress(Address.unix("/tmp/s")) // true
+ * ```
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isAddress = (u: unknown): u is Address => u instanceof TcpAddress || u instanceof UnixAddress
