@@ -1,0 +1,339 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Ref from "effect/Ref"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import * as Address from "../src/Address.js"
+import * as Socket from "../src/Socket.js"
+import * as MemorySocket from "../src/testing/MemorySocket.js"
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+const bytes = (s: string) => encoder.encode(s)
+const text = (chunks: Iterable<Uint8Array>) => Array.from(chunks, (c) => decoder.decode(c)).join("")
+const pieces = (chunks: Iterable<Uint8Array>) => Array.from(chunks, (c) => decoder.decode(c))
+
+/** The Stream chunks (pulls) of `reads`, each as the texts of its pieces. */
+const pulls = (socket: Socket.Socket) =>
+  socket.reads.pipe(Stream.chunks, Stream.map((chunk) => pieces(chunk)), Stream.runCollect, Effect.map(Chunk.toArray))
+
+/** Let forked fibers run until they block; bounded. */
+const settle = Effect.repeatN(Effect.yieldNow(), 20)
+
+const failTag = <A, E extends { readonly _tag: string }>(effect: Effect.Effect<A, E>) =>
+  Effect.map(Effect.flip(effect), (e) => e._tag)
+
+describe("MemorySocket", () => {
+  describe("makePair", () => {
+    it.scoped("carries bytes both ways and is a Socket", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        assert.isTrue(Socket.isSocket(a))
+        assert.deepStrictEqual(a.localAddress, Address.unix("memory:a"))
+        assert.deepStrictEqual(a.remoteAddress, Address.unix("memory:b"))
+        yield* a.write(bytes("ping"))
+        yield* a.end
+        assert.strictEqual(text(yield* Stream.runCollect(b.reads)), "ping")
+        yield* b.write(bytes("pong"))
+        yield* b.end
+        assert.strictEqual(text(yield* Stream.runCollect(a.reads)), "pong")
+      }))
+
+    it.scoped("one pull takes every piece written so far, each piece as written", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        yield* a.write(bytes("one"))
+        yield* a.writeAll([bytes("two"), bytes("three")])
+        yield* a.end
+        assert.deepStrictEqual(yield* pulls(b), [["one", "two", "three"]])
+      }))
+
+    it.scoped("coalesce merges a pull into one Uint8Array (sticky packets)", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { coalesce: true } })
+        yield* a.write(bytes("one"))
+        yield* a.write(bytes("two"))
+        yield* a.end
+        assert.deepStrictEqual(yield* pulls(b), [["onetwo"]])
+      }))
+
+    it.scoped("a second run of reads continues where the first stopped", () =>
+      Effect.gen(function*() {
+        // One pull is one Stream chunk: a partial run keeps the pulls it did not make.
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { maxReadSize: 2 } })
+        yield* a.write(bytes("abcdef"))
+        yield* a.end
+        const first = yield* Stream.runCollect(Stream.take(b.reads, 1))
+        assert.strictEqual(text(first), "ab")
+        assert.strictEqual(text(yield* Stream.runCollect(b.reads)), "cdef")
+        // After EOF every run ends at once.
+        assert.strictEqual(Chunk.size(yield* Stream.runCollect(b.reads)), 0)
+      }))
+
+    it.scoped("half-close: the peer sees EOF and can still answer", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        yield* a.write(bytes("request"))
+        yield* a.end
+        yield* a.end // idempotent
+        assert.strictEqual(text(yield* Stream.runCollect(b.reads)), "request")
+        yield* b.write(bytes("response"))
+        yield* b.close
+        assert.strictEqual(text(yield* Stream.runCollect(a.reads)), "response")
+      }))
+
+    it.scoped("writes after our end or close are BrokenPipe; after the peer closed, too", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        yield* a.end
+        assert.strictEqual(yield* failTag(a.write(bytes("x"))), "BrokenPipe")
+        yield* b.write(bytes("still fine"))
+        yield* b.close
+        yield* b.close // idempotent
+        assert.strictEqual(yield* failTag(b.write(bytes("x"))), "BrokenPipe")
+        const [c, d] = yield* MemorySocket.makePair()
+        yield* d.close
+        const error = yield* Effect.flip(c.write(bytes("x")))
+        assert.strictEqual(error._tag, "BrokenPipe")
+        assert.include(error.message, "memory:b")
+      }))
+
+    it.scoped("reset: the peer reads what was sent, then ConnectionReset; its writes fail too", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        yield* a.write(bytes("partial"))
+        yield* a.reset
+        yield* a.reset // idempotent
+        const received = yield* Ref.make("")
+        const error = yield* b.reads.pipe(
+          Stream.runForEach((chunk) => Ref.update(received, (s) => s + decoder.decode(chunk))),
+          Effect.flip
+        )
+        assert.strictEqual(error._tag, "ConnectionReset")
+        assert.strictEqual(yield* Ref.get(received), "partial")
+        assert.strictEqual(yield* failTag(b.write(bytes("x"))), "ConnectionReset")
+        // Our own end: reads are over, writes are BrokenPipe.
+        assert.strictEqual(Chunk.size(yield* Stream.runCollect(a.reads)), 0)
+        assert.strictEqual(yield* failTag(a.write(bytes("x"))), "BrokenPipe")
+      }))
+
+    it.effect("closing the scope closes both ends and wakes a blocked reader", () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const [a, b] = yield* Scope.extend(MemorySocket.makePair(), scope)
+        const reader = yield* Effect.fork(Stream.runCollect(b.reads))
+        yield* settle
+        assert.isNull(reader.unsafePoll())
+        yield* Scope.close(scope, Exit.void)
+        assert.strictEqual(Chunk.size(yield* Fiber.join(reader)), 0)
+        assert.strictEqual(yield* failTag(a.write(bytes("x"))), "BrokenPipe")
+      }))
+
+    it.scoped("writes wait while the peer's unread bytes exceed bufferSize", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ bufferSize: 10, aToB: { maxReadSize: 4 } })
+        yield* a.write(new Uint8Array(8)) // 8 unread: under the limit
+        const blocked = yield* Effect.fork(a.write(new Uint8Array(8))) // 16 unread: waits
+        yield* settle
+        assert.isNull(blocked.unsafePoll())
+        const pull = yield* Stream.toPull(b.reads)
+        assert.strictEqual(Chunk.size(yield* pull), 1) // 4 bytes read: 12 unread, still over
+        yield* settle
+        assert.isNull(blocked.unsafePoll())
+        yield* pull // 8 bytes read: 8 unread
+        yield* Fiber.join(blocked)
+        // A waiting writer whose peer closes fails instead of hanging.
+        const stuck = yield* Effect.fork(a.write(new Uint8Array(20)))
+        yield* settle
+        assert.isNull(stuck.unsafePoll())
+        yield* b.close
+        assert.strictEqual(yield* failTag(Fiber.join(stuck)), "BrokenPipe")
+      }))
+
+    it.scoped("split writes: maxChunkSize 1 delivers byte by byte; a custom splitter, as told", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({
+          aToB: { maxChunkSize: 1 },
+          bToA: { split: (bs) => [bs.subarray(0, 1), bs.subarray(1)] }
+        })
+        yield* a.writeAll([bytes("ab"), bytes("c")])
+        yield* a.end
+        assert.deepStrictEqual(yield* pulls(b), [["a", "b", "c"]])
+        yield* b.write(bytes("hello"))
+        yield* b.end
+        assert.deepStrictEqual(yield* pulls(a), [["h", "ello"]])
+      }))
+
+    it.effect("a splitter that loses bytes is a defect", () =>
+      Effect.gen(function*() {
+        const exit = yield* Effect.scoped(Effect.gen(function*() {
+          const [a] = yield* MemorySocket.makePair({ aToB: { split: (bs) => [bs.subarray(1)] } })
+          yield* a.write(bytes("abc"))
+        })).pipe(Effect.exit)
+        assert.isTrue(Exit.isFailure(exit) && !Exit.isInterrupted(exit))
+        assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "split returned 2 bytes for a write of 3")
+      }))
+
+    it.effect("per-piece delays follow the TestClock", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { maxChunkSize: 1, delay: "10 millis" } })
+        const received = yield* Ref.make("")
+        const reader = yield* b.reads.pipe(
+          Stream.runForEach((chunk) => Ref.update(received, (s) => s + decoder.decode(chunk))),
+          Effect.fork
+        )
+        yield* a.write(bytes("abc"))
+        yield* a.end
+        yield* settle
+        assert.strictEqual(yield* Ref.get(received), "")
+        yield* TestClock.adjust("10 millis")
+        assert.strictEqual(yield* Ref.get(received), "a")
+        yield* TestClock.adjust("9 millis")
+        assert.strictEqual(yield* Ref.get(received), "a")
+        yield* TestClock.adjust("1 millis")
+        assert.strictEqual(yield* Ref.get(received), "ab")
+        yield* TestClock.adjust("10 millis")
+        yield* Fiber.join(reader)
+        assert.strictEqual(yield* Ref.get(received), "abc")
+      }).pipe(Effect.scoped))
+
+    it.scoped("resetAfter breaks the connection mid-write", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { resetAfter: 5 } })
+        yield* a.write(bytes("abc"))
+        assert.strictEqual(yield* failTag(a.write(bytes("defgh"))), "ConnectionReset")
+        const received = yield* Ref.make("")
+        const error = yield* b.reads.pipe(
+          Stream.runForEach((chunk) => Ref.update(received, (s) => s + decoder.decode(chunk))),
+          Effect.flip
+        )
+        assert.strictEqual(error._tag, "ConnectionReset")
+        assert.strictEqual(yield* Ref.get(received), "abcde")
+        assert.strictEqual(yield* failTag(b.write(bytes("x"))), "ConnectionReset")
+        assert.strictEqual(yield* failTag(a.write(bytes("x"))), "ConnectionReset")
+        assert.strictEqual(yield* failTag(Stream.runDrain(a.reads)), "ConnectionReset")
+      }))
+
+    it.scoped("endAfter half-closes after that many bytes", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { endAfter: 4 } })
+        assert.strictEqual(yield* failTag(a.write(bytes("abcdef"))), "BrokenPipe")
+        assert.strictEqual(text(yield* Stream.runCollect(b.reads)), "abcd")
+        yield* b.write(bytes("ok")) // the other direction is open
+        yield* b.end
+        assert.strictEqual(text(yield* Stream.runCollect(a.reads)), "ok")
+      }))
+
+    it.effect("a slow reader takes maxReadSize bytes per pull, readDelay apart", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { maxReadSize: 3, readDelay: "1 second" } })
+        yield* a.write(bytes("abcdefgh"))
+        yield* a.end
+        const seen = yield* Ref.make<Array<string>>([])
+        const reader = yield* b.reads.pipe(
+          Stream.chunks,
+          Stream.runForEach((chunk) => Ref.update(seen, (xs) => [...xs, text(chunk)])),
+          Effect.fork
+        )
+        yield* settle
+        assert.deepStrictEqual(yield* Ref.get(seen), [])
+        yield* TestClock.adjust("1 second")
+        assert.deepStrictEqual(yield* Ref.get(seen), ["abc"])
+        yield* TestClock.adjust("2 seconds")
+        assert.deepStrictEqual(yield* Ref.get(seen), ["abc", "def", "gh"])
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(reader)
+      }).pipe(Effect.scoped))
+
+    it.scoped("writes sink writes each Stream chunk as a batch and half-closes at the end", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        yield* Stream.make(bytes("x"), bytes("y"), bytes("z")).pipe(Stream.run(a.writes))
+        assert.deepStrictEqual(yield* pulls(b), [["x", "y", "z"]])
+        assert.strictEqual(yield* failTag(a.write(bytes("late"))), "BrokenPipe")
+      }))
+
+    it.effect("invalid options are a defect with a message", () =>
+      Effect.gen(function*() {
+        const exit = yield* Effect.exit(Effect.scoped(MemorySocket.makePair({ aToB: { maxChunkSize: 0 } })))
+        assert.isTrue(Exit.isFailure(exit))
+        assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "maxChunkSize must be a positive integer")
+      }))
+
+    it.scoped("many megabytes through a small buffer arrive intact and in order", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ bufferSize: 4096, aToB: { maxReadSize: 1000 } })
+        const total = 2 * 1024 * 1024
+        const block = new Uint8Array(10_000).map((_, i) => i % 251)
+        const writer = yield* Effect.fork(
+          Effect.zipRight(Effect.repeatN(a.write(block), Math.ceil(total / block.length) - 1), a.end)
+        )
+        const sum = yield* b.reads.pipe(
+          Stream.runFold({ n: 0, ok: true }, (acc, chunk) => {
+            let ok = acc.ok
+            for (let i = 0; i < chunk.length; i++) {
+              if (chunk[i] !== ((acc.n + i) % block.length) % 251) ok = false
+            }
+            return { n: acc.n + chunk.length, ok }
+          })
+        )
+        yield* Fiber.join(writer)
+        assert.strictEqual(sum.n, Math.ceil(total / block.length) * block.length)
+        assert.isTrue(sum.ok)
+      }))
+  })
+
+  describe("listen", () => {
+    it.scoped("serves in-memory clients; counts connections; refuses after stopAccepting", () =>
+      Effect.gen(function*() {
+        const listener = yield* MemorySocket.listen({ address: Address.tcp("127.0.0.1", 0) })
+        assert.strictEqual(listener.address._tag, "TcpAddress")
+        assert.notStrictEqual((listener.address as Address.TcpAddress).port, 0)
+        yield* listener.accept.pipe(
+          Stream.runForEach((socket) => Effect.fork(Stream.run(socket.reads, socket.writes))),
+          Effect.forkScoped
+        )
+        const client = yield* listener.connect({ send: { maxChunkSize: 1 } })
+        assert.deepStrictEqual(client.remoteAddress, listener.address)
+        yield* client.write(bytes("echo me"))
+        yield* client.end
+        assert.strictEqual(text(yield* Stream.runCollect(client.reads)), "echo me")
+        assert.strictEqual(yield* listener.connections, 1)
+        yield* listener.stopAccepting
+        assert.strictEqual(yield* failTag(Effect.scoped(listener.connect())), "ConnectionRefused")
+      }))
+
+    it.effect("stopping resets connections never accepted; the scope closes accepted ones", () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const listener = yield* Scope.extend(MemorySocket.listen(), scope)
+        const accepted = yield* listener.connect()
+        const [server] = yield* Effect.flatMap(Stream.toPull(listener.accept), (pull) => pull)
+        assert.strictEqual(yield* listener.connections, 1)
+        yield* server!.write(bytes("hi"))
+        const waiting = yield* listener.connect()
+        yield* Scope.close(scope, Exit.void)
+        assert.strictEqual(text(yield* Stream.runCollect(accepted.reads)), "hi")
+        assert.strictEqual(yield* failTag(Stream.runDrain(waiting.reads)), "ConnectionReset")
+        assert.strictEqual(yield* listener.connections, 0)
+        assert.strictEqual(Chunk.size(yield* Stream.runCollect(listener.accept)), 0)
+      }).pipe(Effect.scoped))
+
+    it.effect("connect waits while the backlog is full", () =>
+      Effect.gen(function*() {
+        const listener = yield* MemorySocket.listen({ backlog: 1 })
+        yield* listener.connect()
+        const second = yield* Effect.fork(listener.connect())
+        yield* settle
+        assert.isNull(second.unsafePoll())
+        const pull = yield* Stream.toPull(listener.accept)
+        yield* pull
+        yield* Fiber.join(second)
+        assert.strictEqual(yield* listener.connections, 1)
+      }).pipe(Effect.scoped))
+  })
+})
