@@ -1,0 +1,952 @@
+/**
+ * The remote command server, made safe: a client sends `argv`, the server runs
+ * it, without a shell, only if `argv[0]` is on an allowlist, with a deadline,
+ * an output cap and a concurrency limit, and answers with the exit status and
+ * the raw stdout and stderr. The wire format is in docs/exec-protocol.md.
+ *
+ * This module holds the wire schemas and codecs, the policy (what may run and
+ * how), and the runner that turns one request into one response.
+ *
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Exec from "effect-wire/servers/Exec"
+ *
+ * const program = Effect.gen(function*() {
+ *   const policy = yield* Exec.makePolicy({ allow: ["echo", "uname"], timeout: "5 seconds" })
+ *   const runner = yield* Exec.makeRunner(policy)
+ *   const result = yield* runner.run({ argv: ["echo", "hello"] })
+ *   return new TextDecoder().decode(result.stdout) // "hello\n"
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import { constants as bufferConstants } from "node:buffer"
+import * as NodePath from "node:path"
+import * as Address from "../Address.js"
+import * as internal from "../internal/execRunner.js"
+
+// ---------------------------------------------------------------------------
+// Wire errors
+// ---------------------------------------------------------------------------
+
+/**
+ * `argv[0]` is not exactly one of the allowed entries (the message lists them).
+ *
+ * ```ts
+ * if (result.header.error?._tag === "CommandNotAllowed") console.error(result.header.error.message)
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CommandNotAllowed extends Schema.TaggedError<CommandNotAllowed>()("CommandNotAllowed", {
+  message: Schema.String
+}) {}
+
+/**
+ * The server requires a token and the request's was missing or wrong. Nothing ran.
+ *
+ * ```ts
+ * Effect.catchTag("Unauthorized", (e) => Console.error(e.message))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
+  message: Schema.String
+}) {}
+
+/**
+ * The command ran past the server's timeout and its process group was killed
+ * (the output so far is included), or no slot freed up within the queue
+ * timeout (nothing ran).
+ *
+ * ```ts
+ * Effect.catchTag("Timeout", (e) => Console.error(e.message))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Timeout extends Schema.TaggedError<Timeout>()("Timeout", {
+  message: Schema.String
+}) {}
+
+/**
+ * The operating system could not start the command (e.g. the executable was
+ * removed after startup, or the process limit was reached).
+ *
+ * ```ts
+ * Effect.catchTag("SpawnFailed", (e) => Console.error(e.message))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class SpawnFailed extends Schema.TaggedError<SpawnFailed>()("SpawnFailed", {
+  message: Schema.String
+}) {}
+
+/**
+ * The request frame was not UTF-8 JSON of the form `{"argv": [...], "token"?: "..."}`.
+ *
+ * ```ts
+ * Effect.catchTag("BadRequest", (e) => Console.error(e.message))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", {
+  message: Schema.String
+}) {}
+
+/**
+ * The request frame was longer than the server's `maxRequestBytes`; the server
+ * closes the connection after this answer. Its `_tag` equals the one of
+ * `Framing`'s local frame error, so tell them apart by class when both can occur.
+ *
+ * ```ts
+ * if (result.header.error instanceof Exec.FrameTooLarge) reconnect()
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class FrameTooLarge extends Schema.TaggedError<FrameTooLarge>()("FrameTooLarge", {
+  message: Schema.String
+}) {}
+
+/**
+ * The `error` field of a response: one of the six refusals, as a yieldable
+ * tagged error, so a client can `yield*` it.
+ *
+ * ```ts
+ * Schema.decodeUnknownSync(Exec.ExecError)({ _tag: "Timeout", message: "took too long" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ExecError = Schema.Union(CommandNotAllowed, Unauthorized, Timeout, SpawnFailed, BadRequest, FrameTooLarge)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ExecError = typeof ExecError.Type
+
+// ---------------------------------------------------------------------------
+// Wire schemas
+// ---------------------------------------------------------------------------
+
+// The kernel's argv is NUL-terminated: a NUL would silently cut an argument short.
+const Argument = Schema.String.pipe(
+  Schema.filter((s) => !s.includes("\u0000") || "an argument must not contain a NUL byte")
+)
+
+/**
+ * A request: the command line as an array (no shell ever parses it) and the
+ * token, if the server requires one.
+ *
+ * ```ts
+ * const request: Exec.ExecRequest = { argv: ["ls", "-l", "/tmp"], token: "s3cret" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ExecRequest = Schema.Struct({
+  argv: Schema.NonEmptyArray(Argument),
+  token: Schema.optional(Schema.String)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ExecRequest = typeof ExecRequest.Type
+
+/**
+ * The JSON header of a response. `stdoutLength` bytes of stdout and then
+ * `stderrLength` bytes of stderr follow it on the wire. `exitCode` is null when
+ * the command died by `signal` or never ran; `durationMs` is the command's run
+ * time (0 when nothing ran).
+ *
+ * ```ts
+ * const ok = (h: Exec.ExecResponseHeader) => h.error === undefined && h.exitCode === 0
+ * ```
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ExecResponseHeader = Schema.Struct({
+  exitCode: Schema.NullOr(Schema.Int),
+  signal: Schema.NullOr(Schema.String),
+  stdoutLength: Schema.NonNegativeInt,
+  stderrLength: Schema.NonNegativeInt,
+  truncated: Schema.Boolean,
+  durationMs: Schema.NonNegative.pipe(Schema.finite()),
+  error: Schema.optional(ExecError)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ExecResponseHeader = typeof ExecResponseHeader.Type
+
+/**
+ * One response: the header and the two bodies.
+ *
+ * ```ts
+ * const text = (r: Exec.ExecResult) => new TextDecoder().decode(r.stdout)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecResult {
+  readonly header: ExecResponseHeader
+  readonly stdout: Uint8Array
+  readonly stderr: Uint8Array
+}
+
+// ---------------------------------------------------------------------------
+// Codecs
+// ---------------------------------------------------------------------------
+
+const utf8Encoder = new TextEncoder()
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true })
+const MAX_FRAME_LENGTH = 0xffff_ffff
+
+const frameOf = (json: string): Uint8Array => {
+  const body = utf8Encoder.encode(json)
+  if (body.byteLength > MAX_FRAME_LENGTH) throw new RangeError(`a frame of ${body.byteLength} bytes does not fit a 4-byte length`)
+  const out = new Uint8Array(4 + body.byteLength)
+  new DataView(out.buffer).setUint32(0, body.byteLength, false)
+  out.set(body, 4)
+  return out
+}
+
+const readLength = (bytes: Uint8Array): number =>
+  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, false)
+
+const encodeHeaderSync = Schema.encodeSync(ExecResponseHeader)
+const decodeHeaderEither = Schema.decodeUnknownEither(ExecResponseHeader)
+const encodeRequestSync = Schema.encodeSync(ExecRequest)
+const decodeRequestEither = Schema.decodeUnknownEither(ExecRequest)
+
+const parseJson = (payload: Uint8Array): Either.Either<unknown, string> => {
+  let text: string
+  try {
+    text = utf8Decoder.decode(payload)
+  } catch {
+    return Either.left("is not valid UTF-8")
+  }
+  try {
+    return Either.right(JSON.parse(text))
+  } catch (err) {
+    return Either.left(`is not JSON (${(err as Error).message})`)
+  }
+}
+
+/**
+ * One complete request frame: the 4-byte big-endian length, then the JSON.
+ *
+ * ```ts
+ * socket.write(Exec.encodeRequest({ argv: ["uname", "-a"] }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category codecs
+ */
+export const encodeRequest = (request: ExecRequest): Uint8Array => frameOf(JSON.stringify(encodeRequestSync(request)))
+
+/**
+ * Parse a request frame's payload (the bytes after the length). Anything that
+ * is not UTF-8 JSON matching {@link ExecRequest} is a {@link BadRequest} whose
+ * message says what is wrong. Unknown fields are ignored.
+ *
+ * ```ts
+ * Exec.decodeRequest(new TextEncoder().encode('{"argv":["ls"]}')) // Right({ argv: ["ls"] })
+ * ```
+ *
+ * @since 0.1.0
+ * @category codecs
+ */
+export const decodeRequest = (payload: Uint8Array): Either.Either<ExecRequest, BadRequest> =>
+  Either.flatMap(
+    Either.mapLeft(parseJson(payload), (reason) => new BadRequest({ message: `the request ${reason}` })),
+    (json) =>
+      Either.mapLeft(decodeRequestEither(json), (error) =>
+        new BadRequest({
+          message: `the request must be {"argv": ["command", "arg", ...], "token"?: "..."}: ${
+            ParseResult.TreeFormatter.formatErrorSync(error)
+          }`
+        }))
+  )
+
+/**
+ * A response as the chunks to write, in order: the header frame, stdout,
+ * stderr. The bodies are not copied (write them with one `writeAll`). The
+ * header's `stdoutLength` and `stderrLength` are taken from the bodies, so the
+ * frame cannot disagree with what follows it.
+ *
+ * ```ts
+ * socket.writeAll(Exec.encodeResponse(result))
+ * ```
+ *
+ * @since 0.1.0
+ * @category codecs
+ */
+export const encodeResponse = (result: ExecResult): ReadonlyArray<Uint8Array> => {
+  const header = encodeHeaderSync({
+    ...result.header,
+    stdoutLength: result.stdout.byteLength,
+    stderrLength: result.stderr.byteLength
+  })
+  return [frameOf(JSON.stringify(header)), result.stdout, result.stderr]
+}
+
+/**
+ * A response could not be read: a header frame over the limit, a header that
+ * is not the expected JSON, or bodies longer than the caller accepts.
+ *
+ * ```ts
+ * Effect.catchTag("MalformedResponse", (e) => Console.error(e.message))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class MalformedResponse extends Data.TaggedError("MalformedResponse")<{
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `malformed exec response: ${this.reason}; is the peer an effect-wire exec server?`
+  }
+}
+
+/**
+ * What {@link decodeResponse} found at the start of a buffer: a whole response
+ * (and how many bytes it took), or the number of bytes needed to go on.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ResponseStep =
+  | { readonly _tag: "NeedMore"; readonly needed: number }
+  | { readonly _tag: "Complete"; readonly result: ExecResult; readonly consumed: number }
+
+/**
+ * Read one response from the start of `bytes`. Incomplete input is
+ * `NeedMore` with the total byte count needed so far (read until you have
+ * it, then call again); the bodies are `subarray`s of `bytes`, not copies.
+ * `maxHeaderBytes` (default 64 KiB) bounds the header frame and `maxBodyBytes`
+ * (default 64 MiB) bounds stdout + stderr, so a hostile peer cannot make the
+ * client buffer without limit.
+ *
+ * ```ts
+ * const step = yield* Exec.decodeResponse(buffer)
+ * if (step._tag === "Complete") buffer = buffer.subarray(step.consumed)
+ * ```
+ *
+ * @since 0.1.0
+ * @category codecs
+ */
+export const decodeResponse = (
+  bytes: Uint8Array,
+  options?: {
+    readonly maxHeaderBytes?: number | undefined
+    readonly maxBodyBytes?: number | undefined
+  }
+): Either.Either<ResponseStep, MalformedResponse> => {
+  const maxHeaderBytes = options?.maxHeaderBytes ?? 64 * 1024
+  const maxBodyBytes = options?.maxBodyBytes ?? 64 * 1024 * 1024
+  if (bytes.byteLength < 4) return Either.right({ _tag: "NeedMore", needed: 4 })
+  const headerLength = readLength(bytes)
+  if (headerLength > maxHeaderBytes) {
+    return Either.left(
+      new MalformedResponse({ reason: `header frame of ${headerLength} bytes exceeds the limit of ${maxHeaderBytes}` })
+    )
+  }
+  const bodyStart = 4 + headerLength
+  if (bytes.byteLength < bodyStart) return Either.right({ _tag: "NeedMore", needed: bodyStart })
+  const json = parseJson(bytes.subarray(4, bodyStart))
+  if (Either.isLeft(json)) return Either.left(new MalformedResponse({ reason: `the header ${json.left}` }))
+  const decoded = decodeHeaderEither(json.right)
+  if (Either.isLeft(decoded)) {
+    return Either.left(
+      new MalformedResponse({
+        reason: `the header does not match the schema: ${ParseResult.TreeFormatter.formatErrorSync(decoded.left)}`,
+        cause: decoded.left
+      })
+    )
+  }
+  const header = decoded.right
+  const bodyLength = header.stdoutLength + header.stderrLength
+  if (bodyLength > maxBodyBytes) {
+    return Either.left(
+      new MalformedResponse({ reason: `bodies of ${bodyLength} bytes exceed the limit of ${maxBodyBytes}` })
+    )
+  }
+  const end = bodyStart + bodyLength
+  if (bytes.byteLength < end) return Either.right({ _tag: "NeedMore", needed: end })
+  const stdoutEnd = bodyStart + header.stdoutLength
+  return Either.right({
+    _tag: "Complete",
+    result: { header, stdout: bytes.subarray(bodyStart, stdoutEnd), stderr: bytes.subarray(stdoutEnd, end) },
+    consumed: end
+  })
+}
+
+/**
+ * A response for a request that ran nothing: no output, no exit status.
+ *
+ * ```ts
+ * Exec.failureResult(new Exec.BadRequest({ message: "argv is missing" }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const failureResult = (error: ExecError): ExecResult => ({
+  header: {
+    exitCode: null,
+    signal: null,
+    stdoutLength: 0,
+    stderrLength: 0,
+    truncated: false,
+    durationMs: 0,
+    error
+  },
+  stdout: new Uint8Array(0),
+  stderr: new Uint8Array(0)
+})
+
+// ---------------------------------------------------------------------------
+// Configuration errors
+// ---------------------------------------------------------------------------
+
+/**
+ * The server was configured without any allowed command. Nothing is allowed
+ * by default, on purpose.
+ *
+ * ```ts
+ * Exec.makePolicy({ allow: [] }) // fails with MissingAllowlist
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class MissingAllowlist extends Data.TaggedError("MissingAllowlist")<{}> {
+  override get message(): string {
+    return "the exec server runs only allowlisted commands and none were given: pass --allow cmd1,cmd2 " +
+      "(or the `allow` option) with command names or absolute paths"
+  }
+}
+
+/**
+ * An allowed command name was not found as an executable file in any
+ * absolute PATH directory, or an allowed absolute path is not an executable file.
+ *
+ * ```ts
+ * Exec.makePolicy({ allow: ["no-such-tool"] }) // fails with CommandNotFound
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CommandNotFound extends Data.TaggedError("CommandNotFound")<{
+  readonly command: string
+  readonly searched: ReadonlyArray<string>
+}> {
+  override get message(): string {
+    return NodePath.isAbsolute(this.command)
+      ? `allowed command ${JSON.stringify(this.command)} is not an executable file: fix the path or remove it from --allow`
+      : `allowed command ${JSON.stringify(this.command)} was not found as an executable in PATH (${
+        this.searched.join(NodePath.delimiter) || "no absolute directories"
+      }): install it, fix PATH, or list it by absolute path`
+  }
+}
+
+/**
+ * An option has a value the server cannot work with; `option` names it and
+ * `reason` says what is expected.
+ *
+ * ```ts
+ * Exec.makePolicy({ allow: ["ls"], maxOutput: 0 }) // fails with InvalidExecOptions
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidExecOptions extends Data.TaggedError("InvalidExecOptions")<{
+  readonly option: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `invalid exec server option \`${this.option}\`: ${this.reason}`
+  }
+}
+
+/**
+ * The platform has no POSIX process groups (Windows), which the server needs
+ * to kill everything a command started.
+ *
+ * ```ts
+ * Effect.catchTag("UnsupportedPlatform", (e) => Console.error(e.message))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UnsupportedPlatform extends Data.TaggedError("UnsupportedPlatform")<{
+  readonly platform: string
+}> {
+  override get message(): string {
+    return `the exec server needs POSIX process groups to kill timed-out commands; ${this.platform} has none (use Linux or macOS)`
+  }
+}
+
+/**
+ * Refused to serve commands on an address other machines can reach without
+ * requiring a token.
+ *
+ * ```ts
+ * Exec.checkBind(policy, Address.tcp("0.0.0.0", 9000)) // Left(InsecureBind) when policy has no token
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InsecureBind extends Data.TaggedError("InsecureBind")<{
+  readonly address: Address.Address
+}> {
+  override get message(): string {
+    return `refusing to serve commands on ${
+      Address.format(this.address)
+    } without a token: anyone who can reach it could run the allowed commands; pass --token ` +
+      "(or the `token` option), or bind to 127.0.0.1, [::1] or a unix: socket"
+  }
+}
+
+/**
+ * Every way building an exec policy can fail.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ExecConfigError = MissingAllowlist | CommandNotFound | InvalidExecOptions | UnsupportedPlatform
+
+// ---------------------------------------------------------------------------
+// Policy
+// ---------------------------------------------------------------------------
+
+/**
+ * What the exec server may run and how. Only `allow` is required.
+ *
+ * - `allow`: command names (looked up in the server's PATH once, at startup)
+ *   or absolute paths. A request's `argv[0]` must equal an entry exactly.
+ * - `token`: when set, every request must carry it.
+ * - `timeout` (10 s): run time per command, from spawn; then its process group
+ *   gets SIGTERM, and SIGKILL after `killGrace` (1 s).
+ * - `maxOutput` (8 MiB): stdout + stderr bytes kept per command; past it the
+ *   group is killed and the response says `truncated`.
+ * - `concurrency` (4): commands running at once; further requests wait up to
+ *   `queueTimeout` (default: `timeout`) and then get `Timeout`.
+ * - `maxRequestBytes` (64 KiB): the longest request frame.
+ * - `env`: the child's whole environment (default: `PATH` and `LANG` only).
+ * - `cwd`: the child's working directory (default: the server's).
+ *
+ * ```ts
+ * const options: Exec.ExecOptions = { allow: ["uptime", "/usr/local/bin/report"], token: Redacted.make("s3cret") }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecOptions {
+  readonly allow: ReadonlyArray<string>
+  readonly token?: string | Redacted.Redacted<string> | undefined
+  readonly timeout?: Duration.DurationInput | undefined
+  readonly killGrace?: Duration.DurationInput | undefined
+  readonly maxOutput?: number | undefined
+  readonly concurrency?: number | undefined
+  readonly queueTimeout?: Duration.DurationInput | undefined
+  readonly maxRequestBytes?: number | undefined
+  readonly env?: Readonly<Record<string, string>> | undefined
+  readonly cwd?: string | undefined
+}
+
+/**
+ * A validated {@link ExecOptions} with every allowed command resolved to an
+ * absolute executable. The token is kept only as a digest.
+ *
+ * ```ts
+ * const policy = yield* Exec.makePolicy({ allow: ["date"] })
+ * policy.commands.get("date") // "/usr/bin/date"
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecPolicy {
+  /** Allowed `argv[0]` → the absolute executable that runs for it. */
+  readonly commands: ReadonlyMap<string, string>
+  readonly requiresToken: boolean
+  readonly timeout: Duration.Duration
+  readonly killGrace: Duration.Duration
+  readonly maxOutput: number
+  readonly concurrency: number
+  readonly queueTimeout: Duration.Duration
+  readonly maxRequestBytes: number
+  readonly env: Readonly<Record<string, string>>
+  readonly cwd: string
+  /** Check a request's token: constant time, and nothing about the token leaks through timing. */
+  readonly authorize: (token: string | undefined) => Either.Either<void, Unauthorized>
+  /** The executable for `argv[0]`, if it is exactly an allowed entry. */
+  readonly resolve: (argv0: string) => Either.Either<string, CommandNotAllowed>
+}
+
+/**
+ * The defaults of {@link ExecOptions}.
+ *
+ * ```ts
+ * Exec.defaults.maxOutput // 8388608
+ * ```
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults = {
+  timeout: Duration.seconds(10),
+  killGrace: Duration.seconds(1),
+  maxOutput: 8 * 1024 * 1024,
+  concurrency: 4,
+  maxRequestBytes: 64 * 1024
+} as const
+
+const invalid = (option: string, reason: string) => new InvalidExecOptions({ option, reason })
+
+const positiveInt = (
+  option: string,
+  value: number | undefined,
+  fallback: number,
+  max: number
+): Either.Either<number, InvalidExecOptions> => {
+  if (value === undefined) return Either.right(fallback)
+  return Number.isSafeInteger(value) && value > 0 && value <= max
+    ? Either.right(value)
+    : Either.left(invalid(option, `expected a whole number from 1 to ${max}, got ${value}`))
+}
+
+const positiveDuration = (
+  option: string,
+  value: Duration.DurationInput | undefined,
+  fallback: Duration.Duration
+): Either.Either<Duration.Duration, InvalidExecOptions> => {
+  if (value === undefined) return Either.right(fallback)
+  const decoded = Duration.decodeUnknown(value)
+  if (Option.isNone(decoded)) return Either.left(invalid(option, `${JSON.stringify(value)} is not a duration`))
+  const d = decoded.value
+  return Duration.isFinite(d) && Duration.toMillis(d) > 0
+    ? Either.right(d)
+    : Either.left(invalid(option, `expected a finite duration above zero, got ${Duration.format(d)}`))
+}
+
+const allowEntryProblem = (entry: string): string | undefined => {
+  if (entry.length === 0) return "an entry is empty"
+  if (/[\s\u0000]/.test(entry)) return `${JSON.stringify(entry)} contains whitespace or NUL`
+  if (entry.includes("/")) {
+    if (!NodePath.isAbsolute(entry)) {
+      return `${JSON.stringify(entry)} is a relative path; use a bare command name or an absolute path`
+    }
+    const normal = NodePath.normalize(entry)
+    if (normal !== entry) return `${JSON.stringify(entry)} is not a normalized path; write ${JSON.stringify(normal)}`
+    return undefined
+  }
+  if (entry === "." || entry === "..") return `${JSON.stringify(entry)} is not a command name`
+  return undefined
+}
+
+const defaultEnv = (): Record<string, string> => {
+  const path = internal.searchDirectories(process.env.PATH).join(NodePath.delimiter)
+  return { PATH: path.length > 0 ? path : "/usr/bin:/bin", LANG: process.env.LANG ?? "C.UTF-8" }
+}
+
+const validateEnv = (env: Readonly<Record<string, string>>): Either.Either<Record<string, string>, InvalidExecOptions> => {
+  const out: Record<string, string> = {}
+  for (const [key, value] of Object.entries(env)) {
+    if (typeof value !== "string") return Either.left(invalid("env", `the value of ${key} is not a string`))
+    if (key.length === 0 || key.includes("=") || key.includes("\u0000") || value.includes("\u0000")) {
+      return Either.left(invalid("env", `${JSON.stringify(key)} is not a valid variable (no "=" or NUL in names, no NUL in values)`))
+    }
+    out[key] = value
+  }
+  return Either.right(out)
+}
+
+/**
+ * Validate options and resolve the allowlist once: each name through the
+ * server's PATH (absolute directories only) to an absolute executable, each
+ * absolute path checked to be an executable file. Fails with a
+ * {@link ExecConfigError} saying what to change.
+ *
+ * ```ts
+ * const policy = yield* Exec.makePolicy({ allow: ["git", "/opt/tools/report"], token: process.env.EXEC_TOKEN })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makePolicy = (options: ExecOptions): Effect.Effect<ExecPolicy, ExecConfigError> =>
+  Effect.gen(function*() {
+    if (process.platform === "win32") return yield* new UnsupportedPlatform({ platform: process.platform })
+    if (options.allow.length === 0) return yield* new MissingAllowlist()
+    for (const entry of options.allow) {
+      const problem = allowEntryProblem(entry)
+      if (problem !== undefined) return yield* invalid("allow", problem)
+    }
+    const timeout = yield* positiveDuration("timeout", options.timeout, defaults.timeout)
+    const killGrace = yield* positiveDuration("killGrace", options.killGrace, defaults.killGrace)
+    const queueTimeout = yield* positiveDuration("queueTimeout", options.queueTimeout, timeout)
+    const maxOutput = yield* positiveInt("maxOutput", options.maxOutput, defaults.maxOutput, bufferConstants.MAX_LENGTH)
+    const concurrency = yield* positiveInt("concurrency", options.concurrency, defaults.concurrency, 1024)
+    const maxRequestBytes = yield* positiveInt(
+      "maxRequestBytes",
+      options.maxRequestBytes,
+      defaults.maxRequestBytes,
+      MAX_FRAME_LENGTH
+    )
+    const env = yield* validateEnv(options.env ?? defaultEnv())
+    const cwd = NodePath.resolve(options.cwd ?? process.cwd())
+    if (!(yield* Effect.sync(() => internal.isDirectory(cwd)))) {
+      return yield* invalid("cwd", `${JSON.stringify(cwd)} is not a directory`)
+    }
+    const rawToken = options.token === undefined
+      ? undefined
+      : Redacted.isRedacted(options.token)
+      ? Redacted.value(options.token)
+      : options.token
+    if (rawToken !== undefined && rawToken.length === 0) {
+      return yield* invalid("token", "an empty token protects nothing; pass a long random string or leave it out")
+    }
+
+    const searched = internal.searchDirectories(process.env.PATH)
+    const commands = new Map<string, string>()
+    for (const entry of options.allow) {
+      const file = yield* Effect.sync(() =>
+        NodePath.isAbsolute(entry)
+          ? (internal.isExecutableFile(entry) ? entry : undefined)
+          : internal.resolveExecutable(entry, searched)
+      )
+      if (file === undefined) return yield* new CommandNotFound({ command: entry, searched })
+      commands.set(entry, file)
+    }
+
+    const digest = rawToken === undefined ? undefined : internal.tokenDigest(rawToken)
+    const allowedList = [...commands.keys()].join(", ")
+    const policy: ExecPolicy = {
+      commands,
+      requiresToken: digest !== undefined,
+      timeout,
+      killGrace,
+      maxOutput,
+      concurrency,
+      queueTimeout,
+      maxRequestBytes,
+      env,
+      cwd,
+      authorize: (token) => {
+        if (digest === undefined) return Either.void
+        if (token === undefined) {
+          return Either.left(new Unauthorized({ message: "this server requires a token: send it in the request's \"token\" field" }))
+        }
+        return internal.tokenMatches(digest, token)
+          ? Either.void
+          : Either.left(new Unauthorized({ message: "the token is wrong" }))
+      },
+      resolve: (argv0) => {
+        const file = commands.get(argv0)
+        return file !== undefined
+          ? Either.right(file)
+          : Either.left(
+            new CommandNotAllowed({
+              message: `command ${JSON.stringify(argv0)} is not allowed; argv[0] must be exactly one of: ${allowedList}`
+            })
+          )
+      }
+    }
+    return policy
+  })
+
+/**
+ * The check the server makes before it listens: an address other machines
+ * can reach (not loopback, not a Unix socket) needs a token.
+ *
+ * ```ts
+ * yield* Exec.checkBind(policy, Address.tcp("0.0.0.0", 9000))
+ * ```
+ *
+ * @since 0.1.0
+ * @category policy
+ */
+export const checkBind = (policy: ExecPolicy, address: Address.Address): Either.Either<void, InsecureBind> =>
+  policy.requiresToken || Address.isLoopback(address) ? Either.void : Either.left(new InsecureBind({ address }))
+
+// ---------------------------------------------------------------------------
+// Runner
+// ---------------------------------------------------------------------------
+
+/**
+ * Turns requests into responses under an {@link ExecPolicy}. Its effects never
+ * fail: every refusal or failure is a response whose header has `error`.
+ * Interrupting a run kills the command's process group and waits for it.
+ *
+ * ```ts
+ * const result = yield* runner.run({ argv: ["uname", "-s"] })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecRunner {
+  readonly policy: ExecPolicy
+  /** Check the token, then the allowlist; wait for a slot; run; collect. */
+  readonly run: (request: ExecRequest) => Effect.Effect<ExecResult>
+  /** {@link decodeRequest} then {@link ExecRunner.run}; a bad payload is a `BadRequest` response. */
+  readonly runFrame: (payload: Uint8Array) => Effect.Effect<ExecResult>
+  /** The answer to a request frame announced with `length` bytes, over `maxRequestBytes`. */
+  readonly frameTooLarge: (length: number) => ExecResult
+}
+
+const describeSpawnError = (argv0: string, file: string, cwd: string, err: NodeJS.ErrnoException): string => {
+  const code = err.code === undefined ? "" : ` (${err.code})`
+  const hint = err.code === "ENOENT"
+    ? `: ${file} or the working directory ${cwd} no longer exists`
+    : err.code === "EACCES"
+    ? `: ${file} is no longer executable, or ${cwd} is not accessible`
+    : err.code === "EAGAIN" || err.code === "ENOMEM"
+    ? ": the machine is out of processes or memory; try again later"
+    : `: ${err.message}`
+  return `could not start ${JSON.stringify(argv0)}${code}${hint}`
+}
+
+/**
+ * A runner for a policy, with its own concurrency limit.
+ *
+ * ```ts
+ * const runner = yield* Exec.makeRunner(yield* Exec.makePolicy({ allow: ["echo"] }))
+ * const result = yield* runner.runFrame(payload)
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeRunner = (policy: ExecPolicy): Effect.Effect<ExecRunner> =>
+  Effect.map(Effect.makeSemaphore(policy.concurrency), (slots) => {
+    const timeoutMillis = Duration.toMillis(policy.timeout)
+    const killGraceMillis = Duration.toMillis(policy.killGrace)
+
+    const busy = failureResult(
+      new Timeout({
+        message: `no free slot within ${Duration.format(policy.queueTimeout)}: all ${policy.concurrency} ` +
+          "slots are running commands; try again later (the server's --concurrency sets the slots)"
+      })
+    )
+
+    // A request waits for a slot at most `queueTimeout`. The timer gives up only
+    // if the slot was not taken yet, so a started command is never abandoned;
+    // withPermits releases the slot however the run ends.
+    const withSlot = (self: Effect.Effect<ExecResult>): Effect.Effect<ExecResult> =>
+      Effect.flatMap(Deferred.make<void>(), (started) =>
+        Effect.race(
+          slots.withPermits(1)(Effect.zipRight(Deferred.succeed(started, undefined), self)),
+          Effect.sleep(policy.queueTimeout).pipe(
+            Effect.zipRight(Deferred.isDone(started)),
+            Effect.flatMap((isStarted) => isStarted ? Effect.never : Effect.succeed(busy))
+          )
+        ))
+
+    const execute = (argv0: string, file: string, args: ReadonlyArray<string>): Effect.Effect<ExecResult> =>
+      Effect.map(
+        internal.runProcess({
+          file,
+          argv0,
+          args,
+          env: policy.env,
+          cwd: policy.cwd,
+          timeoutMillis,
+          killGraceMillis,
+          maxOutput: policy.maxOutput
+        }),
+        (outcome): ExecResult => {
+          if (outcome.spawnError !== undefined) {
+            return failureResult(
+              new SpawnFailed({ message: describeSpawnError(argv0, file, policy.cwd, outcome.spawnError) })
+            )
+          }
+          const error = outcome.timedOut
+            ? new Timeout({
+              message: `${JSON.stringify(argv0)} did not finish within ${
+                Duration.format(policy.timeout)
+              }; its process group was killed and the output so far is included`
+            })
+            : undefined
+          return {
+            header: {
+              exitCode: outcome.exitCode,
+              signal: outcome.signal,
+              stdoutLength: outcome.stdout.byteLength,
+              stderrLength: outcome.stderr.byteLength,
+              truncated: outcome.truncated,
+              durationMs: outcome.durationMs,
+              ...(error === undefined ? {} : { error })
+            },
+            stdout: outcome.stdout,
+            stderr: outcome.stderr
+          }
+        }
+      )
+
+    const run = (request: ExecRequest): Effect.Effect<ExecResult> =>
+      Effect.suspend(() => {
+        const authorized = policy.authorize(request.token)
+        if (Either.isLeft(authorized)) return Effect.succeed(failureResult(authorized.left))
+        const [argv0, ...args] = request.argv
+        const file = policy.resolve(argv0)
+        if (Either.isLeft(file)) return Effect.succeed(failureResult(file.left))
+        return withSlot(execute(argv0, file.right, args))
+      })
+
+    return {
+      policy,
+      run,
+      runFrame: (payload) =>
+        Effect.suspend(() => {
+          const request = decodeRequest(payload)
+          return Either.isLeft(request) ? Effect.succeed(failureResult(request.left)) : run(request.right)
+        }),
+      frameTooLarge: (length) =>
+        failureResult(
+          new FrameTooLarge({
+            message: `the request frame of ${length} bytes exceeds the server's limit of ${policy.maxRequestBytes} ` +
+              "bytes; the connection is closed"
+          })
+        )
+    }
+  })
