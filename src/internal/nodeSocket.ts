@@ -1,0 +1,818 @@
+/**
+ * The node:net adapter behind `Socket.connect` and `Socket.listen`.
+ *
+ * Hot paths (every read, every write) are plain JS: one small state object
+ * per socket, event handlers shared by all sockets (they find their state
+ * through a symbol on the Node socket), no Effect queue or fiber per socket.
+ * Effect only appears where a caller has to wait.
+ *
+ * This module must not import values from ../Socket.js (Socket.ts imports it).
+ *
+ * @internal
+ */
+import type * as Cause from "effect/Cause"
+import * as Channel from "effect/Channel"
+import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import * as Sink from "effect/Sink"
+import * as Stream from "effect/Stream"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Address from "../Address.js"
+import * as NetError from "../NetError.js"
+import type * as Socket from "../Socket.js"
+
+const TypeId: Socket.TypeId = Symbol.for("effect-wire/Socket") as Socket.TypeId
+
+/** Where a Node socket keeps its wrapper, so shared handlers need no closure per socket. */
+const kOwner = Symbol.for("effect-wire/internal/NodeSocket")
+
+type Raw = Net.Socket & { [kOwner]?: NodeSocket }
+
+const DEFAULT_READ_BUFFER = 64 * 1024
+const DEFAULT_KEEPALIVE_MS = 60_000
+const DEFAULT_CLOSE_TIMEOUT_MS = 2_000
+const DEFAULT_ACCEPT_QUEUE = 1024
+const DEFAULT_BACKLOG = 511
+const UNIX_PROBE_TIMEOUT_MS = 1_000
+
+// ---------------------------------------------------------------------------
+// options
+// ---------------------------------------------------------------------------
+
+/** Socket options after defaults and validation; shared by every socket of a listener. */
+interface SocketConfig {
+  readonly noDelay: boolean
+  /** 0: off; otherwise the initial delay in ms (Node's 0 means "OS default"). */
+  readonly keepAlive: number | false
+  /** 0: no idle timeout. */
+  readonly idleTimeoutMs: number
+  readonly readBufferSize: number
+  readonly closeTimeoutMs: number
+}
+
+interface CommonOptions {
+  readonly noDelay?: boolean | undefined
+  readonly keepAlive?: boolean | Duration.DurationInput | undefined
+  readonly idleTimeout?: Duration.DurationInput | undefined
+  readonly readBufferSize?: number | undefined
+  readonly closeTimeout?: Duration.DurationInput | undefined
+}
+
+class InvalidOption {
+  constructor(readonly message: string) {}
+}
+
+const positiveInt = (name: string, value: number | undefined, fallback: number): number => {
+  if (value === undefined) return fallback
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidOption(`${name} must be a positive integer, got ${String(value)}`)
+  }
+  return value
+}
+
+/** Milliseconds of a duration option; `undefined` for "not set", 0 for zero or infinite. */
+const millis = (name: string, value: Duration.DurationInput | undefined): number | undefined => {
+  if (value === undefined) return undefined
+  const decoded = Duration.decodeUnknown(value)
+  if (decoded._tag === "None") throw new InvalidOption(`${name} is not a duration: ${String(value)}`)
+  const duration = decoded.value
+  if (!Duration.isFinite(duration)) return 0
+  return Math.max(0, Math.ceil(Duration.toMillis(duration)))
+}
+
+const socketConfig = (options: CommonOptions): SocketConfig => {
+  const keepAlive = options.keepAlive
+  return {
+    noDelay: options.noDelay ?? true,
+    keepAlive: keepAlive === undefined || keepAlive === false
+      ? false
+      : keepAlive === true
+      ? DEFAULT_KEEPALIVE_MS
+      : millis("keepAlive", keepAlive)!,
+    idleTimeoutMs: millis("idleTimeout", options.idleTimeout) ?? 0,
+    readBufferSize: positiveInt("readBufferSize", options.readBufferSize, DEFAULT_READ_BUFFER),
+    closeTimeoutMs: millis("closeTimeout", options.closeTimeout) ?? DEFAULT_CLOSE_TIMEOUT_MS
+  }
+}
+
+/** Invalid options are programming errors: a defect whose message names the option. */
+const withOptions = <A, E, R>(build: () => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => {
+    try {
+      return build()
+    } catch (e) {
+      if (e instanceof InvalidOption) return Effect.dieMessage(e.message)
+      throw e
+    }
+  })
+
+// ---------------------------------------------------------------------------
+// addresses
+// ---------------------------------------------------------------------------
+
+// Validation is skipped: Node reports well-formed hosts and ports.
+const tcpAddress = (host: string | undefined, port: number | undefined, fallback: Address.Address): Address.Address =>
+  host === undefined || host.length === 0 || port === undefined
+    ? fallback
+    : new Address.TcpAddress({ host, port }, true)
+
+// ---------------------------------------------------------------------------
+// the socket
+// ---------------------------------------------------------------------------
+
+const READING = 1 // we asked Node to flow; cleared while the read buffer is full
+const EOF = 2 // the peer's FIN arrived
+const CLOSED = 4 // Node's 'close' fired: the handle is gone
+const CLOSING = 8 // close/reset was called: reads end, incoming bytes are discarded
+const ENDED = 16 // end was called: no more writes
+const CONNECTED = 32
+
+type Resume<A, E> = (effect: Effect.Effect<A, E>) => void
+type ReadPull = Effect.Effect<Chunk.Chunk<Uint8Array> | undefined, NetError.ReadError>
+
+/** The listener side of an accepted socket: told when the socket closes. */
+interface Owner {
+  readonly release: (socket: NodeSocket) => void
+}
+
+/**
+ * One connected socket. Reads: Node flows into `queue` until `readBufferSize`
+ * bytes wait, then it is paused until a pull takes the queue as one chunk.
+ * Writes go straight to Node and wait only when `write()` returns false.
+ */
+class NodeSocket implements Socket.Socket {
+  declare readonly [TypeId]: Socket.TypeId
+  localAddress: Address.Address
+  remoteAddress: Address.Address
+  /** Received buffers nobody pulled yet; undefined while empty so idle sockets stay small. */
+  queue: Array<Buffer> | undefined = undefined
+  queued = 0
+  flags = 0
+  /** The first failure: a Node error, or our IdleTimeout. */
+  failure: unknown = undefined
+  reader: Resume<Chunk.Chunk<Uint8Array> | undefined, NetError.ReadError> | undefined = undefined
+  drainWaiters: Array<Resume<void, NetError.WriteError>> | undefined = undefined
+
+  constructor(
+    readonly raw: Raw,
+    readonly config: SocketConfig,
+    readonly isTcp: boolean,
+    address: Address.Address,
+    readonly owner: Owner | undefined
+  ) {
+    this.localAddress = address
+    this.remoteAddress = address
+    raw[kOwner] = this
+    raw.on("data", onData)
+    raw.on("end", onEnd)
+    raw.on("error", onError)
+    raw.on("close", onClose)
+    raw.on("drain", onDrain)
+  }
+
+  /** Called once the connection exists (at once for accepted sockets). */
+  established(listenerAddress: Address.Address | undefined): void {
+    const raw = this.raw
+    const config = this.config
+    this.flags |= CONNECTED
+    if (this.isTcp) {
+      const fallback = listenerAddress ?? this.remoteAddress
+      this.localAddress = tcpAddress(raw.localAddress, raw.localPort, fallback)
+      this.remoteAddress = tcpAddress(raw.remoteAddress, raw.remotePort, this.remoteAddress)
+      raw.setNoDelay(config.noDelay)
+      if (config.keepAlive !== false) raw.setKeepAlive(true, config.keepAlive)
+    }
+    if (config.idleTimeoutMs > 0) {
+      raw.setTimeout(config.idleTimeoutMs)
+      raw.on("timeout", onTimeout)
+    }
+  }
+
+  // -- reads ----------------------------------------------------------------
+
+  startReading(): void {
+    if ((this.flags & (READING | EOF | CLOSED)) === 0) {
+      this.flags |= READING
+      this.raw.resume()
+    }
+  }
+
+  wakeReader(): void {
+    const reader = this.reader
+    if (reader !== undefined) {
+      this.reader = undefined
+      reader(Effect.suspend(() => this.poll()))
+    }
+  }
+
+  /** Everything queued as one chunk; else the failure; else end; else wait. */
+  poll(): ReadPull {
+    const queue = this.queue
+    if (queue !== undefined) {
+      this.queue = undefined
+      this.queued = 0
+      this.startReading()
+      return Effect.succeed(Chunk.unsafeFromArray(queue))
+    }
+    if (this.failure !== undefined) return Effect.fail(this.readError())
+    if ((this.flags & (EOF | CLOSED | CLOSING)) !== 0) return Effect.succeed(undefined)
+    this.startReading()
+    return Effect.async((resume) => {
+      this.reader = resume
+      return Effect.sync(() => {
+        if (this.reader === resume) this.reader = undefined
+      })
+    })
+  }
+
+  get reads(): Stream.Stream<Uint8Array, NetError.ReadError> {
+    const pull = Effect.suspend(() => this.poll())
+    const loop: Channel.Channel<Chunk.Chunk<Uint8Array>, unknown, NetError.ReadError, unknown, void, unknown> =
+      Channel.flatMap(
+        Channel.fromEffect(pull),
+        (chunk) => chunk === undefined ? Channel.void : Channel.zipRight(Channel.write(chunk), loop)
+      )
+    return Stream.fromChannel(loop)
+  }
+
+  readError(): NetError.ReadError {
+    const failure = this.failure
+    return failure instanceof NetError.IdleTimeout
+      ? failure
+      : NetError.fromSystemError(failure, { phase: "read", address: this.remoteAddress })
+  }
+
+  // -- writes ---------------------------------------------------------------
+
+  writeError(): NetError.WriteError {
+    const failure = this.failure
+    if (failure !== undefined) {
+      return failure instanceof NetError.IdleTimeout
+        ? failure
+        : NetError.fromSystemError(failure, { phase: "write", address: this.remoteAddress })
+    }
+    return new NetError.BrokenPipe({
+      address: this.remoteAddress,
+      detail: (this.flags & (CLOSED | CLOSING)) === 0 && (this.flags & ENDED) !== 0
+        ? "this side already half-closed the connection with end"
+        : "the socket is closed"
+    })
+  }
+
+  canWrite(): boolean {
+    return this.failure === undefined && (this.flags & (CLOSED | CLOSING | ENDED)) === 0 && !this.raw.destroyed
+  }
+
+  awaitDrain(): Effect.Effect<void, NetError.WriteError> {
+    return Effect.async((resume) => {
+      if (!this.raw.writableNeedDrain) return resume(Effect.void)
+      if ((this.flags & CLOSED) !== 0) return resume(Effect.fail(this.writeError()))
+      const waiters = this.drainWaiters ??= []
+      waiters.push(resume)
+      return Effect.sync(() => {
+        const i = waiters.indexOf(resume)
+        if (i >= 0) waiters.splice(i, 1)
+      })
+    })
+  }
+
+  settleDrainWaiters(result: Effect.Effect<void, NetError.WriteError>): void {
+    const waiters = this.drainWaiters
+    if (waiters === undefined || waiters.length === 0) return
+    this.drainWaiters = undefined
+    for (const resume of waiters) resume(result)
+  }
+
+  readonly write = (bytes: Uint8Array): Effect.Effect<void, NetError.WriteError> =>
+    Effect.suspend(() => {
+      if (!this.canWrite()) return Effect.fail(this.writeError())
+      return this.raw.write(bytes) ? Effect.void : this.awaitDrain()
+    })
+
+  readonly writeAll = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, NetError.WriteError> =>
+    Effect.suspend(() => this.writeBatch(chunks))
+
+  writeBatch(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, NetError.WriteError> {
+    if (!this.canWrite()) return Effect.fail(this.writeError())
+    const raw = this.raw
+    const n = chunks.length
+    if (n === 0) return Effect.void
+    if (n === 1) return raw.write(chunks[0]!) ? Effect.void : this.awaitDrain()
+    // Corked writes leave as one writev on uncork.
+    raw.cork()
+    let ok = true
+    for (let i = 0; i < n; i++) ok = raw.write(chunks[i]!)
+    raw.uncork()
+    return ok ? Effect.void : this.awaitDrain()
+  }
+
+  get writes(): Sink.Sink<void, Uint8Array, never, NetError.WriteError> {
+    const loop: Channel.Channel<never, Chunk.Chunk<Uint8Array>, NetError.WriteError, never, void, unknown> = Channel
+      .readWithCause({
+        onInput: (chunk: Chunk.Chunk<Uint8Array>) =>
+          Channel.flatMap(
+            Channel.fromEffect(Effect.suspend(() => this.writeBatch(Chunk.toReadonlyArray(chunk)))),
+            () => loop
+          ),
+        onFailure: (cause: Cause.Cause<never>) => Channel.failCause(cause),
+        onDone: () => Channel.fromEffect(this.end)
+      })
+    return Sink.fromChannel(loop)
+  }
+
+  // -- lifecycle ------------------------------------------------------------
+
+  /** Waits for Node to hand every written byte and the FIN to the kernel. */
+  awaitFinish(): Effect.Effect<void, NetError.WriteError> {
+    return Effect.async((resume) => {
+      const raw = this.raw
+      const cleanup = () => {
+        raw.off("finish", onFinish)
+        raw.off("close", onClosed)
+      }
+      const onFinish = () => {
+        cleanup()
+        resume(Effect.void)
+      }
+      const onClosed = () => {
+        cleanup()
+        resume(raw.writableFinished ? Effect.void : Effect.fail(this.writeError()))
+      }
+      raw.once("finish", onFinish)
+      raw.once("close", onClosed)
+      return Effect.sync(cleanup)
+    })
+  }
+
+  get end(): Effect.Effect<void, NetError.WriteError> {
+    return Effect.suspend(() => {
+      const raw = this.raw
+      if (raw.writableFinished) return Effect.void
+      if (this.failure !== undefined) return Effect.fail(this.writeError())
+      if ((this.flags & (CLOSED | CLOSING)) !== 0 || raw.destroyed) return Effect.void
+      if ((this.flags & ENDED) === 0) {
+        this.flags |= ENDED
+        raw.end()
+      }
+      return this.awaitFinish()
+    })
+  }
+
+  get reset(): Effect.Effect<void> {
+    return Effect.sync(() => this.unsafeReset())
+  }
+
+  unsafeReset(): void {
+    const raw = this.raw
+    this.beginClosing()
+    if (raw.destroyed) return
+    if (this.isTcp && (this.flags & CONNECTED) !== 0) {
+      try {
+        raw.resetAndDestroy()
+        return
+      } catch {
+        // Not a TCP handle after all: a plain destroy is the closest abort.
+      }
+    }
+    raw.destroy()
+  }
+
+  /** Reads end at once; what is still queued or arrives from now on is dropped. */
+  beginClosing(): void {
+    if ((this.flags & CLOSING) !== 0) return
+    this.flags |= CLOSING
+    this.queue = undefined
+    this.queued = 0
+    this.wakeReader()
+  }
+
+  get close(): Effect.Effect<void> {
+    return Effect.suspend(() => this.closeGracefully())
+  }
+
+  /**
+   * End the write side, wait until Node flushed what it accepted (bounded by
+   * `closeTimeout`), then destroy. Incoming bytes are read and dropped
+   * meanwhile, so the kernel closes with FIN rather than RST.
+   */
+  closeGracefully(): Effect.Effect<void> {
+    const raw = this.raw
+    this.beginClosing()
+    if (raw.destroyed) return Effect.void
+    if ((this.flags & CONNECTED) === 0 || this.failure !== undefined) {
+      raw.destroy()
+      return Effect.void
+    }
+    if ((this.flags & READING) === 0 && (this.flags & EOF) === 0) {
+      this.flags |= READING
+      raw.resume()
+    }
+    if (!raw.writableEnded) {
+      this.flags |= ENDED
+      raw.end()
+    }
+    if (raw.writableFinished) {
+      raw.destroy()
+      return Effect.void
+    }
+    return Effect.async<void>((resume) => {
+      const cleanup = () => {
+        clearTimeout(timer)
+        raw.off("finish", done)
+        raw.off("close", done)
+      }
+      const done = () => {
+        cleanup()
+        raw.destroy()
+        resume(Effect.void)
+      }
+      const timer = setTimeout(done, this.config.closeTimeoutMs)
+      raw.once("finish", done)
+      raw.once("close", done)
+      return Effect.sync(() => {
+        cleanup()
+        raw.destroy()
+      })
+    })
+  }
+
+  /** Immediate destroy, for listener shutdown. */
+  unsafeDestroy(): void {
+    this.beginClosing()
+    this.raw.destroy()
+  }
+}
+
+function onData(this: Raw, chunk: Buffer): void {
+  const s = this[kOwner]!
+  if ((s.flags & CLOSING) !== 0) return
+  const queue = s.queue
+  if (queue === undefined) s.queue = [chunk]
+  else queue.push(chunk)
+  s.queued += chunk.length
+  if (s.queued >= s.config.readBufferSize) {
+    s.flags &= ~READING
+    this.pause()
+  }
+  s.wakeReader()
+}
+
+function onEnd(this: Raw): void {
+  const s = this[kOwner]!
+  s.flags |= EOF
+  s.wakeReader()
+}
+
+function onError(this: Raw, error: Error): void {
+  const s = this[kOwner]!
+  if (s.failure === undefined) s.failure = error
+  s.wakeReader()
+}
+
+function onClose(this: Raw): void {
+  const s = this[kOwner]!
+  s.flags |= CLOSED
+  s.wakeReader()
+  s.settleDrainWaiters(Effect.suspend(() => Effect.fail(s.writeError())))
+  s.owner?.release(s)
+}
+
+function onDrain(this: Raw): void {
+  this[kOwner]!.settleDrainWaiters(Effect.void)
+}
+
+function onTimeout(this: Raw): void {
+  const s = this[kOwner]!
+  if (s.failure === undefined) {
+    s.failure = new NetError.IdleTimeout({
+      address: s.remoteAddress,
+      detail: `no byte moved either way for ${s.config.idleTimeoutMs} ms`
+    })
+  }
+  this.destroy()
+}
+
+// ---------------------------------------------------------------------------
+// connect
+// ---------------------------------------------------------------------------
+
+const awaitConnect = (socket: NodeSocket, address: Address.Address): Effect.Effect<void, NetError.ConnectError> =>
+  Effect.async((resume) => {
+    const raw = socket.raw
+    const cleanup = () => {
+      raw.off("connect", onConnect)
+      raw.off("close", onClosed)
+    }
+    const onConnect = () => {
+      cleanup()
+      socket.established(undefined)
+      resume(Effect.void)
+    }
+    const onClosed = () => {
+      cleanup()
+      resume(Effect.fail(NetError.fromSystemError(socket.failure, { phase: "connect", address })))
+    }
+    raw.once("connect", onConnect)
+    raw.once("close", onClosed)
+    return Effect.sync(cleanup)
+  })
+
+/** @internal */
+export const connect = (
+  address: Address.Address,
+  options: Socket.ConnectOptions = {}
+): Effect.Effect<Socket.Socket, NetError.ConnectError, Scope.Scope> =>
+  withOptions(() => {
+    const config = socketConfig(options)
+    const timeoutMs = millis("timeout", options.timeout) ?? 0
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function*() {
+        // A scope of its own, so a failed attempt leaves nothing behind in the caller's scope.
+        const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+        const isTcp = address._tag === "TcpAddress"
+        const raw: Raw = isTcp
+          ? Net.createConnection({ host: address.host, port: address.port, allowHalfOpen: true })
+          : Net.createConnection({ path: address.path, allowHalfOpen: true })
+        // Paused until the first pull: nothing is read that nobody asked for.
+        raw.pause()
+        const socket = new NodeSocket(raw, config, isTcp, address, undefined)
+        yield* Scope.addFinalizer(scope, socket.close)
+        const attempt = timeoutMs === 0 ? awaitConnect(socket, address) : awaitConnect(socket, address).pipe(
+          Effect.timeoutFail({
+            duration: Duration.millis(timeoutMs),
+            onTimeout: () =>
+              new NetError.ConnectTimeout({ address, detail: `no connection within ${Duration.format(timeoutMs)}` })
+          })
+        )
+        yield* restore(attempt).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
+        return socket as Socket.Socket
+      })
+    )
+  })
+
+// ---------------------------------------------------------------------------
+// listen
+// ---------------------------------------------------------------------------
+
+/**
+ * The accept side: a bounded queue between Node's 'connection' events and the
+ * consumer of `accept`, and the set of accepted sockets still open.
+ */
+class NodeListener implements Socket.Listener, Owner {
+  address: Address.Address
+  readonly open = new Set<NodeSocket>()
+  /** Accepted sockets not yet pulled; `head` avoids O(n) shifts. */
+  pending: Array<NodeSocket> = []
+  head = 0
+  refusedCount = 0
+  stopped = false
+  waiters: Array<Resume<Socket.Socket | undefined, never>> = []
+  unixInode: number | undefined = undefined
+
+  constructor(
+    readonly server: Net.Server,
+    readonly config: SocketConfig,
+    readonly acceptQueueSize: number,
+    readonly requested: Address.Address
+  ) {
+    this.address = requested
+    server.on("connection", (raw: Raw) => this.onConnection(raw))
+  }
+
+  onConnection(raw: Raw): void {
+    if (this.stopped || this.pending.length - this.head >= this.acceptQueueSize) {
+      this.refusedCount++
+      raw.destroy()
+      return
+    }
+    const socket = new NodeSocket(raw, this.config, this.requested._tag === "TcpAddress", this.address, this)
+    socket.established(this.address)
+    this.open.add(socket)
+    this.pending.push(socket)
+    const waiter = this.waiters.shift()
+    if (waiter !== undefined) waiter(Effect.suspend(() => this.pollAccept()))
+  }
+
+  release(socket: NodeSocket): void {
+    this.open.delete(socket)
+  }
+
+  take(): NodeSocket | undefined {
+    if (this.head >= this.pending.length) return undefined
+    const socket = this.pending[this.head]!
+    this.pending[this.head++] = undefined as unknown as NodeSocket
+    if (this.head === this.pending.length) {
+      this.pending = []
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > this.pending.length) {
+      this.pending = this.pending.slice(this.head)
+      this.head = 0
+    }
+    return socket
+  }
+
+  /** The next socket, or undefined once stopped and drained (the end of `accept`). */
+  pollAccept(): Effect.Effect<Socket.Socket | undefined> {
+    const socket = this.take()
+    if (socket !== undefined || this.stopped) return Effect.succeed(socket)
+    return Effect.async((resume) => {
+      this.waiters.push(resume)
+      return Effect.sync(() => {
+        const i = this.waiters.indexOf(resume)
+        if (i >= 0) this.waiters.splice(i, 1)
+      })
+    })
+  }
+
+  get accept(): Stream.Stream<Socket.Socket> {
+    const pull = Effect.suspend(() => this.pollAccept())
+    const loop: Channel.Channel<Chunk.Chunk<Socket.Socket>, unknown, never, unknown, void, unknown> = Channel
+      .flatMap(
+        Channel.fromEffect(pull),
+        (socket) => socket === undefined ? Channel.void : Channel.zipRight(Channel.write(Chunk.of(socket)), loop)
+      )
+    return Stream.fromChannel(loop)
+  }
+
+  get connections(): Effect.Effect<number> {
+    return Effect.sync(() => this.open.size)
+  }
+
+  get refused(): Effect.Effect<number> {
+    return Effect.sync(() => this.refusedCount)
+  }
+
+  get stopAccepting(): Effect.Effect<void> {
+    return Effect.sync(() => this.unsafeStop())
+  }
+
+  unsafeStop(): void {
+    if (this.stopped) return
+    this.stopped = true
+    this.server.close()
+    if (this.head >= this.pending.length) {
+      const waiters = this.waiters
+      this.waiters = []
+      for (const resume of waiters) resume(Effect.succeed(undefined))
+    }
+  }
+
+  /** Scope end: stop listening, destroy every accepted socket, remove our Unix socket file. */
+  shutdown(): void {
+    this.unsafeStop()
+    for (const socket of this.open) socket.unsafeDestroy()
+    this.open.clear()
+    this.pending = []
+    this.head = 0
+    const waiters = this.waiters
+    this.waiters = []
+    for (const resume of waiters) resume(Effect.succeed(undefined))
+    if (this.address._tag === "UnixAddress" && this.unixInode !== undefined) {
+      removeOwnSocketFile(this.address.path, this.unixInode)
+    }
+  }
+}
+
+const removeOwnSocketFile = (path: string, inode: number): void => {
+  try {
+    const stat = Fs.lstatSync(path)
+    // Only the file we created: another server may have bound the path since.
+    if (stat.isSocket() && stat.ino === inode) Fs.unlinkSync(path)
+  } catch {
+    // Already gone (libuv unlinks it when the server handle closes).
+  }
+}
+
+/**
+ * A Unix path may hold a socket file left by a server that died: nobody
+ * accepts there (ECONNREFUSED), so it is removed. A live one is AddressInUse;
+ * any other kind of file is never touched.
+ */
+const prepareUnixPath = (address: Address.UnixAddress): Effect.Effect<void, NetError.ListenError> =>
+  Effect.async((resume) => {
+    const path = address.path
+    let stat: Fs.Stats
+    try {
+      stat = Fs.lstatSync(path)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return resume(Effect.void)
+      return resume(Effect.fail(NetError.fromSystemError(e, { phase: "listen", address })))
+    }
+    if (!stat.isSocket()) {
+      return resume(Effect.fail(
+        new NetError.AddressInUse({
+          address,
+          code: "EADDRINUSE",
+          detail: `${path} exists and is not a socket; it was left untouched: remove it or choose another path`
+        })
+      ))
+    }
+    const probe = Net.createConnection({ path })
+    let settled = false
+    const settle = (effect: Effect.Effect<void, NetError.ListenError>) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      probe.destroy()
+      resume(effect)
+    }
+    const live = (detail: string) =>
+      Effect.fail(new NetError.AddressInUse({ address, code: "EADDRINUSE", detail }))
+    // A live server with a full backlog may not answer; that still means "in use".
+    const timer = setTimeout(
+      () => settle(live("a server holds this socket file but did not answer")),
+      UNIX_PROBE_TIMEOUT_MS
+    )
+    probe.once("connect", () => settle(live("a server is accepting connections on this socket file")))
+    probe.once("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "ECONNREFUSED") {
+        try {
+          Fs.unlinkSync(path)
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "ENOENT") {
+            return settle(Effect.fail(NetError.fromSystemError(e, {
+              phase: "listen",
+              address,
+              detail: "cannot remove the stale socket file"
+            })))
+          }
+        }
+        return settle(Effect.void)
+      }
+      if (err.code === "EAGAIN") return settle(live("a server holds this socket file and its backlog is full"))
+      settle(Effect.fail(NetError.fromSystemError(err, { phase: "listen", address })))
+    })
+    return Effect.sync(() => {
+      settled = true
+      clearTimeout(timer)
+      probe.destroy()
+    })
+  })
+
+const startListening = (
+  address: Address.Address,
+  options: Socket.ListenOptions,
+  config: SocketConfig,
+  acceptQueueSize: number,
+  backlog: number
+): Effect.Effect<NodeListener, NetError.ListenError> =>
+  Effect.async((resume) => {
+    const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
+    const listener = new NodeListener(server, config, acceptQueueSize, address)
+    const onFailure = (err: Error) => {
+      server.off("listening", onListening)
+      resume(Effect.fail(NetError.fromSystemError(err, { phase: "listen", address })))
+    }
+    const onListening = () => {
+      server.off("error", onFailure)
+      // Accept errors (EMFILE, ECONNABORTED) are transient and Node keeps
+      // listening; without a handler they would crash the process.
+      server.on("error", () => {})
+      const bound = server.address()
+      if (address._tag === "TcpAddress") {
+        if (bound !== null && typeof bound === "object") {
+          listener.address = new Address.TcpAddress({ host: bound.address, port: bound.port }, true)
+        }
+      } else {
+        try {
+          listener.unixInode = Fs.lstatSync(address.path).ino
+        } catch {
+          // Unlinked by someone else already: nothing of ours to remove later.
+        }
+      }
+      resume(Effect.succeed(listener))
+    }
+    server.once("error", onFailure)
+    server.once("listening", onListening)
+    if (address._tag === "TcpAddress") {
+      server.listen({ host: address.host, port: address.port, backlog, ipv6Only: options.ipv6Only ?? false })
+    } else {
+      server.listen({ path: address.path, backlog })
+    }
+  })
+
+/** @internal */
+export const listen = (
+  address: Address.Address,
+  options: Socket.ListenOptions = {}
+): Effect.Effect<Socket.Listener, NetError.ListenError, Scope.Scope> =>
+  withOptions(() => {
+    const config = socketConfig(options)
+    const acceptQueueSize = positiveInt("acceptQueueSize", options.acceptQueueSize, DEFAULT_ACCEPT_QUEUE)
+    const backlog = positiveInt("backlog", options.backlog, DEFAULT_BACKLOG)
+    const acquire = address._tag === "UnixAddress"
+      ? Effect.zipRight(prepareUnixPath(address), startListening(address, options, config, acceptQueueSize, backlog))
+      : startListening(address, options, config, acceptQueueSize, backlog)
+    return Effect.acquireRelease(acquire, (listener) => Effect.sync(() => listener.shutdown())) as Effect.Effect<
+      Socket.Listener,
+      NetError.ListenError,
+      Scope.Scope
+    >
+  })
+
+Object.defineProperty(NodeSocket.prototype, TypeId, { value: TypeId })

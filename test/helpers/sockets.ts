@@ -1,0 +1,97 @@
+/**
+ * Shared pieces of the socket tests: temp directories, a free port, reading a
+ * whole stream, bounded polling, and a python3 listener that never accepts.
+ */
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
+import { spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as Address from "../../src/Address.js"
+import type * as Socket from "../../src/Socket.js"
+
+/** A fresh temp directory, removed with the scope. */
+export const tempDir: Effect.Effect<string, never, import("effect/Scope").Scope> = Effect.acquireRelease(
+  Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-"))),
+  (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** A loopback port nobody listens on: bind port 0, read it, close. */
+export const freePort: Effect.Effect<number> = Effect.async((resume) => {
+  const server = Net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const port = (server.address() as Net.AddressInfo).port
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+/** Every byte of `reads`, concatenated once at the end. */
+export const readAll = (socket: Socket.Socket) =>
+  Effect.map(Stream.runCollect(socket.reads), (chunks) => Buffer.concat(Chunk.toArray(chunks)))
+
+/** Count the bytes of `reads` without keeping them. */
+export const countBytes = (socket: Socket.Socket) =>
+  Stream.runFold(socket.reads, 0, (n, bytes) => n + bytes.length)
+
+/**
+ * Re-check `check` until it holds, at most `attempts` times `interval` ms, for
+ * counters that have no event of their own. Fails with `what` when it never holds.
+ */
+export const eventually = <A>(
+  what: string,
+  value: Effect.Effect<A>,
+  check: (a: A) => boolean,
+  attempts = 200,
+  interval = 10
+): Effect.Effect<A> =>
+  Effect.gen(function*() {
+    let last = yield* value
+    for (let i = 0; i < attempts && !check(last); i++) {
+      yield* Effect.sleep(interval)
+      last = yield* value
+    }
+    if (!check(last)) return yield* Effect.dieMessage(`${what}: still ${String(last)}`)
+    return last
+  })
+
+/** Open file descriptors of this process (Linux). */
+export const openFds = (): number => Fs.readdirSync("/proc/self/fd").length
+
+/** Deterministic bytes of length n: the i-th byte is (i * 31 + 7) mod 251. */
+export const pattern = (n: number, offset = 0): Buffer => {
+  const b = Buffer.allocUnsafe(n)
+  for (let i = 0; i < n; i++) b[i] = ((offset + i) * 31 + 7) % 251
+  return b
+}
+
+const here = Path.dirname(fileURLToPath(import.meta.url))
+
+/**
+ * A TCP listener on 127.0.0.1 that never accepts (python3, `listen(0)`), so
+ * that once its backlog is full further connects hang. The process is killed
+ * by PID when the scope closes.
+ */
+export const noAcceptListener: Effect.Effect<Address.TcpAddress, never, import("effect/Scope").Scope> = Effect
+  .acquireRelease(
+    Effect.async<{ child: ReturnType<typeof spawn>; port: number }>((resume) => {
+      const child = spawn("python3", [Path.join(here, "no_accept_listener.py")], { stdio: ["pipe", "pipe", "inherit"] })
+      let out = ""
+      child.stdout!.setEncoding("utf8")
+      child.stdout!.on("data", (text: string) => {
+        out += text
+        const line = out.indexOf("\n")
+        if (line >= 0) resume(Effect.succeed({ child, port: Number(out.slice(0, line)) }))
+      })
+      child.once("exit", (code) => resume(Effect.dieMessage(`no_accept_listener.py exited with ${code}`)))
+    }),
+    ({ child }) =>
+      Effect.async<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        child.once("exit", () => resume(Effect.void))
+        process.kill(child.pid!, "SIGKILL")
+      })
+  ).pipe(Effect.map(({ port }) => Address.tcp("127.0.0.1", port)))
