@@ -307,7 +307,7 @@ describe("MemorySocket", () => {
         assert.strictEqual(yield* failTag(Effect.scoped(listener.connect())), "ConnectionRefused")
       }))
 
-    it.effect("stopping resets connections never accepted; the scope closes accepted ones", () =>
+    it.effect("stopping closes connections never accepted; the scope closes accepted ones", () =>
       Effect.gen(function*() {
         const scope = yield* Scope.make()
         const listener = yield* Scope.extend(MemorySocket.listen(), scope)
@@ -318,21 +318,24 @@ describe("MemorySocket", () => {
         const waiting = yield* listener.connect()
         yield* Scope.close(scope, Exit.void)
         assert.strictEqual(text(yield* Stream.runCollect(accepted.reads)), "hi")
-        assert.strictEqual(yield* failTag(Stream.runDrain(waiting.reads)), "ConnectionReset")
+        assert.strictEqual(Chunk.size(yield* Stream.runCollect(waiting.reads)), 0)
+        assert.strictEqual(yield* failTag(waiting.write(bytes("x"))), "BrokenPipe")
         assert.strictEqual(yield* listener.connections, 0)
+        assert.strictEqual(yield* listener.refused, 1)
         assert.strictEqual(Chunk.size(yield* Stream.runCollect(listener.accept)), 0)
       }).pipe(Effect.scoped))
 
-    it.effect("connect waits while the backlog is full", () =>
+    it.effect("connections beyond acceptQueueSize are closed at once and counted", () =>
       Effect.gen(function*() {
-        const listener = yield* MemorySocket.listen({ backlog: 1 })
-        yield* listener.connect()
-        const second = yield* Effect.fork(listener.connect())
-        yield* settle
-        assert.isNull(second.unsafePoll())
-        const pull = yield* Stream.toPull(listener.accept)
-        yield* pull
-        yield* Fiber.join(second)
+        const listener = yield* MemorySocket.listen({ acceptQueueSize: 1 })
+        const first = yield* listener.connect()
+        const second = yield* listener.connect()
+        assert.strictEqual(yield* listener.refused, 1)
+        assert.strictEqual(Chunk.size(yield* Stream.runCollect(second.reads)), 0)
+        const [server] = yield* Effect.flatMap(Stream.toPull(listener.accept), (pull) => pull)
+        yield* first.write(bytes("x"))
+        yield* first.end
+        assert.strictEqual(text(yield* Stream.runCollect(server!.reads)), "x")
         assert.strictEqual(yield* listener.connections, 1)
       }).pipe(Effect.scoped))
   })

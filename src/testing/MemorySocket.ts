@@ -425,7 +425,9 @@ class End implements Socket.Socket {
     onClose?.()
   }
 
-  readonly close: Effect.Effect<void> = Effect.sync(() => {
+  readonly close: Effect.Effect<void> = Effect.sync(() => this.unsafeClose())
+
+  unsafeClose(): void {
     if (this.closed) return
     const out = this.outgoing
     if (!out.writerEnded && !out.broken) {
@@ -436,7 +438,7 @@ class End implements Socket.Socket {
     this.incoming.readerClosed = true
     this.incoming.discard()
     out.notify()
-  })
+  }
 
   readonly reset: Effect.Effect<void> = Effect.sync(() => {
     if (this.closed) return
@@ -533,8 +535,12 @@ export const makePair = (options?: PairOptions): Effect.Effect<readonly [Socket.
 export interface ListenOptions {
   /** The address to report (default `127.0.0.1:0`); TCP port 0 is replaced by a fake free port. */
   readonly address?: Address.Address | undefined
-  /** Connections waiting to be accepted before `connect` waits (default 511). */
-  readonly backlog?: number | undefined
+  /**
+   * Connections waiting for the consumer of `accept` (default 1024). Beyond
+   * it a connection is closed at once (its client reads EOF) and counted in
+   * `refused`, as the Node listener does.
+   */
+  readonly acceptQueueSize?: number | undefined
   /** Unread bytes per direction before a writer waits, for every connection (default 65536). */
   readonly bufferSize?: number | undefined
 }
@@ -575,7 +581,7 @@ export interface MemoryListener extends Socket.Listener {
   /**
    * Open a connection to this listener; the client end is closed when the
    * scope closes. Fails with `ConnectionRefused` once the listener stopped
-   * accepting; waits while `backlog` connections are waiting to be accepted.
+   * accepting.
    */
   readonly connect: (options?: ConnectOptions) => Effect.Effect<Socket.Socket, ConnectionRefused, Scope.Scope>
 }
@@ -595,8 +601,9 @@ const fakePort = (counter: "listener" | "client"): number => {
 }
 
 /**
- * Start an in-memory listener. Closing the scope stops accepting, resets
- * connections never accepted, and closes every accepted socket.
+ * Start an in-memory listener. Stopping closes the connections never
+ * accepted (counted in `refused`); closing the scope stops and closes every
+ * accepted socket.
  *
  * ```ts
  * const listener = yield* MemorySocket.listen({ address: Address.tcp("127.0.0.1", 0) })
@@ -608,7 +615,7 @@ const fakePort = (counter: "listener" | "client"): number => {
  */
 export const listen = (options?: ListenOptions): Effect.Effect<MemoryListener, never, Scope.Scope> =>
   Effect.suspend(() => {
-    const backlog = positiveInt("backlog", options?.backlog) ?? 511
+    const acceptQueueSize = positiveInt("acceptQueueSize", options?.acceptQueueSize) ?? 1024
     const bufferSize = positiveInt("bufferSize", options?.bufferSize)
     const requested = options?.address ?? Address.tcp("127.0.0.1", 0)
     const address = requested._tag === "TcpAddress" && requested.port === 0
@@ -619,11 +626,15 @@ export const listen = (options?: ListenOptions): Effect.Effect<MemoryListener, n
     const pending: Array<End> = []
     const accepted = new Set<End>()
     let stopped = false
+    let refusedCount = 0
 
     const stop = Effect.sync(() => {
       if (stopped) return
       stopped = true
-      for (const server of pending.splice(0)) server.peer.breakConnection()
+      for (const server of pending.splice(0)) {
+        refusedCount++
+        server.unsafeClose()
+      }
       signal.notify()
     })
 
@@ -648,9 +659,6 @@ export const listen = (options?: ListenOptions): Effect.Effect<MemoryListener, n
       Effect.acquireRelease(
         Effect.suspend(() => {
           if (stopped) return Effect.fail(refused())
-          if (pending.length >= backlog) {
-            return Effect.zipRight(signal.waitUntil(() => stopped || pending.length < backlog), connect(connectOptions))
-          }
           const clientAddress = address._tag === "TcpAddress"
             ? Address.tcp(address.host, fakePort("client"))
             : Address.unix(`memory:client-${nextUnixClient++}`)
@@ -660,8 +668,13 @@ export const listen = (options?: ListenOptions): Effect.Effect<MemoryListener, n
             bufferSize: connectOptions?.bufferSize ?? bufferSize,
             addresses: { a: clientAddress, b: address }
           })
-          pending.push(server)
-          signal.notify()
+          if (pending.length >= acceptQueueSize) {
+            refusedCount++
+            server.unsafeClose()
+          } else {
+            pending.push(server)
+            signal.notify()
+          }
           return Effect.succeed(client)
         }),
         (client) => client.close
@@ -672,6 +685,7 @@ export const listen = (options?: ListenOptions): Effect.Effect<MemoryListener, n
       accept: Stream.repeatEffectChunkOption(acceptPull),
       connections: Effect.sync(() => accepted.size),
       stopAccepting: stop,
+      refused: Effect.sync(() => refusedCount),
       connect
     }
     return Effect.as(
