@@ -116,6 +116,7 @@ describe("MemorySocket", () => {
         assert.strictEqual(error._tag, "ConnectionReset")
         assert.strictEqual(yield* Ref.get(received), "partial")
         assert.strictEqual(yield* failTag(b.write(bytes("x"))), "ConnectionReset")
+        assert.strictEqual(yield* failTag(b.end), "ConnectionReset")
         // Our own end: reads are over, writes are BrokenPipe.
         assert.strictEqual(Chunk.size(yield* Stream.runCollect(a.reads)), 0)
         assert.strictEqual(yield* failTag(a.write(bytes("x"))), "BrokenPipe")

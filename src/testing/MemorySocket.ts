@@ -411,11 +411,14 @@ class End implements Socket.Socket {
 
   readonly writeAll = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, WriteError> => this.writeBatch(chunks)
 
-  readonly end: Effect.Effect<void, WriteError> = Effect.sync(() => {
+  readonly end: Effect.Effect<void, WriteError> = Effect.suspend(() => {
     const pipe = this.outgoing
-    if (this.closed || pipe.writerEnded || pipe.broken) return
+    if (this.closed || pipe.writerEnded) return Effect.void
+    // As on Node: ending a connection that was reset reports the reset.
+    if (pipe.broken) return Effect.fail(new ConnectionReset({ address: this.remoteAddress }))
     pipe.writerEnded = true
     pipe.push(END)
+    return Effect.void
   })
 
   private markClosed(): void {
