@@ -169,7 +169,7 @@ const Argument = Schema.String.pipe(
  */
 export const ExecRequest = Schema.Struct({
   argv: Schema.NonEmptyArray(Argument),
-  token: Schema.optional(Schema.String)
+  token: Schema.optionalWith(Schema.String, { exact: true })
 })
 
 /**
@@ -198,7 +198,7 @@ export const ExecResponseHeader = Schema.Struct({
   stderrLength: Schema.NonNegativeInt,
   truncated: Schema.Boolean,
   durationMs: Schema.NonNegative.pipe(Schema.finite()),
-  error: Schema.optional(ExecError)
+  error: Schema.optionalWith(ExecError, { exact: true })
 })
 
 /**
@@ -312,12 +312,14 @@ export const decodeRequest = (payload: Uint8Array): Either.Either<ExecRequest, B
  * @category codecs
  */
 export const encodeResponse = (result: ExecResult): ReadonlyArray<Uint8Array> => {
-  const header = encodeHeaderSync({
+  const { error, ...header } = encodeHeaderSync({
     ...result.header,
     stdoutLength: result.stdout.byteLength,
     stderrLength: result.stderr.byteLength
   })
-  return [frameOf(JSON.stringify(header)), result.stdout, result.stderr]
+  // `_tag` first: the schema encodes class fields in declaration order, which puts it last and reads poorly.
+  const json = error === undefined ? header : { ...header, error: { _tag: error._tag, message: error.message } }
+  return [frameOf(JSON.stringify(json)), result.stdout, result.stderr]
 }
 
 /**
@@ -914,7 +916,8 @@ export const makeRunner = (policy: ExecPolicy): Effect.Effect<ExecRunner> =>
               stdoutLength: outcome.stdout.byteLength,
               stderrLength: outcome.stderr.byteLength,
               truncated: outcome.truncated,
-              durationMs: outcome.durationMs,
+              // Microseconds are as precise as a process's run time gets; more digits are noise on the wire.
+              durationMs: Math.round(outcome.durationMs * 1000) / 1000,
               ...(error === undefined ? {} : { error })
             },
             stdout: outcome.stdout,
