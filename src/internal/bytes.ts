@@ -1,0 +1,40 @@
+/**
+ * Byte transforms shared by the built-in servers (TCP and UDP), so that every
+ * transport answers the same bytes for the same input.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * The identity on bytes: what an echo server sends back.
+ *
+ * ```ts
+ * echoBytes(new Uint8Array([104, 105])) // Uint8Array [104, 105] (the same array)
+ * ```
+ *
+ * @since 0.1.0
+ * @category transforms
+ */
+export const echoBytes = (bytes: Uint8Array): Uint8Array => bytes
+
+/**
+ * ASCII letters `a`-`z` upper-cased, every other byte unchanged, exactly like
+ * Python's `bytes.upper()`. It works on bytes, not text: binary data and UTF-8
+ * multi-byte sequences pass through intact (`é` stays `é`), and a chunk
+ * boundary can never split a character it would change. Returns a new array.
+ *
+ * ```ts
+ * upperBytes(new TextEncoder().encode("héllo\x00")) // the bytes of "HéLLO\x00"
+ * ```
+ *
+ * @since 0.1.0
+ * @category transforms
+ */
+export const upperBytes = (bytes: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(bytes.length)
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!
+    out[i] = b >= 0x61 && b <= 0x7a ? b - 0x20 : b
+  }
+  return out
+}

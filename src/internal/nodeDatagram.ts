@@ -1,0 +1,609 @@
+/**
+ * The node:dgram adapter behind `Datagram`. Node pushes datagrams as events;
+ * they land in a bounded ring buffer that a Stream pulls from, so a slow
+ * reader costs dropped datagrams (counted), never memory.
+ */
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as dgram from "node:dgram"
+import * as dns from "node:dns"
+import { isIP } from "node:net"
+import * as Address from "../Address.js"
+import type * as Datagram from "../Datagram.js"
+import * as NetError from "../NetError.js"
+
+/** @internal */
+export const TypeId: unique symbol = Symbol.for("effect-wire/Datagram")
+
+const DEFAULT_RECEIVE_BUFFER_SIZE = 1024
+const MAX_UDP_PAYLOAD_IPV4 = 65_507
+const MAX_UDP_PAYLOAD_IPV6 = 65_527
+
+// Building a TcpAddress costs microseconds; most traffic comes from a few
+// peers, so their addresses are reused. Cleared when full to stay bounded.
+const ADDRESS_CACHE_SIZE = 256
+
+/**
+ * The bounded receive queue: a ring buffer, a single pending read error and
+ * the fibers waiting for either.
+ *
+ * @internal
+ */
+export class ReceiveQueue {
+  private readonly ring: Array<Datagram.Datagram | undefined>
+  private head = 0
+  private size = 0
+  private pendingError: NetError.ReadError | undefined = undefined
+  private closed = false
+  private readonly waiters = new Set<() => void>()
+  dropped = 0
+
+  constructor(readonly capacity: number, readonly strategy: Datagram.OverflowStrategy) {
+    this.ring = new Array(capacity)
+  }
+
+  offer(datagram: Datagram.Datagram): void {
+    if (this.closed) return
+    if (this.size === this.capacity) {
+      this.dropped++
+      if (this.strategy === "sliding") {
+        // The tail of a full ring is its head: overwrite the oldest.
+        this.ring[this.head] = datagram
+        this.head = (this.head + 1) % this.capacity
+      }
+      return
+    }
+    this.ring[(this.head + this.size) % this.capacity] = datagram
+    this.size++
+    this.wake()
+  }
+
+  /** Keeps the first error not yet read: a storm of ICMP errors must not grow memory either. */
+  fail(error: NetError.ReadError): void {
+    if (this.closed || this.pendingError !== undefined) return
+    this.pendingError = error
+    this.wake()
+  }
+
+  close(): void {
+    this.closed = true
+    this.wake()
+  }
+
+  /** Keep only the queued datagrams `keep` accepts (not counted as dropped: they were never wanted). */
+  retain(keep: (datagram: Datagram.Datagram) => boolean): void {
+    const kept = this.takeAll().filter(keep)
+    for (const d of kept) this.offer(d)
+  }
+
+  /** Forget everything queued, datagrams and error alike. */
+  clear(): void {
+    this.takeAll()
+    this.pendingError = undefined
+  }
+
+  private takeAll(): Array<Datagram.Datagram> {
+    const out = new Array<Datagram.Datagram>(this.size)
+    for (let i = 0; i < this.size; i++) {
+      const at = (this.head + i) % this.capacity
+      out[i] = this.ring[at]!
+      this.ring[at] = undefined
+    }
+    this.head = 0
+    this.size = 0
+    return out
+  }
+
+  private takeOne(): Datagram.Datagram {
+    const datagram = this.ring[this.head]!
+    this.ring[this.head] = undefined
+    this.head = (this.head + 1) % this.capacity
+    this.size--
+    return datagram
+  }
+
+  private wake(): void {
+    if (this.waiters.size === 0) return
+    const waiters = Array.from(this.waiters)
+    this.waiters.clear()
+    for (const wake of waiters) wake()
+  }
+
+  private readonly await: Effect.Effect<void> = Effect.async<void>((resume) => {
+    const wake = () => resume(Effect.void)
+    this.waiters.add(wake)
+    return Effect.sync(() => {
+      this.waiters.delete(wake)
+    })
+  })
+
+  private readonly takeError = (): NetError.ReadError | undefined => {
+    const error = this.pendingError
+    this.pendingError = undefined
+    return error
+  }
+
+  /** Everything queued as one chunk; `None` once closed and empty. */
+  readonly pull: Effect.Effect<Chunk.Chunk<Datagram.Datagram>, Option.Option<NetError.ReadError>> = Effect.suspend(
+    () => {
+      if (this.size > 0) return Effect.succeed(Chunk.unsafeFromArray(this.takeAll()))
+      const error = this.takeError()
+      if (error !== undefined) return Effect.fail(Option.some(error))
+      if (this.closed) return Effect.fail(Option.none())
+      return Effect.zipRight(this.await, this.pull)
+    }
+  )
+
+  /** The next datagram alone; `None` once closed and empty. */
+  readonly receive: Effect.Effect<Option.Option<Datagram.Datagram>, NetError.ReadError> = Effect.suspend(() => {
+    if (this.size > 0) return Effect.succeed(Option.some(this.takeOne()))
+    const error = this.takeError()
+    if (error !== undefined) return Effect.fail(error)
+    if (this.closed) return Effect.succeed(Option.none())
+    return Effect.zipRight(this.await, this.receive)
+  })
+}
+
+const QueueKey: unique symbol = Symbol.for("effect-wire/Datagram/queue")
+
+/**
+ * The receive queue behind a socket made here, for the request client, which
+ * needs single takes and a way to drop stale replies.
+ *
+ * @internal
+ */
+export const queueOf = (socket: Datagram.ConnectedDatagramSocket | Datagram.DatagramSocket): ReceiveQueue =>
+  (socket as unknown as { readonly [QueueKey]: ReceiveQueue })[QueueKey]
+
+const familyOf = (ip: string): 4 | 6 => (isIP(ip) === 6 ? 6 : 4)
+
+/**
+ * Errors Node throws synchronously carry their explanation in the message
+ * (e.g. ERR_SOCKET_BAD_PORT); keep it when no better detail is given.
+ */
+const thrownDetail = (err: unknown, detail?: string): string | undefined =>
+  detail ?? (err instanceof Error && typeof (err as { code?: unknown }).code === "string" &&
+      !/^E[A-Z]+$/.test((err as { code: string }).code)
+    ? err.message
+    : undefined)
+
+/** @internal */
+export const defaultLookup: Datagram.Lookup = (host, family) =>
+  Effect.async<string, NetError.HostNotFound>((resume) => {
+    dns.lookup(host, { family: family ?? 0 }, (err, ip) => {
+      if (err === null) return resume(Effect.succeed(ip))
+      const e = NetError.fromSystemError(err)
+      resume(Effect.fail(
+        e._tag === "HostNotFound" ? e : new NetError.HostNotFound({ code: err.code, syscall: err.syscall, cause: err })
+      ))
+    })
+  })
+
+/** Resolve `address.host` to an IP, with the error naming the whole address. */
+const resolve = (
+  lookup: Datagram.Lookup,
+  address: Datagram.UdpAddress,
+  family: 4 | 6 | undefined
+): Effect.Effect<string, NetError.HostNotFound> =>
+  isIP(address.host) !== 0 ? Effect.succeed(address.host) : lookup(address.host, family).pipe(
+    Effect.filterOrElse(
+      (ip) => isIP(ip) !== 0,
+      (ip) => Effect.dieMessage(`lookup(${JSON.stringify(address.host)}) returned ${JSON.stringify(ip)}, not an IP address`)
+    ),
+    Effect.mapError((e) =>
+      e.address === undefined
+        ? new NetError.HostNotFound({
+          address,
+          code: e.code,
+          syscall: e.syscall,
+          cause: e.cause,
+          detail: e.detail,
+          retryable: e.retryable
+        })
+        : e
+    )
+  )
+
+interface Peer {
+  readonly ip: string
+  readonly port: number
+}
+
+/** One node:dgram socket and its state. Both public views are made from it. */
+class Handle {
+  readonly socket: dgram.Socket
+  readonly queue: ReceiveQueue
+  readonly family: 4 | 6
+  readonly lookup: Datagram.Lookup
+  private readonly reads: Stream.Stream<Datagram.Datagram, NetError.ReadError>
+  private readonly dropped: Effect.Effect<number>
+  /** The socket's own address; set once bound. */
+  local: Datagram.UdpAddress
+  /** Set while connected: only its datagrams are queued. */
+  peer: Peer | undefined = undefined
+  private binding: ((err: unknown) => void) | undefined = undefined
+  private closing: Promise<void> | undefined = undefined
+  private readonly addresses = new Map<string, Datagram.UdpAddress>()
+
+  constructor(family: 4 | 6, requested: Datagram.UdpAddress, options: Datagram.BindOptions, capacity: number) {
+    this.family = family
+    this.local = requested
+    this.lookup = options.lookup ?? defaultLookup
+    this.queue = new ReceiveQueue(capacity, options.overflowStrategy ?? "dropping")
+    const queue = this.queue
+    this.reads = Stream.repeatEffectChunkOption(queue.pull)
+    this.dropped = Effect.sync(() => queue.dropped)
+    this.socket = dgram.createSocket({
+      type: family === 6 ? "udp6" : "udp4",
+      reuseAddr: options.reuseAddress ?? false,
+      ipv6Only: options.ipv6Only ?? false
+    })
+    this.socket.on("message", (buf, rinfo) => {
+      const peer = this.peer
+      // connect() does not purge what the kernel queued before it.
+      if (peer !== undefined && (rinfo.port !== peer.port || rinfo.address !== peer.ip)) return
+      this.queue.offer({
+        payload: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength),
+        from: this.addressOf(rinfo.address, rinfo.port)
+      })
+    })
+    // After bind, Node emits "error" only for failed receives (sends report
+    // through their callbacks): e.g. ECONNREFUSED from an ICMP port
+    // unreachable while connected.
+    this.socket.on("error", (err) => {
+      if (this.binding !== undefined) return this.binding(err)
+      const peer = this.peer
+      this.queue.fail(NetError.fromSystemError(err, {
+        phase: "read",
+        address: peer === undefined ? this.local : this.addressOf(peer.ip, peer.port)
+      }))
+    })
+    this.socket.on("close", () => this.queue.close())
+  }
+
+  addressOf(ip: string, port: number): Datagram.UdpAddress {
+    const key = `${ip}|${port}`
+    let address = this.addresses.get(key)
+    if (address === undefined) {
+      if (this.addresses.size >= ADDRESS_CACHE_SIZE) this.addresses.clear()
+      address = new Address.TcpAddress({ host: ip, port }, true)
+      this.addresses.set(key, address)
+    }
+    return address
+  }
+
+  bind(ip: string, address: Datagram.UdpAddress): Effect.Effect<void, NetError.ListenError> {
+    return Effect.async<void, NetError.ListenError>((resume) => {
+      const failed = (err: unknown) => {
+        this.binding = undefined
+        resume(Effect.fail(
+          NetError.fromSystemError(err, { phase: "listen", address, detail: thrownDetail(err) })
+        ))
+      }
+      this.binding = failed
+      try {
+        this.socket.bind({ port: address.port, address: ip }, () => {
+          this.binding = undefined
+          const bound = this.socket.address()
+          this.local = this.addressOf(bound.address, bound.port)
+          resume(Effect.void)
+        })
+      } catch (err) {
+        failed(err)
+      }
+    })
+  }
+
+  /** Socket options that need a bound socket. */
+  configure(options: Datagram.BindOptions): Effect.Effect<void, NetError.ListenError> {
+    return Effect.suspend(() => {
+      const set = <A>(name: string, value: A | undefined, apply: (value: A) => void) => {
+        if (value === undefined) return undefined
+        try {
+          apply(value)
+          return undefined
+        } catch (err) {
+          return NetError.fromSystemError(err, {
+            phase: "listen",
+            address: this.local,
+            detail: `cannot set ${name} to ${JSON.stringify(value)}${
+              err instanceof Error && err.message.length > 0 ? ` (${err.message})` : ""
+            }`
+          })
+        }
+      }
+      const s = this.socket
+      const error = set("kernelReceiveBufferBytes", options.kernelReceiveBufferBytes, (n) => s.setRecvBufferSize(n)) ??
+        set("kernelSendBufferBytes", options.kernelSendBufferBytes, (n) => s.setSendBufferSize(n)) ??
+        set("broadcast", options.broadcast, (b) => s.setBroadcast(b)) ??
+        set("ttl", options.ttl, (n) => s.setTTL(n)) ??
+        set("multicastTtl", options.multicastTtl, (n) => s.setMulticastTTL(n)) ??
+        set("multicastLoopback", options.multicastLoopback, (b) => s.setMulticastLoopback(b)) ??
+        set("multicastInterface", options.multicastInterface, (i) => s.setMulticastInterface(i))
+      return error === undefined ? Effect.void : Effect.fail(error)
+    })
+  }
+
+  readonly close: Effect.Effect<void> = Effect.promise(() => {
+    this.closing ??= new Promise<void>((resolve) => {
+      this.queue.close()
+      try {
+        this.socket.close(() => resolve())
+      } catch {
+        // Already closed (ERR_SOCKET_DGRAM_NOT_RUNNING).
+        resolve()
+      }
+    })
+    return this.closing
+  })
+
+  private sendError(err: unknown, to: Datagram.UdpAddress, payload: Uint8Array): NetError.SendError {
+    const code = (err as { code?: unknown } | null)?.code
+    const limit = this.family === 6 ? MAX_UDP_PAYLOAD_IPV6 : MAX_UDP_PAYLOAD_IPV4
+    const detail = code === "EMSGSIZE"
+      ? `${payload.length} bytes is more than one datagram holds (at most ${limit} bytes over IPv${this.family}, less where the path MTU is smaller and fragmentation is off)`
+      : code === "ERR_SOCKET_DGRAM_NOT_RUNNING"
+      ? "the socket is closed"
+      : thrownDetail(err)
+    return NetError.fromSystemError(err, { phase: "send", address: to, detail })
+  }
+
+  /** Send datagrams already resolved to IPs (`ip` undefined: to the connected peer). */
+  sendResolved(
+    items: ReadonlyArray<{ readonly payload: Uint8Array; readonly to: Datagram.UdpAddress; readonly ip?: string }>
+  ): Effect.Effect<void, NetError.SendError> {
+    if (items.length === 0) return Effect.void
+    return Effect.async<void, NetError.SendError>((resume) => {
+      let pending = items.length
+      let first: NetError.SendError | undefined = undefined
+      const done = (error: NetError.SendError | undefined) => {
+        if (error !== undefined && first === undefined) first = error
+        if (--pending === 0) resume(first === undefined ? Effect.void : Effect.fail(first))
+      }
+      for (const item of items) {
+        const callback = (err: Error | null) => done(err === null ? undefined : this.sendError(err, item.to, item.payload))
+        try {
+          if (item.ip === undefined) this.socket.send(item.payload, callback)
+          else this.socket.send(item.payload, item.to.port, item.ip, callback)
+        } catch (err) {
+          done(this.sendError(err, item.to, item.payload))
+        }
+      }
+    })
+  }
+
+  /** Resolve a destination for this socket's family; a family mismatch fails here with a clear word. */
+  target(to: Datagram.UdpAddress): Effect.Effect<string, NetError.SendError> {
+    return resolve(this.lookup, to, this.family).pipe(
+      Effect.flatMap((ip) =>
+        familyOf(ip) === this.family ? Effect.succeed(ip) : Effect.fail(NetError.fromSystemError(
+          { code: "EINVAL", syscall: "send" },
+          {
+            phase: "send",
+            address: to,
+            detail: `an IPv${this.family} socket cannot send to the IPv${familyOf(ip)} address ${ip}; ` +
+              `bind an IPv${familyOf(ip)} socket (e.g. ${this.family === 4 ? "[::]:0" : "0.0.0.0:0"})`
+          }
+        ))
+      )
+    )
+  }
+
+  isPeer(to: Datagram.UdpAddress): boolean {
+    const peer = this.peer
+    return peer !== undefined && to.port === peer.port && (to.host === peer.ip || to.host === this.peerHost)
+  }
+
+  /** The host as the user gave it to `connect`, so sends to that same address are recognised. */
+  peerHost: string | undefined = undefined
+
+  send(payload: Uint8Array, to: Datagram.UdpAddress): Effect.Effect<void, NetError.SendError> {
+    if (this.peer !== undefined) return this.sendToPeer(to, [payload])
+    if (isIP(to.host) === this.family) return this.sendResolved([{ payload, to, ip: to.host }])
+    return Effect.flatMap(this.target(to), (ip) => this.sendResolved([{ payload, to, ip }]))
+  }
+
+  sendAll(datagrams: Iterable<Datagram.Outgoing>): Effect.Effect<void, NetError.SendError> {
+    return Effect.suspend(() => {
+      const items = Array.from(datagrams)
+      if (this.peer !== undefined) {
+        const stranger = items.find((d) => !this.isPeer(d.to))
+        return stranger === undefined ? this.sendResolved(items) : this.notPeer(stranger.to)
+      }
+      if (items.every((d) => isIP(d.to.host) === this.family)) {
+        return this.sendResolved(items.map((d) => ({ payload: d.payload, to: d.to, ip: d.to.host })))
+      }
+      return Effect.forEach(items, (d) => Effect.map(this.target(d.to), (ip) => ({ payload: d.payload, to: d.to, ip })))
+        .pipe(Effect.flatMap((resolved) => this.sendResolved(resolved)))
+    })
+  }
+
+  private notPeer(to: Datagram.UdpAddress): Effect.Effect<never> {
+    const peer = this.peer
+    return Effect.dieMessage(
+      peer === undefined
+        ? `this UDP socket is no longer connected: the scope of its connect closed; send to ${Address.format(to)} with an address`
+        : `this UDP socket is connected to ${Address.format(this.addressOf(peer.ip, peer.port))}: ` +
+          `it cannot send to ${Address.format(to)}; use another socket or send after the connect scope closed`
+    )
+  }
+
+  private sendToPeer(to: Datagram.UdpAddress, payloads: ReadonlyArray<Uint8Array>): Effect.Effect<void, NetError.SendError> {
+    return this.isPeer(to) ? this.sendResolved(payloads.map((payload) => ({ payload, to }))) : this.notPeer(to)
+  }
+
+  /** Connect to `to` until the scope closes; errors name `reportAs` (the address the user gave). */
+  connect(
+    to: Datagram.UdpAddress,
+    reportAs: Datagram.UdpAddress
+  ): Effect.Effect<Datagram.ConnectedDatagramSocket, NetError.ConnectError, Scope.Scope> {
+    return Effect.gen(this, function*() {
+      if (this.peer !== undefined) {
+        return yield* Effect.dieMessage(
+          `this UDP socket is already connected to ${this.peerHost}: close the scope of the first connect before connecting again`
+        )
+      }
+      const ip = yield* resolve(this.lookup, to, this.family)
+      yield* Effect.acquireRelease(
+        Effect.async<Peer, NetError.ConnectError>((resume) => {
+          const failed = (err: unknown) =>
+            resume(Effect.fail(
+              NetError.fromSystemError(err, { phase: "connect", address: reportAs, detail: thrownDetail(err) })
+            ))
+          try {
+            // Node calls back with the error when connecting fails.
+            const connect = this.socket.connect.bind(this.socket) as (
+              port: number,
+              address: string,
+              callback: (err?: Error) => void
+            ) => void
+            connect(to.port, ip, (err) => {
+              if (err !== undefined && err !== null) return failed(err)
+              const remote = this.socket.remoteAddress()
+              const peer: Peer = { ip: remote.address, port: remote.port }
+              // Set synchronously here so that no datagram from another
+              // sender slips in before the fiber resumes.
+              this.peer = peer
+              this.peerHost = reportAs.host
+              this.queue.retain((d) => d.from.port === peer.port && d.from.host === peer.ip)
+              resume(Effect.succeed(peer))
+            })
+          } catch (err) {
+            failed(err)
+          }
+        }),
+        () =>
+          Effect.sync(() => {
+            this.peer = undefined
+            this.peerHost = undefined
+            try {
+              this.socket.disconnect()
+            } catch {
+              // The socket is already closed: nothing to disconnect.
+            }
+          })
+      )
+      return this.makeConnected()
+    })
+  }
+
+  joinMulticast(membership: Datagram.Membership): Effect.Effect<void, NetError.ListenError, Scope.Scope> {
+    const { group, interface: iface, source } = membership
+    const what = `multicast group ${group}${source === undefined ? "" : ` from source ${source}`}${
+      iface === undefined ? "" : ` on interface ${iface}`
+    }`
+    const apply = (join: boolean) => {
+      if (source === undefined) {
+        if (join) this.socket.addMembership(group, iface)
+        else this.socket.dropMembership(group, iface)
+      } else if (join) this.socket.addSourceSpecificMembership(source, group, iface)
+      else this.socket.dropSourceSpecificMembership(source, group, iface)
+    }
+    return Effect.acquireRelease(
+      Effect.try({
+        try: () => apply(true),
+        catch: (err) =>
+          NetError.fromSystemError(err, {
+            phase: "listen",
+            address: this.addressOf(group, this.local.port),
+            detail: `cannot join ${what}` +
+              ((err as { code?: unknown } | null)?.code === "EADDRINUSE" ? " (already a member)" : "") +
+              (thrownDetail(err) === undefined ? "" : `: ${thrownDetail(err)}`)
+          })
+      }),
+      () =>
+        Effect.sync(() => {
+          try {
+            apply(false)
+          } catch {
+            // Closing the socket already left every group.
+          }
+        })
+    )
+  }
+
+  /** The public unconnected view. */
+  makeSocket(): Datagram.DatagramSocket {
+    const { reads, dropped } = this
+    return {
+      [TypeId]: TypeId,
+      [QueueKey]: this.queue,
+      address: this.local,
+      reads,
+      send: (payload, to) => this.send(payload, to),
+      sendAll: (datagrams) => this.sendAll(datagrams),
+      connect: (to) => this.connect(to, to),
+      joinMulticast: (membership) => this.joinMulticast(membership),
+      dropped,
+      close: this.close
+    } as Datagram.DatagramSocket
+  }
+
+  private makeConnected(): Datagram.ConnectedDatagramSocket {
+    const peer = this.peer!
+    const remoteAddress = this.addressOf(peer.ip, peer.port)
+    // Connecting a wildcard-bound socket fixes its source address; report that one.
+    const local = this.socket.address()
+    const { reads, dropped } = this
+    const sendAll = (payloads: Iterable<Uint8Array>) =>
+      Effect.suspend(() => this.sendToPeer(remoteAddress, Array.from(payloads)))
+    return {
+      [TypeId]: TypeId,
+      [QueueKey]: this.queue,
+      address: this.addressOf(local.address, local.port),
+      remoteAddress,
+      reads,
+      send: (payload) => this.sendToPeer(remoteAddress, [payload]),
+      sendAll,
+      dropped,
+      close: this.close
+    } as Datagram.ConnectedDatagramSocket
+  }
+}
+
+const validCapacity = (options: Datagram.BindOptions): Effect.Effect<number> => {
+  const capacity = options.receiveBufferSize ?? DEFAULT_RECEIVE_BUFFER_SIZE
+  return Number.isSafeInteger(capacity) && capacity >= 1
+    ? Effect.succeed(capacity)
+    : Effect.dieMessage(`receiveBufferSize must be a positive integer (datagrams), got ${capacity}`)
+}
+
+const open = (
+  address: Datagram.UdpAddress,
+  options: Datagram.BindOptions
+): Effect.Effect<Handle, NetError.ListenError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const capacity = yield* validCapacity(options)
+    const ip = yield* resolve(options.lookup ?? defaultLookup, address, undefined)
+    const handle = yield* Effect.acquireRelease(
+      Effect.sync(() => new Handle(familyOf(ip), address, options, capacity)),
+      (handle) => handle.close
+    )
+    yield* handle.bind(ip, address)
+    yield* handle.configure(options)
+    return handle
+  })
+
+/** @internal */
+export const bind = (
+  address: Datagram.UdpAddress,
+  options: Datagram.BindOptions = {}
+): Effect.Effect<Datagram.DatagramSocket, NetError.ListenError, Scope.Scope> =>
+  Effect.map(open(address, options), (handle) => handle.makeSocket())
+
+/** @internal */
+export const connect = (
+  remote: Datagram.UdpAddress,
+  options: Datagram.ConnectOptions = {}
+): Effect.Effect<Datagram.ConnectedDatagramSocket, NetError.ConnectError | NetError.ListenError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const ip = yield* resolve(options.lookup ?? defaultLookup, remote, undefined)
+    const local = options.localAddress ??
+      new Address.TcpAddress({ host: familyOf(ip) === 6 ? "::" : "0.0.0.0", port: 0 }, true)
+    const handle = yield* open(local, options)
+    // Connect to the IP just resolved: resolving again could pick another address.
+    return yield* handle.connect(new Address.TcpAddress({ host: ip, port: remote.port }, true), remote)
+  })
