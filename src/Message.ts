@@ -209,9 +209,11 @@ export const json = <A, I>(schema: Schema.Schema<A, I>, options?: FormatOptions)
       },
       encode: (value, _, ast) => {
         try {
-          const text = JSON.stringify(value, finiteOnly)
+          const text = JSON.stringify(value)
           // JSON.stringify gives undefined for undefined, functions and symbols.
           if (text === undefined) return ParseResult.fail(new ParseResult.Type(ast, value, "no JSON representation"))
+          // Only output with a `null` can hide a non-finite number: check those again, slowly.
+          if (text.includes("null")) JSON.stringify(value, finiteOnly)
           return ParseResult.succeed(textEncoder.encode(text))
         } catch (cause) {
           return ParseResult.fail(new ParseResult.Type(ast, value, `cannot write as JSON: ${describe(cause)}`))
