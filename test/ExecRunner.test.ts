@@ -380,6 +380,8 @@ describe("Exec concurrency and interruption", () => {
       const started = Date.now()
       yield* Fiber.interrupt(fiber)
       assert.isBelow(Date.now() - started, 2_000)
+      // The interruption waited for the cleanup: Node reaps the leader before the run ends.
+      assert.isFalse(signalReaches(pgid!), "the leader still existed when the interruption returned")
       rmSync(dir, { recursive: true })
       assert.isTrue(yield* waitGone(-pgid!), "the process group survived the interruption")
       assert.isFalse(isAlive(background!))

@@ -142,6 +142,12 @@ export class FrameTooLarge extends Schema.TaggedError<FrameTooLarge>()("FrameToo
 export const ExecError = Schema.Union(CommandNotAllowed, Unauthorized, Timeout, SpawnFailed, BadRequest, FrameTooLarge)
 
 /**
+ * One of the six refusals a response can carry.
+ *
+ * ```ts
+ * const retryable = (e: Exec.ExecError) => e._tag === "Timeout" || e._tag === "SpawnFailed"
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -173,6 +179,12 @@ export const ExecRequest = Schema.Struct({
 })
 
 /**
+ * A decoded request.
+ *
+ * ```ts
+ * const command = (r: Exec.ExecRequest) => r.argv[0]
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -202,6 +214,12 @@ export const ExecResponseHeader = Schema.Struct({
 })
 
 /**
+ * A decoded response header.
+ *
+ * ```ts
+ * const killed = (h: Exec.ExecResponseHeader) => h.signal !== null
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -345,6 +363,10 @@ export class MalformedResponse extends Data.TaggedError("MalformedResponse")<{
 /**
  * What {@link decodeResponse} found at the start of a buffer: a whole response
  * (and how many bytes it took), or the number of bytes needed to go on.
+ *
+ * ```ts
+ * const done = (s: Exec.ResponseStep) => s._tag === "Complete"
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -548,6 +570,10 @@ export class InsecureBind extends Data.TaggedError("InsecureBind")<{
 
 /**
  * Every way building an exec policy can fail.
+ *
+ * ```ts
+ * Exec.makePolicy(options).pipe(Effect.catchAll((e: Exec.ExecConfigError) => Console.error(e.message)))
+ * ```
  *
  * @since 0.1.0
  * @category models
