@@ -744,7 +744,8 @@ const validateEnv = (env: Readonly<Record<string, string>>): Either.Either<Recor
 export const makePolicy = (options: ExecOptions): Effect.Effect<ExecPolicy, ExecConfigError> =>
   Effect.gen(function*() {
     if (process.platform === "win32") return yield* new UnsupportedPlatform({ platform: process.platform })
-    if (options.allow.length === 0) return yield* new MissingAllowlist()
+    // Also guards JavaScript callers and configuration readers that leave `allow` out altogether.
+    if (options.allow === undefined || options.allow.length === 0) return yield* new MissingAllowlist()
     for (const entry of options.allow) {
       const problem = allowEntryProblem(entry)
       if (problem !== undefined) return yield* invalid("allow", problem)
