@@ -134,7 +134,7 @@ export interface Membership {
  * - `send` resolves once the kernel accepted the datagram; the errors it can
  *   fail with (e.g. `MessageTooLarge`) are reported by the kernel, so they
  *   are known only then.
- * - `connect` switches to connected mode for the life of its scope.
+ * - `connect` switches to connected mode, for good.
  *
  * ```ts
  * const echo = (socket: Datagram.DatagramSocket) =>
@@ -159,11 +159,13 @@ export interface DatagramSocket {
   /** Send several datagrams, each on its own; fails with the first error after all were tried. */
   readonly sendAll: (datagrams: Iterable<Outgoing>) => Effect.Effect<void, SendError>
   /**
-   * Connect to one peer until the scope closes: sends go to it without an
-   * address, and only its datagrams are read (queued datagrams from others
-   * are discarded). Closing the scope disconnects. One connection at a time.
+   * Connect to one peer: sends go to it without an address, only its
+   * datagrams are read (queued datagrams from others are discarded), and
+   * ICMP errors about it surface. It is one-way: Linux gives a socket bound to port 0 a new port when it
+   * disconnects, which would leave `address` wrong, so there is no
+   * disconnect. Connecting twice is a defect.
    */
-  readonly connect: (to: UdpAddress) => Effect.Effect<ConnectedDatagramSocket, ConnectError, Scope.Scope>
+  readonly connect: (to: UdpAddress) => Effect.Effect<ConnectedDatagramSocket, ConnectError>
   /** Join a multicast group until the scope closes, then leave it. */
   readonly joinMulticast: (membership: Membership) => Effect.Effect<void, ListenError, Scope.Scope>
   /** How many datagrams the full receive queue dropped so far. */
