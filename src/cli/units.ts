@@ -1,0 +1,63 @@
+/**
+ * Parsing of the command line's human units: durations (`30s`, `500ms`,
+ * `2m`, `1h`) and byte sizes (`8MiB`, `64KiB`, `1MB`, `4096`).
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
+
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }
+
+/**
+ * Parse a duration such as `30s`, `500ms`, `2m`, `1.5h` (a bare number is seconds).
+ *
+ * ```ts
+ * parseDuration("500ms") // Right(Duration.millis(500))
+ * ```
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseDuration = (text: string): Either.Either<Duration.Duration, string> => {
+  const match = DURATION.exec(text.trim())
+  if (match === null) {
+    return Either.left(`invalid duration ${JSON.stringify(text)}: expected a number with ms, s, m or h, e.g. 30s`)
+  }
+  return Either.right(Duration.millis(Number(match[1]) * DURATION_UNITS[match[2] ?? "s"]!))
+}
+
+const SIZE = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB|k|K|M|G)?$/
+const SIZE_UNITS: Record<string, number> = {
+  B: 1,
+  KiB: 1024,
+  MiB: 1024 ** 2,
+  GiB: 1024 ** 3,
+  k: 1024,
+  K: 1024,
+  M: 1024 ** 2,
+  G: 1024 ** 3,
+  KB: 1000,
+  MB: 1000 ** 2,
+  GB: 1000 ** 3
+}
+
+/**
+ * Parse a byte size such as `8MiB`, `64KiB`, `1MB` or `4096`.
+ *
+ * ```ts
+ * parseSize("8MiB") // Right(8388608)
+ * ```
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseSize = (text: string): Either.Either<number, string> => {
+  const match = SIZE.exec(text.trim())
+  if (match === null) {
+    return Either.left(`invalid size ${JSON.stringify(text)}: expected a number with B, KiB, MiB, GiB, KB, MB or GB, e.g. 8MiB`)
+  }
+  const bytes = Math.floor(Number(match[1]) * SIZE_UNITS[match[2] ?? "B"]!)
+  return Number.isSafeInteger(bytes) ? Either.right(bytes) : Either.left(`size ${JSON.stringify(text)} is too large`)
+}
