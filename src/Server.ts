@@ -157,6 +157,14 @@ const describeCause = (cause: Cause.Cause<unknown>): string => {
 }
 
 /**
+ * Options of {@link fromListener}: a server on a listener you already have.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ListenerOptions<E, R> = Omit<Options<E, R>, "address" | "idleTimeout" | "listen">
+
+/**
  * Start a server in the current scope: listen, accept, serve each connection
  * in its own fiber. Closing the scope drains it (see the module doc).
  *
@@ -174,6 +182,27 @@ const describeCause = (cause: Cause.Cause<unknown>): string => {
 export const make = <E, R>(
   options: Options<E, R>
 ): Effect.Effect<RunningServer, ListenError, Exclude<R, Scope.Scope> | Scope.Scope> =>
+  Effect.flatMap(
+    Socket.listen(options.address, { ...options.listen, idleTimeout: options.idleTimeout }),
+    (listener) => fromListener(listener, options)
+  )
+
+/**
+ * Serve the connections of an existing {@link Socket.Listener} — a real one, or
+ * `MemorySocket.listen()` to test a whole server without the network.
+ *
+ * ```ts
+ * const listener = yield* MemorySocket.listen()
+ * const server = yield* Server.fromListener(listener, { handler })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromListener = <E, R>(
+  listener: Socket.Listener,
+  options: ListenerOptions<E, R>
+): Effect.Effect<RunningServer, never, Exclude<R, Scope.Scope> | Scope.Scope> =>
   Effect.gen(function*() {
     const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
     if (!Number.isInteger(maxConnections) || maxConnections < 1) {
@@ -183,10 +212,6 @@ export const make = <E, R>(
     const shutdownTimeout = options.shutdownTimeout === undefined
       ? DEFAULT_SHUTDOWN_TIMEOUT
       : Duration.decode(options.shutdownTimeout)
-    const listener = yield* Socket.listen(options.address, {
-      ...options.listen,
-      idleTimeout: options.idleTimeout
-    })
     const name = options.name ?? Address.format(listener.address)
     const counters = { accepted: 0, active: 0, completed: 0, failed: 0, refused: 0 }
     const drainSignal = yield* Deferred.make<void>()

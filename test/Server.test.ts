@@ -11,6 +11,7 @@ import * as Stream from "effect/Stream"
 import * as Address from "../src/Address.js"
 import * as Server from "../src/Server.js"
 import * as Socket from "../src/Socket.js"
+import * as MemorySocket from "../src/testing/MemorySocket.js"
 
 const loopback = Address.tcp("127.0.0.1", 0)
 const encoder = new TextEncoder()
@@ -191,5 +192,25 @@ describe("Server", () => {
       ]).pipe(Effect.provide(Layer.merge(EchoLayer, UpperLayer)))
       assert.strictEqual(e, "mixed Case")
       assert.strictEqual(u, "MIXED CASE")
+    }))
+})
+
+describe("Server.fromListener", () => {
+  it.scopedLive("serves an in-memory listener exactly like a real one", () =>
+    Effect.gen(function*() {
+      const listener = yield* MemorySocket.listen()
+      const server = yield* Server.fromListener(listener, { handler: echo })
+      const replies = yield* Effect.all(
+        Array.from({ length: 5 }, (_, i) =>
+          Effect.scoped(Effect.gen(function*() {
+            const socket = yield* listener.connect()
+            yield* socket.write(encoder.encode(`memory ${i}`))
+            yield* socket.end
+            return yield* readAll(socket)
+          }))),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(replies, Array.from({ length: 5 }, (_, i) => `memory ${i}`))
+      assert.strictEqual((yield* server.stats).accepted, 5)
     }))
 })
