@@ -1,0 +1,721 @@
+/**
+ * Frames on a byte stream. TCP delivers bytes, not messages: one read can hold
+ * half a message or three ("sticky packets"). A {@link Codec} is a pure state
+ * machine that cuts bytes into frames and back, and {@link decode}/{@link encode}
+ * apply it to any `Stream` as a pipe: one chunk of bytes in, one chunk of the
+ * frames it completed out.
+ *
+ * ```ts
+ * import { Stream } from "effect"
+ * import * as Framing from "effect-wire/Framing"
+ *
+ * const codec = Framing.lengthPrefixed() // | u32 BE length | body |
+ * const frames = socket.reads.pipe(Framing.decode(codec)) // Stream<Uint8Array, ReadError | FrameError>
+ * const written = Stream.make(hello, world).pipe(Framing.encode(codec), Stream.run(socket.writes))
+ * ```
+ *
+ * Codecs never touch sockets. Their parameters are checked when they are
+ * built: nonsense (a length field too narrow for `maxFrameLength`, an empty
+ * delimiter) throws {@link InvalidCodecOptions} at once, not at run time.
+ *
+ * @since 0.1.0
+ */
+import type * as Cause from "effect/Cause"
+import * as Channel from "effect/Channel"
+import * as Chunk from "effect/Chunk"
+import * as Either from "effect/Either"
+import { dual } from "effect/Function"
+import type * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as core from "./internal/codecs/core.js"
+import * as delimitedCodec from "./internal/codecs/delimited.js"
+import * as fixedCodec from "./internal/codecs/fixed.js"
+import * as headerCodec from "./internal/codecs/header.js"
+import * as lengthPrefixedCodec from "./internal/codecs/lengthPrefixed.js"
+import * as varintCodec from "./internal/codecs/varint.js"
+
+// ---------------------------------------------------------------------------
+// Models
+// ---------------------------------------------------------------------------
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: typeof core.TypeId = core.TypeId
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * A framing: a fresh stateful {@link Decoder} per connection, and a stateless
+ * batch encoder. No I/O, no Effect: servers may drive it synchronously.
+ *
+ * `encode(frames, out)` validates the whole batch first, so it is all or
+ * nothing: on a `FrameError` nothing was appended. Otherwise it appends the
+ * wire bytes to `out` as few buffers as it can, ready for one `writev`: small
+ * frames and every header are copied into one buffer allocated at its final
+ * size; bodies of 16 KiB or more are appended by reference (do not mutate them
+ * until written). It rejects every frame the decoder would reject, so a peer
+ * using the same codec never sees an error you could have caught yourself.
+ *
+ * ```ts
+ * const codec = Framing.lengthPrefixed()
+ * const out: Array<Uint8Array> = []
+ * const error = codec.encode([hello, world], out) // out: [| 0 0 0 5 | hello | 0 0 0 5 | world |]
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Codec<A> {
+  readonly [TypeId]: TypeId
+  /** Names the codec in error messages, e.g. `lengthPrefixed(32-bit big-endian)`. */
+  readonly name: string
+  /** A fresh decoder: one per byte stream. */
+  readonly decoder: () => Decoder<A>
+  /** Appends the wire bytes of `frames` to `out`, or returns why one cannot be sent (appending nothing). */
+  readonly encode: (frames: ReadonlyArray<A>, out: Array<Uint8Array>) => FrameError | undefined
+}
+
+/**
+ * A stateful decoder for one byte stream.
+ *
+ * - `push(bytes, out)` appends every frame `bytes` completes to `out` and
+ *   keeps the bytes of an unfinished frame (at most the codec's limit plus a
+ *   few header bytes). A frame inside `bytes` is a `subarray` of it (no copy),
+ *   so do not mutate pushed bytes afterwards. On a `FrameError`, `out` holds
+ *   the frames before the bad one. The decoder is then `failed` and repeats
+ *   the error, unless the codec resynchronises (`resync` of `lines` and
+ *   `delimited`): then it skips the bad frame, keeps the rest of `bytes`,
+ *   and the next `push` (an empty array will do) goes on from there.
+ * - `end(out)` says the input is over: bytes of an unfinished frame make an
+ *   `IncompleteFrame` (tokio's "bytes remaining on stream").
+ * - `buffered` is how many bytes it holds right now.
+ *
+ * ```ts
+ * const decoder = Framing.lengthPrefixed().decoder()
+ * const frames: Array<Uint8Array> = []
+ * for (const bytes of reads) {
+ *   const error = decoder.push(bytes, frames)
+ *   if (error !== undefined) throw error
+ * }
+ * const error = decoder.end(frames)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Decoder<A> {
+  push(bytes: Uint8Array, out: Array<A>): FrameError | undefined
+  end(out: Array<A>): FrameError | undefined
+  /** Bytes held for frames not complete yet. */
+  readonly buffered: number
+  /** Whether an error ended this decoder: every later call repeats it. */
+  readonly failed: boolean
+}
+
+/**
+ * A frame announced (or, when sending, given) larger than the codec's limit.
+ * Decoders see it from the header, before buffering a single byte of the body,
+ * so a peer claiming 4 GiB costs nothing. `size` is the announced size; when
+ * `exact` is false (a delimiter not seen yet) it is a lower bound. `option`
+ * names the setting that sets `limit`.
+ *
+ * ```ts
+ * frames.pipe(Stream.catchTag("FrameTooLarge", (e) => Stream.fail(`${e.size} > ${e.limit}`)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const FrameTooLarge: typeof core.FrameTooLarge = core.FrameTooLarge
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type FrameTooLarge = core.FrameTooLarge
+
+/**
+ * The input ended inside a frame; `remaining` is how many bytes of it had
+ * arrived.
+ *
+ * ```ts
+ * frames.pipe(Stream.catchTag("IncompleteFrame", (e) => Console.error(e.message)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const IncompleteFrame: typeof core.IncompleteFrame = core.IncompleteFrame
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type IncompleteFrame = core.IncompleteFrame
+
+/**
+ * A frame that breaks the codec's rules: a negative adjusted length, an
+ * over-long varint, invalid UTF-8 in a text line, a header that is not JSON or
+ * does not match its Schema (`cause` holds the `ParseError`), or, when
+ * sending, a frame the peer could not read back (a line containing `\n`).
+ * `direction` says which side noticed.
+ *
+ * ```ts
+ * Effect.catchTag("MalformedFrame", (e) => Console.error(e.reason))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const MalformedFrame: typeof core.MalformedFrame = core.MalformedFrame
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type MalformedFrame = core.MalformedFrame
+
+/**
+ * Codec parameters that make no sense, thrown when the codec is built (a
+ * programming or configuration mistake, never a run-time condition).
+ *
+ * ```ts
+ * Framing.lengthPrefixed({ lengthBytes: 2 }) // fine: maxFrameLength defaults to 65535
+ * Framing.lengthPrefixed({ lengthBytes: 2, maxFrameLength: 100_000 }) // throws InvalidCodecOptions
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const InvalidCodecOptions: typeof core.InvalidCodecOptions = core.InvalidCodecOptions
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type InvalidCodecOptions = core.InvalidCodecOptions
+
+/**
+ * Everything decoding or encoding frames can fail with.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type FrameError = FrameTooLarge | IncompleteFrame | MalformedFrame
+
+/**
+ * Is this value a {@link FrameError}?
+ *
+ * ```ts
+ * Effect.catchIf(Framing.isFrameError, (e) => Console.error(e.message))
+ * ```
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isFrameError = (u: unknown): u is FrameError =>
+  u instanceof core.FrameTooLarge || u instanceof core.IncompleteFrame || u instanceof core.MalformedFrame
+
+/**
+ * Is this value a {@link Codec}?
+ *
+ * ```ts
+ * Framing.isCodec(Framing.lines()) // true
+ * ```
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isCodec = (u: unknown): u is Codec<unknown> => typeof u === "object" && u !== null && TypeId in u
+
+/**
+ * Make a codec of your own from a decoder factory and a batch encoder; check
+ * it with `testing/CodecLaws`.
+ *
+ * ```ts
+ * const codec = Framing.make({ name: "mine", decoder: () => new MyDecoder(), encode: myEncode })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: <A>(codec: {
+  readonly name: string
+  readonly decoder: () => Decoder<A>
+  readonly encode: (frames: ReadonlyArray<A>, out: Array<Uint8Array>) => FrameError | undefined
+}) => Codec<A> = core.make
+
+// ---------------------------------------------------------------------------
+// Codecs
+// ---------------------------------------------------------------------------
+
+/**
+ * Options of {@link lengthPrefixed}; Netty's LengthFieldBasedFrameDecoder
+ * calls them lengthFieldLength, lengthFieldOffset, lengthAdjustment and
+ * initialBytesToStrip.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LengthPrefixedOptions {
+  /** Width of the length field (default 4). */
+  readonly lengthBytes?: 1 | 2 | 3 | 4 | 8 | undefined
+  /** Byte order of the length field (default `"big"`, network order). */
+  readonly endian?: "big" | "little" | undefined
+  /** Header bytes before the length field (default 0); they are written as zeros. */
+  readonly offset?: number | undefined
+  /**
+   * Added to the field's value to get the number of bytes after the field
+   * (default 0). A length that counts the whole header is
+   * `-(offset + lengthBytes)`.
+   */
+  readonly adjustment?: number | undefined
+  /**
+   * Bytes dropped from the front of each frame, 0 to `offset + lengthBytes`
+   * (default: all of them, so frames are bodies). With less, frames keep
+   * their header, and encoding checks that the length field they carry is right.
+   */
+  readonly strip?: number | undefined
+  /**
+   * The most bytes after the length field (default 8 MiB, or less if the
+   * field cannot count that far). Checked from the header before any body
+   * byte is buffered; up to 4 GiB.
+   */
+  readonly maxFrameLength?: number | undefined
+}
+
+/**
+ * Frames led by a length field (tokio's LengthDelimitedCodec, Netty's
+ * LengthFieldBasedFrameDecoder and LengthFieldPrepender). By default a 4-byte
+ * big-endian length, then that many bytes; frames are the bodies:
+ *
+ * ```text
+ * | 00 00 00 0B | Hello world |  -->  | Hello world |
+ * ```
+ *
+ * With a 2-byte prefix before the field, a length counting the whole header,
+ * and the header kept (`offset: 2, adjustment: -6, strip: 0`):
+ *
+ * ```text
+ * | CA FE | 00 00 00 11 | Hello world |  -->  | CA FE 00 00 00 11 Hello world |
+ * ```
+ *
+ * ```ts
+ * const codec = Framing.lengthPrefixed({ lengthBytes: 2, maxFrameLength: 1024 })
+ * const frames = socket.reads.pipe(Framing.decode(codec))
+ * ```
+ *
+ * Throws {@link InvalidCodecOptions} when the options make no sense: a length
+ * field too narrow for `maxFrameLength`, an adjustment under which every
+ * length is negative or every frame too large, `strip` beyond the header.
+ *
+ * @since 0.1.0
+ * @category codecs
+ */
+export const lengthPrefixed: (options?: LengthPrefixedOptions) => Codec<Uint8Array> = lengthPrefixedCodec.lengthPrefixed
+
+/**
+ * Options of {@link varint}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface VarintOptions {
+  /** The largest frame (default 8 MiB; up to 4 GiB). */
+  readonly maxFrameLength?: number | undefined
+}
+
+/**
+ * Frames led by their length as an unsigned LEB128 varint, as protobuf's
+ * delimited streams and libp2p use. Non-minimal varints (padded with `0x80`
+ * bytes) are a `MalformedFrame`, as libp2p's unsigned-varint requires; a varint
+ * already over `maxFrameLength` fails as `FrameTooLarge` before it even ends.
+ *
+ * ```text
+ * | AC 02 | 300 bytes |  -->  | 300 bytes |
+ * ```
+ *
+ * ```ts
+ * const codec = Framing.varint({ maxFrameLength: 1 << 20 })
+ * ```
+ *
+ * @since 0.1.0
+ * @category codecs
+ */
+export const varint: (options?: VarintOptions) => Codec<Uint8Array> = varintCodec.varint
+
+/**
+ * Options of {@link delimited}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DelimitedOptions {
+  /** The bytes that end each frame; a string is taken as UTF-8. Not empty. */
+  readonly delimiter: Uint8Array | string
+  /** The longest frame, not counting the delimiter (default 8 MiB). */
+  readonly maxLength?: number | undefined
+  /** Whether frames end with their delimiter (default false). */
+  readonly keepDelimiter?: boolean | undefined
+  /**
+   * After a frame over `maxLength`: false (default) the decoder fails; true
+   * it reports `FrameTooLarge`, drops bytes up to the next delimiter without
+   * holding them, and goes on (like tokio's LinesCodec).
+   */
+  readonly resync?: boolean | undefined
+}
+
+/**
+ * Frames ended by a delimiter of one or more bytes. Memory stays bounded: a
+ * frame still without its delimiter after `maxLength` bytes fails at once.
+ *
+ * ```text
+ * | Hello \0 world \0 |  -->  | Hello | world |
+ * ```
+ *
+ * ```ts
+ * const codec = Framing.delimited({ delimiter: "\0", maxLength: 4096 })
+ * ```
+ *
+ * Throws {@link InvalidCodecOptions} for an empty delimiter.
+ *
+ * @since 0.1.0
+ * @category codecs
+ */
+export const delimited: (options: DelimitedOptions) => Codec<Uint8Array> = delimitedCodec.delimited
+
+/**
+ * Options of {@link lines}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LinesOptions {
+  /** The longest line, not counting `\r\n` or `\n` (default 8 MiB). */
+  readonly maxLength?: number | undefined
+  /** Frames as bytes (default) or as strings (UTF-8; invalid UTF-8 is a `MalformedFrame`). */
+  readonly as?: "bytes" | "string" | undefined
+  /** After an over-long (or, as strings, non-UTF-8) line, report it, skip to the next line, and go on. */
+  readonly resync?: boolean | undefined
+}
+
+/**
+ * Text lines ending in `\n` or `\r\n` (the line ending is not part of the
+ * frame). Encoding appends `\n`, and rejects a line containing `\n` or ending
+ * in `\r`, which the peer could not read back.
+ *
+ * ```text
+ * | GET a\r\n | PUT b\n |  -->  | GET a | PUT b |
+ * ```
+ *
+ * ```ts
+ * const commands = socket.reads.pipe(Framing.decode(Framing.lines({ as: "string", maxLength: 1024 })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category codecs
+ */
+export const lines: {
+  (options?: LinesOptions & { readonly as?: "bytes" | undefined }): Codec<Uint8Array>
+  (options: LinesOptions & { readonly as: "string" }): Codec<string>
+} = delimitedCodec.lines as any
+
+/**
+ * Frames of exactly `size` bytes. Encoding any other size is a
+ * `MalformedFrame`; throws {@link InvalidCodecOptions} unless `size` is a
+ * positive integer.
+ *
+ * ```text
+ * | 0102 0304 05 |  -- fixed(2) -->  | 0102 | 0304 |  (and IncompleteFrame(1) at the end)
+ * ```
+ *
+ * ```ts
+ * const samples = socket.reads.pipe(Framing.decode(Framing.fixed(4)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category codecs
+ */
+export const fixed: (size: number) => Codec<Uint8Array> = fixedCodec.fixed
+
+/**
+ * A frame of the {@link header} codec: the decoded header and the raw body.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HeaderFrame<H> {
+  readonly header: H
+  readonly body: Uint8Array
+}
+
+/**
+ * Options of {@link header}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HeaderOptions<H, I> {
+  /** The header's Schema; its encoded side is written as JSON. */
+  readonly header: Schema.Schema<H, I, never>
+  /** How long the body after this header is. */
+  readonly bodyLength: (header: H) => number
+  /** The longest header JSON, in bytes (default 64 KiB). */
+  readonly maxHeaderLength?: number | undefined
+  /** The longest body (default 8 MiB, up to 4 GiB); checked before a byte of it is buffered. */
+  readonly maxBodyLength?: number | undefined
+}
+
+/**
+ * The tutorials' "custom data header": a 4-byte big-endian length, a UTF-8
+ * JSON header described by a Schema, then a raw body whose length a header
+ * field gives. Frames are `{ header, body }`.
+ *
+ * ```text
+ * | 00 00 00 1F | {"stdoutLength":5,"stderrLength":0} | hello |  -->  { header, body: | hello | }
+ * ```
+ *
+ * ```ts
+ * const Output = Schema.Struct({ stdoutLength: Schema.Int, stderrLength: Schema.Int })
+ * const codec = Framing.header({ header: Output, bodyLength: (h) => h.stdoutLength + h.stderrLength })
+ * ```
+ *
+ * A header that is not UTF-8 JSON or does not match the Schema is a
+ * `MalformedFrame` whose `cause` says why. Encoding runs the decoder's checks
+ * on what it writes, so a header that JSON cannot carry (`NaN`) fails when sent.
+ *
+ * @since 0.1.0
+ * @category codecs
+ */
+export const header: <H, I>(options: HeaderOptions<H, I>) => Codec<HeaderFrame<H>> = headerCodec.header
+
+// ---------------------------------------------------------------------------
+// Stream pipes
+// ---------------------------------------------------------------------------
+
+type FrameChannel<Out, In, E> = Channel.Channel<
+  Chunk.Chunk<Out>,
+  Chunk.Chunk<In>,
+  E | FrameError,
+  E,
+  unknown,
+  unknown
+>
+
+const emit = <Out, In, E>(
+  out: Array<Out>,
+  next: FrameChannel<Out, In, E>
+): FrameChannel<Out, In, E> => out.length === 0 ? next : Channel.zipRight(Channel.write(Chunk.unsafeFromArray(out)), next)
+
+const decodeChannel = <A, E>(codec: Codec<A>): FrameChannel<A, Uint8Array, E> =>
+  Channel.suspend(() => {
+    const decoder = codec.decoder()
+    const loop: FrameChannel<A, Uint8Array, E> = Channel.readWithCause({
+      onInput: (input: Chunk.Chunk<Uint8Array>): FrameChannel<A, Uint8Array, E> => {
+        const chunks = Chunk.toReadonlyArray(input)
+        const out: Array<A> = []
+        for (let i = 0; i < chunks.length; i++) {
+          const error = decoder.push(chunks[i]!, out)
+          if (error !== undefined) return emit<A, Uint8Array, E>(out, Channel.fail(error))
+        }
+        return emit(out, loop)
+      },
+      onFailure: (cause: Cause.Cause<E>): FrameChannel<A, Uint8Array, E> => Channel.failCause(cause),
+      onDone: (): FrameChannel<A, Uint8Array, E> => {
+        const out: Array<A> = []
+        const error = decoder.end(out)
+        return emit<A, Uint8Array, E>(out, error === undefined ? Channel.void : Channel.fail(error))
+      }
+    })
+    return loop
+  })
+
+/**
+ * Cut a byte stream into frames: each chunk of bytes becomes one chunk of the
+ * frames it completed (no Effect per frame). At the end of the input, bytes
+ * of an unfinished frame fail the stream with `IncompleteFrame`. A fresh
+ * decoder is made each time the stream runs.
+ *
+ * ```ts
+ * const frames = socket.reads.pipe(Framing.decode(Framing.lengthPrefixed()))
+ * // Stream<Uint8Array, ReadError | FrameError>
+ * ```
+ *
+ * @since 0.1.0
+ * @category pipes
+ */
+export const decode: {
+  <A>(codec: Codec<A>): <E, R>(self: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<A, E | FrameError, R>
+  <E, R, A>(self: Stream.Stream<Uint8Array, E, R>, codec: Codec<A>): Stream.Stream<A, E | FrameError, R>
+} = dual(
+  2,
+  <E, R, A>(self: Stream.Stream<Uint8Array, E, R>, codec: Codec<A>): Stream.Stream<A, E | FrameError, R> =>
+    Stream.pipeThroughChannel(self, decodeChannel<A, E>(codec))
+)
+
+const decodeEitherChannel = <A, E>(codec: Codec<A>): FrameChannel<Either.Either<A, FrameError>, Uint8Array, E> =>
+  Channel.suspend(() => {
+    const decoder = codec.decoder()
+    const frames: Array<A> = []
+    // Moves decoded frames into `out` as Rights, then the error (if any) as a Left; true if decoding can go on.
+    const settle = (out: Array<Either.Either<A, FrameError>>, error: FrameError | undefined): boolean => {
+      for (let i = 0; i < frames.length; i++) out.push(Either.right(frames[i]!))
+      frames.length = 0
+      if (error === undefined) return true
+      out.push(Either.left(error))
+      return !decoder.failed
+    }
+    const EMPTY = new Uint8Array(0)
+    const loop: FrameChannel<Either.Either<A, FrameError>, Uint8Array, E> = Channel.readWithCause({
+      onInput: (input: Chunk.Chunk<Uint8Array>): FrameChannel<Either.Either<A, FrameError>, Uint8Array, E> => {
+        const chunks = Chunk.toReadonlyArray(input)
+        const out: Array<Either.Either<A, FrameError>> = []
+        for (let i = 0; i < chunks.length; i++) {
+          let error = decoder.push(chunks[i]!, frames)
+          while (error !== undefined) {
+            if (!settle(out, error)) return emit<Either.Either<A, FrameError>, Uint8Array, E>(out, Channel.void)
+            error = decoder.push(EMPTY, frames)
+          }
+          settle(out, undefined)
+        }
+        return emit(out, loop)
+      },
+      onFailure: (cause: Cause.Cause<E>): FrameChannel<Either.Either<A, FrameError>, Uint8Array, E> =>
+        Channel.failCause(cause),
+      onDone: (): FrameChannel<Either.Either<A, FrameError>, Uint8Array, E> => {
+        const out: Array<Either.Either<A, FrameError>> = []
+        let error = decoder.end(frames)
+        while (error !== undefined && settle(out, error)) error = decoder.end(frames)
+        settle(out, undefined)
+        return emit<Either.Either<A, FrameError>, Uint8Array, E>(out, Channel.void)
+      }
+    })
+    return loop
+  })
+
+/**
+ * Like {@link decode}, but a frame error is a value, `Left(error)`, instead
+ * of a failure. With a codec that resynchronises (`lines({ resync: true })`)
+ * the stream goes on after it, so a server can answer "line too long" and
+ * read the next line; otherwise the `Left` is the stream's last element.
+ *
+ * ```ts
+ * socket.reads.pipe(
+ *   Framing.decodeEither(Framing.lines({ as: "string", maxLength: 80, resync: true })),
+ *   Stream.map(Either.match({ onLeft: (e) => `error: ${e.message}`, onRight: (line) => line.toUpperCase() }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category pipes
+ */
+export const decodeEither: {
+  <A>(
+    codec: Codec<A>
+  ): <E, R>(self: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<Either.Either<A, FrameError>, E, R>
+  <E, R, A>(self: Stream.Stream<Uint8Array, E, R>, codec: Codec<A>): Stream.Stream<Either.Either<A, FrameError>, E, R>
+} = dual(
+  2,
+  <E, R, A>(self: Stream.Stream<Uint8Array, E, R>, codec: Codec<A>): Stream.Stream<Either.Either<A, FrameError>, E, R> =>
+    Stream.pipeThroughChannel(self, decodeEitherChannel<A, E>(codec)) as Stream.Stream<
+      Either.Either<A, FrameError>,
+      E,
+      R
+    >
+)
+
+const encodeChannel = <A, E>(codec: Codec<A>): FrameChannel<Uint8Array, A, E> => {
+  const loop: FrameChannel<Uint8Array, A, E> = Channel.readWithCause({
+    onInput: (input: Chunk.Chunk<A>): FrameChannel<Uint8Array, A, E> => {
+      const out: Array<Uint8Array> = []
+      const error = codec.encode(Chunk.toReadonlyArray(input), out)
+      return error === undefined ? emit(out, loop) : Channel.fail(error)
+    },
+    onFailure: (cause: Cause.Cause<E>): FrameChannel<Uint8Array, A, E> => Channel.failCause(cause),
+    onDone: (): FrameChannel<Uint8Array, A, E> => Channel.void
+  })
+  return loop
+}
+
+/**
+ * Turn frames into bytes: each chunk of frames becomes one chunk of buffers
+ * (see {@link Codec}), which `Socket.writes` sends as one `writev`. A frame
+ * the codec cannot send fails the stream before any byte of its chunk is
+ * emitted.
+ *
+ * ```ts
+ * yield* Stream.make(hello, world).pipe(Framing.encode(Framing.lengthPrefixed()), Stream.run(socket.writes))
+ * ```
+ *
+ * @since 0.1.0
+ * @category pipes
+ */
+export const encode: {
+  <A>(codec: Codec<A>): <E, R>(self: Stream.Stream<A, E, R>) => Stream.Stream<Uint8Array, E | FrameError, R>
+  <A, E, R>(self: Stream.Stream<A, E, R>, codec: Codec<A>): Stream.Stream<Uint8Array, E | FrameError, R>
+} = dual(
+  2,
+  <A, E, R>(self: Stream.Stream<A, E, R>, codec: Codec<A>): Stream.Stream<Uint8Array, E | FrameError, R> =>
+    Stream.pipeThroughChannel(self, encodeChannel<A, E>(codec))
+)
+
+// ---------------------------------------------------------------------------
+// Whole buffers
+// ---------------------------------------------------------------------------
+
+/**
+ * Decode a complete buffer (or several, in order): every frame, or the first
+ * error, including `IncompleteFrame` for leftover bytes.
+ *
+ * ```ts
+ * Framing.decodeAll(Framing.lines({ as: "string" }), bytes) // Either<Array<string>, FrameError>
+ * ```
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const decodeAll = <A>(
+  codec: Codec<A>,
+  bytes: Uint8Array | Iterable<Uint8Array>
+): Either.Either<Array<A>, FrameError> => {
+  const decoder = codec.decoder()
+  const out: Array<A> = []
+  for (const chunk of bytes instanceof Uint8Array ? [bytes] : bytes) {
+    const error = decoder.push(chunk, out)
+    if (error !== undefined) return Either.left(error)
+  }
+  const error = decoder.end(out)
+  return error === undefined ? Either.right(out) : Either.left(error)
+}
+
+/**
+ * Encode frames into one contiguous buffer.
+ *
+ * ```ts
+ * Framing.encodeAll(Framing.lines({ as: "string" }), ["a", "b"]) // Right(| a \n b \n |)
+ * ```
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const encodeAll = <A>(codec: Codec<A>, frames: Iterable<A>): Either.Either<Uint8Array, FrameError> => {
+  const out: Array<Uint8Array> = []
+  const error = codec.encode(Array.isArray(frames) ? frames : Array.from(frames), out)
+  if (error !== undefined) return Either.left(error)
+  if (out.length === 1) return Either.right(out[0]!)
+  let size = 0
+  for (const bytes of out) size += bytes.length
+  const all = new Uint8Array(size)
+  let at = 0
+  for (const bytes of out) {
+    all.set(bytes, at)
+    at += bytes.length
+  }
+  return Either.right(all)
+}

@@ -1,0 +1,247 @@
+/**
+ * The tutorials' "custom data header": a length-prefixed JSON header whose
+ * fields give the length of the raw body after it. Documented in
+ * `Framing.header`.
+ *
+ * @since 0.1.0
+ * @internal
+ */
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import type * as Framing from "../../Framing.js"
+import {
+  Batch,
+  clip,
+  decodeUtf8,
+  DEFAULT_MAX,
+  FrameTooLarge,
+  Gather,
+  IncompleteFrame,
+  integer,
+  invalid,
+  make,
+  MalformedFrame,
+  MAX_LIMIT
+} from "./core.js"
+
+const LENGTH = 0
+const HEADER = 1
+const BODY = 2
+
+interface Config<H> {
+  readonly name: string
+  readonly decodeHeader: (u: unknown) => Either.Either<H, ParseResult.ParseError>
+  readonly encodeHeader: (h: H) => Either.Either<unknown, ParseResult.ParseError>
+  readonly bodyLength: (header: H) => number
+  readonly maxHeader: number
+  readonly maxBody: number
+}
+
+const describe = (error: ParseResult.ParseError): string => clip(ParseResult.TreeFormatter.formatErrorSync(error))
+
+/** Reads a header from its JSON bytes; a string is the reason it is malformed. */
+const readHeader = <H>(C: Config<H>, bytes: Uint8Array): { readonly header: H } | MalformedFrame => {
+  const malformed = (reason: string, cause?: unknown) =>
+    new MalformedFrame({ codec: C.name, direction: "decode", reason, cause })
+  const text = decodeUtf8(bytes)
+  if (text === undefined) return malformed("the header is not valid UTF-8")
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (cause) {
+    return malformed(`the header is not JSON (${clip(String((cause as Error).message))})`, cause)
+  }
+  const decoded = C.decodeHeader(json)
+  if (Either.isLeft(decoded)) return malformed(`the header does not match its schema: ${describe(decoded.left)}`, decoded.left)
+  return { header: decoded.right }
+}
+
+/** Validates what `bodyLength` says; a string is why it is unusable. */
+const checkBodyLength = (n: number): string | undefined =>
+  typeof n === "number" && Number.isSafeInteger(n) && n >= 0
+    ? undefined
+    : `bodyLength gave ${String(n)} for this header; expected a non-negative integer`
+
+const readU32 = (b: Uint8Array, i: number): number =>
+  b[i]! * 0x1000000 + ((b[i + 1]! << 16) | (b[i + 2]! << 8) | b[i + 3]!)
+
+/**
+ * The decode state machine: `Length` (the 4-byte header length, which may
+ * arrive in pieces), `Header(need)` and `Body(need)`.
+ */
+class Decoder<H> implements Framing.Decoder<Framing.HeaderFrame<H>> {
+  private state: typeof LENGTH | typeof HEADER | typeof BODY = LENGTH
+  private readonly lengthBuffer = new Uint8Array(4)
+  private lengthFill = 0
+  private headerLength = 0
+  private header: H | undefined = undefined
+  private bodyLength = 0
+  private readonly piece = new Gather()
+  private error: Framing.FrameError | undefined = undefined
+
+  constructor(private readonly C: Config<H>) {}
+
+  get buffered(): number {
+    return this.state === LENGTH ? this.lengthFill : this.piece.fill
+  }
+
+  get failed(): boolean {
+    return this.error !== undefined
+  }
+
+  private tooLarge(what: "header" | "body", limit: number, size: number): Framing.FrameError {
+    return this.error = new FrameTooLarge({
+      codec: this.C.name,
+      direction: "decode",
+      what,
+      option: what === "header" ? "maxHeaderLength" : "maxBodyLength",
+      limit,
+      size,
+      exact: true
+    })
+  }
+
+  push(bytes: Uint8Array, out: Array<Framing.HeaderFrame<H>>): Framing.FrameError | undefined {
+    if (this.error !== undefined) return this.error
+    const C = this.C
+    const len = bytes.length
+    const piece = this.piece
+    let p = 0
+    for (;;) {
+      if (this.state === LENGTH) {
+        if (p === len) return undefined
+        let n: number
+        if (this.lengthFill === 0 && len - p >= 4) {
+          n = readU32(bytes, p)
+          p += 4
+        } else {
+          while (this.lengthFill < 4 && p < len) this.lengthBuffer[this.lengthFill++] = bytes[p++]!
+          if (this.lengthFill < 4) return undefined
+          n = readU32(this.lengthBuffer, 0)
+          this.lengthFill = 0
+        }
+        if (n > C.maxHeader) return this.tooLarge("header", C.maxHeader, n)
+        this.headerLength = n
+        piece.begin(n)
+        this.state = HEADER
+      } else {
+        if (p === len && piece.need > 0) return undefined
+        p = piece.take(bytes, p)
+        if (piece.need > 0) return undefined
+        if (this.state === HEADER) {
+          const read = readHeader(C, piece.piece)
+          if (read instanceof MalformedFrame) return this.error = read
+          const n = C.bodyLength(read.header)
+          const bad = checkBodyLength(n)
+          if (bad !== undefined) {
+            return this.error = new MalformedFrame({ codec: C.name, direction: "decode", reason: bad })
+          }
+          if (n > C.maxBody) return this.tooLarge("body", C.maxBody, n)
+          this.header = read.header
+          this.bodyLength = n
+          piece.begin(n)
+          this.state = BODY
+        } else {
+          out.push({ header: this.header!, body: piece.piece })
+          this.header = undefined
+          this.state = LENGTH
+        }
+      }
+    }
+  }
+
+  end(_out: Array<Framing.HeaderFrame<H>>): Framing.FrameError | undefined {
+    if (this.error !== undefined) return this.error
+    const remaining = this.state === LENGTH
+      ? this.lengthFill
+      : this.state === HEADER
+      ? 4 + this.headerLength - this.piece.need
+      : 4 + this.headerLength + this.bodyLength - this.piece.need
+    if (remaining === 0) return undefined
+    return this.error = new IncompleteFrame({ codec: this.C.name, remaining })
+  }
+}
+
+const textEncoder = new TextEncoder()
+
+const encoder = <H>(C: Config<H>) =>
+(frames: ReadonlyArray<Framing.HeaderFrame<H>>, out: Array<Uint8Array>): Framing.FrameError | undefined => {
+  const malformed = (reason: string, cause?: unknown) =>
+    new MalformedFrame({ codec: C.name, direction: "encode", reason, cause })
+  const tooLarge = (what: "header" | "body", limit: number, size: number) =>
+    new FrameTooLarge({
+      codec: C.name,
+      direction: "encode",
+      what,
+      option: what === "header" ? "maxHeaderLength" : "maxBodyLength",
+      limit,
+      size,
+      exact: true
+    })
+  const batch = new Batch(out)
+  const headers: Array<Uint8Array> = new Array(frames.length)
+  for (let i = 0; i < frames.length; i++) {
+    const { body, header } = frames[i]!
+    const encoded = C.encodeHeader(header)
+    if (Either.isLeft(encoded)) {
+      return malformed(`the header does not match its schema: ${describe(encoded.left)}`, encoded.left)
+    }
+    let text: string | undefined
+    try {
+      text = JSON.stringify(encoded.right)
+    } catch (cause) {
+      return malformed(`the header cannot be written as JSON (${clip(String((cause as Error).message))})`, cause)
+    }
+    if (text === undefined) return malformed("the header encodes to nothing JSON can carry")
+    const bytes = textEncoder.encode(text)
+    if (bytes.length > C.maxHeader) return tooLarge("header", C.maxHeader, bytes.length)
+    // Check with the decoder's own steps: JSON is lossy (NaN, Infinity, undefined), and what the peer would reject must not be sent.
+    const read = readHeader(C, bytes)
+    if (read instanceof MalformedFrame) {
+      return malformed(`the header would not read back: ${read.reason}`, read.cause)
+    }
+    const n = C.bodyLength(read.header)
+    const bad = checkBodyLength(n)
+    if (bad !== undefined) return malformed(bad)
+    if (body.length !== n) return malformed(`bodyLength says ${n} bytes for this header, but the body has ${body.length}`)
+    if (n > C.maxBody) return tooLarge("body", C.maxBody, n)
+    headers[i] = bytes
+    batch.reserveInline(4)
+    batch.reserve(bytes.length)
+    batch.reserve(body.length)
+  }
+  const buffer = batch.start()
+  for (let i = 0; i < frames.length; i++) {
+    const bytes = headers[i]!
+    const at = batch.position
+    const n = bytes.length
+    buffer[at] = n >>> 24
+    buffer[at + 1] = (n >>> 16) & 0xff
+    buffer[at + 2] = (n >>> 8) & 0xff
+    buffer[at + 3] = n & 0xff
+    batch.advance(4)
+    batch.copy(bytes)
+    batch.copy(frames[i]!.body)
+  }
+  batch.flush()
+  return undefined
+}
+
+/** @internal */
+export const header = <H, I>(options: Framing.HeaderOptions<H, I>): Framing.Codec<Framing.HeaderFrame<H>> => {
+  const name = "header"
+  if (!Schema.isSchema(options?.header)) invalid(name, "header", "expected a Schema for the header")
+  if (typeof options.bodyLength !== "function") {
+    invalid(name, "bodyLength", "expected a function from the header to its body's length")
+  }
+  const config: Config<H> = {
+    name,
+    decodeHeader: Schema.decodeUnknownEither(options.header),
+    encodeHeader: Schema.encodeEither(options.header),
+    bodyLength: options.bodyLength,
+    maxHeader: integer(name, "maxHeaderLength", options.maxHeaderLength, 64 * 1024, 0, 2 ** 32 - 1),
+    maxBody: integer(name, "maxBodyLength", options.maxBodyLength, DEFAULT_MAX, 0, MAX_LIMIT)
+  }
+  return make({ name, decoder: () => new Decoder(config), encode: encoder(config) })
+}

@@ -1,0 +1,161 @@
+/**
+ * Unsigned LEB128 length prefix (protobuf's delimited streams, libp2p's
+ * unsigned-varint). Documented in `Framing.varint`.
+ *
+ * @since 0.1.0
+ * @internal
+ */
+import type * as Framing from "../../Framing.js"
+import { Batch, DEFAULT_MAX, FrameTooLarge, Gather, IncompleteFrame, integer, make, MalformedFrame, MAX_LIMIT } from "./core.js"
+
+const HEAD = 0
+const DATA = 1
+
+/** 128^k for k = 0..8: the weight of the k-th varint byte. */
+const WEIGHT = Array.from({ length: 9 }, (_, k) => 128 ** k)
+
+const varintSize = (n: number): number => {
+  let size = 1
+  while (n >= WEIGHT[size]!) size++
+  return size
+}
+
+/**
+ * The decode state machine: `Head` (reading the varint, one byte at a time,
+ * `value` and `count` so far) and `Data(need)` (body bytes still to come).
+ */
+class Decoder implements Framing.Decoder<Uint8Array> {
+  private state: typeof HEAD | typeof DATA = HEAD
+  private value = 0
+  private count = 0
+  private readonly body = new Gather()
+  private error: Framing.FrameError | undefined = undefined
+
+  constructor(private readonly name: string, private readonly max: number) {}
+
+  get buffered(): number {
+    return this.state === HEAD ? 0 : this.body.fill
+  }
+
+  get failed(): boolean {
+    return this.error !== undefined
+  }
+
+  private tooLarge(size: number, exact: boolean): Framing.FrameError {
+    return this.error = new FrameTooLarge({
+      codec: this.name,
+      direction: "decode",
+      what: "frame",
+      option: "maxFrameLength",
+      limit: this.max,
+      size,
+      exact
+    })
+  }
+
+  push(bytes: Uint8Array, out: Array<Uint8Array>): Framing.FrameError | undefined {
+    if (this.error !== undefined) return this.error
+    const len = bytes.length
+    const max = this.max
+    const body = this.body
+    let p = 0
+    while (p < len) {
+      if (this.state === HEAD) {
+        const b = bytes[p++]!
+        if (b < 0x80 && this.count === 0) {
+          // One-byte length: the common case for small frames.
+          if (b > max) return this.tooLarge(b, true)
+          if (len - p >= b) {
+            out.push(bytes.subarray(p, p + b))
+            p += b
+            continue
+          }
+          this.count = 1
+          this.value = b
+          this.state = DATA
+          body.begin(b)
+          continue
+        }
+        if (b === 0 && this.count > 0) {
+          this.error = new MalformedFrame({
+            codec: this.name,
+            direction: "decode",
+            reason: `over-long varint: ${this.count + 1} bytes for a value that fits in ${this.count}`
+          })
+          return this.error
+        }
+        this.value += (b & 0x7f) * WEIGHT[this.count]!
+        this.count++
+        if (b >= 0x80) {
+          // Minimal encoding: more bytes follow, so the value is at least 128^count.
+          const least = this.value + WEIGHT[this.count]!
+          if (least > max) return this.tooLarge(least, false)
+          continue
+        }
+        if (this.value > max) return this.tooLarge(this.value, true)
+        this.state = DATA
+        body.begin(this.value)
+        continue
+      }
+      p = body.take(bytes, p)
+      if (body.need === 0) {
+        out.push(body.piece)
+        this.state = HEAD
+        this.value = 0
+        this.count = 0
+      }
+    }
+    return undefined
+  }
+
+  end(_out: Array<Uint8Array>): Framing.FrameError | undefined {
+    if (this.error !== undefined) return this.error
+    const remaining = this.state === HEAD ? this.count : this.count + this.value - this.body.need
+    if (remaining === 0) return undefined
+    return this.error = new IncompleteFrame({ codec: this.name, remaining })
+  }
+}
+
+/** @internal */
+export const varint = (options: Framing.VarintOptions = {}): Framing.Codec<Uint8Array> => {
+  const name = "varint"
+  const max = integer(name, "maxFrameLength", options.maxFrameLength, DEFAULT_MAX, 0, MAX_LIMIT)
+  return make({
+    name,
+    decoder: () => new Decoder(name, max),
+    encode: (frames, out) => {
+      const batch = new Batch(out)
+      for (let i = 0; i < frames.length; i++) {
+        const n = frames[i]!.length
+        if (n > max) {
+          return new FrameTooLarge({
+            codec: name,
+            direction: "encode",
+            what: "frame",
+            option: "maxFrameLength",
+            limit: max,
+            size: n,
+            exact: true
+          })
+        }
+        batch.reserveInline(varintSize(n))
+        batch.reserve(n)
+      }
+      const buffer = batch.start()
+      for (let i = 0; i < frames.length; i++) {
+        const frame = frames[i]!
+        let n = frame.length
+        let at = batch.position
+        while (n >= 0x80) {
+          buffer[at++] = (n % 128) | 0x80
+          n = Math.floor(n / 128)
+        }
+        buffer[at++] = n
+        batch.advance(at - batch.position)
+        batch.copy(frame)
+      }
+      batch.flush()
+      return undefined
+    }
+  })
+}
