@@ -1,0 +1,413 @@
+/**
+ * The typed duplex handlers use: a {@link Protocol} joins a framing codec and
+ * two message Schemas (what we receive, what we send) in one format, and
+ * {@link attach} puts it on a connected socket, giving a stream of typed
+ * incoming messages and a `send` for outgoing ones.
+ *
+ * ```ts
+ * const Chat = Protocol.make({
+ *   framing: Framing.lengthPrefixed(),
+ *   incoming: Schema.Struct({ text: Schema.String }),
+ *   outgoing: Schema.Struct({ echo: Schema.String }),
+ *   format: "msgpack"
+ * })
+ *
+ * const handler = (socket: Socket.Socket) => {
+ *   const connection = socket.pipe(Protocol.attach(Chat))
+ *   return connection.messages.pipe(Stream.runForEach(({ text }) => connection.send({ echo: text })))
+ * }
+ * ```
+ *
+ * Malformed input has two policies. A frame that is not a valid message
+ * (bad JSON, a value the Schema rejects) fails `messages` with a
+ * `MessageDecodeError` by default (`onMalformed: "fail"`); with
+ * `onMalformed: "surface"` it becomes a `Left` in `messages` and the stream
+ * goes on, so the handler can answer a bad request and read the next one.
+ * A framing error (`FrameTooLarge`, `IncompleteFrame`, `MalformedFrame`)
+ * always fails `messages`: after it the byte stream cannot be trusted.
+ *
+ * @since 0.1.0
+ */
+import * as Chunk from "effect/Chunk"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import { dual } from "effect/Function"
+import * as Option from "effect/Option"
+import type * as Schema from "effect/Schema"
+import type { ParseOptions } from "effect/SchemaAST"
+import type * as Scope from "effect/Scope"
+import * as Sink from "effect/Sink"
+import * as Stream from "effect/Stream"
+import * as Address from "./Address.js"
+import * as Framing from "./Framing.js"
+import * as Message from "./Message.js"
+import type { ReadError, WriteError } from "./NetError.js"
+import * as Socket from "./Socket.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = Symbol.for("effect-wire/Protocol")
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * A way to make a message format from a Schema, such as `Message.json` or
+ * `Message.msgpack`.
+ *
+ * ```ts
+ * const format: Protocol.FormatFactory = Message.msgpack
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FormatFactory = <A, I>(schema: Schema.Schema<A, I>, options?: Message.FormatOptions) => Message.Format<A>
+
+/**
+ * What a malformed message does: `"fail"` ends `messages` with the
+ * `MessageDecodeError`; `"surface"` delivers it as a `Left` and goes on.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type OnMalformed = "fail" | "surface"
+
+/**
+ * Options of {@link make}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<In, InI, Out, OutI> {
+  /** How frames are cut from the byte stream, e.g. `Framing.lengthPrefixed()`. */
+  readonly framing: Framing.Codec<Uint8Array>
+  /** The messages we receive. */
+  readonly incoming: Schema.Schema<In, InI>
+  /** The messages we send. */
+  readonly outgoing: Schema.Schema<Out, OutI>
+  /**
+   * How a message is written in a frame (default `"json"`). MessagePack bytes
+   * may contain `\n`, so pair `"msgpack"` with a length-prefixed framing,
+   * not with `lines`.
+   */
+  readonly format?: "json" | "msgpack" | FormatFactory | undefined
+  /** Passed to Schema in both directions, e.g. `{ onExcessProperty: "error" }`. */
+  readonly parseOptions?: ParseOptions | undefined
+  /** See {@link OnMalformed} (default `"fail"`). */
+  readonly onMalformed?: OnMalformed | undefined
+}
+
+/**
+ * A protocol: a framing, the incoming and outgoing formats, and the
+ * malformed-message policy. `In` is what `messages` yields (`Either<A,
+ * MessageDecodeError>` when malformed messages are surfaced) and
+ * `E` what decoding can fail with (`never` when surfaced).
+ *
+ * A protocol is a value, independent of any socket: `decode` and `encode`
+ * also work on plain streams and arrays, e.g. to test it without a socket.
+ *
+ * ```ts
+ * const frames = Protocol.encode(Chat, [{ echo: "hi" }]) // Either<Array<Uint8Array>, ...>
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Protocol<In, Out, E = Message.MessageDecodeError> {
+  readonly [TypeId]: TypeId
+  readonly framing: Framing.Codec<Uint8Array>
+  readonly outgoing: Message.Format<Out>
+  readonly onMalformed: OnMalformed
+  /** Bytes to typed messages (a fresh framing decoder per run). */
+  readonly decode: <E2, R>(bytes: Stream.Stream<Uint8Array, E2, R>) => Stream.Stream<In, E2 | Framing.FrameError | E, R>
+}
+
+const formatFactory = (format: Options<unknown, unknown, unknown, unknown>["format"]): FormatFactory =>
+  format === undefined || format === "json" ? Message.json : format === "msgpack" ? Message.msgpack : format
+
+/**
+ * Define a protocol. Nothing is checked per connection: the formats and the
+ * codec are built once here.
+ *
+ * ```ts
+ * const Kv = Protocol.make({
+ *   framing: Framing.lines({ maxLength: 64 * 1024 }),
+ *   incoming: Schema.Union(Get, Put),
+ *   outgoing: Reply,
+ *   onMalformed: "surface" // messages: Stream<Either<Get | Put, MessageDecodeError>, ...>
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: {
+  <In, InI, Out, OutI>(
+    options: Options<In, InI, Out, OutI> & { readonly onMalformed: "surface" }
+  ): Protocol<Either.Either<In, Message.MessageDecodeError>, Out, never>
+  <In, InI, Out, OutI>(
+    options: Options<In, InI, Out, OutI> & { readonly onMalformed?: "fail" | undefined }
+  ): Protocol<In, Out, Message.MessageDecodeError>
+} = <In, InI, Out, OutI>(options: Options<In, InI, Out, OutI>): any => {
+  const factory = formatFactory(options.format as Options<unknown, unknown, unknown, unknown>["format"])
+  const formatOptions = { parseOptions: options.parseOptions }
+  const incoming = factory(options.incoming, formatOptions)
+  const outgoing = factory(options.outgoing, formatOptions)
+  const framing = options.framing
+  const onMalformed = options.onMalformed ?? "fail"
+  const protocol: Protocol<unknown, Out, unknown> = {
+    [TypeId]: TypeId,
+    framing,
+    outgoing,
+    onMalformed,
+    decode: onMalformed === "surface"
+      ? (bytes) => bytes.pipe(Framing.decode(framing), Message.decodeEither(incoming))
+      : (bytes) => bytes.pipe(Framing.decode(framing), Message.decode(incoming))
+  }
+  return protocol
+}
+
+/**
+ * Is this value a {@link Protocol}?
+ *
+ * ```ts
+ * Protocol.isProtocol(Chat) // true
+ * ```
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isProtocol = (u: unknown): u is Protocol<unknown, unknown, unknown> =>
+  typeof u === "object" && u !== null && TypeId in u
+
+/**
+ * The wire bytes of a batch of messages, ready for one `writeAll`, or why
+ * one of them cannot be sent (then nothing is returned for any of them).
+ *
+ * ```ts
+ * const bytes = Protocol.encode(Chat, [{ echo: "a" }, { echo: "b" }])
+ * ```
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encode = <Out>(
+  protocol: Protocol<unknown, Out, unknown>,
+  messages: Iterable<Out>
+): Either.Either<Array<Uint8Array>, Message.MessageEncodeError | Framing.FrameError> => {
+  const frames: Array<Uint8Array> = []
+  for (const message of messages) {
+    const frame = protocol.outgoing.encode(message)
+    if (Either.isLeft(frame)) return Either.left(frame.left)
+    frames.push(frame.right)
+  }
+  const out: Array<Uint8Array> = []
+  const error = protocol.framing.encode(frames, out)
+  return error === undefined ? Either.right(out) : Either.left(error)
+}
+
+/**
+ * What sending can fail with: the socket's `WriteError`, a message that does
+ * not encode, or a frame the codec cannot send (too large, say).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SendError = WriteError | Message.MessageEncodeError | Framing.FrameError
+
+/**
+ * A protocol attached to a socket.
+ *
+ * - `messages` yields the incoming messages in order, many per socket read
+ *   when the peer sent many in one write. Run it once, from one fiber: each
+ *   run starts a fresh framing decoder. It ends when the peer half-closes
+ *   between frames; EOF inside a frame is `IncompleteFrame`.
+ * - `send` writes one message as one batch; `sendAll` writes many as one
+ *   batch (one `writev`), all or nothing: if one does not encode, none is
+ *   sent. Each call is one socket write, so several fibers may send at once
+ *   without interleaving frames.
+ * - `sends` is a Sink sending each Stream chunk as one batch, then
+ *   half-closing.
+ *
+ * ```ts
+ * const connection = Protocol.attach(socket, Chat)
+ * yield* connection.sendAll([{ echo: "a" }, { echo: "b" }])
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Connection<In, Out, E = Message.MessageDecodeError> {
+  readonly socket: Socket.Socket
+  readonly protocol: Protocol<In, Out, E>
+  readonly messages: Stream.Stream<In, ReadError | Framing.FrameError | E>
+  readonly send: (message: Out) => Effect.Effect<void, SendError>
+  readonly sendAll: (messages: Iterable<Out>) => Effect.Effect<void, SendError>
+  readonly sends: Sink.Sink<void, Out, never, SendError>
+}
+
+const attachImpl = <In, Out, E>(socket: Socket.Socket, protocol: Protocol<In, Out, E>): Connection<In, Out, E> => {
+  const sendAll = (messages: Iterable<Out>): Effect.Effect<void, SendError> =>
+    Effect.suspend((): Effect.Effect<void, SendError> => {
+      const bytes = encode(protocol, messages)
+      return Either.isLeft(bytes) ? Effect.fail(bytes.left) : socket.writeAll(bytes.right)
+    })
+  return {
+    socket,
+    protocol,
+    messages: protocol.decode(socket.reads),
+    send: (message) => sendAll([message]),
+    sendAll,
+    sends: Sink.forEachChunk((chunk: Chunk.Chunk<Out>) => sendAll(chunk)).pipe(
+      Sink.zipRight(Sink.fromEffect(Effect.suspend(() => socket.end)))
+    )
+  }
+}
+
+/**
+ * Put a protocol on a connected socket. Both argument orders work, and so
+ * does the pipe form.
+ *
+ * ```ts
+ * const connection = socket.pipe(Protocol.attach(Chat))
+ * yield* connection.messages.pipe(Stream.runForEach((m) => connection.send({ echo: m.text })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const attach: {
+  <In, Out, E>(protocol: Protocol<In, Out, E>): (socket: Socket.Socket) => Connection<In, Out, E>
+  <In, Out, E>(socket: Socket.Socket, protocol: Protocol<In, Out, E>): Connection<In, Out, E>
+  <In, Out, E>(protocol: Protocol<In, Out, E>, socket: Socket.Socket): Connection<In, Out, E>
+} = dual(
+  2,
+  <In, Out, E>(a: Socket.Socket | Protocol<In, Out, E>, b: Socket.Socket | Protocol<In, Out, E>) =>
+    isProtocol(a) ? attachImpl(b as Socket.Socket, a) : attachImpl(a as Socket.Socket, b as Protocol<In, Out, E>)
+)
+
+/**
+ * The peer ended the connection before answering a request.
+ *
+ * ```ts
+ * client.request(ping).pipe(Effect.catchTag("NoResponse", () => reconnect))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NoResponse extends Data.TaggedError("NoResponse")<{
+  /** The peer. */
+  readonly address: Address.Address
+}> {
+  override get message(): string {
+    return `${Address.format(this.address)} closed the connection before answering the request`
+  }
+}
+
+/**
+ * A request/response client for strictly sequential protocols: each request
+ * gets exactly one response, in order.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Client<In, Out, E = Message.MessageDecodeError> {
+  readonly connection: Connection<In, Out, E>
+  /**
+   * Send one message and wait for the next incoming one. Requests from
+   * several fibers take turns. Interrupting a request whose message was sent
+   * makes the next request skip the response it left behind.
+   */
+  readonly request: (message: Out) => Effect.Effect<In, SendError | ReadError | Framing.FrameError | E | NoResponse>
+}
+
+type ClientError<E> = ReadError | Framing.FrameError | E | NoResponse
+
+const clientImpl = <In, Out, E>(
+  socket: Socket.Socket,
+  protocol: Protocol<In, Out, E>
+): Effect.Effect<Client<In, Out, E>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const connection = attachImpl(socket, protocol)
+    const pull = yield* Stream.toPull(connection.messages)
+    const lock = yield* Effect.makeSemaphore(1)
+    const noResponse = new NoResponse({ address: socket.remoteAddress })
+    let buffer: Array<In> = []
+    let index = 0
+    /** Responses that interrupted requests left on the wire. */
+    let skip = 0
+    /** Once `messages` failed or ended, every request fails the same way. */
+    let over: ClientError<E> | undefined
+
+    const next: Effect.Effect<In, ClientError<E>> = Effect.suspend(() => {
+      if (index < buffer.length) return Effect.succeed(buffer[index++]!)
+      if (over !== undefined) return Effect.fail(over)
+      return pull.pipe(
+        Effect.matchEffect({
+          onFailure: (error: Option.Option<ReadError | Framing.FrameError | E>) => {
+            over = Option.getOrElse(error, (): ClientError<E> => noResponse)
+            return Effect.fail(over)
+          },
+          onSuccess: (chunk) => {
+            buffer = Chunk.toArray(chunk) as Array<In>
+            index = 0
+            return next
+          }
+        })
+      )
+    })
+
+    const skipStale: Effect.Effect<void, ClientError<E>> = Effect.suspend(() =>
+      skip === 0 ? Effect.void : Effect.zipRight(next, Effect.sync(() => void skip--)).pipe(Effect.zipRight(skipStale))
+    )
+
+    const request = (message: Out) =>
+      lock.withPermits(1)(Effect.suspend(() => {
+        let sent = false
+        return skipStale.pipe(
+          Effect.zipRight(Effect.suspend((): Effect.Effect<void, SendError> => {
+            const bytes = encode(protocol, [message])
+            if (Either.isLeft(bytes)) return Effect.fail(bytes.left)
+            // From here the bytes reach the socket (even if we stop waiting for drain): a response will follow.
+            sent = true
+            return socket.writeAll(bytes.right)
+          })),
+          Effect.zipRight(next),
+          Effect.onInterrupt(() => Effect.sync(() => (sent ? void skip++ : undefined)))
+        )
+      }))
+
+    return { connection, request }
+  })
+
+/**
+ * Make a request/response {@link Client} over a socket: `request(out)` sends
+ * one message and returns the next incoming one. For protocols that answer
+ * each request with exactly one response, in order; the scope owns the
+ * reading side.
+ *
+ * ```ts
+ * const client = yield* Protocol.client(socket, Kv)
+ * const reply = yield* client.request({ _tag: "Get", key: "a" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const client: {
+  <In, Out, E>(protocol: Protocol<In, Out, E>): (socket: Socket.Socket) => Effect.Effect<Client<In, Out, E>, never, Scope.Scope>
+  <In, Out, E>(socket: Socket.Socket, protocol: Protocol<In, Out, E>): Effect.Effect<Client<In, Out, E>, never, Scope.Scope>
+  <In, Out, E>(protocol: Protocol<In, Out, E>, socket: Socket.Socket): Effect.Effect<Client<In, Out, E>, never, Scope.Scope>
+} = dual(
+  2,
+  <In, Out, E>(a: Socket.Socket | Protocol<In, Out, E>, b: Socket.Socket | Protocol<In, Out, E>) =>
+    isProtocol(a) ? clientImpl(b as Socket.Socket, a) : clientImpl(a as Socket.Socket, b as Protocol<In, Out, E>)
+)
