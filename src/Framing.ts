@@ -112,7 +112,10 @@ export interface Codec<A> {
 export interface Decoder<A> {
   push(bytes: Uint8Array, out: Array<A>): FrameError | undefined
   end(out: Array<A>): FrameError | undefined
-  /** Bytes held for frames not complete yet. */
+  /**
+   * Bytes copied and held for a frame not complete yet (not counting the
+   * rest of a push kept, by reference, after a recoverable error).
+   */
   readonly buffered: number
   /** Whether an error ended this decoder: every later call repeats it. */
   readonly failed: boolean

@@ -128,9 +128,7 @@ class Decoder<A> implements Framing.Decoder<A> {
   }
 
   get buffered(): number {
-    let n = this.accLen
-    for (const bytes of this.pending) n += bytes.length
-    return n
+    return this.accLen
   }
 
   get failed(): boolean {
