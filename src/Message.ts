@@ -122,6 +122,10 @@ export interface Format<A> {
 /**
  * Options of {@link json}, {@link msgpack} and {@link make}.
  *
+ * ```ts
+ * const strict = Message.json(Request, { parseOptions: { onExcessProperty: "error" } })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */

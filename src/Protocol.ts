@@ -74,6 +74,10 @@ export type FormatFactory = <A, I>(schema: Schema.Schema<A, I>, options?: Messag
  * What a malformed message does: `"fail"` ends `messages` with the
  * `MessageDecodeError`; `"surface"` delivers it as a `Left` and goes on.
  *
+ * ```ts
+ * const policy: Protocol.OnMalformed = "surface"
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -81,6 +85,15 @@ export type OnMalformed = "fail" | "surface"
 
 /**
  * Options of {@link make}.
+ *
+ * ```ts
+ * const options: Protocol.Options<Ping, PingEncoded, Pong, PongEncoded> = {
+ *   framing: Framing.lengthPrefixed(),
+ *   incoming: Ping,
+ *   outgoing: Pong,
+ *   format: "msgpack"
+ * }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -217,6 +230,10 @@ export const encode = <Out>(
  * What sending can fail with: the socket's `WriteError`, a message that does
  * not encode, or a frame the codec cannot send (too large, say).
  *
+ * ```ts
+ * connection.send(reply).pipe(Effect.catchTag("FrameTooLarge", (e) => Console.error(e.message)))
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -315,6 +332,10 @@ export class NoResponse extends Data.TaggedError("NoResponse")<{
 /**
  * A request/response client for strictly sequential protocols: each request
  * gets exactly one response, in order.
+ *
+ * ```ts
+ * const client: Protocol.Client<Reply, Request> = yield* Protocol.client(socket, KvClient)
+ * ```
  *
  * @since 0.1.0
  * @category models

@@ -42,6 +42,7 @@ import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import type * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
@@ -100,6 +101,10 @@ export interface Faults {
 
 /**
  * Options of {@link makePair}.
+ *
+ * ```ts
+ * const options: MemorySocket.PairOptions = { bufferSize: 16, bToA: { maxReadSize: 1 } }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -301,8 +306,11 @@ const applySplit = (settings: Settings, chunks: ReadonlyArray<Uint8Array>, total
   return pieces.filter((piece) => piece.length > 0)
 }
 
-class End implements Socket.Socket {
+class End implements Socket.Socket, Pipeable {
   readonly [Socket.TypeId]: Socket.TypeId = Socket.TypeId
+  pipe() {
+    return pipeArguments(this, arguments)
+  }
   closed = false
   /** Called once when this end is closed or reset (listeners count their connections with it). */
   onClose: (() => void) | undefined = undefined
@@ -532,6 +540,10 @@ export const makePair = (options?: PairOptions): Effect.Effect<readonly [Socket.
 /**
  * Options of {@link listen}.
  *
+ * ```ts
+ * const listener = yield* MemorySocket.listen({ address: Address.unix("/tmp/app.sock"), acceptQueueSize: 8 })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -551,6 +563,10 @@ export interface ListenOptions {
 /**
  * Options of {@link MemoryListener.connect}: the faults of the connection,
  * seen from the client (`send`: client to server; `receive`: server to client).
+ *
+ * ```ts
+ * const client = yield* listener.connect({ receive: { resetAfter: 100 } }) // the reply breaks off
+ * ```
  *
  * @since 0.1.0
  * @category models
