@@ -97,6 +97,11 @@ export class ReceiveQueue {
     return out
   }
 
+  /** The next queued datagram, if any, without waiting. */
+  poll(): Datagram.Datagram | undefined {
+    return this.size > 0 ? this.takeOne() : undefined
+  }
+
   private takeOne(): Datagram.Datagram {
     const datagram = this.ring[this.head]!
     this.ring[this.head] = undefined

@@ -1,0 +1,428 @@
+/**
+ * A UDP server is a Layer: it binds when the Layer is built (failing with the
+ * typed `ListenError`), runs the handler on every datagram with bounded
+ * concurrency and sends what it returns back to the sender. A failing handler
+ * is logged with the peer and never stops the server. `request` is the
+ * matching client: send, wait for the reply, resend on timeout.
+ *
+ * ```ts
+ * const UpperLive = DatagramServer.layer({
+ *   address: Address.tcp("127.0.0.1", 5300),
+ *   handler: (datagram) => Effect.succeed(upperBytes(datagram.payload))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Address from "./Address.js"
+import * as Datagram from "./Datagram.js"
+import { queueOf } from "./internal/nodeDatagram.js"
+import * as NetError from "./NetError.js"
+
+/**
+ * What a handler may return: bytes to send back to the sender (an empty
+ * array is an empty reply datagram), `Option.some(bytes)` likewise, or
+ * nothing / `Option.none()` for no reply.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Reply = Option.Option<Uint8Array> | Uint8Array | void
+
+/**
+ * Options of {@link make} and {@link layer}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<E, R> {
+  /** Where to bind. Port 0 picks a free port; read the real one from the service. */
+  readonly address: Datagram.UdpAddress
+  /** Handles one datagram; what it returns is sent back to `datagram.from`. */
+  readonly handler: (datagram: Datagram.Datagram) => Effect.Effect<Reply, E, R>
+  /**
+   * At most this many handlers run at once (default 64). When all are busy,
+   * datagrams wait in the socket's receive queue, then are dropped and counted.
+   */
+  readonly concurrency?: number | undefined
+  /** Name used in log lines (default: the address). */
+  readonly name?: string | undefined
+  /** Socket options (receive queue size and strategy, kernel buffers, multicast, …). */
+  readonly socket?: Datagram.BindOptions | undefined
+}
+
+/**
+ * Counters of a running server.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  /** Datagrams handed to the handler. */
+  readonly received: number
+  /** Replies sent. */
+  readonly replied: number
+  /** Handlers (or their replies) that failed; each is logged. */
+  readonly failed: number
+  /** Datagrams dropped because the receive queue was full. */
+  readonly dropped: number
+}
+
+/**
+ * A running UDP server: its bound address and counters.
+ *
+ * ```ts
+ * const server = yield* DatagramServer.DatagramServer
+ * console.log(Address.format(server.address))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunningDatagramServer {
+  /** The address actually bound (port 0 resolved). */
+  readonly address: Datagram.UdpAddress
+  /** Current counters. */
+  readonly stats: Effect.Effect<Stats>
+}
+
+/**
+ * The service a {@link layer} provides.
+ *
+ * ```ts
+ * const address = yield* Effect.map(DatagramServer.DatagramServer, (s) => s.address)
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class DatagramServer extends Context.Tag("effect-wire/DatagramServer")<DatagramServer, RunningDatagramServer>() {}
+
+const DEFAULT_CONCURRENCY = 64
+
+const describeCause = (cause: Cause.Cause<unknown>): string => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const e = failure.value
+    return typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e)
+  }
+  return Cause.pretty(cause)
+}
+
+const replyBytes = (reply: Reply): Uint8Array | undefined =>
+  reply instanceof Uint8Array ? reply : Option.isOption(reply) ? Option.getOrUndefined(reply) : undefined
+
+/**
+ * Start a UDP server in the current scope. Closing the scope interrupts the
+ * handlers in flight and closes the socket.
+ *
+ * ```ts
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const server = yield* DatagramServer.make({
+ *     address: Address.tcp("127.0.0.1", 0),
+ *     handler: (d) => Effect.succeed(d.payload) // echo
+ *   })
+ *   yield* Console.log(`udp on ${Address.format(server.address)}`)
+ *   return yield* Effect.never
+ * }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <E, R>(
+  options: Options<E, R>
+): Effect.Effect<RunningDatagramServer, NetError.ListenError, R | Scope.Scope> =>
+  Effect.gen(function*() {
+    const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+      return yield* Effect.dieMessage(`concurrency must be a positive integer, got ${concurrency}`)
+    }
+    const socket = yield* Datagram.bind(options.address, options.socket)
+    const name = options.name ?? Address.format(socket.address)
+    const counters = { received: 0, replied: 0, failed: 0 }
+
+    const logFailure = (what: string, peer: Datagram.UdpAddress, cause: Cause.Cause<unknown>) =>
+      Effect.suspend(() => {
+        counters.failed++
+        return Effect.logWarning(`${name}: ${what} ${Address.format(peer)} failed: ${describeCause(cause)}`).pipe(
+          Effect.annotateLogs({ server: name, peer: Address.format(peer) })
+        )
+      })
+
+    const handle = (datagram: Datagram.Datagram): Effect.Effect<void, never, R> =>
+      Effect.suspend(() => {
+        counters.received++
+        return options.handler(datagram)
+      }).pipe(
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.failCause(cause)
+            : Effect.as(logFailure("handler for a datagram from", datagram.from, cause), undefined)
+        ),
+        Effect.flatMap((reply) => {
+          const bytes = replyBytes(reply)
+          if (bytes === undefined) return Effect.void
+          return socket.send(bytes, datagram.from).pipe(
+            Effect.matchCauseEffect({
+              onSuccess: () => Effect.sync(() => void counters.replied++),
+              onFailure: (cause) => logFailure("reply to", datagram.from, cause)
+            })
+          )
+        }),
+        // An interruption that is the handler's own business ends only its datagram.
+        Effect.catchAllCause(() => Effect.void)
+      )
+
+    // One fiber per datagram, under a semaphore taken before the next pull:
+    // with every handler busy the server stops reading, and the receive
+    // queue drops and counts. (Stream.mapEffect with concurrency costs
+    // several times more per datagram.)
+    const permits = yield* Effect.makeSemaphore(concurrency)
+    const handlers = yield* FiberSet.make<void, never>()
+    const runHandler = yield* FiberSet.runtime(handlers)<R>()
+    const dispatch = (datagram: Datagram.Datagram) =>
+      Effect.zipRight(
+        permits.take(1),
+        Effect.sync(() => {
+          runHandler(Effect.ensuring(handle(datagram), permits.release(1)))
+        })
+      )
+    const serve = Stream.runForEach(socket.reads, dispatch).pipe(
+      Effect.as(false),
+      // A read error (rare on an unconnected socket) is logged; the socket
+      // stays open and reading resumes where it stopped.
+      Effect.catchAll((error) =>
+        Effect.logWarning(`${name}: receiving failed: ${error.message}`).pipe(
+          Effect.annotateLogs({ server: name }),
+          Effect.as(true)
+        )
+      )
+    )
+    yield* Effect.forkScoped(Effect.repeat(serve, { while: (again) => again }))
+
+    return {
+      address: socket.address,
+      stats: Effect.map(socket.dropped, (dropped) => ({ ...counters, dropped }))
+    }
+  })
+
+/**
+ * A UDP server as a Layer providing the {@link DatagramServer} service.
+ * Building it binds; releasing it stops the handlers and closes the socket.
+ *
+ * ```ts
+ * const EchoLive = DatagramServer.layer({
+ *   address: Address.tcp("127.0.0.1", 5300),
+ *   handler: (d) => Effect.succeed(d.payload),
+ *   concurrency: 16
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <E, R>(options: Options<E, R>): Layer.Layer<DatagramServer, NetError.ListenError, R> =>
+  Layer.scoped(DatagramServer, make(options))
+
+/**
+ * {@link layer} bound to 127.0.0.1 on a free port, for tests: read the
+ * port from the service.
+ *
+ * ```ts
+ * const TestLive = DatagramServer.layerTest({ handler: (d) => Effect.succeed(d.payload) })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerTest = <E, R>(
+  options: Omit<Options<E, R>, "address">
+): Layer.Layer<DatagramServer, NetError.ListenError, R> =>
+  layer({ ...options, address: Address.tcp("127.0.0.1", 0) })
+
+/**
+ * No reply came from `address` after `attempts` tries, each waiting
+ * `timeout`. UDP loses datagrams silently, so a lost datagram and a server
+ * that is not running look the same.
+ *
+ * ```ts
+ * DatagramServer.request(query, server).pipe(
+ *   Effect.catchTag("RequestTimeout", (e) => Console.error(e.message))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RequestTimeout extends Data.TaggedError("RequestTimeout")<{
+  readonly address: Datagram.UdpAddress
+  readonly attempts: number
+  readonly timeout: Duration.Duration
+}> {
+  override get message(): string {
+    return `no reply from ${Address.format(this.address)} after ${this.attempts} attempt(s) of ${
+      Duration.format(this.timeout)
+    } each: is a server running there, and is the network dropping datagrams?`
+  }
+}
+
+/**
+ * What a request can fail with: no reply in time, or the socket's own errors
+ * (`ConnectionRefused` when the peer's host answers that nothing listens).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RequestError =
+  | RequestTimeout
+  | NetError.SendError
+  | NetError.ReadError
+  | NetError.ConnectError
+  | NetError.ListenError
+
+/**
+ * How a request waits and retries.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestOptions {
+  /** How long each attempt waits for the reply (default 1 second). */
+  readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * When to try again after a timeout: every recurrence is one more attempt,
+   * after the schedule's delay (default: 3 retries, 100 ms, 200 ms, 400 ms
+   * apart). Only timeouts are retried; a reply that comes in the meantime
+   * still answers the request.
+   */
+  readonly schedule?: Schedule.Schedule<unknown, RequestTimeout> | undefined
+}
+
+/**
+ * Options of {@link client} and {@link request}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClientOptions extends RequestOptions {
+  /** Options of the client's socket. */
+  readonly socket?: Datagram.ConnectOptions | undefined
+}
+
+/**
+ * A request/reply client bound to one server. Requests on one client run
+ * one at a time: UDP replies carry no request id, so the reply to a request
+ * is the first datagram from the server after it was sent. Replies still
+ * queued from an earlier request that timed out are discarded first.
+ *
+ * ```ts
+ * const upper = yield* DatagramServer.client(server)
+ * const reply = yield* upper.request(new TextEncoder().encode("hi"))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DatagramClient {
+  /** The server, its host name resolved. */
+  readonly remoteAddress: Datagram.UdpAddress
+  /** Send `payload` and wait for the reply, retrying on timeout. */
+  readonly request: (payload: Uint8Array, options?: RequestOptions) => Effect.Effect<Uint8Array, RequestError>
+}
+
+const DEFAULT_TIMEOUT = Duration.seconds(1)
+const DEFAULT_SCHEDULE: Schedule.Schedule<unknown, RequestTimeout> = Schedule.exponential("100 millis").pipe(
+  Schedule.intersect(Schedule.recurs(3))
+)
+
+/**
+ * A {@link DatagramClient} on its own connected socket, closed with the scope.
+ *
+ * ```ts
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const upper = yield* DatagramServer.client(Address.tcp("127.0.0.1", 5300), { timeout: "200 millis" })
+ *   return yield* upper.request(new TextEncoder().encode("hello")) // "HELLO"
+ * }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const client = (
+  to: Datagram.UdpAddress,
+  options: ClientOptions = {}
+): Effect.Effect<DatagramClient, NetError.ConnectError | NetError.ListenError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const socket = yield* Datagram.connect(to, options.socket)
+    const queue = queueOf(socket)
+    const lock = yield* Effect.makeSemaphore(1)
+    const closed = new NetError.BrokenPipe({ address: to, detail: "the client's socket closed while waiting for a reply" })
+
+    const request = (payload: Uint8Array, overrides: RequestOptions = {}) =>
+      Effect.suspend(() => {
+        const timeout = Duration.decode(overrides.timeout ?? options.timeout ?? DEFAULT_TIMEOUT)
+        const schedule = overrides.schedule ?? options.schedule ?? DEFAULT_SCHEDULE
+        let attempts = 0
+        // Failures other than a timeout travel in the success channel, so
+        // the schedule sees (and retries) nothing but timeouts.
+        const attempt: Effect.Effect<Either.Either<Uint8Array, Exclude<RequestError, RequestTimeout>>, RequestTimeout> =
+          Effect.suspend(() => {
+            const early = queue.poll()
+            if (early !== undefined) return Effect.succeed(Either.right(early.payload))
+            attempts++
+            return socket.send(payload).pipe(
+              Effect.zipRight(queue.receive),
+              Effect.flatMap(Option.match({
+                onNone: () => Effect.fail(closed),
+                onSome: (reply) => Effect.succeed(reply.payload)
+              })),
+              Effect.either,
+              Effect.timeoutFail({
+                duration: timeout,
+                onTimeout: () => new RequestTimeout({ address: socket.remoteAddress, attempts, timeout })
+              })
+            )
+          })
+        return Effect.sync(() => queue.clear()).pipe(
+          Effect.zipRight(Effect.retry(attempt, schedule)),
+          Effect.flatten
+        )
+      }).pipe(lock.withPermits(1))
+
+    return { remoteAddress: socket.remoteAddress, request }
+  })
+
+/**
+ * Send one request to `to` from a fresh socket and wait for the reply,
+ * retrying on timeout (see {@link RequestOptions}); fails with
+ * {@link RequestTimeout} after the last attempt.
+ *
+ * ```ts
+ * const reply = yield* DatagramServer.request(new TextEncoder().encode("ping"), Address.tcp("127.0.0.1", 5300), {
+ *   timeout: "250 millis",
+ *   schedule: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const request = (
+  payload: Uint8Array,
+  to: Datagram.UdpAddress,
+  options: ClientOptions = {}
+): Effect.Effect<Uint8Array, RequestError> =>
+  Effect.scoped(Effect.flatMap(client(to, options), (c) => c.request(payload)))

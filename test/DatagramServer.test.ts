@@ -1,0 +1,260 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as HashMap from "effect/HashMap"
+import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import * as Address from "../src/Address.js"
+import * as Datagram from "../src/Datagram.js"
+import * as DatagramServer from "../src/DatagramServer.js"
+import { echoBytes, upperBytes } from "../src/internal/bytes.js"
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+const bytes = (s: string) => encoder.encode(s)
+const v4 = Address.tcp("127.0.0.1", 0)
+
+const within = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, duration: Duration.DurationInput = "5 seconds") =>
+  Effect.timeoutFail(effect, { duration, onTimeout: () => new Error(`timed out waiting for ${what}`) })
+
+const upper = DatagramServer.layerTest({ handler: (d) => Effect.succeed(upperBytes(d.payload)) })
+
+const serverAddress = Effect.map(DatagramServer.DatagramServer, (s) => s.address)
+
+/** Never gives up on its own: tests that expect a reply fail by `within`, not by retries running out. */
+const patient = { timeout: "200 millis", schedule: Schedule.spaced("10 millis") } as const
+
+describe("bytes", () => {
+  it("upperBytes upper-cases exactly a-z, like Python's bytes.upper(), on every byte value", () => {
+    const all = Uint8Array.from({ length: 256 }, (_, i) => i)
+    const out = upperBytes(all)
+    for (let b = 0; b < 256; b++) {
+      assert.strictEqual(out[b], b >= 0x61 && b <= 0x7a ? b - 0x20 : b, `byte ${b}`)
+    }
+    assert.notStrictEqual(out, all)
+    assert.strictEqual(all[0x61], 0x61, "the input is left alone")
+    assert.strictEqual(decoder.decode(upperBytes(bytes("héllo wörld\u0000!"))), "HéLLO WöRLD\u0000!")
+    assert.strictEqual(upperBytes(new Uint8Array(0)).length, 0)
+  })
+
+  it("echoBytes is the identity", () => {
+    const b = bytes("as is")
+    assert.strictEqual(echoBytes(b), b)
+  })
+})
+
+describe("DatagramServer", () => {
+  it.live("the upper server answers 1,000 datagrams from 10 concurrent clients, every reply correct", () =>
+    Effect.gen(function*() {
+      const address = yield* serverAddress
+      const started = performance.now()
+      const mismatches = yield* Effect.forEach(
+        Array.from({ length: 10 }, (_, c) => c),
+        (c) =>
+          Effect.scoped(Effect.gen(function*() {
+            const client = yield* DatagramServer.client(address, patient)
+            const wrong: Array<string> = []
+            for (let i = 0; i < 100; i++) {
+              // Mixed case, UTF-8 and a NUL: only a-z may change.
+              const request = `client ${c} request ${i}: mixed Case ü \u0000 end`
+              const reply = decoder.decode(yield* client.request(bytes(request)))
+              if (reply !== request.replace(/[a-z]/g, (ch) => ch.toUpperCase())) wrong.push(`${request} -> ${reply}`)
+            }
+            return wrong
+          })),
+        { concurrency: "unbounded" }
+      )
+      const elapsed = performance.now() - started
+      assert.deepStrictEqual(mismatches.flat(), [])
+      const stats = yield* Effect.flatMap(DatagramServer.DatagramServer, (s) => s.stats)
+      // Retries after a lost datagram would only add to these.
+      assert.isAtLeast(stats.received, 1000)
+      assert.isAtLeast(stats.replied, 1000)
+      assert.strictEqual(stats.failed, 0)
+      assert.isBelow(elapsed, 10_000)
+    }).pipe(Effect.provide(upper)))
+
+  it.live("a handler's reply: bytes, Option.some, an empty datagram, or none at all", () =>
+    Effect.gen(function*() {
+      const address = yield* serverAddress
+      const ask = (s: string) => DatagramServer.request(bytes(s), address, patient)
+      assert.strictEqual(decoder.decode(yield* within("bytes", ask("bytes"))), "plain")
+      assert.strictEqual(decoder.decode(yield* within("some", ask("some"))), "optional")
+      assert.strictEqual((yield* within("empty", ask("empty"))).length, 0)
+      const quiet = yield* Effect.flip(
+        DatagramServer.request(bytes("quiet"), address, { timeout: "50 millis", schedule: Schedule.recurs(0) })
+      )
+      assert.strictEqual(quiet._tag, "RequestTimeout")
+    }).pipe(Effect.provide(DatagramServer.layerTest({
+      handler: (d): Effect.Effect<DatagramServer.Reply> => {
+        switch (decoder.decode(d.payload)) {
+          case "bytes":
+            return Effect.succeed(bytes("plain"))
+          case "some":
+            return Effect.succeed(Option.some(bytes("optional")))
+          case "empty":
+            return Effect.succeed(new Uint8Array(0))
+          default:
+            return Effect.succeed(Option.none())
+        }
+      }
+    }))))
+
+  it.live("handler failures and defects are logged with the peer and never stop the server", () => {
+    const logs: Array<{ message: string; peer: unknown }> = []
+    const capture = Logger.replace(
+      Logger.defaultLogger,
+      Logger.make(({ annotations, message }) => {
+        logs.push({ message: String(message), peer: Option.getOrUndefined(HashMap.get(annotations, "peer")) })
+      })
+    )
+    return Effect.gen(function*() {
+      const address = yield* serverAddress
+      const client = yield* DatagramServer.client(address, { timeout: "50 millis", schedule: Schedule.recurs(0) })
+      assert.strictEqual((yield* Effect.flip(client.request(bytes("fail"))))._tag, "RequestTimeout")
+      assert.strictEqual((yield* Effect.flip(client.request(bytes("die"))))._tag, "RequestTimeout")
+      assert.strictEqual(decoder.decode(yield* within("a reply", client.request(bytes("ok"), patient))), "OK")
+      const stats = yield* Effect.flatMap(DatagramServer.DatagramServer, (s) => s.stats)
+      assert.strictEqual(stats.failed, 2)
+      assert.strictEqual(logs.length, 2, JSON.stringify(logs))
+      for (const { peer } of logs) assert.match(String(peer), /^127\.0\.0\.1:\d+$/)
+      assert.include(logs[0]!.message, "handler for a datagram from 127.0.0.1:")
+      assert.include(logs[0]!.message, "refusing on purpose")
+      assert.include(logs[1]!.message, "boom")
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(DatagramServer.layerTest({
+        handler: (d) => {
+          const word = decoder.decode(d.payload)
+          if (word === "fail") return Effect.fail(new Error("refusing on purpose"))
+          if (word === "die") return Effect.dieMessage("boom")
+          return Effect.succeed(upperBytes(d.payload))
+        }
+      })),
+      Effect.provide(capture)
+    )
+  })
+
+  it.live("handlers run at most `concurrency` at a time", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      let active = 0
+      let most = 0
+      const layer = DatagramServer.layerTest({
+        concurrency: 2,
+        handler: (d) =>
+          Effect.acquireUseRelease(
+            Effect.sync(() => {
+              active++
+              most = Math.max(most, active)
+            }),
+            () => Effect.as(Deferred.await(gate), d.payload),
+            () => Effect.sync(() => void active--)
+          )
+      })
+      yield* Effect.gen(function*() {
+        const address = yield* serverAddress
+        const replies = yield* Effect.fork(Effect.forEach(
+          Array.from({ length: 6 }, (_, i) => i),
+          (i) => DatagramServer.request(bytes(String(i)), address, patient),
+          { concurrency: "unbounded" }
+        ))
+        yield* within("two busy handlers", Effect.repeat(Effect.sync(() => active), {
+          until: (n) => n === 2,
+          schedule: Schedule.spaced("5 millis")
+        }))
+        yield* Deferred.succeed(gate, void 0)
+        const got = yield* within("all replies", Fiber.join(replies))
+        assert.deepStrictEqual(got.map((b) => decoder.decode(b)).sort(), ["0", "1", "2", "3", "4", "5"])
+        assert.strictEqual(most, 2)
+      }).pipe(Effect.provide(layer))
+    }))
+
+  it.scopedLive("binding a used port fails the layer with AddressInUse", () =>
+    Effect.gen(function*() {
+      const taken = yield* Datagram.bind(v4)
+      const error = yield* Effect.flip(Effect.scoped(Effect.provide(
+        serverAddress,
+        DatagramServer.layer({ address: taken.address, handler: (d) => Effect.succeed(d.payload) })
+      )))
+      assert.strictEqual(error._tag, "AddressInUse")
+    }))
+})
+
+describe("request", () => {
+  it.live("recovers when the first datagram is lost: the retry gets the reply", () =>
+    Effect.gen(function*() {
+      const address = yield* serverAddress
+      const reply = yield* within(
+        "the reply",
+        DatagramServer.request(bytes("second time lucky"), address, { timeout: "100 millis" })
+      )
+      assert.strictEqual(decoder.decode(reply), "SECOND TIME LUCKY")
+      const stats = yield* Effect.flatMap(DatagramServer.DatagramServer, (s) => s.stats)
+      assert.strictEqual(stats.received, 2)
+      assert.strictEqual(stats.replied, 1)
+    }).pipe(Effect.provide(DatagramServer.layerTest({
+      handler: (() => {
+        let seen = 0
+        // Lose the first datagram, as the network might.
+        return (d: Datagram.Datagram) => Effect.sync(() => (++seen === 1 ? undefined : upperBytes(d.payload)))
+      })()
+    }))))
+
+  it.scopedLive("fails with RequestTimeout after the schedule's last try when nobody answers", () =>
+    Effect.gen(function*() {
+      const silent = yield* Datagram.bind(v4)
+      const error = yield* Effect.flip(DatagramServer.request(bytes("hello?"), silent.address, {
+        timeout: "50 millis",
+        schedule: Schedule.spaced("10 millis").pipe(Schedule.intersect(Schedule.recurs(2)))
+      }))
+      assert.strictEqual(error._tag, "RequestTimeout")
+      if (error._tag !== "RequestTimeout") return
+      assert.strictEqual(error.attempts, 3)
+      assert.strictEqual(Address.format(error.address), Address.format(silent.address))
+      assert.include(error.message, `no reply from ${Address.format(silent.address)} after 3 attempt(s) of 50ms each`)
+      const heard = yield* within("the attempts", Stream.runCollect(Stream.take(silent.reads, 3)))
+      assert.deepStrictEqual(Array.from(heard, (d) => decoder.decode(d.payload)), ["hello?", "hello?", "hello?"])
+    }))
+
+  it.scopedLive("the default schedule makes 4 attempts, 100, 200 and 400 ms apart", () =>
+    Effect.gen(function*() {
+      const silent = yield* Datagram.bind(v4)
+      const started = performance.now()
+      const error = yield* Effect.flip(DatagramServer.request(bytes("x"), silent.address, { timeout: "20 millis" }))
+      const elapsed = performance.now() - started
+      assert.strictEqual(error._tag === "RequestTimeout" && error.attempts, 4)
+      // 4 waits of 20 ms and pauses of 100 + 200 + 400 ms.
+      assert.isAtLeast(elapsed, 780)
+      assert.isBelow(elapsed, 3_000)
+    }))
+
+  it.scopedLive("a stale reply to an earlier request is not taken for the next one's", () =>
+    Effect.gen(function*() {
+      const server = yield* Datagram.bind(v4)
+      const client = yield* DatagramServer.client(server.address, patient)
+      const first = yield* Effect.fork(client.request(bytes("one")))
+      const [one] = yield* within("request one", Stream.runCollect(Stream.take(server.reads, 1)))
+      // Answer twice: the second copy is stale by the time "two" is asked.
+      // Sent in one batch, both copies are read in the same event-loop turn,
+      // so the copy is queued by the time request one completes.
+      yield* server.sendAll([{ payload: bytes("reply one"), to: one!.from }, { payload: bytes("reply one"), to: one!.from }])
+      assert.strictEqual(decoder.decode(yield* within("reply one", Fiber.join(first))), "reply one")
+      const second = yield* Effect.fork(client.request(bytes("two")))
+      const [two] = yield* within("request two", Stream.runCollect(Stream.take(server.reads, 1)))
+      assert.strictEqual(decoder.decode(two!.payload), "two")
+      yield* server.send(bytes("reply two"), two!.from)
+      assert.strictEqual(decoder.decode(yield* within("reply two", Fiber.join(second))), "reply two")
+    }))
+
+  it.live("a port nobody listens on fails at once with ConnectionRefused, not after the retries", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.scoped(Effect.map(Datagram.bind(v4), (s) => s.address.port))
+      const error = yield* Effect.flip(DatagramServer.request(bytes("x"), Address.tcp("127.0.0.1", port)))
+      assert.strictEqual(error._tag, "ConnectionRefused")
+    }))
+})
