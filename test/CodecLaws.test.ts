@@ -127,6 +127,9 @@ describe("CodecLaws", () => {
       maxBuffered: 10 + 3,
       anyFrame: bytesOf(abc, 16).filter(sendable(Framing.delimited({ delimiter: "abab" })))
     })
+    // "aab" after "aa" + "a": the automaton must fall back to "aa", not to "a".
+    const aab = Framing.delimited({ delimiter: "aab", maxLength: 10 })
+    check(aab, { frame: bytesOf([0x61, 0x62], 10).filter(sendable(aab)) })
     const kept = Framing.delimited({ delimiter: new Uint8Array([0]), keepDelimiter: true })
     check(kept, {
       frame: bytesOf([0, 1, 2], 10).map((b) => Uint8Array.from([...b.filter((x) => x !== 0), 0]))

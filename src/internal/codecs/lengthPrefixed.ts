@@ -110,6 +110,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
 
   private reject(length: number): Framing.FrameError {
     const L = this.L
+    this.headFill = 0
     this.error = length < 0
       ? new MalformedFrame({
         codec: L.name,
