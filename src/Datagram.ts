@@ -23,12 +23,24 @@ import * as internal from "./internal/nodeDatagram.js"
 import type { ConnectError, HostNotFound, ListenError, ReadError, SendError } from "./NetError.js"
 
 /**
+ * Marks the sockets made here; see {@link isDatagramSocket}.
+ *
+ * ```ts
+ * Datagram.TypeId in value
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: typeof internal.TypeId = internal.TypeId
 
 /**
+ * The type of {@link TypeId}.
+ *
+ * ```ts
+ * declare const id: Datagram.TypeId
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -83,6 +95,11 @@ export interface Outgoing {
  * What the receive queue does with a datagram that arrives when it is full:
  * `"dropping"` drops the new one (keep the oldest), `"sliding"` drops the
  * oldest queued one (keep the newest). Either way `dropped` counts it.
+ *
+ * ```ts
+ * // Telemetry: the newest readings matter most.
+ * Datagram.bind(address, { receiveBufferSize: 256, overflowStrategy: "sliding" })
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -209,6 +226,10 @@ export interface ConnectedDatagramSocket {
 /**
  * Options of {@link bind}.
  *
+ * ```ts
+ * const options: Datagram.BindOptions = { reuseAddress: true, multicastTtl: 0, multicastInterface: "127.0.0.1" }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -241,6 +262,10 @@ export interface BindOptions {
 
 /**
  * Options of {@link connect}.
+ *
+ * ```ts
+ * Datagram.connect(server, { localAddress: Address.tcp("127.0.0.1", 0) })
+ * ```
  *
  * @since 0.1.0
  * @category models

@@ -36,6 +36,11 @@ import * as NetError from "./NetError.js"
  * array is an empty reply datagram), `Option.some(bytes)` likewise, or
  * nothing / `Option.none()` for no reply.
  *
+ * ```ts
+ * const handler = (d: Datagram.Datagram): Effect.Effect<DatagramServer.Reply> =>
+ *   Effect.succeed(d.payload.length === 0 ? Option.none() : Option.some(d.payload))
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -43,6 +48,15 @@ export type Reply = Option.Option<Uint8Array> | Uint8Array | void
 
 /**
  * Options of {@link make} and {@link layer}.
+ *
+ * ```ts
+ * const options: DatagramServer.Options<never, never> = {
+ *   address: Address.tcp("::1", 0),
+ *   handler: (d) => Effect.succeed(d.payload),
+ *   concurrency: 8,
+ *   socket: { receiveBufferSize: 4096 }
+ * }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -65,6 +79,10 @@ export interface Options<E, R> {
 
 /**
  * Counters of a running server.
+ *
+ * ```ts
+ * const { dropped } = yield* Effect.flatMap(DatagramServer.DatagramServer, (s) => s.stats)
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -283,6 +301,10 @@ export class RequestTimeout extends Data.TaggedError("RequestTimeout")<{
  * What a request can fail with: no reply in time, or the socket's own errors
  * (`ConnectionRefused` when the peer's host answers that nothing listens).
  *
+ * ```ts
+ * const answer: Effect.Effect<Uint8Array, DatagramServer.RequestError> = DatagramServer.request(query, server)
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -295,6 +317,13 @@ export type RequestError =
 
 /**
  * How a request waits and retries.
+ *
+ * ```ts
+ * const options: DatagramServer.RequestOptions = {
+ *   timeout: "300 millis",
+ *   schedule: Schedule.spaced("1 second").pipe(Schedule.intersect(Schedule.recurs(10)))
+ * }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -313,6 +342,10 @@ export interface RequestOptions {
 
 /**
  * Options of {@link client} and {@link request}.
+ *
+ * ```ts
+ * DatagramServer.client(server, { timeout: "200 millis", socket: { receiveBufferSize: 16 } })
+ * ```
  *
  * @since 0.1.0
  * @category models

@@ -149,12 +149,26 @@ describe("Datagram", () => {
       assert.isTrue(Address.isLoopback(localhost), Address.format(localhost))
     }))
 
-  it.scopedLive("an IPv4 socket sending to an IPv6 address fails saying which family to bind", () =>
+  it.scopedLive("families: an IPv6 socket reaches IPv4 peers unless ipv6Only; an IPv4 one cannot reach IPv6", () =>
     Effect.gen(function*() {
-      const a = yield* Datagram.bind(v4)
-      const error = yield* Effect.flip(a.send(bytes("x"), Address.tcp("::1", 9)))
-      assert.strictEqual(error._tag, "Unknown")
-      assert.include(error.message, "an IPv4 socket cannot send to the IPv6 address ::1")
+      const v4socket = yield* Datagram.bind(v4)
+      const toV6 = yield* Effect.flip(v4socket.send(bytes("x"), Address.tcp("::1", 9)))
+      assert.strictEqual(toV6._tag, "Unknown")
+      assert.include(toV6.message, "an IPv4 socket cannot reach the IPv6 address ::1; bind an IPv6 socket")
+
+      // Bound to 127.0.0.1 seen through IPv6: a dual-stack socket that stays on loopback.
+      const mapped = yield* Datagram.bind(Address.tcp("::ffff:127.0.0.1", 0))
+      yield* mapped.send(bytes("mapped"), v4socket.address)
+      const [got] = yield* take(v4socket.reads, 1)
+      assert.strictEqual(text(got!), "mapped")
+      assert.strictEqual(Address.format(got!.from), `127.0.0.1:${mapped.address.port}`)
+      yield* v4socket.send(bytes("back"), got!.from)
+      const [back] = yield* take(mapped.reads, 1)
+      assert.strictEqual(Address.format(back!.from), `[::ffff:127.0.0.1]:${v4socket.address.port}`)
+
+      const v6only = yield* Datagram.bind(v6, { ipv6Only: true })
+      const toV4 = yield* Effect.flip(v6only.send(bytes("x"), v4socket.address))
+      assert.include(toV4.message, "an IPv6 socket cannot reach the IPv4 address 127.0.0.1")
     }))
 
   it.scopedLive("socket options apply at bind; an invalid one fails naming the option", () =>

@@ -25,8 +25,14 @@ const upper = DatagramServer.layerTest({ handler: (d) => Effect.succeed(upperByt
 
 const serverAddress = Effect.map(DatagramServer.DatagramServer, (s) => s.address)
 
-/** Never gives up on its own: tests that expect a reply fail by `within`, not by retries running out. */
-const patient = { timeout: "200 millis", schedule: Schedule.spaced("10 millis") } as const
+/**
+ * Generous, so that a slow machine does not cause a retry: a retry's second
+ * reply could be taken for the next request's (UDP replies carry no id).
+ */
+const patient = {
+  timeout: "1 second",
+  schedule: Schedule.spaced("10 millis").pipe(Schedule.intersect(Schedule.recurs(4)))
+} as const
 
 describe("bytes", () => {
   it("upperBytes upper-cases exactly a-z, like Python's bytes.upper(), on every byte value", () => {

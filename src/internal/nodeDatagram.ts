@@ -241,6 +241,7 @@ class Handle {
   readonly queue: ReceiveQueue
   readonly family: 4 | 6
   readonly lookup: Datagram.Lookup
+  readonly ipv6Only: boolean
   private readonly reads: Stream.Stream<Datagram.Datagram, NetError.ReadError>
   private readonly dropped: Effect.Effect<number>
   /** The socket's own address; set once bound. */
@@ -255,6 +256,7 @@ class Handle {
     this.family = family
     this.local = requested
     this.lookup = options.lookup ?? defaultLookup
+    this.ipv6Only = options.ipv6Only ?? false
     this.queue = new ReceiveQueue(capacity, options.overflowStrategy ?? "dropping")
     const queue = this.queue
     this.reads = Stream.repeatEffectChunkOption(queue.pull)
@@ -262,7 +264,7 @@ class Handle {
     this.socket = dgram.createSocket({
       type: family === 6 ? "udp6" : "udp4",
       reuseAddr: options.reuseAddress ?? false,
-      ipv6Only: options.ipv6Only ?? false
+      ipv6Only: this.ipv6Only
     })
     this.socket.on("message", (buf, rinfo) => {
       const peer = this.peer
@@ -398,20 +400,27 @@ class Handle {
     })
   }
 
-  /** Resolve a destination for this socket's family; a family mismatch fails here with a clear word. */
-  target(to: Datagram.UdpAddress): Effect.Effect<string, NetError.SendError> {
-    return resolve(this.lookup, to, this.family).pipe(
-      Effect.flatMap((ip) =>
-        familyOf(ip) === this.family ? Effect.succeed(ip) : Effect.fail(NetError.fromSystemError(
-          { code: "EINVAL", syscall: "send" },
-          {
-            phase: "send",
+  /**
+   * Resolve a destination for this socket. A dual-stack IPv6 socket reaches
+   * IPv4 peers through IPv4-mapped addresses (Node will not map them itself);
+   * any other family mismatch fails here with a clear word.
+   */
+  target(to: Datagram.UdpAddress): Effect.Effect<string, NetError.HostNotFound | NetError.Unknown> {
+    const dualStack = this.family === 6 && !this.ipv6Only
+    return resolve(this.lookup, to, dualStack ? undefined : this.family).pipe(
+      Effect.flatMap((ip) => {
+        const family = familyOf(ip)
+        if (family === this.family) return Effect.succeed(ip)
+        if (dualStack) return Effect.succeed(`::ffff:${ip}`)
+        return Effect.fail(
+          new NetError.Unknown({
             address: to,
-            detail: `an IPv${this.family} socket cannot send to the IPv${familyOf(ip)} address ${ip}; ` +
-              `bind an IPv${familyOf(ip)} socket (e.g. ${this.family === 4 ? "[::]:0" : "0.0.0.0:0"})`
-          }
-        ))
-      )
+            code: "EINVAL",
+            detail: `an IPv${this.family} socket cannot reach the IPv${family} address ${ip}; ` +
+              (this.family === 4 ? "bind an IPv6 socket (e.g. [::]:0)" : "bind it without ipv6Only, or bind an IPv4 socket")
+          })
+        )
+      })
     )
   }
 
@@ -467,7 +476,7 @@ class Handle {
           `this UDP socket is already connected to ${this.peerHost}; a socket connects once: bind another one`
         )
       }
-      const ip = yield* resolve(this.lookup, to, this.family)
+      const ip = yield* this.target(to)
       // Uninterruptible: once Node connects, the socket is connected whether or not anyone waits.
       yield* Effect.uninterruptible(
         Effect.async<void, NetError.ConnectError>((resume) => {
