@@ -1,0 +1,112 @@
+/**
+ * The servers effect-wire is measured against, each a process of its own that
+ * prints `listening tcp HOST:PORT` like the effect-wire CLI:
+ *
+ *   node dist/bench/baselines.js raw    [--host 127.0.0.1] [--port 0]
+ *   node dist/bench/baselines.js framed [--host 127.0.0.1] [--port 0]
+ *
+ * `raw` is the fastest echo Node can do, `socket.pipe(socket)`. Both set
+ * TCP_NODELAY, as effect-wire does by default, so all servers put the same
+ * segments on the wire. `framed` is
+ * the best hand-written framed echo: u32 BE length-prefixed frames decoded as
+ * views of the read (no copy unless a frame spans reads), and every read's
+ * answers written as one corked batch, pausing reads while the peer is slow.
+ */
+import * as Net from "node:net"
+import { HEADER_BYTES } from "./common.js"
+
+/** The most a frame may announce, as effect-wire's default `maxFrameLength` (8 MiB). */
+const MAX_FRAME = 8 * 1024 * 1024
+
+const rawEcho = (socket: Net.Socket): void => {
+  socket.on("error", () => socket.destroy())
+  socket.pipe(socket)
+}
+
+const framedEcho = (socket: Net.Socket): void => {
+  socket.on("error", () => socket.destroy())
+  // Bytes of an unfinished frame, kept as the reads that brought them.
+  let parts: Array<Buffer> = []
+  let partsBytes = 0
+  let needed = HEADER_BYTES
+
+  const answer = (body: Buffer): void => {
+    const header = Buffer.allocUnsafe(HEADER_BYTES)
+    header.writeUInt32BE(body.length, 0)
+    socket.write(header)
+    socket.write(body)
+  }
+
+  socket.on("data", (chunk: Buffer) => {
+    let buffer = chunk
+    if (partsBytes > 0) {
+      parts.push(chunk)
+      partsBytes += chunk.length
+      if (partsBytes < needed) return
+      buffer = Buffer.concat(parts, partsBytes)
+      parts = []
+      partsBytes = 0
+    }
+    socket.cork()
+    let at = 0
+    while (buffer.length - at >= HEADER_BYTES) {
+      const size = buffer.readUInt32BE(at)
+      if (size > MAX_FRAME) {
+        socket.destroy(new Error(`frame of ${size} bytes over ${MAX_FRAME}`))
+        return
+      }
+      if (buffer.length - at - HEADER_BYTES < size) break
+      answer(buffer.subarray(at + HEADER_BYTES, at + HEADER_BYTES + size))
+      at += HEADER_BYTES + size
+    }
+    if (at < buffer.length) {
+      parts.push(buffer.subarray(at))
+      partsBytes = buffer.length - at
+      needed = partsBytes >= HEADER_BYTES ? HEADER_BYTES + buffer.readUInt32BE(at) : HEADER_BYTES
+    } else {
+      needed = HEADER_BYTES
+    }
+    // Every answer of this read leaves as one writev.
+    socket.uncork()
+    if (socket.writableNeedDrain) {
+      socket.pause()
+      socket.once("drain", () => socket.resume())
+    }
+  })
+  socket.on("end", () => {
+    if (partsBytes > 0) socket.destroy(new Error(`input ended inside a frame (${partsBytes} bytes)`))
+    else socket.end()
+  })
+}
+
+const main = (): void => {
+  const [mode, ...rest] = process.argv.slice(2)
+  const option = (name: string, fallback: string): string => {
+    const at = rest.indexOf(name)
+    return at >= 0 && rest[at + 1] !== undefined ? rest[at + 1]! : fallback
+  }
+  const handler = mode === "raw" ? rawEcho : mode === "framed" ? framedEcho : undefined
+  if (handler === undefined) {
+    process.stderr.write("usage: baselines.js raw|framed [--host 127.0.0.1] [--port 0]\n")
+    process.exit(2)
+  }
+  // allowHalfOpen: a client's end() must still get every answer, then our end().
+  const server = Net.createServer({ allowHalfOpen: true, noDelay: true }, handler)
+  server.on("error", (error) => {
+    process.stderr.write(`${error.message}\n`)
+    process.exit(1)
+  })
+  server.listen({ host: option("--host", "127.0.0.1"), port: Number(option("--port", "0")), backlog: 4096 }, () => {
+    const address = server.address() as Net.AddressInfo
+    const host = address.family === "IPv6" ? `[${address.address}]` : address.address
+    process.stdout.write(`listening tcp ${host}:${address.port}\n`)
+  })
+  const stop = (): void => {
+    server.close()
+    process.exit(0)
+  }
+  process.on("SIGTERM", stop)
+  process.on("SIGINT", stop)
+}
+
+main()

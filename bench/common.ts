@@ -1,0 +1,220 @@
+/**
+ * What the bench's processes share: the wire format of the load (u32 BE
+ * length-prefixed frames), readings of another process's CPU and memory from
+ * /proc, and the shapes of the load generator's jobs and results.
+ */
+import * as Fs from "node:fs"
+
+// ---------------------------------------------------------------------------
+// Frames: | u32 BE body length | body |
+// ---------------------------------------------------------------------------
+
+export const HEADER_BYTES = 4
+
+/** One frame whose body starts with `seq` and `conn` (when it has room for them). */
+export const writeFrame = (out: Buffer, at: number, bodySize: number, seq: number, conn: number): number => {
+  out.writeUInt32BE(bodySize, at)
+  if (bodySize >= 4) out.writeUInt32BE(seq >>> 0, at + 4)
+  if (bodySize >= 8) out.writeUInt32BE(conn >>> 0, at + 8)
+  return at + HEADER_BYTES + bodySize
+}
+
+/**
+ * Reassembles frames from an echoed byte stream. Frames inside one read are
+ * views of it; a frame spanning reads costs one copy, like the servers under
+ * test, so the client's own overhead stays small and the same for all.
+ */
+export class FrameReader {
+  private parts: Array<Buffer> = []
+  private partsBytes = 0
+
+  /** Calls `onFrame(body)` for every frame `chunk` completes. */
+  push(chunk: Buffer, onFrame: (body: Buffer) => void): void {
+    let buffer = chunk
+    if (this.partsBytes > 0) {
+      this.parts.push(chunk)
+      this.partsBytes += chunk.length
+      if (this.partsBytes < HEADER_BYTES) return
+      if (this.partsBytes < HEADER_BYTES + this.peekLength()) return
+      buffer = Buffer.concat(this.parts, this.partsBytes)
+      this.parts = []
+      this.partsBytes = 0
+    }
+    let at = 0
+    while (buffer.length - at >= HEADER_BYTES) {
+      const size = buffer.readUInt32BE(at)
+      if (buffer.length - at - HEADER_BYTES < size) break
+      onFrame(buffer.subarray(at + HEADER_BYTES, at + HEADER_BYTES + size))
+      at += HEADER_BYTES + size
+    }
+    if (at < buffer.length) {
+      this.parts.push(buffer.subarray(at))
+      this.partsBytes = buffer.length - at
+    }
+  }
+
+  get buffered(): number {
+    return this.partsBytes
+  }
+
+  private peekLength(): number {
+    const head = this.parts.length === 1 || this.parts[0]!.length >= HEADER_BYTES
+      ? this.parts[0]!
+      : Buffer.concat(this.parts, this.partsBytes)
+    return head.readUInt32BE(0)
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Another process, seen through /proc
+// ---------------------------------------------------------------------------
+
+/** Clock ticks per second of /proc/<pid>/stat (CLK_TCK; 100 on every Linux we run on). */
+export const CLK_TCK = 100
+
+export interface CpuSample {
+  /** CPU time of all threads, in ns: the sum of /proc/<pid>/task/<tid>/schedstat (exact) when readable. */
+  readonly ns: number
+  /** utime + stime of /proc/<pid>/stat in ns (10 ms steps), kept as a cross-check. */
+  readonly statNs: number
+}
+
+/**
+ * The process's CPU time. /proc/<pid>/stat counts in 10 ms ticks, too coarse
+ * for a 1,000-connection window (~150 ms); schedstat gives the same scheduler
+ * runtime in ns but per live thread, so a thread that exits in the window
+ * would be missed: when the two disagree by more than the ticks' rounding
+ * the caller falls back to stat (see {@link cpuDeltaNs}).
+ */
+export const readCpu = (pid: number): CpuSample => {
+  const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+  // The command name may hold spaces and parentheses: fields count from the last ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  const statNs = (Number(fields[11]) + Number(fields[12])) * (1e9 / CLK_TCK)
+  let ns = 0
+  try {
+    for (const tid of Fs.readdirSync(`/proc/${pid}/task`)) {
+      try {
+        ns += Number(Fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0])
+      } catch {
+        // The thread ended between readdir and read.
+      }
+    }
+  } catch {
+    ns = Number.NaN
+  }
+  return { ns: Number.isFinite(ns) && ns > 0 ? ns : statNs, statNs }
+}
+
+/** CPU ns between two samples: schedstat's unless stat (which keeps dead threads' time) says it lost some. */
+export const cpuDeltaNs = (
+  before: CpuSample,
+  after: CpuSample
+): { readonly ns: number; readonly source: "schedstat" | "stat" } => {
+  const precise = after.ns - before.ns
+  const coarse = after.statNs - before.statNs
+  const tolerance = 2 * (1e9 / CLK_TCK) + 0.1 * coarse
+  return precise >= 0 && Math.abs(precise - coarse) <= tolerance
+    ? { ns: precise, source: "schedstat" }
+    : { ns: coarse, source: "stat" }
+}
+
+export interface MemorySample {
+  /** Resident set now, bytes. */
+  readonly rss: number
+  /** Peak resident set since the process started (VmHWM), bytes. */
+  readonly peakRss: number
+}
+
+export const readMemory = (pid: number): MemorySample => {
+  const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
+  const field = (name: string): number => {
+    const match = new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)
+    if (match === null) throw new Error(`/proc/${pid}/status has no ${name}`)
+    return Number(match[1]) * 1024
+  }
+  return { rss: field("VmRSS"), peakRss: field("VmHWM") }
+}
+
+// ---------------------------------------------------------------------------
+// Jobs of the load generator (bench/load.ts) and what it answers
+// ---------------------------------------------------------------------------
+
+export interface Target {
+  readonly host: string
+  readonly port: number
+  /** The server's pid, for its CPU and memory. */
+  readonly pid: number
+}
+
+export type Job =
+  | {
+    readonly kind: "stream"
+    /** Connections, each sending `bytesPerConnection` in `writeSize` writes (each write one frame). */
+    readonly connections: number
+    readonly bytesPerConnection: number
+    readonly writeSize: number
+    readonly timeoutMs: number
+  }
+  | {
+    readonly kind: "pingpong"
+    readonly connections: number
+    readonly bodySize: number
+    readonly warmupMs: number
+    readonly durationMs: number
+  }
+  | {
+    readonly kind: "pipeline"
+    readonly connections: number
+    /** Frames each connection keeps in flight. */
+    readonly depth: number
+    readonly bodySize: number
+    readonly warmupMs: number
+    readonly durationMs: number
+  }
+  | {
+    readonly kind: "connections"
+    /** Connections opened and closed before measuring, so JIT and pools are warm. */
+    readonly warmup: number
+    /** Connections held open at once. */
+    readonly connections: number
+    /** Connects in flight at once (below every server's accept backlog). */
+    readonly concurrency: number
+    /** Quiet time before each reading, so the server has finished its work. */
+    readonly settleMs: number
+    readonly timeoutMs: number
+  }
+  | {
+    readonly kind: "ordering"
+    readonly connections: number
+    readonly framesPerConnection: number
+    readonly maxFrameSize: number
+    readonly seed: number
+    readonly timeoutMs: number
+  }
+
+export type JobKind = Job["kind"]
+
+/** Metrics are plain numbers keyed by name; `errors` lists every correctness failure. */
+export interface JobResult {
+  readonly kind: JobKind
+  readonly metrics: Record<string, number>
+  readonly errors: ReadonlyArray<string>
+  /** Where the CPU figures came from: "schedstat" or "stat". */
+  readonly cpuSource: string
+}
+
+/** Rounds to `digits` significant digits, for readable JSON. */
+export const round = (x: number, digits = 4): number => (Number.isFinite(x) && x !== 0 ? Number(x.toPrecision(digits)) : x)
+
+/** A small seeded PRNG (mulberry32): the ordering probe's frame sizes are the same in every run. */
+export const prng = (seed: number): () => number => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}

@@ -1,0 +1,533 @@
+/**
+ * The load generator: one process on plain node:net that runs one job against
+ * one server and prints its result as one JSON line.
+ *
+ *   node dist/bench/load.js '{"target":{"host":"127.0.0.1","port":40123,"pid":4242},"job":{"kind":"pingpong",…}}'
+ *
+ * It reads the server's CPU and memory from /proc itself, at the exact edges
+ * of each measured window. Every check of what came back (byte counts,
+ * contents, order) lands in `errors`; the runner decides what they mean.
+ */
+import * as Crypto from "node:crypto"
+import * as Net from "node:net"
+import {
+  cpuDeltaNs,
+  type CpuSample,
+  FrameReader,
+  HEADER_BYTES,
+  type Job,
+  type JobResult,
+  prng,
+  readCpu,
+  readMemory,
+  round,
+  type Target,
+  writeFrame
+} from "./common.js"
+
+type JobOf<K extends Job["kind"]> = Extract<Job, { readonly kind: K }>
+
+/** Keeps the first few errors: after one goes wrong, the rest usually repeat it. */
+class Errors {
+  readonly list: Array<string> = []
+  add(message: string): void {
+    if (this.list.length < 10) this.list.push(message)
+  }
+  get any(): boolean {
+    return this.list.length > 0
+  }
+}
+
+class Cpu {
+  source = "schedstat"
+  constructor(readonly pid: number) {}
+  sample(): CpuSample {
+    return readCpu(this.pid)
+  }
+  /** Server CPU between two samples, in ns. */
+  since(before: CpuSample, after: CpuSample = this.sample()): number {
+    const delta = cpuDeltaNs(before, after)
+    if (delta.source === "stat") this.source = "stat"
+    return delta.ns
+  }
+}
+
+const now = (): number => performance.now()
+
+/**
+ * This process's share of a core over a window: near 1 means the load
+ * generator, not the server, set the pace, and CPU per operation is the
+ * fairer comparison.
+ */
+const clientShare = (before: NodeJS.CpuUsage, seconds: number): number => {
+  const used = process.cpuUsage(before)
+  return (used.user + used.system) / 1e6 / seconds
+}
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+const connect = (target: Target): Promise<Net.Socket> =>
+  new Promise((resolve, reject) => {
+    const socket = Net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true })
+    socket.once("error", reject)
+    socket.once("connect", () => {
+      socket.off("error", reject)
+      resolve(socket)
+    })
+  })
+
+/** Resolves when the socket is fully closed (both directions ended, or destroyed). */
+const closed = (socket: Net.Socket): Promise<void> =>
+  socket.closed ? Promise.resolve() : new Promise((resolve) => socket.once("close", () => resolve()))
+
+/** Runs `task(i)` for i < count with at most `concurrency` at once. */
+const pool = async <A>(count: number, concurrency: number, task: (i: number) => Promise<A>): Promise<Array<A>> => {
+  const results: Array<A> = new Array(count)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++
+      results[i] = await task(i)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker))
+  return results
+}
+
+const withTimeout = <A>(promise: Promise<A>, ms: number, what: () => string): Promise<A> => {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what()}`)), ms)
+    })
+  ]).finally(() => clearTimeout(timer))
+}
+
+// ---------------------------------------------------------------------------
+// Stream echo: bulk bytes both ways, every byte checked
+// ---------------------------------------------------------------------------
+
+/** Distinct blocks, so a misplaced block is caught, not only a missing byte. */
+const STREAM_BLOCKS = 16
+
+const stream = async (target: Target, job: JobOf<"stream">, errors: Errors, cpu: Cpu) => {
+  const size = job.writeSize
+  // Each write is one whole frame, so the framed servers see valid input too.
+  const blocks = Array.from({ length: STREAM_BLOCKS }, (_, i) => {
+    const block = Buffer.alloc(size, (i * 31 + 7) & 255)
+    writeFrame(block, 0, size - HEADER_BYTES, i, 0)
+    return block
+  })
+  const writes = Math.max(1, Math.floor(job.bytesPerConnection / size))
+  const total = writes * size
+  const sockets = await Promise.all(Array.from({ length: job.connections }, () => connect(target)))
+
+  const one = (socket: Net.Socket, c: number): Promise<void> => {
+    let received = 0
+    let written = 0
+    const done = new Promise<void>((resolve, reject) => {
+      socket.on("error", reject)
+      socket.on("end", () => reject(new Error(`connection ${c}: server ended after ${received} of ${total} bytes`)))
+      socket.on("data", (chunk: Buffer) => {
+        let at = 0
+        while (at < chunk.length) {
+          const offset = received + at
+          const block = blocks[Math.floor(offset / size) % STREAM_BLOCKS]!
+          const within = offset % size
+          const n = Math.min(size - within, chunk.length - at)
+          if (chunk.compare(block, within, within + n, at, at + n) !== 0) {
+            return reject(new Error(`connection ${c}: echoed bytes differ from those sent near byte ${offset}`))
+          }
+          at += n
+        }
+        received += chunk.length
+        if (received > total) reject(new Error(`connection ${c}: ${received} bytes echoed, only ${total} sent`))
+        else if (received === total) resolve()
+      })
+    })
+    const pump = (): void => {
+      while (written < writes) {
+        const ok = socket.write(blocks[written % STREAM_BLOCKS]!)
+        written++
+        if (!ok) return void socket.once("drain", pump)
+      }
+    }
+    pump()
+    return withTimeout(done, job.timeoutMs, () => `connection ${c} got ${received} of ${total} bytes`)
+  }
+
+  const cpu0 = cpu.sample()
+  const client0 = process.cpuUsage()
+  const t0 = now()
+  const outcome = await Promise.allSettled(sockets.map(one))
+  const seconds = (now() - t0) / 1000
+  const cpuNs = cpu.since(cpu0)
+  const client = clientShare(client0, seconds)
+  const memory = readMemory(target.pid)
+  for (const o of outcome) if (o.status === "rejected") errors.add(String((o.reason as Error).message ?? o.reason))
+  await Promise.all(sockets.map((socket) => {
+    socket.end()
+    return withTimeout(closed(socket), 5_000, () => "closing").catch(() => socket.destroy())
+  }))
+  const bytes = total * job.connections
+  return {
+    mibPerSec: bytes / 2 ** 20 / seconds,
+    cpuMsPerGiB: cpuNs / 1e6 / (bytes / 2 ** 30),
+    serverCpuShare: cpuNs / 1e9 / seconds,
+    clientCpuShare: client,
+    peakRssMB: memory.peakRss / 2 ** 20,
+    bytesPerConnection: total,
+    seconds
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Ping-pong and pipeline: small frames, counted over a fixed window
+// ---------------------------------------------------------------------------
+
+type Phase = "warmup" | "measure" | "stop"
+
+interface Window {
+  phase: Phase
+  count: number
+}
+
+/**
+ * Runs `warmupMs` then `durationMs`, reading the server's CPU at the edges;
+ * `window.count` must be bumped by the caller for each operation done while
+ * `phase` is "measure". Resolves after every connection has settled.
+ */
+const timed = async (
+  job: { readonly warmupMs: number; readonly durationMs: number },
+  cpu: Cpu,
+  window: Window,
+  finished: Promise<unknown>
+) => {
+  await sleep(job.warmupMs)
+  const cpu0 = cpu.sample()
+  const client0 = process.cpuUsage()
+  const t0 = now()
+  window.phase = "measure"
+  await sleep(job.durationMs)
+  window.phase = "stop"
+  const count = window.count
+  const seconds = (now() - t0) / 1000
+  const cpuNs = cpu.since(cpu0)
+  const client = clientShare(client0, seconds)
+  await finished
+  return { count, seconds, cpuNs, client }
+}
+
+const pingpong = async (target: Target, job: JobOf<"pingpong">, errors: Errors, cpu: Cpu) => {
+  const window: Window = { phase: "warmup", count: 0 }
+  const sockets = await Promise.all(Array.from({ length: job.connections }, () => connect(target)))
+  const one = (socket: Net.Socket, c: number): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const reader = new FrameReader()
+      let seq = 0
+      const send = (): void => {
+        const frame = Buffer.allocUnsafe(HEADER_BYTES + job.bodySize).fill(0, HEADER_BYTES)
+        writeFrame(frame, 0, job.bodySize, seq, c)
+        socket.write(frame)
+      }
+      const fail = (message: string): void => {
+        errors.add(`connection ${c}: ${message}`)
+        socket.destroy()
+        resolve()
+      }
+      socket.on("error", (e) => fail(e.message))
+      socket.on("end", () => fail(`server ended the connection after ${seq} round trips`))
+      socket.on("data", (chunk: Buffer) =>
+        reader.push(chunk, (body) => {
+          if (body.length !== job.bodySize || body.readUInt32BE(0) !== seq) {
+            return fail(`round trip ${seq} came back as ${body.length} bytes, seq ${body.readUInt32BE(0)}`)
+          }
+          seq++
+          if (window.phase === "measure") window.count++
+          if (window.phase === "stop") {
+            socket.removeAllListeners("end")
+            resolve()
+          } else send()
+        })
+      )
+      send()
+    })
+  const finished = withTimeout(Promise.all(sockets.map(one)), job.warmupMs + job.durationMs + 10_000, () => "ping-pong")
+  const { client, count, cpuNs, seconds } = await timed(job, cpu, window, finished.catch((e) => errors.add(e.message)))
+  for (const socket of sockets) socket.destroy()
+  if (count === 0) errors.add("no round trip completed in the measured window")
+  return {
+    roundTripsPerSec: count / seconds,
+    cpuUsPerRoundTrip: cpuNs / 1e3 / count,
+    latencyUs: (job.connections * seconds * 1e6) / count,
+    serverCpuShare: cpuNs / 1e9 / seconds,
+    clientCpuShare: client,
+    peakRssMB: readMemory(target.pid).peakRss / 2 ** 20
+  }
+}
+
+const pipeline = async (target: Target, job: JobOf<"pipeline">, errors: Errors, cpu: Cpu) => {
+  const window: Window = { phase: "warmup", count: 0 }
+  const frameBytes = HEADER_BYTES + job.bodySize
+  const sockets = await Promise.all(Array.from({ length: job.connections }, () => connect(target)))
+  const one = (socket: Net.Socket, c: number): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const reader = new FrameReader()
+      let sent = 0
+      let expected = 0
+      const send = (n: number): void => {
+        const batch = Buffer.allocUnsafe(n * frameBytes).fill(0)
+        for (let i = 0, at = 0; i < n; i++) at = writeFrame(batch, at, job.bodySize, sent++, c)
+        socket.write(batch)
+      }
+      const fail = (message: string): void => {
+        errors.add(`connection ${c}: ${message}`)
+        socket.destroy()
+        resolve()
+      }
+      socket.on("error", (e) => fail(e.message))
+      socket.on("end", () => fail(`server ended the connection after ${expected} frames`))
+      socket.on("data", (chunk: Buffer) => {
+        let got = 0
+        let bad: string | undefined
+        reader.push(chunk, (body) => {
+          if (bad !== undefined) return
+          const seq = body.length >= 4 ? body.readUInt32BE(0) : -1
+          if (body.length !== job.bodySize || seq !== expected) {
+            bad = `frame ${expected} came back as ${body.length} bytes with seq ${seq} (out of order or corrupt)`
+            return
+          }
+          expected++
+          got++
+        })
+        if (bad !== undefined) return fail(bad)
+        if (window.phase === "measure") window.count += got
+        if (window.phase !== "stop") {
+          if (got > 0) send(got)
+        } else if (expected === sent) {
+          socket.removeAllListeners("end")
+          resolve()
+        }
+      })
+      send(job.depth)
+    })
+  const finished = withTimeout(Promise.all(sockets.map(one)), job.warmupMs + job.durationMs + 10_000, () => "pipeline")
+  const { client, count, cpuNs, seconds } = await timed(job, cpu, window, finished.catch((e) => errors.add(e.message)))
+  for (const socket of sockets) socket.destroy()
+  if (count === 0) errors.add("no frame came back in the measured window")
+  return {
+    framesPerSec: count / seconds,
+    cpuUsPerFrame: cpuNs / 1e3 / count,
+    serverCpuShare: cpuNs / 1e9 / seconds,
+    clientCpuShare: client,
+    peakRssMB: readMemory(target.pid).peakRss / 2 ** 20
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Connections: memory per idle connection, CPU to open and to close one
+// ---------------------------------------------------------------------------
+
+const connections = async (target: Target, job: JobOf<"connections">, errors: Errors, cpu: Cpu) => {
+  const probe = Buffer.alloc(HEADER_BYTES + 64)
+  writeFrame(probe, 0, 64, 0, 0)
+  // Open, and prove the server serves the connection with one round trip.
+  const open = async (): Promise<Net.Socket> => {
+    const socket = await connect(target)
+    await new Promise<void>((resolve, reject) => {
+      let got = 0
+      socket.once("error", reject)
+      const onData = (chunk: Buffer): void => {
+        got += chunk.length
+        if (got >= probe.length) {
+          socket.off("data", onData)
+          socket.off("error", reject)
+          if (got > probe.length) reject(new Error(`${got} bytes echoed for ${probe.length} sent`))
+          else resolve()
+        }
+      }
+      socket.on("data", onData)
+      socket.write(probe)
+    })
+    socket.on("error", () => {})
+    return socket
+  }
+  const close = (socket: Net.Socket): Promise<void> => {
+    socket.end()
+    return closed(socket)
+  }
+  const run = <A>(what: string, promise: Promise<A>): Promise<A> => withTimeout(promise, job.timeoutMs, () => what)
+
+  await run("warm-up connections", pool(job.warmup, job.concurrency, async () => close(await open())))
+  await sleep(job.settleMs)
+  const memory0 = readMemory(target.pid)
+  const cpu0 = cpu.sample()
+  const held = await run(`opening ${job.connections} connections`, pool(job.connections, job.concurrency, open))
+  await sleep(job.settleMs)
+  const cpu1 = cpu.sample()
+  const memory1 = readMemory(target.pid)
+  await run(`closing ${job.connections} connections`, Promise.all(held.map(close)))
+  await sleep(job.settleMs)
+  const cpu2 = cpu.sample()
+  const n = job.connections
+  const openUs = cpu.since(cpu0, cpu1) / 1e3 / n
+  const closeUs = cpu.since(cpu1, cpu2) / 1e3 / n
+  if (held.length !== n) errors.add(`held ${held.length} of ${n} connections`)
+  return {
+    idleKiBPerConnection: (memory1.rss - memory0.rss) / 1024 / n,
+    openUs,
+    closeUs,
+    openCloseUs: openUs + closeUs,
+    rssBeforeMB: memory0.rss / 2 ** 20,
+    rssHeldMB: memory1.rss / 2 ** 20
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Ordering probe: mixed sizes, pipelined, written in random splits
+// ---------------------------------------------------------------------------
+
+/** 0 to 16 B, to 1 KiB, to 64 KiB, to `max`: the sizes where framing code has its edge cases. */
+const frameSize = (random: () => number, max: number): number => {
+  const r = random()
+  const pick = (lo: number, hi: number): number => Math.min(max, lo + Math.floor(random() * (hi - lo + 1)))
+  return r < 0.3 ? pick(0, 16) : r < 0.7 ? pick(17, 1024) : r < 0.93 ? pick(1025, 65536) : pick(65537, max)
+}
+
+const ordering = async (target: Target, job: JobOf<"ordering">, errors: Errors) => {
+  const one = async (c: number): Promise<{ bytes: number; frames: number }> => {
+    const random = prng(job.seed + c)
+    const sizes = Array.from({ length: job.framesPerConnection }, () => frameSize(random, job.maxFrameSize))
+    const offsets: Array<number> = []
+    let total = 0
+    for (const size of sizes) {
+      offsets.push(total)
+      total += HEADER_BYTES + size
+    }
+    const sent = Crypto.randomFillSync(Buffer.allocUnsafe(total))
+    // Random bodies, stamped with their sequence number and connection where they have room.
+    sizes.forEach((size, i) => writeFrame(sent, offsets[i]!, size, i, c))
+    const frameAt = (offset: number): number => {
+      let lo = 0
+      let hi = offsets.length - 1
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1
+        if (offsets[mid]! <= offset) lo = mid
+        else hi = mid - 1
+      }
+      return lo
+    }
+    const describe = (offset: number): string => {
+      const i = frameAt(offset)
+      return `frame #${i} (${sizes[i]} B body, ${offset - offsets[i]! < HEADER_BYTES ? "in its header" : `body byte ${offset - offsets[i]! - HEADER_BYTES}`})`
+    }
+
+    const socket = await connect(target)
+    let received = 0
+    const done = new Promise<void>((resolve, reject) => {
+      socket.on("error", reject)
+      socket.on("data", (chunk: Buffer) => {
+        if (received + chunk.length > total) {
+          return reject(new Error(`connection ${c}: ${received + chunk.length} bytes came back, only ${total} sent`))
+        }
+        if (chunk.compare(sent, received, received + chunk.length) !== 0) {
+          let i = 0
+          while (chunk[i] === sent[received + i]) i++
+          const offset = received + i
+          const i0 = frameAt(offset)
+          const start = offsets[i0]!
+          // When the bad byte lies in a header we can read which frame arrived in its place.
+          const seen = start >= received && start + 8 <= received + chunk.length
+            ? `; a frame of ${chunk.readUInt32BE(start - received)} B with seq ${
+              chunk.readUInt32BE(start - received + 4)
+            } came in its place`
+            : ""
+          return reject(new Error(`connection ${c}: frames out of order or corrupt at ${describe(offset)}${seen}`))
+        }
+        received += chunk.length
+      })
+      socket.on("end", () => {
+        if (received === total) resolve()
+        else {
+          reject(
+            new Error(
+              `connection ${c}: the echo ended after ${received} of ${total} bytes, inside ${describe(received)}`
+            )
+          )
+        }
+      })
+    })
+    const write = async (): Promise<void> => {
+      let at = 0
+      while (at < total) {
+        const n = Math.min(total - at, Math.max(1, Math.floor(Math.exp(random() * Math.log(65536)))))
+        const ok = socket.write(sent.subarray(at, at + n))
+        at += n
+        if (!ok) await new Promise<void>((resolve) => socket.once("drain", resolve))
+      }
+      socket.end()
+    }
+    try {
+      await withTimeout(Promise.all([done, write()]), job.timeoutMs, () =>
+        `connection ${c}: ${received} of ${total} bytes came back, next ${describe(received)}`)
+    } finally {
+      socket.destroy()
+    }
+    return { bytes: total, frames: sizes.length }
+  }
+  const t0 = now()
+  const results = await Promise.allSettled(Array.from({ length: job.connections }, (_, c) => one(c)))
+  let frames = 0
+  let bytes = 0
+  for (const r of results) {
+    if (r.status === "fulfilled") {
+      frames += r.value.frames
+      bytes += r.value.bytes
+    } else errors.add((r.reason as Error).message ?? String(r.reason))
+  }
+  return { frames, mib: bytes / 2 ** 20, seconds: (now() - t0) / 1000 }
+}
+
+// ---------------------------------------------------------------------------
+
+const run = async (target: Target, job: Job): Promise<JobResult> => {
+  const errors = new Errors()
+  const cpu = new Cpu(target.pid)
+  let metrics: Record<string, number> = {}
+  try {
+    switch (job.kind) {
+      case "stream":
+        metrics = await stream(target, job, errors, cpu)
+        break
+      case "pingpong":
+        metrics = await pingpong(target, job, errors, cpu)
+        break
+      case "pipeline":
+        metrics = await pipeline(target, job, errors, cpu)
+        break
+      case "connections":
+        metrics = await connections(target, job, errors, cpu)
+        break
+      case "ordering":
+        metrics = await ordering(target, job, errors)
+        break
+    }
+  } catch (error) {
+    errors.add(error instanceof Error ? error.message : String(error))
+  }
+  const rounded: Record<string, number> = {}
+  for (const [key, value] of Object.entries(metrics)) rounded[key] = round(value)
+  return { kind: job.kind, metrics: rounded, errors: errors.list, cpuSource: cpu.source }
+}
+
+const main = async (): Promise<void> => {
+  const input = JSON.parse(process.argv[2] ?? "null") as { target: Target; job: Job } | null
+  if (input === null) {
+    process.stderr.write("usage: load.js '{\"target\":{host,port,pid},\"job\":{kind,…}}'\n")
+    process.exit(2)
+  }
+  const result = await run(input.target, input.job)
+  process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0))
+}
+
+void main()

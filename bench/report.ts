@@ -1,0 +1,405 @@
+/**
+ * From samples to verdicts: medians with their spread, ratios taken pair by
+ * pair (a server against a reference measured in the same repetition, so
+ * noise that hits both cancels out), the targets of issue 7, and the
+ * markdown tables `npm run bench` prints and docs/performance.md quotes.
+ */
+
+export type ServerId = "node-raw" | "node-framed" | "wire" | "wire-framed"
+
+export const SERVER_LABELS: Record<ServerId, string> = {
+  "node-raw": "raw node:net (`socket.pipe(socket)`)",
+  "node-framed": "hand-written node:net framed",
+  "wire": "effect-wire `serve echo`",
+  "wire-framed": "effect-wire `serve echo --framing length`"
+}
+
+export type Workload = "stream" | "pingpong" | "pipeline" | "connections" | "startup" | "ordering"
+
+/** One job's outcome on one server in one repetition. */
+export interface Sample {
+  readonly workload: Workload
+  readonly server: ServerId
+  readonly rep: number
+  /** Which set of server processes (within a repetition) it ran on: ratios pair samples of the same one. */
+  readonly session: string
+  readonly metrics: Record<string, number>
+  readonly errors: ReadonlyArray<string>
+  readonly cpuSource: string
+}
+
+export interface Spread {
+  readonly median: number
+  readonly min: number
+  readonly max: number
+  readonly n: number
+}
+
+export const median = (xs: ReadonlyArray<number>): number => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}
+
+const spread = (xs: ReadonlyArray<number>): Spread | undefined => {
+  const finite = xs.filter(Number.isFinite)
+  if (finite.length === 0) return undefined
+  return { median: median(finite), min: Math.min(...finite), max: Math.max(...finite), n: finite.length }
+}
+
+const values = (samples: ReadonlyArray<Sample>, workload: Workload, server: ServerId, metric: string): Array<number> =>
+  samples
+    .filter((s) => s.workload === workload && s.server === server && s.errors.length === 0)
+    .map((s) => s.metrics[metric])
+    .filter((x): x is number => x !== undefined)
+
+/** The metric over repetitions. */
+export const metricSpread = (
+  samples: ReadonlyArray<Sample>,
+  workload: Workload,
+  server: ServerId,
+  metric: string
+): Spread | undefined => spread(values(samples, workload, server, metric))
+
+/** `server / against` for each repetition (and session) where both ran cleanly. */
+export const ratioSpread = (
+  samples: ReadonlyArray<Sample>,
+  workload: Workload,
+  server: ServerId,
+  against: ServerId,
+  metric: string
+): Spread | undefined => {
+  const key = (s: Sample): string => `${s.rep}/${s.session}`
+  const references = new Map<string, number>()
+  for (const s of samples) {
+    if (s.workload === workload && s.server === against && s.errors.length === 0 && s.metrics[metric] !== undefined) {
+      references.set(key(s), s.metrics[metric]!)
+    }
+  }
+  const ratios: Array<number> = []
+  for (const s of samples) {
+    if (s.workload !== workload || s.server !== server || s.errors.length > 0) continue
+    const reference = references.get(key(s))
+    const value = s.metrics[metric]
+    if (reference !== undefined && value !== undefined && reference > 0) ratios.push(value / reference)
+  }
+  return spread(ratios)
+}
+
+// ---------------------------------------------------------------------------
+// Targets
+// ---------------------------------------------------------------------------
+
+export interface TargetSpec {
+  readonly text: string
+  readonly workload: Workload
+  readonly metric: string
+  readonly server: ServerId
+  /** Compare the ratio to this server; without it, compare the metric itself. */
+  readonly against?: ServerId
+  readonly op: ">=" | "<="
+  readonly threshold: number
+}
+
+export type Verdict = "PASS" | "FAIL" | "n/a"
+
+export interface TargetResult {
+  readonly text: string
+  readonly server: ServerId
+  readonly workload: Workload
+  readonly measured: Spread | undefined
+  readonly op: ">=" | "<="
+  readonly threshold: number
+  readonly ratio: boolean
+  readonly verdict: Verdict
+}
+
+export const TARGETS: ReadonlyArray<TargetSpec> = [
+  {
+    text: "stream echo throughput ≥ 0.90× raw node",
+    workload: "stream",
+    metric: "mibPerSec",
+    server: "wire",
+    against: "node-raw",
+    op: ">=",
+    threshold: 0.9
+  },
+  {
+    text: "stream echo server CPU per GiB ≤ 1.3× raw node",
+    workload: "stream",
+    metric: "cpuMsPerGiB",
+    server: "wire",
+    against: "node-raw",
+    op: "<=",
+    threshold: 1.3
+  },
+  {
+    text: "stream echo peak RSS ≤ 1.2× raw node",
+    workload: "stream",
+    metric: "peakRssMB",
+    server: "wire",
+    against: "node-raw",
+    op: "<=",
+    threshold: 1.2
+  },
+  {
+    text: "framed ping-pong round trips/s ≥ 0.95× hand-written framed",
+    workload: "pingpong",
+    metric: "roundTripsPerSec",
+    server: "wire-framed",
+    against: "node-framed",
+    op: ">=",
+    threshold: 0.95
+  },
+  {
+    text: "framed ping-pong CPU per round trip ≤ 1.2× hand-written framed",
+    workload: "pingpong",
+    metric: "cpuUsPerRoundTrip",
+    server: "wire-framed",
+    against: "node-framed",
+    op: "<=",
+    threshold: 1.2
+  },
+  {
+    text: "framed pipeline frames/s ≥ 0.90× hand-written framed",
+    workload: "pipeline",
+    metric: "framesPerSec",
+    server: "wire-framed",
+    against: "node-framed",
+    op: ">=",
+    threshold: 0.9
+  },
+  {
+    text: "framed pipeline CPU per frame ≤ 1.5× hand-written framed",
+    workload: "pipeline",
+    metric: "cpuUsPerFrame",
+    server: "wire-framed",
+    against: "node-framed",
+    op: "<=",
+    threshold: 1.5
+  },
+  ...(["wire", "wire-framed"] as const).flatMap((server): Array<TargetSpec> => [
+    {
+      text: "memory per idle connection ≤ 8 KiB",
+      workload: "connections",
+      metric: "idleKiBPerConnection",
+      server,
+      op: "<=",
+      threshold: 8
+    },
+    {
+      text: "open + close CPU ≤ 2× raw node",
+      workload: "connections",
+      metric: "openCloseUs",
+      server,
+      against: "node-raw",
+      op: "<=",
+      threshold: 2
+    },
+    {
+      text: "start to listening ≤ 2.5× raw node",
+      workload: "startup",
+      metric: "startupMs",
+      server,
+      against: "node-raw",
+      op: "<=",
+      threshold: 2.5
+    },
+    { text: "idle RSS ≤ 80 MB", workload: "startup", metric: "idleRssMB", server, op: "<=", threshold: 80 }
+  ])
+]
+
+export const evaluateTargets = (
+  samples: ReadonlyArray<Sample>,
+  servers: ReadonlyArray<ServerId>
+): Array<TargetResult> =>
+  TARGETS.filter((t) => servers.includes(t.server) && (t.against === undefined || servers.includes(t.against))).map(
+    (t) => {
+      const measured = t.against === undefined
+        ? metricSpread(samples, t.workload, t.server, t.metric)
+        : ratioSpread(samples, t.workload, t.server, t.against, t.metric)
+      const verdict: Verdict = measured === undefined
+        ? "n/a"
+        : (t.op === ">=" ? measured.median >= t.threshold : measured.median <= t.threshold)
+        ? "PASS"
+        : "FAIL"
+      return {
+        text: t.text,
+        server: t.server,
+        workload: t.workload,
+        measured,
+        op: t.op,
+        threshold: t.threshold,
+        ratio: t.against !== undefined,
+        verdict
+      }
+    }
+  )
+
+// ---------------------------------------------------------------------------
+// Tables
+// ---------------------------------------------------------------------------
+
+interface Column {
+  readonly metric: string
+  readonly label: string
+  /** Show ratios to raw node (and, in framed workloads, to the hand-written framed server). */
+  readonly ratios: boolean
+}
+
+interface Table {
+  readonly workload: Workload
+  readonly title: string
+  /** Framed workloads also compare to the hand-written framed server. */
+  readonly framed: boolean
+  readonly columns: ReadonlyArray<Column>
+}
+
+const busy: ReadonlyArray<Column> = [
+  { metric: "serverCpuShare", label: "server core busy", ratios: false },
+  { metric: "clientCpuShare", label: "load core busy", ratios: false }
+]
+
+export const tables = (describe: Record<Workload, string>): ReadonlyArray<Table> => [
+  {
+    workload: "stream",
+    title: `Stream echo: ${describe.stream}`,
+    framed: false,
+    columns: [
+      { metric: "mibPerSec", label: "MiB/s", ratios: true },
+      { metric: "cpuMsPerGiB", label: "server CPU ms/GiB", ratios: true },
+      { metric: "peakRssMB", label: "peak RSS MB", ratios: true },
+      ...busy
+    ]
+  },
+  {
+    workload: "pingpong",
+    title: `Ping-pong: ${describe.pingpong}`,
+    framed: true,
+    columns: [
+      { metric: "roundTripsPerSec", label: "round trips/s", ratios: true },
+      { metric: "cpuUsPerRoundTrip", label: "server CPU µs/round trip", ratios: true },
+      ...busy
+    ]
+  },
+  {
+    workload: "pipeline",
+    title: `Pipelined: ${describe.pipeline}`,
+    framed: true,
+    columns: [
+      { metric: "framesPerSec", label: "frames/s", ratios: true },
+      { metric: "cpuUsPerFrame", label: "server CPU µs/frame", ratios: true },
+      ...busy
+    ]
+  },
+  {
+    workload: "connections",
+    title: `Connections: ${describe.connections}`,
+    framed: false,
+    columns: [
+      { metric: "idleKiBPerConnection", label: "KiB per idle connection", ratios: true },
+      { metric: "openUs", label: "open µs CPU", ratios: true },
+      { metric: "closeUs", label: "close µs CPU", ratios: true },
+      { metric: "openCloseUs", label: "open + close µs", ratios: true }
+    ]
+  },
+  {
+    workload: "startup",
+    title: `Startup: ${describe.startup}`,
+    framed: false,
+    columns: [
+      { metric: "startupMs", label: "spawn → listening ms", ratios: true },
+      { metric: "idleRssMB", label: "idle RSS MB", ratios: true }
+    ]
+  },
+  {
+    workload: "ordering",
+    title: `Ordering probe: ${describe.ordering}`,
+    framed: false,
+    columns: [
+      { metric: "frames", label: "frames checked", ratios: false },
+      { metric: "mib", label: "MiB echoed", ratios: false }
+    ]
+  }
+]
+
+/** 3 significant digits, thousands grouped: 92,310 · 650 · 9.12 · 0.0413. */
+export const formatNumber = (x: number): string => {
+  if (!Number.isFinite(x)) return String(x)
+  if (Math.abs(x) >= 1000) return Math.round(x).toLocaleString("en-US")
+  return Number(x.toPrecision(3)).toString()
+}
+
+const formatSpread = (s: Spread | undefined, suffix = ""): string =>
+  s === undefined
+    ? "–"
+    : s.n === 1 || s.min === s.max
+    ? `${formatNumber(s.median)}${suffix}`
+    : `${formatNumber(s.median)}${suffix} (${formatNumber(s.min)}–${formatNumber(s.max)})`
+
+const formatRatio = (s: Spread | undefined): string =>
+  s === undefined
+    ? "–"
+    : s.n === 1 || s.min === s.max
+    ? `${s.median.toFixed(2)}×`
+    : `${s.median.toFixed(2)}× (${s.min.toFixed(2)}–${s.max.toFixed(2)})`
+
+const row = (cells: ReadonlyArray<string>): string => `| ${cells.join(" | ")} |`
+
+export const renderTables = (
+  samples: ReadonlyArray<Sample>,
+  servers: ReadonlyArray<ServerId>,
+  targets: ReadonlyArray<TargetResult>,
+  describe: Record<Workload, string>
+): string => {
+  const lines: Array<string> = []
+  for (const table of tables(describe)) {
+    if (!samples.some((s) => s.workload === table.workload)) continue
+    const refs: Array<ServerId> = ["node-raw", ...(table.framed ? ["node-framed" as const] : [])].filter((r) =>
+      servers.includes(r)
+    )
+    const header = ["server"]
+    for (const c of table.columns) {
+      header.push(c.label)
+      if (c.ratios) for (const r of refs) header.push(r === "node-raw" ? "× raw node" : "× hand-framed")
+    }
+    header.push("correct", "targets")
+    lines.push(`### ${table.title}`, "", row(header), row(header.map(() => "---")))
+    for (const server of servers) {
+      const mine = samples.filter((s) => s.workload === table.workload && s.server === server)
+      if (mine.length === 0) continue
+      const cells = [SERVER_LABELS[server]]
+      for (const c of table.columns) {
+        cells.push(formatSpread(metricSpread(samples, table.workload, server, c.metric)))
+        if (c.ratios) {
+          for (const r of refs) cells.push(formatRatio(ratioSpread(samples, table.workload, server, r, c.metric)))
+        }
+      }
+      const failures = mine.filter((s) => s.errors.length > 0).length
+      cells.push(failures === 0 ? `yes (${mine.length} runs)` : `**NO: ${failures} of ${mine.length} runs failed**`)
+      const verdicts = targets.filter((t) => t.workload === table.workload && t.server === server)
+      cells.push(verdicts.length === 0 ? "" : verdicts.map((t) => `${t.verdict} ${shortTarget(t)}`).join("; "))
+      lines.push(row(cells))
+    }
+    lines.push("")
+  }
+  return lines.join("\n")
+}
+
+const shortTarget = (t: TargetResult): string => `${t.op === ">=" ? "≥" : "≤"} ${t.threshold}${t.ratio ? "×" : ""}`
+
+export const renderTargets = (targets: ReadonlyArray<TargetResult>): string => {
+  const lines = [
+    row(["target", "server", "measured (median of per-repetition ratios, min–max)", "verdict"]),
+    row(["---", "---", "---", "---"])
+  ]
+  for (const t of targets) {
+    lines.push(row([
+      t.text,
+      SERVER_LABELS[t.server],
+      t.ratio ? formatRatio(t.measured) : formatSpread(t.measured),
+      t.verdict === "FAIL" ? "**FAIL**" : t.verdict
+    ]))
+  }
+  return lines.join("\n")
+}
