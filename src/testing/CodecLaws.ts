@@ -339,7 +339,7 @@ export const roundTrip = <A>(
         }
         if (buffered !== 0) violate(`the decoder still holds ${buffered} bytes after the last frame`)
       }
-      const input = Stream.fromChunks(...rechunk(bytes, chunking).map(Chunk.of))
+      const input = Stream.flattenChunks(Stream.fromIterable(rechunk(bytes, chunking).map(Chunk.of)))
       const decoded = Effect.runSync(Effect.either(Stream.runCollect(input.pipe(Framing.decode(codec)))))
       if (Either.isLeft(decoded)) violate(`Framing.decode failed: ${decoded.left.message}`)
       else {
@@ -349,7 +349,8 @@ export const roundTrip = <A>(
         }
       }
       const encoded = Effect.runSync(Effect.either(Stream.runCollect(
-        Stream.fromChunks(...split(frames, chunking).map(Chunk.unsafeFromArray)).pipe(Framing.encode(codec))
+        Stream.flattenChunks(Stream.fromIterable(split(frames, chunking).map(Chunk.unsafeFromArray)))
+          .pipe(Framing.encode(codec))
       )))
       if (Either.isLeft(encoded)) violate(`Framing.encode failed: ${encoded.left.message}`)
       else if (!equals(concat(Chunk.toReadonlyArray(encoded.right)), bytes)) {

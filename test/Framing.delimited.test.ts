@@ -1,0 +1,210 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Either from "effect/Either"
+import * as fc from "effect/FastCheck"
+import * as Framing from "effect-wire/Framing"
+import * as CodecLaws from "effect-wire/testing/CodecLaws"
+
+const enc = new TextEncoder()
+const u8 = (...xs: ReadonlyArray<number | string>): Uint8Array =>
+  Uint8Array.from(xs.flatMap((x) => typeof x === "string" ? Array.from(enc.encode(x)) : [x]))
+const text = (b: Uint8Array) => new TextDecoder().decode(b)
+const failure = <A>(result: Either.Either<A, Framing.FrameError>) => Either.isLeft(result) ? result.left : undefined
+
+/** Everything the decoder yields, following recoverable errors, as strings or error tags. */
+const events = <A>(codec: Framing.Codec<A>, pieces: ReadonlyArray<Uint8Array>, show: (a: A) => string) => {
+  const decoder = codec.decoder()
+  const seen: Array<string> = []
+  const out: Array<A> = []
+  const settle = (error: Framing.FrameError | undefined) => {
+    seen.push(...out.map(show))
+    out.length = 0
+    if (error !== undefined) seen.push(`<${error._tag}>`)
+    return error !== undefined && !decoder.failed
+  }
+  for (const piece of pieces) {
+    let error = decoder.push(piece, out)
+    for (let i = 0; settle(error) && i < 100; i++) error = decoder.push(new Uint8Array(0), out)
+    if (decoder.failed) return seen
+  }
+  let error = decoder.end(out)
+  for (let i = 0; settle(error) && i < 100; i++) error = decoder.end(out)
+  return seen
+}
+
+const everySplit = (bytes: Uint8Array): Array<Array<Uint8Array>> => [
+  [bytes],
+  CodecLaws.rechunk(bytes, [1]),
+  CodecLaws.rechunk(bytes, [2, 0, 3]),
+  CodecLaws.rechunk(bytes, [5])
+]
+
+describe("Framing.delimited", () => {
+  it("reads frames: | Hello \\0 world \\0 | --> | Hello | world |", () => {
+    const codec = Framing.delimited({ delimiter: "\0" })
+    for (const pieces of everySplit(u8("Hello", 0, "world", 0))) {
+      assert.deepStrictEqual(events(codec, pieces, text), ["Hello", "world"])
+    }
+  })
+
+  it("finds a multi-byte delimiter split across chunks", () => {
+    const codec = Framing.delimited({ delimiter: "\r\n" })
+    assert.deepStrictEqual(events(codec, [u8("ab\r"), u8("\ncd\r"), u8("\r\n")], text), ["ab", "cd\r"])
+    assert.deepStrictEqual(events(codec, [u8("a\r\r"), u8("\n")], text), ["a\r"])
+  })
+
+  it("falls back correctly inside a self-overlapping delimiter", () => {
+    const codec = Framing.delimited({ delimiter: "aab" })
+    for (const pieces of everySplit(u8("xaaab", "aab", "aaaab"))) {
+      assert.deepStrictEqual(events(codec, pieces, text), ["xa", "", "aa"])
+    }
+  })
+
+  it("keeps the delimiter when asked", () => {
+    const codec = Framing.delimited({ delimiter: "|", keepDelimiter: true })
+    assert.deepStrictEqual(events(codec, [u8("a|b"), u8("|")], text), ["a|", "b|"])
+    assert.isUndefined(codec.encode([u8("a|")], []))
+    assert.strictEqual(codec.encode([u8("a")], [])?._tag, "MalformedFrame")
+    assert.strictEqual(codec.encode([u8("a||")], [])?._tag, "MalformedFrame")
+  })
+
+  it("takes a frame inside one chunk as a subarray", () => {
+    const chunk = u8("abc\n")
+    const frames = Either.getOrThrow(Framing.decodeAll(Framing.delimited({ delimiter: "\n" }), chunk))
+    assert.strictEqual(frames[0]!.buffer, chunk.buffer)
+  })
+
+  it("rejects frame over max, holding at most the limit", () => {
+    const codec = Framing.delimited({ delimiter: "\r\n", maxLength: 4 })
+    const decoder = codec.decoder()
+    assert.isUndefined(decoder.push(u8("abcd\r"), []))
+    assert.strictEqual(decoder.buffered, 5)
+    const error = decoder.push(u8("x"), [])
+    assert.deepInclude(error, { _tag: "FrameTooLarge", limit: 4, size: 5, exact: false, option: "maxLength" })
+    assert.match(error!.message, /at least 5 bytes, over the limit of 4 bytes \(maxLength\)/)
+    assert.strictEqual(decoder.buffered, 0)
+    // Whole, the size is exact.
+    assert.deepInclude(failure(Framing.decodeAll(codec, u8("abcdef\r\n"))), {
+      size: 6,
+      exact: true
+    })
+  })
+
+  it("errors on leftover bytes at eof", () => {
+    const codec = Framing.delimited({ delimiter: "\r\n" })
+    assert.deepInclude(failure(Framing.decodeAll(codec, u8("ok\r\nhalf\r"))), {
+      _tag: "IncompleteFrame",
+      remaining: 5
+    })
+  })
+
+  it("encode rejects a frame the peer would split", () => {
+    const codec = Framing.delimited({ delimiter: "aa" })
+    assert.strictEqual(codec.encode([u8("xaay")], [])?._tag, "MalformedFrame")
+    // "xa" + "aa" reads as "x" then "a": the delimiter would come too early.
+    const error = codec.encode([u8("xa")], [])
+    assert.strictEqual(error?._tag, "MalformedFrame")
+    assert.match(error!.message, /would read it as two frames/)
+    assert.isUndefined(codec.encode([u8("ax")], []))
+  })
+
+  it("rejects an empty delimiter", () => {
+    assert.throws(() => Framing.delimited({ delimiter: "" }), /delimiter: the delimiter is empty/)
+    assert.throws(() => Framing.delimited({ delimiter: new Uint8Array(0) }), Framing.InvalidCodecOptions)
+    assert.throws(() => Framing.delimited({ delimiter: "\n", maxLength: -1 }), /maxLength/)
+  })
+})
+
+describe("Framing.lines", () => {
+  it("accepts \\n and \\r\\n: | GET a\\r\\n | PUT b\\n | --> | GET a | PUT b |", () => {
+    const codec = Framing.lines({ as: "string" })
+    for (const pieces of everySplit(u8("GET a\r\nPUT b\n\n\r\n a\rb \n"))) {
+      assert.deepStrictEqual(events(codec, pieces, (s) => s), ["GET a", "PUT b", "", "", " a\rb "])
+    }
+  })
+
+  it("yields bytes by default", () => {
+    const frames = Either.getOrThrow(Framing.decodeAll(Framing.lines(), u8("a\r\n", 0xff, "\n")))
+    assert.deepStrictEqual(frames.map((f) => Array.from(f)), [[97], [0xff]])
+  })
+
+  it("reads a line split inside \\r\\n and inside a UTF-8 character", () => {
+    const codec = Framing.lines({ as: "string" })
+    const bytes = u8("héllo 😀\r\n")
+    for (let cut = 1; cut < bytes.length; cut++) {
+      assert.deepStrictEqual(events(codec, [bytes.subarray(0, cut), bytes.subarray(cut)], (s) => s), ["héllo 😀"])
+    }
+  })
+
+  it("rejects invalid UTF-8 in string mode as malformed", () => {
+    const error = failure(Framing.decodeAll(Framing.lines({ as: "string" }), u8("ok\n", 0xc3, 0x28, "\n")))
+    assert.deepInclude(error, { _tag: "MalformedFrame" })
+    // A BOM is a character like any other: kept, not swallowed.
+    const bom = Either.getOrThrow(Framing.decodeAll(Framing.lines({ as: "string" }), u8(0xef, 0xbb, 0xbf, "a\n")))
+    assert.deepStrictEqual(bom, ["\ufeffa"])
+  })
+
+  it("rejects a line over max", () => {
+    const codec = Framing.lines({ maxLength: 3 })
+    // The limit does not count the line ending.
+    assert.deepStrictEqual(events(codec, [u8("abc\r\n")], text), ["abc"])
+    assert.deepStrictEqual(events(codec, [u8("abc\r"), u8("\n")], text), ["abc"])
+    for (const pieces of everySplit(u8("ok\nabcd\nnext\n"))) {
+      assert.deepStrictEqual(events(codec, pieces, text), ["ok", "<FrameTooLarge>"])
+    }
+  })
+
+  it("resynchronises after an over-long line", () => {
+    const codec = Framing.lines({ as: "string", maxLength: 3, resync: true })
+    for (const pieces of everySplit(u8("ok\nway too long\nnxt\r\nlonger still\n", 0xff, "\nend\n"))) {
+      assert.deepStrictEqual(events(codec, pieces, (s) => s), [
+        "ok",
+        "<FrameTooLarge>",
+        "nxt",
+        "<FrameTooLarge>",
+        "<MalformedFrame>",
+        "end"
+      ])
+    }
+  })
+
+  it("discards an over-long line in bounded memory", () => {
+    const decoder = Framing.lines({ maxLength: 16, resync: true }).decoder()
+    const junk = new Uint8Array(1024).fill(0x61)
+    const out: Array<Uint8Array> = []
+    assert.strictEqual(decoder.push(junk, out)?._tag, "FrameTooLarge")
+    for (let i = 0; i < 100; i++) {
+      assert.isUndefined(decoder.push(junk, out))
+      assert.strictEqual(decoder.buffered, 0)
+    }
+    assert.isUndefined(decoder.push(u8("tail\nfine\n"), out))
+    assert.deepStrictEqual(out.map(text), ["fine"])
+    assert.isUndefined(decoder.end(out), "the unfinished long line was reported already")
+  })
+
+  it("errors on leftover bytes at eof", () => {
+    const error = failure(Framing.decodeAll(Framing.lines(), u8("a\nbc")))
+    assert.deepInclude(error, { _tag: "IncompleteFrame", remaining: 2 })
+  })
+
+  it("encodes with \\n, rejecting what the peer could not read back", () => {
+    const codec = Framing.lines({ as: "string", maxLength: 4 })
+    assert.deepStrictEqual(text(Either.getOrThrow(Framing.encodeAll(codec, ["a", "", "é"]))), "a\n\né\n")
+    assert.match(codec.encode(["a\nb"], [])!.message, /must not contain \\n/)
+    assert.match(codec.encode(["a\r"], [])!.message, /must not end with \\r/)
+    assert.match(codec.encode(["\ud800"], [])!.message, /lone UTF-16 surrogate/)
+    assert.deepInclude(codec.encode(["ééé"], []), { _tag: "FrameTooLarge", size: 6, what: "line" })
+    assert.strictEqual(Framing.lines().encode([u8("a\r")], [])?._tag, "MalformedFrame")
+  })
+
+  it.prop(
+    "decodes under every re-chunking",
+    [fc.array(fc.string({ unit: fc.constantFrom("a", "é", "😀", "\r", " ") }), { maxLength: 10 }), CodecLaws.chunking],
+    ([lines, sizes]) => {
+      const codec = Framing.lines({ as: "string" })
+      const sendable = lines.filter((l) => !l.endsWith("\r"))
+      const bytes = Either.getOrThrow(Framing.encodeAll(codec, sendable))
+      assert.deepStrictEqual(Either.getOrThrow(Framing.decodeAll(codec, CodecLaws.rechunk(bytes, sizes))), sendable)
+    },
+    { fastCheck: { numRuns: 100 } }
+  )
+})

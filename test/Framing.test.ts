@@ -1,0 +1,219 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Stream from "effect/Stream"
+import * as Framing from "effect-wire/Framing"
+
+const enc = new TextEncoder()
+const u8 = (...xs: ReadonlyArray<number | string>): Uint8Array =>
+  Uint8Array.from(xs.flatMap((x) => typeof x === "string" ? Array.from(enc.encode(x)) : [x]))
+const text = (b: Uint8Array) => new TextDecoder().decode(b)
+
+/** One Stream chunk per element of `reads`, like one socket read each. */
+const reads = (...pieces: ReadonlyArray<Uint8Array>) =>
+  Stream.flattenChunks(Stream.fromIterable(pieces.map((p) => Chunk.of(p))))
+
+const chunksOf = <A, E>(stream: Stream.Stream<A, E>) =>
+  Stream.runCollect(Stream.chunks(stream)).pipe(Effect.map((cs) => Chunk.toReadonlyArray(cs).map(Chunk.toReadonlyArray)))
+
+describe("Framing.decode", () => {
+  const codec = Framing.lengthPrefixed({ lengthBytes: 1 })
+
+  it.effect("turns one chunk of bytes into one chunk of the frames it completed", () =>
+    Effect.gen(function*() {
+      const chunks = yield* chunksOf(
+        reads(u8(1, "a", 2, "bc", 3), u8("d"), u8("ef", 0, 1, "g")).pipe(Framing.decode(codec))
+      )
+      assert.deepStrictEqual(chunks.map((c) => c.map(text)), [["a", "bc"], ["def", "", "g"]])
+    }))
+
+  it.effect("decodes a chunk holding several reads, in order", () =>
+    Effect.gen(function*() {
+      const merged = Stream.fromChunk(Chunk.make(u8(1, "a", 1), u8("b")))
+      const frames = yield* Stream.runCollect(merged.pipe(Framing.decode(codec)))
+      assert.deepStrictEqual(Chunk.toReadonlyArray(frames).map(text), ["a", "b"])
+    }))
+
+  it.effect("emits the frames before an error, then fails with it", () =>
+    Effect.gen(function*() {
+      const small = Framing.lengthPrefixed({ lengthBytes: 1, maxFrameLength: 2 })
+      const seen: Array<string> = []
+      const exit = yield* reads(u8(1, "a", 1, "b", 3, "abc")).pipe(
+        Framing.decode(small),
+        Stream.runForEach((f) => Effect.sync(() => seen.push(text(f)))),
+        Effect.exit
+      )
+      assert.deepStrictEqual(seen, ["a", "b"])
+      assert.deepInclude(Exit.isFailure(exit) ? exit.cause : undefined, { _tag: "Fail" })
+      const error = yield* Effect.flip(reads(u8(3, "abc")).pipe(Framing.decode(small), Stream.runDrain))
+      assert.strictEqual(error._tag, "FrameTooLarge")
+    }))
+
+  it.effect("applies the end rule when the input ends", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(reads(u8(1, "a", 3, "b")).pipe(Framing.decode(codec), Stream.runDrain))
+      assert.deepInclude(error, { _tag: "IncompleteFrame", remaining: 2 })
+    }))
+
+  it.effect("passes upstream failures through untouched", () =>
+    Effect.gen(function*() {
+      const upstream = Stream.concat(reads(u8(1, "a")), Stream.fail("socket reset" as const))
+      const error = yield* Effect.flip(upstream.pipe(Framing.decode(codec), Stream.runDrain))
+      assert.strictEqual(error, "socket reset")
+    }))
+
+  it.effect("makes a fresh decoder each time the stream runs", () =>
+    Effect.gen(function*() {
+      const frames = reads(u8(1, "x")).pipe(Framing.decode(codec))
+      assert.strictEqual((yield* Stream.runCollect(frames)).length, 1)
+      assert.strictEqual((yield* Stream.runCollect(frames)).length, 1)
+    }))
+
+  it.effect("is also data-first", () =>
+    Effect.gen(function*() {
+      const frames = yield* Stream.runCollect(Framing.decode(reads(u8(1, "x")), codec))
+      assert.strictEqual(frames.length, 1)
+    }))
+})
+
+describe("Framing.decodeEither", () => {
+  it.effect("keeps errors as values and goes on when the codec resynchronises", () =>
+    Effect.gen(function*() {
+      const lines = Framing.lines({ as: "string", maxLength: 3, resync: true })
+      const out = yield* Stream.runCollect(
+        reads(u8("ok\ntoo long\nye"), u8("s\n", 0xff, "\n")).pipe(Framing.decodeEither(lines))
+      )
+      assert.deepStrictEqual(
+        Chunk.toReadonlyArray(out).map(Either.match({ onLeft: (e) => `<${e._tag}>`, onRight: (s) => s })),
+        ["ok", "<FrameTooLarge>", "yes", "<MalformedFrame>"]
+      )
+    }))
+
+  it.effect("ends after an error the decoder cannot get past", () =>
+    Effect.gen(function*() {
+      const out = yield* Stream.runCollect(
+        reads(u8("ok\ntoo long\n"), u8("never\n")).pipe(Framing.decodeEither(Framing.lines({ maxLength: 3 })))
+      )
+      assert.deepStrictEqual(Chunk.toReadonlyArray(out).map(Either.isLeft), [false, true])
+    }))
+
+  it.effect("reports leftover bytes at the end as a Left", () =>
+    Effect.gen(function*() {
+      const out = yield* Stream.runCollect(reads(u8("a\nb")).pipe(Framing.decodeEither(Framing.lines())))
+      const last = Chunk.toReadonlyArray(out)[1]!
+      assert.deepInclude(Either.isLeft(last) ? last.left : undefined, { _tag: "IncompleteFrame", remaining: 1 })
+    }))
+})
+
+describe("Framing.encode", () => {
+  const codec = Framing.lengthPrefixed({ lengthBytes: 1 })
+
+  it.effect("turns one chunk of frames into one chunk of buffers", () =>
+    Effect.gen(function*() {
+      const frames = Stream.fromIterable([Chunk.make(u8("a"), u8("bc")), Chunk.make(u8("d"))]).pipe(Stream.flattenChunks)
+      const chunks = yield* chunksOf(frames.pipe(Framing.encode(codec)))
+      assert.deepStrictEqual(chunks.map((c) => c.map((b) => Array.from(b))), [[[1, 97, 2, 98, 99]], [[1, 100]]])
+    }))
+
+  it.effect("fails before emitting any byte of a chunk holding a frame it cannot send", () =>
+    Effect.gen(function*() {
+      const tooBig = new Uint8Array(256)
+      const emitted: Array<Uint8Array> = []
+      const error = yield* Effect.flip(
+        Stream.fromIterable([Chunk.make(u8("a")), Chunk.make(u8("b"), tooBig)]).pipe(
+          Stream.flattenChunks,
+          Framing.encode(codec),
+          Stream.runForEach((b) => Effect.sync(() => emitted.push(b)))
+        )
+      )
+      assert.deepInclude(error, { _tag: "FrameTooLarge", direction: "encode", size: 256, limit: 255 })
+      assert.deepStrictEqual(emitted.map((b) => Array.from(b)), [[1, 97]])
+    }))
+
+  it.effect("round-trips through decode", () =>
+    Effect.gen(function*() {
+      const lines = Framing.lines({ as: "string" })
+      const out = yield* Stream.make("hello", "wörld", "").pipe(
+        Framing.encode(lines),
+        Framing.decode(lines),
+        Stream.runCollect
+      )
+      assert.deepStrictEqual(Chunk.toReadonlyArray(out), ["hello", "wörld", ""])
+    }))
+})
+
+describe("Framing.decodeAll / encodeAll", () => {
+  it("decode a whole buffer or several, with the end rule", () => {
+    const codec = Framing.lines({ as: "string" })
+    assert.deepStrictEqual(Either.getOrThrow(Framing.decodeAll(codec, [u8("a\nb"), u8("\n")])), ["a", "b"])
+    assert.isTrue(Either.isLeft(Framing.decodeAll(codec, u8("a\nb"))))
+  })
+
+  it("encode into one contiguous buffer, large bodies included", () => {
+    const big = new Uint8Array(40_000).fill(3)
+    const bytes = Either.getOrThrow(Framing.encodeAll(Framing.varint(), [u8("x"), big]))
+    assert.strictEqual(bytes.length, 2 + 3 + 40_000)
+    assert.deepStrictEqual(Array.from(bytes.subarray(0, 5)), [1, 120, 0xc0, 0xb8, 0x02])
+  })
+})
+
+describe("Framing.fixed", () => {
+  const codec = Framing.fixed(2)
+
+  it("reads | 0102 0304 05 | --> | 0102 | 0304 |, and IncompleteFrame(1) at the end", () => {
+    const decoder = codec.decoder()
+    const out: Array<Uint8Array> = []
+    assert.isUndefined(decoder.push(u8(1, 2, 3), out))
+    assert.isUndefined(decoder.push(u8(4, 5), out))
+    assert.deepStrictEqual(out.map((f) => Array.from(f)), [[1, 2], [3, 4]])
+    assert.deepInclude(decoder.end(out), { _tag: "IncompleteFrame", remaining: 1 })
+  })
+
+  it("takes frames inside a chunk as subarrays", () => {
+    const chunk = u8(1, 2, 3, 4)
+    const frames = Either.getOrThrow(Framing.decodeAll(codec, chunk))
+    assert.isTrue(frames.every((f) => f.buffer === chunk.buffer))
+  })
+
+  it("reads incomplete frame byte by byte", () => {
+    const frames = Either.getOrThrow(Framing.decodeAll(Framing.fixed(3), [u8(1), u8(), u8(2), u8(3, 4), u8(5, 6)]))
+    assert.deepStrictEqual(frames.map((f) => Array.from(f)), [[1, 2, 3], [4, 5, 6]])
+  })
+
+  it("encode rejects any other size", () => {
+    assert.match(codec.encode([u8(1)], [])!.message, /exactly 2 bytes, this one is 1/)
+  })
+
+  it("rejects a size that is not a positive integer", () => {
+    for (const size of [0, -1, 1.5, NaN, undefined as unknown as number]) {
+      assert.throws(() => Framing.fixed(size), Framing.InvalidCodecOptions)
+    }
+  })
+})
+
+describe("FrameError", () => {
+  it("each kind has its own tag and a message naming the codec", () => {
+    const errors = [
+      new Framing.FrameTooLarge({
+        codec: "c",
+        direction: "decode",
+        what: "frame",
+        option: "maxFrameLength",
+        limit: 1,
+        size: 2,
+        exact: true
+      }),
+      new Framing.IncompleteFrame({ codec: "c", remaining: 1 }),
+      new Framing.MalformedFrame({ codec: "c", direction: "encode", reason: "why" })
+    ]
+    assert.deepStrictEqual(errors.map((e) => e._tag), ["FrameTooLarge", "IncompleteFrame", "MalformedFrame"])
+    assert.isTrue(errors.every(Framing.isFrameError))
+    assert.isTrue(errors.every((e) => e.message.startsWith("c: ")))
+    assert.strictEqual(errors[1]!.message, "c: the input ended inside a frame, with 1 byte of it left over: the peer closed mid-frame, or the two sides disagree on the framing")
+    assert.isFalse(Framing.isFrameError(new Error("x")))
+    assert.isTrue(Framing.isCodec(Framing.fixed(1)))
+    assert.isFalse(Framing.isCodec({}))
+  })
+})
