@@ -8,8 +8,7 @@
  * const program = Effect.scoped(Effect.gen(function*() {
  *   const socket = yield* Datagram.bind(Address.tcp("127.0.0.1", 0))
  *   yield* socket.send(new TextEncoder().encode("ping"), socket.address) // to ourselves
- *   const [datagram] = yield* socket.reads.pipe(Stream.take(1), Stream.runCollect)
- *   return datagram.payload // "ping"
+ *   return yield* Stream.runHead(socket.reads) // Option.some({ payload: <"ping">, from: socket.address })
  * }))
  * ```
  *

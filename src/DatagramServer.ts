@@ -6,10 +6,12 @@
  * matching client: send, wait for the reply, resend on timeout.
  *
  * ```ts
- * const UpperLive = DatagramServer.layer({
+ * const EchoLive = DatagramServer.layer({
  *   address: Address.tcp("127.0.0.1", 5300),
- *   handler: (datagram) => Effect.succeed(upperBytes(datagram.payload))
+ *   handler: (datagram) => Effect.succeed(datagram.payload)
  * })
+ *
+ * const reply = DatagramServer.request(new TextEncoder().encode("hi"), Address.tcp("127.0.0.1", 5300))
  * ```
  *
  * @since 0.1.0

@@ -145,8 +145,12 @@ describe("Datagram", () => {
       const connectError = yield* Effect.flip(Effect.scoped(Datagram.connect(Address.tcp("nowhere.test", 9), { lookup })))
       assert.strictEqual(connectError._tag, "HostNotFound")
 
-      const localhost = yield* Effect.scoped(Effect.map(Datagram.bind(Address.tcp("localhost", 0)), (s) => s.address))
-      assert.isTrue(Address.isLoopback(localhost), Address.format(localhost))
+      const localhost = yield* Datagram.bind(Address.tcp("localhost", 0))
+      assert.isTrue(Address.isLoopback(localhost.address), Address.format(localhost.address))
+      const byName = yield* Datagram.connect(Address.tcp("localhost", localhost.address.port))
+      assert.strictEqual(Address.format(byName.remoteAddress), Address.format(localhost.address))
+      yield* byName.send(bytes("to localhost"))
+      assert.strictEqual(text((yield* take(localhost.reads, 1))[0]!), "to localhost")
     }))
 
   it.scopedLive("families: an IPv6 socket reaches IPv4 peers unless ipv6Only; an IPv4 one cannot reach IPv6", () =>
