@@ -5,35 +5,49 @@
  * the raw stdout and stderr. The wire format is in docs/exec-protocol.md.
  *
  * This module holds the wire schemas and codecs, the policy (what may run and
- * how), and the runner that turns one request into one response.
+ * how), the runner that turns one request into one response, the server as a
+ * Layer ({@link layer}) and its typed, pipelining {@link client}.
  *
  * ```ts
- * import { Effect } from "effect"
+ * import { NodeRuntime } from "@effect/platform-node"
+ * import { Console, Effect } from "effect"
  * import * as Exec from "effect-wire/servers/Exec"
  *
  * const program = Effect.gen(function*() {
- *   const policy = yield* Exec.makePolicy({ allow: ["echo", "uname"], timeout: "5 seconds" })
- *   const runner = yield* Exec.makeRunner(policy)
- *   const result = yield* runner.run({ argv: ["echo", "hello"] })
- *   return new TextDecoder().decode(result.stdout) // "hello\n"
- * })
+ *   const server = yield* Exec.Exec
+ *   const client = yield* Exec.client(server.address)
+ *   const result = yield* client.run(["echo", "hello"])
+ *   yield* Console.log(new TextDecoder().decode(result.stdout)) // "hello\n"
+ * }).pipe(Effect.scoped, Effect.provide(Exec.layerTest({ allow: ["echo", "uname"] })))
+ *
+ * NodeRuntime.runMain(program)
  * ```
  *
  * @since 0.1.0
  */
+import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
+import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { constants as bufferConstants } from "node:buffer"
 import * as NodePath from "node:path"
 import * as Address from "../Address.js"
+import * as Framing from "../Framing.js"
 import * as internal from "../internal/execRunner.js"
+import type { ConnectError, ListenError, ReadError, WriteError } from "../NetError.js"
+import * as Server from "../Server.js"
+import * as Socket from "../Socket.js"
 
 // ---------------------------------------------------------------------------
 // Wire errors
@@ -266,6 +280,13 @@ const decodeHeaderEither = Schema.decodeUnknownEither(ExecResponseHeader)
 const encodeRequestSync = Schema.encodeSync(ExecRequest)
 const decodeRequestEither = Schema.decodeUnknownEither(ExecRequest)
 
+const invalidRequest = (error: ParseResult.ParseError): BadRequest =>
+  new BadRequest({
+    message: `the request must be {"argv": ["command", "arg", ...], "token"?: "..."}: ${
+      ParseResult.TreeFormatter.formatErrorSync(error)
+    }`
+  })
+
 const parseJson = (payload: Uint8Array): Either.Either<unknown, string> => {
   let text: string
   try {
@@ -307,13 +328,7 @@ export const encodeRequest = (request: ExecRequest): Uint8Array => frameOf(JSON.
 export const decodeRequest = (payload: Uint8Array): Either.Either<ExecRequest, BadRequest> =>
   Either.flatMap(
     Either.mapLeft(parseJson(payload), (reason) => new BadRequest({ message: `the request ${reason}` })),
-    (json) =>
-      Either.mapLeft(decodeRequestEither(json), (error) =>
-        new BadRequest({
-          message: `the request must be {"argv": ["command", "arg", ...], "token"?: "..."}: ${
-            ParseResult.TreeFormatter.formatErrorSync(error)
-          }`
-        }))
+    (json) => Either.mapLeft(decodeRequestEither(json), invalidRequest)
   )
 
 /**
@@ -685,15 +700,19 @@ const positiveInt = (
 const positiveDuration = (
   option: string,
   value: Duration.DurationInput | undefined,
-  fallback: Duration.Duration
+  fallback: Duration.Duration,
+  allowZero = false
 ): Either.Either<Duration.Duration, InvalidExecOptions> => {
   if (value === undefined) return Either.right(fallback)
   const decoded = Duration.decodeUnknown(value)
   if (Option.isNone(decoded)) return Either.left(invalid(option, `${JSON.stringify(value)} is not a duration`))
   const d = decoded.value
-  return Duration.isFinite(d) && Duration.toMillis(d) > 0
+  const millis = Duration.toMillis(d)
+  return Duration.isFinite(d) && (millis > 0 || (allowZero && millis === 0))
     ? Either.right(d)
-    : Either.left(invalid(option, `expected a finite duration above zero, got ${Duration.format(d)}`))
+    : Either.left(
+      invalid(option, `expected a finite duration ${allowZero ? "of zero or more" : "above zero"}, got ${Duration.format(d)}`)
+    )
 }
 
 const allowEntryProblem = (entry: string): string | undefined => {
@@ -980,3 +999,609 @@ export const makeRunner = (policy: ExecPolicy): Effect.Effect<ExecRunner> =>
         )
     }
   })
+
+// ---------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------
+
+/**
+ * Options of {@link make} and {@link layer}: the {@link ExecOptions} and where
+ * and how to listen.
+ *
+ * - `address` (default `127.0.0.1`, port 0): an address other machines can
+ *   reach needs a `token`, or the server refuses to start ({@link InsecureBind}).
+ * - `maxConnections` (1024): connections served at once; further ones wait.
+ *   The `concurrency` limit on commands is shared by all connections.
+ * - `idleTimeout` (none): close a connection that sends no request for this
+ *   long while nothing runs for it. A long command never counts as idle.
+ * - `shutdownTimeout` (10 s): on release, how long each connection may finish
+ *   the request in hand; then its command is killed.
+ *
+ * ```ts
+ * const options: Exec.ServerOptions = {
+ *   allow: ["uptime", "df"],
+ *   address: Address.tcp("127.0.0.1", 9000),
+ *   timeout: "5 seconds",
+ *   idleTimeout: "1 minute"
+ * }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ServerOptions extends ExecOptions {
+  readonly address?: Address.Address | undefined
+  readonly maxConnections?: number | undefined
+  readonly idleTimeout?: Duration.DurationInput | undefined
+  readonly shutdownTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * Every way starting an exec server can fail: the address cannot be bound,
+ * the options are unusable, or the bind would expose commands without a token.
+ *
+ * ```ts
+ * Exec.make(options).pipe(Effect.catchAll((e: Exec.ServeError) => Console.error(e.message)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ServeError = ListenError | ExecConfigError | InsecureBind
+
+/**
+ * The running exec server that {@link layer} provides: its bound address,
+ * counters and shutdown report. Its own tag, so it composes with the other
+ * built-in servers in one program.
+ *
+ * ```ts
+ * const server = yield* Exec.Exec
+ * yield* Console.log(`exec server on ${Address.format(server.address)}`)
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Exec extends Context.Tag("effect-wire/servers/Exec")<Exec, Server.RunningServer>() {}
+
+const DEFAULT_ADDRESS = Address.tcp("127.0.0.1", 0)
+const DEFAULT_MAX_CONNECTIONS = 1024
+const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(10)
+// Request frames read ahead of the one running: a pipelining client keeps the
+// connection busy, and a connection holds at most this many times
+// maxRequestBytes. While they are full, reading pauses (and so does noticing a
+// reset until the next write).
+const READ_AHEAD = 16
+// After refusing an oversized frame, how long the rest of it is read and
+// dropped before the socket is closed: closing with unread bytes makes the
+// kernel send RST, which can destroy the answer before the client read it.
+const LINGER = Duration.seconds(1)
+
+type Inbound =
+  | { readonly _tag: "Request"; readonly payload: Uint8Array }
+  | { readonly _tag: "TooLarge"; readonly size: number }
+  | { readonly _tag: "End" }
+
+const END: Inbound = { _tag: "End" }
+
+/**
+ * Read request frames into `inbox`, in order, until EOF (then `End`) or an
+ * oversized frame (then `TooLarge`, after which bytes are read and dropped
+ * without buffering, so a reset is still noticed).
+ */
+const readRequests = (
+  socket: Socket.Socket,
+  decoder: Framing.Decoder<Uint8Array>,
+  inbox: Queue.Enqueue<Inbound>
+): Effect.Effect<void, ReadError> =>
+  Effect.suspend(() => {
+    const frames: Array<Uint8Array> = []
+    let stopped = false
+    const onBytes = (bytes: Uint8Array): Effect.Effect<void> => {
+      if (stopped) return Effect.void
+      const error = decoder.push(bytes, frames)
+      const items: Array<Inbound> = frames.map((payload) => ({ _tag: "Request", payload }))
+      frames.length = 0
+      if (error !== undefined) {
+        stopped = true
+        // With the default adjustment lengthPrefixed fails only with FrameTooLarge; anything else ends the connection.
+        items.push(error instanceof Framing.FrameTooLarge ? { _tag: "TooLarge", size: error.size } : END)
+      }
+      return items.length === 0 ? Effect.void : inbox.offerAll(items)
+    }
+    return Stream.runForEach(socket.reads, onBytes).pipe(
+      // A frame cut short by the half-close gets no answer: the peer said it sends nothing more.
+      Effect.zipRight(Effect.suspend(() => stopped ? Effect.void : inbox.offer(END)))
+    )
+  })
+
+const answerRequests = (
+  runner: ExecRunner,
+  socket: Socket.Socket,
+  connection: Server.Connection,
+  inbox: Queue.Dequeue<Inbound>,
+  readerDone: Deferred.Deferred<void>,
+  idleTimeout: Duration.Duration | undefined
+): Effect.Effect<void, WriteError> => {
+  const next = Effect.raceFirst(Queue.take(inbox), Effect.as(connection.draining, END))
+  const nextRequest = idleTimeout === undefined
+    ? next
+    : Effect.timeoutTo(next, { duration: idleTimeout, onTimeout: () => END, onSuccess: (item) => item })
+  return Effect.gen(function*() {
+    // Draining: the request in hand was answered; the ones read ahead are not started.
+    while (!(yield* connection.isDraining)) {
+      const item = yield* nextRequest
+      if (item._tag === "End") return
+      if (item._tag === "TooLarge") {
+        yield* socket.writeAll(encodeResponse(runner.frameTooLarge(item.size)))
+        yield* socket.end
+        yield* Effect.timeoutOption(Deferred.await(readerDone), LINGER)
+        return
+      }
+      const result = yield* runner.runFrame(item.payload)
+      yield* socket.writeAll(encodeResponse(result))
+    }
+  })
+}
+
+const connectionHandler = (runner: ExecRunner, idleTimeout: Duration.Duration | undefined) => {
+  const codec = Framing.lengthPrefixed({ maxFrameLength: runner.policy.maxRequestBytes })
+  return (socket: Socket.Socket, connection: Server.Connection) =>
+    Effect.gen(function*() {
+      const inbox = yield* Queue.bounded<Inbound>(READ_AHEAD)
+      const readerDone = yield* Deferred.make<void>()
+      const reader = readRequests(socket, codec.decoder(), inbox).pipe(
+        Effect.zipRight(Deferred.succeed(readerDone, undefined)),
+        Effect.zipRight(Effect.never)
+      )
+      // Reading goes on while a command runs, so a client that resets the
+      // connection fails the reader, and the race interrupts the command
+      // (which kills its process group and waits for it).
+      yield* Effect.raceFirst(answerRequests(runner, socket, connection, inbox, readerDone, idleTimeout), reader)
+    }).pipe(
+      Effect.catchTags({
+        // The client went away: an ordinary end of a connection, not a server failure.
+        ConnectionReset: (e) => Effect.logDebug(`exec: ${e.message}`),
+        BrokenPipe: (e) => Effect.logDebug(`exec: ${e.message}`)
+      })
+    )
+}
+
+const prepare = (options: ServerOptions, address: Address.Address) =>
+  Effect.gen(function*() {
+    const policy = yield* makePolicy(options)
+    yield* checkBind(policy, address)
+    const maxConnections = yield* positiveInt(
+      "maxConnections",
+      options.maxConnections,
+      DEFAULT_MAX_CONNECTIONS,
+      Number.MAX_SAFE_INTEGER
+    )
+    const idleTimeout = options.idleTimeout === undefined
+      ? undefined
+      : yield* positiveDuration("idleTimeout", options.idleTimeout, Duration.infinity)
+    const shutdownTimeout = yield* positiveDuration(
+      "shutdownTimeout",
+      options.shutdownTimeout,
+      DEFAULT_SHUTDOWN_TIMEOUT,
+      true
+    )
+    const runner = yield* makeRunner(policy)
+    return { handler: connectionHandler(runner, idleTimeout), maxConnections, shutdownTimeout }
+  })
+
+/**
+ * Start an exec server in the current scope: check the options and the
+ * allowlist, refuse a reachable address without a token, then listen. Each
+ * connection's requests are answered one at a time, in order; commands of all
+ * connections share the `concurrency` slots. Closing the scope stops
+ * accepting, lets each connection finish the request in hand (within
+ * `shutdownTimeout`), then closes it.
+ *
+ * ```ts
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const server = yield* Exec.make({ allow: ["uptime"], address: Address.tcp("127.0.0.1", 9000) })
+ *   yield* Console.log(`listening on ${Address.format(server.address)}`)
+ *   return yield* Effect.never
+ * }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: ServerOptions): Effect.Effect<Server.RunningServer, ServeError, Scope.Scope> =>
+  Effect.suspend(() => {
+    const address = options.address ?? DEFAULT_ADDRESS
+    return Effect.flatMap(prepare(options, address), (prepared) => Server.make({ address, ...prepared }))
+  })
+
+/**
+ * Serve exec requests on a listener you already have, such as
+ * `MemorySocket.listen()` to test without the network. The bind check uses
+ * the listener's address.
+ *
+ * ```ts
+ * const listener = yield* MemorySocket.listen()
+ * yield* Exec.fromListener(listener, { allow: ["echo"] })
+ * const client = yield* Exec.clientFromSocket(yield* listener.connect())
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromListener = (
+  listener: Socket.Listener,
+  options: Omit<ServerOptions, "address">
+): Effect.Effect<Server.RunningServer, ExecConfigError | InsecureBind, Scope.Scope> =>
+  Effect.flatMap(prepare(options, listener.address), (prepared) => Server.fromListener(listener, prepared))
+
+/**
+ * The exec server as a Layer providing {@link Exec}: building it checks the
+ * options and listens, releasing it drains (see {@link make}).
+ *
+ * ```ts
+ * const ExecLive = Exec.layer({
+ *   allow: ["uptime", "df"],
+ *   address: Address.tcp("0.0.0.0", 9000),
+ *   token: Redacted.make(process.env.EXEC_TOKEN ?? "")
+ * })
+ * NodeRuntime.runMain(Layer.launch(ExecLive))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: ServerOptions): Layer.Layer<Exec, ServeError> => Layer.scoped(Exec, make(options))
+
+/**
+ * {@link layer} on 127.0.0.1 with a free port, for tests: read the port from
+ * the {@link Exec} service.
+ *
+ * ```ts
+ * it.scoped("runs echo", () =>
+ *   Effect.gen(function*() {
+ *     const client = yield* Exec.client((yield* Exec.Exec).address)
+ *     assert.strictEqual((yield* client.run(["echo", "hi"])).header.exitCode, 0)
+ *   }).pipe(Effect.provide(Exec.layerTest({ allow: ["echo"] }))))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerTest = (options: Omit<ServerOptions, "address">): Layer.Layer<Exec, ServeError> =>
+  layer({ ...options, address: DEFAULT_ADDRESS })
+
+// ---------------------------------------------------------------------------
+// Client
+// ---------------------------------------------------------------------------
+
+/**
+ * The connection ended before every request was answered: the server closed
+ * it (shutting down, idle, or after refusing an oversized frame), it ended in
+ * the middle of a response, or this client reset it after an interrupted or
+ * timed-out request. `reason` says which. The client cannot be used again.
+ *
+ * ```ts
+ * client.run(["uptime"]).pipe(Effect.catchTag("ConnectionClosed", (e) => Console.error(e.message)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectionClosed extends Data.TaggedError("ConnectionClosed")<{
+  readonly address: Address.Address
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `the connection to the exec server at ${Address.format(this.address)} is closed: ${this.reason}`
+  }
+}
+
+/**
+ * No answer within the client's `timeout`. The client reset the connection,
+ * so the server killed what it was running for it; make a new client to retry.
+ *
+ * ```ts
+ * client.run(["make"]).pipe(Effect.catchTag("ResponseTimeout", (e) => Console.error(e.message)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ResponseTimeout extends Data.TaggedError("ResponseTimeout")<{
+  readonly address: Address.Address
+  readonly timeout: Duration.Duration
+}> {
+  override get message(): string {
+    return `no answer from the exec server at ${Address.format(this.address)} within ${
+      Duration.format(this.timeout)
+    }; the connection was reset so the server stops the command; raise the client's timeout or shorten the command`
+  }
+}
+
+/**
+ * What can go wrong between the client and the server, as opposed to the
+ * server's refusals ({@link ExecError}).
+ *
+ * ```ts
+ * const retryable = (e: Exec.TransportError) => e._tag === "ConnectionClosed" || e._tag === "ConnectionReset"
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TransportError = ReadError | WriteError | MalformedResponse | ConnectionClosed | ResponseTimeout
+
+/**
+ * Everything {@link ExecClient.run} can fail with: a refusal of the server
+ * (with the server's tag, e.g. `CommandNotAllowed`) or a transport error.
+ *
+ * ```ts
+ * client.run(["ls"]).pipe(Effect.catchTags({ CommandNotAllowed: () => Effect.succeed(undefined) }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ClientError = ExecError | TransportError
+
+/**
+ * Options of {@link client} and {@link clientFromSocket}.
+ *
+ * - `token`: sent with every request that has none of its own.
+ * - `timeout` (none): the longest a connect and each call (`run`, `runAll`,
+ *   `request`) may take; past it the call fails with {@link ResponseTimeout}
+ *   (or `ConnectTimeout`) and the connection is reset.
+ * - `maxHeaderBytes` (64 KiB) and `maxBodyBytes` (64 MiB): the largest
+ *   response header and stdout + stderr the client accepts; a larger one is
+ *   a {@link MalformedResponse}. What the client buffers stays within them.
+ *
+ * ```ts
+ * const client = yield* Exec.client(address, { token: Redacted.make("s3cret"), timeout: "30 seconds" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClientOptions {
+  readonly token?: string | Redacted.Redacted<string> | undefined
+  readonly timeout?: Duration.DurationInput | undefined
+  readonly maxHeaderBytes?: number | undefined
+  readonly maxBodyBytes?: number | undefined
+}
+
+/**
+ * A client on one connection. Calls may overlap, from one fiber (`runAll`)
+ * or several: requests are sent as they come and pipelined, and each gets
+ * its own answer (the server answers in order).
+ *
+ * - `run(argv)`: the result of a command that ran, whatever its exit code
+ *   (exit 1 is a success with `header.exitCode === 1`); a refusal fails with
+ *   the server's error (`CommandNotAllowed`, `Unauthorized`, `Timeout`, …).
+ * - `runAll(argvs)`: sends every request in one write, then collects the
+ *   answers in order, each a refusal or a result; only transport errors fail it.
+ * - `request(request)`: the raw response, refusals included (a timed-out
+ *   command's partial output is in it).
+ *
+ * Interrupting a call whose request was sent resets the connection, so the
+ * server kills the command (and anything else pipelined on this connection).
+ * So does closing the client's scope while answers are outstanding.
+ *
+ * ```ts
+ * const result = yield* client.run(["uname", "-s"])
+ * const [a, b] = yield* client.runAll([["date"], ["uptime"]])
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecClient {
+  /** The server's address. */
+  readonly address: Address.Address
+  readonly run: (argv: ExecRequest["argv"]) => Effect.Effect<ExecResult, ClientError>
+  readonly runAll: (
+    argvs: ReadonlyArray<ExecRequest["argv"]>
+  ) => Effect.Effect<Array<Either.Either<ExecResult, ExecError>>, TransportError>
+  readonly request: (request: ExecRequest) => Effect.Effect<ExecResult, TransportError>
+}
+
+const validateRequest = Schema.decodeUnknownEither(ExecRequest)
+
+type Waiter = Deferred.Deferred<ExecResult, TransportError>
+
+/**
+ * An exec client over a socket you already have (e.g. one end of
+ * `MemorySocket.makePair`). The client reads the socket from a fiber of the
+ * current scope; closing the scope with answers outstanding resets it.
+ *
+ * ```ts
+ * const socket = yield* Socket.connect(address)
+ * const client = yield* Exec.clientFromSocket(socket, { token: "s3cret" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const clientFromSocket = (
+  socket: Socket.Socket,
+  options?: ClientOptions
+): Effect.Effect<ExecClient, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const address = socket.remoteAddress
+    const token = options?.token === undefined
+      ? undefined
+      : Redacted.isRedacted(options.token)
+      ? Redacted.value(options.token)
+      : options.token
+    const timeout = options?.timeout === undefined ? undefined : Duration.decode(options.timeout)
+    const decodeOptions = { maxHeaderBytes: options?.maxHeaderBytes, maxBodyBytes: options?.maxBodyBytes }
+    // Answers come in request order: the head of `waiting` gets the next one.
+    const waiting: Array<Waiter> = []
+    let broken: TransportError | undefined
+    const sendLock = yield* Effect.makeSemaphore(1)
+
+    const breakWith = (error: TransportError): void => {
+      broken ??= error
+      for (const waiter of waiting.splice(0)) Deferred.unsafeDone(waiter, Exit.fail(error))
+    }
+
+    // Bytes of the response being read. They are joined only once `needed`
+    // bytes arrived (at most three times per response), so a large response
+    // costs one copy, and what is held stays within the decode limits plus one read.
+    let chunks: Array<Uint8Array> = []
+    let buffered = 0
+    let needed = 4
+    const feed = (bytes: Uint8Array): MalformedResponse | undefined => {
+      chunks.push(bytes)
+      buffered += bytes.byteLength
+      while (buffered >= needed) {
+        const buffer = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, buffered)
+        chunks = [buffer]
+        const step = decodeResponse(buffer, decodeOptions)
+        if (Either.isLeft(step)) return step.left
+        if (step.right._tag === "NeedMore") {
+          needed = step.right.needed
+          return undefined
+        }
+        const waiter = waiting.shift()
+        if (waiter === undefined) return new MalformedResponse({ reason: "a response arrived for no request" })
+        Deferred.unsafeDone(waiter, Exit.succeed(step.right.result))
+        const rest = buffer.subarray(step.right.consumed)
+        chunks = rest.byteLength === 0 ? [] : [rest]
+        buffered = rest.byteLength
+        needed = 4
+      }
+      return undefined
+    }
+
+    const reader = Stream.runForEach(socket.reads, (bytes) => {
+      const error = feed(bytes)
+      return error === undefined ? Effect.void : Effect.fail(error)
+    }).pipe(
+      Effect.matchEffect({
+        onFailure: (error) =>
+          Effect.sync(() => breakWith(error)).pipe(
+            // A malformed stream cannot be resynchronised; a failed read means the socket is gone anyway.
+            Effect.zipRight(error._tag === "MalformedResponse" ? socket.reset : Effect.void)
+          ),
+        onSuccess: () =>
+          Effect.sync(() =>
+            breakWith(
+              new ConnectionClosed({
+                address,
+                reason: buffered > 0
+                  ? `the server closed it in the middle of a response, after ${buffered} bytes of it`
+                  : waiting.length > 0
+                  ? `the server closed it before answering ${waiting.length} request(s); it may be shutting ` +
+                    "down, idle-closing, or have refused an oversized request"
+                  : "the server closed it"
+              })
+            )
+          ).pipe(
+            // The server sends nothing more; ending our side lets it close at once.
+            Effect.zipRight(Effect.ignore(socket.end))
+          )
+      })
+    )
+    yield* Effect.forkScoped(reader)
+
+    const abandon = (reason: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (broken !== undefined) return Effect.void
+        return Effect.zipRight(socket.reset, Effect.sync(() => breakWith(new ConnectionClosed({ address, reason }))))
+      })
+    const abandonInterrupted = abandon(
+      "this client reset it to abandon an interrupted or timed-out request; make a new client"
+    )
+
+    // Added after the reader fork, so it runs before the reader is interrupted.
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => waiting.length > 0 ? abandon("the client's scope was closed") : Effect.void).pipe(
+        Effect.zipRight(Effect.sync(() => breakWith(new ConnectionClosed({ address, reason: "the client's scope was closed" }))))
+      )
+    )
+
+    const send = (requests: ReadonlyArray<ExecRequest>): Effect.Effect<Array<Waiter>, TransportError> =>
+      sendLock.withPermits(1)(
+        Effect.fiberIdWith((fiberId) => {
+          if (broken !== undefined) return Effect.fail(broken)
+          const waiters = requests.map(() => Deferred.unsafeMake<ExecResult, TransportError>(fiberId))
+          waiting.push(...waiters)
+          return socket.writeAll(requests.map(encodeRequest)).pipe(
+            // A frame cut short by interruption would garble every later request.
+            Effect.onInterrupt(() => abandonInterrupted),
+            Effect.tapError((error) => Effect.sync(() => breakWith(error))),
+            Effect.as(waiters)
+          )
+        })
+      )
+
+    const exchange = (requests: ReadonlyArray<ExecRequest>): Effect.Effect<Array<ExecResult>, TransportError> => {
+      const exchanged = Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(restore(send(requests)), (waiters) =>
+          restore(Effect.forEach(waiters, (waiter) => Deferred.await(waiter))).pipe(
+            Effect.onInterrupt(() => abandonInterrupted)
+          ))
+      )
+      return timeout === undefined ? exchanged : Effect.timeoutFail(exchanged, {
+        duration: timeout,
+        onTimeout: () => new ResponseTimeout({ address, timeout })
+      })
+    }
+
+    const withToken = (request: ExecRequest): Either.Either<ExecRequest, BadRequest> =>
+      Either.mapLeft(
+        validateRequest(request.token === undefined && token !== undefined ? { ...request, token } : request),
+        invalidRequest
+      )
+
+    const request = (request: ExecRequest): Effect.Effect<ExecResult, TransportError> => {
+      const checked = withToken(request)
+      return Either.isLeft(checked)
+        ? Effect.succeed(failureResult(checked.left))
+        : Effect.map(exchange([checked.right]), (results) => results[0]!)
+    }
+
+    const client: ExecClient = {
+      address,
+      request,
+      run: (argv) =>
+        Effect.flatMap(request({ argv }), (result) =>
+          result.header.error === undefined ? Effect.succeed(result) : Effect.fail(result.header.error)),
+      runAll: (argvs) =>
+        Effect.suspend(() => {
+          const checked = argvs.map((argv) => withToken({ argv }))
+          const valid = checked.flatMap((c) => Either.isRight(c) ? [c.right] : [])
+          return Effect.map(valid.length === 0 ? Effect.succeed([]) : exchange(valid), (results) => {
+            let next = 0
+            return checked.map((c): Either.Either<ExecResult, ExecError> => {
+              if (Either.isLeft(c)) return Either.left(c.left)
+              const result = results[next++]!
+              return result.header.error === undefined ? Either.right(result) : Either.left(result.header.error)
+            })
+          })
+        }),
+    }
+    return client
+  })
+
+/**
+ * Connect to an exec server and make a client on the connection, closed with
+ * the scope (see {@link ExecClient}).
+ *
+ * ```ts
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const client = yield* Exec.client(Address.tcp("127.0.0.1", 9000), { token: "s3cret" })
+ *   const result = yield* client.run(["uname", "-s"])
+ *   return result.header.exitCode === 0 ? new TextDecoder().decode(result.stdout) : "failed"
+ * }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const client = (
+  address: Address.Address,
+  options?: ClientOptions
+): Effect.Effect<ExecClient, ConnectError, Scope.Scope> =>
+  Effect.flatMap(Socket.connect(address, { timeout: options?.timeout }), (socket) => clientFromSocket(socket, options))

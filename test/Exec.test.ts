@@ -1,0 +1,429 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as NodePath from "node:path"
+import * as Address from "../src/Address.js"
+import * as Server from "../src/Server.js"
+import * as Exec from "../src/servers/Exec.js"
+import * as Socket from "../src/Socket.js"
+import * as MemorySocket from "../src/testing/MemorySocket.js"
+
+const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes)
+const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
+
+/** A request frame around any payload, valid or not. */
+const rawFrame = (payload: Uint8Array | string): Uint8Array => {
+  const body = typeof payload === "string" ? utf8(payload) : payload
+  const out = new Uint8Array(4 + body.byteLength)
+  new DataView(out.buffer).setUint32(0, body.byteLength)
+  out.set(body, 4)
+  return out
+}
+
+/** Every response in `bytes`, in order; fails the test on leftovers. */
+const decodeAll = (bytes: Uint8Array): Array<Exec.ExecResult> => {
+  const results: Array<Exec.ExecResult> = []
+  let rest = bytes
+  for (let i = 0; i < 1_000 && rest.byteLength > 0; i++) {
+    const step = Either.getOrThrow(Exec.decodeResponse(rest))
+    if (step._tag === "NeedMore") return assert.fail(`${rest.byteLength} bytes left over, ${step.needed} needed`)
+    results.push(step.result)
+    rest = rest.subarray(step.consumed)
+  }
+  return results
+}
+
+const readToEnd = (socket: Socket.Socket) =>
+  Effect.map(Stream.runCollect(socket.reads), (chunks) => Buffer.concat(Chunk.toArray(chunks)))
+
+/** Start a server in the test's scope and return its address. */
+const serve = (options: Omit<Exec.ServerOptions, "address">) =>
+  Effect.map(Exec.make({ ...options, address: Address.tcp("127.0.0.1", 0) }), (server) => server.address)
+
+const hasProc = existsSync("/proc/self/stat")
+
+const procStat = (pid: string): { readonly state: string; readonly pgrp: number } | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return { state: fields[0]!, pgrp: Number(fields[2]) }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Whether a process (pid > 0) or a member of a process group (-pgid) still
+ * runs. Zombies do not count: init reaps orphans lazily (a second or more on
+ * some machines), and `kill(…, 0)` succeeds until then.
+ */
+const isAlive = (target: number): boolean => {
+  try {
+    process.kill(target, 0)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false
+    throw err
+  }
+  if (!hasProc) return true
+  if (target > 0) return procStat(String(target))?.state !== "Z"
+  return readdirSync("/proc").some((entry) => {
+    if (!/^[0-9]+$/.test(entry)) return false
+    const stat = procStat(entry)
+    return stat !== undefined && stat.pgrp === -target && stat.state !== "Z"
+  })
+}
+
+// No event tells us that a process that is not our child died: poll, bounded.
+const waitGone = (target: number, within = 3_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + within
+    for (let i = 0; i < 500 && Date.now() < deadline; i++) {
+      if (!isAlive(target)) return true
+      yield* Effect.sleep("20 millis")
+    }
+    return !isAlive(target)
+  })
+
+// The command writes the file; no event reaches the test when it does.
+const waitForLine = (path: string, within = 5_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + within
+    for (let i = 0; i < 1_000 && Date.now() < deadline; i++) {
+      if (existsSync(path) && readFileSync(path, "utf8").endsWith("\n")) return readFileSync(path, "utf8")
+      yield* Effect.sleep("10 millis")
+    }
+    return assert.fail(`${path} did not appear within ${within} ms`)
+  })
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(NodePath.join(tmpdir(), "exec-server-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+describe("Exec server over loopback", () => {
+  it.scopedLive("runs allowed commands; a non-zero exit is a result, a refusal a typed error", () =>
+    Effect.gen(function*() {
+      const address = yield* serve({ allow: ["echo", "sh"] })
+      const client = yield* Exec.client(address)
+      const ok = yield* client.run(["echo", "hello"])
+      assert.strictEqual(text(ok.stdout), "hello\n")
+      assert.strictEqual(ok.header.exitCode, 0)
+      const failed = yield* client.run(["sh", "-c", "echo oops >&2; exit 1"])
+      assert.strictEqual(failed.header.exitCode, 1)
+      assert.strictEqual(text(failed.stderr), "oops\n")
+      const refused = yield* client.run(["cat", "/etc/passwd"]).pipe(
+        Effect.catchTag("CommandNotAllowed", (e) => Effect.succeed(e.message))
+      )
+      assert.include(refused, "argv[0] must be exactly one of: echo, sh")
+      // The connection stays usable after a refusal.
+      assert.strictEqual(text((yield* client.run(["echo", "again"])).stdout), "again\n")
+    }))
+
+  it.scopedLive("no shell: metacharacters reach the program literally", () =>
+    Effect.gen(function*() {
+      const address = yield* serve({ allow: ["echo"] })
+      const client = yield* Exec.client(address)
+      const args = [";", "$(id)", "`id`", "*", "$HOME", "| id", "&& id"]
+      const result = yield* client.run(["echo", ...args])
+      assert.strictEqual(text(result.stdout), args.join(" ") + "\n")
+    }))
+
+  it.scopedLive("a timed-out command is killed with everything it started before the answer arrives", () =>
+    Effect.gen(function*() {
+      const address = yield* serve({ allow: ["sh"], timeout: "300 millis", killGrace: "200 millis" })
+      const client = yield* Exec.client(address)
+      const result = yield* client.request({ argv: ["sh", "-c", "echo $$; sleep 30 & echo $!; sleep 30"] })
+      assert.strictEqual(result.header.error?._tag, "Timeout")
+      const [pgid, background] = text(result.stdout).trim().split("\n").map(Number)
+      assert.isTrue(Number.isInteger(pgid) && Number.isInteger(background), text(result.stdout))
+      // The group got SIGKILL before the answer was written; only reaping may lag.
+      assert.isTrue(yield* waitGone(-pgid!), "the process group survived")
+      assert.isFalse(isAlive(background!), "the background sleep survived")
+      const tag = yield* client.run(["sh", "-c", "sleep 30"]).pipe(
+        Effect.as("ran"),
+        Effect.catchTag("Timeout", (e) => Effect.succeed(e._tag))
+      )
+      assert.strictEqual(tag, "Timeout")
+    }))
+
+  it.scopedLive("output past maxOutput is cut and flagged", () =>
+    Effect.gen(function*() {
+      const address = yield* serve({ allow: ["yes"], maxOutput: 100_000 })
+      const client = yield* Exec.client(address)
+      const result = yield* client.run(["yes"])
+      assert.isTrue(result.header.truncated)
+      assert.strictEqual(result.stdout.byteLength, 100_000)
+      assert.strictEqual(result.header.stdoutLength, 100_000)
+    }))
+
+  it.scopedLive("requests pipelined in one write are answered in order, then the half-closed connection ends", () =>
+    Effect.gen(function*() {
+      const address = yield* serve({ allow: ["echo", "sh"], concurrency: 4 })
+      const socket = yield* Socket.connect(address)
+      // The first command is the slowest: out-of-order answers would put it last.
+      const wire = Buffer.concat([
+        Exec.encodeRequest({ argv: ["sh", "-c", "sleep 0.2; echo first"] }),
+        Exec.encodeRequest({ argv: ["echo", "second"] }),
+        Exec.encodeRequest({ argv: ["rm", "-rf", "/"] }),
+        Exec.encodeRequest({ argv: ["sh", "-c", "echo third >&2; exit 3"] })
+      ])
+      yield* socket.write(wire)
+      yield* socket.end
+      const results = decodeAll(yield* readToEnd(socket))
+      assert.strictEqual(results.length, 4)
+      assert.strictEqual(text(results[0]!.stdout), "first\n")
+      assert.strictEqual(text(results[1]!.stdout), "second\n")
+      assert.strictEqual(results[2]!.header.error?._tag, "CommandNotAllowed")
+      assert.strictEqual(text(results[3]!.stderr), "third\n")
+      assert.strictEqual(results[3]!.header.exitCode, 3)
+
+      const client = yield* Exec.client(address)
+      const all = yield* client.runAll([["sh", "-c", "sleep 0.1; echo a"], ["nope"], ["echo", "c"]])
+      assert.deepStrictEqual(
+        all.map(Either.match({ onLeft: (e) => e._tag, onRight: (r) => text(r.stdout) })),
+        ["a\n", "CommandNotAllowed", "c\n"]
+      )
+    }))
+
+  it.scopedLive("a token is required, compared exactly, and can be redacted", () =>
+    Effect.gen(function*() {
+      const address = yield* serve({ allow: ["echo"], token: Redacted.make("s3cret-token") })
+      const outcome = (options: Exec.ClientOptions) =>
+        Effect.scoped(Effect.gen(function*() {
+          const client = yield* Exec.client(address, options)
+          return yield* client.run(["echo", "in"]).pipe(
+            Effect.map((r) => text(r.stdout)),
+            Effect.catchTag("Unauthorized", (e) => Effect.succeed(`Unauthorized: ${e.message}`))
+          )
+        }))
+      assert.include(yield* outcome({}), "Unauthorized: this server requires a token")
+      assert.strictEqual(yield* outcome({ token: "s3cret-tokeN" }), "Unauthorized: the token is wrong")
+      assert.strictEqual(yield* outcome({ token: "s3cret-token" }), "in\n")
+      assert.strictEqual(yield* outcome({ token: Redacted.make("s3cret-token") }), "in\n")
+    }))
+
+  it.scopedLive("an oversized request frame is answered FrameTooLarge and closes only its connection", () =>
+    Effect.gen(function*() {
+      const address = yield* serve({ allow: ["echo"], maxRequestBytes: 1024 })
+      const bystander = yield* Exec.client(address)
+      assert.strictEqual(text((yield* bystander.run(["echo", "before"])).stdout), "before\n")
+
+      const socket = yield* Socket.connect(address)
+      const body = Buffer.alloc(200_000, 0x61)
+      yield* socket.writeAll([Exec.encodeRequest({ argv: ["echo", "ok"] }), rawFrame(body)])
+      yield* socket.end
+      const results = decodeAll(yield* readToEnd(socket))
+      assert.strictEqual(results.length, 2)
+      assert.strictEqual(text(results[0]!.stdout), "ok\n")
+      const error = results[1]!.header.error
+      assert.instanceOf(error, Exec.FrameTooLarge)
+      assert.include(error!.message, "200000 bytes exceeds the server's limit of 1024")
+
+      // The typed client: the refusal, then the closed connection for what follows.
+      const client = yield* Exec.client(address)
+      const big = yield* Effect.flip(client.run(["echo", "x".repeat(2_000)]))
+      assert.instanceOf(big, Exec.FrameTooLarge)
+      const after = yield* Effect.flip(client.run(["echo", "late"]))
+      assert.strictEqual(after._tag, "ConnectionClosed")
+
+      assert.strictEqual(text((yield* bystander.run(["echo", "after"])).stdout), "after\n")
+    }))
+
+  it.scopedLive("malformed requests are BadRequest and the connection stays usable", () =>
+    Effect.gen(function*() {
+      const address = yield* serve({ allow: ["echo"] })
+      const socket = yield* Socket.connect(address)
+      yield* socket.write(Buffer.concat([
+        rawFrame("not json"),
+        rawFrame("{\"argv\": []}"),
+        rawFrame(new Uint8Array([0xff, 0xfe])),
+        rawFrame("{\"argv\": [\"echo\", \"still here\"]}")
+      ]))
+      yield* socket.end
+      const results = decodeAll(yield* readToEnd(socket))
+      assert.deepStrictEqual(results.map((r) => r.header.error?._tag), ["BadRequest", "BadRequest", "BadRequest", undefined])
+      assert.include(results[0]!.header.error!.message, "is not JSON")
+      assert.strictEqual(text(results[3]!.stdout), "still here\n")
+      // The client checks requests itself and sends nothing it knows to be bad.
+      const client = yield* Exec.client(address)
+      const local = yield* client.request({ argv: ["echo", "a\u0000b"] })
+      assert.strictEqual(local.header.error?._tag, "BadRequest")
+      assert.strictEqual(text((yield* client.run(["echo", "fine"])).stdout), "fine\n")
+    }))
+
+  it.live("refuses to start without an allowlist, with an unknown command, or exposed without a token", () =>
+    Effect.gen(function*() {
+      const start = (options: Exec.ServerOptions) => Effect.flip(Effect.scoped(Layer.build(Exec.layer(options))))
+      const missing = yield* start({ allow: [] })
+      assert.strictEqual(missing._tag, "MissingAllowlist")
+      const untyped = yield* start({} as Exec.ServerOptions)
+      assert.strictEqual(untyped._tag, "MissingAllowlist")
+      const notFound = yield* start({ allow: ["no-such-command-7f3a"] })
+      assert.strictEqual(notFound._tag, "CommandNotFound")
+      const exposed = yield* start({ allow: ["echo"], address: Address.tcp("0.0.0.0", 0) })
+      assert.strictEqual(exposed._tag, "InsecureBind")
+      assert.include(exposed.message, "--token")
+      const exposed6 = yield* start({ allow: ["echo"], address: Address.tcp("::", 0) })
+      assert.strictEqual(exposed6._tag, "InsecureBind")
+      const badLimit = yield* start({ allow: ["echo"], maxConnections: 0 })
+      assert.strictEqual(badLimit._tag, "InvalidExecOptions")
+    }))
+
+  it.scopedLive("serves 20 concurrent clients; the concurrency limit is shared by all connections", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const address = yield* serve({ allow: ["echo", "sh"], concurrency: 2 })
+      const outputs = yield* Effect.all(
+        Array.from({ length: 20 }, (_, i) =>
+          Effect.scoped(Effect.flatMap(Exec.client(address), (c) => c.run(["echo", `client ${i}`])))),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(outputs.map((r) => text(r.stdout)), Array.from({ length: 20 }, (_, i) => `client ${i}\n`))
+      // Each run registers itself, counts the registered runs, holds its slot, then leaves.
+      const probe = "touch \"$0/$$\"; ls \"$0\" | wc -l; sleep 0.15; rm \"$0/$$\""
+      const seen = yield* Effect.all(
+        Array.from({ length: 6 }, () =>
+          Effect.scoped(Effect.flatMap(Exec.client(address), (c) => c.run(["sh", "-c", probe, dir])))),
+        { concurrency: "unbounded" }
+      )
+      const inFlight = seen.map((r) => Number(text(r.stdout).trim()))
+      assert.strictEqual(Math.max(...inFlight), 2, `in flight per start: ${inFlight}`)
+    }))
+
+  it.live("graceful shutdown: the request in hand is answered in full, then the server is gone", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const marker = NodePath.join(dir, "started")
+      const serverScope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(Exec.layerTest({ allow: ["sh"] }), serverScope)
+      const server = Context.get(context, Exec.Exec)
+      const client = yield* Exec.client(server.address)
+      const running = yield* Effect.fork(
+        client.run(["sh", "-c", "echo up > \"$0\"; sleep 0.3; head -c 100000 /dev/zero", marker])
+      )
+      yield* waitForLine(marker)
+      const closing = yield* Effect.fork(Scope.close(serverScope, Exit.void))
+      const result = yield* Fiber.join(running)
+      assert.strictEqual(result.header.exitCode, 0)
+      assert.strictEqual(result.stdout.byteLength, 100_000)
+      yield* Fiber.join(closing)
+      assert.deepStrictEqual(yield* server.shutdown, { finished: 1, cut: 0 })
+      const refused = yield* Effect.flip(Effect.scoped(Socket.connect(server.address)))
+      assert.strictEqual(refused._tag, "ConnectionRefused")
+      const late = yield* Effect.flip(client.run(["sh", "-c", "true"]))
+      assert.strictEqual(late._tag, "ConnectionClosed")
+    }).pipe(Effect.scoped))
+
+  it.scopedLive("a client that gives up mid-command makes the server kill the command", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const address = yield* serve({ allow: ["sh"], timeout: "30 seconds", killGrace: "300 millis" })
+      const script = "sleep 30 & echo $$ $! > \"$0\"; wait"
+
+      // Interrupted by the client's own timeout.
+      const timed = yield* Exec.client(address, { timeout: "500 millis" })
+      const pidFile = NodePath.join(dir, "timed")
+      const error = yield* Effect.flip(timed.run(["sh", "-c", script, pidFile]))
+      assert.strictEqual(error._tag, "ResponseTimeout")
+      const [pgid, background] = (yield* waitForLine(pidFile)).trim().split(" ").map(Number)
+      assert.isTrue(yield* waitGone(-pgid!), "the process group outlived the client")
+      assert.isFalse(isAlive(background!))
+      assert.strictEqual((yield* Effect.flip(timed.run(["sh", "-c", "true"])))._tag, "ConnectionClosed")
+
+      // A raw client that resets its connection.
+      const socket = yield* Socket.connect(address)
+      const rawFile = NodePath.join(dir, "raw")
+      yield* socket.write(Exec.encodeRequest({ argv: ["sh", "-c", script, rawFile] }))
+      const [rawGroup] = (yield* waitForLine(rawFile)).trim().split(" ").map(Number)
+      yield* socket.reset
+      assert.isTrue(yield* waitGone(-rawGroup!), "the process group outlived the reset")
+    }))
+
+  it.scopedLive("idleTimeout closes a silent connection but never a running command's", () =>
+    Effect.gen(function*() {
+      const address = yield* serve({ allow: ["sh"], idleTimeout: "200 millis" })
+      const client = yield* Exec.client(address)
+      const result = yield* client.run(["sh", "-c", "sleep 0.4; echo slow"])
+      assert.strictEqual(text(result.stdout), "slow\n")
+      const silent = yield* Socket.connect(address)
+      const started = Date.now()
+      const bytes = yield* readToEnd(silent)
+      assert.strictEqual(bytes.byteLength, 0)
+      assert.isBelow(Date.now() - started, 2_000)
+    }))
+})
+
+describe("Exec client", () => {
+  it.scoped("a connection that ends mid-response is ConnectionClosed", () =>
+    Effect.gen(function*() {
+      const [near, far] = yield* MemorySocket.makePair()
+      const client = yield* Exec.clientFromSocket(near)
+      const running = yield* Effect.fork(client.run(["echo", "hi"]))
+      // The far end plays a server that dies after part of the stdout.
+      const wire = Buffer.concat(Exec.encodeResponse({
+        header: { exitCode: 0, signal: null, stdoutLength: 0, stderrLength: 0, truncated: false, durationMs: 1 },
+        stdout: utf8("hello world\n"),
+        stderr: new Uint8Array(0)
+      }))
+      yield* Stream.runHead(far.reads)
+      yield* far.write(wire.subarray(0, wire.byteLength - 5))
+      yield* far.close
+      const error = yield* Effect.flip(Fiber.join(running))
+      assert.strictEqual(error._tag, "ConnectionClosed")
+      assert.include(error.message, "in the middle of a response")
+    }))
+
+  it.scoped("an oversized response is refused without buffering it", () =>
+    Effect.gen(function*() {
+      const [near, far] = yield* MemorySocket.makePair()
+      const client = yield* Exec.clientFromSocket(near, { maxBodyBytes: 1_000 })
+      const running = yield* Effect.fork(client.run(["echo", "hi"]))
+      yield* Stream.runHead(far.reads)
+      const [header] = Exec.encodeResponse({
+        header: { exitCode: 0, signal: null, stdoutLength: 0, stderrLength: 0, truncated: false, durationMs: 1 },
+        stdout: new Uint8Array(1_000_000),
+        stderr: new Uint8Array(0)
+      })
+      yield* far.write(header!)
+      const error = yield* Effect.flip(Fiber.join(running))
+      assert.strictEqual(error._tag, "MalformedResponse")
+      assert.include(error.message, "exceed the limit of 1000")
+    }))
+
+  it.scopedLive("server and client over MemorySocket, one byte per read", () =>
+    Effect.gen(function*() {
+      const listener = yield* MemorySocket.listen()
+      const server = yield* Exec.fromListener(listener, { allow: ["echo"] })
+      const socket = yield* listener.connect({ send: { maxChunkSize: 1 }, receive: { maxChunkSize: 7 } })
+      const client = yield* Exec.clientFromSocket(socket)
+      const results = yield* client.runAll([["echo", "one"], ["echo", "two"], ["false"]])
+      assert.deepStrictEqual(
+        results.map(Either.match({ onLeft: (e) => e._tag, onRight: (r) => text(r.stdout) })),
+        ["one\n", "two\n", "CommandNotAllowed"]
+      )
+      assert.strictEqual((yield* server.stats).accepted, 1)
+    }))
+
+  it.scopedLive("composes with other servers in one Layer", () =>
+    Effect.gen(function*() {
+      const echo = Server.layer({
+        address: Address.tcp("127.0.0.1", 0),
+        handler: (socket) => Stream.run(socket.reads, socket.writes)
+      })
+      const context = yield* Layer.build(Layer.mergeAll(echo, Exec.layerTest({ allow: ["echo"] })))
+      const exec = Context.get(context, Exec.Exec)
+      assert.notStrictEqual(Address.format(exec.address), Address.format(Context.get(context, Server.Server).address))
+      const client = yield* Exec.client(exec.address)
+      assert.strictEqual(text((yield* client.run(["echo", "merged"])).stdout), "merged\n")
+    }))
+})
