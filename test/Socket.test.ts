@@ -1,26 +1,78 @@
+import * as Platform from "@effect/platform/Socket"
 import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { execFileSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Address from "../src/Address.js"
+import type { ConnectError } from "../src/NetError.js"
+import * as PlatformSocket from "../src/PlatformSocket.js"
 import * as Socket from "../src/Socket.js"
-import { readAll, tempDir } from "./helpers/sockets.js"
+import {
+  countBytes,
+  eventually,
+  freePort,
+  noAcceptListener,
+  openFds,
+  pattern,
+  readAll,
+  tempDir
+} from "./helpers/sockets.js"
+
+const MiB = 1024 * 1024
+const loopback4 = Address.tcp("127.0.0.1", 0)
 
 const echo = (socket: Socket.Socket) => Stream.run(socket.reads, socket.writes)
 
-/** Listen at `address`, echo every connection, return the bound address. */
+/** Serve every accepted connection with `handler` in its own fiber; the socket closes after it. */
+const serve = (
+  listener: Socket.Listener,
+  handler: (socket: Socket.Socket) => Effect.Effect<void, unknown>
+) =>
+  listener.accept.pipe(
+    Stream.runForEach((socket) => Effect.fork(Effect.ensuring(Effect.ignore(handler(socket)), socket.close))),
+    Effect.forkScoped
+  )
+
+/** Listen at `address` and echo every connection. */
 const echoServer = (address: Address.Address, options?: Socket.ListenOptions) =>
   Effect.gen(function*() {
     const listener = yield* Socket.listen(address, options)
-    yield* listener.accept.pipe(
-      Stream.runForEach((socket) => Effect.fork(Effect.ensuring(Effect.ignore(echo(socket)), socket.close))),
-      Effect.forkScoped
-    )
+    yield* serve(listener, echo)
     return listener
   })
 
-const transports: ReadonlyArray<[string, Effect.Effect<Address.Address, never, import("effect/Scope").Scope>]> = [
-  ["TCP IPv4", Effect.succeed(Address.tcp("127.0.0.1", 0))],
+/** The first accepted socket, handed over through a Deferred. */
+const acceptOne = (listener: Socket.Listener) =>
+  Effect.gen(function*() {
+    const accepted = yield* Deferred.make<Socket.Socket>()
+    yield* listener.accept.pipe(
+      Stream.take(1),
+      Stream.runForEach((socket) => Deferred.succeed(accepted, socket)),
+      Effect.forkScoped
+    )
+    return accepted
+  })
+
+/** A connected pair over 127.0.0.1: [client, server side]. */
+const pair = (options?: { connect?: Socket.ConnectOptions; listen?: Socket.ListenOptions }) =>
+  Effect.gen(function*() {
+    const listener = yield* Socket.listen(loopback4, options?.listen)
+    const accepted = yield* acceptOne(listener)
+    const client = yield* Socket.connect(listener.address, options?.connect)
+    const server = yield* Deferred.await(accepted)
+    return [client, server, listener] as const
+  })
+
+const transports: ReadonlyArray<readonly [string, Effect.Effect<Address.Address, never, Scope.Scope>]> = [
+  ["TCP IPv4", Effect.succeed(loopback4)],
   ["TCP IPv6", Effect.succeed(Address.tcp("::1", 0))],
   ["Unix", Effect.map(tempDir, (dir) => Address.unix(Path.join(dir, "echo.sock")))]
 ]
@@ -28,16 +80,486 @@ const transports: ReadonlyArray<[string, Effect.Effect<Address.Address, never, i
 describe("Socket", () => {
   for (const [name, makeAddress] of transports) {
     describe(name, () => {
-      it.scopedLive("echoes a round trip and half-closes", () =>
+      it.scopedLive("echoes a round trip", () =>
         Effect.gen(function*() {
           const listener = yield* echoServer(yield* makeAddress)
           const client = yield* Socket.connect(listener.address)
-          const payload = Buffer.from("hello, wire")
-          yield* client.write(payload)
+          yield* client.writeAll([Buffer.from("hello, "), Buffer.from("wire")])
           yield* client.end
           const reply = yield* readAll(client)
           assert.strictEqual(reply.toString(), "hello, wire")
         }))
+
+      it.scopedLive("a 32 MiB write arrives complete and in order", () =>
+        Effect.gen(function*() {
+          const listener = yield* Socket.listen(yield* makeAddress)
+          const accepted = yield* acceptOne(listener)
+          const client = yield* Socket.connect(listener.address)
+          const server = yield* Deferred.await(accepted)
+          const payload = pattern(32 * MiB)
+          const sending = yield* Effect.fork(Effect.zipRight(client.write(payload), client.end))
+          const received = yield* readAll(server)
+          yield* Fiber.join(sending)
+          assert.strictEqual(received.length, payload.length)
+          assert.isTrue(received.equals(payload))
+        }))
     })
   }
+
+  describe("addresses", () => {
+    it.scopedLive("TCP: each end's local address is the other's remote address", () =>
+      Effect.gen(function*() {
+        const [client, server, listener] = yield* pair()
+        assert.deepStrictEqual(client.remoteAddress, listener.address)
+        assert.deepStrictEqual(server.localAddress, listener.address)
+        assert.deepStrictEqual(server.remoteAddress, client.localAddress)
+        assert.strictEqual((client.localAddress as Address.TcpAddress).host, "127.0.0.1")
+        assert.isAbove((client.localAddress as Address.TcpAddress).port, 0)
+      }))
+
+    it.scopedLive("Unix: both ends report the listener's path", () =>
+      Effect.gen(function*() {
+        const address = Address.unix(Path.join(yield* tempDir, "a.sock"))
+        const listener = yield* Socket.listen(address)
+        const accepted = yield* acceptOne(listener)
+        const client = yield* Socket.connect(address)
+        const server = yield* Deferred.await(accepted)
+        for (const a of [client.localAddress, client.remoteAddress, server.localAddress, server.remoteAddress]) {
+          assert.deepStrictEqual(a, address)
+        }
+      }))
+  })
+
+  describe("Unix socket files", () => {
+    it.scopedLive("are removed when the listener's scope closes", () =>
+      Effect.gen(function*() {
+        const path = Path.join(yield* tempDir, "s.sock")
+        yield* Effect.scoped(Effect.gen(function*() {
+          const listener = yield* Socket.listen(Address.unix(path))
+          assert.deepStrictEqual(listener.address, Address.unix(path))
+          assert.isTrue(Fs.lstatSync(path).isSocket())
+        }))
+        assert.isFalse(Fs.existsSync(path))
+      }))
+
+    it.scopedLive("a stale one (nobody listening) is replaced", () =>
+      Effect.gen(function*() {
+        const path = Path.join(yield* tempDir, "stale.sock")
+        // A socket bound but never listening: connect gets ECONNREFUSED, like a crashed server's file.
+        execFileSync("python3", ["-c", "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", path])
+        assert.isTrue(Fs.lstatSync(path).isSocket())
+        const listener = yield* echoServer(Address.unix(path))
+        const client = yield* Socket.connect(listener.address)
+        yield* client.write(Buffer.from("alive"))
+        yield* client.end
+        assert.strictEqual((yield* readAll(client)).toString(), "alive")
+      }))
+
+    it.scopedLive("a live one is AddressInUse and stays in place", () =>
+      Effect.gen(function*() {
+        const path = Path.join(yield* tempDir, "live.sock")
+        const other = Net.createServer((s) => s.destroy())
+        yield* Effect.acquireRelease(
+          Effect.async<void>((resume) => {
+            other.listen(path, () => resume(Effect.void))
+          }),
+          () => Effect.async<void>((resume) => void other.close(() => resume(Effect.void)))
+        )
+        const error = yield* Effect.flip(Effect.scoped(Socket.listen(Address.unix(path))))
+        assert.strictEqual(error._tag, "AddressInUse")
+        assert.include(error.message, `address unix:${path} is already in use (EADDRINUSE)`)
+        assert.isTrue(Fs.lstatSync(path).isSocket())
+        // The other server still works.
+        const probe = yield* Socket.connect(Address.unix(path))
+        assert.strictEqual((yield* readAll(probe)).length, 0)
+      }))
+
+    it.scopedLive("a file that is not a socket is an error and is never deleted", () =>
+      Effect.gen(function*() {
+        const path = Path.join(yield* tempDir, "not-a-socket")
+        Fs.writeFileSync(path, "precious")
+        const error = yield* Effect.flip(Effect.scoped(Socket.listen(Address.unix(path))))
+        assert.strictEqual(error._tag, "AddressInUse")
+        assert.include(error.message, "exists and is not a socket")
+        assert.strictEqual(Fs.readFileSync(path, "utf8"), "precious")
+      }))
+  })
+
+  describe("connect", () => {
+    it.live("to a closed port fails with ConnectionRefused", () =>
+      Effect.gen(function*() {
+        const port = yield* freePort
+        const error = yield* Effect.flip(Effect.scoped(Socket.connect(Address.tcp("127.0.0.1", port))))
+        assert.strictEqual(error._tag, "ConnectionRefused")
+        assert.strictEqual(error.code, "ECONNREFUSED")
+        assert.isTrue(error.retryable)
+        assert.include(error.message, `connection to 127.0.0.1:${port} refused`)
+      }))
+
+    it.live("to a missing Unix path fails with a typed error", () =>
+      Effect.gen(function*() {
+        const path = Path.join(yield* tempDir, "nobody.sock")
+        const error = yield* Effect.flip(Effect.scoped(Socket.connect(Address.unix(path))))
+        assert.strictEqual(error._tag, "Unknown")
+        assert.strictEqual(error.code, "ENOENT")
+      }).pipe(Effect.scoped))
+
+    it.scopedLive("fails with ConnectTimeout when the peer's backlog is full", () =>
+      Effect.gen(function*() {
+        const address = yield* noAcceptListener
+        // The first connects fill the backlog of a listener that never accepts;
+        // then the kernel drops SYNs and a connect hangs until our timeout.
+        let outcome: Exit.Exit<Socket.Socket, ConnectError> | undefined
+        const started = Date.now()
+        let elapsed = 0
+        for (let i = 0; i < 5; i++) {
+          const t0 = Date.now()
+          outcome = yield* Effect.exit(Socket.connect(address, { timeout: "300 millis" }))
+          elapsed = Date.now() - t0
+          if (Exit.isFailure(outcome)) break
+        }
+        assert.isDefined(outcome)
+        assert.isTrue(Exit.isFailure(outcome!), "some connect should have timed out")
+        const error = yield* Effect.flip(outcome!)
+        assert.strictEqual(error._tag, "ConnectTimeout")
+        assert.include(error.message, `connecting to ${Address.format(address)} timed out`)
+        assert.isAtLeast(elapsed, 250)
+        assert.isBelow(Date.now() - started, 5_000)
+      }))
+  })
+
+  describe("listen", () => {
+    it.scopedLive("on a port in use fails with AddressInUse", () =>
+      Effect.gen(function*() {
+        const first = yield* Socket.listen(loopback4)
+        const port = (first.address as Address.TcpAddress).port
+        const error = yield* Effect.flip(Effect.scoped(Socket.listen(first.address)))
+        assert.strictEqual(error._tag, "AddressInUse")
+        assert.strictEqual(error.message, `address 127.0.0.1:${port} is already in use (EADDRINUSE)`)
+      }))
+
+    it.scopedLive("resolves port 0 to the bound port", () =>
+      Effect.gen(function*() {
+        const listener = yield* Socket.listen(loopback4)
+        assert.strictEqual(listener.address._tag, "TcpAddress")
+        assert.isAbove((listener.address as Address.TcpAddress).port, 0)
+      }))
+
+    it.scopedLive("bounds the accept queue and counts the connections it refuses", () =>
+      Effect.gen(function*() {
+        const listener = yield* Socket.listen(loopback4, { acceptQueueSize: 2 })
+        // Nobody pulls `accept`: two connections wait, the next three are closed at once.
+        const clients: Array<Socket.Socket> = []
+        for (let i = 0; i < 5; i++) clients.push(yield* Socket.connect(listener.address))
+        const endings = yield* Effect.forEach(
+          clients.slice(2),
+          (client) => readAll(client).pipe(Effect.timeout("5 seconds"))
+        )
+        assert.deepStrictEqual(endings.map((b) => b.length), [0, 0, 0])
+        assert.strictEqual(yield* listener.refused, 3)
+        assert.strictEqual(yield* listener.connections, 2)
+        // The two queued ones are real, live connections.
+        const waiting = yield* listener.accept.pipe(Stream.take(2), Stream.runCollect)
+        for (const [i, server] of Chunk.toArray(waiting).entries()) {
+          yield* server.write(Buffer.from(`you are ${i}`))
+          yield* server.end
+          assert.strictEqual((yield* readAll(clients[i]!)).toString(), `you are ${i}`)
+        }
+      }))
+
+    it.scopedLive("closing the listener's scope closes every accepted socket", () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const listener = yield* Scope.extend(Socket.listen(loopback4), scope)
+        const accepted = yield* Scope.extend(acceptOne(listener), scope)
+        const client = yield* Socket.connect(listener.address)
+        const server = yield* Deferred.await(accepted)
+        assert.strictEqual(yield* listener.connections, 1)
+        const pending = yield* Effect.fork(readAll(client))
+        yield* Scope.close(scope, Exit.void)
+        const exit = yield* Fiber.await(pending).pipe(Effect.timeout("5 seconds"))
+        // Destroyed without a goodbye: the client sees EOF.
+        assert.isTrue(Exit.isSuccess(exit))
+        assert.strictEqual(yield* listener.connections, 0)
+        const error = yield* Effect.flip(server.write(Buffer.from("x")))
+        assert.strictEqual(error._tag, "BrokenPipe")
+        // And nothing listens any more.
+        const refused = yield* Effect.flip(Effect.scoped(Socket.connect(listener.address)))
+        assert.strictEqual(refused._tag, "ConnectionRefused")
+      }))
+
+    it.scopedLive("stopAccepting ends accept but leaves open connections alone", () =>
+      Effect.gen(function*() {
+        const listener = yield* Socket.listen(loopback4)
+        const accepted = yield* acceptOne(listener)
+        const client = yield* Socket.connect(listener.address)
+        const server = yield* Deferred.await(accepted)
+        yield* listener.stopAccepting
+        yield* listener.stopAccepting
+        assert.strictEqual(Chunk.size(yield* Stream.runCollect(listener.accept)), 0)
+        const refused = yield* Effect.flip(Effect.scoped(Socket.connect(listener.address)))
+        assert.strictEqual(refused._tag, "ConnectionRefused")
+        yield* client.write(Buffer.from("still here"))
+        yield* client.end
+        assert.strictEqual((yield* readAll(server)).toString(), "still here")
+        assert.strictEqual(yield* listener.connections, 1)
+      }))
+  })
+
+  describe("reads", () => {
+    it.scopedLive("re-running continues where the last run stopped; after EOF it is empty", () =>
+      Effect.gen(function*() {
+        const [client, server] = yield* pair()
+        yield* client.write(Buffer.from("abc"))
+        const first = yield* server.reads.pipe(Stream.take(1), Stream.runCollect)
+        assert.strictEqual(Buffer.concat(Chunk.toArray(first)).toString(), "abc")
+        yield* client.write(Buffer.from("def"))
+        yield* client.end
+        assert.strictEqual((yield* readAll(server)).toString(), "def")
+        assert.strictEqual((yield* readAll(server)).length, 0)
+      }))
+
+    it.scopedLive("an interrupted read loses no data", () =>
+      Effect.gen(function*() {
+        const [client, server] = yield* pair()
+        const waiting = yield* Effect.fork(Stream.runCollect(server.reads))
+        yield* Effect.yieldNow()
+        yield* Fiber.interrupt(waiting)
+        yield* client.write(Buffer.from("kept"))
+        yield* client.end
+        assert.strictEqual((yield* readAll(server)).toString(), "kept")
+      }))
+
+    it.scopedLive("the peer's RST fails reads with ConnectionReset", () =>
+      Effect.gen(function*() {
+        const [client, server] = yield* pair()
+        yield* client.write(Buffer.from("hi"))
+        const first = yield* server.reads.pipe(Stream.take(1), Stream.runCollect)
+        assert.strictEqual(Buffer.concat(Chunk.toArray(first)).toString(), "hi")
+        // A read is pending when the RST arrives. (Linux reports an RST that
+        // arrives behind unread bytes as those bytes and then EOF.)
+        const reading = yield* Effect.fork(readAll(server))
+        yield* client.reset
+        yield* client.reset
+        const error = yield* Effect.flip(Fiber.join(reading))
+        assert.strictEqual(error._tag, "ConnectionReset")
+        assert.strictEqual(error.code, "ECONNRESET")
+        assert.include(error.message, "was reset by the peer")
+      }))
+
+    it.scopedLive("a half-closed side still reads the whole reply", () =>
+      Effect.gen(function*() {
+        const listener = yield* Socket.listen(loopback4)
+        // The server reads to EOF first, then answers: it writes after the peer's FIN.
+        yield* serve(listener, (socket) =>
+          Effect.gen(function*() {
+            const request = yield* countBytes(socket)
+            yield* socket.write(pattern(4 * MiB))
+            yield* socket.write(Buffer.from(`|${request}`))
+            yield* socket.end
+          }))
+        const client = yield* Socket.connect(listener.address)
+        yield* client.write(pattern(1000))
+        yield* client.end
+        const reply = yield* readAll(client)
+        assert.strictEqual(reply.length, 4 * MiB + 5)
+        assert.isTrue(reply.subarray(0, 4 * MiB).equals(pattern(4 * MiB)))
+        assert.strictEqual(reply.subarray(4 * MiB).toString(), "|1000")
+      }))
+
+    it.scopedLive("a reader that does not pull holds the writer back with bounded memory", () =>
+      Effect.gen(function*() {
+        const total = 256 * MiB
+        const block = pattern(64 * 1024)
+        const [writer, reader] = yield* pair()
+        // One pull, so the reader is flowing; then it stops pulling.
+        yield* writer.write(Buffer.from("hello"))
+        const first = yield* reader.reads.pipe(Stream.take(1), Stream.runCollect)
+        assert.strictEqual(Buffer.concat(Chunk.toArray(first)).toString(), "hello")
+        const before = process.memoryUsage()
+        let sent = 0
+        const writing = yield* Effect.fork(Effect.gen(function*() {
+          while (sent < total) {
+            yield* writer.write(block)
+            sent += block.length
+          }
+          yield* writer.end
+        }))
+        // No event says "the writer is blocked": watch its progress stop, bounded in time.
+        let last = -1
+        let still = 0
+        for (let i = 0; i < 200 && still < 5; i++) {
+          yield* Effect.sleep("20 millis")
+          still = sent === last ? still + 1 : 0
+          last = sent
+        }
+        assert.strictEqual(still, 5, "the writer should have stalled")
+        const after = process.memoryUsage()
+        // Only the kernel's socket buffers hold the rest.
+        assert.isBelow(sent, 64 * MiB)
+        assert.isBelow(after.arrayBuffers - before.arrayBuffers, 4 * MiB)
+        assert.isBelow(after.rss - before.rss, 32 * MiB)
+        const rest = yield* countBytes(reader)
+        yield* Fiber.join(writing)
+        assert.strictEqual(rest, total)
+      }), { timeout: 20_000 })
+  })
+
+  describe("writes", () => {
+    it.scopedLive("after end fail with BrokenPipe; end is idempotent", () =>
+      Effect.gen(function*() {
+        const [client, server] = yield* pair()
+        yield* client.write(Buffer.from("one"))
+        yield* client.end
+        yield* client.end
+        const error = yield* Effect.flip(client.write(Buffer.from("two")))
+        assert.strictEqual(error._tag, "BrokenPipe")
+        assert.include(error.message, "cannot write to 127.0.0.1:")
+        const batch = yield* Effect.flip(client.writeAll([Buffer.from("a"), Buffer.from("b")]))
+        assert.strictEqual(batch._tag, "BrokenPipe")
+        // Nothing after the FIN reached the peer, and the peer can still answer.
+        assert.strictEqual((yield* readAll(server)).toString(), "one")
+        yield* server.write(Buffer.from("answer"))
+        yield* server.end
+        assert.strictEqual((yield* readAll(client)).toString(), "answer")
+      }))
+
+    it.scopedLive("after close fail with BrokenPipe; close and reset are idempotent", () =>
+      Effect.gen(function*() {
+        const [client] = yield* pair()
+        yield* client.close
+        yield* client.close
+        yield* client.reset
+        const error = yield* Effect.flip(client.write(Buffer.from("late")))
+        assert.strictEqual(error._tag, "BrokenPipe")
+        assert.strictEqual((yield* readAll(client)).length, 0)
+      }))
+
+    it.scopedLive("close flushes what was already written", () =>
+      Effect.gen(function*() {
+        const listener = yield* Socket.listen(loopback4)
+        const accepted = yield* acceptOne(listener)
+        const payload = pattern(8 * MiB)
+        // The client writes and closes its scope at once; the bytes Node accepted still arrive.
+        const counting = yield* Effect.fork(Effect.flatMap(Deferred.await(accepted), readAll))
+        yield* Effect.scoped(Effect.gen(function*() {
+          const client = yield* Socket.connect(listener.address)
+          yield* client.writeAll([payload.subarray(0, 4 * MiB), payload.subarray(4 * MiB)])
+        }))
+        const received = yield* Fiber.join(counting)
+        assert.isTrue(received.equals(payload))
+      }))
+
+    it.scopedLive("close is bounded when the peer does not read", () =>
+      Effect.gen(function*() {
+        const [client, server] = yield* pair({ connect: { closeTimeout: "200 millis" } })
+        void server
+        // Fill the kernel buffers and Node's: the last write waits for a drain that never comes.
+        const block = Buffer.alloc(1 * MiB)
+        yield* Effect.fork(Effect.forever(client.write(block)))
+        yield* eventually(
+          "the client's writes should block",
+          Effect.sync(() => (client as unknown as { raw: Net.Socket }).raw.writableNeedDrain),
+          (blocked) => blocked
+        )
+        const t0 = Date.now()
+        yield* client.close
+        const took = Date.now() - t0
+        assert.isAtLeast(took, 150)
+        assert.isBelow(took, 2_000)
+        const error = yield* Effect.flip(client.write(block))
+        assert.strictEqual(error._tag, "BrokenPipe")
+      }))
+
+    it.scopedLive("writes is a sink that half-closes when the stream ends", () =>
+      Effect.gen(function*() {
+        const [client, server] = yield* pair()
+        const parts = Array.from({ length: 100 }, (_, i) => Buffer.from(`${i},`))
+        yield* Stream.fromIterable(parts).pipe(Stream.rechunk(7), Stream.run(client.writes))
+        assert.strictEqual((yield* readAll(server)).toString(), parts.join(""))
+      }))
+  })
+
+  describe("idleTimeout", () => {
+    it.scopedLive("fails pending reads and later writes with IdleTimeout", () =>
+      Effect.gen(function*() {
+        const [client, server] = yield* pair({ connect: { idleTimeout: "150 millis" } })
+        void server
+        const t0 = Date.now()
+        const error = yield* Effect.flip(readAll(client))
+        assert.strictEqual(error._tag, "IdleTimeout")
+        assert.include(error.message, "was idle too long and was closed")
+        assert.isAtLeast(Date.now() - t0, 100)
+        const writeError = yield* Effect.flip(client.write(Buffer.from("late")))
+        assert.strictEqual(writeError._tag, "IdleTimeout")
+        // The socket was destroyed: the peer sees EOF.
+        assert.strictEqual((yield* readAll(server)).length, 0)
+      }))
+
+    it.scopedLive("traffic keeps the connection alive", () =>
+      Effect.gen(function*() {
+        const [client, server] = yield* pair({ listen: { idleTimeout: "300 millis" } })
+        for (let i = 0; i < 6; i++) {
+          yield* Effect.sleep("100 millis")
+          yield* client.write(Buffer.from("."))
+          yield* server.reads.pipe(Stream.take(1), Stream.runDrain)
+        }
+        yield* client.end
+        assert.strictEqual((yield* readAll(server)).length, 0)
+      }))
+  })
+
+  describe("resources", () => {
+    it.scopedLive("closing the scope closes the file descriptor (200 cycles)", () =>
+      Effect.gen(function*() {
+        const listener = yield* Socket.listen(loopback4)
+        const done = yield* Deferred.make<void>()
+        let served = 0
+        yield* serve(listener, (socket) =>
+          Effect.ensuring(
+            countBytes(socket),
+            Effect.zipRight(socket.close, Effect.suspend(() => ++served === 200 ? Deferred.succeed(done, void 0) : Effect.void))
+          ))
+        const before = openFds()
+        for (let i = 0; i < 200; i++) {
+          yield* Effect.scoped(Effect.flatMap(Socket.connect(listener.address), (s) => s.write(Buffer.from("x"))))
+        }
+        yield* Deferred.await(done).pipe(Effect.timeout("10 seconds"))
+        yield* eventually("accepted sockets still open", listener.connections, (n) => n === 0)
+        assert.strictEqual(openFds(), before)
+      }))
+  })
+
+  describe("PlatformSocket", () => {
+    it.scopedLive("a platform-Socket echo runs over a real connection", () =>
+      Effect.gen(function*() {
+        const listener = yield* Socket.listen(loopback4)
+        yield* serve(listener, (socket) =>
+          Effect.scoped(Effect.gen(function*() {
+            const platform = PlatformSocket.fromSocket(socket)
+            const write = yield* platform.writer
+            yield* platform.run(write)
+          })))
+        const client = PlatformSocket.fromSocket(yield* Socket.connect(listener.address))
+        // The client side through the platform's Channel API.
+        const reply = yield* Stream.make("ping ", new TextEncoder().encode("pong"), "!").pipe(
+          Stream.pipeThroughChannel(Platform.toChannel(client)),
+          Stream.decodeText(),
+          Stream.mkString
+        )
+        assert.strictEqual(reply, "ping pong!")
+      }))
+
+    it.scopedLive("read errors surface as SocketError with the typed cause", () =>
+      Effect.gen(function*() {
+        const [client, server] = yield* pair()
+        const platform = PlatformSocket.fromSocket(server)
+        const running = yield* Effect.fork(platform.run(() => {}))
+        yield* client.reset
+        const error = yield* Effect.flip(Fiber.join(running))
+        assert.isTrue(Platform.isSocketError(error))
+        assert.strictEqual((error as Platform.SocketGenericError).reason, "Read")
+        assert.strictEqual(((error as Platform.SocketGenericError).cause as { _tag: string })._tag, "ConnectionReset")
+      }))
+  })
 })

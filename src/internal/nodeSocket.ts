@@ -268,6 +268,16 @@ class NodeSocket implements Socket.Socket {
     return this.failure === undefined && (this.flags & (CLOSED | CLOSING | ENDED)) === 0 && !this.raw.destroyed
   }
 
+  /**
+   * `write()` answers from the buffer size before the write; a large chunk
+   * that the kernel took at once still reports false. Below the high-water
+   * mark now means there is room: no need to wait a tick for 'drain'.
+   */
+  flushed(): boolean {
+    const raw = this.raw
+    return raw.writableLength < raw.writableHighWaterMark
+  }
+
   awaitDrain(): Effect.Effect<void, NetError.WriteError> {
     return Effect.async((resume) => {
       if (!this.raw.writableNeedDrain) return resume(Effect.void)
@@ -291,7 +301,7 @@ class NodeSocket implements Socket.Socket {
   readonly write = (bytes: Uint8Array): Effect.Effect<void, NetError.WriteError> =>
     Effect.suspend(() => {
       if (!this.canWrite()) return Effect.fail(this.writeError())
-      return this.raw.write(bytes) ? Effect.void : this.awaitDrain()
+      return this.raw.write(bytes) || this.flushed() ? Effect.void : this.awaitDrain()
     })
 
   readonly writeAll = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, NetError.WriteError> =>
@@ -302,13 +312,13 @@ class NodeSocket implements Socket.Socket {
     const raw = this.raw
     const n = chunks.length
     if (n === 0) return Effect.void
-    if (n === 1) return raw.write(chunks[0]!) ? Effect.void : this.awaitDrain()
+    if (n === 1) return raw.write(chunks[0]!) || this.flushed() ? Effect.void : this.awaitDrain()
     // Corked writes leave as one writev on uncork.
     raw.cork()
     let ok = true
     for (let i = 0; i < n; i++) ok = raw.write(chunks[i]!)
     raw.uncork()
-    return ok ? Effect.void : this.awaitDrain()
+    return ok || this.flushed() ? Effect.void : this.awaitDrain()
   }
 
   get writes(): Sink.Sink<void, Uint8Array, never, NetError.WriteError> {
@@ -455,7 +465,7 @@ function onData(this: Raw, chunk: Buffer): void {
   if (queue === undefined) s.queue = [chunk]
   else queue.push(chunk)
   s.queued += chunk.length
-  if (s.queued >= s.config.readBufferSize) {
+  if (s.queued > s.config.readBufferSize) {
     s.flags &= ~READING
     this.pause()
   }
