@@ -220,8 +220,12 @@ describe("Exec server over loopback", () => {
 
       const socket = yield* Socket.connect(address)
       const body = Buffer.alloc(200_000, 0x61)
-      yield* socket.writeAll([Exec.encodeRequest({ argv: ["echo", "ok"] }), rawFrame(body)])
-      yield* socket.end
+      yield* socket.writeAll([
+        Exec.encodeRequest({ argv: ["echo", "ok"] }),
+        rawFrame(body),
+        Exec.encodeRequest({ argv: ["echo", "never"] })
+      ])
+      // No half-close from us: the reads end because the server closes.
       const results = decodeAll(yield* readToEnd(socket))
       assert.strictEqual(results.length, 2)
       assert.strictEqual(text(results[0]!.stdout), "ok\n")
@@ -312,10 +316,15 @@ describe("Exec server over loopback", () => {
         client.run(["sh", "-c", "echo up > \"$0\"; sleep 0.3; head -c 100000 /dev/zero", marker])
       )
       yield* waitForLine(marker)
+      // Pipelined behind the one in hand: read ahead by the server, but never started.
+      const second = NodePath.join(dir, "second")
+      const queued = yield* Effect.fork(client.run(["sh", "-c", "echo ran > \"$0\"", second]))
       const closing = yield* Effect.fork(Scope.close(serverScope, Exit.void))
       const result = yield* Fiber.join(running)
       assert.strictEqual(result.header.exitCode, 0)
       assert.strictEqual(result.stdout.byteLength, 100_000)
+      assert.strictEqual((yield* Effect.flip(Fiber.join(queued)))._tag, "ConnectionClosed")
+      assert.isFalse(existsSync(second), "a request read after the drain began was started")
       yield* Fiber.join(closing)
       assert.deepStrictEqual(yield* server.shutdown, { finished: 1, cut: 0 })
       const refused = yield* Effect.flip(Effect.scoped(Socket.connect(server.address)))
