@@ -339,14 +339,21 @@ describe("Exec server over loopback", () => {
       const address = yield* serve({ allow: ["sh"], timeout: "30 seconds", killGrace: "300 millis" })
       const script = "sleep 30 & echo $$ $! > \"$0\"; wait"
 
-      // Interrupted by the client's own timeout.
-      const timed = yield* Exec.client(address, { timeout: "500 millis" })
-      const pidFile = NodePath.join(dir, "timed")
-      const error = yield* Effect.flip(timed.run(["sh", "-c", script, pidFile]))
-      assert.strictEqual(error._tag, "ResponseTimeout")
+      // An interrupted call resets the connection.
+      const client = yield* Exec.client(address)
+      const pidFile = NodePath.join(dir, "interrupted")
+      const running = yield* Effect.fork(client.run(["sh", "-c", script, pidFile]))
       const [pgid, background] = (yield* waitForLine(pidFile)).trim().split(" ").map(Number)
+      yield* Fiber.interrupt(running)
       assert.isTrue(yield* waitGone(-pgid!), "the process group outlived the client")
       assert.isFalse(isAlive(background!))
+      assert.strictEqual((yield* Effect.flip(client.run(["sh", "-c", "true"])))._tag, "ConnectionClosed")
+
+      // So does the client's own timeout.
+      const timed = yield* Exec.client(address, { timeout: "300 millis" })
+      const error = yield* Effect.flip(timed.run(["sh", "-c", "sleep 30"]))
+      assert.strictEqual(error._tag, "ResponseTimeout")
+      assert.include(error.message, "within 300ms")
       assert.strictEqual((yield* Effect.flip(timed.run(["sh", "-c", "true"])))._tag, "ConnectionClosed")
 
       // A raw client that resets its connection.

@@ -1067,10 +1067,10 @@ export class Exec extends Context.Tag("effect-wire/servers/Exec")<Exec, Server.R
 const DEFAULT_ADDRESS = Address.tcp("127.0.0.1", 0)
 const DEFAULT_MAX_CONNECTIONS = 1024
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(10)
-// Request frames read ahead of the one running: a pipelining client keeps the
-// connection busy, and a connection holds at most this many times
-// maxRequestBytes. While they are full, reading pauses (and so does noticing a
-// reset until the next write).
+// Request frames read ahead of the one running: enough for a pipelining client,
+// few enough that a connection holds about this many frames (or socket reads)
+// at most. While they are full, reading pauses, and a reset is noticed only
+// when the answer in hand is written.
 const READ_AHEAD = 16
 // After refusing an oversized frame, how long the rest of it is read and
 // dropped before the socket is closed: closing with unread bytes makes the
