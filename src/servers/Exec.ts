@@ -1030,9 +1030,13 @@ export const makeRunner = (policy: ExecPolicy): Effect.Effect<ExecRunner> =>
  * @category models
  */
 export interface ServerOptions extends ExecOptions {
+  /** Where to listen (default `127.0.0.1`, port 0). */
   readonly address?: Address.Address | undefined
+  /** Connections served at once (default 1024); further ones wait. */
   readonly maxConnections?: number | undefined
+  /** Close a connection that sent no request for this long while nothing ran for it (default: never). */
   readonly idleTimeout?: Duration.DurationInput | undefined
+  /** On release, how long the request in hand may finish (default 10 seconds). */
   readonly shutdownTimeout?: Duration.DurationInput | undefined
 }
 
@@ -1364,9 +1368,13 @@ export type ClientError = ExecError | TransportError
  * @category models
  */
 export interface ClientOptions {
+  /** Sent with every request that carries no token of its own. */
   readonly token?: string | Redacted.Redacted<string> | undefined
+  /** The longest a connect and each call may take (default: no limit). */
   readonly timeout?: Duration.DurationInput | undefined
+  /** The largest response header accepted (default 64 KiB). */
   readonly maxHeaderBytes?: number | undefined
+  /** The largest stdout + stderr accepted (default 64 MiB). */
   readonly maxBodyBytes?: number | undefined
 }
 
@@ -1398,10 +1406,13 @@ export interface ClientOptions {
 export interface ExecClient {
   /** The server's address. */
   readonly address: Address.Address
+  /** Run one command: its result, or the server's refusal as a typed error. */
   readonly run: (argv: ExecRequest["argv"]) => Effect.Effect<ExecResult, ClientError>
+  /** Send all in one write, then collect the answers in order. */
   readonly runAll: (
     argvs: ReadonlyArray<ExecRequest["argv"]>
   ) => Effect.Effect<Array<Either.Either<ExecResult, ExecError>>, TransportError>
+  /** One request, answered with the raw response (refusals in `header.error`). */
   readonly request: (request: ExecRequest) => Effect.Effect<ExecResult, TransportError>
 }
 
