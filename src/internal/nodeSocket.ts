@@ -22,6 +22,7 @@ import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Path from "node:path"
 import * as Address from "../Address.js"
 import * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
@@ -326,7 +327,8 @@ class NodeSocket implements Socket.Socket {
       .readWithCause({
         onInput: (chunk: Chunk.Chunk<Uint8Array>) =>
           Channel.flatMap(
-            Channel.fromEffect(Effect.suspend(() => this.writeBatch(Chunk.toReadonlyArray(chunk)))),
+            // onInput runs when the chunk arrives, so writing here is already lazy enough.
+            Channel.fromEffect(this.writeBatch(Chunk.toReadonlyArray(chunk))),
             () => loop
           ),
         onFailure: (cause: Cause.Cause<never>) => Channel.failCause(cause),
@@ -511,6 +513,26 @@ function onTimeout(this: Raw): void {
 // connect
 // ---------------------------------------------------------------------------
 
+const errnoOf = (error: unknown): unknown => (error as NodeJS.ErrnoException | undefined)?.code
+
+/**
+ * A Unix path without a socket file means nobody listens there: the same
+ * situation as ECONNREFUSED, so `catchTag("ConnectionRefused")` retry loops
+ * also cover a server that has not created its socket yet.
+ */
+const connectError = (failure: unknown, address: Address.Address): NetError.ConnectError => {
+  if (address._tag === "UnixAddress" && errnoOf(failure) === "ENOENT") {
+    return new NetError.ConnectionRefused({
+      address,
+      code: "ENOENT",
+      syscall: "connect",
+      cause: failure,
+      detail: "no socket file exists at this path"
+    })
+  }
+  return NetError.fromSystemError(failure, { phase: "connect", address })
+}
+
 const awaitConnect = (socket: NodeSocket, address: Address.Address): Effect.Effect<void, NetError.ConnectError> =>
   Effect.async((resume) => {
     const raw = socket.raw
@@ -525,7 +547,7 @@ const awaitConnect = (socket: NodeSocket, address: Address.Address): Effect.Effe
     }
     const onClosed = () => {
       cleanup()
-      resume(Effect.fail(NetError.fromSystemError(socket.failure, { phase: "connect", address })))
+      resume(Effect.fail(connectError(socket.failure, address)))
     }
     raw.once("connect", onConnect)
     raw.once("close", onClosed)
@@ -764,6 +786,15 @@ const prepareUnixPath = (address: Address.UnixAddress): Effect.Effect<void, NetE
     })
   })
 
+/**
+ * libuv reports binding in a missing directory as EACCES, whose message
+ * speaks of privileges; say what is really wrong.
+ */
+const missingDirectory = (path: string): string | undefined => {
+  const directory = Path.dirname(path)
+  return Fs.existsSync(directory) ? undefined : `the directory ${directory} does not exist`
+}
+
 const startListening = (
   address: Address.Address,
   options: Socket.ListenOptions,
@@ -776,7 +807,8 @@ const startListening = (
     const listener = new NodeListener(server, config, acceptQueueSize, address)
     const onFailure = (err: Error) => {
       server.off("listening", onListening)
-      resume(Effect.fail(NetError.fromSystemError(err, { phase: "listen", address })))
+      const detail = address._tag === "UnixAddress" ? missingDirectory(address.path) : undefined
+      resume(Effect.fail(NetError.fromSystemError(err, { phase: "listen", address, detail })))
     }
     const onListening = () => {
       server.off("error", onFailure)
