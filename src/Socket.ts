@@ -39,15 +39,33 @@ export type TypeId = typeof TypeId
 /**
  * A connected, bidirectional byte stream.
  *
- * - `reads` yields the bytes not read yet, one chunk per socket read. Running
- *   it again continues where the last run stopped; run it from one fiber at a
- *   time. Peer EOF ends it normally.
+ * - `reads` yields the bytes not read yet. Each pull takes everything received
+ *   since the previous pull as one Stream chunk (the buffers as Node read them,
+ *   not copied). While nobody pulls, at most `readBufferSize` bytes are
+ *   buffered and then the socket is paused, so the kernel's flow control slows
+ *   the peer. Running `reads` again continues where the last run stopped (an
+ *   operator that stops inside a chunk, such as `Stream.take(n)`, drops the
+ *   rest of that chunk); run it from one fiber at a time. Peer EOF ends it
+ *   normally; after EOF it is empty.
  * - `write`/`writeAll` resolve once Node accepted the bytes, waiting for
- *   `drain` only when Node's buffer is full. `writeAll` sends its chunks in one
- *   corked batch (one `writev`).
- * - `end` half-closes (sends FIN; `reads` keeps working); `reset` aborts with
- *   RST; `close` ends gracefully and releases the handle. All three are
- *   idempotent.
+ *   `drain` only when Node's buffer is over its high-water mark. `writeAll`
+ *   sends its chunks in one corked batch (one `writev`). Writing after `end`,
+ *   `close` or `reset` fails with `BrokenPipe`.
+ * - `end` half-closes: it sends FIN after everything written and resolves
+ *   once Node handed it all to the kernel; `reads` keeps working.
+ * - `reset` aborts with RST (a Unix socket is just destroyed).
+ * - `close` (also what closing the connection's scope does) ends `reads`,
+ *   sends FIN after the bytes already accepted by `write`, waits up to
+ *   `closeTimeout` (default 2 seconds) for Node to flush them to the kernel,
+ *   then releases the handle. Bytes that reached the kernel are still
+ *   delivered after that; a peer that never reads cannot hold `close` longer
+ *   than the timeout. Incoming bytes are discarded meanwhile.
+ * - `end`, `reset` and `close` are idempotent.
+ * - After `idleTimeout` with no byte moved either way, pending and later reads
+ *   and writes fail with `IdleTimeout` and the socket is destroyed. A reader
+ *   that stops pulling moves no bytes, so it counts as idle too.
+ * - Addresses: TCP ends report IP and port. A Unix client end has no name of
+ *   its own, so both ends of a Unix connection report the listener's path.
  *
  * ```ts
  * const echo = (socket: Socket.Socket) => Stream.run(socket.reads, socket.writes)
@@ -58,31 +76,36 @@ export type TypeId = typeof TypeId
  */
 export interface Socket {
   readonly [TypeId]: TypeId
-  /** Our end of the connection. */
+  /** Our end of the connection (for Unix sockets: the listener's path). */
   readonly localAddress: Address.Address
-  /** The peer's end of the connection. */
+  /** The peer's end of the connection (for Unix sockets: the listener's path). */
   readonly remoteAddress: Address.Address
-  /** The bytes the peer sends, pulled with backpressure. */
+  /** The bytes the peer sends, pulled with backpressure; ends at the peer's EOF. */
   readonly reads: Stream.Stream<Uint8Array, ReadError>
-  /** Write one chunk. */
+  /** Write one chunk; waits only when Node's write buffer is full. */
   readonly write: (bytes: Uint8Array) => Effect.Effect<void, WriteError>
   /** Write several chunks as one batch (cork/writev). */
   readonly writeAll: (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, WriteError>
   /** A sink that writes every chunk (each incoming Stream chunk as one batch) and half-closes when done. */
   readonly writes: Sink.Sink<void, Uint8Array, never, WriteError>
-  /** Half-close: no more writes; the peer sees EOF; reads continue. */
+  /** Half-close: no more writes; the peer sees EOF once the written bytes are out; reads continue. */
   readonly end: Effect.Effect<void, WriteError>
-  /** Abort the connection with RST. */
+  /** Abort the connection with RST; unflushed bytes are dropped. */
   readonly reset: Effect.Effect<void>
-  /** Close the connection and release the handle. */
+  /** Flush (bounded by `closeTimeout`), close and release the handle. */
   readonly close: Effect.Effect<void>
 }
 
 /**
  * A listening socket: the bound address (port 0 resolved to the real port)
- * and the stream of accepted connections. Each accepted socket is closed when
- * its consumer calls `close`, or at the latest when the listener's scope
- * closes.
+ * and the stream of accepted connections.
+ *
+ * Node accepts connections as they come; they wait in a bounded queue
+ * (`acceptQueueSize`) until the consumer of `accept` pulls them. When the queue
+ * is full, further connections are closed at once and counted in `refused`.
+ * Each accepted socket is closed when its consumer calls `close`, or at the
+ * latest when the listener's scope closes, which also stops listening and
+ * removes a Unix socket file.
  *
  * ```ts
  * const listener = yield* Socket.listen(Address.tcp("127.0.0.1", 0))
@@ -95,16 +118,22 @@ export interface Socket {
 export interface Listener {
   /** The address actually bound. */
   readonly address: Address.Address
-  /** Accepted connections, in order of arrival. Ends when the listener closes. */
+  /**
+   * Accepted connections, in order of arrival, one per pull. Ends once the
+   * listener stopped accepting and the queue is empty.
+   */
   readonly accept: Stream.Stream<Socket>
-  /** How many accepted sockets are open right now. */
+  /** How many accepted sockets are open right now (queued ones included). */
   readonly connections: Effect.Effect<number>
-  /** Stop accepting; open connections are left alone. Idempotent. */
+  /**
+   * Stop accepting: the listening handle closes (new connects are refused),
+   * `accept` ends after the queued connections, open connections are left
+   * alone. A graceful-drain server calls it first. Idempotent.
+   */
   readonly stopAccepting: Effect.Effect<void>
   /**
    * Connections closed at once because the accept queue was full
-   * (`acceptQueueSize` sockets waiting for the consumer of `accept`) or the
-   * listener had stopped accepting.
+   * (`acceptQueueSize` sockets waiting for the consumer of `accept`).
    */
   readonly refused: Effect.Effect<number>
 }
@@ -116,15 +145,18 @@ export interface Listener {
  * @category models
  */
 export interface ConnectOptions {
-  /** Give up with `ConnectTimeout` after this long (default: the OS's own timeout). */
+  /**
+   * Give up with `ConnectTimeout` after this long and destroy the attempt
+   * (default: the OS's own timeout). Measured on Effect's `Clock`.
+   */
   readonly timeout?: Duration.DurationInput | undefined
-  /** Disable Nagle's algorithm (default true: latency first). */
+  /** Disable Nagle's algorithm (default true: latency first). TCP only. */
   readonly noDelay?: boolean | undefined
-  /** Enable TCP keep-alive probes after this much idle time (true: 60 seconds). */
+  /** Enable TCP keep-alive probes after this much idle time (true: 60 seconds; default off). TCP only. */
   readonly keepAlive?: boolean | Duration.DurationInput | undefined
   /** No byte either way for this long → `IdleTimeout` and the socket closes. */
   readonly idleTimeout?: Duration.DurationInput | undefined
-  /** Bytes buffered from the kernel before reading pauses (default 64 KiB). */
+  /** Reading pauses once more than this many received bytes wait to be pulled (default 64 KiB). */
   readonly readBufferSize?: number | undefined
   /** How long `close` waits for accepted writes to be flushed before it destroys the socket (default 2 seconds). */
   readonly closeTimeout?: Duration.DurationInput | undefined
@@ -137,11 +169,11 @@ export interface ConnectOptions {
  * @category models
  */
 export interface ListenOptions {
-  /** Kernel accept backlog (default 511). */
+  /** Kernel accept backlog (default 511; the kernel caps it at `net.core.somaxconn`). */
   readonly backlog?: number | undefined
   /** For `::`, accept IPv6 only (default false: dual stack). */
   readonly ipv6Only?: boolean | undefined
-  /** Applied to every accepted socket. */
+  /** Applied to every accepted socket (default true). */
   readonly noDelay?: boolean | undefined
   /** Applied to every accepted socket. */
   readonly keepAlive?: boolean | Duration.DurationInput | undefined
@@ -159,7 +191,9 @@ export interface ListenOptions {
 }
 
 /**
- * Connect to a TCP or Unix address. The socket is closed when the scope closes.
+ * Connect to a TCP or Unix address. The socket is closed (see `close`) when
+ * the scope closes; a failed or timed-out attempt leaves nothing open. Invalid
+ * options (a negative `readBufferSize`, a malformed duration) are defects.
  *
  * ```ts
  * const socket = yield* Socket.connect(Address.tcp("127.0.0.1", 9000), { timeout: "2 seconds" })
@@ -175,9 +209,11 @@ export const connect: (
 
 /**
  * Listen on a TCP or Unix address (port 0: the kernel picks a free port; read
- * it from `listener.address`). A stale Unix socket file (nobody listening) is
- * removed first; a live one is `AddressInUse`. Closing the scope stops
- * listening, closes every accepted socket and removes the Unix socket file.
+ * it from `listener.address`). A stale Unix socket file (connecting to it is
+ * refused) is removed first; a live one is `AddressInUse`; a file that is not
+ * a socket is `AddressInUse` too and is never deleted. Closing the scope stops
+ * listening, destroys every accepted socket still open and removes the Unix
+ * socket file it created. Invalid options are defects.
  *
  * ```ts
  * const listener = yield* Socket.listen(Address.tcp("127.0.0.1", 0))
