@@ -1,5 +1,6 @@
 import * as Platform from "@effect/platform/Socket"
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -340,6 +341,18 @@ describe("Socket", () => {
         assert.strictEqual((yield* readAll(server)).toString(), "kept")
       }))
 
+    it.scopedLive("two fibers pulling at once is a defect, not a hang", () =>
+      Effect.gen(function*() {
+        const [client, server] = yield* pair()
+        const first = yield* Effect.fork(readAll(server))
+        yield* Effect.yieldNow()
+        const second = yield* Effect.exit(readAll(server))
+        assert.isTrue(Exit.isFailure(second) && Cause.isDie(second.cause))
+        yield* client.write(Buffer.from("for the first"))
+        yield* client.end
+        assert.strictEqual((yield* Fiber.join(first)).toString(), "for the first")
+      }))
+
     it.scopedLive("the peer's RST fails reads with ConnectionReset", () =>
       Effect.gen(function*() {
         const [client, server] = yield* pair()
@@ -515,6 +528,18 @@ describe("Socket", () => {
         }
         yield* client.end
         assert.strictEqual((yield* readAll(server)).length, 0)
+      }))
+  })
+
+  describe("options", () => {
+    it.scopedLive("invalid values are defects that name the option", () =>
+      Effect.gen(function*() {
+        const listener = yield* Socket.listen(loopback4)
+        const exit = yield* Effect.exit(Socket.connect(listener.address, { readBufferSize: 0 }))
+        assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause))
+        if (Exit.isFailure(exit)) assert.include(Cause.pretty(exit.cause), "readBufferSize must be a positive integer, got 0")
+        const listenExit = yield* Effect.exit(Effect.scoped(Socket.listen(loopback4, { acceptQueueSize: -1 })))
+        assert.isTrue(Exit.isFailure(listenExit) && Cause.isDie(listenExit.cause))
       }))
   })
 

@@ -222,6 +222,9 @@ class NodeSocket implements Socket.Socket {
     }
     if (this.failure !== undefined) return Effect.fail(this.readError())
     if ((this.flags & (EOF | CLOSED | CLOSING)) !== 0) return Effect.succeed(undefined)
+    if (this.reader !== undefined) {
+      return Effect.dieMessage("socket.reads is already being pulled by another fiber; read from one fiber at a time")
+    }
     this.startReading()
     return Effect.async((resume) => {
       this.reader = resume
