@@ -47,11 +47,14 @@ const spread = (xs: ReadonlyArray<number>): Spread | undefined => {
   return { median: median(finite), min: Math.min(...finite), max: Math.max(...finite), n: finite.length }
 }
 
+/** JSON turns NaN (no operation to divide by) into null. */
+const finite = (x: number | null | undefined): x is number => typeof x === "number" && Number.isFinite(x)
+
 const values = (samples: ReadonlyArray<Sample>, workload: Workload, server: ServerId, metric: string): Array<number> =>
   samples
     .filter((s) => s.workload === workload && s.server === server && s.errors.length === 0)
     .map((s) => s.metrics[metric])
-    .filter((x): x is number => x !== undefined)
+    .filter(finite)
 
 /** The metric over repetitions. */
 export const metricSpread = (
@@ -72,8 +75,9 @@ export const ratioSpread = (
   const key = (s: Sample): string => `${s.rep}/${s.session}`
   const references = new Map<string, number>()
   for (const s of samples) {
-    if (s.workload === workload && s.server === against && s.errors.length === 0 && s.metrics[metric] !== undefined) {
-      references.set(key(s), s.metrics[metric]!)
+    const value = s.metrics[metric]
+    if (s.workload === workload && s.server === against && s.errors.length === 0 && finite(value)) {
+      references.set(key(s), value)
     }
   }
   const ratios: Array<number> = []
@@ -81,7 +85,7 @@ export const ratioSpread = (
     if (s.workload !== workload || s.server !== server || s.errors.length > 0) continue
     const reference = references.get(key(s))
     const value = s.metrics[metric]
-    if (reference !== undefined && value !== undefined && reference > 0) ratios.push(value / reference)
+    if (reference !== undefined && finite(value) && reference > 0) ratios.push(value / reference)
   }
   return spread(ratios)
 }
@@ -105,8 +109,10 @@ export type Verdict = "PASS" | "FAIL" | "n/a"
 
 export interface TargetResult {
   readonly text: string
-  readonly server: ServerId
-  readonly workload: Workload
+  /** What was measured: a server's label, or a decoder and its path. */
+  readonly subject: string
+  readonly server?: ServerId
+  readonly workload?: Workload
   readonly measured: Spread | undefined
   readonly op: ">=" | "<="
   readonly threshold: number
@@ -225,6 +231,7 @@ export const evaluateTargets = (
         : "FAIL"
       return {
         text: t.text,
+        subject: SERVER_LABELS[t.server],
         server: t.server,
         workload: t.workload,
         measured,
@@ -355,7 +362,7 @@ export const renderTables = (
   const lines: Array<string> = []
   for (const table of tables(describe)) {
     if (!samples.some((s) => s.workload === table.workload)) continue
-    const refs: Array<ServerId> = ["node-raw", ...(table.framed ? ["node-framed" as const] : [])].filter((r) =>
+    const refs = (table.framed ? ["node-raw", "node-framed"] as const : ["node-raw"] as const).filter((r) =>
       servers.includes(r)
     )
     const header = ["server"]
@@ -376,7 +383,8 @@ export const renderTables = (
         }
       }
       const failures = mine.filter((s) => s.errors.length > 0).length
-      cells.push(failures === 0 ? `yes (${mine.length} runs)` : `**NO: ${failures} of ${mine.length} runs failed**`)
+      const runs = `${mine.length} run${mine.length === 1 ? "" : "s"}`
+      cells.push(failures === 0 ? `yes (${runs})` : `**NO: ${failures} of ${runs} failed**`)
       const verdicts = targets.filter((t) => t.workload === table.workload && t.server === server)
       cells.push(verdicts.length === 0 ? "" : verdicts.map((t) => `${t.verdict} ${shortTarget(t)}`).join("; "))
       lines.push(row(cells))
@@ -390,15 +398,81 @@ const shortTarget = (t: TargetResult): string => `${t.op === ">=" ? "≥" : "≤
 
 export const renderTargets = (targets: ReadonlyArray<TargetResult>): string => {
   const lines = [
-    row(["target", "server", "measured (median of per-repetition ratios, min–max)", "verdict"]),
+    row(["target", "subject", "measured (median of per-repetition ratios, min–max)", "verdict"]),
     row(["---", "---", "---", "---"])
   ]
   for (const t of targets) {
     lines.push(row([
       t.text,
-      SERVER_LABELS[t.server],
+      t.subject,
       t.ratio ? formatRatio(t.measured) : formatSpread(t.measured),
       t.verdict === "FAIL" ? "**FAIL**" : t.verdict
+    ]))
+  }
+  return lines.join("\n")
+}
+
+// ---------------------------------------------------------------------------
+// The decoder micro-benchmark (bench/decoders.ts, written with the codecs)
+// ---------------------------------------------------------------------------
+
+/** One line of its `--json` output: `ratio` is throughput against the hand-written u32 BE decoder. */
+export interface DecoderResult {
+  readonly codec: string
+  readonly frameSize: number
+  readonly path: string
+  readonly ratio: number
+}
+
+export const decoderResults = (json: unknown): Array<DecoderResult> => {
+  const results = (json as { results?: unknown } | null)?.results
+  if (!Array.isArray(results)) return []
+  return results.filter((r): r is DecoderResult =>
+    typeof r === "object" && r !== null && typeof r.codec === "string" && typeof r.frameSize === "number" &&
+    typeof r.path === "string" && typeof r.ratio === "number"
+  )
+}
+
+/**
+ * "Decoders ≥ 0.8× the hand-written one at every frame size", for the codec
+ * that decodes the same wire format as the hand-written one (u32 BE length
+ * prefix), on each path. Other codecs do different work (delimiter scans,
+ * varints), so their ratios are shown, not judged.
+ */
+export const decoderTargets = (results: ReadonlyArray<DecoderResult>): Array<TargetResult> => {
+  const paths = [...new Set(results.filter((r) => r.codec === "lengthPrefixed").map((r) => r.path))]
+  return paths.map((path) => {
+    const ratios = results.filter((r) => r.codec === "lengthPrefixed" && r.path === path).map((r) => r.ratio)
+    const worst = Math.min(...ratios)
+    return {
+      text: "decoder ≥ 0.8× hand-written at every frame size (worst size shown)",
+      subject: `lengthPrefixed, ${path === "raw" ? "decoder.push" : path === "stream" ? "Framing.decode on a Stream" : path}`,
+      measured: { median: worst, min: worst, max: worst, n: 1 },
+      op: ">=",
+      threshold: 0.8,
+      ratio: true,
+      verdict: worst >= 0.8 ? "PASS" : "FAIL"
+    }
+  })
+}
+
+export const renderDecoders = (results: ReadonlyArray<DecoderResult>): string => {
+  const sizes = [...new Set(results.map((r) => r.frameSize))].sort((a, b) => a - b)
+  const label = (n: number): string => (n >= 1024 ? `${n / 1024} KiB` : `${n} B`)
+  const lines = [
+    row(["codec", "path", ...sizes.map((n) => `${label(n)} frames`)]),
+    row(["---", "---", ...sizes.map(() => "---")])
+  ]
+  const keys = [...new Set(results.filter((r) => r.path !== "baseline").map((r) => `${r.codec}\u0000${r.path}`))]
+  for (const key of keys) {
+    const [codec, path] = key.split("\u0000") as [string, string]
+    lines.push(row([
+      codec,
+      path,
+      ...sizes.map((n) => {
+        const r = results.find((x) => x.codec === codec && x.path === path && x.frameSize === n)
+        return r === undefined ? "–" : `${r.ratio.toFixed(2)}×`
+      })
     ]))
   }
   return lines.join("\n")

@@ -1,0 +1,637 @@
+/**
+ * `npm run bench`: effect-wire's echo servers against raw node:net, side by
+ * side, each server and the load generator a process of its own, pinned to
+ * different cores when `taskset` allows.
+ *
+ *   node dist/bench/run.js [--quick] [--reps 3] [--json out.json] [--strict]
+ *                          [--servers node-raw,node-framed,wire,wire-framed]
+ *                          [--workloads stream,pingpong,pipeline,connections,ordering]
+ *                          [--no-pin] [--no-decoders] [--cli path/to/cli/main.js]
+ *
+ * Exit status: 0, or 1 when anything came back wrong (byte counts, frame
+ * order, a server that died), or 2 for bad arguments. Speed never fails the
+ * run unless `--strict` is given (then a FAILed target exits 3): shared and
+ * CI machines are too noisy for that.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { type Job, type JobResult, readMemory, round } from "./common.js"
+import {
+  decoderResults,
+  decoderTargets,
+  evaluateTargets,
+  formatNumber,
+  metricSpread,
+  ratioSpread,
+  renderDecoders,
+  renderTables,
+  renderTargets,
+  type Sample,
+  SERVER_LABELS,
+  type ServerId,
+  type TargetResult,
+  type Workload
+} from "./report.js"
+
+const HERE = Path.dirname(fileURLToPath(import.meta.url))
+const ROOT = Path.resolve(HERE, "..", "..")
+const DEFAULT_CLI = Path.join(ROOT, "dist", "src", "cli", "main.js")
+/** The effect-wire CLI under test; `--cli` points at another build, to compare versions. */
+let CLI = DEFAULT_CLI
+const BASELINES = Path.join(HERE, "baselines.js")
+const LOAD = Path.join(HERE, "load.js")
+const DECODERS = Path.join(HERE, "decoders.js")
+const RESULTS_DIR = Path.join(ROOT, ".bench-results")
+
+const ALL_SERVERS: ReadonlyArray<ServerId> = ["node-raw", "node-framed", "wire", "wire-framed"]
+type LoadWorkload = Exclude<Workload, "startup">
+const ALL_WORKLOADS: ReadonlyArray<LoadWorkload> = ["stream", "pingpong", "pipeline", "connections", "ordering"]
+
+const serverArgs = (id: ServerId): Array<string> => {
+  switch (id) {
+    case "node-raw":
+      return [BASELINES, "raw", "--host", "127.0.0.1", "--port", "0"]
+    case "node-framed":
+      return [BASELINES, "framed", "--host", "127.0.0.1", "--port", "0"]
+    case "wire":
+      return [CLI, "serve", "echo", "--host", "127.0.0.1", "--port", "0"]
+    case "wire-framed":
+      return [CLI, "serve", "echo", "--framing", "length", "--host", "127.0.0.1", "--port", "0"]
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------
+
+interface Options {
+  readonly quick: boolean
+  readonly reps: number
+  readonly json: string | undefined
+  readonly strict: boolean
+  readonly pin: boolean
+  readonly decoders: boolean
+  readonly servers: ReadonlyArray<ServerId>
+  readonly workloads: ReadonlyArray<LoadWorkload>
+}
+
+const USAGE = `usage: node dist/bench/run.js [--quick] [--reps N] [--json out.json] [--strict]
+         [--servers ${ALL_SERVERS.join(",")}] [--workloads ${ALL_WORKLOADS.join(",")}]
+         [--no-pin] [--no-decoders] [--cli path/to/cli/main.js]`
+
+const parseOptions = (argv: ReadonlyArray<string>): Options => {
+  const flags = new Set<string>()
+  const values = new Map<string, string>()
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (["--reps", "--json", "--servers", "--workloads", "--cli"].includes(arg)) {
+      const value = argv[++i]
+      if (value === undefined) usage(`${arg} needs a value`)
+      values.set(arg, value)
+    } else if (["--quick", "--strict", "--no-pin", "--no-decoders", "--help"].includes(arg)) flags.add(arg)
+    else usage(`unknown argument ${arg}`)
+  }
+  if (flags.has("--help")) {
+    process.stdout.write(`${USAGE}\n`)
+    process.exit(0)
+  }
+  const list = <A extends string>(name: string, all: ReadonlyArray<A>): ReadonlyArray<A> => {
+    const given = values.get(name)
+    if (given === undefined) return all
+    const picked = given.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
+    for (const p of picked) if (!all.includes(p as A)) usage(`${name}: unknown ${JSON.stringify(p)}`)
+    // Keep the canonical order, so reference servers run and print first.
+    return all.filter((a) => picked.includes(a))
+  }
+  const quick = flags.has("--quick")
+  const cli = values.get("--cli")
+  if (cli !== undefined) CLI = Path.resolve(cli)
+  const reps = Number(values.get("--reps") ?? (quick ? 1 : 3))
+  if (!Number.isInteger(reps) || reps < 1 || reps > 20) usage("--reps must be an integer from 1 to 20")
+  return {
+    quick,
+    reps,
+    json: values.get("--json"),
+    strict: flags.has("--strict"),
+    pin: !flags.has("--no-pin"),
+    decoders: !flags.has("--no-decoders"),
+    servers: list("--servers", ALL_SERVERS),
+    workloads: list("--workloads", ALL_WORKLOADS)
+  }
+}
+
+function usage(message: string): never {
+  process.stderr.write(`${message}\n${USAGE}\n`)
+  process.exit(2)
+}
+
+// ---------------------------------------------------------------------------
+// Workload sizes
+// ---------------------------------------------------------------------------
+
+interface Plan {
+  readonly jobs: { readonly [W in LoadWorkload]: Extract<Job, { readonly kind: W }> }
+  /** Quiet time between "listening" and reading the idle RSS. */
+  readonly idleSettleMs: number
+}
+
+const MiB = 1024 * 1024
+
+const plan = (quick: boolean): Plan => ({
+  idleSettleMs: quick ? 100 : 500,
+  jobs: {
+    stream: {
+      kind: "stream",
+      connections: quick ? 2 : 4,
+      bytesPerConnection: (quick ? 4 : 64) * MiB,
+      writeSize: 64 * 1024,
+      timeoutMs: 60_000
+    },
+    pingpong: {
+      kind: "pingpong",
+      connections: 8,
+      bodySize: 64,
+      warmupMs: quick ? 50 : 400,
+      durationMs: quick ? 200 : 1500
+    },
+    pipeline: {
+      kind: "pipeline",
+      connections: 8,
+      depth: 32,
+      bodySize: 64,
+      warmupMs: quick ? 50 : 400,
+      durationMs: quick ? 200 : 1500
+    },
+    connections: {
+      kind: "connections",
+      warmup: quick ? 20 : 100,
+      connections: quick ? 100 : 1000,
+      concurrency: 50,
+      settleMs: quick ? 100 : 300,
+      timeoutMs: 30_000
+    },
+    ordering: {
+      kind: "ordering",
+      connections: quick ? 2 : 4,
+      framesPerConnection: quick ? 300 : 1000,
+      maxFrameSize: quick ? 128 * 1024 : 256 * 1024,
+      seed: 7,
+      timeoutMs: 60_000
+    }
+  }
+})
+
+const describe = (p: Plan): Record<Workload, string> => {
+  const { connections, ordering, pingpong, pipeline, stream } = p.jobs
+  return {
+    stream: `${stream.connections} connections × ${stream.bytesPerConnection / MiB} MiB in ${
+      stream.writeSize / 1024
+    } KiB writes, every byte checked`,
+    pingpong: `${pingpong.connections} connections, one ${pingpong.bodySize} B length-prefixed frame in flight each, ${
+      pingpong.durationMs / 1000
+    } s after ${pingpong.warmupMs / 1000} s warm-up`,
+    pipeline: `${pipeline.connections} connections × ${pipeline.depth} frames of ${pipeline.bodySize} B in flight, ${
+      pipeline.durationMs / 1000
+    } s after ${pipeline.warmupMs / 1000} s warm-up`,
+    connections: `${connections.connections} connections held open (each proven with one round trip) after ${connections.warmup} warm-up ones; server RSS growth and CPU per open and per close`,
+    startup: `spawn → \`listening\` line, then RSS after ${p.idleSettleMs} ms idle`,
+    ordering: `${ordering.connections} connections × ${ordering.framesPerConnection} sequence-numbered frames of 0 B to ${
+      ordering.maxFrameSize / 1024
+    } KiB, pipelined, written in random splits; must come back byte for byte`
+  }
+}
+
+/** How long a job may take before the runner gives up on it. */
+const jobBudgetMs = (job: Job): number => {
+  switch (job.kind) {
+    case "stream":
+    case "ordering":
+      return job.timeoutMs + 15_000
+    case "pingpong":
+    case "pipeline":
+      return job.warmupMs + job.durationMs + 30_000
+    case "connections":
+      return 3 * job.timeoutMs + 15_000
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Processes: every child is tracked and killed, whatever way the run ends
+// ---------------------------------------------------------------------------
+
+const live = new Set<ChildProcess>()
+
+const killAll = (): void => {
+  for (const child of live) {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+  }
+  live.clear()
+}
+
+process.on("exit", killAll)
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.on(signal, () => {
+    process.stderr.write(`\nbench: ${signal}, stopping the servers and the load generator\n`)
+    killAll()
+    process.exit(130)
+  })
+}
+
+interface Pinning {
+  readonly server: number | undefined
+  readonly load: number | undefined
+  readonly note: string
+}
+
+/** The cores we may run on, from `taskset -cp` ("0,1" or "0-3"), or why we cannot pin. */
+const detectPinning = (wanted: boolean): Pinning => {
+  if (!wanted) return { server: undefined, load: undefined, note: "not pinned (--no-pin)" }
+  const probe = spawnSync("taskset", ["-cp", String(process.pid)], { encoding: "utf8" })
+  if (probe.error !== undefined || probe.status !== 0) {
+    return { server: undefined, load: undefined, note: "NOT PINNED: taskset is not available" }
+  }
+  const list = /list:\s*([\d,\s-]+)/.exec(probe.stdout)?.[1] ?? ""
+  const cores = list.split(",").flatMap((part) => {
+    const [lo, hi] = part.trim().split("-").map(Number)
+    return lo === undefined || Number.isNaN(lo) ? [] : Array.from({ length: (hi ?? lo) - lo + 1 }, (_, i) => lo + i)
+  })
+  if (cores.length < 2) {
+    return { server: undefined, load: undefined, note: `NOT PINNED: only ${cores.length} core(s) allowed (${list})` }
+  }
+  const pinOk = spawnSync("taskset", ["-c", String(cores[0]), "true"]).status === 0
+  if (!pinOk) return { server: undefined, load: undefined, note: "NOT PINNED: taskset -c failed" }
+  return { server: cores[0], load: cores[1], note: `server on core ${cores[0]}, load generator on core ${cores[1]}` }
+}
+
+const launch = (core: number | undefined, args: ReadonlyArray<string>): ChildProcess => {
+  const [command, argv] = core === undefined
+    ? [process.execPath, args]
+    : ["taskset", ["-c", String(core), process.execPath, ...args]]
+  const child = spawn(command, argv, { stdio: ["ignore", "pipe", "pipe"] })
+  live.add(child)
+  child.once("exit", () => live.delete(child))
+  return child
+}
+
+const exited = (child: ChildProcess): Promise<void> =>
+  child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((resolve) => child.once("exit", () => resolve()))
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The last `limit` characters a stream printed, for error messages. */
+const tail = (stream: NodeJS.ReadableStream | null, limit = 2000): () => string => {
+  let text = ""
+  stream?.on("data", (chunk: Buffer) => {
+    text = (text + chunk.toString("utf8")).slice(-limit)
+  })
+  return () => text.trim()
+}
+
+class ServerProcess {
+  private constructor(
+    readonly id: ServerId,
+    readonly child: ChildProcess,
+    readonly pid: number,
+    readonly host: string,
+    readonly port: number,
+    readonly startupMs: number,
+    readonly output: () => string
+  ) {}
+
+  static start(id: ServerId, core: number | undefined): Promise<ServerProcess> {
+    const t0 = performance.now()
+    const child = launch(core, serverArgs(id))
+    const output = tail(child.stderr)
+    const stdout = tail(child.stdout)
+    return new Promise((resolve, reject) => {
+      let seen = ""
+      const timer = setTimeout(() => fail(`did not print "listening tcp HOST:PORT" within 30 s`), 30_000)
+      const fail = (why: string): void => {
+        clearTimeout(timer)
+        child.kill("SIGKILL")
+        reject(new Error(`${SERVER_LABELS[id]}: ${why}\n${stdout()}\n${output()}`.trim()))
+      }
+      const onData = (chunk: Buffer): void => {
+        seen = (seen + chunk.toString("utf8")).slice(-4096)
+        const match = /listening tcp (\[[^\]]+\]|[^\s:]+):(\d+)/.exec(seen)
+        if (match === null) return
+        const startupMs = performance.now() - t0
+        clearTimeout(timer)
+        child.stdout?.off("data", onData)
+        child.stderr?.off("data", onData)
+        child.off("exit", onExit)
+        resolve(
+          new ServerProcess(id, child, child.pid!, match[1]!.replace(/^\[|\]$/g, ""), Number(match[2]), startupMs, () =>
+            `${stdout()}\n${output()}`.trim())
+        )
+      }
+      const onExit = (code: number | null, signal: string | null): void =>
+        fail(`exited (${signal ?? `code ${code}`}) before listening`)
+      child.stdout?.on("data", onData)
+      child.stderr?.on("data", onData)
+      child.once("exit", onExit)
+      child.once("error", (error) => fail(error.message))
+    })
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  /** Why the server is gone, if it is. */
+  death(): string | undefined {
+    if (this.alive) return undefined
+    const how = this.child.signalCode ?? `code ${this.child.exitCode}`
+    return `${SERVER_LABELS[this.id]} exited (${how}) during the run: ${this.output().slice(-800)}`
+  }
+
+  async stop(): Promise<void> {
+    if (!this.alive) return
+    this.child.kill("SIGTERM")
+    const done = await Promise.race([exited(this.child).then(() => true), sleep(5_000).then(() => false)])
+    if (!done) {
+      this.child.kill("SIGKILL")
+      await exited(this.child)
+    }
+  }
+}
+
+const runJob = async (server: ServerProcess, job: Job, core: number | undefined): Promise<JobResult> => {
+  const failed = (why: string): JobResult => ({ kind: job.kind, metrics: {}, errors: [why], cpuSource: "" })
+  if (!server.alive) return failed(server.death()!)
+  const child = launch(core, [LOAD, JSON.stringify({ target: { host: server.host, port: server.port, pid: server.pid }, job })])
+  const stdout = tail(child.stdout, 1_000_000)
+  const stderr = tail(child.stderr)
+  const budget = jobBudgetMs(job)
+  const finished = await Promise.race([exited(child).then(() => true), sleep(budget).then(() => false)])
+  if (!finished) {
+    child.kill("SIGKILL")
+    await exited(child)
+    return failed(`load generator still running after ${budget / 1000} s; killed`)
+  }
+  const death = server.death()
+  const lines = stdout().split("\n").filter((l) => l.startsWith("{"))
+  if (child.exitCode !== 0 || lines.length === 0) {
+    return failed(`load generator failed (${child.signalCode ?? `code ${child.exitCode}`}): ${stderr()}${death ? `; ${death}` : ""}`)
+  }
+  const result = JSON.parse(lines[lines.length - 1]!) as JobResult
+  return death === undefined ? result : { ...result, errors: [...result.errors, death] }
+}
+
+// ---------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------
+
+const T0 = performance.now()
+const log = (line: string): void =>
+  void process.stderr.write(`${((performance.now() - T0) / 1000).toFixed(1).padStart(6)}s ${line}\n`)
+
+const HEADLINE: Record<LoadWorkload, ReadonlyArray<[string, string]>> = {
+  stream: [["mibPerSec", "MiB/s"], ["cpuMsPerGiB", "CPU ms/GiB"], ["peakRssMB", "MB peak"]],
+  pingpong: [["roundTripsPerSec", "round trips/s"], ["cpuUsPerRoundTrip", "CPU µs/rt"]],
+  pipeline: [["framesPerSec", "frames/s"], ["cpuUsPerFrame", "CPU µs/frame"]],
+  connections: [["idleKiBPerConnection", "KiB/conn"], ["openUs", "µs open"], ["closeUs", "µs close"]],
+  ordering: [["frames", "frames in order"], ["mib", "MiB"]]
+}
+
+/** Each repetition starts with a different server, so none always runs first (or right after a heavy one). */
+const rotate = <A>(xs: ReadonlyArray<A>, by: number): Array<A> => xs.map((_, i) => xs[(i + by) % xs.length]!)
+
+/**
+ * One set of server processes, started one after another (their start-up and
+ * idle RSS are measured alone), then `workloads` run on each in turn, so the
+ * samples of one workload are seconds apart and the ratios see the same noise.
+ */
+const session = async (
+  name: string,
+  rep: number,
+  workloads: ReadonlyArray<LoadWorkload>,
+  options: Options,
+  p: Plan,
+  pinning: Pinning,
+  samples: Array<Sample>
+): Promise<void> => {
+  const servers = new Map<ServerId, ServerProcess>()
+  const order = rotate(options.servers, rep)
+  const tag = `[${rep + 1}/${options.reps} ${name}]`
+  try {
+    for (const id of order) {
+      try {
+        const server = await ServerProcess.start(id, pinning.server)
+        servers.set(id, server)
+        await sleep(p.idleSettleMs)
+        const metrics = { startupMs: round(server.startupMs), idleRssMB: round(readMemory(server.pid).rss / MiB) }
+        samples.push({ workload: "startup", server: id, rep, session: name, metrics, errors: [], cpuSource: "" })
+        log(`${tag} ${id.padEnd(11)} startup: ${formatNumber(metrics.startupMs)} ms, idle RSS ${formatNumber(metrics.idleRssMB)} MB`)
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error)
+        samples.push({ workload: "startup", server: id, rep, session: name, metrics: {}, errors: [message], cpuSource: "" })
+        log(`${tag} ${id.padEnd(11)} DID NOT START: ${message}`)
+      }
+    }
+    for (const workload of workloads) {
+      for (const id of order) {
+        const server = servers.get(id)
+        if (server === undefined) continue
+        const result = await runJob(server, p.jobs[workload], pinning.load)
+        samples.push({ workload, server: id, rep, session: name, metrics: result.metrics, errors: result.errors, cpuSource: result.cpuSource })
+        const headline = HEADLINE[workload]
+          .map(([key, unit]) => `${formatNumber(result.metrics[key] ?? Number.NaN)} ${unit}`)
+          .join(", ")
+        log(`${tag} ${id.padEnd(11)} ${workload.padEnd(11)} ${result.errors.length === 0 ? headline : `FAILED: ${result.errors.join("; ")}`}`)
+      }
+    }
+  } finally {
+    await Promise.all([...servers.values()].map((s) => s.stop()))
+  }
+}
+
+interface DecoderRun {
+  readonly status: "ok" | "missing" | "skipped" | "failed"
+  readonly note: string
+  readonly results: unknown
+}
+
+/**
+ * bench/decoders.ts (the codecs' own micro-benchmark) prints its table and,
+ * with `--json`, its results as JSON after it; a future version may write
+ * them to the file named after `--json`, so both are read.
+ */
+const runDecoders = async (options: Options, pinning: Pinning): Promise<DecoderRun> => {
+  if (!options.decoders) return { status: "skipped", note: "--no-decoders", results: null }
+  if (!Fs.existsSync(DECODERS)) return { status: "missing", note: `${Path.relative(ROOT, DECODERS)} is not built`, results: null }
+  const out = Path.join(Os.tmpdir(), `effect-wire-decoders-${process.pid}.json`)
+  log("bench: decoder micro-benchmark (bench/decoders.ts)")
+  const child = launch(pinning.server, [DECODERS, "--json", out, ...(options.quick ? ["--quick"] : [])])
+  const stdout = tail(child.stdout, 1_000_000)
+  const stderr = tail(child.stderr)
+  const limit = options.quick ? 60_000 : 240_000
+  const finished = await Promise.race([exited(child).then(() => true), sleep(limit).then(() => false)])
+  if (!finished) {
+    child.kill("SIGKILL")
+    return { status: "failed", note: `still running after ${limit / 1000} s; killed`, results: null }
+  }
+  try {
+    if (child.exitCode !== 0) throw new Error(`exited with code ${child.exitCode}: ${stderr()}`)
+    const text = stdout()
+    const jsonAt = text.search(/^\{/m)
+    const results: unknown = Fs.existsSync(out)
+      ? JSON.parse(Fs.readFileSync(out, "utf8"))
+      : jsonAt >= 0
+      ? JSON.parse(text.slice(jsonAt))
+      : null
+    if (results === null) throw new Error("printed no JSON")
+    return { status: "ok", note: (jsonAt >= 0 ? text.slice(0, jsonAt) : text).trim(), results }
+  } catch (error) {
+    return { status: "failed", note: error instanceof Error ? error.message : String(error), results: null }
+  } finally {
+    Fs.rmSync(out, { force: true })
+  }
+}
+
+const main = async (): Promise<void> => {
+  const options = parseOptions(process.argv.slice(2))
+  const p = plan(options.quick)
+  if (options.servers.some((s) => s === "wire" || s === "wire-framed") && !Fs.existsSync(CLI)) {
+    usage(`the effect-wire CLI is not built (${Path.relative(ROOT, CLI)} is missing): run npx tsc -p tsconfig.build.json, or pick --servers node-raw,node-framed`)
+  }
+  const pinning = detectPinning(options.pin)
+  const started = new Date()
+  const t0 = performance.now()
+  const loadStart = Os.loadavg()
+  log(`bench: ${options.quick ? "quick" : "full"} run, ${options.reps} repetition(s), ${pinning.note}`)
+  log(`bench: load average ${loadStart.map((x) => x.toFixed(2)).join(" ")}; other processes on this machine add noise`)
+
+  const samples: Array<Sample> = []
+  // Peak RSS must belong to the stream echo alone, so it gets server processes of its own; a quick
+  // run checks correctness only, and saves the second set of start-ups.
+  const fresh = options.quick ? [] : options.workloads.filter((w) => w === "stream")
+  const shared = options.quick ? options.workloads : options.workloads.filter((w) => w !== "stream")
+  for (let rep = 0; rep < options.reps; rep++) {
+    if (fresh.length > 0) await session("stream", rep, fresh, options, p, pinning, samples)
+    if (shared.length > 0) await session(options.quick ? "all" : "small frames", rep, shared, options, p, pinning, samples)
+  }
+  const decoders = await runDecoders(options, pinning)
+  const loadEnd = Os.loadavg()
+  const seconds = (performance.now() - t0) / 1000
+
+  const decoderRows = decoderResults(decoders.results)
+  const targets = [...evaluateTargets(samples, options.servers), ...decoderTargets(decoderRows)]
+  const failures = samples.filter((s) => s.errors.length > 0).map((s) =>
+    `${s.workload} on ${SERVER_LABELS[s.server]} (repetition ${s.rep + 1}): ${s.errors.join("; ")}`
+  )
+  if (decoders.status === "failed") failures.push(`decoder micro-benchmark: ${decoders.note}`)
+  const ordering = samples.filter((s) => s.workload === "ordering")
+  const markdown = render({ options, p, pinning, started, seconds, loadStart, loadEnd, samples, targets, failures, ordering, decoders })
+  process.stdout.write(`${markdown}\n`)
+
+  const json = {
+    version: 1,
+    date: started.toISOString(),
+    seconds: round(seconds),
+    quick: options.quick,
+    machine: {
+      node: process.version,
+      cpus: Os.cpus().length,
+      cpuModel: Os.cpus()[0]?.model ?? "",
+      pinning: pinning.note,
+      loadAverageStart: loadStart,
+      loadAverageEnd: loadEnd
+    },
+    servers: options.servers.map((id) => ({ id, label: SERVER_LABELS[id], command: ["node", ...serverArgs(id).map((a) => Path.relative(ROOT, a) || a)] })),
+    plan: p,
+    summary: summarize(samples, options.servers),
+    targets,
+    correctness: { ok: failures.length === 0, failures },
+    decoders,
+    samples
+  }
+  Fs.mkdirSync(RESULTS_DIR, { recursive: true })
+  const text = `${JSON.stringify(json, null, 2)}\n`
+  Fs.writeFileSync(Path.join(RESULTS_DIR, "latest.json"), text)
+  Fs.writeFileSync(Path.join(RESULTS_DIR, "latest.md"), `${markdown}\n`)
+  if (options.json !== undefined) Fs.writeFileSync(options.json, text)
+  log(`bench: results in ${Path.relative(process.cwd(), Path.join(RESULTS_DIR, "latest.json"))}${options.json ? ` and ${options.json}` : ""}`)
+
+  if (failures.length > 0) process.exit(1)
+  if (options.strict && targets.some((t) => t.verdict === "FAIL")) process.exit(3)
+}
+
+const summarize = (samples: ReadonlyArray<Sample>, servers: ReadonlyArray<ServerId>) => {
+  const out: Record<string, Record<string, Record<string, unknown>>> = {}
+  for (const workload of new Set(samples.map((s) => s.workload))) {
+    out[workload] = {}
+    for (const server of servers) {
+      const metrics = new Set(samples.filter((s) => s.workload === workload && s.server === server).flatMap((s) => Object.keys(s.metrics)))
+      const entry: Record<string, unknown> = {}
+      for (const metric of metrics) {
+        entry[metric] = {
+          ...metricSpread(samples, workload, server, metric),
+          vsRawNode: ratioSpread(samples, workload, server, "node-raw", metric),
+          vsHandFramed: ratioSpread(samples, workload, server, "node-framed", metric)
+        }
+      }
+      out[workload]![server] = entry
+    }
+  }
+  return out
+}
+
+const render = (r: {
+  options: Options
+  p: Plan
+  pinning: Pinning
+  started: Date
+  seconds: number
+  loadStart: ReadonlyArray<number>
+  loadEnd: ReadonlyArray<number>
+  samples: ReadonlyArray<Sample>
+  targets: ReadonlyArray<TargetResult>
+  failures: ReadonlyArray<string>
+  ordering: ReadonlyArray<Sample>
+  decoders: DecoderRun
+}): string => {
+  const cpuSources = new Set(r.samples.map((s) => s.cpuSource).filter((s) => s !== ""))
+  const lines = [
+    `## effect-wire bench, ${r.started.toISOString().slice(0, 16).replace("T", " ")} UTC${r.options.quick ? " (--quick: sizes too small to mean anything)" : ""}`,
+    "",
+    `Node ${process.version}, ${Os.cpus().length} × ${Os.cpus()[0]?.model.trim() ?? "cpu"}; ${r.pinning.note}; ${r.options.reps} repetition(s), ${r.seconds.toFixed(0)} s.`,
+    `Load average ${r.loadStart.map((x) => x.toFixed(2)).join(" ")} at the start, ${r.loadEnd.map((x) => x.toFixed(2)).join(" ")} at the end: ` +
+    `anything above ~0 means other processes shared the cores, so absolute numbers are low and noisy; the ratios compare servers measured seconds apart.`,
+    `Cells: median (min–max) over repetitions; ratios are medians of per-repetition ratios. Server CPU from /proc (${[...cpuSources].join(", ") || "n/a"}).`,
+    "",
+    "### Correctness",
+    "",
+    r.failures.length === 0
+      ? `All byte counts and contents checked out; the ordering probe got every frame back complete and in order on every server (${r.ordering.length} runs).`
+      : ["**CORRECTNESS FAILURES: the run exits non-zero.**", "", ...r.failures.map((f) => `- ${f}`)].join("\n"),
+    "",
+    "### Targets",
+    "",
+    renderTargets(r.targets),
+    "",
+    renderTables(r.samples, r.options.servers, r.targets, describe(r.p)),
+    "### Decoders (bench/decoders.ts)",
+    "",
+    r.decoders.status === "ok"
+      ? [
+        "Throughput relative to the hand-written u32 BE decoder (best of its runs, reads cut at random sizes):",
+        "",
+        renderDecoders(decoderResults(r.decoders.results))
+      ].join("\n")
+      : `${r.decoders.status === "failed" ? "**FAILED**" : "not run"}: ${r.decoders.note}`,
+    ""
+  ]
+  return lines.join("\n")
+}
+
+main().catch((error) => {
+  process.stderr.write(`bench: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`)
+  killAll()
+  process.exit(1)
+})
