@@ -5,6 +5,7 @@
  * @since 0.1.0
  * @internal
  */
+import { Buffer } from "node:buffer"
 import type * as Framing from "../../Framing.js"
 import {
   Batch,
@@ -20,6 +21,16 @@ import {
   MalformedFrame,
   MAX_LIMIT
 } from "./core.js"
+
+const bufferIndexOf = Buffer.prototype.indexOf
+
+/**
+ * The index of `byte` in `bytes[from..]`, or -1. Node's `Buffer#indexOf` runs
+ * `memchr`: 2x faster than `Uint8Array#indexOf` on 16-byte spans and 5-10x on
+ * kilobytes. It reads any `Uint8Array`, no `Buffer` needed.
+ */
+const indexOfByte = (bytes: Uint8Array, byte: number, from: number): number =>
+  bufferIndexOf.call(bytes as Buffer, byte, from)
 
 /**
  * Finds a delimiter in a byte stream pushed in pieces. `m` is how many bytes
@@ -52,7 +63,7 @@ class Searcher {
     const D = this.D
     const d = D.length
     if (d === 1) {
-      const j = bytes.indexOf(D[0]!, from)
+      const j = indexOfByte(bytes, D[0]!, from)
       return j < 0 ? -1 : j + 1
     }
     const len = bytes.length
@@ -71,7 +82,7 @@ class Searcher {
     }
     const first = D[0]!
     for (;;) {
-      const j = bytes.indexOf(first, i)
+      const j = indexOfByte(bytes, first, i)
       if (j < 0) {
         this.m = 0
         return -1
@@ -321,7 +332,7 @@ const encodeLines = <A extends Uint8Array | string>(C: Config) =>
       line = textEncoder.encode(frame)
     } else {
       line = frame
-      if (line.indexOf(0x0a) >= 0) return malformed(C, "a line must not contain \\n")
+      if (indexOfByte(line, 0x0a, 0) >= 0) return malformed(C, "a line must not contain \\n")
       if (line.length > 0 && line[line.length - 1] === 0x0d) {
         return malformed(C, "a line must not end with \\r: the peer would read it as part of \\r\\n")
       }

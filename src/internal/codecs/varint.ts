@@ -14,6 +14,9 @@ const DATA = 1
 /** 128^k for k = 0..8: the weight of the k-th varint byte. */
 const WEIGHT = Array.from({ length: 9 }, (_, k) => 128 ** k)
 
+/** The weight of the fifth varint byte: no valid length needs a sixth. */
+const FAST_WEIGHT = 128 ** 4
+
 const varintSize = (n: number): number => {
   let size = 1
   while (n >= WEIGHT[size]!) size++
@@ -61,21 +64,33 @@ class Decoder implements Framing.Decoder<Uint8Array> {
     let p = 0
     while (p < len) {
       if (this.state === HEAD) {
-        const b = bytes[p++]!
-        if (b < 0x80 && this.count === 0) {
-          // One-byte length: the common case for small frames.
-          if (b > max) return this.tooLarge(b, true)
-          if (len - p >= b) {
-            out.push(bytes.subarray(p, p + b))
-            p += b
+        if (this.count === 0) {
+          // The common case: a whole varint in this push, read in place.
+          let q = p
+          let value = 0
+          let weight = 1
+          let b = 0x80
+          while (b >= 0x80 && q < len && weight <= FAST_WEIGHT) {
+            b = bytes[q++]!
+            value += (b & 0x7f) * weight
+            weight *= 128
+          }
+          if (b < 0x80 && (b !== 0 || q === p + 1) && value <= max) {
+            if (len - q >= value) {
+              out.push(bytes.subarray(q, q + value))
+              p = q + value
+              continue
+            }
+            this.count = q - p
+            this.value = value
+            p = q
+            this.state = DATA
+            body.begin(value)
             continue
           }
-          this.count = 1
-          this.value = b
-          this.state = DATA
-          body.begin(b)
-          continue
+          // Split across pushes, over-long or too large: byte by byte, below, says which.
         }
+        const b = bytes[p++]!
         if (b === 0 && this.count > 0) {
           this.error = new MalformedFrame({
             codec: this.name,

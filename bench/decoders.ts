@@ -1,0 +1,330 @@
+/**
+ * Decoder micro-benchmark: every built-in codec, through its raw
+ * `decoder().push` and through `Framing.decode` on a Stream (one read per
+ * Stream chunk, as a socket delivers them), against a hand-written u32
+ * big-endian decoder, on byte streams cut at random sizes from 1 B to 64 KiB,
+ * for 16 B, 1 KiB and 64 KiB frames.
+ *
+ *   npm run build && node dist/bench/decoders.js [--quick] [--json] [--no-pretenuring]
+ *
+ * "vs raw" is the hand-written decoder's time on the raw path over this
+ * row's: the target is >= 0.8 at every frame size. "vs stream" compares a
+ * Stream row with the hand-written decoder run through the same Stream
+ * plumbing (one `Stream.mapChunks`), which isolates what `Framing.decode`
+ * adds to Effect's own per-chunk cost.
+ *
+ * @since 0.1.0
+ */
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import v8 from "node:v8"
+import * as Framing from "../src/Framing.js"
+
+const args = new Set(process.argv.slice(2))
+const QUICK = args.has("--quick")
+const JSON_OUTPUT = args.has("--json")
+/**
+ * A diagnosis aid, off by default: V8 may decide to allocate Effect's chunk
+ * objects straight in the old generation, and then every frame a chunk holds
+ * outlives the young-generation GC. This shows what that costs.
+ */
+const NO_PRETENURING = args.has("--no-pretenuring")
+/** Wire bytes per measurement. */
+const VOLUME = (QUICK ? 4 : 16) * 1024 * 1024
+/** Timed runs per measurement, after one warm-up; the fastest counts (the others lost time to the machine, not the code). */
+const RUNS = QUICK ? 3 : 5
+const FRAME_SIZES = [16, 1024, 64 * 1024] as const
+const MAX_CHUNK = 64 * 1024
+
+/** xorshift32: the same "random" chunking on every run and machine. */
+const random = (seed: number) => {
+  let x = seed >>> 0 || 1
+  return () => {
+    x ^= x << 13
+    x >>>= 0
+    x ^= x >>> 17
+    x ^= x << 5
+    x >>>= 0
+    return x / 0x100000000
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The baseline: what one would write by hand for | u32 BE length | body |
+// ---------------------------------------------------------------------------
+
+class HandWrittenU32 {
+  private readonly head = new Uint8Array(4)
+  private headFill = 0
+  private frame: Uint8Array | undefined = undefined
+  private fill = 0
+
+  push(bytes: Uint8Array, out: Array<Uint8Array>): void {
+    const len = bytes.length
+    let p = 0
+    while (p < len) {
+      const frame = this.frame
+      if (frame !== undefined) {
+        const take = Math.min(frame.length - this.fill, len - p)
+        frame.set(bytes.subarray(p, p + take), this.fill)
+        this.fill += take
+        p += take
+        if (this.fill === frame.length) {
+          out.push(frame)
+          this.frame = undefined
+        }
+        continue
+      }
+      let n: number
+      if (this.headFill === 0 && len - p >= 4) {
+        n = ((bytes[p]! << 24) | (bytes[p + 1]! << 16) | (bytes[p + 2]! << 8) | bytes[p + 3]!) >>> 0
+        p += 4
+      } else {
+        while (this.headFill < 4 && p < len) this.head[this.headFill++] = bytes[p++]!
+        if (this.headFill < 4) return
+        const h = this.head
+        n = ((h[0]! << 24) | (h[1]! << 16) | (h[2]! << 8) | h[3]!) >>> 0
+        this.headFill = 0
+      }
+      if (n > 8 * 1024 * 1024) throw new Error(`frame of ${n} bytes`)
+      if (len - p >= n) {
+        out.push(bytes.subarray(p, p + n))
+        p += n
+      } else {
+        this.frame = new Uint8Array(n)
+        this.fill = 0
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Workloads
+// ---------------------------------------------------------------------------
+
+interface Subject {
+  readonly name: string
+  readonly codec: Framing.Codec<any>
+  /** `count` frames of `size` bytes of payload, as this codec sends them. */
+  readonly frames: (size: number, count: number) => ReadonlyArray<unknown>
+}
+
+/** Payload bytes that are never 0x00, `\r` or `\n`, so every delimiter codec can carry them. */
+const payload = (size: number, seed: number): Uint8Array => {
+  const next = random(seed)
+  const bytes = new Uint8Array(size)
+  for (let i = 0; i < size; i++) bytes[i] = 0x20 + Math.floor(next() * 0x5e)
+  return bytes
+}
+
+const bodies = (size: number, count: number) => {
+  // A handful of distinct bodies, reused: generating megabytes of randomness would dominate the setup.
+  const distinct = Array.from({ length: 8 }, (_, i) => payload(size, i + 1))
+  return Array.from({ length: count }, (_, i) => distinct[i % distinct.length]!)
+}
+
+const Header = Schema.Struct({ id: Schema.Int, length: Schema.NonNegativeInt })
+
+const subjects: ReadonlyArray<Subject> = [
+  { name: "lengthPrefixed", codec: Framing.lengthPrefixed(), frames: bodies },
+  { name: "varint", codec: Framing.varint(), frames: bodies },
+  { name: "delimited(\\0)", codec: Framing.delimited({ delimiter: "\0" }), frames: bodies },
+  { name: "delimited(\\r\\n)", codec: Framing.delimited({ delimiter: "\r\n" }), frames: bodies },
+  { name: "lines", codec: Framing.lines(), frames: bodies },
+  {
+    name: "lines(string)",
+    codec: Framing.lines({ as: "string" }),
+    frames: (size, count) => {
+      const distinct = bodies(size, 8).map((b) => new TextDecoder().decode(b))
+      return Array.from({ length: count }, (_, i) => distinct[i % distinct.length]!)
+    }
+  },
+  { name: "fixed", codec: Framing.fixed(16), frames: bodies },
+  {
+    name: "header",
+    codec: Framing.header({ header: Header, bodyLength: (h) => h.length }),
+    frames: (size, count) => bodies(size, count).map((body, id) => ({ header: { id, length: size }, body }))
+  }
+]
+
+/** The encoded stream cut into reads of random sizes. */
+const cut = (bytes: Uint8Array, seed: number): Array<Uint8Array> => {
+  const next = random(seed)
+  const reads: Array<Uint8Array> = []
+  for (let at = 0; at < bytes.length;) {
+    const size = 1 + Math.floor(next() * MAX_CHUNK)
+    reads.push(bytes.subarray(at, at + size))
+    at += size
+  }
+  return reads
+}
+
+// ---------------------------------------------------------------------------
+// Measurement
+// ---------------------------------------------------------------------------
+
+type Path = "raw" | "stream"
+
+interface Result {
+  readonly codec: string
+  readonly frameSize: number
+  readonly path: Path
+  readonly frames: number
+  readonly bytes: number
+  readonly seconds: number
+  readonly framesPerSecond: number
+  readonly megabytesPerSecond: number
+  /** Time of the hand-written decoder on its raw path over this one's: >= 1 is as fast or faster. */
+  readonly ratio: number
+  /** Stream rows: the same against the hand-written decoder run through the same Stream plumbing. */
+  readonly ratioToStreamBaseline?: number | undefined
+}
+
+interface Task {
+  readonly codec: string
+  readonly path: Path
+  readonly frames: number
+  readonly bytes: number
+  readonly run: () => number | Promise<number>
+  best: number
+}
+
+const rawPath = (
+  decoder: () => { push: (bytes: Uint8Array, out: Array<any>) => unknown },
+  reads: ReadonlyArray<Uint8Array>
+) =>
+() => {
+  const d = decoder()
+  const out: Array<unknown> = []
+  let frames = 0
+  for (let i = 0; i < reads.length; i++) {
+    if (d.push(reads[i]!, out) !== undefined) throw new Error("decode failed")
+    frames += out.length
+    out.length = 0
+  }
+  return frames
+}
+
+/** One Stream chunk per read, as a socket delivers them. */
+const readStream = (reads: ReadonlyArray<Uint8Array>) => {
+  const chunks = reads.map((r) => Chunk.of(r))
+  return Stream.suspend(() => Stream.flattenChunks(Stream.fromIterable(chunks)))
+}
+
+const count = <A>(frames: Stream.Stream<A, unknown>) => () => {
+  let n = 0
+  return Effect.runPromise(
+    Stream.runForEachChunk(frames, (chunk) =>
+      Effect.sync(() => {
+        n += chunk.length
+      })).pipe(Effect.map(() => n))
+  )
+}
+
+const streamPath = (codec: Framing.Codec<any>, reads: ReadonlyArray<Uint8Array>) =>
+  count(readStream(reads).pipe(Framing.decode(codec)))
+
+/** The hand-written decoder in the plainest Stream stage there is, for the cost of the plumbing alone. */
+const streamBaseline = (reads: ReadonlyArray<Uint8Array>) =>
+  count(Stream.suspend(() => {
+    const decoder = new HandWrittenU32()
+    return readStream(reads).pipe(Stream.mapChunks((chunk) => {
+      const out: Array<Uint8Array> = []
+      for (const bytes of chunk) decoder.push(bytes, out)
+      return Chunk.unsafeFromArray(out)
+    }))
+  }))
+
+/** Runs every task `RUNS` times round-robin, so a busy moment of the machine hits them all alike. */
+const measure = async (tasks: ReadonlyArray<Task>): Promise<void> => {
+  for (let round = 0; round <= RUNS; round++) {
+    for (const task of tasks) {
+      const start = process.hrtime.bigint()
+      const frames = await task.run()
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9
+      if (frames !== task.frames) throw new Error(`${task.codec}: decoded ${frames} frames, expected ${task.frames}`)
+      // Round 0 warms up the JIT.
+      if (round > 0 && seconds < task.best) task.best = seconds
+    }
+  }
+}
+
+const format = (r: Result): string =>
+  [
+    r.codec.padEnd(18),
+    `${r.frameSize}`.padStart(6),
+    r.path.padEnd(6),
+    `${(r.framesPerSecond / 1e6).toFixed(2)}M`.padStart(9),
+    `${r.megabytesPerSecond.toFixed(0)}`.padStart(7),
+    `${r.ratio.toFixed(2)}x`.padStart(7),
+    r.ratioToStreamBaseline === undefined ? "" : `${r.ratioToStreamBaseline.toFixed(2)}x`.padStart(9)
+  ].join("  ")
+
+const BASELINE = "hand-written u32"
+
+const main = async () => {
+  if (NO_PRETENURING) v8.setFlagsFromString("--no-allocation-site-pretenuring")
+  const results: Array<Result> = []
+  console.log(
+    `decoders: ${QUICK ? "quick, " : ""}${VOLUME / 1024 / 1024} MiB per run, best of ${RUNS}, reads of 1 B-64 KiB` +
+      (NO_PRETENURING ? ", V8 allocation-site pretenuring off" : "")
+  )
+  console.log(
+    ["codec".padEnd(18), "frame".padStart(6), "path".padEnd(6), "frames/s".padStart(9), "MB/s".padStart(7)].join("  ") +
+      "  vs raw  vs stream"
+  )
+  for (const frameSize of FRAME_SIZES) {
+    const frames = Math.max(1, Math.floor(VOLUME / (frameSize + 4)))
+    const baselineBytes = Either.getOrThrow(Framing.encodeAll(Framing.lengthPrefixed(), bodies(frameSize, frames)))
+    const baselineReads = cut(baselineBytes, frameSize)
+    const task = (codec: string, path: Path, bytes: number, run: Task["run"]): Task => ({
+      codec,
+      path,
+      frames,
+      bytes,
+      run,
+      best: Infinity
+    })
+    const tasks: Array<Task> = [
+      task(BASELINE, "raw", baselineBytes.length, rawPath(() => new HandWrittenU32(), baselineReads)),
+      task(BASELINE, "stream", baselineBytes.length, streamBaseline(baselineReads))
+    ]
+    for (const subject of subjects) {
+      if (subject.name === "fixed" && frameSize !== 16) continue
+      const codec: Framing.Codec<any> = subject.name === "fixed" ? Framing.fixed(frameSize) : subject.codec
+      const bytes = Either.getOrThrow(Framing.encodeAll(codec, subject.frames(frameSize, frames)))
+      const reads = cut(bytes, frameSize)
+      tasks.push(task(subject.name, "raw", bytes.length, rawPath(codec.decoder, reads)))
+      tasks.push(task(subject.name, "stream", bytes.length, streamPath(codec, reads)))
+    }
+    await measure(tasks)
+    const [raw, stream] = tasks
+    for (const t of tasks) {
+      const r: Result = {
+        codec: t.codec,
+        frameSize,
+        path: t.path,
+        frames: t.frames,
+        bytes: t.bytes,
+        seconds: t.best,
+        framesPerSecond: t.frames / t.best,
+        megabytesPerSecond: t.bytes / t.best / 1e6,
+        ratio: raw!.best / t.best,
+        ratioToStreamBaseline: t.path === "stream" ? stream!.best / t.best : undefined
+      }
+      results.push(r)
+      console.log(format(r))
+    }
+  }
+  if (JSON_OUTPUT) {
+    console.log(JSON.stringify({ benchmark: "decoders", quick: QUICK, volume: VOLUME, runs: RUNS, results }, null, 2))
+  }
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exitCode = 1
+})
