@@ -19,12 +19,15 @@
  * @since 0.1.0
  */
 import * as Platform from "@effect/platform/Socket"
+import * as SocketServer from "@effect/platform/SocketServer"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type * as Address from "./Address.js"
-import type { ConnectError } from "./NetError.js"
+import * as Address from "./Address.js"
+import type { ConnectError, ListenError } from "./NetError.js"
 import * as Socket from "./Socket.js"
 
 const encoder = new TextEncoder()
@@ -112,3 +115,87 @@ export const connect = (
   address: Address.Address,
   options?: Socket.ConnectOptions | undefined
 ): Effect.Effect<Platform.Socket, ConnectError, Scope.Scope> => Effect.map(Socket.connect(address, options), fromSocket)
+
+/**
+ * View a {@link Socket.Listener} as an `@effect/platform` `SocketServer`:
+ * `run(handler)` serves every accepted connection in its own fiber with the
+ * connection as a platform `Socket`, closes the connection when the handler
+ * ends, and logs a handler's failure without stopping the others. It runs
+ * until interrupted; interrupting it interrupts the handlers.
+ *
+ * ```ts
+ * const listener = yield* Socket.listen(Address.tcp("127.0.0.1", 0))
+ * const server = PlatformSocket.fromListener(listener)
+ * yield* server.run((socket) => Effect.scoped(Effect.flatMap(socket.writer, (write) => socket.run(write))))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromListener = (listener: Socket.Listener): SocketServer.SocketServer["Type"] => ({
+  address: listener.address._tag === "TcpAddress"
+    ? { _tag: "TcpAddress", hostname: listener.address.host, port: listener.address.port }
+    : { _tag: "UnixAddress", path: listener.address.path },
+  run: <R, E, _>(handler: (socket: Platform.Socket) => Effect.Effect<_, E, R>) =>
+    Effect.scoped(
+      Effect.gen(function*() {
+        const connections = yield* FiberSet.make<unknown, never>()
+        const runFork = yield* FiberSet.runtime(connections)<R>()
+        const serve = (socket: Socket.Socket) =>
+          handler(fromSocket(socket)).pipe(
+            Effect.catchAllCause((cause) =>
+              Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning(
+                `connection from ${Address.format(socket.remoteAddress)} failed`,
+                cause
+              )
+            ),
+            Effect.ensuring(socket.close)
+          )
+        yield* Stream.runForEach(listener.accept, (socket) => Effect.sync(() => runFork(serve(socket))))
+        // The listener stopped accepting: serve what is open until interrupted, like the platform's servers.
+        return yield* Effect.never
+      })
+    ) as Effect.Effect<never, SocketServer.SocketServerError, R>
+})
+
+/**
+ * Listen with {@link Socket.listen} and provide the platform's
+ * `SocketServer`, e.g. for `@effect/rpc`'s `RpcServer.layerProtocolSocketServer`.
+ *
+ * ```ts
+ * const RpcLive = RpcServer.layer(Api).pipe(
+ *   Layer.provide(RpcServer.layerProtocolSocketServer),
+ *   Layer.provide(RpcSerialization.layerNdjson),
+ *   Layer.provide(PlatformSocket.layerServer(Address.tcp("127.0.0.1", 9000)))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerServer = (
+  address: Address.Address,
+  options?: Socket.ListenOptions | undefined
+): Layer.Layer<SocketServer.SocketServer, ListenError> =>
+  Layer.scoped(SocketServer.SocketServer, Effect.map(Socket.listen(address, options), fromListener))
+
+/**
+ * Connect with {@link Socket.connect} and provide the connection as the
+ * platform's `Socket` service, e.g. for `@effect/rpc`'s
+ * `RpcClient.layerProtocolSocket()`. The connection closes when the layer is
+ * released. It is one connection: no reconnecting.
+ *
+ * ```ts
+ * const ClientLive = RpcClient.layerProtocolSocket().pipe(
+ *   Layer.provide(RpcSerialization.layerNdjson),
+ *   Layer.provide(PlatformSocket.layer(Address.tcp("127.0.0.1", 9000)))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  address: Address.Address,
+  options?: Socket.ConnectOptions | undefined
+): Layer.Layer<Platform.Socket, ConnectError> => Layer.scoped(Platform.Socket, connect(address, options))

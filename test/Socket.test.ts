@@ -1,4 +1,10 @@
 import * as Platform from "@effect/platform/Socket"
+import * as SocketServer from "@effect/platform/SocketServer"
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcClient from "@effect/rpc/RpcClient"
+import * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import * as RpcServer from "@effect/rpc/RpcServer"
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
@@ -6,6 +12,8 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { execFileSync } from "node:child_process"
@@ -28,6 +36,11 @@ import {
 } from "./helpers/sockets.js"
 
 const MiB = 1024 * 1024
+
+class Api extends RpcGroup.make(
+  Rpc.make("Upper", { payload: { text: Schema.String }, success: Schema.String }),
+  Rpc.make("Count", { payload: { n: Schema.Number }, success: Schema.Number, stream: true })
+) {}
 const loopback4 = Address.tcp("127.0.0.1", 0)
 
 const echo = (socket: Socket.Socket) => Stream.run(socket.reads, socket.writes)
@@ -583,6 +596,39 @@ describe("Socket", () => {
         )
         assert.strictEqual(reply, "ping pong!")
       }))
+
+    it.scopedLive("@effect/rpc runs over it: a typed RPC server and client on loopback", () =>
+      Effect.gen(function*() {
+        const listener = yield* Socket.listen(loopback4)
+        const handlers = Api.toLayer({
+          Upper: ({ text }) => Effect.succeed(text.toUpperCase()),
+          Count: ({ n }) => Stream.range(1, n)
+        })
+        yield* Layer.launch(
+          RpcServer.layer(Api).pipe(
+            Layer.provide(handlers),
+            Layer.provide(RpcServer.layerProtocolSocketServer),
+            Layer.provide(RpcSerialization.layerNdjson),
+            Layer.provide(Layer.succeed(SocketServer.SocketServer, PlatformSocket.fromListener(listener)))
+          )
+        ).pipe(Effect.forkScoped)
+        // Built in the test's scope: the connection lives as long as the client.
+        const protocol = yield* Layer.build(
+          RpcClient.layerProtocolSocket().pipe(
+            Layer.provide(RpcSerialization.layerNdjson),
+            Layer.provide(PlatformSocket.layer(listener.address))
+          )
+        )
+        const client = yield* RpcClient.make(Api).pipe(Effect.provide(protocol))
+        assert.strictEqual(yield* client.Upper({ text: "over effect-wire" }), "OVER EFFECT-WIRE")
+        const counted = yield* Stream.runCollect(client.Count({ n: 1000 }))
+        assert.deepStrictEqual(Chunk.toArray(counted), Array.from({ length: 1000 }, (_, i) => i + 1))
+        const replies = yield* Effect.all(
+          Array.from({ length: 50 }, (_, i) => client.Upper({ text: `r${i}` })),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(replies, Array.from({ length: 50 }, (_, i) => `R${i}`))
+      }), { timeout: 20_000 })
 
     it.scopedLive("read errors surface as SocketError with the typed cause", () =>
       Effect.gen(function*() {

@@ -7,6 +7,10 @@
  *
  *   npx vite-node test/helpers/throughput.ts [connections=4] [MiB per connection=64] [rounds=3]
  *
+ * ONLY=raw or ONLY=ours runs one of the two (e.g. under `node --cpu-prof`).
+ * The rounds alternate, so a busy neighbour hurts both sides alike; the report
+ * gives the median and the best round.
+ *
  * Not a test: a quick measurement to compare the two servers.
  */
 import * as Effect from "effect/Effect"
@@ -80,14 +84,28 @@ const main = Effect.scoped(Effect.gen(function*() {
     if (process.env.ONLY !== "raw") ours.push(yield* Effect.promise(() => run(ourPort)))
   }
   raw.close()
-  // On a shared machine wall-clock rates are noisy; CPU per byte is steadier.
-  const best = (xs: Array<Result>) => Math.max(...xs.map((x) => x.rate))
-  const cpu = (xs: Array<Result>) => Math.min(...xs.map((x) => x.cpu))
-  const show = (xs: Array<Result>) => xs.map((x) => x.rate.toFixed(0)).join(", ")
-  console.log(`${connections} x ${mib} MiB echo, best of ${rounds}`)
-  console.log(`node:net pipe : ${best(theirs).toFixed(0)} MiB/s (${show(theirs)}); server CPU ${cpu(theirs).toFixed(0)} ms per 64 MiB`)
-  console.log(`Socket stream : ${best(ours).toFixed(0)} MiB/s (${show(ours)}); server CPU ${cpu(ours).toFixed(0)} ms per 64 MiB`)
-  console.log(`ratio         : ${(best(ours) / best(theirs)).toFixed(2)} by rate, ${(cpu(theirs) / cpu(ours)).toFixed(2)} by CPU`)
+  // On a shared machine wall-clock rates are noisy: report the median and the best round.
+  const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+  const line = (name: string, xs: Array<Result>) =>
+    xs.length === 0 ? undefined : {
+      name,
+      rate: median(xs.map((x) => x.rate)),
+      best: Math.max(...xs.map((x) => x.rate)),
+      cpu: median(xs.map((x) => x.cpu))
+    }
+  console.log(`${connections} x ${mib} MiB echo over 127.0.0.1, ${rounds} rounds`)
+  const lines = [line("node:net pipe", theirs), line("Socket stream", ours)]
+  for (const l of lines) {
+    if (l === undefined) continue
+    console.log(
+      `${l.name}: median ${l.rate.toFixed(0)} MiB/s, best ${l.best.toFixed(0)} MiB/s; ` +
+        `server CPU ${l.cpu.toFixed(0)} ms per 64 MiB`
+    )
+  }
+  const [raw_, ours_] = lines
+  if (raw_ !== undefined && ours_ !== undefined) {
+    console.log(`ratio Socket/pipe: ${(ours_.rate / raw_.rate).toFixed(2)} (median rate), ${(raw_.cpu / ours_.cpu).toFixed(2)} (CPU)`)
+  }
 }))
 
 Effect.runPromise(main).then(() => process.exit(0), (e) => {
