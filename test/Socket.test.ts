@@ -545,6 +545,17 @@ describe("Socket", () => {
   })
 
   describe("options", () => {
+    it.scopedLive("keepAlive, noDelay and readBufferSize are applied without changing the bytes", () =>
+      Effect.gen(function*() {
+        const listener = yield* echoServer(loopback4, { keepAlive: "10 seconds", noDelay: false, readBufferSize: 1024 })
+        const client = yield* Socket.connect(listener.address, { keepAlive: true, noDelay: false, readBufferSize: 512 })
+        const payload = pattern(1 * MiB)
+        const sending = yield* Effect.fork(Effect.zipRight(client.write(payload), client.end))
+        const reply = yield* readAll(client)
+        yield* Fiber.join(sending)
+        assert.isTrue(reply.equals(payload))
+      }))
+
     it.scopedLive("invalid values are defects that name the option", () =>
       Effect.gen(function*() {
         const listener = yield* Socket.listen(loopback4)
