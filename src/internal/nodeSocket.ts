@@ -213,13 +213,8 @@ class NodeSocket implements Socket.Socket {
 
   /** Everything queued as one chunk; else the failure; else end; else wait. */
   poll(): ReadPull {
-    const queue = this.queue
-    if (queue !== undefined) {
-      this.queue = undefined
-      this.queued = 0
-      this.startReading()
-      return Effect.succeed(Chunk.unsafeFromArray(queue))
-    }
+    const queued = this.takeQueued()
+    if (queued !== undefined) return Effect.succeed(queued)
     if (this.failure !== undefined) return Effect.fail(this.readError())
     if ((this.flags & (EOF | CLOSED | CLOSING)) !== 0) return Effect.succeed(undefined)
     if (this.reader !== undefined) {
@@ -235,13 +230,24 @@ class NodeSocket implements Socket.Socket {
   }
 
   get reads(): Stream.Stream<Uint8Array, NetError.ReadError> {
-    const pull = Effect.suspend(() => this.poll())
-    const loop: Channel.Channel<Chunk.Chunk<Uint8Array>, unknown, NetError.ReadError, unknown, void, unknown> =
-      Channel.flatMap(
-        Channel.fromEffect(pull),
-        (chunk) => chunk === undefined ? Channel.void : Channel.zipRight(Channel.write(chunk), loop)
-      )
+    type Reads = Channel.Channel<Chunk.Chunk<Uint8Array>, unknown, NetError.ReadError, unknown, void, unknown>
+    const emit = (chunk: Chunk.Chunk<Uint8Array> | undefined): Reads =>
+      chunk === undefined ? Channel.void : Channel.zipRight(Channel.write(chunk), loop)
+    // Bytes already queued go out without a trip through an Effect.
+    const loop: Reads = Channel.suspend(() => {
+      const queued = this.takeQueued()
+      return queued !== undefined ? emit(queued) : Channel.flatMap(Channel.fromEffect(this.poll()), emit)
+    })
     return Stream.fromChannel(loop)
+  }
+
+  takeQueued(): Chunk.Chunk<Uint8Array> | undefined {
+    const queue = this.queue
+    if (queue === undefined) return undefined
+    this.queue = undefined
+    this.queued = 0
+    this.startReading()
+    return Chunk.unsafeFromArray(queue)
   }
 
   readError(): NetError.ReadError {
@@ -328,12 +334,12 @@ class NodeSocket implements Socket.Socket {
   get writes(): Sink.Sink<void, Uint8Array, never, NetError.WriteError> {
     const loop: Channel.Channel<never, Chunk.Chunk<Uint8Array>, NetError.WriteError, never, void, unknown> = Channel
       .readWithCause({
-        onInput: (chunk: Chunk.Chunk<Uint8Array>) =>
-          Channel.flatMap(
-            // onInput runs when the chunk arrives, so writing here is already lazy enough.
-            Channel.fromEffect(this.writeBatch(Chunk.toReadonlyArray(chunk))),
-            () => loop
-          ),
+        onInput: (chunk: Chunk.Chunk<Uint8Array>) => {
+          // onInput runs when the chunk arrives, so writing here is lazy enough;
+          // when Node took the bytes at once there is nothing to wait for.
+          const written = this.writeBatch(Chunk.toReadonlyArray(chunk))
+          return written === Effect.void ? loop : Channel.flatMap(Channel.fromEffect(written), () => loop)
+        },
         onFailure: (cause: Cause.Cause<never>) => Channel.failCause(cause),
         onDone: () => Channel.fromEffect(this.end)
       })
