@@ -39,12 +39,22 @@ import * as varintCodec from "./internal/codecs/varint.js"
 // ---------------------------------------------------------------------------
 
 /**
+ * Marks a {@link Codec}.
+ *
+ * ```ts
+ * Framing.TypeId in Framing.lines() // true
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: typeof core.TypeId = core.TypeId
 
 /**
+ * ```ts
+ * const id: Framing.TypeId = Framing.TypeId
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
@@ -138,6 +148,12 @@ export interface Decoder<A> {
 export const FrameTooLarge: typeof core.FrameTooLarge = core.FrameTooLarge
 
 /**
+ * The instance type of {@link FrameTooLarge}.
+ *
+ * ```ts
+ * const sizeOf = (e: Framing.FrameTooLarge) => e.size
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -157,6 +173,12 @@ export type FrameTooLarge = core.FrameTooLarge
 export const IncompleteFrame: typeof core.IncompleteFrame = core.IncompleteFrame
 
 /**
+ * The instance type of {@link IncompleteFrame}.
+ *
+ * ```ts
+ * const leftover = (e: Framing.IncompleteFrame) => e.remaining
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -179,6 +201,12 @@ export type IncompleteFrame = core.IncompleteFrame
 export const MalformedFrame: typeof core.MalformedFrame = core.MalformedFrame
 
 /**
+ * The instance type of {@link MalformedFrame}.
+ *
+ * ```ts
+ * const why = (e: Framing.MalformedFrame) => e.reason
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
@@ -199,13 +227,23 @@ export type MalformedFrame = core.MalformedFrame
 export const InvalidCodecOptions: typeof core.InvalidCodecOptions = core.InvalidCodecOptions
 
 /**
+ * The instance type of {@link InvalidCodecOptions}.
+ *
+ * ```ts
+ * const option = (e: Framing.InvalidCodecOptions) => e.option
+ * ```
+ *
  * @since 0.1.0
  * @category errors
  */
 export type InvalidCodecOptions = core.InvalidCodecOptions
 
 /**
- * Everything decoding or encoding frames can fail with.
+ * Everything decoding or encoding frames can fail with; each has its own `_tag`.
+ *
+ * ```ts
+ * const describe = (e: Framing.FrameError) => e._tag === "FrameTooLarge" ? `${e.size} > ${e.limit}` : e.message
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -262,6 +300,10 @@ export const make: <A>(codec: {
  * Options of {@link lengthPrefixed}; Netty's LengthFieldBasedFrameDecoder
  * calls them lengthFieldLength, lengthFieldOffset, lengthAdjustment and
  * initialBytesToStrip.
+ *
+ * ```ts
+ * const options: Framing.LengthPrefixedOptions = { lengthBytes: 2, endian: "little", maxFrameLength: 4096 }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -326,6 +368,10 @@ export const lengthPrefixed: (options?: LengthPrefixedOptions) => Codec<Uint8Arr
 /**
  * Options of {@link varint}.
  *
+ * ```ts
+ * const options: Framing.VarintOptions = { maxFrameLength: 1 << 20 }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -355,6 +401,10 @@ export const varint: (options?: VarintOptions) => Codec<Uint8Array> = varintCode
 
 /**
  * Options of {@link delimited}.
+ *
+ * ```ts
+ * const options: Framing.DelimitedOptions = { delimiter: "\r\n", maxLength: 1024, resync: true }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -395,6 +445,10 @@ export const delimited: (options: DelimitedOptions) => Codec<Uint8Array> = delim
 
 /**
  * Options of {@link lines}.
+ *
+ * ```ts
+ * const options: Framing.LinesOptions = { as: "string", maxLength: 1024 }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -450,6 +504,10 @@ export const fixed: (size: number) => Codec<Uint8Array> = fixedCodec.fixed
 /**
  * A frame of the {@link header} codec: the decoded header and the raw body.
  *
+ * ```ts
+ * const frame: Framing.HeaderFrame<{ readonly length: number }> = { header: { length: 2 }, body: new Uint8Array(2) }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -460,6 +518,13 @@ export interface HeaderFrame<H> {
 
 /**
  * Options of {@link header}.
+ *
+ * ```ts
+ * const options: Framing.HeaderOptions<{ readonly n: number }, { readonly n: number }> = {
+ *   header: Schema.Struct({ n: Schema.Number }),
+ *   bodyLength: (h) => h.n
+ * }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -583,7 +648,10 @@ const decodeEitherChannel = <A, E>(codec: Codec<A>): FrameChannel<Either.Either<
           let error = decoder.push(chunks[i]!, frames)
           while (error !== undefined) {
             if (!settle(out, error)) return emit<Either.Either<A, FrameError>, Uint8Array, E>(out, Channel.void)
-            error = decoder.push(EMPTY, frames)
+            const next = decoder.push(EMPTY, frames)
+            // A decoder that repeats the same error is stuck, whatever `failed` says.
+            if (next === error) return emit<Either.Either<A, FrameError>, Uint8Array, E>(out, Channel.void)
+            error = next
           }
           settle(out, undefined)
         }
@@ -594,7 +662,11 @@ const decodeEitherChannel = <A, E>(codec: Codec<A>): FrameChannel<Either.Either<
       onDone: (): FrameChannel<Either.Either<A, FrameError>, Uint8Array, E> => {
         const out: Array<Either.Either<A, FrameError>> = []
         let error = decoder.end(frames)
-        while (error !== undefined && settle(out, error)) error = decoder.end(frames)
+        while (error !== undefined && settle(out, error)) {
+          const next = decoder.end(frames)
+          if (next === error) break
+          error = next
+        }
         settle(out, undefined)
         return emit<Either.Either<A, FrameError>, Uint8Array, E>(out, Channel.void)
       }

@@ -6,7 +6,7 @@ import * as Schema from "effect/Schema"
 import * as Framing from "effect-wire/Framing"
 import * as CodecLaws from "effect-wire/testing/CodecLaws"
 
-const RUNS = { fastCheck: { numRuns: 60 } }
+const RUNS = { fastCheck: { numRuns: 50 } }
 
 const check = <A>(
   codec: Framing.Codec<A>,
