@@ -1,0 +1,321 @@
+/**
+ * The upper-case server: every byte it receives goes back with the ASCII
+ * letters `a`-`z` upper-cased and every other byte unchanged, so binary data
+ * and UTF-8 pass through intact and the answer does not depend on how the
+ * bytes were chunked. It honours half-close like the upper-case server. With
+ * `framing: "length"` or `"lines"` it answers frame by frame; over UDP
+ * ({@link layerUdp}) each datagram is answered to its sender.
+ *
+ * ```ts
+ * import * as Upper from "effect-wire/servers/Upper"
+ *
+ * const program = Effect.gen(function*() {
+ *   const server = yield* Upper.Upper
+ *   const client = yield* Upper.client(server.address)
+ *   return new TextDecoder().decode(yield* client.request("héllo")) // "HéLLO"
+ * }).pipe(Effect.scoped, Effect.provide(Upper.layerTest()))
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as Address from "../Address.js"
+import type * as Datagram from "../Datagram.js"
+import type * as DatagramServer from "../DatagramServer.js"
+import type * as Framing from "../Framing.js"
+import type * as NetError from "../NetError.js"
+import type * as Server from "../Server.js"
+import type * as Socket from "../Socket.js"
+import { upperBytes } from "../internal/bytes.js"
+import * as internal from "./internal/byteServer.js"
+
+/**
+ * How the server cuts the byte stream: `"raw"` (default) upper-cases bytes
+ * as they come; `"length"` (4-byte big-endian length, then the frame) and
+ * `"lines"` (`\n` or `\r\n`; answered with `\n`) answer frame by frame; or any
+ * `Framing.Codec<Uint8Array>`.
+ *
+ * ```ts
+ * const options: Upper.Options = { address: Address.tcp("127.0.0.1", 7), framing: "lines" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FramingOption = internal.FramingOption
+
+/**
+ * Options of {@link make} and {@link layer}: those of `Server.make` (address,
+ * `maxConnections`, `idleTimeout`, `shutdownTimeout`, …) without the handler,
+ * plus the framing.
+ *
+ * ```ts
+ * const options: Upper.Options = { address: Address.unix("/tmp/upper.sock"), maxConnections: 100 }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends internal.ServerOptions {}
+
+/**
+ * The running upper-case server that {@link layer} provides. Its own tag, so it
+ * composes with the other built-in servers in one program.
+ *
+ * ```ts
+ * const server = yield* Upper.Upper
+ * yield* Console.log(`upper on ${Address.format(server.address)}`)
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Upper extends Context.Tag("effect-wire/servers/Upper")<Upper, Server.RunningServer>() {}
+
+/**
+ * The running UDP upper-case server that {@link layerUdp} provides.
+ *
+ * ```ts
+ * const server = yield* Upper.UpperUdp
+ * const dropped = (yield* server.stats).dropped
+ * ```
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class UpperUdp extends Context.Tag("effect-wire/servers/UpperUdp")<
+  UpperUdp,
+  DatagramServer.RunningDatagramServer
+>() {}
+
+/**
+ * The connection handler alone, for a server of your own (`Server.make`,
+ * `Server.fromListener`): answers until the peer half-closes, then ends;
+ * given the server's `connection`, it also ends when the server drains.
+ *
+ * ```ts
+ * const server = yield* Server.fromListener(yield* MemorySocket.listen(), { handler: Upper.handler() })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const handler = (
+  framing?: FramingOption | undefined
+): (
+  socket: Socket.Socket,
+  connection?: Pick<Server.Connection, "draining"> | undefined
+) => Effect.Effect<void, NetError.ReadError | NetError.WriteError | Framing.FrameError> =>
+  internal.handler(upperBytes, framing)
+
+/**
+ * Start an upper-case server in the current scope; closing the scope drains it.
+ *
+ * ```ts
+ * const server = yield* Upper.make({ address: Address.tcp("127.0.0.1", 0) })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): Effect.Effect<Server.RunningServer, NetError.ListenError, Scope.Scope> =>
+  internal.make(upperBytes, options)
+
+/**
+ * The upper-case server as a Layer providing {@link Upper}: building it listens,
+ * releasing it drains.
+ *
+ * ```ts
+ * NodeRuntime.runMain(Layer.launch(Upper.layer({ address: Address.tcp("127.0.0.1", 7008) })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Upper, NetError.ListenError> => Layer.scoped(Upper, make(options))
+
+/**
+ * {@link layer} on 127.0.0.1 with a free port, for tests: read the port
+ * from the {@link Upper} service.
+ *
+ * ```ts
+ * it.scoped("upper-cases", () =>
+ *   Effect.gen(function*() {
+ *     const client = yield* Upper.client((yield* Upper.Upper).address)
+ *     assert.deepStrictEqual(yield* client.request("hi"), new TextEncoder().encode("HI"))
+ *   }).pipe(Effect.provide(Upper.layerTest())))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerTest = (options: Omit<Options, "address"> = {}): Layer.Layer<Upper, NetError.ListenError> =>
+  layer({ ...options, address: Address.tcp("127.0.0.1", 0) })
+
+/**
+ * Options of {@link layerUdp}: those of `DatagramServer.make` without the
+ * address and the handler (`concurrency`, `socket`, `name`).
+ *
+ * ```ts
+ * const options: Upper.UdpOptions = { socket: { receiveBufferSize: 4096 } }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type UdpOptions = internal.UdpServerOptions
+
+/**
+ * Start a UDP upper-case server in the current scope: every datagram is answered
+ * upper-cased to its sender.
+ *
+ * ```ts
+ * const server = yield* Upper.makeUdp(Address.tcp("127.0.0.1", 0))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeUdp = (
+  address: Datagram.UdpAddress,
+  options?: UdpOptions | undefined
+): Effect.Effect<DatagramServer.RunningDatagramServer, NetError.ListenError, Scope.Scope> =>
+  internal.makeUdp(upperBytes, address, options)
+
+/**
+ * The UDP upper-case server as a Layer providing {@link UpperUdp}. It composes with
+ * {@link layer} on the same port: TCP and UDP ports are separate.
+ *
+ * ```ts
+ * const UpperLive = Layer.merge(Upper.layer({ address }), Upper.layerUdp(address))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerUdp = (
+  address: Datagram.UdpAddress,
+  options?: UdpOptions | undefined
+): Layer.Layer<UpperUdp, NetError.ListenError> => Layer.scoped(UpperUdp, makeUdp(address, options))
+
+/**
+ * {@link layerUdp} on 127.0.0.1 with a free port, for tests.
+ *
+ * ```ts
+ * Effect.provide(program, Upper.layerUdpTest())
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerUdpTest = (options?: UdpOptions | undefined): Layer.Layer<UpperUdp, NetError.ListenError> =>
+  layerUdp(Address.tcp("127.0.0.1", 0), options)
+
+/**
+ * The server closed the connection before a reply was complete: it shut
+ * down, cut the connection (an idle timeout, a frame it could not read), or
+ * speaks another framing.
+ *
+ * ```ts
+ * client.request("hi").pipe(Effect.catchTag("ConnectionClosed", (e) => Console.error(e.message)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const ConnectionClosed: typeof internal.ConnectionClosed = internal.ConnectionClosed
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type ConnectionClosed = internal.ConnectionClosed
+
+/**
+ * What a request of a {@link client} can fail with: connecting again after
+ * a failed request, reading, writing, framing, or the server closing early.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ClientError = internal.ClientError
+
+/**
+ * A client on one connection: requests run one at a time; each waits for
+ * its whole reply (as many bytes as were sent, or one frame). A request that
+ * fails or is interrupted drops the connection; the next one reconnects.
+ *
+ * ```ts
+ * const reply: Uint8Array = yield* client.request(new Uint8Array([1, 2, 3]))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Client extends internal.Client {}
+
+/**
+ * Options of {@link client}: the socket's connect options and the framing,
+ * which must be the server's.
+ *
+ * ```ts
+ * const options: Upper.ClientOptions = { framing: "length", timeout: "2 seconds" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClientOptions extends internal.ClientOptions {}
+
+/**
+ * Connect a {@link Client} to an upper-case server; the connection closes with the
+ * scope.
+ *
+ * ```ts
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const upper = yield* Upper.client(Address.tcp("127.0.0.1", 7008), { framing: "lines" })
+ *   return new TextDecoder().decode(yield* upper.request("ping")) // "PING"
+ * }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const client = (
+  address: Address.Address,
+  options?: ClientOptions | undefined
+): Effect.Effect<Client, NetError.ConnectError, Scope.Scope> => internal.client(address, options)
+
+/**
+ * A client of the UDP upper-case server: one datagram per request, sent again
+ * when no reply comes in time.
+ *
+ * ```ts
+ * const reply = yield* udp.request("ping", { timeout: "200 millis" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface UdpClient extends internal.UdpClient {}
+
+/**
+ * Open a {@link UdpClient} to a UDP upper-case server; its socket closes with the
+ * scope. Built on `DatagramServer.client`, with its retry options.
+ *
+ * ```ts
+ * const udp = yield* Upper.udpClient(Address.tcp("127.0.0.1", 7008), { timeout: "500 millis" })
+ * const reply = yield* udp.request("ping")
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const udpClient = (
+  address: Datagram.UdpAddress,
+  options?: DatagramServer.ClientOptions | undefined
+): Effect.Effect<UdpClient, NetError.ConnectError | NetError.ListenError, Scope.Scope> =>
+  internal.udpClient(address, options)

@@ -1,0 +1,439 @@
+/**
+ * What the Echo and Upper servers share: a server, a client and a UDP server
+ * for a pure byte transform, raw or per frame. The two modules differ only in
+ * the transform, so each is a thin, documented wrapper around this one.
+ *
+ * @since 0.1.0
+ * @internal
+ */
+import type * as Cause from "effect/Cause"
+import * as Channel from "effect/Channel"
+import * as Chunk from "effect/Chunk"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Address from "../../Address.js"
+import type * as Datagram from "../../Datagram.js"
+import * as DatagramServer from "../../DatagramServer.js"
+import * as Framing from "../../Framing.js"
+import type * as NetError from "../../NetError.js"
+import * as Server from "../../Server.js"
+import * as Socket from "../../Socket.js"
+
+/**
+ * How a built-in server cuts the byte stream: `"raw"` (default) transforms
+ * bytes as they come; `"length"` (4-byte big-endian length prefix) and
+ * `"lines"` (`\n` or `\r\n`) work per frame; or any codec of byte frames.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FramingOption = "raw" | "length" | "lines" | Framing.Codec<Uint8Array>
+
+/** The codec of a framing option; `undefined` for raw bytes. */
+export const codecOf = (framing: FramingOption | undefined): Framing.Codec<Uint8Array> | undefined => {
+  if (framing === undefined || framing === "raw") return undefined
+  if (framing === "length") return Framing.lengthPrefixed()
+  if (framing === "lines") return Framing.lines()
+  return framing
+}
+
+/** A transform of bytes; `undefined` is the identity, which lets raw echo skip every per-chunk step. */
+export type Transform = ((bytes: Uint8Array) => Uint8Array) | undefined
+
+type Errors = NetError.ReadError | Framing.FrameError
+
+/**
+ * Decode, transform and re-encode in one channel step per socket read: the
+ * frames of one read leave as one chunk of buffers, which `Socket.writes`
+ * sends as one batch. No Effect runs per frame.
+ */
+const framedChannel = (
+  codec: Framing.Codec<Uint8Array>,
+  transform: Transform
+): Channel.Channel<Chunk.Chunk<Uint8Array>, Chunk.Chunk<Uint8Array>, Errors, NetError.ReadError, unknown, unknown> =>
+  Channel.suspend(() => {
+    const decoder = codec.decoder()
+    const frames: Array<Uint8Array> = []
+    type Step = Channel.Channel<
+      Chunk.Chunk<Uint8Array>,
+      Chunk.Chunk<Uint8Array>,
+      Errors,
+      NetError.ReadError,
+      unknown,
+      unknown
+    >
+    /** Encodes the frames decoded so far; then `next`, or the decoding error after them. */
+    const flush = (decodeError: Framing.FrameError | undefined, next: Step): Step => {
+      if (frames.length === 0) return decodeError === undefined ? next : Channel.fail(decodeError)
+      if (transform !== undefined) {
+        for (let i = 0; i < frames.length; i++) frames[i] = transform(frames[i]!)
+      }
+      const out: Array<Uint8Array> = []
+      const encodeError = codec.encode(frames, out)
+      frames.length = 0
+      if (encodeError !== undefined) return Channel.fail(encodeError)
+      const rest = decodeError === undefined ? next : Channel.fail(decodeError)
+      return Channel.zipRight(Channel.write(Chunk.unsafeFromArray(out)), rest)
+    }
+    const loop: Step = Channel.readWithCause({
+      onInput: (input: Chunk.Chunk<Uint8Array>): Step => {
+        const reads = Chunk.toReadonlyArray(input)
+        for (let i = 0; i < reads.length; i++) {
+          const error = decoder.push(reads[i]!, frames)
+          if (error !== undefined) return flush(error, Channel.void)
+        }
+        return flush(undefined, loop)
+      },
+      onFailure: (cause: Cause.Cause<NetError.ReadError>): Step => Channel.failCause(cause),
+      onDone: (): Step => flush(decoder.end(frames), Channel.void)
+    })
+    return loop
+  })
+
+/**
+ * Serves one connection: answers what the peer sends until it half-closes,
+ * then finishes writing and half-closes too. A frame error ends the
+ * connection (after the frames before it were answered) and is logged by the
+ * server. When the server starts draining, the connection ends at once with
+ * a half-close: an echo has no request in hand worth waiting for, so an idle
+ * client does not hold the shutdown for `shutdownTimeout`.
+ */
+export const handler = (transform: Transform, framing: FramingOption | undefined) => {
+  const codec = codecOf(framing)
+  const transformChunk = transform === undefined ? undefined : Chunk.map(transform)
+  const pump = (socket: Socket.Socket): Effect.Effect<void, Errors | NetError.WriteError> =>
+    codec !== undefined
+      ? Stream.run(Stream.pipeThroughChannel(socket.reads, framedChannel(codec, transform)), socket.writes)
+      : transformChunk === undefined
+      ? Stream.run(socket.reads, socket.writes)
+      : Stream.run(Stream.mapChunks(socket.reads, transformChunk), socket.writes)
+  // One race per connection, none per read: the hot path stays a plain stream run.
+  return (
+    socket: Socket.Socket,
+    connection?: Pick<Server.Connection, "draining"> | undefined
+  ): Effect.Effect<void, Errors | NetError.WriteError> =>
+    connection === undefined
+      ? pump(socket)
+      : Effect.raceFirst(pump(socket), Effect.zipRight(connection.draining, Effect.ignore(socket.end)))
+}
+
+/**
+ * Options of a built-in byte server: those of `Server.make` without the
+ * handler, plus the framing.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ServerOptions extends Omit<Server.Options<never, never>, "handler"> {
+  /** How the byte stream is cut (default `"raw"`): see {@link FramingOption}. */
+  readonly framing?: FramingOption | undefined
+}
+
+/** Starts a TCP/Unix server for `transform` in the current scope. */
+export const make = (
+  transform: Transform,
+  options: ServerOptions
+): Effect.Effect<Server.RunningServer, NetError.ListenError, Scope.Scope> => {
+  const { framing, ...serverOptions } = options
+  // Built before listening, so a bad codec option fails before the port is taken.
+  const serve = handler(transform, framing)
+  return Server.make({ ...serverOptions, handler: serve })
+}
+
+/** Starts a UDP server for `transform` in the current scope: each datagram is answered to its sender. */
+export const makeUdp = (
+  transform: Transform,
+  address: Datagram.UdpAddress,
+  options: UdpServerOptions = {}
+): Effect.Effect<DatagramServer.RunningDatagramServer, NetError.ListenError, Scope.Scope> => {
+  const reply = transform ?? ((bytes: Uint8Array) => bytes)
+  return DatagramServer.make({ ...options, address, handler: (datagram) => Effect.succeed(reply(datagram.payload)) })
+}
+
+/**
+ * Options of a built-in UDP server: those of `DatagramServer.make` without
+ * the address and the handler.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type UdpServerOptions = Omit<DatagramServer.Options<never, never>, "address" | "handler">
+
+// ---------------------------------------------------------------------------
+// Clients
+// ---------------------------------------------------------------------------
+
+/**
+ * The server closed the connection before its reply was complete: it shut
+ * down, cut the connection (a frame it could not read, an idle timeout), or
+ * is not the server the client expects.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectionClosed extends Data.TaggedError("ConnectionClosed")<{
+  readonly address: Address.Address
+  /** Reply bytes received before the end (raw mode). */
+  readonly received: number
+  /** Reply bytes expected (raw mode); undefined when a frame was expected. */
+  readonly expected?: number | undefined
+}> {
+  override get message(): string {
+    const progress = this.expected === undefined
+      ? this.received === 0 ? "before replying" : `in the middle of a reply frame`
+      : `after ${this.received} of the ${this.expected} reply bytes`
+    return `the server at ${Address.format(this.address)} closed the connection ${progress}: ` +
+      "it may have shut down, timed out the connection, or rejected the request (check that both sides use the same --framing)"
+  }
+}
+
+/**
+ * What a request of a TCP/Unix client can fail with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ClientError =
+  | NetError.ConnectError
+  | NetError.ReadError
+  | NetError.WriteError
+  | Framing.FrameError
+  | ConnectionClosed
+
+/**
+ * A client on one connection. Requests run one at a time, in order; each
+ * waits for its whole reply: as many bytes as were sent in raw mode (both
+ * servers answer byte for byte), one frame in framed mode. A request that
+ * fails or is interrupted (a timeout) drops the connection, whose replies
+ * would be out of step; the next request connects again.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Client {
+  /** The server's address. */
+  readonly remoteAddress: Address.Address
+  /** Send `payload` (a string is sent as UTF-8) and wait for the reply. */
+  readonly request: (payload: Uint8Array | string) => Effect.Effect<Uint8Array, ClientError>
+}
+
+/**
+ * Options of a TCP/Unix client: the socket's connect options and the framing,
+ * which must be the server's.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClientOptions extends Socket.ConnectOptions {
+  /** How requests and replies are cut (default `"raw"`); must match the server. */
+  readonly framing?: FramingOption | undefined
+}
+
+const encoder = new TextEncoder()
+const toBytes = (payload: Uint8Array | string): Uint8Array =>
+  typeof payload === "string" ? encoder.encode(payload) : payload
+
+/** Joins `parts` (whose sizes add up to `size`) without copying when there is one. */
+const concat = (parts: ReadonlyArray<Uint8Array>, size: number): Uint8Array => {
+  if (parts.length === 1) return parts[0]!
+  const all = new Uint8Array(size)
+  let at = 0
+  for (const part of parts) {
+    all.set(part, at)
+    at += part.length
+  }
+  return all
+}
+
+type Read = Effect.Effect<Chunk.Chunk<Uint8Array> | undefined, NetError.ReadError>
+
+/** One connection of a client: its socket and how it answers one request. */
+interface Session {
+  readonly socket: Socket.Socket
+  readonly scope: Scope.CloseableScope
+  readonly request: (payload: Uint8Array) => Effect.Effect<Uint8Array, ClientError>
+}
+
+/**
+ * Below Node's write high-water mark a write never waits for `drain` (the
+ * previous reply was complete, so the buffer is empty): the reply is read
+ * after the write. A larger payload is written while the reply is read, or
+ * both sides would stop, each waiting for the other to read.
+ */
+const SEQUENTIAL_WRITE = 16 * 1024
+
+const exchange = (
+  write: Effect.Effect<void, NetError.WriteError>,
+  size: number,
+  reply: Effect.Effect<Uint8Array, ClientError>
+): Effect.Effect<Uint8Array, ClientError> =>
+  size < SEQUENTIAL_WRITE ? Effect.zipRight(write, reply) : Effect.zipRight(write, reply, { concurrent: true })
+
+/** Raw mode: the reply is as many bytes as the request. */
+const rawSession = (socket: Socket.Socket, read: Read) => {
+  // Bytes read beyond a reply; a well-behaved server sends none.
+  let buffered: Array<Uint8Array> = []
+  return (payload: Uint8Array): Effect.Effect<Uint8Array, ClientError> => {
+    const size = payload.length
+    if (size === 0) return Effect.succeed(payload)
+    const parts: Array<Uint8Array> = []
+    let received = 0
+    const take = (chunks: ReadonlyArray<Uint8Array>): void => {
+      for (let i = 0; i < chunks.length; i++) {
+        const bytes = chunks[i]!
+        const want = size - received
+        if (bytes.length >= want) {
+          parts.push(bytes.length === want ? bytes : bytes.subarray(0, want))
+          received = size
+          buffered = bytes.length === want ? chunks.slice(i + 1) : [bytes.subarray(want), ...chunks.slice(i + 1)]
+          return
+        }
+        parts.push(bytes)
+        received += bytes.length
+      }
+    }
+    const loop: Effect.Effect<Uint8Array, ClientError> = Effect.suspend(() => {
+      if (received === size) return Effect.succeed(concat(parts, size))
+      return Effect.flatMap(read, (chunk) => {
+        if (chunk === undefined) {
+          return Effect.fail(new ConnectionClosed({ address: socket.remoteAddress, received, expected: size }))
+        }
+        take(Chunk.toReadonlyArray(chunk))
+        return loop
+      })
+    })
+    return Effect.suspend(() => {
+      const early = buffered
+      buffered = []
+      take(early)
+      return exchange(socket.write(payload), size, loop)
+    })
+  }
+}
+
+/** Framed mode: the reply is the next frame. */
+const framedSession = (socket: Socket.Socket, read: Read, codec: Framing.Codec<Uint8Array>) => {
+  const decoder = codec.decoder()
+  // Frames decoded beyond a reply; a well-behaved server sends none.
+  let frames: Array<Uint8Array> = []
+  const loop: Effect.Effect<Uint8Array, ClientError> = Effect.suspend(() => {
+    const frame = frames.shift()
+    if (frame !== undefined) return Effect.succeed(frame)
+    return Effect.flatMap(read, (chunk) => {
+      if (chunk === undefined) {
+        return Effect.fail(new ConnectionClosed({ address: socket.remoteAddress, received: decoder.buffered }))
+      }
+      for (const bytes of chunk) {
+        const error = decoder.push(bytes, frames)
+        if (error !== undefined) return Effect.fail(error)
+      }
+      return loop
+    })
+  })
+  return (payload: Uint8Array): Effect.Effect<Uint8Array, ClientError> =>
+    Effect.suspend(() => {
+      const out: Array<Uint8Array> = []
+      const error = codec.encode([payload], out)
+      if (error !== undefined) return Effect.fail(error)
+      return exchange(socket.writeAll(out), payload.length, loop)
+    })
+}
+
+const openSession = (
+  address: Address.Address,
+  options: ClientOptions
+): Effect.Effect<Session, NetError.ConnectError> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function*() {
+      const { framing, ...connectOptions } = options
+      const codec = codecOf(framing)
+      const scope = yield* Scope.make()
+      const opened = yield* restore(Socket.connect(address, connectOptions)).pipe(
+        Effect.flatMap((socket) =>
+          Effect.map(Stream.toPull(socket.reads), (pull): Session => {
+            const read: Read = Effect.catchAll(
+              pull,
+              Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail })
+            )
+            const request = codec === undefined ? rawSession(socket, read) : framedSession(socket, read, codec)
+            return { socket, scope, request }
+          })
+        ),
+        Scope.extend(scope),
+        Effect.onError(() => Scope.close(scope, Exit.void))
+      )
+      return opened
+    })
+  )
+
+/** Aborts a session whose connection is out of step (a request was cut short) or broken. */
+const discard = (session: Session): Effect.Effect<void> =>
+  Effect.zipRight(session.socket.reset, Scope.close(session.scope, Exit.void))
+
+/**
+ * One connection at a time, opened at once so that a wrong address fails
+ * here. A request that fails or is interrupted leaves the connection out of
+ * step with its replies, so it is dropped and the next request connects again.
+ */
+export const client = (
+  address: Address.Address,
+  options: ClientOptions = {}
+): Effect.Effect<Client, NetError.ConnectError, Scope.Scope> =>
+  Effect.gen(function*() {
+    let session: Session | undefined = yield* openSession(address, options)
+    const remoteAddress = session.socket.remoteAddress
+    const lock = yield* Effect.makeSemaphore(1)
+    yield* Effect.addFinalizer(() => session === undefined ? Effect.void : Scope.close(session.scope, Exit.void))
+
+    const request = (payload: Uint8Array): Effect.Effect<Uint8Array, ClientError | NetError.ConnectError> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(
+          session === undefined ? restore(openSession(address, options)) : Effect.succeed(session),
+          (current) => {
+            session = current
+            return restore(current.request(payload)).pipe(
+              Effect.onExit((exit) => {
+                if (Exit.isSuccess(exit)) return Effect.void
+                session = undefined
+                return discard(current)
+              })
+            )
+          }
+        )
+      )
+    return {
+      remoteAddress,
+      request: (payload) => lock.withPermits(1)(request(toBytes(payload)))
+    } satisfies Client
+  })
+
+/**
+ * A UDP client: each request is one datagram, answered by one datagram;
+ * lost ones are sent again on timeout (see `DatagramServer.RequestOptions`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface UdpClient {
+  /** The server, its host name resolved. */
+  readonly remoteAddress: Datagram.UdpAddress
+  /** Send `payload` (a string is sent as UTF-8) and wait for the reply, retrying on timeout. */
+  readonly request: (
+    payload: Uint8Array | string,
+    options?: DatagramServer.RequestOptions
+  ) => Effect.Effect<Uint8Array, DatagramServer.RequestError>
+}
+
+/** A {@link UdpClient} on its own socket, closed with the scope. */
+export const udpClient = (
+  address: Datagram.UdpAddress,
+  options: DatagramServer.ClientOptions = {}
+): Effect.Effect<UdpClient, NetError.ConnectError | NetError.ListenError, Scope.Scope> =>
+  Effect.map(DatagramServer.client(address, options), (client) => ({
+    remoteAddress: client.remoteAddress,
+    request: (payload, requestOptions) => client.request(toBytes(payload), requestOptions)
+  }))
