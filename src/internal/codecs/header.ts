@@ -40,7 +40,7 @@ interface Config<H> {
 
 const describe = (error: ParseResult.ParseError): string => clip(ParseResult.TreeFormatter.formatErrorSync(error))
 
-/** Reads a header from its JSON bytes; a string is the reason it is malformed. */
+/** Reads a header from its JSON bytes, or says why it is malformed. */
 const readHeader = <H>(C: Config<H>, bytes: Uint8Array): { readonly header: H } | MalformedFrame => {
   const malformed = (reason: string, cause?: unknown) =>
     new MalformedFrame({ codec: C.name, direction: "decode", reason, cause })
