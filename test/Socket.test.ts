@@ -431,10 +431,11 @@ describe("Socket", () => {
         }
         assert.strictEqual(still, 5, "the writer should have stalled")
         const after = process.memoryUsage()
-        // Only the kernel's socket buffers hold the rest.
-        assert.isBelow(sent, 64 * MiB)
-        assert.isBelow(after.arrayBuffers - before.arrayBuffers, 4 * MiB)
-        assert.isBelow(after.rss - before.rss, 32 * MiB)
+        // The kernel's socket buffers hold what was sent (about 4 MiB here); the
+        // reader buffers at most readBufferSize plus one read; RSS is noisier.
+        assert.isBelow(sent, 32 * MiB)
+        assert.isBelow(after.arrayBuffers - before.arrayBuffers, 2 * MiB)
+        assert.isBelow(after.rss - before.rss, 16 * MiB)
         const rest = yield* countBytes(reader)
         yield* Fiber.join(writing)
         assert.strictEqual(rest, total)
@@ -471,19 +472,25 @@ describe("Socket", () => {
         assert.strictEqual((yield* readAll(client)).length, 0)
       }))
 
-    it.scopedLive("close flushes what was already written", () =>
+    it.scopedLive("close flushes what Node already accepted before releasing the handle", () =>
       Effect.gen(function*() {
-        const listener = yield* Socket.listen(loopback4)
-        const accepted = yield* acceptOne(listener)
-        const payload = pattern(8 * MiB)
-        // The client writes and closes its scope at once; the bytes Node accepted still arrive.
-        const counting = yield* Effect.fork(Effect.flatMap(Deferred.await(accepted), readAll))
-        yield* Effect.scoped(Effect.gen(function*() {
-          const client = yield* Socket.connect(listener.address)
-          yield* client.writeAll([payload.subarray(0, 4 * MiB), payload.subarray(4 * MiB)])
-        }))
-        const received = yield* Fiber.join(counting)
-        assert.isTrue(received.equals(payload))
+        const [client, server] = yield* pair()
+        // The server does not read yet: the kernel's buffers fill, and the last
+        // write's bytes wait in Node's own buffer.
+        const block = pattern(256 * 1024)
+        let handed = 0
+        let blocked = false
+        for (let i = 0; i < 512 && !blocked; i++) {
+          handed += block.length
+          blocked = (yield* client.write(block).pipe(Effect.timeoutOption("100 millis")))._tag === "None"
+        }
+        assert.isTrue(blocked, "the client's writes should block")
+        const closing = yield* Effect.fork(client.close)
+        // Only now does the server read: close must still be waiting to flush.
+        const received = yield* readAll(server)
+        yield* Fiber.join(closing)
+        assert.strictEqual(received.length, handed)
+        assert.isTrue(received.equals(Buffer.concat(Array.from({ length: handed / block.length }, () => block))))
       }))
 
     it.scopedLive("close is bounded when the peer does not read", () =>
