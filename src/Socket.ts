@@ -25,12 +25,25 @@ import * as internal from "./internal/nodeSocket.js"
 import type { ConnectError, ListenError, ReadError, WriteError } from "./NetError.js"
 
 /**
+ * Marks a value as a {@link Socket}; shared by every implementation (Node,
+ * in-memory), so {@link isSocket} recognises them all.
+ *
+ * ```ts
+ * Socket.TypeId in value
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
 export const TypeId: unique symbol = Symbol.for("effect-wire/Socket")
 
 /**
+ * The type of {@link TypeId}.
+ *
+ * ```ts
+ * const id: Socket.TypeId = Socket.TypeId
+ * ```
+ *
  * @since 0.1.0
  * @category type ids
  */
