@@ -13,7 +13,7 @@
  * })
  *
  * const handler = (socket: Socket.Socket) => {
- *   const connection = socket.pipe(Protocol.attach(Chat))
+ *   const connection = Protocol.attach(socket, Chat)
  *   return connection.messages.pipe(Stream.runForEach(({ text }) => connection.send({ echo: text })))
  * }
  * ```
@@ -290,10 +290,11 @@ const attachImpl = <In, Out, E>(socket: Socket.Socket, protocol: Protocol<In, Ou
 
 /**
  * Put a protocol on a connected socket. Both argument orders work, and so
- * does the pipe form.
+ * does the pipe form (`pipe(socket, Protocol.attach(Chat))`; a `Socket` has
+ * no `pipe` method of its own).
  *
  * ```ts
- * const connection = socket.pipe(Protocol.attach(Chat))
+ * const connection = Protocol.attach(socket, Chat)
  * yield* connection.messages.pipe(Stream.runForEach((m) => connection.send({ echo: m.text })))
  * ```
  *

@@ -47,8 +47,10 @@ export interface Connection {
 
 /**
  * What to do with a connection when `maxConnections` are already open:
- * `"queue"` leaves it waiting (first in the listener's bounded accept queue,
- * then in the kernel backlog); `"refuse"` closes it at once.
+ * `"queue"` leaves it waiting in the listener's bounded accept queue
+ * (`listen.acceptQueueSize`, default 1024) until a slot frees; once that
+ * queue is full too, further connections are closed at once and counted in
+ * `refused`. `"refuse"` closes it at once (counted in `refused`).
  *
  * @since 0.1.0
  * @category models

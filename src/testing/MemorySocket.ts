@@ -622,7 +622,8 @@ const fakePort = (counter: "listener" | "client"): number => {
 /**
  * Start an in-memory listener. Stopping closes the connections never
  * accepted (counted in `refused`); closing the scope stops and closes every
- * accepted socket.
+ * accepted socket. `connections` counts the accepted connections still open;
+ * unlike the Node listener's, it leaves out those waiting in the queue.
  *
  * ```ts
  * const listener = yield* MemorySocket.listen({ address: Address.tcp("127.0.0.1", 0) })
