@@ -160,18 +160,21 @@ export interface Listener {
 export interface ConnectOptions {
   /**
    * Give up with `ConnectTimeout` after this long and destroy the attempt
-   * (default: the OS's own timeout). Measured on Effect's `Clock`.
+   * (default, 0 or infinite: the OS's own timeout). Measured on Effect's `Clock`.
    */
   readonly timeout?: Duration.DurationInput | undefined
   /** Disable Nagle's algorithm (default true: latency first). TCP only. */
   readonly noDelay?: boolean | undefined
   /** Enable TCP keep-alive probes after this much idle time (true: 60 seconds; default off). TCP only. */
   readonly keepAlive?: boolean | Duration.DurationInput | undefined
-  /** No byte either way for this long → `IdleTimeout` and the socket closes. */
+  /** No byte either way for this long → `IdleTimeout` and the socket closes (default, 0 or infinite: never). */
   readonly idleTimeout?: Duration.DurationInput | undefined
   /** Reading pauses once more than this many received bytes wait to be pulled (default 64 KiB). */
   readonly readBufferSize?: number | undefined
-  /** How long `close` waits for accepted writes to be flushed before it destroys the socket (default 2 seconds). */
+  /**
+   * How long `close` waits for accepted writes to be flushed before it
+   * destroys the socket (default 2 seconds; must be finite; 0: do not wait).
+   */
   readonly closeTimeout?: Duration.DurationInput | undefined
 }
 

@@ -9,6 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -569,6 +570,9 @@ describe("Socket", () => {
         if (Exit.isFailure(exit)) assert.include(Cause.pretty(exit.cause), "readBufferSize must be a positive integer, got 0")
         const listenExit = yield* Effect.exit(Effect.scoped(Socket.listen(loopback4, { acceptQueueSize: -1 })))
         assert.isTrue(Exit.isFailure(listenExit) && Cause.isDie(listenExit.cause))
+        const forever = yield* Effect.exit(Socket.connect(listener.address, { closeTimeout: Duration.infinity }))
+        assert.isTrue(Exit.isFailure(forever) && Cause.isDie(forever.cause))
+        if (Exit.isFailure(forever)) assert.include(Cause.pretty(forever.cause), "closeTimeout must be finite")
       }))
   })
 

@@ -86,6 +86,15 @@ const millis = (name: string, value: Duration.DurationInput | undefined): number
   return Math.max(0, Math.ceil(Duration.toMillis(duration)))
 }
 
+const closeTimeout = (value: Duration.DurationInput | undefined): number => {
+  if (value === undefined) return DEFAULT_CLOSE_TIMEOUT_MS
+  const ms = millis("closeTimeout", value)!
+  if (ms === 0 && !Duration.isZero(Duration.decode(value))) {
+    throw new InvalidOption("closeTimeout must be finite: close must not wait forever on a peer that does not read")
+  }
+  return ms
+}
+
 const socketConfig = (options: CommonOptions): SocketConfig => {
   const keepAlive = options.keepAlive
   return {
@@ -97,7 +106,7 @@ const socketConfig = (options: CommonOptions): SocketConfig => {
       : millis("keepAlive", keepAlive)!,
     idleTimeoutMs: millis("idleTimeout", options.idleTimeout) ?? 0,
     readBufferSize: positiveInt("readBufferSize", options.readBufferSize, DEFAULT_READ_BUFFER),
-    closeTimeoutMs: millis("closeTimeout", options.closeTimeout) ?? DEFAULT_CLOSE_TIMEOUT_MS
+    closeTimeoutMs: closeTimeout(options.closeTimeout)
   }
 }
 
@@ -452,6 +461,8 @@ class NodeSocket implements Socket.Socket {
         raw.destroy()
         resume(Effect.void)
       }
+      // A Node timer, not Effect's Clock: the bound on holding an OS handle
+      // must also hold under a TestClock that nobody advances.
       const timer = setTimeout(done, this.config.closeTimeoutMs)
       raw.once("finish", done)
       raw.once("close", done)
