@@ -20,9 +20,8 @@ export type Workload = "stream" | "pingpong" | "pipeline" | "connections" | "sta
 export interface Sample {
   readonly workload: Workload
   readonly server: ServerId
+  /** Repetition: ratios pair samples of the same one. */
   readonly rep: number
-  /** Which set of server processes (within a repetition) it ran on: ratios pair samples of the same one. */
-  readonly session: string
   readonly metrics: Record<string, number>
   readonly errors: ReadonlyArray<string>
   readonly cpuSource: string
@@ -64,7 +63,7 @@ export const metricSpread = (
   metric: string
 ): Spread | undefined => spread(values(samples, workload, server, metric))
 
-/** `server / against` for each repetition (and session) where both ran cleanly. */
+/** `server / against` for each repetition where both ran cleanly. */
 export const ratioSpread = (
   samples: ReadonlyArray<Sample>,
   workload: Workload,
@@ -72,8 +71,8 @@ export const ratioSpread = (
   against: ServerId,
   metric: string
 ): Spread | undefined => {
-  const key = (s: Sample): string => `${s.rep}/${s.session}`
-  const references = new Map<string, number>()
+  const key = (s: Sample): number => s.rep
+  const references = new Map<number, number>()
   for (const s of samples) {
     const value = s.metrics[metric]
     if (s.workload === workload && s.server === against && s.errors.length === 0 && finite(value)) {
@@ -416,13 +415,22 @@ export const renderTargets = (targets: ReadonlyArray<TargetResult>): string => {
 // The decoder micro-benchmark (bench/decoders.ts, written with the codecs)
 // ---------------------------------------------------------------------------
 
-/** One line of its `--json` output: `ratio` is throughput against the hand-written u32 BE decoder. */
+/**
+ * One line of its `--json` output. `ratio` is the hand-written u32 BE
+ * decoder's time (on its raw path) over this row's; Stream rows also carry
+ * `ratioToStreamBaseline`, against the hand-written decoder run through the
+ * same Stream plumbing, which isolates what `Framing.decode` adds to Effect's
+ * own per-chunk cost.
+ */
 export interface DecoderResult {
   readonly codec: string
   readonly frameSize: number
   readonly path: string
   readonly ratio: number
+  readonly ratioToStreamBaseline?: number | undefined
 }
+
+const DECODER_BASELINE = "hand-written u32"
 
 export const decoderResults = (json: unknown): Array<DecoderResult> => {
   const results = (json as { results?: unknown } | null)?.results
@@ -433,45 +441,58 @@ export const decoderResults = (json: unknown): Array<DecoderResult> => {
   )
 }
 
+/** The ratio a row is judged by: Stream rows against the Stream baseline when there is one. */
+const decoderRatio = (r: DecoderResult): number => r.path === "stream" ? r.ratioToStreamBaseline ?? r.ratio : r.ratio
+
+const sizeLabel = (n: number): string => (n >= 1024 ? `${n / 1024} KiB` : `${n} B`)
+
 /**
- * "Decoders ≥ 0.8× the hand-written one at every frame size", for the codec
- * that decodes the same wire format as the hand-written one (u32 BE length
- * prefix), on each path. Other codecs do different work (delimiter scans,
- * varints), so their ratios are shown, not judged.
+ * "Decoders ≥ 0.8× the hand-written one at every frame size": judged on the
+ * worst frame size, for `lengthPrefixed` (the same wire format as the
+ * hand-written decoder) and for the worst of all codecs, on each path.
  */
 export const decoderTargets = (results: ReadonlyArray<DecoderResult>): Array<TargetResult> => {
-  const paths = [...new Set(results.filter((r) => r.codec === "lengthPrefixed").map((r) => r.path))]
-  return paths.map((path) => {
-    const ratios = results.filter((r) => r.codec === "lengthPrefixed" && r.path === path).map((r) => r.ratio)
-    const worst = Math.min(...ratios)
-    return {
-      text: "decoder ≥ 0.8× hand-written at every frame size (worst size shown)",
-      subject: `lengthPrefixed, ${path === "raw" ? "decoder.push" : path === "stream" ? "Framing.decode on a Stream" : path}`,
-      measured: { median: worst, min: worst, max: worst, n: 1 },
-      op: ">=",
-      threshold: 0.8,
-      ratio: true,
-      verdict: worst >= 0.8 ? "PASS" : "FAIL"
-    }
-  })
+  const subjects = results.filter((r) => r.codec !== DECODER_BASELINE)
+  const paths = [...new Set(subjects.map((r) => r.path))]
+  const pathLabel = (path: string): string =>
+    path === "raw" ? "decoder.push" : path === "stream" ? "Framing.decode, vs the same Stream plumbing" : path
+  return paths.flatMap((path) =>
+    [["lengthPrefixed", subjects.filter((r) => r.path === path && r.codec === "lengthPrefixed")] as const, [
+      "every codec",
+      subjects.filter((r) => r.path === path)
+    ] as const].filter(([, rows]) => rows.length > 0).map(([name, rows]): TargetResult => {
+      const worst = rows.reduce((a, b) => (decoderRatio(b) < decoderRatio(a) ? b : a))
+      const ratio = decoderRatio(worst)
+      return {
+        text: "decoders ≥ 0.8× hand-written at every frame size",
+        subject: `${name}, ${pathLabel(path)} (worst: ${worst.codec}, ${sizeLabel(worst.frameSize)} frames)`,
+        measured: { median: ratio, min: ratio, max: ratio, n: 1 },
+        op: ">=",
+        threshold: 0.8,
+        ratio: true,
+        verdict: ratio >= 0.8 ? "PASS" : "FAIL"
+      }
+    })
+  )
 }
 
 export const renderDecoders = (results: ReadonlyArray<DecoderResult>): string => {
   const sizes = [...new Set(results.map((r) => r.frameSize))].sort((a, b) => a - b)
-  const label = (n: number): string => (n >= 1024 ? `${n / 1024} KiB` : `${n} B`)
   const lines = [
-    row(["codec", "path", ...sizes.map((n) => `${label(n)} frames`)]),
+    row(["codec", "path", ...sizes.map((n) => `${sizeLabel(n)} frames`)]),
     row(["---", "---", ...sizes.map(() => "---")])
   ]
-  const keys = [...new Set(results.filter((r) => r.path !== "baseline").map((r) => `${r.codec}\u0000${r.path}`))]
+  const keys = [...new Set(results.map((r) => JSON.stringify([r.codec, r.path])))]
   for (const key of keys) {
-    const [codec, path] = key.split("\u0000") as [string, string]
+    const [codec, path] = JSON.parse(key) as [string, string]
     lines.push(row([
       codec,
       path,
       ...sizes.map((n) => {
         const r = results.find((x) => x.codec === codec && x.path === path && x.frameSize === n)
-        return r === undefined ? "–" : `${r.ratio.toFixed(2)}×`
+        if (r === undefined) return "–"
+        const stream = r.ratioToStreamBaseline === undefined ? "" : ` / ${r.ratioToStreamBaseline.toFixed(2)}×`
+        return `${r.ratio.toFixed(2)}×${stream}`
       })
     ]))
   }

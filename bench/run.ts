@@ -6,7 +6,7 @@
  *   node dist/bench/run.js [--quick] [--reps 3] [--json out.json] [--strict]
  *                          [--servers node-raw,node-framed,wire,wire-framed]
  *                          [--workloads stream,pingpong,pipeline,connections,ordering]
- *                          [--no-pin] [--no-decoders] [--cli path/to/cli/main.js]
+ *                          [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js]
  *
  * Exit status: 0, or 1 when anything came back wrong (byte counts, frame
  * order, a server that died), or 2 for bad arguments. Speed never fails the
@@ -48,6 +48,7 @@ const RESULTS_DIR = Path.join(ROOT, ".bench-results")
 
 const ALL_SERVERS: ReadonlyArray<ServerId> = ["node-raw", "node-framed", "wire", "wire-framed"]
 type LoadWorkload = Exclude<Workload, "startup">
+/** In the order they run: the stream echo first, on fresh processes (see {@link session}). */
 const ALL_WORKLOADS: ReadonlyArray<LoadWorkload> = ["stream", "pingpong", "pipeline", "connections", "ordering"]
 
 const serverArgs = (id: ServerId): Array<string> => {
@@ -73,14 +74,14 @@ interface Options {
   readonly json: string | undefined
   readonly strict: boolean
   readonly pin: boolean
-  readonly decoders: boolean
+  readonly decoders: "quick" | "full" | "skip"
   readonly servers: ReadonlyArray<ServerId>
   readonly workloads: ReadonlyArray<LoadWorkload>
 }
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--reps N] [--json out.json] [--strict]
          [--servers ${ALL_SERVERS.join(",")}] [--workloads ${ALL_WORKLOADS.join(",")}]
-         [--no-pin] [--no-decoders] [--cli path/to/cli/main.js]`
+         [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js]`
 
 const parseOptions = (argv: ReadonlyArray<string>): Options => {
   const flags = new Set<string>()
@@ -91,7 +92,9 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
       const value = argv[++i]
       if (value === undefined) usage(`${arg} needs a value`)
       values.set(arg, value)
-    } else if (["--quick", "--strict", "--no-pin", "--no-decoders", "--help"].includes(arg)) flags.add(arg)
+    } else if (["--quick", "--strict", "--no-pin", "--no-decoders", "--decoders-full", "--help"].includes(arg)) {
+      flags.add(arg)
+    }
     else usage(`unknown argument ${arg}`)
   }
   if (flags.has("--help")) {
@@ -117,7 +120,7 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
     json: values.get("--json"),
     strict: flags.has("--strict"),
     pin: !flags.has("--no-pin"),
-    decoders: !flags.has("--no-decoders"),
+    decoders: flags.has("--no-decoders") ? "skip" : flags.has("--decoders-full") ? "full" : "quick",
     servers: list("--servers", ALL_SERVERS),
     workloads: list("--workloads", ALL_WORKLOADS)
   }
@@ -154,16 +157,16 @@ const plan = (quick: boolean): Plan => ({
       kind: "pingpong",
       connections: 8,
       bodySize: 64,
-      warmupMs: quick ? 50 : 400,
-      durationMs: quick ? 200 : 1500
+      warmupMs: quick ? 50 : 300,
+      durationMs: quick ? 200 : 1200
     },
     pipeline: {
       kind: "pipeline",
       connections: 8,
       depth: 32,
       bodySize: 64,
-      warmupMs: quick ? 50 : 400,
-      durationMs: quick ? 200 : 1500
+      warmupMs: quick ? 50 : 300,
+      durationMs: quick ? 200 : 1200
     },
     connections: {
       kind: "connections",
@@ -176,7 +179,7 @@ const plan = (quick: boolean): Plan => ({
     ordering: {
       kind: "ordering",
       connections: quick ? 2 : 4,
-      framesPerConnection: quick ? 300 : 1000,
+      framesPerConnection: quick ? 300 : 500,
       maxFrameSize: quick ? 128 * 1024 : 256 * 1024,
       seed: 7,
       timeoutMs: 60_000
@@ -283,6 +286,17 @@ const exited = (child: ChildProcess): Promise<void> =>
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** Whether `child` exited within `ms`; the timer is cleared either way, so it never holds the process open. */
+const exitsWithin = (child: ChildProcess, ms: number): Promise<boolean> => {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    exited(child).then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms)
+    })
+  ]).finally(() => clearTimeout(timer))
+}
+
 /** The last `limit` characters a stream printed, for error messages. */
 const tail = (stream: NodeJS.ReadableStream | null, limit = 2000): () => string => {
   let text = ""
@@ -353,7 +367,7 @@ class ServerProcess {
   async stop(): Promise<void> {
     if (!this.alive) return
     this.child.kill("SIGTERM")
-    const done = await Promise.race([exited(this.child).then(() => true), sleep(5_000).then(() => false)])
+    const done = await exitsWithin(this.child, 5_000)
     if (!done) {
       this.child.kill("SIGKILL")
       await exited(this.child)
@@ -368,7 +382,7 @@ const runJob = async (server: ServerProcess, job: Job, core: number | undefined)
   const stdout = tail(child.stdout, 1_000_000)
   const stderr = tail(child.stderr)
   const budget = jobBudgetMs(job)
-  const finished = await Promise.race([exited(child).then(() => true), sleep(budget).then(() => false)])
+  const finished = await exitsWithin(child, budget)
   if (!finished) {
     child.kill("SIGKILL")
     await exited(child)
@@ -403,14 +417,14 @@ const HEADLINE: Record<LoadWorkload, ReadonlyArray<[string, string]>> = {
 const rotate = <A>(xs: ReadonlyArray<A>, by: number): Array<A> => xs.map((_, i) => xs[(i + by) % xs.length]!)
 
 /**
- * One set of server processes, started one after another (their start-up and
- * idle RSS are measured alone), then `workloads` run on each in turn, so the
- * samples of one workload are seconds apart and the ratios see the same noise.
+ * One repetition: fresh server processes, started one after another (their
+ * start-up and idle RSS are measured alone), then each workload on each
+ * server in turn, so the samples of one workload are seconds apart and their
+ * ratios see the same noise. The stream echo runs first on the fresh
+ * processes, so their peak RSS (VmHWM) is its own.
  */
 const session = async (
-  name: string,
   rep: number,
-  workloads: ReadonlyArray<LoadWorkload>,
   options: Options,
   p: Plan,
   pinning: Pinning,
@@ -418,7 +432,8 @@ const session = async (
 ): Promise<void> => {
   const servers = new Map<ServerId, ServerProcess>()
   const order = rotate(options.servers, rep)
-  const tag = `[${rep + 1}/${options.reps} ${name}]`
+  const tag = `[${rep + 1}/${options.reps}]`
+  const workloads = options.workloads
   try {
     for (const id of order) {
       try {
@@ -426,11 +441,11 @@ const session = async (
         servers.set(id, server)
         await sleep(p.idleSettleMs)
         const metrics = { startupMs: round(server.startupMs), idleRssMB: round(readMemory(server.pid).rss / MiB) }
-        samples.push({ workload: "startup", server: id, rep, session: name, metrics, errors: [], cpuSource: "" })
+        samples.push({ workload: "startup", server: id, rep, metrics, errors: [], cpuSource: "" })
         log(`${tag} ${id.padEnd(11)} startup: ${formatNumber(metrics.startupMs)} ms, idle RSS ${formatNumber(metrics.idleRssMB)} MB`)
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error)
-        samples.push({ workload: "startup", server: id, rep, session: name, metrics: {}, errors: [message], cpuSource: "" })
+        samples.push({ workload: "startup", server: id, rep, metrics: {}, errors: [message], cpuSource: "" })
         log(`${tag} ${id.padEnd(11)} DID NOT START: ${message}`)
       }
     }
@@ -439,7 +454,7 @@ const session = async (
         const server = servers.get(id)
         if (server === undefined) continue
         const result = await runJob(server, p.jobs[workload], pinning.load)
-        samples.push({ workload, server: id, rep, session: name, metrics: result.metrics, errors: result.errors, cpuSource: result.cpuSource })
+        samples.push({ workload, server: id, rep, metrics: result.metrics, errors: result.errors, cpuSource: result.cpuSource })
         const headline = HEADLINE[workload]
           .map(([key, unit]) => `${formatNumber(result.metrics[key] ?? Number.NaN)} ${unit}`)
           .join(", ")
@@ -460,18 +475,19 @@ interface DecoderRun {
 /**
  * bench/decoders.ts (the codecs' own micro-benchmark) prints its table and,
  * with `--json`, its results as JSON after it; a future version may write
- * them to the file named after `--json`, so both are read.
+ * them to the file named after `--json`, so both are read. Its own `--quick`
+ * is the default here: its full run alone takes minutes.
  */
 const runDecoders = async (options: Options, pinning: Pinning): Promise<DecoderRun> => {
-  if (!options.decoders) return { status: "skipped", note: "--no-decoders", results: null }
+  if (options.decoders === "skip") return { status: "skipped", note: "--no-decoders", results: null }
   if (!Fs.existsSync(DECODERS)) return { status: "missing", note: `${Path.relative(ROOT, DECODERS)} is not built`, results: null }
   const out = Path.join(Os.tmpdir(), `effect-wire-decoders-${process.pid}.json`)
   log("bench: decoder micro-benchmark (bench/decoders.ts)")
-  const child = launch(pinning.server, [DECODERS, "--json", out, ...(options.quick ? ["--quick"] : [])])
+  const child = launch(pinning.server, [DECODERS, "--json", out, ...(options.decoders === "quick" ? ["--quick"] : [])])
   const stdout = tail(child.stdout, 1_000_000)
   const stderr = tail(child.stderr)
-  const limit = options.quick ? 60_000 : 240_000
-  const finished = await Promise.race([exited(child).then(() => true), sleep(limit).then(() => false)])
+  const limit = options.decoders === "quick" ? 90_000 : 600_000
+  const finished = await exitsWithin(child, limit)
   if (!finished) {
     child.kill("SIGKILL")
     return { status: "failed", note: `still running after ${limit / 1000} s; killed`, results: null }
@@ -508,14 +524,7 @@ const main = async (): Promise<void> => {
   log(`bench: load average ${loadStart.map((x) => x.toFixed(2)).join(" ")}; other processes on this machine add noise`)
 
   const samples: Array<Sample> = []
-  // Peak RSS must belong to the stream echo alone, so it gets server processes of its own; a quick
-  // run checks correctness only, and saves the second set of start-ups.
-  const fresh = options.quick ? [] : options.workloads.filter((w) => w === "stream")
-  const shared = options.quick ? options.workloads : options.workloads.filter((w) => w !== "stream")
-  for (let rep = 0; rep < options.reps; rep++) {
-    if (fresh.length > 0) await session("stream", rep, fresh, options, p, pinning, samples)
-    if (shared.length > 0) await session(options.quick ? "all" : "small frames", rep, shared, options, p, pinning, samples)
-  }
+  for (let rep = 0; rep < options.reps; rep++) await session(rep, options, p, pinning, samples)
   const decoders = await runDecoders(options, pinning)
   const loadEnd = Os.loadavg()
   const seconds = (performance.now() - t0) / 1000
@@ -620,7 +629,9 @@ const render = (r: {
     "",
     r.decoders.status === "ok"
       ? [
-        "Throughput relative to the hand-written u32 BE decoder (best of its runs, reads cut at random sizes):",
+        `Throughput relative to the hand-written u32 BE decoder on its raw path (best of its runs, reads cut at random sizes${
+          r.options.decoders === "quick" ? ", its --quick sizes; --decoders-full for its full run" : ""
+        }); Stream rows add \` / \` the ratio against the hand-written decoder in the same Stream plumbing:`,
         "",
         renderDecoders(decoderResults(r.decoders.results))
       ].join("\n")
