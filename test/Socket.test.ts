@@ -22,7 +22,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Address from "../src/Address.js"
-import type { ConnectError } from "../src/NetError.js"
+import type { ConnectError, WriteError } from "../src/NetError.js"
 import * as PlatformSocket from "../src/PlatformSocket.js"
 import * as Socket from "../src/Socket.js"
 import {
@@ -460,6 +460,23 @@ describe("Socket", () => {
         yield* server.write(Buffer.from("answer"))
         yield* server.end
         assert.strictEqual((yield* readAll(client)).toString(), "answer")
+      }))
+
+    it.scopedLive("to a peer that closed fail with a typed error, and so do later reads", () =>
+      Effect.gen(function*() {
+        const [client, server] = yield* pair()
+        yield* server.close
+        // The first write may still succeed (the kernel takes it; the peer answers RST).
+        let failure: WriteError | undefined
+        for (let i = 0; i < 100 && failure === undefined; i++) {
+          const exit = yield* Effect.exit(client.write(Buffer.from("anyone there?")))
+          if (Exit.isFailure(exit)) failure = yield* Effect.flip(exit)
+          else yield* Effect.sleep("10 millis")
+        }
+        assert.isDefined(failure, "writing to a closed peer should fail")
+        assert.oneOf(failure!._tag, ["BrokenPipe", "ConnectionReset"])
+        const readFailure = yield* Effect.flip(readAll(client))
+        assert.strictEqual(readFailure._tag, "ConnectionReset")
       }))
 
     it.scopedLive("after close fail with BrokenPipe; close and reset are idempotent", () =>

@@ -261,9 +261,18 @@ class NodeSocket implements Socket.Socket {
 
   readError(): NetError.ReadError {
     const failure = this.failure
-    return failure instanceof NetError.IdleTimeout
-      ? failure
-      : NetError.fromSystemError(failure, { phase: "read", address: this.remoteAddress })
+    if (failure instanceof NetError.IdleTimeout) return failure
+    // A write failed with EPIPE: the peer is gone, which is what reads know as a reset.
+    if (errnoOf(failure) === "EPIPE") {
+      return new NetError.ConnectionReset({
+        address: this.remoteAddress,
+        code: "EPIPE",
+        syscall: (failure as NodeJS.ErrnoException).syscall,
+        cause: failure,
+        detail: "the peer closed the connection while we were writing"
+      })
+    }
+    return NetError.fromSystemError(failure, { phase: "read", address: this.remoteAddress })
   }
 
   // -- writes ---------------------------------------------------------------
