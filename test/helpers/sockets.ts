@@ -4,6 +4,7 @@
  */
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
@@ -15,7 +16,7 @@ import * as Address from "../../src/Address.js"
 import type * as Socket from "../../src/Socket.js"
 
 /** A fresh temp directory, removed with the scope. */
-export const tempDir: Effect.Effect<string, never, import("effect/Scope").Scope> = Effect.acquireRelease(
+export const tempDir: Effect.Effect<string, never, Scope.Scope> = Effect.acquireRelease(
   Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-"))),
   (dir) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
 )
@@ -80,7 +81,7 @@ const here = Path.dirname(fileURLToPath(import.meta.url))
  * that once its backlog is full further connects hang. The process is killed
  * by PID when the scope closes.
  */
-export const noAcceptListener: Effect.Effect<Address.TcpAddress, never, import("effect/Scope").Scope> = Effect
+export const noAcceptListener: Effect.Effect<Address.TcpAddress, never, Scope.Scope> = Effect
   .acquireRelease(
     Effect.async<{ child: ReturnType<typeof spawn>; port: number }>((resume) => {
       const child = spawn("python3", [Path.join(here, "no_accept_listener.py")], { stdio: ["pipe", "pipe", "inherit"] })
