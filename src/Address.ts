@@ -12,6 +12,7 @@
  */
 import * as Data from "effect/Data"
 import * as Either from "effect/Either"
+import { identity } from "effect/Function"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { isIP } from "node:net"
@@ -194,7 +195,7 @@ export const parse = (input: string): Either.Either<Address, InvalidAddress> => 
  * @since 0.1.0
  * @category parsing
  */
-export const unsafeParse = (input: string): Address => Either.getOrThrow(parse(input))
+export const unsafeParse = (input: string): Address => Either.getOrThrowWith(parse(input), identity)
 
 /**
  * Render an address the way {@link parse} reads it.

@@ -17,6 +17,7 @@
  */
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
+import type { Pipeable } from "effect/Pipeable"
 import type * as Scope from "effect/Scope"
 import type * as Sink from "effect/Sink"
 import type * as Stream from "effect/Stream"
@@ -52,14 +53,15 @@ export type TypeId = typeof TypeId
 /**
  * A connected, bidirectional byte stream.
  *
- * - `reads` yields the bytes not read yet. Each pull takes everything received
- *   since the previous pull as one Stream chunk (the buffers as Node read them,
- *   not copied). While nobody pulls, at most `readBufferSize` bytes are
- *   buffered and then the socket is paused, so the kernel's flow control slows
- *   the peer. Running `reads` again continues where the last run stopped (an
- *   operator that stops inside a chunk, such as `Stream.take(n)`, drops the
- *   rest of that chunk); run it from one fiber at a time. Peer EOF ends it
- *   normally; after EOF it is empty.
+ * - `reads` yields the bytes not read yet. Each pull yields everything
+ *   received since the previous pull as ONE element: the buffer as Node read
+ *   it (no copy) or, when several reads queued up meanwhile, those buffers
+ *   joined once. One element per Stream chunk means nothing is lost when a
+ *   consumer stops early (`Stream.take(1)`, `Stream.runHead`): running `reads`
+ *   again continues exactly where the last run stopped. While nobody pulls, at
+ *   most `readBufferSize` bytes are buffered and then the socket is paused, so
+ *   the kernel's flow control slows the peer. Run it from one fiber at a time.
+ *   Peer EOF ends it normally; after EOF it is empty.
  * - `write`/`writeAll` resolve once Node accepted the bytes, waiting for
  *   `drain` only when Node's buffer is over its high-water mark. `writeAll`
  *   sends its chunks in one corked batch (one `writev`). Writing after `end`,
@@ -87,7 +89,7 @@ export type TypeId = typeof TypeId
  * @since 0.1.0
  * @category models
  */
-export interface Socket {
+export interface Socket extends Pipeable {
   readonly [TypeId]: TypeId
   /** Our end of the connection (for Unix sockets: the listener's path). */
   readonly localAddress: Address.Address

@@ -117,11 +117,8 @@ describe("Address", () => {
       assert.throws(() => Address.unsafeParse("nope"))
     })
 
-    // Known bug: unsafeParse uses Either.getOrThrow, which throws a generic
-    // "getOrThrow called on a Left" instead of the documented InvalidAddress.
-    // The fix is Either.getOrThrowWith(parse(input), identity); flip this to
-    // `it` once it is in.
-    it.fails("throws the InvalidAddress itself, as documented", () => {
+    // Either.getOrThrow would throw a generic "getOrThrow called on a Left".
+    it("throws the InvalidAddress itself, as documented", () => {
       assert.throws(() => Address.unsafeParse("nope"), /invalid address "nope"/)
     })
   })

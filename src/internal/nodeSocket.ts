@@ -20,6 +20,7 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
+import { pipeArguments } from "effect/Pipeable"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -152,11 +153,15 @@ interface Owner {
 
 /**
  * One connected socket. Reads: Node flows into `queue` until `readBufferSize`
- * bytes wait, then it is paused until a pull takes the queue as one chunk.
+ * bytes wait, then it is paused until a pull takes the queue as one element.
  * Writes go straight to Node and wait only when `write()` returns false.
  */
 class NodeSocket implements Socket.Socket {
   declare readonly [TypeId]: Socket.TypeId
+  pipe() {
+    // eslint-disable-next-line prefer-rest-params
+    return pipeArguments(this, arguments)
+  }
   localAddress: Address.Address
   remoteAddress: Address.Address
   /** Received buffers nobody pulled yet; undefined while empty so idle sockets stay small. */
@@ -253,10 +258,13 @@ class NodeSocket implements Socket.Socket {
   takeQueued(): Chunk.Chunk<Uint8Array> | undefined {
     const queue = this.queue
     if (queue === undefined) return undefined
+    const queued = this.queued
     this.queue = undefined
     this.queued = 0
     this.startReading()
-    return Chunk.unsafeFromArray(queue)
+    // One element per Stream chunk: an operator that stops early (take, runHead)
+    // must not drop bytes that were pulled along with the ones it wanted.
+    return Chunk.of(queue.length === 1 ? queue[0]! : Buffer.concat(queue, queued))
   }
 
   readError(): NetError.ReadError {
