@@ -327,7 +327,7 @@ const pipeline = async (target: Target, job: JobOf<"pipeline">, errors: Errors, 
 // Connections: memory per idle connection, CPU to open and to close one
 // ---------------------------------------------------------------------------
 
-const connections = async (target: Target, job: JobOf<"connections">, errors: Errors, cpu: Cpu) => {
+const connections = async (target: Target, job: JobOf<"connections">, _errors: Errors, cpu: Cpu) => {
   const probe = Buffer.alloc(HEADER_BYTES + 64)
   writeFrame(probe, 0, 64, 0, 0)
   // Open, and prove the server serves the connection with one round trip.
@@ -357,39 +357,49 @@ const connections = async (target: Target, job: JobOf<"connections">, errors: Er
   }
   const run = <A>(what: string, promise: Promise<A>): Promise<A> => withTimeout(promise, job.timeoutMs, () => what)
 
-  // A garbage collection can shrink RSS between two readings: take the median of a few.
   const rss = async (): Promise<number> => {
     const readings: Array<number> = []
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 3; i++) {
       readings.push(readMemory(target.pid).rss)
-      await sleep(40)
+      await sleep(30)
     }
-    return readings.sort((a, b) => a - b)[2]!
+    return readings.sort((a, b) => a - b)[1]!
   }
 
   await run("warm-up connections", pool(job.warmup, job.concurrency, async () => close(await open())))
   await sleep(job.settleMs)
-  const rss0 = await rss()
+  // Held connections grow the server's RSS in steps of a quarter; a garbage collection can shrink
+  // RSS by more than a quarter's growth at any moment, so the memory per connection is the median
+  // step, which one collection cannot move.
+  const n = job.connections
+  const quarters = 4
+  const levels = [await rss()]
   const cpu0 = cpu.sample()
-  const held = await run(`opening ${job.connections} connections`, pool(job.connections, job.concurrency, open))
-  await sleep(job.settleMs)
+  const held: Array<Net.Socket> = []
+  for (let q = 1; q <= quarters; q++) {
+    const batch = Math.round((n * q) / quarters) - held.length
+    held.push(...await run(`opening ${n} connections`, pool(batch, job.concurrency, open)))
+    await sleep(job.settleMs / 2)
+    levels.push(await rss())
+  }
+  await sleep(job.settleMs / 2)
   const cpu1 = cpu.sample()
-  const rss1 = await rss()
-  const cpu1b = cpu.sample()
-  await run(`closing ${job.connections} connections`, Promise.all(held.map(close)))
+  await run(`closing ${n} connections`, Promise.all(held.map(close)))
   await sleep(job.settleMs)
   const cpu2 = cpu.sample()
-  const n = job.connections
   const openUs = cpu.since(cpu0, cpu1) / 1e3 / n
-  const closeUs = cpu.since(cpu1b, cpu2) / 1e3 / n
-  if (held.length !== n) errors.add(`held ${held.length} of ${n} connections`)
+  const closeUs = cpu.since(cpu1, cpu2) / 1e3 / n
+  const steps = levels.slice(1).map((level, q) => level - levels[q]!).sort((a, b) => a - b)
+  const medianStep = (steps[(quarters - 1) >> 1]! + steps[quarters >> 1]!) / 2
   return {
-    idleKiBPerConnection: (rss1 - rss0) / 1024 / n,
+    idleKiBPerConnection: medianStep / 1024 / (n / quarters),
+    // The whole growth over all connections, to compare with the median step.
+    idleKiBPerConnectionOverall: (levels[quarters]! - levels[0]!) / 1024 / n,
     openUs,
     closeUs,
     openCloseUs: openUs + closeUs,
-    rssBeforeMB: rss0 / 2 ** 20,
-    rssHeldMB: rss1 / 2 ** 20
+    rssBeforeMB: levels[0]! / 2 ** 20,
+    rssHeldMB: levels[quarters]! / 2 ** 20
   }
 }
 

@@ -20,8 +20,9 @@ export type Workload = "stream" | "pingpong" | "pipeline" | "connections" | "sta
 export interface Sample {
   readonly workload: Workload
   readonly server: ServerId
-  /** Repetition: ratios pair samples of the same one. */
   readonly rep: number
+  /** Which set of server processes of the repetition it ran on: ratios pair samples of the same rep and session. */
+  readonly session: string
   readonly metrics: Record<string, number>
   readonly errors: ReadonlyArray<string>
   readonly cpuSource: string
@@ -63,7 +64,7 @@ export const metricSpread = (
   metric: string
 ): Spread | undefined => spread(values(samples, workload, server, metric))
 
-/** `server / against` for each repetition where both ran cleanly. */
+/** `server / against` for each repetition (and session) where both ran cleanly. */
 export const ratioSpread = (
   samples: ReadonlyArray<Sample>,
   workload: Workload,
@@ -71,8 +72,8 @@ export const ratioSpread = (
   against: ServerId,
   metric: string
 ): Spread | undefined => {
-  const key = (s: Sample): number => s.rep
-  const references = new Map<number, number>()
+  const key = (s: Sample): string => `${s.rep}/${s.session}`
+  const references = new Map<string, number>()
   for (const s of samples) {
     const value = s.metrics[metric]
     if (s.workload === workload && s.server === against && s.errors.length === 0 && finite(value)) {

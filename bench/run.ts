@@ -48,7 +48,7 @@ const RESULTS_DIR = Path.join(ROOT, ".bench-results")
 
 const ALL_SERVERS: ReadonlyArray<ServerId> = ["node-raw", "node-framed", "wire", "wire-framed"]
 type LoadWorkload = Exclude<Workload, "startup">
-/** In the order they run: the stream echo first, on fresh processes (see {@link session}). */
+/** In the order they run: the stream echo first, on fresh processes, so their peak RSS is its own. */
 const ALL_WORKLOADS: ReadonlyArray<LoadWorkload> = ["stream", "pingpong", "pipeline", "connections", "ordering"]
 
 const serverArgs = (id: ServerId): Array<string> => {
@@ -199,7 +199,7 @@ const describe = (p: Plan): Record<Workload, string> => {
     pipeline: `${pipeline.connections} connections × ${pipeline.depth} frames of ${pipeline.bodySize} B in flight, ${
       pipeline.durationMs / 1000
     } s after ${pipeline.warmupMs / 1000} s warm-up`,
-    connections: `${connections.connections} connections held open (each proven with one round trip) after ${connections.warmup} warm-up ones; server RSS growth and CPU per open and per close`,
+    connections: `${connections.connections} connections opened a quarter at a time and held (each proven with one round trip), after ${connections.warmup} warm-up ones; memory per connection from the median quarter's RSS growth; server CPU per open and per close`,
     startup: `spawn → \`listening\` line, then RSS after ${p.idleSettleMs} ms idle`,
     ordering: `${ordering.connections} connections × ${ordering.framesPerConnection} sequence-numbered frames of 0 B to ${
       ordering.maxFrameSize / 1024
@@ -417,14 +417,15 @@ const HEADLINE: Record<LoadWorkload, ReadonlyArray<[string, string]>> = {
 const rotate = <A>(xs: ReadonlyArray<A>, by: number): Array<A> => xs.map((_, i) => xs[(i + by) % xs.length]!)
 
 /**
- * One repetition: fresh server processes, started one after another (their
- * start-up and idle RSS are measured alone), then each workload on each
- * server in turn, so the samples of one workload are seconds apart and their
- * ratios see the same noise. The stream echo runs first on the fresh
- * processes, so their peak RSS (VmHWM) is its own.
+ * Fresh server processes, started one after another (their start-up and idle
+ * RSS are measured alone), then each workload on each server in turn, so the
+ * samples of one workload are seconds apart and their ratios see the same
+ * noise.
  */
 const session = async (
   rep: number,
+  name: string,
+  workloads: ReadonlyArray<LoadWorkload>,
   options: Options,
   p: Plan,
   pinning: Pinning,
@@ -432,8 +433,7 @@ const session = async (
 ): Promise<void> => {
   const servers = new Map<ServerId, ServerProcess>()
   const order = rotate(options.servers, rep)
-  const tag = `[${rep + 1}/${options.reps}]`
-  const workloads = options.workloads
+  const tag = `[${rep + 1}/${options.reps}.${name}]`
   try {
     for (const id of order) {
       try {
@@ -441,11 +441,11 @@ const session = async (
         servers.set(id, server)
         await sleep(p.idleSettleMs)
         const metrics = { startupMs: round(server.startupMs), idleRssMB: round(readMemory(server.pid).rss / MiB) }
-        samples.push({ workload: "startup", server: id, rep, metrics, errors: [], cpuSource: "" })
+        samples.push({ workload: "startup", server: id, rep, session: name, metrics, errors: [], cpuSource: "" })
         log(`${tag} ${id.padEnd(11)} startup: ${formatNumber(metrics.startupMs)} ms, idle RSS ${formatNumber(metrics.idleRssMB)} MB`)
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error)
-        samples.push({ workload: "startup", server: id, rep, metrics: {}, errors: [message], cpuSource: "" })
+        samples.push({ workload: "startup", server: id, rep, session: name, metrics: {}, errors: [message], cpuSource: "" })
         log(`${tag} ${id.padEnd(11)} DID NOT START: ${message}`)
       }
     }
@@ -454,7 +454,15 @@ const session = async (
         const server = servers.get(id)
         if (server === undefined) continue
         const result = await runJob(server, p.jobs[workload], pinning.load)
-        samples.push({ workload, server: id, rep, metrics: result.metrics, errors: result.errors, cpuSource: result.cpuSource })
+        samples.push({
+          workload,
+          server: id,
+          rep,
+          session: name,
+          metrics: result.metrics,
+          errors: result.errors,
+          cpuSource: result.cpuSource
+        })
         const headline = HEADLINE[workload]
           .map(([key, unit]) => `${formatNumber(result.metrics[key] ?? Number.NaN)} ${unit}`)
           .join(", ")
@@ -524,7 +532,17 @@ const main = async (): Promise<void> => {
   log(`bench: load average ${loadStart.map((x) => x.toFixed(2)).join(" ")}; other processes on this machine add noise`)
 
   const samples: Array<Sample> = []
-  for (let rep = 0; rep < options.reps; rep++) await session(rep, options, p, pinning, samples)
+  // Fresh processes for the connections, so no garbage of earlier traffic is collected while
+  // the connections' memory is measured; fresh ones for the traffic, so the stream echo, first,
+  // owns the peak RSS. A quick run only checks correctness and needs one set.
+  const sessions: ReadonlyArray<ReadonlyArray<LoadWorkload>> = options.quick
+    ? [options.workloads]
+    : [options.workloads.filter((w) => w === "connections"), options.workloads.filter((w) => w !== "connections")]
+  for (let rep = 0; rep < options.reps; rep++) {
+    for (const [i, workloads] of sessions.entries()) {
+      if (workloads.length > 0 || i === 0) await session(rep, String(i + 1), workloads, options, p, pinning, samples)
+    }
+  }
   const decoders = await runDecoders(options, pinning)
   const loadEnd = Os.loadavg()
   const seconds = (performance.now() - t0) / 1000
