@@ -290,8 +290,7 @@ const attachImpl = <In, Out, E>(socket: Socket.Socket, protocol: Protocol<In, Ou
 
 /**
  * Put a protocol on a connected socket. Both argument orders work, and so
- * does the pipe form (`pipe(socket, Protocol.attach(Chat))`; a `Socket` has
- * no `pipe` method of its own).
+ * does the pipe form, `socket.pipe(Protocol.attach(Chat))`.
  *
  * ```ts
  * const connection = Protocol.attach(socket, Chat)
