@@ -11,7 +11,8 @@
  * row's: the target is >= 0.8 at every frame size. "vs stream" compares a
  * Stream row with the hand-written decoder run through the same Stream
  * plumbing (one `Stream.mapChunks`), which isolates what `Framing.decode`
- * adds to Effect's own per-chunk cost.
+ * adds to Effect's own per-chunk cost. "plumbing only" is that Stream of
+ * reads with no stage at all: Effect's floor, whatever the decoder.
  *
  * @since 0.1.0
  */
@@ -36,6 +37,8 @@ const NO_PRETENURING = args.has("--no-pretenuring")
 const VOLUME = (QUICK ? 4 : 16) * 1024 * 1024
 /** Timed runs per measurement, after one warm-up; the fastest counts (the others lost time to the machine, not the code). */
 const RUNS = QUICK ? 3 : 5
+/** Each timed run repeats the decoding until it lasts this long, so a GC pause or a busy neighbour weighs less. */
+const RUN_SECONDS = QUICK ? 0.03 : 0.1
 const FRAME_SIZES = [16, 1024, 64 * 1024] as const
 const MAX_CHUNK = 64 * 1024
 
@@ -188,8 +191,11 @@ interface Task {
   readonly path: Path
   readonly frames: number
   readonly bytes: number
+  /** Decodes everything once; returns the number of frames (or, for the plumbing row, of reads). */
   readonly run: () => number | Promise<number>
+  readonly expect: number
   best: number
+  repeat: number
 }
 
 const rawPath = (
@@ -238,16 +244,25 @@ const streamBaseline = (reads: ReadonlyArray<Uint8Array>) =>
     }))
   }))
 
-/** Runs every task `RUNS` times round-robin, so a busy moment of the machine hits them all alike. */
+/** Effect's own cost per read: the same Stream of reads, counted, with no stage in between. */
+const plumbing = (reads: ReadonlyArray<Uint8Array>) => count(readStream(reads))
+
+/**
+ * Runs every task `RUNS` times round-robin, so a busy moment of the machine
+ * hits them all alike. Round 0 warms up the JIT and sets how many times a run
+ * repeats the decoding to last `RUN_SECONDS`.
+ */
 const measure = async (tasks: ReadonlyArray<Task>): Promise<void> => {
   for (let round = 0; round <= RUNS; round++) {
     for (const task of tasks) {
       const start = process.hrtime.bigint()
-      const frames = await task.run()
-      const seconds = Number(process.hrtime.bigint() - start) / 1e9
-      if (frames !== task.frames) throw new Error(`${task.codec}: decoded ${frames} frames, expected ${task.frames}`)
-      // Round 0 warms up the JIT.
-      if (round > 0 && seconds < task.best) task.best = seconds
+      for (let i = 0; i < task.repeat; i++) {
+        const n = await task.run()
+        if (n !== task.expect) throw new Error(`${task.codec}: decoded ${n} frames, expected ${task.expect}`)
+      }
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9 / task.repeat
+      if (round === 0) task.repeat = Math.max(1, Math.min(1000, Math.ceil(RUN_SECONDS / seconds)))
+      else if (seconds < task.best) task.best = seconds
     }
   }
 }
@@ -264,6 +279,7 @@ const format = (r: Result): string =>
   ].join("  ")
 
 const BASELINE = "hand-written u32"
+const PLUMBING = "plumbing only"
 
 const main = async () => {
   if (NO_PRETENURING) v8.setFlagsFromString("--no-allocation-site-pretenuring")
@@ -280,17 +296,20 @@ const main = async () => {
     const frames = Math.max(1, Math.floor(VOLUME / (frameSize + 4)))
     const baselineBytes = Either.getOrThrow(Framing.encodeAll(Framing.lengthPrefixed(), bodies(frameSize, frames)))
     const baselineReads = cut(baselineBytes, frameSize)
-    const task = (codec: string, path: Path, bytes: number, run: Task["run"]): Task => ({
+    const task = (codec: string, path: Path, bytes: number, run: Task["run"], expect = frames): Task => ({
       codec,
       path,
       frames,
       bytes,
       run,
-      best: Infinity
+      expect,
+      best: Infinity,
+      repeat: 1
     })
     const tasks: Array<Task> = [
       task(BASELINE, "raw", baselineBytes.length, rawPath(() => new HandWrittenU32(), baselineReads)),
-      task(BASELINE, "stream", baselineBytes.length, streamBaseline(baselineReads))
+      task(BASELINE, "stream", baselineBytes.length, streamBaseline(baselineReads)),
+      task(PLUMBING, "stream", baselineBytes.length, plumbing(baselineReads), baselineReads.length)
     ]
     for (const subject of subjects) {
       if (subject.name === "fixed" && frameSize !== 16) continue
