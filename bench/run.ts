@@ -144,7 +144,7 @@ interface Plan {
 const MiB = 1024 * 1024
 
 const plan = (quick: boolean): Plan => ({
-  idleSettleMs: quick ? 100 : 500,
+  idleSettleMs: quick ? 100 : 300,
   jobs: {
     stream: {
       kind: "stream",
@@ -157,23 +157,23 @@ const plan = (quick: boolean): Plan => ({
       kind: "pingpong",
       connections: 8,
       bodySize: 64,
-      warmupMs: quick ? 50 : 300,
-      durationMs: quick ? 200 : 1200
+      warmupMs: quick ? 50 : 250,
+      durationMs: quick ? 200 : 1000
     },
     pipeline: {
       kind: "pipeline",
       connections: 8,
       depth: 32,
       bodySize: 64,
-      warmupMs: quick ? 50 : 300,
-      durationMs: quick ? 200 : 1200
+      warmupMs: quick ? 50 : 250,
+      durationMs: quick ? 200 : 1000
     },
     connections: {
       kind: "connections",
-      warmup: quick ? 20 : 100,
+      warmup: quick ? 20 : 50,
       connections: quick ? 100 : 1000,
       concurrency: 50,
-      settleMs: quick ? 100 : 300,
+      settleMs: quick ? 100 : 200,
       timeoutMs: 30_000
     },
     ordering: {
