@@ -30,7 +30,10 @@ import * as Option from "effect/Option"
  * stays fast whichever subcommand runs.
  */
 const subcommands = [
-  (await import("./serve.js")).command
+  (await import("./serve.js")).command,
+  (await import("./connect.js")).command,
+  (await import("./exec.js")).command,
+  (await import("./demo.js")).command
 ] as const
 
 const cli = Command.make("effect-wire").pipe(

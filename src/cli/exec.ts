@@ -1,0 +1,164 @@
+/**
+ * `effect-wire exec ADDRESS -- CMD ARGS…`: run a command on an exec server
+ * (`effect-wire serve exec`), copy its stdout and stderr to ours, and exit
+ * with its exit status. The codes follow `timeout(1)` and the shell:
+ *
+ * | code | meaning |
+ * |---|---|
+ * | 0–255 | the command's own exit code |
+ * | 128+n | the command died by signal n (e.g. 137 for SIGKILL) |
+ * | 124 | the server's timeout stopped the command (its output so far is printed), or no slot freed in time |
+ * | 125 | this client failed: cannot connect, the connection broke, the token variable is unset, … |
+ * | 126 | the server refused the request: command not allowed, wrong token, request malformed or too large |
+ * | 127 | the server could not start the command |
+ *
+ * Codes 124 to 127 come with one `error: …` line on stderr. A mistyped
+ * command line (an unknown flag, a bad value) exits 1 with one line too.
+ *
+ * ```sh
+ * effect-wire exec 127.0.0.1:9002 -- uname -s
+ * EXEC_TOKEN=s3cret effect-wire exec 10.0.0.5:9002 --token-env EXEC_TOKEN -- df -h /
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { constants } from "node:os"
+import type * as Address from "../Address.js"
+import type * as Exec from "../servers/Exec.js"
+import { CliError, durationOption } from "./common.js"
+import { addressArg } from "./connect.js"
+
+/**
+ * The exit codes of `effect-wire exec` besides the command's own (see the
+ * module doc).
+ *
+ * ```ts
+ * if (code === ExitCode.refused) console.error("the server would not run it")
+ * ```
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const ExitCode = {
+  /** The server's timeout stopped the command, or no slot freed in time. */
+  timeout: 124,
+  /** This client failed (connect, transport, configuration). */
+  clientFailed: 125,
+  /** The server refused the request. */
+  refused: 126,
+  /** The server could not start the command. */
+  spawnFailed: 127,
+  /** Added to the number of the signal that killed the command. */
+  signalBase: 128
+} as const
+
+const options = {
+  address: addressArg,
+  argv: Args.text({ name: "COMMAND" }).pipe(
+    Args.withDescription("The command and its arguments, after `--` so that its flags are not taken for ours."),
+    Args.atLeast(1)
+  ),
+  tokenEnv: Options.text("token-env").pipe(
+    Options.withPseudoName("VAR"),
+    Options.withDescription("Send the token held by this environment variable (for servers started with --token-env)."),
+    Options.optional
+  ),
+  timeout: durationOption("timeout").pipe(
+    Options.withDescription("Give up after this long without an answer, e.g. 30s (default: wait for the server)."),
+    Options.optional
+  )
+} as const
+
+type ExecOptions = Command.Command.ParseConfig<typeof options>
+
+/** Write all of `bytes` and wait until Node has handed them to the OS. */
+const writeTo = (stream: NodeJS.WriteStream, bytes: Uint8Array): Effect.Effect<void> =>
+  bytes.length === 0 ? Effect.void : Effect.async<void>((resume) => {
+    stream.write(bytes, () => resume(Effect.void))
+  })
+
+const say = (line: string): Effect.Effect<void> => writeTo(process.stderr, new TextEncoder().encode(`${line}\n`))
+
+/** The exit code of a response, and the error line to print with it, if any. */
+const outcome = (header: Exec.ExecResponseHeader): { readonly code: number; readonly error?: string } => {
+  const error = header.error
+  if (error !== undefined) {
+    switch (error._tag) {
+      case "Timeout":
+        return { code: ExitCode.timeout, error: error.message }
+      case "SpawnFailed":
+        return { code: ExitCode.spawnFailed, error: error.message }
+      default:
+        return { code: ExitCode.refused, error: `${error._tag}: ${error.message}` }
+    }
+  }
+  if (header.exitCode !== null) return { code: header.exitCode }
+  const signal = header.signal === null ? undefined : constants.signals[header.signal as NodeJS.Signals]
+  return signal === undefined
+    ? { code: ExitCode.clientFailed, error: `the server reported neither an exit code nor a known signal (${header.signal})` }
+    : { code: ExitCode.signalBase + signal }
+}
+
+/** Runs the command remotely, prints its output, and returns the exit code. */
+const run = (address: Address.Address, options: ExecOptions): Effect.Effect<number, unknown> =>
+  Effect.gen(function*() {
+    let token: Redacted.Redacted<string> | undefined
+    if (Option.isSome(options.tokenEnv)) {
+      const name = options.tokenEnv.value
+      const value = process.env[name]
+      if (value === undefined || value === "") {
+        return yield* new CliError({ message: `--token-env ${name}: the environment variable ${name} is not set or empty` })
+      }
+      token = Redacted.make(value)
+    }
+    const ExecModule = yield* Effect.promise(() => import("../servers/Exec.js"))
+    const client = yield* ExecModule.client(address, { token, timeout: Option.getOrUndefined(options.timeout) })
+    // `request` rather than `run`: a timed-out command's output so far is in the response.
+    const result = yield* client.request({ argv: options.argv })
+    yield* writeTo(process.stdout, result.stdout)
+    yield* writeTo(process.stderr, result.stderr)
+    const { code, error } = outcome(result.header)
+    if (error !== undefined) yield* say(`error: ${error}`)
+    if (result.header.truncated) {
+      yield* say("warning: the output was cut at the server's output limit and the command was stopped")
+    }
+    return code
+  }).pipe(Effect.scoped)
+
+const describe = (e: unknown): string =>
+  typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" && e.message !== ""
+    ? e.message
+    : String(e)
+
+const exec = (options: ExecOptions) =>
+  run(options.address, options).pipe(
+    Effect.catchAll((e) => Effect.as(say(`error: ${describe(e)}`), ExitCode.clientFailed)),
+    // The code is left for Node to exit with once the event loop is empty:
+    // `process.exit` here could cut output still flowing into a pipe.
+    Effect.flatMap((code) => Effect.sync(() => void (process.exitCode = code)))
+  )
+
+/**
+ * The `exec` command (see the module doc for its exit codes).
+ *
+ * ```ts
+ * const cli = Command.make("effect-wire").pipe(Command.withSubcommands([exec.command]))
+ * ```
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("exec", options, exec).pipe(
+  Command.withDescription(
+    "Run a command on an exec server and exit with its code: `effect-wire exec ADDRESS -- CMD ARGS...`. " +
+      "Its stdout and stderr are copied to ours. Other codes: 128+n the command died by signal n; " +
+      "124 the server's timeout stopped it; 125 this client failed (connect, transport); " +
+      "126 the server refused (not allowed, bad token); 127 the server could not start it."
+  )
+)
