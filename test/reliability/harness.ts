@@ -1,0 +1,488 @@
+/**
+ * Shared pieces of the reliability suite: the scale (small under `npm test`,
+ * full with `EW_RELIABILITY=full`), the summary table every case reports
+ * into, a guard against unhandled errors, a probe that records the typed
+ * errors each server-side connection surfaces, and process/memory readings.
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
+import { pipeArguments } from "effect/Pipeable"
+import type * as Scope from "effect/Scope"
+import * as Sink from "effect/Sink"
+import * as Stream from "effect/Stream"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as V8 from "node:v8"
+import * as Vm from "node:vm"
+import type { TestContext } from "vitest"
+import { inject } from "vitest"
+import * as Address from "../../src/Address.js"
+import * as Socket from "../../src/Socket.js"
+import { formatTable, MiB, type Row } from "./summary.js"
+
+export { formatTable, MiB, type Row }
+
+// ---------------------------------------------------------------------------
+// scale
+// ---------------------------------------------------------------------------
+
+/** `EW_RELIABILITY=full` (what `npm run test:reliability` sets) runs every case at full size. */
+export const FULL = process.env.EW_RELIABILITY === "full"
+
+export const scale = {
+  name: FULL ? "full" : "small",
+  /** fast-check runs per property. */
+  propRuns: FULL ? 2_000 : 200,
+  /** connect/exchange/close cycles per server. */
+  churnCycles: FULL ? 10_000 : 1_000,
+  churnConcurrency: 100,
+  /** Bytes a server tries to write to a peer that never reads. */
+  stallBytes: FULL ? 256 * MiB : 32 * MiB,
+  /** Connections held open at once by one server. */
+  heldConnections: 1_000,
+  /** Faulty clients per kind in the reset cases. */
+  faultsPerKind: FULL ? 50 : 8,
+  /** Healthy clients running next to the faulty ones. */
+  healthyClients: FULL ? 50 : 10,
+  /** Clients mid-request when the server gets SIGTERM. */
+  shutdownClients: 100
+} as const
+
+// ---------------------------------------------------------------------------
+// summary table
+// ---------------------------------------------------------------------------
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** Where the reliability config's global setup collects every file's rows. */
+    ewReliabilityReport?: string
+  }
+}
+
+const rows: Array<Row> = []
+
+/**
+ * Register the current case in the summary; the returned row's counters are
+ * the case's own to bump. Status and time are filled when the case ends.
+ */
+export const track = (ctx: TestContext, label: string): Row => {
+  const file = ctx.task.file.name.replace(/^.*test\/reliability\//, "").replace(/\.test\.ts$/, "")
+  const row: Row = { file, label, status: "running", ms: 0, connections: 0, bytes: 0, faults: 0, failures: 0, notes: [] }
+  const started = performance.now()
+  rows.push(row)
+  ctx.onTestFailed(() => {
+    row.status = "FAIL"
+  })
+  ctx.onTestFinished(() => {
+    row.ms = Math.round(performance.now() - started)
+    if (row.status === "running") row.status = "pass"
+  })
+  return row
+}
+
+/**
+ * Print this file's rows (an `afterAll` of every reliability file), and hand
+ * them to the reliability config's global setup, which prints the whole suite.
+ */
+export const printSummary = (): void => {
+  if (rows.length === 0) return
+  process.stdout.write(formatTable(rows, `reliability summary (${scale.name} scale): ${rows[0]!.file}`))
+  const report = inject("ewReliabilityReport")
+  if (report !== undefined) {
+    Fs.appendFileSync(report, rows.map((r) => JSON.stringify(r)).join("\n") + "\n")
+  }
+}
+
+// ---------------------------------------------------------------------------
+// guards and readings
+// ---------------------------------------------------------------------------
+
+/**
+ * Listens for `uncaughtException` and `unhandledRejection` for the rest of the
+ * scope; `check` fails the case if any arrived.
+ */
+export const noUnhandledErrors: Effect.Effect<{ readonly check: Effect.Effect<void> }, never, Scope.Scope> = Effect
+  .map(
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const seen: Array<unknown> = []
+        const onError = (error: unknown) => {
+          seen.push(error)
+        }
+        process.on("uncaughtException", onError)
+        process.on("unhandledRejection", onError)
+        return { seen, onError }
+      }),
+      ({ onError }) =>
+        Effect.sync(() => {
+          process.off("uncaughtException", onError)
+          process.off("unhandledRejection", onError)
+        })
+    ),
+    ({ seen }) => ({
+      check: Effect.suspend(() =>
+        seen.length === 0
+          ? Effect.void
+          : Effect.dieMessage(`unhandled errors during the case: ${seen.map((e) => String(e)).join(" | ")}`)
+      )
+    })
+  )
+
+/** A full garbage collection, if this V8 lets us have one (flag set at run time). */
+export const gc: (() => void) | undefined = (() => {
+  const global = globalThis as { gc?: () => void }
+  if (typeof global.gc === "function") return global.gc
+  try {
+    V8.setFlagsFromString("--expose-gc")
+    const f = Vm.runInNewContext("gc") as unknown
+    return typeof f === "function" ? (f as () => void) : undefined
+  } catch {
+    return undefined
+  }
+})()
+
+/** Heap and array buffers of this process after a full GC when possible. */
+export const memory = (): { readonly heap: number; readonly buffers: number } => {
+  gc?.()
+  const m = process.memoryUsage()
+  return { heap: m.heapUsed, buffers: m.arrayBuffers }
+}
+
+/** Open file descriptors of a process (Linux). */
+export const openFds = (pid: number | "self" = "self"): number => Fs.readdirSync(`/proc/${pid}/fd`).length
+
+/** Resident memory of a process in bytes (Linux). */
+export const rss = (pid: number): number => {
+  const status = Fs.readFileSync(`/proc/${pid}/status`, "utf8")
+  const match = /VmRSS:\s+(\d+) kB/.exec(status)
+  return match === null ? 0 : Number(match[1]) * 1024
+}
+
+/**
+ * Whether a process still runs. A zombie counts as dead: orphans are reaped
+ * lazily by init, and `kill(pid, 0)` succeeds until then.
+ */
+export const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false
+    throw err
+  }
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] !== "Z"
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Re-check `value` until `check` holds, at most `attempts` × `interval` ms:
+ * for counters that have no event of their own. Dies with `what` otherwise.
+ */
+export const eventually = <A, E, R>(
+  what: string,
+  value: Effect.Effect<A, E, R>,
+  check: (a: A) => boolean,
+  attempts = 300,
+  interval = 10
+): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    let last = yield* value
+    for (let i = 0; i < attempts && !check(last); i++) {
+      yield* Effect.sleep(interval)
+      last = yield* value
+    }
+    if (!check(last)) return yield* Effect.dieMessage(`${what}: still ${JSON.stringify(last)}`)
+    return last
+  })
+
+// ---------------------------------------------------------------------------
+// bytes
+// ---------------------------------------------------------------------------
+
+/** A 4-byte big-endian length claim followed by `body` (which may be shorter than the claim). */
+export const lengthFrame = (body: Uint8Array, claim = body.length): Uint8Array => {
+  const out = new Uint8Array(4 + body.length)
+  new DataView(out.buffer).setUint32(0, claim, false)
+  out.set(body, 4)
+  return out
+}
+
+/** Deterministic bytes: the i-th byte is (seed + i * 31) mod 251. */
+export const pattern = (n: number, seed = 7): Uint8Array => {
+  const b = new Uint8Array(n)
+  for (let i = 0; i < n; i++) b[i] = (seed + i * 31) % 251
+  return b
+}
+
+export const concatBytes = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  let size = 0
+  for (const p of parts) size += p.length
+  const out = new Uint8Array(size)
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
+
+export const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean =>
+  a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0
+
+// ---------------------------------------------------------------------------
+// server-side probe
+// ---------------------------------------------------------------------------
+
+/**
+ * Records, per server-side connection (keyed by the peer's address), the
+ * bytes read and every typed error its socket surfaced, by `_tag`, and the
+ * handler's own failure when the handler is wrapped with {@link Probe.wrap}.
+ */
+export interface Probe {
+  /** Tags of the typed errors each peer's connection surfaced, in order. */
+  readonly errors: Map<string, Array<string>>
+  readonly bytesRead: Map<string, number>
+  /**
+   * Completes once the server has read at least `n` bytes from `peer`, or
+   * once that connection surfaced an error (then with the error's tag), so
+   * that a connection cut early never leaves the case waiting.
+   */
+  readonly awaitRead: (peer: string, n: number) => Effect.Effect<string | undefined>
+  /** Completes once the connection of `peer` surfaced a typed error. */
+  readonly awaitError: (peer: string) => Effect.Effect<string>
+  /** The listener, with every accepted socket observed. */
+  readonly listen: (listener: Socket.Listener) => Socket.Listener
+  /** A handler whose failure is recorded under its peer. */
+  readonly wrap: <E extends { readonly _tag: string }, R>(
+    handler: (socket: Socket.Socket) => Effect.Effect<void, E, R>
+  ) => (socket: Socket.Socket) => Effect.Effect<void, E, R>
+  /** How many connections surfaced each tag. */
+  readonly tally: () => Record<string, number>
+}
+
+export const peerOf = (socket: Socket.Socket): string => Address.format(socket.remoteAddress)
+export const selfOf = (socket: Socket.Socket): string => Address.format(socket.localAddress)
+
+export const makeProbe = (): Probe => {
+  const errors = new Map<string, Array<string>>()
+  const bytesRead = new Map<string, number>()
+  const readWaiters = new Map<string, Array<{ n: number; done: (tag: string | undefined) => void }>>()
+  const errorWaiters = new Map<string, Array<(tag: string) => void>>()
+
+  const record = (peer: string, tag: string) => {
+    const list = errors.get(peer) ?? []
+    list.push(tag)
+    errors.set(peer, list)
+    const waiters = errorWaiters.get(peer)
+    if (waiters !== undefined) {
+      errorWaiters.delete(peer)
+      for (const w of waiters) w(tag)
+    }
+    const readers = readWaiters.get(peer)
+    if (readers !== undefined) {
+      readWaiters.delete(peer)
+      for (const w of readers) w.done(tag)
+    }
+  }
+  const onBytes = (peer: string, n: number) => {
+    const total = (bytesRead.get(peer) ?? 0) + n
+    bytesRead.set(peer, total)
+    const waiters = readWaiters.get(peer)
+    if (waiters !== undefined) {
+      const rest = waiters.filter((w) => {
+        if (total >= w.n) w.done(undefined)
+        return total < w.n
+      })
+      readWaiters.set(peer, rest)
+    }
+  }
+  const tapError = <E>(peer: string) => (e: E) => {
+    record(peer, (e as { _tag?: string })._tag ?? String(e))
+    return e
+  }
+
+  const observe = (socket: Socket.Socket): Socket.Socket => {
+    const peer = peerOf(socket)
+    const reads = socket.reads.pipe(
+      Stream.mapChunks((chunk) => {
+        let n = 0
+        for (const bytes of chunk) n += bytes.length
+        onBytes(peer, n)
+        return chunk
+      }),
+      Stream.mapError(tapError(peer))
+    )
+    const observed: Socket.Socket = {
+      [Socket.TypeId]: Socket.TypeId,
+      localAddress: socket.localAddress,
+      remoteAddress: socket.remoteAddress,
+      reads,
+      write: (bytes) => Effect.mapError(socket.write(bytes), tapError(peer)),
+      writeAll: (chunks) => Effect.mapError(socket.writeAll(chunks), tapError(peer)),
+      writes: Sink.mapError(socket.writes, tapError(peer)),
+      end: Effect.mapError(socket.end, tapError(peer)),
+      reset: socket.reset,
+      close: socket.close,
+      pipe() {
+        return pipeArguments(this, arguments)
+      }
+    }
+    return observed
+  }
+
+  return {
+    errors,
+    bytesRead,
+    awaitRead: (peer, n) =>
+      Effect.async<string | undefined>((resume) => {
+        if ((bytesRead.get(peer) ?? 0) >= n) return resume(Effect.succeed(undefined))
+        const seen = errors.get(peer)
+        if (seen !== undefined && seen.length > 0) return resume(Effect.succeed(seen[0]!))
+        const list = readWaiters.get(peer) ?? []
+        list.push({ n, done: (tag) => resume(Effect.succeed(tag)) })
+        readWaiters.set(peer, list)
+      }),
+    awaitError: (peer) =>
+      Effect.async<string>((resume) => {
+        const seen = errors.get(peer)
+        if (seen !== undefined && seen.length > 0) return resume(Effect.succeed(seen[0]!))
+        const list = errorWaiters.get(peer) ?? []
+        list.push((tag) => resume(Effect.succeed(tag)))
+        errorWaiters.set(peer, list)
+      }),
+    listen: (listener) => ({
+      address: listener.address,
+      accept: Stream.map(listener.accept, observe),
+      connections: listener.connections,
+      stopAccepting: listener.stopAccepting,
+      refused: listener.refused
+    }),
+    wrap: (handler) => (socket) => Effect.tapError(handler(socket), (e) => Effect.sync(() => record(peerOf(socket), e._tag))),
+    tally: () => {
+      const out: Record<string, number> = {}
+      for (const tags of errors.values()) {
+        for (const tag of new Set(tags)) out[tag] = (out[tag] ?? 0) + 1
+      }
+      return out
+    }
+  }
+}
+
+/** A deferred that a finalizer can complete: handy to hold many clients at a barrier. */
+export const latch = (count: number) =>
+  Effect.map(Deferred.make<void>(), (all) => {
+    let left = count
+    return {
+      arrive: Effect.suspend(() => {
+        left--
+        return left <= 0 ? Deferred.succeed(all, undefined) : Effect.succeed(false)
+      }),
+      await: Deferred.await(all)
+    }
+  })
+
+// ---------------------------------------------------------------------------
+// child processes
+// ---------------------------------------------------------------------------
+
+/** A child process of this case: its output so far and its exit. */
+export interface Child {
+  readonly process: ChildProcess.ChildProcess
+  readonly pid: number
+  /** Everything written to stdout and stderr so far. */
+  readonly output: () => string
+  /** Completes with the first stdout line that matches. */
+  readonly line: (match: RegExp) => Effect.Effect<RegExpExecArray>
+  /** Completes with the exit code (or the signal's name) once the process exited. */
+  readonly exited: Effect.Effect<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+}
+
+/**
+ * Spawn a process for the rest of the scope; the scope's end kills it by
+ * PID (SIGKILL) if it still runs, and waits for it.
+ */
+export const spawnChild = (
+  command: string,
+  args: ReadonlyArray<string>,
+  options: ChildProcess.SpawnOptions = {}
+): Effect.Effect<Child, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = ChildProcess.spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...options })
+      let out = ""
+      let stdoutText = ""
+      const lineWaiters: Array<{ match: RegExp; done: (m: RegExpExecArray) => void }> = []
+      const checkLines = () => {
+        for (let i = 0; i < lineWaiters.length; i++) {
+          const w = lineWaiters[i]!
+          const m = stdoutText.split("\n").map((l) => w.match.exec(l)).find((x) => x !== null)
+          if (m !== undefined && m !== null) {
+            lineWaiters.splice(i--, 1)
+            w.done(m)
+          }
+        }
+      }
+      child.stdout?.on("data", (b: Buffer) => {
+        out += b.toString()
+        stdoutText += b.toString()
+        checkLines()
+      })
+      child.stderr?.on("data", (b: Buffer) => {
+        out += b.toString()
+      })
+      let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined
+      const exitWaiters: Array<(e: { code: number | null; signal: NodeJS.Signals | null }) => void> = []
+      child.on("exit", (code, signal) => {
+        exit = { code, signal }
+        for (const w of exitWaiters.splice(0)) w(exit)
+      })
+      child.on("error", (err) => {
+        out += `\nspawn error: ${err.message}`
+      })
+      return {
+        process: child,
+        pid: child.pid ?? -1,
+        output: () => out,
+        line: (match: RegExp) =>
+          Effect.async<RegExpExecArray>((resume) => {
+            lineWaiters.push({ match, done: (m) => resume(Effect.succeed(m)) })
+            checkLines()
+          }),
+        exited: Effect.async<{ code: number | null; signal: NodeJS.Signals | null }>((resume) => {
+          if (exit !== undefined) return resume(Effect.succeed(exit))
+          exitWaiters.push((e) => resume(Effect.succeed(e)))
+        })
+      } satisfies Child
+    }),
+    (child) =>
+      Effect.suspend(() => {
+        if (child.process.exitCode !== null || child.process.signalCode !== null) return Effect.void
+        try {
+          process.kill(child.pid, "SIGKILL")
+        } catch {
+          return Effect.void
+        }
+        return Effect.timeout(child.exited, "5 seconds").pipe(Effect.ignore)
+      })
+  )
+
+// ---------------------------------------------------------------------------
+// logs
+// ---------------------------------------------------------------------------
+
+/** Log lines kept instead of printed, to count a server's warnings. */
+export const captureLogs = () => {
+  const lines: Array<{ readonly level: string; readonly message: string }> = []
+  const logger = Logger.make(({ logLevel, message }) => {
+    lines.push({ level: logLevel.label, message: Array.isArray(message) ? message.map(String).join(" ") : String(message) })
+  })
+  return {
+    lines,
+    warnings: () => lines.filter((l) => l.level === "WARN"),
+    layer: Logger.replace(Logger.defaultLogger, logger)
+  }
+}
