@@ -13,12 +13,25 @@
  * run unless `--strict` is given (then a FAILed target exits 3): shared and
  * CI machines are too noisy for that.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
-import { type Job, type JobResult, readMemory, round } from "./common.js"
+import { type Job, readMemory, round } from "./common.js"
+import {
+  DEFAULT_CLI,
+  detectPinning,
+  exitsWithin,
+  HERE,
+  launch,
+  killAll,
+  type Pinning,
+  ROOT,
+  runJob,
+  serverArgs,
+  ServerProcess,
+  sleep,
+  tail
+} from "./processes.js"
 import {
   decoderResults,
   decoderTargets,
@@ -36,13 +49,6 @@ import {
   type Workload
 } from "./report.js"
 
-const HERE = Path.dirname(fileURLToPath(import.meta.url))
-const ROOT = Path.resolve(HERE, "..", "..")
-const DEFAULT_CLI = Path.join(ROOT, "dist", "src", "cli", "main.js")
-/** The effect-wire CLI under test; `--cli` points at another build, to compare versions. */
-let CLI = DEFAULT_CLI
-const BASELINES = Path.join(HERE, "baselines.js")
-const LOAD = Path.join(HERE, "load.js")
 const DECODERS = Path.join(HERE, "decoders.js")
 const RESULTS_DIR = Path.join(ROOT, ".bench-results")
 
@@ -51,18 +57,6 @@ type LoadWorkload = Exclude<Workload, "startup">
 /** In the order they run: the stream echo first, on fresh processes, so their peak RSS is its own. */
 const ALL_WORKLOADS: ReadonlyArray<LoadWorkload> = ["stream", "pingpong", "pipeline", "connections", "ordering"]
 
-const serverArgs = (id: ServerId): Array<string> => {
-  switch (id) {
-    case "node-raw":
-      return [BASELINES, "raw", "--host", "127.0.0.1", "--port", "0"]
-    case "node-framed":
-      return [BASELINES, "framed", "--host", "127.0.0.1", "--port", "0"]
-    case "wire":
-      return [CLI, "serve", "echo", "--host", "127.0.0.1", "--port", "0"]
-    case "wire-framed":
-      return [CLI, "serve", "echo", "--framing", "length", "--host", "127.0.0.1", "--port", "0"]
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Options
@@ -77,6 +71,8 @@ interface Options {
   readonly decoders: "quick" | "full" | "skip"
   readonly servers: ReadonlyArray<ServerId>
   readonly workloads: ReadonlyArray<LoadWorkload>
+  /** The effect-wire CLI under test; `--cli` points at another build, to compare versions. */
+  readonly cli: string
 }
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--reps N] [--json out.json] [--strict]
@@ -110,8 +106,6 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
     return all.filter((a) => picked.includes(a))
   }
   const quick = flags.has("--quick")
-  const cli = values.get("--cli")
-  if (cli !== undefined) CLI = Path.resolve(cli)
   const reps = Number(values.get("--reps") ?? (quick ? 1 : 3))
   if (!Number.isInteger(reps) || reps < 1 || reps > 20) usage("--reps must be an integer from 1 to 20")
   return {
@@ -122,7 +116,8 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
     pin: !flags.has("--no-pin"),
     decoders: flags.has("--no-decoders") ? "skip" : flags.has("--decoders-full") ? "full" : "quick",
     servers: list("--servers", ALL_SERVERS),
-    workloads: list("--workloads", ALL_WORKLOADS)
+    workloads: list("--workloads", ALL_WORKLOADS),
+    cli: Path.resolve(values.get("--cli") ?? DEFAULT_CLI)
   }
 }
 
@@ -207,200 +202,6 @@ const describe = (p: Plan): Record<Workload, string> => {
   }
 }
 
-/** How long a job may take before the runner gives up on it. */
-const jobBudgetMs = (job: Job): number => {
-  switch (job.kind) {
-    case "stream":
-    case "ordering":
-      return job.timeoutMs + 15_000
-    case "pingpong":
-    case "pipeline":
-      return job.warmupMs + job.durationMs + 30_000
-    case "connections":
-      return 3 * job.timeoutMs + 15_000
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Processes: every child is tracked and killed, whatever way the run ends
-// ---------------------------------------------------------------------------
-
-const live = new Set<ChildProcess>()
-
-const killAll = (): void => {
-  for (const child of live) {
-    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-  }
-  live.clear()
-}
-
-process.on("exit", killAll)
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  process.on(signal, () => {
-    process.stderr.write(`\nbench: ${signal}, stopping the servers and the load generator\n`)
-    killAll()
-    process.exit(130)
-  })
-}
-
-interface Pinning {
-  readonly server: number | undefined
-  readonly load: number | undefined
-  readonly note: string
-}
-
-/** The cores we may run on, from `taskset -cp` ("0,1" or "0-3"), or why we cannot pin. */
-const detectPinning = (wanted: boolean): Pinning => {
-  if (!wanted) return { server: undefined, load: undefined, note: "not pinned (--no-pin)" }
-  const probe = spawnSync("taskset", ["-cp", String(process.pid)], { encoding: "utf8" })
-  if (probe.error !== undefined || probe.status !== 0) {
-    return { server: undefined, load: undefined, note: "NOT PINNED: taskset is not available" }
-  }
-  const list = /list:\s*([\d,\s-]+)/.exec(probe.stdout)?.[1] ?? ""
-  const cores = list.split(",").flatMap((part) => {
-    const [lo, hi] = part.trim().split("-").map(Number)
-    return lo === undefined || Number.isNaN(lo) ? [] : Array.from({ length: (hi ?? lo) - lo + 1 }, (_, i) => lo + i)
-  })
-  if (cores.length < 2) {
-    return { server: undefined, load: undefined, note: `NOT PINNED: only ${cores.length} core(s) allowed (${list})` }
-  }
-  const pinOk = spawnSync("taskset", ["-c", String(cores[0]), "true"]).status === 0
-  if (!pinOk) return { server: undefined, load: undefined, note: "NOT PINNED: taskset -c failed" }
-  return { server: cores[0], load: cores[1], note: `server on core ${cores[0]}, load generator on core ${cores[1]}` }
-}
-
-const launch = (core: number | undefined, args: ReadonlyArray<string>): ChildProcess => {
-  const [command, argv] = core === undefined
-    ? [process.execPath, args]
-    : ["taskset", ["-c", String(core), process.execPath, ...args]]
-  const child = spawn(command, argv, { stdio: ["ignore", "pipe", "pipe"] })
-  live.add(child)
-  child.once("exit", () => live.delete(child))
-  return child
-}
-
-const exited = (child: ChildProcess): Promise<void> =>
-  child.exitCode !== null || child.signalCode !== null
-    ? Promise.resolve()
-    : new Promise((resolve) => child.once("exit", () => resolve()))
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Whether `child` exited within `ms`; the timer is cleared either way, so it never holds the process open. */
-const exitsWithin = (child: ChildProcess, ms: number): Promise<boolean> => {
-  let timer: NodeJS.Timeout | undefined
-  return Promise.race([
-    exited(child).then(() => true),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms)
-    })
-  ]).finally(() => clearTimeout(timer))
-}
-
-/** The last `limit` characters a stream printed, for error messages. */
-const tail = (stream: NodeJS.ReadableStream | null, limit = 2000): () => string => {
-  let text = ""
-  stream?.on("data", (chunk: Buffer) => {
-    text = (text + chunk.toString("utf8")).slice(-limit)
-  })
-  return () => text.trim()
-}
-
-class ServerProcess {
-  private constructor(
-    readonly id: ServerId,
-    readonly child: ChildProcess,
-    readonly pid: number,
-    readonly host: string,
-    readonly port: number,
-    readonly startupMs: number,
-    readonly output: () => string
-  ) {}
-
-  static start(id: ServerId, core: number | undefined): Promise<ServerProcess> {
-    const t0 = performance.now()
-    const child = launch(core, serverArgs(id))
-    const output = tail(child.stderr)
-    const stdout = tail(child.stdout)
-    return new Promise((resolve, reject) => {
-      let seen = ""
-      const timer = setTimeout(() => fail(`did not print "listening tcp HOST:PORT" within 30 s`), 30_000)
-      const fail = (why: string): void => {
-        clearTimeout(timer)
-        child.kill("SIGKILL")
-        reject(new Error(`${SERVER_LABELS[id]}: ${why}\n${stdout()}\n${output()}`.trim()))
-      }
-      const onData = (chunk: Buffer): void => {
-        seen = (seen + chunk.toString("utf8")).slice(-4096)
-        const match = /listening tcp (\[[^\]]+\]|[^\s:]+):(\d+)/.exec(seen)
-        if (match === null) return
-        const startupMs = performance.now() - t0
-        clearTimeout(timer)
-        child.stdout?.off("data", onData)
-        child.stderr?.off("data", onData)
-        child.off("exit", onExit)
-        resolve(
-          new ServerProcess(id, child, child.pid!, match[1]!.replace(/^\[|\]$/g, ""), Number(match[2]), startupMs, () =>
-            `${stdout()}\n${output()}`.trim())
-        )
-      }
-      const onExit = (code: number | null, signal: string | null): void =>
-        fail(`exited (${signal ?? `code ${code}`}) before listening`)
-      child.stdout?.on("data", onData)
-      child.stderr?.on("data", onData)
-      child.once("exit", onExit)
-      child.once("error", (error) => fail(error.message))
-    })
-  }
-
-  get alive(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null
-  }
-
-  /** Why the server is gone, if it is. */
-  death(): string | undefined {
-    if (this.alive) return undefined
-    const how = this.child.signalCode ?? `code ${this.child.exitCode}`
-    return `${SERVER_LABELS[this.id]} exited (${how}) during the run: ${this.output().slice(-800)}`
-  }
-
-  async stop(): Promise<void> {
-    if (!this.alive) return
-    this.child.kill("SIGTERM")
-    const done = await exitsWithin(this.child, 5_000)
-    if (!done) {
-      this.child.kill("SIGKILL")
-      await exited(this.child)
-    }
-  }
-}
-
-const runJob = async (server: ServerProcess, job: Job, core: number | undefined): Promise<JobResult> => {
-  const failed = (why: string): JobResult => ({ kind: job.kind, metrics: {}, errors: [why], cpuSource: "" })
-  if (!server.alive) return failed(server.death()!)
-  const child = launch(core, [LOAD, JSON.stringify({ target: { host: server.host, port: server.port, pid: server.pid }, job })])
-  const stdout = tail(child.stdout, 1_000_000)
-  const stderr = tail(child.stderr)
-  const budget = jobBudgetMs(job)
-  const finished = await exitsWithin(child, budget)
-  if (!finished) {
-    child.kill("SIGKILL")
-    await exited(child)
-    return failed(`load generator still running after ${budget / 1000} s; killed`)
-  }
-  const death = server.death()
-  const lines = stdout().split("\n").filter((l) => l.startsWith("{"))
-  if (child.exitCode !== 0 || lines.length === 0) {
-    return failed(`load generator failed (${child.signalCode ?? `code ${child.exitCode}`}): ${stderr()}${death ? `; ${death}` : ""}`)
-  }
-  const result = JSON.parse(lines[lines.length - 1]!) as JobResult
-  return death === undefined ? result : { ...result, errors: [...result.errors, death] }
-}
-
-// ---------------------------------------------------------------------------
-// The run
-// ---------------------------------------------------------------------------
-
 const T0 = performance.now()
 const log = (line: string): void =>
   void process.stderr.write(`${((performance.now() - T0) / 1000).toFixed(1).padStart(6)}s ${line}\n`)
@@ -437,7 +238,7 @@ const session = async (
   try {
     for (const id of order) {
       try {
-        const server = await ServerProcess.start(id, pinning.server)
+        const server = await ServerProcess.start(id, pinning.server, options.cli)
         servers.set(id, server)
         await sleep(p.idleSettleMs)
         const metrics = { startupMs: round(server.startupMs), idleRssMB: round(readMemory(server.pid).rss / MiB) }
@@ -521,8 +322,8 @@ const runDecoders = async (options: Options, pinning: Pinning): Promise<DecoderR
 const main = async (): Promise<void> => {
   const options = parseOptions(process.argv.slice(2))
   const p = plan(options.quick)
-  if (options.servers.some((s) => s === "wire" || s === "wire-framed") && !Fs.existsSync(CLI)) {
-    usage(`the effect-wire CLI is not built (${Path.relative(ROOT, CLI)} is missing): run npx tsc -p tsconfig.build.json, or pick --servers node-raw,node-framed`)
+  if (options.servers.some((s) => s === "wire" || s === "wire-framed") && !Fs.existsSync(options.cli)) {
+    usage(`the effect-wire CLI is not built (${Path.relative(ROOT, options.cli)} is missing): run npx tsc -p tsconfig.build.json, or pick --servers node-raw,node-framed`)
   }
   const pinning = detectPinning(options.pin)
   const started = new Date()
@@ -570,7 +371,7 @@ const main = async (): Promise<void> => {
       loadAverageStart: loadStart,
       loadAverageEnd: loadEnd
     },
-    servers: options.servers.map((id) => ({ id, label: SERVER_LABELS[id], command: ["node", ...serverArgs(id).map((a) => Path.relative(ROOT, a) || a)] })),
+    servers: options.servers.map((id) => ({ id, label: SERVER_LABELS[id], command: ["node", ...serverArgs(id, options.cli).map((a) => Path.relative(ROOT, a) || a)] })),
     plan: p,
     summary: summarize(samples, options.servers),
     targets,

@@ -1,0 +1,234 @@
+/**
+ * The processes of a bench run: servers (the node:net baselines and the
+ * effect-wire CLI) and load generators, each started pinned to its core when
+ * possible, tracked, and killed by pid whatever way the run ends.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import type { Job, JobResult } from "./common.js"
+import { SERVER_LABELS, type ServerId } from "./report.js"
+
+export const HERE = Path.dirname(fileURLToPath(import.meta.url))
+export const ROOT = Path.resolve(HERE, "..", "..")
+/** The effect-wire CLI this checkout builds. */
+export const DEFAULT_CLI = Path.join(ROOT, "dist", "src", "cli", "main.js")
+const BASELINES = Path.join(HERE, "baselines.js")
+const LOAD = Path.join(HERE, "load.js")
+
+/** How to start each server; `cli` is the effect-wire CLI under test. */
+export const serverArgs = (id: ServerId, cli: string): Array<string> => {
+  switch (id) {
+    case "node-raw":
+      return [BASELINES, "raw", "--host", "127.0.0.1", "--port", "0"]
+    case "node-framed":
+      return [BASELINES, "framed", "--host", "127.0.0.1", "--port", "0"]
+    case "wire":
+      return [cli, "serve", "echo", "--host", "127.0.0.1", "--port", "0"]
+    case "wire-framed":
+      return [cli, "serve", "echo", "--framing", "length", "--host", "127.0.0.1", "--port", "0"]
+  }
+}
+
+/** How long a job may take before the runner gives up on it. */
+export const jobBudgetMs = (job: Job): number => {
+  switch (job.kind) {
+    case "stream":
+    case "ordering":
+      return job.timeoutMs + 15_000
+    case "pingpong":
+    case "pipeline":
+      return job.warmupMs + job.durationMs + 30_000
+    case "connections":
+      return 3 * job.timeoutMs + 15_000
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Processes: every child is tracked and killed, whatever way the run ends
+// ---------------------------------------------------------------------------
+
+const live = new Set<ChildProcess>()
+
+export const killAll = (): void => {
+  for (const child of live) {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+  }
+  live.clear()
+}
+
+process.on("exit", killAll)
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.on(signal, () => {
+    process.stderr.write(`\nbench: ${signal}, stopping the servers and the load generator\n`)
+    killAll()
+    process.exit(130)
+  })
+}
+
+export interface Pinning {
+  readonly server: number | undefined
+  readonly load: number | undefined
+  readonly note: string
+}
+
+/** The cores we may run on, from `taskset -cp` ("0,1" or "0-3"), or why we cannot pin. */
+export const detectPinning = (wanted: boolean): Pinning => {
+  if (!wanted) return { server: undefined, load: undefined, note: "not pinned (--no-pin)" }
+  const probe = spawnSync("taskset", ["-cp", String(process.pid)], { encoding: "utf8" })
+  if (probe.error !== undefined || probe.status !== 0) {
+    return { server: undefined, load: undefined, note: "NOT PINNED: taskset is not available" }
+  }
+  const list = /list:\s*([\d,\s-]+)/.exec(probe.stdout)?.[1] ?? ""
+  const cores = list.split(",").flatMap((part) => {
+    const [lo, hi] = part.trim().split("-").map(Number)
+    return lo === undefined || Number.isNaN(lo) ? [] : Array.from({ length: (hi ?? lo) - lo + 1 }, (_, i) => lo + i)
+  })
+  if (cores.length < 2) {
+    return { server: undefined, load: undefined, note: `NOT PINNED: only ${cores.length} core(s) allowed (${list})` }
+  }
+  const pinOk = spawnSync("taskset", ["-c", String(cores[0]), "true"]).status === 0
+  if (!pinOk) return { server: undefined, load: undefined, note: "NOT PINNED: taskset -c failed" }
+  return { server: cores[0], load: cores[1], note: `server on core ${cores[0]}, load generator on core ${cores[1]}` }
+}
+
+export const launch = (core: number | undefined, args: ReadonlyArray<string>): ChildProcess => {
+  const [command, argv] = core === undefined
+    ? [process.execPath, args]
+    : ["taskset", ["-c", String(core), process.execPath, ...args]]
+  const child = spawn(command, argv, { stdio: ["ignore", "pipe", "pipe"] })
+  live.add(child)
+  child.once("exit", () => live.delete(child))
+  return child
+}
+
+export const exited = (child: ChildProcess): Promise<void> =>
+  child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise((resolve) => child.once("exit", () => resolve()))
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Whether `child` exited within `ms`; the timer is cleared either way, so it never holds the process open. */
+export const exitsWithin = (child: ChildProcess, ms: number): Promise<boolean> => {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    exited(child).then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms)
+    })
+  ]).finally(() => clearTimeout(timer))
+}
+
+/** The last `limit` characters a stream printed, for error messages. */
+export const tail = (stream: NodeJS.ReadableStream | null, limit = 2000): () => string => {
+  let text = ""
+  stream?.on("data", (chunk: Buffer) => {
+    text = (text + chunk.toString("utf8")).slice(-limit)
+  })
+  return () => text.trim()
+}
+
+export class ServerProcess {
+  private constructor(
+    readonly id: ServerId,
+    readonly child: ChildProcess,
+    readonly pid: number,
+    readonly host: string,
+    readonly port: number,
+    readonly startupMs: number,
+    /** `performance.now()` when it was spawned. */
+    readonly spawnedAt: number,
+    readonly output: () => string
+  ) {}
+
+  /** Starts a server and waits for its `listening tcp HOST:PORT` line; `nodeFlags` go before the script. */
+  static start(
+    id: ServerId,
+    core: number | undefined,
+    cli: string,
+    nodeFlags: ReadonlyArray<string> = []
+  ): Promise<ServerProcess> {
+    const t0 = performance.now()
+    const child = launch(core, [...nodeFlags, ...serverArgs(id, cli)])
+    const output = tail(child.stderr)
+    const stdout = tail(child.stdout)
+    return new Promise((resolve, reject) => {
+      let seen = ""
+      const timer = setTimeout(() => fail(`did not print "listening tcp HOST:PORT" within 30 s`), 30_000)
+      const fail = (why: string): void => {
+        clearTimeout(timer)
+        child.kill("SIGKILL")
+        reject(new Error(`${SERVER_LABELS[id]}: ${why}\n${stdout()}\n${output()}`.trim()))
+      }
+      const onData = (chunk: Buffer): void => {
+        seen = (seen + chunk.toString("utf8")).slice(-4096)
+        const match = /listening tcp (\[[^\]]+\]|[^\s:]+):(\d+)/.exec(seen)
+        if (match === null) return
+        const startupMs = performance.now() - t0
+        clearTimeout(timer)
+        child.stdout?.off("data", onData)
+        child.stderr?.off("data", onData)
+        child.off("exit", onExit)
+        resolve(
+          new ServerProcess(id, child, child.pid!, match[1]!.replace(/^\[|\]$/g, ""), Number(match[2]), startupMs, t0, () =>
+            `${stdout()}\n${output()}`.trim())
+        )
+      }
+      const onExit = (code: number | null, signal: string | null): void =>
+        fail(`exited (${signal ?? `code ${code}`}) before listening`)
+      child.stdout?.on("data", onData)
+      child.stderr?.on("data", onData)
+      child.once("exit", onExit)
+      child.once("error", (error) => fail(error.message))
+    })
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  /** Why the server is gone, if it is. */
+  death(): string | undefined {
+    if (this.alive) return undefined
+    const how = this.child.signalCode ?? `code ${this.child.exitCode}`
+    return `${SERVER_LABELS[this.id]} exited (${how}) during the run: ${this.output().slice(-800)}`
+  }
+
+  async stop(): Promise<void> {
+    if (!this.alive) return
+    this.child.kill("SIGTERM")
+    const done = await exitsWithin(this.child, 5_000)
+    if (!done) {
+      this.child.kill("SIGKILL")
+      await exited(this.child)
+    }
+  }
+}
+
+export const runJob = async (server: ServerProcess, job: Job, core: number | undefined): Promise<JobResult> => {
+  const failed = (why: string): JobResult => ({ kind: job.kind, metrics: {}, errors: [why], cpuSource: "" })
+  if (!server.alive) return failed(server.death()!)
+  const child = launch(core, [LOAD, JSON.stringify({ target: { host: server.host, port: server.port, pid: server.pid }, job })])
+  const stdout = tail(child.stdout, 1_000_000)
+  const stderr = tail(child.stderr)
+  const budget = jobBudgetMs(job)
+  const finished = await exitsWithin(child, budget)
+  if (!finished) {
+    child.kill("SIGKILL")
+    await exited(child)
+    return failed(`load generator still running after ${budget / 1000} s; killed`)
+  }
+  const death = server.death()
+  const lines = stdout().split("\n").filter((l) => l.startsWith("{"))
+  if (child.exitCode !== 0 || lines.length === 0) {
+    return failed(`load generator failed (${child.signalCode ?? `code ${child.exitCode}`}): ${stderr()}${death ? `; ${death}` : ""}`)
+  }
+  const result = JSON.parse(lines[lines.length - 1]!) as JobResult
+  return death === undefined ? result : { ...result, errors: [...result.errors, death] }
+}
+
+// ---------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------
+
