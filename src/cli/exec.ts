@@ -13,7 +13,8 @@
  * | 127 | the server could not start the command |
  *
  * Codes 124 to 127 come with one `error: …` line on stderr. A mistyped
- * command line (an unknown flag, a bad value) exits 1 with one line too.
+ * command line (an unknown flag, a bad value) exits 1 with one line too; 1
+ * is also an ordinary exit code of many commands.
  *
  * ```sh
  * effect-wire exec 127.0.0.1:9002 -- uname -s
@@ -24,6 +25,7 @@
  */
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -156,9 +158,20 @@ const exec = (options: ExecOptions) =>
  */
 export const command = Command.make("exec", options, exec).pipe(
   Command.withDescription(
-    "Run a command on an exec server and exit with its code: `effect-wire exec ADDRESS -- CMD ARGS...`. " +
-      "Its stdout and stderr are copied to ours. Other codes: 128+n the command died by signal n; " +
-      "124 the server's timeout stopped it; 125 this client failed (connect, transport); " +
-      "126 the server refused (not allowed, bad token); 127 the server could not start it."
+    HelpDoc.blocks([
+      HelpDoc.p(
+        "Run a command on an exec server (effect-wire serve exec): effect-wire exec ADDRESS -- CMD ARGS... " +
+          "Its stdout and stderr are copied to ours, and the exit code is the command's, or:"
+      ),
+      HelpDoc.enumeration([
+        HelpDoc.p("128+n: the command died by signal n (137 for SIGKILL)"),
+        HelpDoc.p("124: the server's timeout stopped it (its output so far is printed), or no slot freed in time"),
+        HelpDoc.p("125: this client failed: cannot connect, the connection broke, the token variable is unset"),
+        HelpDoc.p("126: the server refused: command not allowed, wrong token, malformed or oversized request"),
+        HelpDoc.p("127: the server could not start the command"),
+        HelpDoc.p("1: this command line is wrong (unknown flag, bad value)")
+      ]),
+      HelpDoc.p("124 to 127 and 1 come with one error line on stderr.")
+    ])
   )
 )

@@ -1,0 +1,55 @@
+/**
+ * A typed request/response protocol: a key-value store whose requests and
+ * responses are Schemas, sent as JSON in length-prefixed frames. Protocol
+ * joins the framing and the messages; the compiler checks both sides.
+ *
+ * Run: node dist/examples/typed-protocol.js
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Console, Effect, Layer, Ref, Schema, Stream } from "effect"
+import * as Address from "effect-wire/Address"
+import * as Framing from "effect-wire/Framing"
+import * as Protocol from "effect-wire/Protocol"
+import * as Server from "effect-wire/Server"
+import * as Socket from "effect-wire/Socket"
+
+const Put = Schema.TaggedStruct("Put", { key: Schema.String, value: Schema.String })
+const Get = Schema.TaggedStruct("Get", { key: Schema.String })
+const Stored = Schema.TaggedStruct("Stored", { key: Schema.String })
+const Found = Schema.TaggedStruct("Found", { key: Schema.String, value: Schema.String })
+const Missing = Schema.TaggedStruct("Missing", { key: Schema.String })
+const Request = Schema.Union(Put, Get)
+const Response = Schema.Union(Stored, Found, Missing)
+
+// The same protocol seen from each end.
+const ServerSide = Protocol.make({ framing: Framing.lengthPrefixed(), incoming: Request, outgoing: Response })
+const ClientSide = Protocol.make({ framing: Framing.lengthPrefixed(), incoming: Response, outgoing: Request })
+
+const handle = (store: Ref.Ref<ReadonlyMap<string, string>>, request: typeof Request.Type) =>
+  request._tag === "Put"
+    ? Effect.as(Ref.update(store, (map) => new Map(map).set(request.key, request.value)), Stored.make({ key: request.key }))
+    : Effect.map(Ref.get(store), (map) => {
+      const value = map.get(request.key)
+      return value === undefined ? Missing.make({ key: request.key }) : Found.make({ key: request.key, value })
+    })
+
+export const server = Layer.unwrapEffect(Effect.gen(function*() {
+  const store = yield* Ref.make<ReadonlyMap<string, string>>(new Map())
+  return Server.layer({
+    address: Address.tcp("127.0.0.1", 0),
+    handler: (socket) => {
+      const connection = Protocol.attach(socket, ServerSide)
+      return Stream.runForEach(connection.messages, (request) => Effect.flatMap(handle(store, request), connection.send))
+    }
+  })
+}))
+
+export const client = Effect.gen(function*() {
+  const socket = yield* Socket.connect((yield* Server.Server).address, { timeout: "2 seconds" })
+  const kv = yield* Protocol.client(socket, ClientSide)
+  for (const request of [Put.make({ key: "lang", value: "effect" }), Get.make({ key: "lang" }), Get.make({ key: "os" })]) {
+    yield* Console.log(`${JSON.stringify(request)} -> ${JSON.stringify(yield* kv.request(request))}`)
+  }
+}).pipe(Effect.scoped)
+
+client.pipe(Effect.provide(server), NodeRuntime.runMain)
