@@ -546,7 +546,7 @@ export interface HeaderOptions<H, I> {
  * field gives. Frames are `{ header, body }`.
  *
  * ```text
- * | 00 00 00 1F | {"stdoutLength":5,"stderrLength":0} | hello |  -->  { header, body: | hello | }
+ * | 00 00 00 23 | {"stdoutLength":5,"stderrLength":0} | hello |  -->  { header, body: | hello | }
  * ```
  *
  * ```ts

@@ -16,9 +16,10 @@
  *
  * Semantics, matching the Node socket:
  *
- * - `reads`: one pull takes every readable piece (up to `maxReadSize`
- *   bytes) as one Stream chunk, each piece as written (or as split) being its
- *   own `Uint8Array` unless `coalesce` merges them. Peer `end`/`close` ends
+ * - `reads`: one pull yields one element, as on a real socket, so a consumer
+ *   that stops early (`Stream.take`, `runHead`) loses nothing: the next piece
+ *   as written (or as split, up to `maxReadSize` bytes), or with `coalesce`
+ *   every ready piece joined into one `Uint8Array`, as a busy TCP receiver does. Peer `end`/`close` ends
  *   it after the bytes sent before; a peer `reset` fails it with
  *   `ConnectionReset` after the bytes sent before. After our own `close` or
  *   `reset` it ends at once.
@@ -95,7 +96,7 @@ export interface Faults {
   readonly maxReadSize?: number | undefined
   /** A slow reader: every pull waits this long first. Honours the TestClock. */
   readonly readDelay?: Duration.DurationInput | undefined
-  /** Merge the pieces of one pull into one `Uint8Array`, as a busy TCP receiver does (default false). */
+  /** Join every ready piece into one element per pull, as a busy TCP receiver does (default false: one piece per pull). */
   readonly coalesce?: boolean | undefined
 }
 
@@ -172,10 +173,10 @@ class Pipe {
   }
 
   /** Take readable bytes up to `max` from the head (never across an End or Reset). */
-  take(now: number, max: number): Array<Uint8Array> {
+  take(now: number, max: number, maxPieces: number): Array<Uint8Array> {
     const out: Array<Uint8Array> = []
     let budget = max
-    while (budget > 0 && this.head < this.events.length) {
+    while (budget > 0 && out.length < maxPieces && this.head < this.events.length) {
       const event = this.events[this.head]!
       if (event._tag !== "Data" || event.readyAt > now) break
       const available = event.bytes.length - this.offset
@@ -475,8 +476,10 @@ class End implements Socket.Socket, Pipeable {
     if (head._tag === "End") return Effect.fail(Option.none())
     if (head._tag === "Reset") return Effect.fail(Option.some(new ConnectionReset({ address: this.remoteAddress })))
     if (head.readyAt > now) return Effect.zipRight(Effect.sleep(Duration.millis(head.readyAt - now)), this.step)
-    const pieces = pipe.take(now, pipe.settings.maxReadSize)
-    if (pipe.settings.coalesce && pieces.length > 1) {
+    // One element per pull, as on a real socket, so a consumer that stops early
+    // (Stream.take, runHead) loses nothing: one piece, or all ready pieces joined.
+    const pieces = pipe.take(now, pipe.settings.maxReadSize, pipe.settings.coalesce ? Infinity : 1)
+    if (pieces.length > 1) {
       let total = 0
       for (const piece of pieces) total += piece.length
       return Effect.succeed(Chunk.of(concat(pieces, total)))
