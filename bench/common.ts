@@ -174,7 +174,10 @@ export type Job =
   }
   | {
     readonly kind: "connections"
-    /** Connections opened and closed before measuring, so JIT and pools are warm. */
+    /**
+     * Connections opened together and closed before measuring, so JIT, pools and V8's young
+     * generation have grown to this load and do not count as memory of the measured ones.
+     */
     readonly warmup: number
     /** Connections held open at once. */
     readonly connections: number

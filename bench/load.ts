@@ -366,7 +366,8 @@ const connections = async (target: Target, job: JobOf<"connections">, _errors: E
     return readings.sort((a, b) => a - b)[1]!
   }
 
-  await run("warm-up connections", pool(job.warmup, job.concurrency, async () => close(await open())))
+  const warm = await run("warm-up connections", pool(job.warmup, job.concurrency, open))
+  await run("closing the warm-up connections", Promise.all(warm.map(close)))
   await sleep(job.settleMs)
   // Held connections grow the server's RSS in steps of a quarter; a garbage collection can shrink
   // RSS by more than a quarter's growth at any moment, so the memory per connection is the median

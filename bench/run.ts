@@ -165,7 +165,7 @@ const plan = (quick: boolean): Plan => ({
     },
     connections: {
       kind: "connections",
-      warmup: quick ? 20 : 50,
+      warmup: quick ? 25 : 250,
       connections: quick ? 100 : 1000,
       concurrency: 50,
       settleMs: quick ? 100 : 200,
@@ -194,7 +194,7 @@ const describe = (p: Plan): Record<Workload, string> => {
     pipeline: `${pipeline.connections} connections × ${pipeline.depth} frames of ${pipeline.bodySize} B in flight, ${
       pipeline.durationMs / 1000
     } s after ${pipeline.warmupMs / 1000} s warm-up`,
-    connections: `${connections.connections} connections opened a quarter at a time and held (each proven with one round trip), after ${connections.warmup} warm-up ones; memory per connection from the median quarter's RSS growth; server CPU per open and per close`,
+    connections: `${connections.connections} connections opened a quarter at a time and held (each proven with one round trip), after ${connections.warmup} warm-up ones opened together and closed; memory per connection from the median quarter's RSS growth; server CPU per open and per close`,
     startup: `spawn → \`listening\` line, then RSS after ${p.idleSettleMs} ms idle`,
     ordering: `${ordering.connections} connections × ${ordering.framesPerConnection} sequence-numbered frames of 0 B to ${
       ordering.maxFrameSize / 1024
