@@ -43,6 +43,27 @@ const cli = Command.make("effect-wire").pipe(
 
 const run = Command.run(cli, { name: "effect-wire", version: "0.1.0" })
 
+/**
+ * @effect/cli finds its built-in `--log-level` only before a command's own
+ * options; moving it to the front lets it stand anywhere, as `--help` does.
+ */
+const logLevelFirst = (argv: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const [node = "node", script = "effect-wire", ...args] = argv
+  const front: Array<string> = []
+  const rest: Array<string> = []
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    if (arg === "--") {
+      rest.push(...args.slice(i))
+      break
+    }
+    if (arg === "--log-level" && i + 1 < args.length) front.push(arg, args[++i]!)
+    else if (arg.startsWith("--log-level=")) front.push("--log-level", arg.slice("--log-level=".length))
+    else rest.push(arg)
+  }
+  return [node, script, ...front, ...rest]
+}
+
 /** One line per failure; the exit code comes from the failure left in place. */
 const report = <E>(cause: Cause.Cause<E>): Effect.Effect<never, E> => {
   if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
@@ -68,7 +89,8 @@ const messageOf = (e: unknown): string =>
 /**
  * @effect/cli prints its validation errors through `Console.error`, as a
  * paragraph and a blank line; this makes them the same one line as ours.
- * Logs therefore bypass the Console service and go straight to stderr.
+ * Logs therefore bypass the Console service and go straight to stderr, and
+ * so must a subcommand's own stderr output (write to `process.stderr`).
  */
 const withErrorLines = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.flatMap(Effect.console, (base) =>
@@ -88,7 +110,7 @@ const Environment = Layer.mergeAll(
   )
 )
 
-run(process.argv).pipe(
+run(logLevelFirst(process.argv)).pipe(
   withErrorLines,
   Effect.catchAllCause(report),
   Effect.provide(Environment),

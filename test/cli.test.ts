@@ -1,0 +1,244 @@
+/**
+ * `effect-wire serve` as a real process, run from a fresh transpiled copy of
+ * the sources.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import { type ChildProcess, spawn } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Address from "../src/Address.js"
+import * as Echo from "../src/servers/Echo.js"
+import * as Upper from "../src/servers/Upper.js"
+import { removeBuild, transpileSources } from "./helpers/cliBuild.js"
+import { tempDir } from "./helpers/sockets.js"
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+
+// A private JavaScript copy of src/ (esbuild, well under a second), so that
+// this file neither waits for tsc nor races other files over dist/.
+let build = ""
+const main = () => Path.join(build, "src/cli/main.js")
+
+interface Cli {
+  readonly child: ChildProcess
+  /** The first `count` stdout lines. */
+  readonly lines: (count: number) => Effect.Effect<ReadonlyArray<string>>
+  /** Exit code (or signal), stdout and stderr, once the process ended. */
+  readonly exit: Effect.Effect<{ readonly code: number | null; readonly stdout: string; readonly stderr: string }>
+  readonly signal: (signal: NodeJS.Signals) => Effect.Effect<void>
+}
+
+/** Starts the CLI; the process is killed by PID when the scope closes, if still running. */
+const start = (args: ReadonlyArray<string>, env?: Record<string, string>): Effect.Effect<Cli, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = spawn(process.execPath, [main(), ...args], {
+        env: { ...process.env, ...env },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let stdout = ""
+      let stderr = ""
+      const waiters = new Set<() => void>()
+      const wake = () => waiters.forEach((w) => w())
+      child.stdout!.setEncoding("utf8").on("data", (s: string) => {
+        stdout += s
+        wake()
+      })
+      child.stderr!.setEncoding("utf8").on("data", (s: string) => {
+        stderr += s
+        wake()
+      })
+      const exited = new Promise<number | null>((resolve) =>
+        child.once("close", (code) => {
+          resolve(code)
+          wake()
+        })
+      )
+      const lines = (count: number) =>
+        Effect.async<ReadonlyArray<string>>((resume) => {
+          const check = () => {
+            const complete = stdout.split("\n").slice(0, -1)
+            if (complete.length >= count) {
+              waiters.delete(check)
+              resume(Effect.succeed(complete.slice(0, count)))
+            } else if (child.exitCode !== null || child.signalCode !== null) {
+              waiters.delete(check)
+              resume(Effect.dieMessage(`effect-wire ${args.join(" ")} exited early:\n${stdout}\n${stderr}`))
+            }
+          }
+          waiters.add(check)
+          check()
+          return Effect.sync(() => waiters.delete(check))
+        }).pipe(Effect.timeoutFail({
+          duration: "20 seconds",
+          onTimeout: () => new Error(`no ${count} line(s) from effect-wire ${args.join(" ")}:\n${stdout}\n${stderr}`)
+        }), Effect.orDie)
+      const exit = Effect.promise(() => exited).pipe(
+        Effect.map((code) => ({ code, stdout, stderr })),
+        Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`effect-wire ${args.join(" ")} did not exit`) }),
+        Effect.orDie
+      )
+      const signal = (name: NodeJS.Signals) => Effect.sync(() => void process.kill(child.pid!, name))
+      return { child, lines, exit, signal } satisfies Cli
+    }),
+    ({ child }) =>
+      Effect.sync(() => {
+        if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, "SIGKILL")
+      })
+  )
+
+/** Runs the CLI to its end. */
+const run = (args: ReadonlyArray<string>) => Effect.scoped(Effect.flatMap(start(args), (cli) => cli.exit))
+
+const LISTENING = /^listening (tcp|udp|unix) (.+)$/
+
+const listeningAt = (line: string): Address.Address => {
+  const match = LISTENING.exec(line)
+  assert.isNotNull(match, `not a listening line: ${JSON.stringify(line)}`)
+  return match![1] === "unix" ? Address.unix(match![2]!) : Address.unsafeParse(match![2]!)
+}
+
+const portOf = (address: Address.Address): number => address._tag === "TcpAddress" ? address.port : -1
+
+describe("effect-wire serve", () => {
+  beforeAll(async () => {
+    build = await transpileSources()
+  }, 60_000)
+  afterAll(() => removeBuild(build))
+
+  it.scopedLive("echo: prints where it listens, serves, and exits 0 on SIGTERM", () =>
+    Effect.gen(function*() {
+      const cli = yield* start(["serve", "echo", "--port", "0"])
+      const [line] = yield* cli.lines(1)
+      assert.match(line!, /^listening tcp 127\.0\.0\.1:\d+$/)
+      const address = listeningAt(line!)
+      assert.notStrictEqual(portOf(address), 0)
+      yield* Effect.scoped(Effect.gen(function*() {
+        const client = yield* Echo.client(address)
+        assert.strictEqual(text(yield* client.request("hello cli")), "hello cli")
+      }))
+      yield* cli.signal("SIGTERM")
+      const exit = yield* cli.exit
+      assert.strictEqual(exit.code, 0)
+      assert.strictEqual(exit.stdout, `${line}\n`)
+      assert.notInclude(exit.stderr, "error")
+    }))
+
+  it.scopedLive("a second server on the same port fails with one line and a non-zero exit", () =>
+    Effect.gen(function*() {
+      const first = yield* start(["serve", "echo", "--port", "0"])
+      const port = portOf(listeningAt((yield* first.lines(1))[0]!))
+      const second = yield* run(["serve", "echo", "--port", String(port)])
+      assert.strictEqual(second.code, 1)
+      assert.strictEqual(second.stdout, "")
+      assert.strictEqual(second.stderr, `error: address 127.0.0.1:${port} is already in use (EADDRINUSE)\n`)
+    }))
+
+  it.scopedLive("restarting on the same port right after a kill works", () =>
+    Effect.gen(function*() {
+      const first = yield* start(["serve", "upper", "--port", "0"])
+      const address = listeningAt((yield* first.lines(1))[0]!)
+      // A served connection leaves the server's side in TIME_WAIT once it is killed.
+      yield* Effect.scoped(Effect.gen(function*() {
+        const client = yield* Upper.client(address)
+        assert.strictEqual(text(yield* client.request("before")), "BEFORE")
+        yield* first.signal("SIGKILL")
+        yield* first.exit
+      }))
+      const second = yield* start(["serve", "upper", "--port", String(portOf(address))])
+      assert.deepStrictEqual(yield* second.lines(1), [`listening tcp 127.0.0.1:${portOf(address)}`])
+      const client = yield* Upper.client(address)
+      assert.strictEqual(text(yield* client.request("after")), "AFTER")
+    }))
+
+  it.scopedLive("--unix replaces a stale socket file left by a killed server", () =>
+    Effect.gen(function*() {
+      const path = Path.join(yield* tempDir, "echo.sock")
+      const first = yield* start(["serve", "echo", "--unix", path])
+      assert.deepStrictEqual(yield* first.lines(1), [`listening unix ${path}`])
+      yield* first.signal("SIGKILL")
+      yield* first.exit
+      assert.isTrue(Fs.lstatSync(path).isSocket(), "the killed server left its socket file")
+      const second = yield* start(["serve", "echo", "--unix", path, "--framing", "lines"])
+      assert.deepStrictEqual(yield* second.lines(1), [`listening unix ${path}`])
+      yield* Effect.scoped(Effect.gen(function*() {
+        const client = yield* Echo.client(Address.unix(path), { framing: "lines" })
+        assert.strictEqual(text(yield* client.request("over unix")), "over unix")
+      }))
+      yield* second.signal("SIGINT")
+      assert.strictEqual((yield* second.exit).code, 0)
+      assert.isFalse(Fs.existsSync(path), "a clean exit removes the socket file")
+    }))
+
+  it.scopedLive("--udp also serves UDP on the same port", () =>
+    Effect.gen(function*() {
+      const cli = yield* start(["serve", "upper", "--port", "0", "--udp"])
+      const [tcpLine, udpLine] = yield* cli.lines(2)
+      const tcp = listeningAt(tcpLine!)
+      assert.strictEqual(udpLine, `listening udp 127.0.0.1:${portOf(tcp)}`)
+      const udp = yield* Upper.udpClient(listeningAt(udpLine!) as Address.TcpAddress, { timeout: "500 millis" })
+      assert.strictEqual(text(yield* udp.request("datagram")), "DATAGRAM")
+      const client = yield* Upper.client(tcp)
+      assert.strictEqual(text(yield* client.request("stream")), "STREAM")
+    }))
+
+  it.scopedLive("IPv6, length framing and --log-level", () =>
+    Effect.gen(function*() {
+      const cli = yield* start([
+        "serve",
+        "echo",
+        "--host",
+        "::1",
+        "--port",
+        "0",
+        "--framing",
+        "length",
+        "--max-connections",
+        "4",
+        "--idle-timeout",
+        "30s",
+        "--shutdown-timeout",
+        "2s",
+        "--log-level",
+        "warning"
+      ])
+      const [line] = yield* cli.lines(1)
+      assert.match(line!, /^listening tcp \[::1\]:\d+$/)
+      const client = yield* Echo.client(listeningAt(line!), { framing: "length" })
+      assert.strictEqual(text(yield* client.request("framed")), "framed")
+    }))
+
+  it.live("bad flags and a missing --allow each print one line and exit non-zero", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, RegExp]> = [
+        [["serve", "exec", "--port", "0"], /^error: .*add --allow/],
+        [["serve", "echo", "--port", "http"], /^error: --port: expected a port number/],
+        [["serve", "echo", "--idle-timeout", "soon"], /^error: --idle-timeout: invalid duration "soon"/],
+        [["serve", "echo", "--framing", "json"], /^error: --framing: expected one of raw, length, lines/],
+        [["serve", "echo", "--unix", "/tmp/x.sock", "--udp"], /^error: --udp needs a host and port/],
+        [["serve", "echo", "--no-such-flag"], /^error: .*--no-such-flag/]
+      ]
+      const results = yield* Effect.forEach(cases, ([args]) => run(args), { concurrency: 3 })
+      results.forEach((result, i) => {
+        const [args, pattern] = cases[i]!
+        assert.notStrictEqual(result.code, 0, args.join(" "))
+        assert.strictEqual(result.stdout, "", args.join(" "))
+        assert.match(result.stderr, pattern, args.join(" "))
+        assert.strictEqual(result.stderr.split("\n").length, 2, `one line for ${args.join(" ")}: ${result.stderr}`)
+      })
+    }))
+
+  it.live("--help works at every level", () =>
+    Effect.gen(function*() {
+      const results = yield* Effect.forEach(
+        [["--help"], ["serve", "--help"], ["serve", "exec", "--help"]],
+        (args) => run(args),
+        { concurrency: 3 }
+      )
+      for (const result of results) assert.strictEqual(result.code, 0)
+      assert.include(results[0]!.stdout, "serve")
+      assert.include(results[2]!.stdout, "--allow")
+    }))
+})
