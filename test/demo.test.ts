@@ -1,0 +1,56 @@
+/**
+ * `npm start` runs `effect-wire demo`: here it runs as that process, from a
+ * fresh transpile of src/, and must print every section's exchange and exit
+ * 0 on its own, everything on loopback.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Os from "node:os"
+import { removeBuild, runCli, transpileSources } from "./helpers/cliBuild.js"
+
+let build = ""
+beforeAll(() => {
+  build = transpileSources()
+})
+afterAll(() => removeBuild(build))
+
+describe("effect-wire demo", () => {
+  it.live("runs every scripted session against the composed servers and exits 0", () =>
+    Effect.gen(function*() {
+      const run = yield* Effect.promise(() => runCli(build, ["demo"], { timeoutMs: 20_000 }))
+      assert.strictEqual(run.code, 0, run.stderr)
+      assert.strictEqual(run.stderr, "")
+      const lines = run.stdout.split("\n")
+      const has = (expected: string | RegExp) =>
+        assert.isTrue(
+          lines.some((line) => typeof expected === "string" ? line === expected : expected.test(line)),
+          `no line ${expected} in:\n${run.stdout}`
+        )
+      // The servers, each on a loopback port of its own.
+      for (const server of ["echo     tcp", "upper    tcp", "exec     tcp", "upper    udp", "question tcp"]) {
+        has(new RegExp(`^  ${server} 127\\.0\\.0\\.1:\\d+$`))
+      }
+      assert.notMatch(run.stdout, /\b(0\.0\.0\.0|::):/)
+      // 1. the one-shot question
+      has("  → \"1+5=?\"")
+      has("  ← \"6\"")
+      // 2. and 3. echo and upper
+      has("  ← \"hello, wire\"")
+      has("  ← \"EFFECT-WIRE SPEAKS TCP\"")
+      // 4. exec: allowed, and refused
+      has(`  ← exit 0, stdout ${JSON.stringify(`${Os.type()}\n`)}`)
+      has("  ← exit 0, stdout \"hello from a remote command\\n\"")
+      has(/^ {2}← refused, CommandNotAllowed: command "rm" is not allowed/)
+      // 5. UDP
+      has("  ← datagram \"PING OVER UDP\"")
+      // 6. sticky packets: one blob raw, three frames framed
+      const raw = lines.map((line) => /^ {2}← raw, read by read: (\d+) read\(s\): (.*); the boundaries are gone$/.exec(line))
+        .find((match) => match !== null)
+      assert.isDefined(raw, run.stdout)
+      const reads: Array<string> = JSON.parse(`[${raw![2]}]`)
+      assert.strictEqual(reads.length, Number(raw![1]))
+      assert.strictEqual(reads.join(""), "alphabetagamma")
+      has("  ← framed (lengthPrefixed): 3 frames: \"alpha\", \"beta\", \"gamma\"")
+      has(/^all servers drained and closed; done in \d+ ms$/)
+    }))
+})
