@@ -8,6 +8,10 @@ export default defineConfig({
   },
   test: {
     include: ["test/**/*.test.ts"],
+    // Build dist/ once for the tests that run the CLI as a process; collect the
+    // reliability cases' summary rows and print their table at the end.
+    globalSetup: ["./test/globalSetup.ts", "./test/reliability/globalSetup.ts"],
+    env: { EW_RELIABILITY: process.env.EW_RELIABILITY ?? "small" },
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Socket tests open real loopback sockets; two workers fit the 2-core machines.
