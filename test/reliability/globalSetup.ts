@@ -17,7 +17,8 @@ export default function setup(project: TestProject) {
     const rows = Fs.readFileSync(report, "utf8").split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l) as Row)
     Fs.rmSync(dir, { recursive: true, force: true })
     if (rows.length > 0) {
-      process.stdout.write(formatTable(rows, `reliability suite summary (${process.env.EW_RELIABILITY ?? "full"} scale)`))
+      const scale = project.config.env?.EW_RELIABILITY ?? process.env.EW_RELIABILITY ?? "small"
+      process.stdout.write(formatTable(rows, `reliability suite summary (${scale} scale)`))
     }
   }
 }

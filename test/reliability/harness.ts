@@ -12,7 +12,11 @@ import type * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as PerfHooks from "node:perf_hooks"
+import * as Url from "node:url"
 import * as V8 from "node:v8"
 import * as Vm from "node:vm"
 import type { TestContext } from "vitest"
@@ -82,15 +86,17 @@ export const track = (ctx: TestContext, label: string): Row => {
 }
 
 /**
- * Print this file's rows (an `afterAll` of every reliability file), and hand
- * them to the reliability config's global setup, which prints the whole suite.
+ * Hand this file's rows (an `afterAll` of every reliability file) to the
+ * global setup (test/reliability/globalSetup.ts), which prints one table for
+ * the whole run; without it (a run with another config), print them here.
  */
 export const printSummary = (): void => {
   if (rows.length === 0) return
-  process.stdout.write(formatTable(rows, `reliability summary (${scale.name} scale): ${rows[0]!.file}`))
   const report = inject("ewReliabilityReport")
   if (report !== undefined) {
     Fs.appendFileSync(report, rows.map((r) => JSON.stringify(r)).join("\n") + "\n")
+  } else {
+    process.stdout.write(formatTable(rows, `reliability summary (${scale.name} scale): ${rows[0]!.file}`))
   }
 }
 
@@ -148,6 +154,21 @@ export const memory = (): { readonly heap: number; readonly buffers: number } =>
   const m = process.memoryUsage()
   return { heap: m.heapUsed, buffers: m.arrayBuffers }
 }
+
+/** Watches this process's event loop; `stop` gives the longest stall seen, in ms. */
+export const loopStall = (): { readonly stop: () => number } => {
+  const histogram = PerfHooks.monitorEventLoopDelay({ resolution: 10 })
+  histogram.enable()
+  return {
+    stop: () => {
+      histogram.disable()
+      return histogram.max / 1e6
+    }
+  }
+}
+
+/** A change in memory, e.g. `+1.2 MiB` or `-0.3 MiB`. */
+export const signedMiB = (bytes: number): string => `${bytes >= 0 ? "+" : "-"}${(Math.abs(bytes) / MiB).toFixed(1)} MiB`
 
 /** Open file descriptors of a process (Linux). */
 export const openFds = (pid: number | "self" = "self"): number => Fs.readdirSync(`/proc/${pid}/fd`).length
@@ -486,3 +507,87 @@ export const captureLogs = () => {
     layer: Logger.replace(Logger.defaultLogger, logger)
   }
 }
+
+// ---------------------------------------------------------------------------
+// the effect-wire command line as a child process
+// ---------------------------------------------------------------------------
+
+const repoRoot = Path.resolve(Path.dirname(Url.fileURLToPath(import.meta.url)), "../..")
+
+let cliEntryPath: Promise<string> | undefined
+
+/**
+ * A runnable `effect-wire` entry point built from the current sources: one
+ * esbuild bundle of src/cli/main.ts (dependencies stay external), cached under
+ * node_modules/.cache by content hash, so `npm test` needs no `npm run build`.
+ * Without esbuild, the compiled dist/src/cli/main.js.
+ */
+export const cliEntry: Effect.Effect<string> = Effect.promise(() =>
+  cliEntryPath ??= (async () => {
+    try {
+      const esbuild = await import("esbuild")
+      const result = await esbuild.build({
+        entryPoints: [Path.join(repoRoot, "src/cli/main.ts")],
+        bundle: true,
+        platform: "node",
+        format: "esm",
+        target: "node20",
+        packages: "external",
+        write: false,
+        logLevel: "silent"
+      })
+      const code = result.outputFiles[0]!.contents
+      const hash = Crypto.createHash("sha256").update(code).digest("hex").slice(0, 16)
+      const dir = Path.join(repoRoot, "node_modules/.cache/effect-wire-reliability")
+      const file = Path.join(dir, `cli-${hash}.mjs`)
+      if (!Fs.existsSync(file)) {
+        Fs.mkdirSync(dir, { recursive: true })
+        const temp = `${file}.${process.pid}.tmp`
+        Fs.writeFileSync(temp, code)
+        Fs.renameSync(temp, file)
+      }
+      return file
+    } catch (error) {
+      const dist = Path.join(repoRoot, "dist/src/cli/main.js")
+      if (Fs.existsSync(dist)) return dist
+      throw new Error(`cannot build the CLI (esbuild: ${String(error)}) and ${dist} does not exist: run npm run build`)
+    }
+  })()
+)
+
+/** A `effect-wire serve …` child process, ready: its `listening` line has been printed. */
+export interface CliServer extends Child {
+  /** What follows `listening tcp ` or `listening unix `. */
+  readonly listening: string
+  readonly address: Address.Address
+}
+
+/**
+ * Start `effect-wire serve <args>` for the rest of the scope and wait (at most
+ * 20 s) for its `listening` line. Killed by PID (SIGKILL) when the scope
+ * closes if it still runs.
+ */
+export const serveCli = (args: ReadonlyArray<string>, env?: NodeJS.ProcessEnv): Effect.Effect<CliServer, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const entry = yield* cliEntry
+    const child = yield* spawnChild(process.execPath, [entry, "serve", ...args], { env: env ?? process.env })
+    const ready = yield* Effect.raceFirst(
+      Effect.map(child.line(/^listening (tcp|unix) (.+)$/), (m) => ({ ok: true as const, m })),
+      Effect.map(child.exited, (e) => ({ ok: false as const, e }))
+    ).pipe(Effect.timeout("20 seconds"), Effect.orDie)
+    if (!ready.ok) {
+      return yield* Effect.dieMessage(`effect-wire serve ${args.join(" ")} exited (${JSON.stringify(ready.e)}): ${child.output()}`)
+    }
+    const [, transport, where] = ready.m
+    const address = transport === "unix" ? Address.unix(where!) : Address.unsafeParse(where!)
+    return { ...child, listening: where!, address }
+  })
+
+/** Run `effect-wire <args>` to its end: exit code and output. */
+export const runCli = (args: ReadonlyArray<string>, env?: NodeJS.ProcessEnv) =>
+  Effect.scoped(Effect.gen(function*() {
+    const entry = yield* cliEntry
+    const child = yield* spawnChild(process.execPath, [entry, ...args], { env: env ?? process.env })
+    const exit = yield* child.exited.pipe(Effect.timeout("20 seconds"), Effect.orDie)
+    return { ...exit, output: child.output() }
+  }))
