@@ -1,8 +1,6 @@
 /**
- * A chat server: every line a client sends reaches every connected client,
- * through a PubSub. A client's first line is its name. The client program
- * plays a short conversation between two clients.
- *
+ * A chat server: a client's first line is its name, and each line after it
+ * reaches every connected client through a PubSub. Two clients talk.
  * Run: node dist/examples/chat.js
  */
 import { NodeRuntime } from "@effect/platform-node"
@@ -48,13 +46,10 @@ export const client = Effect.gen(function*() {
   const { address } = yield* Server.Server
   const alice = yield* join(address, "alice")
   const bob = yield* join(address, "bob")
-  yield* alice.hear
-  yield* alice.say("hi bob")
-  yield* Effect.zipRight(alice.hear, bob.hear)
-  yield* bob.say("hi alice, bye")
-  yield* Effect.zipRight(alice.hear, bob.hear)
-  yield* bob.leave
-  yield* alice.hear
+  yield* alice.hear // bob joined
+  yield* Effect.zipRight(alice.say("hi bob"), Effect.zipRight(alice.hear, bob.hear))
+  yield* Effect.zipRight(bob.say("hi alice, bye"), Effect.zipRight(alice.hear, bob.hear))
+  yield* Effect.zipRight(bob.leave, alice.hear) // bob left
 }).pipe(Effect.scoped)
 
 client.pipe(Effect.provide(server), NodeRuntime.runMain)

@@ -1,7 +1,6 @@
 /**
  * The TCP echo server and its client, with the built-in Echo server: one
  * connection, one line per request, each answered with the same line.
- *
  * Run: node dist/examples/echo.js
  */
 import { NodeRuntime } from "@effect/platform-node"

@@ -2,7 +2,6 @@
  * The exec server and its client: the server runs only allowlisted commands
  * (no shell), and the client gets each one's exit code, stdout and stderr,
  * or the server's refusal as a typed error.
- *
  * Run: node dist/examples/exec.js
  */
 import { NodeRuntime } from "@effect/platform-node"
@@ -11,7 +10,11 @@ import * as Address from "effect-wire/Address"
 import * as Exec from "effect-wire/servers/Exec"
 
 // Loopback needs no token; on any other address the server insists on one.
-export const server = Exec.layer({ address: Address.tcp("127.0.0.1", 0), allow: ["uname", "echo"], timeout: "5 seconds" })
+export const server = Exec.layer({
+  address: Address.tcp("127.0.0.1", 0),
+  allow: ["uname", "echo"], // looked up in PATH once, at startup; nothing else runs
+  timeout: "5 seconds"
+})
 
 export const client = Effect.gen(function*() {
   const { address } = yield* Exec.Exec

@@ -1,7 +1,6 @@
 /**
  * The one-shot question: the client asks "1+5=?" on a line, the server
  * answers "6" on a line. Framing.lines cuts the byte stream into questions.
- *
  * Run: node dist/examples/question.js
  */
 import { NodeRuntime } from "@effect/platform-node"

@@ -2,7 +2,6 @@
  * TCP's "sticky packets": three messages sent in one write arrive as one
  * read, so a server that takes each read for a message gets one message.
  * A length before each message (Framing.lengthPrefixed) cuts them apart again.
- *
  * Run: node dist/examples/sticky-packets.js
  */
 import { NodeRuntime } from "@effect/platform-node"

@@ -1,8 +1,6 @@
 /**
- * A typed request/response protocol: a key-value store whose requests and
- * responses are Schemas, sent as JSON in length-prefixed frames. Protocol
- * joins the framing and the messages; the compiler checks both sides.
- *
+ * A typed request/response protocol: a key-value store whose messages are
+ * Schemas, sent as JSON in length-prefixed frames; Protocol joins the two.
  * Run: node dist/examples/typed-protocol.js
  */
 import { NodeRuntime } from "@effect/platform-node"
@@ -27,7 +25,9 @@ const ClientSide = Protocol.make({ framing: Framing.lengthPrefixed(), incoming: 
 
 const handle = (store: Ref.Ref<ReadonlyMap<string, string>>, request: typeof Request.Type) =>
   request._tag === "Put"
-    ? Effect.as(Ref.update(store, (map) => new Map(map).set(request.key, request.value)), Stored.make({ key: request.key }))
+    ? Ref.update(store, (map) => new Map(map).set(request.key, request.value)).pipe(
+      Effect.as(Stored.make({ key: request.key }))
+    )
     : Effect.map(Ref.get(store), (map) => {
       const value = map.get(request.key)
       return value === undefined ? Missing.make({ key: request.key }) : Found.make({ key: request.key, value })
@@ -39,7 +39,7 @@ export const server = Layer.unwrapEffect(Effect.gen(function*() {
     address: Address.tcp("127.0.0.1", 0),
     handler: (socket) => {
       const connection = Protocol.attach(socket, ServerSide)
-      return Stream.runForEach(connection.messages, (request) => Effect.flatMap(handle(store, request), connection.send))
+      return Stream.runForEach(connection.messages, (req) => Effect.flatMap(handle(store, req), connection.send))
     }
   })
 }))
@@ -47,7 +47,8 @@ export const server = Layer.unwrapEffect(Effect.gen(function*() {
 export const client = Effect.gen(function*() {
   const socket = yield* Socket.connect((yield* Server.Server).address, { timeout: "2 seconds" })
   const kv = yield* Protocol.client(socket, ClientSide)
-  for (const request of [Put.make({ key: "lang", value: "effect" }), Get.make({ key: "lang" }), Get.make({ key: "os" })]) {
+  const requests = [Put.make({ key: "lang", value: "effect" }), Get.make({ key: "lang" }), Get.make({ key: "os" })]
+  for (const request of requests) {
     yield* Console.log(`${JSON.stringify(request)} -> ${JSON.stringify(yield* kv.request(request))}`)
   }
 }).pipe(Effect.scoped)

@@ -2,7 +2,6 @@
  * The upper-case server over UDP: each datagram is answered to its sender.
  * The client sends one datagram per request and sends it again when no reply
  * comes in time, since UDP may drop datagrams.
- *
  * Run: node dist/examples/udp-upper.js
  */
 import { NodeRuntime } from "@effect/platform-node"

@@ -2,7 +2,6 @@
  * A service on a Unix socket: the address picks the transport, so the
  * built-in upper-case server and its client run unchanged on a socket file,
  * which only local processes allowed by the file's permissions can reach.
- *
  * Run: node dist/examples/unix-socket.js
  */
 import { NodeRuntime } from "@effect/platform-node"

@@ -2,7 +2,6 @@
  * The upper-case server written by hand: a server is a Layer whose handler
  * turns the socket's reads into its writes. The client sends a sentence,
  * half-closes, and reads the answer to the end.
- *
  * Run: node dist/examples/upper.js
  */
 import { NodeRuntime } from "@effect/platform-node"

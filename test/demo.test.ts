@@ -44,8 +44,8 @@ describe("effect-wire demo", () => {
       // 5. UDP
       has("  ← datagram \"PING OVER UDP\"")
       // 6. sticky packets: one blob raw, three frames framed
-      const raw = lines.map((line) => /^ {2}← raw, read by read: (\d+) read\(s\): (.*); the boundaries are gone$/.exec(line))
-        .find((match) => match !== null)
+      const rawLine = /^ {2}← raw, read by read: (\d+) read\(s\): (.*); the boundaries are gone$/
+      const raw = lines.map((line) => rawLine.exec(line)).find((match) => match !== null)
       assert.isDefined(raw, run.stdout)
       const reads: Array<string> = JSON.parse(`[${raw![2]}]`)
       assert.strictEqual(reads.length, Number(raw![1]))

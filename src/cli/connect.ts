@@ -35,7 +35,7 @@ import { choiceOption, CliError, durationOption } from "./common.js"
  * one is a validation error naming the problem.
  *
  * ```ts
- * const command = Command.make("connect", { address: addressArg }, ({ address }) => Console.log(Address.format(address)))
+ * const show = Command.make("show", { address: addressArg }, ({ address }) => Console.log(Address.format(address)))
  * ```
  *
  * @since 0.1.0
@@ -176,8 +176,8 @@ const datagramSession = (loaded: Loaded, address: Address.TcpAddress, options: C
       const done = yield* allAnswered.await.pipe(Effect.timeoutOption(options.wait))
       if (done._tag === "None") {
         return yield* new CliError({
-          message: `no reply to ${sent - answered} of ${sent} datagram(s) within ${Duration.format(options.wait)} of the end of ` +
-            `input: is a UDP server running at ${Address.format(address)}? (UDP may also drop datagrams)`
+          message: `no reply to ${sent - answered} of ${sent} datagram(s) within ${Duration.format(options.wait)} ` +
+            `of the end of input: is a UDP server running at ${Address.format(address)}? (UDP may also drop datagrams)`
         })
       }
     })

@@ -103,7 +103,10 @@ const outcome = (header: Exec.ExecResponseHeader): { readonly code: number; read
   if (header.exitCode !== null) return { code: header.exitCode }
   const signal = header.signal === null ? undefined : constants.signals[header.signal as NodeJS.Signals]
   return signal === undefined
-    ? { code: ExitCode.clientFailed, error: `the server reported neither an exit code nor a known signal (${header.signal})` }
+    ? {
+      code: ExitCode.clientFailed,
+      error: `the server reported neither an exit code nor a signal this machine knows (${header.signal})`
+    }
     : { code: ExitCode.signalBase + signal }
 }
 

@@ -85,7 +85,10 @@ const exec = Effect.gen(function*() {
   const server = yield* Exec.Exec
   yield* section(`4. exec (tcp ${Address.format(server.address)}, allowed: ${ALLOWED.join(", ")})`)
   const client = yield* Exec.client(server.address, { timeout: TIMEOUT })
-  const commands: ReadonlyArray<readonly [string, ...Array<string>]> = [["uname", "-s"], ["echo", "hello from", "a remote command"]]
+  const commands: ReadonlyArray<readonly [string, ...Array<string>]> = [
+    ["uname", "-s"],
+    ["echo", "hello from", "a remote command"]
+  ]
   for (const argv of commands) {
     yield* sent(`run ${JSON.stringify(argv)}`)
     const result = yield* client.run(argv)
