@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as Address from "../../Address.js"
 import type * as Datagram from "../../Datagram.js"
@@ -44,55 +45,84 @@ export const codecOf = (framing: FramingOption | undefined): Framing.Codec<Uint8
 /** A transform of bytes; `undefined` is the identity, which lets raw echo skip every per-chunk step. */
 export type Transform = ((bytes: Uint8Array) => Uint8Array) | undefined
 
-type Errors = NetError.ReadError | Framing.FrameError
+type Errors = NetError.ReadError | NetError.WriteError | Framing.FrameError
+
+/** What to send for some reads (or for the end of input), and the frame error that comes after it, if any. */
+interface Answer {
+  readonly out: ReadonlyArray<Uint8Array>
+  readonly error: Framing.FrameError | undefined
+}
+
+/** Plain functions from reads to answers, made fresh for each connection. */
+interface Answerer {
+  readonly push: (reads: ReadonlyArray<Uint8Array>) => Answer
+  readonly end: () => Answer
+}
+
+const NOTHING: Answer = { out: [], error: undefined }
+
+const transformAnswerer = (transform: (bytes: Uint8Array) => Uint8Array) => (): Answerer => ({
+  push: (reads) => ({ out: reads.map(transform), error: undefined }),
+  end: () => NOTHING
+})
+
+/** Decode, transform each frame, encode: the frames completed by one read become one answer. */
+const framedAnswerer = (codec: Framing.Codec<Uint8Array>, transform: Transform) => (): Answerer => {
+  const decoder = codec.decoder()
+  const frames: Array<Uint8Array> = []
+  const flush = (decodeError: Framing.FrameError | undefined): Answer => {
+    if (frames.length === 0) return decodeError === undefined ? NOTHING : { out: [], error: decodeError }
+    if (transform !== undefined) {
+      for (let i = 0; i < frames.length; i++) frames[i] = transform(frames[i]!)
+    }
+    const out: Array<Uint8Array> = []
+    const encodeError = codec.encode(frames, out)
+    frames.length = 0
+    return encodeError !== undefined ? { out: [], error: encodeError } : { out, error: decodeError }
+  }
+  return {
+    push: (reads) => {
+      for (let i = 0; i < reads.length; i++) {
+        const error = decoder.push(reads[i]!, frames)
+        if (error !== undefined) return flush(error)
+      }
+      return flush(undefined)
+    },
+    end: () => flush(decoder.end(frames))
+  }
+}
 
 /**
- * Decode, transform and re-encode in one channel step per socket read: the
- * frames of one read leave as one chunk of buffers, which `Socket.writes`
- * sends as one batch. No Effect runs per frame.
+ * A sink in place of `socket.writes` that answers each read with one
+ * `writeAll` (one batch), then half-closes at the end of input. Doing the
+ * work here rather than in a stream stage between reads and writes saves a
+ * channel stage per read: Effect runs per read, never per frame.
  */
-const framedChannel = (
-  codec: Framing.Codec<Uint8Array>,
-  transform: Transform
-): Channel.Channel<Chunk.Chunk<Uint8Array>, Chunk.Chunk<Uint8Array>, Errors, NetError.ReadError, unknown, unknown> =>
-  Channel.suspend(() => {
-    const decoder = codec.decoder()
-    const frames: Array<Uint8Array> = []
+const answering = (
+  socket: Socket.Socket,
+  makeAnswerer: () => Answerer
+): Sink.Sink<void, Uint8Array, never, NetError.WriteError | Framing.FrameError> =>
+  Sink.fromChannel(Channel.suspend(() => {
+    const answerer = makeAnswerer()
     type Step = Channel.Channel<
+      never,
       Chunk.Chunk<Uint8Array>,
-      Chunk.Chunk<Uint8Array>,
-      Errors,
-      NetError.ReadError,
-      unknown,
+      NetError.WriteError | Framing.FrameError,
+      never,
+      void,
       unknown
     >
-    /** Encodes the frames decoded so far; then `next`, or the decoding error after them. */
-    const flush = (decodeError: Framing.FrameError | undefined, next: Step): Step => {
-      if (frames.length === 0) return decodeError === undefined ? next : Channel.fail(decodeError)
-      if (transform !== undefined) {
-        for (let i = 0; i < frames.length; i++) frames[i] = transform(frames[i]!)
-      }
-      const out: Array<Uint8Array> = []
-      const encodeError = codec.encode(frames, out)
-      frames.length = 0
-      if (encodeError !== undefined) return Channel.fail(encodeError)
-      const rest = decodeError === undefined ? next : Channel.fail(decodeError)
-      return Channel.zipRight(Channel.write(Chunk.unsafeFromArray(out)), rest)
+    const send = (answer: Answer, next: Step): Step => {
+      const after = answer.error === undefined ? next : Channel.fail(answer.error)
+      return answer.out.length === 0 ? after : Channel.flatMap(Channel.fromEffect(socket.writeAll(answer.out)), () => after)
     }
     const loop: Step = Channel.readWithCause({
-      onInput: (input: Chunk.Chunk<Uint8Array>): Step => {
-        const reads = Chunk.toReadonlyArray(input)
-        for (let i = 0; i < reads.length; i++) {
-          const error = decoder.push(reads[i]!, frames)
-          if (error !== undefined) return flush(error, Channel.void)
-        }
-        return flush(undefined, loop)
-      },
-      onFailure: (cause: Cause.Cause<NetError.ReadError>): Step => Channel.failCause(cause),
-      onDone: (): Step => flush(decoder.end(frames), Channel.void)
+      onInput: (input: Chunk.Chunk<Uint8Array>) => send(answerer.push(Chunk.toReadonlyArray(input)), loop),
+      onFailure: (cause: Cause.Cause<never>) => Channel.failCause(cause),
+      onDone: () => send(answerer.end(), Channel.fromEffect(socket.end))
     })
     return loop
-  })
+  }))
 
 /**
  * Serves one connection: answers what the peer sends until it half-closes,
@@ -104,18 +134,18 @@ const framedChannel = (
  */
 export const handler = (transform: Transform, framing: FramingOption | undefined) => {
   const codec = codecOf(framing)
-  const transformChunk = transform === undefined ? undefined : Chunk.map(transform)
-  const pump = (socket: Socket.Socket): Effect.Effect<void, Errors | NetError.WriteError> =>
-    codec !== undefined
-      ? Stream.run(Stream.pipeThroughChannel(socket.reads, framedChannel(codec, transform)), socket.writes)
-      : transformChunk === undefined
-      ? Stream.run(socket.reads, socket.writes)
-      : Stream.run(Stream.mapChunks(socket.reads, transformChunk), socket.writes)
+  const makeAnswerer = codec !== undefined
+    ? framedAnswerer(codec, transform)
+    : transform !== undefined
+    ? transformAnswerer(transform)
+    : undefined
+  const pump = (socket: Socket.Socket): Effect.Effect<void, Errors> =>
+    Stream.run(socket.reads, makeAnswerer === undefined ? socket.writes : answering(socket, makeAnswerer))
   // One race per connection, none per read: the hot path stays a plain stream run.
   return (
     socket: Socket.Socket,
     connection?: Pick<Server.Connection, "draining"> | undefined
-  ): Effect.Effect<void, Errors | NetError.WriteError> =>
+  ): Effect.Effect<void, Errors> =>
     connection === undefined
       ? pump(socket)
       : Effect.raceFirst(pump(socket), Effect.zipRight(connection.draining, Effect.ignore(socket.end)))
