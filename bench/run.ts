@@ -9,7 +9,8 @@
  *                          [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js]
  *
  * Exit status: 0, or 1 when anything came back wrong (byte counts, frame
- * order, a server that died), or 2 for bad arguments. Speed never fails the
+ * order, a server that died, the decoder benchmark crashing), or 2 for bad
+ * arguments. Speed never fails the
  * run unless `--strict` is given (then a FAILed target exits 3): shared and
  * CI machines are too noisy for that.
  */
@@ -57,7 +58,6 @@ type LoadWorkload = Exclude<Workload, "startup">
 /** In the order they run: the stream echo first, on fresh processes, so their peak RSS is its own. */
 const ALL_WORKLOADS: ReadonlyArray<LoadWorkload> = ["stream", "pingpong", "pipeline", "connections", "ordering"]
 
-
 // ---------------------------------------------------------------------------
 // Options
 // ---------------------------------------------------------------------------
@@ -90,8 +90,7 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
       values.set(arg, value)
     } else if (["--quick", "--strict", "--no-pin", "--no-decoders", "--decoders-full", "--help"].includes(arg)) {
       flags.add(arg)
-    }
-    else usage(`unknown argument ${arg}`)
+    } else usage(`unknown argument ${arg}`)
   }
   if (flags.has("--help")) {
     process.stdout.write(`${USAGE}\n`)
