@@ -37,7 +37,7 @@ import * as internal from "./internal/byteServer.js"
  * `Framing.Codec<Uint8Array>`.
  *
  * ```ts
- * const options: Echo.Options = { address: Address.tcp("127.0.0.1", 7), framing: "lines" }
+ * const options: Echo.Options = { address: Address.tcp("127.0.0.1", 9000), framing: "lines" }
  * ```
  *
  * @since 0.1.0
@@ -127,7 +127,7 @@ export const make = (options: Options): Effect.Effect<Server.RunningServer, NetE
  * releasing it drains.
  *
  * ```ts
- * NodeRuntime.runMain(Layer.launch(Echo.layer({ address: Address.tcp("127.0.0.1", 7007) })))
+ * NodeRuntime.runMain(Layer.launch(Echo.layer({ address: Address.tcp("127.0.0.1", 9000) })))
  * ```
  *
  * @since 0.1.0
@@ -274,7 +274,7 @@ export interface ClientOptions extends internal.ClientOptions {}
  *
  * ```ts
  * const program = Effect.scoped(Effect.gen(function*() {
- *   const echo = yield* Echo.client(Address.tcp("127.0.0.1", 7007), { framing: "lines" })
+ *   const echo = yield* Echo.client(Address.tcp("127.0.0.1", 9000), { framing: "lines" })
  *   return new TextDecoder().decode(yield* echo.request("ping")) // "ping"
  * }))
  * ```
@@ -305,7 +305,7 @@ export interface UdpClient extends internal.UdpClient {}
  * scope. Built on `DatagramServer.client`, with its retry options.
  *
  * ```ts
- * const udp = yield* Echo.udpClient(Address.tcp("127.0.0.1", 7007), { timeout: "500 millis" })
+ * const udp = yield* Echo.udpClient(Address.tcp("127.0.0.1", 9000), { timeout: "500 millis" })
  * const reply = yield* udp.request("ping")
  * ```
  *

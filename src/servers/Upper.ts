@@ -2,7 +2,7 @@
  * The upper-case server: every byte it receives goes back with the ASCII
  * letters `a`-`z` upper-cased and every other byte unchanged, so binary data
  * and UTF-8 pass through intact and the answer does not depend on how the
- * bytes were chunked. It honours half-close like the upper-case server. With
+ * bytes were chunked. It honours half-close like the echo server. With
  * `framing: "length"` or `"lines"` it answers frame by frame; over UDP
  * ({@link layerUdp}) each datagram is answered to its sender.
  *
@@ -39,7 +39,7 @@ import * as internal from "./internal/byteServer.js"
  * `Framing.Codec<Uint8Array>`.
  *
  * ```ts
- * const options: Upper.Options = { address: Address.tcp("127.0.0.1", 7), framing: "lines" }
+ * const options: Upper.Options = { address: Address.tcp("127.0.0.1", 9001), framing: "lines" }
  * ```
  *
  * @since 0.1.0
@@ -129,7 +129,7 @@ export const make = (options: Options): Effect.Effect<Server.RunningServer, NetE
  * releasing it drains.
  *
  * ```ts
- * NodeRuntime.runMain(Layer.launch(Upper.layer({ address: Address.tcp("127.0.0.1", 7008) })))
+ * NodeRuntime.runMain(Layer.launch(Upper.layer({ address: Address.tcp("127.0.0.1", 9001) })))
  * ```
  *
  * @since 0.1.0
@@ -276,7 +276,7 @@ export interface ClientOptions extends internal.ClientOptions {}
  *
  * ```ts
  * const program = Effect.scoped(Effect.gen(function*() {
- *   const upper = yield* Upper.client(Address.tcp("127.0.0.1", 7008), { framing: "lines" })
+ *   const upper = yield* Upper.client(Address.tcp("127.0.0.1", 9001), { framing: "lines" })
  *   return new TextDecoder().decode(yield* upper.request("ping")) // "PING"
  * }))
  * ```
@@ -307,7 +307,7 @@ export interface UdpClient extends internal.UdpClient {}
  * scope. Built on `DatagramServer.client`, with its retry options.
  *
  * ```ts
- * const udp = yield* Upper.udpClient(Address.tcp("127.0.0.1", 7008), { timeout: "500 millis" })
+ * const udp = yield* Upper.udpClient(Address.tcp("127.0.0.1", 9001), { timeout: "500 millis" })
  * const reply = yield* udp.request("ping")
  * ```
  *
