@@ -104,8 +104,8 @@ const listeningAt = (line: string): Address.Address => {
 const portOf = (address: Address.Address): number => address._tag === "TcpAddress" ? address.port : -1
 
 describe("effect-wire serve", () => {
-  beforeAll(async () => {
-    build = await transpileSources()
+  beforeAll(() => {
+    build = transpileSources()
   }, 60_000)
   afterAll(() => removeBuild(build))
 
