@@ -3,7 +3,7 @@
  * `node --cpu-prof`, drives it with the bench's load generator, and prints the
  * self time by area (effect, effect-wire, Node, GC) and the top frames.
  *
- *   node dist/bench/profile.js [--server wire-framed] [--workload pingpong|pipeline|stream]
+ *   node dist/bench/profile.js [--server wire-framed] [--workload pingpong|pipeline|stream|connections]
  *                              [--seconds 5] [--top 25] [--cli path/to/cli/main.js]
  *
  * The profile stays in .bench-results/profiles/ for Chrome DevTools or speedscope.
@@ -28,7 +28,7 @@ interface Profile {
 }
 
 const USAGE = `usage: node dist/bench/profile.js [--server node-raw|node-framed|wire|wire-framed]
-         [--workload pingpong|pipeline|stream] [--seconds 5] [--top 25] [--cli path/to/cli/main.js]`
+         [--workload pingpong|pipeline|stream|connections] [--seconds 5] [--top 25] [--cli path/to/cli/main.js]`
 
 const option = (name: string, fallback: string): string => {
   const args = process.argv.slice(2)
@@ -89,7 +89,8 @@ const main = async (): Promise<void> => {
   const jobs: Record<string, Job> = {
     pingpong: { kind: "pingpong", connections: 8, bodySize: 64, warmupMs: 500, durationMs: seconds * 1000 },
     pipeline: { kind: "pipeline", connections: 8, depth: 32, bodySize: 64, warmupMs: 500, durationMs: seconds * 1000 },
-    stream: { kind: "stream", connections: 4, bytesPerConnection: 256 * 2 ** 20, writeSize: 65536, timeoutMs: 120_000 }
+    stream: { kind: "stream", connections: 4, bytesPerConnection: 256 * 2 ** 20, writeSize: 65536, timeoutMs: 120_000 },
+    connections: { kind: "connections", warmup: 250, connections: 1000, concurrency: 50, settleMs: 200, timeoutMs: 60_000 }
   }
   const job = jobs[workload]
   if (job === undefined || !Number.isFinite(seconds) || seconds <= 0) {
@@ -109,8 +110,9 @@ const main = async (): Promise<void> => {
   const file = Fs.readdirSync(dir).find((f) => f.endsWith(".cpuprofile"))
   if (file === undefined) throw new Error(`no profile in ${dir}: did the server exit cleanly on SIGTERM?`)
   // The profile's clock starts when the server's node boots, just after the spawn; the load
-  // generator needs ~0.2 s to boot and connect before its warm-up starts.
-  const warmupMs = job.kind === "stream" ? 200 : ("warmupMs" in job ? job.warmupMs : 0) + 200
+  // generator needs ~0.2 s to boot and connect before its warm-up starts (the stream echo and
+  // the connections have none of fixed length: their whole run counts).
+  const warmupMs = ("warmupMs" in job ? job.warmupMs : 0) + 200
   const fromUs = (jobStart - running.spawnedAt + warmupMs) * 1000
   const toUs = (jobEnd - running.spawnedAt) * 1000
   const profile = JSON.parse(Fs.readFileSync(Path.join(dir, file), "utf8")) as Profile
