@@ -192,7 +192,7 @@ export class ServerProcess {
   death(): string | undefined {
     if (this.alive) return undefined
     const how = this.child.signalCode ?? `code ${this.child.exitCode}`
-    return `${SERVER_LABELS[this.id]} exited (${how}) during the run: ${this.output().slice(-800)}`
+    return `${SERVER_LABELS[this.id]} exited (${how}) during the run: ${this.output().slice(-800).replace(/\s*\n\s*/g, " / ")}`
   }
 
   async stop(): Promise<void> {
