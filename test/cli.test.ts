@@ -2,7 +2,7 @@
  * `effect-wire serve` as a real process, run from a fresh transpiled copy of
  * the sources.
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { type ChildProcess, spawn } from "node:child_process"
@@ -12,15 +12,13 @@ import * as Address from "../src/Address.js"
 import * as Echo from "../src/servers/Echo.js"
 import * as Exec from "../src/servers/Exec.js"
 import * as Upper from "../src/servers/Upper.js"
-import { removeBuild, transpileSources } from "./helpers/cliBuild.js"
+import { dist } from "./helpers/cliBuild.js"
 import { tempDir } from "./helpers/sockets.js"
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 
-// A private JavaScript copy of src/ (esbuild, well under a second), so that
-// this file neither waits for tsc nor races other files over dist/.
-let build = ""
-const main = () => Path.join(build, "src/cli/main.js")
+// The CLI as built by test/globalSetup.ts, the artifact users run.
+const main = () => Path.join(dist, "src/cli/main.js")
 
 interface Cli {
   readonly child: ChildProcess
@@ -104,11 +102,6 @@ const listeningAt = (line: string): Address.Address => {
 const portOf = (address: Address.Address): number => address._tag === "TcpAddress" ? address.port : -1
 
 describe("effect-wire serve", () => {
-  beforeAll(() => {
-    build = transpileSources()
-  }, 60_000)
-  afterAll(() => removeBuild(build))
-
   it.scopedLive("echo: prints where it listens, serves, and exits 0 on SIGTERM", () =>
     Effect.gen(function*() {
       const cli = yield* start(["serve", "echo", "--port", "0"])

@@ -3,25 +3,20 @@
  * servers of this test on loopback: what goes in on stdin, what comes out on
  * stdout and stderr, and the exit code.
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Address from "../src/Address.js"
 import * as Server from "../src/Server.js"
 import * as Echo from "../src/servers/Echo.js"
 import * as Exec from "../src/servers/Exec.js"
 import * as Upper from "../src/servers/Upper.js"
-import { removeBuild, type RunOptions, runCli, transpileSources } from "./helpers/cliBuild.js"
+import { dist, type RunOptions, runCli } from "./helpers/cliBuild.js"
 import { freePort } from "./helpers/sockets.js"
 
 const LOOPBACK = Address.tcp("127.0.0.1", 0)
 
-let build = ""
-beforeAll(() => {
-  build = transpileSources()
-})
-afterAll(() => removeBuild(build))
 
-const cli = (args: ReadonlyArray<string>, options?: RunOptions) => Effect.promise(() => runCli(build, args, options))
+const cli = (args: ReadonlyArray<string>, options?: RunOptions) => Effect.promise(() => runCli(dist, args, options))
 const at = (address: Address.Address) => Address.format(address)
 
 /** Exactly one line on stderr, starting with `error: `. */

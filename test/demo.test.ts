@@ -3,21 +3,16 @@
  * fresh transpile of src/, and must print every section's exchange and exit
  * 0 on its own, everything on loopback.
  */
-import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Os from "node:os"
-import { removeBuild, runCli, transpileSources } from "./helpers/cliBuild.js"
+import { dist, runCli } from "./helpers/cliBuild.js"
 
-let build = ""
-beforeAll(() => {
-  build = transpileSources()
-})
-afterAll(() => removeBuild(build))
 
 describe("effect-wire demo", () => {
   it.live("runs every scripted session against the composed servers and exits 0", () =>
     Effect.gen(function*() {
-      const run = yield* Effect.promise(() => runCli(build, ["demo"], { timeoutMs: 20_000 }))
+      const run = yield* Effect.promise(() => runCli(dist, ["demo"], { timeoutMs: 20_000 }))
       assert.strictEqual(run.code, 0, run.stderr)
       assert.strictEqual(run.stderr, "")
       const lines = run.stdout.split("\n")

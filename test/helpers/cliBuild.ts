@@ -1,47 +1,15 @@
 /**
- * A private JavaScript copy of src/ for tests that run the `effect-wire`
- * command line as a process, and a way to run it. `tsc` takes 20 seconds
- * and more on a small machine and writes the shared dist/, which other test
- * files may be reading; so each test file transpiles src/ on its own with
- * esbuild (vite's, a fraction of a second; no type-checking: `npm test` runs
- * `tsc` first) into a fresh directory under node_modules/.cache, where Node
- * still finds the packages.
+ * Running the built `effect-wire` command line as a process in tests. The
+ * build is dist/, made once for the whole run by test/globalSetup.ts exactly
+ * as `npm run build` makes it (tsc, then the bundled CLI): tests run the
+ * artifact users run.
  */
 import { spawn } from "node:child_process"
-import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
-import { buildSync } from "esbuild"
 
-const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../..")
-
-const sources = (dir: string): Array<string> =>
-  Fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
-    const path = Path.join(dir, entry.name)
-    if (entry.isDirectory()) return sources(path)
-    return entry.name.endsWith(".ts") && !entry.name.endsWith(".d.ts") ? [path] : []
-  })
-
-/** Transpile src/ file by file into a new directory; returns it. Remove it with {@link removeBuild}. */
-export const transpileSources = (): string => {
-  const cache = Path.join(root, "node_modules", ".cache")
-  Fs.mkdirSync(cache, { recursive: true })
-  const out = Fs.mkdtempSync(Path.join(cache, "effect-wire-cli-"))
-  // buildSync runs esbuild once and waits for it: no esbuild service is left running.
-  buildSync({
-    entryPoints: sources(Path.join(root, "src")),
-    outbase: root,
-    outdir: out,
-    format: "esm",
-    platform: "node",
-    target: "node20",
-    logLevel: "warning"
-  })
-  return out
-}
-
-/** Remove a directory made by {@link transpileSources}. */
-export const removeBuild = (out: string): void => Fs.rmSync(out, { recursive: true, force: true })
+/** The built package (dist/), whose src/cli/main.js is the CLI. */
+export const dist = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "../../dist")
 
 export interface Run {
   readonly code: number | null
