@@ -287,7 +287,9 @@ export const fromListener = <E, R>(
           Effect.timeoutOption(shutdownTimeout)
         )
         const cut = drained._tag === "Some" ? 0 : yield* FiberSet.size(connections)
-        yield* FiberSet.clear(connections)
+        // All at once: FiberSet.clear interrupts one fiber after another, and each
+        // cut connection's close may wait up to its closeTimeout for a flush.
+        yield* Fiber.interruptAll(Array.from(connections))
         const report: ShutdownReport = { finished: open - cut, cut }
         yield* Deferred.succeed(shutdownReport, report)
         if (open > 0) {
