@@ -36,8 +36,10 @@ export const FULL = process.env.EW_RELIABILITY === "full"
 
 export const scale = {
   name: FULL ? "full" : "small",
-  /** fast-check runs per property. */
+  /** fast-check runs per property over a server. */
   propRuns: FULL ? 2_000 : 200,
+  /** fast-check runs per property over a pure codec (cheap). */
+  codecRuns: FULL ? 10_000 : 600,
   /** connect/exchange/close cycles per server. */
   churnCycles: FULL ? 10_000 : 1_000,
   churnConcurrency: 100,

@@ -171,7 +171,7 @@ describe("hostile bytes", () => {
                 }
               }
             }),
-            { numRuns: scale.propRuns * 5 }
+            { numRuns: scale.codecRuns }
           )
           row.notes.push(`${codec.name}: ${JSON.stringify(tags)}`)
         }
@@ -184,7 +184,7 @@ describe("hostile bytes", () => {
             const response = Exec.decodeResponse(input, { maxHeaderBytes: 64, maxBodyBytes: 64 })
             if (Either.isLeft(response)) assert.strictEqual(response.left._tag, "MalformedResponse")
           }),
-          { numRuns: scale.propRuns * 5 }
+          { numRuns: scale.codecRuns }
         )
         const after = memory()
         row.notes.push(`heap ${signedMiB(after.heap - before.heap)}`)
