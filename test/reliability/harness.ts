@@ -2,9 +2,9 @@
  * Shared pieces of the reliability suite: the scale (small under `npm test`,
  * full with `EW_RELIABILITY=full`), the summary table every case reports
  * into, a guard against unhandled errors, a probe that records the typed
- * errors each server-side connection surfaces, and process/memory readings.
+ * errors each server-side connection surfaces, process/memory readings, and
+ * the `effect-wire` command line as a child process.
  */
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import { pipeArguments } from "effect/Pipeable"
@@ -394,19 +394,6 @@ export const makeProbe = (): Probe => {
     }
   }
 }
-
-/** A deferred that a finalizer can complete: handy to hold many clients at a barrier. */
-export const latch = (count: number) =>
-  Effect.map(Deferred.make<void>(), (all) => {
-    let left = count
-    return {
-      arrive: Effect.suspend(() => {
-        left--
-        return left <= 0 ? Deferred.succeed(all, undefined) : Effect.succeed(false)
-      }),
-      await: Deferred.await(all)
-    }
-  })
 
 // ---------------------------------------------------------------------------
 // child processes
