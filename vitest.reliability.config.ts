@@ -15,7 +15,7 @@ export default defineConfig({
   test: {
     include: ["test/reliability/**/*.test.ts"],
     env: { EW_RELIABILITY: process.env.EW_RELIABILITY ?? "full" },
-    globalSetup: ["./test/reliability/globalSetup.ts"],
+    globalSetup: ["./test/globalSetup.ts", "./test/reliability/globalSetup.ts"],
     testTimeout: 600_000,
     hookTimeout: 120_000,
     fileParallelism: false,

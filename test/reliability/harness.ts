@@ -12,7 +12,6 @@ import type * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
-import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import * as PerfHooks from "node:perf_hooks"
@@ -503,46 +502,16 @@ export const captureLogs = () => {
 
 const repoRoot = Path.resolve(Path.dirname(Url.fileURLToPath(import.meta.url)), "../..")
 
-let cliEntryPath: Promise<string> | undefined
-
 /**
- * A runnable `effect-wire` entry point built from the current sources: one
- * esbuild bundle of src/cli/main.ts (dependencies stay external), cached under
- * node_modules/.cache by content hash, so `npm test` needs no `npm run build`.
- * Without esbuild, the compiled dist/src/cli/main.js.
+ * The `effect-wire` entry point as users run it: dist/src/cli/main.js, built
+ * once for the whole run (tsc, then the bundled CLI) by test/globalSetup.ts,
+ * which both vitest configs run first.
  */
-export const cliEntry: Effect.Effect<string> = Effect.promise(() =>
-  cliEntryPath ??= (async () => {
-    try {
-      const esbuild = await import("esbuild")
-      const result = await esbuild.build({
-        entryPoints: [Path.join(repoRoot, "src/cli/main.ts")],
-        bundle: true,
-        platform: "node",
-        format: "esm",
-        target: "node20",
-        packages: "external",
-        write: false,
-        logLevel: "silent"
-      })
-      const code = result.outputFiles[0]!.contents
-      const hash = Crypto.createHash("sha256").update(code).digest("hex").slice(0, 16)
-      const dir = Path.join(repoRoot, "node_modules/.cache/effect-wire-reliability")
-      const file = Path.join(dir, `cli-${hash}.mjs`)
-      if (!Fs.existsSync(file)) {
-        Fs.mkdirSync(dir, { recursive: true })
-        const temp = `${file}.${process.pid}.tmp`
-        Fs.writeFileSync(temp, code)
-        Fs.renameSync(temp, file)
-      }
-      return file
-    } catch (error) {
-      const dist = Path.join(repoRoot, "dist/src/cli/main.js")
-      if (Fs.existsSync(dist)) return dist
-      throw new Error(`cannot build the CLI (esbuild: ${String(error)}) and ${dist} does not exist: run npm run build`)
-    }
-  })()
-)
+export const cliEntry: Effect.Effect<string> = Effect.sync(() => {
+  const dist = Path.join(repoRoot, "dist/src/cli/main.js")
+  if (!Fs.existsSync(dist)) throw new Error(`${dist} does not exist: run npm run build`)
+  return dist
+})
 
 /** A `effect-wire serve …` child process, ready: its `listening` line has been printed. */
 export interface CliServer extends Child {
