@@ -9,7 +9,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as NodePath from "node:path"
 import * as Address from "../src/Address.js"
@@ -17,6 +17,7 @@ import * as Server from "../src/Server.js"
 import * as Exec from "../src/servers/Exec.js"
 import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
+import { isAlive, waitForLine, waitGone } from "./helpers/processes.js"
 
 const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes)
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
@@ -49,61 +50,6 @@ const readToEnd = (socket: Socket.Socket) =>
 /** Start a server in the test's scope and return its address. */
 const serve = (options: Omit<Exec.ServerOptions, "address">) =>
   Effect.map(Exec.make({ ...options, address: Address.tcp("127.0.0.1", 0) }), (server) => server.address)
-
-const hasProc = existsSync("/proc/self/stat")
-
-const procStat = (pid: string): { readonly state: string; readonly pgrp: number } | undefined => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return { state: fields[0]!, pgrp: Number(fields[2]) }
-  } catch {
-    return undefined
-  }
-}
-
-/**
- * Whether a process (pid > 0) or a member of a process group (-pgid) still
- * runs. Zombies do not count: init reaps orphans lazily (a second or more on
- * some machines), and `kill(…, 0)` succeeds until then.
- */
-const isAlive = (target: number): boolean => {
-  try {
-    process.kill(target, 0)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false
-    throw err
-  }
-  if (!hasProc) return true
-  if (target > 0) return procStat(String(target))?.state !== "Z"
-  return readdirSync("/proc").some((entry) => {
-    if (!/^[0-9]+$/.test(entry)) return false
-    const stat = procStat(entry)
-    return stat !== undefined && stat.pgrp === -target && stat.state !== "Z"
-  })
-}
-
-// No event tells us that a process that is not our child died: poll, bounded.
-const waitGone = (target: number, within = 3_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + within
-    for (let i = 0; i < 500 && Date.now() < deadline; i++) {
-      if (!isAlive(target)) return true
-      yield* Effect.sleep("20 millis")
-    }
-    return !isAlive(target)
-  })
-
-// The command writes the file; no event reaches the test when it does.
-const waitForLine = (path: string, within = 5_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + within
-    for (let i = 0; i < 1_000 && Date.now() < deadline; i++) {
-      if (existsSync(path) && readFileSync(path, "utf8").endsWith("\n")) return readFileSync(path, "utf8")
-      yield* Effect.sleep("10 millis")
-    }
-    return assert.fail(`${path} did not appear within ${within} ms`)
-  })
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => mkdtempSync(NodePath.join(tmpdir(), "exec-server-"))),

@@ -5,76 +5,17 @@ import * as Either from "effect/Either"
 import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
 import * as Redacted from "effect/Redacted"
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as NodePath from "node:path"
 import * as Address from "../src/Address.js"
 import * as Exec from "../src/servers/Exec.js"
+import { isAlive, signalReaches, waitForLine, waitGone } from "./helpers/processes.js"
 
 const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes)
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
 
 const runnerFor = (options: Exec.ExecOptions) => Effect.flatMap(Exec.makePolicy(options), Exec.makeRunner)
-
-const hasProc = existsSync("/proc/self/stat")
-
-// state and process group of a pid from /proc/<pid>/stat (the name in parentheses may hold spaces).
-const procStat = (pid: string): { readonly state: string; readonly pgrp: number } | undefined => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return { state: fields[0]!, pgrp: Number(fields[2]) }
-  } catch {
-    return undefined
-  }
-}
-
-const signalReaches = (target: number): boolean => {
-  try {
-    process.kill(target, 0)
-    return true
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false
-    throw err
-  }
-}
-
-/**
- * Whether a process (pid > 0) or any member of a process group (-pgid) still
- * runs. A zombie does not run: orphans are reaped by init, which on some
- * machines takes a second or more, and `kill(…, 0)` succeeds until then.
- */
-const isAlive = (target: number): boolean => {
-  if (!signalReaches(target)) return false
-  if (!hasProc) return true
-  if (target > 0) return procStat(String(target))?.state !== "Z"
-  return readdirSync("/proc").some((entry) => {
-    if (!/^[0-9]+$/.test(entry)) return false
-    const stat = procStat(entry)
-    return stat !== undefined && stat.pgrp === -target && stat.state !== "Z"
-  })
-}
-
-// No event tells us that a process outside our children died; poll, bounded.
-const waitGone = (target: number, within = 5_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + within
-    for (let i = 0; i < 1_000 && Date.now() < deadline; i++) {
-      if (!isAlive(target)) return true
-      yield* Effect.sleep("20 millis")
-    }
-    return !isAlive(target)
-  })
-
-const waitForFile = (path: string, within = 5_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + within
-    for (let i = 0; i < 1_000 && Date.now() < deadline; i++) {
-      if (existsSync(path) && readFileSync(path, "utf8").endsWith("\n")) return readFileSync(path, "utf8")
-      yield* Effect.sleep("10 millis")
-    }
-    return assert.fail(`${path} did not appear within ${within} ms`)
-  })
 
 const assertRefused = (result: Exec.ExecResult, tag: Exec.ExecError["_tag"]) => {
   assert.strictEqual(result.header.error?._tag, tag, JSON.stringify(result.header))
@@ -375,7 +316,7 @@ describe("Exec concurrency and interruption", () => {
       const fiber = yield* Effect.fork(
         runner.run({ argv: ["sh", "-c", "sleep 30 & echo $$ $! > \"$0\"; sleep 30", pidFile] })
       )
-      const [pgid, background] = (yield* waitForFile(pidFile)).trim().split(" ").map(Number)
+      const [pgid, background] = (yield* waitForLine(pidFile)).trim().split(" ").map(Number)
       assert.isTrue(isAlive(-pgid!))
       const started = Date.now()
       yield* Fiber.interrupt(fiber)

@@ -181,24 +181,8 @@ export const rss = (pid: number): number => {
   return match === null ? 0 : Number(match[1]) * 1024
 }
 
-/**
- * Whether a process still runs. A zombie counts as dead: orphans are reaped
- * lazily by init, and `kill(pid, 0)` succeeds until then.
- */
-export const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false
-    throw err
-  }
-  try {
-    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0] !== "Z"
-  } catch {
-    return false
-  }
-}
+// Whether a process still runs (a zombie counts as dead).
+export { isAlive } from "../helpers/processes.js"
 
 /**
  * Re-check `value` until `check` holds, at most `attempts` × `interval` ms:
