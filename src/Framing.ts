@@ -33,6 +33,7 @@ import * as fixedCodec from "./internal/codecs/fixed.js"
 import * as headerCodec from "./internal/codecs/header.js"
 import * as lengthPrefixedCodec from "./internal/codecs/lengthPrefixed.js"
 import * as varintCodec from "./internal/codecs/varint.js"
+import { concat } from "./internal/bytes.js"
 
 // ---------------------------------------------------------------------------
 // Models
@@ -783,14 +784,5 @@ export const encodeAll = <A>(codec: Codec<A>, frames: Iterable<A>): Either.Eithe
   const out: Array<Uint8Array> = []
   const error = codec.encode(Array.isArray(frames) ? frames : Array.from(frames), out)
   if (error !== undefined) return Either.left(error)
-  if (out.length === 1) return Either.right(out[0]!)
-  let size = 0
-  for (const bytes of out) size += bytes.length
-  const all = new Uint8Array(size)
-  let at = 0
-  for (const bytes of out) {
-    all.set(bytes, at)
-    at += bytes.length
-  }
-  return Either.right(all)
+  return Either.right(concat(out))
 }

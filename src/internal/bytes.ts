@@ -38,3 +38,28 @@ export const upperBytes = (bytes: Uint8Array): Uint8Array => {
   }
   return out
 }
+
+/**
+ * Join byte parts into one array: the part itself when there is only one (no
+ * copy), otherwise one copy into an array of the total size. Pass `size` when
+ * the total is known, to save a pass.
+ *
+ * ```ts
+ * concat([new Uint8Array([1]), new Uint8Array([2, 3])]) // Uint8Array [1, 2, 3]
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const concat = (parts: ReadonlyArray<Uint8Array>, size?: number): Uint8Array => {
+  if (parts.length === 1) return parts[0]!
+  let total = size ?? 0
+  if (size === undefined) for (const part of parts) total += part.length
+  const all = new Uint8Array(total)
+  let at = 0
+  for (const part of parts) {
+    all.set(part, at)
+    at += part.length
+  }
+  return all
+}

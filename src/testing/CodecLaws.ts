@@ -37,6 +37,7 @@ import * as Either from "effect/Either"
 import * as fc from "effect/FastCheck"
 import * as Stream from "effect/Stream"
 import * as Framing from "../Framing.js"
+import { concat } from "../internal/bytes.js"
 
 // ---------------------------------------------------------------------------
 // Re-chunking
@@ -111,17 +112,6 @@ const split = <A>(items: ReadonlyArray<A>, sizes: Chunking): Array<Array<A>> => 
   return parts
 }
 
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  let size = 0
-  for (const part of parts) size += part.length
-  const all = new Uint8Array(size)
-  let at = 0
-  for (const part of parts) {
-    all.set(part, at)
-    at += part.length
-  }
-  return all
-}
 
 // ---------------------------------------------------------------------------
 // Laws

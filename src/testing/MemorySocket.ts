@@ -51,6 +51,7 @@ import * as Address from "../Address.js"
 import { BrokenPipe, ConnectionRefused, ConnectionReset } from "../NetError.js"
 import type { ReadError, WriteError } from "../NetError.js"
 import * as Socket from "../Socket.js"
+import { concat } from "../internal/bytes.js"
 
 /**
  * Scripted behaviour of one direction of a pair (the bytes one end writes and
@@ -271,16 +272,6 @@ const settingsOf = (faults: Faults | undefined): Settings => {
   }
 }
 
-const concat = (chunks: ReadonlyArray<Uint8Array>, total: number): Uint8Array => {
-  if (chunks.length === 1) return chunks[0]!
-  const out = new Uint8Array(total)
-  let at = 0
-  for (const chunk of chunks) {
-    out.set(chunk, at)
-    at += chunk.length
-  }
-  return out
-}
 
 /** The first `n` bytes of a batch, without copying whole chunks. */
 const prefix = (chunks: ReadonlyArray<Uint8Array>, n: number): Array<Uint8Array> => {

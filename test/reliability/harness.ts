@@ -224,17 +224,7 @@ export const pattern = (n: number, seed = 7): Uint8Array => {
   return b
 }
 
-export const concatBytes = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  let size = 0
-  for (const p of parts) size += p.length
-  const out = new Uint8Array(size)
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
-}
+export { concat as concatBytes } from "../../src/internal/bytes.js"
 
 export const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean =>
   a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0

@@ -23,6 +23,7 @@ import * as Framing from "../../Framing.js"
 import type * as NetError from "../../NetError.js"
 import * as Server from "../../Server.js"
 import * as Socket from "../../Socket.js"
+import { concat } from "../../internal/bytes.js"
 
 /**
  * How a built-in server cuts the byte stream: `"raw"` (default) transforms
@@ -267,17 +268,6 @@ const encoder = new TextEncoder()
 const toBytes = (payload: Uint8Array | string): Uint8Array =>
   typeof payload === "string" ? encoder.encode(payload) : payload
 
-/** Joins `parts` (whose sizes add up to `size`) without copying when there is one. */
-const concat = (parts: ReadonlyArray<Uint8Array>, size: number): Uint8Array => {
-  if (parts.length === 1) return parts[0]!
-  const all = new Uint8Array(size)
-  let at = 0
-  for (const part of parts) {
-    all.set(part, at)
-    at += part.length
-  }
-  return all
-}
 
 type Read = Effect.Effect<Chunk.Chunk<Uint8Array> | undefined, NetError.ReadError>
 
