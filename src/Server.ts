@@ -225,13 +225,12 @@ export const fromListener = <E, R>(
     // full server stops accepting and connections wait in bounded queues.
     const permits = yield* Effect.makeSemaphore(maxConnections)
 
+    // The same two effects serve every connection.
+    const draining = Deferred.await(drainSignal)
+    const isDraining = Deferred.isDone(drainSignal)
+
     const serve = (socket: Socket.Socket): Effect.Effect<void, never, Exclude<R, Scope.Scope>> => {
-      const connection: Connection = {
-        id: counters.accepted,
-        remoteAddress: socket.remoteAddress,
-        draining: Deferred.await(drainSignal),
-        isDraining: Deferred.isDone(drainSignal)
-      }
+      const connection: Connection = { id: counters.accepted, remoteAddress: socket.remoteAddress, draining, isDraining }
       return options.handler(socket, connection).pipe(
         Effect.scoped,
         Effect.onExit((exit) =>
@@ -243,9 +242,10 @@ export const fromListener = <E, R>(
             }
             if (Exit.isInterrupted(exit)) return Effect.void
             counters.failed++
-            return Effect.logWarning(
-              `${name}: connection from ${Address.format(socket.remoteAddress)} failed: ${describeCause(exit.cause)}`
-            ).pipe(Effect.annotateLogs({ server: name, peer: Address.format(socket.remoteAddress) }))
+            const peer = Address.format(socket.remoteAddress)
+            return Effect.logWarning(`${name}: connection from ${peer} failed: ${describeCause(exit.cause)}`).pipe(
+              Effect.annotateLogs({ server: name, peer })
+            )
           })
         ),
         Effect.ensuring(socket.close),

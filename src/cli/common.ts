@@ -12,7 +12,7 @@ import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import type * as Address from "../Address.js"
+import * as Address from "../Address.js"
 import { parseDuration, parseSize } from "./units.js"
 
 /**
@@ -148,7 +148,7 @@ export const portOption: Options.Options<number> = integerOption(
 export const listeningLine = (transport: "tcp" | "udp", address: Address.Address): string =>
   address._tag === "UnixAddress"
     ? `listening unix ${address.path}`
-    : `listening ${transport} ${address.host.includes(":") ? `[${address.host}]` : address.host}:${address.port}`
+    : `listening ${transport} ${Address.format(address)}`
 
 /**
  * Print the `listening …` line of a ready listener.
