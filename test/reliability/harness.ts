@@ -239,7 +239,7 @@ export const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean =>
  * handler's own failure when the handler is wrapped with {@link Probe.wrap}.
  */
 export interface Probe {
-  /** Tags of the typed errors each peer's connection surfaced, in order. */
+  /** Tags of the typed errors the latest connection from each peer surfaced, in order. */
   readonly errors: Map<string, Array<string>>
   readonly bytesRead: Map<string, number>
   /**
@@ -268,6 +268,15 @@ export const makeProbe = (): Probe => {
   const bytesRead = new Map<string, number>()
   const readWaiters = new Map<string, Array<{ n: number; done: (tag: string | undefined) => void }>>()
   const errorWaiters = new Map<string, Array<(tag: string) => void>>()
+  // A client port can be reused by a later connection (the kernel frees it as
+  // soon as the server closed first), so each accepted connection owns its
+  // peer's entries from its accept on, and a connection that is no longer the
+  // latest from its address records nothing.
+  const latest = new Map<string, object>()
+  const owner = new WeakMap<Socket.Socket, object>()
+  const isLatest = (peer: string, connection: object) => latest.get(peer) === connection
+  /** The error lists of earlier connections from a reused address, for `tally`. */
+  const retired: Array<Array<string>> = []
 
   const record = (peer: string, tag: string) => {
     const list = errors.get(peer) ?? []
@@ -296,37 +305,45 @@ export const makeProbe = (): Probe => {
       readWaiters.set(peer, rest)
     }
   }
-  const tapError = <E>(peer: string) => (e: E) => {
-    record(peer, (e as { _tag?: string })._tag ?? String(e))
+  const tapErrorOf = (peer: string, connection: object) => <E>(e: E): E => {
+    if (isLatest(peer, connection)) record(peer, (e as { _tag?: string })._tag ?? String(e))
     return e
   }
 
   const observe = (socket: Socket.Socket): Socket.Socket => {
     const peer = peerOf(socket)
+    const connection = {}
+    latest.set(peer, connection)
+    const earlier = errors.get(peer)
+    if (earlier !== undefined) retired.push(earlier)
+    errors.delete(peer)
+    bytesRead.delete(peer)
+    const tapError = tapErrorOf(peer, connection)
     const reads = socket.reads.pipe(
       Stream.mapChunks((chunk) => {
         let n = 0
         for (const bytes of chunk) n += bytes.length
-        onBytes(peer, n)
+        if (isLatest(peer, connection)) onBytes(peer, n)
         return chunk
       }),
-      Stream.mapError(tapError(peer))
+      Stream.mapError(tapError)
     )
     const observed: Socket.Socket = {
       [Socket.TypeId]: Socket.TypeId,
       localAddress: socket.localAddress,
       remoteAddress: socket.remoteAddress,
       reads,
-      write: (bytes) => Effect.mapError(socket.write(bytes), tapError(peer)),
-      writeAll: (chunks) => Effect.mapError(socket.writeAll(chunks), tapError(peer)),
-      writes: Sink.mapError(socket.writes, tapError(peer)),
-      end: Effect.mapError(socket.end, tapError(peer)),
+      write: (bytes) => Effect.mapError(socket.write(bytes), tapError),
+      writeAll: (chunks) => Effect.mapError(socket.writeAll(chunks), tapError),
+      writes: Sink.mapError(socket.writes, tapError),
+      end: Effect.mapError(socket.end, tapError),
       reset: socket.reset,
       close: socket.close,
       pipe() {
         return pipeArguments(this, arguments)
       }
     }
+    owner.set(observed, connection)
     return observed
   }
 
@@ -357,10 +374,16 @@ export const makeProbe = (): Probe => {
       stopAccepting: listener.stopAccepting,
       refused: listener.refused
     }),
-    wrap: (handler) => (socket) => Effect.tapError(handler(socket), (e) => Effect.sync(() => record(peerOf(socket), e._tag))),
+    wrap: (handler) => (socket) =>
+      Effect.tapError(handler(socket), (e) =>
+        Effect.sync(() => {
+          const peer = peerOf(socket)
+          const connection = owner.get(socket)
+          if (connection === undefined || isLatest(peer, connection)) record(peer, e._tag)
+        })),
     tally: () => {
       const out: Record<string, number> = {}
-      for (const tags of errors.values()) {
+      for (const tags of [...retired, ...errors.values()]) {
         for (const tag of new Set(tags)) out[tag] = (out[tag] ?? 0) + 1
       }
       return out
