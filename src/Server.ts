@@ -22,10 +22,13 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { setMaxListeners } from "node:events"
 import * as Address from "./Address.js"
-import type { ListenError } from "./NetError.js"
+import { type DirectPump, type DirectSocket, isNodeListener, isNodeSocket } from "./internal/nodeSocket.js"
+import type { ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
 
 /**
@@ -43,7 +46,69 @@ export interface Connection {
   readonly draining: Effect.Effect<void>
   /** Whether the server is draining now. */
   readonly isDraining: Effect.Effect<boolean>
+  /**
+   * Aborts when the server starts draining, like `draining` completes: for
+   * code driven by callbacks rather than a fiber, such as `Socket.pump`.
+   */
+  readonly signal: AbortSignal
 }
+
+const PumpTypeId: unique symbol = Symbol.for("effect-wire/Server/Pump") as never
+
+/**
+ * A connection handler made of a synchronous {@link Socket.PumpHandler}
+ * (see {@link pump}). It is an ordinary handler (call it with a socket), and
+ * a server recognises it: on a Node socket the server runs it without a fiber
+ * of its own, driven by Node's callbacks.
+ *
+ * ```ts
+ * const handler: Server.PumpedHandler<never> = Server.pump(() => ({
+ *   onRead: (bytes, out) => void out.push(bytes),
+ *   onEnd: () => undefined
+ * }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PumpedHandler<E> {
+  (
+    socket: Socket.Socket,
+    connection?: Pick<Connection, "signal"> | undefined
+  ): Effect.Effect<void, E | ReadError | WriteError>
+  readonly [PumpTypeId]: (socket: Socket.Socket) => Socket.PumpHandler<E>
+}
+
+/**
+ * Make a connection handler from a synchronous {@link Socket.PumpHandler},
+ * made fresh for each connection by `make`. Each read is answered inside
+ * Node's 'data' callback (`Socket.pump`), and a server runs such a
+ * connection without a fiber, a scope or a finalizer of its own: an idle
+ * connection costs about what node:net's own socket costs. Supervision is
+ * the same as for any handler: a failure is logged and counted, the socket is
+ * closed, `maxConnections` and the drain apply (on drain the connection
+ * half-closes and ends). On any other socket (`MemorySocket`, a wrapper) it
+ * runs as an ordinary handler, on `Socket.pump`'s generic path.
+ *
+ * ```ts
+ * const server = yield* Server.make({
+ *   address: Address.tcp("127.0.0.1", 0),
+ *   handler: Server.pump(() => ({ onRead: (bytes, out) => void out.push(bytes), onEnd: () => undefined }))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const pump = <E>(make: (socket: Socket.Socket) => Socket.PumpHandler<E>): PumpedHandler<E> =>
+  Object.assign(
+    (socket: Socket.Socket, connection?: Pick<Connection, "signal"> | undefined) =>
+      Effect.suspend(() => Socket.pump(socket, make(socket), { signal: connection?.signal })),
+    { [PumpTypeId]: make }
+  )
+
+const pumpOf = (handler: unknown): ((socket: Socket.Socket) => Socket.PumpHandler<unknown>) | undefined =>
+  typeof handler === "function" && PumpTypeId in handler ? (handler as PumpedHandler<unknown>)[PumpTypeId] : undefined
 
 /**
  * What to do with a connection when `maxConnections` are already open:
@@ -221,16 +286,58 @@ export const fromListener = <E, R>(
     // One fiber per connection, supervised here: a connection's failure ends only that fiber.
     const connections = yield* FiberSet.make<void, never>()
     const runConnection = yield* FiberSet.runtime(connections)<Exclude<R, Scope.Scope>>()
-    // A permit is taken before pulling the next connection when queueing, so a
-    // full server stops accepting and connections wait in bounded queues.
-    const permits = yield* Effect.makeSemaphore(maxConnections)
+    // For logging from Node's callbacks, with the caller's logger.
+    const runtime = yield* Effect.runtime<never>()
 
-    // The same two effects serve every connection.
+    // The same two effects and the same signal serve every connection.
     const draining = Deferred.await(drainSignal)
     const isDraining = Deferred.isDone(drainSignal)
+    const drainController = new AbortController()
+    const signal = drainController.signal
+    // Every connection's handler may listen to it; that is no leak.
+    setMaxListeners(0, signal)
+
+    // Slots: the accept loop takes one before pulling the next connection when
+    // queueing, so a full server stops accepting and connections wait in
+    // bounded queues. Released from a fiber's end or from a Node callback.
+    let freeSlots = maxConnections
+    let slotWaiter: (() => void) | undefined
+    const takeSlot = Effect.async<void>((resume) => {
+      if (freeSlots > 0) {
+        freeSlots--
+        return resume(Effect.void)
+      }
+      slotWaiter = () => {
+        freeSlots--
+        resume(Effect.void)
+      }
+      return Effect.sync(() => {
+        slotWaiter = undefined
+      })
+    })
+    const releaseSlot = () => {
+      freeSlots++
+      const waiter = slotWaiter
+      slotWaiter = undefined
+      waiter?.()
+    }
+    const noSlot = () => {}
+
+    const logFailure = (socket: Socket.Socket, cause: Cause.Cause<unknown>) => {
+      const peer = Address.format(socket.remoteAddress)
+      return Effect.logWarning(`${name}: connection from ${peer} failed: ${describeCause(cause)}`).pipe(
+        Effect.annotateLogs({ server: name, peer })
+      )
+    }
 
     const serve = (socket: Socket.Socket): Effect.Effect<void, never, Exclude<R, Scope.Scope>> => {
-      const connection: Connection = { id: counters.accepted, remoteAddress: socket.remoteAddress, draining, isDraining }
+      const connection: Connection = {
+        id: counters.accepted,
+        remoteAddress: socket.remoteAddress,
+        draining,
+        isDraining,
+        signal
+      }
       return options.handler(socket, connection).pipe(
         Effect.scoped,
         Effect.onExit((exit) =>
@@ -242,10 +349,7 @@ export const fromListener = <E, R>(
             }
             if (Exit.isInterrupted(exit)) return Effect.void
             counters.failed++
-            const peer = Address.format(socket.remoteAddress)
-            return Effect.logWarning(`${name}: connection from ${peer} failed: ${describeCause(exit.cause)}`).pipe(
-              Effect.annotateLogs({ server: name, peer })
-            )
+            return logFailure(socket, exit.cause)
           })
         ),
         Effect.ensuring(socket.close),
@@ -253,43 +357,158 @@ export const fromListener = <E, R>(
       ) as Effect.Effect<void, never, Exclude<R, Scope.Scope>>
     }
 
-    const accept = (socket: Socket.Socket, release: Effect.Effect<unknown>) =>
+    // Connections of a `pump` handler on Node sockets: no fiber, only callbacks.
+    const makePump = pumpOf(options.handler)
+    const direct = new Map<DirectSocket, DirectConnection>()
+    let directWaiters: Array<() => void> = []
+    /** Once its socket is closed: forget it, free its slot, wake the drain when it was the last. */
+    const directGone = (socket: DirectSocket, state: DirectConnection) => {
+      if (state.gone) return
+      state.gone = true
+      direct.delete(socket)
+      state.release()
+      if (direct.size === 0 && directWaiters.length > 0) {
+        const waiters = directWaiters
+        directWaiters = []
+        for (const wake of waiters) wake()
+      }
+    }
+    const serveDirect = (
+      socket: DirectSocket,
+      make: (socket: Socket.Socket) => Socket.PumpHandler<unknown>,
+      release: () => void
+    ) => {
+      const state: DirectConnection = { pump: undefined, ended: false, cut: false, gone: false, release }
+      direct.set(socket, state)
+      const ended = (exit: Exit.Exit<void, unknown>) => {
+        if (state.ended) return
+        state.ended = true
+        // A cut connection was counted by the drain, like an interrupted fiber.
+        if (!state.cut) {
+          counters.active--
+          if (Exit.isSuccess(exit)) counters.completed++
+          else {
+            counters.failed++
+            Runtime.runFork(runtime)(logFailure(socket, exit.cause))
+          }
+        }
+        socket.closeWith(() => directGone(socket, state))
+      }
+      let handler: Socket.PumpHandler<unknown>
+      try {
+        handler = make(socket)
+      } catch (defect) {
+        return ended(Exit.die(defect))
+      }
+      state.pump = socket.startPump(handler, undefined, ended)
+    }
+
+    const accept = (socket: Socket.Socket, release: () => void) =>
       Effect.sync(() => {
         counters.accepted++
         counters.active++
-        runConnection(Effect.ensuring(serve(socket), release))
+        if (makePump !== undefined && isNodeSocket(socket)) serveDirect(socket, makePump, release)
+        else runConnection(Effect.ensuring(serve(socket), Effect.sync(release)))
       })
     const acceptLoop = Stream.runForEach(
       listener.accept,
       overflow === "queue"
         // Wait for a free slot before taking the next connection: meanwhile new
         // connections wait in the listener's bounded queue and the kernel backlog.
-        ? (socket) => Effect.zipRight(permits.take(1), accept(socket, permits.release(1)))
+        ? (socket) => Effect.zipRight(takeSlot, accept(socket, releaseSlot))
         : (socket) =>
           Effect.suspend(() => {
-            if (counters.active < maxConnections) return accept(socket, Effect.void)
+            if (counters.active < maxConnections) return accept(socket, noSlot)
             counters.refused++
             return socket.close
           })
     )
+
+    // A pump handler on a Node listener: connections are taken in Node's
+    // 'connection' callback, with no fiber and no stream step at all. The
+    // rules are the same: a free slot serves it; past `maxConnections` it
+    // waits in the listener's bounded queue (taken when a slot frees) or is
+    // refused.
+    const directListener = makePump !== undefined && isNodeListener(listener) ? listener : undefined
+    let accepting = true
+    const acceptDirect = (socket: DirectSocket): boolean => {
+      if (freeSlots > 0) {
+        freeSlots--
+        counters.accepted++
+        counters.active++
+        serveDirect(socket, makePump!, releaseDirect)
+        return true
+      }
+      if (overflow === "queue") return false
+      counters.refused++
+      socket.closeWith(noSlot)
+      return true
+    }
+    const releaseDirect = () => {
+      freeSlots++
+      if (!accepting) return
+      const next = directListener!.take()
+      if (next !== undefined) acceptDirect(next)
+    }
+
     // A daemon, interrupted by the drain below, so that accepting stops before
     // connections are waited for.
-    const acceptFiber = yield* Effect.forkDaemon(acceptLoop)
+    const acceptFiber = directListener === undefined ? yield* Effect.forkDaemon(acceptLoop) : undefined
+    if (directListener !== undefined) {
+      // Connections that arrived before this point are waiting in the queue.
+      while (freeSlots > 0 || overflow === "refuse") {
+        const next = directListener.take()
+        if (next === undefined) break
+        acceptDirect(next)
+      }
+      directListener.acceptor = acceptDirect
+    }
+
+    const directDrained = Effect.async<void>((resume) => {
+      if (direct.size === 0) return resume(Effect.void)
+      const wake = () => resume(Effect.void)
+      directWaiters.push(wake)
+      return Effect.sync(() => {
+        directWaiters = directWaiters.filter((w) => w !== wake)
+      })
+    })
+    // Cut the direct connections still open: each is closed (flushing within
+    // its closeTimeout), as an interrupted fiber's socket is.
+    const cutDirect = Effect.async<void>((resume) => {
+      if (direct.size === 0) return resume(Effect.void)
+      let open = direct.size
+      for (const [socket, state] of Array.from(direct)) {
+        if (!state.ended && !state.cut) {
+          state.cut = true
+          counters.active--
+        }
+        state.pump?.detach()
+        socket.closeWith(() => {
+          directGone(socket, state)
+          if (--open === 0) resume(Effect.void)
+        })
+      }
+    })
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         yield* listener.stopAccepting
-        yield* Fiber.interrupt(acceptFiber)
+        accepting = false
+        if (directListener !== undefined) directListener.acceptor = undefined
+        if (acceptFiber !== undefined) yield* Fiber.interrupt(acceptFiber)
         yield* Deferred.succeed(drainSignal, void 0)
-        const open = yield* FiberSet.size(connections)
+        drainController.abort()
+        // Direct connections end the way the built-in byte servers do on drain: half-close.
+        for (const state of Array.from(direct.values())) state.pump?.onAbort()
+        const open = (yield* FiberSet.size(connections)) + direct.size
         // Finalizers run uninterruptibly; the wait must be interruptible for the timeout to cut it.
-        const drained = yield* Effect.interruptible(FiberSet.awaitEmpty(connections)).pipe(
-          Effect.timeoutOption(shutdownTimeout)
-        )
-        const cut = drained._tag === "Some" ? 0 : yield* FiberSet.size(connections)
+        const drained = yield* Effect.interruptible(
+          Effect.zipRight(FiberSet.awaitEmpty(connections), directDrained)
+        ).pipe(Effect.timeoutOption(shutdownTimeout))
+        const cut = drained._tag === "Some" ? 0 : (yield* FiberSet.size(connections)) + direct.size
         // All at once: FiberSet.clear interrupts one fiber after another, and each
         // cut connection's close may wait up to its closeTimeout for a flush.
-        yield* Fiber.interruptAll(Array.from(connections))
+        yield* Effect.zipRight(Fiber.interruptAll(Array.from(connections)), cutDirect, { concurrent: true })
         const report: ShutdownReport = { finished: open - cut, cut }
         yield* Deferred.succeed(shutdownReport, report)
         if (open > 0) {
@@ -310,6 +529,18 @@ export const fromListener = <E, R>(
       shutdown: Deferred.await(shutdownReport)
     }
   })
+
+/** A connection served by a pump, without a fiber. */
+interface DirectConnection {
+  pump: DirectPump | undefined
+  /** Its pump reported how it ended. */
+  ended: boolean
+  /** Cut by the drain's timeout. */
+  cut: boolean
+  /** Its socket is closed and its slot released. */
+  gone: boolean
+  readonly release: () => void
+}
 
 /**
  * A server as a Layer providing the {@link Server} service. Building it

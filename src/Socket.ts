@@ -23,6 +23,7 @@ import type * as Sink from "effect/Sink"
 import type * as Stream from "effect/Stream"
 import type * as Address from "./Address.js"
 import * as internal from "./internal/nodeSocket.js"
+import * as pumpInternal from "./internal/pump.js"
 import type { ConnectError, ListenError, ReadError, WriteError } from "./NetError.js"
 
 /**
@@ -259,3 +260,78 @@ export const listen: (
  * @category predicates
  */
 export const isSocket = (u: unknown): u is Socket => typeof u === "object" && u !== null && TypeId in u
+
+/**
+ * A synchronous handler for {@link pump}: it turns each read into the bytes
+ * to send back, and the end of input into the last ones. It keeps its own
+ * state (a decoder, counters) and must be made fresh for each connection.
+ *
+ * ```ts
+ * const upper = (): Socket.PumpHandler<never> => ({
+ *   onRead: (bytes, out) => void out.push(bytes.map((b) => (b >= 0x61 && b <= 0x7a ? b - 0x20 : b))),
+ *   onEnd: () => undefined
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PumpHandler<E> {
+  /**
+   * One read: push what to send into `out` (sent as one batch, one `writev`).
+   * Return an error to end the connection once `out` is sent. The bytes are
+   * the handler's to keep; Node does not reuse them.
+   */
+  readonly onRead: (bytes: Uint8Array, out: Array<Uint8Array>) => E | undefined
+  /**
+   * The peer half-closed: push any last bytes into `out`, or return an error
+   * (input ended inside a frame, say). Without an error, the pump half-closes
+   * once `out` is flushed.
+   */
+  readonly onEnd: (out: Array<Uint8Array>) => E | undefined
+}
+
+/**
+ * Options of {@link pump}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PumpOptions {
+  /**
+   * When it aborts, the pump stops reading, half-closes (after what it has
+   * already written) and succeeds: `Server`'s `connection.signal` aborts when
+   * the server starts draining.
+   */
+  readonly signal?: AbortSignal | undefined
+}
+
+/**
+ * Serve a connection with a synchronous {@link PumpHandler}: every read is
+ * answered by the handler's output, written as one batch; at the peer's EOF
+ * the handler's last output is written and the socket half-closes; the effect
+ * then succeeds once Node handed everything to the kernel. It fails with the
+ * handler's error (after sending the output of that read), or with the
+ * socket's `ReadError`/`WriteError`.
+ *
+ * Backpressure is end to end: while Node's write buffer is over its
+ * high-water mark, reading pauses until it drains, so a peer that does not
+ * read cannot grow our memory. On a socket from {@link connect} or
+ * {@link listen} the handler runs inside Node's own callbacks, with no fiber
+ * step per read (the built-in byte servers run on it); on any other `Socket`
+ * (an in-memory one, a wrapper) the same contract holds over `reads` and
+ * `writeAll`.
+ *
+ * ```ts
+ * const echo = (socket: Socket.Socket) =>
+ *   Socket.pump(socket, { onRead: (bytes, out) => void out.push(bytes), onEnd: () => undefined })
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const pump: <E>(
+  socket: Socket,
+  handler: PumpHandler<E>,
+  options?: PumpOptions
+) => Effect.Effect<void, E | ReadError | WriteError> = pumpInternal.pump

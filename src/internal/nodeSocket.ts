@@ -144,6 +144,9 @@ const ENDED = 16 // end was called: no more writes
 const CONNECTED = 32
 
 type Resume<A, E> = (effect: Effect.Effect<A, E>) => void
+
+/** @internal */
+export const ONE_READER = "socket.reads is already being pulled (or pumped) by another fiber; read from one fiber at a time"
 type ReadPull = Effect.Effect<Chunk.Chunk<Uint8Array> | undefined, NetError.ReadError>
 
 /** The listener side of an accepted socket: told when the socket closes. */
@@ -171,6 +174,8 @@ class NodeSocket implements Socket.Socket {
   /** The first failure: a Node error, or our IdleTimeout. */
   failure: unknown = undefined
   reader: Resume<Chunk.Chunk<Uint8Array> | undefined, NetError.ReadError> | undefined = undefined
+  /** A `Socket.pump` driving this socket from Node's callbacks, if one runs. */
+  direct: Pumping<any> | undefined = undefined
   drainWaiters: Array<Resume<void, NetError.WriteError>> | undefined = undefined
 
   constructor(
@@ -231,8 +236,8 @@ class NodeSocket implements Socket.Socket {
     if (queued !== undefined) return Effect.succeed(queued)
     if (this.failure !== undefined) return Effect.fail(this.readError())
     if ((this.flags & (EOF | CLOSED | CLOSING)) !== 0) return Effect.succeed(undefined)
-    if (this.reader !== undefined) {
-      return Effect.dieMessage("socket.reads is already being pulled by another fiber; read from one fiber at a time")
+    if (this.reader !== undefined || this.direct !== undefined) {
+      return Effect.dieMessage(ONE_READER)
     }
     this.startReading()
     return Effect.async((resume) => {
@@ -378,6 +383,9 @@ class NodeSocket implements Socket.Socket {
   awaitFinish(): Effect.Effect<void, NetError.WriteError> {
     return Effect.async((resume) => {
       const raw = this.raw
+      // It may have happened already, when this runs a tick after end().
+      if (raw.writableFinished) return resume(Effect.void)
+      if ((this.flags & CLOSED) !== 0) return resume(Effect.fail(this.writeError()))
       const cleanup = () => {
         raw.off("finish", onFinish)
         raw.off("close", onClosed)
@@ -436,24 +444,70 @@ class NodeSocket implements Socket.Socket {
     this.queue = undefined
     this.queued = 0
     this.wakeReader()
+    // Like reads, a pump ends normally when the socket is closed under it.
+    this.direct?.finish(Exit.void)
+  }
+
+  /** `Socket.pump` on this socket: Node's callbacks drive the handler. */
+  pump<E>(
+    handler: Socket.PumpHandler<E>,
+    signal: AbortSignal | undefined
+  ): Effect.Effect<void, E | NetError.ReadError | NetError.WriteError> {
+    return Effect.async((resume) => {
+      // The half-close after EOF or abort may report after an interruption: ignore it then.
+      let waiting = true
+      const pumping = this.startPump(handler, signal, (exit) => {
+        if (waiting) resume(exit)
+      })
+      if (pumping === undefined) return
+      return Effect.sync(() => {
+        waiting = false
+        pumping.detach()
+      })
+    })
+  }
+
+  /**
+   * Starts a pump without a fiber: `done` is called once, with how it ended
+   * (on success, after the final half-close was flushed). Undefined when
+   * someone already reads this socket (then `done` got the defect).
+   */
+  startPump<E>(
+    handler: Socket.PumpHandler<E>,
+    signal: AbortSignal | undefined,
+    done: (exit: Exit.Exit<void, E | NetError.ReadError | NetError.WriteError>) => void
+  ): Pumping<E> | undefined {
+    if (this.reader !== undefined || this.direct !== undefined) {
+      done(Exit.die(new Error(ONE_READER)))
+      return undefined
+    }
+    const pumping = new Pumping(this, handler, done)
+    this.direct = pumping
+    pumping.start(signal)
+    return pumping
   }
 
   get close(): Effect.Effect<void> {
-    return Effect.suspend(() => this.closeGracefully())
+    return Effect.async<void>((resume) => {
+      const cancel = this.closeWith(() => resume(Effect.void))
+      return cancel === undefined ? undefined : Effect.sync(cancel)
+    })
   }
 
   /**
    * End the write side, wait until Node flushed what it accepted (bounded by
-   * `closeTimeout`), then destroy. Incoming bytes are read and dropped
-   * meanwhile, so the kernel closes with FIN rather than RST.
+   * `closeTimeout`), then destroy; `done` is called then (at once when there
+   * is nothing to wait for). Incoming bytes are read and dropped meanwhile,
+   * so the kernel closes with FIN rather than RST. Returns how to cut the
+   * wait short (destroying at once), when there is a wait.
    */
-  closeGracefully(): Effect.Effect<void> {
+  closeWith(done: () => void): (() => void) | undefined {
     const raw = this.raw
     this.beginClosing()
-    if (raw.destroyed) return Effect.void
+    if (raw.destroyed) return void done()
     if ((this.flags & CONNECTED) === 0 || this.failure !== undefined) {
       raw.destroy()
-      return Effect.void
+      return void done()
     }
     if ((this.flags & READING) === 0 && (this.flags & EOF) === 0) {
       this.flags |= READING
@@ -465,29 +519,27 @@ class NodeSocket implements Socket.Socket {
     }
     if (raw.writableFinished) {
       raw.destroy()
-      return Effect.void
+      return void done()
     }
-    return Effect.async<void>((resume) => {
-      const cleanup = () => {
-        clearTimeout(timer)
-        raw.off("finish", done)
-        raw.off("close", done)
-      }
-      const done = () => {
-        cleanup()
-        raw.destroy()
-        resume(Effect.void)
-      }
-      // A Node timer, not Effect's Clock: the bound on holding an OS handle
-      // must also hold under a TestClock that nobody advances.
-      const timer = setTimeout(done, this.config.closeTimeoutMs)
-      raw.once("finish", done)
-      raw.once("close", done)
-      return Effect.sync(() => {
-        cleanup()
-        raw.destroy()
-      })
-    })
+    const cleanup = () => {
+      clearTimeout(timer)
+      raw.off("finish", finished)
+      raw.off("close", finished)
+    }
+    const finished = () => {
+      cleanup()
+      raw.destroy()
+      done()
+    }
+    // A Node timer, not Effect's Clock: the bound on holding an OS handle
+    // must also hold under a TestClock that nobody advances.
+    const timer = setTimeout(finished, this.config.closeTimeoutMs)
+    raw.once("finish", finished)
+    raw.once("close", finished)
+    return () => {
+      cleanup()
+      raw.destroy()
+    }
   }
 
   /** Immediate destroy, for listener shutdown. */
@@ -500,6 +552,8 @@ class NodeSocket implements Socket.Socket {
 function onData(this: Raw, chunk: Buffer): void {
   const s = this[kOwner]!
   if ((s.flags & CLOSING) !== 0) return
+  const direct = s.direct
+  if (direct !== undefined) return direct.read(chunk)
   const queue = s.queue
   if (queue === undefined) s.queue = [chunk]
   else queue.push(chunk)
@@ -515,24 +569,200 @@ function onEnd(this: Raw): void {
   const s = this[kOwner]!
   s.flags |= EOF
   s.wakeReader()
+  s.direct?.end()
 }
 
 function onError(this: Raw, error: Error): void {
   const s = this[kOwner]!
   if (s.failure === undefined) s.failure = error
   s.wakeReader()
+  s.direct?.finish(Exit.fail(s.readError()))
 }
 
 function onClose(this: Raw): void {
   const s = this[kOwner]!
   s.flags |= CLOSED
   s.wakeReader()
+  s.direct?.finish(s.failure === undefined ? Exit.void : Exit.fail(s.readError()))
   s.settleDrainWaiters(Effect.suspend(() => Effect.fail(s.writeError())))
   s.owner?.release(s)
 }
 
 function onDrain(this: Raw): void {
-  this[kOwner]!.settleDrainWaiters(Effect.void)
+  const s = this[kOwner]!
+  s.settleDrainWaiters(Effect.void)
+  s.direct?.drained()
+}
+
+/**
+ * A `Socket.pump` in progress: each 'data' event goes through the handler
+ * and its answer is written at once, in the same callback. Reading pauses
+ * while Node's write buffer is over its high-water mark and resumes on
+ * 'drain', as `socket.pipe(socket)` does. No fiber is involved: `onDone` is
+ * called once, with the outcome.
+ */
+class Pumping<E> {
+  readonly out: Array<Uint8Array> = []
+  done = false
+  awaitingDrain = false
+  signal: AbortSignal | undefined = undefined
+
+  constructor(
+    readonly s: NodeSocket,
+    readonly handler: Socket.PumpHandler<E>,
+    readonly onDone: (exit: Exit.Exit<void, E | NetError.ReadError | NetError.WriteError>) => void
+  ) {}
+
+  /** Inside the handler: an abort raised from there waits until its output is sent. */
+  busy = false
+  abortPending = false
+
+  readonly onAbort = (): void => {
+    if (this.done) return
+    if (this.busy) {
+      this.abortPending = true
+      return
+    }
+    // Stop answering; what was written goes out before the FIN.
+    this.detach()
+    this.halfClose(true)
+  }
+
+  start(signal: AbortSignal | undefined): void {
+    const s = this.s
+    if (signal !== undefined) {
+      if (signal.aborted) return this.onAbort()
+      this.signal = signal
+      signal.addEventListener("abort", this.onAbort, { once: true })
+    }
+    // Bytes a reader left queued come first.
+    const queue = s.queue
+    if (queue !== undefined) {
+      s.queue = undefined
+      s.queued = 0
+      for (let i = 0; i < queue.length && !this.done; i++) this.read(queue[i]!)
+      if (this.done) return
+    }
+    if (s.failure !== undefined) return this.finish(Exit.fail(s.readError()))
+    if ((s.flags & (CLOSED | CLOSING)) !== 0) return this.finish(Exit.void)
+    if ((s.flags & EOF) !== 0) return this.end()
+    s.startReading()
+  }
+
+  read(bytes: Buffer): void {
+    let error: E | undefined
+    this.busy = true
+    try {
+      error = this.handler.onRead(bytes, this.out)
+    } catch (defect) {
+      this.busy = false
+      this.out.length = 0
+      return this.finish(Exit.die(defect))
+    }
+    this.busy = false
+    if (!this.send()) return
+    if (error !== undefined) return this.finish(Exit.fail(error))
+    if (this.abortPending) this.onAbort()
+  }
+
+  end(): void {
+    let error: E | undefined
+    this.busy = true
+    try {
+      error = this.handler.onEnd(this.out)
+    } catch (defect) {
+      this.busy = false
+      this.out.length = 0
+      return this.finish(Exit.die(defect))
+    }
+    this.busy = false
+    if (!this.send()) return
+    if (error !== undefined) return this.finish(Exit.fail(error))
+    this.detach()
+    this.halfClose(false)
+  }
+
+  /**
+   * Half-close, then report once Node handed everything to the kernel, as
+   * `socket.end` does. `lenient` (the drain's half-close): a socket that can
+   * no longer be written counts as done.
+   */
+  halfClose(lenient: boolean): void {
+    const s = this.s
+    const raw = s.raw
+    const report = (exit: Exit.Exit<void, NetError.WriteError>) => this.onDone(lenient ? Exit.void : exit)
+    if (raw.writableFinished) return report(Exit.void)
+    if (s.failure !== undefined) return report(Exit.fail(s.writeError()))
+    if ((s.flags & (CLOSED | CLOSING)) !== 0 || raw.destroyed) return report(Exit.void)
+    if ((s.flags & ENDED) === 0) {
+      s.flags |= ENDED
+      raw.end()
+    }
+    if (raw.writableFinished) return report(Exit.void)
+    const cleanup = () => {
+      raw.off("finish", finished)
+      raw.off("close", closed)
+    }
+    const finished = () => {
+      cleanup()
+      report(Exit.void)
+    }
+    const closed = () => {
+      cleanup()
+      report(raw.writableFinished ? Exit.void : Exit.fail(s.writeError()))
+    }
+    raw.once("finish", finished)
+    raw.once("close", closed)
+  }
+
+  /** Writes `out` as one batch; false when the socket can no longer be written (then finished). */
+  send(): boolean {
+    const out = this.out
+    const n = out.length
+    if (n === 0) return true
+    const s = this.s
+    if (!s.canWrite()) {
+      out.length = 0
+      this.finish(Exit.fail(s.writeError()))
+      return false
+    }
+    const raw = s.raw
+    let ok: boolean
+    if (n === 1) ok = raw.write(out[0]!)
+    else {
+      raw.cork()
+      ok = true
+      for (let i = 0; i < n; i++) ok = raw.write(out[i]!)
+      raw.uncork()
+    }
+    out.length = 0
+    if (!ok && !this.awaitingDrain && !s.flushed()) {
+      this.awaitingDrain = true
+      s.flags &= ~READING
+      raw.pause()
+    }
+    return true
+  }
+
+  drained(): void {
+    if (!this.awaitingDrain) return
+    this.awaitingDrain = false
+    if (!this.done) this.s.startReading()
+  }
+
+  finish(exit: Exit.Exit<void, E | NetError.ReadError | NetError.WriteError>): void {
+    if (this.done) return
+    this.detach()
+    this.onDone(exit)
+  }
+
+  /** Leaves the socket to `reads` again (after the end, or when the pump is interrupted). */
+  detach(): void {
+    this.done = true
+    if (this.s.direct === this) this.s.direct = undefined
+    this.signal?.removeEventListener("abort", this.onAbort)
+    this.signal = undefined
+  }
 }
 
 function onTimeout(this: Raw): void {
@@ -642,6 +872,12 @@ class NodeListener implements Socket.Listener, Owner {
   stopped = false
   waiters: Array<Resume<Socket.Socket | undefined, never>> = []
   unixInode: number | undefined = undefined
+  /**
+   * Takes connections in Node's 'connection' callback, instead of `accept`
+   * (a server whose connections need no fiber). It returns false to leave
+   * the socket in the queue, where `take` finds it later.
+   */
+  acceptor: ((socket: NodeSocket) => boolean) | undefined = undefined
 
   constructor(
     readonly server: Net.Server,
@@ -662,6 +898,7 @@ class NodeListener implements Socket.Listener, Owner {
     const socket = new NodeSocket(raw, this.config, this.requested._tag === "TcpAddress", this.address, this)
     socket.established(this.address)
     this.open.add(socket)
+    if (this.acceptor !== undefined && this.head >= this.pending.length && this.acceptor(socket)) return
     this.pending.push(socket)
     const waiter = this.waiters.shift()
     if (waiter !== undefined) waiter(Effect.suspend(() => this.pollAccept()))
@@ -895,3 +1132,19 @@ export const listen = (
   })
 
 Object.defineProperty(NodeSocket.prototype, TypeId, { value: TypeId })
+
+/** @internal */
+export type DirectSocket = Socket.Socket & Pick<NodeSocket, "pump" | "startPump" | "closeWith">
+
+/** @internal A socket of node:net, on which a pump runs from Node's callbacks. */
+export const isNodeSocket = (socket: Socket.Socket): socket is DirectSocket => socket instanceof NodeSocket
+
+/** @internal A listener of node:net, whose connections can be taken in Node's callback. */
+export type DirectListener = Socket.Listener & Pick<NodeListener, "acceptor" | "take">
+
+/** @internal */
+export const isNodeListener = (listener: Socket.Listener): listener is DirectListener =>
+  listener instanceof NodeListener
+
+/** @internal A pump started with `startPump`. */
+export type DirectPump = Pick<Pumping<unknown>, "onAbort" | "detach" | "done">

@@ -27,7 +27,6 @@ import type * as DatagramServer from "../DatagramServer.js"
 import type * as Framing from "../Framing.js"
 import type * as NetError from "../NetError.js"
 import type * as Server from "../Server.js"
-import type * as Socket from "../Socket.js"
 import * as internal from "./internal/byteServer.js"
 
 /**
@@ -103,10 +102,7 @@ export class EchoUdp extends Context.Tag("effect-wire/servers/EchoUdp")<
  */
 export const handler = (
   framing?: FramingOption | undefined
-): (
-  socket: Socket.Socket,
-  connection?: Pick<Server.Connection, "draining"> | undefined
-) => Effect.Effect<void, NetError.ReadError | NetError.WriteError | Framing.FrameError> =>
+): Server.PumpedHandler<Framing.FrameError> =>
   internal.handler(undefined, framing)
 
 /**

@@ -28,7 +28,6 @@ import type * as DatagramServer from "../DatagramServer.js"
 import type * as Framing from "../Framing.js"
 import type * as NetError from "../NetError.js"
 import type * as Server from "../Server.js"
-import type * as Socket from "../Socket.js"
 import { upperBytes } from "../internal/bytes.js"
 import * as internal from "./internal/byteServer.js"
 
@@ -105,10 +104,7 @@ export class UpperUdp extends Context.Tag("effect-wire/servers/UpperUdp")<
  */
 export const handler = (
   framing?: FramingOption | undefined
-): (
-  socket: Socket.Socket,
-  connection?: Pick<Server.Connection, "draining"> | undefined
-) => Effect.Effect<void, NetError.ReadError | NetError.WriteError | Framing.FrameError> =>
+): Server.PumpedHandler<Framing.FrameError> =>
   internal.handler(upperBytes, framing)
 
 /**

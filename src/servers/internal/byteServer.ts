@@ -6,15 +6,12 @@
  * @since 0.1.0
  * @internal
  */
-import type * as Cause from "effect/Cause"
-import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
-import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as Address from "../../Address.js"
 import type * as Datagram from "../../Datagram.js"
@@ -46,110 +43,62 @@ export const codecOf = (framing: FramingOption | undefined): Framing.Codec<Uint8
 /** A transform of bytes; `undefined` is the identity, which lets raw echo skip every per-chunk step. */
 export type Transform = ((bytes: Uint8Array) => Uint8Array) | undefined
 
-type Errors = NetError.ReadError | NetError.WriteError | Framing.FrameError
-
-/** What to send for some reads (or for the end of input), and the frame error that comes after it, if any. */
-interface Answer {
-  readonly out: ReadonlyArray<Uint8Array>
-  readonly error: Framing.FrameError | undefined
+const echoHandler: Socket.PumpHandler<never> = {
+  onRead: (bytes, out) => void out.push(bytes),
+  onEnd: () => undefined
 }
 
-/** Plain functions from reads to answers, made fresh for each connection. */
-interface Answerer {
-  readonly push: (reads: ReadonlyArray<Uint8Array>) => Answer
-  readonly end: () => Answer
-}
-
-const NOTHING: Answer = { out: [], error: undefined }
-
-const transformAnswerer = (transform: (bytes: Uint8Array) => Uint8Array) => (): Answerer => ({
-  push: (reads) => ({ out: reads.map(transform), error: undefined }),
-  end: () => NOTHING
+const transformHandler = (transform: (bytes: Uint8Array) => Uint8Array): Socket.PumpHandler<never> => ({
+  onRead: (bytes, out) => void out.push(transform(bytes)),
+  onEnd: () => undefined
 })
 
-/** Decode, transform each frame, encode: the frames completed by one read become one answer. */
-const framedAnswerer = (codec: Framing.Codec<Uint8Array>, transform: Transform) => (): Answerer => {
+/** Decode, transform each frame, encode: the frames completed by one read become one batch. */
+const framedHandler = (codec: Framing.Codec<Uint8Array>, transform: Transform): Socket.PumpHandler<Framing.FrameError> => {
   const decoder = codec.decoder()
   const frames: Array<Uint8Array> = []
-  const flush = (decodeError: Framing.FrameError | undefined): Answer => {
-    if (frames.length === 0) return decodeError === undefined ? NOTHING : { out: [], error: decodeError }
+  const flush = (out: Array<Uint8Array>, decodeError: Framing.FrameError | undefined): Framing.FrameError | undefined => {
+    if (frames.length === 0) return decodeError
     if (transform !== undefined) {
       for (let i = 0; i < frames.length; i++) frames[i] = transform(frames[i]!)
     }
-    const out: Array<Uint8Array> = []
     const encodeError = codec.encode(frames, out)
     frames.length = 0
-    return encodeError !== undefined ? { out: [], error: encodeError } : { out, error: decodeError }
+    if (encodeError !== undefined) {
+      // All or nothing: a batch that cannot be encoded sends none of it.
+      out.length = 0
+      return encodeError
+    }
+    return decodeError
   }
   return {
-    push: (reads) => {
-      for (let i = 0; i < reads.length; i++) {
-        const error = decoder.push(reads[i]!, frames)
-        if (error !== undefined) return flush(error)
-      }
-      return flush(undefined)
-    },
-    end: () => flush(decoder.end(frames))
+    onRead: (bytes, out) => flush(out, decoder.push(bytes, frames)),
+    onEnd: (out) => flush(out, decoder.end(frames))
   }
 }
 
 /**
- * A sink in place of `socket.writes` that answers each read with one
- * `writeAll` (one batch), then half-closes at the end of input. Doing the
- * work here rather than in a stream stage between reads and writes saves a
- * channel stage per read: Effect runs per read, never per frame.
- */
-const answering = (
-  socket: Socket.Socket,
-  makeAnswerer: () => Answerer
-): Sink.Sink<void, Uint8Array, never, NetError.WriteError | Framing.FrameError> =>
-  Sink.fromChannel(Channel.suspend(() => {
-    const answerer = makeAnswerer()
-    type Step = Channel.Channel<
-      never,
-      Chunk.Chunk<Uint8Array>,
-      NetError.WriteError | Framing.FrameError,
-      never,
-      void,
-      unknown
-    >
-    const send = (answer: Answer, next: Step): Step => {
-      const after = answer.error === undefined ? next : Channel.fail(answer.error)
-      return answer.out.length === 0 ? after : Channel.flatMap(Channel.fromEffect(socket.writeAll(answer.out)), () => after)
-    }
-    const loop: Step = Channel.readWithCause({
-      onInput: (input: Chunk.Chunk<Uint8Array>) => send(answerer.push(Chunk.toReadonlyArray(input)), loop),
-      onFailure: (cause: Cause.Cause<never>) => Channel.failCause(cause),
-      onDone: () => send(answerer.end(), Channel.fromEffect(socket.end))
-    })
-    return loop
-  }))
-
-/**
  * Serves one connection: answers what the peer sends until it half-closes,
- * then finishes writing and half-closes too. A frame error ends the
- * connection (after the frames before it were answered) and is logged by the
- * server. When the server starts draining, the connection ends at once with
- * a half-close: an echo has no request in hand worth waiting for, so an idle
- * client does not hold the shutdown for `shutdownTimeout`.
+ * then finishes writing and half-closes too (`Socket.pump`: on a Node socket
+ * every read is answered inside Node's callback, with no fiber step). A
+ * frame error ends the connection (after the frames before it were answered)
+ * and is logged by the server. When the server starts draining, the
+ * connection ends at once with a half-close: an echo has no request in hand
+ * worth waiting for, so an idle client does not hold the shutdown for
+ * `shutdownTimeout`.
  */
-export const handler = (transform: Transform, framing: FramingOption | undefined) => {
+export const handler = (
+  transform: Transform,
+  framing: FramingOption | undefined
+): Server.PumpedHandler<Framing.FrameError> => {
   const codec = codecOf(framing)
-  const makeAnswerer = codec !== undefined
-    ? framedAnswerer(codec, transform)
-    : transform !== undefined
-    ? transformAnswerer(transform)
-    : undefined
-  const pump = (socket: Socket.Socket): Effect.Effect<void, Errors> =>
-    Stream.run(socket.reads, makeAnswerer === undefined ? socket.writes : answering(socket, makeAnswerer))
-  // One race per connection, none per read: the hot path stays a plain stream run.
-  return (
-    socket: Socket.Socket,
-    connection?: Pick<Server.Connection, "draining"> | undefined
-  ): Effect.Effect<void, Errors> =>
-    connection === undefined
-      ? pump(socket)
-      : Effect.raceFirst(pump(socket), Effect.zipRight(connection.draining, Effect.ignore(socket.end)))
+  return Server.pump(
+    codec !== undefined
+      ? () => framedHandler(codec, transform)
+      : transform !== undefined
+      ? () => transformHandler(transform)
+      : () => echoHandler
+  )
 }
 
 /**
