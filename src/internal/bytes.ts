@@ -6,6 +6,41 @@
  */
 
 /**
+ * A byte array of `size` whose contents are NOT initialised, for bytes about
+ * to be written to a socket: Node's pooled `Buffer.allocUnsafe` where there is
+ * one (a small one is a slice of a shared 8 KiB slab: cheap, but it keeps the
+ * slab alive, so do not hand it to code that may keep it), else a plain
+ * `Uint8Array`. The caller must write every byte before anyone reads it.
+ *
+ * ```ts
+ * const out = allocUnsafe(4) // then fill all 4 bytes
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const allocUnsafe: (size: number) => Uint8Array = typeof Buffer === "function"
+  ? (size) => Buffer.allocUnsafe(size)
+  : (size) => new Uint8Array(size)
+
+/**
+ * A byte array of `size` with a buffer of exactly that size, NOT initialised,
+ * for values a caller may keep (a decoded frame): Node's
+ * `Buffer.allocUnsafeSlow` where there is one, else a plain `Uint8Array`.
+ * The caller must write every byte before anyone reads it.
+ *
+ * ```ts
+ * const frame = allocExact(1024) // frame.buffer.byteLength === 1024
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const allocExact: (size: number) => Uint8Array = typeof Buffer === "function"
+  ? (size) => Buffer.allocUnsafeSlow(size)
+  : (size) => new Uint8Array(size)
+
+/**
  * The identity on bytes: what an echo server sends back.
  *
  * ```ts
@@ -31,7 +66,7 @@ export const echoBytes = (bytes: Uint8Array): Uint8Array => bytes
  * @category transforms
  */
 export const upperBytes = (bytes: Uint8Array): Uint8Array => {
-  const out = new Uint8Array(bytes.length)
+  const out = allocUnsafe(bytes.length)
   for (let i = 0; i < bytes.length; i++) {
     const b = bytes[i]!
     out[i] = b >= 0x61 && b <= 0x7a ? b - 0x20 : b
@@ -55,7 +90,7 @@ export const concat = (parts: ReadonlyArray<Uint8Array>, size?: number): Uint8Ar
   if (parts.length === 1) return parts[0]!
   let total = size ?? 0
   if (size === undefined) for (const part of parts) total += part.length
-  const all = new Uint8Array(total)
+  const all = allocExact(total)
   let at = 0
   for (const part of parts) {
     all.set(part, at)

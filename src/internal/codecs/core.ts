@@ -7,6 +7,7 @@
  */
 import * as Data from "effect/Data"
 import type * as Framing from "../../Framing.js"
+import { allocExact, allocUnsafe } from "../bytes.js"
 
 /** @internal */
 export const TypeId: unique symbol = Symbol.for("effect-wire/Framing/Codec")
@@ -143,9 +144,12 @@ export class Batch {
   reserveInline(n: number): void {
     this.size += n
   }
-  /** Allocates the batch buffer once every run was reserved. */
+  /**
+   * Allocates the batch buffer once every run was reserved. It is not zeroed:
+   * every reserved byte must be written (by `copy` or by the caller).
+   */
   start(): Uint8Array {
-    if (this.size > 0) this.buffer = new Uint8Array(this.size)
+    if (this.size > 0) this.buffer = allocUnsafe(this.size)
     return this.buffer
   }
   /** The write position in the batch buffer; advance it with `advance`. */
@@ -200,7 +204,7 @@ export class Gather {
         this.need = 0
         return p + need
       }
-      this.buffer = new Uint8Array(need)
+      this.buffer = allocExact(need)
     }
     const take = avail < need ? avail : need
     this.buffer.set(p === 0 && take === bytes.length ? bytes : bytes.subarray(p, p + take), this.fill)

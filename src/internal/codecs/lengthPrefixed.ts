@@ -6,6 +6,7 @@
  * @internal
  */
 import type * as Framing from "../../Framing.js"
+import { allocExact } from "../bytes.js"
 import {
   Batch,
   DEFAULT_MAX,
@@ -148,7 +149,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
             p = end
             continue
           }
-          const frame = new Uint8Array(head - L.strip + length)
+          const frame = allocExact(head - L.strip + length)
           frame.set(bytes.subarray(p + L.strip), 0)
           this.frame = frame
           this.fill = len - p - L.strip
@@ -169,7 +170,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
         this.need = length
         this.state = DATA
         if (L.strip < head) {
-          this.frame = new Uint8Array(head - L.strip + length)
+          this.frame = allocExact(head - L.strip + length)
           this.frame.set(this.headBuffer.subarray(L.strip), 0)
           this.fill = head - L.strip
         }
@@ -191,7 +192,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
             this.state = HEAD
             continue
           }
-          frame = this.frame = new Uint8Array(need)
+          frame = this.frame = allocExact(need)
           this.fill = 0
         }
         const take = avail < need ? avail : need
@@ -270,6 +271,8 @@ const encoder = (L: Layout) => {
       if (L.strip > 0) {
         // Header bytes the decoder strips are written here; the rest travel inside the frame.
         const at = batch.position
+        // Stripped header bytes before the length field carry nothing we know: zeros.
+        if (L.offset > 0) buffer.fill(0, at, at + Math.min(L.offset, L.strip))
         const value = frame.length - kept - L.adjustment
         if (L.strip === L.head) writeUint(buffer, at + L.offset, L.lengthBytes, L.little, value)
         else if (L.strip > L.offset) {
