@@ -218,7 +218,9 @@ const describeCause = (cause: Cause.Cause<unknown>): string => {
   const failure = Cause.failureOption(cause)
   if (failure._tag === "Some") {
     const e = failure.value
-    return typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e)
+    if (typeof e !== "object" || e === null || !("message" in e)) return String(e)
+    // The tag first, so that a log search for `IdleTimeout` finds it.
+    return "_tag" in e && typeof e._tag === "string" ? `${e._tag}: ${String(e.message)}` : String(e.message)
   }
   return Cause.pretty(cause)
 }
@@ -432,14 +434,21 @@ export const fromListener = <E, R>(
     const directListener = makePump !== undefined && isNodeListener(listener) ? listener : undefined
     let accepting = true
     const acceptDirect = (socket: DirectSocket): boolean => {
-      if (freeSlots > 0) {
+      if (overflow === "queue") {
+        if (freeSlots === 0) return false
         freeSlots--
         counters.accepted++
         counters.active++
         serveDirect(socket, makePump!, releaseDirect)
         return true
       }
-      if (overflow === "queue") return false
+      // Refuse: as on the fiber path, the limit is on connections being served.
+      if (counters.active < maxConnections) {
+        counters.accepted++
+        counters.active++
+        serveDirect(socket, makePump!, noSlot)
+        return true
+      }
       counters.refused++
       socket.closeWith(noSlot)
       return true
@@ -456,7 +465,7 @@ export const fromListener = <E, R>(
     const acceptFiber = directListener === undefined ? yield* Effect.forkDaemon(acceptLoop) : undefined
     if (directListener !== undefined) {
       // Connections that arrived before this point are waiting in the queue.
-      while (freeSlots > 0 || overflow === "refuse") {
+      while (overflow === "refuse" || freeSlots > 0) {
         const next = directListener.take()
         if (next === undefined) break
         acceptDirect(next)
@@ -498,9 +507,9 @@ export const fromListener = <E, R>(
         if (acceptFiber !== undefined) yield* Fiber.interrupt(acceptFiber)
         yield* Deferred.succeed(drainSignal, void 0)
         drainController.abort()
+        const open = (yield* FiberSet.size(connections)) + direct.size
         // Direct connections end the way the built-in byte servers do on drain: half-close.
         for (const state of Array.from(direct.values())) state.pump?.onAbort()
-        const open = (yield* FiberSet.size(connections)) + direct.size
         // Finalizers run uninterruptibly; the wait must be interruptible for the timeout to cut it.
         const drained = yield* Effect.interruptible(
           Effect.zipRight(FiberSet.awaitEmpty(connections), directDrained)
