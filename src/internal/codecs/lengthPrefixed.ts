@@ -97,8 +97,12 @@ class Decoder implements Framing.Decoder<Uint8Array> {
   private fill = 0
   private error: Framing.FrameError | undefined = undefined
 
+  /** The default layout (u32 big-endian, stripped, no offset or adjustment): a tighter loop for it. */
+  private readonly u32be: boolean
+
   constructor(private readonly L: Layout) {
     this.headBuffer = new Uint8Array(L.head)
+    this.u32be = L.lengthBytes === 4 && !L.little && L.offset === 0 && L.strip === 4 && L.adjustment === 0
   }
 
   get buffered(): number {
@@ -137,6 +141,18 @@ class Decoder implements Framing.Decoder<Uint8Array> {
     const head = L.head
     const len = bytes.length
     let p = 0
+    if (this.u32be && this.state === HEAD && this.headFill === 0) {
+      // Whole frames inside this push, as views of it; the general loop below takes the rest.
+      const max = L.max
+      while (len - p >= 4) {
+        const length = bytes[p]! * 0x1000000 + ((bytes[p + 1]! << 16) | (bytes[p + 2]! << 8) | bytes[p + 3]!)
+        if (length > max) return this.reject(length)
+        const end = p + 4 + length
+        if (end > len) break
+        out.push(bytes.subarray(p + 4, end))
+        p = end
+      }
+    }
     while (p < len) {
       if (this.state === HEAD) {
         if (this.headFill === 0 && len - p >= head) {
