@@ -19,7 +19,7 @@ import * as Path from "node:path"
 import * as Address from "../src/Address.js"
 import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
-import { eventually, pattern, readAll, tempDir } from "./helpers/sockets.js"
+import { eventually, pattern, readAll, stalled, tempDir, upper } from "./helpers/sockets.js"
 
 const MiB = 1024 * 1024
 const loopback = Address.tcp("127.0.0.1", 0)
@@ -27,14 +27,6 @@ const loopback = Address.tcp("127.0.0.1", 0)
 const bytes = (text: string): Buffer => Buffer.from(text, "latin1")
 
 /** a-z → A-Z, in a copy: an answer that differs from the question. */
-const upper = (input: Uint8Array): Buffer => {
-  const copy = Buffer.from(input)
-  for (let i = 0; i < copy.length; i++) {
-    const b = copy[i]!
-    if (b >= 0x61 && b <= 0x7a) copy[i] = b - 0x20
-  }
-  return copy
-}
 
 class Stop extends Data.TaggedError("Stop")<{ readonly seen: number }> {}
 class Truncated extends Data.TaggedError("Truncated")<{ readonly pending: string }> {}
@@ -73,23 +65,6 @@ const readAtLeast = (socket: Socket.Socket, n: number) =>
 const failureOf = <E>(exit: Exit.Exit<unknown, E>): Option.Option<E> =>
   Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
 
-/**
- * Waits until `value` has not changed for 5 polls in a row (50 ms apart), at
- * most 400 polls: a stalled pipeline has no event of its own.
- */
-const stalled = (what: string, value: () => number) =>
-  Effect.gen(function*() {
-    let last = value()
-    let same = 0
-    for (let i = 0; i < 400 && same < 5; i++) {
-      yield* Effect.sleep("50 millis")
-      const now = value()
-      same = now === last && now > 0 ? same + 1 : 0
-      last = now
-    }
-    if (same < 5) return yield* Effect.dieMessage(`${what} never settled: still moving at ${last}`)
-    return last
-  })
 
 // ---------------------------------------------------------------------------
 // transports

@@ -19,7 +19,7 @@ import * as Server from "../src/Server.js"
 import * as Echo from "../src/servers/Echo.js"
 import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
-import { eventually, readAll } from "./helpers/sockets.js"
+import { eventually, readAll, stalled, upper } from "./helpers/sockets.js"
 import { captureLogs } from "./reliability/harness.js"
 
 const MiB = 1024 * 1024
@@ -34,14 +34,6 @@ const within = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, seconds =
   })
 
 /** a-z → A-Z, in a copy: an answer that differs from the question. */
-const upper = (input: Uint8Array): Buffer => {
-  const copy = Buffer.from(input)
-  for (let i = 0; i < copy.length; i++) {
-    const b = copy[i]!
-    if (b >= 0x61 && b <= 0x7a) copy[i] = b - 0x20
-  }
-  return copy
-}
 
 /**
  * An upper-casing pump handler that records, for each connection, whether
@@ -104,23 +96,6 @@ const closedByServer = (socket: Socket.Socket) =>
     else assert.strictEqual(end.left._tag, "ConnectionReset")
   })
 
-/**
- * Waits until `value` has not changed for 5 polls in a row (50 ms apart), at
- * most 400 polls: a stalled pipeline has no event of its own.
- */
-const stalled = (what: string, value: () => number) =>
-  Effect.gen(function*() {
-    let last = value()
-    let same = 0
-    for (let i = 0; i < 400 && same < 5; i++) {
-      yield* Effect.sleep("50 millis")
-      const now = value()
-      same = now === last && now > 0 ? same + 1 : 0
-      last = now
-    }
-    if (same < 5) return yield* Effect.dieMessage(`${what} never settled: still moving at ${last}`)
-    return last
-  })
 
 describe("Server.pump on a node:net listener (no fiber per connection)", () => {
   it.live("stats: every connection is accepted and completed exactly once; active returns to 0", () => {

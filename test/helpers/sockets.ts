@@ -101,3 +101,31 @@ export const noAcceptListener: Effect.Effect<Address.TcpAddress, never, Scope.Sc
         process.kill(child.pid!, "SIGKILL")
       })
   ).pipe(Effect.map(({ port }) => Address.tcp("127.0.0.1", port)))
+
+/** ASCII letters upper-cased in a copy: the Upper server's answer, computed independently of it. */
+export const upper = (input: Uint8Array): Buffer => {
+  const copy = Buffer.from(input)
+  for (let i = 0; i < copy.length; i++) {
+    const b = copy[i]!
+    if (b >= 0x61 && b <= 0x7a) copy[i] = b - 0x20
+  }
+  return copy
+}
+
+/**
+ * Waits until `value` has not changed for 5 polls in a row (50 ms apart), at
+ * most 400 polls: a stalled pipeline has no event of its own.
+ */
+export const stalled = (what: string, value: () => number) =>
+  Effect.gen(function*() {
+    let last = value()
+    let same = 0
+    for (let i = 0; i < 400 && same < 5; i++) {
+      yield* Effect.sleep("50 millis")
+      const now = value()
+      same = now === last && now > 0 ? same + 1 : 0
+      last = now
+    }
+    if (same < 5) return yield* Effect.dieMessage(`${what} never settled: still moving at ${last}`)
+    return last
+  })

@@ -151,6 +151,10 @@ export const gc: (() => void) | undefined = (() => {
 
 /** Heap and array buffers of this process after a full GC when possible. */
 export const memory = (): { readonly heap: number; readonly buffers: number } => {
+  // V8 sweeps dead ArrayBuffers concurrently after a collection, so right
+  // after one `arrayBuffers` may still count them; a second collection first
+  // finishes the sweep of the previous one.
+  gc?.()
   gc?.()
   const m = process.memoryUsage()
   return { heap: m.heapUsed, buffers: m.arrayBuffers }
