@@ -1,8 +1,10 @@
 /**
  * A server is a Layer: it listens when the Layer is built (failing with the
- * typed `ListenError`), runs every connection in its own supervised fiber, keeps
- * the number of connections bounded, and on release stops accepting, lets open
- * connections finish for `shutdownTimeout`, then interrupts the rest.
+ * typed `ListenError`), runs every connection in its own supervised fiber (or,
+ * for a {@link pump} handler on a Node socket, in Node's callbacks with no
+ * fiber at all), keeps the number of connections bounded, and on release stops
+ * accepting, lets open connections finish for `shutdownTimeout`, then
+ * interrupts the rest.
  *
  * ```ts
  * const EchoLive = Server.layer({

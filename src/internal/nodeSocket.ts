@@ -136,6 +136,9 @@ const tcpAddress = (host: string | undefined, port: number | undefined, fallback
 // the socket
 // ---------------------------------------------------------------------------
 
+/** @internal */
+export const ONE_READER = "socket.reads is already being pulled (or pumped) by another fiber; read from one fiber at a time"
+
 const READING = 1 // we asked Node to flow; cleared while the read buffer is full
 const EOF = 2 // the peer's FIN arrived
 const CLOSED = 4 // Node's 'close' fired: the handle is gone
@@ -144,9 +147,6 @@ const ENDED = 16 // end was called: no more writes
 const CONNECTED = 32
 
 type Resume<A, E> = (effect: Effect.Effect<A, E>) => void
-
-/** @internal */
-export const ONE_READER = "socket.reads is already being pulled (or pumped) by another fiber; read from one fiber at a time"
 type ReadPull = Effect.Effect<Chunk.Chunk<Uint8Array> | undefined, NetError.ReadError>
 
 /** The listener side of an accepted socket: told when the socket closes. */
@@ -607,15 +607,15 @@ class Pumping<E> {
   awaitingDrain = false
   signal: AbortSignal | undefined = undefined
 
+  /** Inside the handler: an abort raised from there waits until its output is sent. */
+  busy = false
+  abortPending = false
+
   constructor(
     readonly s: NodeSocket,
     readonly handler: Socket.PumpHandler<E>,
     readonly onDone: (exit: Exit.Exit<void, E | NetError.ReadError | NetError.WriteError>) => void
   ) {}
-
-  /** Inside the handler: an abort raised from there waits until its output is sent. */
-  busy = false
-  abortPending = false
 
   readonly onAbort = (): void => {
     if (this.done) return
