@@ -379,42 +379,42 @@ class NodeSocket implements Socket.Socket {
 
   // -- lifecycle ------------------------------------------------------------
 
-  /** Waits for Node to hand every written byte and the FIN to the kernel. */
-  awaitFinish(): Effect.Effect<void, NetError.WriteError> {
-    return Effect.async((resume) => {
-      const raw = this.raw
-      // It may have happened already, when this runs a tick after end().
-      if (raw.writableFinished) return resume(Effect.void)
-      if ((this.flags & CLOSED) !== 0) return resume(Effect.fail(this.writeError()))
-      const cleanup = () => {
-        raw.off("finish", onFinish)
-        raw.off("close", onClosed)
-      }
-      const onFinish = () => {
-        cleanup()
-        resume(Effect.void)
-      }
-      const onClosed = () => {
-        cleanup()
-        resume(raw.writableFinished ? Effect.void : Effect.fail(this.writeError()))
-      }
-      raw.once("finish", onFinish)
-      raw.once("close", onClosed)
-      return Effect.sync(cleanup)
-    })
+  /**
+   * Half-close: send FIN after everything written, then call `done` once Node
+   * handed it all to the kernel (at once when there is nothing to wait for).
+   * Returns how to stop waiting, when there is a wait.
+   */
+  endWith(done: (exit: Exit.Exit<void, NetError.WriteError>) => void): (() => void) | undefined {
+    const raw = this.raw
+    if (raw.writableFinished) return void done(Exit.void)
+    if (this.failure !== undefined) return void done(Exit.fail(this.writeError()))
+    if ((this.flags & (CLOSED | CLOSING)) !== 0 || raw.destroyed) return void done(Exit.void)
+    if ((this.flags & ENDED) === 0) {
+      this.flags |= ENDED
+      raw.end()
+    }
+    if (raw.writableFinished) return void done(Exit.void)
+    const cleanup = () => {
+      raw.off("finish", onFinish)
+      raw.off("close", onClosed)
+    }
+    const onFinish = () => {
+      cleanup()
+      done(Exit.void)
+    }
+    const onClosed = () => {
+      cleanup()
+      done(raw.writableFinished ? Exit.void : Exit.fail(this.writeError()))
+    }
+    raw.once("finish", onFinish)
+    raw.once("close", onClosed)
+    return cleanup
   }
 
   get end(): Effect.Effect<void, NetError.WriteError> {
-    return Effect.suspend(() => {
-      const raw = this.raw
-      if (raw.writableFinished) return Effect.void
-      if (this.failure !== undefined) return Effect.fail(this.writeError())
-      if ((this.flags & (CLOSED | CLOSING)) !== 0 || raw.destroyed) return Effect.void
-      if ((this.flags & ENDED) === 0) {
-        this.flags |= ENDED
-        raw.end()
-      }
-      return this.awaitFinish()
+    return Effect.async((resume) => {
+      const cancel = this.endWith(resume)
+      return cancel === undefined ? undefined : Effect.sync(cancel)
     })
   }
 
@@ -688,31 +688,7 @@ class Pumping<E> {
    * no longer be written counts as done.
    */
   halfClose(lenient: boolean): void {
-    const s = this.s
-    const raw = s.raw
-    const report = (exit: Exit.Exit<void, NetError.WriteError>) => this.onDone(lenient ? Exit.void : exit)
-    if (raw.writableFinished) return report(Exit.void)
-    if (s.failure !== undefined) return report(Exit.fail(s.writeError()))
-    if ((s.flags & (CLOSED | CLOSING)) !== 0 || raw.destroyed) return report(Exit.void)
-    if ((s.flags & ENDED) === 0) {
-      s.flags |= ENDED
-      raw.end()
-    }
-    if (raw.writableFinished) return report(Exit.void)
-    const cleanup = () => {
-      raw.off("finish", finished)
-      raw.off("close", closed)
-    }
-    const finished = () => {
-      cleanup()
-      report(Exit.void)
-    }
-    const closed = () => {
-      cleanup()
-      report(raw.writableFinished ? Exit.void : Exit.fail(s.writeError()))
-    }
-    raw.once("finish", finished)
-    raw.once("close", closed)
+    this.s.endWith((exit) => this.onDone(lenient ? Exit.void : exit))
   }
 
   /** Writes `out` as one batch; false when the socket can no longer be written (then finished). */
