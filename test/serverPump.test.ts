@@ -73,6 +73,20 @@ const ask = (socket: Socket.Socket, text: string) =>
   Effect.zipRight(socket.write(Buffer.from(text)), within(`answer to ${text}`, readAtLeast(socket, text.length)))
 
 /**
+ * The one warning the server logged, once it is there (logging runs on a
+ * fiber of its own), after checking it is the only one and names the peer.
+ */
+const theWarning = (logs: ReturnType<typeof captureLogs>, peer: string) =>
+  Effect.gen(function*() {
+    yield* eventually("warnings", Effect.sync(() => logs.warnings().length), (n) => n >= 1)
+    const warnings = logs.warnings()
+    assert.strictEqual(warnings.length, 1, JSON.stringify(logs.lines))
+    const line = warnings[0]!.message
+    assert.include(line, `connection from ${peer} failed`)
+    return line
+  })
+
+/**
  * Re-read the stats until `check` holds (bounded in count and time): the
  * counters move in Node's callbacks and have no event of their own.
  */
@@ -125,16 +139,12 @@ describe("Server.pump on a node:net listener (no fiber per connection)", () => {
       const rest = yield* within("the bad connection's end", readAll(bad))
       assert.strictEqual(rest.length, 0)
       yield* statsWhen(server, "failed connections", (s) => s.failed === 1)
-      yield* eventually("warnings", Effect.sync(() => logs.warnings().length), (n) => n >= 1)
 
       const client = yield* Echo.client(server.address, { framing: "length" })
       assert.strictEqual(Buffer.from(yield* client.request("still serving")).toString(), "still serving")
       const stats = yield* server.stats
       assert.deepStrictEqual(stats, { accepted: 2, active: 1, completed: 0, failed: 1, refused: 0 })
-      const warnings = logs.warnings()
-      assert.strictEqual(warnings.length, 1, JSON.stringify(logs.lines))
-      const line = warnings[0]!.message
-      assert.include(line, `connection from ${peer} failed`)
+      const line = yield* theWarning(logs, peer)
       assert.include(line, "a frame of 1073741824 bytes, over the limit of")
     }).pipe(Effect.scoped, Effect.provide(logs.layer))
   })
@@ -155,12 +165,9 @@ describe("Server.pump on a node:net listener (no fiber per connection)", () => {
       assert.strictEqual(yield* exchange(server.address, "second"), "SECOND")
       const stats = yield* statsWhen(server, "active connections", (s) => s.active === 0)
       assert.deepStrictEqual(stats, { accepted: 2, active: 0, completed: 1, failed: 1, refused: 0 })
-      yield* eventually("warnings", Effect.sync(() => logs.warnings().length), (n) => n >= 1)
-      const warnings = logs.warnings()
-      assert.strictEqual(warnings.length, 1, JSON.stringify(logs.lines))
-      assert.include(warnings[0]!.message, `connection from ${peer} failed`)
+      const line = yield* theWarning(logs, peer)
       // A defect is logged with its whole cause (`Error: …` and the stack), a typed failure by its message alone.
-      assert.include(warnings[0]!.message, "Error: make exploded")
+      assert.include(line, "Error: make exploded")
     }).pipe(Effect.scoped, Effect.provide(logs.layer))
   })
 
@@ -177,12 +184,9 @@ describe("Server.pump on a node:net listener (no fiber per connection)", () => {
       assert.isBelow(took, 5_000)
       const stats = yield* statsWhen(server, "failed connections", (s) => s.failed === 1)
       assert.deepStrictEqual(stats, { accepted: 1, active: 0, completed: 0, failed: 1, refused: 0 })
-      yield* eventually("warnings", Effect.sync(() => logs.warnings().length), (n) => n >= 1)
-      const warnings = logs.warnings()
-      assert.strictEqual(warnings.length, 1, JSON.stringify(logs.lines))
-      assert.include(warnings[0]!.message, `connection from ${peer} failed`)
+      const line = yield* theWarning(logs, peer)
       // IdleTimeout's message.
-      assert.include(warnings[0]!.message, "was idle too long and was closed: no byte moved either way for 200 ms")
+      assert.include(line, "was idle too long and was closed: no byte moved either way for 200 ms")
     }).pipe(Effect.scoped, Effect.provide(logs.layer))
   })
 
