@@ -20,7 +20,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     fileParallelism: false,
     pool: "forks",
-    poolOptions: { forks: { execArgv: ["--expose-gc"] } },
+    execArgv: ["--expose-gc"],
     reporters: ["default", "./test/summaryReporter.ts"]
   }
 })
