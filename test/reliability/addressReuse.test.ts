@@ -7,7 +7,7 @@
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import * as Result from "effect/Result"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as ChildProcess from "node:child_process"
@@ -62,7 +62,7 @@ describe("address reuse", () => {
         const scopes = yield* Effect.forEach(Array.from({ length: 50 }), () => Scope.make())
         yield* Effect.forEach(scopes, (scope, i) =>
           Effect.gen(function*() {
-            const client = yield* Scope.extend(Echo.client(address), scope)
+            const client = yield* Scope.provide(Echo.client(address), scope)
             const payload = pattern(500, i)
             assert.isTrue(bytesEqual(yield* client.request(payload), payload))
           }), { discard: true })
@@ -142,8 +142,8 @@ describe("address reuse", () => {
         const onFile = yield* runCli(["serve", "echo", "--unix", regular])
         assert.strictEqual(onFile.code, 1)
         assert.strictEqual(Fs.readFileSync(regular, "utf8"), "precious")
-        const library = yield* Effect.either(Effect.scoped(Echo.make({ address: Address.unix(regular) })))
-        assert.isTrue(Either.isLeft(library) && library.left._tag === "AddressInUse")
+        const library = yield* Effect.result(Effect.scoped(Echo.make({ address: Address.unix(regular) })))
+        assert.isTrue(Result.isFailure(library) && library.failure._tag === "AddressInUse")
         row.connections = 3
         row.faults = 3
         row.notes.push(`live: "${live.output.trim().slice(0, 90)}"`, `regular file: "${onFile.output.trim().slice(0, 90)}"`)

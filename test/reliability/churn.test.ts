@@ -44,7 +44,7 @@ const rawCycle = (address: Address.Address, i: number) =>
     const payload = pattern(1024, i)
     yield* s.write(payload)
     yield* s.end
-    const answer = yield* Stream.runFold(s.reads, [] as Array<Uint8Array>, (all, b) => (all.push(b), all))
+    const answer = yield* Stream.runFold(s.reads, () => [] as Array<Uint8Array>, (all, b) => (all.push(b), all))
     return bytesEqual(concatBytes(answer), payload) ? 1024 * 2 : -1
   }))
 
@@ -96,9 +96,9 @@ const churn = (
   Effect.forEach(
     Array.from({ length: cycles }, (_, i) => i),
     (i) =>
-      Effect.map(Effect.either(cycle(i)), (r) => {
+      Effect.map(Effect.result(cycle(i)), (r) => {
         row.connections++
-        if (r._tag === "Right" && r.right >= 0) row.bytes += r.right
+        if (r._tag === "Success" && r.success >= 0) row.bytes += r.success
         else row.failures++
       }),
     { concurrency: scale.churnConcurrency, discard: true }

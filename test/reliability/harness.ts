@@ -131,7 +131,7 @@ export const noUnhandledErrors: Effect.Effect<{ readonly check: Effect.Effect<vo
       check: Effect.suspend(() =>
         seen.length === 0
           ? Effect.void
-          : Effect.dieMessage(`unhandled errors during the case: ${seen.map((e) => String(e)).join(" | ")}`)
+          : Effect.die(new Error(`unhandled errors during the case: ${seen.map((e) => String(e)).join(" | ")}`))
       )
     })
   )
@@ -205,7 +205,7 @@ export const eventually = <A, E, R>(
       yield* Effect.sleep(interval)
       last = yield* value
     }
-    if (!check(last)) return yield* Effect.dieMessage(`${what}: still ${JSON.stringify(last)}`)
+    if (!check(last)) return yield* Effect.die(new Error(`${what}: still ${JSON.stringify(last)}`))
     return last
   })
 
@@ -324,7 +324,7 @@ export const makeProbe = (): Probe => {
     bytesRead.delete(peer)
     const tapError = tapErrorOf(peer, connection)
     const reads = socket.reads.pipe(
-      Stream.mapChunks((chunk) => {
+      Stream.mapArray((chunk) => {
         let n = 0
         for (const bytes of chunk) n += bytes.length
         if (isLatest(peer, connection)) onBytes(peer, n)
@@ -355,7 +355,7 @@ export const makeProbe = (): Probe => {
     errors,
     bytesRead,
     awaitRead: (peer, n) =>
-      Effect.async<string | undefined>((resume) => {
+      Effect.callback<string | undefined>((resume) => {
         if ((bytesRead.get(peer) ?? 0) >= n) return resume(Effect.succeed(undefined))
         const seen = errors.get(peer)
         if (seen !== undefined && seen.length > 0) return resume(Effect.succeed(seen[0]!))
@@ -364,7 +364,7 @@ export const makeProbe = (): Probe => {
         readWaiters.set(peer, list)
       }),
     awaitError: (peer) =>
-      Effect.async<string>((resume) => {
+      Effect.callback<string>((resume) => {
         const seen = errors.get(peer)
         if (seen !== undefined && seen.length > 0) return resume(Effect.succeed(seen[0]!))
         const list = errorWaiters.get(peer) ?? []
@@ -458,11 +458,11 @@ export const spawnChild = (
         pid: child.pid ?? -1,
         output: () => out,
         line: (match: RegExp) =>
-          Effect.async<RegExpExecArray>((resume) => {
+          Effect.callback<RegExpExecArray>((resume) => {
             lineWaiters.push({ match, done: (m) => resume(Effect.succeed(m)) })
             checkLines()
           }),
-        exited: Effect.async<{ code: number | null; signal: NodeJS.Signals | null }>((resume) => {
+        exited: Effect.callback<{ code: number | null; signal: NodeJS.Signals | null }>((resume) => {
           if (exit !== undefined) return resume(Effect.succeed(exit))
           exitWaiters.push((e) => resume(Effect.succeed(e)))
         })
@@ -488,12 +488,12 @@ export const spawnChild = (
 export const captureLogs = () => {
   const lines: Array<{ readonly level: string; readonly message: string }> = []
   const logger = Logger.make(({ logLevel, message }) => {
-    lines.push({ level: logLevel.label, message: Array.isArray(message) ? message.map(String).join(" ") : String(message) })
+    lines.push({ level: logLevel.toUpperCase(), message: Array.isArray(message) ? message.map(String).join(" ") : String(message) })
   })
   return {
     lines,
     warnings: () => lines.filter((l) => l.level === "WARN"),
-    layer: Logger.replace(Logger.defaultLogger, logger)
+    layer: Logger.layer([logger])
   }
 }
 
@@ -535,7 +535,7 @@ export const serveCli = (args: ReadonlyArray<string>, env?: NodeJS.ProcessEnv): 
       Effect.map(child.exited, (e) => ({ ok: false as const, e }))
     ).pipe(Effect.timeout("20 seconds"), Effect.orDie)
     if (!ready.ok) {
-      return yield* Effect.dieMessage(`effect-wire serve ${args.join(" ")} exited (${JSON.stringify(ready.e)}): ${child.output()}`)
+      return yield* Effect.die(new Error(`effect-wire serve ${args.join(" ")} exited (${JSON.stringify(ready.e)}): ${child.output()}`))
     }
     const [, transport, where] = ready.m
     const address = transport === "unix" ? Address.unix(where!) : Address.unsafeParse(where!)

@@ -11,9 +11,9 @@
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as fc from "effect/FastCheck"
-import * as Runtime from "effect/Runtime"
+import * as Fiber from "effect/Fiber"
+import * as Result from "effect/Result"
+import * as fc from "fast-check"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -180,9 +180,9 @@ describe("hostile bytes", () => {
           fc.property(hostileInput, ({ pieces }) => {
             const input = concatBytes(pieces)
             const request = Exec.decodeRequest(input)
-            if (Either.isLeft(request)) assert.strictEqual(request.left._tag, "BadRequest")
+            if (Result.isFailure(request)) assert.strictEqual(request.failure._tag, "BadRequest")
             const response = Exec.decodeResponse(input, { maxHeaderBytes: 64, maxBodyBytes: 64 })
-            if (Either.isLeft(response)) assert.strictEqual(response.left._tag, "MalformedResponse")
+            if (Result.isFailure(response)) assert.strictEqual(response.failure._tag, "MalformedResponse")
           }),
           { numRuns: scale.codecRuns }
         )
@@ -266,13 +266,13 @@ const byteServers: ReadonlyArray<ServerKind> = (["raw", "length", "lines"] as co
 /** Send everything (split as drawn), half-close, read to the end. */
 const exchange = (socket: Socket.Socket, input: Uint8Array) =>
   Effect.gen(function*() {
-    const reader = yield* Effect.fork(
-      Effect.either(Stream.runFold(socket.reads, [] as Array<Uint8Array>, (all, b) => (all.push(b), all)))
+    const reader = yield* Effect.forkChild(
+      Effect.result(Stream.runFold(socket.reads, () => [] as Array<Uint8Array>, (all, b) => (all.push(b), all)))
     )
     // A server that already gave up may refuse the rest of the input: that is its right.
-    yield* Effect.ignore(Effect.zipRight(socket.write(input), socket.end))
-    const read = yield* reader.await.pipe(Effect.flatten)
-    return Either.map(read, concatBytes)
+    yield* Effect.ignore(Effect.andThen(socket.write(input), socket.end))
+    const read = yield* Fiber.join(reader)
+    return Result.map(read, concatBytes)
   })
 
 const startsWith = (whole: Uint8Array, prefix: Uint8Array) =>
@@ -287,7 +287,7 @@ describe("hostile bytes: built-in servers", () => {
         const logs = captureLogs()
         return Effect.gen(function*() {
           const guard = yield* noUnhandledErrors
-          const runtime = yield* Effect.runtime<Scope.Scope>()
+          const context = yield* Effect.context<Scope.Scope>()
           const probe = makeProbe()
           const memoryListener = yield* MemorySocket.listen()
           const memoryServer = yield* Server.fromListener(probe.listen(memoryListener), { handler: probe.wrap(kind.handler) })
@@ -312,7 +312,7 @@ describe("hostile bytes: built-in servers", () => {
               row.bytes += input.length
               if (kind.framing === "raw") {
                 // Raw: every byte back, transformed; the connection ends normally.
-                const answer = Either.getOrThrow(got)
+                const answer = Result.getOrThrow(got)
                 assert.isTrue(Buffer.compare(Buffer.from(answer), Buffer.from(kind.transform(input))) === 0, "raw answer")
                 return
               }
@@ -326,13 +326,13 @@ describe("hostile bytes: built-in servers", () => {
                 row.faults++
                 tags[error] = (tags[error] ?? 0) + 1
               }
-              const answer = Either.isRight(got) ? got.right : new Uint8Array(0)
-              if (Either.isLeft(got)) {
+              const answer = Result.isSuccess(got) ? got.success : new Uint8Array(0)
+              if (Result.isFailure(got)) {
                 // Only a real socket may be reset, when the server closes with our bytes unread.
-                assert.isTrue(overTcp && got.left._tag === "ConnectionReset", `client read failed: ${got.left._tag}`)
+                assert.isTrue(overTcp && got.failure._tag === "ConnectionReset", `client read failed: ${got.failure._tag}`)
               }
               if (model.error === undefined) {
-                assert.isTrue(Either.isRight(got) && Buffer.compare(Buffer.from(answer), Buffer.from(ideal)) === 0, "full answer")
+                assert.isTrue(Result.isSuccess(got) && Buffer.compare(Buffer.from(answer), Buffer.from(ideal)) === 0, "full answer")
                 assert.isUndefined(probe.errors.get(peer))
                 return
               }
@@ -349,7 +349,7 @@ describe("hostile bytes: built-in servers", () => {
             }))
 
           yield* Effect.promise(() =>
-            fc.assert(fc.asyncProperty(hostileInput, (input) => Runtime.runPromise(runtime)(check(input))), {
+            fc.assert(fc.asyncProperty(hostileInput, (input) => Effect.runPromiseWith(context)(check(input))), {
               numRuns: scale.propRuns
             })
           )
@@ -432,7 +432,7 @@ describe("hostile bytes: exec server", () => {
       const logs = captureLogs()
       return Effect.gen(function*() {
         const guard = yield* noUnhandledErrors
-        const runtime = yield* Effect.runtime<Scope.Scope>()
+        const context = yield* Effect.context<Scope.Scope>()
         const dir = yield* tempDir
         const printArgs = Path.join(dir, "printargs")
         Fs.writeFileSync(printArgs, `#!/bin/sh\nfor a; do printf "%s" "$a"; printf "\\000"; done\n`, { mode: 0o755 })
@@ -484,7 +484,7 @@ describe("hostile bytes: exec server", () => {
             const got = yield* exchange(socket, wire)
             row.connections++
             row.bytes += wire.length
-            const answer = Either.getOrThrow(got)
+            const answer = Result.getOrThrow(got)
             const { responses, rest } = parseResponses(answer)
             assert.strictEqual(rest, 0, "no partial response")
             // Answers stop at the first frame over the limit: it is refused and the connection closed.
@@ -514,7 +514,7 @@ describe("hostile bytes: exec server", () => {
 
         const before = memory()
         yield* Effect.promise(() =>
-          fc.assert(fc.asyncProperty(input, (i) => Runtime.runPromise(runtime)(check(i))), { numRuns: scale.propRuns })
+          fc.assert(fc.asyncProperty(input, (i) => Effect.runPromiseWith(context)(check(i))), { numRuns: scale.propRuns })
         )
         const after = memory()
         const stats = yield* server.stats

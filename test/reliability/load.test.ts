@@ -7,7 +7,8 @@
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as Result from "effect/Result"
 import * as Fs from "node:fs"
 import * as Address from "../../src/Address.js"
 import * as Server from "../../src/Server.js"
@@ -49,12 +50,12 @@ const heldClients = (address: Address.Address, count: number) =>
       Effect.scoped(Effect.gen(function*() {
         const c = yield* Echo.client(address, { framing: "length" })
         const payload = pattern(200, i)
-        const reply = yield* Effect.either(c.request(payload))
-        if (Either.isLeft(reply)) {
-          outcomes.push(reply.left._tag)
+        const reply = yield* Effect.result(c.request(payload))
+        if (Result.isFailure(reply)) {
+          outcomes.push(reply.failure._tag)
           return
         }
-        outcomes.push(bytesEqual(reply.right, payload) ? "answered" : "wrong answer")
+        outcomes.push(bytesEqual(reply.success, payload) ? "answered" : "wrong answer")
         answered.push(i)
         yield* Deferred.await(releases[i]!)
       }))
@@ -93,12 +94,12 @@ describe("load and limits", () => {
             else row.failures++
             row.bytes += 2 * (first.length + second.length)
           }))
-        const fiber = yield* Effect.fork(
+        const fiber = yield* Effect.forkChild(
           Effect.forEach(Array.from({ length: n }, (_, i) => i), client, { concurrency: "unbounded", discard: true })
         )
         yield* Deferred.await(allHeld).pipe(Effect.timeout("120 seconds"), Effect.orDie)
         const held = openFds(server.pid)
-        yield* fiber.await.pipe(Effect.flatten)
+        yield* Fiber.join(fiber)
         const after = yield* eventually("the child's descriptors to return", Effect.sync(() => openFds(server.pid)), (x) => x <= baseline + 2, 500)
         row.connections = n
         row.notes.push(`child fds ${baseline} -> ${held} (all held) -> ${after}`)
@@ -120,7 +121,7 @@ describe("load and limits", () => {
         const guard = yield* noUnhandledErrors
         const server = yield* Server.make({ address: loopback, handler: Echo.handler("length"), maxConnections: 50 })
         const clients = yield* heldClients(server.address, 80)
-        const fiber = yield* Effect.fork(
+        const fiber = yield* Effect.forkChild(
           Effect.forEach(Array.from({ length: 80 }, (_, i) => i), clients.client, { concurrency: "unbounded", discard: true })
         )
         yield* eventually("50 answers", Effect.sync(() => clients.answered.length), (x) => x >= 50, 1000)
@@ -135,7 +136,7 @@ describe("load and limits", () => {
         for (const i of clients.answered.slice(0, 30)) yield* Deferred.succeed(clients.releases[i]!, undefined)
         yield* eventually("80 answers", Effect.sync(() => clients.answered.length), (x) => x >= 80, 1000)
         for (const r of clients.releases) yield* Deferred.succeed(r, undefined)
-        yield* fiber.await.pipe(Effect.flatten)
+        yield* Fiber.join(fiber)
         const stats = yield* eventually("connections to end", server.stats, (s) => s.active === 0)
         row.connections = 80
         row.faults = 30
@@ -164,13 +165,13 @@ describe("load and limits", () => {
           overflow: "refuse"
         })
         const clients = yield* heldClients(server.address, 80)
-        const fiber = yield* Effect.fork(
+        const fiber = yield* Effect.forkChild(
           Effect.forEach(Array.from({ length: 80 }, (_, i) => i), clients.client, { concurrency: "unbounded", discard: true })
         )
         yield* eventually("80 outcomes", Effect.sync(() => clients.outcomes.length), (x) => x >= 80, 1000)
         const full = yield* server.stats
         for (const r of clients.releases) yield* Deferred.succeed(r, undefined)
-        yield* fiber.await.pipe(Effect.flatten)
+        yield* Fiber.join(fiber)
         yield* eventually("held connections to end", server.stats, (s) => s.active === 0)
         // A new client after the burst is served normally.
         const late = yield* Effect.scoped(Effect.flatMap(Echo.client(server.address, { framing: "length" }), (c) => c.request(pattern(10))))
@@ -201,7 +202,7 @@ describe("load and limits", () => {
         const guard = yield* noUnhandledErrors
         const server = yield* serveCli(["echo", "--port", "0", "--framing", "length", "--max-connections", "50"])
         const clients = yield* heldClients(server.address, 60)
-        const fiber = yield* Effect.fork(
+        const fiber = yield* Effect.forkChild(
           Effect.forEach(Array.from({ length: 60 }, (_, i) => i), clients.client, { concurrency: "unbounded", discard: true })
         )
         yield* eventually("50 answers", Effect.sync(() => clients.answered.length), (x) => x >= 50, 1000)
@@ -210,7 +211,7 @@ describe("load and limits", () => {
         for (const i of clients.answered.slice(0, 10)) yield* Deferred.succeed(clients.releases[i]!, undefined)
         yield* eventually("60 answers", Effect.sync(() => clients.answered.length), (x) => x >= 60, 1000)
         for (const r of clients.releases) yield* Deferred.succeed(r, undefined)
-        yield* fiber.await.pipe(Effect.flatten)
+        yield* Fiber.join(fiber)
         row.connections = 60
         row.faults = 10
         row.bytes = 400 * clients.answered.length

@@ -6,7 +6,7 @@
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import * as Result from "effect/Result"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
@@ -41,10 +41,13 @@ const loopback = Address.tcp("127.0.0.1", 0)
 
 /** Read until at least `n` bytes arrived (or the stream ended); returns how many. */
 const readAtLeast = (socket: Socket.Socket, n: number) =>
-  Stream.runFoldWhile(socket.reads, 0, (got) => got < n, (got, bytes) => got + bytes.length)
+  Effect.suspend(() => {
+    let got = 0
+    return Stream.runForEachWhile(socket.reads, (bytes) => Effect.sync(() => (got += bytes.length) < n)).pipe(Effect.as(got))
+  })
 
 const readToEnd = (socket: Socket.Socket) =>
-  Stream.runFold(socket.reads, [] as Array<Uint8Array>, (all, bytes) => {
+  Stream.runFold(socket.reads, () => [] as Array<Uint8Array>, (all, bytes) => {
     all.push(bytes)
     return all
   }).pipe(Effect.map(concatBytes))
@@ -102,13 +105,13 @@ describe("resets and half-open peers", () => {
         const midWrite = Effect.scoped(Effect.gen(function*() {
           const s = yield* Socket.connect(address)
           faulty.set(selfOf(s), { kind: "mid-write", expected: RESET_WHILE_READING })
-          const writer = yield* Effect.fork(Effect.either(s.write(lengthFrame(pattern(4 * MiB)))))
+          const writer = yield* Effect.forkChild(Effect.result(s.write(lengthFrame(pattern(4 * MiB)))))
           yield* probe.awaitRead(selfOf(s), MiB)
           yield* s.reset
           const written = yield* Fiber.join(writer)
           row.bytes += probe.bytesRead.get(selfOf(s)) ?? 0
           // The client's own interrupted write is typed too (or had completed into the kernel).
-          if (Either.isLeft(written)) assert.include(["BrokenPipe", "ConnectionReset"], written.left._tag)
+          if (Result.isFailure(written)) assert.include(["BrokenPipe", "ConnectionReset"], written.failure._tag)
         }))
 
         // RST after reading 64 KiB of a 4 MiB answer, while the server writes it.
@@ -116,7 +119,7 @@ describe("resets and half-open peers", () => {
           const s = yield* Socket.connect(address)
           faulty.set(selfOf(s), { kind: "mid-response", expected: ["ConnectionReset", "BrokenPipe"] })
           const frame = lengthFrame(pattern(4 * MiB))
-          const writer = yield* Effect.fork(Effect.either(s.write(frame)))
+          const writer = yield* Effect.forkChild(Effect.result(s.write(frame)))
           const got = yield* readAtLeast(s, 64 * 1024)
           yield* s.reset
           yield* Fiber.join(writer)
@@ -130,8 +133,8 @@ describe("resets and half-open peers", () => {
           const partial = lengthFrame(pattern(10), 100)
           yield* s.write(partial)
           // The server cuts the connection: our reads end (EOF, or a reset) without our doing anything.
-          const ended = yield* Effect.either(readToEnd(s))
-          assert.isTrue(Either.isLeft(ended) || ended.right.length === 0, "no answer to half a frame")
+          const ended = yield* Effect.result(readToEnd(s))
+          assert.isTrue(Result.isFailure(ended) || ended.success.length === 0, "no answer to half a frame")
           row.bytes += partial.length
         }))
 
@@ -195,9 +198,9 @@ describe("resets and half-open peers", () => {
 
         // Every faulty connection surfaced its typed error, on that connection only.
         for (const [peer, { expected, kind }] of faulty) {
-          yield* Effect.timeoutFail(probe.awaitError(peer), {
+          yield* Effect.timeoutOrElse(probe.awaitError(peer), {
             duration: "10 seconds",
-            onTimeout: () => `${kind} connection ${peer} surfaced no error`
+            orElse: () => Effect.fail(`${kind} connection ${peer} surfaced no error`)
           })
           const tags = probe.errors.get(peer)!
           if (!expected.includes(tags[0]!)) {
@@ -298,7 +301,7 @@ describe("resets and half-open peers", () => {
           row.bytes += rest.length
           const stdouts: Array<number> = []
           for (let i = 0; i < 10 && rest.length > 0; i++) {
-            const step = Either.getOrThrow(Exec.decodeResponse(rest))
+            const step = Result.getOrThrow(Exec.decodeResponse(rest))
             if (step._tag === "NeedMore") break
             stdouts.push(step.result.stdout.length)
             rest = rest.subarray(step.consumed)

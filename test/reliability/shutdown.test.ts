@@ -7,9 +7,10 @@
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import * as Result from "effect/Result"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Latch from "effect/Latch"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
@@ -58,9 +59,9 @@ describe("graceful shutdown under load", () => {
           "exec", "--port", "0", "--allow", slow, "--concurrency", String(n), "--timeout", "30s", "--shutdown-timeout", "8s"
         ])
         const calls = yield* Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) =>
-          Effect.fork(Effect.scoped(Effect.gen(function*() {
+          Effect.forkChild(Effect.scoped(Effect.gen(function*() {
             const client = yield* Exec.client(server.address)
-            return yield* Effect.either(client.run([slow, Path.join(dir, `started-${i}`)]))
+            return yield* Effect.result(client.run([slow, Path.join(dir, `started-${i}`)]))
           }))))
         // Every command started: the server has received every request.
         yield* eventually("all commands to start", Effect.sync(() => count(dir, "started-")), (x) => x === n, 2000)
@@ -72,9 +73,9 @@ describe("graceful shutdown under load", () => {
         let complete = 0
         for (let i = 0; i < n; i++) {
           const r = results[i]!
-          if (Either.isRight(r) && r.right.header.exitCode === 0 && new TextDecoder().decode(r.right.stdout) === `done ${Path.join(dir, `started-${i}`)}\n`) {
+          if (Result.isSuccess(r) && r.success.header.exitCode === 0 && new TextDecoder().decode(r.success.stdout) === `done ${Path.join(dir, `started-${i}`)}\n`) {
             complete++
-            row.bytes += r.right.stdout.length
+            row.bytes += r.success.stdout.length
           } else {
             row.failures++
           }
@@ -104,7 +105,7 @@ describe("graceful shutdown under load", () => {
         // Five clients send more than the kernel buffers hold and read nothing until the process
         // is gone, so the server cannot flush to them: their connections are cut at the timeout.
         const sizeOf = (i: number) => (i < 5 ? 8 * MiB : 256 * 1024)
-        const gate = yield* Effect.makeLatch(false)
+        const gate = yield* Latch.make(false)
         let started = 0
         const transfer = (i: number) =>
           Effect.scoped(Effect.gen(function*() {
@@ -112,23 +113,23 @@ describe("graceful shutdown under load", () => {
             const size = sizeOf(i)
             const payload = pattern(size, i)
             // The first bytes of the echo prove the server has the request in hand.
-            const writer = yield* Effect.fork(Effect.zipRight(s.write(payload), s.end))
+            const writer = yield* Effect.forkChild(Effect.andThen(s.write(payload), s.end))
             const first = yield* Stream.runHead(s.reads)
             started++
             yield* gate.await
-            const rest = yield* Effect.either(Stream.runFold(s.reads, [] as Array<Uint8Array>, (all, b) => (all.push(b), all)))
-            yield* Effect.either(Fiber.join(writer))
-            const answer = concatBytes([...(first._tag === "Some" ? [first.value] : []), ...(Either.isRight(rest) ? rest.right : [])])
+            const rest = yield* Effect.result(Stream.runFold(s.reads, () => [] as Array<Uint8Array>, (all, b) => (all.push(b), all)))
+            yield* Effect.result(Fiber.join(writer))
+            const answer = concatBytes([...(first._tag === "Some" ? [first.value] : []), ...(Result.isSuccess(rest) ? rest.success : [])])
             row.bytes += size + answer.length
             return {
               size,
               prefix: bytesEqual(answer, payload.subarray(0, answer.length)),
               complete: answer.length === size,
-              end: Either.isRight(rest) ? "EOF" : rest.left._tag,
+              end: Result.isSuccess(rest) ? "EOF" : rest.failure._tag,
               echoed: answer.length
             }
           }))
-        const fiber = yield* Effect.fork(Effect.forEach(Array.from({ length: n }, (_, i) => i), transfer, { concurrency: "unbounded" }))
+        const fiber = yield* Effect.forkChild(Effect.forEach(Array.from({ length: n }, (_, i) => i), transfer, { concurrency: "unbounded" }))
         yield* eventually("all transfers to start", Effect.sync(() => started), (x) => x === n, 2000)
         const signalled = performance.now()
         process.kill(server.pid, "SIGTERM")
@@ -168,11 +169,11 @@ describe("graceful shutdown under load", () => {
         const n = 5
         const scope = yield* Scope.make()
         const block = new Uint8Array(64 * 1024)
-        const server = yield* Scope.extend(
+        const server = yield* Scope.provide(
           Server.make({
             address: Address.tcp("127.0.0.1", 0),
             // Writes until the peer stops reading, and does not watch for the drain.
-            handler: (socket) => Stream.run(Stream.repeatValue(block), socket.writes),
+            handler: (socket) => Stream.run(Stream.fromEffectRepeat(Effect.succeed(block)), socket.writes),
             shutdownTimeout: "200 millis"
           }),
           scope
@@ -212,9 +213,9 @@ describe("graceful shutdown under load", () => {
           "exec", "--port", "0", "--allow", sleeper, "--concurrency", String(n), "--timeout", "60s", "--shutdown-timeout", "1s"
         ])
         const calls = yield* Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) =>
-          Effect.fork(Effect.scoped(Effect.gen(function*() {
+          Effect.forkChild(Effect.scoped(Effect.gen(function*() {
             const client = yield* Exec.client(server.address)
-            return yield* Effect.either(client.run([sleeper, Path.join(dir, `pid-${i}`)]))
+            return yield* Effect.result(client.run([sleeper, Path.join(dir, `pid-${i}`)]))
           }))))
         const pids = yield* eventually(
           "all commands to start",
@@ -227,7 +228,7 @@ describe("graceful shutdown under load", () => {
         const exit = yield* server.exited.pipe(Effect.timeout("15 seconds"), Effect.orDie)
         const exitMs = performance.now() - signalled
         const results = yield* Effect.forEach(calls, Fiber.join)
-        const tags = results.map((r) => Either.isLeft(r) ? r.left._tag : "answered")
+        const tags = results.map((r) => Result.isFailure(r) ? r.failure._tag : "answered")
         const survivors = pids.filter(isAlive)
         row.connections = n
         row.faults = n

@@ -6,7 +6,7 @@
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import * as Result from "effect/Result"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as Address from "../../src/Address.js"
@@ -42,7 +42,7 @@ const IDLE_MS = 300
 
 /** Bytes until the stream ends, whatever way it ends. */
 const drain = (socket: Socket.Socket) =>
-  Effect.either(Stream.runFold(socket.reads, 0, (n, bytes) => n + bytes.length))
+  Effect.result(Stream.runFold(socket.reads, () => 0, (n, bytes) => n + bytes.length))
 
 /**
  * Poll `value` every 100 ms until it stopped changing for `still` polls
@@ -80,13 +80,13 @@ describe("slow and stalled peers", () => {
         const slowloris = Effect.scoped(Effect.gen(function*() {
           const s = yield* Socket.connect(server.address)
           const frame = lengthFrame(pattern(16), 16)
-          const reader = yield* Effect.fork(drain(s))
+          const reader = yield* Effect.forkChild(drain(s))
           let lastByteAt = 0
           let sent = 0
           // One byte a second: far slower than the idle timeout. Bounded: a frame is 20 bytes.
           for (let i = 0; i < frame.length; i++) {
-            const written = yield* Effect.either(s.write(frame.subarray(i, i + 1)))
-            if (Either.isLeft(written)) break
+            const written = yield* Effect.result(s.write(frame.subarray(i, i + 1)))
+            if (Result.isFailure(written)) break
             lastByteAt = performance.now()
             sent++
             const cut = yield* Fiber.join(reader).pipe(Effect.timeout("1 second"), Effect.option)
@@ -97,7 +97,7 @@ describe("slow and stalled peers", () => {
           bytesBeforeCut.push(sent)
           row.bytes += sent
           // The server sent nothing: half a frame has no answer.
-          assert.isTrue(Either.isLeft(ended) || ended.right === 0)
+          assert.isTrue(Result.isFailure(ended) || ended.success === 0)
           return selfOf(s)
         }))
         // A healthy connection is busy, but when this process gets no CPU for longer than the
@@ -111,12 +111,12 @@ describe("slow and stalled peers", () => {
           const client = yield* Echo.client(server.address, { framing: "length" })
           for (let i = 0; i < 20; i++) {
             const payload = pattern(100 + i, i)
-            let reply = yield* Effect.either(client.request(payload))
-            if (Either.isLeft(reply)) {
+            let reply = yield* Effect.result(client.request(payload))
+            if (Result.isFailure(reply)) {
               healthyCut++
-              reply = yield* Effect.either(client.request(payload))
+              reply = yield* Effect.result(client.request(payload))
             }
-            if (Either.isRight(reply) && bytesEqual(reply.right, payload)) healthyOk++
+            if (Result.isSuccess(reply) && bytesEqual(reply.success, payload)) healthyOk++
             else row.failures++
           }
         }))
@@ -167,11 +167,11 @@ describe("slow and stalled peers", () => {
         const slowloris = Effect.scoped(Effect.gen(function*() {
           const s = yield* Socket.connect(server.address)
           const request = Exec.encodeRequest({ argv: ["echo", "x".repeat(40)] })
-          const reader = yield* Effect.fork(drain(s))
+          const reader = yield* Effect.forkChild(drain(s))
           const started = performance.now()
           for (let i = 0; i < request.length; i++) {
-            const sent = yield* Effect.either(s.write(request.subarray(i, i + 1)))
-            if (Either.isLeft(sent)) break
+            const sent = yield* Effect.result(s.write(request.subarray(i, i + 1)))
+            if (Result.isFailure(sent)) break
             row.bytes++
             const cut = yield* Fiber.join(reader).pipe(Effect.timeout("100 millis"), Effect.option)
             if (cut._tag === "Some") break
@@ -179,7 +179,7 @@ describe("slow and stalled peers", () => {
           const got = yield* Fiber.join(reader)
           cutAfter.push(performance.now() - started)
           // Cut before the request was complete: no answer.
-          assert.isTrue(Either.isLeft(got) || got.right === 0)
+          assert.isTrue(Result.isFailure(got) || got.success === 0)
         }))
         yield* Effect.all(Array.from({ length: n }, () => slowloris), { concurrency: "unbounded" })
         row.faults = n
@@ -208,7 +208,7 @@ describe("slow and stalled peers", () => {
         const CHUNK = 64 * 1024
         let produced = 0
         // Fresh buffers per chunk: without backpressure they would pile up in memory.
-        const producer = Stream.repeatEffect(Effect.sync(() => {
+        const producer = Stream.fromEffectRepeat(Effect.sync(() => {
           produced += CHUNK
           return new Uint8Array(CHUNK).fill(produced / CHUNK & 0xff)
         })).pipe(Stream.take(total / CHUNK))
@@ -260,7 +260,7 @@ describe("slow and stalled peers", () => {
         const s = yield* Socket.connect(server.address)
         const block = pattern(64 * 1024, 3)
         let written = 0
-        const writer = yield* Effect.fork(Effect.gen(function*() {
+        const writer = yield* Effect.forkChild(Effect.gen(function*() {
           while (written < total) {
             yield* s.write(block)
             written += block.length
@@ -284,7 +284,7 @@ describe("slow and stalled peers", () => {
             }
             received += bytes.length
           })).pipe(
-            Effect.raceFirst(Effect.zipRight(Fiber.join(writer), Effect.zipRight(s.end, Effect.never)))
+            Effect.raceFirst(Effect.andThen(Fiber.join(writer), Effect.andThen(s.end, Effect.never)))
           )
         const peakRss = rss(server.pid)
         row.notes.push(`RSS after the flow ${(peakRss / MiB).toFixed(0)} MiB`)
@@ -310,7 +310,7 @@ describe("slow and stalled peers", () => {
         const block = new Uint8Array(64 * 1024)
         const server = yield* Server.fromListener(probe.listen(listener), {
           // Writes forever (bounded by the test's timeout) to whoever connects.
-          handler: probe.wrap((socket: Socket.Socket) => Stream.run(Stream.repeatValue(block), socket.writes))
+          handler: probe.wrap((socket: Socket.Socket) => Stream.run(Stream.fromEffectRepeat(Effect.succeed(block)), socket.writes))
         })
         const s = yield* Socket.connect(server.address)
         const started = performance.now()
@@ -333,8 +333,8 @@ describe("slow and stalled peers", () => {
         // Write until the connection is cut: IdleTimeout on the server makes our writes fail.
         const outcome = yield* Effect.gen(function*() {
           for (let i = 0; i < 10_000; i++) {
-            const sent = yield* Effect.either(c.write(block))
-            if (Either.isLeft(sent)) return sent.left._tag
+            const sent = yield* Effect.result(c.write(block))
+            if (Result.isFailure(sent)) return sent.failure._tag
             written += block.length
           }
           return "never cut"
