@@ -1,0 +1,380 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as NetAddress from "effect/net/NetAddress"
+import * as Rpc from "effect/rpc/Rpc"
+import * as RpcClient from "effect/rpc/RpcClient"
+import * as RpcGroup from "effect/rpc/RpcGroup"
+import * as RpcSerialization from "effect/rpc/RpcSerialization"
+import * as RpcServer from "effect/rpc/RpcServer"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as EffectSocket from "effect/socket/Socket"
+import * as SocketServer from "effect/socket/SocketServer"
+import * as Stream from "effect/Stream"
+import * as Address from "../src/Address.js"
+import * as PlatformSocket from "../src/PlatformSocket.js"
+import * as Socket from "../src/Socket.js"
+import * as MemorySocket from "../src/testing/MemorySocket.js"
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+const bytes = (s: string) => encoder.encode(s)
+const text = (chunks: ReadonlyArray<Uint8Array>) => chunks.map((c) => decoder.decode(c)).join("")
+
+class Api extends RpcGroup.make(
+  Rpc.make("Upper", { payload: { text: Schema.String }, success: Schema.String }),
+  Rpc.make("Count", { payload: { n: Schema.Number }, success: Schema.Number, stream: true })
+) {}
+
+class DivisionByZero extends Schema.TaggedError<DivisionByZero>()("DivisionByZero", {
+  dividend: Schema.Number,
+  message: Schema.String
+}) {}
+
+/** The end-to-end group: a unary RPC, a streamed one, and one that fails with a typed error. */
+class E2eApi extends RpcGroup.make(
+  Rpc.make("Upper", { payload: { text: Schema.String }, success: Schema.String }),
+  Rpc.make("Count", { payload: { n: Schema.Number }, success: Schema.Number, stream: true }),
+  Rpc.make("Divide", {
+    payload: { a: Schema.Number, b: Schema.Number },
+    success: Schema.Number,
+    error: DivisionByZero
+  })
+) {}
+
+const e2eHandlers = E2eApi.toLayer({
+  Upper: ({ text }) => Effect.succeed(text.toUpperCase()),
+  Count: ({ n }) => Stream.range(1, n),
+  Divide: ({ a, b }) =>
+    b === 0
+      ? Effect.fail(new DivisionByZero({ dividend: a, message: `${a} / 0` }))
+      : Effect.succeed(a / b)
+})
+
+const loopback4 = Address.tcp("127.0.0.1", 0)
+
+/** Serve every accepted connection with `handler` in its own fiber; the socket closes after it. */
+const serve = (
+  listener: Socket.Listener,
+  handler: (socket: Socket.Socket) => Effect.Effect<void, unknown>
+) =>
+  listener.accept.pipe(
+    Stream.runForEach((socket) => Effect.forkChild(Effect.ensuring(Effect.ignore(handler(socket)), socket.close))),
+    Effect.forkScoped
+  )
+
+/** A connected pair over 127.0.0.1: [client, server side]. */
+const pair = Effect.gen(function*() {
+  const listener = yield* Socket.listen(loopback4)
+  const accepted = yield* Deferred.make<Socket.Socket>()
+  yield* listener.accept.pipe(
+    Stream.take(1),
+    Stream.runForEach((socket) => Deferred.succeed(accepted, socket)),
+    Effect.forkScoped
+  )
+  const client = yield* Socket.connect(listener.address)
+  const server = yield* Deferred.await(accepted)
+  return [client, server] as const
+})
+
+const isClose = (error: EffectSocket.SocketError, code: number) =>
+  error.reason._tag === "SocketCloseError" && error.reason.code === code
+
+/** An echo written against `effect/socket` only: pull, write back, until the peer closes. */
+const effectEcho = (socket: EffectSocket.Socket) =>
+  Effect.scoped(Effect.gen(function*() {
+    const writer = yield* socket.writer
+    const { pull } = yield* socket.reader
+    while (true) yield* writer.writeAll(yield* pull)
+  })).pipe(Effect.catchReason("SocketError", "SocketCloseError", () => Effect.void))
+
+/** Everything `pull` yields until it fails: the bytes and the error. */
+const pullAll = (pull: EffectSocket.Reader["pull"]) =>
+  Effect.gen(function*() {
+    const received: Array<Uint8Array> = []
+    const error = yield* Effect.flip(Effect.forever(Effect.map(pull, (batch) => {
+      for (const chunk of batch) received.push(typeof chunk === "string" ? bytes(chunk) : chunk)
+    })))
+    return { text: text(received), error }
+  })
+
+describe("PlatformSocket", () => {
+  it.live("an effect/socket echo runs over a real connection", () =>
+    Effect.gen(function*() {
+      const listener = yield* Socket.listen(loopback4)
+      yield* serve(listener, (socket) => effectEcho(PlatformSocket.fromSocket(socket)))
+      const client = PlatformSocket.fromSocket(yield* Socket.connect(listener.address))
+      // The client side through effect/socket's Channel API, which fails at the peer's EOF.
+      const reply = yield* Stream.make("ping ", bytes("pong"), "!").pipe(
+        Stream.pipeThroughChannel(EffectSocket.toChannel(client)),
+        Stream.catchTag("SocketError", (e) => isClose(e, 1000) ? Stream.empty : Stream.fail(e)),
+        Stream.decodeText,
+        Stream.mkString
+      )
+      assert.strictEqual(reply, "ping pong!")
+    }))
+
+  it.live("effect/rpc runs over it: a typed RPC server and client on loopback", () =>
+    Effect.gen(function*() {
+      const listener = yield* Socket.listen(loopback4)
+      const handlers = Api.toLayer({
+        Upper: ({ text }) => Effect.succeed(text.toUpperCase()),
+        Count: ({ n }) => Stream.range(1, n)
+      })
+      yield* Layer.launch(
+        RpcServer.layer(Api).pipe(
+          Layer.provide(handlers),
+          Layer.provide(RpcServer.layerProtocolSocketServer),
+          Layer.provide(RpcSerialization.layerNdjson),
+          Layer.provide(Layer.succeed(SocketServer.SocketServer, PlatformSocket.fromListener(listener)))
+        )
+      ).pipe(Effect.forkScoped)
+      // Built in the test's scope: the connection lives as long as the client.
+      const protocol = yield* Layer.build(
+        RpcClient.layerProtocolSocket().pipe(
+          Layer.provide(RpcSerialization.layerNdjson),
+          Layer.provide(PlatformSocket.layer(listener.address))
+        )
+      )
+      const client = yield* RpcClient.make(Api).pipe(Effect.provide(protocol))
+      assert.strictEqual(yield* client.Upper({ text: "over effect-wire" }), "OVER EFFECT-WIRE")
+      const counted = yield* Stream.runCollect(client.Count({ n: 1000 }))
+      assert.deepStrictEqual(counted, Array.from({ length: 1000 }, (_, i) => i + 1))
+      const replies = yield* Effect.all(
+        Array.from({ length: 50 }, (_, i) => client.Upper({ text: `r${i}` })),
+        { concurrency: "unbounded" }
+      )
+      assert.deepStrictEqual(replies, Array.from({ length: 50 }, (_, i) => `R${i}`))
+    }), { timeout: 20_000 })
+
+  it.live("read errors surface as SocketError with the typed cause", () =>
+    Effect.gen(function*() {
+      const [client, server] = yield* pair
+      const { pull } = yield* PlatformSocket.fromSocket(server).reader
+      const reading = yield* Effect.forkChild(Effect.forever(pull))
+      yield* client.reset
+      const error = yield* Effect.flip(Fiber.join(reading))
+      assert.isTrue(EffectSocket.isSocketError(error))
+      assert.strictEqual(error.reason._tag, "SocketReadError")
+      assert.strictEqual(
+        ((error.reason as EffectSocket.SocketReadError).cause as { _tag: string })._tag,
+        "ConnectionReset"
+      )
+    }))
+
+  describe("the effect/socket contract", () => {
+    it.effect("pull yields what was sent, then fails at EOF with SocketCloseError 1000", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        const { pull } = yield* PlatformSocket.fromSocket(b).reader
+        yield* a.write(bytes("hello "))
+        yield* a.writeAll([bytes("world"), bytes("!")])
+        yield* a.end
+        const { error, text } = yield* pullAll(pull)
+        assert.strictEqual(text, "hello world!")
+        assert.isTrue(isClose(error, 1000))
+        // The end is remembered: pulling again fails the same way.
+        assert.isTrue(isClose(yield* Effect.flip(pull), 1000))
+      }))
+
+    it.effect("closing the reader's scope fails a suspended pull with SocketCloseError 1006", () =>
+      Effect.gen(function*() {
+        const [, b] = yield* MemorySocket.makePair()
+        const scope = yield* Scope.make()
+        const { pull } = yield* Scope.provide(PlatformSocket.fromSocket(b).reader, scope)
+        const reading = yield* Effect.forkChild(pull, { startImmediately: true })
+        yield* Effect.yieldNow
+        assert.isUndefined(reading.pollUnsafe())
+        yield* Scope.close(scope, Exit.void)
+        assert.isTrue(isClose(yield* Effect.flip(Fiber.join(reading)), 1006))
+      }))
+
+    it.effect("one connection: a second reader fails with how the first one ended", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        const socket = PlatformSocket.fromSocket(b)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const { pull } = yield* socket.reader
+          yield* a.write(bytes("x"))
+          yield* a.reset
+          assert.strictEqual((yield* pullAll(pull)).error.reason._tag, "SocketReadError")
+        }))
+        const again = yield* Effect.flip(Effect.scoped(socket.reader))
+        assert.strictEqual(again.reason._tag, "SocketReadError")
+        // A connection that ended cleanly fails a second reader with the close.
+        const [c, d] = yield* MemorySocket.makePair()
+        const clean = PlatformSocket.fromSocket(d)
+        yield* c.end
+        yield* Effect.scoped(Effect.flatMap(clean.reader, (reader) => Effect.flip(reader.pull)))
+        assert.isTrue(isClose(yield* Effect.flip(Effect.scoped(clean.reader)), 1000))
+      }))
+
+    it.effect("writer: strings as UTF-8, writeAll as one batch, releasing it half-closes", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        const socket = PlatformSocket.fromSocket(a)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const writer = yield* socket.writer
+          yield* writer.write("héllo ")
+          yield* writer.writeAll([bytes("wor"), "ld"])
+        }))
+        // Half-closed: b reads EOF, and can still answer.
+        assert.strictEqual(text(yield* Stream.runCollect(b.reads)), "héllo world")
+        yield* b.write(bytes("answer"))
+        yield* b.end
+        const { pull } = yield* socket.reader
+        const { error, text: answer } = yield* pullAll(pull)
+        assert.strictEqual(answer, "answer")
+        assert.isTrue(isClose(error, 1000))
+      }))
+
+    it.effect("write errors are SocketWriteError with the typed cause", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        yield* b.close
+        const writer = yield* PlatformSocket.fromSocket(a).writer
+        const error = yield* Effect.flip(writer.write("x"))
+        assert.strictEqual(error.reason._tag, "SocketWriteError")
+        assert.strictEqual(((error.reason as EffectSocket.SocketWriteError).cause as { _tag: string })._tag, "BrokenPipe")
+      }))
+
+    it.effect("a CloseEvent 1000 closes the connection; any other code resets it", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        const writer = yield* PlatformSocket.fromSocket(a).writer
+        yield* writer.write("bye")
+        yield* writer.write(new EffectSocket.CloseEvent(1000))
+        assert.strictEqual(text(yield* Stream.runCollect(b.reads)), "bye")
+        const [c, d] = yield* MemorySocket.makePair()
+        const resetting = yield* PlatformSocket.fromSocket(c).writer
+        yield* resetting.write(new EffectSocket.CloseEvent(1011, "internal error"))
+        assert.strictEqual((yield* Effect.flip(Stream.runDrain(d.reads)))._tag, "ConnectionReset")
+      }))
+
+    it.effect("fromListener: the bound address as a NetAddress", () =>
+      Effect.gen(function*() {
+        const tcp = yield* MemorySocket.listen({ address: Address.tcp("127.0.0.1", 0) })
+        const inet = PlatformSocket.fromListener(tcp).address
+        assert.isTrue(NetAddress.isInetAddressV4(inet))
+        assert.strictEqual(NetAddress.formatSocketAddress(inet), Address.format(tcp.address))
+        const v6 = yield* MemorySocket.listen({ address: Address.tcp("::1", 4000) })
+        assert.isTrue(NetAddress.isInetAddressV6(PlatformSocket.fromListener(v6).address))
+        const unix = yield* MemorySocket.listen({ address: Address.unix("/tmp/ew.sock") })
+        const path = PlatformSocket.fromListener(unix).address
+        assert.isTrue(NetAddress.isUnixPathAddress(path) && path.path === "/tmp/ew.sock")
+      }))
+
+    it.live("fromListener.run: a failing handler is logged, the others go on; sockets close after their handler", () =>
+      Effect.gen(function*() {
+        const logged: Array<string> = []
+        const logger = Logger.make(({ logLevel, message }) => {
+          logged.push(`${logLevel}: ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+        })
+        const listener = yield* MemorySocket.listen()
+        yield* PlatformSocket.fromListener(listener).run((socket) =>
+          Effect.gen(function*() {
+            const { pull } = yield* socket.reader
+            const [first] = yield* pull
+            if (decoder.decode(first as Uint8Array) === "fail") return yield* Effect.fail("handler failed")
+            const writer = yield* socket.writer
+            yield* writer.write("served")
+          })
+        ).pipe(Effect.provide(Logger.layer([logger])), Effect.forkScoped)
+        const failing = yield* listener.connect()
+        yield* failing.write(bytes("fail"))
+        // Closed after the failing handler: EOF.
+        assert.strictEqual((yield* Stream.runCollect(failing.reads)).length, 0)
+        const served = yield* listener.connect()
+        yield* served.write(bytes("hello"))
+        assert.strictEqual(text(yield* Stream.runCollect(served.reads)), "served")
+        assert.isTrue(logged.some((line) => line.startsWith("Warn") && line.includes("handler failed")))
+      }))
+  })
+})
+
+type Transport = Effect.Effect<
+  { readonly server: Context.Context<SocketServer.SocketServer>; readonly client: Layer.Layer<EffectSocket.Socket> },
+  unknown,
+  Scope.Scope
+>
+
+const tcpTransport: Transport = Effect.gen(function*() {
+  const server = yield* Layer.build(PlatformSocket.layerServer(loopback4))
+  const bound = Context.get(server, SocketServer.SocketServer).address
+  assert.isTrue(NetAddress.isInetAddressV4(bound))
+  const inet = bound as NetAddress.InetAddressV4
+  const client = PlatformSocket.layer(Address.tcp(NetAddress.formatHost(inet), inet.port)).pipe(Layer.orDie)
+  return { server, client }
+})
+
+const memoryTransport: Transport = Effect.gen(function*() {
+  const listener = yield* MemorySocket.listen()
+  return {
+    server: Context.make(SocketServer.SocketServer, PlatformSocket.fromListener(listener)),
+    client: Layer.effect(EffectSocket.Socket, Effect.map(listener.connect(), PlatformSocket.fromSocket)).pipe(
+      Layer.orDie
+    )
+  }
+})
+
+/** Start the E2eApi server on the transport and return a client of it; both live as long as the scope. */
+const e2eClient = (transport: Transport) =>
+  Effect.gen(function*() {
+    const { client, server } = yield* transport
+    yield* Layer.build(
+      RpcServer.layer(E2eApi).pipe(
+        Layer.provide(e2eHandlers),
+        Layer.provide(RpcServer.layerProtocolSocketServer),
+        Layer.provide(RpcSerialization.layerNdjson),
+        Layer.provide(Layer.succeedContext(server))
+      )
+    )
+    const protocol = yield* Layer.build(
+      RpcClient.layerProtocolSocket().pipe(Layer.provide(RpcSerialization.layerNdjson), Layer.provide(client))
+    )
+    return yield* RpcClient.make(E2eApi).pipe(Effect.provide(protocol))
+  })
+
+const e2eSuite = (name: string, transport: Transport) =>
+  describe(`effect/rpc end to end over ${name}`, () => {
+    it.live("a unary RPC", () =>
+      Effect.gen(function*() {
+        const client = yield* e2eClient(transport)
+        assert.strictEqual(yield* client.Upper({ text: `over ${name}` }), `OVER ${name.toUpperCase()}`)
+        const replies = yield* Effect.all(
+          Array.from({ length: 20 }, (_, i) => client.Upper({ text: `r${i}` })),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(replies, Array.from({ length: 20 }, (_, i) => `R${i}`))
+      }), { timeout: 20_000 })
+
+    it.live("a streamed RPC", () =>
+      Effect.gen(function*() {
+        const client = yield* e2eClient(transport)
+        const counted = yield* Stream.runCollect(client.Count({ n: 500 }))
+        assert.deepStrictEqual(counted, Array.from({ length: 500 }, (_, i) => i + 1))
+        // A consumer that stops early leaves the connection usable.
+        assert.deepStrictEqual(yield* Stream.runCollect(Stream.take(client.Count({ n: 1_000_000 }), 3)), [1, 2, 3])
+        assert.strictEqual(yield* client.Upper({ text: "still here" }), "STILL HERE")
+      }), { timeout: 20_000 })
+
+    it.live("an RPC that fails with a typed error", () =>
+      Effect.gen(function*() {
+        const client = yield* e2eClient(transport)
+        assert.strictEqual(yield* client.Divide({ a: 9, b: 3 }), 3)
+        const error = yield* Effect.flip(client.Divide({ a: 1, b: 0 }))
+        assert.instanceOf(error, DivisionByZero)
+        assert.strictEqual((error as DivisionByZero)._tag, "DivisionByZero")
+        assert.strictEqual((error as DivisionByZero).dividend, 1)
+        assert.strictEqual(yield* client.Divide({ a: 10, b: 4 }), 2.5)
+      }), { timeout: 20_000 })
+  })
+
+e2eSuite("TCP loopback", tcpTransport)
+e2eSuite("an in-memory MemorySocket listener", memoryTransport)
