@@ -11,10 +11,11 @@
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
-import * as Either from "effect/Either"
-import { identity } from "effect/Function"
-import * as ParseResult from "effect/ParseResult"
+import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import * as SchemaIssue from "effect/SchemaIssue"
+import * as SchemaTransformation from "effect/SchemaTransformation"
 import { isIP } from "node:net"
 
 /**
@@ -30,7 +31,7 @@ import { isIP } from "node:net"
  */
 export class TcpAddress extends Schema.TaggedClass<TcpAddress>()("TcpAddress", {
   host: Schema.NonEmptyString,
-  port: Schema.Int.pipe(Schema.between(0, 65535))
+  port: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 }))
 }) {}
 
 /**
@@ -57,7 +58,10 @@ export class UnixAddress extends Schema.TaggedClass<UnixAddress>()("UnixAddress"
  * @since 0.1.0
  * @category schemas
  */
-export const Address = Schema.Union(TcpAddress, UnixAddress)
+export const Address: Schema.Union<readonly [typeof TcpAddress, typeof UnixAddress]> = Schema.Union([
+  TcpAddress,
+  UnixAddress
+])
 
 /**
  * @since 0.1.0
@@ -69,8 +73,8 @@ export type Address = TcpAddress | UnixAddress
  * The input to {@link parse} was not an address. `reason` says what is wrong.
  *
  * ```ts
- * Address.parse("9000").pipe(Either.mapLeft((e) => e.message))
- * // Left("invalid address \"9000\": expected host:port, [ipv6]:port or unix:/path")
+ * Address.parse("9000").pipe(Result.mapError((e) => e.message))
+ * // Failure("invalid address \"9000\": expected host:port, [ipv6]:port or unix:/path")
  * ```
  *
  * @since 0.1.0
@@ -115,14 +119,14 @@ const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:
 const PORT = /^(?:0|[1-9][0-9]{0,4})$/
 const EXPECTED = "expected host:port, [ipv6]:port or unix:/path"
 
-const parsePort = (input: string, text: string): Either.Either<number, InvalidAddress> => {
+const parsePort = (input: string, text: string): Result.Result<number, InvalidAddress> => {
   if (!PORT.test(text)) {
-    return Either.left(new InvalidAddress({ input, reason: `port ${JSON.stringify(text)} is not a decimal number` }))
+    return Result.fail(new InvalidAddress({ input, reason: `port ${JSON.stringify(text)} is not a decimal number` }))
   }
   const port = Number(text)
   return port <= 65535
-    ? Either.right(port)
-    : Either.left(new InvalidAddress({ input, reason: `port ${port} is out of range 0-65535` }))
+    ? Result.succeed(port)
+    : Result.fail(new InvalidAddress({ input, reason: `port ${port} is out of range 0-65535` }))
 }
 
 /**
@@ -132,7 +136,7 @@ const parsePort = (input: string, text: string): Either.Either<number, InvalidAd
  *
  * ```ts
  * const program = Effect.gen(function*() {
- *   const address = yield* Address.parse("[::1]:9000") // Either is an Effect
+ *   const address = yield* Address.parse("[::1]:9000") // a Result can be yielded
  *   return address.host // "::1"
  * })
  * ```
@@ -140,48 +144,48 @@ const parsePort = (input: string, text: string): Either.Either<number, InvalidAd
  * @since 0.1.0
  * @category parsing
  */
-export const parse = (input: string): Either.Either<Address, InvalidAddress> => {
+export const parse = (input: string): Result.Result<Address, InvalidAddress> => {
   if (input.startsWith("unix:")) {
     const path = input.slice(5)
-    if (path.length === 0) return Either.left(new InvalidAddress({ input, reason: "the unix socket path is empty" }))
-    if (path.includes("\0")) return Either.left(new InvalidAddress({ input, reason: "the unix socket path contains NUL" }))
+    if (path.length === 0) return Result.fail(new InvalidAddress({ input, reason: "the unix socket path is empty" }))
+    if (path.includes("\0")) return Result.fail(new InvalidAddress({ input, reason: "the unix socket path contains NUL" }))
     const bytes = Buffer.byteLength(path)
     if (bytes > MAX_UNIX_PATH_BYTES) {
-      return Either.left(
+      return Result.fail(
         new InvalidAddress({
           input,
           reason: `the unix socket path is ${bytes} bytes; the limit is ${MAX_UNIX_PATH_BYTES}`
         })
       )
     }
-    return Either.right(unix(path))
+    return Result.succeed(unix(path))
   }
   if (input.startsWith("[")) {
     const close = input.indexOf("]")
     if (close < 0 || input[close + 1] !== ":") {
-      return Either.left(new InvalidAddress({ input, reason: "expected [ipv6]:port" }))
+      return Result.fail(new InvalidAddress({ input, reason: "expected [ipv6]:port" }))
     }
     const host = input.slice(1, close)
     if (isIP(host) !== 6) {
-      return Either.left(new InvalidAddress({ input, reason: `${JSON.stringify(host)} is not an IPv6 address` }))
+      return Result.fail(new InvalidAddress({ input, reason: `${JSON.stringify(host)} is not an IPv6 address` }))
     }
-    return Either.map(parsePort(input, input.slice(close + 2)), (port) => tcp(host, port))
+    return Result.map(parsePort(input, input.slice(close + 2)), (port) => tcp(host, port))
   }
   const colon = input.lastIndexOf(":")
-  if (colon < 0) return Either.left(new InvalidAddress({ input, reason: EXPECTED }))
+  if (colon < 0) return Result.fail(new InvalidAddress({ input, reason: EXPECTED }))
   const host = input.slice(0, colon)
   if (host.includes(":")) {
-    return Either.left(
+    return Result.fail(
       new InvalidAddress({ input, reason: `an IPv6 address needs brackets: [${host}]:${input.slice(colon + 1)}` })
     )
   }
-  if (host.length === 0) return Either.left(new InvalidAddress({ input, reason: `the host is empty; ${EXPECTED}` }))
+  if (host.length === 0) return Result.fail(new InvalidAddress({ input, reason: `the host is empty; ${EXPECTED}` }))
   if (isIP(host) !== 4 && (!HOSTNAME.test(host) || /^[0-9.]+$/.test(host))) {
-    return Either.left(
+    return Result.fail(
       new InvalidAddress({ input, reason: `${JSON.stringify(host)} is neither an IP address nor a host name` })
     )
   }
-  return Either.map(parsePort(input, input.slice(colon + 1)), (port) => tcp(host, port))
+  return Result.map(parsePort(input, input.slice(colon + 1)), (port) => tcp(host, port))
 }
 
 /**
@@ -195,7 +199,7 @@ export const parse = (input: string): Either.Either<Address, InvalidAddress> => 
  * @since 0.1.0
  * @category parsing
  */
-export const unsafeParse = (input: string): Address => Either.getOrThrowWith(parse(input), identity)
+export const unsafeParse = (input: string): Address => Result.getOrThrow(parse(input))
 
 /**
  * Render an address the way {@link parse} reads it.
@@ -225,15 +229,18 @@ export const format = (address: Address): string =>
  * @since 0.1.0
  * @category schemas
  */
-export const FromString: Schema.Schema<Address, string> = Schema.transformOrFail(
-  Schema.String,
-  Schema.typeSchema(Address),
-  {
-    strict: true,
-    decode: (s, _, ast) =>
-      Either.mapLeft(parse(s), (e) => new ParseResult.Type(ast, s, e.message)),
-    encode: (a) => ParseResult.succeed(format(a))
-  }
+export const FromString: Schema.Codec<Address, string> = Schema.String.pipe(
+  Schema.decodeTo(
+    Schema.toType(Address),
+    SchemaTransformation.transformEffect({
+      decode: (s: string, options) =>
+        Result.match(parse(s), {
+          onFailure: (e) => Effect.fail(new SchemaIssue.InvalidValue({ message: e.message }, s, options)),
+          onSuccess: Effect.succeed
+        }),
+      encode: (a: Address) => Effect.succeed(format(a))
+    })
+  )
 )
 
 /**

@@ -2,7 +2,7 @@
  * Frames on a byte stream. TCP delivers bytes, not messages: one read can hold
  * half a message or three ("sticky packets"). A {@link Codec} is a pure state
  * machine that cuts bytes into frames and back, and {@link decode}/{@link encode}
- * apply it to any `Stream` as a pipe: one chunk of bytes in, one chunk of the
+ * apply it to any `Stream` as a pipe: one batch of bytes in, one batch of the
  * frames it completed out.
  *
  * ```ts
@@ -20,11 +20,13 @@
  *
  * @since 0.1.0
  */
-import type * as Cause from "effect/Cause"
+import type * as Arr from "effect/Array"
+import * as Cause from "effect/Cause"
 import * as Channel from "effect/Channel"
-import * as Chunk from "effect/Chunk"
-import * as Either from "effect/Either"
+import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
+import * as Pull from "effect/Pull"
+import * as Result from "effect/Result"
 import type * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as core from "./internal/codecs/core.js"
@@ -188,7 +190,7 @@ export type IncompleteFrame = core.IncompleteFrame
 /**
  * A frame that breaks the codec's rules: a negative adjusted length, an
  * over-long varint, invalid UTF-8 in a text line, a header that is not JSON or
- * does not match its Schema (`cause` holds the `ParseError`), or, when
+ * does not match its Schema (`cause` holds the `Schema.SchemaError`), or, when
  * sending, a frame the peer could not read back (a line containing `\n`).
  * `direction` says which side noticed.
  *
@@ -532,7 +534,7 @@ export interface HeaderFrame<H> {
  */
 export interface HeaderOptions<H, I> {
   /** The header's Schema; its encoded side is written as JSON. */
-  readonly header: Schema.Schema<H, I, never>
+  readonly header: Schema.Codec<H, I>
   /** How long the body after this header is. */
   readonly bodyLength: (header: H) => number
   /** The longest header JSON, in bytes (default 64 KiB). */
@@ -568,45 +570,76 @@ export const header: <H, I>(options: HeaderOptions<H, I>) => Codec<HeaderFrame<H
 // Stream pipes
 // ---------------------------------------------------------------------------
 
+/**
+ * One pipe stage, run synchronously on whole batches: `push` appends what a
+ * batch completes to `out` and returns `undefined` to go on, a `FrameError` to
+ * fail after emitting `out`, or `STOP` to end after emitting `out`.
+ */
+interface Stage<Out, In> {
+  readonly push: (batch: Arr.NonEmptyReadonlyArray<In>, out: Array<Out>) => FrameError | typeof STOP | undefined
+  readonly end: (out: Array<Out>) => FrameError | undefined
+}
+
+const STOP: unique symbol = Symbol("effect-wire/Framing/STOP")
+
 type FrameChannel<Out, In, E> = Channel.Channel<
-  Chunk.Chunk<Out>,
-  Chunk.Chunk<In>,
+  Arr.NonEmptyReadonlyArray<Out>,
   E | FrameError,
+  void,
+  Arr.NonEmptyReadonlyArray<In>,
   E,
-  unknown,
   unknown
 >
 
-const emit = <Out, In, E>(
-  out: Array<Out>,
-  next: FrameChannel<Out, In, E>
-): FrameChannel<Out, In, E> => out.length === 0 ? next : Channel.zipRight(Channel.write(Chunk.unsafeFromArray(out)), next)
-
-const decodeChannel = <A, E>(codec: Codec<A>): FrameChannel<A, Uint8Array, E> =>
-  Channel.suspend(() => {
-    const decoder = codec.decoder()
-    const loop: FrameChannel<A, Uint8Array, E> = Channel.readWithCause({
-      onInput: (input: Chunk.Chunk<Uint8Array>): FrameChannel<A, Uint8Array, E> => {
-        const chunks = Chunk.toReadonlyArray(input)
-        const out: Array<A> = []
-        for (let i = 0; i < chunks.length; i++) {
-          const error = decoder.push(chunks[i]!, out)
-          if (error !== undefined) return emit<A, Uint8Array, E>(out, Channel.fail(error))
-        }
-        return emit(out, loop)
-      },
-      onFailure: (cause: Cause.Cause<E>): FrameChannel<A, Uint8Array, E> => Channel.failCause(cause),
-      onDone: (): FrameChannel<A, Uint8Array, E> => {
-        const out: Array<A> = []
-        const error = decoder.end(out)
-        return emit<A, Uint8Array, E>(out, error === undefined ? Channel.void : Channel.fail(error))
+/**
+ * Runs a {@link Stage} as a channel: one batch in, at most one batch out, no
+ * Effect per frame. A batch that completes nothing pulls the next one (a Stream
+ * must never emit an empty batch). What a batch completed before an error
+ * comes out first, the error on the next pull; upstream errors pass through.
+ */
+const stageChannel = <Out, In, E>(make: () => Stage<Out, In>): FrameChannel<Out, In, E> =>
+  Channel.fromTransform((upstream: Pull.Pull<Arr.NonEmptyReadonlyArray<In>, E, unknown>) =>
+    Effect.sync(() => {
+      type P = Pull.Pull<Arr.NonEmptyReadonlyArray<Out>, E | FrameError, void>
+      const stage = make()
+      // Once set, every later pull returns it: the end of the stream, or its error.
+      let last: P | undefined
+      const finish = (out: Array<Out>, error: FrameError | undefined): P => {
+        last = error === undefined ? Cause.done() : Effect.fail(error)
+        return out.length > 0 ? Effect.succeed(out as unknown as Arr.NonEmptyReadonlyArray<Out>) : last
       }
+      const onSuccess = (batch: Arr.NonEmptyReadonlyArray<In>): P => {
+        const out: Array<Out> = []
+        const outcome = stage.push(batch, out)
+        if (outcome !== undefined) return finish(out, outcome === STOP ? undefined : outcome)
+        return out.length > 0 ? Effect.succeed(out as unknown as Arr.NonEmptyReadonlyArray<Out>) : pull
+      }
+      const onFailure = (cause: Cause.Cause<E>): P => Effect.failCause(cause)
+      const onDone = (): P => {
+        const out: Array<Out> = []
+        return finish(out, stage.end(out))
+      }
+      const pull: P = Effect.suspend(() => last ?? Pull.matchEffect(upstream, { onSuccess, onFailure, onDone }))
+      return pull
     })
-    return loop
-  })
+  )
+
+const decodeStage = <A>(codec: Codec<A>): Stage<A, Uint8Array> => {
+  const decoder = codec.decoder()
+  return {
+    push: (chunks, out) => {
+      for (let i = 0; i < chunks.length; i++) {
+        const error = decoder.push(chunks[i]!, out)
+        if (error !== undefined) return error
+      }
+      return undefined
+    },
+    end: (out) => decoder.end(out)
+  }
+}
 
 /**
- * Cut a byte stream into frames: each chunk of bytes becomes one chunk of the
+ * Cut a byte stream into frames: each batch of bytes becomes one batch of the
  * frames it completed (no Effect per frame). At the end of the input, bytes
  * of an unfinished frame fail the stream with `IncompleteFrame`. A fresh
  * decoder is made each time the stream runs.
@@ -625,104 +658,91 @@ export const decode: {
 } = dual(
   2,
   <E, R, A>(self: Stream.Stream<Uint8Array, E, R>, codec: Codec<A>): Stream.Stream<A, E | FrameError, R> =>
-    Stream.pipeThroughChannel(self, decodeChannel<A, E>(codec))
+    Stream.pipeThroughChannel(self, stageChannel<A, Uint8Array, E>(() => decodeStage(codec)))
 )
 
-const decodeEitherChannel = <A, E>(codec: Codec<A>): FrameChannel<Either.Either<A, FrameError>, Uint8Array, E> =>
-  Channel.suspend(() => {
-    const decoder = codec.decoder()
-    const frames: Array<A> = []
-    // Moves decoded frames into `out` as Rights, then the error (if any) as a Left; true if decoding can go on.
-    const settle = (out: Array<Either.Either<A, FrameError>>, error: FrameError | undefined): boolean => {
-      for (let i = 0; i < frames.length; i++) out.push(Either.right(frames[i]!))
-      frames.length = 0
-      if (error === undefined) return true
-      out.push(Either.left(error))
-      return !decoder.failed
-    }
-    const EMPTY = new Uint8Array(0)
-    const loop: FrameChannel<Either.Either<A, FrameError>, Uint8Array, E> = Channel.readWithCause({
-      onInput: (input: Chunk.Chunk<Uint8Array>): FrameChannel<Either.Either<A, FrameError>, Uint8Array, E> => {
-        const chunks = Chunk.toReadonlyArray(input)
-        const out: Array<Either.Either<A, FrameError>> = []
-        for (let i = 0; i < chunks.length; i++) {
-          let error = decoder.push(chunks[i]!, frames)
-          while (error !== undefined) {
-            if (!settle(out, error)) return emit<Either.Either<A, FrameError>, Uint8Array, E>(out, Channel.void)
-            const next = decoder.push(EMPTY, frames)
-            // A decoder that repeats the same error is stuck, whatever `failed` says.
-            if (next === error) return emit<Either.Either<A, FrameError>, Uint8Array, E>(out, Channel.void)
-            error = next
-          }
-          settle(out, undefined)
-        }
-        return emit(out, loop)
-      },
-      onFailure: (cause: Cause.Cause<E>): FrameChannel<Either.Either<A, FrameError>, Uint8Array, E> =>
-        Channel.failCause(cause),
-      onDone: (): FrameChannel<Either.Either<A, FrameError>, Uint8Array, E> => {
-        const out: Array<Either.Either<A, FrameError>> = []
-        let error = decoder.end(frames)
-        while (error !== undefined && settle(out, error)) {
-          const next = decoder.end(frames)
-          if (next === error) break
+const EMPTY = new Uint8Array(0)
+
+const decodeResultStage = <A>(codec: Codec<A>): Stage<Result.Result<A, FrameError>, Uint8Array> => {
+  const decoder = codec.decoder()
+  const frames: Array<A> = []
+  // Moves decoded frames into `out` as successes, then the error (if any) as a failure; true if decoding can go on.
+  const settle = (out: Array<Result.Result<A, FrameError>>, error: FrameError | undefined): boolean => {
+    for (let i = 0; i < frames.length; i++) out.push(Result.succeed(frames[i]!))
+    frames.length = 0
+    if (error === undefined) return true
+    out.push(Result.fail(error))
+    return !decoder.failed
+  }
+  return {
+    push: (chunks, out) => {
+      for (let i = 0; i < chunks.length; i++) {
+        let error = decoder.push(chunks[i]!, frames)
+        while (error !== undefined) {
+          if (!settle(out, error)) return STOP
+          const next = decoder.push(EMPTY, frames)
+          // A decoder that repeats the same error is stuck, whatever `failed` says.
+          if (next === error) return STOP
           error = next
         }
         settle(out, undefined)
-        return emit<Either.Either<A, FrameError>, Uint8Array, E>(out, Channel.void)
       }
-    })
-    return loop
-  })
+      return undefined
+    },
+    end: (out) => {
+      let error = decoder.end(frames)
+      while (error !== undefined && settle(out, error)) {
+        const next = decoder.end(frames)
+        if (next === error) break
+        error = next
+      }
+      settle(out, undefined)
+      return undefined
+    }
+  }
+}
 
 /**
- * Like {@link decode}, but a frame error is a value, `Left(error)`, instead
- * of a failure. With a codec that resynchronises (`lines({ resync: true })`)
- * the stream goes on after it, so a server can answer "line too long" and
- * read the next line; otherwise the `Left` is the stream's last element.
+ * Like {@link decode}, but a frame error is a value, `Result.fail(error)`,
+ * instead of a failure. With a codec that resynchronises
+ * (`lines({ resync: true })`) the stream goes on after it, so a server can
+ * answer "line too long" and read the next line; otherwise the failure is the
+ * stream's last element.
  *
  * ```ts
  * socket.reads.pipe(
- *   Framing.decodeEither(Framing.lines({ as: "string", maxLength: 80, resync: true })),
- *   Stream.map(Either.match({ onLeft: (e) => `error: ${e.message}`, onRight: (line) => line.toUpperCase() }))
+ *   Framing.decodeResult(Framing.lines({ as: "string", maxLength: 80, resync: true })),
+ *   Stream.map(Result.match({ onFailure: (e) => `error: ${e.message}`, onSuccess: (line) => line.toUpperCase() }))
  * )
  * ```
  *
  * @since 0.1.0
  * @category pipes
  */
-export const decodeEither: {
+export const decodeResult: {
   <A>(
     codec: Codec<A>
-  ): <E, R>(self: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<Either.Either<A, FrameError>, E, R>
-  <E, R, A>(self: Stream.Stream<Uint8Array, E, R>, codec: Codec<A>): Stream.Stream<Either.Either<A, FrameError>, E, R>
+  ): <E, R>(self: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<Result.Result<A, FrameError>, E, R>
+  <E, R, A>(self: Stream.Stream<Uint8Array, E, R>, codec: Codec<A>): Stream.Stream<Result.Result<A, FrameError>, E, R>
 } = dual(
   2,
-  <E, R, A>(self: Stream.Stream<Uint8Array, E, R>, codec: Codec<A>): Stream.Stream<Either.Either<A, FrameError>, E, R> =>
-    Stream.pipeThroughChannel(self, decodeEitherChannel<A, E>(codec)) as Stream.Stream<
-      Either.Either<A, FrameError>,
-      E,
-      R
-    >
+  <E, R, A>(self: Stream.Stream<Uint8Array, E, R>, codec: Codec<A>): Stream.Stream<Result.Result<A, FrameError>, E, R> =>
+    // The stage never returns a FrameError, so the stream cannot fail with one.
+    Stream.pipeThroughChannel(
+      self,
+      stageChannel<Result.Result<A, FrameError>, Uint8Array, E>(() => decodeResultStage(codec))
+    ) as Stream.Stream<Result.Result<A, FrameError>, E, R>
 )
 
-const encodeChannel = <A, E>(codec: Codec<A>): FrameChannel<Uint8Array, A, E> => {
-  const loop: FrameChannel<Uint8Array, A, E> = Channel.readWithCause({
-    onInput: (input: Chunk.Chunk<A>): FrameChannel<Uint8Array, A, E> => {
-      const out: Array<Uint8Array> = []
-      const error = codec.encode(Chunk.toReadonlyArray(input), out)
-      return error === undefined ? emit(out, loop) : Channel.fail(error)
-    },
-    onFailure: (cause: Cause.Cause<E>): FrameChannel<Uint8Array, A, E> => Channel.failCause(cause),
-    onDone: (): FrameChannel<Uint8Array, A, E> => Channel.void
-  })
-  return loop
-}
+const encodeStage = <A>(codec: Codec<A>): Stage<Uint8Array, A> => ({
+  push: (frames, out) => codec.encode(frames, out),
+  end: () => undefined
+})
 
 /**
- * Turn frames into bytes: each chunk of frames becomes one chunk of buffers
+ * Turn frames into bytes: each batch of frames becomes one batch of buffers
  * (see {@link Codec}), which `Socket.writes` sends as one `writev`. A frame
- * the codec cannot send fails the stream before any byte of its chunk is
+ * the codec cannot send fails the stream before any byte of its batch is
  * emitted.
  *
  * ```ts
@@ -738,7 +758,7 @@ export const encode: {
 } = dual(
   2,
   <A, E, R>(self: Stream.Stream<A, E, R>, codec: Codec<A>): Stream.Stream<Uint8Array, E | FrameError, R> =>
-    Stream.pipeThroughChannel(self, encodeChannel<A, E>(codec))
+    Stream.pipeThroughChannel(self, stageChannel<Uint8Array, A, E>(() => encodeStage(codec)))
 )
 
 // ---------------------------------------------------------------------------
@@ -750,7 +770,7 @@ export const encode: {
  * error, including `IncompleteFrame` for leftover bytes.
  *
  * ```ts
- * Framing.decodeAll(Framing.lines({ as: "string" }), bytes) // Either<Array<string>, FrameError>
+ * Framing.decodeAll(Framing.lines({ as: "string" }), bytes) // Result<Array<string>, FrameError>
  * ```
  *
  * @since 0.1.0
@@ -759,30 +779,30 @@ export const encode: {
 export const decodeAll = <A>(
   codec: Codec<A>,
   bytes: Uint8Array | Iterable<Uint8Array>
-): Either.Either<Array<A>, FrameError> => {
+): Result.Result<Array<A>, FrameError> => {
   const decoder = codec.decoder()
   const out: Array<A> = []
   for (const chunk of bytes instanceof Uint8Array ? [bytes] : bytes) {
     const error = decoder.push(chunk, out)
-    if (error !== undefined) return Either.left(error)
+    if (error !== undefined) return Result.fail(error)
   }
   const error = decoder.end(out)
-  return error === undefined ? Either.right(out) : Either.left(error)
+  return error === undefined ? Result.succeed(out) : Result.fail(error)
 }
 
 /**
  * Encode frames into one contiguous buffer.
  *
  * ```ts
- * Framing.encodeAll(Framing.lines({ as: "string" }), ["a", "b"]) // Right(| a \n b \n |)
+ * Framing.encodeAll(Framing.lines({ as: "string" }), ["a", "b"]) // Success(| a \n b \n |)
  * ```
  *
  * @since 0.1.0
  * @category utils
  */
-export const encodeAll = <A>(codec: Codec<A>, frames: Iterable<A>): Either.Either<Uint8Array, FrameError> => {
+export const encodeAll = <A>(codec: Codec<A>, frames: Iterable<A>): Result.Result<Uint8Array, FrameError> => {
   const out: Array<Uint8Array> = []
   const error = codec.encode(Array.isArray(frames) ? frames : Array.from(frames), out)
-  if (error !== undefined) return Either.left(error)
-  return Either.right(concat(out))
+  if (error !== undefined) return Result.fail(error)
+  return Result.succeed(concat(out))
 }

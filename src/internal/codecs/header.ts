@@ -6,8 +6,7 @@
  * @since 0.1.0
  * @internal
  */
-import * as Either from "effect/Either"
-import * as ParseResult from "effect/ParseResult"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as Framing from "../../Framing.js"
 import {
@@ -31,14 +30,14 @@ const BODY = 2
 
 interface Config<H> {
   readonly name: string
-  readonly decodeHeader: (u: unknown) => Either.Either<H, ParseResult.ParseError>
-  readonly encodeHeader: (h: H) => Either.Either<unknown, ParseResult.ParseError>
+  readonly decodeHeader: (u: unknown) => Result.Result<H, Schema.SchemaError>
+  readonly encodeHeader: (h: H) => Result.Result<unknown, Schema.SchemaError>
   readonly bodyLength: (header: H) => number
   readonly maxHeader: number
   readonly maxBody: number
 }
 
-const describe = (error: ParseResult.ParseError): string => clip(ParseResult.TreeFormatter.formatErrorSync(error))
+const describe = (error: Schema.SchemaError): string => clip(error.message)
 
 /** Reads a header from its JSON bytes, or says why it is malformed. */
 const readHeader = <H>(C: Config<H>, bytes: Uint8Array): { readonly header: H } | MalformedFrame => {
@@ -53,8 +52,10 @@ const readHeader = <H>(C: Config<H>, bytes: Uint8Array): { readonly header: H } 
     return malformed(`the header is not JSON (${clip(String((cause as Error).message))})`, cause)
   }
   const decoded = C.decodeHeader(json)
-  if (Either.isLeft(decoded)) return malformed(`the header does not match its schema: ${describe(decoded.left)}`, decoded.left)
-  return { header: decoded.right }
+  if (Result.isFailure(decoded)) {
+    return malformed(`the header does not match its schema: ${describe(decoded.failure)}`, decoded.failure)
+  }
+  return { header: decoded.success }
 }
 
 /** Validates what `bodyLength` says; a string is why it is unusable. */
@@ -184,12 +185,12 @@ const encoder = <H>(C: Config<H>) =>
   for (let i = 0; i < frames.length; i++) {
     const { body, header } = frames[i]!
     const encoded = C.encodeHeader(header)
-    if (Either.isLeft(encoded)) {
-      return malformed(`the header does not match its schema: ${describe(encoded.left)}`, encoded.left)
+    if (Result.isFailure(encoded)) {
+      return malformed(`the header does not match its schema: ${describe(encoded.failure)}`, encoded.failure)
     }
     let text: string | undefined
     try {
-      text = JSON.stringify(encoded.right)
+      text = JSON.stringify(encoded.success)
     } catch (cause) {
       return malformed(`the header cannot be written as JSON (${clip(String((cause as Error).message))})`, cause)
     }
@@ -237,8 +238,8 @@ export const header = <H, I>(options: Framing.HeaderOptions<H, I>): Framing.Code
   }
   const config: Config<H> = {
     name,
-    decodeHeader: Schema.decodeUnknownEither(options.header),
-    encodeHeader: Schema.encodeEither(options.header),
+    decodeHeader: Schema.decodeUnknownResult(options.header),
+    encodeHeader: Schema.encodeResult(options.header),
     bodyLength: options.bodyLength,
     maxHeader: integer(name, "maxHeaderLength", options.maxHeaderLength, 64 * 1024, 0, 2 ** 32 - 1),
     maxBody: integer(name, "maxBodyLength", options.maxBodyLength, DEFAULT_MAX, 0, MAX_LIMIT)
