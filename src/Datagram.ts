@@ -142,11 +142,11 @@ export interface Membership {
  * A bound UDP socket.
  *
  * - `reads` yields the datagrams not read yet; one pull takes everything
- *   queued as one chunk. Running it again continues where the last run
- *   stopped (a run that stops in the middle of a chunk, e.g. `Stream.take`,
- *   discards the rest of that chunk). It fails with the typed error when the
- *   socket reports one (e.g. `ConnectionRefused` in connected mode) and ends
- *   when the socket closes.
+ *   queued as one batch (never an empty one). Running it again continues
+ *   where the last run stopped (a run that stops in the middle of a batch,
+ *   e.g. `Stream.take`, discards the rest of that batch). It fails with the
+ *   typed error when the socket reports one (e.g. `ConnectionRefused` in
+ *   connected mode) and ends when the socket closes.
  * - `send` resolves once the kernel accepted the datagram; the errors it can
  *   fail with (e.g. `MessageTooLarge`) are reported by the kernel, so they
  *   are known only then.

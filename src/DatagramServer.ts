@@ -21,12 +21,13 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as Address from "./Address.js"
 import * as Datagram from "./Datagram.js"
@@ -128,12 +129,14 @@ export interface RunningDatagramServer {
  * @since 0.1.0
  * @category tags
  */
-export class DatagramServer extends Context.Tag("effect-wire/DatagramServer")<DatagramServer, RunningDatagramServer>() {}
+export class DatagramServer
+  extends Context.Service<DatagramServer, RunningDatagramServer>()("effect-wire/DatagramServer")
+{}
 
 const DEFAULT_CONCURRENCY = 64
 
 const describeCause = (cause: Cause.Cause<unknown>): string => {
-  const failure = Cause.failureOption(cause)
+  const failure = Cause.findErrorOption(cause)
   if (Option.isSome(failure)) {
     const e = failure.value
     return typeof e === "object" && e !== null && "message" in e ? String(e.message) : String(e)
@@ -168,7 +171,7 @@ export const make = <E, R>(
   Effect.gen(function*() {
     const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
-      return yield* Effect.dieMessage(`concurrency must be a positive integer, got ${concurrency}`)
+      return yield* Effect.die(new Error(`concurrency must be a positive integer, got ${concurrency}`))
     }
     const socket = yield* Datagram.bind(options.address, options.socket)
     const name = options.name ?? Address.format(socket.address)
@@ -187,8 +190,8 @@ export const make = <E, R>(
         counters.received++
         return options.handler(datagram)
       }).pipe(
-        Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause)
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause)
             ? Effect.failCause(cause)
             : Effect.as(logFailure("handler for a datagram from", datagram.from, cause), undefined)
         ),
@@ -203,18 +206,18 @@ export const make = <E, R>(
           )
         }),
         // An interruption that is the handler's own business ends only its datagram.
-        Effect.catchAllCause(() => Effect.void)
+        Effect.catchCause(() => Effect.void)
       )
 
     // One fiber per datagram, under a semaphore taken before the next pull:
     // with every handler busy the server stops reading, and the receive
     // queue drops and counts. (Stream.mapEffect with concurrency costs
     // several times more per datagram.)
-    const permits = yield* Effect.makeSemaphore(concurrency)
+    const permits = yield* Semaphore.make(concurrency)
     const handlers = yield* FiberSet.make<void, never>()
     const runHandler = yield* FiberSet.runtime(handlers)<R>()
     const dispatch = (datagram: Datagram.Datagram) =>
-      Effect.zipRight(
+      Effect.andThen(
         permits.take(1),
         Effect.sync(() => {
           runHandler(Effect.ensuring(handle(datagram), permits.release(1)))
@@ -224,7 +227,7 @@ export const make = <E, R>(
       Effect.as(false),
       // A read error (rare on an unconnected socket) is logged; the socket
       // stays open and reading resumes where it stopped.
-      Effect.catchAll((error) =>
+      Effect.catch((error) =>
         Effect.logWarning(`${name}: receiving failed: ${error.message}`).pipe(
           Effect.annotateLogs({ server: name }),
           Effect.as(true)
@@ -255,7 +258,7 @@ export const make = <E, R>(
  * @category layers
  */
 export const layer = <E, R>(options: Options<E, R>): Layer.Layer<DatagramServer, NetError.ListenError, R> =>
-  Layer.scoped(DatagramServer, make(options))
+  Layer.effect(DatagramServer, make(options))
 
 /**
  * {@link layer} bound to 127.0.0.1 on a free port, for tests: read the
@@ -323,7 +326,7 @@ export type RequestError =
  * ```ts
  * const options: DatagramServer.RequestOptions = {
  *   timeout: "300 millis",
- *   schedule: Schedule.spaced("1 second").pipe(Schedule.intersect(Schedule.recurs(10)))
+ *   schedule: Schedule.max([Schedule.spaced("1 second"), Schedule.recurs(10)])
  * }
  * ```
  *
@@ -332,7 +335,7 @@ export type RequestError =
  */
 export interface RequestOptions {
   /** How long each attempt waits for the reply (default 1 second). */
-  readonly timeout?: Duration.DurationInput | undefined
+  readonly timeout?: Duration.Input | undefined
   /**
    * When to try again after a timeout: every recurrence is one more attempt,
    * after the schedule's delay (default: 3 retries, 100 ms, 200 ms, 400 ms
@@ -379,9 +382,10 @@ export interface DatagramClient {
 }
 
 const DEFAULT_TIMEOUT = Duration.seconds(1)
-const DEFAULT_SCHEDULE: Schedule.Schedule<unknown, RequestTimeout> = Schedule.exponential("100 millis").pipe(
-  Schedule.intersect(Schedule.recurs(3))
-)
+const DEFAULT_SCHEDULE: Schedule.Schedule<unknown, RequestTimeout> = Schedule.max([
+  Schedule.exponential("100 millis"),
+  Schedule.recurs(3)
+])
 
 /**
  * A {@link DatagramClient} on its own connected socket, closed with the scope.
@@ -403,37 +407,37 @@ export const client = (
   Effect.gen(function*() {
     const socket = yield* Datagram.connect(to, options.socket)
     const queue = queueOf(socket)
-    const lock = yield* Effect.makeSemaphore(1)
+    const lock = yield* Semaphore.make(1)
     const closed = new NetError.BrokenPipe({ address: to, detail: "the client's socket closed while waiting for a reply" })
 
     const request = (payload: Uint8Array, overrides: RequestOptions = {}) =>
       Effect.suspend(() => {
-        const timeout = Duration.decode(overrides.timeout ?? options.timeout ?? DEFAULT_TIMEOUT)
+        const timeout = Duration.fromInputUnsafe(overrides.timeout ?? options.timeout ?? DEFAULT_TIMEOUT)
         const schedule = overrides.schedule ?? options.schedule ?? DEFAULT_SCHEDULE
         let attempts = 0
         // Failures other than a timeout travel in the success channel, so
         // the schedule sees (and retries) nothing but timeouts.
-        const attempt: Effect.Effect<Either.Either<Uint8Array, Exclude<RequestError, RequestTimeout>>, RequestTimeout> =
+        const attempt: Effect.Effect<Result.Result<Uint8Array, Exclude<RequestError, RequestTimeout>>, RequestTimeout> =
           Effect.suspend(() => {
             const early = queue.poll()
-            if (early !== undefined) return Effect.succeed(Either.right(early.payload))
+            if (early !== undefined) return Effect.succeed(Result.succeed(early.payload))
             attempts++
             return socket.send(payload).pipe(
-              Effect.zipRight(queue.receive),
+              Effect.andThen(queue.receive),
               Effect.flatMap(Option.match({
                 onNone: () => Effect.fail(closed),
                 onSome: (reply) => Effect.succeed(reply.payload)
               })),
-              Effect.either,
-              Effect.timeoutFail({
+              Effect.result,
+              Effect.timeoutOrElse({
                 duration: timeout,
-                onTimeout: () => new RequestTimeout({ address: socket.remoteAddress, attempts, timeout })
+                orElse: () => Effect.fail(new RequestTimeout({ address: socket.remoteAddress, attempts, timeout }))
               })
             )
           })
         return Effect.sync(() => queue.clear()).pipe(
-          Effect.zipRight(Effect.retry(attempt, schedule)),
-          Effect.flatten
+          Effect.andThen(Effect.retry(attempt, schedule)),
+          Effect.flatMap(Effect.fromResult)
         )
       }).pipe(lock.withPermits(1))
 
@@ -448,7 +452,7 @@ export const client = (
  * ```ts
  * const reply = yield* DatagramServer.request(new TextEncoder().encode("ping"), Address.tcp("127.0.0.1", 5300), {
  *   timeout: "250 millis",
- *   schedule: Schedule.spaced("50 millis").pipe(Schedule.intersect(Schedule.recurs(5)))
+ *   schedule: Schedule.max([Schedule.spaced("50 millis"), Schedule.recurs(5)])
  * })
  * ```
  *

@@ -1,9 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
-import * as Chunk from "effect/Chunk"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -20,11 +20,11 @@ const v4 = Address.tcp("127.0.0.1", 0)
 const v6 = Address.tcp("::1", 0)
 
 /** Every wait on the network is bounded: a lost datagram fails the test instead of hanging it. */
-const within = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, duration: Duration.DurationInput = "3 seconds") =>
-  Effect.timeoutFail(effect, { duration, onTimeout: () => new Error(`timed out waiting for ${what}`) })
+const within = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, duration: Duration.Input = "3 seconds") =>
+  Effect.timeoutOrElse(effect, { duration, orElse: () => Effect.fail(new Error(`timed out waiting for ${what}`)) })
 
 const take = (reads: Stream.Stream<Datagram.Datagram, NetError.ReadError>, n: number) =>
-  within(`${n} datagram(s)`, Stream.runCollect(Stream.take(reads, n)).pipe(Effect.map(Chunk.toArray)))
+  within(`${n} datagram(s)`, Stream.runCollect(Stream.take(reads, n)))
 
 /** Poll a counter until it satisfies `ok`: nothing signals that the kernel handed a datagram to a full queue. */
 const eventually = <A>(what: string, effect: Effect.Effect<A>, ok: (a: A) => boolean) =>
@@ -37,7 +37,7 @@ const isRoot = typeof process.getuid === "function" && process.getuid() === 0
 
 describe("Datagram", () => {
   for (const [family, local] of [["IPv4", v4], ["IPv6", v6]] as const) {
-    it.scopedLive(`round trip over ${family} loopback, the sender's address on each datagram`, () =>
+    it.live(`round trip over ${family} loopback, the sender's address on each datagram`, () =>
       Effect.gen(function*() {
         const a = yield* Datagram.bind(local)
         const b = yield* Datagram.bind(local)
@@ -54,7 +54,7 @@ describe("Datagram", () => {
       }))
   }
 
-  it.scopedLive("an empty datagram is sent and received as a datagram", () =>
+  it.live("an empty datagram is sent and received as a datagram", () =>
     Effect.gen(function*() {
       const a = yield* Datagram.bind(v4)
       const b = yield* Datagram.bind(v4)
@@ -65,7 +65,7 @@ describe("Datagram", () => {
       assert.strictEqual(text(got[1]!), "after")
     }))
 
-  it.scopedLive("sendAll sends each payload as its own datagram, in order", () =>
+  it.live("sendAll sends each payload as its own datagram, in order", () =>
     Effect.gen(function*() {
       const a = yield* Datagram.bind(v4)
       const b = yield* Datagram.bind(v4)
@@ -77,7 +77,7 @@ describe("Datagram", () => {
     }))
 
   for (const [family, local, limit] of [["IPv4", v4, 65_507], ["IPv6", v6, 65_527]] as const) {
-    it.scopedLive(`${family}: ${limit} bytes fit in one datagram; ${limit + 1} fail with MessageTooLarge`, () =>
+    it.live(`${family}: ${limit} bytes fit in one datagram; ${limit + 1} fail with MessageTooLarge`, () =>
       Effect.gen(function*() {
         const a = yield* Datagram.bind(local)
         const b = yield* Datagram.bind(local)
@@ -97,7 +97,7 @@ describe("Datagram", () => {
       }))
   }
 
-  it.scopedLive("binding a used port is AddressInUse; with reuseAddress on both it binds", () =>
+  it.live("binding a used port is AddressInUse; with reuseAddress on both it binds", () =>
     Effect.gen(function*() {
       const first = yield* Datagram.bind(v4)
       const error = yield* Effect.flip(Effect.scoped(Datagram.bind(first.address)))
@@ -122,7 +122,7 @@ describe("Datagram", () => {
       assert.strictEqual(error._tag, "PermissionDenied")
     }))
 
-  it.scopedLive("host names: resolved by the lookup; a name that does not resolve is HostNotFound", () =>
+  it.live("host names: resolved by the lookup; a name that does not resolve is HostNotFound", () =>
     Effect.gen(function*() {
       // A lookup of our own keeps DNS queries off the network; "localhost"
       // below goes through the OS resolver, answered from /etc/hosts.
@@ -153,7 +153,7 @@ describe("Datagram", () => {
       assert.strictEqual(text((yield* take(localhost.reads, 1))[0]!), "to localhost")
     }))
 
-  it.scopedLive("families: an IPv6 socket reaches IPv4 peers unless ipv6Only; an IPv4 one cannot reach IPv6", () =>
+  it.live("families: an IPv6 socket reaches IPv4 peers unless ipv6Only; an IPv4 one cannot reach IPv6", () =>
     Effect.gen(function*() {
       const v4socket = yield* Datagram.bind(v4)
       const toV6 = yield* Effect.flip(v4socket.send(bytes("x"), Address.tcp("::1", 9)))
@@ -175,7 +175,7 @@ describe("Datagram", () => {
       assert.include(toV4.message, "an IPv6 socket cannot reach the IPv4 address 127.0.0.1")
     }))
 
-  it.scopedLive("socket options apply at bind; an invalid one fails naming the option", () =>
+  it.live("socket options apply at bind; an invalid one fails naming the option", () =>
     Effect.gen(function*() {
       const a = yield* Datagram.bind(v4, {
         kernelReceiveBufferBytes: 1 << 18,
@@ -192,16 +192,16 @@ describe("Datagram", () => {
       assert.strictEqual(error._tag, "Unknown")
       assert.include(error.message, "cannot set ttl to 300")
       const exit = yield* Effect.exit(Effect.scoped(Datagram.bind(v4, { receiveBufferSize: 0 })))
-      assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause))
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause))
     }))
 
-  it.scopedLive("after close: sends fail with BrokenPipe and reads end after what was queued", () =>
+  it.live("after close: sends fail with BrokenPipe and reads end after what was queued", () =>
     Effect.gen(function*() {
       const a = yield* Datagram.bind(v4)
       const b = yield* Datagram.bind(v4)
       const pull = yield* Stream.toPull(b.reads)
       yield* a.send(bytes("queued"), b.address)
-      assert.deepStrictEqual(Chunk.toArray(yield* within("the datagram", pull)).map(text), ["queued"])
+      assert.deepStrictEqual((yield* within("the datagram", pull)).map(text), ["queued"])
       yield* b.close
       yield* b.close
       const rest = yield* within("reads to end", Stream.runCollect(b.reads))
@@ -213,7 +213,7 @@ describe("Datagram", () => {
 
   describe("receive queue", () => {
     for (const [strategy, survivors] of [["dropping", "0123"], ["sliding", "6789"]] as const) {
-      it.scopedLive(`${strategy}: a slow reader costs counted drops, not memory; one pull takes the queue`, () =>
+      it.live(`${strategy}: a slow reader costs counted drops, not memory; one pull takes the queue`, () =>
         Effect.gen(function*() {
           const sender = yield* Datagram.bind(v4)
           const receiver = yield* Datagram.bind(v4, { receiveBufferSize: 4, overflowStrategy: strategy })
@@ -221,16 +221,16 @@ describe("Datagram", () => {
           yield* eventually("6 drops", receiver.dropped, (n) => n >= 6)
           const pull = yield* Stream.toPull(receiver.reads)
           const chunk = yield* within("the queued chunk", pull)
-          assert.deepStrictEqual(Chunk.toArray(chunk).map(text).join(""), survivors)
+          assert.deepStrictEqual(chunk.map(text).join(""), survivors)
           assert.strictEqual(yield* receiver.dropped, 6)
           // Drained, the queue takes datagrams again.
           yield* sender.send(bytes("x"), receiver.address)
-          assert.deepStrictEqual(Chunk.toArray(yield* within("a fresh datagram", pull)).map(text), ["x"])
+          assert.deepStrictEqual((yield* within("a fresh datagram", pull)).map(text), ["x"])
           assert.strictEqual(yield* receiver.dropped, 6)
         }))
     }
 
-    it.scopedLive("a flood into a small queue holds its capacity and counts every other datagram", () =>
+    it.live("a flood into a small queue holds its capacity and counts every other datagram", () =>
       Effect.gen(function*() {
         const sender = yield* Datagram.bind(v4)
         const receiver = yield* Datagram.bind(v4, { receiveBufferSize: 16, overflowStrategy: "sliding" })
@@ -243,14 +243,14 @@ describe("Datagram", () => {
           yield* eventually(`batch ${batch}`, receiver.dropped, (n) => n >= (batch + 1) * 100 - 16)
         }
         const pull = yield* Stream.toPull(receiver.reads)
-        const chunk = Chunk.toArray(yield* within("the queue", pull)).map(text)
+        const chunk = (yield* within("the queue", pull)).map(text)
         assert.deepStrictEqual(chunk, Array.from({ length: 16 }, (_, i) => String(batches * 100 - 16 + i)))
         assert.strictEqual(yield* receiver.dropped, batches * 100 - 16)
       }))
   })
 
   describe("connected mode", () => {
-    it.scopedLive("Datagram.connect: sends need no address and only the peer's datagrams are read", () =>
+    it.live("Datagram.connect: sends need no address and only the peer's datagrams are read", () =>
       Effect.gen(function*() {
         const server = yield* Datagram.bind(v4)
         const intruder = yield* Datagram.bind(v4)
@@ -270,7 +270,7 @@ describe("Datagram", () => {
         assert.deepStrictEqual((yield* take(server.reads, 2)).map(text), ["a", "b"])
       }))
 
-    it.scopedLive("socket.connect: only the peer's datagrams are read, earlier arrivals included", () =>
+    it.live("socket.connect: only the peer's datagrams are read, earlier arrivals included", () =>
       Effect.gen(function*() {
         const socket = yield* Datagram.bind(v4)
         const peer = yield* Datagram.bind(v4)
@@ -289,13 +289,13 @@ describe("Datagram", () => {
         assert.strictEqual(Address.format(atPeer[0]!.from), Address.format(socket.address))
 
         const misuse = yield* Effect.exit(socket.send(bytes("x"), other.address))
-        assert.isTrue(Exit.isFailure(misuse) && Cause.isDie(misuse.cause))
+        assert.isTrue(Exit.isFailure(misuse) && Cause.hasDies(misuse.cause))
         assert.include(Cause.pretty((misuse as Exit.Failure<never, never>).cause), "is connected to")
         const twice = yield* Effect.exit(socket.connect(other.address))
-        assert.isTrue(Exit.isFailure(twice) && Cause.isDie(twice.cause))
+        assert.isTrue(Exit.isFailure(twice) && Cause.hasDies(twice.cause))
       }))
 
-    it.scopedLive("ICMP port unreachable from the peer fails reads with ConnectionRefused", () =>
+    it.live("ICMP port unreachable from the peer fails reads with ConnectionRefused", () =>
       Effect.gen(function*() {
         const port = yield* freePort("127.0.0.1")
         const client = yield* Datagram.connect(Address.tcp("127.0.0.1", port))
@@ -310,7 +310,7 @@ describe("Datagram", () => {
   describe("multicast on the loopback interface", () => {
     const randomOctet = () => 1 + Math.floor(Math.random() * 250)
 
-    it.scopedLive("receives a joined group's datagrams until the membership's scope closes", () =>
+    it.live("receives a joined group's datagrams until the membership's scope closes", () =>
       Effect.gen(function*() {
         const group = `239.255.${randomOctet()}.${randomOctet()}`
         // Bound to the group itself: it receives that group's traffic and no unicast.
@@ -319,7 +319,7 @@ describe("Datagram", () => {
         const to = Address.tcp(group, receiver.address.port)
 
         const first = yield* Scope.make()
-        yield* Scope.extend(receiver.joinMulticast({ group, interface: "127.0.0.1" }), first)
+        yield* Scope.provide(receiver.joinMulticast({ group, interface: "127.0.0.1" }), first)
         const twice = yield* Effect.flip(Effect.scoped(receiver.joinMulticast({ group, interface: "127.0.0.1" })))
         assert.include(twice.message, "already a member")
         yield* sender.send(bytes("m1"), to)
@@ -329,13 +329,13 @@ describe("Datagram", () => {
 
         yield* Scope.close(first, Exit.void)
         yield* sender.send(bytes("m2: sent while not a member"), to)
-        yield* Scope.extend(receiver.joinMulticast({ group, interface: "127.0.0.1" }), yield* Effect.scope)
+        yield* Scope.provide(receiver.joinMulticast({ group, interface: "127.0.0.1" }), yield* Effect.scope)
         yield* sender.send(bytes("m3"), to)
         // Datagrams arrive in order on loopback: had m2 been delivered, it would come first.
         assert.strictEqual(text((yield* take(receiver.reads, 1))[0]!), "m3")
       }))
 
-    it.scopedLive("source-specific membership receives the source's datagrams", () =>
+    it.live("source-specific membership receives the source's datagrams", () =>
       Effect.gen(function*() {
         const group = `232.${randomOctet()}.${randomOctet()}.${randomOctet()}`
         const receiver = yield* Datagram.bind(Address.tcp(group, 0), { reuseAddress: true })
@@ -345,24 +345,24 @@ describe("Datagram", () => {
         assert.strictEqual(text((yield* take(receiver.reads, 1))[0]!), "ssm")
       }))
 
-    it.scopedLive("IPv6 multicast: a send where lo has no IPv6 multicast route is NetworkUnreachable, else delivered", () =>
+    it.live("IPv6 multicast: a send where lo has no IPv6 multicast route is NetworkUnreachable, else delivered", () =>
       Effect.gen(function*() {
         const group = `ff15::${randomOctet().toString(16)}:${randomOctet().toString(16)}`
         const receiver = yield* Datagram.bind(Address.tcp(group, 0), { reuseAddress: true })
         const sender = yield* Datagram.bind(v6, { multicastInterface: "::%lo", multicastTtl: 0 })
         yield* receiver.joinMulticast({ group, interface: "::%lo" })
-        const sent = yield* Effect.either(sender.send(bytes("m6"), Address.tcp(group, receiver.address.port)))
-        if (sent._tag === "Left") {
+        const sent = yield* Effect.result(sender.send(bytes("m6"), Address.tcp(group, receiver.address.port)))
+        if (Result.isFailure(sent)) {
           // Linux's lo has no MULTICAST flag, so no IPv6 multicast route: the
           // kernel refuses the send with ENETUNREACH, and we say so, typed.
-          assert.strictEqual(sent.left._tag, "NetworkUnreachable")
+          assert.strictEqual(sent.failure._tag, "NetworkUnreachable")
           return
         }
         assert.strictEqual(text((yield* take(receiver.reads, 1))[0]!), "m6")
       }))
   })
 
-  it.scopedLive("isDatagramSocket recognises both views", () =>
+  it.live("isDatagramSocket recognises both views", () =>
     Effect.gen(function*() {
       const a = yield* Datagram.bind(v4)
       const c = yield* Datagram.connect(a.address)

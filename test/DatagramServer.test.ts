@@ -3,9 +3,9 @@ import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
-import * as HashMap from "effect/HashMap"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
+import * as References from "effect/References"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import * as Address from "../src/Address.js"
@@ -18,8 +18,8 @@ const decoder = new TextDecoder()
 const bytes = (s: string) => encoder.encode(s)
 const v4 = Address.tcp("127.0.0.1", 0)
 
-const within = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, duration: Duration.DurationInput = "5 seconds") =>
-  Effect.timeoutFail(effect, { duration, onTimeout: () => new Error(`timed out waiting for ${what}`) })
+const within = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, duration: Duration.Input = "5 seconds") =>
+  Effect.timeoutOrElse(effect, { duration, orElse: () => Effect.fail(new Error(`timed out waiting for ${what}`)) })
 
 const upper = DatagramServer.layerTest({ handler: (d) => Effect.succeed(upperBytes(d.payload)) })
 
@@ -31,7 +31,7 @@ const serverAddress = Effect.map(DatagramServer.DatagramServer, (s) => s.address
  */
 const patient = {
   timeout: "1 second",
-  schedule: Schedule.spaced("10 millis").pipe(Schedule.intersect(Schedule.recurs(4)))
+  schedule: Schedule.max([Schedule.spaced("10 millis"), Schedule.recurs(4)])
 } as const
 
 describe("bytes", () => {
@@ -112,12 +112,15 @@ describe("DatagramServer", () => {
 
   it.live("handler failures and defects are logged with the peer and never stop the server", () => {
     const logs: Array<{ message: string; peer: unknown }> = []
-    const capture = Logger.replace(
-      Logger.defaultLogger,
-      Logger.make(({ annotations, message }) => {
-        logs.push({ message: String(message), peer: Option.getOrUndefined(HashMap.get(annotations, "peer")) })
+    const capture = Logger.layer([
+      Logger.make(({ fiber, message }) => {
+        logs.push({
+          // A log call's arguments arrive as an array.
+          message: Array.isArray(message) ? message.join(" ") : String(message),
+          peer: fiber.getRef(References.CurrentLogAnnotations)["peer"]
+        })
       })
-    )
+    ])
     return Effect.gen(function*() {
       const address = yield* serverAddress
       const client = yield* DatagramServer.client(address, { timeout: "50 millis", schedule: Schedule.recurs(0) })
@@ -137,7 +140,7 @@ describe("DatagramServer", () => {
         handler: (d) => {
           const word = decoder.decode(d.payload)
           if (word === "fail") return Effect.fail(new Error("refusing on purpose"))
-          if (word === "die") return Effect.dieMessage("boom")
+          if (word === "die") return Effect.die(new Error("boom"))
           return Effect.succeed(upperBytes(d.payload))
         }
       })),
@@ -164,7 +167,7 @@ describe("DatagramServer", () => {
       })
       yield* Effect.gen(function*() {
         const address = yield* serverAddress
-        const replies = yield* Effect.fork(Effect.forEach(
+        const replies = yield* Effect.forkChild(Effect.forEach(
           Array.from({ length: 6 }, (_, i) => i),
           (i) => DatagramServer.request(bytes(String(i)), address, patient),
           { concurrency: "unbounded" }
@@ -180,7 +183,7 @@ describe("DatagramServer", () => {
       }).pipe(Effect.provide(layer))
     }))
 
-  it.scopedLive("binding a used port fails the layer with AddressInUse", () =>
+  it.live("binding a used port fails the layer with AddressInUse", () =>
     Effect.gen(function*() {
       const taken = yield* Datagram.bind(v4)
       const error = yield* Effect.flip(Effect.scoped(Effect.provide(
@@ -211,12 +214,12 @@ describe("request", () => {
       })()
     }))))
 
-  it.scopedLive("fails with RequestTimeout after the schedule's last try when nobody answers", () =>
+  it.live("fails with RequestTimeout after the schedule's last try when nobody answers", () =>
     Effect.gen(function*() {
       const silent = yield* Datagram.bind(v4)
       const error = yield* Effect.flip(DatagramServer.request(bytes("hello?"), silent.address, {
         timeout: "50 millis",
-        schedule: Schedule.spaced("10 millis").pipe(Schedule.intersect(Schedule.recurs(2)))
+        schedule: Schedule.max([Schedule.spaced("10 millis"), Schedule.recurs(2)])
       }))
       assert.strictEqual(error._tag, "RequestTimeout")
       if (error._tag !== "RequestTimeout") return
@@ -227,7 +230,7 @@ describe("request", () => {
       assert.deepStrictEqual(Array.from(heard, (d) => decoder.decode(d.payload)), ["hello?", "hello?", "hello?"])
     }))
 
-  it.scopedLive("the default schedule makes 4 attempts, 100, 200 and 400 ms apart", () =>
+  it.live("the default schedule makes 4 attempts, 100, 200 and 400 ms apart", () =>
     Effect.gen(function*() {
       const silent = yield* Datagram.bind(v4)
       const started = performance.now()
@@ -239,18 +242,18 @@ describe("request", () => {
       assert.isBelow(elapsed, 3_000)
     }))
 
-  it.scopedLive("a stale reply to an earlier request is not taken for the next one's", () =>
+  it.live("a stale reply to an earlier request is not taken for the next one's", () =>
     Effect.gen(function*() {
       const server = yield* Datagram.bind(v4)
       const client = yield* DatagramServer.client(server.address, patient)
-      const first = yield* Effect.fork(client.request(bytes("one")))
+      const first = yield* Effect.forkChild(client.request(bytes("one")))
       const [one] = yield* within("request one", Stream.runCollect(Stream.take(server.reads, 1)))
       // Answer twice: the second copy is stale by the time "two" is asked.
       // Sent in one batch, both copies are read in the same event-loop turn,
       // so the copy is queued by the time request one completes.
       yield* server.sendAll([{ payload: bytes("reply one"), to: one!.from }, { payload: bytes("reply one"), to: one!.from }])
       assert.strictEqual(decoder.decode(yield* within("reply one", Fiber.join(first))), "reply one")
-      const second = yield* Effect.fork(client.request(bytes("two")))
+      const second = yield* Effect.forkChild(client.request(bytes("two")))
       const [two] = yield* within("request two", Stream.runCollect(Stream.take(server.reads, 1)))
       assert.strictEqual(decoder.decode(two!.payload), "two")
       yield* server.send(bytes("reply two"), two!.from)

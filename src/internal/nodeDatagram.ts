@@ -3,9 +3,11 @@
  * they land in a bounded ring buffer that a Stream pulls from, so a slow
  * reader costs dropped datagrams (counted), never memory.
  */
-import * as Chunk from "effect/Chunk"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import type * as Pull from "effect/Pull"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as dgram from "node:dgram"
@@ -25,6 +27,9 @@ const MAX_UDP_PAYLOAD_IPV6 = 65_527
 // Building a TcpAddress costs microseconds; most traffic comes from a few
 // peers, so their addresses are reused. Cleared when full to stay bounded.
 const ADDRESS_CACHE_SIZE = 256
+
+/** Addresses made from what the kernel or the resolver returned are valid: skip the checks. */
+const trusted = { disableChecks: true } as const
 
 /**
  * The bounded receive queue: a ring buffer, a single pending read error and
@@ -115,7 +120,7 @@ export class ReceiveQueue {
   /**
    * libuv reads up to 32 datagrams per readiness event, each its own
    * callback. Waking the reader in the check phase, right after those
-   * callbacks, hands it the whole batch as one chunk instead of one
+   * callbacks, hands it the whole batch as one pull instead of one
    * datagram per fiber wake-up, at no added latency (same loop iteration).
    */
   private wakeAfterReads(): void {
@@ -134,7 +139,7 @@ export class ReceiveQueue {
     for (const wake of waiters) wake()
   }
 
-  private readonly await: Effect.Effect<void> = Effect.async<void>((resume) => {
+  private readonly await: Effect.Effect<void> = Effect.callback<void>((resume) => {
     const wake = () => resume(Effect.void)
     this.waiters.add(wake)
     return Effect.sync(() => {
@@ -148,14 +153,14 @@ export class ReceiveQueue {
     return error
   }
 
-  /** Everything queued as one chunk; `None` once closed and empty. */
-  readonly pull: Effect.Effect<Chunk.Chunk<Datagram.Datagram>, Option.Option<NetError.ReadError>> = Effect.suspend(
-    () => {
-      if (this.size > 0) return Effect.succeed(Chunk.unsafeFromArray(this.takeAll()))
+  /** Everything queued as one (never empty) batch; `Cause.Done` once closed and empty. */
+  readonly pull: Pull.Pull<NonEmptyReadonlyArray<Datagram.Datagram>, NetError.ReadError> = Effect.suspend(
+    (): Pull.Pull<NonEmptyReadonlyArray<Datagram.Datagram>, NetError.ReadError> => {
+      if (this.size > 0) return Effect.succeed(this.takeAll() as unknown as NonEmptyReadonlyArray<Datagram.Datagram>)
       const error = this.takeError()
-      if (error !== undefined) return Effect.fail(Option.some(error))
-      if (this.closed) return Effect.fail(Option.none())
-      return Effect.zipRight(this.await, this.pull)
+      if (error !== undefined) return Effect.fail(error)
+      if (this.closed) return Cause.done()
+      return Effect.andThen(this.await, this.pull)
     }
   )
 
@@ -165,7 +170,7 @@ export class ReceiveQueue {
     const error = this.takeError()
     if (error !== undefined) return Effect.fail(error)
     if (this.closed) return Effect.succeed(Option.none())
-    return Effect.zipRight(this.await, this.receive)
+    return Effect.andThen(this.await, this.receive)
   })
 }
 
@@ -195,7 +200,7 @@ const thrownDetail = (err: unknown): string | undefined => {
 
 /** @internal */
 export const defaultLookup: Datagram.Lookup = (host, family) =>
-  Effect.async<string, NetError.HostNotFound>((resume) => {
+  Effect.callback<string, NetError.HostNotFound>((resume) => {
     dns.lookup(host, { family: family ?? 0 }, (err, ip) => {
       if (err === null) return resume(Effect.succeed(ip))
       const e = NetError.fromSystemError(err)
@@ -214,7 +219,10 @@ const resolve = (
   isIP(address.host) !== 0 ? Effect.succeed(address.host) : lookup(address.host, family).pipe(
     Effect.filterOrElse(
       (ip) => isIP(ip) !== 0,
-      (ip) => Effect.dieMessage(`lookup(${JSON.stringify(address.host)}) returned ${JSON.stringify(ip)}, not an IP address`)
+      (ip) =>
+        Effect.die(
+          new Error(`lookup(${JSON.stringify(address.host)}) returned ${JSON.stringify(ip)}, not an IP address`)
+        )
     ),
     Effect.mapError((e) =>
       e.address === undefined
@@ -259,7 +267,7 @@ class Handle {
     this.ipv6Only = options.ipv6Only ?? false
     this.queue = new ReceiveQueue(capacity, options.overflowStrategy ?? "dropping")
     const queue = this.queue
-    this.reads = Stream.repeatEffectChunkOption(queue.pull)
+    this.reads = Stream.fromPull(Effect.succeed(queue.pull))
     this.dropped = Effect.sync(() => queue.dropped)
     this.socket = dgram.createSocket({
       type: family === 6 ? "udp6" : "udp4",
@@ -294,14 +302,14 @@ class Handle {
     let address = this.addresses.get(key)
     if (address === undefined) {
       if (this.addresses.size >= ADDRESS_CACHE_SIZE) this.addresses.clear()
-      address = new Address.TcpAddress({ host: ip, port }, true)
+      address = new Address.TcpAddress({ host: ip, port }, trusted)
       this.addresses.set(key, address)
     }
     return address
   }
 
   bind(ip: string, address: Datagram.UdpAddress): Effect.Effect<void, NetError.ListenError> {
-    return Effect.async<void, NetError.ListenError>((resume) => {
+    return Effect.callback<void, NetError.ListenError>((resume) => {
       const failed = (err: unknown) => {
         this.binding = undefined
         resume(Effect.fail(
@@ -381,7 +389,7 @@ class Handle {
     items: ReadonlyArray<{ readonly payload: Uint8Array; readonly to: Datagram.UdpAddress; readonly ip?: string }>
   ): Effect.Effect<void, NetError.SendError> {
     if (items.length === 0) return Effect.void
-    return Effect.async<void, NetError.SendError>((resume) => {
+    return Effect.callback<void, NetError.SendError>((resume) => {
       let pending = items.length
       let first: NetError.SendError | undefined = undefined
       const done = (error: NetError.SendError | undefined) => {
@@ -455,9 +463,11 @@ class Handle {
 
   private notPeer(to: Datagram.UdpAddress): Effect.Effect<never> {
     const peer = this.peer
-    return Effect.dieMessage(
-      `this UDP socket is connected to ${Address.format(this.addressOf(peer!.ip, peer!.port))}: ` +
-        `it cannot send to ${Address.format(to)}; send from another socket`
+    return Effect.die(
+      new Error(
+        `this UDP socket is connected to ${Address.format(this.addressOf(peer!.ip, peer!.port))}: ` +
+          `it cannot send to ${Address.format(to)}; send from another socket`
+      )
     )
   }
 
@@ -470,16 +480,16 @@ class Handle {
     to: Datagram.UdpAddress,
     reportAs: Datagram.UdpAddress
   ): Effect.Effect<Datagram.ConnectedDatagramSocket, NetError.ConnectError> {
-    return Effect.gen(this, function*() {
+    return Effect.gen({ self: this }, function*() {
       if (this.peer !== undefined) {
-        return yield* Effect.dieMessage(
-          `this UDP socket is already connected to ${this.peerHost}; a socket connects once: bind another one`
+        return yield* Effect.die(
+          new Error(`this UDP socket is already connected to ${this.peerHost}; a socket connects once: bind another one`)
         )
       }
       const ip = yield* this.target(to)
       // Uninterruptible: once Node connects, the socket is connected whether or not anyone waits.
       yield* Effect.uninterruptible(
-        Effect.async<void, NetError.ConnectError>((resume) => {
+        Effect.callback<void, NetError.ConnectError>((resume) => {
           const failed = (err: unknown) =>
             resume(Effect.fail(
               NetError.fromSystemError(err, { phase: "connect", address: reportAs, detail: thrownDetail(err) })
@@ -589,7 +599,7 @@ const validCapacity = (options: Datagram.BindOptions): Effect.Effect<number> => 
   const capacity = options.receiveBufferSize ?? DEFAULT_RECEIVE_BUFFER_SIZE
   return Number.isSafeInteger(capacity) && capacity >= 1
     ? Effect.succeed(capacity)
-    : Effect.dieMessage(`receiveBufferSize must be a positive integer (datagrams), got ${capacity}`)
+    : Effect.die(new Error(`receiveBufferSize must be a positive integer (datagrams), got ${capacity}`))
 }
 
 const open = (
@@ -623,8 +633,8 @@ export const connect = (
   Effect.gen(function*() {
     const ip = yield* resolve(options.lookup ?? defaultLookup, remote, undefined)
     const local = options.localAddress ??
-      new Address.TcpAddress({ host: familyOf(ip) === 6 ? "::" : "0.0.0.0", port: 0 }, true)
+      new Address.TcpAddress({ host: familyOf(ip) === 6 ? "::" : "0.0.0.0", port: 0 }, trusted)
     const handle = yield* open(local, options)
     // Connect to the IP just resolved: resolving again could pick another address.
-    return yield* handle.connect(new Address.TcpAddress({ host: ip, port: remote.port }, true), remote)
+    return yield* handle.connect(new Address.TcpAddress({ host: ip, port: remote.port }, trusted), remote)
   })
