@@ -24,7 +24,6 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
-import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { setMaxListeners } from "node:events"
@@ -140,9 +139,9 @@ export interface Options<E, R> {
   /** What happens past `maxConnections` (default `"queue"`). */
   readonly overflow?: Overflow | undefined
   /** A connection with no traffic either way for this long fails with `IdleTimeout` (default: none). */
-  readonly idleTimeout?: Duration.DurationInput | undefined
+  readonly idleTimeout?: Duration.Input | undefined
   /** How long open connections may finish after shutdown begins (default 10 seconds). */
-  readonly shutdownTimeout?: Duration.DurationInput | undefined
+  readonly shutdownTimeout?: Duration.Input | undefined
   /** Name used in log lines (default: the address). */
   readonly name?: string | undefined
   /** Further socket options for the listener and accepted sockets. */
@@ -211,13 +210,13 @@ export interface RunningServer {
  * @since 0.1.0
  * @category tags
  */
-export class Server extends Context.Tag("effect-wire/Server")<Server, RunningServer>() {}
+export class Server extends Context.Service<Server, RunningServer>()("effect-wire/Server") {}
 
 const DEFAULT_MAX_CONNECTIONS = 1024
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(10)
 
 const describeCause = (cause: Cause.Cause<unknown>): string => {
-  const failure = Cause.failureOption(cause)
+  const failure = Cause.findErrorOption(cause)
   if (failure._tag === "Some") {
     const e = failure.value
     if (typeof e !== "object" || e === null || !("message" in e)) return String(e)
@@ -277,12 +276,12 @@ export const fromListener = <E, R>(
   Effect.gen(function*() {
     const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
     if (!Number.isInteger(maxConnections) || maxConnections < 1) {
-      return yield* Effect.dieMessage(`maxConnections must be a positive integer, got ${maxConnections}`)
+      return yield* Effect.die(new Error(`maxConnections must be a positive integer, got ${maxConnections}`))
     }
     const overflow = options.overflow ?? "queue"
     const shutdownTimeout = options.shutdownTimeout === undefined
       ? DEFAULT_SHUTDOWN_TIMEOUT
-      : Duration.decode(options.shutdownTimeout)
+      : Duration.fromInputUnsafe(options.shutdownTimeout)
     const name = options.name ?? Address.format(listener.address)
     const counters = { accepted: 0, active: 0, completed: 0, failed: 0, refused: 0 }
     const drainSignal = yield* Deferred.make<void>()
@@ -291,7 +290,7 @@ export const fromListener = <E, R>(
     const connections = yield* FiberSet.make<void, never>()
     const runConnection = yield* FiberSet.runtime(connections)<Exclude<R, Scope.Scope>>()
     // For logging from Node's callbacks, with the caller's logger.
-    const runtime = yield* Effect.runtime<never>()
+    const runFork = Effect.runForkWith(yield* Effect.context<never>())
 
     // The same two effects and the same signal serve every connection.
     const draining = Deferred.await(drainSignal)
@@ -306,7 +305,7 @@ export const fromListener = <E, R>(
     // bounded queues. Released from a fiber's end or from a Node callback.
     let freeSlots = maxConnections
     let slotWaiter: (() => void) | undefined
-    const takeSlot = Effect.async<void>((resume) => {
+    const takeSlot = Effect.callback<void>((resume) => {
       if (freeSlots > 0) {
         freeSlots--
         return resume(Effect.void)
@@ -351,13 +350,13 @@ export const fromListener = <E, R>(
               counters.completed++
               return Effect.void
             }
-            if (Exit.isInterrupted(exit)) return Effect.void
+            if (Exit.hasInterrupts(exit)) return Effect.void
             counters.failed++
             return logFailure(socket, exit.cause)
           })
         ),
         Effect.ensuring(socket.close),
-        Effect.catchAllCause(() => Effect.void)
+        Effect.catchCause(() => Effect.void)
       ) as Effect.Effect<void, never, Exclude<R, Scope.Scope>>
     }
 
@@ -393,7 +392,7 @@ export const fromListener = <E, R>(
           if (Exit.isSuccess(exit)) counters.completed++
           else {
             counters.failed++
-            Runtime.runFork(runtime)(logFailure(socket, exit.cause))
+            runFork(logFailure(socket, exit.cause))
           }
         }
         socket.closeWith(() => directGone(socket, state))
@@ -419,7 +418,7 @@ export const fromListener = <E, R>(
       overflow === "queue"
         // Wait for a free slot before taking the next connection: meanwhile new
         // connections wait in the listener's bounded queue and the kernel backlog.
-        ? (socket) => Effect.zipRight(takeSlot, accept(socket, releaseSlot))
+        ? (socket) => Effect.andThen(takeSlot, accept(socket, releaseSlot))
         : (socket) =>
           Effect.suspend(() => {
             if (counters.active < maxConnections) return accept(socket, noSlot)
@@ -464,7 +463,7 @@ export const fromListener = <E, R>(
 
     // A daemon, interrupted by the drain below, so that accepting stops before
     // connections are waited for.
-    const acceptFiber = directListener === undefined ? yield* Effect.forkDaemon(acceptLoop) : undefined
+    const acceptFiber = directListener === undefined ? yield* Effect.forkDetach(acceptLoop) : undefined
     if (directListener !== undefined) {
       // Connections that arrived before this point are waiting in the queue.
       while (overflow === "refuse" || freeSlots > 0) {
@@ -475,7 +474,7 @@ export const fromListener = <E, R>(
       directListener.acceptor = acceptDirect
     }
 
-    const directDrained = Effect.async<void>((resume) => {
+    const directDrained = Effect.callback<void>((resume) => {
       if (direct.size === 0) return resume(Effect.void)
       const wake = () => resume(Effect.void)
       directWaiters.push(wake)
@@ -485,7 +484,7 @@ export const fromListener = <E, R>(
     })
     // Cut the direct connections still open: each is closed (flushing within
     // its closeTimeout), as an interrupted fiber's socket is.
-    const cutDirect = Effect.async<void>((resume) => {
+    const cutDirect = Effect.callback<void>((resume) => {
       if (direct.size === 0) return resume(Effect.void)
       let open = direct.size
       for (const [socket, state] of Array.from(direct)) {
@@ -514,12 +513,12 @@ export const fromListener = <E, R>(
         for (const state of Array.from(direct.values())) state.pump?.onAbort()
         // Finalizers run uninterruptibly; the wait must be interruptible for the timeout to cut it.
         const drained = yield* Effect.interruptible(
-          Effect.zipRight(FiberSet.awaitEmpty(connections), directDrained)
+          Effect.andThen(FiberSet.awaitEmpty(connections), directDrained)
         ).pipe(Effect.timeoutOption(shutdownTimeout))
         const cut = drained._tag === "Some" ? 0 : (yield* FiberSet.size(connections)) + direct.size
         // All at once: FiberSet.clear interrupts one fiber after another, and each
         // cut connection's close may wait up to its closeTimeout for a flush.
-        yield* Effect.zipRight(Fiber.interruptAll(Array.from(connections)), cutDirect, { concurrent: true })
+        yield* Effect.zip(Fiber.interruptAll(Array.from(connections)), cutDirect, { concurrent: true })
         const report: ShutdownReport = { finished: open - cut, cut }
         yield* Deferred.succeed(shutdownReport, report)
         if (open > 0) {
@@ -568,4 +567,4 @@ interface DirectConnection {
  * @category layers
  */
 export const layer = <E, R>(options: Options<E, R>): Layer.Layer<Server, ListenError, Exclude<R, Scope.Scope>> =>
-  Layer.scoped(Server, make(options))
+  Layer.effect(Server, make(options))

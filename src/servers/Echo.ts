@@ -70,7 +70,7 @@ export interface Options extends internal.ServerOptions {}
  * @since 0.1.0
  * @category tags
  */
-export class Echo extends Context.Tag("effect-wire/servers/Echo")<Echo, Server.RunningServer>() {}
+export class Echo extends Context.Service<Echo, Server.RunningServer>()("effect-wire/servers/Echo") {}
 
 /**
  * The running UDP echo server that {@link layerUdp} provides.
@@ -83,10 +83,9 @@ export class Echo extends Context.Tag("effect-wire/servers/Echo")<Echo, Server.R
  * @since 0.1.0
  * @category tags
  */
-export class EchoUdp extends Context.Tag("effect-wire/servers/EchoUdp")<
-  EchoUdp,
-  DatagramServer.RunningDatagramServer
->() {}
+export class EchoUdp extends Context.Service<EchoUdp, DatagramServer.RunningDatagramServer>()(
+  "effect-wire/servers/EchoUdp"
+) {}
 
 /**
  * The connection handler alone, for a server of your own (`Server.make`,
@@ -129,14 +128,14 @@ export const make = (options: Options): Effect.Effect<Server.RunningServer, NetE
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<Echo, NetError.ListenError> => Layer.scoped(Echo, make(options))
+export const layer = (options: Options): Layer.Layer<Echo, NetError.ListenError> => Layer.effect(Echo, make(options))
 
 /**
  * {@link layer} on 127.0.0.1 with a free port, for tests: read the port
  * from the {@link Echo} service.
  *
  * ```ts
- * it.scoped("echoes", () =>
+ * it.live("echoes", () =>
  *   Effect.gen(function*() {
  *     const client = yield* Echo.client((yield* Echo.Echo).address)
  *     assert.deepStrictEqual(yield* client.request("hi"), new TextEncoder().encode("hi"))
@@ -193,7 +192,7 @@ export const makeUdp = (
 export const layerUdp = (
   address: Datagram.UdpAddress,
   options?: UdpOptions | undefined
-): Layer.Layer<EchoUdp, NetError.ListenError> => Layer.scoped(EchoUdp, makeUdp(address, options))
+): Layer.Layer<EchoUdp, NetError.ListenError> => Layer.effect(EchoUdp, makeUdp(address, options))
 
 /**
  * {@link layerUdp} on 127.0.0.1 with a free port, for tests.

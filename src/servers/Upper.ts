@@ -72,7 +72,7 @@ export interface Options extends internal.ServerOptions {}
  * @since 0.1.0
  * @category tags
  */
-export class Upper extends Context.Tag("effect-wire/servers/Upper")<Upper, Server.RunningServer>() {}
+export class Upper extends Context.Service<Upper, Server.RunningServer>()("effect-wire/servers/Upper") {}
 
 /**
  * The running UDP upper-case server that {@link layerUdp} provides.
@@ -85,10 +85,9 @@ export class Upper extends Context.Tag("effect-wire/servers/Upper")<Upper, Serve
  * @since 0.1.0
  * @category tags
  */
-export class UpperUdp extends Context.Tag("effect-wire/servers/UpperUdp")<
-  UpperUdp,
-  DatagramServer.RunningDatagramServer
->() {}
+export class UpperUdp extends Context.Service<UpperUdp, DatagramServer.RunningDatagramServer>()(
+  "effect-wire/servers/UpperUdp"
+) {}
 
 /**
  * The connection handler alone, for a server of your own (`Server.make`,
@@ -131,14 +130,14 @@ export const make = (options: Options): Effect.Effect<Server.RunningServer, NetE
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<Upper, NetError.ListenError> => Layer.scoped(Upper, make(options))
+export const layer = (options: Options): Layer.Layer<Upper, NetError.ListenError> => Layer.effect(Upper, make(options))
 
 /**
  * {@link layer} on 127.0.0.1 with a free port, for tests: read the port
  * from the {@link Upper} service.
  *
  * ```ts
- * it.scoped("upper-cases", () =>
+ * it.live("upper-cases", () =>
  *   Effect.gen(function*() {
  *     const client = yield* Upper.client((yield* Upper.Upper).address)
  *     assert.deepStrictEqual(yield* client.request("hi"), new TextEncoder().encode("HI"))
@@ -195,7 +194,7 @@ export const makeUdp = (
 export const layerUdp = (
   address: Datagram.UdpAddress,
   options?: UdpOptions | undefined
-): Layer.Layer<UpperUdp, NetError.ListenError> => Layer.scoped(UpperUdp, makeUdp(address, options))
+): Layer.Layer<UpperUdp, NetError.ListenError> => Layer.effect(UpperUdp, makeUdp(address, options))
 
 /**
  * {@link layerUdp} on 127.0.0.1 with a free port, for tests.

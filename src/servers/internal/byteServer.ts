@@ -6,12 +6,13 @@
  * @since 0.1.0
  * @internal
  */
-import * as Chunk from "effect/Chunk"
+import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Option from "effect/Option"
+import * as Pull from "effect/Pull"
 import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as Address from "../../Address.js"
 import type * as Datagram from "../../Datagram.js"
@@ -217,13 +218,13 @@ const encoder = new TextEncoder()
 const toBytes = (payload: Uint8Array | string): Uint8Array =>
   typeof payload === "string" ? encoder.encode(payload) : payload
 
-
-type Read = Effect.Effect<Chunk.Chunk<Uint8Array> | undefined, NetError.ReadError>
+/** The next batch of reply bytes; `undefined` at the server's EOF. */
+type Read = Effect.Effect<NonEmptyReadonlyArray<Uint8Array> | undefined, NetError.ReadError>
 
 /** One connection of a client: its socket and how it answers one request. */
 interface Session {
   readonly socket: Socket.Socket
-  readonly scope: Scope.CloseableScope
+  readonly scope: Scope.Closeable
   readonly request: (payload: Uint8Array) => Effect.Effect<Uint8Array, ClientError>
 }
 
@@ -240,7 +241,9 @@ const exchange = (
   size: number,
   reply: Effect.Effect<Uint8Array, ClientError>
 ): Effect.Effect<Uint8Array, ClientError> =>
-  size < SEQUENTIAL_WRITE ? Effect.zipRight(write, reply) : Effect.zipRight(write, reply, { concurrent: true })
+  size < SEQUENTIAL_WRITE
+    ? Effect.andThen(write, reply)
+    : Effect.map(Effect.zip(write, reply, { concurrent: true }), ([, bytes]) => bytes)
 
 /** Raw mode: the reply is as many bytes as the request. */
 const rawSession = (socket: Socket.Socket, read: Read) => {
@@ -271,7 +274,7 @@ const rawSession = (socket: Socket.Socket, read: Read) => {
         if (chunk === undefined) {
           return Effect.fail(new ConnectionClosed({ address: socket.remoteAddress, received, expected: size }))
         }
-        take(Chunk.toReadonlyArray(chunk))
+        take(chunk)
         return loop
       })
     })
@@ -324,15 +327,12 @@ const openSession = (
       const opened = yield* restore(Socket.connect(address, connectOptions)).pipe(
         Effect.flatMap((socket) =>
           Effect.map(Stream.toPull(socket.reads), (pull): Session => {
-            const read: Read = Effect.catchAll(
-              pull,
-              Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail })
-            )
+            const read: Read = Pull.catchDone(pull, () => Effect.succeed(undefined))
             const request = codec === undefined ? rawSession(socket, read) : framedSession(socket, read, codec)
             return { socket, scope, request }
           })
         ),
-        Scope.extend(scope),
+        Scope.provide(scope),
         Effect.onError(() => Scope.close(scope, Exit.void))
       )
       return opened
@@ -341,7 +341,7 @@ const openSession = (
 
 /** Aborts a session whose connection is out of step (a request was cut short) or broken. */
 const discard = (session: Session): Effect.Effect<void> =>
-  Effect.zipRight(session.socket.reset, Scope.close(session.scope, Exit.void))
+  Effect.andThen(session.socket.reset, Scope.close(session.scope, Exit.void))
 
 /**
  * One connection at a time, opened at once so that a wrong address fails
@@ -355,7 +355,7 @@ export const client = (
   Effect.gen(function*() {
     let session: Session | undefined = yield* openSession(address, options)
     const remoteAddress = session.socket.remoteAddress
-    const lock = yield* Effect.makeSemaphore(1)
+    const lock = yield* Semaphore.make(1)
     yield* Effect.addFinalizer(() => session === undefined ? Effect.void : Scope.close(session.scope, Exit.void))
 
     const request = (payload: Uint8Array): Effect.Effect<Uint8Array, ClientError | NetError.ConnectError> =>
