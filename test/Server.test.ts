@@ -1,5 +1,4 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -21,7 +20,7 @@ const echo = (socket: Socket.Socket) => Stream.run(socket.reads, socket.writes)
 
 const readAll = (socket: Socket.Socket) =>
   Stream.runCollect(socket.reads).pipe(
-    Effect.map((chunks) => decoder.decode(Buffer.concat(Chunk.toArray(chunks))))
+    Effect.map((chunks) => decoder.decode(Buffer.concat(chunks)))
   )
 
 /** Connect, send `text`, half-close, and read the whole reply. */
@@ -34,7 +33,7 @@ const roundTrip = (address: Address.Address, text: string) =>
   }))
 
 describe("Server", () => {
-  it.scopedLive("listens when built and serves each connection", () =>
+  it.live("listens when built and serves each connection", () =>
     Effect.gen(function*() {
       const server = yield* Server.make({ address: loopback, handler: echo })
       assert.strictEqual(server.address._tag, "TcpAddress")
@@ -56,7 +55,7 @@ describe("Server", () => {
       assert.include(error.message, "already in use (EADDRINUSE)")
     })))
 
-  it.scopedLive("a failing handler ends only its own connection", () =>
+  it.live("a failing handler ends only its own connection", () =>
     Effect.gen(function*() {
       const server = yield* Server.make({
         address: loopback,
@@ -78,17 +77,17 @@ describe("Server", () => {
       assert.strictEqual(stats.completed, 1)
     }))
 
-  it.scopedLive("queues connections past maxConnections until a slot frees", () =>
+  it.live("queues connections past maxConnections until a slot frees", () =>
     Effect.gen(function*() {
       const server = yield* Server.make({ address: loopback, handler: echo, maxConnections: 1 })
       const scopeA = yield* Scope.make()
-      const a = yield* Socket.connect(server.address).pipe(Scope.extend(scopeA))
+      const a = yield* Socket.connect(server.address).pipe(Scope.provide(scopeA))
       yield* a.write(encoder.encode("a"))
       // The first connection is being served: its echo proves it.
       const echoed = yield* Stream.runHead(a.reads)
       assert.strictEqual(echoed._tag === "Some" ? decoder.decode(echoed.value) : "", "a")
       // The second one connects (kernel backlog) but is not served while the first is open.
-      const b = yield* Effect.fork(roundTrip(server.address, "b"))
+      const b = yield* Effect.forkChild(roundTrip(server.address, "b"))
       const early = yield* Fiber.join(b).pipe(Effect.timeoutOption("300 millis"))
       assert.strictEqual(early._tag, "None")
       assert.strictEqual((yield* server.stats).active, 1)
@@ -96,7 +95,7 @@ describe("Server", () => {
       assert.strictEqual(yield* Fiber.join(b), "b")
     }))
 
-  it.scopedLive("refuses connections past maxConnections with overflow: refuse", () =>
+  it.live("refuses connections past maxConnections with overflow: refuse", () =>
     Effect.gen(function*() {
       const server = yield* Server.make({
         address: loopback,
@@ -107,10 +106,10 @@ describe("Server", () => {
       const a = yield* Socket.connect(server.address)
       yield* a.write(encoder.encode("a"))
       yield* Stream.runHead(a.reads)
-      const refused = yield* roundTrip(server.address, "b").pipe(Effect.either)
+      const refused = yield* roundTrip(server.address, "b").pipe(Effect.result)
       // Refused: closed without an answer (EOF, or a reset if our bytes arrived after the close).
-      if (refused._tag === "Right") assert.strictEqual(refused.right, "")
-      else assert.strictEqual(refused.left._tag, "ConnectionReset")
+      if (refused._tag === "Success") assert.strictEqual(refused.success, "")
+      else assert.strictEqual(refused.failure._tag, "ConnectionReset")
       assert.strictEqual((yield* server.stats).refused, 1)
     }))
 
@@ -131,13 +130,13 @@ describe("Server", () => {
             yield* connection.draining
             yield* socket.write(encoder.encode(`done ${text}`))
           })
-      }).pipe(Scope.extend(scope))
+      }).pipe(Scope.provide(scope))
       const client = Effect.scoped(Effect.gen(function*() {
         const socket = yield* Socket.connect(server.address)
         yield* socket.write(encoder.encode("work"))
         return yield* readAll(socket)
       }))
-      const inFlight = yield* Effect.fork(client)
+      const inFlight = yield* Effect.forkChild(client)
       yield* Deferred.await(started)
       yield* Scope.close(scope, Exit.void)
       assert.strictEqual(yield* Fiber.join(inFlight), "done work")
@@ -149,9 +148,9 @@ describe("Server", () => {
         address: loopback,
         shutdownTimeout: "200 millis",
         handler: (socket) =>
-          Stream.runHead(socket.reads).pipe(Effect.zipRight(Deferred.succeed(started2, void 0)), Effect.zipRight(Effect.never))
-      }).pipe(Scope.extend(scope2))
-      const stuck = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+          Stream.runHead(socket.reads).pipe(Effect.andThen(Deferred.succeed(started2, void 0)), Effect.andThen(Effect.never))
+      }).pipe(Scope.provide(scope2))
+      const stuck = yield* Effect.forkChild(Effect.scoped(Effect.gen(function*() {
         const socket = yield* Socket.connect(server2.address)
         yield* socket.write(encoder.encode("stuck"))
         return yield* readAll(socket)
@@ -170,7 +169,7 @@ describe("Server", () => {
   it.live("stops accepting at once when shutdown begins", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
-      const server = yield* Server.make({ address: loopback, handler: echo }).pipe(Scope.extend(scope))
+      const server = yield* Server.make({ address: loopback, handler: echo }).pipe(Scope.provide(scope))
       yield* Scope.close(scope, Exit.void)
       const error = yield* Effect.flip(roundTrip(server.address, "late"))
       assert.strictEqual(error._tag, "ConnectionRefused")
@@ -178,14 +177,14 @@ describe("Server", () => {
 
   it.live("several servers compose as layers, each with its own address", () =>
     Effect.gen(function*() {
-      class A extends Context.Tag("test/Upper")<A, Server.RunningServer>() {}
+      class A extends Context.Service<A, Server.RunningServer>()("test/Upper") {}
       const upper = (socket: Socket.Socket) =>
         Stream.run(
           socket.reads.pipe(Stream.map((bytes) => encoder.encode(decoder.decode(bytes).toUpperCase()))),
           socket.writes
         )
       const EchoLayer = Server.layer({ address: loopback, handler: echo })
-      const UpperLayer = Layer.scoped(A, Server.make({ address: loopback, handler: upper }))
+      const UpperLayer = Layer.effect(A, Server.make({ address: loopback, handler: upper }))
       const [e, u] = yield* Effect.all([
         Effect.flatMap(Server.Server, (s) => roundTrip(s.address, "mixed Case")),
         Effect.flatMap(A, (s) => roundTrip(s.address, "mixed Case"))
@@ -196,7 +195,7 @@ describe("Server", () => {
 })
 
 describe("Server.fromListener", () => {
-  it.scopedLive("serves an in-memory listener exactly like a real one", () =>
+  it.live("serves an in-memory listener exactly like a real one", () =>
     Effect.gen(function*() {
       const listener = yield* MemorySocket.listen()
       const server = yield* Server.fromListener(listener, { handler: echo })

@@ -3,7 +3,8 @@
  * with raw node:net sockets, then with Socket.connect/listen, measured after
  * forced GCs. Native memory (libuv handles, kernel buffers) is not counted.
  *
- *   node --expose-gc node_modules/vite-node/vite-node.mjs test/helpers/memoryPerSocket.ts [N=2000]
+ *   npx esbuild test/helpers/memoryPerSocket.ts --bundle --platform=node --format=esm --outfile=/tmp/memoryPerSocket.mjs
+ *   node --expose-gc /tmp/memoryPerSocket.mjs [N=2000]
  *
  * Not a test: a measurement for the "small per-socket state" target.
  */

@@ -5,7 +5,11 @@
  * node:net client runs in a child process, so the CPU time measured here is
  * the server's alone.
  *
- *   npx vite-node test/helpers/throughput.ts [connections=4] [MiB per connection=64] [rounds=3]
+ *   npx esbuild test/helpers/throughput.ts --bundle --platform=node --format=esm --outfile=/tmp/throughput.mjs
+ *   node /tmp/throughput.mjs [connections=4] [MiB per connection=64] [rounds=3]
+ *
+ * (Bundled first: vitest 5 no longer brings vite-node, and Node cannot run
+ * our `.js`-suffixed imports of `.ts` files on its own.)
  *
  * ONLY=raw or ONLY=ours runs one of the two (e.g. under `node --cpu-prof`).
  * The rounds alternate, so a busy neighbour hurts both sides alike; the report
@@ -70,7 +74,7 @@ const main = Effect.scoped(Effect.gen(function*() {
   const listener = yield* Socket.listen(Address.tcp("127.0.0.1", 0))
   yield* listener.accept.pipe(
     Stream.runForEach((socket) =>
-      Effect.fork(Effect.ensuring(Effect.ignore(Stream.run(socket.reads, socket.writes)), socket.close))
+      Effect.forkChild(Effect.ensuring(Effect.ignore(Stream.run(socket.reads, socket.writes)), socket.close))
     ),
     Effect.forkScoped
   )
