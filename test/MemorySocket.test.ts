@@ -1,12 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as TestClock from "effect/TestClock"
+import * as TestClock from "effect/testing/TestClock"
 import * as Address from "../src/Address.js"
 import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
@@ -19,17 +18,17 @@ const pieces = (chunks: Iterable<Uint8Array>) => Array.from(chunks, (c) => decod
 
 /** The Stream chunks (pulls) of `reads`, each as the texts of its pieces. */
 const pulls = (socket: Socket.Socket) =>
-  socket.reads.pipe(Stream.chunks, Stream.map((chunk) => pieces(chunk)), Stream.runCollect, Effect.map(Chunk.toArray))
+  socket.reads.pipe(Stream.chunks, Stream.map((chunk) => pieces(chunk)), Stream.runCollect)
 
 /** Let forked fibers run until they block; bounded. */
-const settle = Effect.repeatN(Effect.yieldNow(), 20)
+const settle = Effect.repeat(Effect.yieldNow, { times: 20 })
 
 const failTag = <A, E extends { readonly _tag: string }>(effect: Effect.Effect<A, E>) =>
   Effect.map(Effect.flip(effect), (e) => e._tag)
 
 describe("MemorySocket", () => {
   describe("makePair", () => {
-    it.scoped("carries bytes both ways and is a Socket", () =>
+    it.effect("carries bytes both ways and is a Socket", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair()
         assert.isTrue(Socket.isSocket(a))
@@ -43,7 +42,7 @@ describe("MemorySocket", () => {
         assert.strictEqual(text(yield* Stream.runCollect(a.reads)), "pong")
       }))
 
-    it.scoped("one pull yields one piece as written, so stopping early loses nothing", () =>
+    it.effect("one pull yields one piece as written, so stopping early loses nothing", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair()
         yield* a.write(bytes("one"))
@@ -54,7 +53,7 @@ describe("MemorySocket", () => {
         assert.deepStrictEqual(yield* pulls(b), [["two"], ["three"]])
       }))
 
-    it.scoped("coalesce merges a pull into one Uint8Array (sticky packets)", () =>
+    it.effect("coalesce merges a pull into one Uint8Array (sticky packets)", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair({ aToB: { coalesce: true } })
         yield* a.write(bytes("one"))
@@ -63,7 +62,7 @@ describe("MemorySocket", () => {
         assert.deepStrictEqual(yield* pulls(b), [["onetwo"]])
       }))
 
-    it.scoped("a second run of reads continues where the first stopped", () =>
+    it.effect("a second run of reads continues where the first stopped", () =>
       Effect.gen(function*() {
         // One pull is one Stream chunk: a partial run keeps the pulls it did not make.
         const [a, b] = yield* MemorySocket.makePair({ aToB: { maxReadSize: 2 } })
@@ -73,10 +72,10 @@ describe("MemorySocket", () => {
         assert.strictEqual(text(first), "ab")
         assert.strictEqual(text(yield* Stream.runCollect(b.reads)), "cdef")
         // After EOF every run ends at once.
-        assert.strictEqual(Chunk.size(yield* Stream.runCollect(b.reads)), 0)
+        assert.strictEqual((yield* Stream.runCollect(b.reads)).length, 0)
       }))
 
-    it.scoped("half-close: the peer sees EOF and can still answer", () =>
+    it.effect("half-close: the peer sees EOF and can still answer", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair()
         yield* a.write(bytes("request"))
@@ -88,7 +87,7 @@ describe("MemorySocket", () => {
         assert.strictEqual(text(yield* Stream.runCollect(a.reads)), "response")
       }))
 
-    it.scoped("writes after our end or close are BrokenPipe; after the peer closed, too", () =>
+    it.effect("writes after our end or close are BrokenPipe; after the peer closed, too", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair()
         yield* a.end
@@ -104,7 +103,7 @@ describe("MemorySocket", () => {
         assert.include(error.message, "memory:b")
       }))
 
-    it.scoped("reset: the peer reads what was sent, then ConnectionReset; its writes fail too", () =>
+    it.effect("reset: the peer reads what was sent, then ConnectionReset; its writes fail too", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair()
         yield* a.write(bytes("partial"))
@@ -120,44 +119,44 @@ describe("MemorySocket", () => {
         assert.strictEqual(yield* failTag(b.write(bytes("x"))), "ConnectionReset")
         assert.strictEqual(yield* failTag(b.end), "ConnectionReset")
         // Our own end: reads are over, writes are BrokenPipe.
-        assert.strictEqual(Chunk.size(yield* Stream.runCollect(a.reads)), 0)
+        assert.strictEqual((yield* Stream.runCollect(a.reads)).length, 0)
         assert.strictEqual(yield* failTag(a.write(bytes("x"))), "BrokenPipe")
       }))
 
     it.effect("closing the scope closes both ends and wakes a blocked reader", () =>
       Effect.gen(function*() {
         const scope = yield* Scope.make()
-        const [a, b] = yield* Scope.extend(MemorySocket.makePair(), scope)
-        const reader = yield* Effect.fork(Stream.runCollect(b.reads))
+        const [a, b] = yield* Scope.provide(MemorySocket.makePair(), scope)
+        const reader = yield* Effect.forkChild(Stream.runCollect(b.reads))
         yield* settle
-        assert.isNull(reader.unsafePoll())
+        assert.isUndefined(reader.pollUnsafe())
         yield* Scope.close(scope, Exit.void)
-        assert.strictEqual(Chunk.size(yield* Fiber.join(reader)), 0)
+        assert.strictEqual((yield* Fiber.join(reader)).length, 0)
         assert.strictEqual(yield* failTag(a.write(bytes("x"))), "BrokenPipe")
       }))
 
-    it.scoped("writes wait while the peer's unread bytes exceed bufferSize", () =>
+    it.effect("writes wait while the peer's unread bytes exceed bufferSize", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair({ bufferSize: 10, aToB: { maxReadSize: 4 } })
         yield* a.write(new Uint8Array(8)) // 8 unread: under the limit
-        const blocked = yield* Effect.fork(a.write(new Uint8Array(8))) // 16 unread: waits
+        const blocked = yield* Effect.forkChild(a.write(new Uint8Array(8))) // 16 unread: waits
         yield* settle
-        assert.isNull(blocked.unsafePoll())
+        assert.isUndefined(blocked.pollUnsafe())
         const pull = yield* Stream.toPull(b.reads)
-        assert.strictEqual(Chunk.size(yield* pull), 1) // 4 bytes read: 12 unread, still over
+        assert.strictEqual((yield* pull).length, 1) // 4 bytes read: 12 unread, still over
         yield* settle
-        assert.isNull(blocked.unsafePoll())
+        assert.isUndefined(blocked.pollUnsafe())
         yield* pull // 8 bytes read: 8 unread
         yield* Fiber.join(blocked)
         // A waiting writer whose peer closes fails instead of hanging.
-        const stuck = yield* Effect.fork(a.write(new Uint8Array(20)))
+        const stuck = yield* Effect.forkChild(a.write(new Uint8Array(20)))
         yield* settle
-        assert.isNull(stuck.unsafePoll())
+        assert.isUndefined(stuck.pollUnsafe())
         yield* b.close
         assert.strictEqual(yield* failTag(Fiber.join(stuck)), "BrokenPipe")
       }))
 
-    it.scoped("split writes: maxChunkSize 1 delivers byte by byte; a custom splitter, as told", () =>
+    it.effect("split writes: maxChunkSize 1 delivers byte by byte; a custom splitter, as told", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair({
           aToB: { maxChunkSize: 1 },
@@ -177,7 +176,7 @@ describe("MemorySocket", () => {
           const [a] = yield* MemorySocket.makePair({ aToB: { split: (bs) => [bs.subarray(1)] } })
           yield* a.write(bytes("abc"))
         })).pipe(Effect.exit)
-        assert.isTrue(Exit.isFailure(exit) && !Exit.isInterrupted(exit))
+        assert.isTrue(Exit.isFailure(exit) && !Exit.hasInterrupts(exit))
         assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "split returned 2 bytes for a write of 3")
       }))
 
@@ -187,7 +186,7 @@ describe("MemorySocket", () => {
         const received = yield* Ref.make("")
         const reader = yield* b.reads.pipe(
           Stream.runForEach((chunk) => Ref.update(received, (s) => s + decoder.decode(chunk))),
-          Effect.fork
+          Effect.forkChild
         )
         yield* a.write(bytes("abc"))
         yield* a.end
@@ -204,7 +203,7 @@ describe("MemorySocket", () => {
         assert.strictEqual(yield* Ref.get(received), "abc")
       }).pipe(Effect.scoped))
 
-    it.scoped("resetAfter breaks the connection mid-write", () =>
+    it.effect("resetAfter breaks the connection mid-write", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair({ aToB: { resetAfter: 5 } })
         yield* a.write(bytes("abc"))
@@ -221,7 +220,7 @@ describe("MemorySocket", () => {
         assert.strictEqual(yield* failTag(Stream.runDrain(a.reads)), "ConnectionReset")
       }))
 
-    it.scoped("endAfter half-closes after that many bytes", () =>
+    it.effect("endAfter half-closes after that many bytes", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair({ aToB: { endAfter: 4 } })
         assert.strictEqual(yield* failTag(a.write(bytes("abcdef"))), "BrokenPipe")
@@ -240,7 +239,7 @@ describe("MemorySocket", () => {
         const reader = yield* b.reads.pipe(
           Stream.chunks,
           Stream.runForEach((chunk) => Ref.update(seen, (xs) => [...xs, text(chunk)])),
-          Effect.fork
+          Effect.forkChild
         )
         yield* settle
         assert.deepStrictEqual(yield* Ref.get(seen), [])
@@ -252,7 +251,7 @@ describe("MemorySocket", () => {
         yield* Fiber.join(reader)
       }).pipe(Effect.scoped))
 
-    it.scoped("writes sink writes each Stream chunk as a batch and half-closes at the end", () =>
+    it.effect("writes sink writes each Stream chunk as a batch and half-closes at the end", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair()
         yield* Stream.make(bytes("x"), bytes("y"), bytes("z")).pipe(Stream.run(a.writes))
@@ -267,16 +266,16 @@ describe("MemorySocket", () => {
         assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "maxChunkSize must be a positive integer")
       }))
 
-    it.scoped("many megabytes through a small buffer arrive intact and in order", () =>
+    it.effect("many megabytes through a small buffer arrive intact and in order", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair({ bufferSize: 4096, aToB: { maxReadSize: 1000 } })
         const total = 2 * 1024 * 1024
         const block = new Uint8Array(10_000).map((_, i) => i % 251)
-        const writer = yield* Effect.fork(
-          Effect.zipRight(Effect.repeatN(a.write(block), Math.ceil(total / block.length) - 1), a.end)
+        const writer = yield* Effect.forkChild(
+          Effect.andThen(Effect.repeat(a.write(block), { times: Math.ceil(total / block.length) - 1 }), a.end)
         )
         const sum = yield* b.reads.pipe(
-          Stream.runFold({ n: 0, ok: true }, (acc, chunk) => {
+          Stream.runFold(() => ({ n: 0, ok: true }), (acc, chunk) => {
             let ok = acc.ok
             for (let i = 0; i < chunk.length; i++) {
               if (chunk[i] !== ((acc.n + i) % block.length) % 251) ok = false
@@ -291,13 +290,13 @@ describe("MemorySocket", () => {
   })
 
   describe("listen", () => {
-    it.scoped("serves in-memory clients; counts connections; refuses after stopAccepting", () =>
+    it.effect("serves in-memory clients; counts connections; refuses after stopAccepting", () =>
       Effect.gen(function*() {
         const listener = yield* MemorySocket.listen({ address: Address.tcp("127.0.0.1", 0) })
         assert.strictEqual(listener.address._tag, "TcpAddress")
         assert.notStrictEqual((listener.address as Address.TcpAddress).port, 0)
         yield* listener.accept.pipe(
-          Stream.runForEach((socket) => Effect.fork(Stream.run(socket.reads, socket.writes))),
+          Stream.runForEach((socket) => Effect.forkChild(Stream.run(socket.reads, socket.writes))),
           Effect.forkScoped
         )
         const client = yield* listener.connect({ send: { maxChunkSize: 1 } })
@@ -313,7 +312,7 @@ describe("MemorySocket", () => {
     it.effect("stopping closes connections never accepted; the scope closes accepted ones", () =>
       Effect.gen(function*() {
         const scope = yield* Scope.make()
-        const listener = yield* Scope.extend(MemorySocket.listen(), scope)
+        const listener = yield* Scope.provide(MemorySocket.listen(), scope)
         const accepted = yield* listener.connect()
         const [server] = yield* Effect.flatMap(Stream.toPull(listener.accept), (pull) => pull)
         assert.strictEqual(yield* listener.connections, 1)
@@ -321,11 +320,11 @@ describe("MemorySocket", () => {
         const waiting = yield* listener.connect()
         yield* Scope.close(scope, Exit.void)
         assert.strictEqual(text(yield* Stream.runCollect(accepted.reads)), "hi")
-        assert.strictEqual(Chunk.size(yield* Stream.runCollect(waiting.reads)), 0)
+        assert.strictEqual((yield* Stream.runCollect(waiting.reads)).length, 0)
         assert.strictEqual(yield* failTag(waiting.write(bytes("x"))), "BrokenPipe")
         assert.strictEqual(yield* listener.connections, 0)
         assert.strictEqual(yield* listener.refused, 1)
-        assert.strictEqual(Chunk.size(yield* Stream.runCollect(listener.accept)), 0)
+        assert.strictEqual((yield* Stream.runCollect(listener.accept)).length, 0)
       }).pipe(Effect.scoped))
 
     it.effect("connections beyond acceptQueueSize are closed at once and counted", () =>
@@ -334,7 +333,7 @@ describe("MemorySocket", () => {
         const first = yield* listener.connect()
         const second = yield* listener.connect()
         assert.strictEqual(yield* listener.refused, 1)
-        assert.strictEqual(Chunk.size(yield* Stream.runCollect(second.reads)), 0)
+        assert.strictEqual((yield* Stream.runCollect(second.reads)).length, 0)
         const [server] = yield* Effect.flatMap(Stream.toPull(listener.accept), (pull) => pull)
         yield* first.write(bytes("x"))
         yield* first.end

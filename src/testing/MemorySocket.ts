@@ -10,7 +10,7 @@
  *   const [a, b] = yield* MemorySocket.makePair({ aToB: { maxChunkSize: 1, delay: "10 millis" } })
  *   yield* a.write(new TextEncoder().encode("hi"))
  *   yield* a.end
- *   return yield* Stream.runCollect(b.reads) // [Uint8Array [104]], [Uint8Array [105]]
+ *   return yield* Stream.runCollect(b.reads) // [Uint8Array [104], Uint8Array [105]]
  * }))
  * ```
  *
@@ -38,12 +38,13 @@
  *
  * @since 0.1.0
  */
-import * as Chunk from "effect/Chunk"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
+import type * as Pull from "effect/Pull"
 import type * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
@@ -79,7 +80,7 @@ export interface Faults {
    */
   readonly split?: ((bytes: Uint8Array) => ReadonlyArray<Uint8Array>) | undefined
   /** Each piece becomes readable this long after the one before it (or after it was written). Honours the TestClock. */
-  readonly delay?: Duration.DurationInput | undefined
+  readonly delay?: Duration.Input | undefined
   /**
    * The connection is reset once this many bytes have passed in this
    * direction: the reader gets exactly these bytes, then `ConnectionReset`;
@@ -96,7 +97,7 @@ export interface Faults {
   /** A slow reader: at most this many bytes per pull. */
   readonly maxReadSize?: number | undefined
   /** A slow reader: every pull waits this long first. Honours the TestClock. */
-  readonly readDelay?: Duration.DurationInput | undefined
+  readonly readDelay?: Duration.Input | undefined
   /** Join every ready piece into one element per pull, as a busy TCP receiver does (default false: one piece per pull). */
   readonly coalesce?: boolean | undefined
 }
@@ -218,7 +219,7 @@ class Pipe {
 
   /** Suspend until `ready()` holds. The check runs inside the registration, so no change can slip in between. */
   waitUntil(ready: () => boolean): Effect.Effect<void> {
-    return Effect.async<void>((resume) => {
+    return Effect.callback<void>((resume) => {
       if (ready()) {
         resume(Effect.void)
         return
@@ -457,43 +458,45 @@ class End implements Socket.Socket, Pipeable {
     out.notify()
   })
 
-  private readonly readAt = (now: number): Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<ReadError>> => {
+  private readonly readAt = (now: number): Pull.Pull<NonEmptyReadonlyArray<Uint8Array>, ReadError> => {
     const pipe = this.incoming
-    if (this.closed) return Effect.fail(Option.none())
+    if (this.closed) return Cause.done()
     const head = pipe.peek()
     if (head === undefined) {
-      return Effect.zipRight(pipe.waitUntil(() => this.closed || pipe.peek() !== undefined), this.step)
+      return Effect.andThen(pipe.waitUntil(() => this.closed || pipe.peek() !== undefined), this.step)
     }
-    if (head._tag === "End") return Effect.fail(Option.none())
-    if (head._tag === "Reset") return Effect.fail(Option.some(new ConnectionReset({ address: this.remoteAddress })))
-    if (head.readyAt > now) return Effect.zipRight(Effect.sleep(Duration.millis(head.readyAt - now)), this.step)
+    if (head._tag === "End") return Cause.done()
+    if (head._tag === "Reset") return Effect.fail(new ConnectionReset({ address: this.remoteAddress }))
+    if (head.readyAt > now) return Effect.andThen(Effect.sleep(Duration.millis(head.readyAt - now)), this.step)
     // One element per pull, as on a real socket, so a consumer that stops early
     // (Stream.take, runHead) loses nothing: one piece, or all ready pieces joined.
+    // The head is ready Data (never empty), so there is at least one piece.
     const pieces = pipe.take(now, pipe.settings.maxReadSize, pipe.settings.coalesce ? Infinity : 1)
     if (pieces.length > 1) {
       let total = 0
       for (const piece of pieces) total += piece.length
-      return Effect.succeed(Chunk.of(concat(pieces, total)))
+      return Effect.succeed([concat(pieces, total)])
     }
-    return Effect.succeed(Chunk.unsafeFromArray(pieces))
+    return Effect.succeed(pieces as unknown as NonEmptyReadonlyArray<Uint8Array>)
   }
 
   /** One pull. The clock is read only when pieces carry a delay. */
-  private readonly step: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<ReadError>> = Effect.suspend(() =>
+  private readonly step: Pull.Pull<NonEmptyReadonlyArray<Uint8Array>, ReadError> = Effect.suspend(() =>
     this.incoming.settings.delayMillis > 0 ? Effect.flatMap(Clock.currentTimeMillis, this.readAt) : this.readAt(0)
   )
 
-  readonly reads: Stream.Stream<Uint8Array, ReadError> = Stream.repeatEffectChunkOption(
+  // Every run pulls from the same pipe, so a second run continues where the first stopped.
+  readonly reads: Stream.Stream<Uint8Array, ReadError> = Stream.fromPull(Effect.succeed(
     Effect.suspend(() =>
       this.incoming.settings.readDelayMillis > 0
-        ? Effect.zipRight(Effect.sleep(Duration.millis(this.incoming.settings.readDelayMillis)), this.step)
+        ? Effect.andThen(Effect.sleep(Duration.millis(this.incoming.settings.readDelayMillis)), this.step)
         : this.step
     )
-  )
+  ))
 
-  readonly writes: Sink.Sink<void, Uint8Array, never, WriteError> = Sink.forEachChunk((chunk: Chunk.Chunk<Uint8Array>) =>
-    this.writeAll(Chunk.toReadonlyArray(chunk))
-  ).pipe(Sink.zipRight(Sink.fromEffect(Effect.suspend(() => this.end))))
+  readonly writes: Sink.Sink<void, Uint8Array, never, WriteError> = Sink.forEachArray((
+    chunk: NonEmptyReadonlyArray<Uint8Array>
+  ) => this.writeAll(chunk)).pipe(Sink.mapEffect(() => this.end))
 }
 
 const unsafeMakePair = (options: PairOptions | undefined): readonly [End, End] => {
@@ -528,7 +531,7 @@ const unsafeMakePair = (options: PairOptions | undefined): readonly [End, End] =
 export const makePair = (options?: PairOptions): Effect.Effect<readonly [Socket.Socket, Socket.Socket], never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => unsafeMakePair(options)),
-    ([a, b]) => Effect.zipRight(a.close, b.close)
+    ([a, b]) => Effect.andThen(a.close, b.close)
   )
 
 /**
@@ -581,7 +584,7 @@ export interface ConnectOptions {
  * ```ts
  * const listener = yield* MemorySocket.listen()
  * yield* listener.accept.pipe(
- *   Stream.runForEach((socket) => Effect.fork(Stream.run(socket.reads, socket.writes))),
+ *   Stream.runForEach((socket) => Effect.forkChild(Stream.run(socket.reads, socket.writes))),
  *   Effect.forkScoped
  * )
  * const client = yield* listener.connect({ send: { maxChunkSize: 1 } })
@@ -652,7 +655,7 @@ export const listen = (options?: ListenOptions): Effect.Effect<MemoryListener, n
       signal.notify()
     })
 
-    const acceptPull: Effect.Effect<Chunk.Chunk<Socket.Socket>, Option.Option<never>> = Effect.suspend(() => {
+    const acceptPull: Pull.Pull<NonEmptyReadonlyArray<Socket.Socket>> = Effect.suspend(() => {
       if (pending.length > 0) {
         const batch = pending.splice(0)
         for (const server of batch) {
@@ -660,10 +663,10 @@ export const listen = (options?: ListenOptions): Effect.Effect<MemoryListener, n
           server.onClose = () => accepted.delete(server)
         }
         signal.notify()
-        return Effect.succeed(Chunk.unsafeFromArray<Socket.Socket>(batch))
+        return Effect.succeed(batch as unknown as NonEmptyReadonlyArray<Socket.Socket>)
       }
-      if (stopped) return Effect.fail(Option.none())
-      return Effect.zipRight(signal.waitUntil(() => stopped || pending.length > 0), acceptPull)
+      if (stopped) return Cause.done()
+      return Effect.andThen(signal.waitUntil(() => stopped || pending.length > 0), acceptPull)
     })
 
     const refused = () =>
@@ -696,7 +699,7 @@ export const listen = (options?: ListenOptions): Effect.Effect<MemoryListener, n
 
     const listener: MemoryListener = {
       address,
-      accept: Stream.repeatEffectChunkOption(acceptPull),
+      accept: Stream.fromPull(Effect.succeed(acceptPull)),
       connections: Effect.sync(() => accepted.size),
       stopAccepting: stop,
       refused: Effect.sync(() => refusedCount),
@@ -704,7 +707,7 @@ export const listen = (options?: ListenOptions): Effect.Effect<MemoryListener, n
     }
     return Effect.as(
       Effect.addFinalizer(() =>
-        Effect.zipRight(
+        Effect.andThen(
           stop,
           Effect.forEach(Array.from(accepted), (server) => server.close, { discard: true })
         )
