@@ -165,20 +165,20 @@ export interface ConnectOptions {
    * Give up with `ConnectTimeout` after this long and destroy the attempt
    * (default, 0 or infinite: the OS's own timeout). Measured on Effect's `Clock`.
    */
-  readonly timeout?: Duration.DurationInput | undefined
+  readonly timeout?: Duration.Input | undefined
   /** Disable Nagle's algorithm (default true: latency first). TCP only. */
   readonly noDelay?: boolean | undefined
   /** Enable TCP keep-alive probes after this much idle time (true: 60 seconds; default off). TCP only. */
-  readonly keepAlive?: boolean | Duration.DurationInput | undefined
+  readonly keepAlive?: boolean | Duration.Input | undefined
   /** No byte either way for this long → `IdleTimeout` and the socket closes (default, 0 or infinite: never). */
-  readonly idleTimeout?: Duration.DurationInput | undefined
+  readonly idleTimeout?: Duration.Input | undefined
   /** Reading pauses once more than this many received bytes wait to be pulled (default 64 KiB). */
   readonly readBufferSize?: number | undefined
   /**
    * How long `close` waits for accepted writes to be flushed before it
    * destroys the socket (default 2 seconds; must be finite; 0: do not wait).
    */
-  readonly closeTimeout?: Duration.DurationInput | undefined
+  readonly closeTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -195,13 +195,13 @@ export interface ListenOptions {
   /** Applied to every accepted socket (default true). */
   readonly noDelay?: boolean | undefined
   /** Applied to every accepted socket. */
-  readonly keepAlive?: boolean | Duration.DurationInput | undefined
+  readonly keepAlive?: boolean | Duration.Input | undefined
   /** Applied to every accepted socket. */
-  readonly idleTimeout?: Duration.DurationInput | undefined
+  readonly idleTimeout?: Duration.Input | undefined
   /** Applied to every accepted socket. */
   readonly readBufferSize?: number | undefined
   /** Applied to every accepted socket. */
-  readonly closeTimeout?: Duration.DurationInput | undefined
+  readonly closeTimeout?: Duration.Input | undefined
   /**
    * Accepted connections waiting for the consumer of `accept` (default 1024).
    * Connections beyond it are closed at once and counted in `refused`.
@@ -237,7 +237,7 @@ export const connect: (
  * ```ts
  * const listener = yield* Socket.listen(Address.tcp("127.0.0.1", 0))
  * yield* listener.accept.pipe(
- *   Stream.runForEach((socket) => Effect.fork(Stream.run(socket.reads, socket.writes)))
+ *   Stream.runForEach((socket) => Effect.forkChild(Stream.run(socket.reads, socket.writes)))
  * )
  * ```
  *

@@ -10,13 +10,13 @@
  *
  * @internal
  */
-import type * as Cause from "effect/Cause"
-import * as Channel from "effect/Channel"
-import * as Chunk from "effect/Chunk"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Pull from "effect/Pull"
 import * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
@@ -29,6 +29,8 @@ import * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
 
 const TypeId: Socket.TypeId = Symbol.for("effect-wire/Socket") as Socket.TypeId
+
+const END_VOID: Sink.End<void> = [undefined]
 
 /** Where a Node socket keeps its wrapper, so shared handlers need no closure per socket. */
 const kOwner = Symbol.for("effect-wire/internal/NodeSocket")
@@ -59,10 +61,10 @@ interface SocketConfig {
 
 interface CommonOptions {
   readonly noDelay?: boolean | undefined
-  readonly keepAlive?: boolean | Duration.DurationInput | undefined
-  readonly idleTimeout?: Duration.DurationInput | undefined
+  readonly keepAlive?: boolean | Duration.Input | undefined
+  readonly idleTimeout?: Duration.Input | undefined
   readonly readBufferSize?: number | undefined
-  readonly closeTimeout?: Duration.DurationInput | undefined
+  readonly closeTimeout?: Duration.Input | undefined
 }
 
 class InvalidOption {
@@ -78,19 +80,19 @@ const positiveInt = (name: string, value: number | undefined, fallback: number):
 }
 
 /** Milliseconds of a duration option; `undefined` for "not set", 0 for zero or infinite. */
-const millis = (name: string, value: Duration.DurationInput | undefined): number | undefined => {
+const millis = (name: string, value: Duration.Input | undefined): number | undefined => {
   if (value === undefined) return undefined
-  const decoded = Duration.decodeUnknown(value)
-  if (decoded._tag === "None") throw new InvalidOption(`${name} is not a duration: ${String(value)}`)
+  const decoded = Duration.fromInput(value)
+  if (Option.isNone(decoded)) throw new InvalidOption(`${name} is not a duration: ${String(value)}`)
   const duration = decoded.value
   if (!Duration.isFinite(duration)) return 0
   return Math.max(0, Math.ceil(Duration.toMillis(duration)))
 }
 
-const closeTimeout = (value: Duration.DurationInput | undefined): number => {
+const closeTimeout = (value: Duration.Input | undefined): number => {
   if (value === undefined) return DEFAULT_CLOSE_TIMEOUT_MS
   const ms = millis("closeTimeout", value)!
-  if (ms === 0 && !Duration.isZero(Duration.decode(value))) {
+  if (ms === 0 && !Duration.isZero(Duration.fromInputUnsafe(value))) {
     throw new InvalidOption("closeTimeout must be finite: close must not wait forever on a peer that does not read")
   }
   return ms
@@ -117,7 +119,7 @@ const withOptions = <A, E, R>(build: () => Effect.Effect<A, E, R>): Effect.Effec
     try {
       return build()
     } catch (e) {
-      if (e instanceof InvalidOption) return Effect.dieMessage(e.message)
+      if (e instanceof InvalidOption) return Effect.die(new Error(e.message))
       throw e
     }
   })
@@ -130,7 +132,7 @@ const withOptions = <A, E, R>(build: () => Effect.Effect<A, E, R>): Effect.Effec
 const tcpAddress = (host: string | undefined, port: number | undefined, fallback: Address.Address): Address.Address =>
   host === undefined || host.length === 0 || port === undefined
     ? fallback
-    : new Address.TcpAddress({ host, port }, true)
+    : new Address.TcpAddress({ host, port }, { disableChecks: true })
 
 // ---------------------------------------------------------------------------
 // the socket
@@ -147,7 +149,8 @@ const ENDED = 16 // end was called: no more writes
 const CONNECTED = 32
 
 type Resume<A, E> = (effect: Effect.Effect<A, E>) => void
-type ReadPull = Effect.Effect<Chunk.Chunk<Uint8Array> | undefined, NetError.ReadError>
+/** One element per pull: everything received since the last pull; the end is `Cause.Done`. */
+type ReadPull = Pull.Pull<NonEmptyReadonlyArray<Uint8Array>, NetError.ReadError>
 
 /** The listener side of an accepted socket: told when the socket closes. */
 interface Owner {
@@ -173,7 +176,7 @@ class NodeSocket implements Socket.Socket {
   flags = 0
   /** The first failure: a Node error, or our IdleTimeout. */
   failure: unknown = undefined
-  reader: Resume<Chunk.Chunk<Uint8Array> | undefined, NetError.ReadError> | undefined = undefined
+  reader: Resume<NonEmptyReadonlyArray<Uint8Array>, NetError.ReadError | Cause.Done> | undefined = undefined
   /** A `Socket.pump` driving this socket from Node's callbacks, if one runs. */
   direct: Pumping<any> | undefined = undefined
   drainWaiters: Array<Resume<void, NetError.WriteError>> | undefined = undefined
@@ -226,21 +229,22 @@ class NodeSocket implements Socket.Socket {
     const reader = this.reader
     if (reader !== undefined) {
       this.reader = undefined
+      // Effect 4 resumes the waiting fiber right here, inside Node's callback.
       reader(Effect.suspend(() => this.poll()))
     }
   }
 
-  /** Everything queued as one chunk; else the failure; else end; else wait. */
+  /** Everything queued as one element; else the failure; else the end; else wait. */
   poll(): ReadPull {
     const queued = this.takeQueued()
     if (queued !== undefined) return Effect.succeed(queued)
     if (this.failure !== undefined) return Effect.fail(this.readError())
-    if ((this.flags & (EOF | CLOSED | CLOSING)) !== 0) return Effect.succeed(undefined)
+    if ((this.flags & (EOF | CLOSED | CLOSING)) !== 0) return Cause.done()
     if (this.reader !== undefined || this.direct !== undefined) {
-      return Effect.dieMessage(ONE_READER)
+      return Effect.die(new Error(ONE_READER))
     }
     this.startReading()
-    return Effect.async((resume) => {
+    return Effect.callback((resume) => {
       this.reader = resume
       return Effect.sync(() => {
         if (this.reader === resume) this.reader = undefined
@@ -249,18 +253,11 @@ class NodeSocket implements Socket.Socket {
   }
 
   get reads(): Stream.Stream<Uint8Array, NetError.ReadError> {
-    type Reads = Channel.Channel<Chunk.Chunk<Uint8Array>, unknown, NetError.ReadError, unknown, void, unknown>
-    const emit = (chunk: Chunk.Chunk<Uint8Array> | undefined): Reads =>
-      chunk === undefined ? Channel.void : Channel.zipRight(Channel.write(chunk), loop)
-    // Bytes already queued go out without a trip through an Effect.
-    const loop: Reads = Channel.suspend(() => {
-      const queued = this.takeQueued()
-      return queued !== undefined ? emit(queued) : Channel.flatMap(Channel.fromEffect(this.poll()), emit)
-    })
-    return Stream.fromChannel(loop)
+    // The pull is the socket's own state: a stream run again continues where the last run stopped.
+    return Stream.fromPull(Effect.succeed(Effect.suspend(() => this.poll())))
   }
 
-  takeQueued(): Chunk.Chunk<Uint8Array> | undefined {
+  takeQueued(): NonEmptyReadonlyArray<Uint8Array> | undefined {
     const queue = this.queue
     if (queue === undefined) return undefined
     const queued = this.queued
@@ -269,7 +266,7 @@ class NodeSocket implements Socket.Socket {
     this.startReading()
     // One element per Stream chunk: an operator that stops early (take, runHead)
     // must not drop bytes that were pulled along with the ones it wanted.
-    return Chunk.of(queue.length === 1 ? queue[0]! : Buffer.concat(queue, queued))
+    return [queue.length === 1 ? queue[0]! : Buffer.concat(queue, queued)]
   }
 
   readError(): NetError.ReadError {
@@ -320,7 +317,7 @@ class NodeSocket implements Socket.Socket {
   }
 
   awaitDrain(): Effect.Effect<void, NetError.WriteError> {
-    return Effect.async((resume) => {
+    return Effect.callback((resume) => {
       if (!this.raw.writableNeedDrain) return resume(Effect.void)
       if ((this.flags & CLOSED) !== 0) return resume(Effect.fail(this.writeError()))
       const waiters = this.drainWaiters ??= []
@@ -363,18 +360,15 @@ class NodeSocket implements Socket.Socket {
   }
 
   get writes(): Sink.Sink<void, Uint8Array, never, NetError.WriteError> {
-    const loop: Channel.Channel<never, Chunk.Chunk<Uint8Array>, NetError.WriteError, never, void, unknown> = Channel
-      .readWithCause({
-        onInput: (chunk: Chunk.Chunk<Uint8Array>) => {
-          // onInput runs when the chunk arrives, so writing here is lazy enough;
-          // when Node took the bytes at once there is nothing to wait for.
-          const written = this.writeBatch(Chunk.toReadonlyArray(chunk))
-          return written === Effect.void ? loop : Channel.flatMap(Channel.fromEffect(written), () => loop)
-        },
-        onFailure: (cause: Cause.Cause<never>) => Channel.failCause(cause),
-        onDone: () => Channel.fromEffect(this.end)
-      })
-    return Sink.fromChannel(loop)
+    // An upstream failure never reaches a sink in Effect 4 (the stream restores
+    // it after the sink): only a normal end half-closes.
+    return Sink.fromTransform((upstream) =>
+      upstream.pipe(
+        Effect.flatMap((chunks) => this.writeBatch(chunks)),
+        Effect.forever({ disableYield: true }),
+        Pull.catchDone(() => Effect.as(this.end, END_VOID))
+      )
+    )
   }
 
   // -- lifecycle ------------------------------------------------------------
@@ -412,7 +406,7 @@ class NodeSocket implements Socket.Socket {
   }
 
   get end(): Effect.Effect<void, NetError.WriteError> {
-    return Effect.async((resume) => {
+    return Effect.callback((resume) => {
       const cancel = this.endWith(resume)
       return cancel === undefined ? undefined : Effect.sync(cancel)
     })
@@ -453,7 +447,7 @@ class NodeSocket implements Socket.Socket {
     handler: Socket.PumpHandler<E>,
     signal: AbortSignal | undefined
   ): Effect.Effect<void, E | NetError.ReadError | NetError.WriteError> {
-    return Effect.async((resume) => {
+    return Effect.callback((resume) => {
       // The half-close after EOF or abort may report after an interruption: ignore it then.
       let waiting = true
       const pumping = this.startPump(handler, signal, (exit) => {
@@ -488,7 +482,7 @@ class NodeSocket implements Socket.Socket {
   }
 
   get close(): Effect.Effect<void> {
-    return Effect.async<void>((resume) => {
+    return Effect.callback<void>((resume) => {
       const cancel = this.closeWith(() => resume(Effect.void))
       return cancel === undefined ? undefined : Effect.sync(cancel)
     })
@@ -582,10 +576,11 @@ function onError(this: Raw, error: Error): void {
 function onClose(this: Raw): void {
   const s = this[kOwner]!
   s.flags |= CLOSED
+  // Released first: a fiber woken below runs inside this callback and must see the socket gone.
+  s.owner?.release(s)
   s.wakeReader()
   s.direct?.finish(s.failure === undefined ? Exit.void : Exit.fail(s.readError()))
   s.settleDrainWaiters(Effect.suspend(() => Effect.fail(s.writeError())))
-  s.owner?.release(s)
 }
 
 function onDrain(this: Raw): void {
@@ -777,7 +772,7 @@ const connectError = (failure: unknown, address: Address.Address): NetError.Conn
 }
 
 const awaitConnect = (socket: NodeSocket, address: Address.Address): Effect.Effect<void, NetError.ConnectError> =>
-  Effect.async((resume) => {
+  Effect.callback((resume) => {
     const raw = socket.raw
     const cleanup = () => {
       raw.off("connect", onConnect)
@@ -808,7 +803,7 @@ export const connect = (
     return Effect.uninterruptibleMask((restore) =>
       Effect.gen(function*() {
         // A scope of its own, so a failed attempt leaves nothing behind in the caller's scope.
-        const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+        const scope = yield* Scope.fork(yield* Effect.scope, "sequential")
         const isTcp = address._tag === "TcpAddress"
         const raw: Raw = isTcp
           ? Net.createConnection({ host: address.host, port: address.port, allowHalfOpen: true })
@@ -818,10 +813,15 @@ export const connect = (
         const socket = new NodeSocket(raw, config, isTcp, address, undefined)
         yield* Scope.addFinalizer(scope, socket.close)
         const attempt = timeoutMs === 0 ? awaitConnect(socket, address) : awaitConnect(socket, address).pipe(
-          Effect.timeoutFail({
+          Effect.timeoutOrElse({
             duration: Duration.millis(timeoutMs),
-            onTimeout: () =>
-              new NetError.ConnectTimeout({ address, detail: `no connection within ${Duration.format(timeoutMs)}` })
+            orElse: () =>
+              Effect.fail(
+                new NetError.ConnectTimeout({
+                  address,
+                  detail: `no connection within ${Duration.format(Duration.millis(timeoutMs))}`
+                })
+              )
           })
         )
         yield* restore(attempt).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
@@ -846,7 +846,7 @@ class NodeListener implements Socket.Listener, Owner {
   head = 0
   refusedCount = 0
   stopped = false
-  waiters: Array<Resume<Socket.Socket | undefined, never>> = []
+  waiters: Array<Resume<NonEmptyReadonlyArray<Socket.Socket>, Cause.Done>> = []
   unixInode: number | undefined = undefined
   /**
    * Takes connections in Node's 'connection' callback, instead of `accept`
@@ -898,11 +898,12 @@ class NodeListener implements Socket.Listener, Owner {
     return socket
   }
 
-  /** The next socket, or undefined once stopped and drained (the end of `accept`). */
-  pollAccept(): Effect.Effect<Socket.Socket | undefined> {
+  /** The next socket, one per pull; `Cause.Done` once stopped and drained (the end of `accept`). */
+  pollAccept(): Pull.Pull<NonEmptyReadonlyArray<Socket.Socket>> {
     const socket = this.take()
-    if (socket !== undefined || this.stopped) return Effect.succeed(socket)
-    return Effect.async((resume) => {
+    if (socket !== undefined) return Effect.succeed([socket])
+    if (this.stopped) return Cause.done()
+    return Effect.callback((resume) => {
       this.waiters.push(resume)
       return Effect.sync(() => {
         const i = this.waiters.indexOf(resume)
@@ -912,13 +913,7 @@ class NodeListener implements Socket.Listener, Owner {
   }
 
   get accept(): Stream.Stream<Socket.Socket> {
-    const pull = Effect.suspend(() => this.pollAccept())
-    const loop: Channel.Channel<Chunk.Chunk<Socket.Socket>, unknown, never, unknown, void, unknown> = Channel
-      .flatMap(
-        Channel.fromEffect(pull),
-        (socket) => socket === undefined ? Channel.void : Channel.zipRight(Channel.write(Chunk.of(socket)), loop)
-      )
-    return Stream.fromChannel(loop)
+    return Stream.fromPull(Effect.succeed(Effect.suspend(() => this.pollAccept())))
   }
 
   get connections(): Effect.Effect<number> {
@@ -940,7 +935,7 @@ class NodeListener implements Socket.Listener, Owner {
     if (this.head >= this.pending.length) {
       const waiters = this.waiters
       this.waiters = []
-      for (const resume of waiters) resume(Effect.succeed(undefined))
+      for (const resume of waiters) resume(Cause.done())
     }
   }
 
@@ -953,7 +948,7 @@ class NodeListener implements Socket.Listener, Owner {
     this.head = 0
     const waiters = this.waiters
     this.waiters = []
-    for (const resume of waiters) resume(Effect.succeed(undefined))
+    for (const resume of waiters) resume(Cause.done())
     if (this.address._tag === "UnixAddress" && this.unixInode !== undefined) {
       removeOwnSocketFile(this.address.path, this.unixInode)
     }
@@ -976,7 +971,7 @@ const removeOwnSocketFile = (path: string, inode: number): void => {
  * any other kind of file is never touched.
  */
 const prepareUnixPath = (address: Address.UnixAddress): Effect.Effect<void, NetError.ListenError> =>
-  Effect.async((resume) => {
+  Effect.callback((resume) => {
     const path = address.path
     let stat: Fs.Stats
     try {
@@ -1052,7 +1047,7 @@ const startListening = (
   acceptQueueSize: number,
   backlog: number
 ): Effect.Effect<NodeListener, NetError.ListenError> =>
-  Effect.async((resume) => {
+  Effect.callback((resume) => {
     const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
     const listener = new NodeListener(server, config, acceptQueueSize, address)
     const onFailure = (err: Error) => {
@@ -1068,7 +1063,7 @@ const startListening = (
       const bound = server.address()
       if (address._tag === "TcpAddress") {
         if (bound !== null && typeof bound === "object") {
-          listener.address = new Address.TcpAddress({ host: bound.address, port: bound.port }, true)
+          listener.address = new Address.TcpAddress({ host: bound.address, port: bound.port }, { disableChecks: true })
         }
       } else {
         try {
@@ -1098,7 +1093,7 @@ export const listen = (
     const acceptQueueSize = positiveInt("acceptQueueSize", options.acceptQueueSize, DEFAULT_ACCEPT_QUEUE)
     const backlog = positiveInt("backlog", options.backlog, DEFAULT_BACKLOG)
     const acquire = address._tag === "UnixAddress"
-      ? Effect.zipRight(prepareUnixPath(address), startListening(address, options, config, acceptQueueSize, backlog))
+      ? Effect.andThen(prepareUnixPath(address), startListening(address, options, config, acceptQueueSize, backlog))
       : startListening(address, options, config, acceptQueueSize, backlog)
     return Effect.acquireRelease(acquire, (listener) => Effect.sync(() => listener.shutdown())) as Effect.Effect<
       Socket.Listener,

@@ -5,28 +5,27 @@
  *
  * @internal
  */
-import type * as Cause from "effect/Cause"
-import * as Channel from "effect/Channel"
-import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Pull from "effect/Pull"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
 import { isNodeSocket, ONE_READER } from "./nodeSocket.js"
 
-type Step<E> = Channel.Channel<never, Chunk.Chunk<Uint8Array>, E | NetError.WriteError, never, void, unknown>
-
 /** Whether the pump waits for the next read (then an abort may interrupt it) or is answering one. */
 interface Idle {
   value: boolean
 }
 
+const END_VOID: Sink.End<void> = [undefined]
+
 /**
  * A sink that answers each chunk of reads with one `writeAll`, then
  * half-closes at the end of input. Once `signal` aborted it half-closes at
  * the next read boundary instead, so the answer to a read the handler saw is
- * never cut off.
+ * never cut off. (A read error never reaches a sink: the stream fails with it
+ * after the sink stopped, without a half-close.)
  */
 const answering = <E>(
   socket: Socket.Socket,
@@ -34,46 +33,47 @@ const answering = <E>(
   signal: AbortSignal | undefined,
   idle: Idle
 ): Sink.Sink<void, Uint8Array, never, E | NetError.WriteError> =>
-  Sink.fromChannel(Channel.suspend(() => {
+  Sink.fromTransform((upstream) => {
+    type Step = Effect.Effect<Sink.End<void>, E | NetError.WriteError>
     const out: Array<Uint8Array> = []
-    const send = (error: E | undefined, next: Step<E>): Step<E> => {
-      const after = error === undefined ? next : Channel.fail(error)
+    const send = (error: E | undefined, next: Step): Step => {
+      const after = error === undefined ? next : Effect.fail(error)
       if (out.length === 0) return after
       const batch = out.slice()
       out.length = 0
-      return Channel.flatMap(Channel.fromEffect(socket.writeAll(batch)), () => after)
+      return Effect.andThen(socket.writeAll(batch), after)
     }
-    const stopped: Step<E> = Channel.fromEffect(Effect.ignore(socket.end))
-    const next: Step<E> = Channel.suspend(() => {
+    const stopped: Step = Effect.as(Effect.ignore(socket.end), END_VOID)
+    const ended: Step = Effect.as(socket.end, END_VOID)
+    const loop: Step = Effect.suspend(() => {
       if (signal?.aborted === true) return stopped
       idle.value = true
-      return loop
-    })
-    const loop: Step<E> = Channel.readWithCause({
-      onInput: (input: Chunk.Chunk<Uint8Array>) => {
-        idle.value = false
-        let error: E | undefined
-        for (const bytes of input) {
-          if (bytes.length === 0) continue
-          error = handler.onRead(bytes, out)
-          if (error !== undefined) break
+      return Pull.matchEffect(upstream, {
+        onSuccess: (input): Step => {
+          idle.value = false
+          let error: E | undefined
+          for (const bytes of input) {
+            if (bytes.length === 0) continue
+            error = handler.onRead(bytes, out)
+            if (error !== undefined) break
+          }
+          return send(error, loop)
+        },
+        onFailure: (cause) => {
+          idle.value = false
+          return Effect.failCause(cause)
+        },
+        onDone: () => {
+          idle.value = false
+          return send(handler.onEnd(out), ended)
         }
-        return send(error, next)
-      },
-      onFailure: (cause: Cause.Cause<never>) => {
-        idle.value = false
-        return Channel.failCause(cause)
-      },
-      onDone: () => {
-        idle.value = false
-        return send(handler.onEnd(out), Channel.fromEffect(socket.end))
-      }
+      })
     })
-    return next
-  }))
+    return loop
+  })
 
 const aborted = (signal: AbortSignal): Effect.Effect<void> =>
-  Effect.async((resume) => {
+  Effect.callback((resume) => {
     if (signal.aborted) return resume(Effect.void)
     const onAbort = () => resume(Effect.void)
     signal.addEventListener("abort", onAbort, { once: true })
@@ -93,7 +93,7 @@ export const pump = <E>(
   if (isNodeSocket(socket)) return socket.pump(handler, signal)
   return Effect.uninterruptibleMask((restore) =>
     Effect.suspend(() => {
-      if (pumping.has(socket)) return Effect.dieMessage(ONE_READER)
+      if (pumping.has(socket)) return Effect.die(new Error(ONE_READER))
       if (signal?.aborted === true) return Effect.ignore(socket.end)
       pumping.add(socket)
       const idle: Idle = { value: false }
