@@ -2,31 +2,32 @@
  * Typed messages from frames (or datagrams): a {@link Format} turns one
  * `Uint8Array` into one value of a Schema and back, synchronously, and
  * {@link decode}/{@link encode} apply it to a stream. A frame that does not
- * decode is a {@link MessageDecodeError} carrying Schema's `ParseError`.
+ * decode is a {@link MessageDecodeError} carrying Schema's `SchemaError`.
  * Message knows nothing of sockets or framing: one frame in, one value out.
  *
  * ```ts
  * const Ping = Schema.Struct({ seq: Schema.Number })
  * const format = Message.json(Ping)
  *
- * format.encode({ seq: 1 })                        // Right(Uint8Array '{"seq":1}')
- * format.decode(new TextEncoder().encode("{}"))   // Left(MessageDecodeError)
+ * format.encode({ seq: 1 })                        // Result.succeed(Uint8Array '{"seq":1}')
+ * format.decode(new TextEncoder().encode("{}"))   // Result.fail(MessageDecodeError)
  *
  * frames.pipe(Message.decode(format))              // Stream<{ seq: number }, E | MessageDecodeError>
  * ```
  *
  * @since 0.1.0
  */
-import * as MsgPack from "@effect/platform/MsgPack"
-import * as Channel from "effect/Channel"
-import * as Chunk from "effect/Chunk"
+import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Data from "effect/Data"
-import * as Either from "effect/Either"
+import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
-import * as ParseResult from "effect/ParseResult"
-import type { ParseOptions } from "effect/SchemaAST"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import type { ParseOptions } from "effect/SchemaAST"
+import * as SchemaIssue from "effect/SchemaIssue"
+import * as SchemaTransformation from "effect/SchemaTransformation"
 import * as Stream from "effect/Stream"
+import * as Msgpackr from "msgpackr"
 
 /**
  * @since 0.1.0
@@ -49,7 +50,7 @@ const clip = (text: string): string =>
 /**
  * A frame that is not a valid message: bad syntax (not JSON, not
  * MessagePack, not UTF-8) or a value the Schema rejects. `cause` is Schema's
- * `ParseError`, for `ParseResult.ArrayFormatter` and friends; `frame` holds
+ * `SchemaError`: its `issue` feeds `SchemaIssue`'s formatters; `frame` holds
  * the bytes.
  *
  * ```ts
@@ -64,7 +65,7 @@ export class MessageDecodeError extends Data.TaggedError("MessageDecodeError")<{
   readonly format: string
   /** The frame that did not decode. */
   readonly frame: Uint8Array
-  readonly cause: ParseResult.ParseError
+  readonly cause: Schema.SchemaError
 }> {
   override get message(): string {
     return clip(`cannot decode a ${this.format} message of ${this.frame.length} bytes: ${this.cause.message}`)
@@ -74,7 +75,7 @@ export class MessageDecodeError extends Data.TaggedError("MessageDecodeError")<{
 /**
  * A value that the format cannot encode: the Schema rejects it, or the
  * encoded form has no representation in the format (NaN or a BigInt in JSON).
- * `cause` is Schema's `ParseError`.
+ * `cause` is Schema's `SchemaError`.
  *
  * ```ts
  * protocol.send(reply).pipe(Effect.catchTag("MessageEncodeError", (e) => Console.error(e.message)))
@@ -88,7 +89,7 @@ export class MessageEncodeError extends Data.TaggedError("MessageEncodeError")<{
   readonly format: string
   /** The value that did not encode. */
   readonly value: unknown
-  readonly cause: ParseResult.ParseError
+  readonly cause: Schema.SchemaError
 }> {
   override get message(): string {
     return clip(`cannot encode a ${this.format} message: ${this.cause.message}`)
@@ -97,11 +98,11 @@ export class MessageEncodeError extends Data.TaggedError("MessageEncodeError")<{
 
 /**
  * How one frame becomes one typed value and back. Both directions are
- * synchronous: nothing on the per-message path allocates an Effect.
+ * synchronous and return a `Result`.
  *
  * ```ts
  * const format: Message.Format<Ping> = Message.msgpack(Ping)
- * const bytes = Either.getOrThrow(format.encode({ seq: 1 }))
+ * const bytes = Result.getOrThrow(format.encode({ seq: 1 }))
  * ```
  *
  * @since 0.1.0
@@ -112,11 +113,11 @@ export interface Format<A> {
   /** For messages: "json", "msgpack" or the name given to {@link make}. */
   readonly name: string
   /** The whole transformation as a Schema from bytes, to compose further. */
-  readonly schema: Schema.Schema<A, Uint8Array>
+  readonly schema: Schema.Codec<A, Uint8Array>
   /** Decode one frame. */
-  readonly decode: (frame: Uint8Array) => Either.Either<A, MessageDecodeError>
+  readonly decode: (frame: Uint8Array) => Result.Result<A, MessageDecodeError>
   /** Encode one value. */
-  readonly encode: (value: A) => Either.Either<Uint8Array, MessageEncodeError>
+  readonly encode: (value: A) => Result.Result<Uint8Array, MessageEncodeError>
 }
 
 /**
@@ -130,46 +131,55 @@ export interface Format<A> {
  * @category models
  */
 export interface FormatOptions {
-  /** Passed to Schema, e.g. `{ onExcessProperty: "error", errors: "all" }`. */
+  /**
+   * Passed to Schema, e.g. `{ onExcessProperty: "error", errors: "all" }`.
+   * Messages report the rejected input (`reportInput: true`) unless this says
+   * `reportInput: false`.
+   */
   readonly parseOptions?: ParseOptions | undefined
 }
+
+// Schema 4 leaves the rejected value out of its messages by default; a peer's
+// bad message is easier to debug with it (and `clip` bounds the text).
+const parseOptionsOf = (options: FormatOptions | undefined): ParseOptions => ({
+  reportInput: true,
+  ...options?.parseOptions
+})
 
 /**
  * A format from any Schema whose encoded side is bytes (protobuf, CBOR, a
  * hand-written binary layout...).
  *
  * ```ts
- * const utf8 = Message.make("utf8", Schema.transform(Schema.Uint8ArrayFromSelf, Schema.String, {
+ * const utf8 = Message.make("utf8", Schema.Uint8Array.pipe(Schema.decodeTo(Schema.String, SchemaTransformation.transform({
  *   decode: (bytes) => new TextDecoder().decode(bytes),
  *   encode: (text) => new TextEncoder().encode(text)
- * }))
+ * }))))
  * ```
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = <A>(name: string, schema: Schema.Schema<A, Uint8Array>, options?: FormatOptions): Format<A> => {
-  const decodeEither = ParseResult.decodeUnknownEither(schema, options?.parseOptions)
-  const encodeEither = ParseResult.encodeEither(schema, options?.parseOptions)
+export const make = <A>(name: string, schema: Schema.Codec<A, Uint8Array>, options?: FormatOptions): Format<A> => {
+  const parseOptions = parseOptionsOf(options)
+  const decodeResult = Schema.decodeUnknownResult(schema, parseOptions)
+  const encodeResult = Schema.encodeResult(schema, parseOptions)
   return {
     [TypeId]: TypeId,
     name,
     schema,
     decode: (frame) =>
-      Either.mapLeft(
-        decodeEither(frame),
-        (issue) => new MessageDecodeError({ format: name, frame, cause: ParseResult.parseError(issue) })
-      ),
+      Result.mapError(decodeResult(frame), (cause) => new MessageDecodeError({ format: name, frame, cause })),
     encode: (value) =>
-      Either.mapLeft(
-        encodeEither(value),
-        (issue) => new MessageEncodeError({ format: name, value, cause: ParseResult.parseError(issue) })
-      )
+      Result.mapError(encodeResult(value), (cause) => new MessageEncodeError({ format: name, value, cause }))
   }
 }
 
 const describe = (cause: unknown): string =>
   typeof cause === "object" && cause !== null && "message" in cause ? String(cause.message) : String(cause)
+
+const invalid = (input: unknown, message: string, options: ParseOptions) =>
+  Effect.fail(new SchemaIssue.InvalidValue({ message }, input, options))
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false })
 const textEncoder = new TextEncoder()
@@ -193,55 +203,80 @@ const finiteOnly = (_key: string, value: unknown): unknown => {
  * ```ts
  * const Request = Schema.Struct({ id: Schema.Number, method: Schema.String })
  * const format = Message.json(Request)
- * format.decode(new TextEncoder().encode('{"id":1,"method":"ping"}')) // Right({ id: 1, method: "ping" })
+ * format.decode(new TextEncoder().encode('{"id":1,"method":"ping"}')) // Result.succeed({ id: 1, method: "ping" })
  * ```
  *
  * @since 0.1.0
  * @category formats
  */
-export const json = <A, I>(schema: Schema.Schema<A, I>, options?: FormatOptions): Format<A> =>
+export const json = <A, I>(schema: Schema.Codec<A, I>, options?: FormatOptions): Format<A> =>
   make(
     "json",
-    Schema.transformOrFail(Schema.Uint8ArrayFromSelf, schema, {
-      strict: false,
-      decode: (bytes, _, ast) => {
-        try {
-          return ParseResult.succeed(JSON.parse(utf8.decode(bytes)))
-        } catch (cause) {
-          return ParseResult.fail(new ParseResult.Type(ast, bytes, `not JSON: ${describe(cause)}`))
+    Schema.Uint8Array.pipe(Schema.decodeTo(
+      schema,
+      SchemaTransformation.transformEffect<I, Uint8Array>({
+        decode: (bytes, options) => {
+          try {
+            return Effect.succeed(JSON.parse(utf8.decode(bytes)))
+          } catch (cause) {
+            return invalid(bytes, `not JSON: ${describe(cause)}`, options)
+          }
+        },
+        encode: (value, options) => {
+          try {
+            const text = JSON.stringify(value)
+            // JSON.stringify gives undefined for undefined, functions and symbols.
+            if (text === undefined) return invalid(value, "no JSON representation", options)
+            // Only output with a `null` can hide a non-finite number: check those again, slowly.
+            if (text.includes("null")) JSON.stringify(value, finiteOnly)
+            return Effect.succeed(textEncoder.encode(text))
+          } catch (cause) {
+            return invalid(value, `cannot write as JSON: ${describe(cause)}`, options)
+          }
         }
-      },
-      encode: (value, _, ast) => {
-        try {
-          const text = JSON.stringify(value)
-          // JSON.stringify gives undefined for undefined, functions and symbols.
-          if (text === undefined) return ParseResult.fail(new ParseResult.Type(ast, value, "no JSON representation"))
-          // Only output with a `null` can hide a non-finite number: check those again, slowly.
-          if (text.includes("null")) JSON.stringify(value, finiteOnly)
-          return ParseResult.succeed(textEncoder.encode(text))
-        } catch (cause) {
-          return ParseResult.fail(new ParseResult.Type(ast, value, `cannot write as JSON: ${describe(cause)}`))
-        }
-      }
-    }),
+      })
+    )),
     options
   )
 
 /**
- * MessagePack, one value per frame (through `@effect/platform`'s `MsgPack`
- * and msgpackr), validated by the Schema. Bytes after the value, a truncated
- * value or invalid MessagePack are a {@link MessageDecodeError}.
+ * MessagePack, one value per frame (msgpackr's default `pack`/`unpack`, the
+ * same bytes as Effect 3's `@effect/platform/MsgPack`), validated by the
+ * Schema. Bytes after the value, a truncated value or invalid MessagePack are
+ * a {@link MessageDecodeError}.
  *
  * ```ts
- * const format = Message.msgpack(Schema.Struct({ id: Schema.Number, body: Schema.Uint8ArrayFromSelf }))
- * const frame = Either.getOrThrow(format.encode({ id: 1, body: new Uint8Array([1, 2]) }))
+ * const format = Message.msgpack(Schema.Struct({ id: Schema.Number, body: Schema.Uint8Array }))
+ * const frame = Result.getOrThrow(format.encode({ id: 1, body: new Uint8Array([1, 2]) }))
  * ```
  *
  * @since 0.1.0
  * @category formats
  */
-export const msgpack = <A, I>(schema: Schema.Schema<A, I>, options?: FormatOptions): Format<A> =>
-  make("msgpack", MsgPack.schema(schema), options)
+export const msgpack = <A, I>(schema: Schema.Codec<A, I>, options?: FormatOptions): Format<A> =>
+  make(
+    "msgpack",
+    Schema.Uint8Array.pipe(Schema.decodeTo(
+      schema,
+      SchemaTransformation.transformEffect<I, Uint8Array>({
+        decode: (bytes, options) => {
+          try {
+            return Effect.succeed(Msgpackr.decode(bytes))
+          } catch (cause) {
+            return invalid(bytes, describe(cause), options)
+          }
+        },
+        encode: (value, options) => {
+          try {
+            return Effect.succeed(Msgpackr.encode(value))
+          } catch (cause) {
+            return invalid(value, describe(cause), options)
+          }
+        }
+      })
+    )),
+    options
+  )
 
 /**
  * Is this value a {@link Format}?
@@ -255,29 +290,36 @@ export const msgpack = <A, I>(schema: Schema.Schema<A, I>, options?: FormatOptio
  */
 export const isFormat = (u: unknown): u is Format<unknown> => typeof u === "object" && u !== null && TypeId in u
 
-const mapChunks = <In, Out, E>(
-  f: (input: In) => Either.Either<Out, E>
-) => {
-  const loop: Channel.Channel<Chunk.Chunk<Out>, Chunk.Chunk<In>, unknown, unknown, unknown, unknown> = Channel
-    .readWithCause({
-      onInput: (input: Chunk.Chunk<In>) => {
-        const out: Array<Out> = []
-        for (const element of input) {
-          const result = f(element)
-          if (Either.isLeft(result)) {
-            // The values before the bad one still go out, in order, then the stream fails.
-            const fail = Channel.fail(result.left)
-            return out.length === 0 ? fail : Channel.zipRight(Channel.write(Chunk.unsafeFromArray(out)), fail)
+/**
+ * Maps each element with `f`; the elements before the first failure go out
+ * (in order, in one batch), then the stream fails with it.
+ */
+const mapOrFail = <In, Out, E, E2, R>(
+  self: Stream.Stream<In, E2, R>,
+  f: (input: In) => Result.Result<Out, E>
+): Stream.Stream<Out, E | E2, R> =>
+  Stream.transformPull(self, (pull) =>
+    Effect.sync(() => {
+      let failed = false
+      let error: E
+      return Effect.suspend(() =>
+        failed ? Effect.fail(error) : Effect.flatMap(pull, (batch) => {
+          const out: Array<Out> = []
+          for (const input of batch) {
+            const result = f(input)
+            if (Result.isFailure(result)) {
+              if (out.length === 0) return Effect.fail(result.failure)
+              failed = true
+              error = result.failure
+              break
+            }
+            out.push(result.success)
           }
-          out.push(result.right)
-        }
-        return out.length === 0 ? loop : Channel.zipRight(Channel.write(Chunk.unsafeFromArray(out)), loop)
-      },
-      onFailure: Channel.failCause,
-      onDone: () => Channel.void
-    })
-  return loop
-}
+          // A batch is never empty, so neither is `out` here.
+          return Effect.succeed(out as unknown as NonEmptyReadonlyArray<Out>)
+        })
+      )
+    }))
 
 /**
  * Decode every frame of a stream; the first frame that does not decode fails
@@ -297,45 +339,35 @@ export const decode: {
 } = dual(
   2,
   <E, R, A>(self: Stream.Stream<Uint8Array, E, R>, format: Format<A>): Stream.Stream<A, E | MessageDecodeError, R> =>
-    Stream.pipeThroughChannel(
-      self,
-      mapChunks(format.decode) as Channel.Channel<
-        Chunk.Chunk<A>,
-        Chunk.Chunk<Uint8Array>,
-        E | MessageDecodeError,
-        E,
-        unknown,
-        unknown
-      >
-    )
+    mapOrFail(self, format.decode)
 )
 
 /**
- * Decode every frame, keeping failures as values: `Left(MessageDecodeError)`
+ * Decode every frame, keeping failures as values: `Result.fail(MessageDecodeError)`
  * for a bad frame, and the stream goes on. For protocols that answer a bad
  * request instead of dropping the connection.
  *
  * ```ts
- * frames.pipe(Message.decodeEither(format), Stream.map(Either.match({ onLeft: badRequest, onRight: handle })))
+ * frames.pipe(Message.decodeResult(format), Stream.map(Result.match({ onFailure: badRequest, onSuccess: handle })))
  * ```
  *
  * @since 0.1.0
  * @category stream pipes
  */
-export const decodeEither: {
+export const decodeResult: {
   <A>(
     format: Format<A>
-  ): <E, R>(self: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<Either.Either<A, MessageDecodeError>, E, R>
+  ): <E, R>(self: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<Result.Result<A, MessageDecodeError>, E, R>
   <E, R, A>(
     self: Stream.Stream<Uint8Array, E, R>,
     format: Format<A>
-  ): Stream.Stream<Either.Either<A, MessageDecodeError>, E, R>
+  ): Stream.Stream<Result.Result<A, MessageDecodeError>, E, R>
 } = dual(
   2,
   <E, R, A>(
     self: Stream.Stream<Uint8Array, E, R>,
     format: Format<A>
-  ): Stream.Stream<Either.Either<A, MessageDecodeError>, E, R> => Stream.map(self, format.decode)
+  ): Stream.Stream<Result.Result<A, MessageDecodeError>, E, R> => Stream.map(self, (frame) => format.decode(frame))
 )
 
 /**
@@ -355,15 +387,5 @@ export const encode: {
 } = dual(
   2,
   <A, E, R>(self: Stream.Stream<A, E, R>, format: Format<A>): Stream.Stream<Uint8Array, E | MessageEncodeError, R> =>
-    Stream.pipeThroughChannel(
-      self,
-      mapChunks(format.encode) as Channel.Channel<
-        Chunk.Chunk<Uint8Array>,
-        Chunk.Chunk<A>,
-        E | MessageEncodeError,
-        E,
-        unknown,
-        unknown
-      >
-    )
+    mapOrFail(self, format.encode)
 )
