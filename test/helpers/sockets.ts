@@ -2,7 +2,6 @@
  * Shared pieces of the socket tests: temp directories, a free port, reading a
  * whole stream, bounded polling, and a python3 listener that never accepts.
  */
-import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -22,7 +21,7 @@ export const tempDir: Effect.Effect<string, never, Scope.Scope> = Effect.acquire
 )
 
 /** A loopback port nobody listens on: bind port 0, read it, close. */
-export const freePort: Effect.Effect<number> = Effect.async((resume) => {
+export const freePort: Effect.Effect<number> = Effect.callback((resume) => {
   const server = Net.createServer()
   server.listen(0, "127.0.0.1", () => {
     const port = (server.address() as Net.AddressInfo).port
@@ -32,11 +31,11 @@ export const freePort: Effect.Effect<number> = Effect.async((resume) => {
 
 /** Every byte of `reads`, concatenated once at the end. */
 export const readAll = (socket: Socket.Socket) =>
-  Effect.map(Stream.runCollect(socket.reads), (chunks) => Buffer.concat(Chunk.toArray(chunks)))
+  Effect.map(Stream.runCollect(socket.reads), (chunks) => Buffer.concat(chunks))
 
 /** Count the bytes of `reads` without keeping them. */
 export const countBytes = (socket: Socket.Socket) =>
-  Stream.runFold(socket.reads, 0, (n, bytes) => n + bytes.length)
+  Stream.runFold(socket.reads, () => 0, (n, bytes) => n + bytes.length)
 
 /**
  * Re-check `check` until it holds, at most `attempts` times `interval` ms, for
@@ -55,7 +54,7 @@ export const eventually = <A>(
       yield* Effect.sleep(interval)
       last = yield* value
     }
-    if (!check(last)) return yield* Effect.dieMessage(`${what}: still ${String(last)}`)
+    if (!check(last)) return yield* Effect.die(new Error(`${what}: still ${String(last)}`))
     return last
   })
 
@@ -83,7 +82,7 @@ const here = Path.dirname(fileURLToPath(import.meta.url))
  */
 export const noAcceptListener: Effect.Effect<Address.TcpAddress, never, Scope.Scope> = Effect
   .acquireRelease(
-    Effect.async<{ child: ReturnType<typeof spawn>; port: number }>((resume) => {
+    Effect.callback<{ child: ReturnType<typeof spawn>; port: number }>((resume) => {
       const child = spawn("python3", [Path.join(here, "no_accept_listener.py")], { stdio: ["pipe", "pipe", "inherit"] })
       let out = ""
       child.stdout!.setEncoding("utf8")
@@ -92,10 +91,10 @@ export const noAcceptListener: Effect.Effect<Address.TcpAddress, never, Scope.Sc
         const line = out.indexOf("\n")
         if (line >= 0) resume(Effect.succeed({ child, port: Number(out.slice(0, line)) }))
       })
-      child.once("exit", (code) => resume(Effect.dieMessage(`no_accept_listener.py exited with ${code}`)))
+      child.once("exit", (code) => resume(Effect.die(new Error(`no_accept_listener.py exited with ${code}`))))
     }),
     ({ child }) =>
-      Effect.async<void>((resume) => {
+      Effect.callback<void>((resume) => {
         if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
         child.once("exit", () => resume(Effect.void))
         process.kill(child.pid!, "SIGKILL")
@@ -126,6 +125,6 @@ export const stalled = (what: string, value: () => number) =>
       same = now === last && now > 0 ? same + 1 : 0
       last = now
     }
-    if (same < 5) return yield* Effect.dieMessage(`${what} never settled: still moving at ${last}`)
+    if (same < 5) return yield* Effect.die(new Error(`${what} never settled: still moving at ${last}`))
     return last
   })
