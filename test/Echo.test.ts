@@ -12,7 +12,7 @@ import { readAll } from "./helpers/sockets.js"
 byteServerSuite("Echo", Echo, (bytes) => bytes)
 
 describe("Echo", () => {
-  it.scopedLive("layerTest binds 127.0.0.1 on a free port", () =>
+  it.live("layerTest binds 127.0.0.1 on a free port", () =>
     Effect.gen(function*() {
       const server = yield* Echo.Echo
       assert.strictEqual(server.address._tag, "TcpAddress")
@@ -24,20 +24,20 @@ describe("Echo", () => {
       assert.strictEqual(new TextDecoder().decode(yield* client.request("hello")), "hello")
     }).pipe(Effect.provide(Echo.layerTest())))
 
-  it.scopedLive("half-close: the server keeps echoing after the client ends, then ends too", () =>
+  it.live("half-close: the server keeps echoing after the client ends, then ends too", () =>
     Effect.gen(function*() {
       const server = yield* Echo.Echo
       const socket = yield* Socket.connect(server.address)
       // Everything is written and the write side closed before a single byte is read back.
       const payload = Buffer.alloc(3 * 1024 * 1024, 7)
-      const reading = yield* Effect.fork(readAll(socket))
+      const reading = yield* Effect.forkChild(readAll(socket))
       yield* socket.write(payload)
       yield* socket.end
       const reply = yield* Fiber.join(reading)
       assert.isTrue(reply.equals(payload))
     }).pipe(Effect.provide(Echo.layerTest())))
 
-  it.scopedLive("the handler serves in-memory connections too", () =>
+  it.live("the handler serves in-memory connections too", () =>
     Effect.gen(function*() {
       const listener = yield* MemorySocket.listen()
       yield* Server.fromListener(listener, { handler: Echo.handler("lines") })
@@ -48,7 +48,7 @@ describe("Echo", () => {
       assert.strictEqual(Buffer.concat([...reply]).toString(), "a\nb\n")
     }))
 
-  it.scopedLive("UDP layer: layerUdpTest and the retrying client", () =>
+  it.live("UDP layer: layerUdpTest and the retrying client", () =>
     Effect.gen(function*() {
       const server = yield* Echo.EchoUdp
       const client = yield* Echo.udpClient(server.address)

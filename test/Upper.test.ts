@@ -13,7 +13,7 @@ const pythonUpper = (bytes: Uint8Array): Uint8Array => bytes.map((b) => (b >= 0x
 byteServerSuite("Upper", Upper, pythonUpper)
 
 describe("Upper", () => {
-  it.scopedLive("all 256 byte values and UTF-8 pass through; only a-z change", () =>
+  it.live("all 256 byte values and UTF-8 pass through; only a-z change", () =>
     Effect.gen(function*() {
       const client = yield* Upper.client((yield* Upper.Upper).address)
       const all = new Uint8Array(256).map((_, i) => i)
@@ -24,7 +24,7 @@ describe("Upper", () => {
       assert.strictEqual(new TextDecoder().decode(yield* client.request("héllo wörld ß")), "HéLLO WöRLD ß")
     }).pipe(Effect.provide(Upper.layerTest())))
 
-  it.scopedLive("framed over lines, through layerTest", () =>
+  it.live("framed over lines, through layerTest", () =>
     Effect.gen(function*() {
       const client = yield* Upper.client((yield* Upper.Upper).address, { framing: "lines" })
       assert.strictEqual(new TextDecoder().decode(yield* client.request("one line")), "ONE LINE")
@@ -32,7 +32,7 @@ describe("Upper", () => {
       assert.strictEqual(error._tag, "MalformedFrame")
     }).pipe(Effect.provide(Upper.layerTest({ framing: "lines" }))))
 
-  it.scopedLive("Echo, Upper and Exec compose in one program, each on its own port", () =>
+  it.live("Echo, Upper and Exec compose in one program, each on its own port", () =>
     Effect.gen(function*() {
       const context = yield* Layer.build(
         Layer.mergeAll(Echo.layerTest(), Upper.layerTest(), Exec.layerTest({ allow: ["echo"] }), Upper.layerUdpTest())

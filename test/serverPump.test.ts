@@ -11,7 +11,6 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Address from "../src/Address.js"
@@ -28,9 +27,9 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i)
 
 /** Bounds a wait on the network: a hang fails the test with `what` instead of timing it out. */
 const within = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, seconds = 10) =>
-  Effect.timeoutFail(effect, {
+  Effect.timeoutOrElse(effect, {
     duration: `${seconds} seconds`,
-    onTimeout: () => new Error(`${what}: nothing within ${seconds} s`)
+    orElse: () => Effect.fail(new Error(`${what}: nothing within ${seconds} s`))
   })
 
 /** a-z → A-Z, in a copy: an answer that differs from the question. */
@@ -43,7 +42,7 @@ const within = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, seconds =
 const upperPump = () => {
   const made = { direct: 0, fiber: 0 }
   const handler = Server.pump((): Socket.PumpHandler<never> => {
-    if (Option.isNone(Fiber.getCurrentFiber())) made.direct++
+    if (Fiber.getCurrent() === undefined) made.direct++
     else made.fiber++
     return { onRead: (bytes, out) => void out.push(upper(bytes)), onEnd: () => undefined }
   })
@@ -61,16 +60,18 @@ const exchange = (address: Address.Address, text: string) =>
 
 /** Read until `n` bytes came (or EOF), pulling one element at a time so nothing past them is taken. */
 const readAtLeast = (socket: Socket.Socket, n: number) =>
-  Stream.runFoldWhile(
-    socket.reads,
-    Buffer.alloc(0),
-    (got) => got.length < n,
-    (got, chunk) => Buffer.concat([got, chunk])
-  ).pipe(Effect.map((bytes) => bytes.toString("latin1")))
+  Effect.suspend(() => {
+    let got = Buffer.alloc(0)
+    return Stream.runForEachWhile(socket.reads, (chunk) =>
+      Effect.sync(() => {
+        got = Buffer.concat([got, chunk])
+        return got.length < n
+      })).pipe(Effect.map(() => got.toString("latin1")))
+  })
 
 /** Send `text` on an open connection and wait for as many bytes back. */
 const ask = (socket: Socket.Socket, text: string) =>
-  Effect.zipRight(socket.write(Buffer.from(text)), within(`answer to ${text}`, readAtLeast(socket, text.length)))
+  Effect.andThen(socket.write(Buffer.from(text)), within(`answer to ${text}`, readAtLeast(socket, text.length)))
 
 /**
  * The one warning the server logged, once it is there (logging runs on a
@@ -98,16 +99,16 @@ const statsWhen = (server: Server.RunningServer, what: string, check: (stats: Se
       yield* Effect.sleep("10 millis")
       stats = yield* server.stats
     }
-    if (!check(stats)) return yield* Effect.dieMessage(`${what}: stats still ${JSON.stringify(stats)}`)
+    if (!check(stats)) return yield* Effect.die(new Error(`${what}: stats still ${JSON.stringify(stats)}`))
     return stats
   })
 
 /** The client's view of a connection the server closed: EOF, or a reset when our bytes came after the close. */
 const closedByServer = (socket: Socket.Socket) =>
   Effect.gen(function*() {
-    const end = yield* within("the server's close", Effect.either(readAll(socket)))
-    if (end._tag === "Right") assert.strictEqual(end.right.length, 0, "no answer before the close")
-    else assert.strictEqual(end.left._tag, "ConnectionReset")
+    const end = yield* within("the server's close", Effect.result(readAll(socket)))
+    if (end._tag === "Success") assert.strictEqual(end.success.length, 0, "no answer before the close")
+    else assert.strictEqual(end.failure._tag, "ConnectionReset")
   })
 
 
@@ -190,19 +191,19 @@ describe("Server.pump on a node:net listener (no fiber per connection)", () => {
     }).pipe(Effect.scoped, Effect.provide(logs.layer))
   })
 
-  it.scopedLive("maxConnections with overflow queue: a third connection waits unserved until a slot frees", () =>
+  it.live("maxConnections with overflow queue: a third connection waits unserved until a slot frees", () =>
     Effect.gen(function*() {
       const { made, handler } = upperPump()
       const server = yield* Server.make({ address: loopback, handler, maxConnections: 2 })
       const scopeA = yield* Scope.make()
-      const a = yield* Socket.connect(server.address).pipe(Scope.extend(scopeA))
+      const a = yield* Socket.connect(server.address).pipe(Scope.provide(scopeA))
       const b = yield* Socket.connect(server.address)
       assert.strictEqual(yield* ask(a, "a"), "A")
       assert.strictEqual(yield* ask(b, "b"), "B")
       // The kernel accepts the third connection, but the server does not serve it.
       const c = yield* Socket.connect(server.address)
       yield* c.write(Buffer.from("c"))
-      const reply = yield* Effect.fork(readAtLeast(c, 1))
+      const reply = yield* Effect.forkChild(readAtLeast(c, 1))
       const early = yield* Fiber.join(reply).pipe(Effect.timeoutOption("300 millis"))
       assert.strictEqual(early._tag, "None", "a queued connection got an answer")
       assert.deepStrictEqual(yield* server.stats, { accepted: 2, active: 2, completed: 0, failed: 0, refused: 0 })
@@ -215,7 +216,7 @@ describe("Server.pump on a node:net listener (no fiber per connection)", () => {
       assert.deepStrictEqual(made, { direct: 3, fiber: 0 })
     }))
 
-  it.scopedLive("connections made before the server starts are served, within maxConnections (queue and refuse)", () =>
+  it.live("connections made before the server starts are served, within maxConnections (queue and refuse)", () =>
     Effect.gen(function*() {
       for (const overflow of ["queue", "refuse"] as const) {
         const { handler } = upperPump()
@@ -224,7 +225,7 @@ describe("Server.pump on a node:net listener (no fiber per connection)", () => {
         const connected = (n: number) =>
           eventually("connections held by the listener", listener.connections, (k) => k === n)
         const scope0 = yield* Scope.make()
-        const c0 = yield* Socket.connect(listener.address).pipe(Scope.extend(scope0))
+        const c0 = yield* Socket.connect(listener.address).pipe(Scope.provide(scope0))
         yield* connected(1)
         const c1 = yield* Socket.connect(listener.address)
         yield* connected(2)
@@ -240,7 +241,7 @@ describe("Server.pump on a node:net listener (no fiber per connection)", () => {
           continue
         }
         yield* c2.write(Buffer.from("two"))
-        const reply = yield* Effect.fork(readAtLeast(c2, 3))
+        const reply = yield* Effect.forkChild(readAtLeast(c2, 3))
         const early = yield* Fiber.join(reply).pipe(Effect.timeoutOption("300 millis"))
         assert.strictEqual(early._tag, "None", "the third connection was served past maxConnections")
         yield* Scope.close(scope0, Exit.void)
@@ -250,12 +251,12 @@ describe("Server.pump on a node:net listener (no fiber per connection)", () => {
       }
     }))
 
-  it.scopedLive("maxConnections with overflow refuse: a third connection is closed at once and counted", () =>
+  it.live("maxConnections with overflow refuse: a third connection is closed at once and counted", () =>
     Effect.gen(function*() {
       const { made, handler } = upperPump()
       const server = yield* Server.make({ address: loopback, handler, maxConnections: 2, overflow: "refuse" })
       const scopeA = yield* Scope.make()
-      const a = yield* Socket.connect(server.address).pipe(Scope.extend(scopeA))
+      const a = yield* Socket.connect(server.address).pipe(Scope.provide(scopeA))
       const b = yield* Socket.connect(server.address)
       assert.strictEqual(yield* ask(a, "a"), "A")
       assert.strictEqual(yield* ask(b, "b"), "B")
@@ -276,11 +277,11 @@ describe("Server.pump on a node:net listener (no fiber per connection)", () => {
     Effect.gen(function*() {
       const K = 8
       const scope = yield* Scope.make()
-      const server = yield* Echo.make({ address: loopback, shutdownTimeout: "20 seconds" }).pipe(Scope.extend(scope))
+      const server = yield* Echo.make({ address: loopback, shutdownTimeout: "20 seconds" }).pipe(Scope.provide(scope))
       const clientScope = yield* Scope.make()
       const clients = yield* Effect.forEach(
         range(K),
-        () => Socket.connect(server.address).pipe(Scope.extend(clientScope))
+        () => Socket.connect(server.address).pipe(Scope.provide(clientScope))
       )
       for (const [i, client] of clients.entries()) assert.strictEqual(yield* ask(client, `idle ${i}`), `idle ${i}`)
       assert.strictEqual((yield* server.stats).active, K)
@@ -307,16 +308,16 @@ describe("Server.pump on a node:net listener (no fiber per connection)", () => {
         address: loopback,
         shutdownTimeout: `${shutdownMs} millis`,
         listen: { closeTimeout: `${closeMs} millis` }
-      }).pipe(Scope.extend(scope))
+      }).pipe(Scope.provide(scope))
       const clientScope = yield* Scope.make()
-      const idle = yield* Socket.connect(server.address).pipe(Scope.extend(clientScope))
+      const idle = yield* Socket.connect(server.address).pipe(Scope.provide(clientScope))
       assert.strictEqual(yield* ask(idle, "idle"), "idle")
-      const hog = yield* Socket.connect(server.address, { closeTimeout: "500 millis" }).pipe(Scope.extend(clientScope))
+      const hog = yield* Socket.connect(server.address, { closeTimeout: "500 millis" }).pipe(Scope.provide(clientScope))
       // 32 MiB in 64 KiB writes, none of the echo read back.
       let written = 0
       const chunk = Buffer.alloc(64 * 1024, 0x61)
-      const writer = yield* Effect.fork(Effect.either(Effect.forEach(range(512), () =>
-        Effect.zipRight(
+      const writer = yield* Effect.forkChild(Effect.result(Effect.forEach(range(512), () =>
+        Effect.andThen(
           hog.write(chunk),
           Effect.sync(() => {
             written += chunk.length
@@ -340,7 +341,7 @@ describe("Server.pump on a node:net listener (no fiber per connection)", () => {
 })
 
 describe("Server.pump on a MemorySocket listener (fiber path)", () => {
-  it.scopedLive("the same handler runs as an ordinary handler: answers and counts", () =>
+  it.live("the same handler runs as an ordinary handler: answers and counts", () =>
     Effect.gen(function*() {
       const { made, handler } = upperPump()
       const listener = yield* MemorySocket.listen()

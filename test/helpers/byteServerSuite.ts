@@ -55,7 +55,7 @@ const lengthFrame = (body: Uint8Array): Buffer => {
 const exchangeRaw = (address: Address.Address, chunks: ReadonlyArray<Uint8Array>) =>
   Effect.scoped(Effect.gen(function*() {
     const socket = yield* Socket.connect(address)
-    const reading = yield* Effect.fork(readAll(socket))
+    const reading = yield* Effect.forkChild(readAll(socket))
     for (const chunk of chunks) yield* socket.write(chunk)
     yield* socket.end
     return yield* Fiber.join(reading)
@@ -68,7 +68,7 @@ export const byteServerSuite = (name: string, module: ByteServerModule, answer: 
   describe(name, () => {
     for (const [transport, makeAddress] of transports) {
       describe(transport, () => {
-        it.scopedLive("answers raw bytes, then half-closes after the client does", () =>
+        it.live("answers raw bytes, then half-closes after the client does", () =>
           Effect.gen(function*() {
             const server = yield* module.make({ address: yield* makeAddress })
             const chunks = [Buffer.from("Hello, "), Buffer.from("wire! "), pattern(70_000)]
@@ -76,7 +76,7 @@ export const byteServerSuite = (name: string, module: ByteServerModule, answer: 
             assert.isTrue(reply.equals(expect(Buffer.concat(chunks))))
           }))
 
-        it.scopedLive("answers through the typed client, raw and per frame", () =>
+        it.live("answers through the typed client, raw and per frame", () =>
           Effect.gen(function*() {
             const address = yield* makeAddress
             for (const framing of ["raw", "length", "lines"] as const) {
@@ -91,7 +91,7 @@ export const byteServerSuite = (name: string, module: ByteServerModule, answer: 
       })
     }
 
-    it.scopedLive("raw: the answer does not depend on how the bytes were chunked", () =>
+    it.live("raw: the answer does not depend on how the bytes were chunked", () =>
       Effect.gen(function*() {
         const server = yield* module.make({ address: loopback })
         const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
@@ -102,7 +102,7 @@ export const byteServerSuite = (name: string, module: ByteServerModule, answer: 
         assert.isTrue(oneByOne.equals(expect(input)))
       }))
 
-    it.scopedLive("length framing: frames in one write, and split across writes, come back as frames", () =>
+    it.live("length framing: frames in one write, and split across writes, come back as frames", () =>
       Effect.gen(function*() {
         const server = yield* module.make({ address: loopback, framing: "length" })
         const bodies = [Buffer.from("first"), Buffer.alloc(0), pattern(40_000), Buffer.from("last one")]
@@ -114,14 +114,14 @@ export const byteServerSuite = (name: string, module: ByteServerModule, answer: 
         assert.isTrue(split.equals(expected))
       }))
 
-    it.scopedLive("lines framing: each line answered and ended with \\n", () =>
+    it.live("lines framing: each line answered and ended with \\n", () =>
       Effect.gen(function*() {
         const server = yield* module.make({ address: loopback, framing: "lines" })
         const reply = yield* exchangeRaw(server.address, [Buffer.from("one\r\ntw"), Buffer.from("o\n\nthree\n")])
         assert.isTrue(reply.equals(Buffer.concat(["one\n", "two\n", "\n", "three\n"].map((l) => expect(l)))))
       }))
 
-    it.scopedLive("a bad frame ends its connection after the frames before it, and is counted", () =>
+    it.live("a bad frame ends its connection after the frames before it, and is counted", () =>
       Effect.gen(function*() {
         const server = yield* module.make({ address: loopback, framing: "length" })
         const tooLarge = Buffer.from([0x7f, 0xff, 0xff, 0xff])
@@ -132,7 +132,7 @@ export const byteServerSuite = (name: string, module: ByteServerModule, answer: 
         assert.isTrue(Buffer.from(yield* client.request("still serving")).equals(expect("still serving")))
       }))
 
-    it.scopedLive("the client waits for large replies while it is still writing", () =>
+    it.live("the client waits for large replies while it is still writing", () =>
       Effect.gen(function*() {
         const server = yield* module.make({ address: loopback })
         const client = yield* module.client(server.address)
@@ -145,7 +145,7 @@ export const byteServerSuite = (name: string, module: ByteServerModule, answer: 
         assert.isTrue(Buffer.from(yield* framedClient.request(payload)).equals(expect(payload)))
       }))
 
-    it.scopedLive("50 concurrent clients each get their own answers", () =>
+    it.live("50 concurrent clients each get their own answers", () =>
       Effect.gen(function*() {
         const server = yield* module.make({ address: loopback, framing: "length" })
         const raw = yield* module.make({ address: loopback })
@@ -169,12 +169,12 @@ export const byteServerSuite = (name: string, module: ByteServerModule, answer: 
         assert.strictEqual((yield* server.stats).accepted + (yield* raw.stats).accepted, 50)
       }))
 
-    it.scopedLive("a client that resets mid-stream does not disturb the others", () =>
+    it.live("a client that resets mid-stream does not disturb the others", () =>
       Effect.gen(function*() {
         const server = yield* module.make({ address: loopback })
         const payload = pattern(4 * MiB)
         // A steady client, streaming while the other one connects and aborts.
-        const steady = yield* Effect.fork(exchangeRaw(server.address, [
+        const steady = yield* Effect.forkChild(exchangeRaw(server.address, [
           payload.subarray(0, MiB),
           payload.subarray(MiB, 2 * MiB),
           payload.subarray(2 * MiB)
@@ -194,7 +194,7 @@ export const byteServerSuite = (name: string, module: ByteServerModule, answer: 
         assert.isTrue(Buffer.from(yield* client.request("after")).equals(expect("after")))
       }))
 
-    it.scopedLive("a request cut short drops its connection; the next one reconnects", () =>
+    it.live("a request cut short drops its connection; the next one reconnects", () =>
       Effect.gen(function*() {
         const server = yield* module.make({ address: loopback })
         const client = yield* module.client(server.address)
@@ -205,12 +205,12 @@ export const byteServerSuite = (name: string, module: ByteServerModule, answer: 
         yield* eventually("connections accepted", Effect.map(server.stats, (s) => s.accepted), (n) => n === 2)
       }))
 
-    it.scopedLive("the client reports a server that closes before replying", () =>
+    it.live("the client reports a server that closes before replying", () =>
       Effect.gen(function*() {
         const listener = yield* Socket.listen(loopback)
         // Accept, read a little, close.
         yield* listener.accept.pipe(
-          Stream.runForEach((socket) => Effect.zipRight(Stream.runHead(socket.reads), socket.close)),
+          Stream.runForEach((socket) => Effect.andThen(Stream.runHead(socket.reads), socket.close)),
           Effect.forkScoped
         )
         const client = yield* module.client(listener.address)
@@ -222,9 +222,9 @@ export const byteServerSuite = (name: string, module: ByteServerModule, answer: 
     it.live("shutdown ends idle connections at once instead of waiting for the timeout", () =>
       Effect.gen(function*() {
         const scope = yield* Scope.make()
-        const server = yield* Scope.extend(module.make({ address: loopback, shutdownTimeout: "20 seconds" }), scope)
+        const server = yield* Scope.provide(module.make({ address: loopback, shutdownTimeout: "20 seconds" }), scope)
         const outer = yield* Scope.make()
-        const client = yield* Scope.extend(Socket.connect(server.address), outer)
+        const client = yield* Scope.provide(Socket.connect(server.address), outer)
         yield* client.write(Buffer.from("hi"))
         const first = yield* Stream.runHead(client.reads)
         assert.isTrue(first._tag === "Some")
@@ -240,7 +240,7 @@ export const byteServerSuite = (name: string, module: ByteServerModule, answer: 
         yield* Scope.close(outer, Exit.void)
       }))
 
-    it.scopedLive("UDP: each datagram is answered to its sender, also binary and empty ones", () =>
+    it.live("UDP: each datagram is answered to its sender, also binary and empty ones", () =>
       Effect.gen(function*() {
         const server = yield* module.makeUdp(loopback)
         const client = yield* module.udpClient(server.address, { timeout: "500 millis" })
