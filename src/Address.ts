@@ -136,7 +136,7 @@ const parsePort = (input: string, text: string): Result.Result<number, InvalidAd
  *
  * ```ts
  * const program = Effect.gen(function*() {
- *   const address = yield* Address.parse("[::1]:9000") // a Result can be yielded
+ *   const address = yield* Effect.fromResult(Address.parse("[::1]:9000"))
  *   return address.host // "::1"
  * })
  * ```

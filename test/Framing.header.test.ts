@@ -1,8 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as ParseResult from "effect/ParseResult"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Framing from "effect-wire/Framing"
@@ -11,8 +9,8 @@ import * as CodecLaws from "effect-wire/testing/CodecLaws"
 // The tutorials' command-output response: a JSON header with the two lengths, then stdout and stderr.
 const Output = Schema.Struct({
   exitCode: Schema.Int,
-  stdoutLength: Schema.NonNegativeInt,
-  stderrLength: Schema.NonNegativeInt
+  stdoutLength: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
+  stderrLength: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 })
 type Output = typeof Output.Type
 const codec = Framing.header({ header: Output, bodyLength: (h) => h.stdoutLength + h.stderrLength })
@@ -23,13 +21,14 @@ const wire = (json: string, body: ReadonlyArray<number> = []) => {
   const header = enc.encode(json)
   return Uint8Array.from([...u32(header.length), ...header, ...body])
 }
-const failure = <A>(result: Either.Either<A, Framing.FrameError>) => Either.isLeft(result) ? result.left : undefined
+const failure = <A>(result: Result.Result<A, Framing.FrameError>) =>
+  Result.isFailure(result) ? result.failure : undefined
 
 describe("Framing.header", () => {
   it("reads | 00 00 00 2F | {header} | body | --> { header, body }", () => {
     const bytes = wire(`{"exitCode":0,"stdoutLength":5,"stderrLength":1}`, [...enc.encode("hello!")])
     for (const sizes of [[], [1], [3, 0, 7]]) {
-      const frames = Either.getOrThrow(Framing.decodeAll(codec, CodecLaws.rechunk(bytes, sizes)))
+      const frames = Result.getOrThrow(Framing.decodeAll(codec, CodecLaws.rechunk(bytes, sizes)))
       assert.deepStrictEqual(frames.map((f) => f.header), [{ exitCode: 0, stdoutLength: 5, stderrLength: 1 }])
       assert.strictEqual(new TextDecoder().decode(frames[0]!.body), "hello!")
     }
@@ -37,10 +36,10 @@ describe("Framing.header", () => {
 
   it("encodes what it decodes, header as JSON", () => {
     const frame = { header: { exitCode: 2, stdoutLength: 0, stderrLength: 3 }, body: enc.encode("err") }
-    const bytes = Either.getOrThrow(Framing.encodeAll(codec, [frame]))
+    const bytes = Result.getOrThrow(Framing.encodeAll(codec, [frame]))
     const json = `{"exitCode":2,"stdoutLength":0,"stderrLength":3}`
     assert.deepStrictEqual(Array.from(bytes), Array.from(wire(json, [...enc.encode("err")])))
-    assert.isTrue(CodecLaws.equals(Either.getOrThrow(Framing.decodeAll(codec, bytes)), [frame]))
+    assert.isTrue(CodecLaws.equals(Result.getOrThrow(Framing.decodeAll(codec, bytes)), [frame]))
   })
 
   it("reads an empty body at once, without waiting for more bytes", () => {
@@ -87,7 +86,7 @@ describe("Framing.header", () => {
 
     const wrong = failure(Framing.decodeAll(codec, wire(`{"exitCode":0,"stdoutLength":-1,"stderrLength":0}`)))
     assert.match(wrong!.message, /does not match its schema[\s\S]*stdoutLength/)
-    assert.isTrue(ParseResult.isParseError((wrong as Framing.MalformedFrame).cause))
+    assert.isTrue(Schema.isSchemaError((wrong as Framing.MalformedFrame).cause))
 
     const notUtf8 = failure(Framing.decodeAll(codec, Uint8Array.from([0, 0, 0, 1, 0xff])))
     assert.match(notUtf8!.message, /not valid UTF-8/)
@@ -135,7 +134,7 @@ describe("Framing.header", () => {
     body.set(stdout, 0)
     body.set(stderr, stdout.length)
     const response = { header: { exitCode: 0, stdoutLength: stdout.length, stderrLength: stderr.length }, body }
-    const bytes = Either.getOrThrow(Framing.encodeAll(codec, [response, response]))
+    const bytes = Result.getOrThrow(Framing.encodeAll(codec, [response, response]))
 
     const checkFrames = (frames: ReadonlyArray<Framing.HeaderFrame<Output>>, count = 2) => {
       assert.strictEqual(frames.length, count)
@@ -166,10 +165,11 @@ describe("Framing.header", () => {
       it.effect(`arrives in ${size}-byte pieces (Framing.decode)`, () =>
         Effect.gen(function*() {
           // One response: 150,000 Stream chunks of 7 bytes already take a second.
-          const one = Either.getOrThrow(Framing.encodeAll(codec, [response]))
-          const reads = Stream.fromIterable(CodecLaws.rechunk(one, [size]).map(Chunk.of)).pipe(Stream.flattenChunks)
+          const one = Result.getOrThrow(Framing.encodeAll(codec, [response]))
+          const pieces = CodecLaws.rechunk(one, [size]).map((piece) => [piece] as const)
+          const reads = Stream.fromIterable(pieces).pipe(Stream.flattenArray)
           const frames = yield* reads.pipe(Framing.decode(codec), Stream.runCollect)
-          checkFrames(Chunk.toReadonlyArray(frames), 1)
+          checkFrames(frames, 1)
         }))
     }
   })

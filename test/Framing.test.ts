@@ -1,8 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
 import * as Framing from "effect-wire/Framing"
 
@@ -11,17 +10,16 @@ const u8 = (...xs: ReadonlyArray<number | string>): Uint8Array =>
   Uint8Array.from(xs.flatMap((x) => typeof x === "string" ? Array.from(enc.encode(x)) : [x]))
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
 
-/** One Stream chunk per element of `reads`, like one socket read each. */
-const reads = (...pieces: ReadonlyArray<Uint8Array>) =>
-  Stream.flattenChunks(Stream.fromIterable(pieces.map((p) => Chunk.of(p))))
+/** One Stream batch per element of `reads`, like one socket read each. */
+const reads = (...pieces: ReadonlyArray<Uint8Array>) => Stream.fromArrays(...pieces.map((p) => [p]))
 
-const chunksOf = <A, E>(stream: Stream.Stream<A, E>) =>
-  Stream.runCollect(Stream.chunks(stream)).pipe(Effect.map((cs) => Chunk.toReadonlyArray(cs).map(Chunk.toReadonlyArray)))
+/** The batches a stream emits, as arrays. */
+const chunksOf = <A, E>(stream: Stream.Stream<A, E>) => Stream.runCollect(Stream.chunks(stream))
 
 describe("Framing.decode", () => {
   const codec = Framing.lengthPrefixed({ lengthBytes: 1 })
 
-  it.effect("turns one chunk of bytes into one chunk of the frames it completed", () =>
+  it.effect("turns one batch of bytes into one batch of the frames it completed", () =>
     Effect.gen(function*() {
       const chunks = yield* chunksOf(
         reads(u8(1, "a", 2, "bc", 3), u8("d"), u8("ef", 0, 1, "g")).pipe(Framing.decode(codec))
@@ -29,11 +27,11 @@ describe("Framing.decode", () => {
       assert.deepStrictEqual(chunks.map((c) => c.map(text)), [["a", "bc"], ["def", "", "g"]])
     }))
 
-  it.effect("decodes a chunk holding several reads, in order", () =>
+  it.effect("decodes a batch holding several reads, in order", () =>
     Effect.gen(function*() {
-      const merged = Stream.fromChunk(Chunk.make(u8(1, "a", 1), u8("b")))
+      const merged = Stream.fromArray([u8(1, "a", 1), u8("b")])
       const frames = yield* Stream.runCollect(merged.pipe(Framing.decode(codec)))
-      assert.deepStrictEqual(Chunk.toReadonlyArray(frames).map(text), ["a", "b"])
+      assert.deepStrictEqual(frames.map(text), ["a", "b"])
     }))
 
   it.effect("emits the frames before an error, then fails with it", () =>
@@ -46,7 +44,7 @@ describe("Framing.decode", () => {
         Effect.exit
       )
       assert.deepStrictEqual(seen, ["a", "b"])
-      assert.deepInclude(Exit.isFailure(exit) ? exit.cause : undefined, { _tag: "Fail" })
+      assert.deepStrictEqual(Exit.isFailure(exit) ? exit.cause.reasons.map((r) => r._tag) : undefined, ["Fail"])
       const error = yield* Effect.flip(reads(u8(3, "abc")).pipe(Framing.decode(small), Stream.runDrain))
       assert.strictEqual(error._tag, "FrameTooLarge")
     }))
@@ -78,15 +76,15 @@ describe("Framing.decode", () => {
     }))
 })
 
-describe("Framing.decodeEither", () => {
+describe("Framing.decodeResult", () => {
   it.effect("keeps errors as values and goes on when the codec resynchronises", () =>
     Effect.gen(function*() {
       const lines = Framing.lines({ as: "string", maxLength: 3, resync: true })
       const out = yield* Stream.runCollect(
-        reads(u8("ok\ntoo long\nye"), u8("s\n", 0xff, "\n")).pipe(Framing.decodeEither(lines))
+        reads(u8("ok\ntoo long\nye"), u8("s\n", 0xff, "\n")).pipe(Framing.decodeResult(lines))
       )
       assert.deepStrictEqual(
-        Chunk.toReadonlyArray(out).map(Either.match({ onLeft: (e) => `<${e._tag}>`, onRight: (s) => s })),
+        out.map(Result.match({ onFailure: (e) => `<${e._tag}>`, onSuccess: (s) => s })),
         ["ok", "<FrameTooLarge>", "yes", "<MalformedFrame>"]
       )
     }))
@@ -94,36 +92,35 @@ describe("Framing.decodeEither", () => {
   it.effect("ends after an error the decoder cannot get past", () =>
     Effect.gen(function*() {
       const out = yield* Stream.runCollect(
-        reads(u8("ok\ntoo long\n"), u8("never\n")).pipe(Framing.decodeEither(Framing.lines({ maxLength: 3 })))
+        reads(u8("ok\ntoo long\n"), u8("never\n")).pipe(Framing.decodeResult(Framing.lines({ maxLength: 3 })))
       )
-      assert.deepStrictEqual(Chunk.toReadonlyArray(out).map(Either.isLeft), [false, true])
+      assert.deepStrictEqual(out.map(Result.isFailure), [false, true])
     }))
 
-  it.effect("reports leftover bytes at the end as a Left", () =>
+  it.effect("reports leftover bytes at the end as a failure", () =>
     Effect.gen(function*() {
-      const out = yield* Stream.runCollect(reads(u8("a\nb")).pipe(Framing.decodeEither(Framing.lines())))
-      const last = Chunk.toReadonlyArray(out)[1]!
-      assert.deepInclude(Either.isLeft(last) ? last.left : undefined, { _tag: "IncompleteFrame", remaining: 1 })
+      const out = yield* Stream.runCollect(reads(u8("a\nb")).pipe(Framing.decodeResult(Framing.lines())))
+      const last = out[1]!
+      assert.deepInclude(Result.isFailure(last) ? last.failure : undefined, { _tag: "IncompleteFrame", remaining: 1 })
     }))
 })
 
 describe("Framing.encode", () => {
   const codec = Framing.lengthPrefixed({ lengthBytes: 1 })
 
-  it.effect("turns one chunk of frames into one chunk of buffers", () =>
+  it.effect("turns one batch of frames into one batch of buffers", () =>
     Effect.gen(function*() {
-      const frames = Stream.fromIterable([Chunk.make(u8("a"), u8("bc")), Chunk.make(u8("d"))]).pipe(Stream.flattenChunks)
+      const frames = Stream.fromArrays([u8("a"), u8("bc")], [u8("d")])
       const chunks = yield* chunksOf(frames.pipe(Framing.encode(codec)))
       assert.deepStrictEqual(chunks.map((c) => c.map((b) => Array.from(b))), [[[1, 97, 2, 98, 99]], [[1, 100]]])
     }))
 
-  it.effect("fails before emitting any byte of a chunk holding a frame it cannot send", () =>
+  it.effect("fails before emitting any byte of a batch holding a frame it cannot send", () =>
     Effect.gen(function*() {
       const tooBig = new Uint8Array(256)
       const emitted: Array<Uint8Array> = []
       const error = yield* Effect.flip(
-        Stream.fromIterable([Chunk.make(u8("a")), Chunk.make(u8("b"), tooBig)]).pipe(
-          Stream.flattenChunks,
+        Stream.fromArrays([u8("a")], [u8("b"), tooBig]).pipe(
           Framing.encode(codec),
           Stream.runForEach((b) => Effect.sync(() => emitted.push(b)))
         )
@@ -140,20 +137,20 @@ describe("Framing.encode", () => {
         Framing.decode(lines),
         Stream.runCollect
       )
-      assert.deepStrictEqual(Chunk.toReadonlyArray(out), ["hello", "wörld", ""])
+      assert.deepStrictEqual(out, ["hello", "wörld", ""])
     }))
 })
 
 describe("Framing.decodeAll / encodeAll", () => {
   it("decode a whole buffer or several, with the end rule", () => {
     const codec = Framing.lines({ as: "string" })
-    assert.deepStrictEqual(Either.getOrThrow(Framing.decodeAll(codec, [u8("a\nb"), u8("\n")])), ["a", "b"])
-    assert.isTrue(Either.isLeft(Framing.decodeAll(codec, u8("a\nb"))))
+    assert.deepStrictEqual(Result.getOrThrow(Framing.decodeAll(codec, [u8("a\nb"), u8("\n")])), ["a", "b"])
+    assert.isTrue(Result.isFailure(Framing.decodeAll(codec, u8("a\nb"))))
   })
 
   it("encode into one contiguous buffer, large bodies included", () => {
     const big = new Uint8Array(40_000).fill(3)
-    const bytes = Either.getOrThrow(Framing.encodeAll(Framing.varint(), [u8("x"), big]))
+    const bytes = Result.getOrThrow(Framing.encodeAll(Framing.varint(), [u8("x"), big]))
     assert.strictEqual(bytes.length, 2 + 3 + 40_000)
     assert.deepStrictEqual(Array.from(bytes.subarray(0, 5)), [1, 120, 0xc0, 0xb8, 0x02])
   })
@@ -173,12 +170,12 @@ describe("Framing.fixed", () => {
 
   it("takes frames inside a chunk as subarrays", () => {
     const chunk = u8(1, 2, 3, 4)
-    const frames = Either.getOrThrow(Framing.decodeAll(codec, chunk))
+    const frames = Result.getOrThrow(Framing.decodeAll(codec, chunk))
     assert.isTrue(frames.every((f) => f.buffer === chunk.buffer))
   })
 
   it("reads incomplete frame byte by byte", () => {
-    const frames = Either.getOrThrow(Framing.decodeAll(Framing.fixed(3), [u8(1), u8(), u8(2), u8(3, 4), u8(5, 6)]))
+    const frames = Result.getOrThrow(Framing.decodeAll(Framing.fixed(3), [u8(1), u8(), u8(2), u8(3, 4), u8(5, 6)]))
     assert.deepStrictEqual(frames.map((f) => Array.from(f)), [[1, 2, 3], [4, 5, 6]])
   })
 

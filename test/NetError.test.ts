@@ -151,7 +151,7 @@ describe("NetError", () => {
     it.live("maps Node's real error for a refused connection to localhost", () =>
       Effect.gen(function*() {
         const port = yield* freePort
-        const cause = yield* Effect.async<unknown>((resume) => {
+        const cause = yield* Effect.callback<unknown>((resume) => {
           const socket = Net.connect({ host: "localhost", port })
           socket.once("error", (e) => resume(Effect.succeed(e)))
           socket.once("connect", () => {
