@@ -1,111 +1,151 @@
 /**
- * Our {@link Socket.Socket} as an `@effect/platform` `Socket`, so libraries
- * built on the platform interface (`@effect/rpc`'s socket protocol,
- * `Socket.toChannel`, …) run over a connection made with `Socket.connect` or
- * accepted from `Socket.listen`.
+ * Our {@link Socket.Socket} and {@link Socket.Listener} as Effect's own
+ * `effect/socket` `Socket` and `SocketServer`, so libraries built on those
+ * interfaces (`effect/rpc`'s socket protocol, `Socket.toChannel`, …) run over
+ * a connection made with `Socket.connect`, accepted from `Socket.listen`, or
+ * made in memory with `MemorySocket`.
  *
  * ```ts
+ * import { Effect } from "effect"
+ * import * as EffectSocket from "effect/socket/Socket"
+ * import * as Address from "effect-wire/Address"
  * import * as PlatformSocket from "effect-wire/PlatformSocket"
+ * import * as Socket from "effect-wire/Socket"
  *
  * const program = Effect.scoped(Effect.gen(function*() {
- *   const socket = yield* Socket.connect(Address.tcp("127.0.0.1", 9000))
- *   const platform = PlatformSocket.fromSocket(socket)
- *   const write = yield* platform.writer
- *   yield* write("ping")
- *   yield* platform.run((bytes) => Console.log(bytes.length))
+ *   const socket = PlatformSocket.fromSocket(yield* Socket.connect(Address.tcp("127.0.0.1", 9000)))
+ *   const writer = yield* socket.writer
+ *   const { pull } = yield* socket.reader
+ *   yield* writer.write("ping")
+ *   const reply = yield* pull // fails with a SocketCloseError (code 1000) at EOF
  * }))
  * ```
  *
+ * Effect's interface has one error, `SocketError`, with a `reason`; ours are
+ * kept as that reason's `cause` (`SocketReadError.cause` is the `ReadError`,
+ * e.g. `ConnectionReset`).
+ *
  * @since 0.1.0
  */
-import * as Platform from "@effect/platform/Socket"
-import * as SocketServer from "@effect/platform/SocketServer"
+import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import * as NetAddress from "effect/net/NetAddress"
+import * as Pull from "effect/Pull"
+import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
+import * as EffectSocket from "effect/socket/Socket"
+import * as SocketServer from "effect/socket/SocketServer"
 import * as Stream from "effect/Stream"
+import * as Os from "node:os"
 import * as Address from "./Address.js"
-import type { ConnectError, ListenError } from "./NetError.js"
+import type { ConnectError, ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
 
 const encoder = new TextEncoder()
 
+const closeError = (code: number): EffectSocket.SocketError =>
+  new EffectSocket.SocketError({ reason: new EffectSocket.SocketCloseError({ code }) })
+
+const readError = (cause: ReadError): EffectSocket.SocketError =>
+  new EffectSocket.SocketError({ reason: new EffectSocket.SocketReadError({ cause }) })
+
+const writeError = (cause: WriteError): EffectSocket.SocketError =>
+  new EffectSocket.SocketError({ reason: new EffectSocket.SocketWriteError({ cause }) })
+
+const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "string" ? encoder.encode(chunk) : chunk
+
 /**
- * View a connected {@link Socket.Socket} as an `@effect/platform` `Socket`.
+ * View a connected {@link Socket.Socket} as an `effect/socket` `Socket`.
  *
- * - `run`/`runRaw` read until the peer's EOF (then succeed) or a read error
- *   (`SocketGenericError` with reason `"Read"`, the typed `NetError` as its
- *   `cause`). As on the platform's Node socket, an Effect returned by the
- *   handler runs in its own fiber; at EOF `run` first waits for the handler
- *   effects already started, so no reply is cut off. The wrapper holds one
- *   connection: a `run` after EOF returns at once.
- * - `writer` gives a write function (strings are sent as UTF-8); releasing
- *   its scope half-closes the socket. A `CloseEvent` with code 1000 closes the
- *   socket gracefully; any other code resets it (RST).
+ * - `reader`: `pull` yields what arrives, in the batches `reads` gives, and
+ *   fails on every termination, as the interface asks: the peer's EOF with a
+ *   `SocketCloseError` of code 1000, a read error with a `SocketReadError`
+ *   whose `cause` is our typed `ReadError`. Closing the reader's scope fails a
+ *   suspended `pull` (code 1006) but leaves the socket open. It is one
+ *   connection: a second `reader` fails with the error that ended the first
+ *   (code 1000 while the first is still open). There is no TLS `upgrade`.
+ * - `writer`: strings are sent as UTF-8, `writeAll` is one batch
+ *   (`socket.writeAll`), errors are `SocketWriteError`s with our `WriteError`
+ *   as `cause`. A `CloseEvent` with code 1000 closes the socket gracefully;
+ *   any other code resets it (RST). Releasing the writer's scope half-closes
+ *   (`socket.end`).
+ *
+ * The socket stays ours: whoever made it closes it.
  *
  * ```ts
+ * // An echo written against effect/socket, served by effect-wire.
  * const echo = (socket: Socket.Socket) =>
  *   Effect.scoped(Effect.gen(function*() {
- *     const platform = PlatformSocket.fromSocket(socket)
- *     const write = yield* platform.writer
- *     yield* platform.run(write)
- *   }))
+ *     const effectSocket = PlatformSocket.fromSocket(socket)
+ *     const writer = yield* effectSocket.writer
+ *     const { pull } = yield* effectSocket.reader
+ *     while (true) yield* writer.writeAll(yield* pull)
+ *   })).pipe(Effect.catchReason("SocketError", "SocketCloseError", () => Effect.void))
  * ```
  *
  * @since 0.1.0
  * @category constructors
  */
-export const fromSocket = (socket: Socket.Socket): Platform.Socket => {
-  const runRaw = <_, E = never, R = never>(
-    handler: (_: string | Uint8Array) => Effect.Effect<_, E, R> | void,
-    options?: { readonly onOpen?: Effect.Effect<void> | undefined } | undefined
-  ): Effect.Effect<void, Platform.SocketError | E, R> =>
-    Effect.scoped(
-      Effect.gen(function*() {
-        const fibers = yield* FiberSet.make<unknown, E>()
-        const runFork = yield* FiberSet.runtime(fibers)<R>()
-        if (options?.onOpen !== undefined) yield* options.onOpen
-        const readLoop = socket.reads.pipe(
-          Stream.runForEachChunk((chunk) =>
-            Effect.sync(() => {
-              for (const bytes of chunk) {
-                const result = handler(bytes)
-                if (Effect.isEffect(result)) runFork(result)
-              }
-            })
-          ),
-          Effect.mapError((cause) => new Platform.SocketGenericError({ reason: "Read", cause })),
-          Effect.zipRight(FiberSet.awaitEmpty(fibers))
-        )
-        // A failing handler effect ends the run with its error, as on the platform's sockets.
-        return yield* Effect.raceFirst(readLoop, FiberSet.join(fibers))
-      })
-    ).pipe(Effect.interruptible)
+export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
+  // How the connection ended, for a second reader (one connection, no reconnecting).
+  let terminal: EffectSocket.SocketError | undefined
 
-  const write = (chunk: Uint8Array | string | Platform.CloseEvent): Effect.Effect<void, Platform.SocketError> => {
-    if (Platform.isCloseEvent(chunk)) return chunk.code === 1000 ? socket.close : socket.reset
-    return Effect.mapError(
-      socket.write(typeof chunk === "string" ? encoder.encode(chunk) : chunk),
-      (cause) => new Platform.SocketGenericError({ reason: "Write", cause })
+  const reader: EffectSocket.Socket["reader"] = Effect.gen(function*() {
+    if (terminal !== undefined) return yield* Effect.fail(terminal)
+    terminal = closeError(1000)
+    let ended: EffectSocket.SocketError | undefined
+    const end = (error: EffectSocket.SocketError) =>
+      Effect.sync(() => {
+        ended ??= error
+        terminal = ended
+      })
+    const reads = yield* Stream.toPull(socket.reads)
+    const closed = yield* Deferred.make<never, EffectSocket.SocketError>()
+    // Added after toPull, so it runs first: a pull suspended in another fiber fails instead of hanging.
+    yield* Effect.addFinalizer(() => Deferred.fail(closed, closeError(1006)))
+    const pull: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, EffectSocket.SocketError> = reads.pipe(
+      Pull.catchDone(() => Effect.fail(closeError(1000))),
+      Effect.mapError((error) => EffectSocket.isSocketError(error) ? error : readError(error)),
+      Effect.tapError(end),
+      Effect.raceFirst(Deferred.await(closed))
     )
+    return {
+      pull: Effect.suspend(() => ended !== undefined ? Effect.fail(ended) : pull),
+      upgrade: EffectSocket.SocketUpgradeError.unsupported
+    }
+  })
+
+  const write = (chunk: Uint8Array | string | EffectSocket.CloseEvent): Effect.Effect<void, EffectSocket.SocketError> => {
+    if (EffectSocket.isCloseEvent(chunk)) return chunk.code === 1000 ? socket.close : socket.reset
+    return Effect.mapError(socket.write(toBytes(chunk)), writeError)
   }
 
-  return Platform.Socket.of({
-    [Platform.TypeId]: Platform.TypeId,
-    run: runRaw as Platform.Socket["run"],
-    runRaw,
-    writer: Effect.acquireRelease(Effect.succeed(write), () => Effect.ignore(socket.end))
+  const writeAll = (
+    chunks: NonEmptyReadonlyArray<Uint8Array | string>
+  ): Effect.Effect<void, EffectSocket.SocketError> => {
+    const batch = chunks.some((chunk) => typeof chunk === "string")
+      ? chunks.map(toBytes)
+      : chunks as ReadonlyArray<Uint8Array>
+    return Effect.mapError(socket.writeAll(batch), writeError)
+  }
+
+  return EffectSocket.make({
+    reader,
+    writer: Effect.acquireRelease(Effect.succeed({ write, writeAll }), () => Effect.ignore(socket.end))
   })
 }
 
 /**
  * Connect with {@link Socket.connect} and view the connection as an
- * `@effect/platform` `Socket`. The connection closes with the scope.
+ * `effect/socket` `Socket` ({@link fromSocket}). The connection closes with
+ * the scope.
  *
  * ```ts
- * const platform = yield* PlatformSocket.connect(Address.tcp("127.0.0.1", 9000))
+ * const socket = yield* PlatformSocket.connect(Address.tcp("127.0.0.1", 9000))
+ * const { pull } = yield* socket.reader
  * ```
  *
  * @since 0.1.0
@@ -114,53 +154,80 @@ export const fromSocket = (socket: Socket.Socket): Platform.Socket => {
 export const connect = (
   address: Address.Address,
   options?: Socket.ConnectOptions | undefined
-): Effect.Effect<Platform.Socket, ConnectError, Scope.Scope> => Effect.map(Socket.connect(address, options), fromSocket)
+): Effect.Effect<EffectSocket.Socket, ConnectError, Scope.Scope> =>
+  Effect.map(Socket.connect(address, options), fromSocket)
+
+let scopeIds: Map<string, number> | undefined
+
+/** Our address as a NetAddress; a listener's host is a numeric IP (a named IPv6 zone is looked up). */
+const toSocketAddress = (address: Address.Address): NetAddress.SocketAddress => {
+  if (address._tag === "UnixAddress") return NetAddress.unixPathAddress(address.path)
+  const zone = address.host.indexOf("%")
+  if (zone !== -1 && !/^\d+$/.test(address.host.slice(zone + 1))) {
+    scopeIds ??= NetAddress.scopeIdsFromInterfaces(Object.entries(Os.networkInterfaces()))
+  }
+  const inet = NetAddress.inetAddressFromHostString(address.host, address.port, scopeIds)
+  if (Result.isFailure(inet)) {
+    throw new RangeError(`PlatformSocket: a SocketServer needs a numeric IP address, got ${Address.format(address)}`)
+  }
+  return inet.success
+}
 
 /**
- * View a {@link Socket.Listener} as an `@effect/platform` `SocketServer`:
- * `run(handler)` serves every accepted connection in its own fiber with the
- * connection as a platform `Socket`, closes the connection when the handler
- * ends, and logs a handler's failure without stopping the others. It runs
- * until interrupted; interrupting it interrupts the handlers.
+ * View a {@link Socket.Listener} as an `effect/socket` `SocketServer`, e.g.
+ * for `effect/rpc`'s `RpcServer.layerProtocolSocketServer`.
+ *
+ * - `address` is the listener's as a `NetAddress` (`InetAddressV4`/`V6` or
+ *   `UnixPathAddress`). The listener's host must be a numeric IP (Node's
+ *   listeners always report one); otherwise this is a defect.
+ * - `run(handler)` serves every accepted connection in its own fiber, with
+ *   the connection as an `effect/socket` `Socket` ({@link fromSocket}) and a
+ *   scope of its own; the connection closes when the handler ends. A failing
+ *   handler is logged (a warning naming the peer) without stopping the
+ *   others. It runs until interrupted, also after the listener stopped
+ *   accepting; interrupting it interrupts the handlers.
  *
  * ```ts
  * const listener = yield* Socket.listen(Address.tcp("127.0.0.1", 0))
  * const server = PlatformSocket.fromListener(listener)
- * yield* server.run((socket) => Effect.scoped(Effect.flatMap(socket.writer, (write) => socket.run(write))))
+ * yield* server.run((socket) =>
+ *   Effect.gen(function*() {
+ *     const writer = yield* socket.writer
+ *     const { pull } = yield* socket.reader
+ *     while (true) yield* writer.writeAll(yield* pull)
+ *   })
+ * )
  * ```
  *
  * @since 0.1.0
  * @category constructors
  */
-export const fromListener = (listener: Socket.Listener): SocketServer.SocketServer["Type"] => ({
-  address: listener.address._tag === "TcpAddress"
-    ? { _tag: "TcpAddress", hostname: listener.address.host, port: listener.address.port }
-    : { _tag: "UnixAddress", path: listener.address.path },
-  run: <R, E, _>(handler: (socket: Platform.Socket) => Effect.Effect<_, E, R>) =>
-    Effect.scoped(
-      Effect.gen(function*() {
-        const connections = yield* FiberSet.make<unknown, never>()
-        const runFork = yield* FiberSet.runtime(connections)<R>()
-        const serve = (socket: Socket.Socket) =>
-          handler(fromSocket(socket)).pipe(
-            Effect.catchAllCause((cause) =>
-              Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logWarning(
-                `connection from ${Address.format(socket.remoteAddress)} failed`,
-                cause
-              )
-            ),
-            Effect.ensuring(socket.close)
-          )
-        yield* Stream.runForEach(listener.accept, (socket) => Effect.sync(() => runFork(serve(socket))))
-        // The listener stopped accepting: serve what is open until interrupted, like the platform's servers.
-        return yield* Effect.never
-      })
-    ) as Effect.Effect<never, SocketServer.SocketServerError, R>
+export const fromListener = (listener: Socket.Listener): SocketServer.SocketServer["Service"] => ({
+  address: toSocketAddress(listener.address),
+  run: <R, E, _>(handler: (socket: EffectSocket.Socket) => Effect.Effect<_, E, R>) =>
+    Effect.scoped(Effect.gen(function*() {
+      const connections = yield* Effect.scope
+      const serve = (socket: Socket.Socket) =>
+        Effect.scoped(handler(fromSocket(socket))).pipe(
+          Effect.catchCause((cause) =>
+            Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logWarning(
+              `connection from ${Address.format(socket.remoteAddress)} failed`,
+              cause
+            )
+          ),
+          Effect.ensuring(socket.close)
+        )
+      yield* Stream.runForEach(listener.accept, (socket) => Effect.forkIn(serve(socket), connections))
+      // The listener stopped accepting: serve what is open until interrupted, like Effect's servers.
+      return yield* Effect.never
+    }))
 })
 
 /**
- * Listen with {@link Socket.listen} and provide the platform's
- * `SocketServer`, e.g. for `@effect/rpc`'s `RpcServer.layerProtocolSocketServer`.
+ * Listen with {@link Socket.listen} and provide the listener as
+ * `effect/socket`'s `SocketServer` ({@link fromListener}), e.g. for
+ * `effect/rpc`'s `RpcServer.layerProtocolSocketServer`. The listener closes
+ * when the layer is released.
  *
  * ```ts
  * const RpcLive = RpcServer.layer(Api).pipe(
@@ -177,13 +244,14 @@ export const layerServer = (
   address: Address.Address,
   options?: Socket.ListenOptions | undefined
 ): Layer.Layer<SocketServer.SocketServer, ListenError> =>
-  Layer.scoped(SocketServer.SocketServer, Effect.map(Socket.listen(address, options), fromListener))
+  Layer.effect(SocketServer.SocketServer, Effect.map(Socket.listen(address, options), fromListener))
 
 /**
- * Connect with {@link Socket.connect} and provide the connection as the
- * platform's `Socket` service, e.g. for `@effect/rpc`'s
- * `RpcClient.layerProtocolSocket()`. The connection closes when the layer is
- * released. It is one connection: no reconnecting.
+ * Connect with {@link Socket.connect} when the layer is built and provide the
+ * connection as `effect/socket`'s `Socket` service ({@link fromSocket}), e.g.
+ * for `effect/rpc`'s `RpcClient.layerProtocolSocket()`. The connection
+ * closes when the layer is released. It is one connection: no reconnecting
+ * (a second `reader` fails with how the first one ended).
  *
  * ```ts
  * const ClientLive = RpcClient.layerProtocolSocket().pipe(
@@ -198,4 +266,4 @@ export const layerServer = (
 export const layer = (
   address: Address.Address,
   options?: Socket.ConnectOptions | undefined
-): Layer.Layer<Platform.Socket, ConnectError> => Layer.scoped(Platform.Socket, connect(address, options))
+): Layer.Layer<EffectSocket.Socket, ConnectError> => Layer.effect(EffectSocket.Socket, connect(address, options))

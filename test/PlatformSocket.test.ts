@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -273,8 +274,8 @@ describe("PlatformSocket", () => {
     it.live("fromListener.run: a failing handler is logged, the others go on; sockets close after their handler", () =>
       Effect.gen(function*() {
         const logged: Array<string> = []
-        const logger = Logger.make(({ logLevel, message }) => {
-          logged.push(`${logLevel}: ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+        const logger = Logger.make(({ cause, logLevel, message }) => {
+          logged.push(`${logLevel}: ${Array.isArray(message) ? message.join(" ") : String(message)} ${Cause.pretty(cause)}`)
         })
         const listener = yield* MemorySocket.listen()
         yield* PlatformSocket.fromListener(listener).run((socket) =>
@@ -293,7 +294,12 @@ describe("PlatformSocket", () => {
         const served = yield* listener.connect()
         yield* served.write(bytes("hello"))
         assert.strictEqual(text(yield* Stream.runCollect(served.reads)), "served")
-        assert.isTrue(logged.some((line) => line.startsWith("Warn") && line.includes("handler failed")))
+        assert.isTrue(
+          logged.some((line) =>
+            line.startsWith("Warn: connection from 127.0.0.1:") && line.includes("failed") && line.includes("handler failed")
+          ),
+          logged.join("\n")
+        )
       }))
   })
 })
