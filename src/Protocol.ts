@@ -21,22 +21,23 @@
  * Malformed input has two policies. A frame that is not a valid message
  * (bad JSON, a value the Schema rejects) fails `messages` with a
  * `MessageDecodeError` by default (`onMalformed: "fail"`); with
- * `onMalformed: "surface"` it becomes a `Left` in `messages` and the stream
+ * `onMalformed: "surface"` it becomes a `Result.fail` in `messages` and the stream
  * goes on, so the handler can answer a bad request and read the next one.
  * A framing error (`FrameTooLarge`, `IncompleteFrame`, `MalformedFrame`)
  * always fails `messages`: after it the byte stream cannot be trusted.
  *
  * @since 0.1.0
  */
-import * as Chunk from "effect/Chunk"
+import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import { dual } from "effect/Function"
-import * as Option from "effect/Option"
+import * as Pull from "effect/Pull"
+import * as Result from "effect/Result"
 import type * as Schema from "effect/Schema"
 import type { ParseOptions } from "effect/SchemaAST"
 import type * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as Address from "./Address.js"
@@ -68,11 +69,11 @@ export type TypeId = typeof TypeId
  * @since 0.1.0
  * @category models
  */
-export type FormatFactory = <A, I>(schema: Schema.Schema<A, I>, options?: Message.FormatOptions) => Message.Format<A>
+export type FormatFactory = <A, I>(schema: Schema.Codec<A, I>, options?: Message.FormatOptions) => Message.Format<A>
 
 /**
  * What a malformed message does: `"fail"` ends `messages` with the
- * `MessageDecodeError`; `"surface"` delivers it as a `Left` and goes on.
+ * `MessageDecodeError`; `"surface"` delivers it as a `Result.fail` and goes on.
  *
  * ```ts
  * const policy: Protocol.OnMalformed = "surface"
@@ -102,9 +103,9 @@ export interface Options<In, InI, Out, OutI> {
   /** How frames are cut from the byte stream, e.g. `Framing.lengthPrefixed()`. */
   readonly framing: Framing.Codec<Uint8Array>
   /** The messages we receive. */
-  readonly incoming: Schema.Schema<In, InI>
+  readonly incoming: Schema.Codec<In, InI>
   /** The messages we send. */
-  readonly outgoing: Schema.Schema<Out, OutI>
+  readonly outgoing: Schema.Codec<Out, OutI>
   /**
    * How a message is written in a frame (default `"json"`). MessagePack bytes
    * may contain `\n`, so pair `"msgpack"` with a length-prefixed framing,
@@ -119,7 +120,7 @@ export interface Options<In, InI, Out, OutI> {
 
 /**
  * A protocol: a framing, the incoming and outgoing formats, and the
- * malformed-message policy. `In` is what `messages` yields (`Either<A,
+ * malformed-message policy. `In` is what `messages` yields (`Result<A,
  * MessageDecodeError>` when malformed messages are surfaced) and
  * `E` what decoding can fail with (`never` when surfaced).
  *
@@ -127,7 +128,7 @@ export interface Options<In, InI, Out, OutI> {
  * also work on plain streams and arrays, e.g. to test it without a socket.
  *
  * ```ts
- * const frames = Protocol.encode(Chat, [{ echo: "hi" }]) // Either<Array<Uint8Array>, ...>
+ * const frames = Protocol.encode(Chat, [{ echo: "hi" }]) // Result<Array<Uint8Array>, ...>
  * ```
  *
  * @since 0.1.0
@@ -152,9 +153,9 @@ const formatFactory = (format: Options<unknown, unknown, unknown, unknown>["form
  * ```ts
  * const Kv = Protocol.make({
  *   framing: Framing.lines({ maxLength: 64 * 1024 }),
- *   incoming: Schema.Union(Get, Put),
+ *   incoming: Schema.Union([Get, Put]),
  *   outgoing: Reply,
- *   onMalformed: "surface" // messages: Stream<Either<Get | Put, MessageDecodeError>, ...>
+ *   onMalformed: "surface" // messages: Stream<Result<Get | Put, MessageDecodeError>, ...>
  * })
  * ```
  *
@@ -164,7 +165,7 @@ const formatFactory = (format: Options<unknown, unknown, unknown, unknown>["form
 export const make: {
   <In, InI, Out, OutI>(
     options: Options<In, InI, Out, OutI> & { readonly onMalformed: "surface" }
-  ): Protocol<Either.Either<In, Message.MessageDecodeError>, Out, never>
+  ): Protocol<Result.Result<In, Message.MessageDecodeError>, Out, never>
   <In, InI, Out, OutI>(
     options: Options<In, InI, Out, OutI> & { readonly onMalformed?: "fail" | undefined }
   ): Protocol<In, Out, Message.MessageDecodeError>
@@ -181,7 +182,7 @@ export const make: {
     outgoing,
     onMalformed,
     decode: onMalformed === "surface"
-      ? (bytes) => bytes.pipe(Framing.decode(framing), Message.decodeEither(incoming))
+      ? (bytes) => bytes.pipe(Framing.decode(framing), Message.decodeResult(incoming))
       : (bytes) => bytes.pipe(Framing.decode(framing), Message.decode(incoming))
   }
   return protocol
@@ -214,16 +215,16 @@ export const isProtocol = (u: unknown): u is Protocol<unknown, unknown, unknown>
 export const encode = <Out>(
   protocol: Protocol<unknown, Out, unknown>,
   messages: Iterable<Out>
-): Either.Either<Array<Uint8Array>, Message.MessageEncodeError | Framing.FrameError> => {
+): Result.Result<Array<Uint8Array>, Message.MessageEncodeError | Framing.FrameError> => {
   const frames: Array<Uint8Array> = []
   for (const message of messages) {
     const frame = protocol.outgoing.encode(message)
-    if (Either.isLeft(frame)) return Either.left(frame.left)
-    frames.push(frame.right)
+    if (Result.isFailure(frame)) return Result.fail(frame.failure)
+    frames.push(frame.success)
   }
   const out: Array<Uint8Array> = []
   const error = protocol.framing.encode(frames, out)
-  return error === undefined ? Either.right(out) : Either.left(error)
+  return error === undefined ? Result.succeed(out) : Result.fail(error)
 }
 
 /**
@@ -250,7 +251,7 @@ export type SendError = WriteError | Message.MessageEncodeError | Framing.FrameE
  *   batch (one `writev`), all or nothing: if one does not encode, none is
  *   sent. Each call is one socket write, so several fibers may send at once
  *   without interleaving frames.
- * - `sends` is a Sink sending each Stream chunk as one batch, then
+ * - `sends` is a Sink sending each Stream batch as one socket batch, then
  *   half-closing.
  *
  * ```ts
@@ -274,7 +275,7 @@ const attachImpl = <In, Out, E>(socket: Socket.Socket, protocol: Protocol<In, Ou
   const sendAll = (messages: Iterable<Out>): Effect.Effect<void, SendError> =>
     Effect.suspend((): Effect.Effect<void, SendError> => {
       const bytes = encode(protocol, messages)
-      return Either.isLeft(bytes) ? Effect.fail(bytes.left) : socket.writeAll(bytes.right)
+      return Result.isFailure(bytes) ? Effect.fail(bytes.failure) : socket.writeAll(bytes.success)
     })
   return {
     socket,
@@ -282,8 +283,8 @@ const attachImpl = <In, Out, E>(socket: Socket.Socket, protocol: Protocol<In, Ou
     messages: protocol.decode(socket.reads),
     send: (message) => sendAll([message]),
     sendAll,
-    sends: Sink.forEachChunk((chunk: Chunk.Chunk<Out>) => sendAll(chunk)).pipe(
-      Sink.zipRight(Sink.fromEffect(Effect.suspend(() => socket.end)))
+    sends: Sink.forEachArray((batch: NonEmptyReadonlyArray<Out>) => sendAll(batch)).pipe(
+      Sink.mapEffect(() => Effect.suspend(() => socket.end))
     )
   }
 }
@@ -359,9 +360,9 @@ const clientImpl = <In, Out, E>(
   Effect.gen(function*() {
     const connection = attachImpl(socket, protocol)
     const pull = yield* Stream.toPull(connection.messages)
-    const lock = yield* Effect.makeSemaphore(1)
+    const lock = yield* Semaphore.make(1)
     const noResponse = new NoResponse({ address: socket.remoteAddress })
-    let buffer: Array<In> = []
+    let buffer: ReadonlyArray<In> = []
     let index = 0
     /** Responses that interrupted requests left on the wire. */
     let skip = 0
@@ -372,13 +373,15 @@ const clientImpl = <In, Out, E>(
       if (index < buffer.length) return Effect.succeed(buffer[index++]!)
       if (over !== undefined) return Effect.fail(over)
       return pull.pipe(
+        // The end of `messages` (the peer's EOF between frames): no response is coming.
+        Pull.catchDone(() => Effect.fail(noResponse)),
         Effect.matchEffect({
-          onFailure: (error: Option.Option<ReadError | Framing.FrameError | E>) => {
-            over = Option.getOrElse(error, (): ClientError<E> => noResponse)
-            return Effect.fail(over)
+          onFailure: (error: ClientError<E>) => {
+            over = error
+            return Effect.fail(error)
           },
-          onSuccess: (chunk) => {
-            buffer = Chunk.toArray(chunk) as Array<In>
+          onSuccess: (batch) => {
+            buffer = batch
             index = 0
             return next
           }
@@ -387,21 +390,21 @@ const clientImpl = <In, Out, E>(
     })
 
     const skipStale: Effect.Effect<void, ClientError<E>> = Effect.suspend(() =>
-      skip === 0 ? Effect.void : Effect.zipRight(next, Effect.sync(() => void skip--)).pipe(Effect.zipRight(skipStale))
+      skip === 0 ? Effect.void : Effect.andThen(next, Effect.sync(() => void skip--)).pipe(Effect.andThen(skipStale))
     )
 
     const request = (message: Out) =>
       lock.withPermits(1)(Effect.suspend(() => {
         let sent = false
         return skipStale.pipe(
-          Effect.zipRight(Effect.suspend((): Effect.Effect<void, SendError> => {
+          Effect.andThen(Effect.suspend((): Effect.Effect<void, SendError> => {
             const bytes = encode(protocol, [message])
-            if (Either.isLeft(bytes)) return Effect.fail(bytes.left)
+            if (Result.isFailure(bytes)) return Effect.fail(bytes.failure)
             // From here the bytes reach the socket (even if we stop waiting for drain): a response will follow.
             sent = true
-            return socket.writeAll(bytes.right)
+            return socket.writeAll(bytes.success)
           })),
-          Effect.zipRight(next),
+          Effect.andThen(next),
           Effect.onInterrupt(() => Effect.sync(() => (sent ? void skip++ : undefined)))
         )
       }))
