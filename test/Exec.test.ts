@@ -1,12 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
@@ -36,7 +35,7 @@ const decodeAll = (bytes: Uint8Array): Array<Exec.ExecResult> => {
   const results: Array<Exec.ExecResult> = []
   let rest = bytes
   for (let i = 0; i < 1_000 && rest.byteLength > 0; i++) {
-    const step = Either.getOrThrow(Exec.decodeResponse(rest))
+    const step = Result.getOrThrow(Exec.decodeResponse(rest))
     if (step._tag === "NeedMore") return assert.fail(`${rest.byteLength} bytes left over, ${step.needed} needed`)
     results.push(step.result)
     rest = rest.subarray(step.consumed)
@@ -45,7 +44,7 @@ const decodeAll = (bytes: Uint8Array): Array<Exec.ExecResult> => {
 }
 
 const readToEnd = (socket: Socket.Socket) =>
-  Effect.map(Stream.runCollect(socket.reads), (chunks) => Buffer.concat(Chunk.toArray(chunks)))
+  Effect.map(Stream.runCollect(socket.reads), (chunks) => Buffer.concat(chunks))
 
 /** Start a server in the test's scope and return its address. */
 const serve = (options: Omit<Exec.ServerOptions, "address">) =>
@@ -57,7 +56,7 @@ const tempDir = Effect.acquireRelease(
 )
 
 describe("Exec server over loopback", () => {
-  it.scopedLive("runs allowed commands; a non-zero exit is a result, a refusal a typed error", () =>
+  it.live("runs allowed commands; a non-zero exit is a result, a refusal a typed error", () =>
     Effect.gen(function*() {
       const address = yield* serve({ allow: ["echo", "sh"] })
       const client = yield* Exec.client(address)
@@ -75,7 +74,7 @@ describe("Exec server over loopback", () => {
       assert.strictEqual(text((yield* client.run(["echo", "again"])).stdout), "again\n")
     }))
 
-  it.scopedLive("no shell: metacharacters reach the program literally", () =>
+  it.live("no shell: metacharacters reach the program literally", () =>
     Effect.gen(function*() {
       const address = yield* serve({ allow: ["echo"] })
       const client = yield* Exec.client(address)
@@ -84,7 +83,7 @@ describe("Exec server over loopback", () => {
       assert.strictEqual(text(result.stdout), args.join(" ") + "\n")
     }))
 
-  it.scopedLive("a timed-out command is killed with everything it started before the answer arrives", () =>
+  it.live("a timed-out command is killed with everything it started before the answer arrives", () =>
     Effect.gen(function*() {
       const address = yield* serve({ allow: ["sh"], timeout: "300 millis", killGrace: "200 millis" })
       const client = yield* Exec.client(address)
@@ -102,7 +101,7 @@ describe("Exec server over loopback", () => {
       assert.strictEqual(tag, "Timeout")
     }))
 
-  it.scopedLive("output past maxOutput is cut and flagged", () =>
+  it.live("output past maxOutput is cut and flagged", () =>
     Effect.gen(function*() {
       const address = yield* serve({ allow: ["yes"], maxOutput: 100_000 })
       const client = yield* Exec.client(address)
@@ -112,7 +111,7 @@ describe("Exec server over loopback", () => {
       assert.strictEqual(result.header.stdoutLength, 100_000)
     }))
 
-  it.scopedLive("requests pipelined in one write are answered in order, then the half-closed connection ends", () =>
+  it.live("requests pipelined in one write are answered in order, then the half-closed connection ends", () =>
     Effect.gen(function*() {
       const address = yield* serve({ allow: ["echo", "sh"], concurrency: 4 })
       const socket = yield* Socket.connect(address)
@@ -136,12 +135,12 @@ describe("Exec server over loopback", () => {
       const client = yield* Exec.client(address)
       const all = yield* client.runAll([["sh", "-c", "sleep 0.1; echo a"], ["nope"], ["echo", "c"]])
       assert.deepStrictEqual(
-        all.map(Either.match({ onLeft: (e) => e._tag, onRight: (r) => text(r.stdout) })),
+        all.map(Result.match({ onFailure: (e) => e._tag, onSuccess: (r) => text(r.stdout) })),
         ["a\n", "CommandNotAllowed", "c\n"]
       )
     }))
 
-  it.scopedLive("a token is required, compared exactly, and can be redacted", () =>
+  it.live("a token is required, compared exactly, and can be redacted", () =>
     Effect.gen(function*() {
       const address = yield* serve({ allow: ["echo"], token: Redacted.make("s3cret-token") })
       const outcome = (options: Exec.ClientOptions) =>
@@ -158,7 +157,7 @@ describe("Exec server over loopback", () => {
       assert.strictEqual(yield* outcome({ token: Redacted.make("s3cret-token") }), "in\n")
     }))
 
-  it.scopedLive("an oversized request frame is answered FrameTooLarge and closes only its connection", () =>
+  it.live("an oversized request frame is answered FrameTooLarge and closes only its connection", () =>
     Effect.gen(function*() {
       const address = yield* serve({ allow: ["echo"], maxRequestBytes: 1024 })
       const bystander = yield* Exec.client(address)
@@ -189,7 +188,7 @@ describe("Exec server over loopback", () => {
       assert.strictEqual(text((yield* bystander.run(["echo", "after"])).stdout), "after\n")
     }))
 
-  it.scopedLive("malformed requests are BadRequest and the connection stays usable", () =>
+  it.live("malformed requests are BadRequest and the connection stays usable", () =>
     Effect.gen(function*() {
       const address = yield* serve({ allow: ["echo"] })
       const socket = yield* Socket.connect(address)
@@ -229,7 +228,7 @@ describe("Exec server over loopback", () => {
       assert.strictEqual(badLimit._tag, "InvalidExecOptions")
     }))
 
-  it.scopedLive("serves 20 concurrent clients; the concurrency limit is shared by all connections", () =>
+  it.live("serves 20 concurrent clients; the concurrency limit is shared by all connections", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const address = yield* serve({ allow: ["echo", "sh"], concurrency: 2 })
@@ -258,14 +257,14 @@ describe("Exec server over loopback", () => {
       const context = yield* Layer.buildWithScope(Exec.layerTest({ allow: ["sh"] }), serverScope)
       const server = Context.get(context, Exec.Exec)
       const client = yield* Exec.client(server.address)
-      const running = yield* Effect.fork(
+      const running = yield* Effect.forkChild(
         client.run(["sh", "-c", "echo up > \"$0\"; sleep 0.3; head -c 100000 /dev/zero", marker])
       )
       yield* waitForLine(marker)
       // Pipelined behind the one in hand: read ahead by the server, but never started.
       const second = NodePath.join(dir, "second")
-      const queued = yield* Effect.fork(client.run(["sh", "-c", "echo ran > \"$0\"", second]))
-      const closing = yield* Effect.fork(Scope.close(serverScope, Exit.void))
+      const queued = yield* Effect.forkChild(client.run(["sh", "-c", "echo ran > \"$0\"", second]))
+      const closing = yield* Effect.forkChild(Scope.close(serverScope, Exit.void))
       const result = yield* Fiber.join(running)
       assert.strictEqual(result.header.exitCode, 0)
       assert.strictEqual(result.stdout.byteLength, 100_000)
@@ -279,7 +278,7 @@ describe("Exec server over loopback", () => {
       assert.strictEqual(late._tag, "ConnectionClosed")
     }).pipe(Effect.scoped))
 
-  it.scopedLive("a client that gives up mid-command makes the server kill the command", () =>
+  it.live("a client that gives up mid-command makes the server kill the command", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
       const address = yield* serve({ allow: ["sh"], timeout: "30 seconds", killGrace: "300 millis" })
@@ -288,7 +287,7 @@ describe("Exec server over loopback", () => {
       // An interrupted call resets the connection.
       const client = yield* Exec.client(address)
       const pidFile = NodePath.join(dir, "interrupted")
-      const running = yield* Effect.fork(client.run(["sh", "-c", script, pidFile]))
+      const running = yield* Effect.forkChild(client.run(["sh", "-c", script, pidFile]))
       const [pgid, background] = (yield* waitForLine(pidFile)).trim().split(" ").map(Number)
       yield* Fiber.interrupt(running)
       assert.isTrue(yield* waitGone(-pgid!), "the process group outlived the client")
@@ -311,7 +310,7 @@ describe("Exec server over loopback", () => {
       assert.isTrue(yield* waitGone(-rawGroup!), "the process group outlived the reset")
     }))
 
-  it.scopedLive("idleTimeout closes a silent connection but never a running command's", () =>
+  it.live("idleTimeout closes a silent connection but never a running command's", () =>
     Effect.gen(function*() {
       const address = yield* serve({ allow: ["sh"], idleTimeout: "200 millis" })
       const client = yield* Exec.client(address)
@@ -326,11 +325,11 @@ describe("Exec server over loopback", () => {
 })
 
 describe("Exec client", () => {
-  it.scoped("a connection that ends mid-response is ConnectionClosed", () =>
+  it.effect("a connection that ends mid-response is ConnectionClosed", () =>
     Effect.gen(function*() {
       const [near, far] = yield* MemorySocket.makePair()
       const client = yield* Exec.clientFromSocket(near)
-      const running = yield* Effect.fork(client.run(["echo", "hi"]))
+      const running = yield* Effect.forkChild(client.run(["echo", "hi"]))
       // The far end plays a server that dies after part of the stdout.
       const wire = Buffer.concat(Exec.encodeResponse({
         header: { exitCode: 0, signal: null, stdoutLength: 0, stderrLength: 0, truncated: false, durationMs: 1 },
@@ -345,11 +344,11 @@ describe("Exec client", () => {
       assert.include(error.message, "in the middle of a response")
     }))
 
-  it.scoped("an oversized response is refused without buffering it", () =>
+  it.effect("an oversized response is refused without buffering it", () =>
     Effect.gen(function*() {
       const [near, far] = yield* MemorySocket.makePair()
       const client = yield* Exec.clientFromSocket(near, { maxBodyBytes: 1_000 })
-      const running = yield* Effect.fork(client.run(["echo", "hi"]))
+      const running = yield* Effect.forkChild(client.run(["echo", "hi"]))
       yield* Stream.runHead(far.reads)
       const [header] = Exec.encodeResponse({
         header: { exitCode: 0, signal: null, stdoutLength: 0, stderrLength: 0, truncated: false, durationMs: 1 },
@@ -362,7 +361,7 @@ describe("Exec client", () => {
       assert.include(error.message, "exceed the limit of 1000")
     }))
 
-  it.scopedLive("server and client over MemorySocket, one byte per read", () =>
+  it.live("server and client over MemorySocket, one byte per read", () =>
     Effect.gen(function*() {
       const listener = yield* MemorySocket.listen()
       const server = yield* Exec.fromListener(listener, { allow: ["echo"] })
@@ -370,13 +369,13 @@ describe("Exec client", () => {
       const client = yield* Exec.clientFromSocket(socket)
       const results = yield* client.runAll([["echo", "one"], ["echo", "two"], ["false"]])
       assert.deepStrictEqual(
-        results.map(Either.match({ onLeft: (e) => e._tag, onRight: (r) => text(r.stdout) })),
+        results.map(Result.match({ onFailure: (e) => e._tag, onSuccess: (r) => text(r.stdout) })),
         ["one\n", "two\n", "CommandNotAllowed"]
       )
       assert.strictEqual((yield* server.stats).accepted, 1)
     }))
 
-  it.scopedLive("composes with other servers in one Layer", () =>
+  it.live("composes with other servers in one Layer", () =>
     Effect.gen(function*() {
       const echo = Server.layer({
         address: Address.tcp("127.0.0.1", 0),

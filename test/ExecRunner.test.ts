@@ -1,10 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as Arbitrary from "effect/Arbitrary"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as FastCheck from "effect/FastCheck"
 import * as Fiber from "effect/Fiber"
 import * as Redacted from "effect/Redacted"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 import { chmodSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as NodePath from "node:path"
@@ -80,16 +79,16 @@ describe("Exec policy", () => {
       const open = yield* Exec.makePolicy({ allow: ["echo"] })
       const guarded = yield* Exec.makePolicy({ allow: ["echo"], token: "s3cret" })
       const refused = Exec.checkBind(open, Address.tcp("0.0.0.0", 9000))
-      assert.isTrue(Either.isLeft(refused))
-      if (Either.isLeft(refused)) {
-        assert.strictEqual(refused.left._tag, "InsecureBind")
-        assert.include(refused.left.message, "--token")
+      assert.isTrue(Result.isFailure(refused))
+      if (Result.isFailure(refused)) {
+        assert.strictEqual(refused.failure._tag, "InsecureBind")
+        assert.include(refused.failure.message, "--token")
       }
-      assert.isTrue(Either.isLeft(Exec.checkBind(open, Address.tcp("::", 9000))))
-      assert.isTrue(Either.isRight(Exec.checkBind(open, Address.tcp("127.0.0.1", 9000))))
-      assert.isTrue(Either.isRight(Exec.checkBind(open, Address.tcp("::1", 9000))))
-      assert.isTrue(Either.isRight(Exec.checkBind(open, Address.unix("/tmp/exec.sock"))))
-      assert.isTrue(Either.isRight(Exec.checkBind(guarded, Address.tcp("0.0.0.0", 9000))))
+      assert.isTrue(Result.isFailure(Exec.checkBind(open, Address.tcp("::", 9000))))
+      assert.isTrue(Result.isSuccess(Exec.checkBind(open, Address.tcp("127.0.0.1", 9000))))
+      assert.isTrue(Result.isSuccess(Exec.checkBind(open, Address.tcp("::1", 9000))))
+      assert.isTrue(Result.isSuccess(Exec.checkBind(open, Address.unix("/tmp/exec.sock"))))
+      assert.isTrue(Result.isSuccess(Exec.checkBind(guarded, Address.tcp("0.0.0.0", 9000))))
     }))
 })
 
@@ -318,7 +317,7 @@ describe("Exec concurrency and interruption", () => {
       const dir = mkdtempSync(NodePath.join(tmpdir(), "exec-test-"))
       const pidFile = NodePath.join(dir, "pid")
       const runner = yield* runnerFor({ allow: ["sh"], timeout: "30 seconds", killGrace: "500 millis" })
-      const fiber = yield* Effect.fork(
+      const fiber = yield* Effect.forkChild(
         runner.run({ argv: ["sh", "-c", "sleep 30 & echo $$ $! > \"$0\"; sleep 30", pidFile] })
       )
       const [pgid, background] = (yield* waitForLine(pidFile)).trim().split(" ").map(Number)
@@ -339,7 +338,7 @@ describe("Exec concurrency and interruption", () => {
   it.live("an interrupted run gives its slot back", () =>
     Effect.gen(function*() {
       const runner = yield* runnerFor({ allow: ["sleep", "echo"], concurrency: 1, killGrace: "200 millis" })
-      const fiber = yield* Effect.fork(runner.run({ argv: ["sleep", "30"] }))
+      const fiber = yield* Effect.forkChild(runner.run({ argv: ["sleep", "30"] }))
       yield* Fiber.interrupt(fiber)
       const next = yield* runner.run({ argv: ["echo", "free"] })
       assert.strictEqual(text(next.stdout), "free\n")
@@ -361,9 +360,23 @@ describe("Exec wire codecs", () => {
       ]
       for (const payload of payloads) {
         const decoded = Exec.decodeRequest(payload)
-        assert.isTrue(Either.isLeft(decoded), text(payload))
-        if (Either.isLeft(decoded)) assert.strictEqual(decoded.left._tag, "BadRequest")
+        assert.isTrue(Result.isFailure(decoded), text(payload))
+        if (Result.isFailure(decoded)) {
+          assert.strictEqual(decoded.failure._tag, "BadRequest")
+          // One line that says what is wrong, and where.
+          assert.notInclude(decoded.failure.message, "\n", text(payload))
+        }
       }
+      const where = (json: string): string => {
+        const decoded = Exec.decodeRequest(utf8(json))
+        return Result.isFailure(decoded) ? decoded.failure.message : assert.fail(`${json} was accepted`)
+      }
+      assert.include(where("{\"argv\": [\"ls\", 1]}"), "Expected string at argv[1]")
+      assert.include(where("{\"argv\": [\"ls\", \"a\\u0000b\"]}"), "must not contain a NUL byte at argv[1]")
+      assert.include(where("{\"token\": \"x\"}"), "at argv")
+      assert.include(where("{\"argv\": [\"ls\"], \"token\": 7}"), "Expected string at token")
+      assert.include(where("not json"), "the request is not JSON")
+      assert.include(where("{\"argv\": []}"), "at argv[0]")
       const runner = yield* runnerFor({ allow: ["echo"] })
       assertRefused(yield* runner.runFrame(utf8("{\"argv\": []}")), "BadRequest")
       const ok = yield* runner.runFrame(utf8("{\"argv\": [\"echo\", \"framed\"], \"extra\": 1}"))
@@ -400,36 +413,42 @@ describe("Exec wire codecs", () => {
       assert.strictEqual(text(request.subarray(4)), requestJson)
     }))
 
-  const bytes = FastCheck.uint8Array({ maxLength: 64 })
+  const bytes = Schema.Uint8Array.check(Schema.isMaxLength(64))
 
   it.prop(
     "responses round-trip, and every proper prefix needs more",
-    [Arbitrary.make(Exec.ExecResponseHeader), bytes, bytes, bytes],
+    [Exec.ExecResponseHeader, bytes, bytes, bytes],
     ([header, stdout, stderr, trailing]) => {
       const chunks = Exec.encodeResponse({ header, stdout, stderr })
       const wire = Buffer.concat([...chunks, trailing])
       const total = wire.byteLength - trailing.byteLength
-      const step = Either.getOrThrow(Exec.decodeResponse(wire))
+      const step = Result.getOrThrow(Exec.decodeResponse(wire))
       assert.strictEqual(step._tag, "Complete")
       if (step._tag !== "Complete") return
       assert.strictEqual(step.consumed, total)
       // JSON has no -0; everything else survives exactly.
-      const expected = { ...header, stdoutLength: stdout.byteLength, stderrLength: stderr.byteLength, durationMs: header.durationMs + 0 }
+      const expected = {
+        ...header,
+        exitCode: header.exitCode === null ? null : header.exitCode + 0,
+        stdoutLength: stdout.byteLength,
+        stderrLength: stderr.byteLength,
+        durationMs: header.durationMs + 0
+      }
       assert.deepStrictEqual(step.result.header, expected)
       assert.deepStrictEqual([...step.result.stdout], [...stdout])
       assert.deepStrictEqual([...step.result.stderr], [...stderr])
       for (const cut of [0, 3, 4, chunks[0]!.byteLength, total - 1].filter((n) => n >= 0 && n < total)) {
-        const partial = Either.getOrThrow(Exec.decodeResponse(wire.subarray(0, cut)))
+        const partial = Result.getOrThrow(Exec.decodeResponse(wire.subarray(0, cut)))
         assert.strictEqual(partial._tag, "NeedMore")
         if (partial._tag === "NeedMore") assert.isAbove(partial.needed, cut)
       }
     }
   )
 
-  it.prop("requests round-trip", [Arbitrary.make(Exec.ExecRequest)], ([request]) => {
+  it.prop("requests round-trip", [Exec.ExecRequest], ([request]) => {
     const frame = Exec.encodeRequest(request)
     assert.strictEqual(new DataView(frame.buffer).getUint32(0), frame.byteLength - 4)
-    const decoded = Either.getOrThrow(Exec.decodeRequest(frame.subarray(4)))
+    const decoded = Result.getOrThrow(Exec.decodeRequest(frame.subarray(4)))
     assert.deepStrictEqual(decoded, request)
   })
 
@@ -453,8 +472,11 @@ describe("Exec wire codecs", () => {
       ]
       for (const [wire, options] of cases) {
         const decoded = Exec.decodeResponse(wire, options)
-        assert.isTrue(Either.isLeft(decoded), text(wire))
-        if (Either.isLeft(decoded)) assert.strictEqual(decoded.left._tag, "MalformedResponse")
+        assert.isTrue(Result.isFailure(decoded), text(wire))
+        if (Result.isFailure(decoded)) {
+          assert.strictEqual(decoded.failure._tag, "MalformedResponse")
+          assert.notInclude(decoded.failure.message, "\n", text(wire))
+        }
       }
     }))
 })

@@ -3,13 +3,12 @@
  * tokens in constant time, and running one child process in its own process
  * group with a deadline, an output cap and group-wide cleanup.
  *
- * Why not `@effect/platform`'s `Command`? Its Node executor (platform-node-shared
- * 0.x) does spawn `detached` and `Process.kill` does signal the group, but:
- * a death by signal only surfaces as a `PlatformError` whose message holds the
- * signal name (the wire header needs it as data); its scope release sends
- * SIGTERM to the group and then waits for the leader without bound and never
- * escalates to SIGKILL, so a child that ignores SIGTERM hangs interruption;
- * and stdin can only be "pipe" or "inherit", not closed. So we drive
+ * Why not Effect's `effect/process/ChildProcess`? Its Node spawner
+ * (platform-node-shared 4.1.5) does spawn `detached`, signal the group and,
+ * with `forceKillAfter`, escalate to SIGKILL, but a death by signal only
+ * surfaces as a `PlatformError` whose message holds the signal name (the wire
+ * header needs it as data), and it resolves `cwd` through the FileSystem and
+ * Path services, which a runner should not have to be given. So we drive
  * `node:child_process.spawn` ourselves.
  *
  * @internal
@@ -131,7 +130,7 @@ const concat = (chunks: ReadonlyArray<Uint8Array>, length: number): Uint8Array =
  * @internal
  */
 export const runProcess = (spec: ProcessSpec): Effect.Effect<ProcessOutcome> =>
-  Effect.async<ProcessOutcome>((resume) => {
+  Effect.callback<ProcessOutcome>((resume) => {
     const startedAt = performance.now()
     const stdoutChunks: Array<Uint8Array> = []
     const stderrChunks: Array<Uint8Array> = []
@@ -263,7 +262,7 @@ export const runProcess = (spec: ProcessSpec): Effect.Effect<ProcessOutcome> =>
       })
     }
 
-    return Effect.async<void>((done) => {
+    return Effect.callback<void>((done) => {
       if (finished) return done(Effect.void)
       onFinished.push(() => done(Effect.void))
       terminate()

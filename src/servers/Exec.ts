@@ -30,15 +30,16 @@ import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import * as SchemaIssue from "effect/SchemaIssue"
 import type * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import { constants as bufferConstants } from "node:buffer"
 import * as NodePath from "node:path"
@@ -153,7 +154,7 @@ export class FrameTooLarge extends Schema.TaggedError<FrameTooLarge>()("FrameToo
  * @since 0.1.0
  * @category schemas
  */
-export const ExecError = Schema.Union(CommandNotAllowed, Unauthorized, Timeout, SpawnFailed, BadRequest, FrameTooLarge)
+export const ExecError = Schema.Union([CommandNotAllowed, Unauthorized, Timeout, SpawnFailed, BadRequest, FrameTooLarge])
 
 /**
  * One of the six refusals a response can carry.
@@ -172,8 +173,8 @@ export type ExecError = typeof ExecError.Type
 // ---------------------------------------------------------------------------
 
 // The kernel's argv is NUL-terminated: a NUL would silently cut an argument short.
-const Argument = Schema.String.pipe(
-  Schema.filter((s) => !s.includes("\u0000") || "an argument must not contain a NUL byte")
+const Argument = Schema.String.check(
+  Schema.makeFilter((s: string) => !s.includes("\u0000") || "an argument must not contain a NUL byte")
 )
 
 /**
@@ -189,7 +190,7 @@ const Argument = Schema.String.pipe(
  */
 export const ExecRequest = Schema.Struct({
   argv: Schema.NonEmptyArray(Argument),
-  token: Schema.optionalWith(Schema.String, { exact: true })
+  token: Schema.optionalKey(Schema.String)
 })
 
 /**
@@ -203,6 +204,8 @@ export const ExecRequest = Schema.Struct({
  * @category models
  */
 export type ExecRequest = typeof ExecRequest.Type
+
+const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 
 /**
  * The JSON header of a response. `stdoutLength` bytes of stdout and then
@@ -220,11 +223,11 @@ export type ExecRequest = typeof ExecRequest.Type
 export const ExecResponseHeader = Schema.Struct({
   exitCode: Schema.NullOr(Schema.Int),
   signal: Schema.NullOr(Schema.String),
-  stdoutLength: Schema.NonNegativeInt,
-  stderrLength: Schema.NonNegativeInt,
+  stdoutLength: NonNegativeInt,
+  stderrLength: NonNegativeInt,
   truncated: Schema.Boolean,
-  durationMs: Schema.NonNegative.pipe(Schema.finite()),
-  error: Schema.optionalWith(ExecError, { exact: true })
+  durationMs: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+  error: Schema.optionalKey(ExecError)
 })
 
 /**
@@ -276,28 +279,49 @@ const readLength = (bytes: Uint8Array): number =>
   new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, false)
 
 const encodeHeaderSync = Schema.encodeSync(ExecResponseHeader)
-const decodeHeaderEither = Schema.decodeUnknownEither(ExecResponseHeader)
+const decodeHeaderResult = Schema.decodeUnknownResult(ExecResponseHeader)
 const encodeRequestSync = Schema.encodeSync(ExecRequest)
-const decodeRequestEither = Schema.decodeUnknownEither(ExecRequest)
+const decodeRequestResult = Schema.decodeUnknownResult(ExecRequest)
 
-const invalidRequest = (error: ParseResult.ParseError): BadRequest =>
+const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/
+
+// `["argv", 1]` reads `argv[1]`, as the field would be written in JavaScript.
+const formatPath = (path: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> | undefined): string =>
+  (path ?? []).reduce<string>((out, segment) => {
+    const key = typeof segment === "object" ? segment.key : segment
+    if (typeof key === "number") return `${out}[${key}]`
+    if (typeof key === "string" && IDENTIFIER.test(key)) return out === "" ? key : `${out}.${key}`
+    return `${out}[${typeof key === "string" ? JSON.stringify(key) : String(key)}]`
+  }, "")
+
+/**
+ * What a Schema error says is wrong, on one line (a response header or a log
+ * line has no room for Effect's multi-line tree): `Expected string at argv[1]`.
+ */
+const describeSchemaError = (error: Schema.SchemaError): string =>
+  formatIssues(error.issue).issues.map((issue) => {
+    const message = issue.message.replace(/\s*\n\s*/g, " ")
+    const where = formatPath(issue.path)
+    return where === "" ? message : `${message} at ${where}`
+  }).join("; ")
+
+const invalidRequest = (error: Schema.SchemaError): BadRequest =>
   new BadRequest({
-    message: `the request must be {"argv": ["command", "arg", ...], "token"?: "..."}: ${
-      ParseResult.TreeFormatter.formatErrorSync(error)
-    }`
+    message: `the request must be {"argv": ["command", "arg", ...], "token"?: "..."}: ${describeSchemaError(error)}`
   })
 
-const parseJson = (payload: Uint8Array): Either.Either<unknown, string> => {
+const parseJson = (payload: Uint8Array): Result.Result<unknown, string> => {
   let text: string
   try {
     text = utf8Decoder.decode(payload)
   } catch {
-    return Either.left("is not valid UTF-8")
+    return Result.fail("is not valid UTF-8")
   }
   try {
-    return Either.right(JSON.parse(text))
+    return Result.succeed(JSON.parse(text))
   } catch (err) {
-    return Either.left(`is not JSON (${(err as Error).message})`)
+    return Result.fail(`is not JSON (${(err as Error).message})`)
   }
 }
 
@@ -319,16 +343,16 @@ export const encodeRequest = (request: ExecRequest): Uint8Array => frameOf(JSON.
  * message says what is wrong. Unknown fields are ignored.
  *
  * ```ts
- * Exec.decodeRequest(new TextEncoder().encode('{"argv":["ls"]}')) // Right({ argv: ["ls"] })
+ * Exec.decodeRequest(new TextEncoder().encode('{"argv":["ls"]}')) // Result.succeed({ argv: ["ls"] })
  * ```
  *
  * @since 0.1.0
  * @category codecs
  */
-export const decodeRequest = (payload: Uint8Array): Either.Either<ExecRequest, BadRequest> =>
-  Either.flatMap(
-    Either.mapLeft(parseJson(payload), (reason) => new BadRequest({ message: `the request ${reason}` })),
-    (json) => Either.mapLeft(decodeRequestEither(json), invalidRequest)
+export const decodeRequest = (payload: Uint8Array): Result.Result<ExecRequest, BadRequest> =>
+  Result.flatMap(
+    Result.mapError(parseJson(payload), (reason) => new BadRequest({ message: `the request ${reason}` })),
+    (json) => Result.mapError(decodeRequestResult(json), invalidRequest)
   )
 
 /**
@@ -350,7 +374,8 @@ export const encodeResponse = (result: ExecResult): ReadonlyArray<Uint8Array> =>
     stdoutLength: result.stdout.byteLength,
     stderrLength: result.stderr.byteLength
   })
-  // `_tag` first: the schema encodes class fields in declaration order, which puts it last and reads poorly.
+  // The error is written as exactly `{"_tag", "message"}`, in that order (docs/exec-protocol.md), whatever
+  // the Schema library's encoding of error classes holds or however it orders their keys.
   const json = error === undefined ? header : { ...header, error: { _tag: error._tag, message: error.message } }
   return [frameOf(JSON.stringify(json)), result.stdout, result.stderr]
 }
@@ -399,7 +424,7 @@ export type ResponseStep =
  * client buffer without limit.
  *
  * ```ts
- * const step = yield* Exec.decodeResponse(buffer)
+ * const step = Result.getOrThrow(Exec.decodeResponse(buffer))
  * if (step._tag === "Complete") buffer = buffer.subarray(step.consumed)
  * ```
  *
@@ -412,40 +437,40 @@ export const decodeResponse = (
     readonly maxHeaderBytes?: number | undefined
     readonly maxBodyBytes?: number | undefined
   }
-): Either.Either<ResponseStep, MalformedResponse> => {
+): Result.Result<ResponseStep, MalformedResponse> => {
   const maxHeaderBytes = options?.maxHeaderBytes ?? 64 * 1024
   const maxBodyBytes = options?.maxBodyBytes ?? 64 * 1024 * 1024
-  if (bytes.byteLength < 4) return Either.right({ _tag: "NeedMore", needed: 4 })
+  if (bytes.byteLength < 4) return Result.succeed({ _tag: "NeedMore", needed: 4 })
   const headerLength = readLength(bytes)
   if (headerLength > maxHeaderBytes) {
-    return Either.left(
+    return Result.fail(
       new MalformedResponse({ reason: `header frame of ${headerLength} bytes exceeds the limit of ${maxHeaderBytes}` })
     )
   }
   const bodyStart = 4 + headerLength
-  if (bytes.byteLength < bodyStart) return Either.right({ _tag: "NeedMore", needed: bodyStart })
+  if (bytes.byteLength < bodyStart) return Result.succeed({ _tag: "NeedMore", needed: bodyStart })
   const json = parseJson(bytes.subarray(4, bodyStart))
-  if (Either.isLeft(json)) return Either.left(new MalformedResponse({ reason: `the header ${json.left}` }))
-  const decoded = decodeHeaderEither(json.right)
-  if (Either.isLeft(decoded)) {
-    return Either.left(
+  if (Result.isFailure(json)) return Result.fail(new MalformedResponse({ reason: `the header ${json.failure}` }))
+  const decoded = decodeHeaderResult(json.success)
+  if (Result.isFailure(decoded)) {
+    return Result.fail(
       new MalformedResponse({
-        reason: `the header does not match the schema: ${ParseResult.TreeFormatter.formatErrorSync(decoded.left)}`,
-        cause: decoded.left
+        reason: `the header does not match the schema: ${describeSchemaError(decoded.failure)}`,
+        cause: decoded.failure
       })
     )
   }
-  const header = decoded.right
+  const header = decoded.success
   const bodyLength = header.stdoutLength + header.stderrLength
   if (bodyLength > maxBodyBytes) {
-    return Either.left(
+    return Result.fail(
       new MalformedResponse({ reason: `bodies of ${bodyLength} bytes exceed the limit of ${maxBodyBytes}` })
     )
   }
   const end = bodyStart + bodyLength
-  if (bytes.byteLength < end) return Either.right({ _tag: "NeedMore", needed: end })
+  if (bytes.byteLength < end) return Result.succeed({ _tag: "NeedMore", needed: end })
   const stdoutEnd = bodyStart + header.stdoutLength
-  return Either.right({
+  return Result.succeed({
     _tag: "Complete",
     result: { header, stdout: bytes.subarray(bodyStart, stdoutEnd), stderr: bytes.subarray(stdoutEnd, end) },
     consumed: end
@@ -566,7 +591,7 @@ export class UnsupportedPlatform extends Data.TaggedError("UnsupportedPlatform")
  * requiring a token.
  *
  * ```ts
- * Exec.checkBind(policy, Address.tcp("0.0.0.0", 9000)) // Left(InsecureBind) when policy has no token
+ * Exec.checkBind(policy, Address.tcp("0.0.0.0", 9000)) // Result.fail(InsecureBind) when policy has no token
  * ```
  *
  * @since 0.1.0
@@ -587,7 +612,7 @@ export class InsecureBind extends Data.TaggedError("InsecureBind")<{
  * Every way building an exec policy can fail.
  *
  * ```ts
- * Exec.makePolicy(options).pipe(Effect.catchAll((e: Exec.ExecConfigError) => Console.error(e.message)))
+ * Exec.makePolicy(options).pipe(Effect.catch((e: Exec.ExecConfigError) => Console.error(e.message)))
  * ```
  *
  * @since 0.1.0
@@ -625,11 +650,11 @@ export type ExecConfigError = MissingAllowlist | CommandNotFound | InvalidExecOp
 export interface ExecOptions {
   readonly allow: ReadonlyArray<string>
   readonly token?: string | Redacted.Redacted<string> | undefined
-  readonly timeout?: Duration.DurationInput | undefined
-  readonly killGrace?: Duration.DurationInput | undefined
+  readonly timeout?: Duration.Input | undefined
+  readonly killGrace?: Duration.Input | undefined
   readonly maxOutput?: number | undefined
   readonly concurrency?: number | undefined
-  readonly queueTimeout?: Duration.DurationInput | undefined
+  readonly queueTimeout?: Duration.Input | undefined
   readonly maxRequestBytes?: number | undefined
   readonly env?: Readonly<Record<string, string>> | undefined
   readonly cwd?: string | undefined
@@ -660,9 +685,9 @@ export interface ExecPolicy {
   readonly env: Readonly<Record<string, string>>
   readonly cwd: string
   /** Check a request's token: constant time, and nothing about the token leaks through timing. */
-  readonly authorize: (token: string | undefined) => Either.Either<void, Unauthorized>
+  readonly authorize: (token: string | undefined) => Result.Result<void, Unauthorized>
   /** The executable for `argv[0]`, if it is exactly an allowed entry. */
-  readonly resolve: (argv0: string) => Either.Either<string, CommandNotAllowed>
+  readonly resolve: (argv0: string) => Result.Result<string, CommandNotAllowed>
 }
 
 /**
@@ -690,27 +715,27 @@ const positiveInt = (
   value: number | undefined,
   fallback: number,
   max: number
-): Either.Either<number, InvalidExecOptions> => {
-  if (value === undefined) return Either.right(fallback)
+): Result.Result<number, InvalidExecOptions> => {
+  if (value === undefined) return Result.succeed(fallback)
   return Number.isSafeInteger(value) && value > 0 && value <= max
-    ? Either.right(value)
-    : Either.left(invalid(option, `expected a whole number from 1 to ${max}, got ${value}`))
+    ? Result.succeed(value)
+    : Result.fail(invalid(option, `expected a whole number from 1 to ${max}, got ${value}`))
 }
 
 const positiveDuration = (
   option: string,
-  value: Duration.DurationInput | undefined,
+  value: Duration.Input | undefined,
   fallback: Duration.Duration,
   allowZero = false
-): Either.Either<Duration.Duration, InvalidExecOptions> => {
-  if (value === undefined) return Either.right(fallback)
-  const decoded = Duration.decodeUnknown(value)
-  if (Option.isNone(decoded)) return Either.left(invalid(option, `${JSON.stringify(value)} is not a duration`))
+): Result.Result<Duration.Duration, InvalidExecOptions> => {
+  if (value === undefined) return Result.succeed(fallback)
+  const decoded = Duration.fromInput(value)
+  if (Option.isNone(decoded)) return Result.fail(invalid(option, `${JSON.stringify(value)} is not a duration`))
   const d = decoded.value
   const millis = Duration.toMillis(d)
   return Duration.isFinite(d) && (millis > 0 || (allowZero && millis === 0))
-    ? Either.right(d)
-    : Either.left(
+    ? Result.succeed(d)
+    : Result.fail(
       invalid(option, `expected a finite duration ${allowZero ? "of zero or more" : "above zero"}, got ${Duration.format(d)}`)
     )
 }
@@ -735,16 +760,16 @@ const defaultEnv = (): Record<string, string> => {
   return { PATH: path.length > 0 ? path : "/usr/bin:/bin", LANG: process.env.LANG ?? "C.UTF-8" }
 }
 
-const validateEnv = (env: Readonly<Record<string, string>>): Either.Either<Record<string, string>, InvalidExecOptions> => {
+const validateEnv = (env: Readonly<Record<string, string>>): Result.Result<Record<string, string>, InvalidExecOptions> => {
   const out: Record<string, string> = {}
   for (const [key, value] of Object.entries(env)) {
-    if (typeof value !== "string") return Either.left(invalid("env", `the value of ${key} is not a string`))
+    if (typeof value !== "string") return Result.fail(invalid("env", `the value of ${key} is not a string`))
     if (key.length === 0 || key.includes("=") || key.includes("\u0000") || value.includes("\u0000")) {
-      return Either.left(invalid("env", `${JSON.stringify(key)} is not a valid variable (no "=" or NUL in names, no NUL in values)`))
+      return Result.fail(invalid("env", `${JSON.stringify(key)} is not a valid variable (no "=" or NUL in names, no NUL in values)`))
     }
     out[key] = value
   }
-  return Either.right(out)
+  return Result.succeed(out)
 }
 
 /**
@@ -769,18 +794,19 @@ export const makePolicy = (options: ExecOptions): Effect.Effect<ExecPolicy, Exec
       const problem = allowEntryProblem(entry)
       if (problem !== undefined) return yield* invalid("allow", problem)
     }
-    const timeout = yield* positiveDuration("timeout", options.timeout, defaults.timeout)
-    const killGrace = yield* positiveDuration("killGrace", options.killGrace, defaults.killGrace)
-    const queueTimeout = yield* positiveDuration("queueTimeout", options.queueTimeout, timeout)
-    const maxOutput = yield* positiveInt("maxOutput", options.maxOutput, defaults.maxOutput, bufferConstants.MAX_LENGTH)
-    const concurrency = yield* positiveInt("concurrency", options.concurrency, defaults.concurrency, 1024)
-    const maxRequestBytes = yield* positiveInt(
-      "maxRequestBytes",
-      options.maxRequestBytes,
-      defaults.maxRequestBytes,
-      MAX_FRAME_LENGTH
+    const timeout = yield* Effect.fromResult(positiveDuration("timeout", options.timeout, defaults.timeout))
+    const killGrace = yield* Effect.fromResult(positiveDuration("killGrace", options.killGrace, defaults.killGrace))
+    const queueTimeout = yield* Effect.fromResult(positiveDuration("queueTimeout", options.queueTimeout, timeout))
+    const maxOutput = yield* Effect.fromResult(
+      positiveInt("maxOutput", options.maxOutput, defaults.maxOutput, bufferConstants.MAX_LENGTH)
     )
-    const env = yield* validateEnv(options.env ?? defaultEnv())
+    const concurrency = yield* Effect.fromResult(
+      positiveInt("concurrency", options.concurrency, defaults.concurrency, 1024)
+    )
+    const maxRequestBytes = yield* Effect.fromResult(
+      positiveInt("maxRequestBytes", options.maxRequestBytes, defaults.maxRequestBytes, MAX_FRAME_LENGTH)
+    )
+    const env = yield* Effect.fromResult(validateEnv(options.env ?? defaultEnv()))
     const cwd = NodePath.resolve(options.cwd ?? process.cwd())
     if (!(yield* Effect.sync(() => internal.isDirectory(cwd)))) {
       return yield* invalid("cwd", `${JSON.stringify(cwd)} is not a directory`)
@@ -820,19 +846,19 @@ export const makePolicy = (options: ExecOptions): Effect.Effect<ExecPolicy, Exec
       env,
       cwd,
       authorize: (token) => {
-        if (digest === undefined) return Either.void
+        if (digest === undefined) return Result.void
         if (token === undefined) {
-          return Either.left(new Unauthorized({ message: "this server requires a token: send it in the request's \"token\" field" }))
+          return Result.fail(new Unauthorized({ message: "this server requires a token: send it in the request's \"token\" field" }))
         }
         return internal.tokenMatches(digest, token)
-          ? Either.void
-          : Either.left(new Unauthorized({ message: "the token is wrong" }))
+          ? Result.void
+          : Result.fail(new Unauthorized({ message: "the token is wrong" }))
       },
       resolve: (argv0) => {
         const file = commands.get(argv0)
         return file !== undefined
-          ? Either.right(file)
-          : Either.left(
+          ? Result.succeed(file)
+          : Result.fail(
             new CommandNotAllowed({
               message: `command ${JSON.stringify(argv0)} is not allowed; argv[0] must be exactly one of: ${allowedList}`
             })
@@ -847,14 +873,14 @@ export const makePolicy = (options: ExecOptions): Effect.Effect<ExecPolicy, Exec
  * can reach (not loopback, not a Unix socket) needs a token.
  *
  * ```ts
- * yield* Exec.checkBind(policy, Address.tcp("0.0.0.0", 9000))
+ * yield* Effect.fromResult(Exec.checkBind(policy, Address.tcp("0.0.0.0", 9000)))
  * ```
  *
  * @since 0.1.0
  * @category policy
  */
-export const checkBind = (policy: ExecPolicy, address: Address.Address): Either.Either<void, InsecureBind> =>
-  policy.requiresToken || Address.isLoopback(address) ? Either.void : Either.left(new InsecureBind({ address }))
+export const checkBind = (policy: ExecPolicy, address: Address.Address): Result.Result<void, InsecureBind> =>
+  policy.requiresToken || Address.isLoopback(address) ? Result.void : Result.fail(new InsecureBind({ address }))
 
 // ---------------------------------------------------------------------------
 // Runner
@@ -906,7 +932,7 @@ const describeSpawnError = (argv0: string, file: string, cwd: string, err: NodeJ
  * @category constructors
  */
 export const makeRunner = (policy: ExecPolicy): Effect.Effect<ExecRunner> =>
-  Effect.map(Effect.makeSemaphore(policy.concurrency), (slots) => {
+  Effect.map(Semaphore.make(policy.concurrency), (slots) => {
     const timeoutMillis = Duration.toMillis(policy.timeout)
     const killGraceMillis = Duration.toMillis(policy.killGrace)
 
@@ -923,9 +949,9 @@ export const makeRunner = (policy: ExecPolicy): Effect.Effect<ExecRunner> =>
     const withSlot = (self: Effect.Effect<ExecResult>): Effect.Effect<ExecResult> =>
       Effect.flatMap(Deferred.make<void>(), (started) =>
         Effect.race(
-          slots.withPermits(1)(Effect.zipRight(Deferred.succeed(started, undefined), self)),
+          slots.withPermits(1)(Effect.andThen(Deferred.succeed(started, undefined), self)),
           Effect.sleep(policy.queueTimeout).pipe(
-            Effect.zipRight(Deferred.isDone(started)),
+            Effect.andThen(Deferred.isDone(started)),
             Effect.flatMap((isStarted) => isStarted ? Effect.never : Effect.succeed(busy))
           )
         ))
@@ -975,11 +1001,11 @@ export const makeRunner = (policy: ExecPolicy): Effect.Effect<ExecRunner> =>
     const run = (request: ExecRequest): Effect.Effect<ExecResult> =>
       Effect.suspend(() => {
         const authorized = policy.authorize(request.token)
-        if (Either.isLeft(authorized)) return Effect.succeed(failureResult(authorized.left))
+        if (Result.isFailure(authorized)) return Effect.succeed(failureResult(authorized.failure))
         const [argv0, ...args] = request.argv
         const file = policy.resolve(argv0)
-        if (Either.isLeft(file)) return Effect.succeed(failureResult(file.left))
-        return withSlot(execute(argv0, file.right, args))
+        if (Result.isFailure(file)) return Effect.succeed(failureResult(file.failure))
+        return withSlot(execute(argv0, file.success, args))
       })
 
     return {
@@ -988,7 +1014,7 @@ export const makeRunner = (policy: ExecPolicy): Effect.Effect<ExecRunner> =>
       runFrame: (payload) =>
         Effect.suspend(() => {
           const request = decodeRequest(payload)
-          return Either.isLeft(request) ? Effect.succeed(failureResult(request.left)) : run(request.right)
+          return Result.isFailure(request) ? Effect.succeed(failureResult(request.failure)) : run(request.success)
         }),
       frameTooLarge: (length) =>
         failureResult(
@@ -1035,9 +1061,9 @@ export interface ServerOptions extends ExecOptions {
   /** Connections served at once (default 1024); further ones wait. */
   readonly maxConnections?: number | undefined
   /** Close a connection that sent no request for this long while nothing ran for it (default: never). */
-  readonly idleTimeout?: Duration.DurationInput | undefined
+  readonly idleTimeout?: Duration.Input | undefined
   /** On release, how long the request in hand may finish (default 10 seconds). */
-  readonly shutdownTimeout?: Duration.DurationInput | undefined
+  readonly shutdownTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -1045,7 +1071,7 @@ export interface ServerOptions extends ExecOptions {
  * the options are unusable, or the bind would expose commands without a token.
  *
  * ```ts
- * Exec.make(options).pipe(Effect.catchAll((e: Exec.ServeError) => Console.error(e.message)))
+ * Exec.make(options).pipe(Effect.catch((e: Exec.ServeError) => Console.error(e.message)))
  * ```
  *
  * @since 0.1.0
@@ -1066,7 +1092,7 @@ export type ServeError = ListenError | ExecConfigError | InsecureBind
  * @since 0.1.0
  * @category tags
  */
-export class Exec extends Context.Tag("effect-wire/servers/Exec")<Exec, Server.RunningServer>() {}
+export class Exec extends Context.Service<Exec, Server.RunningServer>()("effect-wire/servers/Exec") {}
 
 const DEFAULT_ADDRESS = Address.tcp("127.0.0.1", 0)
 const DEFAULT_MAX_CONNECTIONS = 1024
@@ -1111,11 +1137,11 @@ const readRequests = (
         // With the default adjustment lengthPrefixed fails only with FrameTooLarge; anything else ends the connection.
         items.push(error instanceof Framing.FrameTooLarge ? { _tag: "TooLarge", size: error.size } : END)
       }
-      return items.length === 0 ? Effect.void : inbox.offerAll(items)
+      return items.length === 0 ? Effect.void : Queue.offerAll(inbox, items)
     }
     return Stream.runForEach(socket.reads, onBytes).pipe(
       // A frame cut short by the half-close gets no answer: the peer said it sends nothing more.
-      Effect.zipRight(Effect.suspend(() => stopped ? Effect.void : inbox.offer(END)))
+      Effect.andThen(Effect.suspend(() => stopped ? Effect.void : Queue.offer(inbox, END)))
     )
   })
 
@@ -1130,7 +1156,7 @@ const answerRequests = (
   const next = Effect.raceFirst(Queue.take(inbox), Effect.as(connection.draining, END))
   const nextRequest = idleTimeout === undefined
     ? next
-    : Effect.timeoutTo(next, { duration: idleTimeout, onTimeout: () => END, onSuccess: (item) => item })
+    : Effect.timeoutOrElse(next, { duration: idleTimeout, orElse: () => Effect.succeed(END) })
   return Effect.gen(function*() {
     // Draining: the request in hand was answered; the ones read ahead are not started.
     while (!(yield* connection.isDraining)) {
@@ -1155,8 +1181,8 @@ const connectionHandler = (runner: ExecRunner, idleTimeout: Duration.Duration | 
       const inbox = yield* Queue.bounded<Inbound>(READ_AHEAD)
       const readerDone = yield* Deferred.make<void>()
       const reader = readRequests(socket, codec.decoder(), inbox).pipe(
-        Effect.zipRight(Deferred.succeed(readerDone, undefined)),
-        Effect.zipRight(Effect.never)
+        Effect.andThen(Deferred.succeed(readerDone, undefined)),
+        Effect.andThen(Effect.never)
       )
       // Reading goes on while a command runs, so a client that resets the
       // connection fails the reader, and the race interrupts the command
@@ -1174,21 +1200,15 @@ const connectionHandler = (runner: ExecRunner, idleTimeout: Duration.Duration | 
 const prepare = (options: ServerOptions, address: Address.Address) =>
   Effect.gen(function*() {
     const policy = yield* makePolicy(options)
-    yield* checkBind(policy, address)
-    const maxConnections = yield* positiveInt(
-      "maxConnections",
-      options.maxConnections,
-      DEFAULT_MAX_CONNECTIONS,
-      Number.MAX_SAFE_INTEGER
+    yield* Effect.fromResult(checkBind(policy, address))
+    const maxConnections = yield* Effect.fromResult(
+      positiveInt("maxConnections", options.maxConnections, DEFAULT_MAX_CONNECTIONS, Number.MAX_SAFE_INTEGER)
     )
     const idleTimeout = options.idleTimeout === undefined
       ? undefined
-      : yield* positiveDuration("idleTimeout", options.idleTimeout, Duration.infinity)
-    const shutdownTimeout = yield* positiveDuration(
-      "shutdownTimeout",
-      options.shutdownTimeout,
-      DEFAULT_SHUTDOWN_TIMEOUT,
-      true
+      : yield* Effect.fromResult(positiveDuration("idleTimeout", options.idleTimeout, Duration.infinity))
+    const shutdownTimeout = yield* Effect.fromResult(
+      positiveDuration("shutdownTimeout", options.shutdownTimeout, DEFAULT_SHUTDOWN_TIMEOUT, true)
     )
     const runner = yield* makeRunner(policy)
     return { handler: connectionHandler(runner, idleTimeout), maxConnections, shutdownTimeout }
@@ -1255,14 +1275,14 @@ export const fromListener = (
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: ServerOptions): Layer.Layer<Exec, ServeError> => Layer.scoped(Exec, make(options))
+export const layer = (options: ServerOptions): Layer.Layer<Exec, ServeError> => Layer.effect(Exec, make(options))
 
 /**
  * {@link layer} on 127.0.0.1 with a free port, for tests: read the port from
  * the {@link Exec} service.
  *
  * ```ts
- * it.scoped("runs echo", () =>
+ * it.live("runs echo", () =>
  *   Effect.gen(function*() {
  *     const client = yield* Exec.client((yield* Exec.Exec).address)
  *     assert.strictEqual((yield* client.run(["echo", "hi"])).header.exitCode, 0)
@@ -1371,7 +1391,7 @@ export interface ClientOptions {
   /** Sent with every request that carries no token of its own. */
   readonly token?: string | Redacted.Redacted<string> | undefined
   /** The longest a connect and each call may take (default: no limit). */
-  readonly timeout?: Duration.DurationInput | undefined
+  readonly timeout?: Duration.Input | undefined
   /** The largest response header accepted (default 64 KiB). */
   readonly maxHeaderBytes?: number | undefined
   /** The largest stdout + stderr accepted (default 64 MiB). */
@@ -1411,12 +1431,11 @@ export interface ExecClient {
   /** Send all in one write, then collect the answers in order. */
   readonly runAll: (
     argvs: ReadonlyArray<ExecRequest["argv"]>
-  ) => Effect.Effect<Array<Either.Either<ExecResult, ExecError>>, TransportError>
+  ) => Effect.Effect<Array<Result.Result<ExecResult, ExecError>>, TransportError>
   /** One request, answered with the raw response (refusals in `header.error`). */
   readonly request: (request: ExecRequest) => Effect.Effect<ExecResult, TransportError>
 }
 
-const validateRequest = Schema.decodeUnknownEither(ExecRequest)
 
 type Waiter = Deferred.Deferred<ExecResult, TransportError>
 
@@ -1444,16 +1463,16 @@ export const clientFromSocket = (
       : Redacted.isRedacted(options.token)
       ? Redacted.value(options.token)
       : options.token
-    const timeout = options?.timeout === undefined ? undefined : Duration.decode(options.timeout)
+    const timeout = options?.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout)
     const decodeOptions = { maxHeaderBytes: options?.maxHeaderBytes, maxBodyBytes: options?.maxBodyBytes }
     // Answers come in request order: the head of `waiting` gets the next one.
     const waiting: Array<Waiter> = []
     let broken: TransportError | undefined
-    const sendLock = yield* Effect.makeSemaphore(1)
+    const sendLock = yield* Semaphore.make(1)
 
     const breakWith = (error: TransportError): void => {
       broken ??= error
-      for (const waiter of waiting.splice(0)) Deferred.unsafeDone(waiter, Exit.fail(error))
+      for (const waiter of waiting.splice(0)) Deferred.doneUnsafe(waiter, Exit.fail(error))
     }
 
     // Bytes of the response being read. They are joined only once `needed`
@@ -1469,15 +1488,15 @@ export const clientFromSocket = (
         const buffer = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, buffered)
         chunks = [buffer]
         const step = decodeResponse(buffer, decodeOptions)
-        if (Either.isLeft(step)) return step.left
-        if (step.right._tag === "NeedMore") {
-          needed = step.right.needed
+        if (Result.isFailure(step)) return step.failure
+        if (step.success._tag === "NeedMore") {
+          needed = step.success.needed
           return undefined
         }
         const waiter = waiting.shift()
         if (waiter === undefined) return new MalformedResponse({ reason: "a response arrived for no request" })
-        Deferred.unsafeDone(waiter, Exit.succeed(step.right.result))
-        const rest = buffer.subarray(step.right.consumed)
+        Deferred.doneUnsafe(waiter, Exit.succeed(step.success.result))
+        const rest = buffer.subarray(step.success.consumed)
         chunks = rest.byteLength === 0 ? [] : [rest]
         buffered = rest.byteLength
         needed = 4
@@ -1493,7 +1512,7 @@ export const clientFromSocket = (
         onFailure: (error) =>
           Effect.sync(() => breakWith(error)).pipe(
             // A malformed stream cannot be resynchronised; a failed read means the socket is gone anyway.
-            Effect.zipRight(error._tag === "MalformedResponse" ? socket.reset : Effect.void)
+            Effect.andThen(error._tag === "MalformedResponse" ? socket.reset : Effect.void)
           ),
         onSuccess: () =>
           Effect.sync(() =>
@@ -1510,7 +1529,7 @@ export const clientFromSocket = (
             )
           ).pipe(
             // The server sends nothing more; ending our side lets it close at once.
-            Effect.zipRight(Effect.ignore(socket.end))
+            Effect.andThen(Effect.ignore(socket.end))
           )
       })
     )
@@ -1519,7 +1538,7 @@ export const clientFromSocket = (
     const abandon = (reason: string): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (broken !== undefined) return Effect.void
-        return Effect.zipRight(socket.reset, Effect.sync(() => breakWith(new ConnectionClosed({ address, reason }))))
+        return Effect.andThen(socket.reset, Effect.sync(() => breakWith(new ConnectionClosed({ address, reason }))))
       })
     const abandonInterrupted = abandon(
       "this client reset it to abandon an interrupted or timed-out request; make a new client"
@@ -1528,15 +1547,15 @@ export const clientFromSocket = (
     // Added after the reader fork, so it runs before the reader is interrupted.
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => waiting.length > 0 ? abandon("the client's scope was closed") : Effect.void).pipe(
-        Effect.zipRight(Effect.sync(() => breakWith(new ConnectionClosed({ address, reason: "the client's scope was closed" }))))
+        Effect.andThen(Effect.sync(() => breakWith(new ConnectionClosed({ address, reason: "the client's scope was closed" }))))
       )
     )
 
     const send = (requests: ReadonlyArray<ExecRequest>): Effect.Effect<Array<Waiter>, TransportError> =>
       sendLock.withPermits(1)(
-        Effect.fiberIdWith((fiberId) => {
+        Effect.suspend(() => {
           if (broken !== undefined) return Effect.fail(broken)
-          const waiters = requests.map(() => Deferred.unsafeMake<ExecResult, TransportError>(fiberId))
+          const waiters = requests.map(() => Deferred.makeUnsafe<ExecResult, TransportError>())
           waiting.push(...waiters)
           return socket.writeAll(requests.map(encodeRequest)).pipe(
             // A frame cut short by interruption would garble every later request.
@@ -1554,23 +1573,23 @@ export const clientFromSocket = (
             Effect.onInterrupt(() => abandonInterrupted)
           ))
       )
-      return timeout === undefined ? exchanged : Effect.timeoutFail(exchanged, {
+      return timeout === undefined ? exchanged : Effect.timeoutOrElse(exchanged, {
         duration: timeout,
-        onTimeout: () => new ResponseTimeout({ address, timeout })
+        orElse: () => Effect.fail(new ResponseTimeout({ address, timeout }))
       })
     }
 
-    const withToken = (request: ExecRequest): Either.Either<ExecRequest, BadRequest> =>
-      Either.mapLeft(
-        validateRequest(request.token === undefined && token !== undefined ? { ...request, token } : request),
+    const withToken = (request: ExecRequest): Result.Result<ExecRequest, BadRequest> =>
+      Result.mapError(
+        decodeRequestResult(request.token === undefined && token !== undefined ? { ...request, token } : request),
         invalidRequest
       )
 
     const request = (request: ExecRequest): Effect.Effect<ExecResult, TransportError> => {
       const checked = withToken(request)
-      return Either.isLeft(checked)
-        ? Effect.succeed(failureResult(checked.left))
-        : Effect.map(exchange([checked.right]), (results) => results[0]!)
+      return Result.isFailure(checked)
+        ? Effect.succeed(failureResult(checked.failure))
+        : Effect.map(exchange([checked.success]), (results) => results[0]!)
     }
 
     const client: ExecClient = {
@@ -1582,13 +1601,13 @@ export const clientFromSocket = (
       runAll: (argvs) =>
         Effect.suspend(() => {
           const checked = argvs.map((argv) => withToken({ argv }))
-          const valid = checked.flatMap((c) => Either.isRight(c) ? [c.right] : [])
+          const valid = checked.flatMap((c) => Result.isSuccess(c) ? [c.success] : [])
           return Effect.map(valid.length === 0 ? Effect.succeed([]) : exchange(valid), (results) => {
             let next = 0
-            return checked.map((c): Either.Either<ExecResult, ExecError> => {
-              if (Either.isLeft(c)) return Either.left(c.left)
+            return checked.map((c): Result.Result<ExecResult, ExecError> => {
+              if (Result.isFailure(c)) return Result.fail(c.failure)
               const result = results[next++]!
-              return result.header.error === undefined ? Either.right(result) : Either.left(result.header.error)
+              return result.header.error === undefined ? Result.succeed(result) : Result.fail(result.header.error)
             })
           })
         }),

@@ -6,7 +6,7 @@
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import * as Result from "effect/Result"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -85,7 +85,7 @@ describe("exec security", () => {
           `${dir}//tool`, tool.toUpperCase()
         ]
         const answers = yield* client.runAll(attempts.map((a) => [a, "hello"] as const))
-        const tags = answers.map((a) => (Either.isLeft(a) ? a.left._tag : "RAN"))
+        const tags = answers.map((a) => (Result.isFailure(a) ? a.failure._tag : "RAN"))
         for (let i = 0; i < attempts.length; i++) {
           assert.strictEqual(tags[i], "CommandNotAllowed", `argv[0] ${JSON.stringify(attempts[i])}`)
         }
@@ -213,7 +213,7 @@ describe("exec security", () => {
         const bgPid = readPid(bgFile)
         const bgAlive = yield* eventually("background process of a finished command", Effect.sync(() => isAlive(bgPid)), (alive) => !alive, 200, 10).pipe(
           Effect.as(false),
-          Effect.catchAllDefect(() => Effect.succeed(true))
+          Effect.catchDefect(() => Effect.succeed(true))
         )
 
         const floodFile = Path.join(dir, "flood.pid")
