@@ -57,7 +57,7 @@ export type TypeId = typeof TypeId
  * - `reads` yields the bytes not read yet. Each pull yields everything
  *   received since the previous pull as ONE element: the buffer as Node read
  *   it (no copy) or, when several reads queued up meanwhile, those buffers
- *   joined once. One element per Stream chunk means nothing is lost when a
+ *   joined once. One element per pulled batch means nothing is lost when a
  *   consumer stops early (`Stream.take(1)`, `Stream.runHead`): running `reads`
  *   again continues exactly where the last run stopped. While nobody pulls, at
  *   most `readBufferSize` bytes are buffered and then the socket is paused, so
@@ -102,7 +102,7 @@ export interface Socket extends Pipeable {
   readonly write: (bytes: Uint8Array) => Effect.Effect<void, WriteError>
   /** Write several chunks as one batch (cork/writev). */
   readonly writeAll: (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, WriteError>
-  /** A sink that writes every chunk (each incoming Stream chunk as one batch) and half-closes when done. */
+  /** A sink that writes every chunk (each incoming batch as one `writev`) and half-closes when the stream ends. */
   readonly writes: Sink.Sink<void, Uint8Array, never, WriteError>
   /** Half-close: no more writes; the peer sees EOF once the written bytes are out; reads continue. */
   readonly end: Effect.Effect<void, WriteError>

@@ -1,7 +1,7 @@
 /**
  * `Socket.pump`: on a Node socket the handler runs in Node's callbacks
  * (see `NodeSocket.pump`); on any other `Socket` the same contract is kept
- * over `reads` and `writeAll`, one channel step per read.
+ * over `reads` and `writeAll`, one sink step per read.
  *
  * @internal
  */
@@ -21,7 +21,7 @@ interface Idle {
 const END_VOID: Sink.End<void> = [undefined]
 
 /**
- * A sink that answers each chunk of reads with one `writeAll`, then
+ * A sink that answers each batch of reads with one `writeAll`, then
  * half-closes at the end of input. Once `signal` aborted it half-closes at
  * the next read boundary instead, so the answer to a read the handler saw is
  * never cut off. (A read error never reaches a sink: the stream fails with it
