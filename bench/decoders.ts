@@ -1,7 +1,7 @@
 /**
  * Decoder micro-benchmark: every built-in codec, through its raw
  * `decoder().push` and through `Framing.decode` on a Stream (one read per
- * Stream chunk, as a socket delivers them), against a hand-written u32
+ * Stream batch, as a socket delivers them), against a hand-written u32
  * big-endian decoder, on byte streams cut at random sizes from 1 B to 64 KiB,
  * for 16 B, 1 KiB and 64 KiB frames.
  *
@@ -10,15 +10,16 @@
  * "vs raw" is the hand-written decoder's time on the raw path over this
  * row's: the target is >= 0.8 at every frame size. "vs stream" compares a
  * Stream row with the hand-written decoder run through the same Stream
- * plumbing (one `Stream.mapChunks`), which isolates what `Framing.decode`
- * adds to Effect's own per-chunk cost. "plumbing only" is that Stream of
+ * plumbing (one `Stream.transformPull` stage), which isolates what
+ * `Framing.decode` adds to Effect's own per-batch cost. "plumbing only" is that Stream of
  * reads with no stage at all: Effect's floor, whatever the decoder.
  *
  * @since 0.1.0
  */
-import * as Chunk from "effect/Chunk"
+import type * as Arr from "effect/Array"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import type * as Pull from "effect/Pull"
+import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import v8 from "node:v8"
@@ -28,8 +29,8 @@ const args = new Set(process.argv.slice(2))
 const QUICK = args.has("--quick")
 const JSON_OUTPUT = args.has("--json")
 /**
- * A diagnosis aid, off by default: V8 may decide to allocate Effect's chunk
- * objects straight in the old generation, and then every frame a chunk holds
+ * A diagnosis aid, off by default: V8 may decide to allocate Effect's batch
+ * arrays straight in the old generation, and then every frame a batch holds
  * outlives the young-generation GC. This shows what that costs.
  */
 const NO_PRETENURING = args.has("--no-pretenuring")
@@ -129,7 +130,7 @@ const bodies = (size: number, count: number) => {
   return Array.from({ length: count }, (_, i) => distinct[i % distinct.length]!)
 }
 
-const Header = Schema.Struct({ id: Schema.Int, length: Schema.NonNegativeInt })
+const Header = Schema.Struct({ id: Schema.Int, length: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)) })
 
 const subjects: ReadonlyArray<Subject> = [
   { name: "lengthPrefixed", codec: Framing.lengthPrefixed(), frames: bodies },
@@ -171,7 +172,7 @@ const cut = (bytes: Uint8Array, seed: number): Array<Uint8Array> => {
 
 type Path = "raw" | "stream"
 
-interface Result {
+interface Row {
   readonly codec: string
   readonly frameSize: number
   readonly path: Path
@@ -214,18 +215,16 @@ const rawPath = (
   return frames
 }
 
-/** One Stream chunk per read, as a socket delivers them. */
-const readStream = (reads: ReadonlyArray<Uint8Array>) => {
-  const chunks = reads.map((r) => Chunk.of(r))
-  return Stream.suspend(() => Stream.flattenChunks(Stream.fromIterable(chunks)))
-}
+/** One Stream batch per read, as a socket delivers them. */
+const readStream = (reads: ReadonlyArray<Uint8Array>): Stream.Stream<Uint8Array> =>
+  Stream.fromIterable(reads.map((r) => [r] as const)).pipe(Stream.flattenArray)
 
 const count = <A>(frames: Stream.Stream<A, unknown>) => () => {
   let n = 0
   return Effect.runPromise(
-    Stream.runForEachChunk(frames, (chunk) =>
+    Stream.runForEachArray(frames, (batch) =>
       Effect.sync(() => {
-        n += chunk.length
+        n += batch.length
       })).pipe(Effect.map(() => n))
   )
 }
@@ -233,16 +232,22 @@ const count = <A>(frames: Stream.Stream<A, unknown>) => () => {
 const streamPath = (codec: Framing.Codec<any>, reads: ReadonlyArray<Uint8Array>) =>
   count(readStream(reads).pipe(Framing.decode(codec)))
 
-/** The hand-written decoder in the plainest Stream stage there is, for the cost of the plumbing alone. */
+/**
+ * The hand-written decoder in the plainest Stream stage there is, for the cost
+ * of the plumbing alone: a pull that skips reads completing no frame (a Stream
+ * never emits an empty batch).
+ */
 const streamBaseline = (reads: ReadonlyArray<Uint8Array>) =>
-  count(Stream.suspend(() => {
-    const decoder = new HandWrittenU32()
-    return readStream(reads).pipe(Stream.mapChunks((chunk) => {
-      const out: Array<Uint8Array> = []
-      for (const bytes of chunk) decoder.push(bytes, out)
-      return Chunk.unsafeFromArray(out)
-    }))
-  }))
+  count(Stream.transformPull(readStream(reads), (upstream) =>
+    Effect.sync(() => {
+      const decoder = new HandWrittenU32()
+      const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<Uint8Array>, never, void> = Effect.flatMap(upstream, (batch) => {
+        const out: Array<Uint8Array> = []
+        for (const bytes of batch) decoder.push(bytes, out)
+        return out.length > 0 ? Effect.succeed(out as unknown as Arr.NonEmptyReadonlyArray<Uint8Array>) : pull
+      })
+      return pull
+    })))
 
 /** Effect's own cost per read: the same Stream of reads, counted, with no stage in between. */
 const plumbing = (reads: ReadonlyArray<Uint8Array>) => count(readStream(reads))
@@ -267,7 +272,7 @@ const measure = async (tasks: ReadonlyArray<Task>): Promise<void> => {
   }
 }
 
-const format = (r: Result): string =>
+const format = (r: Row): string =>
   [
     r.codec.padEnd(18),
     `${r.frameSize}`.padStart(6),
@@ -283,7 +288,7 @@ const PLUMBING = "plumbing only"
 
 const main = async () => {
   if (NO_PRETENURING) v8.setFlagsFromString("--no-allocation-site-pretenuring")
-  const results: Array<Result> = []
+  const results: Array<Row> = []
   console.log(
     `decoders: ${QUICK ? "quick, " : ""}${VOLUME / 1024 / 1024} MiB per run, best of ${RUNS}, reads of 1 B-64 KiB` +
       (NO_PRETENURING ? ", V8 allocation-site pretenuring off" : "")
@@ -294,7 +299,7 @@ const main = async () => {
   )
   for (const frameSize of FRAME_SIZES) {
     const frames = Math.max(1, Math.floor(VOLUME / (frameSize + 4)))
-    const baselineBytes = Either.getOrThrow(Framing.encodeAll(Framing.lengthPrefixed(), bodies(frameSize, frames)))
+    const baselineBytes = Result.getOrThrow(Framing.encodeAll(Framing.lengthPrefixed(), bodies(frameSize, frames)))
     const baselineReads = cut(baselineBytes, frameSize)
     const task = (codec: string, path: Path, bytes: number, run: Task["run"], expect = frames): Task => ({
       codec,
@@ -314,7 +319,7 @@ const main = async () => {
     for (const subject of subjects) {
       if (subject.name === "fixed" && frameSize !== 16) continue
       const codec: Framing.Codec<any> = subject.name === "fixed" ? Framing.fixed(frameSize) : subject.codec
-      const bytes = Either.getOrThrow(Framing.encodeAll(codec, subject.frames(frameSize, frames)))
+      const bytes = Result.getOrThrow(Framing.encodeAll(codec, subject.frames(frameSize, frames)))
       const reads = cut(bytes, frameSize)
       tasks.push(task(subject.name, "raw", bytes.length, rawPath(codec.decoder, reads)))
       tasks.push(task(subject.name, "stream", bytes.length, streamPath(codec, reads)))
@@ -322,7 +327,7 @@ const main = async () => {
     await measure(tasks)
     const [raw, stream] = tasks
     for (const t of tasks) {
-      const r: Result = {
+      const r: Row = {
         codec: t.codec,
         frameSize,
         path: t.path,
