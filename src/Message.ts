@@ -151,10 +151,14 @@ const parseOptionsOf = (options: FormatOptions | undefined): ParseOptions => ({
  * hand-written binary layout...).
  *
  * ```ts
- * const utf8 = Message.make("utf8", Schema.Uint8Array.pipe(Schema.decodeTo(Schema.String, SchemaTransformation.transform({
- *   decode: (bytes) => new TextDecoder().decode(bytes),
- *   encode: (text) => new TextEncoder().encode(text)
- * }))))
+ * const Utf8 = Schema.Uint8Array.pipe(Schema.decodeTo(
+ *   Schema.String,
+ *   SchemaTransformation.transform<string, Uint8Array>({
+ *     decode: (bytes) => new TextDecoder().decode(bytes),
+ *     encode: (text) => new TextEncoder().encode(text)
+ *   })
+ * ))
+ * const utf8 = Message.make("utf8", Utf8)
  * ```
  *
  * @since 0.1.0

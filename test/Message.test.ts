@@ -64,13 +64,20 @@ describe("Message", () => {
       const Stamp = Schema.Struct({ id: Schema.BigIntFromString, at: Schema.DateFromString, body: Schema.Uint8Array })
       const stamp = { id: 9007199254740993n, at: new Date(0), body: new Uint8Array([1, 2, 3]) }
       const str = (s: string) => [0xa0 | s.length, ...bytes(s)]
-      // map 16 of 3 (msgpackr's default), fixstr keys and values, bin 8 of 3 bytes: what Effect 3's MsgPack.schema wrote.
-      const wire = [0xde, 0, 3, ...str("id"), ...str("9007199254740993"), ...str("at"), ...str("1970-01-01T00:00:00.000Z")]
+      // map 16 of 3 (msgpackr's default), fixstr keys and values, bin 8 of 3 bytes: what Effect 3's MsgPack wrote.
+      const id = str("9007199254740993")
+      const at = str("1970-01-01T00:00:00.000Z")
+      const wire = [0xde, 0, 3, ...str("id"), ...id, ...str("at"), ...at, ...str("body"), 0xc4, 3, 1, 2, 3]
       const frame = Result.getOrThrow(Message.msgpack(Stamp).encode(stamp))
-      assert.deepStrictEqual(Array.from(frame), [...wire, ...str("body"), 0xc4, 3, 1, 2, 3])
-      assert.deepStrictEqual(Msgpackr.decode(frame), { id: "9007199254740993", at: "1970-01-01T00:00:00.000Z", body: Buffer.from([1, 2, 3]) })
+      assert.deepStrictEqual(Array.from(frame), wire)
+      assert.deepStrictEqual(Msgpackr.decode(frame), {
+        id: "9007199254740993",
+        at: "1970-01-01T00:00:00.000Z",
+        body: Buffer.from([1, 2, 3])
+      })
       const JsonStamp = Schema.Struct({ id: Schema.BigIntFromString, at: Schema.DateFromString })
-      const text = new TextDecoder().decode(Result.getOrThrow(Message.json(JsonStamp).encode({ id: stamp.id, at: stamp.at })))
+      const json = Result.getOrThrow(Message.json(JsonStamp).encode({ id: stamp.id, at: stamp.at }))
+      const text = new TextDecoder().decode(json)
       assert.strictEqual(text, `{"id":"9007199254740993","at":"1970-01-01T00:00:00.000Z"}`)
     })
 
@@ -83,7 +90,7 @@ describe("Message", () => {
   describe("malformed frames", () => {
     const expectDecodeError = (result: Result.Result<unknown, Message.MessageDecodeError>) => {
       assert.isTrue(Result.isFailure(result))
-      const error = Result.getFailure(result).pipe((o) => o._tag === "Some" ? o.value : assert.fail("expected a failure"))
+      const error = Result.getFailure(result).pipe((o) => o._tag === "Some" ? o.value : assert.fail("expected Failure"))
       assert.strictEqual(error._tag, "MessageDecodeError")
       assert.isTrue(Schema.isSchemaError(error.cause))
       return error

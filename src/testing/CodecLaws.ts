@@ -1,8 +1,9 @@
 /**
  * Property laws every framing codec must obey, for checking your own codecs
- * (and ours) with `it.prop` from `@effect/vitest`. A law is a name, a
- * fast-check arbitrary of inputs and a `check` that throws a
- * {@link LawViolation} when the codec breaks it:
+ * (and ours) with fast-check's `fc.assert` inside any test (`it` from
+ * `@effect/vitest` included). A law is a name, a fast-check arbitrary of
+ * inputs and a `check` that throws a {@link LawViolation} when the codec
+ * breaks it:
  *
  * - round trip: for every list of frames and every way of splitting and
  *   merging the bytes (one byte at a time, everything in one chunk, random
@@ -17,25 +18,24 @@
  *
  * ```ts
  * import { describe, it } from "@effect/vitest"
- * import * as FastCheck from "effect/FastCheck"
+ * import * as fc from "fast-check"
  * import * as Framing from "effect-wire/Framing"
  * import * as CodecLaws from "effect-wire/testing/CodecLaws"
  *
  * describe("my codec", () => {
- *   for (const law of CodecLaws.all(myCodec, { frame: FastCheck.uint8Array({ maxLength: 64 }) })) {
- *     it.prop(law.name, [law.arbitrary], ([input]) => law.check(input), { fastCheck: { numRuns: 200 } })
+ *   for (const law of CodecLaws.all(myCodec, { frame: fc.uint8Array({ maxLength: 64 }) })) {
+ *     it(law.name, () => fc.assert(fc.property(law.arbitrary, (input) => law.check(input)), { numRuns: 200 }))
  *   }
  * })
  * ```
  *
  * @since 0.1.0
  */
-import * as Chunk from "effect/Chunk"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
-import * as fc from "effect/FastCheck"
+import * as Result from "effect/Result"
 import * as Stream from "effect/Stream"
+import * as fc from "fast-check"
 import * as Framing from "../Framing.js"
 import { concat } from "../internal/bytes.js"
 
@@ -86,7 +86,7 @@ export const rechunk = (bytes: Uint8Array | ReadonlyArray<Uint8Array>, sizes: Ch
  * a time, small random pieces with empty chunks, and larger ones.
  *
  * ```ts
- * it.prop("decodes under any split", [frames, CodecLaws.chunking], ([fs, sizes]) => check(fs, sizes))
+ * fc.assert(fc.property(frames, CodecLaws.chunking, (fs, sizes) => check(fs, sizes)))
  * ```
  *
  * @since 0.1.0
@@ -139,11 +139,11 @@ export class LawViolation extends Data.TaggedError("LawViolation")<{
 
 /**
  * One law: run `check` on inputs drawn from `arbitrary`, e.g. with
- * `it.prop(law.name, [law.arbitrary], ([input]) => law.check(input))`.
+ * `fc.assert(fc.property(law.arbitrary, (input) => law.check(input)))`.
  *
  * ```ts
  * const law: CodecLaws.Law<{ readonly frames: ReadonlyArray<Uint8Array>; readonly chunking: CodecLaws.Chunking }> =
- *   CodecLaws.roundTrip(Framing.varint(), { frame: FastCheck.uint8Array() })
+ *   CodecLaws.roundTrip(Framing.varint(), { frame: fc.uint8Array() })
  * ```
  *
  * @since 0.1.0
@@ -160,7 +160,7 @@ export interface Law<I> {
  * What the laws need to know about the frames.
  *
  * ```ts
- * const options: CodecLaws.LawOptions<string> = { frame: FastCheck.string().filter((s) => !s.includes("\n")) }
+ * const options: CodecLaws.LawOptions<string> = { frame: fc.string().filter((s) => !s.includes("\n")) }
  * ```
  *
  * @since 0.1.0
@@ -180,7 +180,7 @@ export interface LawOptions<A> {
  *
  * ```ts
  * const options: CodecLaws.LimitOptions<Uint8Array> = {
- *   frame: FastCheck.uint8Array({ maxLength: 32 }),
+ *   frame: fc.uint8Array({ maxLength: 32 }),
  *   permissive: Framing.varint(),
  *   maxBuffered: 16
  * }
@@ -293,14 +293,14 @@ const sameEvents = <A>(
 
 const encodeOrViolate = <A>(codec: Framing.Codec<A>, law: string, frames: ReadonlyArray<A>): Uint8Array => {
   const encoded = Framing.encodeAll(codec, frames)
-  if (Either.isLeft(encoded)) {
+  if (Result.isFailure(encoded)) {
     throw new LawViolation({
       law,
       codec: codec.name,
-      detail: `the encoder rejected frames the arbitrary says are sendable: ${encoded.left.message}`
+      detail: `the encoder rejected frames the arbitrary says are sendable: ${encoded.failure.message}`
     })
   }
-  return encoded.right
+  return encoded.success
 }
 
 const framesOf = <A>(options: LawOptions<A>): fc.Arbitrary<Array<A>> =>
@@ -319,8 +319,8 @@ const ONE_BYTE: Chunking = [1]
  * nothing at the end.
  *
  * ```ts
- * const law = CodecLaws.roundTrip(Framing.lines(), { frame: FastCheck.uint8Array().filter((b) => !b.includes(10)) })
- * it.prop(law.name, [law.arbitrary], ([input]) => law.check(input))
+ * const law = CodecLaws.roundTrip(Framing.lines(), { frame: fc.uint8Array().filter((b) => !b.includes(10)) })
+ * it(law.name, () => fc.assert(fc.property(law.arbitrary, (input) => law.check(input))))
  * ```
  *
  * @since 0.1.0
@@ -353,25 +353,25 @@ export const roundTrip = <A>(
         if (buffered !== 0) violate(`the decoder still holds ${buffered} bytes after the last frame`)
       }
       // The pipes add plumbing, not decoding: a few dozen chunks exercise them (thousands would only cost time).
+      // Each piece is its own Stream batch (an empty piece is an empty Uint8Array in a batch of one).
       const pieces = rechunk(bytes, chunking)
-      const input = Stream.flattenChunks(
-        Stream.fromIterable((pieces.length <= MAX_STREAM_CHUNKS ? pieces : rechunk(bytes, [])).map(Chunk.of))
+      const input = Stream.fromArrays(
+        ...(pieces.length <= MAX_STREAM_CHUNKS ? pieces : rechunk(bytes, [])).map((piece) => [piece])
       )
-      const decoded = Effect.runSync(Effect.either(Stream.runCollect(input.pipe(Framing.decode(codec)))))
-      if (Either.isLeft(decoded)) violate(`Framing.decode failed: ${decoded.left.message}`)
+      const decoded = Effect.runSync(Effect.result(Stream.runCollect(input.pipe(Framing.decode(codec)))))
+      if (Result.isFailure(decoded)) violate(`Framing.decode failed: ${decoded.failure.message}`)
       else {
-        const got = Chunk.toReadonlyArray(decoded.right)
+        const got = decoded.success
         if (got.length !== frames.length || !got.every((a, i) => eq(a, frames[i]!))) {
           violate(`Framing.decode gave ${got.length} frames for ${frames.length}, or other ones`)
         }
       }
+      // Each part is one Stream batch; Effect 4 Streams have no empty batches, so empty parts drop out.
       const parts = split(frames, chunking)
-      const batches = Stream.flattenChunks(
-        Stream.fromIterable((parts.length <= MAX_STREAM_CHUNKS ? parts : [frames]).map(Chunk.unsafeFromArray))
-      )
-      const encoded = Effect.runSync(Effect.either(Stream.runCollect(batches.pipe(Framing.encode(codec)))))
-      if (Either.isLeft(encoded)) violate(`Framing.encode failed: ${encoded.left.message}`)
-      else if (!equals(concat(Chunk.toReadonlyArray(encoded.right)), bytes)) {
+      const batches = Stream.fromArrays(...(parts.length <= MAX_STREAM_CHUNKS ? parts : [frames]))
+      const encoded = Effect.runSync(Effect.result(Stream.runCollect(batches.pipe(Framing.encode(codec)))))
+      if (Result.isFailure(encoded)) violate(`Framing.encode failed: ${encoded.failure.message}`)
+      else if (!equals(concat(encoded.success), bytes)) {
         violate("Framing.encode over batches gives other bytes than encoding all frames at once")
       }
     }
@@ -383,7 +383,7 @@ export const roundTrip = <A>(
  * counts the bytes of the unfinished frame; the frames before it are decoded.
  *
  * ```ts
- * const law = CodecLaws.endOfInput(Framing.fixed(4), { frame: FastCheck.uint8Array({ minLength: 4, maxLength: 4 }) })
+ * const law = CodecLaws.endOfInput(Framing.fixed(4), { frame: fc.uint8Array({ minLength: 4, maxLength: 4 }) })
  * ```
  *
  * @since 0.1.0
@@ -459,7 +459,7 @@ const damage = (bytes: Uint8Array, damages: ReadonlyArray<Damage>): Uint8Array =
  * input (bytes flipped, inserted, cut off), and decoding never throws.
  *
  * ```ts
- * const law = CodecLaws.chunkingIndependence(Framing.varint(), { frame: FastCheck.uint8Array() })
+ * const law = CodecLaws.chunkingIndependence(Framing.varint(), { frame: fc.uint8Array() })
  * ```
  *
  * @since 0.1.0
@@ -513,7 +513,7 @@ export const chunkingIndependence = <A>(
  * ```ts
  * const law = CodecLaws.limits(Framing.varint({ maxFrameLength: 16 }), {
  *   permissive: Framing.varint({ maxFrameLength: 64 }),
- *   frame: FastCheck.uint8Array({ maxLength: 32 }),
+ *   frame: fc.uint8Array({ maxLength: 32 }),
  *   maxBuffered: 16
  * })
  * ```
@@ -571,7 +571,7 @@ export const limits = <A>(
  *
  * ```ts
  * for (const law of CodecLaws.all(codec, { frame })) {
- *   it.prop(law.name, [law.arbitrary], ([input]) => law.check(input))
+ *   it(law.name, () => fc.assert(fc.property(law.arbitrary, (input) => law.check(input))))
  * }
  * ```
  *
