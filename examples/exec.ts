@@ -23,7 +23,7 @@ export const client = Effect.gen(function*() {
   const stdout = new TextDecoder().decode(result.stdout).trim()
   yield* Console.log(`uname -s: exit ${result.header.exitCode}, stdout ${JSON.stringify(stdout)}`)
   yield* exec.run(["rm", "-rf", "/"]).pipe(
-    Effect.zipRight(Console.log("rm -rf /: it ran?!")),
+    Effect.andThen(Console.log("rm -rf /: it ran?!")),
     Effect.catchTag("CommandNotAllowed", (e) => Console.log(`rm -rf /: refused, ${e._tag}: ${e.message}`))
   )
 }).pipe(Effect.scoped)

@@ -20,12 +20,12 @@ const printing = <E>(name: string, cut: (reads: Socket.Socket["reads"]) => Strea
     address: Address.tcp("127.0.0.1", 0),
     handler: (socket) => Stream.runForEach(cut(socket.reads), (m) => Console.log(`${name} server got ${show(m)}`))
   })
-class Broken extends Context.Tag("Broken")<Broken, Server.RunningServer>() {}
-class Fixed extends Context.Tag("Fixed")<Fixed, Server.RunningServer>() {}
+class Broken extends Context.Service<Broken, Server.RunningServer>()("Broken") {}
+class Fixed extends Context.Service<Fixed, Server.RunningServer>()("Fixed") {}
 
 export const server = Layer.merge(
-  Layer.scoped(Broken, printing("broken", (reads) => reads)), // one read taken for one message
-  Layer.scoped(Fixed, printing("fixed", Framing.decode(Framing.lengthPrefixed())))
+  Layer.effect(Broken, printing("broken", (reads) => reads)), // one read taken for one message
+  Layer.effect(Fixed, printing("fixed", Framing.decode(Framing.lengthPrefixed())))
 )
 
 const sendInOneWrite = (address: Address.Address, bytes: Uint8Array) =>
@@ -38,7 +38,8 @@ const sendInOneWrite = (address: Address.Address, bytes: Uint8Array) =>
 
 export const client = Effect.gen(function*() {
   yield* sendInOneWrite((yield* Broken).address, Buffer.concat(messages))
-  yield* sendInOneWrite((yield* Fixed).address, yield* Framing.encodeAll(Framing.lengthPrefixed(), messages))
+  const framed = yield* Effect.fromResult(Framing.encodeAll(Framing.lengthPrefixed(), messages))
+  yield* sendInOneWrite((yield* Fixed).address, framed)
 })
 
 client.pipe(Effect.provide(server), NodeRuntime.runMain)

@@ -16,8 +16,8 @@ const Get = Schema.TaggedStruct("Get", { key: Schema.String })
 const Stored = Schema.TaggedStruct("Stored", { key: Schema.String })
 const Found = Schema.TaggedStruct("Found", { key: Schema.String, value: Schema.String })
 const Missing = Schema.TaggedStruct("Missing", { key: Schema.String })
-const Request = Schema.Union(Put, Get)
-const Response = Schema.Union(Stored, Found, Missing)
+const Request = Schema.Union([Put, Get])
+const Response = Schema.Union([Stored, Found, Missing])
 
 // The same protocol seen from each end.
 const ServerSide = Protocol.make({ framing: Framing.lengthPrefixed(), incoming: Request, outgoing: Response })
@@ -33,7 +33,7 @@ const handle = (store: Ref.Ref<ReadonlyMap<string, string>>, request: typeof Req
       return value === undefined ? Missing.make({ key: request.key }) : Found.make({ key: request.key, value })
     })
 
-export const server = Layer.unwrapEffect(Effect.gen(function*() {
+export const server = Layer.unwrap(Effect.gen(function*() {
   const store = yield* Ref.make<ReadonlyMap<string, string>>(new Map())
   return Server.layer({
     address: Address.tcp("127.0.0.1", 0),

@@ -56,7 +56,7 @@ const start = (args: ReadonlyArray<string>, env?: Record<string, string>): Effec
         })
       )
       const lines = (count: number) =>
-        Effect.async<ReadonlyArray<string>>((resume) => {
+        Effect.callback<ReadonlyArray<string>>((resume) => {
           const check = () => {
             const complete = stdout.split("\n").slice(0, -1)
             if (complete.length >= count) {
@@ -64,19 +64,22 @@ const start = (args: ReadonlyArray<string>, env?: Record<string, string>): Effec
               resume(Effect.succeed(complete.slice(0, count)))
             } else if (child.exitCode !== null || child.signalCode !== null) {
               waiters.delete(check)
-              resume(Effect.dieMessage(`effect-wire ${args.join(" ")} exited early:\n${stdout}\n${stderr}`))
+              resume(Effect.die(new Error(`effect-wire ${args.join(" ")} exited early:\n${stdout}\n${stderr}`)))
             }
           }
           waiters.add(check)
           check()
           return Effect.sync(() => waiters.delete(check))
-        }).pipe(Effect.timeoutFail({
+        }).pipe(Effect.timeoutOrElse({
           duration: "20 seconds",
-          onTimeout: () => new Error(`no ${count} line(s) from effect-wire ${args.join(" ")}:\n${stdout}\n${stderr}`)
+          orElse: () => Effect.fail(new Error(`no ${count} line(s) from effect-wire ${args.join(" ")}:\n${stdout}\n${stderr}`))
         }), Effect.orDie)
       const exit = Effect.promise(() => exited).pipe(
         Effect.map((code) => ({ code, stdout, stderr })),
-        Effect.timeoutFail({ duration: "20 seconds", onTimeout: () => new Error(`effect-wire ${args.join(" ")} did not exit`) }),
+        Effect.timeoutOrElse({
+          duration: "20 seconds",
+          orElse: () => Effect.fail(new Error(`effect-wire ${args.join(" ")} did not exit`))
+        }),
         Effect.orDie
       )
       const signal = (name: NodeJS.Signals) => Effect.sync(() => void process.kill(child.pid!, name))
@@ -102,7 +105,7 @@ const listeningAt = (line: string): Address.Address => {
 const portOf = (address: Address.Address): number => address._tag === "TcpAddress" ? address.port : -1
 
 describe("effect-wire serve", () => {
-  it.scopedLive("echo: prints where it listens, serves, and exits 0 on SIGTERM", () =>
+  it.live("echo: prints where it listens, serves, and exits 0 on SIGTERM", () =>
     Effect.gen(function*() {
       const cli = yield* start(["serve", "echo", "--port", "0"])
       const [line] = yield* cli.lines(1)
@@ -120,7 +123,7 @@ describe("effect-wire serve", () => {
       assert.notInclude(exit.stderr, "error")
     }))
 
-  it.scopedLive("a second server on the same port fails with one line and a non-zero exit", () =>
+  it.live("a second server on the same port fails with one line and a non-zero exit", () =>
     Effect.gen(function*() {
       const first = yield* start(["serve", "echo", "--port", "0"])
       const port = portOf(listeningAt((yield* first.lines(1))[0]!))
@@ -130,7 +133,7 @@ describe("effect-wire serve", () => {
       assert.strictEqual(second.stderr, `error: address 127.0.0.1:${port} is already in use (EADDRINUSE)\n`)
     }))
 
-  it.scopedLive("restarting on the same port right after a kill works", () =>
+  it.live("restarting on the same port right after a kill works", () =>
     Effect.gen(function*() {
       const first = yield* start(["serve", "upper", "--port", "0"])
       const address = listeningAt((yield* first.lines(1))[0]!)
@@ -147,7 +150,7 @@ describe("effect-wire serve", () => {
       assert.strictEqual(text(yield* client.request("after")), "AFTER")
     }))
 
-  it.scopedLive("--unix replaces a stale socket file left by a killed server", () =>
+  it.live("--unix replaces a stale socket file left by a killed server", () =>
     Effect.gen(function*() {
       const path = Path.join(yield* tempDir, "echo.sock")
       const first = yield* start(["serve", "echo", "--unix", path])
@@ -166,7 +169,7 @@ describe("effect-wire serve", () => {
       assert.isFalse(Fs.existsSync(path), "a clean exit removes the socket file")
     }))
 
-  it.scopedLive("--udp also serves UDP on the same port", () =>
+  it.live("--udp also serves UDP on the same port", () =>
     Effect.gen(function*() {
       const cli = yield* start(["serve", "upper", "--port", "0", "--udp"])
       const [tcpLine, udpLine] = yield* cli.lines(2)
@@ -178,7 +181,7 @@ describe("effect-wire serve", () => {
       assert.strictEqual(text(yield* client.request("stream")), "STREAM")
     }))
 
-  it.scopedLive("IPv6, length framing and --log-level", () =>
+  it.live("IPv6, length framing and --log-level", () =>
     Effect.gen(function*() {
       const cli = yield* start([
         "serve",
@@ -204,7 +207,7 @@ describe("effect-wire serve", () => {
       assert.strictEqual(text(yield* client.request("framed")), "framed")
     }))
 
-  it.scopedLive("exec: serves allowlisted commands with the token from --token-env", () =>
+  it.live("exec: serves allowlisted commands with the token from --token-env", () =>
     Effect.gen(function*() {
       const cli = yield* start(
         ["serve", "exec", "--port", "0", "--allow", "echo", "--token-env", "EW_TEST_TOKEN", "--timeout", "5s"],

@@ -15,7 +15,6 @@ import { freePort } from "./helpers/sockets.js"
 
 const LOOPBACK = Address.tcp("127.0.0.1", 0)
 
-
 const cli = (args: ReadonlyArray<string>, options?: RunOptions) => Effect.promise(() => runCli(dist, args, options))
 const at = (address: Address.Address) => Address.format(address)
 
@@ -27,7 +26,7 @@ const assertOneErrorLine = (stderr: string, pattern: RegExp) => {
 }
 
 describe.concurrent("effect-wire connect", () => {
-  it.scopedLive("pipes stdin to an echo server and its answer to stdout, half-closing at the end of stdin", () =>
+  it.live("pipes stdin to an echo server and its answer to stdout, half-closing at the end of stdin", () =>
     Effect.gen(function*() {
       // The echo server ends its side only once it has seen ours end: the
       // command exits only because it half-closed.
@@ -39,7 +38,7 @@ describe.concurrent("effect-wire connect", () => {
       assert.strictEqual(run.stderr, "")
     }))
 
-  it.scopedLive("exits 0 when the peer closes, even while stdin stays open", () =>
+  it.live("exits 0 when the peer closes, even while stdin stays open", () =>
     Effect.gen(function*() {
       const server = yield* Server.make({
         address: LOOPBACK,
@@ -50,7 +49,7 @@ describe.concurrent("effect-wire connect", () => {
       assert.strictEqual(run.stdout, "bye\n")
     }))
 
-  it.scopedLive("--framing length sends each stdin line as a frame and prints each frame on a line", () =>
+  it.live("--framing length sends each stdin line as a frame and prints each frame on a line", () =>
     Effect.gen(function*() {
       const server = yield* Upper.make({ address: LOOPBACK, framing: "length" })
       const run = yield* cli(["connect", at(server.address), "--framing", "length"], { input: "a\r\nbb\n\nccc" })
@@ -58,7 +57,7 @@ describe.concurrent("effect-wire connect", () => {
       assert.strictEqual(run.stdout, "A\nBB\n\nCCC\n")
     }))
 
-  it.scopedLive("--udp sends each line as a datagram and prints each reply", () =>
+  it.live("--udp sends each line as a datagram and prints each reply", () =>
     Effect.gen(function*() {
       const server = yield* Upper.makeUdp(LOOPBACK)
       const run = yield* cli(["connect", at(server.address), "--udp"], { input: "ping\nudp two\n" })
@@ -92,7 +91,7 @@ describe.concurrent("effect-wire exec", () => {
   const execServer = (options: Partial<Exec.ServerOptions> = {}) =>
     Exec.make({ address: LOOPBACK, allow: ["sh"], timeout: "5 seconds", ...options })
 
-  it.scopedLive("copies the command's stdout and stderr apart and exits with its code", () =>
+  it.live("copies the command's stdout and stderr apart and exits with its code", () =>
     Effect.gen(function*() {
       const server = yield* execServer()
       const run = yield* cli(["exec", at(server.address), "--", "sh", "-c", "echo out; echo err >&2; exit 3"])
@@ -101,7 +100,7 @@ describe.concurrent("effect-wire exec", () => {
       assert.strictEqual(run.stderr, "err\n")
     }))
 
-  it.scopedLive("a refused command is one error line and exit 126; death by signal n is 128+n", () =>
+  it.live("a refused command is one error line and exit 126; death by signal n is 128+n", () =>
     Effect.gen(function*() {
       const server = yield* execServer()
       const [refused, killed] = yield* Effect.all([
@@ -114,7 +113,7 @@ describe.concurrent("effect-wire exec", () => {
       assert.strictEqual(killed.code, 137, killed.stderr)
     }))
 
-  it.scopedLive("--token-env sends the token; without it the server refuses (126)", () =>
+  it.live("--token-env sends the token; without it the server refuses (126)", () =>
     Effect.gen(function*() {
       const server = yield* execServer({ token: "s3cret" })
       const args = ["exec", at(server.address), "--token-env", "EW_TEST_TOKEN", "--", "sh", "-c", "echo in"]
@@ -128,7 +127,7 @@ describe.concurrent("effect-wire exec", () => {
       assertOneErrorLine(refused.stderr, /^error: Unauthorized: /)
     }))
 
-  it.scopedLive("the server's timeout is exit 124, after the output so far", () =>
+  it.live("the server's timeout is exit 124, after the output so far", () =>
     Effect.gen(function*() {
       const server = yield* execServer({ timeout: "300 millis", killGrace: "100 millis" })
       const run = yield* cli(["exec", at(server.address), "--", "sh", "-c", "echo started; exec sleep 10"])

@@ -7,8 +7,10 @@
  * program, and gives the README's example, which exports nothing, to run.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Os from "node:os"
 import { vi } from "vitest"
 import * as Chat from "../examples/chat.js"
@@ -31,10 +33,17 @@ vi.mock("@effect/platform-node", async (importOriginal) => {
 
 /** The lines `program` logs through `Console.log`, once it has finished. */
 const output = <A, E>(program: Effect.Effect<A, E>): Effect.Effect<Array<string>, E> =>
-  Effect.flatMap(Effect.console, (base) => {
+  Effect.gen(function*() {
+    const base = yield* Console.Console
     const lines: Array<string> = []
-    const log = (...args: ReadonlyArray<unknown>) => Effect.sync(() => void lines.push(args.map(String).join(" ")))
-    return Effect.as(Effect.withConsole(program, { ...base, log }), lines)
+    // Effect 4's Console is synchronous and shaped like globalThis.console.
+    const console: Console.Console = Object.assign(Object.create(base), {
+      log: (...args: ReadonlyArray<unknown>) => void lines.push(args.map(String).join(" "))
+    })
+    // Effect 4's default logger writes through the Console service too: keep log lines out of `lines`.
+    const logs = Logger.map(Logger.formatSimple, (line) => base.log(line))
+    yield* program.pipe(Effect.provideService(Console.Console, console), Effect.provide(Logger.layer([logs])))
+    return lines
   })
 
 /** Run an example the way it is meant to be read: its client against its server. */

@@ -16,14 +16,15 @@
  *
  * @since 0.1.0
  */
-import * as Args from "@effect/cli/Args"
-import * as Command from "@effect/cli/Command"
-import * as HelpDoc from "@effect/cli/HelpDoc"
-import * as Options from "@effect/cli/Options"
-import * as Chunk from "effect/Chunk"
+import * as Arr from "effect/Array"
+import * as Argument from "effect/cli/Argument"
+import * as EffectCliError from "effect/cli/CliError"
+import * as Command from "effect/cli/Command"
+import * as Flag from "effect/cli/Flag"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
+import * as Latch from "effect/Latch"
+import * as Result from "effect/Result"
 import type * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as Address from "../Address.js"
@@ -41,39 +42,40 @@ import { choiceOption, CliError, durationOption } from "./common.js"
  * @since 0.1.0
  * @category arguments
  */
-export const addressArg: Args.Args<Address.Address> = Args.text({ name: "ADDRESS" }).pipe(
-  Args.withDescription("Where the server is: host:port, [ipv6]:port or unix:/path/to.sock."),
-  Args.mapEffect((text) =>
-    Either.match(Address.parse(text), {
-      onLeft: (e) => Effect.fail(HelpDoc.p(e.message)),
-      onRight: Effect.succeed
+export const addressArg: Argument.Argument<Address.Address> = Argument.String("ADDRESS").pipe(
+  Argument.withDescription("Where the server is: host:port, [ipv6]:port or unix:/path/to.sock."),
+  Argument.mapEffect((text) =>
+    Result.match(Address.parse(text), {
+      onFailure: (e) => Effect.fail(new EffectCliError.ValidationError({ message: e.message })),
+      onSuccess: Effect.succeed
     })
   )
 )
 
 const options = {
   address: addressArg,
-  udp: Options.boolean("udp").pipe(
-    Options.withDescription("Speak UDP: each line of stdin is one datagram; each reply is printed on a line.")
+  udp: Flag.Boolean("udp").pipe(
+    Flag.withDescription("Speak UDP: each line of stdin is one datagram; each reply is printed on a line."),
+    Flag.withDefault(false)
   ),
   framing: choiceOption("framing", ["raw", "lines", "length"] as const).pipe(
-    Options.withDescription(
+    Flag.withDescription(
       "raw bytes (default); lines: stdin lines are sent as lines; length: each stdin line is sent as a " +
         "length-prefixed frame (4-byte big-endian). Received frames are printed one per line."
     ),
-    Options.withDefault("raw" as const)
+    Flag.withDefault("raw" as const)
   ),
   timeout: durationOption("timeout").pipe(
-    Options.withDescription("Give up connecting after this long, e.g. 5s (default 10s)."),
-    Options.withDefault(Duration.seconds(10))
+    Flag.withDescription("Give up connecting after this long, e.g. 5s (default 10s)."),
+    Flag.withDefault(Duration.seconds(10))
   ),
   wait: durationOption("wait").pipe(
-    Options.withDescription("With --udp: after stdin ends, how long to wait for missing replies (default 1s)."),
-    Options.withDefault(Duration.seconds(1))
+    Flag.withDescription("With --udp: after stdin ends, how long to wait for missing replies (default 1s)."),
+    Flag.withDefault(Duration.seconds(1))
   )
 } as const
 
-type ConnectOptions = Command.Command.ParseConfig<typeof options>
+type ConnectOptions = Command.Command.Config.Infer<typeof options>
 
 const NEWLINE = new Uint8Array([10])
 
@@ -89,19 +91,19 @@ const load = Effect.promise(async () => {
   const describe = (cause: unknown) => cause instanceof Error ? cause.message : String(cause)
   // Closed at the end (the default), so that a terminal still open on stdin
   // does not keep the process alive once the peer has gone.
-  const stdin: Stream.Stream<Uint8Array, CliError> = NodeStream.fromReadable(
-    () => process.stdin,
-    (cause) => new CliError({ message: `cannot read standard input: ${describe(cause)}` })
-  )
-  const stdout: Sink.Sink<void, Uint8Array, never, CliError> = NodeSink.fromWritable(
-    () => process.stdout,
-    (cause) => new CliError({ message: `cannot write standard output: ${describe(cause)}` }),
-    { endOnDone: false }
-  )
+  const stdin: Stream.Stream<Uint8Array, CliError> = NodeStream.fromReadable({
+    evaluate: () => process.stdin,
+    onError: (cause) => new CliError({ message: `cannot read standard input: ${describe(cause)}` })
+  })
+  const stdout: Sink.Sink<void, Uint8Array, never, CliError> = NodeSink.fromWritable({
+    evaluate: () => process.stdout,
+    onError: (cause) => new CliError({ message: `cannot write standard output: ${describe(cause)}` }),
+    endOnDone: false
+  })
   return { Socket, Datagram, Framing: FramingModule, stdin, stdout }
 })
 
-type Loaded = Effect.Effect.Success<typeof load>
+type Loaded = Effect.Success<typeof load>
 
 /**
  * The lines of standard input as frames. A last line without its newline
@@ -111,9 +113,9 @@ const stdinLines = ({ Framing, stdin }: Loaded): Stream.Stream<Uint8Array, CliEr
   Stream.suspend(() => {
     let last = 10
     const input = stdin.pipe(
-      Stream.mapChunks((chunk) => {
-        const bytes = Chunk.last(chunk)
-        if (bytes._tag === "Some" && bytes.value.length > 0) last = bytes.value[bytes.value.length - 1]!
+      Stream.mapArray((chunk) => {
+        const bytes = chunk[chunk.length - 1]!
+        if (bytes.length > 0) last = bytes[bytes.length - 1]!
         return chunk
       })
     )
@@ -122,9 +124,13 @@ const stdinLines = ({ Framing, stdin }: Loaded): Stream.Stream<Uint8Array, CliEr
   })
 
 /** Every frame followed by a newline, without an Effect per frame. */
-const oneFramePerLine = Stream.mapChunks((frames: Chunk.Chunk<Uint8Array>) =>
-  Chunk.flatMap(frames, (frame) => Chunk.make(frame, NEWLINE))
-)
+const withNewlines = (frames: Arr.NonEmptyReadonlyArray<Uint8Array>): Arr.NonEmptyReadonlyArray<Uint8Array> => {
+  const out: Array<Uint8Array> = []
+  for (const frame of frames) out.push(frame, NEWLINE)
+  return out as unknown as Arr.NonEmptyReadonlyArray<Uint8Array>
+}
+
+const oneFramePerLine = Stream.mapArray(withNewlines)
 
 const streamSession = (loaded: Loaded, address: Address.Address, options: ConnectOptions) =>
   Effect.gen(function*() {
@@ -140,8 +146,8 @@ const streamSession = (loaded: Loaded, address: Address.Address, options: Connec
     // The upload only ever ends the race by failing: after stdin's end it
     // half-closes and waits, so that the command ends when the peer does.
     const upload = Stream.run(toSocket, socket.writes).pipe(
-      Effect.zipRight(socket.end),
-      Effect.zipRight(Effect.never)
+      Effect.andThen(socket.end),
+      Effect.andThen(Effect.never)
     )
     yield* Effect.raceFirst(Stream.run(fromSocket, stdout), upload)
   })
@@ -152,23 +158,24 @@ const datagramSession = (loaded: Loaded, address: Address.TcpAddress, options: C
     const socket = yield* Datagram.connect(address)
     let sent = 0
     let answered = 0
-    const allAnswered = yield* Effect.makeLatch(false)
-    const replies = socket.reads.pipe(
-      Stream.mapChunks((datagrams) => {
+    const allAnswered = yield* Latch.make(false)
+    const replies = Stream.runForEachArray(socket.reads, (datagrams) => {
+      const lines = withNewlines(Arr.map(datagrams, (datagram) => datagram.payload))
+      // Counted once printed: the last answer ends the race below.
+      return Stream.run(Stream.fromArray(lines), stdout).pipe(Effect.andThen(Effect.sync(() => {
         answered += datagrams.length
-        if (answered >= sent) allAnswered.unsafeOpen()
-        return Chunk.flatMap(datagrams, (datagram) => Chunk.make(datagram.payload, NEWLINE))
-      }),
-      Stream.run(stdout),
+        if (answered >= sent) allAnswered.openUnsafe()
+      })))
+    }).pipe(
       // The socket's reads end only when it closes: the wait below decides.
-      Effect.zipRight(Effect.never)
+      Effect.andThen(Effect.never)
     )
     const requests = Effect.gen(function*() {
       yield* Stream.runForEach(stdinLines(loaded), (line) =>
-        Effect.zipRight(
+        Effect.andThen(
           Effect.sync(() => {
             sent++
-            allAnswered.unsafeClose()
+            allAnswered.closeUnsafe()
           }),
           socket.send(line)
         ))

@@ -23,10 +23,10 @@
  *
  * @since 0.1.0
  */
-import * as Args from "@effect/cli/Args"
-import * as Command from "@effect/cli/Command"
-import * as HelpDoc from "@effect/cli/HelpDoc"
-import * as Options from "@effect/cli/Options"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Argument from "effect/cli/Argument"
+import * as Command from "effect/cli/Command"
+import * as Flag from "effect/cli/Flag"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -62,26 +62,28 @@ export const ExitCode = {
 
 const options = {
   address: addressArg,
-  argv: Args.text({ name: "COMMAND" }).pipe(
-    Args.withDescription("The command and its arguments, after `--` so that its flags are not taken for ours."),
-    Args.atLeast(1)
+  argv: Argument.String("COMMAND").pipe(
+    Argument.withDescription("The command and its arguments, after `--` so that its flags are not taken for ours."),
+    Argument.atLeast(1),
+    // at least one, as the type says
+    Argument.map((argv) => argv as NonEmptyReadonlyArray<string>)
   ),
-  tokenEnv: Options.text("token-env").pipe(
-    Options.withPseudoName("VAR"),
-    Options.withDescription("Send the token held by this environment variable (for servers started with --token-env)."),
-    Options.optional
+  tokenEnv: Flag.String("token-env").pipe(
+    Flag.withMetavar("VAR"),
+    Flag.withDescription("Send the token held by this environment variable (for servers started with --token-env)."),
+    Flag.optional
   ),
   timeout: durationOption("timeout").pipe(
-    Options.withDescription("Give up after this long without an answer, e.g. 30s (default: wait for the server)."),
-    Options.optional
+    Flag.withDescription("Give up after this long without an answer, e.g. 30s (default: wait for the server)."),
+    Flag.optional
   )
 } as const
 
-type ExecOptions = Command.Command.ParseConfig<typeof options>
+type ExecOptions = Command.Command.Config.Infer<typeof options>
 
 /** Write all of `bytes` and wait until Node has handed them to the OS. */
 const writeTo = (stream: NodeJS.WriteStream, bytes: Uint8Array): Effect.Effect<void> =>
-  bytes.length === 0 ? Effect.void : Effect.async<void>((resume) => {
+  bytes.length === 0 ? Effect.void : Effect.callback<void>((resume) => {
     stream.write(bytes, () => resume(Effect.void))
   })
 
@@ -143,7 +145,7 @@ const describe = (e: unknown): string =>
 
 const exec = (options: ExecOptions) =>
   run(options.address, options).pipe(
-    Effect.catchAll((e) => Effect.as(say(`error: ${describe(e)}`), ExitCode.clientFailed)),
+    Effect.catch((e) => Effect.as(say(`error: ${describe(e)}`), ExitCode.clientFailed)),
     // The code is left for Node to exit with once the event loop is empty:
     // `process.exit` here could cut output still flowing into a pipe.
     Effect.flatMap((code) => Effect.sync(() => void (process.exitCode = code)))
@@ -161,20 +163,17 @@ const exec = (options: ExecOptions) =>
  */
 export const command = Command.make("exec", options, exec).pipe(
   Command.withDescription(
-    HelpDoc.blocks([
-      HelpDoc.p(
-        "Run a command on an exec server (effect-wire serve exec): effect-wire exec ADDRESS -- CMD ARGS... " +
-          "Its stdout and stderr are copied to ours, and the exit code is the command's, or:"
-      ),
-      HelpDoc.enumeration([
-        HelpDoc.p("128+n: the command died by signal n (137 for SIGKILL)"),
-        HelpDoc.p("124: the server's timeout stopped it (its output so far is printed), or no slot freed in time"),
-        HelpDoc.p("125: this client failed: cannot connect, the connection broke, the token variable is unset"),
-        HelpDoc.p("126: the server refused: command not allowed, wrong token, malformed or oversized request"),
-        HelpDoc.p("127: the server could not start the command"),
-        HelpDoc.p("1: this command line is wrong (unknown flag, bad value)")
-      ]),
-      HelpDoc.p("124 to 127 and 1 come with one error line on stderr.")
-    ])
-  )
+    [
+      "Run a command on an exec server (effect-wire serve exec): effect-wire exec ADDRESS -- CMD ARGS... " +
+      "Its stdout and stderr are copied to ours, and the exit code is the command's, or:",
+      "  - 128+n: the command died by signal n (137 for SIGKILL)",
+      "  - 124: the server's timeout stopped it (its output so far is printed), or no slot freed in time",
+      "  - 125: this client failed: cannot connect, the connection broke, the token variable is unset",
+      "  - 126: the server refused: command not allowed, wrong token, malformed or oversized request",
+      "  - 127: the server could not start the command",
+      "  - 1: this command line is wrong (unknown flag, bad value)",
+      "  124 to 127 and 1 come with one error line on stderr."
+    ].join("\n")
+  ),
+  Command.withShortDescription("Run a command on an exec server and exit with its exit code (the codes: exec --help).")
 )

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 /**
  * The `effect-wire` command line. Failures print one line on stderr,
- * `error: <what to do>`, and exit 1; @effect/cli's own validation messages
- * are kept as they are (also short); only defects (bugs) print a trace.
- * Logs go to stderr, so stdout carries nothing but the commands' output.
+ * `error: <what to do>`, and exit non-zero (1, or a subcommand's own code);
+ * effect/cli's parse and validation messages are kept as they are, on that
+ * one line, without the help text. Only defects (bugs) print a trace.
+ * `--help` and `--version` print on stdout. Logs go to stderr, so stdout
+ * carries nothing but the commands' output.
  *
  * ```sh
  * effect-wire serve echo --port 0
@@ -12,17 +14,17 @@
  *
  * @since 0.1.0
  */
-import * as Command from "@effect/cli/Command"
-import * as ValidationError from "@effect/cli/ValidationError"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import * as Cause from "effect/Cause"
+import * as CliError from "effect/cli/CliError"
+import * as CliOutput from "effect/cli/CliOutput"
+import * as Command from "effect/cli/Command"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
+import { teardown } from "./common.js"
 
 /**
  * The subcommands, one line each. A subcommand module exports `command`
@@ -41,78 +43,63 @@ const cli = Command.make("effect-wire").pipe(
   Command.withSubcommands(subcommands)
 )
 
-const run = Command.run(cli, { name: "effect-wire", version: "0.1.0" })
+const run = Command.runWith(cli, { version: "0.1.0" })
+
+const say = (line: string): void => void process.stderr.write(`${line}\n`)
 
 /**
- * @effect/cli finds its built-in `--log-level` only before a command's own
- * options; moving it to the front lets it stand anywhere, as `--help` does.
+ * effect/cli's message for a parse error, on one line: the "Did you mean"
+ * block of an unknown flag or subcommand becomes a parenthesis.
  */
-const logLevelFirst = (argv: ReadonlyArray<string>): ReadonlyArray<string> => {
-  const [node = "node", script = "effect-wire", ...args] = argv
-  const front: Array<string> = []
-  const rest: Array<string> = []
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!
-    if (arg === "--") {
-      rest.push(...args.slice(i))
-      break
-    }
-    if (arg === "--log-level" && i + 1 < args.length) front.push(arg, args[++i]!)
-    else if (arg.startsWith("--log-level=")) front.push("--log-level", arg.slice("--log-level=".length))
-    else rest.push(arg)
-  }
-  return [node, script, ...front, ...rest]
+const describeCliError = (error: CliError.NonShowHelpErrors): string => {
+  const [first = ""] = error.message.split("\n\n")
+  const line = first.split("\n").map((part) => part.trim()).filter((part) => part !== "").join(" ")
+  return "suggestions" in error && error.suggestions.length > 0
+    ? `${line} (did you mean ${error.suggestions.join(" or ")}?)`
+    : line
 }
 
-/** One line per failure; the exit code comes from the failure left in place. */
-const report = <E>(cause: Cause.Cause<E>): Effect.Effect<never, E> => {
-  if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
-  const failure = Cause.failureOption(cause)
-  const say = Option.match(failure, {
-    // @effect/cli printed its own message already.
-    onSome: (e) => ValidationError.isValidationError(e) ? "" : `error: ${messageOf(e)}`,
-    onNone: () => Cause.pretty(cause)
-  })
-  return Effect.zipRight(
-    Effect.sync(() => {
-      if (say !== "") process.stderr.write(`${say}\n`)
-    }),
-    Effect.failCause(cause)
-  )
-}
+/**
+ * effect/cli prints help on stdout and the errors of a wrong command line
+ * under it; we print those errors as one line on stderr and no help (it is
+ * one `--help` away). Help and version requests keep the default output.
+ */
+const Presenter = CliOutput.layerPresenter({
+  present: (event) =>
+    event._tag === "InvalidInvocation"
+      ? Effect.sync(() => say(`error: ${event.errors.map(describeCliError).join("; ")}`))
+      : CliOutput.defaultPresenter.present(event)
+})
 
 const messageOf = (e: unknown): string =>
   typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" && e.message !== ""
     ? e.message
     : String(e)
 
-/**
- * @effect/cli prints its validation errors through `Console.error`, as a
- * paragraph and a blank line; this makes them the same one line as ours.
- * Logs therefore bypass the Console service and go straight to stderr, and
- * so must a subcommand's own stderr output (write to `process.stderr`).
- */
-const withErrorLines = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.flatMap(Effect.console, (base) =>
-    Effect.withConsole(effect, {
-      ...base,
-      error: (...args: ReadonlyArray<unknown>) =>
-        typeof args[0] === "string" ? base.error(`error: ${args[0].trim()}`, ...args.slice(1)) : base.error(...args)
-    }))
+/** One line per failure; the exit code comes from the failure left in place. */
+const report = <E>(cause: Cause.Cause<E>): Effect.Effect<never, E> =>
+  Effect.suspend(() => {
+    if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
+    const line = Option.match(Cause.findErrorOption(cause), {
+      // effect/cli's errors went through the Presenter already.
+      onSome: (e) => CliError.isCliError(e) ? "" : `error: ${messageOf(e)}`,
+      onNone: () => Cause.pretty(cause)
+    })
+    if (line !== "") say(line)
+    return Effect.failCause(cause)
+  })
+
+/** Log lines in logfmt, on stderr. */
+const StderrLogger = Logger.map(Logger.formatLogFmt, (line) => say(line))
 
 const Environment = Layer.mergeAll(
-  NodeFileSystem.layer,
-  NodePath.layer,
-  NodeTerminal.layer,
-  Logger.replace(
-    Logger.defaultLogger,
-    Logger.map(Logger.logfmtLogger, (line) => void process.stderr.write(`${line}\n`))
-  )
+  NodeServices.layer,
+  Presenter,
+  Logger.layer([StderrLogger, Logger.tracerLogger])
 )
 
-run(logLevelFirst(process.argv)).pipe(
-  withErrorLines,
-  Effect.catchAllCause(report),
+run(process.argv.slice(2)).pipe(
+  Effect.catchCause(report),
   Effect.provide(Environment),
-  NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })
+  NodeRuntime.runMain({ disableErrorReporting: true, teardown })
 )

@@ -1,6 +1,6 @@
 /**
  * `effect-wire serve echo|upper|exec`: run a built-in server until SIGINT or
- * SIGTERM, then drain and exit 0. Once a listener is ready it prints one
+ * SIGTERM, then drain and exit 0 (not the 130 of an interrupted command). Once a listener is ready it prints one
  * line on stdout (`listening tcp 127.0.0.1:9000`, `listening unix /tmp/x.sock`,
  * `listening udp 127.0.0.1:9000`). Only the option definitions load at
  * startup; each server's code is imported when its subcommand runs.
@@ -13,58 +13,67 @@
  *
  * @since 0.1.0
  */
-import * as Command from "@effect/cli/Command"
-import * as Options from "@effect/cli/Options"
+import * as Command from "effect/cli/Command"
+import * as Flag from "effect/cli/Flag"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Result from "effect/Result"
 import * as Address from "../Address.js"
-import { choiceOption, CliError, durationOption, positiveIntegerOption, portOption, printListening, sizeOption } from "./common.js"
+import {
+  choiceOption,
+  CliError,
+  durationOption,
+  positiveIntegerOption,
+  portOption,
+  printListening,
+  sizeOption,
+  untilSignal
+} from "./common.js"
 
 const DEFAULT_HOST = "127.0.0.1"
 
 /** Where and how every server listens. */
 const listenOptions = {
-  host: Options.text("host").pipe(
-    Options.withPseudoName("HOST"),
-    Options.withDescription(`Address to listen on (default ${DEFAULT_HOST}: this machine only). IPv6 as ::1.`),
-    Options.optional
+  host: Flag.String("host").pipe(
+    Flag.withMetavar("HOST"),
+    Flag.withDescription(`Address to listen on (default ${DEFAULT_HOST}: this machine only). IPv6 as ::1.`),
+    Flag.optional
   ),
-  port: portOption.pipe(Options.withDescription("Port to listen on; 0 picks a free one."), Options.optional),
-  unix: Options.text("unix").pipe(
-    Options.withPseudoName("PATH"),
-    Options.withDescription("Listen on this Unix socket file instead of TCP (a stale file is replaced)."),
-    Options.optional
+  port: portOption.pipe(Flag.withDescription("Port to listen on; 0 picks a free one."), Flag.optional),
+  unix: Flag.String("unix").pipe(
+    Flag.withMetavar("PATH"),
+    Flag.withDescription("Listen on this Unix socket file instead of TCP (a stale file is replaced)."),
+    Flag.optional
   ),
   maxConnections: positiveIntegerOption("max-connections").pipe(
-    Options.withDescription("Connections served at once (default 1024); further ones wait."),
-    Options.optional
+    Flag.withDescription("Connections served at once (default 1024); further ones wait."),
+    Flag.optional
   ),
   idleTimeout: durationOption("idle-timeout").pipe(
-    Options.withDescription("Close a connection idle this long, e.g. 30s (default: never)."),
-    Options.optional
+    Flag.withDescription("Close a connection idle this long, e.g. 30s (default: never)."),
+    Flag.optional
   ),
   shutdownTimeout: durationOption("shutdown-timeout").pipe(
-    Options.withDescription("On SIGINT/SIGTERM, how long open connections may finish, e.g. 10s (default 10s)."),
-    Options.optional
+    Flag.withDescription("On SIGINT/SIGTERM, how long open connections may finish, e.g. 10s (default 10s)."),
+    Flag.optional
   )
 } as const
 
-type ListenOptions = Command.Command.ParseConfig<typeof listenOptions>
+type ListenOptions = Command.Command.Config.Infer<typeof listenOptions>
 
 /** The options of the byte servers, echo and upper. */
 const byteOptions = {
   ...listenOptions,
-  udp: Options.boolean("udp").pipe(Options.withDescription("Also serve UDP on the same host and port.")),
+  udp: Flag.Boolean("udp").pipe(Flag.withDescription("Also serve UDP on the same host and port."), Flag.withDefault(false)),
   framing: choiceOption("framing", ["raw", "length", "lines"] as const).pipe(
-    Options.withDescription("raw bytes, length-prefixed frames (4-byte big-endian), or lines (default raw)."),
-    Options.withDefault("raw" as const)
+    Flag.withDescription("raw bytes, length-prefixed frames (4-byte big-endian), or lines (default raw)."),
+    Flag.withDefault("raw" as const)
   )
 } as const
 
-type ByteOptions = Command.Command.ParseConfig<typeof byteOptions>
+type ByteOptions = Command.Command.Config.Infer<typeof byteOptions>
 
 const fail = (message: string) => Effect.fail(new CliError({ message }))
 
@@ -74,16 +83,16 @@ const listenAddress = (options: ListenOptions, defaultPort: number): Effect.Effe
     if (Option.isSome(options.host) || Option.isSome(options.port)) {
       return fail("--unix listens on a socket file: drop --host and --port, or drop --unix")
     }
-    return Either.match(Address.parse(`unix:${options.unix.value}`), {
-      onLeft: (e) => fail(`--unix: ${e.message}`),
-      onRight: Effect.succeed
+    return Result.match(Address.parse(`unix:${options.unix.value}`), {
+      onFailure: (e) => fail(`--unix: ${e.message}`),
+      onSuccess: Effect.succeed
     })
   }
   const host = Option.getOrElse(options.host, () => DEFAULT_HOST).replace(/^\[(.*)\]$/, "$1")
   const port = Option.getOrElse(options.port, () => defaultPort)
-  return Either.match(Address.parse(host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`), {
-    onLeft: (e) => fail(`--host: ${e.message}`),
-    onRight: Effect.succeed
+  return Result.match(Address.parse(host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`), {
+    onFailure: (e) => fail(`--host: ${e.message}`),
+    onSuccess: Effect.succeed
   })
 }
 
@@ -117,7 +126,7 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       )
       yield* printListening("udp", udp.address)
     }
-    return yield* Effect.never
+    return yield* untilSignal
   }).pipe(Effect.scoped)
 
 const echo = Command.make("echo", byteOptions, serveBytes("echo", 9000)).pipe(
@@ -130,31 +139,31 @@ const upper = Command.make("upper", byteOptions, serveBytes("upper", 9001)).pipe
 
 const execOptions = {
   ...listenOptions,
-  allow: Options.text("allow").pipe(
-    Options.withPseudoName("CMD,CMD"),
-    Options.withDescription("Required: commands clients may run, by name (looked up in PATH) or absolute path."),
-    Options.optional
+  allow: Flag.String("allow").pipe(
+    Flag.withMetavar("CMD,CMD"),
+    Flag.withDescription("Required: commands clients may run, by name (looked up in PATH) or absolute path."),
+    Flag.optional
   ),
-  tokenEnv: Options.text("token-env").pipe(
-    Options.withPseudoName("VAR"),
-    Options.withDescription("Require the token held by this environment variable in every request."),
-    Options.optional
+  tokenEnv: Flag.String("token-env").pipe(
+    Flag.withMetavar("VAR"),
+    Flag.withDescription("Require the token held by this environment variable in every request."),
+    Flag.optional
   ),
   timeout: durationOption("timeout").pipe(
-    Options.withDescription("Run time per command before it is killed, e.g. 10s (default 10s)."),
-    Options.optional
+    Flag.withDescription("Run time per command before it is killed, e.g. 10s (default 10s)."),
+    Flag.optional
   ),
   maxOutput: sizeOption("max-output").pipe(
-    Options.withDescription("stdout + stderr kept per command, e.g. 8MiB (default 8MiB)."),
-    Options.optional
+    Flag.withDescription("stdout + stderr kept per command, e.g. 8MiB (default 8MiB)."),
+    Flag.optional
   ),
   concurrency: positiveIntegerOption("concurrency").pipe(
-    Options.withDescription("Commands running at once (default 4); further requests wait."),
-    Options.optional
+    Flag.withDescription("Commands running at once (default 4); further requests wait."),
+    Flag.optional
   )
 } as const
 
-type ExecOptions = Command.Command.ParseConfig<typeof execOptions>
+type ExecOptions = Command.Command.Config.Infer<typeof execOptions>
 
 const serveExec = (options: ExecOptions) =>
   Effect.gen(function*() {
@@ -192,7 +201,7 @@ const serveExec = (options: ExecOptions) =>
         ))
     )
     yield* printListening("tcp", server.address)
-    return yield* Effect.never
+    return yield* untilSignal
   }).pipe(Effect.scoped)
 
 const exec = Command.make("exec", execOptions, serveExec).pipe(

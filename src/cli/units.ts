@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
-import * as Either from "effect/Either"
+import * as Result from "effect/Result"
 
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }
@@ -14,18 +14,18 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 
  * Parse a duration such as `30s`, `500ms`, `2m`, `1.5h` (a bare number is seconds).
  *
  * ```ts
- * parseDuration("500ms") // Right(Duration.millis(500))
+ * parseDuration("500ms") // Result.succeed(Duration.millis(500))
  * ```
  *
  * @since 0.1.0
  * @category parsing
  */
-export const parseDuration = (text: string): Either.Either<Duration.Duration, string> => {
+export const parseDuration = (text: string): Result.Result<Duration.Duration, string> => {
   const match = DURATION.exec(text.trim())
   if (match === null) {
-    return Either.left(`invalid duration ${JSON.stringify(text)}: expected a number with ms, s, m or h, e.g. 30s`)
+    return Result.fail(`invalid duration ${JSON.stringify(text)}: expected a number with ms, s, m or h, e.g. 30s`)
   }
-  return Either.right(Duration.millis(Number(match[1]) * DURATION_UNITS[match[2] ?? "s"]!))
+  return Result.succeed(Duration.millis(Number(match[1]) * DURATION_UNITS[match[2] ?? "s"]!))
 }
 
 const SIZE = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB|k|K|M|G)?$/
@@ -47,17 +47,17 @@ const SIZE_UNITS: Record<string, number> = {
  * Parse a byte size such as `8MiB`, `64KiB`, `1MB` or `4096`.
  *
  * ```ts
- * parseSize("8MiB") // Right(8388608)
+ * parseSize("8MiB") // Result.succeed(8388608)
  * ```
  *
  * @since 0.1.0
  * @category parsing
  */
-export const parseSize = (text: string): Either.Either<number, string> => {
+export const parseSize = (text: string): Result.Result<number, string> => {
   const match = SIZE.exec(text.trim())
   if (match === null) {
-    return Either.left(`invalid size ${JSON.stringify(text)}: expected a number with B, KiB, MiB, GiB, KB, MB or GB, e.g. 8MiB`)
+    return Result.fail(`invalid size ${JSON.stringify(text)}: expected a number with B, KiB, MiB, GiB, KB, MB or GB, e.g. 8MiB`)
   }
   const bytes = Math.floor(Number(match[1]) * SIZE_UNITS[match[2] ?? "B"]!)
-  return Number.isSafeInteger(bytes) ? Either.right(bytes) : Either.left(`size ${JSON.stringify(text)} is too large`)
+  return Number.isSafeInteger(bytes) ? Result.succeed(bytes) : Result.fail(`size ${JSON.stringify(text)} is too large`)
 }

@@ -96,7 +96,7 @@ const exec = Effect.gen(function*() {
   }
   yield* sent(`run ${JSON.stringify(["rm", "-rf", "/"])}`)
   yield* client.run(["rm", "-rf", "/"]).pipe(
-    Effect.flatMap(() => Effect.dieMessage("the exec server ran a command outside its allowlist")),
+    Effect.flatMap(() => Effect.die(new Error("the exec server ran a command outside its allowlist"))),
     Effect.catchTag("CommandNotAllowed", (e) => received(`refused, ${e._tag}: ${e.message}`))
   )
 })
@@ -126,7 +126,7 @@ const stickyPackets = Effect.gen(function*() {
   // Framed: a length before each message lets the reader cut them apart again.
   const codec = Framing.lengthPrefixed()
   const framed = yield* Socket.connect(echo.address, { timeout: TIMEOUT })
-  const bytes = yield* Framing.encodeAll(codec, messages.map((m) => utf8.encode(m)))
+  const bytes = yield* Effect.fromResult(Framing.encodeAll(codec, messages.map((m) => utf8.encode(m))))
   yield* framed.write(bytes)
   yield* framed.end
   yield* sent(`one write of ${bytes.length} bytes: each message after its 4-byte big-endian length`)
@@ -171,8 +171,8 @@ export const program = Effect.gen(function*() {
   }).pipe(Effect.provide(Servers))
   yield* say(`\nall servers drained and closed; done in ${Date.now() - started} ms`)
 }).pipe(
-  Effect.timeoutFail({
+  Effect.timeoutOrElse({
     duration: Duration.seconds(30),
-    onTimeout: () => new Error("the demo did not finish within 30 seconds")
+    orElse: () => Effect.fail(new Error("the demo did not finish within 30 seconds"))
   })
 )

@@ -69,10 +69,10 @@ export const layer = (address: Address.Address): Layer.Layer<Server.Server, NetE
     address,
     handler: (socket) =>
       socket.reads.pipe(
-        Framing.decodeEither(codec),
-        Stream.map((line) => line._tag === "Right" ? answer(line.right) : `error: ${line.left.message}`),
+        Framing.decodeResult(codec),
+        Stream.map((line) => line._tag === "Success" ? answer(line.success) : `error: ${line.failure.message}`),
         Framing.encode(codec),
         Stream.run(socket.writes),
-        Effect.zipRight(socket.end)
+        Effect.andThen(socket.end)
       )
   })
