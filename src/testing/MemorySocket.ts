@@ -434,27 +434,29 @@ class End implements Socket.Socket, Pipeable {
   unsafeClose(): void {
     if (this.closed) return
     const out = this.outgoing
+    // State first, wake-ups last: a push resumes a waiting fiber at once (Effect 4 callbacks resume synchronously).
+    this.markClosed()
+    this.incoming.readerClosed = true
+    this.incoming.discard()
     if (!out.writerEnded && !out.broken) {
       out.writerEnded = true
       out.push(END)
     }
-    this.markClosed()
-    this.incoming.readerClosed = true
-    this.incoming.discard()
     out.notify()
   }
 
   readonly reset: Effect.Effect<void> = Effect.sync(() => {
     if (this.closed) return
     const out = this.outgoing
-    if (!out.broken) {
-      out.broken = true
-      out.push(RESET)
-    }
+    // State first, wake-ups last (see unsafeClose).
     this.markClosed()
     // The peer's writes now fail with ConnectionReset; what it sent us is dropped.
     this.incoming.broken = true
     this.incoming.discard()
+    if (!out.broken) {
+      out.broken = true
+      out.push(RESET)
+    }
     out.notify()
   })
 
