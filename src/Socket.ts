@@ -37,7 +37,7 @@ import type { ConnectError, ListenError, ReadError, WriteError } from "./NetErro
  * @since 0.1.0
  * @category type ids
  */
-export const TypeId: unique symbol = Symbol.for("effect-wire/Socket")
+export const TypeId: typeof internal.TypeId = internal.TypeId
 
 /**
  * The type of {@link TypeId}.

@@ -28,7 +28,8 @@ import * as Address from "../Address.js"
 import * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
 
-const TypeId: Socket.TypeId = Symbol.for("effect-wire/Socket") as Socket.TypeId
+/** Socket's TypeId, created here once; `Socket.TypeId` re-exports it. */
+export const TypeId: unique symbol = Symbol.for("effect-wire/Socket")
 
 const END_VOID: Sink.End<void> = [undefined]
 
