@@ -1,6 +1,6 @@
 /**
- * The processes of a bench run: servers (the node:net baselines and the
- * effect-wire CLI) and load generators, each started pinned to its core when
+ * The processes of a bench run: servers (the node:net baselines, the
+ * effect-wire CLI and the Effect-handler servers) and load generators, each started pinned to its core when
  * possible, tracked, and killed by pid whatever way the run ends.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
@@ -14,6 +14,7 @@ export const ROOT = Path.resolve(HERE, "..", "..")
 /** The effect-wire CLI this checkout builds. */
 export const DEFAULT_CLI = Path.join(ROOT, "dist", "src", "cli", "main.js")
 const BASELINES = Path.join(HERE, "baselines.js")
+const EFFECT_SERVERS = Path.join(HERE, "effectServers.js")
 const LOAD = Path.join(HERE, "load.js")
 
 /** How to start each server; `cli` is the effect-wire CLI under test. */
@@ -27,6 +28,11 @@ export const serverArgs = (id: ServerId, cli: string): Array<string> => {
       return [cli, "serve", "echo", "--host", "127.0.0.1", "--port", "0"]
     case "wire-framed":
       return [cli, "serve", "echo", "--framing", "length", "--host", "127.0.0.1", "--port", "0"]
+    case "wire-stream":
+    case "wire-protocol":
+    case "effect-raw":
+    case "effect-framed":
+      return [EFFECT_SERVERS, id, "--host", "127.0.0.1", "--port", "0"]
   }
 }
 

@@ -5,13 +5,25 @@
  * markdown tables `npm run bench` prints and docs/performance.md quotes.
  */
 
-export type ServerId = "node-raw" | "node-framed" | "wire" | "wire-framed"
+export type ServerId =
+  | "node-raw"
+  | "node-framed"
+  | "wire"
+  | "wire-framed"
+  | "wire-stream"
+  | "wire-protocol"
+  | "effect-raw"
+  | "effect-framed"
 
 export const SERVER_LABELS: Record<ServerId, string> = {
   "node-raw": "raw node:net (`socket.pipe(socket)`)",
   "node-framed": "hand-written node:net framed",
   "wire": "effect-wire `serve echo`",
-  "wire-framed": "effect-wire `serve echo --framing length`"
+  "wire-framed": "effect-wire `serve echo --framing length`",
+  "wire-stream": "effect-wire `Server.layer`, Stream handler",
+  "wire-protocol": "effect-wire `Protocol` service, u32 BE frames",
+  "effect-raw": "Effect 4 `NodeSocketServer` (reader/writer)",
+  "effect-framed": "Effect 4 `NodeSocketServer`, u32 BE frames by hand"
 }
 
 export type Workload = "stream" | "pingpong" | "pipeline" | "connections" | "startup" | "ordering"

@@ -5,8 +5,14 @@
  *
  *   node dist/bench/run.js [--quick] [--reps 3] [--json out.json] [--strict]
  *                          [--servers node-raw,node-framed,wire,wire-framed]
+ *                          (also: wire-stream,wire-protocol,effect-raw,effect-framed)
  *                          [--workloads stream,pingpong,pipeline,connections,ordering]
  *                          [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js]
+ *
+ * By default the CLI's servers run against the node:net baselines. The
+ * servers of bench/effectServers.ts run when `--servers` names them: an
+ * effect-wire `Server` with a Stream handler, a `Protocol` service, and
+ * Effect 4's own `NodeSocketServer` (raw and framed echo).
  *
  * Exit status: 0, or 1 when anything came back wrong (byte counts, frame
  * order, a server that died, the decoder benchmark crashing), or 2 for bad
@@ -53,7 +59,16 @@ import {
 const DECODERS = Path.join(HERE, "decoders.js")
 const RESULTS_DIR = Path.join(ROOT, ".bench-results")
 
-const ALL_SERVERS: ReadonlyArray<ServerId> = ["node-raw", "node-framed", "wire", "wire-framed"]
+/** What a run measures unless `--servers` says otherwise. */
+const DEFAULT_SERVERS: ReadonlyArray<ServerId> = ["node-raw", "node-framed", "wire", "wire-framed"]
+/** Everything `--servers` may name, in the order they run and print. */
+const ALL_SERVERS: ReadonlyArray<ServerId> = [
+  ...DEFAULT_SERVERS,
+  "wire-stream",
+  "wire-protocol",
+  "effect-raw",
+  "effect-framed"
+]
 type LoadWorkload = Exclude<Workload, "startup">
 /** In the order they run: the stream echo first, on fresh processes, so their peak RSS is its own. */
 const ALL_WORKLOADS: ReadonlyArray<LoadWorkload> = ["stream", "pingpong", "pipeline", "connections", "ordering"]
@@ -96,9 +111,9 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
     process.stdout.write(`${USAGE}\n`)
     process.exit(0)
   }
-  const list = <A extends string>(name: string, all: ReadonlyArray<A>): ReadonlyArray<A> => {
+  const list = <A extends string>(name: string, all: ReadonlyArray<A>, defaults = all): ReadonlyArray<A> => {
     const given = values.get(name)
-    if (given === undefined) return all
+    if (given === undefined) return defaults
     const picked = given.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
     for (const p of picked) if (!all.includes(p as A)) usage(`${name}: unknown ${JSON.stringify(p)}`)
     // Keep the canonical order, so reference servers run and print first.
@@ -114,7 +129,7 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
     strict: flags.has("--strict"),
     pin: !flags.has("--no-pin"),
     decoders: flags.has("--no-decoders") ? "skip" : flags.has("--decoders-full") ? "full" : "quick",
-    servers: list("--servers", ALL_SERVERS),
+    servers: list("--servers", ALL_SERVERS, DEFAULT_SERVERS),
     workloads: list("--workloads", ALL_WORKLOADS),
     cli: Path.resolve(values.get("--cli") ?? DEFAULT_CLI)
   }
@@ -242,11 +257,11 @@ const session = async (
         await sleep(p.idleSettleMs)
         const metrics = { startupMs: round(server.startupMs), idleRssMB: round(readMemory(server.pid).rss / MiB) }
         samples.push({ workload: "startup", server: id, rep, session: name, metrics, errors: [], cpuSource: "" })
-        log(`${tag} ${id.padEnd(11)} startup: ${formatNumber(metrics.startupMs)} ms, idle RSS ${formatNumber(metrics.idleRssMB)} MB`)
+        log(`${tag} ${id.padEnd(13)} startup: ${formatNumber(metrics.startupMs)} ms, idle RSS ${formatNumber(metrics.idleRssMB)} MB`)
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error)
         samples.push({ workload: "startup", server: id, rep, session: name, metrics: {}, errors: [message], cpuSource: "" })
-        log(`${tag} ${id.padEnd(11)} DID NOT START: ${message}`)
+        log(`${tag} ${id.padEnd(13)} DID NOT START: ${message}`)
       }
     }
     for (const workload of workloads) {
@@ -266,7 +281,7 @@ const session = async (
         const headline = HEADLINE[workload]
           .map(([key, unit]) => `${formatNumber(result.metrics[key] ?? Number.NaN)} ${unit}`)
           .join(", ")
-        log(`${tag} ${id.padEnd(11)} ${workload.padEnd(11)} ${result.errors.length === 0 ? headline : `FAILED: ${result.errors.join("; ")}`}`)
+        log(`${tag} ${id.padEnd(13)} ${workload.padEnd(11)} ${result.errors.length === 0 ? headline : `FAILED: ${result.errors.join("; ")}`}`)
       }
     }
   } finally {
