@@ -7,8 +7,6 @@ import { execFileSync } from "node:child_process"
 import { createRequire } from "node:module"
 
 export default function setup() {
-  // TEMPORARY (Effect 4 port in progress): EW_NO_BUILD=1 skips the build.
-  if (process.env.EW_NO_BUILD === "1") return
   const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc")
   const run = (args: Array<string>) =>
     execFileSync(process.execPath, args, { stdio: "inherit", timeout: 300_000 })
