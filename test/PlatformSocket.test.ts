@@ -22,6 +22,7 @@ import * as Address from "../src/Address.js"
 import * as PlatformSocket from "../src/PlatformSocket.js"
 import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
+import { serve } from "./helpers/sockets.js"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -59,16 +60,6 @@ const e2eHandlers = E2eApi.toLayer({
 })
 
 const loopback4 = Address.tcp("127.0.0.1", 0)
-
-/** Serve every accepted connection with `handler` in its own fiber; the socket closes after it. */
-const serve = (
-  listener: Socket.Listener,
-  handler: (socket: Socket.Socket) => Effect.Effect<void, unknown>
-) =>
-  listener.accept.pipe(
-    Stream.runForEach((socket) => Effect.forkChild(Effect.ensuring(Effect.ignore(handler(socket)), socket.close))),
-    Effect.forkScoped
-  )
 
 /** A connected pair over 127.0.0.1: [client, server side]. */
 const pair = Effect.gen(function*() {

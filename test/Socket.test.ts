@@ -22,6 +22,7 @@ import {
   openFds,
   pattern,
   readAll,
+  serve,
   tempDir
 } from "./helpers/sockets.js"
 
@@ -30,16 +31,6 @@ const MiB = 1024 * 1024
 const loopback4 = Address.tcp("127.0.0.1", 0)
 
 const echo = (socket: Socket.Socket) => Stream.run(socket.reads, socket.writes)
-
-/** Serve every accepted connection with `handler` in its own fiber; the socket closes after it. */
-const serve = (
-  listener: Socket.Listener,
-  handler: (socket: Socket.Socket) => Effect.Effect<void, unknown>
-) =>
-  listener.accept.pipe(
-    Stream.runForEach((socket) => Effect.forkChild(Effect.ensuring(Effect.ignore(handler(socket)), socket.close))),
-    Effect.forkScoped
-  )
 
 /** Listen at `address` and echo every connection. */
 const echoServer = (address: Address.Address, options?: Socket.ListenOptions) =>

@@ -30,6 +30,16 @@ export const freePort: Effect.Effect<number> = Effect.callback((resume) => {
 })
 
 /** Every byte of `reads`, concatenated once at the end. */
+/** Serve every accepted connection with `handler` in its own fiber; the socket closes after it. */
+export const serve = (
+  listener: Socket.Listener,
+  handler: (socket: Socket.Socket) => Effect.Effect<void, unknown>
+) =>
+  listener.accept.pipe(
+    Stream.runForEach((socket) => Effect.forkChild(Effect.ensuring(Effect.ignore(handler(socket)), socket.close))),
+    Effect.forkScoped
+  )
+
 export const readAll = (socket: Socket.Socket) =>
   Effect.map(Stream.runCollect(socket.reads), (chunks) => Buffer.concat(chunks))
 
