@@ -327,6 +327,26 @@ describe("MemorySocket", () => {
         assert.strictEqual((yield* Stream.runCollect(listener.accept)).length, 0)
       }).pipe(Effect.scoped))
 
+    it.effect("accept yields one connection per pull, so stopping early loses nothing", () =>
+      Effect.gen(function*() {
+        const listener = yield* MemorySocket.listen()
+        const clients = [yield* listener.connect(), yield* listener.connect(), yield* listener.connect()]
+        const first = yield* Stream.runCollect(Stream.take(listener.accept, 1))
+        assert.strictEqual(first.length, 1)
+        assert.strictEqual(yield* listener.connections, 1) // the other two still wait in the queue
+        // A second run continues where the first stopped, one connection per Stream chunk.
+        const rest = yield* listener.accept.pipe(Stream.take(2), Stream.chunks, Stream.runCollect)
+        assert.deepStrictEqual(rest.map((chunk) => chunk.length), [1, 1])
+        assert.strictEqual(yield* listener.refused, 0)
+        // In order of arrival: each server end hears its own client.
+        const servers = [first[0]!, ...rest.map((chunk) => chunk[0]!)]
+        for (const [i, client] of clients.entries()) {
+          yield* client.write(bytes(`client ${i}`))
+          yield* client.end
+          assert.strictEqual(text(yield* Stream.runCollect(servers[i]!.reads)), `client ${i}`)
+        }
+      }).pipe(Effect.scoped))
+
     it.effect("connections beyond acceptQueueSize are closed at once and counted", () =>
       Effect.gen(function*() {
         const listener = yield* MemorySocket.listen({ acceptQueueSize: 1 })

@@ -307,7 +307,6 @@ class End implements Socket.Socket, Pipeable {
   closed = false
   /** Called once when this end is closed or reset (listeners count their connections with it). */
   onClose: (() => void) | undefined = undefined
-  peer!: End
 
   constructor(
     readonly localAddress: Address.Address,
@@ -509,8 +508,6 @@ const unsafeMakePair = (options: PairOptions | undefined): readonly [End, End] =
   const addressB = options?.addresses?.b ?? Address.unix("memory:b")
   const a = new End(addressA, addressB, bToA, aToB)
   const b = new End(addressB, addressA, aToB, bToA)
-  a.peer = b
-  b.peer = a
   return [a, b]
 }
 
@@ -658,14 +655,13 @@ export const listen = (options?: ListenOptions): Effect.Effect<MemoryListener, n
     })
 
     const acceptPull: Pull.Pull<NonEmptyReadonlyArray<Socket.Socket>> = Effect.suspend(() => {
-      if (pending.length > 0) {
-        const batch = pending.splice(0)
-        for (const server of batch) {
-          accepted.add(server)
-          server.onClose = () => accepted.delete(server)
-        }
-        signal.notify()
-        return Effect.succeed(batch as unknown as NonEmptyReadonlyArray<Socket.Socket>)
+      // One connection per pull, as `Socket.Listener.accept` promises: a consumer
+      // that stops early (Stream.take) leaves the rest queued for the next run.
+      const server = pending.shift()
+      if (server !== undefined) {
+        accepted.add(server)
+        server.onClose = () => accepted.delete(server)
+        return Effect.succeed([server])
       }
       if (stopped) return Cause.done()
       return Effect.andThen(signal.waitUntil(() => stopped || pending.length > 0), acceptPull)
