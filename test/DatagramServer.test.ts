@@ -11,7 +11,7 @@ import * as Stream from "effect/Stream"
 import * as Address from "../src/Address.js"
 import * as Datagram from "../src/Datagram.js"
 import * as DatagramServer from "../src/DatagramServer.js"
-import { echoBytes, upperBytes } from "../src/internal/bytes.js"
+import { upperBytes } from "../src/internal/bytes.js"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -45,11 +45,6 @@ describe("bytes", () => {
     assert.strictEqual(all[0x61], 0x61, "the input is left alone")
     assert.strictEqual(decoder.decode(upperBytes(bytes("héllo wörld\u0000!"))), "HéLLO WöRLD\u0000!")
     assert.strictEqual(upperBytes(new Uint8Array(0)).length, 0)
-  })
-
-  it("echoBytes is the identity", () => {
-    const b = bytes("as is")
-    assert.strictEqual(echoBytes(b), b)
   })
 })
 

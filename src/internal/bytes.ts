@@ -41,18 +41,6 @@ export const allocExact: (size: number) => Uint8Array = typeof Buffer === "funct
   : (size) => new Uint8Array(size)
 
 /**
- * The identity on bytes: what an echo server sends back.
- *
- * ```ts
- * echoBytes(new Uint8Array([104, 105])) // Uint8Array [104, 105] (the same array)
- * ```
- *
- * @since 0.1.0
- * @category transforms
- */
-export const echoBytes = (bytes: Uint8Array): Uint8Array => bytes
-
-/**
  * ASCII letters `a`-`z` upper-cased, every other byte unchanged, exactly like
  * Python's `bytes.upper()`. It works on bytes, not text: binary data and UTF-8
  * multi-byte sequences pass through intact (`é` stays `é`), and a chunk
