@@ -1,7 +1,8 @@
 /**
  * The processes of a bench run: servers (the node:net baselines, the
- * effect-wire CLI and the Effect-handler servers) and load generators, each started pinned to its core when
- * possible, tracked, and killed by pid whatever way the run ends.
+ * effect-wire CLI, the Effect-handler servers, and those of a `--before`
+ * build) and load generators, each started pinned to its core when possible,
+ * tracked, and killed by pid whatever way the run ends.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as Path from "node:path"
@@ -17,22 +18,55 @@ const BASELINES = Path.join(HERE, "baselines.js")
 const EFFECT_SERVERS = Path.join(HERE, "effectServers.js")
 const LOAD = Path.join(HERE, "load.js")
 
-/** How to start each server; `cli` is the effect-wire CLI under test. */
-export const serverArgs = (id: ServerId, cli: string): Array<string> => {
+/**
+ * The builds a run's servers come from: `cli` is the effect-wire CLI under
+ * test; `before` another build's dist/ directory (`--before DIR`), whose CLI
+ * (DIR/src/cli/main.js) and bench/effectServers.js serve the `@before` servers.
+ */
+export interface Builds {
+  readonly cli: string
+  readonly before?: string | undefined
+}
+
+/** Another build's CLI and Effect-handler servers, inside its dist/ directory. */
+export const beforeCli = (dist: string): string => Path.join(dist, "src", "cli", "main.js")
+export const beforeEffectServers = (dist: string): string => Path.join(dist, "bench", "effectServers.js")
+
+const LISTEN = ["--host", "127.0.0.1", "--port", "0"]
+
+/**
+ * How to start each server (the arguments after `node`; every server runs on
+ * this process's node, `process.execPath`, with the same flags). A string
+ * `builds` is the CLI under test.
+ */
+export const serverArgs = (id: ServerId, builds: string | Builds): Array<string> => {
+  const { before, cli } = typeof builds === "string" ? { cli: builds, before: undefined } : builds
+  const dist = (): string => {
+    if (before === undefined) throw new Error(`${id} needs --before DIR`)
+    return before
+  }
   switch (id) {
     case "node-raw":
-      return [BASELINES, "raw", "--host", "127.0.0.1", "--port", "0"]
+      return [BASELINES, "raw", ...LISTEN]
     case "node-framed":
-      return [BASELINES, "framed", "--host", "127.0.0.1", "--port", "0"]
+      return [BASELINES, "framed", ...LISTEN]
     case "wire":
-      return [cli, "serve", "echo", "--host", "127.0.0.1", "--port", "0"]
+      return [cli, "serve", "echo", ...LISTEN]
     case "wire-framed":
-      return [cli, "serve", "echo", "--framing", "length", "--host", "127.0.0.1", "--port", "0"]
+      return [cli, "serve", "echo", "--framing", "length", ...LISTEN]
     case "wire-stream":
     case "wire-protocol":
     case "effect-raw":
     case "effect-framed":
-      return [EFFECT_SERVERS, id, "--host", "127.0.0.1", "--port", "0"]
+      return [EFFECT_SERVERS, id, ...LISTEN]
+    case "wire@before":
+      return [beforeCli(dist()), "serve", "echo", ...LISTEN]
+    case "wire-framed@before":
+      return [beforeCli(dist()), "serve", "echo", "--framing", "length", ...LISTEN]
+    case "wire-stream@before":
+      return [beforeEffectServers(dist()), "wire-stream", ...LISTEN]
+    case "wire-protocol@before":
+      return [beforeEffectServers(dist()), "wire-protocol", ...LISTEN]
   }
 }
 
@@ -135,6 +169,9 @@ export const tail = (stream: NodeJS.ReadableStream | null, limit = 2000): () => 
   return () => text.trim()
 }
 
+/** A process's output on one line of the report. */
+const oneLine = (text: string): string => text.trim().replace(/\s*\n\s*/g, " / ")
+
 export class ServerProcess {
   private constructor(
     readonly id: ServerId,
@@ -148,15 +185,18 @@ export class ServerProcess {
     readonly output: () => string
   ) {}
 
-  /** Starts a server and waits for its `listening tcp HOST:PORT` line; `nodeFlags` go before the script. */
+  /**
+   * Starts a server and waits for its `listening tcp HOST:PORT` line; `nodeFlags` go before the
+   * script. `builds`: the CLI under test, or it and the `--before` build.
+   */
   static start(
     id: ServerId,
     core: number | undefined,
-    cli: string,
+    builds: string | Builds,
     nodeFlags: ReadonlyArray<string> = []
   ): Promise<ServerProcess> {
     const t0 = performance.now()
-    const child = launch(core, [...nodeFlags, ...serverArgs(id, cli)])
+    const child = launch(core, [...nodeFlags, ...serverArgs(id, builds)])
     const output = tail(child.stderr)
     const stdout = tail(child.stdout)
     return new Promise((resolve, reject) => {
@@ -165,7 +205,8 @@ export class ServerProcess {
       const fail = (why: string): void => {
         clearTimeout(timer)
         child.kill("SIGKILL")
-        reject(new Error(`${SERVER_LABELS[id]}: ${why}\n${stdout()}\n${output()}`.trim()))
+        // One line, so the report's list of failures keeps one line per failure.
+        reject(new Error(oneLine(`${SERVER_LABELS[id]}: ${why}\n${stdout()}\n${output()}`)))
       }
       const onData = (chunk: Buffer): void => {
         seen = (seen + chunk.toString("utf8")).slice(-4096)
@@ -198,7 +239,7 @@ export class ServerProcess {
   death(): string | undefined {
     if (this.alive) return undefined
     const how = this.child.signalCode ?? `code ${this.child.exitCode}`
-    return `${SERVER_LABELS[this.id]} exited (${how}) during the run: ${this.output().slice(-800).replace(/\s*\n\s*/g, " / ")}`
+    return oneLine(`${SERVER_LABELS[this.id]} exited (${how}) during the run: ${this.output().slice(-800)}`)
   }
 
   async stop(): Promise<void> {
@@ -213,7 +254,7 @@ export class ServerProcess {
 }
 
 export const runJob = async (server: ServerProcess, job: Job, core: number | undefined): Promise<JobResult> => {
-  const failed = (why: string): JobResult => ({ kind: job.kind, metrics: {}, errors: [why], cpuSource: "" })
+  const failed = (why: string): JobResult => ({ kind: job.kind, metrics: {}, errors: [oneLine(why)], cpuSource: "" })
   if (!server.alive) return failed(server.death()!)
   const child = launch(core, [LOAD, JSON.stringify({ target: { host: server.host, port: server.port, pid: server.pid }, job })])
   const stdout = tail(child.stdout, 1_000_000)

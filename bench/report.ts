@@ -5,7 +5,8 @@
  * markdown tables `npm run bench` prints and docs/performance.md quotes.
  */
 
-export type ServerId =
+/** The servers of this build (and the node:net references). */
+export type BaseServerId =
   | "node-raw"
   | "node-framed"
   | "wire"
@@ -15,7 +16,19 @@ export type ServerId =
   | "effect-raw"
   | "effect-framed"
 
-export const SERVER_LABELS: Record<ServerId, string> = {
+/** The same effect-wire servers from another build's dist/ (`--before DIR`), for a before/after table. */
+export type BeforeServerId = "wire@before" | "wire-framed@before" | "wire-stream@before" | "wire-protocol@before"
+
+export type ServerId = BaseServerId | BeforeServerId
+
+export const BEFORE_SERVERS: ReadonlyArray<BeforeServerId> = [
+  "wire@before",
+  "wire-framed@before",
+  "wire-stream@before",
+  "wire-protocol@before"
+]
+
+const BASE_LABELS: Record<BaseServerId, string> = {
   "node-raw": "raw node:net (`socket.pipe(socket)`)",
   "node-framed": "hand-written node:net framed",
   "wire": "effect-wire `serve echo`",
@@ -24,6 +37,29 @@ export const SERVER_LABELS: Record<ServerId, string> = {
   "wire-protocol": "effect-wire `Protocol` service, u32 BE frames",
   "effect-raw": "Effect 4 `NodeSocketServer` (reader/writer)",
   "effect-framed": "Effect 4 `NodeSocketServer`, u32 BE frames by hand"
+}
+
+/** The server of this build a `@before` server is the earlier edition of. */
+export const afterOf = (id: BeforeServerId): BaseServerId => id.slice(0, -"@before".length) as BaseServerId
+
+export const isBefore = (id: ServerId): id is BeforeServerId => id.endsWith("@before")
+
+export const SERVER_LABELS: Record<ServerId, string> = {
+  ...BASE_LABELS,
+  ...Object.fromEntries(BEFORE_SERVERS.map((id) => [id, `${BASE_LABELS[afterOf(id)]} (before)`])) as Record<
+    BeforeServerId,
+    string
+  >
+}
+
+/**
+ * Servers that cut u32 BE frames (and answer frame by frame) rather than echo
+ * bytes: their reference is the hand-written framed server; the raw-byte ones'
+ * is raw node:net.
+ */
+export const isFramed = (id: ServerId): boolean => {
+  const base = isBefore(id) ? afterOf(id) : id
+  return base === "node-framed" || base === "wire-framed" || base === "wire-protocol" || base === "effect-framed"
 }
 
 export type Workload = "stream" | "pingpong" | "pipeline" | "connections" | "startup" | "ordering"
@@ -402,6 +438,51 @@ export const renderTables = (
       lines.push(row(cells))
     }
     lines.push("")
+  }
+  return lines.join("\n")
+}
+
+/**
+ * One line per server: the headline ratios of the workload tables, each
+ * against the reference that fits the server (raw node:net for the raw-byte
+ * echoes, the hand-written framed server for the framed ones), medians of
+ * per-repetition ratios. Nothing here is measured apart from those tables.
+ */
+export const renderSummary = (samples: ReadonlyArray<Sample>, servers: ReadonlyArray<ServerId>): string => {
+  const ratio = (workload: Workload, server: ServerId, against: ServerId, metric: string): string => {
+    if (!servers.includes(against)) return "–"
+    const s = ratioSpread(samples, workload, server, against, metric)
+    return s === undefined ? "–" : `${s.median.toFixed(2)}×`
+  }
+  const header = [
+    "server",
+    "reference",
+    "ping-pong round trips/s × ref",
+    "server CPU µs/round trip × ref",
+    "pipeline frames/s × hand-framed",
+    "KiB per idle connection",
+    "open + close CPU × raw node",
+    "correct"
+  ]
+  const lines = [row(header), row(header.map(() => "---"))]
+  for (const server of servers) {
+    const mine = samples.filter((s) => s.server === server)
+    if (mine.length === 0) continue
+    const ref: ServerId = isFramed(server) ? "node-framed" : "node-raw"
+    const failed = mine.filter((s) => s.errors.length > 0)
+    const kib = metricSpread(samples, "connections", server, "idleKiBPerConnection")
+    lines.push(row([
+      SERVER_LABELS[server],
+      ref === "node-raw" ? "raw node" : "hand-framed",
+      ratio("pingpong", server, ref, "roundTripsPerSec"),
+      ratio("pingpong", server, ref, "cpuUsPerRoundTrip"),
+      ratio("pipeline", server, "node-framed", "framesPerSec"),
+      kib === undefined ? "–" : formatNumber(kib.median),
+      ratio("connections", server, "node-raw", "openCloseUs"),
+      failed.length === 0
+        ? "yes"
+        : `**NO: ${failed.length} of ${mine.length} jobs (${[...new Set(failed.map((s) => s.workload))].join(", ")})**`
+    ]))
   }
   return lines.join("\n")
 }

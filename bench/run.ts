@@ -4,15 +4,40 @@
  * different cores when `taskset` allows.
  *
  *   node dist/bench/run.js [--quick] [--reps 3] [--json out.json] [--strict]
- *                          [--servers node-raw,node-framed,wire,wire-framed]
- *                          (also: wire-stream,wire-protocol,effect-raw,effect-framed)
+ *                          [--servers node-raw,node-framed,wire,wire-framed,
+ *                                     wire-stream,wire-protocol,effect-raw,effect-framed]
+ *                          [--before path/to/other/dist]
  *                          [--workloads stream,pingpong,pipeline,connections,ordering]
  *                          [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js]
  *
- * By default the CLI's servers run against the node:net baselines. The
- * servers of bench/effectServers.ts run when `--servers` names them: an
- * effect-wire `Server` with a Stream handler, a `Protocol` service, and
- * Effect 4's own `NodeSocketServer` (raw and framed echo).
+ * Servers (every one on this node, `process.execPath`, with the same flags):
+ * - `node-raw`, `node-framed`: the node:net references (bench/baselines.ts),
+ *   a `socket.pipe(socket)` echo and a hand-written u32 BE framed echo;
+ * - `wire`, `wire-framed`: the effect-wire CLI, `serve echo` raw and with
+ *   `--framing length`;
+ * - `wire-stream`, `wire-protocol` (bench/effectServers.ts): an effect-wire
+ *   `Server` with a user's Stream handler, and a typed `Protocol` service
+ *   with one Effect per request;
+ * - `effect-raw`, `effect-framed` (bench/effectServers.ts): Effect 4's own
+ *   `NodeSocketServer`, raw echo and u32 BE frames cut by hand.
+ * All eight run by default (`--servers` picks some). The raw-byte echoes
+ * (node-raw, wire, wire-stream, effect-raw) and the framed ones (node-framed,
+ * wire-framed, wire-protocol, effect-framed) all get every workload: the load
+ * is u32 BE frames, whole ones in every stream write, so each fits both; the
+ * framed workloads' tables add ratios to the hand-written framed server, and
+ * the summary compares each server to its own kind's reference.
+ *
+ * `--before DIR` (another effect-wire build's dist/, e.g. the one before a
+ * port) adds `wire@before`, `wire-framed@before` (DIR/src/cli/main.js) and,
+ * when DIR/bench/effectServers.js exists, `wire-stream@before` and
+ * `wire-protocol@before`: the earlier editions of the chosen effect-wire
+ * servers, in the same run, printed next to this build's with the same
+ * ratios, so one run gives a port's before/after table. `--servers` may name
+ * `@before` servers itself (then it gets exactly those).
+ *
+ * Time on a shared 2-core machine: `--quick` ~40 s; the default run (eight
+ * servers, 3 repetitions) ~4 minutes, ~6 with `--before` (each server costs
+ * ~9 s a repetition at the full sizes).
  *
  * Exit status: 0, or 1 when anything came back wrong (byte counts, frame
  * order, a server that died, the decoder benchmark crashing), or 2 for bad
@@ -25,6 +50,9 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { type Job, readMemory, round } from "./common.js"
 import {
+  beforeCli,
+  beforeEffectServers,
+  type Builds,
   DEFAULT_CLI,
   detectPinning,
   exitsWithin,
@@ -40,13 +68,17 @@ import {
   tail
 } from "./processes.js"
 import {
+  afterOf,
+  BEFORE_SERVERS,
   decoderResults,
   decoderTargets,
   evaluateTargets,
   formatNumber,
+  isBefore,
   metricSpread,
   ratioSpread,
   renderDecoders,
+  renderSummary,
   renderTables,
   renderTargets,
   type Sample,
@@ -59,16 +91,22 @@ import {
 const DECODERS = Path.join(HERE, "decoders.js")
 const RESULTS_DIR = Path.join(ROOT, ".bench-results")
 
-/** What a run measures unless `--servers` says otherwise. */
-const DEFAULT_SERVERS: ReadonlyArray<ServerId> = ["node-raw", "node-framed", "wire", "wire-framed"]
-/** Everything `--servers` may name, in the order they run and print. */
-const ALL_SERVERS: ReadonlyArray<ServerId> = [
-  ...DEFAULT_SERVERS,
+/** What a run measures unless `--servers` says otherwise (plus, with `--before`, their earlier editions). */
+const DEFAULT_SERVERS: ReadonlyArray<ServerId> = [
+  "node-raw",
+  "node-framed",
+  "wire",
+  "wire-framed",
   "wire-stream",
   "wire-protocol",
   "effect-raw",
   "effect-framed"
 ]
+/** Everything `--servers` may name, in the order they print: each `@before` server after its successor. */
+const ALL_SERVERS: ReadonlyArray<ServerId> = DEFAULT_SERVERS.flatMap((id) => [
+  id,
+  ...BEFORE_SERVERS.filter((b) => afterOf(b) === id)
+])
 type LoadWorkload = Exclude<Workload, "startup">
 /** In the order they run: the stream echo first, on fresh processes, so their peak RSS is its own. */
 const ALL_WORKLOADS: ReadonlyArray<LoadWorkload> = ["stream", "pingpong", "pipeline", "connections", "ordering"]
@@ -88,18 +126,22 @@ interface Options {
   readonly workloads: ReadonlyArray<LoadWorkload>
   /** The effect-wire CLI under test; `--cli` points at another build, to compare versions. */
   readonly cli: string
+  /** `--before DIR`: another build's dist/ directory, whose servers run as the `@before` ones. */
+  readonly before: string | undefined
 }
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--reps N] [--json out.json] [--strict]
-         [--servers ${ALL_SERVERS.join(",")}] [--workloads ${ALL_WORKLOADS.join(",")}]
-         [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js]`
+         [--servers ${DEFAULT_SERVERS.join(",")}] [--before path/to/other/dist]
+         [--workloads ${ALL_WORKLOADS.join(",")}]
+         [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js]
+  --servers may also name ${BEFORE_SERVERS.join(",")} (with --before)`
 
 const parseOptions = (argv: ReadonlyArray<string>): Options => {
   const flags = new Set<string>()
   const values = new Map<string, string>()
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
-    if (["--reps", "--json", "--servers", "--workloads", "--cli"].includes(arg)) {
+    if (["--reps", "--json", "--servers", "--workloads", "--cli", "--before"].includes(arg)) {
       const value = argv[++i]
       if (value === undefined) usage(`${arg} needs a value`)
       values.set(arg, value)
@@ -122,6 +164,20 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
   const quick = flags.has("--quick")
   const reps = Number(values.get("--reps") ?? (quick ? 1 : 3))
   if (!Number.isInteger(reps) || reps < 1 || reps > 20) usage("--reps must be an integer from 1 to 20")
+  const before = beforeDist(values.get("--before"))
+  const named = list("--servers", ALL_SERVERS, DEFAULT_SERVERS)
+  const servers = before === undefined
+    ? named
+    : named.some(isBefore)
+    ? named
+    // The earlier editions of the chosen servers, each printed after this build's.
+    : ALL_SERVERS.filter((id) =>
+      named.includes(id) || (isBefore(id) && named.includes(afterOf(id)) && beforeHas(before, id))
+    )
+  for (const id of servers.filter(isBefore)) {
+    if (before === undefined) usage(`--servers ${id} needs --before DIR (another build's dist/)`)
+    if (!beforeHas(before, id)) usage(`--servers ${id}: ${beforeEffectServers(before)} is missing`)
+  }
   return {
     quick,
     reps,
@@ -129,11 +185,25 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
     strict: flags.has("--strict"),
     pin: !flags.has("--no-pin"),
     decoders: flags.has("--no-decoders") ? "skip" : flags.has("--decoders-full") ? "full" : "quick",
-    servers: list("--servers", ALL_SERVERS, DEFAULT_SERVERS),
+    servers,
     workloads: list("--workloads", ALL_WORKLOADS),
-    cli: Path.resolve(values.get("--cli") ?? DEFAULT_CLI)
+    cli: Path.resolve(values.get("--cli") ?? DEFAULT_CLI),
+    before
   }
 }
+
+/** `--before DIR`, checked: a dist/ directory with the CLI in it (a checkout's root is taken for its dist/). */
+const beforeDist = (given: string | undefined): string | undefined => {
+  if (given === undefined) return undefined
+  const dir = Path.resolve(given)
+  if (Fs.existsSync(beforeCli(dir))) return dir
+  if (Fs.existsSync(beforeCli(Path.join(dir, "dist")))) return Path.join(dir, "dist")
+  usage(`--before ${given}: ${beforeCli(dir)} is missing (DIR is another effect-wire build's dist/ directory)`)
+}
+
+/** Whether the `--before` build can run `id`: the Effect-handler servers need its bench/effectServers.js. */
+const beforeHas = (dist: string, id: ServerId): boolean =>
+  id === "wire-stream@before" || id === "wire-protocol@before" ? Fs.existsSync(beforeEffectServers(dist)) : true
 
 function usage(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`)
@@ -228,6 +298,8 @@ const HEADLINE: Record<LoadWorkload, ReadonlyArray<[string, string]>> = {
   ordering: [["frames", "frames in order"], ["mib", "MiB"]]
 }
 
+const builds = (options: Options): Builds => ({ cli: options.cli, before: options.before })
+
 /** Each repetition starts with a different server, so none always runs first (or right after a heavy one). */
 const rotate = <A>(xs: ReadonlyArray<A>, by: number): Array<A> => xs.map((_, i) => xs[(i + by) % xs.length]!)
 
@@ -249,19 +321,20 @@ const session = async (
   const servers = new Map<ServerId, ServerProcess>()
   const order = rotate(options.servers, rep)
   const tag = `[${rep + 1}/${options.reps}.${name}]`
+  const pad = Math.max(...options.servers.map((id) => id.length))
   try {
     for (const id of order) {
       try {
-        const server = await ServerProcess.start(id, pinning.server, options.cli)
+        const server = await ServerProcess.start(id, pinning.server, builds(options))
         servers.set(id, server)
         await sleep(p.idleSettleMs)
         const metrics = { startupMs: round(server.startupMs), idleRssMB: round(readMemory(server.pid).rss / MiB) }
         samples.push({ workload: "startup", server: id, rep, session: name, metrics, errors: [], cpuSource: "" })
-        log(`${tag} ${id.padEnd(13)} startup: ${formatNumber(metrics.startupMs)} ms, idle RSS ${formatNumber(metrics.idleRssMB)} MB`)
+        log(`${tag} ${id.padEnd(pad)} startup: ${formatNumber(metrics.startupMs)} ms, idle RSS ${formatNumber(metrics.idleRssMB)} MB`)
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error)
         samples.push({ workload: "startup", server: id, rep, session: name, metrics: {}, errors: [message], cpuSource: "" })
-        log(`${tag} ${id.padEnd(13)} DID NOT START: ${message}`)
+        log(`${tag} ${id.padEnd(pad)} DID NOT START: ${message}`)
       }
     }
     for (const workload of workloads) {
@@ -281,7 +354,7 @@ const session = async (
         const headline = HEADLINE[workload]
           .map(([key, unit]) => `${formatNumber(result.metrics[key] ?? Number.NaN)} ${unit}`)
           .join(", ")
-        log(`${tag} ${id.padEnd(13)} ${workload.padEnd(11)} ${result.errors.length === 0 ? headline : `FAILED: ${result.errors.join("; ")}`}`)
+        log(`${tag} ${id.padEnd(pad)} ${workload.padEnd(11)} ${result.errors.length === 0 ? headline : `FAILED: ${result.errors.join("; ")}`}`)
       }
     }
   } finally {
@@ -385,7 +458,14 @@ const main = async (): Promise<void> => {
       loadAverageStart: loadStart,
       loadAverageEnd: loadEnd
     },
-    servers: options.servers.map((id) => ({ id, label: SERVER_LABELS[id], command: ["node", ...serverArgs(id, options.cli).map((a) => Path.relative(ROOT, a) || a)] })),
+    before: options.before === undefined ? null : { dist: options.before, ...describeBuild(options.before) },
+    after: describeBuild(Path.join(ROOT, "dist")),
+    servers: options.servers.map((id) => ({
+      id,
+      label: SERVER_LABELS[id],
+      // The same node and flags for every server: this process's.
+      command: [process.execPath, ...serverArgs(id, builds(options)).map(shortPath)]
+    })),
     plan: p,
     summary: summarize(samples, options.servers),
     targets,
@@ -404,6 +484,33 @@ const main = async (): Promise<void> => {
   if (options.strict && targets.some((t) => t.verdict === "FAIL")) process.exit(3)
 }
 
+/** A path inside the checkout relative to it, any other absolute. */
+const shortPath = (p: string): string => {
+  const relative = Path.relative(ROOT, p)
+  return relative === "" || relative.startsWith("..") || Path.isAbsolute(relative) ? p : relative
+}
+
+/** The effect-wire and effect versions a dist/ directory was built from, read from its checkout when there is one. */
+const describeBuild = (dist: string): { readonly effectWire: string | null; readonly effect: string | null } => {
+  const version = (file: string): string | null => {
+    try {
+      return (JSON.parse(Fs.readFileSync(file, "utf8")) as { version?: string }).version ?? null
+    } catch {
+      return null
+    }
+  }
+  const root = Path.dirname(dist)
+  return {
+    effectWire: version(Path.join(root, "package.json")),
+    effect: version(Path.join(root, "node_modules", "effect", "package.json"))
+  }
+}
+
+const buildNote = (dist: string): string => {
+  const { effect, effectWire } = describeBuild(dist)
+  return `${shortPath(dist)}${effectWire === null ? "" : ` (effect-wire ${effectWire}${effect === null ? "" : `, effect ${effect}`})`}`
+}
+
 const summarize = (samples: ReadonlyArray<Sample>, servers: ReadonlyArray<ServerId>) => {
   const out: Record<string, Record<string, Record<string, unknown>>> = {}
   for (const workload of new Set(samples.map((s) => s.workload))) {
@@ -415,7 +522,10 @@ const summarize = (samples: ReadonlyArray<Sample>, servers: ReadonlyArray<Server
         entry[metric] = {
           ...metricSpread(samples, workload, server, metric),
           vsRawNode: ratioSpread(samples, workload, server, "node-raw", metric),
-          vsHandFramed: ratioSpread(samples, workload, server, "node-framed", metric)
+          vsHandFramed: ratioSpread(samples, workload, server, "node-framed", metric),
+          ...(servers.includes(`${server}@before` as ServerId)
+            ? { vsBefore: ratioSpread(samples, workload, server, `${server}@before` as ServerId, metric) }
+            : {})
         }
       }
       out[workload]![server] = entry
@@ -442,7 +552,11 @@ const render = (r: {
   const lines = [
     `## effect-wire bench, ${r.started.toISOString().slice(0, 16).replace("T", " ")} UTC${r.options.quick ? " (--quick: sizes too small to mean anything)" : ""}`,
     "",
-    `Node ${process.version}, ${Os.cpus().length} × ${Os.cpus()[0]?.model.trim() ?? "cpu"}; ${r.pinning.note}; ${r.options.reps} repetition(s), ${r.seconds.toFixed(0)} s.`,
+    `Node ${process.version}, ${Os.cpus().length} × ${Os.cpus()[0]?.model.trim() ?? "cpu"}; ${r.pinning.note}; ${r.options.reps} repetition(s), ${r.seconds.toFixed(0)} s. ` +
+    `Every server runs on this node (${process.execPath}) with the same flags.`,
+    ...(r.options.before === undefined ? [] : [
+      `Before/after: this build is ${buildNote(Path.join(ROOT, "dist"))}; the servers marked (before) are ${buildNote(r.options.before)}, measured in the same run.`
+    ]),
     `Load average ${r.loadStart.map((x) => x.toFixed(2)).join(" ")} at the start, ${r.loadEnd.map((x) => x.toFixed(2)).join(" ")} at the end: ` +
     `anything above ~0 means other processes shared the cores, so absolute numbers are low and noisy; the ratios compare servers measured seconds apart.`,
     `Cells: median (min–max) over repetitions; ratios are medians of per-repetition ratios. Server CPU from /proc (${[...cpuSources].join(", ") || "n/a"}).`,
@@ -452,6 +566,12 @@ const render = (r: {
     r.failures.length === 0
       ? `All byte counts and contents checked out; the ordering probe got every frame back complete and in order on every server (${r.ordering.length} runs).`
       : ["**CORRECTNESS FAILURES: the run exits non-zero.**", "", ...r.failures.map((f) => `- ${f}`)].join("\n"),
+    "",
+    "### Summary",
+    "",
+    "Medians of per-repetition ratios from the tables below. Ping-pong compares each server to the reference of its kind (raw node:net for the raw-byte echoes, the hand-written framed server for the framed ones); pipeline to the hand-written framed server; open + close to raw node.",
+    "",
+    renderSummary(r.samples, r.options.servers),
     "",
     "### Targets",
     "",

@@ -1,7 +1,9 @@
 /**
  * Keeps `npm run bench` from rotting: runs the built `--quick` (tiny sizes,
- * one repetition) and checks that it ran every workload on every server and
- * found nothing wrong. Speed is never judged here; CI machines are too noisy.
+ * one repetition) with `--before dist` (this build standing in for an earlier
+ * one, so the before/after servers run too) and checks that it ran every
+ * workload on every server and found nothing wrong. Speed is never judged
+ * here; CI machines are too noisy.
  */
 import { assert, beforeAll, describe, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
@@ -47,10 +49,10 @@ beforeAll(() => {
 })
 
 describe("npm run bench", () => {
-  it("--quick runs every workload on every server and finds every byte and frame in place", async () => {
+  it("--quick --before runs every workload on every server and finds every byte and frame in place", async () => {
     const out = Path.join(Os.tmpdir(), `effect-wire-bench-${process.pid}.json`)
     try {
-      const ran = await run(["dist/bench/run.js", "--quick", "--json", out], 170_000)
+      const ran = await run(["dist/bench/run.js", "--quick", "--before", "dist", "--json", out], 230_000)
       assert.strictEqual(ran.code, 0, `${ran.stdout}\n${ran.stderr}`)
       const result = JSON.parse(Fs.readFileSync(out, "utf8")) as {
         correctness: { ok: boolean; failures: Array<string> }
@@ -59,7 +61,21 @@ describe("npm run bench", () => {
         targets: Array<{ text: string; verdict: string }>
       }
       assert.deepStrictEqual(result.correctness.failures, [])
-      assert.deepStrictEqual(result.servers.map((s) => s.id), ["node-raw", "node-framed", "wire", "wire-framed"])
+      // The default servers, each effect-wire one followed by its `--before` edition.
+      assert.deepStrictEqual(result.servers.map((s) => s.id), [
+        "node-raw",
+        "node-framed",
+        "wire",
+        "wire@before",
+        "wire-framed",
+        "wire-framed@before",
+        "wire-stream",
+        "wire-stream@before",
+        "wire-protocol",
+        "wire-protocol@before",
+        "effect-raw",
+        "effect-framed"
+      ])
       for (const server of result.servers) {
         for (const workload of ["startup", "stream", "pingpong", "pipeline", "connections", "ordering"]) {
           const samples = result.samples.filter((s) => s.server === server.id && s.workload === workload)
@@ -69,10 +85,12 @@ describe("npm run bench", () => {
       // Every target got a number to judge (PASS or FAIL, whichever): none was left without data.
       for (const target of result.targets) assert.notStrictEqual(target.verdict, "n/a", target.text)
       assert.include(ran.stdout, "### Targets")
+      assert.include(ran.stdout, "### Summary")
+      assert.include(ran.stdout, "effect-wire `serve echo --framing length` (before)")
     } finally {
       Fs.rmSync(out, { force: true })
     }
-  }, 180_000)
+  }, 240_000)
 
   it("the ordering probe reports a server that swaps two frames", async () => {
     // Echoes every frame, but frame #3 after frame #4.
