@@ -10,7 +10,10 @@ import { defineConfig } from "vitest/config"
  */
 export default defineConfig({
   resolve: {
-    alias: [{ find: /^effect-wire\/(.*)$/, replacement: fileURLToPath(new URL("./src/$1.ts", import.meta.url)) }]
+    alias: [
+      { find: /^effect-wire$/, replacement: fileURLToPath(new URL("./src/index.ts", import.meta.url)) },
+      { find: /^effect-wire\/(.*)$/, replacement: fileURLToPath(new URL("./src/$1.ts", import.meta.url)) }
+    ]
   },
   test: {
     include: ["test/reliability/**/*.test.ts"],

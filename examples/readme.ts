@@ -1,8 +1,6 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Stream } from "effect"
-import * as Address from "effect-wire/Address"
-import * as Server from "effect-wire/Server"
-import * as Socket from "effect-wire/Socket"
+import { Address, Server, Socket } from "effect-wire"
 
 // An echo server on a free loopback port, and a client that talks to it.
 const EchoServer = Server.layer({

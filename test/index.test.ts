@@ -1,0 +1,77 @@
+/**
+ * The root entry: `import { Socket, Server } from "effect-wire"` gives the
+ * same namespaces as the per-module subpaths, from source (the alias in
+ * vitest.config.ts) and from the built package (package.json "exports").
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as Root from "effect-wire"
+import * as Address from "effect-wire/Address"
+import * as Datagram from "effect-wire/Datagram"
+import * as DatagramServer from "effect-wire/DatagramServer"
+import * as Framing from "effect-wire/Framing"
+import * as Message from "effect-wire/Message"
+import * as NetError from "effect-wire/NetError"
+import * as PlatformSocket from "effect-wire/PlatformSocket"
+import * as Protocol from "effect-wire/Protocol"
+import * as Server from "effect-wire/Server"
+import * as Echo from "effect-wire/servers/Echo"
+import * as Exec from "effect-wire/servers/Exec"
+import * as Upper from "effect-wire/servers/Upper"
+import * as Socket from "effect-wire/Socket"
+
+const ROOT = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
+
+/** Every namespace of the root entry and its subpath. */
+const subpaths = {
+  Address: [Address, "Address"],
+  NetError: [NetError, "NetError"],
+  Socket: [Socket, "Socket"],
+  Datagram: [Datagram, "Datagram"],
+  Framing: [Framing, "Framing"],
+  Message: [Message, "Message"],
+  Protocol: [Protocol, "Protocol"],
+  Server: [Server, "Server"],
+  DatagramServer: [DatagramServer, "DatagramServer"],
+  PlatformSocket: [PlatformSocket, "PlatformSocket"],
+  Echo: [Echo, "servers/Echo"],
+  Upper: [Upper, "servers/Upper"],
+  Exec: [Exec, "servers/Exec"]
+} as const
+
+describe("effect-wire (the root entry)", () => {
+  it("re-exports every public module as the same namespace object as its subpath", () => {
+    for (const [name, [module]] of Object.entries(subpaths)) {
+      assert.strictEqual((Root as Record<string, unknown>)[name], module, name)
+    }
+    // Nothing else: the test kits (testing/*) keep their own entries.
+    assert.deepStrictEqual(Object.keys(Root).sort(), Object.keys(subpaths).sort())
+  })
+
+  it("resolves through package.json \"exports\" in the built package, to the subpaths' objects", () => {
+    const pkg = JSON.parse(Fs.readFileSync(Path.join(ROOT, "package.json"), "utf8"))
+    const entry = pkg.exports["."]
+    assert.deepStrictEqual(entry, { types: "./dist/src/index.d.ts", default: "./dist/src/index.js" })
+    assert.isTrue(Fs.existsSync(Path.join(ROOT, entry.types)), entry.types)
+    // A package may import itself by name (Node's self-reference): this is what a user's import sees.
+    const names = Object.entries(subpaths).map(([name, [, subpath]]) => [name, subpath])
+    const script = `
+      const root = await import("effect-wire")
+      const names = ${JSON.stringify(names)}
+      const same = []
+      for (const [name, subpath] of names) same.push(root[name] === await import("effect-wire/" + subpath))
+      console.log(JSON.stringify({ keys: Object.keys(root).sort(), same }))
+    `
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 30_000
+    })
+    const { keys, same } = JSON.parse(out) as { keys: Array<string>; same: Array<boolean> }
+    assert.deepStrictEqual(keys, Object.keys(subpaths).sort())
+    assert.deepStrictEqual(same, names.map(() => true))
+  })
+})
