@@ -1,9 +1,10 @@
 /**
- * The echo server (RFC 862): every byte it receives goes back to the sender.
- * It honours half-close: when the client ends its side, the server finishes
- * echoing, then ends its own. With `framing: "length"` or `"lines"` it echoes
- * frame by frame (each frame decoded and encoded again); over UDP
- * ({@link layerUdp}) each datagram goes back to its sender.
+ * The echo server (RFC 862): every byte it receives goes back to the sender
+ * unchanged; over UDP ({@link layerUdp}) each datagram goes back to its sender.
+ *
+ * Everything else (options, framing, half-close, drain, the clients and
+ * their errors) is the same for Echo and Upper and is described once in
+ * docs/byte-servers.md.
  *
  * ```ts
  * import * as Echo from "effect-wire/servers/Echo"
@@ -30,10 +31,8 @@ import type * as Server from "../Server.js"
 import * as internal from "./internal/byteServer.js"
 
 /**
- * How the server cuts the byte stream: `"raw"` (default) echoes bytes as
- * they come; `"length"` (4-byte big-endian length, then the frame) and
- * `"lines"` (`\n` or `\r\n`; answered with `\n`) echo frame by frame; or any
- * `Framing.Codec<Uint8Array>`.
+ * How the server cuts the byte stream: `"raw"` (default), `"length"`,
+ * `"lines"` or any `Framing.Codec<Uint8Array>`.
  *
  * ```ts
  * const options: Echo.Options = { address: Address.tcp("127.0.0.1", 9000), framing: "lines" }
@@ -45,9 +44,8 @@ import * as internal from "./internal/byteServer.js"
 export type FramingOption = internal.FramingOption
 
 /**
- * Options of {@link make} and {@link layer}: those of `Server.make` (address,
- * `maxConnections`, `idleTimeout`, `shutdownTimeout`, …) without the handler,
- * plus the framing.
+ * Options of {@link make} and {@link layer}: those of `Server.make` without
+ * the handler, plus `framing`.
  *
  * ```ts
  * const options: Echo.Options = { address: Address.unix("/tmp/echo.sock"), maxConnections: 100 }
@@ -59,8 +57,7 @@ export type FramingOption = internal.FramingOption
 export interface Options extends internal.ServerOptions {}
 
 /**
- * The running echo server that {@link layer} provides. Its own tag, so it
- * composes with the other built-in servers in one program.
+ * The running echo server that {@link layer} provides.
  *
  * ```ts
  * const server = yield* Echo.Echo
@@ -88,9 +85,7 @@ export class EchoUdp extends Context.Service<EchoUdp, DatagramServer.RunningData
 ) {}
 
 /**
- * The connection handler alone, for a server of your own (`Server.make`,
- * `Server.fromListener`): echoes until the peer half-closes, then ends;
- * given the server's `connection`, it also ends when the server drains.
+ * The connection handler alone, for a server of your own.
  *
  * ```ts
  * const server = yield* Server.fromListener(yield* MemorySocket.listen(), { handler: Echo.handler() })
@@ -118,8 +113,7 @@ export const make = (options: Options): Effect.Effect<Server.RunningServer, NetE
   internal.make(undefined, options)
 
 /**
- * The echo server as a Layer providing {@link Echo}: building it listens,
- * releasing it drains.
+ * The echo server as a Layer providing {@link Echo}.
  *
  * ```ts
  * NodeRuntime.runMain(Layer.launch(Echo.layer({ address: Address.tcp("127.0.0.1", 9000) })))
@@ -131,8 +125,7 @@ export const make = (options: Options): Effect.Effect<Server.RunningServer, NetE
 export const layer = (options: Options): Layer.Layer<Echo, NetError.ListenError> => Layer.effect(Echo, make(options))
 
 /**
- * {@link layer} on 127.0.0.1 with a free port, for tests: read the port
- * from the {@link Echo} service.
+ * {@link layer} on 127.0.0.1 with a free port, for tests.
  *
  * ```ts
  * it.live("echoes", () =>
@@ -150,7 +143,7 @@ export const layerTest = (options: Omit<Options, "address"> = {}): Layer.Layer<E
 
 /**
  * Options of {@link layerUdp}: those of `DatagramServer.make` without the
- * address and the handler (`concurrency`, `socket`, `name`).
+ * address and the handler.
  *
  * ```ts
  * const options: Echo.UdpOptions = { socket: { receiveBufferSize: 4096 } }
@@ -162,8 +155,7 @@ export const layerTest = (options: Omit<Options, "address"> = {}): Layer.Layer<E
 export type UdpOptions = internal.UdpServerOptions
 
 /**
- * Start a UDP echo server in the current scope: every datagram goes back to
- * its sender.
+ * Start a UDP echo server in the current scope.
  *
  * ```ts
  * const server = yield* Echo.makeUdp(Address.tcp("127.0.0.1", 0))
@@ -179,8 +171,7 @@ export const makeUdp = (
   internal.makeUdp(undefined, address, options)
 
 /**
- * The UDP echo server as a Layer providing {@link EchoUdp}. It composes with
- * {@link layer} on the same port: TCP and UDP ports are separate.
+ * The UDP echo server as a Layer providing {@link EchoUdp}.
  *
  * ```ts
  * const EchoLive = Layer.merge(Echo.layer({ address }), Echo.layerUdp(address))
@@ -208,9 +199,7 @@ export const layerUdpTest = (options?: UdpOptions | undefined): Layer.Layer<Echo
   layerUdp(Address.tcp("127.0.0.1", 0), options)
 
 /**
- * The server closed the connection before a reply was complete: it shut
- * down, cut the connection (an idle timeout, a frame it could not read), or
- * speaks another framing.
+ * The server closed the connection before a reply was complete.
  *
  * ```ts
  * client.request("hi").pipe(Effect.catchTag("ConnectionClosed", (e) => Console.error(e.message)))
@@ -228,18 +217,13 @@ export const ConnectionClosed: typeof internal.ConnectionClosed = internal.Conne
 export type ConnectionClosed = internal.ConnectionClosed
 
 /**
- * What a request of a {@link client} can fail with: connecting again after
- * a failed request, reading, writing, framing, or the server closing early.
- *
  * @since 0.1.0
  * @category models
  */
 export type ClientError = internal.ClientError
 
 /**
- * A client on one connection: requests run one at a time; each waits for
- * its whole reply (as many bytes as were sent, or one frame). A request that
- * fails or is interrupted drops the connection; the next one reconnects.
+ * A client on one connection: one request at a time, each waiting for its whole reply.
  *
  * ```ts
  * const reply: Uint8Array = yield* client.request(new Uint8Array([1, 2, 3]))
@@ -251,8 +235,7 @@ export type ClientError = internal.ClientError
 export interface Client extends internal.Client {}
 
 /**
- * Options of {@link client}: the socket's connect options and the framing,
- * which must be the server's.
+ * Options of {@link client}: the socket's connect options and the server's framing.
  *
  * ```ts
  * const options: Echo.ClientOptions = { framing: "length", timeout: "2 seconds" }
@@ -297,7 +280,7 @@ export interface UdpClient extends internal.UdpClient {}
 
 /**
  * Open a {@link UdpClient} to a UDP echo server; its socket closes with the
- * scope. Built on `DatagramServer.client`, with its retry options.
+ * scope.
  *
  * ```ts
  * const udp = yield* Echo.udpClient(Address.tcp("127.0.0.1", 9000), { timeout: "500 millis" })

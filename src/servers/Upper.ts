@@ -1,10 +1,13 @@
 /**
  * The upper-case server: every byte it receives goes back with the ASCII
- * letters `a`-`z` upper-cased and every other byte unchanged, so binary data
- * and UTF-8 pass through intact and the answer does not depend on how the
- * bytes were chunked. It honours half-close like the echo server. With
- * `framing: "length"` or `"lines"` it answers frame by frame; over UDP
+ * letters `a`-`z` upper-cased and every other byte unchanged, exactly like
+ * Python's `bytes.upper()`, so binary data and UTF-8 pass through intact and
+ * the answer does not depend on how the bytes were chunked; over UDP
  * ({@link layerUdp}) each datagram is answered to its sender.
+ *
+ * Everything else (options, framing, half-close, drain, the clients and
+ * their errors) is the same for Echo and Upper and is described once in
+ * docs/byte-servers.md.
  *
  * ```ts
  * import * as Upper from "effect-wire/servers/Upper"
@@ -32,10 +35,8 @@ import { upperBytes } from "../internal/bytes.js"
 import * as internal from "./internal/byteServer.js"
 
 /**
- * How the server cuts the byte stream: `"raw"` (default) upper-cases bytes
- * as they come; `"length"` (4-byte big-endian length, then the frame) and
- * `"lines"` (`\n` or `\r\n`; answered with `\n`) answer frame by frame; or any
- * `Framing.Codec<Uint8Array>`.
+ * How the server cuts the byte stream: `"raw"` (default), `"length"`,
+ * `"lines"` or any `Framing.Codec<Uint8Array>`.
  *
  * ```ts
  * const options: Upper.Options = { address: Address.tcp("127.0.0.1", 9001), framing: "lines" }
@@ -47,9 +48,8 @@ import * as internal from "./internal/byteServer.js"
 export type FramingOption = internal.FramingOption
 
 /**
- * Options of {@link make} and {@link layer}: those of `Server.make` (address,
- * `maxConnections`, `idleTimeout`, `shutdownTimeout`, …) without the handler,
- * plus the framing.
+ * Options of {@link make} and {@link layer}: those of `Server.make` without
+ * the handler, plus `framing`.
  *
  * ```ts
  * const options: Upper.Options = { address: Address.unix("/tmp/upper.sock"), maxConnections: 100 }
@@ -61,8 +61,7 @@ export type FramingOption = internal.FramingOption
 export interface Options extends internal.ServerOptions {}
 
 /**
- * The running upper-case server that {@link layer} provides. Its own tag, so it
- * composes with the other built-in servers in one program.
+ * The running upper-case server that {@link layer} provides.
  *
  * ```ts
  * const server = yield* Upper.Upper
@@ -90,9 +89,7 @@ export class UpperUdp extends Context.Service<UpperUdp, DatagramServer.RunningDa
 ) {}
 
 /**
- * The connection handler alone, for a server of your own (`Server.make`,
- * `Server.fromListener`): answers until the peer half-closes, then ends;
- * given the server's `connection`, it also ends when the server drains.
+ * The connection handler alone, for a server of your own.
  *
  * ```ts
  * const server = yield* Server.fromListener(yield* MemorySocket.listen(), { handler: Upper.handler() })
@@ -120,8 +117,7 @@ export const make = (options: Options): Effect.Effect<Server.RunningServer, NetE
   internal.make(upperBytes, options)
 
 /**
- * The upper-case server as a Layer providing {@link Upper}: building it listens,
- * releasing it drains.
+ * The upper-case server as a Layer providing {@link Upper}.
  *
  * ```ts
  * NodeRuntime.runMain(Layer.launch(Upper.layer({ address: Address.tcp("127.0.0.1", 9001) })))
@@ -133,8 +129,7 @@ export const make = (options: Options): Effect.Effect<Server.RunningServer, NetE
 export const layer = (options: Options): Layer.Layer<Upper, NetError.ListenError> => Layer.effect(Upper, make(options))
 
 /**
- * {@link layer} on 127.0.0.1 with a free port, for tests: read the port
- * from the {@link Upper} service.
+ * {@link layer} on 127.0.0.1 with a free port, for tests.
  *
  * ```ts
  * it.live("upper-cases", () =>
@@ -152,7 +147,7 @@ export const layerTest = (options: Omit<Options, "address"> = {}): Layer.Layer<U
 
 /**
  * Options of {@link layerUdp}: those of `DatagramServer.make` without the
- * address and the handler (`concurrency`, `socket`, `name`).
+ * address and the handler.
  *
  * ```ts
  * const options: Upper.UdpOptions = { socket: { receiveBufferSize: 4096 } }
@@ -164,8 +159,7 @@ export const layerTest = (options: Omit<Options, "address"> = {}): Layer.Layer<U
 export type UdpOptions = internal.UdpServerOptions
 
 /**
- * Start a UDP upper-case server in the current scope: every datagram is answered
- * upper-cased to its sender.
+ * Start a UDP upper-case server in the current scope.
  *
  * ```ts
  * const server = yield* Upper.makeUdp(Address.tcp("127.0.0.1", 0))
@@ -181,8 +175,7 @@ export const makeUdp = (
   internal.makeUdp(upperBytes, address, options)
 
 /**
- * The UDP upper-case server as a Layer providing {@link UpperUdp}. It composes with
- * {@link layer} on the same port: TCP and UDP ports are separate.
+ * The UDP upper-case server as a Layer providing {@link UpperUdp}.
  *
  * ```ts
  * const UpperLive = Layer.merge(Upper.layer({ address }), Upper.layerUdp(address))
@@ -210,9 +203,7 @@ export const layerUdpTest = (options?: UdpOptions | undefined): Layer.Layer<Uppe
   layerUdp(Address.tcp("127.0.0.1", 0), options)
 
 /**
- * The server closed the connection before a reply was complete: it shut
- * down, cut the connection (an idle timeout, a frame it could not read), or
- * speaks another framing.
+ * The server closed the connection before a reply was complete.
  *
  * ```ts
  * client.request("hi").pipe(Effect.catchTag("ConnectionClosed", (e) => Console.error(e.message)))
@@ -230,18 +221,13 @@ export const ConnectionClosed: typeof internal.ConnectionClosed = internal.Conne
 export type ConnectionClosed = internal.ConnectionClosed
 
 /**
- * What a request of a {@link client} can fail with: connecting again after
- * a failed request, reading, writing, framing, or the server closing early.
- *
  * @since 0.1.0
  * @category models
  */
 export type ClientError = internal.ClientError
 
 /**
- * A client on one connection: requests run one at a time; each waits for
- * its whole reply (as many bytes as were sent, or one frame). A request that
- * fails or is interrupted drops the connection; the next one reconnects.
+ * A client on one connection: one request at a time, each waiting for its whole reply.
  *
  * ```ts
  * const reply: Uint8Array = yield* client.request(new Uint8Array([1, 2, 3]))
@@ -253,8 +239,7 @@ export type ClientError = internal.ClientError
 export interface Client extends internal.Client {}
 
 /**
- * Options of {@link client}: the socket's connect options and the framing,
- * which must be the server's.
+ * Options of {@link client}: the socket's connect options and the server's framing.
  *
  * ```ts
  * const options: Upper.ClientOptions = { framing: "length", timeout: "2 seconds" }
@@ -299,7 +284,7 @@ export interface UdpClient extends internal.UdpClient {}
 
 /**
  * Open a {@link UdpClient} to a UDP upper-case server; its socket closes with the
- * scope. Built on `DatagramServer.client`, with its retry options.
+ * scope.
  *
  * ```ts
  * const udp = yield* Upper.udpClient(Address.tcp("127.0.0.1", 9001), { timeout: "500 millis" })
