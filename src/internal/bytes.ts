@@ -1,6 +1,7 @@
 /**
- * Byte transforms shared by the built-in servers (TCP and UDP), so that every
- * transport answers the same bytes for the same input.
+ * Byte helpers shared across the package: allocation of uninitialised arrays,
+ * joining parts with at most one copy, and the Upper server's transform (one
+ * function for TCP and UDP, so every transport answers the same bytes).
  *
  * @since 0.1.0
  */
