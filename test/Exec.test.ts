@@ -11,8 +11,11 @@ import * as Stream from "effect/Stream"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as NodePath from "node:path"
+import * as Schema from "effect/Schema"
 import * as Address from "../src/Address.js"
+import * as Framing from "../src/Framing.js"
 import * as Server from "../src/Server.js"
+import * as Echo from "../src/servers/Echo.js"
 import * as Exec from "../src/servers/Exec.js"
 import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
@@ -157,7 +160,7 @@ describe("Exec server over loopback", () => {
       assert.strictEqual(yield* outcome({ token: Redacted.make("s3cret-token") }), "in\n")
     }))
 
-  it.live("an oversized request frame is answered FrameTooLarge and closes only its connection", () =>
+  it.live("an oversized request frame is answered RequestTooLarge (FrameTooLarge on the wire) and closes only its connection", () =>
     Effect.gen(function*() {
       const address = yield* serve({ allow: ["echo"], maxRequestBytes: 1024 })
       const bystander = yield* Exec.client(address)
@@ -171,19 +174,21 @@ describe("Exec server over loopback", () => {
         Exec.encodeRequest({ argv: ["echo", "never"] })
       ])
       // No half-close from us: the reads end because the server closes.
-      const results = decodeAll(yield* readToEnd(socket))
+      const wire = yield* readToEnd(socket)
+      assert.include(text(wire), "\"error\":{\"_tag\":\"FrameTooLarge\",\"message\":")
+      const results = decodeAll(wire)
       assert.strictEqual(results.length, 2)
       assert.strictEqual(text(results[0]!.stdout), "ok\n")
       const error = results[1]!.header.error
-      assert.instanceOf(error, Exec.FrameTooLarge)
+      assert.instanceOf(error, Exec.RequestTooLarge)
       assert.include(error!.message, "200000 bytes exceeds the server's limit of 1024")
 
       // The typed client: the refusal, then the closed connection for what follows.
       const client = yield* Exec.client(address)
       const big = yield* Effect.flip(client.run(["echo", "x".repeat(2_000)]))
-      assert.instanceOf(big, Exec.FrameTooLarge)
+      assert.instanceOf(big, Exec.RequestTooLarge)
       const after = yield* Effect.flip(client.run(["echo", "late"]))
-      assert.strictEqual(after._tag, "ConnectionClosed")
+      assert.strictEqual(after._tag, "ExecConnectionClosed")
 
       assert.strictEqual(text((yield* bystander.run(["echo", "after"])).stdout), "after\n")
     }))
@@ -268,14 +273,14 @@ describe("Exec server over loopback", () => {
       const result = yield* Fiber.join(running)
       assert.strictEqual(result.header.exitCode, 0)
       assert.strictEqual(result.stdout.byteLength, 100_000)
-      assert.strictEqual((yield* Effect.flip(Fiber.join(queued)))._tag, "ConnectionClosed")
+      assert.strictEqual((yield* Effect.flip(Fiber.join(queued)))._tag, "ExecConnectionClosed")
       assert.isFalse(existsSync(second), "a request read after the drain began was started")
       yield* Fiber.join(closing)
       assert.deepStrictEqual(yield* server.shutdown, { finished: 1, cut: 0 })
       const refused = yield* Effect.flip(Effect.scoped(Socket.connect(server.address)))
       assert.strictEqual(refused._tag, "ConnectionRefused")
       const late = yield* Effect.flip(client.run(["sh", "-c", "true"]))
-      assert.strictEqual(late._tag, "ConnectionClosed")
+      assert.strictEqual(late._tag, "ExecConnectionClosed")
     }).pipe(Effect.scoped))
 
   it.live("a client that gives up mid-command makes the server kill the command", () =>
@@ -292,14 +297,14 @@ describe("Exec server over loopback", () => {
       yield* Fiber.interrupt(running)
       assert.isTrue(yield* waitGone(-pgid!), "the process group outlived the client")
       assert.isFalse(isAlive(background!))
-      assert.strictEqual((yield* Effect.flip(client.run(["sh", "-c", "true"])))._tag, "ConnectionClosed")
+      assert.strictEqual((yield* Effect.flip(client.run(["sh", "-c", "true"])))._tag, "ExecConnectionClosed")
 
       // So does the client's own timeout.
       const timed = yield* Exec.client(address, { timeout: "300 millis" })
       const error = yield* Effect.flip(timed.run(["sh", "-c", "sleep 30"]))
       assert.strictEqual(error._tag, "ResponseTimeout")
       assert.include(error.message, "within 300ms")
-      assert.strictEqual((yield* Effect.flip(timed.run(["sh", "-c", "true"])))._tag, "ConnectionClosed")
+      assert.strictEqual((yield* Effect.flip(timed.run(["sh", "-c", "true"])))._tag, "ExecConnectionClosed")
 
       // A raw client that resets its connection.
       const socket = yield* Socket.connect(address)
@@ -325,7 +330,7 @@ describe("Exec server over loopback", () => {
 })
 
 describe("Exec client", () => {
-  it.effect("a connection that ends mid-response is ConnectionClosed", () =>
+  it.effect("a connection that ends mid-response is ExecConnectionClosed", () =>
     Effect.gen(function*() {
       const [near, far] = yield* MemorySocket.makePair()
       const client = yield* Exec.clientFromSocket(near)
@@ -340,7 +345,7 @@ describe("Exec client", () => {
       yield* far.write(wire.subarray(0, wire.byteLength - 5))
       yield* far.close
       const error = yield* Effect.flip(Fiber.join(running))
-      assert.strictEqual(error._tag, "ConnectionClosed")
+      assert.strictEqual(error._tag, "ExecConnectionClosed")
       assert.include(error.message, "in the middle of a response")
     }))
 
@@ -386,5 +391,43 @@ describe("Exec client", () => {
       assert.notStrictEqual(Address.format(exec.address), Address.format(Context.get(context, Server.Server).address))
       const client = yield* Exec.client(exec.address)
       assert.strictEqual(text((yield* client.run(["echo", "merged"])).stdout), "merged\n")
+    }))
+})
+
+describe("Exec error tags", () => {
+  it.effect("Framing's FrameTooLarge and the exec RequestTooLarge are caught by their own tags", () =>
+    Effect.gen(function*() {
+      const framing = yield* Effect.flip(
+        Effect.fromResult(Framing.decodeAll(Framing.lengthPrefixed({ maxFrameLength: 1 }), new Uint8Array([0, 0, 0, 5])))
+      )
+      // As a client gets it: decoded from the wire, where its tag is still "FrameTooLarge".
+      const exec = Schema.decodeUnknownSync(Exec.ExecError)({ _tag: "FrameTooLarge", message: "too long" })
+      const which = (error: Framing.FrameError | Exec.ExecError) =>
+        Effect.fail(error).pipe(
+          Effect.catchTag("FrameTooLarge", (e) => Effect.succeed(`framing, limit ${e.limit}`)),
+          Effect.catchTag("RequestTooLarge", (e) => Effect.succeed(`exec, ${e.message}`)),
+          Effect.catch((e) => Effect.succeed(`other, ${e._tag}`))
+        )
+      assert.strictEqual(yield* which(framing), "framing, limit 1")
+      assert.strictEqual(yield* which(exec), "exec, too long")
+    }))
+
+  it.effect("the byte servers' ConnectionClosed and the exec client's ExecConnectionClosed are caught by their own tags", () =>
+    Effect.gen(function*() {
+      const [near, far] = yield* MemorySocket.makePair()
+      const client = yield* Exec.clientFromSocket(near)
+      const running = yield* Effect.forkChild(client.run(["echo", "hi"]))
+      yield* Stream.runHead(far.reads)
+      yield* far.close
+      const exec = yield* Effect.flip(Fiber.join(running))
+      const byteServer = new Echo.ConnectionClosed({ address: near.remoteAddress, received: 0 })
+      const which = (error: Echo.ConnectionClosed | Exec.ClientError) =>
+        Effect.fail(error).pipe(
+          Effect.catchTag("ConnectionClosed", (e) => Effect.succeed(`byte server, ${e.received} bytes`)),
+          Effect.catchTag("ExecConnectionClosed", (e) => Effect.succeed(`exec, ${e.reason}`)),
+          Effect.catch((e) => Effect.succeed(`other, ${e._tag}`))
+        )
+      assert.strictEqual(yield* which(byteServer), "byte server, 0 bytes")
+      assert.include(yield* which(exec), "exec, the server closed it before answering 1 request(s)")
     }))
 })

@@ -381,8 +381,8 @@ describe("Exec wire codecs", () => {
       assertRefused(yield* runner.runFrame(utf8("{\"argv\": []}")), "BadRequest")
       const ok = yield* runner.runFrame(utf8("{\"argv\": [\"echo\", \"framed\"], \"extra\": 1}"))
       assert.strictEqual(text(ok.stdout), "framed\n")
-      const tooLarge = runner.frameTooLarge(70_000)
-      assertRefused(tooLarge, "FrameTooLarge")
+      const tooLarge = runner.requestTooLarge(70_000)
+      assertRefused(tooLarge, "RequestTooLarge")
       assert.include(tooLarge.header.error!.message, "65536")
     }))
 
@@ -403,10 +403,19 @@ describe("Exec wire codecs", () => {
       })
       const json = "{\"exitCode\":0,\"signal\":null,\"stdoutLength\":3,\"stderrLength\":1,\"truncated\":false," +
         "\"durationMs\":1.5,\"error\":{\"_tag\":\"Timeout\",\"message\":\"m\"}}"
-      assert.deepStrictEqual([...chunks[0]!.subarray(0, 4)], [0, 0, 0, json.length])
-      assert.strictEqual(text(chunks[0]!.subarray(4)), json)
-      assert.strictEqual(text(chunks[1]!), "hi\n")
-      assert.strictEqual(text(chunks[2]!), "e")
+      // | length | header JSON | stdout | stderr |, however the bytes are split into chunks.
+      const wire = Buffer.concat(chunks)
+      assert.deepStrictEqual([...wire.subarray(0, 4)], [0, 0, 0, json.length])
+      assert.strictEqual(text(wire.subarray(4, 4 + json.length)), json)
+      assert.strictEqual(text(wire.subarray(4 + json.length)), "hi\ne")
+      // RequestTooLarge keeps the protocol's tag on the wire, and reads back as itself.
+      const refused = Buffer.concat(Exec.encodeResponse(Exec.failureResult(new Exec.RequestTooLarge({ message: "m" }))))
+      const refusedJson = "{\"exitCode\":null,\"signal\":null,\"stdoutLength\":0,\"stderrLength\":0,\"truncated\":false," +
+        "\"durationMs\":0,\"error\":{\"_tag\":\"FrameTooLarge\",\"message\":\"m\"}}"
+      assert.deepStrictEqual([...refused.subarray(0, 4)], [0, 0, 0, refusedJson.length])
+      assert.strictEqual(text(refused.subarray(4)), refusedJson)
+      const readBack = Result.getOrThrow(Exec.decodeResponse(refused))
+      assert.instanceOf(readBack._tag === "Complete" ? readBack.result.header.error : undefined, Exec.RequestTooLarge)
       const request = Exec.encodeRequest({ argv: ["ls", "-l"] })
       const requestJson = "{\"argv\":[\"ls\",\"-l\"]}"
       assert.deepStrictEqual([...request.subarray(0, 4)], [0, 0, 0, requestJson.length])
@@ -437,7 +446,8 @@ describe("Exec wire codecs", () => {
       assert.deepStrictEqual(step.result.header, expected)
       assert.deepStrictEqual([...step.result.stdout], [...stdout])
       assert.deepStrictEqual([...step.result.stderr], [...stderr])
-      for (const cut of [0, 3, 4, chunks[0]!.byteLength, total - 1].filter((n) => n >= 0 && n < total)) {
+      const headerEnd = 4 + wire.readUInt32BE(0)
+      for (const cut of [0, 3, 4, headerEnd - 1, headerEnd, total - 1].filter((n) => n >= 0 && n < total)) {
         const partial = Result.getOrThrow(Exec.decodeResponse(wire.subarray(0, cut)))
         assert.strictEqual(partial._tag, "NeedMore")
         if (partial._tag === "NeedMore") assert.isAbove(partial.needed, cut)
@@ -445,9 +455,40 @@ describe("Exec wire codecs", () => {
     }
   )
 
+  it.live("a response of MiBs is copied once: into one buffer by the runner, and once more only across reads", () =>
+    Effect.gen(function*() {
+      const runner = yield* runnerFor({ allow: ["sh"] })
+      const result = yield* runner.run({ argv: ["sh", "-c", "head -c 3000000 /dev/zero; echo err >&2"] })
+      assert.strictEqual(result.stdout.byteLength, 3_000_000)
+      assert.strictEqual(text(result.stderr), "err\n")
+      // stdout and stderr side by side in one buffer: the response body is a view of it.
+      assert.strictEqual(result.stdout.buffer, result.stderr.buffer)
+      assert.strictEqual(result.stdout.byteOffset + result.stdout.byteLength, result.stderr.byteOffset)
+      const chunks = Exec.encodeResponse(result)
+      const body = chunks[chunks.length - 1]!
+      assert.strictEqual(body.byteLength, 3_000_004)
+      assert.strictEqual(body.buffer, result.stdout.buffer, "the body was copied to be sent")
+
+      const wire = Buffer.concat(chunks)
+      const whole = Result.getOrThrow(Exec.decodeResponse(wire))
+      assert.isTrue(whole._tag === "Complete" && whole.result.stdout.buffer === wire.buffer, "decodeResponse copied")
+      // Across 64 KiB reads: one copy, into a buffer of the body's exact size.
+      const decoder = Exec.responseCodec().decoder()
+      const results: Array<Exec.ExecResult> = []
+      for (let at = 0; at < wire.byteLength; at += 65_536) {
+        assert.isUndefined(decoder.push(wire.subarray(at, at + 65_536), results))
+      }
+      assert.strictEqual(results.length, 1)
+      const [read] = results
+      assert.strictEqual(read!.stdout.buffer, read!.stderr.buffer)
+      assert.strictEqual(read!.stdout.buffer.byteLength, 3_000_004)
+      assert.isTrue(read!.stdout.every((b) => b === 0))
+      assert.strictEqual(text(read!.stderr), "err\n")
+    }))
+
   it.prop("requests round-trip", [Exec.ExecRequest], ([request]) => {
     const frame = Exec.encodeRequest(request)
-    assert.strictEqual(new DataView(frame.buffer).getUint32(0), frame.byteLength - 4)
+    assert.strictEqual(new DataView(frame.buffer, frame.byteOffset).getUint32(0), frame.byteLength - 4)
     const decoded = Result.getOrThrow(Exec.decodeRequest(frame.subarray(4)))
     assert.deepStrictEqual(decoded, request)
   })

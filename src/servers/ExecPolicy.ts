@@ -1,0 +1,418 @@
+/**
+ * What the exec server may run and how: its options, their validation into an
+ * {@link ExecPolicy} (the allowlist resolved once to absolute executables, the
+ * token kept as a digest), the check that a reachable address has a token, and
+ * the configuration errors.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import * as Result from "effect/Result"
+import { constants as bufferConstants } from "node:buffer"
+import { createHash, timingSafeEqual } from "node:crypto"
+import { accessSync, constants as fsConstants, statSync } from "node:fs"
+import * as NodePath from "node:path"
+import * as Address from "../Address.js"
+import { CommandNotAllowed, Unauthorized } from "./ExecWire.js"
+import { positiveDuration, positiveInt } from "./internal/execOptions.js"
+
+// ---------------------------------------------------------------------------
+// Configuration errors
+// ---------------------------------------------------------------------------
+
+/**
+ * The server was configured without any allowed command. Nothing is allowed
+ * by default, on purpose.
+ *
+ * ```ts
+ * Exec.makePolicy({ allow: [] }) // fails with MissingAllowlist
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class MissingAllowlist extends Data.TaggedError("MissingAllowlist")<{}> {
+  override get message(): string {
+    return "the exec server runs only allowlisted commands and none were given: pass --allow cmd1,cmd2 " +
+      "(or the `allow` option) with command names or absolute paths"
+  }
+}
+
+/**
+ * An allowed command name was not found as an executable file in any
+ * absolute PATH directory, or an allowed absolute path is not an executable file.
+ *
+ * ```ts
+ * Exec.makePolicy({ allow: ["no-such-tool"] }) // fails with CommandNotFound
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CommandNotFound extends Data.TaggedError("CommandNotFound")<{
+  readonly command: string
+  readonly searched: ReadonlyArray<string>
+}> {
+  override get message(): string {
+    return NodePath.isAbsolute(this.command)
+      ? `allowed command ${JSON.stringify(this.command)} is not an executable file: fix the path or remove it from --allow`
+      : `allowed command ${JSON.stringify(this.command)} was not found as an executable in PATH (${
+        this.searched.join(NodePath.delimiter) || "no absolute directories"
+      }): install it, fix PATH, or list it by absolute path`
+  }
+}
+
+/**
+ * An option has a value the server cannot work with; `option` names it and
+ * `reason` says what is expected.
+ *
+ * ```ts
+ * Exec.makePolicy({ allow: ["ls"], maxOutput: 0 }) // fails with InvalidExecOptions
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidExecOptions extends Data.TaggedError("InvalidExecOptions")<{
+  readonly option: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `invalid exec server option \`${this.option}\`: ${this.reason}`
+  }
+}
+
+/**
+ * The platform has no POSIX process groups (Windows), which the server needs
+ * to kill everything a command started.
+ *
+ * ```ts
+ * Effect.catchTag("UnsupportedPlatform", (e) => Console.error(e.message))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UnsupportedPlatform extends Data.TaggedError("UnsupportedPlatform")<{
+  readonly platform: string
+}> {
+  override get message(): string {
+    return `the exec server needs POSIX process groups to kill timed-out commands; ${this.platform} has none (use Linux or macOS)`
+  }
+}
+
+/**
+ * Refused to serve commands on an address other machines can reach without
+ * requiring a token.
+ *
+ * ```ts
+ * Exec.checkBind(policy, Address.tcp("0.0.0.0", 9000)) // Result.fail(InsecureBind) when policy has no token
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InsecureBind extends Data.TaggedError("InsecureBind")<{
+  readonly address: Address.Address
+}> {
+  override get message(): string {
+    return `refusing to serve commands on ${
+      Address.format(this.address)
+    } without a token: anyone who can reach it could run the allowed commands; pass --token ` +
+      "(or the `token` option), or bind to 127.0.0.1, [::1] or a unix: socket"
+  }
+}
+
+/**
+ * Every way building an exec policy can fail.
+ *
+ * ```ts
+ * Exec.makePolicy(options).pipe(Effect.catch((e: Exec.ExecConfigError) => Console.error(e.message)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ExecConfigError = MissingAllowlist | CommandNotFound | InvalidExecOptions | UnsupportedPlatform
+
+// ---------------------------------------------------------------------------
+// Policy
+// ---------------------------------------------------------------------------
+
+/**
+ * What the exec server may run and how. Only `allow` is required.
+ *
+ * - `allow`: command names (looked up in the server's PATH once, at startup)
+ *   or absolute paths. A request's `argv[0]` must equal an entry exactly.
+ * - `token`: when set, every request must carry it.
+ * - `timeout` (10 s): run time per command, from spawn; then its process group
+ *   gets SIGTERM, and SIGKILL after `killGrace` (1 s).
+ * - `maxOutput` (8 MiB): stdout + stderr bytes kept per command; past it the
+ *   group is killed and the response says `truncated`.
+ * - `concurrency` (4): commands running at once; further requests wait up to
+ *   `queueTimeout` (default: `timeout`) and then get `Timeout`.
+ * - `maxRequestBytes` (64 KiB): the longest request frame.
+ * - `env`: the child's whole environment (default: `PATH` and `LANG` only).
+ * - `cwd`: the child's working directory (default: the server's).
+ *
+ * ```ts
+ * const options: Exec.ExecOptions = { allow: ["uptime", "/usr/local/bin/report"], token: Redacted.make("s3cret") }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecOptions {
+  readonly allow: ReadonlyArray<string>
+  readonly token?: string | Redacted.Redacted<string> | undefined
+  readonly timeout?: Duration.Input | undefined
+  readonly killGrace?: Duration.Input | undefined
+  readonly maxOutput?: number | undefined
+  readonly concurrency?: number | undefined
+  readonly queueTimeout?: Duration.Input | undefined
+  readonly maxRequestBytes?: number | undefined
+  readonly env?: Readonly<Record<string, string>> | undefined
+  readonly cwd?: string | undefined
+}
+
+/**
+ * A validated {@link ExecOptions} with every allowed command resolved to an
+ * absolute executable. The token is kept only as a digest.
+ *
+ * ```ts
+ * const policy = yield* Exec.makePolicy({ allow: ["date"] })
+ * policy.commands.get("date") // "/usr/bin/date"
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecPolicy {
+  /** Allowed `argv[0]` → the absolute executable that runs for it. */
+  readonly commands: ReadonlyMap<string, string>
+  readonly requiresToken: boolean
+  readonly timeout: Duration.Duration
+  readonly killGrace: Duration.Duration
+  readonly maxOutput: number
+  readonly concurrency: number
+  readonly queueTimeout: Duration.Duration
+  readonly maxRequestBytes: number
+  readonly env: Readonly<Record<string, string>>
+  readonly cwd: string
+  /** Check a request's token: constant time, and nothing about the token leaks through timing. */
+  readonly authorize: (token: string | undefined) => Result.Result<void, Unauthorized>
+  /** The executable for `argv[0]`, if it is exactly an allowed entry. */
+  readonly resolve: (argv0: string) => Result.Result<string, CommandNotAllowed>
+}
+
+/**
+ * The defaults of {@link ExecOptions}.
+ *
+ * ```ts
+ * Exec.defaults.maxOutput // 8388608
+ * ```
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaults = {
+  timeout: Duration.seconds(10),
+  killGrace: Duration.seconds(1),
+  maxOutput: 8 * 1024 * 1024,
+  concurrency: 4,
+  maxRequestBytes: 64 * 1024
+} as const
+
+const invalid = (option: string, reason: string) => new InvalidExecOptions({ option, reason })
+
+const checked = <A>(option: string, result: Result.Result<A, string>): Effect.Effect<A, InvalidExecOptions> =>
+  Effect.fromResult(Result.mapError(result, (reason) => invalid(option, reason)))
+
+const isExecutableFile = (path: string): boolean => {
+  try {
+    if (!statSync(path).isFile()) return false
+    accessSync(path, fsConstants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+const isDirectory = (path: string): boolean => {
+  try {
+    return statSync(path).isDirectory()
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The absolute directories of a PATH string, in order. Empty and relative
+ * entries are dropped: POSIX reads them as the current directory, which would
+ * let whoever controls the working directory pick what an allowed name runs.
+ */
+const searchDirectories = (pathEnv: string | undefined): ReadonlyArray<string> =>
+  (pathEnv ?? "").split(NodePath.delimiter).filter((dir) => dir.length > 0 && NodePath.isAbsolute(dir))
+
+const resolveExecutable = (name: string, directories: ReadonlyArray<string>): string | undefined => {
+  for (const dir of directories) {
+    const candidate = NodePath.join(dir, name)
+    if (isExecutableFile(candidate)) return candidate
+  }
+  return undefined
+}
+
+const tokenDigest = (token: string): Buffer => createHash("sha256").update(token, "utf8").digest()
+
+/**
+ * Compares digests, not the tokens, so both sides are always 32 bytes: neither
+ * the comparison time nor an early length check tells an attacker how long the
+ * token is or how much of a guess was right.
+ */
+const tokenMatches = (expected: Buffer, given: string): boolean => timingSafeEqual(expected, tokenDigest(given))
+
+const allowEntryProblem = (entry: string): string | undefined => {
+  if (entry.length === 0) return "an entry is empty"
+  if (/[\s\u0000]/.test(entry)) return `${JSON.stringify(entry)} contains whitespace or NUL`
+  if (entry.includes("/")) {
+    if (!NodePath.isAbsolute(entry)) {
+      return `${JSON.stringify(entry)} is a relative path; use a bare command name or an absolute path`
+    }
+    const normal = NodePath.normalize(entry)
+    if (normal !== entry) return `${JSON.stringify(entry)} is not a normalized path; write ${JSON.stringify(normal)}`
+    return undefined
+  }
+  if (entry === "." || entry === "..") return `${JSON.stringify(entry)} is not a command name`
+  return undefined
+}
+
+const defaultEnv = (): Record<string, string> => {
+  const path = searchDirectories(process.env.PATH).join(NodePath.delimiter)
+  return { PATH: path.length > 0 ? path : "/usr/bin:/bin", LANG: process.env.LANG ?? "C.UTF-8" }
+}
+
+const validateEnv = (env: Readonly<Record<string, string>>): Result.Result<Record<string, string>, InvalidExecOptions> => {
+  const out: Record<string, string> = {}
+  for (const [key, value] of Object.entries(env)) {
+    if (typeof value !== "string") return Result.fail(invalid("env", `the value of ${key} is not a string`))
+    if (key.length === 0 || key.includes("=") || key.includes("\u0000") || value.includes("\u0000")) {
+      return Result.fail(invalid("env", `${JSON.stringify(key)} is not a valid variable (no "=" or NUL in names, no NUL in values)`))
+    }
+    out[key] = value
+  }
+  return Result.succeed(out)
+}
+
+/**
+ * Validate options and resolve the allowlist once: each name through the
+ * server's PATH (absolute directories only) to an absolute executable, each
+ * absolute path checked to be an executable file. Fails with a
+ * {@link ExecConfigError} saying what to change.
+ *
+ * ```ts
+ * const policy = yield* Exec.makePolicy({ allow: ["git", "/opt/tools/report"], token: process.env.EXEC_TOKEN })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makePolicy = (options: ExecOptions): Effect.Effect<ExecPolicy, ExecConfigError> =>
+  Effect.gen(function*() {
+    if (process.platform === "win32") return yield* new UnsupportedPlatform({ platform: process.platform })
+    // Also guards JavaScript callers and configuration readers that leave `allow` out altogether.
+    if (options.allow === undefined || options.allow.length === 0) return yield* new MissingAllowlist()
+    for (const entry of options.allow) {
+      const problem = allowEntryProblem(entry)
+      if (problem !== undefined) return yield* invalid("allow", problem)
+    }
+    const timeout = yield* checked("timeout", positiveDuration(options.timeout, defaults.timeout))
+    const killGrace = yield* checked("killGrace", positiveDuration(options.killGrace, defaults.killGrace))
+    const queueTimeout = yield* checked("queueTimeout", positiveDuration(options.queueTimeout, timeout))
+    const maxOutput = yield* checked(
+      "maxOutput",
+      positiveInt(options.maxOutput, defaults.maxOutput, bufferConstants.MAX_LENGTH)
+    )
+    const concurrency = yield* checked("concurrency", positiveInt(options.concurrency, defaults.concurrency, 1024))
+    const maxRequestBytes = yield* checked(
+      "maxRequestBytes",
+      // The most a request frame's 4-byte length can say.
+      positiveInt(options.maxRequestBytes, defaults.maxRequestBytes, 0xffff_ffff)
+    )
+    const env = yield* Effect.fromResult(validateEnv(options.env ?? defaultEnv()))
+    const cwd = NodePath.resolve(options.cwd ?? process.cwd())
+    if (!(yield* Effect.sync(() => isDirectory(cwd)))) {
+      return yield* invalid("cwd", `${JSON.stringify(cwd)} is not a directory`)
+    }
+    const rawToken = options.token === undefined
+      ? undefined
+      : Redacted.isRedacted(options.token)
+      ? Redacted.value(options.token)
+      : options.token
+    if (rawToken !== undefined && rawToken.length === 0) {
+      return yield* invalid("token", "an empty token protects nothing; pass a long random string or leave it out")
+    }
+
+    const searched = searchDirectories(process.env.PATH)
+    const commands = new Map<string, string>()
+    for (const entry of options.allow) {
+      const file = yield* Effect.sync(() =>
+        NodePath.isAbsolute(entry)
+          ? (isExecutableFile(entry) ? entry : undefined)
+          : resolveExecutable(entry, searched)
+      )
+      if (file === undefined) return yield* new CommandNotFound({ command: entry, searched })
+      commands.set(entry, file)
+    }
+
+    const digest = rawToken === undefined ? undefined : tokenDigest(rawToken)
+    const allowedList = [...commands.keys()].join(", ")
+    const policy: ExecPolicy = {
+      commands,
+      requiresToken: digest !== undefined,
+      timeout,
+      killGrace,
+      maxOutput,
+      concurrency,
+      queueTimeout,
+      maxRequestBytes,
+      env,
+      cwd,
+      authorize: (token) => {
+        if (digest === undefined) return Result.void
+        if (token === undefined) {
+          return Result.fail(new Unauthorized({ message: "this server requires a token: send it in the request's \"token\" field" }))
+        }
+        return tokenMatches(digest, token)
+          ? Result.void
+          : Result.fail(new Unauthorized({ message: "the token is wrong" }))
+      },
+      resolve: (argv0) => {
+        const file = commands.get(argv0)
+        return file !== undefined
+          ? Result.succeed(file)
+          : Result.fail(
+            new CommandNotAllowed({
+              message: `command ${JSON.stringify(argv0)} is not allowed; argv[0] must be exactly one of: ${allowedList}`
+            })
+          )
+      }
+    }
+    return policy
+  })
+
+/**
+ * The check the server makes before it listens: an address other machines
+ * can reach (not loopback, not a Unix socket) needs a token.
+ *
+ * ```ts
+ * yield* Effect.fromResult(Exec.checkBind(policy, Address.tcp("0.0.0.0", 9000)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category policy
+ */
+export const checkBind = (policy: ExecPolicy, address: Address.Address): Result.Result<void, InsecureBind> =>
+  policy.requiresToken || Address.isLoopback(address) ? Result.void : Result.fail(new InsecureBind({ address }))
