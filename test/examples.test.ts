@@ -11,6 +11,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Fs from "node:fs"
 import * as Os from "node:os"
 import { vi } from "vitest"
 import * as Chat from "../examples/chat.js"
@@ -67,6 +68,13 @@ describe("examples", () => {
       assert.strictEqual(lines.length, 1)
       assert.match(lines[0]!, /^127\.0\.0\.1:\d+ answered: hello, wire$/)
     }))
+
+  it("readme: the README's 20-line example is examples/readme.ts, word for word", () => {
+    const root = new URL("..", import.meta.url)
+    const readme = Fs.readFileSync(new URL("README.md", root), "utf8")
+    const example = Fs.readFileSync(new URL("examples/readme.ts", root), "utf8")
+    assert.include(readme, "```ts\n" + example + "```\n\nThis program is `examples/readme.ts`")
+  })
 
   it.live("echo: every line comes back", () =>
     Effect.gen(function*() {

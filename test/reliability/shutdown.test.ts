@@ -236,7 +236,7 @@ describe("graceful shutdown under load", () => {
         assert.deepStrictEqual(exit, { code: 0, signal: null })
         // The shutdown timeout, then the kill grace (1 s) for the process groups, plus a margin.
         assert.isBelow(exitMs, 1_000 + 1_000 + 2_000)
-        for (const tag of tags) assert.include(["ConnectionClosed", "ConnectionReset"], tag)
+        for (const tag of tags) assert.include(["ExecConnectionClosed", "ConnectionReset"], tag)
         assert.deepStrictEqual(survivors, [])
         yield* guard.check
       }).pipe(Effect.scoped)
