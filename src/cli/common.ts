@@ -1,7 +1,7 @@
 /**
  * What every `effect-wire` subcommand shares: the one-line failure the
  * entry point prints, option parsers for the human units, the
- * `listening …` line that scripts wait for, and the exit code of a server
+ * `listening …` line that scripts wait for, and the exit code of a command
  * stopped by a signal.
  *
  * @since 0.1.0
@@ -10,11 +10,12 @@ import * as Cause from "effect/Cause"
 import * as EffectCliError from "effect/cli/CliError"
 import * as Flag from "effect/cli/Flag"
 import * as Data from "effect/Data"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
 import * as Runtime from "effect/Runtime"
+import { constants } from "node:os"
 import * as Address from "../Address.js"
 import { parseDuration, parseSize } from "./units.js"
 
@@ -33,41 +34,124 @@ import { parseDuration, parseSize } from "./units.js"
  */
 export class CliError extends Data.TaggedError("CliError")<{ readonly message: string }> {}
 
+/**
+ * A message on one line, as the command line prints every error: line
+ * breaks (and the indentation after them) become `; `.
+ *
+ * ```ts
+ * oneLine("bad header\n  at exitCode") // "bad header; at exitCode"
+ * ```
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const oneLine = (text: string): string => text.trim().replace(/\s*\n\s*/g, "; ")
+
+/**
+ * What the command line prints of a failure after `error: `: its message
+ * (or the value itself), on one line.
+ *
+ * ```ts
+ * messageOf(new CliError({ message: "--unix cannot be combined with --udp" })) // "--unix cannot be combined with --udp"
+ * ```
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const messageOf = (e: unknown): string =>
+  oneLine(
+    typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" && e.message !== ""
+      ? e.message
+      : String(e)
+  )
+
+/**
+ * Whether a write failed because nobody reads the other end any more
+ * (`effect-wire connect … | head -c 10`): the command then ends quietly, as
+ * `nc` does, instead of reporting an error.
+ *
+ * ```ts
+ * process.stdout.on("error", (e) => isBrokenPipe(e) ? stop() : fail(e))
+ * ```
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const isBrokenPipe = (cause: unknown): boolean =>
+  typeof cause === "object" && cause !== null && "code" in cause && cause.code === "EPIPE"
+
 /** A bad flag value: the entry point prints it as `error: --flag: reason`. */
 const invalid = (flag: string, reason: string) =>
   Effect.fail(new EffectCliError.ValidationError({ message: `--${flag}: ${reason}` }))
 
 /**
- * A flag holding a duration such as `30s`, `500ms`, `2m` (a bare number is
- * seconds); a bad value is a validation error naming the flag.
+ * The rule for every duration, size and count flag, in the words of the
+ * help text. 0 is never a hidden "no limit" (nor "at once"): it is refused
+ * with a line saying what to write. A time limit that may be lifted takes
+ * `never`; sizes, counts and the other durations must be above 0.
  *
  * ```ts
- * const idleTimeout = durationOption("idle-timeout").pipe(Flag.optional)
+ * Flag.withDescription(`Close a connection idle this long (default never; ${limitRule(true)}).`)
  * ```
  *
  * @since 0.1.0
  * @category options
  */
-export const durationOption = (name: string): Flag.Flag<Duration.Duration> =>
-  Flag.String(name).pipe(
-    Flag.withMetavar("DURATION"),
-    Flag.mapEffect((text) => Result.match(parseDuration(text), { onFailure: (e) => invalid(name, e), onSuccess: Effect.succeed }))
-  )
+export const limitRule = (never: boolean): string => never ? "never for no limit, 0 is refused" : "must be above 0"
 
 /**
- * A flag holding a byte size such as `8MiB`, `64KiB` or `4096`.
+ * A flag holding a duration above zero such as `30s`, `500ms`, `2m` (a bare
+ * number is seconds), and with `never: true` also `never`, read as
+ * `Duration.infinity`. A bad value, 0 included, is a validation error naming
+ * the flag and saying what to write (`example` is the flag's default).
  *
  * ```ts
- * const maxOutput = sizeOption("max-output").pipe(Flag.optional)
+ * const idleTimeout = durationOption("idle-timeout", { example: "30s", never: true })
  * ```
  *
  * @since 0.1.0
  * @category options
  */
-export const sizeOption = (name: string): Flag.Flag<number> =>
+export const durationOption = (
+  name: string,
+  options: { readonly example: string; readonly never?: boolean | undefined }
+): Flag.Flag<Duration.Duration> => {
+  const expected = `write a duration above 0, e.g. ${options.example}${options.never === true ? ", or never for no limit" : ""}`
+  return Flag.String(name).pipe(
+    Flag.withMetavar("DURATION"),
+    Flag.mapEffect((text) => {
+      if (text.trim() === "never") {
+        return options.never === true ? Effect.succeed(Duration.infinity) : invalid(name, `cannot be never: ${expected}`)
+      }
+      return Result.match(parseDuration(text), {
+        onFailure: (e) => invalid(name, e),
+        onSuccess: (duration) =>
+          Duration.isZero(duration) ? invalid(name, `0 is not a limit: ${expected}`) : Effect.succeed(duration)
+      })
+    })
+  )
+}
+
+/**
+ * A flag holding a byte size above zero such as `8MiB`, `64KiB` or `4096`.
+ *
+ * ```ts
+ * const maxOutput = sizeOption("max-output", "8MiB")
+ * ```
+ *
+ * @since 0.1.0
+ * @category options
+ */
+export const sizeOption = (name: string, example: string): Flag.Flag<number> =>
   Flag.String(name).pipe(
     Flag.withMetavar("SIZE"),
-    Flag.mapEffect((text) => Result.match(parseSize(text), { onFailure: (e) => invalid(name, e), onSuccess: Effect.succeed }))
+    Flag.mapEffect((text) =>
+      Result.match(parseSize(text), {
+        onFailure: (e) => invalid(name, e),
+        onSuccess: (size) =>
+          size === 0 ? invalid(name, `0 is not a limit: write a size above 0, e.g. ${example}`) : Effect.succeed(size)
+      })
+    )
   )
 
 /**
@@ -106,17 +190,27 @@ const integerOption = (name: string, metavar: string, min: number, max: number, 
   )
 
 /**
- * A flag holding a positive integer.
+ * A flag holding a count above zero; 0 is refused with a line saying what
+ * to write (`example` is the flag's default).
  *
  * ```ts
- * const concurrency = positiveIntegerOption("concurrency").pipe(Flag.optional)
+ * const concurrency = positiveIntegerOption("concurrency", "4")
  * ```
  *
  * @since 0.1.0
  * @category options
  */
-export const positiveIntegerOption = (name: string): Flag.Flag<number> =>
-  integerOption(name, "N", 1, Number.MAX_SAFE_INTEGER, "a positive integer")
+export const positiveIntegerOption = (name: string, example: string): Flag.Flag<number> =>
+  Flag.String(name).pipe(
+    Flag.withMetavar("N"),
+    Flag.mapEffect((text) => {
+      const n = Number(text)
+      if (!INTEGER.test(text.trim()) || !Number.isSafeInteger(n)) {
+        return invalid(name, `expected a whole number above 0, got ${JSON.stringify(text)}`)
+      }
+      return n === 0 ? invalid(name, `0 is not a limit: write a whole number above 0, e.g. ${example}`) : Effect.succeed(n)
+    })
+  )
 
 /**
  * A flag holding a port number, 0 to 65535 (0: the kernel picks a free one).
@@ -174,7 +268,7 @@ let servingUntilSignal = false
  * Wait for SIGINT or SIGTERM, which `NodeRuntime.runMain` turns into an
  * interruption: for a server that is the documented way to stop, so that
  * {@link teardown} makes the interruption exit 0 (once every scope has been
- * released: the servers drained) instead of 130.
+ * released: the servers drained) instead of 130 or 143.
  *
  * ```ts
  * yield* printListening("tcp", server.address)
@@ -189,11 +283,38 @@ export const untilSignal: Effect.Effect<never> = Effect.suspend(() => {
   return Effect.never
 })
 
+/** The first of SIGINT and SIGTERM received, while {@link watchSignals} listens. */
+let received: "SIGINT" | "SIGTERM" | undefined
+const STOP_SIGNALS = ["SIGINT", "SIGTERM"] as const
+const onSignal = (signal: NodeJS.Signals) => {
+  if (received === undefined && (signal === "SIGINT" || signal === "SIGTERM")) received = signal
+}
+
 /**
- * The exit code of the command line: `Runtime.defaultTeardown`'s (0 on
- * success, 130 when a signal interrupted the command, the failure's own code
- * otherwise), except that a command stopped by a signal while waiting in
- * {@link untilSignal} exits 0. A failure while draining is still a failure.
+ * Note which signal stops the command, for {@link teardown}'s exit code.
+ * `NodeRuntime.runMain` interrupts the program on SIGINT and SIGTERM alike;
+ * call this before it, so that the signal is known by the time the
+ * interrupted program tears down.
+ *
+ * ```ts
+ * watchSignals()
+ * program.pipe(NodeRuntime.runMain({ disableErrorReporting: true, teardown }))
+ * ```
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const watchSignals = (): void => {
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal)
+}
+
+/**
+ * The exit code of the command line: 0 on success, the failure's own code
+ * otherwise, and for a command interrupted by a signal 128 + its number, as
+ * shells and netcat report it: 130 for SIGINT, 143 for SIGTERM. A command
+ * stopped by a signal while waiting in {@link untilSignal} exits 0 instead
+ * (once every scope has been released: the servers drained); a failure while
+ * draining is still a failure.
  *
  * ```ts
  * program.pipe(NodeRuntime.runMain({ disableErrorReporting: true, teardown }))
@@ -202,7 +323,11 @@ export const untilSignal: Effect.Effect<never> = Effect.suspend(() => {
  * @since 0.1.0
  * @category running
  */
-export const teardown: Runtime.Teardown = (exit, onExit) =>
-  servingUntilSignal && Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
-    ? onExit(0)
-    : Runtime.defaultTeardown(exit, onExit)
+export const teardown: Runtime.Teardown = (exit, onExit) => {
+  for (const signal of STOP_SIGNALS) process.off(signal, onSignal)
+  if (Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)) {
+    if (servingUntilSignal) return onExit(0)
+    if (received !== undefined) return onExit(128 + constants.signals[received])
+  }
+  return Runtime.defaultTeardown(exit, onExit)
+}

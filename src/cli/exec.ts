@@ -7,18 +7,24 @@
  * |---|---|
  * | 0–255 | the command's own exit code |
  * | 128+n | the command died by signal n (e.g. 137 for SIGKILL) |
+ * | 122 | the peer is not an exec server: its answer is not an exec response |
+ * | 123 | no answer within `--timeout` (default 30 s): the connection is reset, so the server stops the command |
  * | 124 | the server's timeout stopped the command (its output so far is printed), or no slot freed in time |
  * | 125 | this client failed: cannot connect, the connection broke, the token variable is unset, … |
  * | 126 | the server refused the request: command not allowed, wrong token, request malformed or too large |
  * | 127 | the server could not start the command |
+ * | 130, 143 | this command was interrupted by SIGINT or SIGTERM (the server stops the remote command) |
  *
- * Codes 124 to 127 come with one `error: …` line on stderr. A mistyped
+ * Codes 122 to 127 come with one `error: …` line on stderr. A mistyped
  * command line (an unknown flag, a bad value) exits 1 with one line too; 1
- * is also an ordinary exit code of many commands.
+ * is also an ordinary exit code of many commands. A reader of our stdout
+ * that goes away (`… | head -c 10`) is not an error: the rest of the output
+ * is dropped and the exit code is still the command's.
  *
  * ```sh
  * effect-wire exec 127.0.0.1:9002 -- uname -s
  * EXEC_TOKEN=s3cret effect-wire exec 10.0.0.5:9002 --token-env EXEC_TOKEN -- df -h /
+ * effect-wire exec 127.0.0.1:9002 --timeout 10m -- make test   # for a server started with a longer --timeout
  * ```
  *
  * @since 0.1.0
@@ -27,14 +33,16 @@ import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Argument from "effect/cli/Argument"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { constants } from "node:os"
-import type * as Address from "../Address.js"
+import * as Address from "../Address.js"
 import type * as Exec from "../servers/Exec.js"
-import { CliError, durationOption } from "./common.js"
+import { CliError, durationOption, isBrokenPipe, limitRule, messageOf, oneLine } from "./common.js"
 import { addressArg } from "./connect.js"
+import { formatDuration } from "./units.js"
 
 /**
  * The exit codes of `effect-wire exec` besides the command's own (see the
@@ -48,6 +56,10 @@ import { addressArg } from "./connect.js"
  * @category constants
  */
 export const ExitCode = {
+  /** The peer answered something that is not an exec response: it is not an exec server. */
+  notAnExecServer: 122,
+  /** No answer within the client's `--timeout`. */
+  noAnswer: 123,
   /** The server's timeout stopped the command, or no slot freed in time. */
   timeout: 124,
   /** This client failed (connect, transport, configuration). */
@@ -59,6 +71,13 @@ export const ExitCode = {
   /** Added to the number of the signal that killed the command. */
   signalBase: 128
 } as const
+
+/**
+ * Longer than a default exec server takes to answer (10 s in the queue, 10 s
+ * of run time, 1 s to kill), so that only a server that will never answer,
+ * such as one speaking another protocol, runs into it.
+ */
+const DEFAULT_TIMEOUT = Duration.seconds(30)
 
 const options = {
   address: addressArg,
@@ -73,17 +92,35 @@ const options = {
     Flag.withDescription("Send the token held by this environment variable (for servers started with --token-env)."),
     Flag.optional
   ),
-  timeout: durationOption("timeout").pipe(
-    Flag.withDescription("Give up after this long without an answer, e.g. 30s (default: wait for the server)."),
-    Flag.optional
+  timeout: durationOption("timeout", { example: "30s", never: true }).pipe(
+    Flag.withDescription(
+      "Give up after this long without an answer, e.g. 10m for a server started with a longer --timeout; " +
+        `never waits for the server (default ${formatDuration(DEFAULT_TIMEOUT)}; ${limitRule(true)}). Exit 123.`
+    ),
+    Flag.withDefault(DEFAULT_TIMEOUT)
   )
 } as const
 
 type ExecOptions = Command.Command.Config.Infer<typeof options>
 
-/** Write all of `bytes` and wait until Node has handed them to the OS. */
+/** Streams whose broken pipe (EPIPE) is already taken care of. */
+const watched = new WeakSet<NodeJS.WriteStream>()
+
+/**
+ * Write all of `bytes` and wait until Node has handed them to the OS. A
+ * reader that went away (EPIPE) is not our failure: what it no longer reads
+ * is dropped, as `cat` does, and the exit code stays the command's.
+ */
 const writeTo = (stream: NodeJS.WriteStream, bytes: Uint8Array): Effect.Effect<void> =>
-  bytes.length === 0 ? Effect.void : Effect.callback<void>((resume) => {
+  Effect.callback<void>((resume) => {
+    if (!watched.has(stream)) {
+      watched.add(stream)
+      // Node reports the broken pipe after the write's callback, as an 'error' event.
+      stream.on("error", (cause) => {
+        if (!isBrokenPipe(cause)) throw cause
+      })
+    }
+    if (bytes.length === 0 || stream.destroyed) return resume(Effect.void)
     stream.write(bytes, () => resume(Effect.void))
   })
 
@@ -125,7 +162,8 @@ const run = (address: Address.Address, options: ExecOptions): Effect.Effect<numb
       token = Redacted.make(value)
     }
     const ExecModule = yield* Effect.promise(() => import("../servers/Exec.js"))
-    const client = yield* ExecModule.client(address, { token, timeout: Option.getOrUndefined(options.timeout) })
+    const timeout = Duration.isFinite(options.timeout) ? options.timeout : undefined
+    const client = yield* ExecModule.client(address, { token, timeout })
     // `request` rather than `run`: a timed-out command's output so far is in the response.
     const result = yield* client.request({ argv: options.argv })
     yield* writeTo(process.stdout, result.stdout)
@@ -138,14 +176,37 @@ const run = (address: Address.Address, options: ExecOptions): Effect.Effect<numb
     return code
   }).pipe(Effect.scoped)
 
-const describe = (e: unknown): string =>
-  typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" && e.message !== ""
-    ? e.message
-    : String(e)
+const tagOf = (e: unknown): unknown => typeof e === "object" && e !== null && "_tag" in e ? e._tag : undefined
+
+/** The exit code and the one error line of a failure of this client. */
+const failure = (address: Address.Address, options: ExecOptions, e: unknown): { code: number; line: string } => {
+  const at = Address.format(address)
+  switch (tagOf(e)) {
+    case "MalformedResponse":
+      return {
+        code: ExitCode.notAnExecServer,
+        line: `${at} is not an effect-wire exec server: its answer is not an exec response (${
+          oneLine((e as { readonly reason: string }).reason)
+        })`
+      }
+    case "ResponseTimeout":
+      return {
+        code: ExitCode.noAnswer,
+        line: `no answer from ${at} within ${formatDuration(options.timeout)} (--timeout): is it an effect-wire exec ` +
+          "server? A longer command needs a larger --timeout (or never); the connection was reset, so the server " +
+          "stops the command"
+      }
+    default:
+      return { code: ExitCode.clientFailed, line: messageOf(e) }
+  }
+}
 
 const exec = (options: ExecOptions) =>
   run(options.address, options).pipe(
-    Effect.catch((e) => Effect.as(say(`error: ${describe(e)}`), ExitCode.clientFailed)),
+    Effect.catch((e) => {
+      const { code, line } = failure(options.address, options, e)
+      return Effect.as(say(`error: ${line}`), code)
+    }),
     // The code is left for Node to exit with once the event loop is empty:
     // `process.exit` here could cut output still flowing into a pipe.
     Effect.flatMap((code) => Effect.sync(() => void (process.exitCode = code)))
@@ -167,12 +228,15 @@ export const command = Command.make("exec", options, exec).pipe(
       "Run a command on an exec server (effect-wire serve exec): effect-wire exec ADDRESS -- CMD ARGS... " +
       "Its stdout and stderr are copied to ours, and the exit code is the command's, or:",
       "  - 128+n: the command died by signal n (137 for SIGKILL)",
+      "  - 122: the peer is not an exec server (its answer is not an exec response)",
+      "  - 123: no answer within --timeout (default 30s); the server stops the command",
       "  - 124: the server's timeout stopped it (its output so far is printed), or no slot freed in time",
       "  - 125: this client failed: cannot connect, the connection broke, the token variable is unset",
       "  - 126: the server refused: command not allowed, wrong token, malformed or oversized request",
       "  - 127: the server could not start the command",
+      "  - 130, 143: this command was interrupted by SIGINT or SIGTERM (the server stops the command)",
       "  - 1: this command line is wrong (unknown flag, bad value)",
-      "  124 to 127 and 1 come with one error line on stderr."
+      "  122 to 127 and 1 come with one error line on stderr."
     ].join("\n")
   ),
   Command.withShortDescription("Run a command on an exec server and exit with its exit code (the codes: exec --help).")

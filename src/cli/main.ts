@@ -3,7 +3,9 @@
  * The `effect-wire` command line. Failures print one line on stderr,
  * `error: <what to do>`, and exit non-zero (1, or a subcommand's own code);
  * effect/cli's parse and validation messages are kept as they are, on that
- * one line, without the help text. Only defects (bugs) print a trace.
+ * one line, without the help text. Only defects (bugs) print a trace. A
+ * command stopped by SIGINT or SIGTERM exits 130 or 143, as the shell
+ * reports it (`serve`, which a signal is how one stops, drains and exits 0).
  * `--help` and `--version` print on stdout. Logs go to stderr, so stdout
  * carries nothing but the commands' output.
  *
@@ -24,7 +26,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
-import { teardown } from "./common.js"
+import { messageOf, teardown, watchSignals } from "./common.js"
 
 /**
  * The subcommands, one line each. A subcommand module exports `command`
@@ -71,11 +73,6 @@ const Presenter = CliOutput.layerPresenter({
       : CliOutput.defaultPresenter.present(event)
 })
 
-const messageOf = (e: unknown): string =>
-  typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" && e.message !== ""
-    ? e.message
-    : String(e)
-
 /** One line per failure; the exit code comes from the failure left in place. */
 const report = <E>(cause: Cause.Cause<E>): Effect.Effect<never, E> =>
   Effect.suspend(() => {
@@ -98,6 +95,7 @@ const Environment = Layer.mergeAll(
   Logger.layer([StderrLogger, Logger.tracerLogger])
 )
 
+watchSignals()
 run(process.argv.slice(2)).pipe(
   Effect.catchCause(report),
   Effect.provide(Environment),

@@ -1,13 +1,17 @@
 /**
  * `effect-wire serve echo|upper|exec`: run a built-in server until SIGINT or
- * SIGTERM, then drain and exit 0 (not the 130 of an interrupted command). Once a listener is ready it prints one
- * line on stdout (`listening tcp 127.0.0.1:9000`, `listening unix /tmp/x.sock`,
- * `listening udp 127.0.0.1:9000`). Only the option definitions load at
- * startup; each server's code is imported when its subcommand runs.
+ * SIGTERM, then drain and exit 0 (not the 130 or 143 of an interrupted
+ * command). Once a listener is ready it prints one line on stdout
+ * (`listening tcp 127.0.0.1:9000`, `listening unix /tmp/x.sock`,
+ * `listening udp 127.0.0.1:9000`); then one line on stderr names every
+ * limit it runs with, as the flags that change them
+ * (`limits max-connections=1024 overflow=queue idle-timeout=never …`), so
+ * that none is silent. Only the option definitions load at startup; each
+ * server's code is imported when its subcommand runs.
  *
  * ```sh
- * effect-wire serve echo --port 0 --framing lines
- * effect-wire serve upper --unix /tmp/upper.sock
+ * effect-wire serve echo --port 0 --framing lines --max-frame 64KiB
+ * effect-wire serve upper --unix /tmp/upper.sock --idle-timeout 30s
  * EXEC_TOKEN=s3cret effect-wire serve exec --allow date,uptime --token-env EXEC_TOKEN
  * ```
  *
@@ -15,7 +19,7 @@
  */
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -25,14 +29,34 @@ import {
   choiceOption,
   CliError,
   durationOption,
+  limitRule,
+  messageOf,
   positiveIntegerOption,
   portOption,
   printListening,
   sizeOption,
   untilSignal
 } from "./common.js"
+import { formatDuration, formatSize } from "./units.js"
 
 const DEFAULT_HOST = "127.0.0.1"
+
+/**
+ * The limits `serve` runs with unless told otherwise. They are passed to the
+ * library explicitly, so that what the help says and what `serve` prints
+ * at start is what runs.
+ */
+const DEFAULTS = {
+  maxConnections: 1024,
+  overflow: "queue",
+  idleTimeout: Duration.infinity,
+  shutdownTimeout: Duration.seconds(10),
+  maxFrame: 8 * 1024 * 1024,
+  timeout: Duration.seconds(10),
+  maxOutput: 8 * 1024 * 1024,
+  concurrency: 4,
+  maxRequest: 64 * 1024
+} as const
 
 /** Where and how every server listens. */
 const listenOptions = {
@@ -47,17 +71,32 @@ const listenOptions = {
     Flag.withDescription("Listen on this Unix socket file instead of TCP (a stale file is replaced)."),
     Flag.optional
   ),
-  maxConnections: positiveIntegerOption("max-connections").pipe(
-    Flag.withDescription("Connections served at once (default 1024); further ones wait."),
-    Flag.optional
+  maxConnections: positiveIntegerOption("max-connections", String(DEFAULTS.maxConnections)).pipe(
+    Flag.withDescription(
+      `Connections served at once; past it --overflow decides (default ${DEFAULTS.maxConnections}; ${
+        limitRule(false)
+      }).`
+    ),
+    Flag.withDefault(DEFAULTS.maxConnections)
   ),
-  idleTimeout: durationOption("idle-timeout").pipe(
-    Flag.withDescription("Close a connection idle this long, e.g. 30s (default: never)."),
-    Flag.optional
+  overflow: choiceOption("overflow", ["queue", "refuse"] as const).pipe(
+    Flag.withDescription(
+      "Past --max-connections: queue waits in the accept queue until a connection ends (closed once that " +
+        "queue is full too); refuse closes at once (default queue)."
+    ),
+    Flag.withDefault(DEFAULTS.overflow)
   ),
-  shutdownTimeout: durationOption("shutdown-timeout").pipe(
-    Flag.withDescription("On SIGINT/SIGTERM, how long open connections may finish, e.g. 10s (default 10s)."),
-    Flag.optional
+  idleTimeout: durationOption("idle-timeout", { example: "30s", never: true }).pipe(
+    Flag.withDescription(`Close a connection idle this long, e.g. 30s (default never; ${limitRule(true)}).`),
+    Flag.withDefault(DEFAULTS.idleTimeout)
+  ),
+  shutdownTimeout: durationOption("shutdown-timeout", { example: formatDuration(DEFAULTS.shutdownTimeout) }).pipe(
+    Flag.withDescription(
+      `On SIGINT/SIGTERM, how long open connections may finish, e.g. 30s (default ${
+        formatDuration(DEFAULTS.shutdownTimeout)
+      }; ${limitRule(false)}).`
+    ),
+    Flag.withDefault(DEFAULTS.shutdownTimeout)
   )
 } as const
 
@@ -70,6 +109,14 @@ const byteOptions = {
   framing: choiceOption("framing", ["raw", "length", "lines"] as const).pipe(
     Flag.withDescription("raw bytes, length-prefixed frames (4-byte big-endian), or lines (default raw)."),
     Flag.withDefault("raw" as const)
+  ),
+  maxFrame: sizeOption("max-frame", formatSize(DEFAULTS.maxFrame)).pipe(
+    Flag.withDescription(
+      `With --framing length or lines: the longest frame; a longer one closes the connection (default ${
+        formatSize(DEFAULTS.maxFrame)
+      }; ${limitRule(false)}).`
+    ),
+    Flag.optional
   )
 } as const
 
@@ -98,10 +145,51 @@ const listenAddress = (options: ListenOptions, defaultPort: number): Effect.Effe
 
 /** The server options that every server takes from the listen flags. */
 const serverOptions = (options: ListenOptions) => ({
-  maxConnections: Option.getOrUndefined(options.maxConnections),
-  idleTimeout: Option.getOrUndefined<Duration.Duration>(options.idleTimeout),
-  shutdownTimeout: Option.getOrUndefined<Duration.Duration>(options.shutdownTimeout)
+  maxConnections: options.maxConnections,
+  overflow: options.overflow,
+  // never: the library's default, no idle timeout.
+  idleTimeout: Duration.isFinite(options.idleTimeout) ? options.idleTimeout : undefined,
+  shutdownTimeout: options.shutdownTimeout
 })
+
+/** The `name=value` pairs of the limits line, named as the flags that change them. */
+type Limits = ReadonlyArray<readonly [flag: string, value: string | number]>
+
+const serverLimits = (options: ListenOptions): Limits => [
+  ["max-connections", options.maxConnections],
+  ["overflow", options.overflow],
+  ["idle-timeout", formatDuration(options.idleTimeout)],
+  ["shutdown-timeout", formatDuration(options.shutdownTimeout)]
+]
+
+/**
+ * The limits a server runs with, on one line on stderr once it listens
+ * (stdout keeps only the `listening …` lines), so that none is silent:
+ * `limits max-connections=1024 overflow=queue idle-timeout=never …`.
+ */
+const printLimits = (limits: Limits): Effect.Effect<void> =>
+  Effect.sync(() =>
+    void process.stderr.write(`limits ${limits.map(([flag, value]) => `${flag}=${value}`).join(" ")}\n`)
+  )
+
+/** The codec of `--framing` with the `--max-frame` limit; `"raw"` has no frames. */
+const framingOf = (options: ByteOptions) =>
+  Effect.gen(function*() {
+    if (options.framing === "raw") {
+      if (Option.isSome(options.maxFrame)) {
+        return yield* fail("--max-frame applies to --framing length or lines: raw bytes have no frames")
+      }
+      return { framing: "raw" as const, limits: [] as Limits }
+    }
+    const max = Option.getOrElse(options.maxFrame, () => DEFAULTS.maxFrame)
+    const Framing = yield* Effect.promise(() => import("../Framing.js"))
+    const framing = yield* Effect.try({
+      try: () =>
+        options.framing === "lines" ? Framing.lines({ maxLength: max }) : Framing.lengthPrefixed({ maxFrameLength: max }),
+      catch: (e) => new CliError({ message: `--max-frame: ${messageOf(e)}` })
+    })
+    return { framing, limits: [["max-frame", formatSize(max)]] as Limits }
+  })
 
 const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: ByteOptions) =>
   Effect.gen(function*() {
@@ -109,10 +197,11 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
     if (options.udp && address._tag === "UnixAddress") {
       return yield* fail("--udp needs a host and port: it cannot be combined with --unix")
     }
+    const { framing, limits } = yield* framingOf(options)
     const servers = kind === "echo"
       ? yield* Effect.promise(() => import("../servers/Echo.js"))
       : yield* Effect.promise(() => import("../servers/Upper.js"))
-    const server = yield* servers.make({ address, framing: options.framing, ...serverOptions(options) })
+    const server = yield* servers.make({ address, framing, ...serverOptions(options) })
     yield* printListening("tcp", server.address)
     if (options.udp && server.address._tag === "TcpAddress") {
       // The same port as TCP, so one number reaches both; with --port 0 the
@@ -126,6 +215,7 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       )
       yield* printListening("udp", udp.address)
     }
+    yield* printLimits([...serverLimits(options), ...limits])
     return yield* untilSignal
   }).pipe(Effect.scoped)
 
@@ -141,7 +231,10 @@ const execOptions = {
   ...listenOptions,
   allow: Flag.String("allow").pipe(
     Flag.withMetavar("CMD,CMD"),
-    Flag.withDescription("Required: commands clients may run, by name (looked up in PATH) or absolute path."),
+    Flag.withDescription(
+      "The commands clients may run, comma-separated: names (looked up in PATH) or absolute paths; " +
+        "serve exec does not start without it."
+    ),
     Flag.optional
   ),
   tokenEnv: Flag.String("token-env").pipe(
@@ -149,17 +242,35 @@ const execOptions = {
     Flag.withDescription("Require the token held by this environment variable in every request."),
     Flag.optional
   ),
-  timeout: durationOption("timeout").pipe(
-    Flag.withDescription("Run time per command before it is killed, e.g. 10s (default 10s)."),
-    Flag.optional
+  timeout: durationOption("timeout", { example: formatDuration(DEFAULTS.timeout) }).pipe(
+    Flag.withDescription(
+      `Run time per command before it is killed, and the longest a request waits for a slot, e.g. 1m (default ${
+        formatDuration(DEFAULTS.timeout)
+      }; ${limitRule(false)}).`
+    ),
+    Flag.withDefault(DEFAULTS.timeout)
   ),
-  maxOutput: sizeOption("max-output").pipe(
-    Flag.withDescription("stdout + stderr kept per command, e.g. 8MiB (default 8MiB)."),
-    Flag.optional
+  maxOutput: sizeOption("max-output", formatSize(DEFAULTS.maxOutput)).pipe(
+    Flag.withDescription(
+      `stdout + stderr kept per command; past it the command is stopped, e.g. 64MiB (default ${
+        formatSize(DEFAULTS.maxOutput)
+      }; ${limitRule(false)}).`
+    ),
+    Flag.withDefault(DEFAULTS.maxOutput)
   ),
-  concurrency: positiveIntegerOption("concurrency").pipe(
-    Flag.withDescription("Commands running at once (default 4); further requests wait."),
-    Flag.optional
+  concurrency: positiveIntegerOption("concurrency", String(DEFAULTS.concurrency)).pipe(
+    Flag.withDescription(
+      `Commands running at once; further requests wait (default ${DEFAULTS.concurrency}; ${limitRule(false)}).`
+    ),
+    Flag.withDefault(DEFAULTS.concurrency)
+  ),
+  maxRequest: sizeOption("max-request", formatSize(DEFAULTS.maxRequest)).pipe(
+    Flag.withDescription(
+      `The longest request (command line and token) accepted (default ${formatSize(DEFAULTS.maxRequest)}; ${
+        limitRule(false)
+      }).`
+    ),
+    Flag.withDefault(DEFAULTS.maxRequest)
   )
 } as const
 
@@ -188,9 +299,10 @@ const serveExec = (options: ExecOptions) =>
       address,
       allow,
       token,
-      timeout: Option.getOrUndefined<Duration.Duration>(options.timeout),
-      maxOutput: Option.getOrUndefined(options.maxOutput),
-      concurrency: Option.getOrUndefined(options.concurrency),
+      timeout: options.timeout,
+      maxOutput: options.maxOutput,
+      concurrency: options.concurrency,
+      maxRequestBytes: options.maxRequest,
       ...serverOptions(options)
     }).pipe(
       // The library's message names the `token` option; on the command line it is --token-env.
@@ -201,6 +313,13 @@ const serveExec = (options: ExecOptions) =>
         ))
     )
     yield* printListening("tcp", server.address)
+    yield* printLimits([
+      ...serverLimits(options),
+      ["timeout", formatDuration(options.timeout)],
+      ["max-output", formatSize(options.maxOutput)],
+      ["concurrency", options.concurrency],
+      ["max-request", formatSize(options.maxRequest)]
+    ])
     return yield* untilSignal
   }).pipe(Effect.scoped)
 
@@ -219,6 +338,9 @@ const exec = Command.make("exec", execOptions, serveExec).pipe(
  * @category commands
  */
 export const command = Command.make("serve").pipe(
-  Command.withDescription("Run a built-in server until SIGINT/SIGTERM, then drain and exit."),
+  Command.withDescription(
+    "Run a built-in server until SIGINT/SIGTERM, then drain and exit 0. It prints where it listens on stdout and " +
+      "its limits on stderr. Limits: 0 is refused; never lifts a time limit where the flag says so."
+  ),
   Command.withSubcommands([echo, upper, exec])
 )

@@ -61,3 +61,43 @@ export const parseSize = (text: string): Result.Result<number, string> => {
   const bytes = Math.floor(Number(match[1]) * SIZE_UNITS[match[2] ?? "B"]!)
   return Number.isSafeInteger(bytes) ? Result.succeed(bytes) : Result.fail(`size ${JSON.stringify(text)} is too large`)
 }
+
+/**
+ * A duration in the syntax {@link parseDuration} reads, in its largest whole
+ * unit: `30s`, `2m`, `1500ms`; an infinite one is `never`.
+ *
+ * ```ts
+ * formatDuration(Duration.seconds(90)) // "90s"
+ * ```
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const formatDuration = (duration: Duration.Duration): string => {
+  if (!Duration.isFinite(duration)) return "never"
+  const millis = Duration.toMillis(duration)
+  for (const unit of ["h", "m", "s"] as const) {
+    const size = DURATION_UNITS[unit]!
+    if (millis >= size && millis % size === 0) return `${millis / size}${unit}`
+  }
+  return `${millis}ms`
+}
+
+/**
+ * A byte size in the syntax {@link parseSize} reads, in its largest whole
+ * binary unit: `8MiB`, `64KiB`, `1000`.
+ *
+ * ```ts
+ * formatSize(8 * 1024 * 1024) // "8MiB"
+ * ```
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const formatSize = (bytes: number): string => {
+  for (const unit of ["GiB", "MiB", "KiB"] as const) {
+    const size = SIZE_UNITS[unit]!
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`
+  }
+  return String(bytes)
+}
