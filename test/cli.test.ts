@@ -231,7 +231,14 @@ describe("effect-wire serve", () => {
         [["serve", "echo", "--port", "http"], /^error: --port: expected a port number/],
         [["serve", "echo", "--idle-timeout", "soon"], /^error: --idle-timeout: invalid duration "soon"/],
         [["serve", "echo", "--unix", "/tmp/x.sock", "--udp"], /^error: --udp needs a host and port/],
-        [["serve", "echo", "--no-such-flag"], /^error: .*--no-such-flag/]
+        [["serve", "echo", "--no-such-flag"], /^error: .*--no-such-flag/],
+        // Zero is never a hidden "no limit": it is refused, and the line says what to write instead.
+        [["serve", "echo", "--idle-timeout", "0s"], /^error: --idle-timeout: 0 is not a limit: write a duration above 0, e\.g\. 30s, or never for no limit/],
+        [["serve", "echo", "--shutdown-timeout", "0"], /^error: --shutdown-timeout: 0 is not a limit: write a duration above 0, e\.g\. 10s/],
+        [["serve", "echo", "--shutdown-timeout", "never"], /^error: --shutdown-timeout: cannot be never: write a duration above 0, e\.g\. 10s/],
+        [["serve", "echo", "--max-connections", "0"], /^error: --max-connections: 0 is not a limit: write a whole number above 0, e\.g\. 1024/],
+        [["serve", "exec", "--allow", "echo", "--timeout", "0ms"], /^error: --timeout: 0 is not a limit: write a duration above 0, e\.g\. 10s/],
+        [["serve", "exec", "--allow", "echo", "--max-output", "0"], /^error: --max-output: 0 is not a limit: write a size above 0, e\.g\. 8MiB/]
       ]
       const results = yield* Effect.forEach(cases, ([args]) => run(args), { concurrency: "unbounded" })
       results.forEach((result, i) => {
@@ -253,5 +260,71 @@ describe("effect-wire serve", () => {
       for (const result of results) assert.strictEqual(result.code, 0)
       assert.include(results[0]!.stdout, "serve")
       assert.include(results[1]!.stdout, "--allow")
+    }))
+
+  /** The rows of a help section: `  name   description`. */
+  const section = (help: string, title: string): ReadonlyArray<string> => {
+    const lines = help.split("\n")
+    const start = lines.indexOf(title)
+    assert.notStrictEqual(start, -1, `no ${title} in:\n${help}`)
+    const rows = lines.slice(start + 1)
+    const end = rows.findIndex((line) => !line.startsWith("  "))
+    return end === -1 ? rows : rows.slice(0, end)
+  }
+
+  it.live("help: every subcommand has a description, and --allow says once that it is needed", () =>
+    Effect.gen(function*() {
+      const [top, serve, serveExec] = yield* Effect.forEach(
+        [["--help"], ["serve", "--help"], ["serve", "exec", "--help"]],
+        (args) => run(args),
+        { concurrency: 3 }
+      )
+      for (const [help, names] of [[top!, ["serve", "connect", "exec", "demo"]], [serve!, ["echo", "upper", "exec"]]] as const) {
+        const rows = section(help.stdout, "SUBCOMMANDS")
+        assert.deepStrictEqual(rows.map((row) => row.trim().split(/\s+/)[0]), [...names])
+        for (const row of rows) assert.match(row, /^ {2}\S+\s{2,}\S/, `a subcommand without a description: ${JSON.stringify(row)}`)
+      }
+      const allow = section(serveExec!.stdout, "FLAGS").find((row) => row.trim().startsWith("--allow "))
+      assert.isDefined(allow)
+      assert.notMatch(allow!, /required|optional/i)
+      assert.match(allow!, /serve exec does not start without it/)
+    }))
+
+  it.live("help: every duration, size and count flag states its default and the rule for 0 and never", () =>
+    Effect.gen(function*() {
+      const commands = [["serve", "echo"], ["serve", "upper"], ["serve", "exec"], ["connect"], ["exec"]]
+      const helps = yield* Effect.forEach(commands, (args) => run([...args, "--help"]), { concurrency: 3 })
+      helps.forEach((help, i) => {
+        const limits = section(help.stdout, "FLAGS").filter((row) => /^ {2}--\S+ (DURATION|SIZE|N)\s/.test(row))
+        assert.isAbove(limits.length, 0, commands[i]!.join(" "))
+        for (const row of limits) {
+          assert.match(row, /\(default [^)]*\)/, `${commands[i]!.join(" ")}: ${row}`)
+          assert.match(row, /must be above 0|never for no limit, 0 is refused/, `${commands[i]!.join(" ")}: ${row}`)
+        }
+      })
+    }))
+
+  it.live("serve prints its limits on stderr, in one line, once it listens", () =>
+    Effect.gen(function*() {
+      const servers = [
+        [["serve", "echo", "--port", "0", "--framing", "lines", "--max-connections", "4", "--idle-timeout", "30s"],
+          "limits max-connections=4 overflow=queue idle-timeout=30s shutdown-timeout=10s max-frame=8MiB"],
+        [["serve", "upper", "--port", "0", "--udp", "--idle-timeout", "never", "--shutdown-timeout", "2m"],
+          "limits max-connections=1024 overflow=queue idle-timeout=never shutdown-timeout=2m"],
+        [["serve", "exec", "--port", "0", "--allow", "echo", "--concurrency", "2"],
+          "limits max-connections=1024 overflow=queue idle-timeout=never shutdown-timeout=10s " +
+          "timeout=10s max-output=8MiB concurrency=2 max-request=64KiB"]
+      ] as const
+      yield* Effect.forEach(servers, ([args, limits]) =>
+        Effect.scoped(Effect.gen(function*() {
+          const cli = yield* start(args)
+          const count = (args as ReadonlyArray<string>).includes("--udp") ? 2 : 1
+          const listening = yield* cli.lines(count)
+          yield* cli.signal("SIGTERM")
+          const exit = yield* cli.exit
+          assert.strictEqual(exit.code, 0, exit.stderr)
+          assert.strictEqual(exit.stdout, listening.map((line) => `${line}\n`).join(""), "stdout holds only the listening lines")
+          assert.strictEqual(exit.stderr.split("\n")[0], limits, args.join(" "))
+        })), { concurrency: 3 })
     }))
 })

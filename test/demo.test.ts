@@ -6,8 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Os from "node:os"
-import { dist, runCli } from "./helpers/cliBuild.js"
-
+import { dist, runCli, startCli } from "./helpers/cliBuild.js"
 
 describe("effect-wire demo", () => {
   it.live("runs every scripted session against the composed servers and exits 0", () =>
@@ -47,5 +46,16 @@ describe("effect-wire demo", () => {
       assert.strictEqual(reads.join(""), "alphabetagamma")
       has("  ← framed (lengthPrefixed): 3 frames: \"alpha\", \"beta\", \"gamma\"")
       has(/^all servers drained and closed; done in \d+ ms$/)
+    }))
+
+  it.live("interrupted by SIGTERM, it drains the servers and exits 143, as shells do", () =>
+    Effect.gen(function*() {
+      const demo = startCli(dist, ["demo"], { timeoutMs: 20_000 })
+      yield* Effect.promise(() => demo.waitFor(/^effect-wire demo: /))
+      demo.signal("SIGTERM")
+      const run = yield* Effect.promise(() => demo.exit)
+      assert.strictEqual(run.code, 143, run.stderr)
+      assert.strictEqual(run.stderr, "")
+      assert.notInclude(run.stdout, "all servers drained and closed")
     }))
 })
