@@ -70,6 +70,291 @@ describe("CodecLaws", () => {
     assert.throws(() => law.check({ frames: [new Uint8Array([1])], chunking: [] }), /lossy breaks/)
   })
 
+  describe("failure messages show the bytes", () => {
+    const text = (s: string) => new TextEncoder().encode(s)
+    const hello = text("hello")
+    const world = text("world")
+    // lengthPrefixed(): a 4-byte big-endian length, then the frame.
+    const HELLO_WORLD = "00 00 00 05 68 65 6c 6c 6f 00 00 00 05 77 6f 72 6c 64 (18 bytes)"
+
+    /** `lengthPrefixed()` with its decoder's output (or end of input) changed by `tamper`. */
+    const broken = (
+      name: string,
+      tamper: {
+        readonly frames?: (frames: Array<Uint8Array>) => Array<Uint8Array>
+        readonly end?: (error: Framing.FrameError | undefined) => Framing.FrameError | undefined
+      },
+      encode = Framing.lengthPrefixed().encode
+    ) =>
+      Framing.make<Uint8Array>({
+        name,
+        decoder: () => {
+          const inner = Framing.lengthPrefixed().decoder()
+          return {
+            push: (b, out) => {
+              const fresh: Array<Uint8Array> = []
+              const error = inner.push(b, fresh)
+              out.push(...(tamper.frames?.(fresh) ?? fresh))
+              return error
+            },
+            end: (out) => {
+              const fresh: Array<Uint8Array> = []
+              const error = inner.end(fresh)
+              out.push(...(tamper.frames?.(fresh) ?? fresh))
+              return tamper.end === undefined ? error : tamper.end(error)
+            },
+            get buffered() {
+              return inner.buffered
+            },
+            get failed() {
+              return inner.failed
+            }
+          }
+        },
+        encode
+      })
+    const shortening = broken("shortening", { frames: (fs) => fs.map((f) => f.subarray(0, f.length - 1)) })
+    const reordering = broken("reordering", { frames: (fs) => fs.reverse() })
+    const lenient = broken("lenient", { end: () => undefined })
+
+    const violation = (f: () => void): CodecLaws.LawViolation => {
+      try {
+        f()
+      } catch (e) {
+        if (e instanceof CodecLaws.LawViolation) return e
+        throw e
+      }
+      return assert.fail("the law held")
+    }
+    const includesAll = (message: string, parts: ReadonlyArray<string>) => {
+      for (const part of parts) assert.include(message, part)
+    }
+
+    it("round trip: a decoder that drops the last byte of each frame", () => {
+      const { message } = violation(() =>
+        CodecLaws.roundTrip(shortening, { frame: bytes(8) }).check({ frames: [hello, world], chunking: [2, 0, 1] })
+      )
+      includesAll(message, [
+        "shortening breaks",
+        `input: ${HELLO_WORLD}`,
+        "expected: 2 frames",
+        "0: 68 65 6c 6c 6f (5 bytes)",
+        "1: 77 6f 72 6c 64 (5 bytes)",
+        "decoded: 2 frames",
+        "0: 68 65 6c 6c (4 bytes)",
+        "1: 77 6f 72 6c (4 bytes)",
+        "chunking: [] (one chunk)"
+      ])
+    })
+
+    it("round trip: a decoder that reorders frames names the chunking that shows it", () => {
+      // One byte at a time never yields two frames in one push: only the whole input shows the reordering.
+      const { message } = violation(() =>
+        CodecLaws.roundTrip(reordering, { frame: bytes(8) }).check({ frames: [hello, world], chunking: [1] })
+      )
+      includesAll(message, [
+        `input: ${HELLO_WORLD}`,
+        "chunking: [] (one chunk)",
+        "0: 68 65 6c 6c 6f (5 bytes)\n    1: 77 6f 72 6c 64 (5 bytes)\n  decoded: 2 frames\n    0: 77 6f 72 6c 64 (5 bytes)"
+      ])
+    })
+
+    it("round trip: an encoder whose bytes depend on how frames are grouped", () => {
+      const reversed = Framing.make<Uint8Array>({
+        name: "reversed",
+        decoder: Framing.lengthPrefixed().decoder,
+        encode: (frames, out) => Framing.lengthPrefixed().encode(frames.slice().reverse(), out)
+      })
+      const { message } = violation(() =>
+        CodecLaws.roundTrip(reversed, { frame: bytes(8) }).check({ frames: [hello, world], chunking: [] })
+      )
+      includesAll(message, [
+        `encoded together: 00 00 00 05 77 6f 72 6c 64 00 00 00 05 68 65 6c 6c 6f (18 bytes)`,
+        `encoded one by one: ${HELLO_WORLD}`,
+        "0: 68 65 6c 6c 6f (5 bytes)"
+      ])
+    })
+
+    it("end of input: a decoder that accepts leftover bytes", () => {
+      const { message } = violation(() =>
+        CodecLaws.endOfInput(lenient, { frame: bytes(8) }).check({ frames: [hello, world], cut: 10, chunking: [3] })
+      )
+      // Cut points run over each frame's encoding from its second byte: 8 in "hello"'s 9, so 10 is 3 bytes into "world"'s.
+      includesAll(message, [
+        "lenient breaks",
+        "input: 00 00 00 05 68 65 6c 6c 6f 00 00 00 (12 bytes)",
+        "cut 3 bytes into frame 1",
+        "expected: 1 frame, then IncompleteFrame",
+        "0: 68 65 6c 6c 6f (5 bytes)",
+        "IncompleteFrame (3 bytes left over)",
+        "decoded: 1 frame\n    0: 68 65 6c 6c 6f (5 bytes)",
+        "chunking: [] (one chunk)"
+      ])
+    })
+
+    it("chunking independence: a decoder that reorders frames", () => {
+      const { message } = violation(() =>
+        CodecLaws.chunkingIndependence(reordering, { frame: bytes(8) }).check({
+          frames: [hello, world],
+          damage: [],
+          chunking: [4, 5]
+        })
+      )
+      includesAll(message, [
+        "reordering breaks",
+        `input: ${HELLO_WORLD}`,
+        "expected (one chunk): 2 frames\n    0: 77 6f 72 6c 64 (5 bytes)\n    1: 68 65 6c 6c 6f (5 bytes)",
+        "decoded: 2 frames\n    0: 68 65 6c 6c 6f (5 bytes)\n    1: 77 6f 72 6c 64 (5 bytes)",
+        "chunking: [1] (one byte at a time, 18 chunks)"
+      ])
+    })
+
+    it("chunking independence: shows the damage done to the encoding", () => {
+      const { message } = violation(() =>
+        CodecLaws.chunkingIndependence(reordering, { frame: bytes(8) }).check({
+          frames: [hello, world, hello],
+          damage: [{ at: 24, kind: "cut", byte: 0 }],
+          chunking: [9, 9]
+        })
+      )
+      includesAll(message, [
+        "input: 00 00 00 05 68 65 6c 6c 6f 00 00 00 05 77 6f 72 6c 64 00 00 00 05 68 65 (24 bytes)",
+        "damage: cut at byte 24",
+        "encoded: 00 00 00 05 68 65 6c 6c 6f 00 00 00 05 77 6f 72 6c 64 00 00 00 05 68 65 6c 6c 6f (27 bytes)",
+        "chunking: [1] (one byte at a time, 24 chunks)"
+      ])
+    })
+
+    it("limits: a decoder without the encoder's limit", () => {
+      const unbounded = broken("unbounded", {}, Framing.lengthPrefixed({ maxFrameLength: 4 }).encode)
+      const { message } = violation(() =>
+        CodecLaws.limits(unbounded, { frame: bytes(8), permissive: Framing.lengthPrefixed(), maxBuffered: 8 })
+          .check({ frames: [text("hi"), world], chunking: [5] })
+      )
+      includesAll(message, [
+        "unbounded breaks",
+        "input: 00 00 00 02 68 69 00 00 00 05 77 6f 72 6c 64 (15 bytes)",
+        "expected: 1 frame, then FrameTooLarge (encode: 5 bytes, limit 4)",
+        "0: 68 69 (2 bytes)",
+        "decoded: 2 frames",
+        "1: 77 6f 72 6c 64 (5 bytes)",
+        "chunking: [] (one chunk)"
+      ])
+    })
+
+    it("limits: a decoder that holds more than it may", () => {
+      const { message } = violation(() =>
+        CodecLaws.limits(Framing.lengthPrefixed(), { frame: bytes(8), permissive: Framing.lengthPrefixed(), maxBuffered: 6 })
+          .check({ frames: [text("hello world")], chunking: [] })
+      )
+      // Whole frames in one chunk pass through; one byte at a time, the decoder gathers the body.
+      includesAll(message, [
+        "more than 6",
+        "input: 00 00 00 0b 68 65 6c 6c 6f 20 77 6f 72 6c 64 (15 bytes)",
+        "chunking: [1] (one byte at a time, 15 chunks)",
+        "decoded: 1 frame\n    0: 68 65 6c 6c 6f 20 77 6f 72 6c 64 (11 bytes)"
+      ])
+    })
+
+    it("an encoder that rejects sendable frames: shows the frames", () => {
+      const { message } = violation(() =>
+        CodecLaws.roundTrip(Framing.lengthPrefixed({ maxFrameLength: 4 }), { frame: bytes(8) })
+          .check({ frames: [text("hi"), hello], chunking: [] })
+      )
+      includesAll(message, ["the encoder rejected", "frames: 2 frames\n    0: 68 69 (2 bytes)\n    1: 68 65 6c 6c 6f (5 bytes)"])
+    })
+
+    it("keeps the facts as fields", () => {
+      const error = violation(() =>
+        CodecLaws.endOfInput(lenient, { frame: bytes(8) }).check({ frames: [hello, world], cut: 10, chunking: [3] })
+      )
+      assert.deepStrictEqual(Array.from(error.input ?? []), [0, 0, 0, 5, ...hello, 0, 0, 0])
+      assert.deepStrictEqual(error.chunking, [])
+      assert.strictEqual(error.expected?.length, 2)
+      assert.isTrue(CodecLaws.equals(error.expected?.[0], hello))
+      assert.isTrue(Framing.isFrameError(error.expected?.[1]))
+      assert.isTrue(CodecLaws.equals(error.decoded, [hello]))
+    })
+
+    it("hex: every byte up to 32, then the first 24 and the last 8, always with the size", () => {
+      assert.strictEqual(CodecLaws.hex(new Uint8Array(0)), "(0 bytes)")
+      assert.strictEqual(CodecLaws.hex(Uint8Array.of(0xab)), "ab (1 byte)")
+      const big = Uint8Array.from({ length: 4096 }, (_, i) => i % 256)
+      assert.strictEqual(CodecLaws.hex(big.subarray(0, 32)).split(" ").length, 32 + 2)
+      assert.strictEqual(
+        CodecLaws.hex(big),
+        "00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11 12 13 14 15 16 17 … f8 f9 fa fb fc fd fe ff (4,096 bytes)"
+      )
+      assert.strictEqual(CodecLaws.hex(big, 4), "00 01 02 … ff (4,096 bytes)")
+    })
+
+    it("truncates long bytes and states their size", () => {
+      const big = Uint8Array.from({ length: 4096 }, (_, i) => i % 256)
+      const { message } = violation(() =>
+        CodecLaws.roundTrip(shortening, { frame: bytes(8) }).check({ frames: [big], chunking: [] })
+      )
+      includesAll(message, [
+        "input: 00 00 10 00 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11 12 13 … f8 f9 fa fb fc fd fe ff (4,100 bytes)",
+        "0: 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11 12 13 14 15 16 17 … f8 f9 fa fb fc fd fe ff (4,096 bytes)",
+        "0: 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11 12 13 14 15 16 17 … f7 f8 f9 fa fb fc fd fe (4,095 bytes)"
+      ])
+      assert.isBelow(message.length, 1200)
+    })
+
+    it("lists at most a few frames, around the first difference", () => {
+      const frames = Array.from({ length: 30 }, (_, i) => Uint8Array.of(i, i))
+      const shortenTenth = broken("tenth", { frames: (fs) => fs.map((f) => f[0] === 20 ? f.subarray(0, 1) : f) })
+      const { message } = violation(() =>
+        CodecLaws.roundTrip(shortenTenth, { frame: bytes(8), maxFrames: 30 }).check({ frames, chunking: [] })
+      )
+      includesAll(message, ["expected: 30 frames", "frame 20 differs", "20: 14 14 (2 bytes)", "20: 14 (1 byte)"])
+      assert.notInclude(message, "\n    0: 00 00 (2 bytes)")
+      assert.isBelow(message.length, 2000)
+    })
+
+    it("shows frames that are not bytes", () => {
+      const shout = Framing.make<string>({
+        name: "shout",
+        decoder: () => {
+          const inner = Framing.lines({ as: "string" }).decoder()
+          return {
+            push: (b, out) => {
+              const fresh: Array<string> = []
+              const error = inner.push(b, fresh)
+              out.push(...fresh.map((s) => s.toUpperCase()))
+              return error
+            },
+            end: (out) => inner.end(out),
+            get buffered() {
+              return inner.buffered
+            },
+            get failed() {
+              return inner.failed
+            }
+          }
+        },
+        encode: Framing.lines({ as: "string" }).encode
+      })
+      const { message } = violation(() =>
+        CodecLaws.roundTrip(shout, { frame: fc.string() }).check({ frames: ["hi"], chunking: [] })
+      )
+      includesAll(message, ["input: 68 69 0a (3 bytes)", "0: \"hi\"", "0: \"HI\""])
+    })
+
+    it("reaches fast-check's report", () => {
+      const law = CodecLaws.roundTrip(shortening, { frame: bytes(8, 1) })
+      const error = violation(() => {
+        try {
+          fc.assert(fc.property(law.arbitrary, (input) => law.check(input)), { seed: 1, numRuns: 20 })
+        } catch (e) {
+          throw (e as Error).cause
+        }
+      })
+      // Shrunk to one one-byte frame, which comes back empty.
+      includesAll(error.message, ["input: 00 00 00 01 00 (5 bytes)", "0: 00 (1 byte)", "0: (0 bytes)"])
+    })
+  })
+
   describe("lengthPrefixed", () => {
     check(Framing.lengthPrefixed(), { frame: bytes(64) })
     check(Framing.lengthPrefixed({ maxFrameLength: 16 }), {
