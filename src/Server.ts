@@ -2,9 +2,11 @@
  * A server is a Layer: it listens when the Layer is built (failing with the
  * typed `ListenError`), runs every connection in its own supervised fiber (or,
  * for a {@link pump} handler on a Node socket, in Node's callbacks with no
- * fiber at all), keeps the number of connections bounded, and on release stops
- * accepting, lets open connections finish for `shutdownTimeout`, then
- * interrupts the rest.
+ * fiber at all), keeps the number of connections bounded (and says so in
+ * its log when the bound is reached), and on release stops accepting, lets
+ * open connections finish for `shutdownTimeout`, then interrupts the rest.
+ * The server itself is transport-neutral: it serves any `Socket.Listener`
+ * (node:net's, `MemorySocket`'s).
  *
  * ```ts
  * const EchoLive = Server.layer({
@@ -15,12 +17,11 @@
  *
  * @since 0.1.0
  */
-import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
@@ -28,7 +29,8 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { setMaxListeners } from "node:events"
 import * as Address from "./Address.js"
-import { type DirectPump, type DirectSocket, isNodeListener, isNodeSocket } from "./internal/nodeSocket.js"
+import { ConnectionSlots } from "./internal/connectionSlots.js"
+import { serverCapabilityOf } from "./internal/listenerCapability.js"
 import type { ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
 
@@ -116,7 +118,11 @@ const pumpOf = (handler: unknown): ((socket: Socket.Socket) => Socket.PumpHandle
  * `"queue"` leaves it waiting in the listener's bounded accept queue
  * (`listen.acceptQueueSize`, default 1024) until a slot frees; once that
  * queue is full too, further connections are closed at once and counted in
- * `refused`. `"refuse"` closes it at once (counted in `refused`).
+ * `refused`. `"refuse"` closes it at once (counted in `refused`). Either way
+ * it is never silent: the first time, and then at most once every 10
+ * seconds while it goes on, a warning names the limit, the option that
+ * raises it, and how many connections waited or were refused since the
+ * last warning.
  *
  * @since 0.1.0
  * @category models
@@ -134,7 +140,12 @@ export interface Options<E, R> {
   readonly address: Address.Address
   /** Serves one connection. The socket is closed when it returns, fails or is interrupted. */
   readonly handler: (socket: Socket.Socket, connection: Connection) => Effect.Effect<void, E, R | Scope.Scope>
-  /** At most this many connections are served at once (default 1024). */
+  /**
+   * At most this many connections are served at once (default 1024: a bound
+   * on one process's memory and file descriptors that a small server never
+   * reaches; raise it for many long-lived connections). Reaching it is logged
+   * (see {@link Overflow}).
+   */
   readonly maxConnections?: number | undefined
   /** What happens past `maxConnections` (default `"queue"`). */
   readonly overflow?: Overflow | undefined
@@ -215,17 +226,6 @@ export class Server extends Context.Service<Server, RunningServer>()("effect-wir
 const DEFAULT_MAX_CONNECTIONS = 1024
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(10)
 
-const describeCause = (cause: Cause.Cause<unknown>): string => {
-  const failure = Cause.findErrorOption(cause)
-  if (failure._tag === "Some") {
-    const e = failure.value
-    if (typeof e !== "object" || e === null || !("message" in e)) return String(e)
-    // The tag first, so that a log search for `IdleTimeout` finds it.
-    return "_tag" in e && typeof e._tag === "string" ? `${e._tag}: ${String(e.message)}` : String(e.message)
-  }
-  return Cause.pretty(cause)
-}
-
 /**
  * Options of {@link fromListener}: a server on a listener you already have.
  *
@@ -283,14 +283,21 @@ export const fromListener = <E, R>(
       ? DEFAULT_SHUTDOWN_TIMEOUT
       : Duration.fromInputUnsafe(options.shutdownTimeout)
     const name = options.name ?? Address.format(listener.address)
-    const counters = { accepted: 0, active: 0, completed: 0, failed: 0, refused: 0 }
+    // For logging from Node's callbacks, with the caller's logger.
+    const runFork = Effect.runForkWith(yield* Effect.context<never>())
+    // Slots and counters for every connection, however it runs.
+    const slots = new ConnectionSlots(
+      maxConnections,
+      overflow,
+      name,
+      (effect) => void runFork(effect),
+      yield* Clock.clockWith(Effect.succeed)
+    )
     const drainSignal = yield* Deferred.make<void>()
     const shutdownReport = yield* Deferred.make<ShutdownReport>()
     // One fiber per connection, supervised here: a connection's failure ends only that fiber.
     const connections = yield* FiberSet.make<void, never>()
     const runConnection = yield* FiberSet.runtime(connections)<Exclude<R, Scope.Scope>>()
-    // For logging from Node's callbacks, with the caller's logger.
-    const runFork = Effect.runForkWith(yield* Effect.context<never>())
 
     // The same two effects and the same signal serve every connection.
     const draining = Deferred.await(drainSignal)
@@ -300,225 +307,70 @@ export const fromListener = <E, R>(
     // Every connection's handler may listen to it; that is no leak.
     setMaxListeners(0, signal)
 
-    // Slots: the accept loop takes one before pulling the next connection when
-    // queueing, so a full server stops accepting and connections wait in
-    // bounded queues. Released from a fiber's end or from a Node callback.
-    let freeSlots = maxConnections
-    let slotWaiter: (() => void) | undefined
-    const takeSlot = Effect.callback<void>((resume) => {
-      if (freeSlots > 0) {
-        freeSlots--
-        return resume(Effect.void)
-      }
-      slotWaiter = () => {
-        freeSlots--
+    const serve = (socket: Socket.Socket, id: number): Effect.Effect<void, never, Exclude<R, Scope.Scope>> => {
+      const connection: Connection = { id, remoteAddress: socket.remoteAddress, draining, isDraining, signal }
+      return options.handler(socket, connection).pipe(
+        Effect.scoped,
+        Effect.onExit((exit) => {
+          const failure = slots.ended(exit)
+          return failure === undefined ? Effect.void : slots.logFailure(socket, failure)
+        }),
+        Effect.ensuring(socket.close),
+        Effect.catchCause(() => Effect.void),
+        Effect.ensuring(Effect.sync(() => slots.gone()))
+      ) as Effect.Effect<void, never, Exclude<R, Scope.Scope>>
+    }
+    const start = (socket: Socket.Socket) => Effect.sync(() => void runConnection(serve(socket, slots.admit())))
+
+    // Waits until a slot is free, for the connection in hand: meanwhile new
+    // connections wait in the listener's bounded queue and the kernel backlog.
+    const freeSlot = Effect.callback<void>((resume) => {
+      if (slots.hasRoom()) return resume(Effect.void)
+      slots.onFree = () => {
+        if (!slots.hasRoom()) return
+        slots.onFree = undefined
         resume(Effect.void)
       }
       return Effect.sync(() => {
-        slotWaiter = undefined
+        slots.onFree = undefined
       })
     })
-    const releaseSlot = () => {
-      freeSlots++
-      const waiter = slotWaiter
-      slotWaiter = undefined
-      waiter?.()
-    }
-    const noSlot = () => {}
+    const acceptLoop = Stream.runForEach(listener.accept, (socket) =>
+      Effect.suspend(() => {
+        if (slots.hasRoom()) return start(socket)
+        slots.full()
+        return overflow === "queue" ? Effect.andThen(freeSlot, start(socket)) : socket.close
+      }))
 
-    const logFailure = (socket: Socket.Socket, cause: Cause.Cause<unknown>) => {
-      const peer = Address.format(socket.remoteAddress)
-      return Effect.logWarning(`${name}: connection from ${peer} failed: ${describeCause(cause)}`).pipe(
-        Effect.annotateLogs({ server: name, peer })
-      )
-    }
-
-    const serve = (socket: Socket.Socket): Effect.Effect<void, never, Exclude<R, Scope.Scope>> => {
-      const connection: Connection = {
-        id: counters.accepted,
-        remoteAddress: socket.remoteAddress,
-        draining,
-        isDraining,
-        signal
-      }
-      return options.handler(socket, connection).pipe(
-        Effect.scoped,
-        Effect.onExit((exit) =>
-          Effect.suspend(() => {
-            counters.active--
-            if (Exit.isSuccess(exit)) {
-              counters.completed++
-              return Effect.void
-            }
-            if (Exit.hasInterrupts(exit)) return Effect.void
-            counters.failed++
-            return logFailure(socket, exit.cause)
-          })
-        ),
-        Effect.ensuring(socket.close),
-        Effect.catchCause(() => Effect.void)
-      ) as Effect.Effect<void, never, Exclude<R, Scope.Scope>>
-    }
-
-    // Connections of a `pump` handler on Node sockets: no fiber, only callbacks.
+    // A listener that can tell of its accept queue's refusals, and that can
+    // serve a pump handler's connections in its own callbacks (node:net's):
+    // then no fiber and no stream step is involved at all, under the same
+    // slots and counters.
+    const capability = serverCapabilityOf(listener)
+    capability?.reportRefusals(slots)
     const makePump = pumpOf(options.handler)
-    const direct = new Map<DirectSocket, DirectConnection>()
-    let directWaiters: Array<() => void> = []
-    /** Once its socket is closed: forget it, free its slot, wake the drain when it was the last. */
-    const directGone = (socket: DirectSocket, state: DirectConnection) => {
-      if (state.gone) return
-      state.gone = true
-      direct.delete(socket)
-      state.release()
-      if (direct.size === 0 && directWaiters.length > 0) {
-        const waiters = directWaiters
-        directWaiters = []
-        for (const wake of waiters) wake()
-      }
-    }
-    const serveDirect = (
-      socket: DirectSocket,
-      make: (socket: Socket.Socket) => Socket.PumpHandler<unknown>,
-      release: () => void
-    ) => {
-      const state: DirectConnection = { pump: undefined, ended: false, cut: false, gone: false, release }
-      direct.set(socket, state)
-      const ended = (exit: Exit.Exit<void, unknown>) => {
-        if (state.ended) return
-        state.ended = true
-        // A cut connection was counted by the drain, like an interrupted fiber.
-        if (!state.cut) {
-          counters.active--
-          if (Exit.isSuccess(exit)) counters.completed++
-          else {
-            counters.failed++
-            runFork(logFailure(socket, exit.cause))
-          }
-        }
-        socket.closeWith(() => directGone(socket, state))
-      }
-      let handler: Socket.PumpHandler<unknown>
-      try {
-        handler = make(socket)
-      } catch (defect) {
-        return ended(Exit.die(defect))
-      }
-      state.pump = socket.startPump(handler, undefined, ended)
-    }
-
-    const accept = (socket: Socket.Socket, release: () => void) =>
-      Effect.sync(() => {
-        counters.accepted++
-        counters.active++
-        if (makePump !== undefined && isNodeSocket(socket)) serveDirect(socket, makePump, release)
-        else runConnection(Effect.ensuring(serve(socket), Effect.sync(release)))
-      })
-    const acceptLoop = Stream.runForEach(
-      listener.accept,
-      overflow === "queue"
-        // Wait for a free slot before taking the next connection: meanwhile new
-        // connections wait in the listener's bounded queue and the kernel backlog.
-        ? (socket) => Effect.andThen(takeSlot, accept(socket, releaseSlot))
-        : (socket) =>
-          Effect.suspend(() => {
-            if (counters.active < maxConnections) return accept(socket, noSlot)
-            counters.refused++
-            return socket.close
-          })
-    )
-
-    // A pump handler on a Node listener: connections are taken in Node's
-    // 'connection' callback, with no fiber and no stream step at all. The
-    // rules are the same: a free slot serves it; past `maxConnections` it
-    // waits in the listener's bounded queue (taken when a slot frees) or is
-    // refused.
-    const directListener = makePump !== undefined && isNodeListener(listener) ? listener : undefined
-    let accepting = true
-    const acceptDirect = (socket: DirectSocket): boolean => {
-      if (overflow === "queue") {
-        if (freeSlots === 0) return false
-        freeSlots--
-        counters.accepted++
-        counters.active++
-        serveDirect(socket, makePump!, releaseDirect)
-        return true
-      }
-      // Refuse: as on the fiber path, the limit is on connections being served.
-      if (counters.active < maxConnections) {
-        counters.accepted++
-        counters.active++
-        serveDirect(socket, makePump!, noSlot)
-        return true
-      }
-      counters.refused++
-      socket.closeWith(noSlot)
-      return true
-    }
-    const releaseDirect = () => {
-      freeSlots++
-      if (!accepting) return
-      const next = directListener!.take()
-      if (next !== undefined) acceptDirect(next)
-    }
-
+    const pumps = makePump !== undefined && capability !== undefined
+      ? capability.servePumps(makePump, slots)
+      : undefined
     // A daemon, interrupted by the drain below, so that accepting stops before
     // connections are waited for.
-    const acceptFiber = directListener === undefined ? yield* Effect.forkDetach(acceptLoop) : undefined
-    if (directListener !== undefined) {
-      // Connections that arrived before this point are waiting in the queue.
-      while (overflow === "refuse" || freeSlots > 0) {
-        const next = directListener.take()
-        if (next === undefined) break
-        acceptDirect(next)
-      }
-      directListener.acceptor = acceptDirect
-    }
-
-    const directDrained = Effect.callback<void>((resume) => {
-      if (direct.size === 0) return resume(Effect.void)
-      const wake = () => resume(Effect.void)
-      directWaiters.push(wake)
-      return Effect.sync(() => {
-        directWaiters = directWaiters.filter((w) => w !== wake)
-      })
-    })
-    // Cut the direct connections still open: each is closed (flushing within
-    // its closeTimeout), as an interrupted fiber's socket is.
-    const cutDirect = Effect.callback<void>((resume) => {
-      if (direct.size === 0) return resume(Effect.void)
-      let open = direct.size
-      for (const [socket, state] of Array.from(direct)) {
-        if (!state.ended && !state.cut) {
-          state.cut = true
-          counters.active--
-        }
-        state.pump?.detach()
-        socket.closeWith(() => {
-          directGone(socket, state)
-          if (--open === 0) resume(Effect.void)
-        })
-      }
-    })
+    const acceptFiber = pumps === undefined ? yield* Effect.forkDetach(acceptLoop) : undefined
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         yield* listener.stopAccepting
-        accepting = false
-        if (directListener !== undefined) directListener.acceptor = undefined
+        pumps?.stop()
         if (acceptFiber !== undefined) yield* Fiber.interrupt(acceptFiber)
         yield* Deferred.succeed(drainSignal, void 0)
         drainController.abort()
-        const open = (yield* FiberSet.size(connections)) + direct.size
-        // Direct connections end the way the built-in byte servers do on drain: half-close.
-        for (const state of Array.from(direct.values())) state.pump?.onAbort()
+        const open = slots.open
+        pumps?.endAll()
         // Finalizers run uninterruptibly; the wait must be interruptible for the timeout to cut it.
-        const drained = yield* Effect.interruptible(
-          Effect.andThen(FiberSet.awaitEmpty(connections), directDrained)
-        ).pipe(Effect.timeoutOption(shutdownTimeout))
-        const cut = drained._tag === "Some" ? 0 : (yield* FiberSet.size(connections)) + direct.size
+        const drained = yield* Effect.interruptible(slots.awaitEmpty).pipe(Effect.timeoutOption(shutdownTimeout))
+        const cut = drained._tag === "Some" ? 0 : slots.open
         // All at once: FiberSet.clear interrupts one fiber after another, and each
         // cut connection's close may wait up to its closeTimeout for a flush.
-        yield* Effect.zip(Fiber.interruptAll(Array.from(connections)), cutDirect, { concurrent: true })
+        yield* Effect.zip(Fiber.interruptAll(Array.from(connections)), pumps?.cut ?? Effect.void, { concurrent: true })
         const report: ShutdownReport = { finished: open - cut, cut }
         yield* Deferred.succeed(shutdownReport, report)
         if (open > 0) {
@@ -530,27 +382,15 @@ export const fromListener = <E, R>(
     return {
       address: listener.address,
       stats: Effect.map(listener.refused, (queueRefused) => ({
-        accepted: counters.accepted,
-        active: counters.active,
-        completed: counters.completed,
-        failed: counters.failed,
-        refused: counters.refused + queueRefused
+        accepted: slots.accepted,
+        active: slots.active,
+        completed: slots.completed,
+        failed: slots.failed,
+        refused: slots.refused + queueRefused
       })),
       shutdown: Deferred.await(shutdownReport)
     }
   })
-
-/** A connection served by a pump, without a fiber. */
-interface DirectConnection {
-  pump: DirectPump | undefined
-  /** Its pump reported how it ended. */
-  ended: boolean
-  /** Cut by the drain's timeout. */
-  cut: boolean
-  /** Its socket is closed and its slot released. */
-  gone: boolean
-  readonly release: () => void
-}
 
 /**
  * A server as a Layer providing the {@link Server} service. Building it

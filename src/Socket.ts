@@ -22,8 +22,7 @@ import type * as Scope from "effect/Scope"
 import type * as Sink from "effect/Sink"
 import type * as Stream from "effect/Stream"
 import type * as Address from "./Address.js"
-import * as internal from "./internal/nodeSocket.js"
-import * as pumpInternal from "./internal/pump.js"
+import * as internal from "./internal/socket.js"
 import type { ConnectError, ListenError, ReadError, WriteError } from "./NetError.js"
 
 /**
@@ -334,4 +333,4 @@ export const pump: <E>(
   socket: Socket,
   handler: PumpHandler<E>,
   options?: PumpOptions
-) => Effect.Effect<void, E | ReadError | WriteError> = pumpInternal.pump
+) => Effect.Effect<void, E | ReadError | WriteError> = internal.pump

@@ -1,7 +1,7 @@
 /**
- * `Socket.pump`: on a Node socket the handler runs in Node's callbacks
- * (see `NodeSocket.pump`); on any other `Socket` the same contract is kept
- * over `reads` and `writeAll`, one sink step per read.
+ * `Socket.pump`: on a socket that runs pumps in its own callbacks (node:net's,
+ * see nodePump.ts) the handler runs there; on any other `Socket` the same
+ * contract is kept over `reads` and `writeAll`, one sink step per read.
  *
  * @internal
  */
@@ -11,7 +11,7 @@ import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
-import { isNodeSocket, ONE_READER } from "./nodeSocket.js"
+import { ONE_READER, PumpInCallbacks, pumpsInCallbacks } from "./socketContract.js"
 
 /** Whether the pump waits for the next read (then an abort may interrupt it) or is answering one. */
 interface Idle {
@@ -90,7 +90,7 @@ export const pump = <E>(
   options?: Socket.PumpOptions
 ): Effect.Effect<void, E | NetError.ReadError | NetError.WriteError> => {
   const signal = options?.signal
-  if (isNodeSocket(socket)) return socket.pump(handler, signal)
+  if (pumpsInCallbacks(socket)) return socket[PumpInCallbacks](handler, signal)
   return Effect.uninterruptibleMask((restore) =>
     Effect.suspend(() => {
       if (pumping.has(socket)) return Effect.die(new Error(ONE_READER))

@@ -1,0 +1,93 @@
+/**
+ * `Socket.connect` on node:net: open a TCP or Unix connection in its own
+ * scope, bounded by the connect timeout, with typed errors.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import * as Net from "node:net"
+import type * as Address from "../Address.js"
+import * as NetError from "../NetError.js"
+import type * as Socket from "../Socket.js"
+import { errnoOf, NodeSocket, type Raw } from "./nodeSocket.js"
+import { millis, socketConfig, withOptions } from "./nodeSocketOptions.js"
+
+/**
+ * A Unix path without a socket file means nobody listens there: the same
+ * situation as ECONNREFUSED, so `catchTag("ConnectionRefused")` retry loops
+ * also cover a server that has not created its socket yet.
+ */
+const connectError = (failure: unknown, address: Address.Address): NetError.ConnectError => {
+  if (address._tag === "UnixAddress" && errnoOf(failure) === "ENOENT") {
+    return new NetError.ConnectionRefused({
+      address,
+      code: "ENOENT",
+      syscall: "connect",
+      cause: failure,
+      detail: "no socket file exists at this path"
+    })
+  }
+  return NetError.fromSystemError(failure, { phase: "connect", address })
+}
+
+const awaitConnect = (socket: NodeSocket, address: Address.Address): Effect.Effect<void, NetError.ConnectError> =>
+  Effect.callback((resume) => {
+    const raw = socket.raw
+    const cleanup = () => {
+      raw.off("connect", onConnect)
+      raw.off("close", onClosed)
+    }
+    const onConnect = () => {
+      cleanup()
+      socket.established(undefined)
+      resume(Effect.void)
+    }
+    const onClosed = () => {
+      cleanup()
+      resume(Effect.fail(connectError(socket.failure, address)))
+    }
+    raw.once("connect", onConnect)
+    raw.once("close", onClosed)
+    return Effect.sync(cleanup)
+  })
+
+/** @internal */
+export const connect = (
+  address: Address.Address,
+  options: Socket.ConnectOptions = {}
+): Effect.Effect<Socket.Socket, NetError.ConnectError, Scope.Scope> =>
+  withOptions(() => {
+    const config = socketConfig(options)
+    const timeoutMs = millis("timeout", options.timeout) ?? 0
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function*() {
+        // A scope of its own, so a failed attempt leaves nothing behind in the caller's scope.
+        const scope = yield* Scope.fork(yield* Effect.scope, "sequential")
+        const isTcp = address._tag === "TcpAddress"
+        const raw: Raw = isTcp
+          ? Net.createConnection({ host: address.host, port: address.port, allowHalfOpen: true })
+          : Net.createConnection({ path: address.path, allowHalfOpen: true })
+        // Paused until the first pull: nothing is read that nobody asked for.
+        raw.pause()
+        const socket = new NodeSocket(raw, config, isTcp, address, undefined)
+        yield* Scope.addFinalizer(scope, socket.close)
+        const attempt = timeoutMs === 0 ? awaitConnect(socket, address) : awaitConnect(socket, address).pipe(
+          Effect.timeoutOrElse({
+            duration: Duration.millis(timeoutMs),
+            orElse: () =>
+              Effect.fail(
+                new NetError.ConnectTimeout({
+                  address,
+                  detail: `no connection within ${Duration.format(Duration.millis(timeoutMs))}`
+                })
+              )
+          })
+        )
+        yield* restore(attempt).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
+        return socket as Socket.Socket
+      })
+    )
+  })

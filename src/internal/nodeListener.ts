@@ -1,0 +1,222 @@
+/**
+ * `Socket.listen` on node:net: the listening handle, a bounded queue between
+ * Node's 'connection' events and the consumer of `accept`, the accepted
+ * sockets still open, and what it offers a `Server` (nodeServe.ts).
+ *
+ * @internal
+ */
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import type * as Pull from "effect/Pull"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import * as Address from "../Address.js"
+import * as NetError from "../NetError.js"
+import type * as Socket from "../Socket.js"
+import type { ConnectionSlots } from "./connectionSlots.js"
+import { ServerCapability } from "./listenerCapability.js"
+import { servePumps } from "./nodeServe.js"
+import { NodeSocket, type Owner, type Raw } from "./nodeSocket.js"
+import { type ListenConfig, listenConfig, withOptions } from "./nodeSocketOptions.js"
+import { missingDirectory, prepareUnixPath, removeOwnSocketFile } from "./unixSocketFile.js"
+
+type Resume<A, E> = (effect: Effect.Effect<A, E>) => void
+
+/**
+ * The accept side: a bounded queue between Node's 'connection' events and the
+ * consumer of `accept`, and the set of accepted sockets still open.
+ */
+export class NodeListener implements Socket.Listener, Owner {
+  address: Address.Address
+  readonly open = new Set<NodeSocket>()
+  /** Accepted sockets not yet pulled; `head` avoids O(n) shifts. */
+  pending: Array<NodeSocket> = []
+  head = 0
+  refusedCount = 0
+  stopped = false
+  waiters: Array<Resume<NonEmptyReadonlyArray<Socket.Socket>, Cause.Done>> = []
+  unixInode: number | undefined = undefined
+  /**
+   * Takes connections in Node's 'connection' callback, instead of `accept`
+   * (a server whose connections need no fiber). It returns false to leave
+   * the socket in the queue, where `take` finds it later.
+   */
+  acceptor: ((socket: NodeSocket) => boolean) | undefined = undefined
+  /** The server told of refusals, once one asked (`reportRefusals`). */
+  slots: ConnectionSlots | undefined = undefined
+
+  /** On the prototype, so that a wrapper made by spreading the listener does not inherit it. */
+  get [ServerCapability](): ServerCapability {
+    return {
+      reportRefusals: (slots) => {
+        this.slots = slots
+      },
+      servePumps: (make, slots) => servePumps(this, make, slots)
+    }
+  }
+
+  constructor(
+    readonly server: Net.Server,
+    readonly config: ListenConfig,
+    readonly requested: Address.Address
+  ) {
+    this.address = requested
+    server.on("connection", (raw: Raw) => this.onConnection(raw))
+  }
+
+  onConnection(raw: Raw): void {
+    if (this.stopped || this.waiting >= this.config.acceptQueueSize) {
+      this.refusedCount++
+      raw.destroy()
+      if (!this.stopped) this.slots?.acceptQueueFull(this.config.acceptQueueSize)
+      return
+    }
+    const socket = new NodeSocket(raw, this.config.socket, this.requested._tag === "TcpAddress", this.address, this)
+    socket.established(this.address)
+    this.open.add(socket)
+    if (this.acceptor !== undefined && this.head >= this.pending.length && this.acceptor(socket)) return
+    this.pending.push(socket)
+    const waiter = this.waiters.shift()
+    if (waiter !== undefined) waiter(Effect.suspend(() => this.pollAccept()))
+  }
+
+  release(socket: NodeSocket): void {
+    this.open.delete(socket)
+  }
+
+  /** Accepted sockets waiting to be taken. */
+  get waiting(): number {
+    return this.pending.length - this.head
+  }
+
+  take(): NodeSocket | undefined {
+    if (this.head >= this.pending.length) return undefined
+    const socket = this.pending[this.head]!
+    this.pending[this.head++] = undefined as unknown as NodeSocket
+    if (this.head === this.pending.length) {
+      this.pending = []
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > this.pending.length) {
+      this.pending = this.pending.slice(this.head)
+      this.head = 0
+    }
+    return socket
+  }
+
+  /** The next socket, one per pull; `Cause.Done` once stopped and drained (the end of `accept`). */
+  pollAccept(): Pull.Pull<NonEmptyReadonlyArray<Socket.Socket>> {
+    const socket = this.take()
+    if (socket !== undefined) return Effect.succeed([socket])
+    if (this.stopped) return Cause.done()
+    return Effect.callback((resume) => {
+      this.waiters.push(resume)
+      return Effect.sync(() => {
+        const i = this.waiters.indexOf(resume)
+        if (i >= 0) this.waiters.splice(i, 1)
+      })
+    })
+  }
+
+  get accept(): Stream.Stream<Socket.Socket> {
+    return Stream.fromPull(Effect.succeed(Effect.suspend(() => this.pollAccept())))
+  }
+
+  get connections(): Effect.Effect<number> {
+    return Effect.sync(() => this.open.size)
+  }
+
+  get refused(): Effect.Effect<number> {
+    return Effect.sync(() => this.refusedCount)
+  }
+
+  get stopAccepting(): Effect.Effect<void> {
+    return Effect.sync(() => this.unsafeStop())
+  }
+
+  unsafeStop(): void {
+    if (this.stopped) return
+    this.stopped = true
+    this.server.close()
+    if (this.head >= this.pending.length) {
+      const waiters = this.waiters
+      this.waiters = []
+      for (const resume of waiters) resume(Cause.done())
+    }
+  }
+
+  /** Scope end: stop listening, destroy every accepted socket, remove our Unix socket file. */
+  shutdown(): void {
+    this.unsafeStop()
+    for (const socket of this.open) socket.unsafeDestroy()
+    this.open.clear()
+    this.pending = []
+    this.head = 0
+    const waiters = this.waiters
+    this.waiters = []
+    for (const resume of waiters) resume(Cause.done())
+    if (this.address._tag === "UnixAddress" && this.unixInode !== undefined) {
+      removeOwnSocketFile(this.address.path, this.unixInode)
+    }
+  }
+}
+
+const startListening = (
+  address: Address.Address,
+  options: Socket.ListenOptions,
+  config: ListenConfig
+): Effect.Effect<NodeListener, NetError.ListenError> =>
+  Effect.callback((resume) => {
+    const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
+    const listener = new NodeListener(server, config, address)
+    const onFailure = (err: Error) => {
+      server.off("listening", onListening)
+      const detail = address._tag === "UnixAddress" ? missingDirectory(address.path) : undefined
+      resume(Effect.fail(NetError.fromSystemError(err, { phase: "listen", address, detail })))
+    }
+    const onListening = () => {
+      server.off("error", onFailure)
+      // Accept errors (EMFILE, ECONNABORTED) are transient and Node keeps
+      // listening; without a handler they would crash the process.
+      server.on("error", () => {})
+      const bound = server.address()
+      if (address._tag === "TcpAddress") {
+        if (bound !== null && typeof bound === "object") {
+          listener.address = new Address.TcpAddress({ host: bound.address, port: bound.port }, { disableChecks: true })
+        }
+      } else {
+        try {
+          listener.unixInode = Fs.lstatSync(address.path).ino
+        } catch {
+          // Unlinked by someone else already: nothing of ours to remove later.
+        }
+      }
+      resume(Effect.succeed(listener))
+    }
+    server.once("error", onFailure)
+    server.once("listening", onListening)
+    if (address._tag === "TcpAddress") {
+      server.listen({ host: address.host, port: address.port, backlog: config.backlog, ipv6Only: options.ipv6Only ?? false })
+    } else {
+      server.listen({ path: address.path, backlog: config.backlog })
+    }
+  })
+
+/** @internal */
+export const listen = (
+  address: Address.Address,
+  options: Socket.ListenOptions = {}
+): Effect.Effect<Socket.Listener, NetError.ListenError, Scope.Scope> =>
+  withOptions(() => {
+    const config = listenConfig(options)
+    const acquire = address._tag === "UnixAddress"
+      ? Effect.andThen(prepareUnixPath(address), startListening(address, options, config))
+      : startListening(address, options, config)
+    return Effect.acquireRelease(acquire, (listener) => Effect.sync(() => listener.shutdown())) as Effect.Effect<
+      Socket.Listener,
+      NetError.ListenError,
+      Scope.Scope
+    >
+  })

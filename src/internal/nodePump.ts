@@ -1,0 +1,197 @@
+/**
+ * `Socket.pump` on a node:net socket: the handler runs inside Node's 'data'
+ * callback and its answer is written in the same callback, with no fiber;
+ * reading pauses while the peer does not read what we write.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as NetError from "../NetError.js"
+import type * as Socket from "../Socket.js"
+import type { CallbackReader, NodeSocket } from "./nodeSocket.js"
+import { ONE_READER } from "./socketContract.js"
+
+/**
+ * A `Socket.pump` in progress: each 'data' event goes through the handler
+ * and its answer is written at once, in the same callback. Reading pauses
+ * while Node's write buffer is over its high-water mark and resumes on
+ * 'drain', as `socket.pipe(socket)` does. No fiber is involved: `onDone` is
+ * called once, with the outcome.
+ */
+export class Pumping<E> implements CallbackReader {
+  readonly out: Array<Uint8Array> = []
+  done = false
+  awaitingDrain = false
+  signal: AbortSignal | undefined = undefined
+
+  /** Inside the handler: an abort raised from there waits until its output is sent. */
+  busy = false
+  abortPending = false
+
+  constructor(
+    readonly s: NodeSocket,
+    readonly handler: Socket.PumpHandler<E>,
+    readonly onDone: (exit: Exit.Exit<void, E | NetError.ReadError | NetError.WriteError>) => void
+  ) {}
+
+  readonly onAbort = (): void => {
+    if (this.done) return
+    if (this.busy) {
+      this.abortPending = true
+      return
+    }
+    // Stop answering; what was written goes out before the FIN.
+    this.detach()
+    this.halfClose(true)
+  }
+
+  start(signal: AbortSignal | undefined): void {
+    const s = this.s
+    if (signal !== undefined) {
+      if (signal.aborted) return this.onAbort()
+      this.signal = signal
+      signal.addEventListener("abort", this.onAbort, { once: true })
+    }
+    // Bytes a reader left queued come first.
+    const queue = s.takeQueue()
+    if (queue !== undefined) {
+      for (let i = 0; i < queue.length && !this.done; i++) this.read(queue[i]!)
+      if (this.done) return
+    }
+    if (s.failure !== undefined) return this.finish(Exit.fail(s.readError()))
+    if (s.isClosing) return this.finish(Exit.void)
+    if (s.isEof) return this.end()
+    s.startReading()
+  }
+
+  read(bytes: Buffer): void {
+    let error: E | undefined
+    this.busy = true
+    try {
+      error = this.handler.onRead(bytes, this.out)
+    } catch (defect) {
+      this.busy = false
+      this.out.length = 0
+      return this.finish(Exit.die(defect))
+    }
+    this.busy = false
+    if (!this.send()) return
+    if (error !== undefined) return this.finish(Exit.fail(error))
+    if (this.abortPending) this.onAbort()
+  }
+
+  end(): void {
+    let error: E | undefined
+    this.busy = true
+    try {
+      error = this.handler.onEnd(this.out)
+    } catch (defect) {
+      this.busy = false
+      this.out.length = 0
+      return this.finish(Exit.die(defect))
+    }
+    this.busy = false
+    if (!this.send()) return
+    if (error !== undefined) return this.finish(Exit.fail(error))
+    this.detach()
+    this.halfClose(false)
+  }
+
+  /**
+   * Half-close, then report once Node handed everything to the kernel, as
+   * `socket.end` does. `lenient` (the drain's half-close): a socket that can
+   * no longer be written counts as done.
+   */
+  halfClose(lenient: boolean): void {
+    this.s.endWith((exit) => this.onDone(lenient ? Exit.void : exit))
+  }
+
+  /** Writes `out` as one batch; false when the socket can no longer be written (then finished). */
+  send(): boolean {
+    const out = this.out
+    const n = out.length
+    if (n === 0) return true
+    const s = this.s
+    if (!s.canWrite()) {
+      out.length = 0
+      this.finish(Exit.fail(s.writeError()))
+      return false
+    }
+    const raw = s.raw
+    let ok: boolean
+    if (n === 1) ok = raw.write(out[0]!)
+    else {
+      raw.cork()
+      ok = true
+      for (let i = 0; i < n; i++) ok = raw.write(out[i]!)
+      raw.uncork()
+    }
+    out.length = 0
+    if (!ok && !this.awaitingDrain && !s.flushed()) {
+      this.awaitingDrain = true
+      s.pauseReading()
+    }
+    return true
+  }
+
+  drained(): void {
+    if (!this.awaitingDrain) return
+    this.awaitingDrain = false
+    if (!this.done) this.s.startReading()
+  }
+
+  finish(exit: Exit.Exit<void, E | NetError.ReadError | NetError.WriteError>): void {
+    if (this.done) return
+    this.detach()
+    this.onDone(exit)
+  }
+
+  /** Leaves the socket to `reads` again (after the end, or when the pump is interrupted). */
+  detach(): void {
+    this.done = true
+    if (this.s.direct === this) this.s.direct = undefined
+    this.signal?.removeEventListener("abort", this.onAbort)
+    this.signal = undefined
+  }
+}
+
+/**
+ * Starts a pump without a fiber: `done` is called once, with how it ended
+ * (on success, after the final half-close was flushed). Undefined when
+ * someone already reads this socket (then `done` got the defect).
+ */
+export const startPump = <E>(
+  socket: NodeSocket,
+  handler: Socket.PumpHandler<E>,
+  signal: AbortSignal | undefined,
+  done: (exit: Exit.Exit<void, E | NetError.ReadError | NetError.WriteError>) => void
+): Pumping<E> | undefined => {
+  if (socket.isRead) {
+    done(Exit.die(new Error(ONE_READER)))
+    return undefined
+  }
+  const pumping = new Pumping(socket, handler, done)
+  socket.direct = pumping
+  pumping.start(signal)
+  return pumping
+}
+
+/** `Socket.pump` on a node:net socket, as an Effect that completes with the pump. */
+export const pumpEffect = <E>(
+  socket: NodeSocket,
+  handler: Socket.PumpHandler<E>,
+  signal: AbortSignal | undefined
+): Effect.Effect<void, E | NetError.ReadError | NetError.WriteError> =>
+  Effect.callback((resume) => {
+    // The half-close after EOF or abort may report after an interruption: ignore it then.
+    let waiting = true
+    const pumping = startPump(socket, handler, signal, (exit) => {
+      if (waiting) resume(exit)
+    })
+    if (pumping === undefined) return
+    return Effect.sync(() => {
+      waiting = false
+      pumping.detach()
+    })
+  })

@@ -1,0 +1,126 @@
+/**
+ * A server's pump connections on a node:net listener: each is taken in the
+ * listener's 'connection' callback and served by a pump in Node's callbacks,
+ * with no fiber, scope or finalizer of its own; admission, counters and
+ * failures go through the server's `ConnectionSlots`, as on the fiber path.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Socket from "../Socket.js"
+import type { ConnectionSlots } from "./connectionSlots.js"
+import type { PumpConnections } from "./listenerCapability.js"
+import type { NodeListener } from "./nodeListener.js"
+import { type Pumping, startPump } from "./nodePump.js"
+import type { NodeSocket } from "./nodeSocket.js"
+
+/** One connection served by a pump. */
+interface PumpConnection {
+  pump: Pumping<unknown> | undefined
+  /** Its pump reported how it ended. */
+  ended: boolean
+  /** Cut by the drain's timeout. */
+  cut: boolean
+  /** Its socket is closed and its slot released. */
+  gone: boolean
+}
+
+const ignore = () => {}
+
+/** See `ServerCapability.servePumps`. */
+export const servePumps = (
+  listener: NodeListener,
+  make: (socket: Socket.Socket) => Socket.PumpHandler<unknown>,
+  slots: ConnectionSlots
+): PumpConnections => {
+  const open = new Map<NodeSocket, PumpConnection>()
+  let accepting = true
+
+  const gone = (socket: NodeSocket, state: PumpConnection) => {
+    if (state.gone) return
+    state.gone = true
+    open.delete(socket)
+    slots.gone()
+  }
+
+  const serve = (socket: NodeSocket) => {
+    slots.admit()
+    const state: PumpConnection = { pump: undefined, ended: false, cut: false, gone: false }
+    open.set(socket, state)
+    const ended = (exit: Exit.Exit<void, unknown>) => {
+      if (state.ended) return
+      state.ended = true
+      // A cut connection was counted by the drain, like an interrupted fiber.
+      if (!state.cut) {
+        const failure = slots.ended(exit)
+        if (failure !== undefined) slots.fork(slots.logFailure(socket, failure))
+      }
+      socket.closeWith(() => gone(socket, state))
+    }
+    let handler: Socket.PumpHandler<unknown>
+    try {
+      handler = make(socket)
+    } catch (defect) {
+      return ended(Exit.die(defect))
+    }
+    state.pump = startPump(socket, handler, undefined, ended)
+  }
+
+  /** A new connection: served, refused, or (false) left in the listener's queue until a slot frees. */
+  const take = (socket: NodeSocket): boolean => {
+    if (slots.hasRoom()) {
+      serve(socket)
+      return true
+    }
+    slots.full()
+    if (slots.overflow === "queue") return false
+    socket.closeWith(ignore)
+    return true
+  }
+
+  // Connections that arrived before the server wait in the listener's queue.
+  for (;;) {
+    if (slots.overflow === "queue" && !slots.hasRoom()) {
+      if (listener.waiting > 0) slots.full(listener.waiting)
+      break
+    }
+    const next = listener.take()
+    if (next === undefined) break
+    take(next)
+  }
+  listener.acceptor = take
+  slots.onFree = () => {
+    if (!accepting || !slots.hasRoom()) return
+    const next = listener.take()
+    if (next !== undefined) serve(next)
+  }
+
+  return {
+    stop: () => {
+      accepting = false
+      listener.acceptor = undefined
+      slots.onFree = undefined
+    },
+    // Connections end the way the built-in byte servers do on drain: half-close.
+    endAll: () => {
+      for (const state of Array.from(open.values())) state.pump?.onAbort()
+    },
+    // Each is closed (flushing within its closeTimeout), as an interrupted fiber's socket is.
+    cut: Effect.callback<void>((resume) => {
+      if (open.size === 0) return resume(Effect.void)
+      let remaining = open.size
+      for (const [socket, state] of Array.from(open)) {
+        if (!state.ended && !state.cut) {
+          state.cut = true
+          slots.cut()
+        }
+        state.pump?.detach()
+        socket.closeWith(() => {
+          gone(socket, state)
+          if (--remaining === 0) resume(Effect.void)
+        })
+      }
+    })
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * What every `Socket` implementation shares: the TypeId (created here, once;
+ * `Socket.TypeId` re-exports it), the one-reader rule, and the key under
+ * which a socket offers to run a `Socket.pump` in its own callbacks.
+ *
+ * @internal
+ */
+import type * as Effect from "effect/Effect"
+import type * as NetError from "../NetError.js"
+import type * as Socket from "../Socket.js"
+
+/** Socket's TypeId, created here once; `Socket.TypeId` re-exports it. */
+export const TypeId: unique symbol = Symbol.for("effect-wire/Socket")
+
+/** The defect of a second reader (or pump) on one socket. */
+export const ONE_READER = "socket.reads is already being pulled (or pumped) by another fiber; read from one fiber at a time"
+
+/** The key of {@link PumpsInCallbacks}. */
+export const PumpInCallbacks: unique symbol = Symbol.for("effect-wire/internal/PumpInCallbacks")
+
+/**
+ * A socket that runs a pump from its own I/O callbacks (node:net's does), with
+ * no fiber step per read; `Socket.pump` uses it when a socket has it.
+ */
+export interface PumpsInCallbacks {
+  readonly [PumpInCallbacks]: <E>(
+    handler: Socket.PumpHandler<E>,
+    signal: AbortSignal | undefined
+  ) => Effect.Effect<void, E | NetError.ReadError | NetError.WriteError>
+}
+
+/** Does this socket run pumps in its own callbacks? */
+export const pumpsInCallbacks = (socket: Socket.Socket): socket is Socket.Socket & PumpsInCallbacks =>
+  PumpInCallbacks in socket
