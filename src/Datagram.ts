@@ -18,7 +18,7 @@ import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type * as Address from "./Address.js"
-import * as internal from "./internal/nodeDatagram.js"
+import * as internal from "./internal/datagram.js"
 import type { ConnectError, HostNotFound, ListenError, ReadError, SendError } from "./NetError.js"
 
 /**

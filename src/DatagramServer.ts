@@ -17,6 +17,7 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -31,7 +32,8 @@ import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as Address from "./Address.js"
 import * as Datagram from "./Datagram.js"
-import { queueOf } from "./internal/nodeDatagram.js"
+import { LimitWarning, RATE_NOTE } from "./internal/limitWarning.js"
+import { queueOf } from "./internal/receiveQueue.js"
 import * as NetError from "./NetError.js"
 
 /**
@@ -71,7 +73,9 @@ export interface Options<E, R> {
   readonly handler: (datagram: Datagram.Datagram) => Effect.Effect<Reply, E, R>
   /**
    * At most this many handlers run at once (default 64). When all are busy,
-   * datagrams wait in the socket's receive queue, then are dropped and counted.
+   * datagrams wait in the socket's receive queue (`socket.receiveBufferSize`),
+   * then are dropped, counted in `dropped` and logged (one warning at most
+   * every 10 seconds, with the number dropped).
    */
   readonly concurrency?: number | undefined
   /** Name used in log lines (default: the address). */
@@ -97,7 +101,7 @@ export interface Stats {
   readonly replied: number
   /** Handlers (or their replies) that failed; each is logged. */
   readonly failed: number
-  /** Datagrams dropped because the receive queue was full. */
+  /** Datagrams dropped because the receive queue was full (logged: one warning at most every 10 seconds). */
   readonly dropped: number
 }
 
@@ -176,6 +180,25 @@ export const make = <E, R>(
     const socket = yield* Datagram.bind(options.address, options.socket)
     const name = options.name ?? Address.format(socket.address)
     const counters = { received: 0, replied: 0, failed: 0 }
+
+    // A full receive queue drops datagrams in Node's callbacks: say so, at most every 10 s.
+    const queue = queueOf(socket)
+    const runFork = Effect.runForkWith(yield* Effect.context<never>())
+    let droppedAtWarning = 0
+    const drops = new LimitWarning(
+      yield* Clock.clockWith(Effect.succeed),
+      (since) => {
+        const dropped = queue.dropped - droppedAtWarning
+        droppedAtWarning = queue.dropped
+        return `${name}: the receive queue is full (socket.receiveBufferSize: ${queue.capacity} datagrams) ` +
+          `while all ${concurrency} handlers are busy (concurrency): ${dropped} datagram${dropped === 1 ? "" : "s"} ` +
+          `dropped ${since}. ` +
+          "Raise concurrency if the handlers wait on I/O, or socket.receiveBufferSize to absorb bursts. " +
+          RATE_NOTE
+      },
+      (message) => void runFork(Effect.annotateLogs(Effect.logWarning(message), { server: name }))
+    )
+    queue.onDrop = () => drops.hit()
 
     const logFailure = (what: string, peer: Datagram.UdpAddress, cause: Cause.Cause<unknown>) =>
       Effect.suspend(() => {
