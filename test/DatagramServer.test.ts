@@ -12,11 +12,14 @@ import * as Address from "../src/Address.js"
 import * as Datagram from "../src/Datagram.js"
 import * as DatagramServer from "../src/DatagramServer.js"
 import { upperBytes } from "../src/internal/bytes.js"
+import { eventually } from "./helpers/sockets.js"
+import { captureLogs } from "./reliability/harness.js"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const bytes = (s: string) => encoder.encode(s)
 const v4 = Address.tcp("127.0.0.1", 0)
+const range = (n: number) => Array.from({ length: n }, (_, i) => i)
 
 const within = <A, E, R>(what: string, effect: Effect.Effect<A, E, R>, duration: Duration.Input = "5 seconds") =>
   Effect.timeoutOrElse(effect, { duration, orElse: () => Effect.fail(new Error(`timed out waiting for ${what}`)) })
@@ -177,6 +180,39 @@ describe("DatagramServer", () => {
         assert.strictEqual(most, 2)
       }).pipe(Effect.provide(layer))
     }))
+
+  it.live("a full receive queue logs ONE warning naming receiveBufferSize and concurrency; nothing is logged below it", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const server = yield* DatagramServer.make({
+        address: v4,
+        name: "udp-limited",
+        concurrency: 1,
+        socket: { receiveBufferSize: 2 },
+        handler: (d) => Effect.as(Deferred.await(gate), d.payload)
+      })
+      const sender = yield* Datagram.bind(v4)
+      // Below the limit: one datagram in the handler.
+      yield* sender.send(bytes("first"), server.address)
+      yield* eventually("the first datagram handled", server.stats, (s) => s.received === 1)
+      assert.deepStrictEqual(logs.warnings(), [])
+      // The handler holds the only permit; a burst overflows the queue of 2.
+      yield* Effect.forEach(range(20), (i) => sender.send(bytes(`burst ${i}`), server.address), { discard: true })
+      yield* eventually("datagrams dropped", server.stats, (s) => s.dropped >= 10)
+      yield* eventually("the warning", Effect.sync(() => logs.warnings().length), (n) => n >= 1)
+      yield* Deferred.succeed(gate, void 0)
+      // Every datagram of the burst is either handled or dropped (loopback loses none).
+      yield* eventually("the burst settled", server.stats, (s) => s.received + s.dropped === 21)
+      const warnings = logs.warnings()
+      assert.strictEqual(warnings.length, 1, JSON.stringify(logs.lines))
+      const line = warnings[0]!.message
+      assert.include(line, "udp-limited: the receive queue is full (socket.receiveBufferSize: 2 datagrams)")
+      assert.include(line, "concurrency")
+      assert.include(line, "dropped")
+      assert.include(line, "at most once every 10 seconds")
+    }).pipe(Effect.scoped, Effect.provide(logs.layer))
+  })
 
   it.live("binding a used port fails the layer with AddressInUse", () =>
     Effect.gen(function*() {

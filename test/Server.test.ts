@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -8,13 +9,17 @@ import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Address from "../src/Address.js"
+import { ConnectionSlots } from "../src/internal/connectionSlots.js"
 import * as Server from "../src/Server.js"
 import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
+import { eventually } from "./helpers/sockets.js"
+import { captureLogs } from "./reliability/harness.js"
 
 const loopback = Address.tcp("127.0.0.1", 0)
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
+const range = (n: number) => Array.from({ length: n }, (_, i) => i)
 
 const echo = (socket: Socket.Socket) => Stream.run(socket.reads, socket.writes)
 
@@ -212,4 +217,138 @@ describe("Server.fromListener", () => {
       assert.deepStrictEqual(replies, Array.from({ length: 5 }, (_, i) => `memory ${i}`))
       assert.strictEqual((yield* server.stats).accepted, 5)
     }))
+})
+
+/** Send `text` on an open connection and read back as many bytes (pulling one element at a time). */
+const ask = (socket: Socket.Socket, text: string) =>
+  Effect.andThen(
+    socket.write(encoder.encode(text)),
+    Effect.suspend(() => {
+      let got = ""
+      return Stream.runForEachWhile(socket.reads, (bytes) =>
+        Effect.sync(() => {
+          got += decoder.decode(bytes)
+          return got.length < text.length
+        })).pipe(Effect.map(() => got))
+    })
+  )
+
+/** The handlers the limit cases run on: one per path through the server. */
+const limitPaths = [
+  { name: "a fiber handler", handler: echo },
+  {
+    name: "a pump handler (Node's callbacks, no fiber)",
+    handler: Server.pump(() => ({ onRead: (bytes, out) => void out.push(bytes), onEnd: () => undefined }))
+  }
+] as const
+
+describe("Server: reaching maxConnections is never silent", () => {
+  for (const path of limitPaths) {
+    it.live(`${path.name}, overflow queue: a burst past the limit logs ONE warning naming the limit and the option; the queued connections are served later`, () => {
+      const logs = captureLogs()
+      return Effect.gen(function*() {
+        const listener = yield* Socket.listen(loopback)
+        const server = yield* Server.fromListener(listener, { handler: path.handler, maxConnections: 2, name: "limited" })
+        const heldScope = yield* Scope.make()
+        const held = yield* Effect.forEach([0, 1], () => Socket.connect(listener.address).pipe(Scope.provide(heldScope)))
+        for (const [i, socket] of held.entries()) assert.strictEqual(yield* ask(socket, `held ${i}`), `held ${i}`)
+        assert.strictEqual(logs.warnings().length, 0, "no warning within the limit")
+        // Six more at once: the listener holds them, the server serves none of them yet.
+        const burst = yield* Effect.forEach(range(6), (i) => Effect.forkChild(roundTrip(listener.address, `queued ${i}`)))
+        yield* eventually("the burst held by the listener", listener.connections, (n) => n === 8)
+        yield* eventually("the warning", Effect.sync(() => logs.warnings().length), (n) => n >= 1)
+        yield* Scope.close(heldScope, Exit.void)
+        assert.deepStrictEqual(yield* Fiber.joinAll(burst), range(6).map((i) => `queued ${i}`))
+        const stats = yield* eventually("the burst served", server.stats, (s) => s.completed === 8)
+        assert.deepStrictEqual(stats, { accepted: 8, active: 0, completed: 8, failed: 0, refused: 0 })
+        const warnings = logs.warnings()
+        assert.strictEqual(warnings.length, 1, JSON.stringify(logs.lines))
+        const line = warnings[0]!.message
+        assert.include(line, "limited: all 2 connection slots are taken (maxConnections)")
+        assert.include(line, "had to wait")
+        assert.include(line, "Raise the limit with the maxConnections option (--max-connections on the command line)")
+        assert.include(line, "at most once every 10 seconds")
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+    })
+
+    it.live(`${path.name}, overflow refuse: a burst past the limit logs ONE warning with the number refused`, () => {
+      const logs = captureLogs()
+      return Effect.gen(function*() {
+        const listener = yield* Socket.listen(loopback)
+        const server = yield* Server.fromListener(listener, {
+          handler: path.handler,
+          maxConnections: 2,
+          overflow: "refuse",
+          name: "limited"
+        })
+        const held = yield* Effect.forEach([0, 1], () => Socket.connect(listener.address))
+        for (const [i, socket] of held.entries()) assert.strictEqual(yield* ask(socket, `held ${i}`), `held ${i}`)
+        const refused = yield* Effect.forEach(range(6), (i) => Effect.result(roundTrip(listener.address, `refused ${i}`)), {
+          concurrency: "unbounded"
+        })
+        for (const outcome of refused) {
+          if (outcome._tag === "Success") assert.strictEqual(outcome.success, "")
+          else assert.strictEqual(outcome.failure._tag, "ConnectionReset")
+        }
+        yield* eventually("the refusals counted", server.stats, (s) => s.refused === 6)
+        const warnings = yield* eventually("the warning", Effect.sync(() => logs.warnings()), (w) => w.length >= 1)
+        assert.strictEqual(warnings.length, 1, JSON.stringify(logs.lines))
+        const line = warnings[0]!.message
+        assert.include(line, "limited: all 2 connection slots are taken (maxConnections)")
+        assert.include(line, "refused")
+        assert.include(line, "--max-connections")
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+    })
+
+    it.live(`${path.name}: up to the limit, nothing is logged`, () => {
+      const logs = captureLogs()
+      return Effect.gen(function*() {
+        const server = yield* Server.make({ address: loopback, handler: path.handler, maxConnections: 4 })
+        const heldScope = yield* Scope.make()
+        const held = yield* Effect.forEach(range(4), () => Socket.connect(server.address).pipe(Scope.provide(heldScope)))
+        for (const [i, socket] of held.entries()) assert.strictEqual(yield* ask(socket, `held ${i}`), `held ${i}`)
+        yield* Scope.close(heldScope, Exit.void)
+        yield* eventually("the held connections to end", server.stats, (s) => s.active === 0)
+        for (const i of range(4)) assert.strictEqual(yield* roundTrip(server.address, `next ${i}`), `next ${i}`)
+        yield* eventually("every connection to end", server.stats, (s) => s.active === 0 && s.accepted === 8)
+        assert.deepStrictEqual(logs.warnings(), [])
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+    })
+  }
+})
+
+describe("Server: the limit warning's rate", () => {
+  it("one warning at the first hit, then at most one per 10 s, each with the counts since the last", () => {
+    const logs = captureLogs()
+    let now = 1_000_000
+    const clock = { currentTimeMillisUnsafe: () => now } as unknown as Clock.Clock
+    const slots = new ConnectionSlots(3, "queue", "rated", (effect) => Effect.runSync(Effect.provide(effect, logs.layer)), clock)
+    const messages = () => logs.warnings().map((w) => w.message)
+    slots.full()
+    assert.strictEqual(messages().length, 1)
+    assert.include(messages()[0], "rated: all 3 connection slots are taken (maxConnections): 1 new connection had to wait")
+    assert.include(messages()[0], "since the server started")
+    // A burst within 10 s: counted, not logged.
+    now += 9_999
+    slots.full(4)
+    slots.acceptQueueFull(16)
+    slots.acceptQueueFull(16)
+    assert.strictEqual(messages().length, 1)
+    // The next hit after 10 s reports what happened since the last warning, itself included.
+    now += 1
+    slots.full()
+    assert.strictEqual(messages().length, 2)
+    assert.include(messages()[1], "5 new connections had to wait in the accept queue")
+    assert.include(messages()[1], "2 new connections were refused because the accept queue (listen.acceptQueueSize: 16) was full")
+    assert.include(messages()[1], "since the last warning")
+    now += 10_000
+    slots.full()
+    assert.include(messages()[2], ": 1 new connection had to wait")
+    assert.notInclude(messages()[2], "refused")
+
+    const refusing = new ConnectionSlots(1, "refuse", "strict", (effect) => Effect.runSync(Effect.provide(effect, logs.layer)), clock)
+    refusing.full(2)
+    assert.strictEqual(refusing.refused, 2)
+    assert.include(messages()[3], "strict: all 1 connection slots are taken (maxConnections): 2 new connections were refused (overflow: \"refuse\")")
+  })
 })
