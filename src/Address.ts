@@ -113,6 +113,38 @@ export const tcp = (host: string, port: number): TcpAddress => new TcpAddress({ 
  */
 export const unix = (path: string): UnixAddress => new UnixAddress({ path })
 
+const UNKNOWN_PEER_HOST = "unknown peer"
+
+/**
+ * The peer of an accepted TCP connection that nobody can name any more: it
+ * reset the connection before the server accepted it, and the kernel no
+ * longer knows who it was. `remoteAddress` is then this value, never the
+ * listener's own address. It formats as `unknown peer`, is no
+ * {@link isLoopback} address and cannot be connected to; test for it with
+ * {@link isUnknownPeer}.
+ *
+ * ```ts
+ * Address.format(Address.unknownPeer) // "unknown peer"
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const unknownPeer: TcpAddress = new TcpAddress({ host: UNKNOWN_PEER_HOST, port: 0 })
+
+/**
+ * Is this the {@link unknownPeer}?
+ *
+ * ```ts
+ * const peer = Address.isUnknownPeer(socket.remoteAddress) ? "gone before we knew it" : Address.format(socket.remoteAddress)
+ * ```
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isUnknownPeer = (address: Address): boolean =>
+  address._tag === "TcpAddress" && address.host === UNKNOWN_PEER_HOST && address.port === 0
+
 // Linux's sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 const MAX_UNIX_PATH_BYTES = 107
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/
@@ -202,7 +234,8 @@ export const parse = (input: string): Result.Result<Address, InvalidAddress> => 
 export const unsafeParse = (input: string): Address => Result.getOrThrow(parse(input))
 
 /**
- * Render an address the way {@link parse} reads it.
+ * Render an address the way {@link parse} reads it ({@link unknownPeer}, which
+ * nothing parses, as `unknown peer`).
  *
  * ```ts
  * Address.format(Address.tcp("::1", 80)) // "[::1]:80"
@@ -214,6 +247,8 @@ export const unsafeParse = (input: string): Address => Result.getOrThrow(parse(i
 export const format = (address: Address): string =>
   address._tag === "UnixAddress"
     ? `unix:${address.path}`
+    : isUnknownPeer(address)
+    ? UNKNOWN_PEER_HOST
     : address.host.includes(":")
     ? `[${address.host}]:${address.port}`
     : `${address.host}:${address.port}`

@@ -181,6 +181,20 @@ describe("Address", () => {
     })
   })
 
+  describe("unknownPeer", () => {
+    it("formats as `unknown peer`, parses from nothing, is not loopback, and is told from every real address", () => {
+      assert.strictEqual(Address.format(Address.unknownPeer), "unknown peer")
+      assert.isTrue(Address.isUnknownPeer(Address.unknownPeer))
+      assert.isTrue(Result.isFailure(Address.parse("unknown peer")))
+      assert.isTrue(Result.isFailure(Address.parse(Address.format(Address.unknownPeer))))
+      assert.isFalse(Address.isLoopback(Address.unknownPeer))
+      // It survives a trip through the Schema (a log shipped as JSON still says so).
+      const decoded = Schema.decodeUnknownSync(Address.Address)(Schema.encodeSync(Address.Address)(Address.unknownPeer))
+      assert.isTrue(Address.isUnknownPeer(decoded))
+      FastCheck.assert(FastCheck.property(address, (a) => !Address.isUnknownPeer(a)))
+    })
+  })
+
   describe("isAddress", () => {
     it("recognises both kinds and nothing else", () => {
       assert.isTrue(Address.isAddress(Address.unix("/tmp/s")))

@@ -11,8 +11,12 @@ import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
+import * as Logger from "effect/Logger"
+import * as References from "effect/References"
 import * as Address from "../src/Address.js"
 import type { ConnectError, WriteError } from "../src/NetError.js"
+import * as Server from "../src/Server.js"
+import * as Echo from "../src/servers/Echo.js"
 import * as Socket from "../src/Socket.js"
 import {
   countBytes,
@@ -590,6 +594,113 @@ describe("Socket", () => {
       }))
   })
 
+})
+
+describe("a peer that resets at once is never reported as our own address", () => {
+  const N = 100
+
+  /**
+   * `N` clients that connect and reset at once (SO_LINGER 0, then close: what
+   * Node's `resetAndDestroy` does); by the time the server accepts, most are
+   * gone and Node can no longer name the peer. Resolves with the clients' ports.
+   */
+  const quickResets = (address: Address.Address) =>
+    Effect.promise(() =>
+      Promise.all(Array.from({ length: N }, () =>
+        new Promise<number | undefined>((resolve) => {
+          const { host, port } = address as Address.TcpAddress
+          const client = Net.createConnection({ host, port })
+          let local: number | undefined
+          client.once("connect", () => {
+            local = client.localPort
+            client.resetAndDestroy()
+          })
+          client.on("error", () => {})
+          client.once("close", () => resolve(local))
+        })))
+    ).pipe(Effect.map((ports) => new Set(ports.filter((p): p is number => p !== undefined))))
+
+  /** Every log line at every level, with its annotations and cause. */
+  const captureAll = () => {
+    const lines: Array<string> = []
+    const logger = Logger.make(({ cause, fiber, message }) => {
+      const annotations = fiber.getRef(References.CurrentLogAnnotations)
+      lines.push(`${Array.isArray(message) ? message.join(" ") : String(message)} ${JSON.stringify(annotations)} ${Cause.pretty(cause)}`)
+    })
+    return {
+      lines,
+      provide: <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        effect.pipe(Effect.provide(Logger.layer([logger])), Effect.provideService(References.MinimumLogLevel, "All"))
+    }
+  }
+
+  /** Each peer is one of the clients, or says it is unknown. */
+  const assertPeers = (listening: Address.Address, clients: ReadonlySet<number>, peers: ReadonlyArray<Address.Address>) => {
+    const own = (listening as Address.TcpAddress).port
+    for (const peer of peers) {
+      const text = Address.format(peer)
+      if (text === "unknown peer") continue
+      assert.notStrictEqual((peer as Address.TcpAddress).port, own, `the peer ${text} is the listener itself`)
+      assert.isTrue(clients.has((peer as Address.TcpAddress).port), `the peer ${text} is none of the clients`)
+    }
+  }
+
+  /** The servers are named, so their own address has no business in a log line. */
+  const assertLogs = (listening: Address.Address, lines: ReadonlyArray<string>) => {
+    const own = Address.format(listening)
+    for (const line of lines) assert.notInclude(line, own, "a log line names the listener as the peer")
+  }
+
+  it.live("Socket.listen: accepted sockets and their errors name the peer or say it is unknown", () =>
+    Effect.gen(function*() {
+      const listener = yield* Socket.listen(loopback4)
+      const peers: Array<Address.Address> = []
+      const errors: Array<string> = []
+      yield* serve(listener, (socket) =>
+        Effect.suspend(() => {
+          peers.push(socket.remoteAddress)
+          return Stream.runDrain(socket.reads).pipe(Effect.tapError((e) => Effect.sync(() => errors.push(e.message))))
+        }))
+      const clients = yield* quickResets(listener.address)
+      yield* eventually("every connection accepted", Effect.sync(() => peers.length), (n) => n === N)
+      yield* eventually("every connection closed", listener.connections, (n) => n === 0)
+      assertPeers(listener.address, clients, peers)
+      for (const error of errors) assert.notInclude(error, Address.format(listener.address))
+    }))
+
+  it.live("Server with a Stream handler (a fiber per connection): remoteAddress, errors and logs", () => {
+    const logs = captureAll()
+    const peers: Array<Address.Address> = []
+    return Effect.gen(function*() {
+      const server = yield* Server.Server
+      const clients = yield* quickResets(server.address)
+      yield* eventually("every connection served", server.stats, (s) => s.accepted === N && s.active === 0)
+      assert.strictEqual(peers.length, 2 * N)
+      assertPeers(server.address, clients, peers)
+      assertLogs(server.address, logs.lines)
+    }).pipe(
+      Effect.provide(Server.layer({
+        address: loopback4,
+        name: "quick",
+        handler: (socket, connection) =>
+          Effect.suspend(() => {
+            peers.push(socket.remoteAddress, connection.remoteAddress)
+            return Stream.runDrain(socket.reads)
+          })
+      })),
+      logs.provide
+    )
+  })
+
+  it.live("Echo (a pump in Node's callbacks): logs", () => {
+    const logs = captureAll()
+    return Effect.gen(function*() {
+      const server = yield* Echo.make({ address: loopback4, name: "quick" })
+      yield* quickResets(server.address)
+      yield* eventually("every connection served", server.stats, (s) => s.accepted === N && s.active === 0)
+      assertLogs(server.address, logs.lines)
+    }).pipe(Effect.scoped, logs.provide)
+  })
 })
 
 describe("reads and consumers that stop early", () => {

@@ -42,6 +42,9 @@ const tcpAddress = (host: string | undefined, port: number | undefined, fallback
     ? fallback
     : new Address.TcpAddress({ host, port }, { disableChecks: true })
 
+const UNNAMED_IPV4 = new Address.TcpAddress({ host: "0.0.0.0", port: 0 }, { disableChecks: true })
+const UNNAMED_IPV6 = new Address.TcpAddress({ host: "::", port: 0 }, { disableChecks: true })
+
 /** @internal */
 export const errnoOf = (error: unknown): unknown => (error as NodeJS.ErrnoException | undefined)?.code
 
@@ -105,7 +108,8 @@ export class NodeSocket implements Socket.Socket {
     readonly owner: Owner | undefined
   ) {
     this.localAddress = address
-    this.remoteAddress = address
+    // An accepted TCP socket learns its peer in `established`; it is never the listener.
+    this.remoteAddress = owner !== undefined && isTcp ? Address.unknownPeer : address
     raw[kOwner] = this
     raw.on("data", onData)
     raw.on("end", onEnd)
@@ -114,15 +118,25 @@ export class NodeSocket implements Socket.Socket {
     raw.on("drain", onDrain)
   }
 
-  /** Called once the connection exists (at once for accepted sockets). */
+  /**
+   * Called once the connection exists: at once for accepted sockets (with
+   * the listener's address), on 'connect' for ours. Node answers from
+   * getsockname/getpeername, which fail once the connection was reset: a
+   * peer that reset before we accepted it is `Address.unknownPeer`, never
+   * the listener's address; an end of ours that cannot be named is the
+   * wildcard with port 0, as getsockname reports an unbound socket.
+   */
   established(listenerAddress: Address.Address | undefined): void {
     const raw = this.raw
     const config = this.config
     this.flags |= CONNECTED
     if (this.isTcp) {
-      const fallback = listenerAddress ?? this.remoteAddress
-      this.localAddress = tcpAddress(raw.localAddress, raw.localPort, fallback)
-      this.remoteAddress = tcpAddress(raw.remoteAddress, raw.remotePort, this.remoteAddress)
+      const peer = listenerAddress === undefined ? this.remoteAddress : Address.unknownPeer
+      const ours = listenerAddress ?? (this.remoteAddress._tag === "TcpAddress" && this.remoteAddress.host.includes(":")
+        ? UNNAMED_IPV6
+        : UNNAMED_IPV4)
+      this.localAddress = tcpAddress(raw.localAddress, raw.localPort, ours)
+      this.remoteAddress = tcpAddress(raw.remoteAddress, raw.remotePort, peer)
       raw.setNoDelay(config.noDelay)
       if (config.keepAlive !== false) raw.setKeepAlive(true, config.keepAlive)
     }
