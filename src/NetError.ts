@@ -190,6 +190,31 @@ export class PermissionDenied extends Kind(
 ) {}
 
 /**
+ * A Unix socket path cannot be created because a directory on it does not
+ * exist, or is a file (ENOENT, ENOTDIR; libuv reports a missing directory as
+ * EACCES, so listening checks). `detail` names the directory.
+ *
+ * ```ts
+ * Socket.listen(Address.unix("/run/app/s.sock")).pipe(
+ *   Effect.catchTag("PathNotFound", (e) => Console.error(e.message)) // "... the directory /run/app does not exist (ENOENT)"
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PathNotFound extends Kind(
+  "PathNotFound",
+  false,
+  (a) => `cannot listen on ${a}`
+) {
+  override get message(): string {
+    const code = this.code === undefined ? "" : ` (${this.code})`
+    return `cannot listen on ${where(this.address)}: ${this.detail ?? "a directory on its path does not exist"}${code}`
+  }
+}
+
+/**
  * The host name did not resolve (ENOTFOUND; EAI_AGAIN is a temporary DNS failure and retryable).
  *
  * ```ts
@@ -299,6 +324,7 @@ export type NetError =
   | AddressInUse
   | AddressNotAvailable
   | PermissionDenied
+  | PathNotFound
   | HostNotFound
   | HostUnreachable
   | NetworkUnreachable
@@ -329,7 +355,13 @@ export type ConnectError =
  * @since 0.1.0
  * @category models
  */
-export type ListenError = AddressInUse | AddressNotAvailable | PermissionDenied | HostNotFound | Unknown
+export type ListenError =
+  | AddressInUse
+  | AddressNotAvailable
+  | PermissionDenied
+  | PathNotFound
+  | HostNotFound
+  | Unknown
 
 /**
  * What reading from a connected socket can fail with. Peer EOF is not an error.
@@ -391,7 +423,7 @@ const PHASE_TAGS: { readonly [P in keyof Phases]: ReadonlySet<NetError["_tag"]> 
     "NetworkUnreachable",
     "Unknown"
   ]),
-  listen: new Set(["AddressInUse", "AddressNotAvailable", "PermissionDenied", "HostNotFound", "Unknown"]),
+  listen: new Set(["AddressInUse", "AddressNotAvailable", "PermissionDenied", "PathNotFound", "HostNotFound", "Unknown"]),
   read: new Set(["ConnectionReset", "IdleTimeout", "ConnectionRefused", "Unknown"]),
   write: new Set(["BrokenPipe", "ConnectionReset", "IdleTimeout", "Unknown"]),
   send: new Set([
@@ -413,6 +445,7 @@ const PHASE_TAGS: { readonly [P in keyof Phases]: ReadonlySet<NetError["_tag"]> 
     "AddressInUse",
     "AddressNotAvailable",
     "PermissionDenied",
+    "PathNotFound",
     "HostNotFound",
     "HostUnreachable",
     "NetworkUnreachable",
@@ -431,6 +464,8 @@ const BY_CODE: Record<string, new(args: NetErrorArgs) => NetError> = {
   EADDRNOTAVAIL: AddressNotAvailable,
   EACCES: PermissionDenied,
   EPERM: PermissionDenied,
+  ENOENT: PathNotFound,
+  ENOTDIR: PathNotFound,
   ENOTFOUND: HostNotFound,
   EAI_AGAIN: HostNotFound,
   EAI_NONAME: HostNotFound,

@@ -19,6 +19,7 @@ const kinds = [
   [NetError.AddressInUse, "AddressInUse", false],
   [NetError.AddressNotAvailable, "AddressNotAvailable", false],
   [NetError.PermissionDenied, "PermissionDenied", false],
+  [NetError.PathNotFound, "PathNotFound", false],
   [NetError.HostNotFound, "HostNotFound", false],
   [NetError.HostUnreachable, "HostUnreachable", true],
   [NetError.NetworkUnreachable, "NetworkUnreachable", true],
@@ -58,6 +59,15 @@ describe("NetError", () => {
         new NetError.BrokenPipe({ address: Address.unix("/tmp/s") }).message,
         "cannot write to unix:/tmp/s: the connection is closed"
       )
+      assert.strictEqual(
+        new NetError.PathNotFound({ address: Address.unix("/no/s"), code: "ENOENT", detail: "the directory /no does not exist" })
+          .message,
+        "cannot listen on unix:/no/s: the directory /no does not exist (ENOENT)"
+      )
+      assert.strictEqual(
+        new NetError.PathNotFound({ address: Address.unix("/no/s") }).message,
+        "cannot listen on unix:/no/s: a directory on its path does not exist"
+      )
     })
 
     it("retryable can be overridden", () => {
@@ -89,6 +99,8 @@ describe("NetError", () => {
         ["EADDRNOTAVAIL", "AddressNotAvailable"],
         ["EACCES", "PermissionDenied"],
         ["EPERM", "PermissionDenied"],
+        ["ENOENT", "PathNotFound"],
+        ["ENOTDIR", "PathNotFound"],
         ["ENOTFOUND", "HostNotFound"],
         ["EAI_AGAIN", "HostNotFound"],
         ["EHOSTUNREACH", "HostUnreachable"],
@@ -119,6 +131,8 @@ describe("NetError", () => {
       assert.strictEqual(NetError.fromSystemError(sysError("EPIPE"), { phase: "write" })._tag, "BrokenPipe")
       assert.strictEqual(NetError.fromSystemError(sysError("ECONNREFUSED"), { phase: "listen" })._tag, "Unknown")
       assert.strictEqual(NetError.fromSystemError(sysError("EADDRINUSE"), { phase: "listen" })._tag, "AddressInUse")
+      assert.strictEqual(NetError.fromSystemError(sysError("ENOENT"), { phase: "listen" })._tag, "PathNotFound")
+      assert.strictEqual(NetError.fromSystemError(sysError("ENOENT"), { phase: "read" })._tag, "Unknown")
       assert.strictEqual(NetError.fromSystemError(sysError("EMSGSIZE"), { phase: "send" })._tag, "MessageTooLarge")
       assert.strictEqual(NetError.fromSystemError(sysError("EMSGSIZE"), { phase: "write" })._tag, "Unknown")
     })

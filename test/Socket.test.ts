@@ -169,13 +169,30 @@ describe("Socket", () => {
         assert.strictEqual((yield* readAll(probe)).length, 0)
       }))
 
-    it.live("listening in a missing directory fails with a message saying so", () =>
+    it.live("listening in a missing directory is PathNotFound, saying only that", () =>
       Effect.gen(function*() {
         const path = Path.join(yield* tempDir, "no", "such", "dir.sock")
         const error = yield* Effect.flip(Effect.scoped(Socket.listen(Address.unix(path))))
-        // libuv reports a missing directory as EACCES; the detail says what is wrong.
-        assert.strictEqual(error._tag, "PermissionDenied")
-        assert.include(error.message, `the directory ${Path.dirname(path)} does not exist`)
+        // libuv reports a missing directory as EACCES: not a question of privileges.
+        assert.strictEqual(error._tag, "PathNotFound")
+        assert.strictEqual(error.code, "ENOENT")
+        assert.strictEqual(
+          error.message,
+          `cannot listen on unix:${path}: the directory ${Path.dirname(path)} does not exist (ENOENT)`
+        )
+        assert.notInclude(error.message.toLowerCase(), "permission")
+        assert.notInclude(error.message, "EACCES")
+      }).pipe(Effect.scoped))
+
+    it.live("listening under a path whose directory is a file is PathNotFound naming that file", () =>
+      Effect.gen(function*() {
+        const file = Path.join(yield* tempDir, "a-file")
+        Fs.writeFileSync(file, "")
+        const path = Path.join(file, "x.sock")
+        const error = yield* Effect.flip(Effect.scoped(Socket.listen(Address.unix(path))))
+        assert.strictEqual(error._tag, "PathNotFound")
+        assert.strictEqual(error.code, "ENOTDIR")
+        assert.strictEqual(error.message, `cannot listen on unix:${path}: ${file} is not a directory (ENOTDIR)`)
       }).pipe(Effect.scoped))
 
     it.live("a file that is not a socket is an error and is never deleted", () =>

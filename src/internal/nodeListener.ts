@@ -21,7 +21,7 @@ import { ServerCapability } from "./listenerCapability.js"
 import { servePumps } from "./nodeServe.js"
 import { NodeSocket, type Owner, type Raw } from "./nodeSocket.js"
 import { type ListenConfig, listenConfig, withOptions } from "./nodeSocketOptions.js"
-import { missingDirectory, prepareUnixPath, removeOwnSocketFile } from "./unixSocketFile.js"
+import { listenError, prepareUnixPath, removeOwnSocketFile } from "./unixSocketFile.js"
 
 type Resume<A, E> = (effect: Effect.Effect<A, E>) => void
 
@@ -173,8 +173,11 @@ const startListening = (
     const listener = new NodeListener(server, config, address)
     const onFailure = (err: Error) => {
       server.off("listening", onListening)
-      const detail = address._tag === "UnixAddress" ? missingDirectory(address.path) : undefined
-      resume(Effect.fail(NetError.fromSystemError(err, { phase: "listen", address, detail })))
+      resume(Effect.fail(
+        address._tag === "UnixAddress"
+          ? listenError(err, address)
+          : NetError.fromSystemError(err, { phase: "listen", address })
+      ))
     }
     const onListening = () => {
       server.off("error", onFailure)

@@ -37,7 +37,9 @@ export const prepareUnixPath = (address: Address.UnixAddress): Effect.Effect<voi
     try {
       stat = Fs.lstatSync(path)
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return resume(Effect.void)
+      // Nothing there: listening creates the file (or says which directory is missing).
+      const code = (e as NodeJS.ErrnoException).code
+      if (code === "ENOENT" || code === "ENOTDIR") return resume(Effect.void)
       return resume(Effect.fail(NetError.fromSystemError(e, { phase: "listen", address })))
     }
     if (!stat.isSocket()) {
@@ -92,10 +94,35 @@ export const prepareUnixPath = (address: Address.UnixAddress): Effect.Effect<voi
   })
 
 /**
- * libuv reports binding in a missing directory as EACCES, whose message
- * speaks of privileges; say what is really wrong.
+ * Why a Unix path cannot be bound, when the cause is its directory: libuv
+ * reports a missing directory as EACCES, whose message speaks of privileges.
+ * The nearest ancestor that exists decides: a directory means the one below
+ * it is missing (ENOENT), a file means it is in the way (ENOTDIR). Undefined
+ * when the directory exists or cannot be examined (a real EACCES).
  */
-export const missingDirectory = (path: string): string | undefined => {
+export const missingDirectory = (path: string): { readonly code: "ENOENT" | "ENOTDIR"; readonly detail: string } | undefined => {
   const directory = Path.dirname(path)
-  return Fs.existsSync(directory) ? undefined : `the directory ${directory} does not exist`
+  for (let at = directory;; at = Path.dirname(at)) {
+    let stat: Fs.Stats
+    try {
+      stat = Fs.statSync(at)
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      if ((code === "ENOENT" || code === "ENOTDIR") && Path.dirname(at) !== at) continue
+      return undefined
+    }
+    if (stat.isDirectory()) {
+      return at === directory ? undefined : { code: "ENOENT", detail: `the directory ${directory} does not exist` }
+    }
+    return { code: "ENOTDIR", detail: `${at} is not a directory` }
+  }
+}
+
+/** A failed listen on a Unix path: its missing directory if that is the cause, else what Node said. */
+export const listenError = (err: unknown, address: Address.UnixAddress): NetError.ListenError => {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  const missing = code === "EACCES" || code === "ENOENT" || code === "ENOTDIR" ? missingDirectory(address.path) : undefined
+  return missing === undefined
+    ? NetError.fromSystemError(err, { phase: "listen", address })
+    : new NetError.PathNotFound({ address, code: missing.code, syscall: "listen", cause: err, detail: missing.detail })
 }
