@@ -15,6 +15,7 @@ import { isIP } from "node:net"
 import * as Address from "../Address.js"
 import type * as Datagram from "../Datagram.js"
 import * as NetError from "../NetError.js"
+import * as Options from "./options.js"
 import { QueueKey, ReceiveQueue } from "./receiveQueue.js"
 
 /** @internal */
@@ -441,11 +442,13 @@ class Handle {
   }
 }
 
+/** The receive queue's capacity; an invalid one is a defect (an option given in code). */
 const validCapacity = (options: Datagram.BindOptions): Effect.Effect<number> => {
   const capacity = options.receiveBufferSize ?? DEFAULT_RECEIVE_BUFFER_SIZE
-  return Number.isSafeInteger(capacity) && capacity >= 1
+  const reason = Options.positiveInt(capacity)
+  return reason === undefined
     ? Effect.succeed(capacity)
-    : Effect.die(new Error(`receiveBufferSize must be a positive integer (datagrams), got ${capacity}`))
+    : Effect.die(Options.defect("Datagram", "receiveBufferSize", reason))
 }
 
 const open = (

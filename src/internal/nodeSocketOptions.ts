@@ -1,14 +1,16 @@
 /**
  * The options of node:net sockets and listeners: their defaults, their
- * checks (an invalid option is a defect whose message names it), and the
- * parsed form shared by every socket of a listener.
+ * checks (by `internal/options`: an invalid option is a defect, Effect's
+ * `IllegalArgumentError`, whose message names it), and the parsed form shared
+ * by every socket of a listener.
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import type * as Socket from "../Socket.js"
+import * as Options from "./options.js"
 
 const DEFAULT_READ_BUFFER = 64 * 1024
 const DEFAULT_KEEPALIVE_MS = 60_000
@@ -19,9 +21,9 @@ const DEFAULT_BACKLOG = 511
 /** Socket options after defaults and validation; shared by every socket of a listener. */
 export interface SocketConfig {
   readonly noDelay: boolean
-  /** 0: off; otherwise the initial delay in ms (Node's 0 means "OS default"). */
+  /** false: off; otherwise the initial delay in ms, above 0. */
   readonly keepAlive: number | false
-  /** 0: no idle timeout. */
+  /** 0: no idle timeout (`Duration.infinity`); a 0 given is refused. */
   readonly idleTimeoutMs: number
   readonly readBufferSize: number
   readonly closeTimeoutMs: number
@@ -43,38 +45,35 @@ interface CommonOptions {
   readonly closeTimeout?: Duration.Input | undefined
 }
 
-class InvalidOption {
-  constructor(readonly message: string) {}
+/** Throws the option's defect (call it inside {@link withOptions}). */
+const check = (name: string, reason: Options.Reason): void => {
+  if (reason !== undefined) throw Options.defect("Socket", name, reason)
 }
 
 const positiveInt = (name: string, value: number | undefined, fallback: number): number => {
   if (value === undefined) return fallback
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new InvalidOption(`${name} must be a positive integer, got ${String(value)}`)
-  }
+  check(name, Options.positiveInt(value))
   return value
 }
 
-/** Milliseconds of a duration option; `undefined` for "not set", 0 for zero or infinite. */
+/** Milliseconds of a time limit that may be lifted: `undefined` when not set, 0 for `Duration.infinity` (none). */
 export const millis = (name: string, value: Duration.Input | undefined): number | undefined => {
   if (value === undefined) return undefined
-  const decoded = Duration.fromInput(value)
-  if (Option.isNone(decoded)) throw new InvalidOption(`${name} is not a duration: ${String(value)}`)
-  const duration = decoded.value
-  if (!Duration.isFinite(duration)) return 0
-  return Math.max(0, Math.ceil(Duration.toMillis(duration)))
+  check(name, Options.duration(value, { never: true }))
+  const duration = Duration.fromInputUnsafe(value)
+  return Duration.isFinite(duration) ? Math.ceil(Duration.toMillis(duration)) : 0
 }
 
 const closeTimeout = (value: Duration.Input | undefined): number => {
   if (value === undefined) return DEFAULT_CLOSE_TIMEOUT_MS
-  const ms = millis("closeTimeout", value)!
-  if (ms === 0 && !Duration.isZero(Duration.fromInputUnsafe(value))) {
-    throw new InvalidOption("closeTimeout must be finite: close must not wait forever on a peer that does not read")
-  }
-  return ms
+  check(
+    "closeTimeout",
+    Options.duration(value, { never: false, finite: "close must not wait forever on a peer that does not read" })
+  )
+  return Math.ceil(Duration.toMillis(Duration.fromInputUnsafe(value)))
 }
 
-/** The options every socket has, parsed (throws `InvalidOption`: call it inside {@link withOptions}). */
+/** The options every socket has, parsed (throws the defect of an invalid one: call it inside {@link withOptions}). */
 export const socketConfig = (options: CommonOptions): SocketConfig => {
   const keepAlive = options.keepAlive
   return {
@@ -83,14 +82,15 @@ export const socketConfig = (options: CommonOptions): SocketConfig => {
       ? false
       : keepAlive === true
       ? DEFAULT_KEEPALIVE_MS
-      : millis("keepAlive", keepAlive)!,
+      // Duration.infinity: no probe ever, as with false.
+      : millis("keepAlive", keepAlive) || false,
     idleTimeoutMs: millis("idleTimeout", options.idleTimeout) ?? 0,
     readBufferSize: positiveInt("readBufferSize", options.readBufferSize, DEFAULT_READ_BUFFER),
     closeTimeoutMs: closeTimeout(options.closeTimeout)
   }
 }
 
-/** A listener's options, parsed (throws `InvalidOption`: call it inside {@link withOptions}). */
+/** A listener's options, parsed (throws the defect of an invalid one: call it inside {@link withOptions}). */
 export const listenConfig = (options: Socket.ListenOptions): ListenConfig => ({
   socket: socketConfig(options),
   acceptQueueSize: positiveInt("acceptQueueSize", options.acceptQueueSize, DEFAULT_ACCEPT_QUEUE),
@@ -103,7 +103,7 @@ export const withOptions = <A, E, R>(build: () => Effect.Effect<A, E, R>): Effec
     try {
       return build()
     } catch (e) {
-      if (e instanceof InvalidOption) return Effect.die(new Error(e.message))
+      if (Cause.isIllegalArgumentError(e)) return Effect.die(e)
       throw e
     }
   })
