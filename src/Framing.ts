@@ -16,7 +16,12 @@
  *
  * Codecs never touch sockets. Their parameters are checked when they are
  * built: nonsense (a length field too narrow for `maxFrameLength`, an empty
- * delimiter) throws {@link InvalidCodecOptions} at once, not at run time.
+ * delimiter, a limit of 0) throws {@link InvalidCodecOptions} at once, not at
+ * run time. It is a typed error, not a defect, because codec options often
+ * come from configuration. Every limit (`maxFrameLength`, `maxLength`,
+ * `maxHeaderLength`, `maxBodyLength`, `fixed`'s `size`) is a positive
+ * integer: 0 is refused, never read as "no limit"; leave a limit out for its
+ * default.
  *
  * @since 0.1.0
  */
@@ -217,7 +222,8 @@ export type MalformedFrame = core.MalformedFrame
 
 /**
  * Codec parameters that make no sense, thrown when the codec is built (a
- * programming or configuration mistake, never a run-time condition).
+ * programming or configuration mistake, never a run-time condition): a typed
+ * error naming the `option`, so that configuration can be reported back.
  *
  * ```ts
  * Framing.lengthPrefixed({ lengthBytes: 2 }) // fine: maxFrameLength defaults to 65535
@@ -333,7 +339,7 @@ export interface LengthPrefixedOptions {
   /**
    * The most bytes after the length field (default 8 MiB, or less if the
    * field cannot count that far). Checked from the header before any body
-   * byte is buffered; up to 4 GiB.
+   * byte is buffered; from 1 to 4 GiB.
    */
   readonly maxFrameLength?: number | undefined
 }
@@ -379,7 +385,7 @@ export const lengthPrefixed: (options?: LengthPrefixedOptions) => Codec<Uint8Arr
  * @category models
  */
 export interface VarintOptions {
-  /** The largest frame (default 8 MiB; up to 4 GiB). */
+  /** The largest frame (default 8 MiB; from 1 to 4 GiB). */
   readonly maxFrameLength?: number | undefined
 }
 
@@ -415,7 +421,7 @@ export const varint: (options?: VarintOptions) => Codec<Uint8Array> = varintCode
 export interface DelimitedOptions {
   /** The bytes that end each frame; a string is taken as UTF-8. Not empty. */
   readonly delimiter: Uint8Array | string
-  /** The longest frame, not counting the delimiter (default 8 MiB). */
+  /** The longest frame, not counting the delimiter (default 8 MiB; from 1 to 4 GiB). */
   readonly maxLength?: number | undefined
   /** Whether frames end with their delimiter (default false). */
   readonly keepDelimiter?: boolean | undefined
@@ -457,7 +463,7 @@ export const delimited: (options: DelimitedOptions) => Codec<Uint8Array> = delim
  * @category models
  */
 export interface LinesOptions {
-  /** The longest line, not counting `\r\n` or `\n` (default 8 MiB). */
+  /** The longest line, not counting `\r\n` or `\n` (default 8 MiB; from 1 to 4 GiB). */
   readonly maxLength?: number | undefined
   /** Frames as bytes (default) or as strings (UTF-8; invalid UTF-8 is a `MalformedFrame`). */
   readonly as?: "bytes" | "string" | undefined
@@ -537,9 +543,9 @@ export interface HeaderOptions<H, I> {
   readonly header: Schema.Codec<H, I>
   /** How long the body after this header is. */
   readonly bodyLength: (header: H) => number
-  /** The longest header JSON, in bytes (default 64 KiB). */
+  /** The longest header JSON, in bytes (default 64 KiB; from 1 to 4 GiB - 1). */
   readonly maxHeaderLength?: number | undefined
-  /** The longest body (default 8 MiB, up to 4 GiB); checked before a byte of it is buffered. */
+  /** The longest body (default 8 MiB; from 1 to 4 GiB); checked before a byte of it is buffered. */
   readonly maxBodyLength?: number | undefined
 }
 

@@ -227,10 +227,10 @@ describe("Framing.lengthPrefixed", () => {
     it("rejects nonsense widths, endians, offsets and strips", () => {
       rejects({ lengthBytes: 5 as 4 }, "lengthBytes", /1, 2, 3, 4 or 8/)
       rejects({ endian: "middle" as "big" }, "endian", /"big" or "little"/)
-      rejects({ offset: -1 }, "offset", /outside/)
+      rejects({ offset: -1 }, "offset", /must be an integer from 0 to 65536, got -1/)
       rejects({ offset: 1.5 }, "offset", /integer/)
-      rejects({ strip: 5 }, "strip", /outside 0..4/)
-      rejects({ maxFrameLength: 2 ** 33, lengthBytes: 8 }, "maxFrameLength", /outside/)
+      rejects({ strip: 5 }, "strip", /must be an integer from 0 to 4, got 5/)
+      rejects({ maxFrameLength: 2 ** 33, lengthBytes: 8 }, "maxFrameLength", /must be a positive integer up to 4294967296, got 8589934592/)
     })
   })
 

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Framing from "effect-wire/Framing"
 
@@ -187,6 +188,42 @@ describe("Framing.fixed", () => {
     for (const size of [0, -1, 1.5, NaN, undefined as unknown as number]) {
       assert.throws(() => Framing.fixed(size), Framing.InvalidCodecOptions)
     }
+  })
+})
+
+describe("codec options: 0 is refused (InvalidCodecOptions, thrown by the builder)", () => {
+  /** The InvalidCodecOptions `build` throws. */
+  const thrown = (build: () => unknown): Framing.InvalidCodecOptions => {
+    try {
+      build()
+    } catch (error) {
+      assert.instanceOf(error, Framing.InvalidCodecOptions)
+      return error as Framing.InvalidCodecOptions
+    }
+    return assert.fail("the builder accepted the options")
+  }
+
+  it("every limit of every codec: a limit of 0 is no \"no limit\", and the message says so", () => {
+    const cases: ReadonlyArray<readonly [string, () => unknown]> = [
+      ["maxFrameLength", () => Framing.lengthPrefixed({ maxFrameLength: 0 })],
+      ["maxFrameLength", () => Framing.varint({ maxFrameLength: 0 })],
+      ["maxLength", () => Framing.delimited({ delimiter: "\n", maxLength: 0 })],
+      ["maxLength", () => Framing.lines({ maxLength: 0 })],
+      ["maxHeaderLength", () => Framing.header({ header: Schema.Struct({}), bodyLength: () => 0, maxHeaderLength: 0 })],
+      ["maxBodyLength", () => Framing.header({ header: Schema.Struct({}), bodyLength: () => 0, maxBodyLength: 0 })],
+      ["size", () => Framing.fixed(0)]
+    ]
+    for (const [option, build] of cases) {
+      const error = thrown(build)
+      assert.strictEqual(error.option, option)
+      assert.include(error.message, `invalid option ${option}: must be a positive integer`)
+      assert.include(error.message, "got 0 (0 does not mean \"no limit\"")
+    }
+  })
+
+  it("offsets and adjustments are values, not limits: 0 is their default", () => {
+    const codec = Framing.lengthPrefixed({ offset: 0, adjustment: 0, strip: 0 })
+    assert.strictEqual(codec.name, "lengthPrefixed(32-bit big-endian)")
   })
 })
 

@@ -1,6 +1,8 @@
 /**
- * What every codec shares: the type id, the errors, parameter checks and the
- * byte helpers. Public names are re-exported (and documented) by `Framing`.
+ * What every codec shares: the type id, the errors, parameter checks (on
+ * `internal/options`' checks, a bad value thrown as the typed
+ * `InvalidCodecOptions`) and the byte helpers. Public names are re-exported
+ * (and documented) by `Framing`.
  *
  * @since 0.1.0
  * @internal
@@ -8,6 +10,7 @@
 import * as Data from "effect/Data"
 import type * as Framing from "../../Framing.js"
 import { allocExact, allocUnsafe } from "../bytes.js"
+import * as Check from "../options.js"
 
 /** @internal */
 export const TypeId: unique symbol = Symbol.for("effect-wire/Framing/Codec")
@@ -107,7 +110,18 @@ export const invalid = (codec: string, option: string, reason: string): never =>
   throw new InvalidCodecOptions({ codec, option, reason })
 }
 
-/** Checks an integer option and returns it (or the default). */
+/**
+ * Checks a limit (a frame, line, header or body length, a frame size) and
+ * returns it (or the default): a positive integer up to `max`. 0 is refused,
+ * never read as "no limit" (`internal/options`).
+ */
+export const limit = (codec: string, option: string, value: number | undefined, fallback: number, max: number): number => {
+  if (value === undefined) return fallback
+  const reason = Check.positiveInt(value, max)
+  return reason === undefined ? value : invalid(codec, option, reason)
+}
+
+/** Checks an integer option that is a value, not a limit (an offset, an adjustment), and returns it (or the default). */
 export const integer = (
   codec: string,
   option: string,
@@ -117,11 +131,8 @@ export const integer = (
   max: number
 ): number => {
   if (value === undefined) return fallback
-  if (typeof value !== "number" || !Number.isSafeInteger(value)) {
-    return invalid(codec, option, `expected an integer, got ${String(value)}`)
-  }
-  if (value < min || value > max) return invalid(codec, option, `${value} is outside ${min}..${max}`)
-  return value
+  const reason = Check.integer(value, min, max)
+  return reason === undefined ? value : invalid(codec, option, reason)
 }
 
 /**

@@ -14,9 +14,9 @@ import {
   EMPTY,
   FrameTooLarge,
   IncompleteFrame,
-  integer,
   invalid,
   isWellFormed,
+  limit,
   make,
   MalformedFrame,
   MAX_LIMIT
@@ -361,7 +361,7 @@ export const delimited = (options: Framing.DelimitedOptions): Framing.Codec<Uint
   })`
   if (!(delimiter instanceof Uint8Array)) return invalid(name, "delimiter", "expected a string or a Uint8Array")
   if (delimiter.length === 0) return invalid(name, "delimiter", "the delimiter is empty")
-  const max = integer(name, "maxLength", options.maxLength, DEFAULT_MAX, 0, MAX_LIMIT)
+  const max = limit(name, "maxLength", options.maxLength, DEFAULT_MAX, MAX_LIMIT)
   const config: Config = {
     name,
     what: "frame",
@@ -381,7 +381,7 @@ export const lines = <A extends Uint8Array | string>(options: Framing.LinesOptio
   const as = options.as ?? "bytes"
   const name = as === "string" ? "lines(string)" : "lines"
   if (as !== "bytes" && as !== "string") invalid(name, "as", `expected "bytes" or "string", got ${String(as)}`)
-  const max = integer(name, "maxLength", options.maxLength, DEFAULT_MAX, 0, MAX_LIMIT)
+  const max = limit(name, "maxLength", options.maxLength, DEFAULT_MAX, MAX_LIMIT)
   const config: Config = {
     name,
     what: "line",

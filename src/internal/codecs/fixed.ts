@@ -5,7 +5,7 @@
  * @internal
  */
 import type * as Framing from "../../Framing.js"
-import { Batch, Gather, IncompleteFrame, integer, invalid, make, MalformedFrame, MAX_LIMIT } from "./core.js"
+import { Batch, Gather, IncompleteFrame, invalid, limit, make, MalformedFrame, MAX_LIMIT } from "./core.js"
 
 /** The decode state machine has one state, `Data(need)`: `need` bytes of the current frame to go. */
 class Decoder implements Framing.Decoder<Uint8Array> {
@@ -53,7 +53,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
 export const fixed = (size: number): Framing.Codec<Uint8Array> => {
   const name = `fixed(${String(size)})`
   if (size === undefined) invalid(name, "size", "the frame size is required")
-  const n = integer(name, "size", size, 0, 1, MAX_LIMIT)
+  const n = limit(name, "size", size, 0, MAX_LIMIT)
   return make({
     name,
     decoder: () => new Decoder(name, n),

@@ -17,8 +17,8 @@ import {
   FrameTooLarge,
   Gather,
   IncompleteFrame,
-  integer,
   invalid,
+  limit,
   make,
   MalformedFrame,
   MAX_LIMIT
@@ -241,8 +241,8 @@ export const header = <H, I>(options: Framing.HeaderOptions<H, I>): Framing.Code
     decodeHeader: Schema.decodeUnknownResult(options.header),
     encodeHeader: Schema.encodeResult(options.header),
     bodyLength: options.bodyLength,
-    maxHeader: integer(name, "maxHeaderLength", options.maxHeaderLength, 64 * 1024, 0, 2 ** 32 - 1),
-    maxBody: integer(name, "maxBodyLength", options.maxBodyLength, DEFAULT_MAX, 0, MAX_LIMIT)
+    maxHeader: limit(name, "maxHeaderLength", options.maxHeaderLength, 64 * 1024, 2 ** 32 - 1),
+    maxBody: limit(name, "maxBodyLength", options.maxBodyLength, DEFAULT_MAX, MAX_LIMIT)
   }
   return make({ name, decoder: () => new Decoder(config), encode: encoder(config) })
 }

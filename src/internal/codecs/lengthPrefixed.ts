@@ -15,6 +15,7 @@ import {
   IncompleteFrame,
   integer,
   invalid,
+  limit,
   make,
   MalformedFrame,
   MAX_LIMIT
@@ -327,14 +328,7 @@ export const lengthPrefixed = (options: Framing.LengthPrefixedOptions = {}): Fra
         `makes every frame length negative`
     )
   }
-  const max = integer(
-    name,
-    "maxFrameLength",
-    options.maxFrameLength,
-    Math.min(DEFAULT_MAX, representable),
-    0,
-    MAX_LIMIT
-  )
+  const max = limit(name, "maxFrameLength", options.maxFrameLength, Math.min(DEFAULT_MAX, representable), MAX_LIMIT)
   if (max > representable) {
     invalid(
       name,

@@ -6,7 +6,7 @@
  * @internal
  */
 import type * as Framing from "../../Framing.js"
-import { Batch, DEFAULT_MAX, FrameTooLarge, Gather, IncompleteFrame, integer, make, MalformedFrame, MAX_LIMIT } from "./core.js"
+import { Batch, DEFAULT_MAX, FrameTooLarge, Gather, IncompleteFrame, limit, make, MalformedFrame, MAX_LIMIT } from "./core.js"
 
 const HEAD = 0
 const DATA = 1
@@ -134,7 +134,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
 /** @internal */
 export const varint = (options: Framing.VarintOptions = {}): Framing.Codec<Uint8Array> => {
   const name = "varint"
-  const max = integer(name, "maxFrameLength", options.maxFrameLength, DEFAULT_MAX, 0, MAX_LIMIT)
+  const max = limit(name, "maxFrameLength", options.maxFrameLength, DEFAULT_MAX, MAX_LIMIT)
   return make({
     name,
     decoder: () => new Decoder(name, max),
