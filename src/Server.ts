@@ -8,6 +8,11 @@
  * The server itself is transport-neutral: it serves any `Socket.Listener`
  * (node:net's, `MemorySocket`'s).
  *
+ * Its options are given in code, so an invalid one is a defect (Effect's
+ * `IllegalArgumentError`, naming the option), not a typed error: a count or a
+ * duration is above 0, and 0 is refused, never read as "no limit";
+ * `Duration.infinity` lifts the idle timeout (see {@link Options}).
+ *
  * ```ts
  * const EchoLive = Server.layer({
  *   address: Address.tcp("127.0.0.1", 0),
@@ -31,6 +36,7 @@ import { setMaxListeners } from "node:events"
 import * as Address from "./Address.js"
 import { ConnectionSlots } from "./internal/connectionSlots.js"
 import { serverCapabilityOf } from "./internal/listenerCapability.js"
+import * as Check from "./internal/options.js"
 import type { ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
 
@@ -144,14 +150,22 @@ export interface Options<E, R> {
    * At most this many connections are served at once (default 1024: a bound
    * on one process's memory and file descriptors that a small server never
    * reaches; raise it for many long-lived connections). Reaching it is logged
-   * (see {@link Overflow}).
+   * (see {@link Overflow}). A positive integer: 0 is refused, there is no
+   * "unlimited".
    */
   readonly maxConnections?: number | undefined
   /** What happens past `maxConnections` (default `"queue"`). */
   readonly overflow?: Overflow | undefined
-  /** A connection with no traffic either way for this long fails with `IdleTimeout` (default: none). */
+  /**
+   * A connection with no traffic either way for this long fails with
+   * `IdleTimeout`. Above 0; `Duration.infinity`, like leaving it out, means
+   * none (the default). 0 is refused.
+   */
   readonly idleTimeout?: Duration.Input | undefined
-  /** How long open connections may finish after shutdown begins (default 10 seconds). */
+  /**
+   * How long open connections may finish after shutdown begins (default 10
+   * seconds). Above 0 and finite: a drain must end.
+   */
   readonly shutdownTimeout?: Duration.Input | undefined
   /** Name used in log lines (default: the address). */
   readonly name?: string | undefined
@@ -191,7 +205,30 @@ export interface ShutdownReport {
 }
 
 /**
- * A running server: its bound address and counters.
+ * The limits a running server applies, after defaults: what `effect-wire
+ * serve` prints at start.
+ *
+ * ```ts
+ * const { maxConnections, idleTimeout } = (yield* Server.Server).limits
+ * console.log(`up to ${maxConnections} connections, idle timeout ${Duration.format(idleTimeout)}`)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Limits {
+  readonly maxConnections: number
+  readonly overflow: Overflow
+  /**
+   * `Duration.infinity`: none. {@link fromListener} sets none: a listener of
+   * your own keeps whatever idle timeout it was made with.
+   */
+  readonly idleTimeout: Duration.Duration
+  readonly shutdownTimeout: Duration.Duration
+}
+
+/**
+ * A running server: its bound address, its limits and its counters.
  *
  * ```ts
  * const server = yield* Server.Server
@@ -204,6 +241,8 @@ export interface ShutdownReport {
 export interface RunningServer {
   /** The address actually bound (port 0 resolved). */
   readonly address: Address.Address
+  /** The limits it runs with. */
+  readonly limits: Limits
   /** Current counters. */
   readonly stats: Effect.Effect<Stats>
   /** Completes with the shutdown report once the server has drained. */
@@ -226,6 +265,33 @@ export class Server extends Context.Service<Server, RunningServer>()("effect-wir
 const DEFAULT_MAX_CONNECTIONS = 1024
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(10)
 
+/** The limits of the options after defaults; an invalid one is a defect naming it. */
+const limitsOf = (
+  options: Pick<Options<unknown, unknown>, "maxConnections" | "overflow" | "idleTimeout" | "shutdownTimeout">
+): Effect.Effect<Limits> =>
+  Effect.suspend(() => {
+    const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+    const overflow = options.overflow ?? "queue"
+    const idleTimeout = options.idleTimeout ?? Duration.infinity
+    const shutdownTimeout = options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT
+    const invalid = (name: string, reason: Check.Reason) =>
+      reason === undefined ? undefined : Check.defect("Server", name, reason)
+    const defect = invalid("maxConnections", Check.positiveInt(maxConnections)) ??
+      invalid("overflow", Check.oneOf(overflow, ["queue", "refuse"])) ??
+      invalid("idleTimeout", Check.duration(idleTimeout, { never: true })) ??
+      invalid(
+        "shutdownTimeout",
+        Check.duration(shutdownTimeout, { never: false, finite: "a drain must end, even with a client that never does" })
+      )
+    if (defect !== undefined) return Effect.die(defect)
+    return Effect.succeed({
+      maxConnections,
+      overflow,
+      idleTimeout: Duration.fromInputUnsafe(idleTimeout),
+      shutdownTimeout: Duration.fromInputUnsafe(shutdownTimeout)
+    })
+  })
+
 /**
  * Options of {@link fromListener}: a server on a listener you already have.
  *
@@ -236,7 +302,8 @@ export type ListenerOptions<E, R> = Omit<Options<E, R>, "address" | "idleTimeout
 
 /**
  * Start a server in the current scope: listen, accept, serve each connection
- * in its own fiber. Closing the scope drains it (see the module doc).
+ * in its own fiber. Closing the scope drains it (see the module doc). An
+ * invalid option is a defect, found before anything listens.
  *
  * ```ts
  * const program = Effect.scoped(Effect.gen(function*() {
@@ -252,14 +319,17 @@ export type ListenerOptions<E, R> = Omit<Options<E, R>, "address" | "idleTimeout
 export const make = <E, R>(
   options: Options<E, R>
 ): Effect.Effect<RunningServer, ListenError, Exclude<R, Scope.Scope> | Scope.Scope> =>
-  Effect.flatMap(
-    Socket.listen(options.address, { ...options.listen, idleTimeout: options.idleTimeout }),
-    (listener) => fromListener(listener, options)
-  )
+  Effect.flatMap(limitsOf(options), (limits) =>
+    Effect.flatMap(
+      Socket.listen(options.address, { ...options.listen, idleTimeout: options.idleTimeout }),
+      (listener) => run(listener, options, limits)
+    ))
 
 /**
  * Serve the connections of an existing {@link Socket.Listener} — a real one, or
- * `MemorySocket.listen()` to test a whole server without the network.
+ * `MemorySocket.listen()` to test a whole server without the network. The
+ * listener keeps its own socket options (an idle timeout included); an
+ * invalid option is a defect.
  *
  * ```ts
  * const listener = yield* MemorySocket.listen()
@@ -273,15 +343,19 @@ export const fromListener = <E, R>(
   listener: Socket.Listener,
   options: ListenerOptions<E, R>
 ): Effect.Effect<RunningServer, never, Exclude<R, Scope.Scope> | Scope.Scope> =>
+  Effect.flatMap(
+    limitsOf({ maxConnections: options.maxConnections, overflow: options.overflow, shutdownTimeout: options.shutdownTimeout }),
+    (limits) => run(listener, options, limits)
+  )
+
+/** Serve a listener's connections under limits already checked: what `make` and `fromListener` share. */
+const run = <E, R>(
+  listener: Socket.Listener,
+  options: ListenerOptions<E, R>,
+  limits: Limits
+): Effect.Effect<RunningServer, never, Exclude<R, Scope.Scope> | Scope.Scope> =>
   Effect.gen(function*() {
-    const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
-    if (!Number.isInteger(maxConnections) || maxConnections < 1) {
-      return yield* Effect.die(new Error(`maxConnections must be a positive integer, got ${maxConnections}`))
-    }
-    const overflow = options.overflow ?? "queue"
-    const shutdownTimeout = options.shutdownTimeout === undefined
-      ? DEFAULT_SHUTDOWN_TIMEOUT
-      : Duration.fromInputUnsafe(options.shutdownTimeout)
+    const { maxConnections, overflow, shutdownTimeout } = limits
     const name = options.name ?? Address.format(listener.address)
     // For logging from Node's callbacks, with the caller's logger.
     const runFork = Effect.runForkWith(yield* Effect.context<never>())
@@ -381,6 +455,7 @@ export const fromListener = <E, R>(
 
     return {
       address: listener.address,
+      limits,
       stats: Effect.map(listener.refused, (queueRefused) => ({
         accepted: slots.accepted,
         active: slots.active,

@@ -1,11 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Address from "../src/Address.js"
@@ -216,6 +219,96 @@ describe("Server.fromListener", () => {
       )
       assert.deepStrictEqual(replies, Array.from({ length: 5 }, (_, i) => `memory ${i}`))
       assert.strictEqual((yield* server.stats).accepted, 5)
+    }))
+})
+
+/** The defect `effect` dies with (failing the test when it does not die). */
+const defectOf = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<unknown, never, R> =>
+  Effect.map(Effect.exit(effect), (exit) => {
+    if (Exit.isSuccess(exit)) return assert.fail("expected a defect, the effect succeeded")
+    const defect = Cause.findDefect(exit.cause)
+    if (Result.isFailure(defect)) return assert.fail(`expected a defect, got ${Cause.pretty(exit.cause)}`)
+    return defect.success
+  })
+
+/** Asserts an option defect: an `IllegalArgumentError` whose message includes every part. */
+const assertOptionDefect = (defect: unknown, ...parts: ReadonlyArray<string>) => {
+  assert.isTrue(Cause.isIllegalArgumentError(defect), `not an IllegalArgumentError: ${String(defect)}`)
+  for (const part of parts) assert.include((defect as Error).message, part)
+}
+
+describe("Server options: the rule for zero and never (options in code are defects)", () => {
+  const make = (options: Omit<Server.Options<never, never>, "address" | "handler">) =>
+    Effect.scoped(Server.make({ address: loopback, handler: echo, ...options }))
+
+  it.live("0 is refused, with what to write instead; so is an infinite shutdownTimeout and an unknown overflow", () =>
+    Effect.gen(function*() {
+      assertOptionDefect(
+        yield* defectOf(make({ maxConnections: 0 })),
+        "Server: maxConnections must be a positive integer, got 0",
+        "0 does not mean \"no limit\""
+      )
+      assertOptionDefect(yield* defectOf(make({ maxConnections: 2.5 })), "maxConnections must be a positive integer, got 2.5")
+      assertOptionDefect(
+        yield* defectOf(make({ idleTimeout: 0 })),
+        "Server: idleTimeout must be above 0, got 0",
+        "use Duration.infinity for none"
+      )
+      assertOptionDefect(yield* defectOf(make({ shutdownTimeout: "0 seconds" })), "Server: shutdownTimeout must be above 0")
+      assertOptionDefect(
+        yield* defectOf(make({ shutdownTimeout: Duration.infinity })),
+        "Server: shutdownTimeout must be finite"
+      )
+      assertOptionDefect(
+        yield* defectOf(make({ overflow: "drop" as Server.Overflow })),
+        "Server: overflow must be \"queue\" or \"refuse\", got \"drop\""
+      )
+      const listener = yield* MemorySocket.listen()
+      assertOptionDefect(
+        yield* defectOf(Server.fromListener(listener, { handler: echo, maxConnections: 0 })),
+        "Server: maxConnections must be a positive integer, got 0"
+      )
+    }))
+
+  it.live("Duration.infinity is no idle timeout, as leaving it out is", () =>
+    Effect.gen(function*() {
+      const server = yield* Server.make({ address: loopback, handler: echo, idleTimeout: Duration.infinity })
+      assert.strictEqual(yield* roundTrip(server.address, "no limit"), "no limit")
+    }))
+})
+
+describe("Server: RunningServer.limits", () => {
+  it.live("the limits the server runs with: the defaults, or what was given", () =>
+    Effect.gen(function*() {
+      const defaults = yield* Server.make({ address: loopback, handler: echo })
+      assert.deepStrictEqual(defaults.limits, {
+        maxConnections: 1024,
+        overflow: "queue",
+        idleTimeout: Duration.infinity,
+        shutdownTimeout: Duration.seconds(10)
+      })
+      const given = yield* Server.make({
+        address: loopback,
+        handler: echo,
+        maxConnections: 7,
+        overflow: "refuse",
+        idleTimeout: "3 seconds",
+        shutdownTimeout: 2500
+      })
+      assert.deepStrictEqual(given.limits, {
+        maxConnections: 7,
+        overflow: "refuse",
+        idleTimeout: Duration.seconds(3),
+        shutdownTimeout: Duration.millis(2500)
+      })
+      // A listener of your own keeps its own idle timeout: the server sets none.
+      const memory = yield* Server.fromListener(yield* MemorySocket.listen(), { handler: echo, maxConnections: 3 })
+      assert.deepStrictEqual(memory.limits, {
+        maxConnections: 3,
+        overflow: "queue",
+        idleTimeout: Duration.infinity,
+        shutdownTimeout: Duration.seconds(10)
+      })
     }))
 })
 
