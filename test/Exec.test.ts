@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -326,6 +327,56 @@ describe("Exec server over loopback", () => {
       const bytes = yield* readToEnd(silent)
       assert.strictEqual(bytes.byteLength, 0)
       assert.isBelow(Date.now() - started, 2_000)
+    }))
+})
+
+describe("Exec options: the rule for zero and never (typed InvalidExecOptions)", () => {
+  const refused = (options: Exec.ServerOptions) =>
+    Effect.flip(Effect.scoped(Exec.make({ ...options, address: Address.tcp("127.0.0.1", 0) })))
+
+  it.live("0 is refused for every limit, with what to write instead; only idleTimeout takes Duration.infinity", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [Exec.ServerOptions, string, ReadonlyArray<string>]> = [
+        [{ allow: ["echo"], maxConnections: 0 }, "maxConnections", ["must be a positive integer", "0 does not mean"]],
+        [{ allow: ["echo"], maxOutput: 0 }, "maxOutput", ["must be a positive integer", "0 does not mean"]],
+        [{ allow: ["echo"], concurrency: 0 }, "concurrency", ["must be a positive integer up to 1024, got 0"]],
+        [{ allow: ["echo"], maxRequestBytes: 0 }, "maxRequestBytes", ["must be a positive integer"]],
+        [{ allow: ["echo"], timeout: 0 }, "timeout", ["must be above 0, got 0"]],
+        [{ allow: ["echo"], killGrace: "0 millis" }, "killGrace", ["must be above 0"]],
+        [{ allow: ["echo"], queueTimeout: 0 }, "queueTimeout", ["must be above 0"]],
+        [{ allow: ["echo"], shutdownTimeout: 0 }, "shutdownTimeout", ["must be above 0, got 0"]],
+        [{ allow: ["echo"], idleTimeout: 0 }, "idleTimeout", ["must be above 0", "use Duration.infinity for none"]],
+        [{ allow: ["echo"], timeout: Duration.infinity }, "timeout", ["must be finite"]],
+        [{ allow: ["echo"], shutdownTimeout: Duration.infinity }, "shutdownTimeout", ["must be finite"]]
+      ]
+      for (const [options, option, parts] of cases) {
+        const error = yield* refused(options)
+        assert.strictEqual(error._tag, "InvalidExecOptions", JSON.stringify(options))
+        if (error._tag !== "InvalidExecOptions") continue
+        assert.strictEqual(error.option, option)
+        for (const part of parts) assert.include(error.message, part, option)
+      }
+    }))
+
+  it.live("idleTimeout: Duration.infinity is no idle timeout; the server's limits report it", () =>
+    Effect.gen(function*() {
+      const never = yield* Exec.make({ allow: ["echo"], address: Address.tcp("127.0.0.1", 0), idleTimeout: Duration.infinity })
+      assert.strictEqual(never.limits.idleTimeout, Duration.infinity)
+      const client = yield* Exec.client(never.address)
+      assert.strictEqual(text((yield* client.run(["echo", "still here"])).stdout), "still here\n")
+      const idle = yield* Exec.make({
+        allow: ["echo"],
+        address: Address.tcp("127.0.0.1", 0),
+        idleTimeout: "45 seconds",
+        maxConnections: 9,
+        shutdownTimeout: "3 seconds"
+      })
+      assert.deepStrictEqual(idle.limits, {
+        maxConnections: 9,
+        overflow: "queue",
+        idleTimeout: Duration.seconds(45),
+        shutdownTimeout: Duration.seconds(3)
+      })
     }))
 })
 

@@ -17,7 +17,7 @@ import { accessSync, constants as fsConstants, statSync } from "node:fs"
 import * as NodePath from "node:path"
 import * as Address from "../Address.js"
 import { CommandNotAllowed, Unauthorized } from "./ExecWire.js"
-import { positiveDuration, positiveInt } from "./internal/execOptions.js"
+import { duration, positiveInt } from "./internal/execOptions.js"
 
 // ---------------------------------------------------------------------------
 // Configuration errors
@@ -158,6 +158,11 @@ export type ExecConfigError = MissingAllowlist | CommandNotFound | InvalidExecOp
  * - `env`: the child's whole environment (default: `PATH` and `LANG` only).
  * - `cwd`: the child's working directory (default: the server's).
  *
+ * Counts and sizes are positive integers and durations are above 0 and
+ * finite: 0 is refused, never read as "no limit". These options often come
+ * from configuration, so a bad value is a typed error: {@link makePolicy}
+ * fails with {@link InvalidExecOptions} naming the option, not a defect.
+ *
  * ```ts
  * const options: Exec.ExecOptions = { allow: ["uptime", "/usr/local/bin/report"], token: Redacted.make("s3cret") }
  * ```
@@ -227,6 +232,9 @@ export const defaults = {
 } as const
 
 const invalid = (option: string, reason: string) => new InvalidExecOptions({ option, reason })
+
+/** The policy's durations bound a command's run: none may be lifted. */
+const FINITE = { never: false, finite: "a command's run, its kill and its wait for a slot must end" } as const
 
 const checked = <A>(option: string, result: Result.Result<A, string>): Effect.Effect<A, InvalidExecOptions> =>
   Effect.fromResult(Result.mapError(result, (reason) => invalid(option, reason)))
@@ -328,9 +336,9 @@ export const makePolicy = (options: ExecOptions): Effect.Effect<ExecPolicy, Exec
       const problem = allowEntryProblem(entry)
       if (problem !== undefined) return yield* invalid("allow", problem)
     }
-    const timeout = yield* checked("timeout", positiveDuration(options.timeout, defaults.timeout))
-    const killGrace = yield* checked("killGrace", positiveDuration(options.killGrace, defaults.killGrace))
-    const queueTimeout = yield* checked("queueTimeout", positiveDuration(options.queueTimeout, timeout))
+    const timeout = yield* checked("timeout", duration(options.timeout, defaults.timeout, FINITE))
+    const killGrace = yield* checked("killGrace", duration(options.killGrace, defaults.killGrace, FINITE))
+    const queueTimeout = yield* checked("queueTimeout", duration(options.queueTimeout, timeout, FINITE))
     const maxOutput = yield* checked(
       "maxOutput",
       positiveInt(options.maxOutput, defaults.maxOutput, bufferConstants.MAX_LENGTH)

@@ -24,7 +24,7 @@ import { checkBind, InsecureBind, InvalidExecOptions, makePolicy } from "./ExecP
 import type { ExecRunner } from "./ExecRunner.js"
 import { makeRunner } from "./ExecRunner.js"
 import { encodeResponse, requestCodec } from "./ExecWire.js"
-import { positiveDuration, positiveInt } from "./internal/execOptions.js"
+import { duration, positiveInt } from "./internal/execOptions.js"
 
 /**
  * Options of {@link make} and {@link layer}: the {@link ExecOptions} and where
@@ -36,8 +36,13 @@ import { positiveDuration, positiveInt } from "./internal/execOptions.js"
  *   The `concurrency` limit on commands is shared by all connections.
  * - `idleTimeout` (none): close a connection that sends no request for this
  *   long while nothing runs for it. A long command never counts as idle.
+ *   `Duration.infinity` means none, as leaving it out does.
  * - `shutdownTimeout` (10 s): on release, how long each connection may finish
  *   the request in hand; then its command is killed.
+ *
+ * As for {@link ExecOptions}, 0 is refused everywhere and a bad value fails
+ * with the typed `InvalidExecOptions`; `idleTimeout` is the one limit
+ * `Duration.infinity` lifts.
  *
  * ```ts
  * const options: Exec.ServerOptions = {
@@ -56,7 +61,7 @@ export interface ServerOptions extends ExecOptions {
   readonly address?: Address.Address | undefined
   /** Connections served at once (default 1024); further ones wait. */
   readonly maxConnections?: number | undefined
-  /** Close a connection that sent no request for this long while nothing ran for it (default: never). */
+  /** Close a connection that sent no request for this long while nothing ran for it (default, or `Duration.infinity`: never). */
   readonly idleTimeout?: Duration.Input | undefined
   /** On release, how long the request in hand may finish (default 10 seconds). */
   readonly shutdownTimeout?: Duration.Input | undefined
@@ -204,16 +209,25 @@ const prepare = (options: Omit<ServerOptions, "address">, address: Address.Addre
       "maxConnections",
       positiveInt(options.maxConnections, DEFAULT_MAX_CONNECTIONS, Number.MAX_SAFE_INTEGER)
     )
-    const idleTimeout = options.idleTimeout === undefined
-      ? undefined
-      : yield* checked("idleTimeout", positiveDuration(options.idleTimeout, Duration.infinity))
+    const idleTimeout = yield* checked("idleTimeout", duration(options.idleTimeout, Duration.infinity, { never: true }))
     const shutdownTimeout = yield* checked(
       "shutdownTimeout",
-      positiveDuration(options.shutdownTimeout, DEFAULT_SHUTDOWN_TIMEOUT, true)
+      duration(options.shutdownTimeout, DEFAULT_SHUTDOWN_TIMEOUT, { never: false, finite: "a drain must end" })
     )
     const runner = yield* makeRunner(policy)
-    return { handler: connectionHandler(runner, idleTimeout), maxConnections, shutdownTimeout }
+    return {
+      handler: connectionHandler(runner, Duration.isFinite(idleTimeout) ? idleTimeout : undefined),
+      maxConnections,
+      shutdownTimeout,
+      idleTimeout
+    }
   })
+
+/** The server's limits, with the idle timeout its handler applies (the `Server` sets none for it). */
+const withIdleTimeout = (server: Server.RunningServer, idleTimeout: Duration.Duration): Server.RunningServer => ({
+  ...server,
+  limits: { ...server.limits, idleTimeout }
+})
 
 /**
  * Start an exec server in the current scope: check the options and the
@@ -237,7 +251,8 @@ const prepare = (options: Omit<ServerOptions, "address">, address: Address.Addre
 export const make = (options: ServerOptions): Effect.Effect<Server.RunningServer, ServeError, Scope.Scope> =>
   Effect.suspend(() => {
     const address = options.address ?? DEFAULT_ADDRESS
-    return Effect.flatMap(prepare(options, address), (prepared) => Server.make({ address, ...prepared }))
+    return Effect.flatMap(prepare(options, address), ({ idleTimeout, ...prepared }) =>
+      Effect.map(Server.make({ address, ...prepared }), (server) => withIdleTimeout(server, idleTimeout)))
   })
 
 /**
@@ -258,7 +273,8 @@ export const fromListener = (
   listener: Socket.Listener,
   options: Omit<ServerOptions, "address">
 ): Effect.Effect<Server.RunningServer, ExecConfigError | InsecureBind, Scope.Scope> =>
-  Effect.flatMap(prepare(options, listener.address), (prepared) => Server.fromListener(listener, prepared))
+  Effect.flatMap(prepare(options, listener.address), ({ idleTimeout, ...prepared }) =>
+    Effect.map(Server.fromListener(listener, prepared), (server) => withIdleTimeout(server, idleTimeout)))
 
 /**
  * The exec server as a Layer providing {@link Exec}: building it checks the
