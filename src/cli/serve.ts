@@ -25,6 +25,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Address from "../Address.js"
+import type * as Server from "../Server.js"
 import {
   choiceOption,
   CliError,
@@ -155,11 +156,12 @@ const serverOptions = (options: ListenOptions) => ({
 /** The `name=value` pairs of the limits line, named as the flags that change them. */
 type Limits = ReadonlyArray<readonly [flag: string, value: string | number]>
 
-const serverLimits = (options: ListenOptions): Limits => [
-  ["max-connections", options.maxConnections],
-  ["overflow", options.overflow],
-  ["idle-timeout", formatDuration(options.idleTimeout)],
-  ["shutdown-timeout", formatDuration(options.shutdownTimeout)]
+/** The limits the server reports it runs with (`RunningServer.limits`), named as their flags. */
+const serverLimits = (limits: Server.Limits): Limits => [
+  ["max-connections", limits.maxConnections],
+  ["overflow", limits.overflow],
+  ["idle-timeout", formatDuration(limits.idleTimeout)],
+  ["shutdown-timeout", formatDuration(limits.shutdownTimeout)]
 ]
 
 /**
@@ -215,7 +217,7 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       )
       yield* printListening("udp", udp.address)
     }
-    yield* printLimits([...serverLimits(options), ...limits])
+    yield* printLimits([...serverLimits(server.limits), ...limits])
     return yield* untilSignal
   }).pipe(Effect.scoped)
 
@@ -314,7 +316,7 @@ const serveExec = (options: ExecOptions) =>
     )
     yield* printListening("tcp", server.address)
     yield* printLimits([
-      ...serverLimits(options),
+      ...serverLimits(server.limits),
       ["timeout", formatDuration(options.timeout)],
       ["max-output", formatSize(options.maxOutput)],
       ["concurrency", options.concurrency],
