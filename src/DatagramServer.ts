@@ -22,18 +22,19 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as Address from "./Address.js"
 import * as Datagram from "./Datagram.js"
 import { LimitWarning, RATE_NOTE } from "./internal/limitWarning.js"
-import { queueOf } from "./internal/receiveQueue.js"
+import { queueOf, type ReceiveQueue } from "./internal/receiveQueue.js"
 import * as NetError from "./NetError.js"
 
 /**
@@ -381,17 +382,45 @@ export interface RequestOptions {
 export interface ClientOptions extends RequestOptions {
   /** Options of the client's socket. */
   readonly socket?: Datagram.ConnectOptions | undefined
+  /**
+   * Whether `reply` answers `request`: replies that do not match are
+   * discarded and the wait goes on. Give it when the protocol lets a reply
+   * be told from the reply to another request (a request id it echoes; for
+   * an echo server, equal bytes). With it the client keeps one socket; it
+   * must reject the reply to any earlier request, or a late one can still
+   * answer a later request.
+   */
+  readonly match?: ((request: Uint8Array, reply: Uint8Array) => boolean) | undefined
 }
 
 /**
  * A request/reply client bound to one server. Requests on one client run
- * one at a time: UDP replies carry no request id, so the reply to a request
- * is the first datagram from the server after it was sent. Replies still
- * queued from an earlier request that timed out are discarded first.
+ * one at a time, and a late reply to an earlier request never answers a
+ * later one:
+ *
+ * - With `match` (see {@link ClientOptions}), replies are correlated with
+ *   their requests: any that does not match is discarded.
+ * - Without it (UDP replies carry no request id, and our echo and upper
+ *   servers have none), the reply is the first datagram from the server
+ *   after the request was sent, and the client keeps its socket only while
+ *   every datagram it sent has been answered. After a request that may
+ *   still be answered (it was retried, timed out, failed or was
+ *   interrupted), the next request goes out from a fresh socket, with a new
+ *   source port: the late replies go to the closed one. Replies still queued
+ *   when a request starts are discarded.
+ *
+ * What remains without `match`: a reply the network duplicates, arriving
+ * after the next request was sent, is taken for its reply; a client bound to
+ * a fixed local port (`socket.localAddress`) gets the same port back, and
+ * with it the late replies; and the kernel may, rarely, hand out a port it
+ * used a moment before. Give `match` when the protocol allows it.
  *
  * ```ts
- * const upper = yield* DatagramServer.client(server)
- * const reply = yield* upper.request(new TextEncoder().encode("hi"))
+ * // A protocol whose replies start with the request's 4-byte id.
+ * const rpc = yield* DatagramServer.client(server, {
+ *   match: (request, reply) => reply.length >= 4 && Buffer.compare(request.subarray(0, 4), reply.subarray(0, 4)) === 0
+ * })
+ * const reply = yield* rpc.request(withId(nextId++, query))
  * ```
  *
  * @since 0.1.0
@@ -409,6 +438,13 @@ const DEFAULT_SCHEDULE: Schedule.Schedule<unknown, RequestTimeout> = Schedule.ma
   Schedule.exponential("100 millis"),
   Schedule.recurs(3)
 ])
+
+/** One connected socket of a client, in a scope of its own so that it can be replaced. */
+interface ClientSocket {
+  readonly socket: Datagram.ConnectedDatagramSocket
+  readonly queue: ReceiveQueue
+  readonly scope: Scope.Closeable
+}
 
 /**
  * A {@link DatagramClient} on its own connected socket, closed with the scope.
@@ -428,43 +464,90 @@ export const client = (
   options: ClientOptions = {}
 ): Effect.Effect<DatagramClient, NetError.ConnectError | NetError.ListenError, Scope.Scope> =>
   Effect.gen(function*() {
-    const socket = yield* Datagram.connect(to, options.socket)
-    const queue = queueOf(socket)
+    const parent = yield* Effect.scope
+    const open = (address: Datagram.UdpAddress): Effect.Effect<ClientSocket, NetError.ConnectError | NetError.ListenError> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const scope = yield* Scope.fork(parent, "sequential")
+          const socket = yield* restore(Scope.provide(Datagram.connect(address, options.socket), scope)).pipe(
+            Effect.onError(() => Scope.close(scope, Exit.void))
+          )
+          return { socket, queue: queueOf(socket), scope }
+        })
+      )
+    let current = yield* open(to)
+    // The server as first resolved: a replacement socket talks to the same peer.
+    const remoteAddress = current.socket.remoteAddress
+    // Some datagram sent from `current` may still be answered: the next request needs a fresh socket.
+    let outstanding = false
+    const match = options.match
     const lock = yield* Semaphore.make(1)
     const closed = new NetError.BrokenPipe({ address: to, detail: "the client's socket closed while waiting for a reply" })
+
+    const fresh = Effect.suspend(() => {
+      if (!outstanding || match !== undefined) return Effect.succeed(current)
+      return Scope.close(current.scope, Exit.void).pipe(
+        Effect.andThen(open(remoteAddress)),
+        Effect.tap((next) =>
+          Effect.sync(() => {
+            current = next
+            outstanding = false
+          })
+        )
+      )
+    })
 
     const request = (payload: Uint8Array, overrides: RequestOptions = {}) =>
       Effect.suspend(() => {
         const timeout = Duration.fromInputUnsafe(overrides.timeout ?? options.timeout ?? DEFAULT_TIMEOUT)
         const schedule = overrides.schedule ?? options.schedule ?? DEFAULT_SCHEDULE
         let attempts = 0
-        // Failures other than a timeout travel in the success channel, so
-        // the schedule sees (and retries) nothing but timeouts.
-        const attempt: Effect.Effect<Result.Result<Uint8Array, Exclude<RequestError, RequestTimeout>>, RequestTimeout> =
-          Effect.suspend(() => {
-            const early = queue.poll()
-            if (early !== undefined) return Effect.succeed(Result.succeed(early.payload))
-            attempts++
-            return socket.send(payload).pipe(
-              Effect.andThen(queue.receive),
-              Effect.flatMap(Option.match({
-                onNone: () => Effect.fail(closed),
-                onSome: (reply) => Effect.succeed(reply.payload)
-              })),
-              Effect.result,
-              Effect.timeoutOrElse({
-                duration: timeout,
-                orElse: () => Effect.fail(new RequestTimeout({ address: socket.remoteAddress, attempts, timeout }))
-              })
-            )
-          })
-        return Effect.sync(() => queue.clear()).pipe(
-          Effect.andThen(Effect.retry(attempt, schedule)),
-          Effect.flatMap(Effect.fromResult)
+        let answered = false
+        const answers = (reply: Datagram.Datagram) => match === undefined || match(payload, reply.payload)
+        return Effect.flatMap(fresh, ({ queue, socket }) => {
+          const poll = (): Datagram.Datagram | undefined => {
+            for (;;) {
+              const reply = queue.poll()
+              if (reply === undefined || answers(reply)) return reply
+            }
+          }
+          const receive: Effect.Effect<Uint8Array, Exclude<RequestError, RequestTimeout>> = Effect.flatMap(
+            queue.receive,
+            Option.match({
+              onNone: () => Effect.fail(closed),
+              onSome: (reply) => answers(reply) ? Effect.succeed(reply.payload) : receive
+            })
+          )
+          // Failures other than a timeout travel in the success channel, so
+          // the schedule sees (and retries) nothing but timeouts.
+          const attempt: Effect.Effect<Result.Result<Uint8Array, Exclude<RequestError, RequestTimeout>>, RequestTimeout> =
+            Effect.suspend(() => {
+              const early = poll()
+              if (early !== undefined) return Effect.succeed(Result.succeed(early.payload))
+              attempts++
+              return socket.send(payload).pipe(
+                Effect.andThen(receive),
+                Effect.result,
+                Effect.timeoutOrElse({
+                  duration: timeout,
+                  orElse: () => Effect.fail(new RequestTimeout({ address: socket.remoteAddress, attempts, timeout }))
+                })
+              )
+            })
+          return Effect.sync(() => queue.clear()).pipe(
+            Effect.andThen(Effect.retry(attempt, schedule)),
+            Effect.flatMap(Effect.fromResult),
+            Effect.tap(() => Effect.sync(() => void (answered = true)))
+          )
+        }).pipe(
+          // One reply was taken: every attempt but one may still be answered.
+          Effect.ensuring(Effect.sync(() => {
+            if (attempts > (answered ? 1 : 0)) outstanding = true
+          }))
         )
       }).pipe(lock.withPermits(1))
 
-    return { remoteAddress: socket.remoteAddress, request }
+    return { remoteAddress, request }
   })
 
 /**

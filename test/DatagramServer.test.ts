@@ -291,6 +291,62 @@ describe("request", () => {
       assert.strictEqual(decoder.decode(yield* within("reply two", Fiber.join(second))), "reply two")
     }))
 
+  describe("a late reply to a retried request never answers the next one", () => {
+    // The handler takes 150 ms, the client waits 100 ms and retries once: the
+    // first request is answered by its first attempt's reply, and its second
+    // attempt's reply arrives while the next request waits.
+    const ports: Array<number> = []
+    const slowEcho = DatagramServer.layerTest({
+      handler: (d) => Effect.sync(() => ports.push(d.from.port)).pipe(Effect.andThen(Effect.sleep("150 millis")), Effect.as(d.payload))
+    })
+    const impatient = { timeout: "100 millis", schedule: Schedule.recurs(1) } as const
+    const askTwice = (options: DatagramServer.ClientOptions) =>
+      Effect.gen(function*() {
+        const address = yield* serverAddress
+        for (let run = 0; run < 3; run++) {
+          ports.length = 0
+          yield* Effect.scoped(Effect.gen(function*() {
+            const client = yield* DatagramServer.client(address, options)
+            assert.strictEqual(decoder.decode(yield* client.request(bytes("first"))), "first", `run ${run}`)
+            assert.strictEqual(decoder.decode(yield* client.request(bytes("second"))), "second", `run ${run}`)
+          }))
+        }
+      })
+
+    it.live("by default: the next request goes out from a fresh socket, where no late reply can reach it (3 runs)", () =>
+      askTwice(impatient).pipe(
+        Effect.andThen(Effect.sync(() => {
+          // "first" twice from one port, then "second" (twice) from another.
+          assert.strictEqual(ports.length, 4)
+          assert.strictEqual(ports[0], ports[1])
+          assert.notStrictEqual(ports[2], ports[0])
+          assert.strictEqual(ports[2], ports[3])
+        })),
+        Effect.provide(slowEcho)
+      ))
+
+    it.live("with match: replies that do not match the request are discarded, on one socket (3 runs)", () =>
+      askTwice({ ...impatient, match: (request, reply) => Buffer.from(request).equals(reply) }).pipe(
+        Effect.andThen(Effect.sync(() => assert.strictEqual(new Set(ports).size, 1))),
+        Effect.provide(slowEcho)
+      ))
+  })
+
+  it.live("a client keeps its socket (one source port) while every request is answered at the first try", () =>
+    Effect.gen(function*() {
+      const server = yield* Datagram.bind(v4)
+      const client = yield* DatagramServer.client(server.address, patient)
+      const ports = new Set<number>()
+      for (const word of ["a", "b", "c"]) {
+        const asked = yield* Effect.forkChild(client.request(bytes(word)))
+        const [d] = yield* within(`request ${word}`, Stream.runCollect(Stream.take(server.reads, 1)))
+        ports.add(d!.from.port)
+        yield* server.send(upperBytes(d!.payload), d!.from)
+        assert.strictEqual(decoder.decode(yield* Fiber.join(asked)), word.toUpperCase())
+      }
+      assert.strictEqual(ports.size, 1)
+    }))
+
   it.live("a port nobody listens on fails at once with ConnectionRefused, not after the retries", () =>
     Effect.gen(function*() {
       const port = yield* Effect.scoped(Effect.map(Datagram.bind(v4), (s) => s.address.port))
