@@ -234,6 +234,42 @@ export const parse = (input: string): Result.Result<Address, InvalidAddress> => 
 export const unsafeParse = (input: string): Address => Result.getOrThrow(parse(input))
 
 /**
+ * Parse a UDP address (`127.0.0.1:5300`, `localhost:53`, `[::1]:5300`) as the
+ * type `Datagram` and `DatagramServer` take (`Datagram.UdpAddress`, the same
+ * shape as a TCP address), so it passes straight to `bind`, `send` or
+ * `request`. A `unix:` path is an {@link InvalidAddress}: UDP has none.
+ *
+ * ```ts
+ * const program = Effect.gen(function*() {
+ *   const server = yield* Effect.fromResult(Address.parseUdp("127.0.0.1:5300"))
+ *   return yield* DatagramServer.request(new TextEncoder().encode("ping"), server)
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseUdp = (input: string): Result.Result<TcpAddress, InvalidAddress> =>
+  input.startsWith("unix:")
+    ? Result.fail(
+      new InvalidAddress({ input, reason: "a unix: path is not a UDP address; expected host:port or [ipv6]:port" })
+    )
+    : parse(input) as Result.Result<TcpAddress, InvalidAddress>
+
+/**
+ * Like {@link parseUdp} but throws the {@link InvalidAddress}. For literals in
+ * programs and tests.
+ *
+ * ```ts
+ * const socket = yield* Datagram.bind(Address.unsafeParseUdp("127.0.0.1:0"))
+ * ```
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const unsafeParseUdp = (input: string): TcpAddress => Result.getOrThrow(parseUdp(input))
+
+/**
  * Render an address the way {@link parse} reads it ({@link unknownPeer}, which
  * nothing parses, as `unknown peer`).
  *

@@ -48,10 +48,11 @@ export type TypeId = typeof TypeId
 /**
  * A UDP endpoint. UDP addresses have the same shape as TCP ones (`host`,
  * `port`), so this is `Address.TcpAddress` under a name that reads right;
- * make one with `Address.tcp(host, port)`, parse one with `Address.parse`.
+ * make one with `Address.tcp(host, port)`, parse one with `Address.parseUdp`
+ * (`Address.parse` also reads `unix:` paths, which UDP has not).
  *
  * ```ts
- * const to: Datagram.UdpAddress = Address.tcp("::1", 5353)
+ * const to: Datagram.UdpAddress = Address.unsafeParseUdp("[::1]:5353")
  * ```
  *
  * @since 0.1.0

@@ -119,6 +119,31 @@ describe("Address", () => {
       ))
   })
 
+  describe("parseUdp", () => {
+    it("reads what parse reads for host:port and [ipv6]:port, as a TcpAddress (Datagram.UdpAddress)", () =>
+      FastCheck.assert(FastCheck.property(text, (input) => {
+        const any = Address.parse(input)
+        const udp = Address.parseUdp(input)
+        if (Result.isSuccess(any) && any.success._tag === "TcpAddress") {
+          assert.isTrue(Result.isSuccess(udp))
+          assert.deepStrictEqual(Result.getOrThrow(udp), any.success)
+        } else {
+          assert.isTrue(Result.isFailure(udp))
+        }
+      })))
+
+    it("rejects a unix: path with an InvalidAddress that says why; unsafeParseUdp throws it", () => {
+      const result = Address.parseUdp("unix:/tmp/s.sock")
+      assert.isTrue(Result.isFailure(result))
+      if (Result.isSuccess(result)) return
+      assert.strictEqual(result.failure._tag, "InvalidAddress")
+      assert.strictEqual(result.failure.reason, "a unix: path is not a UDP address; expected host:port or [ipv6]:port")
+      assert.throws(() => Address.unsafeParseUdp("unix:/tmp/s.sock"), /not a UDP address/)
+      const udp: Address.TcpAddress = Address.unsafeParseUdp("[::1]:5300")
+      assert.deepStrictEqual(udp, Address.tcp("::1", 5300))
+    })
+  })
+
   describe("unsafeParse", () => {
     it("returns the address, or throws on bad input", () => {
       assert.deepStrictEqual(Address.unsafeParse("127.0.0.1:0"), Address.tcp("127.0.0.1", 0))

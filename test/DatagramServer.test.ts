@@ -347,6 +347,24 @@ describe("request", () => {
       assert.strictEqual(ports.size, 1)
     }))
 
+  it.live("a UDP address parsed in one step (Address.parseUdp) is what request, client and bind take", () =>
+    Effect.gen(function*() {
+      const { port } = yield* serverAddress
+      const to = yield* Effect.fromResult(Address.parseUdp(`127.0.0.1:${port}`))
+      assert.strictEqual(decoder.decode(yield* DatagramServer.request(bytes("one step"), to, patient)), "ONE STEP")
+      const client = yield* DatagramServer.client(Address.unsafeParseUdp(`127.0.0.1:${port}`), patient)
+      assert.strictEqual(decoder.decode(yield* client.request(bytes("and again"))), "AND AGAIN")
+      const socket = yield* Datagram.bind(Address.unsafeParseUdp("[::1]:0"))
+      assert.strictEqual(socket.address.host, "::1")
+      // A Unix path is no UDP address: a typed InvalidAddress, before anything is sent.
+      const error = yield* Effect.flip(Effect.fromResult(Address.parseUdp("unix:/tmp/x.sock")))
+      assert.strictEqual(error._tag, "InvalidAddress")
+      assert.strictEqual(
+        error.message,
+        "invalid address \"unix:/tmp/x.sock\": a unix: path is not a UDP address; expected host:port or [ipv6]:port"
+      )
+    }).pipe(Effect.provide(upper)))
+
   it.live("a port nobody listens on fails at once with ConnectionRefused, not after the retries", () =>
     Effect.gen(function*() {
       const port = yield* Effect.scoped(Effect.map(Datagram.bind(v4), (s) => s.address.port))
