@@ -162,20 +162,27 @@ export interface Listener {
 export interface ConnectOptions {
   /**
    * Give up with `ConnectTimeout` after this long and destroy the attempt
-   * (default, 0 or infinite: the OS's own timeout). Measured on Effect's `Clock`.
+   * (default, or `Duration.infinity`: the OS's own timeout; 0 is refused).
+   * Measured on Effect's `Clock`.
    */
   readonly timeout?: Duration.Input | undefined
   /** Disable Nagle's algorithm (default true: latency first). TCP only. */
   readonly noDelay?: boolean | undefined
-  /** Enable TCP keep-alive probes after this much idle time (true: 60 seconds; default off). TCP only. */
+  /**
+   * Enable TCP keep-alive probes after this much idle time (true: 60 seconds;
+   * default, false or `Duration.infinity`: off; 0 is refused). TCP only.
+   */
   readonly keepAlive?: boolean | Duration.Input | undefined
-  /** No byte either way for this long → `IdleTimeout` and the socket closes (default, 0 or infinite: never). */
+  /**
+   * No byte either way for this long → `IdleTimeout` and the socket closes
+   * (default, or `Duration.infinity`: never; 0 is refused).
+   */
   readonly idleTimeout?: Duration.Input | undefined
   /** Reading pauses once more than this many received bytes wait to be pulled (default 64 KiB). */
   readonly readBufferSize?: number | undefined
   /**
    * How long `close` waits for accepted writes to be flushed before it
-   * destroys the socket (default 2 seconds; must be finite; 0: do not wait).
+   * destroys the socket (default 2 seconds; above 0 and finite).
    */
   readonly closeTimeout?: Duration.Input | undefined
 }
