@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -9,6 +10,7 @@ import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as TestClock from "effect/testing/TestClock"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as NodePath from "node:path"
@@ -480,5 +482,68 @@ describe("Exec error tags", () => {
         )
       assert.strictEqual(yield* which(byteServer), "byte server, 0 bytes")
       assert.include(yield* which(exec), "exec, the server closed it before answering 1 request(s)")
+    }))
+})
+
+describe("Exec client options: timeout (a defect, like every option given in code)", () => {
+  /** The defect `effect` dies with (failing the test when it does not die). */
+  const defectOf = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<unknown, never, R> =>
+    Effect.map(Effect.exit(effect), (exit) => {
+      if (Exit.isSuccess(exit)) return assert.fail("expected a defect, the effect succeeded")
+      const defect = Cause.findDefect(exit.cause)
+      if (Result.isFailure(defect)) return assert.fail(`expected a defect, got ${Cause.pretty(exit.cause)}`)
+      return defect.success
+    })
+
+  const assertOptionDefect = (defect: unknown, ...parts: ReadonlyArray<string>) => {
+    assert.isTrue(Cause.isIllegalArgumentError(defect), `not an IllegalArgumentError: ${String(defect)}`)
+    for (const part of parts) assert.include((defect as Error).message, part)
+  }
+
+  it.effect("clientFromSocket: 0 and a negative timeout are refused, naming the option", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [Duration.Input, ReadonlyArray<string>]> = [
+        [0, ["Exec client: timeout must be above 0, got 0", "use Duration.infinity for none"]],
+        ["0 seconds", ["Exec client: timeout must be above 0"]],
+        [-1, ["Exec client: timeout must be above 0, got -1"]],
+        [Duration.millis(-5), ["Exec client: timeout must be above 0"]]
+      ]
+      for (const [timeout, parts] of cases) {
+        const defect = yield* defectOf(Effect.scoped(Effect.gen(function*() {
+          const [near] = yield* MemorySocket.makePair()
+          return yield* Exec.clientFromSocket(near, { timeout })
+        })))
+        assertOptionDefect(defect, ...parts)
+      }
+    }))
+
+  it.live("client: a bad timeout is the client's defect, found before connecting", () =>
+    Effect.gen(function*() {
+      const listener = yield* Socket.listen(Address.tcp("127.0.0.1", 0))
+      const defect = yield* defectOf(Effect.scoped(Exec.client(listener.address, { timeout: 0 })))
+      assertOptionDefect(defect, "Exec client: timeout must be above 0, got 0")
+      assert.strictEqual(yield* listener.connections, 0)
+    }).pipe(Effect.scoped))
+
+  it.effect("Duration.infinity is no timeout: a call waits as long as the answer takes", () =>
+    Effect.gen(function*() {
+      const [near, far] = yield* MemorySocket.makePair()
+      const client = yield* Exec.clientFromSocket(near, { timeout: Duration.infinity })
+      const running = yield* Effect.forkChild(client.run(["echo", "hi"]))
+      yield* Stream.runHead(far.reads)
+      yield* TestClock.adjust("1000 days")
+      yield* far.writeAll(Exec.encodeResponse({
+        header: { exitCode: 0, signal: null, stdoutLength: 0, stderrLength: 0, truncated: false, durationMs: 1 },
+        stdout: utf8("hi\n"),
+        stderr: new Uint8Array(0)
+      }))
+      assert.strictEqual(text((yield* Fiber.join(running)).stdout), "hi\n")
+    }))
+
+  it.live("client: Duration.infinity connects with the OS's own timeout and answers", () =>
+    Effect.gen(function*() {
+      const address = yield* serve({ allow: ["echo"] })
+      const client = yield* Exec.client(address, { timeout: Duration.infinity })
+      assert.strictEqual(text((yield* client.run(["echo", "no limit"])).stdout), "no limit\n")
     }))
 })

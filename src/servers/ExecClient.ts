@@ -17,6 +17,7 @@ import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as Address from "../Address.js"
+import * as Options from "../internal/options.js"
 import type { ConnectError, ReadError, WriteError } from "../NetError.js"
 import * as Socket from "../Socket.js"
 import type { ExecError, ExecRequest, ExecResult, ResponseLimits } from "./ExecWire.js"
@@ -105,10 +106,17 @@ export type ClientError = ExecError | TransportError
  * - `token`: sent with every request that has none of its own.
  * - `timeout` (none): the longest a connect and each call (`run`, `runAll`,
  *   `request`) may take; past it the call fails with {@link ResponseTimeout}
- *   (or `ConnectTimeout`) and the connection is reset.
+ *   (or `ConnectTimeout`) and the connection is reset. It is above 0, or
+ *   `Duration.infinity` for none (the connect then waits as long as the OS
+ *   lets it); 0 is refused, never read as "no limit".
  * - `maxHeaderBytes` (64 KiB) and `maxBodyBytes` (64 MiB, at most 4 GiB): the
  *   largest response header and stdout + stderr the client accepts; a larger
  *   one is a `MalformedResponse`. What the client buffers stays within them.
+ *
+ * Client options are given in code, like `Socket`'s, so a bad `timeout` is a
+ * defect (Effect's `IllegalArgumentError`, "Exec client: timeout must be
+ * above 0, got 0 …"), not a typed error like the server's `InvalidExecOptions`
+ * (whose options often come from configuration).
  *
  * ```ts
  * const client = yield* Exec.client(address, { token: Redacted.make("s3cret"), timeout: "30 seconds" })
@@ -120,9 +128,19 @@ export type ClientError = ExecError | TransportError
 export interface ClientOptions extends ResponseLimits {
   /** Sent with every request that carries no token of its own. */
   readonly token?: string | Redacted.Redacted<string> | undefined
-  /** The longest a connect and each call may take (default: no limit). */
+  /** The longest a connect and each call may take (default, or `Duration.infinity`: no limit; 0 is refused). */
   readonly timeout?: Duration.Input | undefined
 }
+
+/** The client's `timeout`, `undefined` for none; a bad one is the defect of an option given in code. */
+const timeoutOf = (options: ClientOptions | undefined): Effect.Effect<Duration.Duration | undefined> =>
+  Effect.suspend(() => {
+    if (options?.timeout === undefined) return Effect.succeed(undefined)
+    const reason = Options.duration(options.timeout, { never: true })
+    if (reason !== undefined) return Effect.die(Options.defect("Exec client", "timeout", reason))
+    const timeout = Duration.fromInputUnsafe(options.timeout)
+    return Effect.succeed(Duration.isFinite(timeout) ? timeout : undefined)
+  })
 
 /**
  * A client on one connection. Calls may overlap, from one fiber (`runAll`)
@@ -188,7 +206,7 @@ export const clientFromSocket = (
       : Redacted.isRedacted(options.token)
       ? Redacted.value(options.token)
       : options.token
-    const timeout = options?.timeout === undefined ? undefined : Duration.fromInputUnsafe(options.timeout)
+    const timeout = yield* timeoutOf(options)
     // What the decoder holds stays within the limits (plus one read): a large
     // response costs one copy, none when it arrives in one read.
     const decoder = responseCodec({ maxHeaderBytes: options?.maxHeaderBytes, maxBodyBytes: options?.maxBodyBytes })
@@ -327,7 +345,8 @@ export const clientFromSocket = (
 
 /**
  * Connect to an exec server and make a client on the connection, closed with
- * the scope (see {@link ExecClient}).
+ * the scope (see {@link ExecClient}). Its options are checked before it
+ * connects (a bad one is a defect, see {@link ClientOptions}).
  *
  * ```ts
  * const program = Effect.scoped(Effect.gen(function*() {
@@ -344,4 +363,7 @@ export const client = (
   address: Address.Address,
   options?: ClientOptions
 ): Effect.Effect<ExecClient, ConnectError, Scope.Scope> =>
-  Effect.flatMap(Socket.connect(address, { timeout: options?.timeout }), (socket) => clientFromSocket(socket, options))
+  Effect.flatMap(
+    timeoutOf(options),
+    (timeout) => Effect.flatMap(Socket.connect(address, { timeout }), (socket) => clientFromSocket(socket, options))
+  )
