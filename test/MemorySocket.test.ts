@@ -1,8 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Ref from "effect/Ref"
+import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/testing/TestClock"
@@ -359,6 +361,73 @@ describe("MemorySocket", () => {
         yield* first.end
         assert.strictEqual(text(yield* Stream.runCollect(server!.reads)), "x")
         assert.strictEqual(yield* listener.connections, 1)
+      }).pipe(Effect.scoped))
+  })
+
+  describe("invalid options", () => {
+    /** The defect `effect` dies with (failing the test when it does not die). */
+    const defectOf = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<unknown, never, R> =>
+      Effect.map(Effect.exit(effect), (exit) => {
+        if (Exit.isSuccess(exit)) return assert.fail("expected a defect, the effect succeeded")
+        const defect = Cause.findDefect(exit.cause)
+        if (Result.isFailure(defect)) return assert.fail(`expected a defect, got ${Cause.pretty(exit.cause)}`)
+        return defect.success
+      })
+
+    /** Asserts an option defect: Effect's `IllegalArgumentError` with exactly this message. */
+    const assertOptionDefect = (defect: unknown, message: string) => {
+      assert.isTrue(Cause.isIllegalArgumentError(defect), `not an IllegalArgumentError: ${String(defect)}`)
+      assert.strictEqual((defect as Error).message.slice(0, message.length), message)
+    }
+
+    it.effect("makePair: each bad option is an IllegalArgumentError naming it", () =>
+      Effect.gen(function*() {
+        const cases: ReadonlyArray<readonly [MemorySocket.PairOptions, string]> = [
+          [{ aToB: { maxChunkSize: 0 } }, "MemorySocket: maxChunkSize must be a positive integer, got 0"],
+          [{ bufferSize: 1.5 }, "MemorySocket: bufferSize must be a positive integer, got 1.5"],
+          [{ bToA: { maxReadSize: -1 } }, "MemorySocket: maxReadSize must be a positive integer, got -1"],
+          [{ aToB: { resetAfter: -1 } }, "MemorySocket: resetAfter must be a non-negative integer, got -1"],
+          [{ bToA: { endAfter: 0.5 } }, "MemorySocket: endAfter must be a non-negative integer, got 0.5"],
+          [
+            { aToB: { maxChunkSize: 1, split: (bs) => [bs] } },
+            "MemorySocket: give either maxChunkSize or split, not both"
+          ]
+        ]
+        for (const [options, message] of cases) {
+          assertOptionDefect(yield* defectOf(Effect.scoped(MemorySocket.makePair(options))), message)
+        }
+      }))
+
+    it.effect("a splitter that loses bytes is an IllegalArgumentError when it is used", () =>
+      Effect.gen(function*() {
+        const defect = yield* defectOf(Effect.scoped(Effect.gen(function*() {
+          const [a] = yield* MemorySocket.makePair({ aToB: { split: (bs) => [bs.subarray(1)] } })
+          yield* a.write(bytes("abc"))
+        })))
+        assertOptionDefect(defect, "MemorySocket: split returned 2 bytes for a write of 3")
+      }))
+
+    it.effect("listen and connect: each bad option is an IllegalArgumentError naming it", () =>
+      Effect.gen(function*() {
+        assertOptionDefect(
+          yield* defectOf(Effect.scoped(MemorySocket.listen({ acceptQueueSize: 0 }))),
+          "MemorySocket: acceptQueueSize must be a positive integer, got 0"
+        )
+        assertOptionDefect(
+          yield* defectOf(Effect.scoped(MemorySocket.listen({ bufferSize: -4 }))),
+          "MemorySocket: bufferSize must be a positive integer, got -4"
+        )
+        const listener = yield* MemorySocket.listen()
+        assertOptionDefect(
+          yield* defectOf(Effect.scoped(listener.connect({ bufferSize: 0 }))),
+          "MemorySocket: bufferSize must be a positive integer, got 0"
+        )
+        assertOptionDefect(
+          yield* defectOf(Effect.scoped(listener.connect({ send: { maxChunkSize: 0 } }))),
+          "MemorySocket: maxChunkSize must be a positive integer, got 0"
+        )
+        // Nothing was queued for a connection that was never made.
+        assert.strictEqual(yield* listener.refused, 0)
       }).pipe(Effect.scoped))
   })
 })

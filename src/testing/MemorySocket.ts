@@ -53,6 +53,7 @@ import { BrokenPipe, ConnectionRefused, ConnectionReset } from "../NetError.js"
 import type { ReadError, WriteError } from "../NetError.js"
 import * as Socket from "../Socket.js"
 import { concat } from "../internal/bytes.js"
+import * as Options from "../internal/options.js"
 
 /**
  * Scripted behaviour of one direction of a pair (the bytes one end writes and
@@ -237,16 +238,21 @@ class Pipe {
   }
 }
 
+// Options are given in code: a bad one is thrown as Effect's IllegalArgumentError
+// (from inside Effect.sync/suspend, so the effect dies with it), naming the option.
+const check = (name: string, reason: Options.Reason): void => {
+  if (reason !== undefined) throw Options.defect("MemorySocket", name, reason)
+}
+
 const positiveInt = (name: string, value: number | undefined): number | undefined => {
-  if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) {
-    throw new RangeError(`MemorySocket: ${name} must be a positive integer, got ${value}`)
-  }
+  if (value !== undefined) check(name, Options.positiveInt(value))
   return value
 }
 
+/** A byte count where 0 is a value like any other (`resetAfter: 0`: the first write breaks the connection). */
 const nonNegativeInt = (name: string, value: number | undefined): number | undefined => {
   if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
-    throw new RangeError(`MemorySocket: ${name} must be a non-negative integer, got ${value}`)
+    check(name, `must be a non-negative integer, got ${value}`)
   }
   return value
 }
@@ -260,7 +266,7 @@ const splitEvery = (size: number) => (bytes: Uint8Array): ReadonlyArray<Uint8Arr
 const settingsOf = (faults: Faults | undefined): Settings => {
   const maxChunkSize = positiveInt("maxChunkSize", faults?.maxChunkSize)
   if (maxChunkSize !== undefined && faults?.split !== undefined) {
-    throw new RangeError("MemorySocket: give either maxChunkSize or split, not both")
+    throw new Cause.IllegalArgumentError("MemorySocket: give either maxChunkSize or split, not both")
   }
   return {
     split: faults?.split ?? (maxChunkSize === undefined ? undefined : splitEvery(maxChunkSize)),
@@ -294,7 +300,8 @@ const applySplit = (settings: Settings, chunks: ReadonlyArray<Uint8Array>, total
   let length = 0
   for (const piece of pieces) length += piece.length
   if (length !== total) {
-    throw new RangeError(`MemorySocket: split returned ${length} bytes for a write of ${total}`)
+    // The split option broke its contract: as wrong an argument as a bad number.
+    throw new Cause.IllegalArgumentError(`MemorySocket: split returned ${length} bytes for a write of ${total}`)
   }
   return pieces.filter((piece) => piece.length > 0)
 }
@@ -522,7 +529,9 @@ const unsafeMakePair = (options: PairOptions | undefined): readonly [End, End] =
  * })
  * ```
  *
- * Invalid options (a `maxChunkSize` of 0, say) are a defect.
+ * Invalid options (a `maxChunkSize` of 0, say) are a defect: Effect's
+ * `IllegalArgumentError`, naming the option. So is a `split` that does not
+ * return the bytes it was given, on the write it splits.
  *
  * @since 0.1.0
  * @category constructors
