@@ -34,6 +34,7 @@ import * as Stream from "effect/Stream"
 import * as Address from "./Address.js"
 import * as Datagram from "./Datagram.js"
 import { LimitWarning, RATE_NOTE } from "./internal/limitWarning.js"
+import * as Check from "./internal/options.js"
 import { queueOf, type ReceiveQueue } from "./internal/receiveQueue.js"
 import * as NetError from "./NetError.js"
 
@@ -175,9 +176,8 @@ export const make = <E, R>(
 ): Effect.Effect<RunningDatagramServer, NetError.ListenError, R | Scope.Scope> =>
   Effect.gen(function*() {
     const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY
-    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
-      return yield* Effect.die(new Error(`concurrency must be a positive integer, got ${concurrency}`))
-    }
+    const bad = Check.positiveInt(concurrency)
+    if (bad !== undefined) return yield* Effect.die(Check.defect("DatagramServer", "concurrency", bad))
     const socket = yield* Datagram.bind(options.address, options.socket)
     const name = options.name ?? Address.format(socket.address)
     const counters = { received: 0, replied: 0, failed: 0 }
@@ -358,7 +358,7 @@ export type RequestError =
  * @category models
  */
 export interface RequestOptions {
-  /** How long each attempt waits for the reply (default 1 second). */
+  /** How long each attempt waits for the reply (default 1 second; above 0 and finite, or a defect). */
   readonly timeout?: Duration.Input | undefined
   /**
    * When to try again after a timeout: every recurrence is one more attempt,
@@ -447,6 +447,16 @@ interface ClientSocket {
 }
 
 /**
+ * A request's `timeout` is above 0 and finite: UDP loses datagrams without a
+ * word, so a request that waited forever would hang on the first loss.
+ */
+const requestTimeoutProblem = (timeout: Duration.Input | undefined): Cause.IllegalArgumentError | undefined => {
+  if (timeout === undefined) return undefined
+  const bad = Check.duration(timeout, { never: false, finite: "a lost datagram would leave the request waiting forever" })
+  return bad === undefined ? undefined : Check.defect("DatagramServer.client", "timeout", bad)
+}
+
+/**
  * A {@link DatagramClient} on its own connected socket, closed with the scope.
  *
  * ```ts
@@ -464,6 +474,8 @@ export const client = (
   options: ClientOptions = {}
 ): Effect.Effect<DatagramClient, NetError.ConnectError | NetError.ListenError, Scope.Scope> =>
   Effect.gen(function*() {
+    const badTimeout = requestTimeoutProblem(options.timeout)
+    if (badTimeout !== undefined) return yield* Effect.die(badTimeout)
     const parent = yield* Effect.scope
     const open = (address: Datagram.UdpAddress): Effect.Effect<ClientSocket, NetError.ConnectError | NetError.ListenError> =>
       Effect.uninterruptibleMask((restore) =>
@@ -499,6 +511,8 @@ export const client = (
 
     const request = (payload: Uint8Array, overrides: RequestOptions = {}) =>
       Effect.suspend(() => {
+        const badOverride = requestTimeoutProblem(overrides.timeout)
+        if (badOverride !== undefined) return Effect.die(badOverride)
         const timeout = Duration.fromInputUnsafe(overrides.timeout ?? options.timeout ?? DEFAULT_TIMEOUT)
         const schedule = overrides.schedule ?? options.schedule ?? DEFAULT_SCHEDULE
         let attempts = 0

@@ -1,12 +1,15 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as References from "effect/References"
 import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Address from "../src/Address.js"
 import * as Datagram from "../src/Datagram.js"
@@ -370,5 +373,42 @@ describe("request", () => {
       const port = yield* Effect.scoped(Effect.map(Datagram.bind(v4), (s) => s.address.port))
       const error = yield* Effect.flip(DatagramServer.request(bytes("x"), Address.tcp("127.0.0.1", port)))
       assert.strictEqual(error._tag, "ConnectionRefused")
+    }))
+})
+
+describe("options", () => {
+  /** The defect's message, or a failure of the test when the effect did not die. */
+  const defectOf = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) =>
+    Effect.map(Effect.exit(Effect.scoped(effect)), (exit) => {
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause), "a defect")
+      const defect = Exit.isFailure(exit) ? Cause.findDefect(exit.cause) : undefined
+      const error = defect !== undefined && defect._tag === "Success" ? defect.success : undefined
+      assert.instanceOf(error, Cause.IllegalArgumentError)
+      return (error as Cause.IllegalArgumentError).message
+    })
+
+  it.live("concurrency 0 or a fraction is a defect naming the option; nothing is bound", () =>
+    Effect.gen(function*() {
+      for (const concurrency of [0, 1.5, -1]) {
+        const message = yield* defectOf(DatagramServer.make({ address: v4, concurrency, handler: () => Effect.void }))
+        assert.include(message, "DatagramServer: concurrency must be a positive integer")
+      }
+    }))
+
+  it.live("a request timeout of 0, below 0 or infinite is a defect: a lost datagram must not hang a request", () =>
+    Effect.gen(function*() {
+      const server = yield* DatagramServer.make({ address: v4, handler: ({ payload }) => Effect.succeed(payload) })
+      for (const timeout of [0, -5, Duration.infinity]) {
+        const atClient = yield* defectOf(DatagramServer.client(server.address, { timeout }))
+        assert.include(atClient, "DatagramServer.client: timeout must be")
+        const perRequest = yield* defectOf(Effect.flatMap(
+          DatagramServer.client(server.address),
+          (client) => client.request(bytes("x"), { timeout })
+        ))
+        assert.include(perRequest, "DatagramServer.client: timeout must be")
+      }
+      // A finite timeout above 0 is fine.
+      const client = yield* DatagramServer.client(server.address, { timeout: "1 second" })
+      assert.strictEqual(new TextDecoder().decode(yield* client.request(bytes("ok"))), "ok")
     }))
 })
