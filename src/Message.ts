@@ -198,6 +198,89 @@ const finiteOnly = (_key: string, value: unknown): unknown => {
 }
 
 /**
+ * A format whose bytes are parsed outside Schema (JSON, MessagePack). The
+ * whole transformation is `format.schema`, and it makes every error; but a
+ * frame that parses and decodes takes the direct way: parse, then Schema's
+ * synchronous decoder on the parsed value (and the other way round when
+ * encoding), about twice as fast as running the composed Schema. Only a
+ * frame or value that fails goes through the composed Schema, to get its
+ * error.
+ */
+const parsed = <A, I>(
+  name: string,
+  schema: Schema.Codec<A, I>,
+  options: FormatOptions | undefined,
+  /** Throws on bytes that are not a value. */
+  parse: (bytes: Uint8Array) => unknown,
+  /** Throws, or returns a reason, when the value cannot be written. */
+  write: (value: unknown) => Uint8Array | string
+): Format<A> => {
+  const composed = make(
+    name,
+    Schema.Uint8Array.pipe(Schema.decodeTo(
+      schema,
+      SchemaTransformation.transformEffect<I, Uint8Array>({
+        decode: (bytes, options) => {
+          try {
+            return Effect.succeed(parse(bytes) as I)
+          } catch (cause) {
+            return invalid(bytes, name === "json" ? `not JSON: ${describe(cause)}` : describe(cause), options)
+          }
+        },
+        encode: (value, options) => {
+          try {
+            const bytes = write(value)
+            return typeof bytes === "string" ? invalid(value, bytes, options) : Effect.succeed(bytes)
+          } catch (cause) {
+            return invalid(value, name === "json" ? `cannot write as JSON: ${describe(cause)}` : describe(cause), options)
+          }
+        }
+      })
+    )),
+    options
+  )
+  const parseOptions = parseOptionsOf(options)
+  const decodeValue = Schema.decodeUnknownResult(schema, parseOptions)
+  const encodeValue = Schema.encodeResult(schema, parseOptions)
+  return {
+    ...composed,
+    decode: (frame) => {
+      let value: unknown
+      try {
+        value = parse(frame)
+      } catch {
+        return composed.decode(frame)
+      }
+      const decoded = decodeValue(value)
+      return Result.isSuccess(decoded) ? decoded as Result.Result<A, never> : composed.decode(frame)
+    },
+    encode: (value) => {
+      const encoded = encodeValue(value)
+      if (Result.isSuccess(encoded)) {
+        try {
+          const bytes = write(encoded.success)
+          if (typeof bytes !== "string") return Result.succeed(bytes)
+        } catch {
+          // The composed Schema says why.
+        }
+      }
+      return composed.encode(value)
+    }
+  }
+}
+
+const parseJson = (bytes: Uint8Array): unknown => JSON.parse(utf8.decode(bytes))
+
+const writeJson = (value: unknown): Uint8Array | string => {
+  const text = JSON.stringify(value)
+  // JSON.stringify gives undefined for undefined, functions and symbols.
+  if (text === undefined) return "no JSON representation"
+  // Only output with a `null` can hide a non-finite number: check those again, slowly.
+  if (text.includes("null")) JSON.stringify(value, finiteOnly)
+  return textEncoder.encode(text)
+}
+
+/**
  * JSON in UTF-8, one value per frame, validated by the Schema. Invalid
  * UTF-8, JSON syntax errors and Schema failures are all a
  * {@link MessageDecodeError}; values whose encoded form JSON cannot hold
@@ -214,34 +297,7 @@ const finiteOnly = (_key: string, value: unknown): unknown => {
  * @category formats
  */
 export const json = <A, I>(schema: Schema.Codec<A, I>, options?: FormatOptions): Format<A> =>
-  make(
-    "json",
-    Schema.Uint8Array.pipe(Schema.decodeTo(
-      schema,
-      SchemaTransformation.transformEffect<I, Uint8Array>({
-        decode: (bytes, options) => {
-          try {
-            return Effect.succeed(JSON.parse(utf8.decode(bytes)))
-          } catch (cause) {
-            return invalid(bytes, `not JSON: ${describe(cause)}`, options)
-          }
-        },
-        encode: (value, options) => {
-          try {
-            const text = JSON.stringify(value)
-            // JSON.stringify gives undefined for undefined, functions and symbols.
-            if (text === undefined) return invalid(value, "no JSON representation", options)
-            // Only output with a `null` can hide a non-finite number: check those again, slowly.
-            if (text.includes("null")) JSON.stringify(value, finiteOnly)
-            return Effect.succeed(textEncoder.encode(text))
-          } catch (cause) {
-            return invalid(value, `cannot write as JSON: ${describe(cause)}`, options)
-          }
-        }
-      })
-    )),
-    options
-  )
+  parsed("json", schema, options, parseJson, writeJson)
 
 /**
  * MessagePack, one value per frame (msgpackr's default `pack`/`unpack`, the
@@ -258,29 +314,7 @@ export const json = <A, I>(schema: Schema.Codec<A, I>, options?: FormatOptions):
  * @category formats
  */
 export const msgpack = <A, I>(schema: Schema.Codec<A, I>, options?: FormatOptions): Format<A> =>
-  make(
-    "msgpack",
-    Schema.Uint8Array.pipe(Schema.decodeTo(
-      schema,
-      SchemaTransformation.transformEffect<I, Uint8Array>({
-        decode: (bytes, options) => {
-          try {
-            return Effect.succeed(Msgpackr.decode(bytes))
-          } catch (cause) {
-            return invalid(bytes, describe(cause), options)
-          }
-        },
-        encode: (value, options) => {
-          try {
-            return Effect.succeed(Msgpackr.encode(value))
-          } catch (cause) {
-            return invalid(value, describe(cause), options)
-          }
-        }
-      })
-    )),
-    options
-  )
+  parsed("msgpack", schema, options, Msgpackr.decode, Msgpackr.encode)
 
 /**
  * Is this value a {@link Format}?

@@ -87,6 +87,46 @@ describe("Message", () => {
     })
   })
 
+  describe("the direct path (parse, then the Schema) agrees with the composed format.schema", () => {
+    const formats = { json: Message.json(Event), msgpack: Message.msgpack(Event) }
+    for (const [name, format] of Object.entries(formats)) {
+      const viaSchema = Schema.decodeUnknownResult(format.schema, { reportInput: true })
+      const encodeViaSchema = Schema.encodeResult(format.schema, { reportInput: true })
+
+      it.prop(`${name}: same values both ways`, { event: Event }, ({ event }) => {
+        const frame = Result.getOrThrow(format.encode(event))
+        assert.deepStrictEqual(Array.from(frame), Array.from(Result.getOrThrow(encodeViaSchema(event))))
+        assert.isTrue(isEvent(Result.getOrThrow(format.decode(frame)), Result.getOrThrow(viaSchema(frame))))
+      })
+
+      it(`${name}: the same errors, word for word`, () => {
+        const wire = name === "json" ? (v: unknown) => bytes(JSON.stringify(v)) : (v: unknown) => Msgpackr.encode(v)
+        const frames = [
+          wire({ _tag: "Say", user: "a", text: 1 }),
+          wire({ _tag: "Nope" }),
+          wire("not an object"),
+          new Uint8Array([0xc1]),
+          new Uint8Array([])
+        ]
+        for (const frame of frames) {
+          const direct = format.decode(frame)
+          const composed = viaSchema(frame)
+          assert.isTrue(Result.isFailure(direct) && Result.isFailure(composed))
+          if (Result.isFailure(direct) && Result.isFailure(composed)) {
+            assert.strictEqual(direct.failure.cause.message, composed.failure.message)
+          }
+        }
+        const bad = { _tag: "Say", user: "a", text: "b", score: NaN } as unknown as Event
+        const direct = format.encode(bad)
+        const composed = encodeViaSchema(bad)
+        assert.strictEqual(Result.isFailure(direct), Result.isFailure(composed))
+        if (Result.isFailure(direct) && Result.isFailure(composed)) {
+          assert.strictEqual(direct.failure.cause.message, composed.failure.message)
+        }
+      })
+    }
+  })
+
   describe("malformed frames", () => {
     const expectDecodeError = (result: Result.Result<unknown, Message.MessageDecodeError>) => {
       assert.isTrue(Result.isFailure(result))
