@@ -18,6 +18,17 @@
  * }
  * ```
  *
+ * A request/response service is one function: {@link serve} answers each
+ * request with the Effect of its response (or, with {@link serveStream}, a
+ * Stream of responses), and the result is a `Server` handler.
+ *
+ * ```ts
+ * const EchoLive = Server.layer({
+ *   address: Address.tcp("127.0.0.1", 0),
+ *   handler: Protocol.serve(Chat, ({ text }) => Effect.succeed({ echo: text }))
+ * })
+ * ```
+ *
  * Malformed input has two policies. A frame that is not a valid message
  * (bad JSON, a value the Schema rejects) fails `messages` with a
  * `MessageDecodeError` by default (`onMalformed: "fail"`); with
@@ -31,6 +42,8 @@
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import { dual } from "effect/Function"
 import * as Pull from "effect/Pull"
 import * as Result from "effect/Result"
@@ -141,6 +154,8 @@ export interface Protocol<In, Out, E = Message.MessageDecodeError> {
   readonly onMalformed: OnMalformed
   /** Bytes to typed messages (a fresh framing decoder per run). */
   readonly decode: <E2, R>(bytes: Stream.Stream<Uint8Array, E2, R>) => Stream.Stream<In, E2 | Framing.FrameError | E, R>
+  /** One frame to one message, synchronously: what `decode` does to each frame. */
+  readonly decodeFrame: (frame: Uint8Array) => Result.Result<In, E>
 }
 
 const formatFactory = (format: Options<unknown, unknown, unknown, unknown>["format"]): FormatFactory =>
@@ -183,7 +198,10 @@ export const make: {
     onMalformed,
     decode: onMalformed === "surface"
       ? (bytes) => bytes.pipe(Framing.decode(framing), Message.decodeResult(incoming))
-      : (bytes) => bytes.pipe(Framing.decode(framing), Message.decode(incoming))
+      : (bytes) => bytes.pipe(Framing.decode(framing), Message.decode(incoming)),
+    decodeFrame: onMalformed === "surface"
+      ? (frame) => Result.succeed(incoming.decode(frame))
+      : incoming.decode
   }
   return protocol
 }
@@ -435,3 +453,344 @@ export const client: {
   <In, Out, E>(a: Socket.Socket | Protocol<In, Out, E>, b: Socket.Socket | Protocol<In, Out, E>) =>
     isProtocol(a) ? clientImpl(b as Socket.Socket, a) : clientImpl(a as Socket.Socket, b as Protocol<In, Out, E>)
 )
+
+// ---------------------------------------------------------------------------
+// Serving
+// ---------------------------------------------------------------------------
+
+/**
+ * What a {@link serve} handler knows of its connection: the socket, and a
+ * way to push messages that are not replies (notifications, a subscription's
+ * events). A pushed message goes out after the replies to the requests
+ * before the one being handled, so the peer sees everything in the order it
+ * happened; `send` may also be called from a fiber the handler forked.
+ *
+ * ```ts
+ * Protocol.serve(Kv, (request, connection) =>
+ *   Effect.as(connection.send({ _tag: "Notice", text: "working on it" }), answer(request)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ServeConnection<Out> {
+  readonly socket: Socket.Socket
+  readonly send: (message: Out) => Effect.Effect<void, SendError>
+  /** Several messages in one write, all or nothing, like `Connection.sendAll`. */
+  readonly sendAll: (messages: Iterable<Out>) => Effect.Effect<void, SendError>
+}
+
+/**
+ * A connection handler made by {@link serve}: give it to `Server.layer` or
+ * `Server.make` as `handler`, or call it on any socket. The optional second
+ * argument is what `Server` passes: when its `signal` aborts (the server
+ * starts draining), the connection answers the requests already read,
+ * half-closes and ends.
+ *
+ * ```ts
+ * const handler: Protocol.ServeHandler<Protocol.ServeError<Message.MessageDecodeError>, never> =
+ *   Protocol.serve(Kv, answer)
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ServeHandler<E, R> = (
+  socket: Socket.Socket,
+  connection?: { readonly signal?: AbortSignal | undefined } | undefined
+) => Effect.Effect<void, E, R>
+
+/**
+ * What serving a connection can fail with besides the handler's own error:
+ * the socket's errors, a framing error, the protocol's decode error
+ * (`MessageDecodeError`, or `never` when malformed messages are surfaced) and
+ * a reply that cannot be sent.
+ *
+ * ```ts
+ * type Failure = Protocol.ServeError<Message.MessageDecodeError> // ReadError | WriteError | FrameError | ...
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ServeError<E> = ReadError | Framing.FrameError | E | SendError
+
+/** The replies not written yet (message-encoded frames), and how to write them. */
+class Replies<Out> {
+  pending: Array<Uint8Array> = []
+  /** Set when a reply cannot be framed: the connection ends with it. */
+  failure: SendError | undefined = undefined
+  constructor(readonly socket: Socket.Socket, readonly protocol: Protocol<unknown, Out, unknown>) {}
+
+  /** Queue one reply; a value that does not encode is returned as the error. */
+  add(message: Out): Message.MessageEncodeError | undefined {
+    const frame = this.protocol.outgoing.encode(message)
+    if (Result.isFailure(frame)) return frame.failure
+    this.pending.push(frame.success)
+    return undefined
+  }
+
+  /**
+   * Move every queued reply into `out` as wire bytes. A reply too large for
+   * the codec is the error: the replies before it are moved, and `failure`
+   * remembers it.
+   */
+  takeInto(out: Array<Uint8Array>): SendError | undefined {
+    const frames = this.pending
+    if (frames.length === 0) return undefined
+    this.pending = []
+    const framing = this.protocol.framing
+    const error = framing.encode(frames, out)
+    if (error === undefined) return undefined
+    this.failure = error
+    for (let i = 0; i < frames.length; i++) {
+      if (framing.encode([frames[i]!], out) !== undefined) break
+    }
+    return error
+  }
+
+  /** Write every queued reply as one batch (undefined when none is queued). */
+  flush(): Effect.Effect<void, SendError> | undefined {
+    if (this.pending.length === 0) return undefined
+    const out: Array<Uint8Array> = []
+    const error = this.takeInto(out)
+    if (error === undefined) return this.socket.writeAll(out)
+    return out.length === 0 ? Effect.fail(error) : Effect.andThen(this.socket.writeAll(out), Effect.fail(error))
+  }
+
+  readonly sendAll = (messages: Iterable<Out>): Effect.Effect<void, SendError> =>
+    Effect.suspend(() => {
+      const frames: Array<Uint8Array> = []
+      for (const message of messages) {
+        const frame = this.protocol.outgoing.encode(message)
+        if (Result.isFailure(frame)) return Effect.fail(frame.failure)
+        frames.push(frame.success)
+      }
+      for (let i = 0; i < frames.length; i++) this.pending.push(frames[i]!)
+      return this.flush() ?? Effect.void
+    })
+
+  readonly send = (message: Out): Effect.Effect<void, SendError> => this.sendAll([message])
+}
+
+/**
+ * How the pump hands a read over to the connection's fiber: `rest` finishes
+ * answering it (a handler that waits, or the failure that ends the connection).
+ */
+class Handover<E, R> {
+  constructor(readonly rest: Effect.Effect<void, E, R>) {}
+}
+
+/**
+ * The engine of {@link serve} and {@link serveStream}. Reads are answered by
+ * a `Socket.pump`, in Node's own callbacks on a Node socket: per read, cut
+ * its frames, decode each, answer them in order, and hand all the replies to
+ * the pump, which writes them as one batch. A `respond` that completes
+ * synchronously (it returns `undefined` or a successful Exit) costs no fiber;
+ * the first one in a read that does not runs, with the rest of that read, in
+ * a fiber forked there, and if that fiber finishes at once nothing else
+ * changes. If it waits, the pump stops (so nothing more is read), the
+ * connection's fiber awaits it, writes the replies, and starts the pump again.
+ */
+const serveWith = <In, Out, PE, E, R>(
+  protocol: Protocol<In, Out, PE>,
+  respond: (
+    request: In,
+    connection: ServeConnection<Out>,
+    replies: Replies<Out>
+  ) => Effect.Effect<void, E | SendError, R> | undefined
+): ServeHandler<E | ServeError<PE>, R> =>
+(socket, server) =>
+  Effect.flatMap(Effect.context<R>(), (context) => {
+    type Failure = E | ServeError<PE>
+    type Step = Effect.Effect<void, Failure, R>
+    const runFork = Effect.runForkWith(context)
+    const signal = server?.signal
+    const decoder = protocol.framing.decoder()
+    const replies = new Replies<Out>(socket, protocol as Protocol<unknown, Out, unknown>)
+    const connection: ServeConnection<Out> = { socket, send: replies.send, sendAll: replies.sendAll }
+    const frames: Array<Uint8Array> = []
+    // What ends the read in hand once its frames are answered: a frame error, or the end of input.
+    let tail: Framing.FrameError | undefined
+    let ended = false
+
+    /** Answers frames[start..] in a fiber: each `respond` in turn, in order. */
+    const answerFrom = (start: number): Step => {
+      for (let i = start; i < frames.length; i++) {
+        const request = protocol.decodeFrame(frames[i]!)
+        if (Result.isFailure(request)) return Effect.fail(request.failure)
+        const step = respond(request.success, connection, replies)
+        if (step === undefined) continue
+        if (Exit.isExit(step)) {
+          if (Exit.isSuccess(step)) continue
+          return step
+        }
+        return Effect.flatMap(step, () => answerFrom(i + 1))
+      }
+      return Effect.void
+    }
+
+    /**
+     * Answers every frame of the read in hand without a fiber where it can:
+     * undefined when all are answered, else what the connection's fiber must
+     * run to finish (await a handler, or fail).
+     */
+    const answerNow = (): Step | undefined => {
+      for (let i = 0; i < frames.length; i++) {
+        const request = protocol.decodeFrame(frames[i]!)
+        if (Result.isFailure(request)) return Effect.fail(request.failure)
+        const step = respond(request.success, connection, replies)
+        if (step === undefined) continue
+        if (Exit.isExit(step)) {
+          if (Exit.isSuccess(step)) continue
+          return step
+        }
+        const fiber = runFork(Effect.flatMap(step, () => answerFrom(i + 1)))
+        const exit = fiber.pollUnsafe()
+        if (exit === undefined) return Effect.onInterrupt(Fiber.join(fiber), () => Fiber.interrupt(fiber))
+        return Exit.isSuccess(exit) ? undefined : exit
+      }
+      return undefined
+    }
+
+    /** One read (or the end of input) in the pump: answers go to `out`, or it hands over. */
+    const answerInPump = (out: Array<Uint8Array>): Handover<Failure, R> | undefined => {
+      let rest: Step | undefined
+      try {
+        rest = answerNow()
+      } catch (defect) {
+        rest = Effect.die(defect)
+      }
+      // The replies so far go out first (the pump writes `out`), whatever happens next.
+      const error = replies.takeInto(out) ?? replies.failure
+      if (rest === undefined) {
+        if (error !== undefined) rest = Effect.fail(error)
+        else if (tail !== undefined) rest = Effect.fail(tail)
+        else {
+          // Answered. At the end of input the pump half-closes once `out` is written.
+          frames.length = 0
+          return undefined
+        }
+      }
+      return new Handover(rest)
+    }
+
+    const handler: Socket.PumpHandler<Handover<Failure, R>> = {
+      onRead: (bytes, out) => {
+        tail = decoder.push(bytes, frames)
+        return answerInPump(out)
+      },
+      onEnd: (out) => {
+        ended = true
+        tail = decoder.end(frames)
+        return answerInPump(out)
+      }
+    }
+
+    /** Write the replies so far, then `after`. */
+    const flushThen = (after: Step): Step => {
+      const write = replies.flush()
+      return write === undefined ? after : Effect.andThen(write, after)
+    }
+
+    /** In the connection's fiber: finish the read the pump handed over, then pump again. */
+    const resume = (handover: Handover<Failure, R>): Step =>
+      Effect.matchCauseEffect(handover.rest, {
+        onFailure: (cause) => flushThen(Effect.failCause(cause)),
+        onSuccess: () => {
+          frames.length = 0
+          if (replies.failure !== undefined) return flushThen(Effect.fail(replies.failure))
+          if (tail !== undefined) return flushThen(Effect.fail(tail))
+          // The peer's EOF, or the server draining: the read in hand is answered; half-close.
+          if (ended || signal?.aborted === true) return flushThen(socket.end)
+          return flushThen(pumping)
+        }
+      })
+
+    const pumping: Step = Socket.pump(socket, handler, { signal }).pipe(
+      Effect.catch((error) => error instanceof Handover ? resume(error) : Effect.fail(error))
+    )
+    return pumping
+  })
+
+/**
+ * Serve a protocol, one response per request: the handler gets each request
+ * (in order) and the connection, and returns the Effect of the response.
+ * The result is a connection handler for `Server.layer`.
+ *
+ * - Replies go out strictly in request order. The requests that arrived in
+ *   one socket read are answered one after the other and their replies
+ *   leave as one write (one `writev`); a handler that completes
+ *   synchronously (`Effect.succeed`) costs no Effect step at all.
+ * - While a handler waits (a `Deferred`, `Effect.sleep`, a slow dependency)
+ *   nothing more is read: the socket's read buffer fills, then the kernel
+ *   slows the peer. Memory stays bounded however fast the peer pipelines.
+ * - A malformed message follows the protocol's `onMalformed`: `"fail"` ends
+ *   the connection with the `MessageDecodeError`; `"surface"` hands the
+ *   handler a `Result` to answer. A framing error ends the connection, after
+ *   the requests before it are answered.
+ * - At the peer's EOF, the requests read are answered, then the connection
+ *   half-closes and the effect succeeds. When the server starts draining
+ *   (`Server`'s `signal`), the same happens after the read in hand.
+ * - A handler failure ends the connection with its error, after the replies
+ *   to the requests before it are written; `Server` logs it.
+ *
+ * ```ts
+ * const KvLive = Server.layer({
+ *   address: Address.tcp("127.0.0.1", 0),
+ *   handler: Protocol.serve(Kv, (request) =>
+ *     request._tag === "Get" ? Effect.map(Ref.get(store), (map) => found(map, request.key)) : put(request))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category serving
+ */
+export const serve = <In, Out, PE, E, R>(
+  protocol: Protocol<In, Out, PE>,
+  handler: (request: In, connection: ServeConnection<Out>) => Effect.Effect<Out, E, R>
+): ServeHandler<E | ServeError<PE>, R> =>
+  serveWith(protocol, (request, connection, replies) => {
+    const response = handler(request, connection)
+    // `Effect.succeed` and `Effect.fail` are Exits already: answer without running an Effect.
+    if (Exit.isExit(response)) {
+      const exit = response as Exit.Exit<Out, E>
+      if (Exit.isFailure(exit)) return exit
+      const error = replies.add(exit.value)
+      return error === undefined ? undefined : Effect.fail(error)
+    }
+    return Effect.flatMap(response, (value) => {
+      const error = replies.add(value)
+      return error === undefined ? Effect.void : Effect.fail(error)
+    })
+  })
+
+/**
+ * Serve a protocol where one request is answered by a stream of responses
+ * (a listing, a subscription, progress then a result). Each request's
+ * stream runs to its end before the next request is handled, so responses
+ * stay in request order; each batch the stream emits is written at once (as
+ * one write, together with any replies before it), and reading pauses until
+ * the stream ends. Everything else is as in {@link serve}.
+ *
+ * ```ts
+ * const handler = Protocol.serveStream(Feed, (request) =>
+ *   Stream.range(1, request.count).pipe(Stream.map((n) => ({ n }))))
+ * ```
+ *
+ * @since 0.1.0
+ * @category serving
+ */
+export const serveStream = <In, Out, PE, E, R>(
+  protocol: Protocol<In, Out, PE>,
+  handler: (request: In, connection: ServeConnection<Out>) => Stream.Stream<Out, E, R>
+): ServeHandler<E | ServeError<PE>, R> =>
+  serveWith(protocol, (request, connection, replies) =>
+    Stream.runForEachArray(handler(request, connection), (batch) =>
+      Effect.suspend(() => {
+        for (let i = 0; i < batch.length; i++) {
+          const error = replies.add(batch[i]!)
+          if (error !== undefined) return Effect.fail(error)
+        }
+        return replies.flush() ?? Effect.void
+      })))

@@ -1,16 +1,22 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import { pipe } from "effect/Function"
+import * as Logger from "effect/Logger"
+import { pipeArguments } from "effect/Pipeable"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/testing/TestClock"
 import * as Address from "../src/Address.js"
 import * as Framing from "../src/Framing.js"
 import * as Message from "../src/Message.js"
 import * as Protocol from "../src/Protocol.js"
+import * as Server from "../src/Server.js"
 import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
 
@@ -313,5 +319,390 @@ describe("Protocol", () => {
         assert.include(bad._tag === "BadRequest" ? bad.reason : "", `["a"]`)
         assert.deepStrictEqual(yield* client.request({ _tag: "Echo", text: "next" }), { _tag: "Echoed", text: "next" })
       }), { timeout: 15_000 })
+  })
+
+  describe("serve", () => {
+    /** A socket that counts the reads its user pulls and the batches it writes. */
+    const observed = (socket: Socket.Socket) => {
+      const counter = { reads: 0, writes: 0 }
+      const wrapped: Socket.Socket = {
+        [Socket.TypeId]: Socket.TypeId,
+        localAddress: socket.localAddress,
+        remoteAddress: socket.remoteAddress,
+        reads: Stream.map(socket.reads, (bytes) => (counter.reads++, bytes)),
+        write: (bytes) => Effect.suspend(() => (counter.writes++, socket.write(bytes))),
+        writeAll: (chunks) => Effect.suspend(() => (counter.writes++, socket.writeAll(chunks))),
+        writes: socket.writes,
+        end: socket.end,
+        reset: socket.reset,
+        close: socket.close,
+        pipe() {
+          return pipeArguments(this, arguments)
+        }
+      }
+      return [wrapped, counter] as const
+    }
+
+    /** Cuts every write at random places (seeded), so frames straddle reads and reads hold many frames. */
+    const randomSplit = (seed: number) => {
+      let state = seed
+      const random = () => (state = (state * 1103515245 + 12345) % 2147483648) / 2147483648
+      return (bytes: Uint8Array): ReadonlyArray<Uint8Array> => {
+        const pieces: Array<Uint8Array> = []
+        let at = 0
+        while (at < bytes.length) {
+          const size = 1 + Math.floor(random() * 300)
+          pieces.push(bytes.subarray(at, at + size))
+          at += size
+        }
+        return pieces
+      }
+    }
+
+    const pipelined: ReadonlyArray<Request> = Array.from({ length: 1000 }, (_, i) =>
+      i % 3 === 0 ? { _tag: "Echo", text: `r${i}` } : { _tag: "Add", a: i, b: -1 })
+
+    /** Send `batch` in one write, half-close, and collect every reply until the server half-closes. */
+    const exchange = (socket: Socket.Socket, batch: ReadonlyArray<Request>, p: Protocol.Protocol<Response, Request> = ClientP) =>
+      Effect.gen(function*() {
+        const connection = Protocol.attach(socket, p)
+        const replies = yield* Effect.forkChild(Stream.runCollect(connection.messages), { startImmediately: true })
+        yield* connection.sendAll(batch)
+        yield* socket.end
+        return yield* Fiber.join(replies)
+      })
+
+    const handlers = {
+      "Effect.succeed": (request: Request) => Effect.succeed(answer(request)),
+      "Effect.sync": (request: Request) => Effect.sync(() => answer(request)),
+      "an async step": (request: Request) => Effect.as(Effect.yieldNow, answer(request))
+    }
+
+    for (const format of ["json", "msgpack"] as const) {
+      for (const [kind, handler] of Object.entries(handlers)) {
+        it.effect(`${format}, ${kind}: 1,000 pipelined requests cut at random are answered in order, then EOF half-closes`, () =>
+          Effect.gen(function*() {
+            const p = protocols(format)
+            const [a, b] = yield* MemorySocket.makePair({ aToB: { split: randomSplit(7) }, bToA: { coalesce: true } })
+            const [server, counter] = observed(b)
+            const served = yield* Effect.forkChild(Protocol.serve(p.server, handler)(server), { startImmediately: true })
+            const replies = yield* exchange(a, pipelined, p.client)
+            assert.deepStrictEqual(replies, pipelined.map(answer))
+            assert.isTrue(Exit.isSuccess(yield* Fiber.await(served)))
+            // Several frames per read: one write per read that completed a frame, never one per request.
+            assert.isAbove(counter.reads, 10)
+            assert.isAtMost(counter.writes, counter.reads)
+          }))
+      }
+    }
+
+    it.effect("the requests of one read are answered with one write", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { coalesce: true } })
+        const [server, counter] = observed(b)
+        yield* Effect.forkChild(Protocol.serve(ServerP, (r) => Effect.sync(() => answer(r)))(server), { startImmediately: true })
+        const replies = yield* exchange(a, requests)
+        assert.deepStrictEqual(replies, requests.map(answer))
+        assert.strictEqual(counter.reads, 1)
+        assert.strictEqual(counter.writes, 1)
+      }))
+
+    it.effect("a handler that waits: replies stay in order and nothing more is read meanwhile", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        const [server, counter] = observed(b)
+        const gate = yield* Deferred.make<void>()
+        const handler = (request: Request) =>
+          request._tag === "Echo" && request.text === "wait"
+            ? Effect.as(Deferred.await(gate), answer(request))
+            : Effect.succeed(answer(request))
+        yield* Effect.forkChild(Protocol.serve(ServerP, handler)(server), { startImmediately: true })
+        const client = Protocol.attach(a, ClientP)
+        const replies = yield* Effect.forkChild(Stream.runCollect(client.messages), { startImmediately: true })
+        const first: Request = { _tag: "Echo", text: "wait" }
+        yield* client.send(first)
+        // Each of these is a read of its own: none may be pulled while the first request waits.
+        for (const request of requests.slice(0, 5)) yield* client.send(request)
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+        assert.strictEqual(counter.reads, 1)
+        assert.strictEqual(counter.writes, 0)
+        yield* Deferred.succeed(gate, undefined)
+        yield* a.end
+        assert.deepStrictEqual(yield* Fiber.join(replies), [first, ...requests.slice(0, 5)].map(answer))
+        assert.strictEqual(counter.reads, 6)
+      }))
+
+    it.effect("the handler gets each request with the connection; a push goes out after the replies before it", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { coalesce: true } })
+        const handler = (request: Request, connection: Protocol.ServeConnection<Response>) =>
+          request._tag === "Add" && request.a === 2
+            ? Effect.as(connection.send({ _tag: "Echoed", text: `pushed to ${Address.format(connection.socket.remoteAddress)}` }), answer(request))
+            : Effect.succeed(answer(request))
+        yield* Effect.forkChild(Protocol.serve(ServerP, handler)(b), { startImmediately: true })
+        const batch: ReadonlyArray<Request> = [1, 2, 3].map((a) => ({ _tag: "Add", a, b: 0 }))
+        const replies = yield* exchange(a, batch)
+        assert.deepStrictEqual(replies, [
+          { _tag: "Sum", value: 1 },
+          { _tag: "Echoed", text: `pushed to ${Address.format(a.localAddress)}` },
+          { _tag: "Sum", value: 2 },
+          { _tag: "Sum", value: 3 }
+        ])
+      }))
+
+    it.effect("fail (default): a malformed message ends the connection with MessageDecodeError after answering the ones before", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { coalesce: true } })
+        const served = yield* Effect.forkChild(Protocol.serve(ServerP, (r) => Effect.succeed(answer(r)))(b), { startImmediately: true })
+        yield* a.writeAll([
+          msgpackFrame({ _tag: "Add", a: 1, b: 2 }),
+          msgpackFrame({ _tag: "Add", a: "one", b: 2 }),
+          msgpackFrame({ _tag: "Add", a: 3, b: 4 })
+        ])
+        const error = yield* Effect.flip(Fiber.join(served))
+        assert.strictEqual(error._tag, "MessageDecodeError")
+        assert.include(error.message, "cannot decode a msgpack message")
+        yield* b.close
+        assert.deepStrictEqual(yield* Stream.runCollect(Protocol.attach(a, ClientP).messages), [{ _tag: "Sum", value: 3 }])
+      }))
+
+    it.effect("surface: the handler answers a malformed message and the connection goes on", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { split: randomSplit(3) } })
+        const handler = Result.match({
+          onFailure: (error: Message.MessageDecodeError): Response => ({ _tag: "BadRequest", reason: error.message }),
+          onSuccess: answer
+        })
+        const served = yield* Effect.forkChild(Protocol.serve(SurfacingP, (r) => Effect.succeed(handler(r)))(b), { startImmediately: true })
+        const client = Protocol.attach(a, ClientP)
+        const replies = yield* Effect.forkChild(Stream.runCollect(client.messages), { startImmediately: true })
+        yield* a.write(msgpackFrame({ _tag: "Nope" }))
+        yield* client.send({ _tag: "Add", a: 1, b: 1 })
+        yield* a.write(Result.getOrThrow(Framing.encodeAll(framing, [new Uint8Array([0x01, 0xff, 0xff])])))
+        yield* client.send({ _tag: "Echo", text: "x" })
+        yield* a.end
+        const got = yield* Fiber.join(replies)
+        assert.deepStrictEqual(got.map((r) => r._tag), ["BadRequest", "Sum", "BadRequest", "Echoed"])
+        assert.include(got[0]!._tag === "BadRequest" ? got[0]!.reason : "", "cannot decode a msgpack message")
+        assert.isTrue(Exit.isSuccess(yield* Fiber.await(served)))
+      }))
+
+    it.effect("a frame error after valid frames: those are answered first, then the connection ends with it", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { coalesce: true } })
+        const served = yield* Effect.forkChild(Protocol.serve(SurfacingP, Result.match({
+          onFailure: () => Effect.succeed<Response>({ _tag: "BadRequest", reason: "" }),
+          onSuccess: (r) => Effect.succeed(answer(r))
+        }))(b), { startImmediately: true })
+        yield* a.writeAll([
+          msgpackFrame({ _tag: "Echo", text: "one" }),
+          msgpackFrame({ _tag: "Echo", text: "two" }),
+          new Uint8Array([0, 0, 0x10, 0]) // announces 4096 bytes > maxFrameLength 1024
+        ])
+        const error = yield* Effect.flip(Fiber.join(served))
+        assert.strictEqual(error._tag, "FrameTooLarge")
+        yield* b.close
+        assert.deepStrictEqual(yield* Stream.runCollect(Protocol.attach(a, ClientP).messages), [
+          { _tag: "Echoed", text: "one" },
+          { _tag: "Echoed", text: "two" }
+        ])
+      }))
+
+    it.effect("EOF inside a frame: the whole requests are answered, then IncompleteFrame", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        const served = yield* Effect.forkChild(Protocol.serve(ServerP, (r) => Effect.succeed(answer(r)))(b), { startImmediately: true })
+        const whole = msgpackFrame({ _tag: "Echo", text: "whole" })
+        const cut = msgpackFrame({ _tag: "Echo", text: "cut short" })
+        yield* a.writeAll([whole, cut.subarray(0, cut.length - 3)])
+        yield* a.end
+        assert.strictEqual((yield* Effect.flip(Fiber.join(served)))._tag, "IncompleteFrame")
+        yield* b.close
+        assert.deepStrictEqual(yield* Stream.runCollect(Protocol.attach(a, ClientP).messages), [{ _tag: "Echoed", text: "whole" }])
+      }))
+
+    class Refused extends Data.TaggedError("Refused")<{ readonly a: number }> {
+      override get message() {
+        return `refused to add ${this.a}`
+      }
+    }
+
+    it.effect("a reply that cannot be sent (not encodable, too large a frame) ends the connection after the replies before it", () =>
+      Effect.gen(function*() {
+        for (const [bad, tag] of [[{ _tag: "Sum", value: 1.5 }, "MessageEncodeError"], [{ _tag: "Echoed", text: "x".repeat(2000) }, "FrameTooLarge"]] as const) {
+          const [a, b] = yield* MemorySocket.makePair({ aToB: { coalesce: true } })
+          const served = yield* Effect.forkChild(
+            Protocol.serve(ServerP, (request) => Effect.succeed(request._tag === "Echo" && request.text === "bad" ? bad : answer(request)))(b),
+            { startImmediately: true }
+          )
+          const replies = yield* Effect.forkChild(Stream.runCollect(Protocol.attach(a, ClientP).messages), { startImmediately: true })
+          yield* Protocol.attach(a, ClientP).sendAll([{ _tag: "Echo", text: "ok" }, { _tag: "Echo", text: "bad" }, { _tag: "Echo", text: "late" }])
+          assert.strictEqual((yield* Effect.flip(Fiber.join(served)))._tag, tag)
+          yield* b.close
+          assert.deepStrictEqual(yield* Fiber.join(replies), [{ _tag: "Echoed", text: "ok" }])
+        }
+      }))
+
+    const failing = {
+      "Effect.fail": (error: Refused) => Effect.fail(error),
+      "Effect.suspend": (error: Refused) => Effect.suspend(() => Effect.fail(error)),
+      "after an async step": (error: Refused) => Effect.andThen(Effect.yieldNow, Effect.fail(error))
+    }
+    for (const [kind, fail] of Object.entries(failing)) {
+      it.effect(`a handler failure (${kind}) ends the connection with its typed error, after the replies before it; Server logs it once`, () =>
+        Effect.gen(function*() {
+          const lines: Array<string> = []
+          const logger = Logger.make(({ message }) => void lines.push(Array.isArray(message) ? message.join(" ") : String(message)))
+          const listener = yield* MemorySocket.listen()
+          const server = yield* Server.fromListener(listener, {
+            name: "kv",
+            handler: Protocol.serve(ServerP, (request) =>
+              request._tag === "Add" && request.a < 0 ? fail(new Refused({ a: request.a })) : Effect.sync(() => answer(request)))
+          }).pipe(Effect.provide(Logger.layer([logger])))
+          const socket = yield* listener.connect()
+          const replies = yield* exchange(socket, [
+            { _tag: "Add", a: 1, b: 1 },
+            { _tag: "Echo", text: "two" },
+            { _tag: "Add", a: -3, b: 1 },
+            { _tag: "Add", a: 4, b: 1 }
+          ])
+          assert.deepStrictEqual(replies, [{ _tag: "Sum", value: 2 }, { _tag: "Echoed", text: "two" }])
+          for (let i = 0; i < 20 && (yield* server.stats).failed === 0; i++) yield* Effect.yieldNow
+          assert.strictEqual((yield* server.stats).failed, 1)
+          assert.deepStrictEqual(lines.filter((line) => line.includes("Refused")).length, 1, JSON.stringify(lines))
+          assert.isTrue(lines.some((line) => line.includes("Refused: refused to add -3")), JSON.stringify(lines))
+        }))
+    }
+
+    it.effect("serveStream: each request's responses come in order, before the next request's", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { split: randomSplit(11) } })
+        const served = yield* Effect.forkChild(
+          Protocol.serveStream(ServerP, (request) =>
+            request._tag === "Add"
+              ? Stream.range(1, request.a).pipe(Stream.map((n): Response => ({ _tag: "Sum", value: n + request.b })))
+              : Stream.fromEffect(Effect.as(Effect.yieldNow, answer(request))))(b),
+          { startImmediately: true }
+        )
+        const batch: ReadonlyArray<Request> = [
+          { _tag: "Add", a: 3, b: 0 },
+          { _tag: "Echo", text: "between" },
+          { _tag: "Add", a: 0, b: 0 },
+          { _tag: "Add", a: 2, b: 10 }
+        ]
+        assert.deepStrictEqual(yield* exchange(a, batch), [
+          { _tag: "Sum", value: 1 },
+          { _tag: "Sum", value: 2 },
+          { _tag: "Sum", value: 3 },
+          { _tag: "Echoed", text: "between" },
+          { _tag: "Sum", value: 11 },
+          { _tag: "Sum", value: 12 }
+        ])
+        assert.isTrue(Exit.isSuccess(yield* Fiber.await(served)))
+      }))
+
+    it.live("over 127.0.0.1 with Server.layer: pipelined requests in order, then half-close", () =>
+      Effect.gen(function*() {
+        const server = yield* Server.make({
+          address: Address.tcp("127.0.0.1", 0),
+          handler: Protocol.serve(ServerP, (r) => Effect.succeed(answer(r)))
+        })
+        const socket = yield* Socket.connect(server.address)
+        const client = yield* Protocol.client(socket, ClientP)
+        for (const request of requests) assert.deepStrictEqual(yield* client.request(request), answer(request))
+        const batch = Array.from({ length: 5000 }, (_, i): Request => ({ _tag: "Add", a: i, b: 1 }))
+        yield* client.connection.sendAll(batch)
+        yield* socket.end
+        assert.deepStrictEqual(yield* Stream.runCollect(client.connection.messages), batch.map(answer))
+        assert.strictEqual((yield* server.stats).failed, 0)
+      }), { timeout: 15_000 })
+
+    // Wrapped, the socket is served on the generic path, where reads can be counted; as accepted, in Node's callbacks.
+    for (const counted of [true, false]) {
+      it.live(`over 127.0.0.1${counted ? ", reads counted" : ""}: a handler that waits pauses reading; a burst of 8 MB waits in bounded buffers, then is answered in order`, () =>
+        Effect.gen(function*() {
+          const gate = yield* Deferred.make<void>()
+          const listener = yield* Socket.listen(Address.tcp("127.0.0.1", 0))
+          const counter = yield* Deferred.make<{ readonly reads: number; readonly writes: number }>()
+          yield* listener.accept.pipe(
+            Stream.take(1),
+            Stream.runForEach((socket) => {
+              const [server, counts] = counted ? observed(socket) : [socket, { reads: 1, writes: 0 }] as const
+              const handler = (request: Request) =>
+                request._tag === "Echo" && request.text === "wait"
+                  ? Effect.as(Deferred.await(gate), answer(request))
+                  : Effect.succeed(answer(request))
+              return Effect.andThen(
+                Deferred.succeed(counter, counts),
+                Effect.forkScoped(Protocol.serve(ServerP, handler)(server))
+              )
+            }),
+            Effect.forkScoped
+          )
+          const socket = yield* Socket.connect(listener.address)
+          const client = Protocol.attach(socket, ClientP)
+          const replies = yield* Effect.forkScoped(Stream.runCollect(client.messages))
+          const text = "x".repeat(900)
+          const burst: ReadonlyArray<Request> = [
+            { _tag: "Echo", text: "wait" },
+            ...Array.from({ length: 9000 }, (_, i): Request => i % 10 === 0 ? { _tag: "Add", a: i, b: 0 } : { _tag: "Echo", text })
+          ]
+          const sent = yield* Effect.forkScoped(client.sendAll(burst))
+          const counts = yield* Deferred.await(counter)
+          yield* Effect.sleep("300 millis")
+          // The server took one read and waits; the rest of the burst sits in bounded buffers, so the client's write waits.
+          assert.strictEqual(counts.reads, 1)
+          assert.strictEqual(counts.writes, 0)
+          assert.isUndefined(sent.pollUnsafe(), "the client's write is held back by flow control")
+          yield* Deferred.succeed(gate, undefined)
+          yield* Fiber.join(sent)
+          yield* socket.end
+          assert.deepStrictEqual(yield* Fiber.join(replies), burst.map(answer))
+        }), { timeout: 30_000 })
+    }
+
+    it.live("draining: the request in hand is answered, then the connection half-closes and counts as finished", () =>
+      Effect.gen(function*() {
+        const started = yield* Deferred.make<void>()
+        const gate = yield* Deferred.make<void>()
+        const scope = yield* Scope.make()
+        const server = yield* Server.make({
+          address: Address.tcp("127.0.0.1", 0),
+          shutdownTimeout: "5 seconds",
+          handler: Protocol.serve(ServerP, (request) =>
+            Effect.andThen(Deferred.succeed(started, undefined), Effect.as(Deferred.await(gate), answer(request))))
+        }).pipe(Scope.provide(scope))
+        const socket = yield* Socket.connect(server.address)
+        const client = Protocol.attach(socket, ClientP)
+        const replies = yield* Effect.forkScoped(Stream.runCollect(client.messages))
+        yield* client.send({ _tag: "Echo", text: "in hand" })
+        yield* Deferred.await(started)
+        const closing = yield* Effect.forkScoped(Scope.close(scope, Exit.void))
+        yield* Effect.sleep("100 millis")
+        yield* Deferred.succeed(gate, undefined)
+        // The server half-closes after the reply: the client's stream ends without our own end.
+        assert.deepStrictEqual(yield* Fiber.join(replies), [{ _tag: "Echoed", text: "in hand" }])
+        yield* Fiber.join(closing)
+        assert.deepStrictEqual(yield* server.shutdown, { finished: 1, cut: 0 })
+      }), { timeout: 15_000 })
+
+    it.live("draining: an idle connection half-closes at once instead of waiting for the shutdown timeout", () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const server = yield* Server.make({
+          address: Address.tcp("127.0.0.1", 0),
+          shutdownTimeout: "20 seconds",
+          handler: Protocol.serve(ServerP, (request) => Effect.succeed(answer(request)))
+        }).pipe(Scope.provide(scope))
+        const socket = yield* Socket.connect(server.address)
+        const client = yield* Protocol.client(socket, ClientP)
+        assert.deepStrictEqual(yield* client.request({ _tag: "Echo", text: "hi" }), { _tag: "Echoed", text: "hi" })
+        const started = Date.now()
+        yield* Scope.close(scope, Exit.void)
+        assert.isBelow(Date.now() - started, 5_000)
+        assert.deepStrictEqual(yield* server.shutdown, { finished: 1, cut: 0 })
+        // The server half-closed: the client reads EOF.
+        assert.deepStrictEqual(yield* Stream.runCollect(socket.reads), [])
+      }), { timeout: 30_000 })
   })
 })
