@@ -1,45 +1,51 @@
 /**
- * A chat server: a client's first line is its name, and each line after it
- * reaches every connected client through a PubSub. Two clients talk.
- * Run: node dist/examples/chat.js
+ * A chat server on Protocol.serveStream: a client's first line is its name,
+ * and each line after it reaches every connected client through a PubSub.
+ * Two clients talk. Run: node dist/examples/chat.js
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Console, Effect, Layer, Option, PubSub, Queue, Sink, Stream } from "effect"
+import { Console, Effect, Layer, PubSub, Queue, Schema, Stream } from "effect"
 import * as Address from "effect-wire/Address"
 import * as Framing from "effect-wire/Framing"
+import * as Protocol from "effect-wire/Protocol"
 import * as Server from "effect-wire/Server"
 import * as Socket from "effect-wire/Socket"
 
-const lines = Framing.lines({ as: "string", maxLength: 1000 })
+// Lines of JSON strings, both ways.
+const Chat = Protocol.make({ framing: Framing.lines({ maxLength: 1000 }), incoming: Schema.String, outgoing: Schema.String })
 
 export const server = Layer.unwrap(Effect.gen(function*() {
   // Sliding: a client that stops reading loses old lines instead of growing memory.
   const room = yield* PubSub.sliding<string>(1024)
+  const names = new WeakMap<Protocol.ServeConnection<string>, string>()
+  // In the connection's scope: when it closes, the subscription ends and "left" is said.
+  const join = (connection: Protocol.ServeConnection<string>, name: string) =>
+    Effect.gen(function*() {
+      names.set(connection, name)
+      const inbox = yield* PubSub.subscribe(room)
+      yield* Stream.fromSubscription(inbox).pipe(Stream.runForEach(connection.send), Effect.ignore, Effect.forkScoped)
+      yield* PubSub.publish(room, `* ${name} joined`)
+      yield* Effect.addFinalizer(() => PubSub.publish(room, `* ${name} left`))
+    })
+  // A line has no reply of its own (an empty stream): the room pushes every line to everyone.
   return Server.layer({
     address: Address.tcp("127.0.0.1", 0),
-    handler: (socket) =>
-      Effect.gen(function*() {
-        const [first, rest] = yield* socket.reads.pipe(Framing.decode(lines), Stream.peel(Sink.head()))
-        const name = Option.getOrElse(first, () => "anonymous")
-        const inbox = yield* PubSub.subscribe(room)
-        yield* Stream.fromSubscription(inbox).pipe(Framing.encode(lines), Stream.run(socket.writes), Effect.forkScoped)
-        yield* PubSub.publish(room, `* ${name} joined`)
-        yield* Stream.runForEach(rest, (line) => PubSub.publish(room, `${name}: ${line}`))
-        yield* PubSub.publish(room, `* ${name} left`)
-      })
+    handler: Protocol.serveStream(Chat, (line, connection) => {
+      const name = names.get(connection)
+      return Stream.fromEffectDrain(name === undefined ? join(connection, line) : PubSub.publish(room, `${name}: ${line}`))
+    })
   })
 }))
 
 const join = (address: Address.Address, name: string) =>
   Effect.gen(function*() {
-    const socket = yield* Socket.connect(address, { timeout: "2 seconds" })
+    const connection = Protocol.attach(yield* Socket.connect(address, { timeout: "2 seconds" }), Chat)
     const heard = yield* Queue.unbounded<string>()
-    yield* socket.reads.pipe(Framing.decode(lines), Stream.runForEach((l) => Queue.offer(heard, l)), Effect.forkScoped)
-    const say = (text: string) => socket.write(new TextEncoder().encode(`${text}\n`))
+    yield* connection.messages.pipe(Stream.runForEach((line) => Queue.offer(heard, line)), Effect.forkScoped)
     const hear = Effect.flatMap(Queue.take(heard), (line) => Console.log(`${name} hears  ${line}`))
-    yield* say(name)
+    yield* connection.send(name)
     yield* hear // our own "joined": from here on we receive everything
-    return { say, hear, leave: socket.end }
+    return { say: connection.send, hear, leave: connection.socket.end }
   })
 
 export const client = Effect.gen(function*() {

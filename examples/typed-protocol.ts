@@ -1,10 +1,11 @@
 /**
  * A typed request/response protocol: a key-value store whose messages are
- * Schemas, sent as JSON in length-prefixed frames; Protocol joins the two.
+ * Schemas, sent as JSON in length-prefixed frames; Protocol joins the two,
+ * and Protocol.serve answers each request with the Effect of its response.
  * Run: node dist/examples/typed-protocol.js
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Console, Effect, Layer, Ref, Schema, Stream } from "effect"
+import { Console, Effect, Layer, Ref, Schema } from "effect"
 import * as Address from "effect-wire/Address"
 import * as Framing from "effect-wire/Framing"
 import * as Protocol from "effect-wire/Protocol"
@@ -37,10 +38,8 @@ export const server = Layer.unwrap(Effect.gen(function*() {
   const store = yield* Ref.make<ReadonlyMap<string, string>>(new Map())
   return Server.layer({
     address: Address.tcp("127.0.0.1", 0),
-    handler: (socket) => {
-      const connection = Protocol.attach(socket, ServerSide)
-      return Stream.runForEach(connection.messages, (req) => Effect.flatMap(handle(store, req), connection.send))
-    }
+    // One response per request, in order; the requests of one read are answered with one write.
+    handler: Protocol.serve(ServerSide, (request) => handle(store, request))
   })
 }))
 
