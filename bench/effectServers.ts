@@ -8,7 +8,7 @@
  *
  * kinds:
  * - `wire-stream`:   `Server.layer` + `Stream.run(socket.reads, socket.writes)` (raw echo)
- * - `wire-protocol`: `Protocol` request/response over u32 BE frames, binary
+ * - `wire-protocol`: `Protocol.serve` request/response over u32 BE frames, binary
  *                    messages (a bytes Schema), one Effect handler call per request
  * - `effect-raw`:    `NodeSocketServer` + the pull `Reader`, fiber per connection,
  *                    one `writeAll` per read (raw echo)
@@ -104,11 +104,7 @@ const effect = (framed: boolean) =>
 
 const programs: Record<string, () => Effect.Effect<unknown, unknown>> = {
   "wire-stream": () => wire((socket) => Stream.run(socket.reads, socket.writes)),
-  "wire-protocol": () =>
-    wire((socket) => {
-      const connection = Protocol.attach(socket, Bytes)
-      return Stream.runForEach(connection.messages, (request) => connection.send(request))
-    }),
+  "wire-protocol": () => wire(Protocol.serve(Bytes, (request) => Effect.succeed(request))),
   "effect-raw": () => effect(false),
   "effect-framed": () => effect(true)
 }
