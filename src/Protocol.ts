@@ -515,9 +515,19 @@ export type ServeHandler<E, R> = (
  */
 export type ServeError<E> = ReadError | Framing.FrameError | E | SendError
 
+/** Replies waiting past this many bytes are written before more requests are answered. */
+const FLUSH_AT = 64 * 1024
+
 /** The replies not written yet (message-encoded frames), and how to write them. */
 class Replies<Out> {
   pending: Array<Uint8Array> = []
+  pendingBytes = 0
+  /**
+   * While a read is being answered synchronously, a stream's responses wait
+   * in `pending` (up to `FLUSH_AT`) and leave with the read's other replies;
+   * otherwise each batch a stream emits is written at once.
+   */
+  holding = false
   /** Set when a reply cannot be framed: the connection ends with it. */
   failure: SendError | undefined = undefined
   constructor(readonly socket: Socket.Socket, readonly protocol: Protocol<unknown, Out, unknown>) {}
@@ -527,6 +537,7 @@ class Replies<Out> {
     const frame = this.protocol.outgoing.encode(message)
     if (Result.isFailure(frame)) return frame.failure
     this.pending.push(frame.success)
+    this.pendingBytes += frame.success.length
     return undefined
   }
 
@@ -539,6 +550,7 @@ class Replies<Out> {
     const frames = this.pending
     if (frames.length === 0) return undefined
     this.pending = []
+    this.pendingBytes = 0
     const framing = this.protocol.framing
     const error = framing.encode(frames, out)
     if (error === undefined) return undefined
@@ -566,7 +578,10 @@ class Replies<Out> {
         if (Result.isFailure(frame)) return Effect.fail(frame.failure)
         frames.push(frame.success)
       }
-      for (let i = 0; i < frames.length; i++) this.pending.push(frames[i]!)
+      for (let i = 0; i < frames.length; i++) {
+        this.pending.push(frames[i]!)
+        this.pendingBytes += frames[i]!.length
+      }
       return this.flush() ?? Effect.void
     })
 
@@ -614,9 +629,15 @@ const serveWith = <In, Out, PE, E, R>(
     let tail: Framing.FrameError | undefined
     let ended = false
 
-    /** Answers frames[start..] in a fiber: each `respond` in turn, in order. */
+    /**
+     * Answers frames[start..] in order. The synchronous part runs right here,
+     * as a plain loop; the result is `Effect.void` when every frame was
+     * answered that way, a failed Exit, or an Effect that answers the rest.
+     */
     const answerFrom = (start: number): Step => {
       for (let i = start; i < frames.length; i++) {
+        // Large replies go out before the rest of the read is answered: memory stays bounded.
+        if (replies.pendingBytes >= FLUSH_AT) return Effect.flatMap(replies.flush()!, () => answerFrom(i))
         const request = protocol.decodeFrame(frames[i]!)
         if (Result.isFailure(request)) return Effect.fail(request.failure)
         const step = respond(request.success, connection, replies)
@@ -631,26 +652,24 @@ const serveWith = <In, Out, PE, E, R>(
     }
 
     /**
-     * Answers every frame of the read in hand without a fiber where it can:
+     * Answers every frame of the read in hand, without a fiber where it can:
      * undefined when all are answered, else what the connection's fiber must
-     * run to finish (await a handler, or fail).
+     * run to finish (await a handler, or fail). The first step that is not
+     * synchronous runs, with the rest of the read, in a fiber forked here; if
+     * it completes at once, nothing else was needed.
      */
     const answerNow = (): Step | undefined => {
-      for (let i = 0; i < frames.length; i++) {
-        const request = protocol.decodeFrame(frames[i]!)
-        if (Result.isFailure(request)) return Effect.fail(request.failure)
-        const step = respond(request.success, connection, replies)
-        if (step === undefined) continue
-        if (Exit.isExit(step)) {
-          if (Exit.isSuccess(step)) continue
-          return step
-        }
-        const fiber = runFork(Effect.flatMap(step, () => answerFrom(i + 1)))
-        const exit = fiber.pollUnsafe()
-        if (exit === undefined) return Effect.onInterrupt(Fiber.join(fiber), () => Fiber.interrupt(fiber))
-        return Exit.isSuccess(exit) ? undefined : exit
+      replies.holding = true
+      const step = answerFrom(0)
+      if (Exit.isExit(step)) {
+        replies.holding = false
+        return Exit.isSuccess(step) ? undefined : step
       }
-      return undefined
+      const fiber = runFork(step)
+      replies.holding = false
+      const exit = fiber.pollUnsafe()
+      if (exit === undefined) return Effect.onInterrupt(Fiber.join(fiber), () => Fiber.interrupt(fiber))
+      return Exit.isSuccess(exit) ? undefined : exit
     }
 
     /** One read (or the end of input) in the pump: answers go to `out`, or it hands over. */
@@ -720,8 +739,10 @@ const serveWith = <In, Out, PE, E, R>(
  *
  * - Replies go out strictly in request order. The requests that arrived in
  *   one socket read are answered one after the other and their replies
- *   leave as one write (one `writev`); a handler that completes
- *   synchronously (`Effect.succeed`) costs no Effect step at all.
+ *   leave as one write (one `writev`; every 64 KiB when they are large). On
+ *   a Node socket this happens in Node's own callbacks (`Socket.pump`), not
+ *   in the connection's fiber: handlers whose Effects complete at once run
+ *   in one short fiber per read, and `Effect.succeed` needs none at all.
  * - While a handler waits (a `Deferred`, `Effect.sleep`, a slow dependency)
  *   nothing more is read: the socket's read buffer fills, then the kernel
  *   slows the peer. Memory stays bounded however fast the peer pipelines.
@@ -769,9 +790,10 @@ export const serve = <In, Out, PE, E, R>(
  * Serve a protocol where one request is answered by a stream of responses
  * (a listing, a subscription, progress then a result). Each request's
  * stream runs to its end before the next request is handled, so responses
- * stay in request order; each batch the stream emits is written at once (as
- * one write, together with any replies before it), and reading pauses until
- * the stream ends. Everything else is as in {@link serve}.
+ * stay in request order, and reading pauses until it ends. Streams that end
+ * at once leave with the other responses of their read, as one write; a
+ * stream that waits first sends what it has, then each batch it emits as it
+ * comes. Everything else is as in {@link serve}.
  *
  * ```ts
  * const handler = Protocol.serveStream(Feed, (request) =>
@@ -792,5 +814,5 @@ export const serveStream = <In, Out, PE, E, R>(
           const error = replies.add(batch[i]!)
           if (error !== undefined) return Effect.fail(error)
         }
-        return replies.flush() ?? Effect.void
+        return replies.holding && replies.pendingBytes < FLUSH_AT ? Effect.void : replies.flush() ?? Effect.void
       })))

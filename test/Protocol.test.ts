@@ -407,6 +407,18 @@ describe("Protocol", () => {
         assert.strictEqual(counter.writes, 1)
       }))
 
+    it.effect("large replies are written every 64 KiB, not held until the whole read is answered", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { coalesce: true } })
+        const [server, counter] = observed(b)
+        yield* Effect.forkChild(Protocol.serve(ServerP, (r) => Effect.succeed(answer(r)))(server), { startImmediately: true })
+        const batch = Array.from({ length: 200 }, (_, i): Request => ({ _tag: "Echo", text: `${i}`.padEnd(900, ".") }))
+        assert.deepStrictEqual(yield* exchange(a, batch), batch.map(answer))
+        assert.strictEqual(counter.reads, 1)
+        // About 185 KB of replies: three writes at 64 KiB, the rest with the end of the read.
+        assert.strictEqual(counter.writes, 3)
+      }))
+
     it.effect("a handler that waits: replies stay in order and nothing more is read meanwhile", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair()
@@ -599,6 +611,39 @@ describe("Protocol", () => {
           { _tag: "Sum", value: 12 }
         ])
         assert.isTrue(Exit.isSuccess(yield* Fiber.await(served)))
+      }))
+
+    it.effect("serveStream: the responses of one read leave as one write; a stream that waits sends what it has first", () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { coalesce: true } })
+        const [server, counter] = observed(b)
+        const gate = yield* Deferred.make<void>()
+        yield* Effect.forkChild(
+          Protocol.serveStream(ServerP, (request): Stream.Stream<Response> =>
+            request._tag === "Echo" && request.text === "wait"
+              ? Stream.concat(
+                Stream.make({ _tag: "Echoed", text: "before" } as Response),
+                Stream.fromEffect(Effect.as(Deferred.await(gate), { _tag: "Echoed", text: "after" } as Response))
+              )
+              : Stream.make(answer(request), answer(request)))(server),
+          { startImmediately: true }
+        )
+        const client = Protocol.attach(a, ClientP)
+        const replies = yield* Effect.forkChild(Stream.runCollect(client.messages), { startImmediately: true })
+        yield* client.sendAll(requests.slice(0, 5))
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+        assert.deepStrictEqual([counter.reads, counter.writes], [1, 1])
+        yield* client.send({ _tag: "Echo", text: "wait" })
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+        // "before" is out while the stream waits for "after".
+        assert.deepStrictEqual([counter.reads, counter.writes], [2, 2])
+        yield* Deferred.succeed(gate, undefined)
+        yield* a.end
+        assert.deepStrictEqual(yield* Fiber.join(replies), [
+          ...requests.slice(0, 5).flatMap((r) => [answer(r), answer(r)]),
+          { _tag: "Echoed", text: "before" },
+          { _tag: "Echoed", text: "after" }
+        ])
       }))
 
     it.live("over 127.0.0.1 with Server.layer: pipelined requests in order, then half-close", () =>
