@@ -28,6 +28,7 @@
 import type * as Arr from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Channel from "effect/Channel"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
 import * as Pull from "effect/Pull"
@@ -112,7 +113,9 @@ export interface Codec<A> {
  *   and the next `push` (an empty array will do) goes on from there.
  * - `end(out)` says the input is over: bytes of an unfinished frame make an
  *   `IncompleteFrame` (tokio's "bytes remaining on stream").
- * - `buffered` is how many bytes it holds right now.
+ * - `buffered` is how many bytes it holds right now; `pending` is how many
+ *   bytes of the frame in progress have arrived (its header included), 0
+ *   between frames: what `frameTimeout` watches.
  *
  * ```ts
  * const decoder = Framing.lengthPrefixed().decoder()
@@ -135,6 +138,14 @@ export interface Decoder<A> {
    * rest of a push kept, by reference, after a recoverable error).
    */
   readonly buffered: number
+  /**
+   * Bytes of the frame in progress that have arrived, its header included
+   * (held or not): 0 exactly between frames, and what `end` would report as
+   * `IncompleteFrame.remaining`. Every built-in decoder has it. A decoder of
+   * your own may leave it out; `frameTimeout` then watches `buffered`, which
+   * misses a frame whose header was read but none of its body.
+   */
+  readonly pending?: number | undefined
   /** Whether an error ended this decoder: every later call repeats it. */
   readonly failed: boolean
 }
@@ -219,6 +230,35 @@ export const MalformedFrame: typeof core.MalformedFrame = core.MalformedFrame
  * @category errors
  */
 export type MalformedFrame = core.MalformedFrame
+
+/**
+ * A frame took longer than `frameTimeout` from its first byte to its last:
+ * the peer sends too slowly, or stopped in the middle of a frame. `limit` is
+ * the frame timeout and `received` how many bytes of the frame had arrived.
+ * It comes from a pipe or a server that watches time ({@link decode} with
+ * `frameTimeout`, the framed byte servers), never from a codec, so it is not
+ * one of the {@link FrameError}s.
+ *
+ * ```ts
+ * frames.pipe(Stream.catchTag("FrameTimeout", (e) => Stream.fail(`stalled after ${e.received} bytes`)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const FrameTimeout: typeof core.FrameTimeout = core.FrameTimeout
+
+/**
+ * The instance type of {@link FrameTimeout}.
+ *
+ * ```ts
+ * const arrived = (e: Framing.FrameTimeout) => e.received
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type FrameTimeout = core.FrameTimeout
 
 /**
  * Codec parameters that make no sense, thrown when the codec is built (a
@@ -584,13 +624,15 @@ export const header: <H, I>(options: HeaderOptions<H, I>) => Codec<HeaderFrame<H
 interface Stage<Out, In> {
   readonly push: (batch: Arr.NonEmptyReadonlyArray<In>, out: Array<Out>) => FrameError | typeof STOP | undefined
   readonly end: (out: Array<Out>) => FrameError | undefined
+  /** With a frame timeout: the watch over its decoder. */
+  readonly watch?: core.FrameWatch<unknown> | undefined
 }
 
 const STOP: unique symbol = Symbol("effect-wire/Framing/STOP")
 
 type FrameChannel<Out, In, E> = Channel.Channel<
   Arr.NonEmptyReadonlyArray<Out>,
-  E | FrameError,
+  E | FrameError | FrameTimeout,
   void,
   Arr.NonEmptyReadonlyArray<In>,
   E,
@@ -602,57 +644,108 @@ type FrameChannel<Out, In, E> = Channel.Channel<
  * Effect per frame. A batch that completes nothing pulls the next one (a Stream
  * must never emit an empty batch). What a batch completed before an error
  * comes out first, the error on the next pull; upstream errors pass through.
+ * A stage with a frame timeout bounds the wait for the next batch while a
+ * frame is in progress, on Effect's clock.
  */
 const stageChannel = <Out, In, E>(make: () => Stage<Out, In>): FrameChannel<Out, In, E> =>
   Channel.fromTransform((upstream: Pull.Pull<Arr.NonEmptyReadonlyArray<In>, E, unknown>) =>
-    Effect.sync(() => {
-      type P = Pull.Pull<Arr.NonEmptyReadonlyArray<Out>, E | FrameError, void>
-      const stage = make()
-      // Once set, every later pull returns it: the end of the stream, or its error.
-      let last: P | undefined
-      const finish = (out: Array<Out>, error: FrameError | undefined): P => {
-        last = error === undefined ? Cause.done() : Effect.fail(error)
-        return out.length > 0 ? Effect.succeed(out as unknown as Arr.NonEmptyReadonlyArray<Out>) : last
-      }
-      const onSuccess = (batch: Arr.NonEmptyReadonlyArray<In>): P => {
-        const out: Array<Out> = []
-        const outcome = stage.push(batch, out)
-        if (outcome !== undefined) return finish(out, outcome === STOP ? undefined : outcome)
-        return out.length > 0 ? Effect.succeed(out as unknown as Arr.NonEmptyReadonlyArray<Out>) : pull
-      }
-      const onFailure = (cause: Cause.Cause<E>): P => Effect.failCause(cause)
-      const onDone = (): P => {
-        const out: Array<Out> = []
-        return finish(out, stage.end(out))
-      }
-      const pull: P = Effect.suspend(() => last ?? Pull.matchEffect(upstream, { onSuccess, onFailure, onDone }))
-      return pull
-    })
+    Effect.clockWith((clock) =>
+      Effect.sync(() => {
+        type P = Pull.Pull<Arr.NonEmptyReadonlyArray<Out>, E | FrameError | FrameTimeout, void>
+        const stage = make()
+        const watch = stage.watch
+        // When the frame in progress must be complete, in the clock's milliseconds; undefined between frames.
+        let expiresAt: number | undefined
+        // Once set, every later pull returns it: the end of the stream, or its error.
+        let last: P | undefined
+        const finish = (out: Array<Out>, error: FrameError | undefined): P => {
+          last = error === undefined ? Cause.done() : Effect.fail(error)
+          return out.length > 0 ? Effect.succeed(out as unknown as Arr.NonEmptyReadonlyArray<Out>) : last
+        }
+        const onSuccess = (batch: Arr.NonEmptyReadonlyArray<In>): P => {
+          const out: Array<Out> = []
+          const outcome = stage.push(batch, out)
+          if (outcome !== undefined) return finish(out, outcome === STOP ? undefined : outcome)
+          if (watch !== undefined) {
+            const progress = watch.progress()
+            if (progress === "idle") expiresAt = undefined
+            else if (progress === "begun") expiresAt = clock.currentTimeMillisUnsafe() + watch.millis
+          }
+          return out.length > 0 ? Effect.succeed(out as unknown as Arr.NonEmptyReadonlyArray<Out>) : pull
+        }
+        const onFailure = (cause: Cause.Cause<E | FrameTimeout>): P => Effect.failCause(cause)
+        const onDone = (): P => {
+          const out: Array<Out> = []
+          return finish(out, stage.end(out))
+        }
+        const expired = Effect.suspend(() => Effect.fail(watch!.expired()))
+        // The next batch, within what is left of the frame's time once a frame is in progress.
+        const next = (): Pull.Pull<Arr.NonEmptyReadonlyArray<In>, E | FrameTimeout, unknown> => {
+          if (expiresAt === undefined) return upstream
+          const left = expiresAt - clock.currentTimeMillisUnsafe()
+          return left <= 0 ? expired : Effect.timeoutOrElse(upstream, { duration: left, orElse: () => expired })
+        }
+        const pull: P = Effect.suspend(() => last ?? Pull.matchEffect(next(), { onSuccess, onFailure, onDone }))
+        return pull
+      })
+    )
   )
 
-const decodeStage = <A>(codec: Codec<A>): Stage<A, Uint8Array> => {
+const decodeStage = <A>(codec: Codec<A>, frameTimeout: Duration.Duration | undefined): Stage<A, Uint8Array> => {
   const decoder = codec.decoder()
+  const watch = frameTimeout === undefined ? undefined : new core.FrameWatch(decoder, codec.name, frameTimeout)
+  const push = watch === undefined ? decoder : watch
   return {
     push: (chunks, out) => {
       for (let i = 0; i < chunks.length; i++) {
-        const error = decoder.push(chunks[i]!, out)
+        const error = push.push(chunks[i]!, out)
         if (error !== undefined) return error
       }
       return undefined
     },
-    end: (out) => decoder.end(out)
+    end: (out) => decoder.end(out),
+    watch: watch as core.FrameWatch<unknown> | undefined
   }
 }
+
+/**
+ * Options of {@link decode}.
+ *
+ * ```ts
+ * const options: Framing.DecodeOptions = { frameTimeout: "30 seconds" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DecodeOptions {
+  /**
+   * The longest a frame may take from its first byte to its last; past it
+   * the stream fails with {@link FrameTimeout}. Between frames no time limit
+   * runs (that is an idle timeout's job). Above 0; `Duration.infinity`, like
+   * leaving it out, means none. 0 is refused (a defect, as for a server's
+   * options given in code). It needs the decoder's `pending` to see a frame
+   * begin (see {@link Decoder}).
+   */
+  readonly frameTimeout?: Duration.Input | undefined
+}
+
 
 /**
  * Cut a byte stream into frames: each batch of bytes becomes one batch of the
  * frames it completed (no Effect per frame). At the end of the input, bytes
  * of an unfinished frame fail the stream with `IncompleteFrame`. A fresh
- * decoder is made each time the stream runs.
+ * decoder is made each time the stream runs. With `frameTimeout` (see
+ * {@link DecodeOptions}) a frame that takes longer from its first byte to
+ * its last fails the stream with {@link FrameTimeout}, so that a peer
+ * sending one byte at a time cannot hold a connection that an idle timeout
+ * would never close.
  *
  * ```ts
  * const frames = socket.reads.pipe(Framing.decode(Framing.lengthPrefixed()))
  * // Stream<Uint8Array, ReadError | FrameError>
+ * const bounded = socket.reads.pipe(Framing.decode(Framing.lines(), { frameTimeout: "30 seconds" }))
+ * // Stream<Uint8Array, ReadError | FrameError | FrameTimeout>
  * ```
  *
  * @since 0.1.0
@@ -660,11 +753,26 @@ const decodeStage = <A>(codec: Codec<A>): Stage<A, Uint8Array> => {
  */
 export const decode: {
   <A>(codec: Codec<A>): <E, R>(self: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<A, E | FrameError, R>
+  <A>(
+    codec: Codec<A>,
+    options: DecodeOptions
+  ): <E, R>(self: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<A, E | FrameError | FrameTimeout, R>
   <E, R, A>(self: Stream.Stream<Uint8Array, E, R>, codec: Codec<A>): Stream.Stream<A, E | FrameError, R>
+  <E, R, A>(
+    self: Stream.Stream<Uint8Array, E, R>,
+    codec: Codec<A>,
+    options: DecodeOptions
+  ): Stream.Stream<A, E | FrameError | FrameTimeout, R>
 } = dual(
-  2,
-  <E, R, A>(self: Stream.Stream<Uint8Array, E, R>, codec: Codec<A>): Stream.Stream<A, E | FrameError, R> =>
-    Stream.pipeThroughChannel(self, stageChannel<A, Uint8Array, E>(() => decodeStage(codec)))
+  (args) => Stream.isStream(args[0]),
+  <E, R, A>(
+    self: Stream.Stream<Uint8Array, E, R>,
+    codec: Codec<A>,
+    options?: DecodeOptions
+  ): Stream.Stream<A, E | FrameError | FrameTimeout, R> => {
+    const frameTimeout = core.frameTimeoutOf("Framing.decode", options?.frameTimeout)
+    return Stream.pipeThroughChannel(self, stageChannel<A, Uint8Array, E>(() => decodeStage(codec, frameTimeout)))
+  }
 )
 
 const EMPTY = new Uint8Array(0)
@@ -764,7 +872,12 @@ export const encode: {
 } = dual(
   2,
   <A, E, R>(self: Stream.Stream<A, E, R>, codec: Codec<A>): Stream.Stream<Uint8Array, E | FrameError, R> =>
-    Stream.pipeThroughChannel(self, stageChannel<Uint8Array, A, E>(() => encodeStage(codec)))
+    // A stage without a frame timeout never fails with FrameTimeout.
+    Stream.pipeThroughChannel(self, stageChannel<Uint8Array, A, E>(() => encodeStage(codec))) as Stream.Stream<
+      Uint8Array,
+      E | FrameError,
+      R
+    >
 )
 
 // ---------------------------------------------------------------------------

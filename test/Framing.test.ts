@@ -1,9 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import * as TestClock from "effect/testing/TestClock"
 import * as Framing from "effect-wire/Framing"
 
 const enc = new TextEncoder()
@@ -250,4 +255,137 @@ describe("FrameError", () => {
     assert.isTrue(Framing.isCodec(Framing.fixed(1)))
     assert.isFalse(Framing.isCodec({}))
   })
+})
+
+describe("Decoder.pending: the bytes of the frame in progress (issue 17)", () => {
+  const headerCodec = Framing.header({
+    header: Schema.Struct({ n: Schema.Number }),
+    bodyLength: (h) => h.n
+  })
+  /** One frame of each codec, then the first bytes of the next one. */
+  const cases: ReadonlyArray<readonly [string, Framing.Codec<unknown>, Uint8Array]> = [
+    ["lengthPrefixed", Framing.lengthPrefixed() as Framing.Codec<unknown>, u8(0, 0, 0, 3, "abc", 0, 0, 0, 2, "d")],
+    ["lengthPrefixed(strip 0, offset 1)", Framing.lengthPrefixed({ offset: 1, lengthBytes: 2, strip: 0 }) as Framing.Codec<unknown>, u8(9, 0, 2, "ab", 9, 0, 1)],
+    ["varint", Framing.varint() as Framing.Codec<unknown>, u8(0x82, 0x01, ...Array.from({ length: 130 }, () => 0x61), 2, "z")],
+    ["lines", Framing.lines() as Framing.Codec<unknown>, u8("hello\r\n", "x\r")],
+    ["delimited", Framing.delimited({ delimiter: u8("--") }) as Framing.Codec<unknown>, u8("ab-c--", "d-")],
+    ["fixed", Framing.fixed(3) as Framing.Codec<unknown>, u8("abc", "de")],
+    [
+      "header",
+      headerCodec as Framing.Codec<unknown>,
+      u8(0, 0, 0, 7, "{\"n\":2}", "hi", 0, 0, 0, 7, "{\"n\":0")
+    ]
+  ]
+
+  for (const [name, codec, bytes] of cases) {
+    it(`${name}: byte by byte, pending counts every byte of the frame so far (header included) and is 0 between frames`, () => {
+      const decoder = codec.decoder()
+      const frames: Array<unknown> = []
+      let sinceFrame = 0
+      for (const byte of bytes) {
+        const before = frames.length
+        assert.isUndefined(decoder.push(Uint8Array.of(byte), frames))
+        sinceFrame = frames.length > before ? 0 : sinceFrame + 1
+        assert.strictEqual(decoder.pending, sinceFrame, `after ${sinceFrame} bytes of a frame`)
+      }
+      assert.isAbove(decoder.pending!, 0, "the input ends inside a frame")
+      // What is pending is what the end of input reports as left over.
+      const end = decoder.end([])
+      assert.strictEqual(end?._tag, "IncompleteFrame")
+      assert.strictEqual((end as Framing.IncompleteFrame).remaining, sinceFrame)
+    })
+  }
+
+  it("lengthPrefixed: a header read in full, with no byte of the body yet, is a frame in progress (buffered is 0)", () => {
+    const decoder = Framing.lengthPrefixed().decoder()
+    assert.isUndefined(decoder.push(u8(0, 0, 0, 28), []))
+    assert.strictEqual(decoder.buffered, 0)
+    assert.strictEqual(decoder.pending, 4)
+  })
+
+  it("lines with resync: the bytes of an over-long line being skipped are a frame in progress", () => {
+    const decoder = Framing.lines({ maxLength: 4, resync: true }).decoder()
+    assert.strictEqual(decoder.push(u8("abcdefgh"), [])?._tag, "FrameTooLarge")
+    assert.isUndefined(decoder.push(u8("ij"), []))
+    assert.isAbove(decoder.pending!, 0)
+    const frames: Array<Uint8Array> = []
+    assert.isUndefined(decoder.push(u8("\nok\n"), frames))
+    assert.deepStrictEqual(frames.map(text), ["ok"])
+    assert.strictEqual(decoder.pending, 0)
+  })
+})
+
+describe("Framing.decode with frameTimeout (issue 17)", () => {
+  const codec = Framing.lengthPrefixed({ lengthBytes: 1 })
+
+  /** A stream of byte batches fed by the test: `send` one, or `end` it. */
+  const feed = Effect.gen(function*() {
+    const queue = yield* Queue.unbounded<Uint8Array, Cause.Done>()
+    return {
+      stream: Stream.fromQueue(queue),
+      send: (bytes: Uint8Array) => Queue.offer(queue, bytes),
+      end: Queue.end(queue)
+    }
+  })
+
+  it.effect("a frame dribbled one byte a second fails the stream with FrameTimeout at the deadline", () =>
+    Effect.gen(function*() {
+      const { send, stream } = yield* feed
+      const decoded = yield* stream.pipe(
+        Framing.decode(codec, { frameTimeout: "3 seconds" }),
+        Stream.runCollect,
+        Effect.exit,
+        Effect.forkChild
+      )
+      // A whole frame first: no deadline runs between frames.
+      yield* send(u8(1, "a"))
+      yield* TestClock.adjust("10 seconds")
+      // Then a frame of 28 bytes, one byte a second: cut after 3 s, with 3 of its bytes in.
+      for (const byte of u8(28, "abcdefg")) {
+        if (decoded.pollUnsafe() !== undefined) break
+        yield* send(Uint8Array.of(byte))
+        yield* TestClock.adjust("1 second")
+      }
+      const exit = yield* Fiber.join(decoded)
+      assert.isTrue(Exit.isFailure(exit), String(exit))
+      const error = Cause.findErrorOption((exit as Exit.Failure<unknown, unknown>).cause)
+      assert.isTrue(error._tag === "Some" && error.value instanceof Framing.FrameTimeout, String(exit))
+      const timeout = (error as { value: Framing.FrameTimeout }).value
+      assert.strictEqual(timeout._tag, "FrameTimeout")
+      assert.strictEqual(timeout.received, 3)
+      assert.strictEqual(Duration.toMillis(timeout.limit), 3000)
+      assert.include(timeout.message, "3 bytes of it had arrived")
+    }))
+
+  it.effect("a steady stream of complete frames (and frames that complete in time) is never cut", () =>
+    Effect.gen(function*() {
+      const { end, send, stream } = yield* feed
+      const decoded = yield* stream.pipe(
+        Framing.decode(codec, { frameTimeout: "3 seconds" }),
+        Stream.runCollect,
+        Effect.forkChild
+      )
+      for (let i = 0; i < 20; i++) {
+        // Each frame in two halves 2 s apart: 2 s per frame, 40 s in all.
+        yield* send(u8(2, "x"))
+        yield* TestClock.adjust("2 seconds")
+        yield* send(u8("y"))
+      }
+      yield* end
+      const frames = yield* Fiber.join(decoded)
+      assert.strictEqual(frames.length, 20)
+      assert.isTrue(frames.every((f) => text(f) === "xy"))
+    }))
+
+  it.effect("without frameTimeout a frame may take as long as it takes", () =>
+    Effect.gen(function*() {
+      const { end, send, stream } = yield* feed
+      const decoded = yield* stream.pipe(Framing.decode(codec), Stream.runCollect, Effect.forkChild)
+      for (const byte of u8(3, "abc")) {
+        yield* send(Uint8Array.of(byte))
+        yield* TestClock.adjust("1 hour")
+      }
+      yield* end
+      assert.deepStrictEqual((yield* Fiber.join(decoded)).map(text), ["abc"])
+    }))
 })

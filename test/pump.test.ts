@@ -9,6 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -18,6 +19,8 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Path from "node:path"
 import * as Address from "../src/Address.js"
+import * as Framing from "../src/Framing.js"
+import * as Echo from "../src/servers/Echo.js"
 import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
 import { eventually, pattern, readAll, stalled, tempDir, upper } from "./helpers/sockets.js"
@@ -67,6 +70,26 @@ const readAtLeast = (socket: Socket.Socket, n: number) =>
 
 const failureOf = <E>(exit: Exit.Exit<unknown, E>): Option.Option<E> =>
   Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : Option.none()
+
+/** `| u32 BE length | body |` */
+const lengthFrame = (body: Uint8Array): Buffer => {
+  const header = Buffer.alloc(4)
+  header.writeUInt32BE(body.length)
+  return Buffer.concat([header, body])
+}
+
+/**
+ * A slow peer: one byte of `bytes` every `everyMillis` ms (the pace is the
+ * case under test, not a wait for something), until all are sent or the
+ * connection no longer takes them.
+ */
+const dribble = (socket: Socket.Socket, bytes: Uint8Array, everyMillis: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < bytes.length; i++) {
+      if (i > 0) yield* Effect.sleep(everyMillis)
+      yield* socket.write(bytes.subarray(i, i + 1))
+    }
+  }).pipe(Effect.ignore)
 
 
 // ---------------------------------------------------------------------------
@@ -398,6 +421,49 @@ describe("Socket.pump", () => {
           yield* client.end
           yield* within(Socket.pump(server, again.handler))
           assert.strictEqual((yield* Fiber.join(replying)).toString(), "three")
+        }))
+
+      it.live("frame timeout (Echo's framed handler): a frame dribbled a byte per 50 ms fails the pump with FrameTimeout at 300 ms", () =>
+        Effect.gen(function*() {
+          const [client, server] = yield* transport.pair
+          const handler = Echo.handler("length", { frameTimeout: "300 millis" })
+          const started = Date.now()
+          const pumping = yield* Effect.forkChild(handler(server))
+          // A frame of 28 bytes behind its 4-byte header: 1.6 s at this pace.
+          const dribbling = yield* Effect.forkChild(dribble(client, lengthFrame(pattern(28)), 50))
+          const exit = yield* within(Fiber.await(pumping))
+          const took = Date.now() - started
+          yield* Fiber.interrupt(dribbling)
+          const error = failureOf(exit)
+          assert.isTrue(Option.isSome(error) && error.value instanceof Framing.FrameTimeout, `pump: ${String(exit)}`)
+          const timeout = Option.getOrThrow(error) as Framing.FrameTimeout
+          assert.strictEqual(timeout._tag, "FrameTimeout")
+          assert.strictEqual(Duration.toMillis(timeout.limit), 300)
+          assert.isAtLeast(timeout.received, 1)
+          assert.isBelow(timeout.received, 32, "cut before the frame was complete")
+          assert.isAtLeast(took, 290)
+          assert.isBelow(took, 1500)
+        }))
+
+      it.live("frame timeout: frames that each complete in time are never cut, however long the connection runs", () =>
+        Effect.gen(function*() {
+          const [client, server] = yield* transport.pair
+          const handler = Echo.handler("length", { frameTimeout: "300 millis" })
+          const pumping = yield* Effect.forkChild(handler(server))
+          const replying = yield* Effect.forkChild(within(readAll(client)))
+          const started = Date.now()
+          // 8 frames, each sent in two halves 100 ms apart: 800 ms in all, well past the 300 ms limit.
+          const frames = Array.from({ length: 8 }, (_, i) => lengthFrame(pattern(40, i)))
+          for (const frame of frames) {
+            yield* client.write(frame.subarray(0, 10))
+            yield* Effect.sleep("100 millis")
+            yield* client.write(frame.subarray(10))
+          }
+          assert.isAtLeast(Date.now() - started, 800)
+          yield* client.end
+          const exit = yield* within(Fiber.await(pumping))
+          assert.isTrue(Exit.isSuccess(exit), `pump: ${String(exit)}`)
+          assert.isTrue((yield* Fiber.join(replying)).equals(Buffer.concat(frames)))
         }))
 
       if (transport.resets) {

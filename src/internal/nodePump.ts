@@ -10,6 +10,7 @@ import * as Exit from "effect/Exit"
 import type * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
 import type { CallbackReader, NodeSocket } from "./nodeSocket.js"
+import { type Deadline, deadlineOf } from "./pumpDeadline.js"
 import { ONE_READER } from "./socketContract.js"
 
 /**
@@ -17,7 +18,9 @@ import { ONE_READER } from "./socketContract.js"
  * and its answer is written at once, in the same callback. Reading pauses
  * while Node's write buffer is over its high-water mark and resumes on
  * 'drain', as `socket.pipe(socket)` does. No fiber is involved: `onDone` is
- * called once, with the outcome.
+ * called once, with the outcome. A handler with a deadline (`frameTimeout`)
+ * gets one timer, re-armed only when it fires early: a frame that begins
+ * just moves the time it checks against.
  */
 export class Pumping<E> implements CallbackReader {
   readonly out: Array<Uint8Array> = []
@@ -29,11 +32,42 @@ export class Pumping<E> implements CallbackReader {
   busy = false
   abortPending = false
 
+  readonly deadline: Deadline<E> | undefined
+  /** When the work in progress must be done (`performance.now()`); 0 when none is in progress. */
+  expiresAt = 0
+  timer: ReturnType<typeof setTimeout> | undefined = undefined
+
   constructor(
     readonly s: NodeSocket,
     readonly handler: Socket.PumpHandler<E>,
     readonly onDone: (exit: Exit.Exit<void, E | NetError.ReadError | NetError.WriteError>) => void
-  ) {}
+  ) {
+    this.deadline = deadlineOf(handler)
+  }
+
+  /** After a read: start, keep or stop the clock of the handler's work in progress. */
+  watch(deadline: Deadline<E>): void {
+    const progress = deadline.progress()
+    if (progress === "idle") this.expiresAt = 0
+    else if (progress === "begun") {
+      this.expiresAt = performance.now() + deadline.millis
+      if (this.timer === undefined) this.arm(deadline.millis)
+    }
+  }
+
+  arm(millis: number): void {
+    this.timer = setTimeout(this.onTimer, millis)
+    // The socket keeps the process alive while it matters; the timer never needs to.
+    this.timer.unref()
+  }
+
+  readonly onTimer = (): void => {
+    this.timer = undefined
+    if (this.done || this.expiresAt === 0) return
+    const left = this.expiresAt - performance.now()
+    if (left > 0) return this.arm(left)
+    this.finish(Exit.fail(this.deadline!.expired()))
+  }
 
   readonly onAbort = (): void => {
     if (this.done) return
@@ -78,6 +112,7 @@ export class Pumping<E> implements CallbackReader {
     this.busy = false
     if (!this.send()) return
     if (error !== undefined) return this.finish(Exit.fail(error))
+    if (this.deadline !== undefined) this.watch(this.deadline)
     if (this.abortPending) this.onAbort()
   }
 
@@ -150,6 +185,10 @@ export class Pumping<E> implements CallbackReader {
   /** Leaves the socket to `reads` again (after the end, or when the pump is interrupted). */
   detach(): void {
     this.done = true
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer)
+      this.timer = undefined
+    }
     if (this.s.direct === this) this.s.direct = undefined
     this.signal?.removeEventListener("abort", this.onAbort)
     this.signal = undefined

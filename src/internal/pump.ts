@@ -5,12 +5,14 @@
  *
  * @internal
  */
+import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Pull from "effect/Pull"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import type * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
+import { deadlineOf } from "./pumpDeadline.js"
 import { ONE_READER, PumpInCallbacks, pumpsInCallbacks } from "./socketContract.js"
 
 /** Whether the pump waits for the next read (then an abort may interrupt it) or is answering one. */
@@ -25,16 +27,33 @@ const END_VOID: Sink.End<void> = [undefined]
  * half-closes at the end of input. Once `signal` aborted it half-closes at
  * the next read boundary instead, so the answer to a read the handler saw is
  * never cut off. (A read error never reaches a sink: the stream fails with it
- * after the sink stopped, without a half-close.)
+ * after the sink stopped, without a half-close.) A handler with a deadline
+ * (`frameTimeout`) bounds the wait for the next read while its work is in
+ * progress, on Effect's clock.
  */
 const answering = <E>(
   socket: Socket.Socket,
   handler: Socket.PumpHandler<E>,
   signal: AbortSignal | undefined,
-  idle: Idle
+  idle: Idle,
+  clock: Clock.Clock
 ): Sink.Sink<void, Uint8Array, never, E | NetError.WriteError> =>
   Sink.fromTransform((upstream) => {
     type Step = Effect.Effect<Sink.End<void>, E | NetError.WriteError>
+    const deadline = deadlineOf(handler)
+    // When the handler's work in progress must be done, in the clock's milliseconds; undefined when none is.
+    let expiresAt: number | undefined
+    const expired = Effect.suspend(() => Effect.fail(deadline!.expired()))
+    const next = () => {
+      if (expiresAt === undefined) return upstream
+      const left = expiresAt - clock.currentTimeMillisUnsafe()
+      return left <= 0 ? expired : Effect.timeoutOrElse(upstream, { duration: left, orElse: () => expired })
+    }
+    const watch = () => {
+      const progress = deadline!.progress()
+      if (progress === "idle") expiresAt = undefined
+      else if (progress === "begun") expiresAt = clock.currentTimeMillisUnsafe() + deadline!.millis
+    }
     const out: Array<Uint8Array> = []
     const send = (error: E | undefined, next: Step): Step => {
       const after = error === undefined ? next : Effect.fail(error)
@@ -48,7 +67,7 @@ const answering = <E>(
     const loop: Step = Effect.suspend(() => {
       if (signal?.aborted === true) return stopped
       idle.value = true
-      return Pull.matchEffect(upstream, {
+      return Pull.matchEffect(next(), {
         onSuccess: (input): Step => {
           idle.value = false
           let error: E | undefined
@@ -57,6 +76,7 @@ const answering = <E>(
             error = handler.onRead(bytes, out)
             if (error !== undefined) break
           }
+          if (deadline !== undefined && error === undefined) watch()
           return send(error, loop)
         },
         onFailure: (cause) => {
@@ -97,7 +117,7 @@ export const pump = <E>(
       if (signal?.aborted === true) return Effect.ignore(socket.end)
       pumping.add(socket)
       const idle: Idle = { value: false }
-      const run = Stream.run(socket.reads, answering(socket, handler, signal, idle))
+      const run = Effect.clockWith((clock) => Stream.run(socket.reads, answering(socket, handler, signal, idle, clock)))
       // An abort interrupts only a pump waiting for its next read; one answering
       // a read stops by itself once that answer is written.
       const stoppable = signal === undefined ? run : Effect.raceFirst(

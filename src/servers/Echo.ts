@@ -44,8 +44,22 @@ import * as internal from "./internal/byteServer.js"
 export type FramingOption = internal.FramingOption
 
 /**
+ * Options of {@link handler}: `frameTimeout`, the longest a frame may take
+ * from its first byte to its last (with a framing; none by default), past
+ * which the connection fails with `Framing.FrameTimeout`.
+ *
+ * ```ts
+ * const handler = Echo.handler("lines", { frameTimeout: "30 seconds" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HandlerOptions extends internal.HandlerOptions {}
+
+/**
  * Options of {@link make} and {@link layer}: those of `Server.make` without
- * the handler, plus `framing`.
+ * the handler, plus `framing` and `frameTimeout` (see {@link HandlerOptions}).
  *
  * ```ts
  * const options: Echo.Options = { address: Address.unix("/tmp/echo.sock"), maxConnections: 100 }
@@ -85,7 +99,8 @@ export class EchoUdp extends Context.Service<EchoUdp, DatagramServer.RunningData
 ) {}
 
 /**
- * The connection handler alone, for a server of your own.
+ * The connection handler alone, for a server of your own; a bad
+ * `frameTimeout` throws the defect (`IllegalArgumentError`).
  *
  * ```ts
  * const server = yield* Server.fromListener(yield* MemorySocket.listen(), { handler: Echo.handler() })
@@ -95,9 +110,10 @@ export class EchoUdp extends Context.Service<EchoUdp, DatagramServer.RunningData
  * @category constructors
  */
 export const handler = (
-  framing?: FramingOption | undefined
-): Server.PumpedHandler<Framing.FrameError> =>
-  internal.handler(undefined, framing)
+  framing?: FramingOption | undefined,
+  options?: HandlerOptions | undefined
+): Server.PumpedHandler<Framing.FrameError | Framing.FrameTimeout> =>
+  internal.handler("Echo", undefined, framing, options)
 
 /**
  * Start an echo server in the current scope; closing the scope drains it.
@@ -110,7 +126,7 @@ export const handler = (
  * @category constructors
  */
 export const make = (options: Options): Effect.Effect<Server.RunningServer, NetError.ListenError, Scope.Scope> =>
-  internal.make(undefined, options)
+  internal.make("Echo", undefined, options)
 
 /**
  * The echo server as a Layer providing {@link Echo}.

@@ -48,8 +48,22 @@ import * as internal from "./internal/byteServer.js"
 export type FramingOption = internal.FramingOption
 
 /**
+ * Options of {@link handler}: `frameTimeout`, the longest a frame may take
+ * from its first byte to its last (with a framing; none by default), past
+ * which the connection fails with `Framing.FrameTimeout`.
+ *
+ * ```ts
+ * const handler = Upper.handler("lines", { frameTimeout: "30 seconds" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HandlerOptions extends internal.HandlerOptions {}
+
+/**
  * Options of {@link make} and {@link layer}: those of `Server.make` without
- * the handler, plus `framing`.
+ * the handler, plus `framing` and `frameTimeout` (see {@link HandlerOptions}).
  *
  * ```ts
  * const options: Upper.Options = { address: Address.unix("/tmp/upper.sock"), maxConnections: 100 }
@@ -89,7 +103,8 @@ export class UpperUdp extends Context.Service<UpperUdp, DatagramServer.RunningDa
 ) {}
 
 /**
- * The connection handler alone, for a server of your own.
+ * The connection handler alone, for a server of your own; a bad
+ * `frameTimeout` throws the defect (`IllegalArgumentError`).
  *
  * ```ts
  * const server = yield* Server.fromListener(yield* MemorySocket.listen(), { handler: Upper.handler() })
@@ -99,9 +114,10 @@ export class UpperUdp extends Context.Service<UpperUdp, DatagramServer.RunningDa
  * @category constructors
  */
 export const handler = (
-  framing?: FramingOption | undefined
-): Server.PumpedHandler<Framing.FrameError> =>
-  internal.handler(upperBytes, framing)
+  framing?: FramingOption | undefined,
+  options?: HandlerOptions | undefined
+): Server.PumpedHandler<Framing.FrameError | Framing.FrameTimeout> =>
+  internal.handler("Upper", upperBytes, framing, options)
 
 /**
  * Start an upper-case server in the current scope; closing the scope drains it.
@@ -114,7 +130,7 @@ export const handler = (
  * @category constructors
  */
 export const make = (options: Options): Effect.Effect<Server.RunningServer, NetError.ListenError, Scope.Scope> =>
-  internal.make(upperBytes, options)
+  internal.make("Upper", upperBytes, options)
 
 /**
  * The upper-case server as a Layer providing {@link Upper}.

@@ -132,6 +132,37 @@ export const byteServerSuite = (name: string, module: ByteServerModule, answer: 
         assert.isTrue(Buffer.from(yield* client.request("still serving")).equals(expect("still serving")))
       }))
 
+    it.live("frameTimeout: a client dribbling a frame is cut at the deadline, which the idle timeout never would", () =>
+      Effect.gen(function*() {
+        const server = yield* module.make({
+          address: loopback,
+          framing: "length",
+          frameTimeout: "300 millis",
+          idleTimeout: "1 second"
+        })
+        const slow = yield* Socket.connect(server.address)
+        const started = Date.now()
+        // One byte every 50 ms: the 32 bytes of this frame would take 1.6 s, and bytes keep moving.
+        const frame = lengthFrame(pattern(28))
+        yield* Effect.forkChild(Effect.ignore(Effect.gen(function*() {
+          for (let i = 0; i < frame.length; i++) {
+            if (i > 0) yield* Effect.sleep("50 millis")
+            yield* slow.write(frame.subarray(i, i + 1))
+          }
+        })))
+        // The server's close: EOF, or a reset when a byte of ours arrived after it.
+        const end = yield* Effect.result(readAll(slow))
+        const took = Date.now() - started
+        if (end._tag === "Success") assert.strictEqual(end.success.length, 0, "no answer to a frame never completed")
+        else assert.strictEqual(end.failure._tag, "ConnectionReset")
+        assert.isAtLeast(took, 290)
+        assert.isBelow(took, 1500)
+        yield* eventually("failed connections", Effect.map(server.stats, (s) => s.failed), (n) => n === 1)
+        // A client that sends whole frames is served as ever.
+        const client = yield* module.client(server.address, { framing: "length" })
+        assert.isTrue(Buffer.from(yield* client.request("on time")).equals(expect("on time")))
+      }))
+
     it.live("the client waits for large replies while it is still writing", () =>
       Effect.gen(function*() {
         const server = yield* module.make({ address: loopback })

@@ -8,6 +8,7 @@
  * @internal
  */
 import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
 import type * as Framing from "../../Framing.js"
 import { allocExact, allocUnsafe } from "../bytes.js"
 import * as Check from "../options.js"
@@ -65,6 +66,80 @@ export class MalformedFrame extends Data.TaggedError("MalformedFrame")<{
     return this.direction === "decode"
       ? `${this.codec}: malformed frame from the peer: ${this.reason}`
       : `${this.codec}: cannot encode this frame: ${this.reason}`
+  }
+}
+
+/** @internal */
+export class FrameTimeout extends Data.TaggedError("FrameTimeout")<{
+  readonly codec: string
+  readonly limit: Duration.Duration
+  readonly received: number
+}> {
+  override get message(): string {
+    return `${this.codec}: a frame took longer than ${Duration.format(this.limit)} from its first byte ` +
+      `(frameTimeout): ${this.received} byte${this.received === 1 ? "" : "s"} of it had arrived. The peer sends ` +
+      `too slowly or stopped in the middle of a frame; raise frameTimeout if such peers are legitimate`
+  }
+}
+
+/**
+ * Checks a `frameTimeout` option given in code: undefined for none (left out,
+ * or `Duration.infinity`). Above 0; an invalid one throws the defect
+ * (`IllegalArgumentError`) naming it, as a server's options do.
+ */
+export const frameTimeoutOf = (where: string, input: Duration.Input | undefined): Duration.Duration | undefined => {
+  if (input === undefined) return undefined
+  const reason = Check.duration(input, { never: true })
+  if (reason !== undefined) throw Check.defect(where, "frameTimeout", reason)
+  const duration = Duration.fromInputUnsafe(input)
+  return Duration.isFinite(duration) ? duration : undefined
+}
+
+/**
+ * Where a frame stands after some pushes, for `frameTimeout`: `"idle"`
+ * (between frames), `"begun"` (the frame in progress began since the last
+ * look: its clock starts now), `"going"` (it began before: its clock runs on).
+ */
+export type Progress = "idle" | "begun" | "going"
+
+/**
+ * The bytes of the frame in progress: the decoder's `pending`, or, for a
+ * decoder of one's own without it, `buffered`.
+ */
+export const pendingOf = (decoder: Framing.Decoder<unknown>): number => decoder.pending ?? decoder.buffered
+
+/**
+ * Watches a decoder for `frameTimeout`: pushes go through it, and
+ * {@link progress} says whether a frame is in progress and whether it began
+ * since the last look. Time is the caller's: a pump in Node's callbacks, or
+ * a fiber with Effect's clock.
+ */
+export class FrameWatch<A> {
+  private begun = false
+  /** The limit in milliseconds. */
+  readonly millis: number
+  constructor(readonly decoder: Framing.Decoder<A>, readonly codec: string, readonly limit: Duration.Duration) {
+    this.millis = Duration.toMillis(limit)
+  }
+
+  push(bytes: Uint8Array, out: Array<A>): Framing.FrameError | undefined {
+    const decoder = this.decoder
+    const idle = pendingOf(decoder) === 0
+    const before = out.length
+    const error = decoder.push(bytes, out)
+    // A frame completed, or none was in progress: whatever is pending now began with these bytes.
+    if (idle || out.length > before) this.begun = true
+    return error
+  }
+
+  progress(): Progress {
+    const begun = this.begun
+    this.begun = false
+    return pendingOf(this.decoder) === 0 ? "idle" : begun ? "begun" : "going"
+  }
+
+  expired(): FrameTimeout {
+    return new FrameTimeout({ codec: this.codec, limit: this.limit, received: pendingOf(this.decoder) })
   }
 }
 

@@ -131,7 +131,9 @@ class Decoder<A> implements Framing.Decoder<A> {
   private accLen = 0
   private discarding = false
   /** With `resync`: the rest of a push after a recoverable error, decoded by the next call. */
-  private readonly pending: Array<Uint8Array> = []
+  private readonly deferred: Array<Uint8Array> = []
+  /** While discarding: the bytes of the over-long frame dropped so far. */
+  private skipped = 0
   private error: Framing.FrameError | undefined = undefined
 
   constructor(private readonly C: Config) {
@@ -142,14 +144,18 @@ class Decoder<A> implements Framing.Decoder<A> {
     return this.accLen
   }
 
+  get pending(): number {
+    return this.discarding ? this.skipped : this.accLen
+  }
+
   get failed(): boolean {
     return this.error !== undefined
   }
 
   push(bytes: Uint8Array, out: Array<A>): Framing.FrameError | undefined {
     if (this.error !== undefined) return this.error
-    if (this.pending.length === 0) return bytes.length === 0 ? undefined : this.run(bytes, out)
-    if (bytes.length > 0) this.pending.push(bytes)
+    if (this.deferred.length === 0) return bytes.length === 0 ? undefined : this.run(bytes, out)
+    if (bytes.length > 0) this.deferred.push(bytes)
     return this.drain(out)
   }
 
@@ -163,8 +169,8 @@ class Decoder<A> implements Framing.Decoder<A> {
   }
 
   private drain(out: Array<A>): Framing.FrameError | undefined {
-    while (this.pending.length > 0) {
-      const error = this.run(this.pending.shift()!, out)
+    while (this.deferred.length > 0) {
+      const error = this.run(this.deferred.shift()!, out)
       if (error !== undefined) return error
     }
     return undefined
@@ -173,7 +179,7 @@ class Decoder<A> implements Framing.Decoder<A> {
   /** A recoverable error with `resync`, else the decoder's last word. */
   private recover(error: Framing.FrameError, rest: Uint8Array | undefined): Framing.FrameError {
     if (!this.C.resync) return this.error = error
-    if (rest !== undefined && rest.length > 0) this.pending.unshift(rest)
+    if (rest !== undefined && rest.length > 0) this.deferred.unshift(rest)
     return error
   }
 
@@ -215,8 +221,12 @@ class Decoder<A> implements Framing.Decoder<A> {
     while (p < len) {
       const e = this.searcher.scan(bytes, p)
       if (this.discarding) {
-        if (e < 0) return undefined
+        if (e < 0) {
+          this.skipped += len - p
+          return undefined
+        }
         this.discarding = false
+        this.skipped = 0
         p = e
         continue
       }
@@ -225,6 +235,7 @@ class Decoder<A> implements Framing.Decoder<A> {
         if (total > C.hold) {
           this.reset()
           this.discarding = C.resync
+          this.skipped = total
           return this.recover(this.tooLarge(total - (C.hold - C.max), false), undefined)
         }
         this.append(bytes, p)

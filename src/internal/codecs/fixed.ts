@@ -20,6 +20,10 @@ class Decoder implements Framing.Decoder<Uint8Array> {
     return this.frame.fill
   }
 
+  get pending(): number {
+    return this.size - this.frame.need
+  }
+
   get failed(): boolean {
     return this.error !== undefined
   }
@@ -43,7 +47,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
 
   end(_out: Array<Uint8Array>): Framing.FrameError | undefined {
     if (this.error !== undefined) return this.error
-    const remaining = this.size - this.frame.need
+    const remaining = this.pending
     if (remaining === 0) return undefined
     return this.error = new IncompleteFrame({ codec: this.name, remaining })
   }

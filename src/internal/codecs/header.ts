@@ -87,6 +87,14 @@ class Decoder<H> implements Framing.Decoder<Framing.HeaderFrame<H>> {
     return this.state === LENGTH ? this.lengthFill : this.piece.fill
   }
 
+  get pending(): number {
+    return this.state === LENGTH
+      ? this.lengthFill
+      : this.state === HEADER
+      ? 4 + this.headerLength - this.piece.need
+      : 4 + this.headerLength + this.bodyLength - this.piece.need
+  }
+
   get failed(): boolean {
     return this.error !== undefined
   }
@@ -154,11 +162,7 @@ class Decoder<H> implements Framing.Decoder<Framing.HeaderFrame<H>> {
 
   end(_out: Array<Framing.HeaderFrame<H>>): Framing.FrameError | undefined {
     if (this.error !== undefined) return this.error
-    const remaining = this.state === LENGTH
-      ? this.lengthFill
-      : this.state === HEADER
-      ? 4 + this.headerLength - this.piece.need
-      : 4 + this.headerLength + this.bodyLength - this.piece.need
+    const remaining = this.pending
     if (remaining === 0) return undefined
     return this.error = new IncompleteFrame({ codec: this.C.name, remaining })
   }

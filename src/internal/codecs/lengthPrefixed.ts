@@ -110,6 +110,10 @@ class Decoder implements Framing.Decoder<Uint8Array> {
     return this.state === HEAD ? this.headFill : this.fill
   }
 
+  get pending(): number {
+    return this.state === HEAD ? this.headFill : this.L.head + this.length - this.need
+  }
+
   get failed(): boolean {
     return this.error !== undefined
   }
@@ -230,7 +234,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
 
   end(_out: Array<Uint8Array>): Framing.FrameError | undefined {
     if (this.error !== undefined) return this.error
-    const remaining = this.state === HEAD ? this.headFill : this.L.head + this.length - this.need
+    const remaining = this.pending
     if (remaining === 0) return undefined
     this.error = new IncompleteFrame({ codec: this.L.name, remaining })
     return this.error

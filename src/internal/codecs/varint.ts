@@ -40,6 +40,10 @@ class Decoder implements Framing.Decoder<Uint8Array> {
     return this.state === HEAD ? 0 : this.body.fill
   }
 
+  get pending(): number {
+    return this.state === HEAD ? this.count : this.count + this.value - this.body.need
+  }
+
   get failed(): boolean {
     return this.error !== undefined
   }
@@ -125,7 +129,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
 
   end(_out: Array<Uint8Array>): Framing.FrameError | undefined {
     if (this.error !== undefined) return this.error
-    const remaining = this.state === HEAD ? this.count : this.count + this.value - this.body.need
+    const remaining = this.pending
     if (remaining === 0) return undefined
     return this.error = new IncompleteFrame({ codec: this.name, remaining })
   }

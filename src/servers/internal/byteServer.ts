@@ -8,6 +8,7 @@
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Data from "effect/Data"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Pull from "effect/Pull"
@@ -22,6 +23,8 @@ import type * as NetError from "../../NetError.js"
 import * as Server from "../../Server.js"
 import * as Socket from "../../Socket.js"
 import { concat } from "../../internal/bytes.js"
+import { frameTimeoutOf, FrameWatch } from "../../internal/codecs/core.js"
+import { DeadlineKey, type WithDeadline } from "../../internal/pumpDeadline.js"
 
 /**
  * How a built-in server cuts the byte stream: `"raw"` (default) transforms
@@ -54,9 +57,22 @@ const transformHandler = (transform: (bytes: Uint8Array) => Uint8Array): Socket.
   onEnd: () => undefined
 })
 
-/** Decode, transform each frame, encode: the frames completed by one read become one batch. */
-const framedHandler = (codec: Framing.Codec<Uint8Array>, transform: Transform): Socket.PumpHandler<Framing.FrameError> => {
+/** What a framed byte server's connection can fail with. */
+export type HandlerError = Framing.FrameError | Framing.FrameTimeout
+
+/**
+ * Decode, transform each frame, encode: the frames completed by one read
+ * become one batch. With a frame timeout the decoder is watched, and the
+ * handler carries the deadline its pump keeps.
+ */
+const framedHandler = (
+  codec: Framing.Codec<Uint8Array>,
+  transform: Transform,
+  frameTimeout: Duration.Duration | undefined
+): Socket.PumpHandler<HandlerError> => {
   const decoder = codec.decoder()
+  const watch = frameTimeout === undefined ? undefined : new FrameWatch(decoder, codec.name, frameTimeout)
+  const push = watch ?? decoder
   const frames: Array<Uint8Array> = []
   const flush = (out: Array<Uint8Array>, decodeError: Framing.FrameError | undefined): Framing.FrameError | undefined => {
     if (frames.length === 0) return decodeError
@@ -72,10 +88,31 @@ const framedHandler = (codec: Framing.Codec<Uint8Array>, transform: Transform): 
     }
     return decodeError
   }
-  return {
-    onRead: (bytes, out) => flush(out, decoder.push(bytes, frames)),
+  const handler: Socket.PumpHandler<HandlerError> = {
+    onRead: (bytes, out) => flush(out, push.push(bytes, frames)),
     onEnd: (out) => flush(out, decoder.end(frames))
   }
+  if (watch === undefined) return handler
+  const timed: WithDeadline<HandlerError> = { ...handler, [DeadlineKey]: watch }
+  return timed
+}
+
+/**
+ * Options of a byte server's connection handler alone.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HandlerOptions {
+  /**
+   * With a framing: the longest a frame may take from its first byte to its
+   * last (default: no limit). A peer that sends slower fails its connection
+   * with `Framing.FrameTimeout`, logged at debug like an idle timeout: it
+   * bounds what a client that dribbles bytes, which an idle timeout never
+   * closes, can hold. Above 0; `Duration.infinity`, like leaving it out,
+   * means none; 0 is refused. Raw bytes have no frames: it does not apply.
+   */
+  readonly frameTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -86,16 +123,21 @@ const framedHandler = (codec: Framing.Codec<Uint8Array>, transform: Transform): 
  * and is logged by the server. When the server starts draining, the
  * connection ends at once with a half-close: an echo has no request in hand
  * worth waiting for, so an idle client does not hold the shutdown for
- * `shutdownTimeout`.
+ * `shutdownTimeout`. With a frame timeout, a frame that takes longer ends
+ * the connection with `FrameTimeout`. `server` names the server in the
+ * defect of an invalid option.
  */
 export const handler = (
+  server: string,
   transform: Transform,
-  framing: FramingOption | undefined
-): Server.PumpedHandler<Framing.FrameError> => {
+  framing: FramingOption | undefined,
+  options?: HandlerOptions | undefined
+): Server.PumpedHandler<HandlerError> => {
   const codec = codecOf(framing)
-  return Server.pump(
+  const frameTimeout = frameTimeoutOf(server, options?.frameTimeout)
+  return Server.pump<HandlerError>(
     codec !== undefined
-      ? () => framedHandler(codec, transform)
+      ? () => framedHandler(codec, transform, frameTimeout)
       : transform !== undefined
       ? () => transformHandler(transform)
       : () => echoHandler
@@ -109,21 +151,23 @@ export const handler = (
  * @since 0.1.0
  * @category models
  */
-export interface ServerOptions extends Omit<Server.Options<never, never>, "handler"> {
+export interface ServerOptions extends Omit<Server.Options<never, never>, "handler">, HandlerOptions {
   /** How the byte stream is cut (default `"raw"`): see {@link FramingOption}. */
   readonly framing?: FramingOption | undefined
 }
 
-/** Starts a TCP/Unix server for `transform` in the current scope. */
+/** Starts a TCP/Unix server for `transform` in the current scope; `server` names it in the defect of a bad option. */
 export const make = (
+  server: string,
   transform: Transform,
   options: ServerOptions
-): Effect.Effect<Server.RunningServer, NetError.ListenError, Scope.Scope> => {
-  const { framing, ...serverOptions } = options
-  // Built before listening, so a bad codec option fails before the port is taken.
-  const serve = handler(transform, framing)
-  return Server.make({ ...serverOptions, handler: serve })
-}
+): Effect.Effect<Server.RunningServer, NetError.ListenError, Scope.Scope> =>
+  Effect.suspend(() => {
+    const { frameTimeout, framing, ...serverOptions } = options
+    // Built before listening, so a bad option fails before the port is taken.
+    const serve = handler(server, transform, framing, { frameTimeout })
+    return Server.make({ ...serverOptions, handler: serve })
+  })
 
 /** Starts a UDP server for `transform` in the current scope: each datagram is answered to its sender. */
 export const makeUdp = (
