@@ -8,6 +8,13 @@
  * The server itself is transport-neutral: it serves any `Socket.Listener`
  * (node:net's, `MemorySocket`'s).
  *
+ * Its log lines go to stderr with Effect's built-in loggers (a program's
+ * stdout stays its own; a logger of your own is used as it is). A
+ * connection that fails is one warning naming the peer; the endings that
+ * are part of serving (the peer reset, an idle or frame timeout, a refusal
+ * at `maxConnections`) are debug lines, counted and summarised at info at
+ * most once a minute (see {@link Options}'s `logLevel`).
+ *
  * Its options are given in code, so an invalid one is a defect (Effect's
  * `IllegalArgumentError`, naming the option), not a typed error: a count or a
  * duration is above 0, and 0 is refused, never read as "no limit";
@@ -30,11 +37,12 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import * as LogLevel from "effect/LogLevel"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { setMaxListeners } from "node:events"
 import * as Address from "./Address.js"
-import { ConnectionSlots } from "./internal/connectionSlots.js"
+import { ConnectionSlots, SUMMARY_INTERVAL_MS } from "./internal/connectionSlots.js"
 import { serverCapabilityOf } from "./internal/listenerCapability.js"
 import * as Check from "./internal/options.js"
 import type { ListenError, ReadError, WriteError } from "./NetError.js"
@@ -169,6 +177,17 @@ export interface Options<E, R> {
   readonly shutdownTimeout?: Duration.Input | undefined
   /** Name used in log lines (default: the address). */
   readonly name?: string | undefined
+  /**
+   * The least severe of the server's own log lines to write (default: the
+   * program's minimum, `Info` unless changed); the handler's lines are not
+   * affected. `"Debug"` adds a line per connection that ended early in an
+   * expected way (the peer reset it, an idle or frame timeout, a refusal at
+   * `maxConnections`); at `"Info"` they show only as a summary, at most once
+   * a minute (`N connections ended early in the last minute: 12
+   * ConnectionReset, 3 IdleTimeout`); `"Warn"` keeps the failures and the
+   * limit warnings; `"None"` silences the server.
+   */
+  readonly logLevel?: LogLevel.LogLevel | undefined
   /** Further socket options for the listener and accepted sockets. */
   readonly listen?: Omit<Socket.ListenOptions, "idleTimeout"> | undefined
 }
@@ -292,6 +311,15 @@ const limitsOf = (
     })
   })
 
+/** The `logLevel` option, checked: an invalid one is a defect naming it. */
+const logLevelOf = (logLevel: unknown): Effect.Effect<LogLevel.LogLevel | undefined> => {
+  if (logLevel === undefined) return Effect.succeed(undefined)
+  const reason = Check.oneOf(logLevel, LogLevel.values)
+  return reason === undefined
+    ? Effect.succeed(logLevel as LogLevel.LogLevel)
+    : Effect.die(Check.defect("Server", "logLevel", reason))
+}
+
 /**
  * Options of {@link fromListener}: a server on a listener you already have.
  *
@@ -356,16 +384,18 @@ const run = <E, R>(
 ): Effect.Effect<RunningServer, never, Exclude<R, Scope.Scope> | Scope.Scope> =>
   Effect.gen(function*() {
     const { maxConnections, overflow, shutdownTimeout } = limits
+    const logLevel = yield* logLevelOf(options.logLevel)
     const name = options.name ?? Address.format(listener.address)
     // For logging from Node's callbacks, with the caller's logger.
     const runFork = Effect.runForkWith(yield* Effect.context<never>())
-    // Slots and counters for every connection, however it runs.
+    // Slots and counters for every connection, however it runs, and the server's log lines.
     const slots = new ConnectionSlots(
       maxConnections,
       overflow,
       name,
       (effect) => void runFork(effect),
-      yield* Clock.clockWith(Effect.succeed)
+      yield* Clock.clockWith(Effect.succeed),
+      logLevel
     )
     const drainSignal = yield* Deferred.make<void>()
     const shutdownReport = yield* Deferred.make<ShutdownReport>()
@@ -387,7 +417,7 @@ const run = <E, R>(
         Effect.scoped,
         Effect.onExit((exit) => {
           const failure = slots.ended(exit)
-          return failure === undefined ? Effect.void : slots.logFailure(socket, failure)
+          return failure === undefined ? Effect.void : slots.logEnding(socket, failure)
         }),
         Effect.ensuring(socket.close),
         Effect.catchCause(() => Effect.void),
@@ -429,6 +459,10 @@ const run = <E, R>(
     // A daemon, interrupted by the drain below, so that accepting stops before
     // connections are waited for.
     const acceptFiber = pumps === undefined ? yield* Effect.forkDetach(acceptLoop) : undefined
+    // The summary of the expected endings, every minute while there are any.
+    const summaries = yield* Effect.forkDetach(
+      Effect.forever(Effect.andThen(Effect.sleep(SUMMARY_INTERVAL_MS), slots.summarise))
+    )
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
@@ -446,9 +480,13 @@ const run = <E, R>(
         // cut connection's close may wait up to its closeTimeout for a flush.
         yield* Effect.zip(Fiber.interruptAll(Array.from(connections)), pumps?.cut ?? Effect.void, { concurrent: true })
         const report: ShutdownReport = { finished: open - cut, cut }
+        yield* Fiber.interrupt(summaries)
+        yield* slots.summarise
         yield* Deferred.succeed(shutdownReport, report)
         if (open > 0) {
-          yield* Effect.logInfo(`${name}: shut down; ${report.finished} connection(s) finished, ${report.cut} cut`)
+          yield* slots.logged(
+            Effect.logInfo(`${name}: shut down; ${report.finished} connection(s) finished, ${report.cut} cut`)
+          )
         }
       })
     )

@@ -1,17 +1,23 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
+import * as Console from "effect/Console"
 import * as Context from "effect/Context"
+import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as TestClock from "effect/testing/TestClock"
 import * as Address from "../src/Address.js"
+import type { WriteError } from "../src/NetError.js"
 import { ConnectionSlots } from "../src/internal/connectionSlots.js"
 import * as Server from "../src/Server.js"
 import * as Socket from "../src/Socket.js"
@@ -444,4 +450,185 @@ describe("Server: the limit warning's rate", () => {
     assert.strictEqual(refusing.refused, 2)
     assert.include(messages()[3], "strict: all 1 connection slots are taken (maxConnections): 2 new connections were refused (overflow: \"refuse\")")
   })
+})
+
+// ---------------------------------------------------------------------------
+// Logging a user can live with (issue 17)
+// ---------------------------------------------------------------------------
+
+class Boom extends Data.TaggedError("Boom")<{}> {
+  override get message() {
+    return "the handler gave up"
+  }
+}
+
+/**
+ * Every log line with its level and whether the line would go to stderr
+ * with Effect's built-in loggers; `until` waits for the lines to satisfy a
+ * check (each line wakes it: no polling).
+ */
+const recordLogs = () => {
+  const lines: Array<{ readonly level: string; readonly message: string; readonly stderr: boolean }> = []
+  const waiters = new Set<() => void>()
+  const logger = Logger.make(({ fiber, logLevel, message }) => {
+    lines.push({
+      level: logLevel.toUpperCase(),
+      message: Array.isArray(message) ? message.map(String).join(" ") : String(message),
+      stderr: fiber.getRef(References.LogToStderr)
+    })
+    for (const wake of Array.from(waiters)) wake()
+  })
+  const at = (level: string) => lines.filter((l) => l.level === level)
+  const until = (check: () => boolean) =>
+    Effect.callback<void>((resume) => {
+      const wake = () => {
+        if (!check()) return
+        waiters.delete(wake)
+        resume(Effect.void)
+      }
+      waiters.add(wake)
+      wake()
+      return Effect.sync(() => waiters.delete(wake))
+    })
+  return { lines, at, until, layer: Logger.layer([logger]) }
+}
+
+/** Echoes, but fails with Boom on `boom`: a real failure of the handler. */
+const echoOrBoom = (socket: Socket.Socket) =>
+  Stream.runForEach(
+    socket.reads,
+    (bytes): Effect.Effect<void, Boom | WriteError> => decoder.decode(bytes) === "boom" ? Effect.fail(new Boom()) : socket.write(bytes)
+  )
+
+/** A MemorySocket client that is answered once, then resets: the peer's address. */
+const resetAfterAnswer = (listener: MemorySocket.MemoryListener) =>
+  Effect.scoped(Effect.gen(function*() {
+    const client = yield* listener.connect()
+    yield* client.write(encoder.encode("hi"))
+    yield* Stream.runHead(client.reads)
+    yield* client.reset
+    return Address.format(client.localAddress)
+  }))
+
+describe("Server: logs a user can live with", () => {
+  it.effect("a peer's reset is a debug line (\"ended early\"), a real failure stays one warning, and a summary comes at info once a minute", () => {
+    const logs = recordLogs()
+    return Effect.gen(function*() {
+      const listener = yield* MemorySocket.listen()
+      yield* Server.fromListener(listener, { handler: echoOrBoom, name: "quiet", logLevel: "Debug" })
+      const reset = yield* Effect.forEach(range(3), () => resetAfterAnswer(listener))
+      const failing = yield* listener.connect()
+      yield* failing.write(encoder.encode("boom"))
+      yield* logs.until(() => logs.at("DEBUG").length === 3 && logs.at("WARN").length === 1)
+
+      const warning = logs.at("WARN")[0]!.message
+      assert.strictEqual(
+        warning,
+        `quiet: connection from ${Address.format(failing.localAddress)} failed: Boom: the handler gave up`
+      )
+      const debug = logs.at("DEBUG").map((l) => l.message)
+      for (const [i, peer] of reset.entries()) {
+        assert.match(debug[i]!, new RegExp(`^quiet: connection from ${peer} ended early: ConnectionReset: `))
+      }
+      assert.deepStrictEqual(logs.at("INFO"), [], "no summary before the minute is up")
+
+      yield* TestClock.adjust("1 minute")
+      yield* logs.until(() => logs.at("INFO").length === 1)
+      assert.strictEqual(
+        logs.at("INFO")[0]!.message,
+        "quiet: 3 connections ended early in the last minute: 3 ConnectionReset (expected endings, each logged at debug level)"
+      )
+      // Every line of the server is meant for stderr.
+      assert.isTrue(logs.lines.every((l) => l.stderr), JSON.stringify(logs.lines))
+    }).pipe(Effect.scoped, Effect.provide(logs.layer))
+  })
+
+  it.effect("at the default level the expected endings show only in the summary; a quiet minute logs nothing", () => {
+    const logs = recordLogs()
+    return Effect.gen(function*() {
+      const listener = yield* MemorySocket.listen()
+      const server = yield* Server.fromListener(listener, { handler: echoOrBoom, name: "default" })
+      yield* Effect.forEach(range(2), () => resetAfterAnswer(listener))
+      yield* TestClock.adjust("1 minute")
+      yield* logs.until(() => logs.at("INFO").length === 1)
+      assert.strictEqual(
+        logs.at("INFO")[0]!.message,
+        "default: 2 connections ended early in the last minute: 2 ConnectionReset (expected endings, each logged at debug level)"
+      )
+      assert.deepStrictEqual(logs.lines.map((l) => l.level), ["INFO"], "no debug line, no warning")
+      assert.strictEqual((yield* server.stats).failed, 2, "still counted as failed in the stats")
+      // A minute with no early ending: no summary.
+      yield* TestClock.adjust("1 minute")
+      yield* resetAfterAnswer(listener)
+      assert.strictEqual(logs.at("INFO").length, 1)
+    }).pipe(Effect.scoped, Effect.provide(logs.layer))
+  })
+
+  it.effect("the summary of what ended since the last one is logged when the server shuts down", () => {
+    const logs = recordLogs()
+    return Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const listener = yield* MemorySocket.listen().pipe(Scope.provide(scope))
+      yield* Server.fromListener(listener, { handler: echoOrBoom, name: "closing" }).pipe(Scope.provide(scope))
+      yield* resetAfterAnswer(listener)
+      yield* TestClock.adjust("20 seconds")
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(logs.at("INFO").map((l) => l.message), [
+        "closing: 1 connection ended early in the last 20 s: 1 ConnectionReset (expected endings, each logged at debug level)"
+      ])
+    }).pipe(Effect.provide(logs.layer))
+  })
+
+  it.effect("logLevel \"Warn\" keeps the failures and drops the summary; the handler's own lines keep the program's level", () => {
+    const logs = recordLogs()
+    return Effect.gen(function*() {
+      const listener = yield* MemorySocket.listen()
+      const handler = (socket: Socket.Socket) => Effect.andThen(Effect.logInfo("handler: hello"), echoOrBoom(socket))
+      yield* Server.fromListener(listener, { handler, name: "terse", logLevel: "Warn" })
+      yield* resetAfterAnswer(listener)
+      const failing = yield* listener.connect()
+      yield* failing.write(encoder.encode("boom"))
+      yield* logs.until(() => logs.at("WARN").length === 1)
+      yield* TestClock.adjust("1 minute")
+      assert.deepStrictEqual(logs.lines.map((l) => [l.level, l.message.split(":")[0]]), [
+        ["INFO", "handler"],
+        ["INFO", "handler"],
+        ["WARN", "terse"]
+      ])
+      // The handler's lines are the program's: no stderr forced on them.
+      assert.deepStrictEqual(logs.lines.map((l) => l.stderr), [false, false, true])
+    }).pipe(Effect.scoped, Effect.provide(logs.layer))
+  })
+
+  it.live("with Effect's default logger, the server's lines go to stderr (console.error) and the program's stay on stdout", () => {
+    const out: Array<string> = []
+    const err: Array<string> = []
+    const console = {
+      ...globalThis.console,
+      log: (...args: ReadonlyArray<unknown>) => void out.push(args.map(String).join(" ")),
+      error: (...args: ReadonlyArray<unknown>) => void err.push(args.map(String).join(" "))
+    } as unknown as Console.Console
+    return Effect.gen(function*() {
+      const listener = yield* MemorySocket.listen()
+      const handler = (socket: Socket.Socket) => Effect.andThen(Effect.log("program output"), echoOrBoom(socket))
+      const server = yield* Server.fromListener(listener, { handler, name: "stderr" })
+      const failing = yield* listener.connect()
+      yield* failing.write(encoder.encode("boom"))
+      yield* eventually("the failure", Effect.sync(() => err.length), (n) => n === 1)
+      assert.strictEqual((yield* server.stats).failed, 1)
+      assert.strictEqual(out.length, 1)
+      assert.include(out[0], "program output")
+      assert.include(err[0], "WARN")
+      assert.include(err[0], "stderr: connection from")
+      assert.include(err[0], "failed: Boom: the handler gave up")
+    }).pipe(Effect.scoped, Effect.provideService(Console.Console, console))
+  })
+
+  it.live("logLevel is checked: anything but a log level is a defect naming it", () =>
+    Effect.gen(function*() {
+      const listener = yield* MemorySocket.listen()
+      const exit = yield* Effect.exit(Server.fromListener(listener, { handler: echo, logLevel: "Loud" as never }))
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause), String(exit))
+      assert.include(Cause.pretty((exit as Exit.Failure<unknown, unknown>).cause), "Server: logLevel must be \"All\" or")
+    }))
 })

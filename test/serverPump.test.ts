@@ -88,6 +88,22 @@ const theWarning = (logs: ReturnType<typeof captureLogs>, peer: string) =>
   })
 
 /**
+ * The one debug line of a connection that ended early in an expected way
+ * (a reset, an idle timeout), once it is there: no warning, and it names the
+ * peer.
+ */
+const theEnding = (logs: ReturnType<typeof captureLogs>, peer: string) =>
+  Effect.gen(function*() {
+    const endings = () => logs.lines.filter((l) => l.level === "DEBUG" && l.message.includes(" ended early: "))
+    yield* eventually("the debug line", Effect.sync(() => endings().length), (n) => n >= 1)
+    assert.strictEqual(endings().length, 1, JSON.stringify(logs.lines))
+    assert.deepStrictEqual(logs.warnings(), [], "an expected ending is no warning")
+    const line = endings()[0]!.message
+    assert.include(line, `connection from ${peer} ended early: `)
+    return line
+  })
+
+/**
  * Re-read the stats until `check` holds (bounded in count and time): the
  * counters move in Node's callbacks and have no event of their own.
  */
@@ -172,10 +188,13 @@ describe("Server.pump on a node:net listener (no fiber per connection)", () => {
     }).pipe(Effect.scoped, Effect.provide(logs.layer))
   })
 
-  it.live("idleTimeout: a silent client fails with IdleTimeout, is logged, and sees the close", () => {
+  it.live("idleTimeout: a silent client fails with IdleTimeout, is logged at debug (an expected ending, not a warning), and sees the close", () => {
     const logs = captureLogs()
     return Effect.gen(function*() {
-      const server = yield* Echo.make({ address: loopback, idleTimeout: "200 millis" })
+      const scope = yield* Scope.make()
+      const server = yield* Echo.make({ address: loopback, idleTimeout: "200 millis", logLevel: "Debug" }).pipe(
+        Scope.provide(scope)
+      )
       const silent = yield* Socket.connect(server.address)
       const peer = Address.format(silent.localAddress)
       const started = Date.now()
@@ -185,9 +204,30 @@ describe("Server.pump on a node:net listener (no fiber per connection)", () => {
       assert.isBelow(took, 5_000)
       const stats = yield* statsWhen(server, "failed connections", (s) => s.failed === 1)
       assert.deepStrictEqual(stats, { accepted: 1, active: 0, completed: 0, failed: 1, refused: 0 })
-      const line = yield* theWarning(logs, peer)
+      const line = yield* theEnding(logs, peer)
       // IdleTimeout's message.
+      assert.include(line, "IdleTimeout: ")
       assert.include(line, "was idle too long and was closed: no byte moved either way for 200 ms")
+      // Shutting down summarises what ended early since the last summary.
+      yield* Scope.close(scope, Exit.void)
+      const infos = logs.lines.filter((l) => l.level === "INFO").map((l) => l.message)
+      assert.strictEqual(infos.filter((m) => m.includes("ended early")).length, 1, JSON.stringify(logs.lines))
+      assert.match(infos[0]!, /: 1 connection ended early in the last \d+ s: 1 IdleTimeout \(expected endings/)
+    }).pipe(Effect.scoped, Effect.provide(logs.layer))
+  })
+
+  it.live("a peer's reset is one debug line naming the peer, not a warning", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const server = yield* Echo.make({ address: loopback, logLevel: "Debug" })
+      const rude = yield* Socket.connect(server.address)
+      const peer = Address.format(rude.localAddress)
+      assert.strictEqual(yield* ask(rude, "hello"), "hello")
+      yield* rude.reset
+      const line = yield* theEnding(logs, peer)
+      assert.include(line, "ConnectionReset: ")
+      const stats = yield* statsWhen(server, "failed connections", (s) => s.failed === 1)
+      assert.deepStrictEqual(stats, { accepted: 1, active: 0, completed: 0, failed: 1, refused: 0 })
     }).pipe(Effect.scoped, Effect.provide(logs.layer))
   })
 

@@ -2,7 +2,11 @@
  * A server's one slot and counter mechanism, shared by both ways a
  * connection runs (in a fiber, or in a listener's callbacks): who may be
  * served under `maxConnections`, the counters, the wait for the last open
- * connection on drain, and the warning when the limit is hit.
+ * connection on drain, and the server's log lines: the warning when the
+ * limit is hit, one warning per failed connection, and the endings that are
+ * part of serving (a peer's reset, an idle or frame timeout, a refusal at
+ * the limit) at debug level, counted and summarised at info at most once a
+ * minute. Every line goes to stderr with Effect's built-in loggers.
  *
  * @internal
  */
@@ -10,6 +14,8 @@ import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import type * as LogLevel from "effect/LogLevel"
+import * as References from "effect/References"
 import * as Address from "../Address.js"
 import type * as Socket from "../Socket.js"
 import { LimitWarning, RATE_NOTE } from "./limitWarning.js"
@@ -28,8 +34,34 @@ const describeCause = (cause: Cause.Cause<unknown>): string => {
   return Cause.pretty(cause)
 }
 
+/**
+ * How a connection may end that is part of serving, not a failure of the
+ * server: the peer reset it (or was gone when we wrote), it was idle too
+ * long, or a frame of it took too long. Logged at debug and summarised.
+ */
+const EXPECTED_ENDINGS: ReadonlySet<string> = new Set(["ConnectionReset", "BrokenPipe", "IdleTimeout", "FrameTimeout"])
+
+/** The tag of an expected ending, or undefined for a failure worth a warning (a defect always is). */
+const expectedEnding = (cause: Cause.Cause<unknown>): string | undefined => {
+  if (Cause.hasDies(cause)) return undefined
+  const failure = Cause.findErrorOption(cause)
+  if (failure._tag === "None") return undefined
+  const e = failure.value
+  return typeof e === "object" && e !== null && "_tag" in e && typeof e._tag === "string" &&
+      EXPECTED_ENDINGS.has(e._tag)
+    ? e._tag
+    : undefined
+}
+
+/** How often, at most, the expected endings are summarised. */
+export const SUMMARY_INTERVAL_MS = 60_000
+
+const REFUSED_AT_LIMIT = "refused (maxConnections)"
+const REFUSED_QUEUE_FULL = "refused (accept queue full)"
+
 const connections = (n: number) => n === 1 ? "1 new connection" : `${n} new connections`
 const were = (n: number) => n === 1 ? "was" : "were"
+const plural = (n: number, what: string) => n === 1 ? `1 ${what}` : `${n} ${what}s`
 
 export class ConnectionSlots {
   accepted = 0
@@ -56,6 +88,9 @@ export class ConnectionSlots {
   private refusedSinceWarning = 0
   private queueRefused = 0
   private acceptQueueSize = 0
+  /** Expected endings by kind since the last summary, in the order first seen. */
+  private early = new Map<string, number>()
+  private earlySince: number
 
   constructor(
     readonly maxConnections: number,
@@ -64,13 +99,30 @@ export class ConnectionSlots {
     readonly name: string,
     /** Runs an effect from a callback, with the server's logger. */
     readonly fork: (effect: Effect.Effect<void>) => void,
-    clock: Clock.Clock
+    private readonly clock: Clock.Clock,
+    /** The server's `logLevel`: the least severe of its own lines written; undefined: the program's minimum. */
+    private readonly logLevel?: LogLevel.LogLevel | undefined
   ) {
+    this.earlySince = clock.currentTimeMillisUnsafe()
     this.warning = new LimitWarning(
       clock,
       (since) => this.describeLimit(since),
-      (message) => fork(Effect.annotateLogs(Effect.logWarning(message), { server: name }))
+      (message) => fork(this.logged(Effect.logWarning(message)))
     )
+  }
+
+  /**
+   * One of the server's own log lines, as it is written: annotated with the
+   * server, to stderr for Effect's built-in console loggers (a program's
+   * stdout is its own; loggers of your own are untouched), at the server's
+   * `logLevel` when it has one.
+   */
+  logged(log: Effect.Effect<void>, annotations?: Record<string, string>): Effect.Effect<void> {
+    const annotated = Effect.annotateLogs(log, { server: this.name, ...annotations })
+    const toStderr = Effect.provideService(annotated, References.LogToStderr, true)
+    return this.logLevel === undefined
+      ? toStderr
+      : Effect.provideService(toStderr, References.MinimumLogLevel, this.logLevel)
   }
 
   /** May a new connection be served now? */
@@ -94,6 +146,11 @@ export class ConnectionSlots {
     if (this.overflow === "refuse") {
       this.refused += n
       this.refusedSinceWarning += n
+      this.countEarly(REFUSED_AT_LIMIT, n)
+      this.fork(this.logged(Effect.logDebug(
+        `${this.name}: refused ${plural(n, "connection")}: all ${this.maxConnections} connection slots are taken ` +
+          `(maxConnections, overflow: "refuse")`
+      )))
     } else {
       this.waited += n
     }
@@ -104,6 +161,11 @@ export class ConnectionSlots {
   acceptQueueFull(acceptQueueSize: number): void {
     this.queueRefused++
     this.acceptQueueSize = acceptQueueSize
+    this.countEarly(REFUSED_QUEUE_FULL, 1)
+    this.fork(this.logged(Effect.logDebug(
+      `${this.name}: refused a connection: all ${this.maxConnections} connection slots are taken and the accept ` +
+        `queue (listen.acceptQueueSize: ${acceptQueueSize}) is full`
+    )))
     this.warning.hit()
   }
 
@@ -145,13 +207,54 @@ export class ConnectionSlots {
     })
   })
 
-  /** The warning line of a failed connection, with the peer. */
-  logFailure(socket: Socket.Socket, cause: Cause.Cause<unknown>): Effect.Effect<void> {
+  /**
+   * The log line of a connection whose handler failed, with the peer: an
+   * expected ending (see `EXPECTED_ENDINGS`) is counted now for the summary
+   * and logged at debug; any other failure is a warning.
+   */
+  logEnding(socket: Socket.Socket, cause: Cause.Cause<unknown>): Effect.Effect<void> {
     const peer = Address.format(socket.remoteAddress)
-    return Effect.logWarning(`${this.name}: connection from ${peer} failed: ${describeCause(cause)}`).pipe(
-      Effect.annotateLogs({ server: this.name, peer })
+    const expected = expectedEnding(cause)
+    if (expected !== undefined) {
+      this.countEarly(expected, 1)
+      return this.logged(
+        Effect.logDebug(`${this.name}: connection from ${peer} ended early: ${describeCause(cause)}`),
+        { peer }
+      )
+    }
+    return this.logged(
+      Effect.logWarning(`${this.name}: connection from ${peer} failed: ${describeCause(cause)}`),
+      { peer }
     )
   }
+
+  private countEarly(kind: string, n: number): void {
+    this.early.set(kind, (this.early.get(kind) ?? 0) + n)
+  }
+
+  /**
+   * The summary of the expected endings since the last one, at info, if
+   * there were any: `N connections ended early in the last minute: 12
+   * ConnectionReset, 3 IdleTimeout`. The server runs it every minute, and
+   * once more when it shuts down.
+   */
+  readonly summarise: Effect.Effect<void> = Effect.suspend(() => {
+    const now = this.clock.currentTimeMillisUnsafe()
+    const elapsed = now - this.earlySince
+    this.earlySince = now
+    if (this.early.size === 0) return Effect.void
+    const counts = Array.from(this.early)
+    this.early = new Map()
+    const total = counts.reduce((sum, [, n]) => sum + n, 0)
+    // The periodic summary covers a minute; the last one, at shutdown, what came since.
+    const window = elapsed >= SUMMARY_INTERVAL_MS - 500
+      ? "the last minute"
+      : `the last ${Math.max(1, Math.round(elapsed / 1000))} s`
+    return this.logged(Effect.logInfo(
+      `${this.name}: ${plural(total, "connection")} ended early in ${window}: ` +
+        `${counts.map(([kind, n]) => `${n} ${kind}`).join(", ")} (expected endings, each logged at debug level)`
+    ))
+  })
 
   private describeLimit(since: string): string {
     const what: Array<string> = []

@@ -54,7 +54,7 @@ export const servePumps = (
       // A cut connection was counted by the drain, like an interrupted fiber.
       if (!state.cut) {
         const failure = slots.ended(exit)
-        if (failure !== undefined) slots.fork(slots.logFailure(socket, failure))
+        if (failure !== undefined) slots.fork(slots.logEnding(socket, failure))
       }
       socket.closeWith(() => gone(socket, state))
     }
