@@ -5,6 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -12,6 +13,7 @@ import * as Address from "../src/Address.js"
 import * as Echo from "../src/servers/Echo.js"
 import * as Exec from "../src/servers/Exec.js"
 import * as Upper from "../src/servers/Upper.js"
+import * as Socket from "../src/Socket.js"
 import { dist } from "./helpers/cliBuild.js"
 import { tempDir } from "./helpers/sockets.js"
 
@@ -24,6 +26,8 @@ interface Cli {
   readonly child: ChildProcess
   /** The first `count` stdout lines. */
   readonly lines: (count: number) => Effect.Effect<ReadonlyArray<string>>
+  /** Waits for a stderr line matching `pattern`, and returns it. */
+  readonly stderrLine: (pattern: RegExp) => Effect.Effect<string>
   /** Exit code (or signal), stdout and stderr, once the process ended. */
   readonly exit: Effect.Effect<{ readonly code: number | null; readonly stdout: string; readonly stderr: string }>
   readonly signal: (signal: NodeJS.Signals) => Effect.Effect<void>
@@ -74,6 +78,25 @@ const start = (args: ReadonlyArray<string>, env?: Record<string, string>): Effec
           duration: "20 seconds",
           orElse: () => Effect.fail(new Error(`no ${count} line(s) from effect-wire ${args.join(" ")}:\n${stdout}\n${stderr}`))
         }), Effect.orDie)
+      const stderrLine = (pattern: RegExp) =>
+        Effect.callback<string>((resume) => {
+          const check = () => {
+            const found = stderr.split("\n").slice(0, -1).find((line) => pattern.test(line))
+            if (found !== undefined) {
+              waiters.delete(check)
+              resume(Effect.succeed(found))
+            } else if (child.exitCode !== null || child.signalCode !== null) {
+              waiters.delete(check)
+              resume(Effect.die(new Error(`effect-wire ${args.join(" ")} exited without ${pattern}:\n${stderr}`)))
+            }
+          }
+          waiters.add(check)
+          check()
+          return Effect.sync(() => waiters.delete(check))
+        }).pipe(Effect.timeoutOrElse({
+          duration: "20 seconds",
+          orElse: () => Effect.fail(new Error(`no stderr line ${pattern} from effect-wire ${args.join(" ")}:\n${stderr}`))
+        }), Effect.orDie)
       const exit = Effect.promise(() => exited).pipe(
         Effect.map((code) => ({ code, stdout, stderr })),
         Effect.timeoutOrElse({
@@ -83,7 +106,7 @@ const start = (args: ReadonlyArray<string>, env?: Record<string, string>): Effec
         Effect.orDie
       )
       const signal = (name: NodeJS.Signals) => Effect.sync(() => void process.kill(child.pid!, name))
-      return { child, lines, exit, signal } satisfies Cli
+      return { child, lines, stderrLine, exit, signal } satisfies Cli
     }),
     ({ child }) =>
       Effect.sync(() => {
@@ -207,6 +230,69 @@ describe("effect-wire serve", () => {
       assert.strictEqual(text(yield* client.request("framed")), "framed")
     }))
 
+  it.live("--frame-timeout: a client dribbling a frame is cut at the deadline; --log-level debug logs it as an early ending on stderr", () =>
+    Effect.gen(function*() {
+      const cli = yield* start([
+        "serve",
+        "echo",
+        "--port",
+        "0",
+        "--framing",
+        "length",
+        "--frame-timeout",
+        "300ms",
+        "--log-level",
+        "debug"
+      ])
+      const address = listeningAt((yield* cli.lines(1))[0]!)
+      const slow = yield* Socket.connect(address)
+      const peer = Address.format(slow.localAddress)
+      const started = Date.now()
+      // One byte every 50 ms: the 32 bytes of this frame would take 1.6 s.
+      const frame = Buffer.concat([Buffer.from([0, 0, 0, 28]), Buffer.alloc(28, 0x61)])
+      yield* Effect.forkChild(Effect.ignore(Effect.gen(function*() {
+        for (let i = 0; i < frame.length; i++) {
+          if (i > 0) yield* Effect.sleep("50 millis")
+          yield* slow.write(frame.subarray(i, i + 1))
+        }
+      })))
+      // The server's close: EOF, or a reset when a byte of ours arrived after it.
+      yield* Effect.ignore(Stream.runDrain(slow.reads))
+      const took = Date.now() - started
+      assert.isAtLeast(took, 290)
+      assert.isBelow(took, 1500)
+      const line = yield* cli.stderrLine(/ended early: FrameTimeout/)
+      assert.include(line, "level=DEBUG")
+      assert.include(line, `connection from ${peer} ended early: FrameTimeout: `)
+      assert.include(line, "a frame took longer than 300ms from its first byte (frameTimeout)")
+    }))
+
+  it.live("a peer's reset is no warning: one debug line with --log-level debug, and at any level the summary at shutdown", () =>
+    Effect.gen(function*() {
+      for (const level of [["--log-level", "debug"], []]) {
+        const cli = yield* start(["serve", "echo", "--port", "0", ...level])
+        const address = listeningAt((yield* cli.lines(1))[0]!)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const rude = yield* Socket.connect(address)
+          yield* rude.write(Buffer.from("hi"))
+          yield* Stream.runHead(rude.reads)
+          yield* rude.reset
+        }))
+        if (level.length > 0) yield* cli.stderrLine(/level=DEBUG .*ended early: ConnectionReset/)
+        // Served after the reset reached the server: its answer comes after the reset was read.
+        yield* Effect.scoped(Effect.gen(function*() {
+          const client = yield* Echo.client(address)
+          assert.strictEqual(text(yield* client.request("after")), "after")
+        }))
+        yield* cli.signal("SIGTERM")
+        const exit = yield* cli.exit
+        assert.strictEqual(exit.code, 0, exit.stderr)
+        assert.notMatch(exit.stderr, /level=WARN/, exit.stderr)
+        assert.match(exit.stderr, /level=INFO .*1 connection ended early in the last \d+ s: 1 ConnectionReset/, exit.stderr)
+        assert.strictEqual(/level=DEBUG/.test(exit.stderr), level.length > 0, exit.stderr)
+      }
+    }))
+
   it.live("exec: serves allowlisted commands with the token from --token-env", () =>
     Effect.gen(function*() {
       const cli = yield* start(
@@ -238,7 +324,9 @@ describe("effect-wire serve", () => {
         [["serve", "echo", "--shutdown-timeout", "never"], /^error: --shutdown-timeout: cannot be never: write a duration above 0, e\.g\. 10s/],
         [["serve", "echo", "--max-connections", "0"], /^error: --max-connections: 0 is not a limit: write a whole number above 0, e\.g\. 1024/],
         [["serve", "exec", "--allow", "echo", "--timeout", "0ms"], /^error: --timeout: 0 is not a limit: write a duration above 0, e\.g\. 10s/],
-        [["serve", "exec", "--allow", "echo", "--max-output", "0"], /^error: --max-output: 0 is not a limit: write a size above 0, e\.g\. 8MiB/]
+        [["serve", "exec", "--allow", "echo", "--max-output", "0"], /^error: --max-output: 0 is not a limit: write a size above 0, e\.g\. 8MiB/],
+        [["serve", "echo", "--framing", "lines", "--frame-timeout", "0"], /^error: --frame-timeout: 0 is not a limit: write a duration above 0, e\.g\. 30s, or never for no limit/],
+        [["serve", "echo", "--frame-timeout", "5s"], /^error: --frame-timeout applies to --framing length or lines: raw bytes have no frames/]
       ]
       const results = yield* Effect.forEach(cases, ([args]) => run(args), { concurrency: "unbounded" })
       results.forEach((result, i) => {
@@ -308,7 +396,9 @@ describe("effect-wire serve", () => {
     Effect.gen(function*() {
       const servers = [
         [["serve", "echo", "--port", "0", "--framing", "lines", "--max-connections", "4", "--idle-timeout", "30s"],
-          "limits max-connections=4 overflow=queue idle-timeout=30s shutdown-timeout=10s max-frame=8MiB"],
+          "limits max-connections=4 overflow=queue idle-timeout=30s shutdown-timeout=10s max-frame=8MiB frame-timeout=30s"],
+        [["serve", "upper", "--port", "0", "--framing", "length", "--frame-timeout", "never"],
+          "limits max-connections=1024 overflow=queue idle-timeout=never shutdown-timeout=10s max-frame=8MiB frame-timeout=never"],
         [["serve", "upper", "--port", "0", "--udp", "--idle-timeout", "never", "--shutdown-timeout", "2m"],
           "limits max-connections=1024 overflow=queue idle-timeout=never shutdown-timeout=2m"],
         [["serve", "exec", "--port", "0", "--allow", "echo", "--concurrency", "2"],

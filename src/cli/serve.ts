@@ -10,7 +10,7 @@
  * server's code is imported when its subcommand runs.
  *
  * ```sh
- * effect-wire serve echo --port 0 --framing lines --max-frame 64KiB
+ * effect-wire serve echo --port 0 --framing lines --max-frame 64KiB --frame-timeout 10s
  * effect-wire serve upper --unix /tmp/upper.sock --idle-timeout 30s
  * EXEC_TOKEN=s3cret effect-wire serve exec --allow date,uptime --token-env EXEC_TOKEN
  * ```
@@ -53,6 +53,7 @@ const DEFAULTS = {
   idleTimeout: Duration.infinity,
   shutdownTimeout: Duration.seconds(10),
   maxFrame: 8 * 1024 * 1024,
+  frameTimeout: Duration.seconds(30),
   timeout: Duration.seconds(10),
   maxOutput: 8 * 1024 * 1024,
   concurrency: 4,
@@ -118,6 +119,15 @@ const byteOptions = {
       }; ${limitRule(false)}).`
     ),
     Flag.optional
+  ),
+  frameTimeout: durationOption("frame-timeout", { example: formatDuration(DEFAULTS.frameTimeout), never: true }).pipe(
+    Flag.withDescription(
+      `With --framing length or lines: the longest a frame may take from its first byte to its last; a slower ` +
+        `client is disconnected, which --idle-timeout never does while bytes trickle in (default ${
+          formatDuration(DEFAULTS.frameTimeout)
+        }; ${limitRule(true)}).`
+    ),
+    Flag.optional
   )
 } as const
 
@@ -174,15 +184,21 @@ const printLimits = (limits: Limits): Effect.Effect<void> =>
     void process.stderr.write(`limits ${limits.map(([flag, value]) => `${flag}=${value}`).join(" ")}\n`)
   )
 
-/** The codec of `--framing` with the `--max-frame` limit; `"raw"` has no frames. */
+/** The codec of `--framing` with the `--max-frame` limit, and the `--frame-timeout`; `"raw"` has no frames. */
 const framingOf = (options: ByteOptions) =>
   Effect.gen(function*() {
     if (options.framing === "raw") {
-      if (Option.isSome(options.maxFrame)) {
-        return yield* fail("--max-frame applies to --framing length or lines: raw bytes have no frames")
+      const given = Option.isSome(options.maxFrame)
+        ? "--max-frame"
+        : Option.isSome(options.frameTimeout)
+        ? "--frame-timeout"
+        : undefined
+      if (given !== undefined) {
+        return yield* fail(`${given} applies to --framing length or lines: raw bytes have no frames`)
       }
-      return { framing: "raw" as const, limits: [] as Limits }
+      return { framing: "raw" as const, frameTimeout: undefined, limits: [] as Limits }
     }
+    const frameTimeout = Option.getOrElse(options.frameTimeout, () => DEFAULTS.frameTimeout)
     const max = Option.getOrElse(options.maxFrame, () => DEFAULTS.maxFrame)
     const Framing = yield* Effect.promise(() => import("../Framing.js"))
     const framing = yield* Effect.try({
@@ -190,7 +206,11 @@ const framingOf = (options: ByteOptions) =>
         options.framing === "lines" ? Framing.lines({ maxLength: max }) : Framing.lengthPrefixed({ maxFrameLength: max }),
       catch: (e) => new CliError({ message: `--max-frame: ${messageOf(e)}` })
     })
-    return { framing, limits: [["max-frame", formatSize(max)]] as Limits }
+    return {
+      framing,
+      frameTimeout,
+      limits: [["max-frame", formatSize(max)], ["frame-timeout", formatDuration(frameTimeout)]] as Limits
+    }
   })
 
 const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: ByteOptions) =>
@@ -199,11 +219,11 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
     if (options.udp && address._tag === "UnixAddress") {
       return yield* fail("--udp needs a host and port: it cannot be combined with --unix")
     }
-    const { framing, limits } = yield* framingOf(options)
+    const { frameTimeout, framing, limits } = yield* framingOf(options)
     const servers = kind === "echo"
       ? yield* Effect.promise(() => import("../servers/Echo.js"))
       : yield* Effect.promise(() => import("../servers/Upper.js"))
-    const server = yield* servers.make({ address, framing, ...serverOptions(options) })
+    const server = yield* servers.make({ address, framing, frameTimeout, ...serverOptions(options) })
     yield* printListening("tcp", server.address)
     if (options.udp && server.address._tag === "TcpAddress") {
       // The same port as TCP, so one number reaches both; with --port 0 the
