@@ -26,6 +26,7 @@ import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as References from "effect/References"
 import * as Result from "effect/Result"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
@@ -197,7 +198,7 @@ export const make = <E, R>(
           "Raise concurrency if the handlers wait on I/O, or socket.receiveBufferSize to absorb bursts. " +
           RATE_NOTE
       },
-      (message) => void runFork(Effect.annotateLogs(Effect.logWarning(message), { server: name }))
+      (message) => void runFork(toStderr(Effect.annotateLogs(Effect.logWarning(message), { server: name })))
     )
     queue.onDrop = () => drops.hit()
 
@@ -205,7 +206,8 @@ export const make = <E, R>(
       Effect.suspend(() => {
         counters.failed++
         return Effect.logWarning(`${name}: ${what} ${Address.format(peer)} failed: ${describeCause(cause)}`).pipe(
-          Effect.annotateLogs({ server: name, peer: Address.format(peer) })
+          Effect.annotateLogs({ server: name, peer: Address.format(peer) }),
+          toStderr
         )
       })
 
@@ -254,6 +256,7 @@ export const make = <E, R>(
       Effect.catch((error) =>
         Effect.logWarning(`${name}: receiving failed: ${error.message}`).pipe(
           Effect.annotateLogs({ server: name }),
+          toStderr,
           Effect.as(true)
         )
       )
@@ -445,6 +448,13 @@ interface ClientSocket {
   readonly queue: ReceiveQueue
   readonly scope: Scope.Closeable
 }
+
+/**
+ * The server's own log lines go to stderr (Effect's built-in loggers honour
+ * `LogToStderr`), like `Server`'s: a program's stdout stays its own.
+ */
+const toStderr = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.provideService(self, References.LogToStderr, true)
 
 /**
  * A request's `timeout` is above 0 and finite: UDP loses datagrams without a

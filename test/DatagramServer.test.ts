@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -215,6 +216,30 @@ describe("DatagramServer", () => {
       assert.include(line, "dropped")
       assert.include(line, "at most once every 10 seconds")
     }).pipe(Effect.scoped, Effect.provide(logs.layer))
+  })
+
+  it.live("with Effect's default logger, the server's warnings go to stderr (console.error), the program's lines stay on stdout", () => {
+    const out: Array<string> = []
+    const err: Array<string> = []
+    const console = {
+      ...globalThis.console,
+      log: (...args: ReadonlyArray<unknown>) => void out.push(args.map(String).join(" ")),
+      error: (...args: ReadonlyArray<unknown>) => void err.push(args.map(String).join(" "))
+    } as unknown as Console.Console
+    return Effect.gen(function*() {
+      const server = yield* DatagramServer.make({
+        address: v4,
+        name: "udp-stderr",
+        handler: () => Effect.andThen(Effect.log("program output"), Effect.fail("boom"))
+      })
+      const sender = yield* Datagram.bind(v4)
+      yield* sender.send(bytes("x"), server.address)
+      yield* eventually("the warning", Effect.sync(() => err.length), (n) => n === 1)
+      assert.strictEqual(out.length, 1)
+      assert.include(out[0], "program output")
+      assert.include(err[0], "WARN")
+      assert.include(err[0], "udp-stderr: handler for a datagram from 127.0.0.1:")
+    }).pipe(Effect.scoped, Effect.provideService(Console.Console, console))
   })
 
   it.live("binding a used port fails the layer with AddressInUse", () =>

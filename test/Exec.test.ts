@@ -402,6 +402,22 @@ describe("Exec client", () => {
       assert.include(error.message, "in the middle of a response")
     }))
 
+  it("the response decoder reports the frame in progress (pending), so a frame deadline can see it", () => {
+    const wire = Buffer.concat(Exec.encodeResponse({
+      header: { exitCode: 0, signal: null, stdoutLength: 0, stderrLength: 0, truncated: false, durationMs: 1 },
+      stdout: utf8("hello world\n"),
+      stderr: new Uint8Array(0)
+    }))
+    const decoder = Exec.responseCodec().decoder()
+    const out: Array<Exec.ExecResult> = []
+    assert.strictEqual(decoder.pending, 0)
+    assert.isUndefined(decoder.push(wire.subarray(0, wire.byteLength - 5), out))
+    assert.strictEqual(decoder.pending, wire.byteLength - 5)
+    assert.isUndefined(decoder.push(wire.subarray(wire.byteLength - 5), out))
+    assert.strictEqual(out.length, 1)
+    assert.strictEqual(decoder.pending, 0)
+  })
+
   it.effect("an oversized response is refused without buffering it", () =>
     Effect.gen(function*() {
       const [near, far] = yield* MemorySocket.makePair()

@@ -487,6 +487,9 @@ export const responseCodec = (limits?: ResponseLimits): Framing.Codec<ExecResult
         get buffered() {
           return decoder.buffered
         },
+        get pending() {
+          return decoder.pending
+        },
         get failed() {
           return decoder.failed
         }
