@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Address from "../src/Address.js"
 import * as Echo from "../src/servers/Echo.js"
 import * as Exec from "../src/servers/Exec.js"
 import * as Upper from "../src/servers/Upper.js"
@@ -13,6 +14,31 @@ const pythonUpper = (bytes: Uint8Array): Uint8Array => bytes.map((b) => (b >= 0x
 byteServerSuite("Upper", Upper, pythonUpper)
 
 describe("Upper", () => {
+  it("exports what Echo exports, with services of its own and the same ConnectionClosed", () => {
+    const values = [
+      "ConnectionClosed",
+      "client",
+      "handler",
+      "layer",
+      "layerTest",
+      "layerUdp",
+      "layerUdpTest",
+      "make",
+      "makeUdp",
+      "udpClient"
+    ]
+    assert.deepStrictEqual(Object.keys(Echo).sort(), [...values, "Echo", "EchoUdp"].sort())
+    assert.deepStrictEqual(Object.keys(Upper).sort(), [...values, "Upper", "UpperUdp"].sort())
+    assert.strictEqual(Echo.Echo.key, "effect-wire/servers/Echo")
+    assert.strictEqual(Echo.EchoUdp.key, "effect-wire/servers/EchoUdp")
+    assert.strictEqual(Upper.Upper.key, "effect-wire/servers/Upper")
+    assert.strictEqual(Upper.UpperUdp.key, "effect-wire/servers/UpperUdp")
+    assert.strictEqual(Upper.ConnectionClosed, Echo.ConnectionClosed)
+    // The types are the same too: an Echo value is an Upper one.
+    const options: Upper.Options = { address: Address.tcp("127.0.0.1", 0), framing: "lines" } satisfies Echo.Options
+    assert.strictEqual(options.framing, "lines")
+  })
+
   it.live("all 256 byte values and UTF-8 pass through; only a-z change", () =>
     Effect.gen(function*() {
       const client = yield* Upper.client((yield* Upper.Upper).address)

@@ -1,16 +1,20 @@
 /**
  * What the Echo and Upper servers share: a server, a client and a UDP server
  * for a pure byte transform, raw or per frame. The two modules differ only in
- * the transform, so each is a thin, documented wrapper around this one.
+ * the transform and the names of their services, so each is one call of
+ * {@link define}, and the exports and types they re-export are documented
+ * here, once (the examples say `Echo`; `Upper` is the same).
  *
  * @since 0.1.0
  * @internal
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
+import type * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import * as Pull from "effect/Pull"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
@@ -30,6 +34,10 @@ import { DeadlineKey, type WithDeadline } from "../../internal/pumpDeadline.js"
  * How a built-in server cuts the byte stream: `"raw"` (default) transforms
  * bytes as they come; `"length"` (4-byte big-endian length prefix) and
  * `"lines"` (`\n` or `\r\n`) work per frame; or any codec of byte frames.
+ *
+ * ```ts
+ * const options: Echo.Options = { address: Address.tcp("127.0.0.1", 9000), framing: "lines" }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -100,6 +108,10 @@ const framedHandler = (
 /**
  * Options of a byte server's connection handler alone.
  *
+ * ```ts
+ * const handler = Echo.handler("lines", { frameTimeout: "30 seconds" })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -146,12 +158,16 @@ export const handler = (
 
 /**
  * Options of a built-in byte server: those of `Server.make` without the
- * handler, plus the framing.
+ * handler, plus `framing` and `frameTimeout` (see {@link HandlerOptions}).
+ *
+ * ```ts
+ * const options: Echo.Options = { address: Address.unix("/tmp/echo.sock"), maxConnections: 100 }
+ * ```
  *
  * @since 0.1.0
  * @category models
  */
-export interface ServerOptions extends Omit<Server.Options<never, never>, "handler">, HandlerOptions {
+export interface Options extends Omit<Server.Options<never, never>, "handler">, HandlerOptions {
   /** How the byte stream is cut (default `"raw"`): see {@link FramingOption}. */
   readonly framing?: FramingOption | undefined
 }
@@ -160,7 +176,7 @@ export interface ServerOptions extends Omit<Server.Options<never, never>, "handl
 export const make = (
   server: string,
   transform: Transform,
-  options: ServerOptions
+  options: Options
 ): Effect.Effect<Server.RunningServer, NetError.ListenError, Scope.Scope> =>
   Effect.suspend(() => {
     const { frameTimeout, framing, ...serverOptions } = options
@@ -173,7 +189,7 @@ export const make = (
 export const makeUdp = (
   transform: Transform,
   address: Datagram.UdpAddress,
-  options: UdpServerOptions = {}
+  options: UdpOptions = {}
 ): Effect.Effect<DatagramServer.RunningDatagramServer, NetError.ListenError, Scope.Scope> => {
   const reply = transform ?? ((bytes: Uint8Array) => bytes)
   return DatagramServer.make({ ...options, address, handler: (datagram) => Effect.succeed(reply(datagram.payload)) })
@@ -183,10 +199,14 @@ export const makeUdp = (
  * Options of a built-in UDP server: those of `DatagramServer.make` without
  * the address and the handler.
  *
+ * ```ts
+ * const options: Echo.UdpOptions = { socket: { receiveBufferSize: 4096 } }
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
-export type UdpServerOptions = Omit<DatagramServer.Options<never, never>, "address" | "handler">
+export type UdpOptions = Omit<DatagramServer.Options<never, never>, "address" | "handler">
 
 // ---------------------------------------------------------------------------
 // Clients
@@ -196,6 +216,10 @@ export type UdpServerOptions = Omit<DatagramServer.Options<never, never>, "addre
  * The server closed the connection before its reply was complete: it shut
  * down, cut the connection (a frame it could not read, an idle timeout), or
  * is not the server the client expects.
+ *
+ * ```ts
+ * client.request("hi").pipe(Effect.catchTag("ConnectionClosed", (e) => Console.error(e.message)))
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -219,6 +243,10 @@ export class ConnectionClosed extends Data.TaggedError("ConnectionClosed")<{
 /**
  * What a request of a TCP/Unix client can fail with.
  *
+ * ```ts
+ * const reply: Effect.Effect<Uint8Array, Echo.ClientError> = client.request("hi")
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -236,6 +264,10 @@ export type ClientError =
  * fails or is interrupted (a timeout) drops the connection, whose replies
  * would be out of step; the next request connects again.
  *
+ * ```ts
+ * const reply: Uint8Array = yield* client.request(new Uint8Array([1, 2, 3]))
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -249,6 +281,10 @@ export interface Client {
 /**
  * Options of a TCP/Unix client: the socket's connect options and the framing,
  * which must be the server's.
+ *
+ * ```ts
+ * const options: Echo.ClientOptions = { framing: "length", timeout: "2 seconds" }
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -428,6 +464,10 @@ export const client = (
  * A UDP client: each request is one datagram, answered by one datagram;
  * lost ones are sent again on timeout (see `DatagramServer.RequestOptions`).
  *
+ * ```ts
+ * const reply = yield* udp.request("ping", { timeout: "200 millis" })
+ * ```
+ *
  * @since 0.1.0
  * @category models
  */
@@ -450,3 +490,148 @@ export const udpClient = (
     remoteAddress: client.remoteAddress,
     request: (payload, requestOptions) => client.request(toBytes(payload), requestOptions)
   }))
+
+// ---------------------------------------------------------------------------
+// One server module
+// ---------------------------------------------------------------------------
+
+/**
+ * What a byte server module exports besides its two services and the types:
+ * `Self` is its TCP/Unix service (`Echo.Echo`), `UdpSelf` its UDP one
+ * (`Echo.EchoUdp`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ByteServer<Self, UdpSelf> {
+  /**
+   * The connection handler alone, for a server of your own; a bad
+   * `frameTimeout` throws the defect (`IllegalArgumentError`).
+   *
+   * ```ts
+   * const server = yield* Server.fromListener(yield* MemorySocket.listen(), { handler: Echo.handler() })
+   * ```
+   */
+  readonly handler: (
+    framing?: FramingOption | undefined,
+    options?: HandlerOptions | undefined
+  ) => Server.PumpedHandler<HandlerError>
+  /**
+   * Start the server in the current scope; closing the scope drains it.
+   *
+   * ```ts
+   * const server = yield* Echo.make({ address: Address.tcp("127.0.0.1", 0) })
+   * ```
+   */
+  readonly make: (options: Options) => Effect.Effect<Server.RunningServer, NetError.ListenError, Scope.Scope>
+  /**
+   * The server as a Layer providing its service (`Echo.Echo`).
+   *
+   * ```ts
+   * NodeRuntime.runMain(Layer.launch(Echo.layer({ address: Address.tcp("127.0.0.1", 9000) })))
+   * ```
+   */
+  readonly layer: (options: Options) => Layer.Layer<Self, NetError.ListenError>
+  /**
+   * `layer` on 127.0.0.1 with a free port, for tests.
+   *
+   * ```ts
+   * it.live("echoes", () =>
+   *   Effect.gen(function*() {
+   *     const client = yield* Echo.client((yield* Echo.Echo).address)
+   *     assert.deepStrictEqual(yield* client.request("hi"), new TextEncoder().encode("hi"))
+   *   }).pipe(Effect.provide(Echo.layerTest())))
+   * ```
+   */
+  readonly layerTest: (options?: Omit<Options, "address"> | undefined) => Layer.Layer<Self, NetError.ListenError>
+  /**
+   * Start the UDP server in the current scope: each datagram is answered to its sender.
+   *
+   * ```ts
+   * const server = yield* Echo.makeUdp(Address.tcp("127.0.0.1", 0))
+   * ```
+   */
+  readonly makeUdp: (
+    address: Datagram.UdpAddress,
+    options?: UdpOptions | undefined
+  ) => Effect.Effect<DatagramServer.RunningDatagramServer, NetError.ListenError, Scope.Scope>
+  /**
+   * The UDP server as a Layer providing its service (`Echo.EchoUdp`).
+   *
+   * ```ts
+   * const EchoLive = Layer.merge(Echo.layer({ address }), Echo.layerUdp(address))
+   * ```
+   */
+  readonly layerUdp: (
+    address: Datagram.UdpAddress,
+    options?: UdpOptions | undefined
+  ) => Layer.Layer<UdpSelf, NetError.ListenError>
+  /**
+   * `layerUdp` on 127.0.0.1 with a free port, for tests.
+   *
+   * ```ts
+   * Effect.provide(program, Echo.layerUdpTest())
+   * ```
+   */
+  readonly layerUdpTest: (options?: UdpOptions | undefined) => Layer.Layer<UdpSelf, NetError.ListenError>
+  /**
+   * Connect a {@link Client} to the server; the connection closes with the scope.
+   *
+   * ```ts
+   * const program = Effect.scoped(Effect.gen(function*() {
+   *   const echo = yield* Echo.client(Address.tcp("127.0.0.1", 9000), { framing: "lines" })
+   *   return new TextDecoder().decode(yield* echo.request("ping")) // "ping"
+   * }))
+   * ```
+   */
+  readonly client: (
+    address: Address.Address,
+    options?: ClientOptions | undefined
+  ) => Effect.Effect<Client, NetError.ConnectError, Scope.Scope>
+  /**
+   * Open a {@link UdpClient} to the UDP server; its socket closes with the scope.
+   *
+   * ```ts
+   * const udp = yield* Echo.udpClient(Address.tcp("127.0.0.1", 9000), { timeout: "500 millis" })
+   * const reply = yield* udp.request("ping")
+   * ```
+   */
+  readonly udpClient: (
+    address: Datagram.UdpAddress,
+    options?: DatagramServer.ClientOptions | undefined
+  ) => Effect.Effect<UdpClient, NetError.ConnectError | NetError.ListenError, Scope.Scope>
+}
+
+/**
+ * A byte server module from its name (in the defects of bad options), its
+ * transform (none: the bytes go back as they are) and its two services.
+ *
+ * ```ts
+ * export class Upper extends Context.Service<Upper, Server.RunningServer>()("effect-wire/servers/Upper") {}
+ * const upper = define({ name: "Upper", transform: upperBytes, service: Upper, udpService: UpperUdp })
+ * export const { make, layer } = upper
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const define = <Self, UdpSelf>(spec: {
+  readonly name: string
+  readonly transform?: Transform
+  readonly service: Context.Key<Self, Server.RunningServer>
+  readonly udpService: Context.Key<UdpSelf, DatagramServer.RunningDatagramServer>
+}): ByteServer<Self, UdpSelf> => {
+  const { name, transform, service, udpService } = spec
+  const self: ByteServer<Self, UdpSelf> = {
+    handler: (framing, options) => handler(name, transform, framing, options),
+    make: (options) => make(name, transform, options),
+    layer: (options) => Layer.effect(service, make(name, transform, options)),
+    layerTest: (options = {}) => self.layer({ ...options, address: Address.tcp("127.0.0.1", 0) }),
+    makeUdp: (address, options) => makeUdp(transform, address, options),
+    layerUdp: (address, options) => Layer.effect(udpService, makeUdp(transform, address, options)),
+    layerUdpTest: (options) => self.layerUdp(Address.tcp("127.0.0.1", 0), options),
+    client,
+    udpClient
+  }
+  return self
+}
