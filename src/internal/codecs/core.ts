@@ -55,6 +55,22 @@ export class IncompleteFrame extends Data.TaggedError("IncompleteFrame")<{
   }
 }
 
+/** A frame over `maxFrameLength` (the length-prefixed codecs' limit). */
+export const frameTooLarge = (
+  codec: string,
+  direction: Direction,
+  limit: number,
+  size: number,
+  exact: boolean
+): FrameTooLarge => new FrameTooLarge({ codec, direction, what: "frame", option: "maxFrameLength", limit, size, exact })
+
+/**
+ * A decoder's `end` when only the frame in progress can be left over:
+ * nothing when `pending` is 0, otherwise an `IncompleteFrame` of those bytes.
+ */
+export const incomplete = (codec: string, pending: number): IncompleteFrame | undefined =>
+  pending === 0 ? undefined : new IncompleteFrame({ codec, remaining: pending })
+
 /** @internal */
 export class MalformedFrame extends Data.TaggedError("MalformedFrame")<{
   readonly codec: string

@@ -5,7 +5,7 @@
  * @internal
  */
 import type * as Framing from "../../Framing.js"
-import { Batch, Gather, IncompleteFrame, invalid, limit, make, MalformedFrame, MAX_LIMIT } from "./core.js"
+import { Batch, Gather, incomplete, invalid, limit, make, MalformedFrame, MAX_LIMIT } from "./core.js"
 
 /** The decode state machine has one state, `Data(need)`: `need` bytes of the current frame to go. */
 class Decoder implements Framing.Decoder<Uint8Array> {
@@ -46,10 +46,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
   }
 
   end(_out: Array<Uint8Array>): Framing.FrameError | undefined {
-    if (this.error !== undefined) return this.error
-    const remaining = this.pending
-    if (remaining === 0) return undefined
-    return this.error = new IncompleteFrame({ codec: this.name, remaining })
+    return this.error ??= incomplete(this.name, this.pending)
   }
 }
 

@@ -14,9 +14,10 @@ import {
   clip,
   decodeUtf8,
   DEFAULT_MAX,
+  type Direction,
   FrameTooLarge,
   Gather,
-  IncompleteFrame,
+  incomplete,
   invalid,
   limit,
   make,
@@ -36,6 +37,24 @@ interface Config<H> {
   readonly maxHeader: number
   readonly maxBody: number
 }
+
+/** A header or body over its limit (`maxHeaderLength`, `maxBodyLength`). */
+const partTooLarge = (
+  codec: string,
+  direction: Direction,
+  what: "header" | "body",
+  limit: number,
+  size: number
+): FrameTooLarge =>
+  new FrameTooLarge({
+    codec,
+    direction,
+    what,
+    option: what === "header" ? "maxHeaderLength" : "maxBodyLength",
+    limit,
+    size,
+    exact: true
+  })
 
 const describe = (error: Schema.SchemaError): string => clip(error.message)
 
@@ -100,15 +119,7 @@ class Decoder<H> implements Framing.Decoder<Framing.HeaderFrame<H>> {
   }
 
   private tooLarge(what: "header" | "body", limit: number, size: number): Framing.FrameError {
-    return this.error = new FrameTooLarge({
-      codec: this.C.name,
-      direction: "decode",
-      what,
-      option: what === "header" ? "maxHeaderLength" : "maxBodyLength",
-      limit,
-      size,
-      exact: true
-    })
+    return this.error = partTooLarge(this.C.name, "decode", what, limit, size)
   }
 
   push(bytes: Uint8Array, out: Array<Framing.HeaderFrame<H>>): Framing.FrameError | undefined {
@@ -161,10 +172,7 @@ class Decoder<H> implements Framing.Decoder<Framing.HeaderFrame<H>> {
   }
 
   end(_out: Array<Framing.HeaderFrame<H>>): Framing.FrameError | undefined {
-    if (this.error !== undefined) return this.error
-    const remaining = this.pending
-    if (remaining === 0) return undefined
-    return this.error = new IncompleteFrame({ codec: this.C.name, remaining })
+    return this.error ??= incomplete(this.C.name, this.pending)
   }
 }
 
@@ -175,15 +183,7 @@ const encoder = <H>(C: Config<H>) =>
   const malformed = (reason: string, cause?: unknown) =>
     new MalformedFrame({ codec: C.name, direction: "encode", reason, cause })
   const tooLarge = (what: "header" | "body", limit: number, size: number) =>
-    new FrameTooLarge({
-      codec: C.name,
-      direction: "encode",
-      what,
-      option: what === "header" ? "maxHeaderLength" : "maxBodyLength",
-      limit,
-      size,
-      exact: true
-    })
+    partTooLarge(C.name, "encode", what, limit, size)
   const batch = new Batch(out)
   const headers: Array<Uint8Array> = new Array(frames.length)
   for (let i = 0; i < frames.length; i++) {

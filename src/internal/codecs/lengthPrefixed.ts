@@ -11,8 +11,8 @@ import {
   Batch,
   DEFAULT_MAX,
   EMPTY,
-  FrameTooLarge,
-  IncompleteFrame,
+  frameTooLarge,
+  incomplete,
   integer,
   invalid,
   limit,
@@ -128,15 +128,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
         reason: `the length field says ${length - L.adjustment}, which with the adjustment of ${L.adjustment} ` +
           `leaves ${length} bytes: negative`
       })
-      : new FrameTooLarge({
-        codec: L.name,
-        direction: "decode",
-        what: "frame",
-        option: "maxFrameLength",
-        limit: L.max,
-        size: length,
-        exact: true
-      })
+      : frameTooLarge(L.name, "decode", L.max, length, true)
     return this.error
   }
 
@@ -233,11 +225,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
   }
 
   end(_out: Array<Uint8Array>): Framing.FrameError | undefined {
-    if (this.error !== undefined) return this.error
-    const remaining = this.pending
-    if (remaining === 0) return undefined
-    this.error = new IncompleteFrame({ codec: this.L.name, remaining })
-    return this.error
+    return this.error ??= incomplete(this.L.name, this.pending)
   }
 }
 
@@ -255,15 +243,7 @@ const encoder = (L: Layout) => {
         return malformed(`a frame keeps the ${kept} header bytes after the first ${L.strip}, but this one has only ${frame.length}`)
       }
       if (length > L.max) {
-        return new FrameTooLarge({
-          codec: L.name,
-          direction: "encode",
-          what: "frame",
-          option: "maxFrameLength",
-          limit: L.max,
-          size: length,
-          exact: true
-        })
+        return frameTooLarge(L.name, "encode", L.max, length, true)
       }
       const value = length - L.adjustment
       if (value < 0) {

@@ -6,7 +6,7 @@
  * @internal
  */
 import type * as Framing from "../../Framing.js"
-import { Batch, DEFAULT_MAX, FrameTooLarge, Gather, IncompleteFrame, limit, make, MalformedFrame, MAX_LIMIT } from "./core.js"
+import { Batch, DEFAULT_MAX, frameTooLarge, Gather, incomplete, limit, make, MalformedFrame, MAX_LIMIT } from "./core.js"
 
 const HEAD = 0
 const DATA = 1
@@ -49,15 +49,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
   }
 
   private tooLarge(size: number, exact: boolean): Framing.FrameError {
-    return this.error = new FrameTooLarge({
-      codec: this.name,
-      direction: "decode",
-      what: "frame",
-      option: "maxFrameLength",
-      limit: this.max,
-      size,
-      exact
-    })
+    return this.error = frameTooLarge(this.name, "decode", this.max, size, exact)
   }
 
   push(bytes: Uint8Array, out: Array<Uint8Array>): Framing.FrameError | undefined {
@@ -128,10 +120,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
   }
 
   end(_out: Array<Uint8Array>): Framing.FrameError | undefined {
-    if (this.error !== undefined) return this.error
-    const remaining = this.pending
-    if (remaining === 0) return undefined
-    return this.error = new IncompleteFrame({ codec: this.name, remaining })
+    return this.error ??= incomplete(this.name, this.pending)
   }
 }
 
@@ -147,15 +136,7 @@ export const varint = (options: Framing.VarintOptions = {}): Framing.Codec<Uint8
       for (let i = 0; i < frames.length; i++) {
         const n = frames[i]!.length
         if (n > max) {
-          return new FrameTooLarge({
-            codec: name,
-            direction: "encode",
-            what: "frame",
-            option: "maxFrameLength",
-            limit: max,
-            size: n,
-            exact: true
-          })
+          return frameTooLarge(name, "encode", max, n, true)
         }
         batch.reserveInline(varintSize(n))
         batch.reserve(n)
