@@ -100,37 +100,38 @@ export class Pumping<E> implements CallbackReader {
   }
 
   read(bytes: Buffer): void {
-    let error: E | undefined
-    this.busy = true
-    try {
-      error = this.handler.onRead(bytes, this.out)
-    } catch (defect) {
-      this.busy = false
-      this.out.length = 0
-      return this.finish(Exit.die(defect))
-    }
-    this.busy = false
-    if (!this.send()) return
-    if (error !== undefined) return this.finish(Exit.fail(error))
+    if (!this.handle(bytes)) return
     if (this.deadline !== undefined) this.watch(this.deadline)
     if (this.abortPending) this.onAbort()
   }
 
   end(): void {
+    if (!this.handle(undefined)) return
+    this.detach()
+    this.halfClose(false)
+  }
+
+  /**
+   * Runs the handler on `bytes` (its `onEnd` when undefined) and sends what it
+   * wrote; false when that finished the pump (a defect, a socket that can no
+   * longer be written, or the handler's error).
+   */
+  handle(bytes: Buffer | undefined): boolean {
     let error: E | undefined
     this.busy = true
     try {
-      error = this.handler.onEnd(this.out)
+      error = bytes === undefined ? this.handler.onEnd(this.out) : this.handler.onRead(bytes, this.out)
     } catch (defect) {
       this.busy = false
       this.out.length = 0
-      return this.finish(Exit.die(defect))
+      this.finish(Exit.die(defect))
+      return false
     }
     this.busy = false
-    if (!this.send()) return
-    if (error !== undefined) return this.finish(Exit.fail(error))
-    this.detach()
-    this.halfClose(false)
+    if (!this.send()) return false
+    if (error === undefined) return true
+    this.finish(Exit.fail(error))
+    return false
   }
 
   /**
