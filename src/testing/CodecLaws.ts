@@ -74,15 +74,28 @@ export type Chunking = ReadonlyArray<number>
  */
 export const rechunk = (bytes: Uint8Array | ReadonlyArray<Uint8Array>, sizes: Chunking): Array<Uint8Array> => {
   const all = bytes instanceof Uint8Array ? bytes : concat(bytes)
-  if (sizes.length === 0 || sizes.every((n) => n <= 0)) return [all]
-  const chunks: Array<Uint8Array> = []
+  return cutCycled(all.length, sizes, () => all, (from, to) => all.subarray(from, to))
+}
+
+/**
+ * Cuts `length` items into pieces of the sizes, cycled (`piece(from, to)`
+ * makes one); `whole()` alone when the sizes are empty or all zeros.
+ */
+const cutCycled = <P>(
+  length: number,
+  sizes: Chunking,
+  whole: () => P,
+  piece: (from: number, to: number) => P
+): Array<P> => {
+  if (sizes.length === 0 || sizes.every((n) => n <= 0)) return [whole()]
+  const pieces: Array<P> = []
   let at = 0
-  for (let i = 0; at < all.length; i = (i + 1) % sizes.length) {
+  for (let i = 0; at < length; i = (i + 1) % sizes.length) {
     const size = Math.max(0, Math.floor(sizes[i]!))
-    chunks.push(all.subarray(at, at + size))
+    pieces.push(piece(at, at + size))
     at += size
   }
-  return chunks
+  return pieces
 }
 
 /**
@@ -104,17 +117,8 @@ export const chunking: fc.Arbitrary<Chunking> = fc.oneof(
 )
 
 /** Splits a list the way {@link rechunk} splits bytes. */
-const split = <A>(items: ReadonlyArray<A>, sizes: Chunking): Array<Array<A>> => {
-  if (sizes.length === 0 || sizes.every((n) => n <= 0)) return [items.slice()]
-  const parts: Array<Array<A>> = []
-  let at = 0
-  for (let i = 0; at < items.length; i = (i + 1) % sizes.length) {
-    const size = Math.max(0, Math.floor(sizes[i]!))
-    parts.push(items.slice(at, at + size))
-    at += size
-  }
-  return parts
-}
+const split = <A>(items: ReadonlyArray<A>, sizes: Chunking): Array<Array<A>> =>
+  cutCycled(items.length, sizes, () => items.slice(), (from, to) => items.slice(from, to))
 
 
 // ---------------------------------------------------------------------------
@@ -572,6 +576,42 @@ const ONE_BYTE: Chunking = [1]
 // The laws
 // ---------------------------------------------------------------------------
 
+/** What a law's check is given: frame equality, and ways to throw this law's {@link LawViolation}. */
+interface Checking<A> {
+  readonly eq: (x: A, y: A) => boolean
+  readonly violate: (detail: string, report: Report<A>) => never
+  /** The frames encoded by `by`; a violation when its encoder refuses frames the arbitrary says are sendable. */
+  readonly encode: (by: Framing.Codec<A>, frames: ReadonlyArray<A>) => Uint8Array
+}
+
+/** A law named `name` about `codec`, drawing its inputs from `arbitrary`. */
+const law = <A, I>(
+  codec: Framing.Codec<A>,
+  name: string,
+  options: LawOptions<A>,
+  arbitrary: fc.Arbitrary<NoInfer<I>>,
+  check: (input: I, checking: Checking<A>) => void
+): Law<I> => {
+  const eq = options.equals ?? equals
+  const checking: Checking<A> = {
+    eq,
+    violate: (detail, report) => {
+      throw violation(name, codec, detail, report, eq)
+    },
+    encode: (by, frames) => encodeOrViolate(by, name, frames, eq)
+  }
+  return { name: `${codec.name}: ${name}`, arbitrary, check: (input) => check(input, checking) }
+}
+
+/** A law whose input is frames and a chunking of their encoding. */
+const framesLaw = <A>(
+  codec: Framing.Codec<A>,
+  name: string,
+  options: LawOptions<A>,
+  check: (input: { readonly frames: ReadonlyArray<A>; readonly chunking: Chunking }, checking: Checking<A>) => void
+): Law<{ readonly frames: ReadonlyArray<A>; readonly chunking: Chunking }> =>
+  law(codec, name, options, fc.record({ frames: framesOf(options), chunking }), check)
+
 /**
  * Decoding the encoding gives the frames back, under every chunking (always
  * including one chunk and one byte at a time), through the raw decoder and
@@ -590,93 +630,83 @@ const ONE_BYTE: Chunking = [1]
 export const roundTrip = <A>(
   codec: Framing.Codec<A>,
   options: LawOptions<A>
-): Law<{ readonly frames: ReadonlyArray<A>; readonly chunking: Chunking }> => {
-  const name = "decode(rechunk(encode(frames))) == frames"
-  const eq = options.equals ?? equals
-  return {
-    name: `${codec.name}: ${name}`,
-    arbitrary: fc.record({ frames: framesOf(options), chunking }),
-    check: ({ chunking, frames }) => {
-      const violate = (detail: string, report: Report<A>): never => {
-        throw violation(name, codec, detail, report, eq)
+): Law<{ readonly frames: ReadonlyArray<A>; readonly chunking: Chunking }> =>
+  framesLaw(codec, "decode(rechunk(encode(frames))) == frames", options, ({ chunking, frames }, { encode, eq, violate }) => {
+    const expected = framesAsEvents(frames)
+    const bytes = encode(codec, frames)
+    const oneByOne = concat(frames.map((frame) => encode(codec, [frame])))
+    if (!equals(bytes, oneByOne)) {
+      violate(
+        `encoding frame by frame gives other bytes than encoding them together (${
+          bytesDiffer(bytes, oneByOne, "together", "one by one")
+        })`,
+        {
+          context: [`encoded together: ${hex(bytes)}`, `encoded one by one: ${hex(oneByOne)}`],
+          expected,
+          expectedLabel: "frames"
+        }
+      )
+    }
+    for (const sizes of [WHOLE, ONE_BYTE, chunking]) {
+      const { buffered, events } = run(codec, rechunk(bytes, sizes), true)
+      const report: Report<A> = { input: bytes, chunking: sizes, expected, decoded: events }
+      if (!sameEvents(events, expected, eq)) {
+        violate(`the decoder gave other frames: ${difference(expected, events, eq)}`, report)
       }
-      const expected = framesAsEvents(frames)
-      const bytes = encodeOrViolate(codec, name, frames, eq)
-      const oneByOne = concat(frames.map((frame) => encodeOrViolate(codec, name, [frame], eq)))
-      if (!equals(bytes, oneByOne)) {
+      if (buffered !== 0) violate(`the decoder still holds ${buffered} bytes after the last frame`, report)
+    }
+    // The pipes add plumbing, not decoding: a few dozen chunks exercise them (thousands would only cost time).
+    // Each piece is its own Stream batch (an empty piece is an empty Uint8Array in a batch of one).
+    const pieces = rechunk(bytes, chunking)
+    const streamChunking = pieces.length <= MAX_STREAM_CHUNKS ? chunking : WHOLE
+    const input = Stream.fromArrays(...rechunk(bytes, streamChunking).map((piece) => [piece]))
+    const got: Array<Event<A>> = []
+    const decoded = Effect.runSync(Effect.result(
+      input.pipe(Framing.decode(codec), Stream.runForEach((frame) => Effect.sync(() => got.push({ frame }))))
+    ))
+    const pipeReport = (): Report<A> => ({
+      input: bytes,
+      chunking: streamChunking,
+      chunkingLine: `${describeChunking(streamChunking, bytes)}, a Stream batch each`,
+      expected,
+      decoded: got
+    })
+    if (Result.isFailure(decoded)) {
+      const failure = decoded.failure
+      if (Framing.isFrameError(failure)) got.push({ error: failure })
+      violate(`Framing.decode failed: ${failure.message}`, pipeReport())
+    } else if (!sameEvents(got, expected, eq)) {
+      violate(`Framing.decode gave other frames: ${difference(expected, got, eq)}`, pipeReport())
+    }
+    // Each part is one Stream batch; Effect 4 Streams have no empty batches, so empty parts drop out.
+    const parts = split(frames, chunking)
+    const batches = parts.length <= MAX_STREAM_CHUNKS ? parts : [frames]
+    const encoded = Effect.runSync(
+      Effect.result(Stream.runCollect(Stream.fromArrays(...batches).pipe(Framing.encode(codec))))
+    )
+    const batchReport = (context: ReadonlyArray<string>): Report<A> => ({
+      context,
+      chunking: parts.length <= MAX_STREAM_CHUNKS ? chunking : WHOLE,
+      chunkingLine: `[${(parts.length <= MAX_STREAM_CHUNKS ? chunking : WHOLE).join(",")}] (frames per Stream batch, ${
+        plural(batches.filter((b) => b.length > 0).length, "batch", "batches")
+      })`,
+      expected,
+      expectedLabel: "frames"
+    })
+    if (Result.isFailure(encoded)) {
+      violate(`Framing.encode failed: ${encoded.failure.message}`, batchReport([`encoded together: ${hex(bytes)}`]))
+    } else {
+      const streamed = concat(encoded.success)
+      if (!equals(streamed, bytes)) {
         violate(
-          `encoding frame by frame gives other bytes than encoding them together (${
-            bytesDiffer(bytes, oneByOne, "together", "one by one")
+          `Framing.encode over batches gives other bytes than encoding all frames at once (${
+            bytesDiffer(bytes, streamed, "at once", "over batches")
           })`,
-          {
-            context: [`encoded together: ${hex(bytes)}`, `encoded one by one: ${hex(oneByOne)}`],
-            expected,
-            expectedLabel: "frames"
-          }
+          batchReport([`encoded at once: ${hex(bytes)}`, `Framing.encode gave: ${hex(streamed)}`])
         )
       }
-      for (const sizes of [WHOLE, ONE_BYTE, chunking]) {
-        const { buffered, events } = run(codec, rechunk(bytes, sizes), true)
-        const report: Report<A> = { input: bytes, chunking: sizes, expected, decoded: events }
-        if (!sameEvents(events, expected, eq)) {
-          violate(`the decoder gave other frames: ${difference(expected, events, eq)}`, report)
-        }
-        if (buffered !== 0) violate(`the decoder still holds ${buffered} bytes after the last frame`, report)
-      }
-      // The pipes add plumbing, not decoding: a few dozen chunks exercise them (thousands would only cost time).
-      // Each piece is its own Stream batch (an empty piece is an empty Uint8Array in a batch of one).
-      const pieces = rechunk(bytes, chunking)
-      const streamChunking = pieces.length <= MAX_STREAM_CHUNKS ? chunking : WHOLE
-      const input = Stream.fromArrays(...rechunk(bytes, streamChunking).map((piece) => [piece]))
-      const got: Array<Event<A>> = []
-      const decoded = Effect.runSync(Effect.result(
-        input.pipe(Framing.decode(codec), Stream.runForEach((frame) => Effect.sync(() => got.push({ frame }))))
-      ))
-      const pipeReport = (): Report<A> => ({
-        input: bytes,
-        chunking: streamChunking,
-        chunkingLine: `${describeChunking(streamChunking, bytes)}, a Stream batch each`,
-        expected,
-        decoded: got
-      })
-      if (Result.isFailure(decoded)) {
-        const failure = decoded.failure
-        if (Framing.isFrameError(failure)) got.push({ error: failure })
-        violate(`Framing.decode failed: ${failure.message}`, pipeReport())
-      } else if (!sameEvents(got, expected, eq)) {
-        violate(`Framing.decode gave other frames: ${difference(expected, got, eq)}`, pipeReport())
-      }
-      // Each part is one Stream batch; Effect 4 Streams have no empty batches, so empty parts drop out.
-      const parts = split(frames, chunking)
-      const batches = parts.length <= MAX_STREAM_CHUNKS ? parts : [frames]
-      const encoded = Effect.runSync(
-        Effect.result(Stream.runCollect(Stream.fromArrays(...batches).pipe(Framing.encode(codec))))
-      )
-      const batchReport = (context: ReadonlyArray<string>): Report<A> => ({
-        context,
-        chunking: parts.length <= MAX_STREAM_CHUNKS ? chunking : WHOLE,
-        chunkingLine: `[${(parts.length <= MAX_STREAM_CHUNKS ? chunking : WHOLE).join(",")}] (frames per Stream batch, ${
-          plural(batches.filter((b) => b.length > 0).length, "batch", "batches")
-        })`,
-        expected,
-        expectedLabel: "frames"
-      })
-      if (Result.isFailure(encoded)) {
-        violate(`Framing.encode failed: ${encoded.failure.message}`, batchReport([`encoded together: ${hex(bytes)}`]))
-      } else {
-        const streamed = concat(encoded.success)
-        if (!equals(streamed, bytes)) {
-          violate(
-            `Framing.encode over batches gives other bytes than encoding all frames at once (${
-              bytesDiffer(bytes, streamed, "at once", "over batches")
-            })`,
-            batchReport([`encoded at once: ${hex(bytes)}`, `Framing.encode gave: ${hex(streamed)}`])
-          )
-        }
-      }
     }
-  }
-}
+  })
 
 /**
  * Input that ends inside a frame is an `IncompleteFrame` whose `remaining`
@@ -692,18 +722,18 @@ export const roundTrip = <A>(
 export const endOfInput = <A>(
   codec: Framing.Codec<A>,
   options: LawOptions<A>
-): Law<{ readonly frames: ReadonlyArray<A>; readonly cut: number; readonly chunking: Chunking }> => {
-  const name = "leftover bytes at the end are an IncompleteFrame"
-  const eq = options.equals ?? equals
-  return {
-    name: `${codec.name}: ${name}`,
-    arbitrary: fc.record({
+): Law<{ readonly frames: ReadonlyArray<A>; readonly cut: number; readonly chunking: Chunking }> =>
+  law(
+    codec,
+    "leftover bytes at the end are an IncompleteFrame",
+    options,
+    fc.record({
       frames: fc.array(options.frame, { minLength: 1, maxLength: options.maxFrames ?? 8 }),
       cut: fc.nat(),
       chunking
     }),
-    check: ({ chunking, cut, frames }) => {
-      const encoded = frames.map((frame) => encodeOrViolate(codec, name, [frame], eq))
+    ({ chunking, cut, frames }, { encode, eq, violate }) => {
+      const encoded = frames.map((frame) => encode(codec, [frame]))
       // Cut points strictly inside a frame's encoding, as (frame index, offset).
       const inside: Array<readonly [number, number]> = []
       encoded.forEach((bytes, i) => {
@@ -724,27 +754,13 @@ export const endOfInput = <A>(
         const last = events[events.length - 1]
         const error = last !== undefined && isError(last) ? last.error : undefined
         if (error?._tag !== "IncompleteFrame" || !sameEvents(events, expected, eq)) {
-          throw violation(
-            name,
-            codec,
-            `input ${cutAt}: ${difference(expected, events, eq)}`,
-            report,
-            eq
-          )
-        }
-        if (error.remaining !== offset) {
-          throw violation(
-            name,
-            codec,
-            `cut ${plural(offset, "byte")} into a frame, IncompleteFrame says ${error.remaining} bytes remain`,
-            report,
-            eq
-          )
+          violate(`input ${cutAt}: ${difference(expected, events, eq)}`, report)
+        } else if (error.remaining !== offset) {
+          violate(`cut ${plural(offset, "byte")} into a frame, IncompleteFrame says ${error.remaining} bytes remain`, report)
         }
       }
     }
-  }
-}
+  )
 
 /** One way to damage a byte stream. */
 type Damage = { readonly at: number; readonly kind: "flip" | "cut" | "insert"; readonly byte: number }
@@ -792,12 +808,12 @@ const damage = (
 export const chunkingIndependence = <A>(
   codec: Framing.Codec<A>,
   options: LawOptions<A>
-): Law<{ readonly frames: ReadonlyArray<A>; readonly damage: ReadonlyArray<Damage>; readonly chunking: Chunking }> => {
-  const name = "what is decoded does not depend on the chunking"
-  const eq = options.equals ?? equals
-  return {
-    name: `${codec.name}: ${name}`,
-    arbitrary: fc.record({
+): Law<{ readonly frames: ReadonlyArray<A>; readonly damage: ReadonlyArray<Damage>; readonly chunking: Chunking }> =>
+  law(
+    codec,
+    "what is decoded does not depend on the chunking",
+    options,
+    fc.record({
       frames: framesOf(options),
       damage: fc.array(
         fc.record({
@@ -809,16 +825,14 @@ export const chunkingIndependence = <A>(
       ),
       chunking
     }),
-    check: ({ chunking, damage: damages, frames }) => {
-      const encoded = encodeOrViolate(codec, name, frames, eq)
+    ({ chunking, damage: damages, frames }, { encode, eq, violate }) => {
+      const encoded = encode(codec, frames)
       const { bytes, done } = damage(encoded, damages)
       const whole = run(codec, [bytes], false).events
       for (const sizes of [ONE_BYTE, chunking]) {
         const split = run(codec, rechunk(bytes, sizes), false).events
         if (!sameEvents(split, whole, eq)) {
-          throw violation(
-            name,
-            codec,
+          violate(
             `split, it decodes otherwise than in one chunk: ${difference(whole, split, eq, ["in one chunk", "split"])}`,
             {
               input: bytes,
@@ -827,14 +841,12 @@ export const chunkingIndependence = <A>(
               expected: whole,
               expectedLabel: "expected (one chunk)",
               decoded: split
-            },
-            eq
+            }
           )
         }
       }
     }
-  }
-}
+  )
 
 /**
  * Encode rejects what decode would reject, and decode rejects without
@@ -858,17 +870,13 @@ export const chunkingIndependence = <A>(
 export const limits = <A>(
   codec: Framing.Codec<A>,
   options: LimitOptions<A>
-): Law<{ readonly frames: ReadonlyArray<A>; readonly chunking: Chunking }> => {
-  const name = "encode rejects what decode rejects, before buffering"
-  const eq = options.equals ?? equals
-  return {
-    name: `${codec.name}: ${name}`,
-    arbitrary: fc.record({ frames: framesOf(options), chunking }),
-    check: ({ chunking, frames }) => {
-      const violate = (detail: string, report: Report<A>): never => {
-        throw violation(name, codec, detail, report, eq)
-      }
-      const bytes = encodeOrViolate(options.permissive, name, frames, eq)
+): Law<{ readonly frames: ReadonlyArray<A>; readonly chunking: Chunking }> =>
+  framesLaw(
+    codec,
+    "encode rejects what decode rejects, before buffering",
+    options,
+    ({ chunking, frames }, { encode, eq, violate }) => {
+      const bytes = encode(options.permissive, frames)
       let rejected: { readonly index: number; readonly error: Framing.FrameError } | undefined
       for (let i = 0; i < frames.length && rejected === undefined; i++) {
         const error = codec.encode([frames[i]!], [])
@@ -906,8 +914,7 @@ export const limits = <A>(
         }
       }
     }
-  }
-}
+  )
 
 /**
  * Every law for one codec: {@link roundTrip}, {@link endOfInput},
