@@ -37,10 +37,16 @@
  * A framing error (`FrameTooLarge`, `IncompleteFrame`, `MalformedFrame`)
  * always fails `messages`: after it the byte stream cannot be trusted.
  *
+ * {@link serve} and {@link serveStream} take two time limits
+ * ({@link ServeOptions}): `frameTimeout`, the longest a frame may take from
+ * its first byte to its last, and `requestTimeout`, the longest one handler
+ * call may take ({@link HandlerTimeout}).
+ *
  * @since 0.1.0
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -58,6 +64,9 @@ import * as Framing from "./Framing.js"
 import * as Message from "./Message.js"
 import type { ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
+import { frameTimeoutOf, FrameWatch } from "./internal/codecs/core.js"
+import * as Check from "./internal/options.js"
+import { DeadlineKey, type WithDeadline } from "./internal/pumpDeadline.js"
 
 /**
  * @since 0.1.0
@@ -503,8 +512,9 @@ export type ServeHandler<E, R> = (
 /**
  * What serving a connection can fail with besides the handler's own error:
  * the socket's errors, a framing error, the protocol's decode error
- * (`MessageDecodeError`, or `never` when malformed messages are surfaced) and
- * a reply that cannot be sent.
+ * (`MessageDecodeError`, or `never` when malformed messages are surfaced), a
+ * reply that cannot be sent, and the time limits of {@link ServeOptions}
+ * (`FrameTimeout`, {@link HandlerTimeout}).
  *
  * ```ts
  * type Failure = Protocol.ServeError<Message.MessageDecodeError> // ReadError | WriteError | FrameError | ...
@@ -513,7 +523,89 @@ export type ServeHandler<E, R> = (
  * @since 0.1.0
  * @category models
  */
-export type ServeError<E> = ReadError | Framing.FrameError | E | SendError
+export type ServeError<E> = ReadError | Framing.FrameError | Framing.FrameTimeout | HandlerTimeout | E | SendError
+
+/**
+ * The time limits of {@link serve} and {@link serveStream}. Each is above 0;
+ * `Duration.infinity`, like leaving it out, means none; 0 is refused (a
+ * defect naming the option, raised when the handler is made).
+ *
+ * ```ts
+ * const options: Protocol.ServeOptions = { frameTimeout: "30 seconds", requestTimeout: "10 seconds" }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ServeOptions {
+  /**
+   * The longest a frame may take from its first byte to its last. A peer
+   * that sends slower fails its connection with `Framing.FrameTimeout`, after
+   * the requests before the frame are answered: it bounds what a client
+   * that dribbles bytes, which an idle timeout never closes, can hold.
+   * Between frames no limit runs (that is `Server`'s `idleTimeout`). While a
+   * handler waits nothing is read, so that time is not the peer's: a frame
+   * whose first bytes came in the same read as such a request starts its
+   * clock at the next read.
+   */
+  readonly frameTimeout?: Duration.Input | undefined
+  /**
+   * The longest one handler call may take: for {@link serve}, until its
+   * response; for {@link serveStream}, until its stream ends. A handler that
+   * takes longer is interrupted and the connection ends with
+   * {@link HandlerTimeout}, after the replies before it are written.
+   * Handlers that answer at once (`Effect.succeed`) cost nothing extra.
+   */
+  readonly requestTimeout?: Duration.Input | undefined
+}
+
+/**
+ * A handler of {@link serve} or {@link serveStream} took longer than
+ * `requestTimeout`: the connection ended with it, after the replies to the
+ * requests before it were written. (`DatagramServer`'s `RequestTimeout` is
+ * another thing: a UDP request left unanswered.)
+ *
+ * ```ts
+ * Protocol.serve(Kv, answer, { requestTimeout: "5 seconds" })(socket).pipe(
+ *   Effect.catchTag("HandlerTimeout", (e) => Effect.logWarning(`slow handler: over ${Duration.format(e.limit)}`)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class HandlerTimeout extends Data.TaggedError("HandlerTimeout")<{
+  /** The `requestTimeout` that passed. */
+  readonly limit: Duration.Duration
+}> {
+  override get message(): string {
+    return `a request handler took longer than ${Duration.format(this.limit)} (requestTimeout): the connection was ended`
+  }
+}
+
+/** The time limits of one `serve` call, checked when the handler is made (a bad one is a defect). */
+interface Limits {
+  readonly frameTimeout: Duration.Duration | undefined
+  readonly requestTimeout: Duration.Duration | undefined
+}
+
+const limitsOf = (where: string, options: ServeOptions | undefined): Limits => {
+  const frameTimeout = frameTimeoutOf(where, options?.frameTimeout)
+  const input = options?.requestTimeout
+  if (input === undefined) return { frameTimeout, requestTimeout: undefined }
+  const reason = Check.duration(input, { never: true })
+  if (reason !== undefined) throw Check.defect(where, "requestTimeout", reason)
+  const requestTimeout = Duration.fromInputUnsafe(input)
+  return { frameTimeout, requestTimeout: Duration.isFinite(requestTimeout) ? requestTimeout : undefined }
+}
+
+/** A handler call bounded by `requestTimeout` (as it is without one). */
+const bounded = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  limit: Duration.Duration | undefined
+): Effect.Effect<A, E | HandlerTimeout, R> =>
+  limit === undefined
+    ? effect
+    : Effect.timeoutOrElse(effect, { duration: limit, orElse: () => Effect.fail(new HandlerTimeout({ limit })) })
 
 /** Replies waiting past this many bytes are written before more requests are answered. */
 const FLUSH_AT = 64 * 1024
@@ -606,9 +698,14 @@ class Handover<E, R> {
  * a fiber forked there, and if that fiber finishes at once nothing else
  * changes. If it waits, the pump stops (so nothing more is read), the
  * connection's fiber awaits it, writes the replies, and starts the pump again.
+ * With a frame timeout the decoder is watched and the pump keeps the
+ * deadline (`pumpDeadline.ts`); a frame in progress when a read is handed
+ * over starts its clock again at the next read, since nothing was read
+ * while the handler worked.
  */
 const serveWith = <In, Out, PE, E, R>(
   protocol: Protocol<In, Out, PE>,
+  frameTimeout: Duration.Duration | undefined,
   respond: (
     request: In,
     connection: ServeConnection<Out>,
@@ -622,6 +719,8 @@ const serveWith = <In, Out, PE, E, R>(
     const runFork = Effect.runForkWith(context)
     const signal = server?.signal
     const decoder = protocol.framing.decoder()
+    const watch = frameTimeout === undefined ? undefined : new FrameWatch(decoder, protocol.framing.name, frameTimeout)
+    const push = watch ?? decoder
     const replies = new Replies<Out>(socket, protocol as Protocol<unknown, Out, unknown>)
     const connection: ServeConnection<Out> = { socket, send: replies.send, sendAll: replies.sendAll }
     const frames: Array<Uint8Array> = []
@@ -694,9 +793,9 @@ const serveWith = <In, Out, PE, E, R>(
       return new Handover(rest)
     }
 
-    const handler: Socket.PumpHandler<Handover<Failure, R>> = {
+    const answering: Socket.PumpHandler<Handover<Failure, R>> = {
       onRead: (bytes, out) => {
-        tail = decoder.push(bytes, frames)
+        tail = push.push(bytes, frames)
         return answerInPump(out)
       },
       onEnd: (out) => {
@@ -705,6 +804,16 @@ const serveWith = <In, Out, PE, E, R>(
         return answerInPump(out)
       }
     }
+    const timed: WithDeadline<Handover<Failure, R>> | undefined = watch === undefined ? undefined : {
+      ...answering,
+      [DeadlineKey]: {
+        millis: watch.millis,
+        progress: () => watch.progress(),
+        // Every frame before this one was answered and written when the pump waits for a read.
+        expired: () => new Handover(Effect.fail(watch.expired()))
+      }
+    }
+    const handler = timed ?? answering
 
     /** Write the replies so far, then `after`. */
     const flushThen = (after: Step): Step => {
@@ -755,6 +864,10 @@ const serveWith = <In, Out, PE, E, R>(
  *   (`Server`'s `signal`), the same happens after the read in hand.
  * - A handler failure ends the connection with its error, after the replies
  *   to the requests before it are written; `Server` logs it.
+ * - Time limits ({@link ServeOptions}): `frameTimeout` ends the connection
+ *   with `Framing.FrameTimeout` when a frame takes longer from its first
+ *   byte to its last; `requestTimeout` ends it with {@link HandlerTimeout}
+ *   when a handler call takes longer. Both after the replies before them.
  *
  * ```ts
  * const KvLive = Server.layer({
@@ -769,9 +882,11 @@ const serveWith = <In, Out, PE, E, R>(
  */
 export const serve = <In, Out, PE, E, R>(
   protocol: Protocol<In, Out, PE>,
-  handler: (request: In, connection: ServeConnection<Out>) => Effect.Effect<Out, E, R>
-): ServeHandler<E | ServeError<PE>, R> =>
-  serveWith(protocol, (request, connection, replies) => {
+  handler: (request: In, connection: ServeConnection<Out>) => Effect.Effect<Out, E, R>,
+  options?: ServeOptions | undefined
+): ServeHandler<E | ServeError<PE>, R> => {
+  const { frameTimeout, requestTimeout } = limitsOf("Protocol.serve", options)
+  return serveWith(protocol, frameTimeout, (request, connection, replies) => {
     const response = handler(request, connection)
     // `Effect.succeed` and `Effect.fail` are Exits already: answer without running an Effect.
     if (Exit.isExit(response)) {
@@ -780,11 +895,12 @@ export const serve = <In, Out, PE, E, R>(
       const error = replies.add(exit.value)
       return error === undefined ? undefined : Effect.fail(error)
     }
-    return Effect.flatMap(response, (value) => {
+    return Effect.flatMap(bounded(response, requestTimeout), (value) => {
       const error = replies.add(value)
       return error === undefined ? Effect.void : Effect.fail(error)
     })
   })
+}
 
 /**
  * Serve a protocol where one request is answered by a stream of responses
@@ -805,14 +921,20 @@ export const serve = <In, Out, PE, E, R>(
  */
 export const serveStream = <In, Out, PE, E, R>(
   protocol: Protocol<In, Out, PE>,
-  handler: (request: In, connection: ServeConnection<Out>) => Stream.Stream<Out, E, R>
-): ServeHandler<E | ServeError<PE>, R> =>
-  serveWith(protocol, (request, connection, replies) =>
-    Stream.runForEachArray(handler(request, connection), (batch) =>
-      Effect.suspend(() => {
-        for (let i = 0; i < batch.length; i++) {
-          const error = replies.add(batch[i]!)
-          if (error !== undefined) return Effect.fail(error)
-        }
-        return replies.holding && replies.pendingBytes < FLUSH_AT ? Effect.void : replies.flush() ?? Effect.void
-      })))
+  handler: (request: In, connection: ServeConnection<Out>) => Stream.Stream<Out, E, R>,
+  options?: ServeOptions | undefined
+): ServeHandler<E | ServeError<PE>, R> => {
+  const { frameTimeout, requestTimeout } = limitsOf("Protocol.serveStream", options)
+  return serveWith(protocol, frameTimeout, (request, connection, replies) =>
+    bounded(
+      Stream.runForEachArray(handler(request, connection), (batch) =>
+        Effect.suspend(() => {
+          for (let i = 0; i < batch.length; i++) {
+            const error = replies.add(batch[i]!)
+            if (error !== undefined) return Effect.fail(error)
+          }
+          return replies.holding && replies.pendingBytes < FLUSH_AT ? Effect.void : replies.flush() ?? Effect.void
+        })),
+      requestTimeout
+    ))
+}

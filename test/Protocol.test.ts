@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -19,6 +21,7 @@ import * as Protocol from "../src/Protocol.js"
 import * as Server from "../src/Server.js"
 import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
+import { eventually } from "./helpers/sockets.js"
 
 const Request = Schema.Union([
   Schema.TaggedStruct("Add", { a: Schema.Int, b: Schema.Int }),
@@ -749,5 +752,203 @@ describe("Protocol", () => {
         // The server half-closed: the client reads EOF.
         assert.deepStrictEqual(yield* Stream.runCollect(socket.reads), [])
       }), { timeout: 30_000 })
+  })
+})
+
+describe("Protocol.serve: frameTimeout and requestTimeout", () => {
+  /** The wire bytes of requests, as the client sends them. */
+  const wire = (batch: ReadonlyArray<Request>): Uint8Array => Buffer.concat(Result.getOrThrow(Protocol.encode(ClientP, batch)))
+
+  /** The typed failure a connection ended with. */
+  const failureOf = (exit: Exit.Exit<void, unknown>): unknown => {
+    assert.isTrue(Exit.isFailure(exit), String(exit))
+    const error = Cause.findErrorOption((exit as Exit.Failure<void, unknown>).cause)
+    assert.isTrue(error._tag === "Some", String(exit))
+    return (error as { readonly value: unknown }).value
+  }
+
+  const handlers = {
+    "Effect.succeed": (request: Request) => Effect.succeed(answer(request)),
+    "an async step": (request: Request) => Effect.as(Effect.yieldNow, answer(request))
+  }
+
+  for (const [kind, handler] of Object.entries(handlers)) {
+    it.effect(`frameTimeout (${kind}): a frame dribbled a byte a second is cut at the deadline with FrameTimeout, after the requests before it are answered`, () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair()
+        const served = yield* Effect.forkChild(Protocol.serve(ServerP, handler, { frameTimeout: "3 seconds" })(b), { startImmediately: true })
+        const client = Protocol.attach(a, ClientP)
+        const replies = yield* Effect.forkChild(Stream.runCollect(client.messages), { startImmediately: true })
+        // A whole request; then 10 s without a byte: no deadline runs between frames.
+        yield* client.send({ _tag: "Echo", text: "first" })
+        yield* TestClock.adjust("10 seconds")
+        assert.isUndefined(served.pollUnsafe(), "no frame in progress, nothing cut")
+        // A whole request and the first byte of the next in one write, then a byte a second.
+        const next = wire([{ _tag: "Echo", text: "twenty-eight bytes of a body" }])
+        yield* a.write(Buffer.concat([wire([{ _tag: "Add", a: 1, b: 2 }]), next.subarray(0, 1)]))
+        let sent = 1
+        yield* TestClock.adjust("1 second")
+        while (served.pollUnsafe() === undefined && sent < next.length) {
+          yield* a.write(next.subarray(sent, sent + 1))
+          sent++
+          yield* TestClock.adjust("1 second")
+        }
+        const timeout = failureOf(yield* Fiber.await(served))
+        assert.instanceOf(timeout, Framing.FrameTimeout)
+        // A read handed over to a handler that waits is not the peer's time: the frame begun in it starts its clock at the next read.
+        const cutAt = kind === "an async step" ? 4 : 3
+        assert.strictEqual(sent, cutAt, "cut when the third second of the frame's clock ran out")
+        assert.strictEqual((timeout as Framing.FrameTimeout).received, cutAt)
+        assert.strictEqual(Duration.toMillis((timeout as Framing.FrameTimeout).limit), 3000)
+        yield* b.close
+        assert.deepStrictEqual(yield* Fiber.join(replies), [{ _tag: "Echoed", text: "first" }, { _tag: "Sum", value: 3 }])
+      }))
+  }
+
+  it.effect("frameTimeout: complete frames, each taking less than the limit, are never cut over many times the limit", () =>
+    Effect.gen(function*() {
+      const [a, b] = yield* MemorySocket.makePair()
+      const served = yield* Effect.forkChild(
+        Protocol.serve(ServerP, (r) => Effect.as(Effect.yieldNow, answer(r)), { frameTimeout: "3 seconds" })(b),
+        { startImmediately: true }
+      )
+      const client = Protocol.attach(a, ClientP)
+      const pull = yield* Stream.toPull(client.messages)
+      for (let i = 0; i < 30; i++) {
+        // Each request in two halves 2 s apart: within the limit, 60 s in all.
+        const whole = wire([{ _tag: "Add", a: i, b: 1 }])
+        yield* a.write(whole.subarray(0, 5))
+        yield* TestClock.adjust("2 seconds")
+        yield* a.write(whole.subarray(5))
+        assert.deepStrictEqual(yield* pull, [{ _tag: "Sum", value: i + 1 }], `request ${i}`)
+      }
+      yield* a.end
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(served)))
+    }))
+
+  it.live("frameTimeout over 127.0.0.1: a client dribbling a frame is cut at the deadline, which the idle timeout never would", () =>
+    Effect.gen(function*() {
+      const server = yield* Server.make({
+        address: Address.tcp("127.0.0.1", 0),
+        idleTimeout: "1 second",
+        handler: Protocol.serve(ServerP, (r) => Effect.succeed(answer(r)), { frameTimeout: "300 millis" })
+      })
+      const slow = yield* Socket.connect(server.address)
+      const connection = Protocol.attach(slow, ClientP)
+      const replies = yield* Effect.forkChild(Effect.result(Stream.runCollect(connection.messages)), { startImmediately: true })
+      const started = Date.now()
+      // An answered request, then one byte every 50 ms: the next frame would take 2 s, and bytes keep moving.
+      const frame = wire([{ _tag: "Echo", text: "a body of some forty bytes, sent slowly" }])
+      yield* connection.send({ _tag: "Add", a: 2, b: 2 })
+      yield* Effect.forkChild(Effect.ignore(Effect.gen(function*() {
+        for (let i = 0; i < frame.length; i++) {
+          if (i > 0) yield* Effect.sleep("50 millis")
+          yield* slow.write(frame.subarray(i, i + 1))
+        }
+      })))
+      // The server's close: EOF, or a reset when a byte of ours arrived after it.
+      const end = yield* Fiber.join(replies)
+      const took = Date.now() - started
+      if (end._tag === "Success") assert.deepStrictEqual(end.success, [{ _tag: "Sum", value: 4 }])
+      else assert.strictEqual(end.failure._tag, "ConnectionReset")
+      assert.isAtLeast(took, 290)
+      assert.isBelow(took, 1500)
+      yield* eventually("failed connections", Effect.map(server.stats, (s) => s.failed), (n) => n === 1)
+      // A client that sends whole frames is served as ever.
+      const other = yield* Protocol.client(yield* Socket.connect(server.address), ClientP)
+      assert.deepStrictEqual(yield* other.request({ _tag: "Echo", text: "on time" }), { _tag: "Echoed", text: "on time" })
+    }), { timeout: 15_000 })
+
+  const slowHandlers = {
+    serve: Protocol.serve(ServerP, (request) =>
+      request._tag === "Echo" && request.text === "slow"
+        ? Effect.as(Effect.sleep("10 seconds"), answer(request))
+        : Effect.succeed(answer(request)), { requestTimeout: "2 seconds" }),
+    serveStream: Protocol.serveStream(ServerP, (request): Stream.Stream<Response> =>
+      request._tag === "Echo" && request.text === "slow"
+        ? Stream.concat(Stream.make({ _tag: "Echoed", text: "started" } as Response), Stream.fromEffect(Effect.as(Effect.sleep("10 seconds"), answer(request))))
+        : Stream.make(answer(request)), { requestTimeout: "2 seconds" })
+  }
+  for (const [kind, handler] of Object.entries(slowHandlers)) {
+    it.effect(`requestTimeout (${kind}): a handler that takes longer ends the connection with HandlerTimeout, after the replies before it`, () =>
+      Effect.gen(function*() {
+        const [a, b] = yield* MemorySocket.makePair({ aToB: { coalesce: true } })
+        const served = yield* Effect.forkChild(handler(b), { startImmediately: true })
+        const client = Protocol.attach(a, ClientP)
+        const replies = yield* Effect.forkChild(Stream.runCollect(client.messages), { startImmediately: true })
+        yield* client.sendAll([
+          { _tag: "Add", a: 1, b: 1 },
+          { _tag: "Echo", text: "two" },
+          { _tag: "Echo", text: "slow" },
+          { _tag: "Add", a: 4, b: 1 }
+        ])
+        yield* TestClock.adjust("1999 millis")
+        assert.isUndefined(served.pollUnsafe(), "within the limit")
+        yield* TestClock.adjust("1 millis")
+        const timeout = failureOf(yield* Fiber.await(served))
+        assert.instanceOf(timeout, Protocol.HandlerTimeout)
+        assert.strictEqual((timeout as Protocol.HandlerTimeout)._tag, "HandlerTimeout")
+        assert.strictEqual(Duration.toMillis((timeout as Protocol.HandlerTimeout).limit), 2000)
+        assert.include((timeout as Protocol.HandlerTimeout).message, "2s")
+        yield* b.close
+        const expected: Array<Response> = [{ _tag: "Sum", value: 2 }, { _tag: "Echoed", text: "two" }]
+        if (kind === "serveStream") expected.push({ _tag: "Echoed", text: "started" })
+        assert.deepStrictEqual(yield* Fiber.join(replies), expected)
+      }))
+  }
+
+  it.effect("requestTimeout: handlers faster than the limit are never cut, however long the connection lasts", () =>
+    Effect.gen(function*() {
+      const [a, b] = yield* MemorySocket.makePair()
+      const served = yield* Effect.forkChild(
+        Protocol.serve(ServerP, (r) => r._tag === "Add" ? Effect.as(Effect.sleep("1500 millis"), answer(r)) : Effect.succeed(answer(r)), {
+          requestTimeout: "2 seconds"
+        })(b),
+        { startImmediately: true }
+      )
+      const client = Protocol.attach(a, ClientP)
+      const pull = yield* Stream.toPull(client.messages)
+      for (let i = 0; i < 20; i++) {
+        yield* client.sendAll([{ _tag: "Add", a: i, b: 0 }, { _tag: "Echo", text: `${i}` }])
+        yield* TestClock.adjust("1500 millis")
+        const got: Array<Response> = []
+        while (got.length < 2) got.push(...(yield* pull))
+        assert.deepStrictEqual(got, [{ _tag: "Sum", value: i }, { _tag: "Echoed", text: `${i}` }])
+      }
+      yield* a.end
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(served)))
+    }))
+
+  it.live("requestTimeout over 127.0.0.1: the connection ends at the limit, the earlier reply arrives, Server counts it failed", () =>
+    Effect.gen(function*() {
+      const server = yield* Server.make({
+        address: Address.tcp("127.0.0.1", 0),
+        handler: Protocol.serve(ServerP, (request) =>
+          request._tag === "Echo" && request.text === "slow"
+            ? Effect.as(Effect.sleep("10 seconds"), answer(request))
+            : Effect.succeed(answer(request)), { requestTimeout: "200 millis" })
+      })
+      const socket = yield* Socket.connect(server.address)
+      const connection = Protocol.attach(socket, ClientP)
+      const replies = yield* Effect.forkChild(Stream.runCollect(connection.messages), { startImmediately: true })
+      const started = Date.now()
+      yield* connection.sendAll([{ _tag: "Echo", text: "one" }, { _tag: "Echo", text: "slow" }])
+      assert.deepStrictEqual(yield* Fiber.join(replies), [{ _tag: "Echoed", text: "one" }])
+      const took = Date.now() - started
+      assert.isAtLeast(took, 190)
+      assert.isBelow(took, 5000)
+      yield* eventually("failed connections", Effect.map(server.stats, (s) => s.failed), (n) => n === 1)
+    }), { timeout: 15_000 })
+
+  it("an invalid frameTimeout or requestTimeout is a defect naming it; Duration.infinity means none", () => {
+    const h = (r: Request) => Effect.succeed(answer(r))
+    assert.throws(() => Protocol.serve(ServerP, h, { frameTimeout: 0 }), /Protocol.serve: frameTimeout must be above 0/)
+    assert.throws(() => Protocol.serve(ServerP, h, { requestTimeout: 0 }), /Protocol.serve: requestTimeout must be above 0/)
+    assert.throws(() => Protocol.serve(ServerP, h, { requestTimeout: "soon" as never }), /Protocol.serve: requestTimeout must be a duration/)
+    assert.throws(
+      () => Protocol.serveStream(ServerP, (r: Request) => Stream.make(answer(r)), { frameTimeout: "-1 second" }),
+      /Protocol.serveStream: frameTimeout must be above 0/
+    )
+    assert.doesNotThrow(() => Protocol.serve(ServerP, h, { frameTimeout: Duration.infinity, requestTimeout: Duration.infinity }))
   })
 })
