@@ -804,8 +804,10 @@ const serveWith = <In, Out, PE, E, R>(
         return answerInPump(out)
       }
     }
+    // A literal, not a spread of `answering`: V8 gives each spread-plus-symbol object a hidden class of its own.
     const timed: WithDeadline<Handover<Failure, R>> | undefined = watch === undefined ? undefined : {
-      ...answering,
+      onRead: answering.onRead,
+      onEnd: answering.onEnd,
       [DeadlineKey]: {
         millis: watch.millis,
         progress: () => watch.progress(),

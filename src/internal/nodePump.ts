@@ -56,12 +56,13 @@ export class Pumping<E> implements CallbackReader {
   }
 
   arm(millis: number): void {
-    this.timer = setTimeout(this.onTimer, millis)
+    // One function for every pump (the pump rides along as its argument): no closure per connection.
+    this.timer = setTimeout(onTimer, millis, this)
     // The socket keeps the process alive while it matters; the timer never needs to.
     this.timer.unref()
   }
 
-  readonly onTimer = (): void => {
+  onTimer(): void {
     this.timer = undefined
     if (this.done || this.expiresAt === 0) return
     const left = this.expiresAt - performance.now()
@@ -69,7 +70,11 @@ export class Pumping<E> implements CallbackReader {
     this.finish(Exit.fail(this.deadline!.expired()))
   }
 
-  readonly onAbort = (): void => {
+  /** The listener given to `signal`, made only when there is one (a server's pumps have none). */
+  abortListener: (() => void) | undefined = undefined
+
+  /** The signal aborted, or the server ends its pumps (no signal): stop answering and half-close. */
+  onAbort(): void {
     if (this.done) return
     if (this.busy) {
       this.abortPending = true
@@ -85,7 +90,8 @@ export class Pumping<E> implements CallbackReader {
     if (signal !== undefined) {
       if (signal.aborted) return this.onAbort()
       this.signal = signal
-      signal.addEventListener("abort", this.onAbort, { once: true })
+      this.abortListener = () => this.onAbort()
+      signal.addEventListener("abort", this.abortListener, { once: true })
     }
     // Bytes a reader left queued come first.
     const queue = s.takeQueue()
@@ -191,10 +197,15 @@ export class Pumping<E> implements CallbackReader {
       this.timer = undefined
     }
     if (this.s.direct === this) this.s.direct = undefined
-    this.signal?.removeEventListener("abort", this.onAbort)
-    this.signal = undefined
+    if (this.signal !== undefined) {
+      this.signal.removeEventListener("abort", this.abortListener!)
+      this.signal = undefined
+      this.abortListener = undefined
+    }
   }
 }
+
+const onTimer = (pumping: { onTimer(): void }): void => pumping.onTimer()
 
 /**
  * Starts a pump without a fiber: `done` is called once, with how it ended

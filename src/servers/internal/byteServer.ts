@@ -11,7 +11,7 @@
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import type * as Context from "effect/Context"
 import * as Data from "effect/Data"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -27,8 +27,8 @@ import type * as NetError from "../../NetError.js"
 import * as Server from "../../Server.js"
 import * as Socket from "../../Socket.js"
 import { concat } from "../../internal/bytes.js"
-import { frameTimeoutOf, FrameWatch } from "../../internal/codecs/core.js"
-import { DeadlineKey, type WithDeadline } from "../../internal/pumpDeadline.js"
+import { frameTimeoutOf, pendingOf, type Progress } from "../../internal/codecs/core.js"
+import { type Deadline, DeadlineKey, type WithDeadline } from "../../internal/pumpDeadline.js"
 
 /**
  * How a built-in server cuts the byte stream: `"raw"` (default) transforms
@@ -68,22 +68,39 @@ const transformHandler = (transform: (bytes: Uint8Array) => Uint8Array): Socket.
 /** What a framed byte server's connection can fail with. */
 export type HandlerError = Framing.FrameError | Framing.FrameTimeout
 
+/** What every connection of one framed server shares (one object per server, not per connection). */
+interface FramedConfig {
+  readonly codec: Framing.Codec<Uint8Array>
+  readonly transform: Transform
+  /** The frame timeout, if any. */
+  readonly limit: Duration.Duration | undefined
+  readonly millis: number
+}
+
 /**
  * Decode, transform each frame, encode: the frames completed by one read
- * become one batch. With a frame timeout the decoder is watched, and the
- * handler carries the deadline its pump keeps.
+ * become one batch. One object per connection, its methods on the prototype
+ * (no closure per connection).
  */
-const framedHandler = (
-  codec: Framing.Codec<Uint8Array>,
-  transform: Transform,
-  frameTimeout: Duration.Duration | undefined
-): Socket.PumpHandler<HandlerError> => {
-  const decoder = codec.decoder()
-  const watch = frameTimeout === undefined ? undefined : new FrameWatch(decoder, codec.name, frameTimeout)
-  const push = watch ?? decoder
-  const frames: Array<Uint8Array> = []
-  const flush = (out: Array<Uint8Array>, decodeError: Framing.FrameError | undefined): Framing.FrameError | undefined => {
+class FramedHandler implements Socket.PumpHandler<HandlerError> {
+  readonly decoder: Framing.Decoder<Uint8Array>
+  readonly frames: Array<Uint8Array> = []
+  constructor(readonly config: FramedConfig) {
+    this.decoder = config.codec.decoder()
+  }
+
+  onRead(bytes: Uint8Array, out: Array<Uint8Array>): HandlerError | undefined {
+    return this.flush(out, this.decoder.push(bytes, this.frames))
+  }
+
+  onEnd(out: Array<Uint8Array>): HandlerError | undefined {
+    return this.flush(out, this.decoder.end(this.frames))
+  }
+
+  flush(out: Array<Uint8Array>, decodeError: Framing.FrameError | undefined): Framing.FrameError | undefined {
+    const frames = this.frames
     if (frames.length === 0) return decodeError
+    const { codec, transform } = this.config
     if (transform !== undefined) {
       for (let i = 0; i < frames.length; i++) frames[i] = transform(frames[i]!)
     }
@@ -96,13 +113,64 @@ const framedHandler = (
     }
     return decodeError
   }
-  const handler: Socket.PumpHandler<HandlerError> = {
-    onRead: (bytes, out) => flush(out, push.push(bytes, frames)),
-    onEnd: (out) => flush(out, decoder.end(frames))
+}
+
+/**
+ * A framed handler with a frame timeout: the handler is its own deadline
+ * (`FrameWatch`'s bookkeeping, inline), found under `DeadlineKey` on the
+ * prototype, so a connection costs one object and one boolean more, and
+ * every connection's handler has the same shape.
+ */
+class TimedFramedHandler extends FramedHandler implements WithDeadline<HandlerError>, Deadline<HandlerError> {
+  /** The frame in progress began since the last look (see `FrameWatch`). */
+  begun = false
+
+  get [DeadlineKey](): Deadline<HandlerError> {
+    return this
   }
-  if (watch === undefined) return handler
-  const timed: WithDeadline<HandlerError> = { ...handler, [DeadlineKey]: watch }
-  return timed
+
+  get millis(): number {
+    return this.config.millis
+  }
+
+  override onRead(bytes: Uint8Array, out: Array<Uint8Array>): HandlerError | undefined {
+    const decoder = this.decoder
+    const frames = this.frames
+    const idle = pendingOf(decoder) === 0
+    const error = decoder.push(bytes, frames)
+    // A frame completed, or none was in progress: whatever is pending now began with these bytes.
+    if (idle || frames.length > 0) this.begun = true
+    return this.flush(out, error)
+  }
+
+  progress(): Progress {
+    const begun = this.begun
+    this.begun = false
+    return pendingOf(this.decoder) === 0 ? "idle" : begun ? "begun" : "going"
+  }
+
+  expired(): Framing.FrameTimeout {
+    return new Framing.FrameTimeout({
+      codec: this.config.codec.name,
+      limit: this.config.limit!,
+      received: pendingOf(this.decoder)
+    })
+  }
+}
+
+/** A framed handler per connection, for one server's codec, transform and frame timeout. */
+const framedHandler = (
+  codec: Framing.Codec<Uint8Array>,
+  transform: Transform,
+  frameTimeout: Duration.Duration | undefined
+): () => Socket.PumpHandler<HandlerError> => {
+  const config: FramedConfig = {
+    codec,
+    transform,
+    limit: frameTimeout,
+    millis: frameTimeout === undefined ? 0 : Duration.toMillis(frameTimeout)
+  }
+  return frameTimeout === undefined ? () => new FramedHandler(config) : () => new TimedFramedHandler(config)
 }
 
 /**
@@ -149,7 +217,7 @@ export const handler = (
   const frameTimeout = frameTimeoutOf(server, options?.frameTimeout)
   return Server.pump<HandlerError>(
     codec !== undefined
-      ? () => framedHandler(codec, transform, frameTimeout)
+      ? framedHandler(codec, transform, frameTimeout)
       : transform !== undefined
       ? () => transformHandler(transform)
       : () => echoHandler
