@@ -1,23 +1,22 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as References from "effect/References"
 import * as Schedule from "effect/Schedule"
-import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Address from "../src/Address.js"
 import * as Datagram from "../src/Datagram.js"
 import * as DatagramServer from "../src/DatagramServer.js"
 import { upperBytes } from "../src/internal/bytes.js"
+import { assertOptionDefect, defectOf } from "./helpers/defects.js"
 import { eventually } from "./helpers/sockets.js"
 import { captureLogs } from "./reliability/harness.js"
+import { capturingConsole } from "./helpers/console.js"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -219,13 +218,7 @@ describe("DatagramServer", () => {
   })
 
   it.live("with Effect's default logger, the server's warnings go to stderr (console.error), the program's lines stay on stdout", () => {
-    const out: Array<string> = []
-    const err: Array<string> = []
-    const console = {
-      ...globalThis.console,
-      log: (...args: ReadonlyArray<unknown>) => void out.push(args.map(String).join(" ")),
-      error: (...args: ReadonlyArray<unknown>) => void err.push(args.map(String).join(" "))
-    } as unknown as Console.Console
+    const { console, err, out } = capturingConsole()
     return Effect.gen(function*() {
       const server = yield* DatagramServer.make({
         address: v4,
@@ -402,21 +395,13 @@ describe("request", () => {
 })
 
 describe("options", () => {
-  /** The defect's message, or a failure of the test when the effect did not die. */
-  const defectOf = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) =>
-    Effect.map(Effect.exit(Effect.scoped(effect)), (exit) => {
-      assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause), "a defect")
-      const defect = Exit.isFailure(exit) ? Cause.findDefect(exit.cause) : undefined
-      const error = defect !== undefined && defect._tag === "Success" ? defect.success : undefined
-      assert.instanceOf(error, Cause.IllegalArgumentError)
-      return (error as Cause.IllegalArgumentError).message
-    })
-
   it.live("concurrency 0 or a fraction is a defect naming the option; nothing is bound", () =>
     Effect.gen(function*() {
       for (const concurrency of [0, 1.5, -1]) {
-        const message = yield* defectOf(DatagramServer.make({ address: v4, concurrency, handler: () => Effect.void }))
-        assert.include(message, "DatagramServer: concurrency must be a positive integer")
+        const defect = yield* defectOf(
+          Effect.scoped(DatagramServer.make({ address: v4, concurrency, handler: () => Effect.void }))
+        )
+        assertOptionDefect(defect, "DatagramServer: concurrency must be a positive integer")
       }
     }))
 
@@ -424,13 +409,13 @@ describe("options", () => {
     Effect.gen(function*() {
       const server = yield* DatagramServer.make({ address: v4, handler: ({ payload }) => Effect.succeed(payload) })
       for (const timeout of [0, -5, Duration.infinity]) {
-        const atClient = yield* defectOf(DatagramServer.client(server.address, { timeout }))
-        assert.include(atClient, "DatagramServer.client: timeout must be")
-        const perRequest = yield* defectOf(Effect.flatMap(
+        const atClient = yield* defectOf(Effect.scoped(DatagramServer.client(server.address, { timeout })))
+        assertOptionDefect(atClient, "DatagramServer.client: timeout must be")
+        const perRequest = yield* defectOf(Effect.scoped(Effect.flatMap(
           DatagramServer.client(server.address),
           (client) => client.request(bytes("x"), { timeout })
-        ))
-        assert.include(perRequest, "DatagramServer.client: timeout must be")
+        )))
+        assertOptionDefect(perRequest, "DatagramServer.client: timeout must be")
       }
       // A finite timeout above 0 is fine.
       const client = yield* DatagramServer.client(server.address, { timeout: "1 second" })

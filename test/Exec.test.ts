@@ -1,5 +1,4 @@
 import { assert, describe, it } from "@effect/vitest"
-import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -23,6 +22,7 @@ import * as Exec from "../src/servers/Exec.js"
 import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
 import { isAlive, waitForLine, waitGone } from "./helpers/processes.js"
+import { assertOptionDefect, defectOf } from "./helpers/defects.js"
 
 const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes)
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
@@ -502,20 +502,6 @@ describe("Exec error tags", () => {
 })
 
 describe("Exec client options: timeout (a defect, like every option given in code)", () => {
-  /** The defect `effect` dies with (failing the test when it does not die). */
-  const defectOf = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<unknown, never, R> =>
-    Effect.map(Effect.exit(effect), (exit) => {
-      if (Exit.isSuccess(exit)) return assert.fail("expected a defect, the effect succeeded")
-      const defect = Cause.findDefect(exit.cause)
-      if (Result.isFailure(defect)) return assert.fail(`expected a defect, got ${Cause.pretty(exit.cause)}`)
-      return defect.success
-    })
-
-  const assertOptionDefect = (defect: unknown, ...parts: ReadonlyArray<string>) => {
-    assert.isTrue(Cause.isIllegalArgumentError(defect), `not an IllegalArgumentError: ${String(defect)}`)
-    for (const part of parts) assert.include((defect as Error).message, part)
-  }
-
   it.effect("clientFromSocket: 0 and a negative timeout are refused, naming the option", () =>
     Effect.gen(function*() {
       const cases: ReadonlyArray<readonly [Duration.Input, ReadonlyArray<string>]> = [

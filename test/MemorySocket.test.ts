@@ -4,13 +4,13 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Ref from "effect/Ref"
-import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/testing/TestClock"
 import * as Address from "../src/Address.js"
 import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
+import { defectOf } from "./helpers/defects.js"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -365,15 +365,6 @@ describe("MemorySocket", () => {
   })
 
   describe("invalid options", () => {
-    /** The defect `effect` dies with (failing the test when it does not die). */
-    const defectOf = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<unknown, never, R> =>
-      Effect.map(Effect.exit(effect), (exit) => {
-        if (Exit.isSuccess(exit)) return assert.fail("expected a defect, the effect succeeded")
-        const defect = Cause.findDefect(exit.cause)
-        if (Result.isFailure(defect)) return assert.fail(`expected a defect, got ${Cause.pretty(exit.cause)}`)
-        return defect.success
-      })
-
     /** Asserts an option defect: Effect's `IllegalArgumentError` with exactly this message. */
     const assertOptionDefect = (defect: unknown, message: string) => {
       assert.isTrue(Cause.isIllegalArgumentError(defect), `not an IllegalArgumentError: ${String(defect)}`)

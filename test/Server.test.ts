@@ -12,7 +12,6 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as References from "effect/References"
-import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/testing/TestClock"
@@ -24,6 +23,8 @@ import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
 import { eventually } from "./helpers/sockets.js"
 import { captureLogs } from "./reliability/harness.js"
+import { assertOptionDefect, defectOf } from "./helpers/defects.js"
+import { capturingConsole } from "./helpers/console.js"
 
 const loopback = Address.tcp("127.0.0.1", 0)
 const encoder = new TextEncoder()
@@ -227,21 +228,6 @@ describe("Server.fromListener", () => {
       assert.strictEqual((yield* server.stats).accepted, 5)
     }))
 })
-
-/** The defect `effect` dies with (failing the test when it does not die). */
-const defectOf = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<unknown, never, R> =>
-  Effect.map(Effect.exit(effect), (exit) => {
-    if (Exit.isSuccess(exit)) return assert.fail("expected a defect, the effect succeeded")
-    const defect = Cause.findDefect(exit.cause)
-    if (Result.isFailure(defect)) return assert.fail(`expected a defect, got ${Cause.pretty(exit.cause)}`)
-    return defect.success
-  })
-
-/** Asserts an option defect: an `IllegalArgumentError` whose message includes every part. */
-const assertOptionDefect = (defect: unknown, ...parts: ReadonlyArray<string>) => {
-  assert.isTrue(Cause.isIllegalArgumentError(defect), `not an IllegalArgumentError: ${String(defect)}`)
-  for (const part of parts) assert.include((defect as Error).message, part)
-}
 
 describe("Server options: the rule for zero and never (options in code are defects)", () => {
   const make = (options: Omit<Server.Options<never, never>, "address" | "handler">) =>
@@ -601,13 +587,7 @@ describe("Server: logs a user can live with", () => {
   })
 
   it.live("with Effect's default logger, the server's lines go to stderr (console.error) and the program's stay on stdout", () => {
-    const out: Array<string> = []
-    const err: Array<string> = []
-    const console = {
-      ...globalThis.console,
-      log: (...args: ReadonlyArray<unknown>) => void out.push(args.map(String).join(" ")),
-      error: (...args: ReadonlyArray<unknown>) => void err.push(args.map(String).join(" "))
-    } as unknown as Console.Console
+    const { console, err, out } = capturingConsole()
     return Effect.gen(function*() {
       const listener = yield* MemorySocket.listen()
       const handler = (socket: Socket.Socket) => Effect.andThen(Effect.log("program output"), echoOrBoom(socket))

@@ -7,32 +7,15 @@
  * test files.
  */
 import { assert, describe, it } from "@effect/vitest"
-import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Result from "effect/Result"
 import * as Address from "../src/Address.js"
 import * as Datagram from "../src/Datagram.js"
 import * as Options from "../src/internal/options.js"
 import * as Socket from "../src/Socket.js"
+import { assertOptionDefect, defectOf } from "./helpers/defects.js"
 
 const loopback = Address.tcp("127.0.0.1", 0)
-
-/** The defect `effect` dies with (failing the test when it does not die). */
-const defectOf = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<unknown, never, R> =>
-  Effect.map(Effect.exit(effect), (exit) => {
-    if (Exit.isSuccess(exit)) return assert.fail("expected a defect, the effect succeeded")
-    const defect = Cause.findDefect(exit.cause)
-    if (Result.isFailure(defect)) return assert.fail(`expected a defect, got ${Cause.pretty(exit.cause)}`)
-    return defect.success
-  })
-
-/** Asserts an option defect: an `IllegalArgumentError` whose message includes every part. */
-const assertOptionDefect = (defect: unknown, ...parts: ReadonlyArray<string>) => {
-  assert.isTrue(Cause.isIllegalArgumentError(defect), `not an IllegalArgumentError: ${String(defect)}`)
-  for (const part of parts) assert.include((defect as Error).message, part)
-}
 
 describe("internal/options: each check returns a reason or undefined", () => {
   it("positiveInt: a whole number from 1 (to max); 0 is no 'no limit'", () => {
