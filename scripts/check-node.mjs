@@ -1,4 +1,4 @@
-// Run first by `npm start`, `npm test` and `npm run bench`: effect-wire, Effect 4
+// Run first by `npm start`, `npm test`, `npm run test:reliability` and `npm run bench`: effect-wire, Effect 4
 // and vitest 5 need Node >= 22.19. `npm install` brings Node 24 as
 // node_modules/.bin/node where the npm registry has a build for this machine
 // (scripts/node/package.json), and npm scripts run on it; elsewhere the Node on
