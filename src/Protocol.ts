@@ -628,9 +628,13 @@ class Replies<Out> {
   add(message: Out): Message.MessageEncodeError | undefined {
     const frame = this.protocol.outgoing.encode(message)
     if (Result.isFailure(frame)) return frame.failure
-    this.pending.push(frame.success)
-    this.pendingBytes += frame.success.length
+    this.queue(frame.success)
     return undefined
+  }
+
+  private queue(frame: Uint8Array): void {
+    this.pending.push(frame)
+    this.pendingBytes += frame.length
   }
 
   /**
@@ -670,10 +674,7 @@ class Replies<Out> {
         if (Result.isFailure(frame)) return Effect.fail(frame.failure)
         frames.push(frame.success)
       }
-      for (let i = 0; i < frames.length; i++) {
-        this.pending.push(frames[i]!)
-        this.pendingBytes += frames[i]!.length
-      }
+      for (let i = 0; i < frames.length; i++) this.queue(frames[i]!)
       return this.flush() ?? Effect.void
     })
 

@@ -125,13 +125,50 @@ export type Progress = "idle" | "begun" | "going"
 export const pendingOf = (decoder: Framing.Decoder<unknown>): number => decoder.pending ?? decoder.buffered
 
 /**
+ * What a frame deadline keeps: the decoder it watches, and whether the frame
+ * in progress began since the last look. {@link FrameWatch} is one; a handler
+ * that watches its own decoder (the framed byte servers) is another, so that
+ * a connection costs no second object.
+ */
+export interface FrameClock<A> {
+  readonly decoder: Framing.Decoder<A>
+  begun: boolean
+}
+
+/** Push `bytes` through the clock's decoder, noting whether the frame now pending began with them. */
+export const pushWatched = <A>(
+  clock: FrameClock<A>,
+  bytes: Uint8Array,
+  out: Array<A>
+): Framing.FrameError | undefined => {
+  const decoder = clock.decoder
+  const idle = pendingOf(decoder) === 0
+  const before = out.length
+  const error = decoder.push(bytes, out)
+  // A frame completed, or none was in progress: whatever is pending now began with these bytes.
+  if (idle || out.length > before) clock.begun = true
+  return error
+}
+
+/** Where the clock's frame stands since the last look (and start a new look). */
+export const progressOf = (clock: FrameClock<unknown>): Progress => {
+  const begun = clock.begun
+  clock.begun = false
+  return pendingOf(clock.decoder) === 0 ? "idle" : begun ? "begun" : "going"
+}
+
+/** The error of a frame that outlived `limit`: how much of it had arrived. */
+export const frameTimedOut = (clock: FrameClock<unknown>, codec: string, limit: Duration.Duration): FrameTimeout =>
+  new FrameTimeout({ codec, limit, received: pendingOf(clock.decoder) })
+
+/**
  * Watches a decoder for `frameTimeout`: pushes go through it, and
  * {@link progress} says whether a frame is in progress and whether it began
  * since the last look. Time is the caller's: a pump in Node's callbacks, or
  * a fiber with Effect's clock.
  */
-export class FrameWatch<A> {
-  private begun = false
+export class FrameWatch<A> implements FrameClock<A> {
+  begun = false
   /** The limit in milliseconds. */
   readonly millis: number
   constructor(readonly decoder: Framing.Decoder<A>, readonly codec: string, readonly limit: Duration.Duration) {
@@ -139,23 +176,15 @@ export class FrameWatch<A> {
   }
 
   push(bytes: Uint8Array, out: Array<A>): Framing.FrameError | undefined {
-    const decoder = this.decoder
-    const idle = pendingOf(decoder) === 0
-    const before = out.length
-    const error = decoder.push(bytes, out)
-    // A frame completed, or none was in progress: whatever is pending now began with these bytes.
-    if (idle || out.length > before) this.begun = true
-    return error
+    return pushWatched(this, bytes, out)
   }
 
   progress(): Progress {
-    const begun = this.begun
-    this.begun = false
-    return pendingOf(this.decoder) === 0 ? "idle" : begun ? "begun" : "going"
+    return progressOf(this)
   }
 
   expired(): FrameTimeout {
-    return new FrameTimeout({ codec: this.codec, limit: this.limit, received: pendingOf(this.decoder) })
+    return frameTimedOut(this, this.codec, this.limit)
   }
 }
 

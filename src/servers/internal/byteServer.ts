@@ -27,7 +27,14 @@ import type * as NetError from "../../NetError.js"
 import * as Server from "../../Server.js"
 import * as Socket from "../../Socket.js"
 import { concat } from "../../internal/bytes.js"
-import { frameTimeoutOf, pendingOf, type Progress } from "../../internal/codecs/core.js"
+import {
+  type FrameClock,
+  frameTimedOut,
+  frameTimeoutOf,
+  progressOf,
+  type Progress,
+  pushWatched
+} from "../../internal/codecs/core.js"
 import { type Deadline, DeadlineKey, type WithDeadline } from "../../internal/pumpDeadline.js"
 
 /**
@@ -116,13 +123,15 @@ class FramedHandler implements Socket.PumpHandler<HandlerError> {
 }
 
 /**
- * A framed handler with a frame timeout: the handler is its own deadline
- * (`FrameWatch`'s bookkeeping, inline), found under `DeadlineKey` on the
- * prototype, so a connection costs one object and one boolean more, and
- * every connection's handler has the same shape.
+ * A framed handler with a frame timeout: the handler is its own deadline and
+ * its own `FrameClock` (found under `DeadlineKey` on the prototype), so a
+ * connection costs one object and one boolean more, and every connection's
+ * handler has the same shape.
  */
-class TimedFramedHandler extends FramedHandler implements WithDeadline<HandlerError>, Deadline<HandlerError> {
-  /** The frame in progress began since the last look (see `FrameWatch`). */
+class TimedFramedHandler extends FramedHandler
+  implements WithDeadline<HandlerError>, Deadline<HandlerError>, FrameClock<Uint8Array>
+{
+  /** The frame in progress began since the last look. */
   begun = false
 
   get [DeadlineKey](): Deadline<HandlerError> {
@@ -134,27 +143,15 @@ class TimedFramedHandler extends FramedHandler implements WithDeadline<HandlerEr
   }
 
   override onRead(bytes: Uint8Array, out: Array<Uint8Array>): HandlerError | undefined {
-    const decoder = this.decoder
-    const frames = this.frames
-    const idle = pendingOf(decoder) === 0
-    const error = decoder.push(bytes, frames)
-    // A frame completed, or none was in progress: whatever is pending now began with these bytes.
-    if (idle || frames.length > 0) this.begun = true
-    return this.flush(out, error)
+    return this.flush(out, pushWatched(this, bytes, this.frames))
   }
 
   progress(): Progress {
-    const begun = this.begun
-    this.begun = false
-    return pendingOf(this.decoder) === 0 ? "idle" : begun ? "begun" : "going"
+    return progressOf(this)
   }
 
   expired(): Framing.FrameTimeout {
-    return new Framing.FrameTimeout({
-      codec: this.config.codec.name,
-      limit: this.config.limit!,
-      received: pendingOf(this.decoder)
-    })
+    return frameTimedOut(this, this.config.codec.name, this.config.limit!)
   }
 }
 
