@@ -33,16 +33,7 @@ import type { ConnectError, HostNotFound, ListenError, ReadError, SendError } fr
  */
 export const TypeId: typeof internal.TypeId = internal.TypeId
 
-/**
- * The type of {@link TypeId}.
- *
- * ```ts
- * declare const id: Datagram.TypeId
- * ```
- *
- * @since 0.1.0
- * @category type ids
- */
+/** @since 0.1.0 */
 export type TypeId = typeof TypeId
 
 /**

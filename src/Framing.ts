@@ -59,14 +59,7 @@ import { concat } from "./internal/bytes.js"
  */
 export const TypeId: typeof core.TypeId = core.TypeId
 
-/**
- * ```ts
- * const id: Framing.TypeId = Framing.TypeId
- * ```
- *
- * @since 0.1.0
- * @category type ids
- */
+/** @since 0.1.0 */
 export type TypeId = typeof TypeId
 
 /**

@@ -35,10 +35,7 @@ import * as Msgpackr from "msgpackr"
  */
 export const TypeId: unique symbol = Symbol.for("effect-wire/Message/Format")
 
-/**
- * @since 0.1.0
- * @category type ids
- */
+/** @since 0.1.0 */
 export type TypeId = typeof TypeId
 
 // A 1 MiB frame must not make a 1 MiB log line.

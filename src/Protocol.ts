@@ -74,10 +74,7 @@ import { DeadlineKey, type WithDeadline } from "./internal/pumpDeadline.js"
  */
 export const TypeId: unique symbol = Symbol.for("effect-wire/Protocol")
 
-/**
- * @since 0.1.0
- * @category type ids
- */
+/** @since 0.1.0 */
 export type TypeId = typeof TypeId
 
 /**

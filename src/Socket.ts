@@ -38,16 +38,7 @@ import type { ConnectError, ListenError, ReadError, WriteError } from "./NetErro
  */
 export const TypeId: typeof internal.TypeId = internal.TypeId
 
-/**
- * The type of {@link TypeId}.
- *
- * ```ts
- * const id: Socket.TypeId = Socket.TypeId
- * ```
- *
- * @since 0.1.0
- * @category type ids
- */
+/** @since 0.1.0 */
 export type TypeId = typeof TypeId
 
 /**
