@@ -279,6 +279,47 @@ export class BrokenPipe extends Kind(
 ) {}
 
 /**
+ * The peer did not take the bytes written to it within the write timeout
+ * (`writeTimeout`): they waited in our buffer, the connection was closed.
+ * `detail` says how many bytes were pending and for how long. A peer that
+ * stops reading must not hold a connection, and its unread output, forever.
+ *
+ * ```ts
+ * Socket.connect(address, { writeTimeout: "30 seconds" }).pipe(
+ *   Effect.flatMap((socket) => socket.write(bytes)),
+ *   Effect.catchTag("WriteTimeout", (e) => Console.error(e.message))
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class WriteTimeout extends Kind(
+  "WriteTimeout",
+  false,
+  (a) => `${a} did not take the bytes written to it within the write timeout; the connection was closed`
+) {}
+
+/**
+ * A server over its memory budget (`Server.Options.memoryBudget`) closed this
+ * connection, one of those holding the most memory (input not yet framed or
+ * read, output the peer has not taken). `detail` gives the connection's share
+ * and the budget.
+ *
+ * ```ts
+ * client.request(bigPayload).pipe(Effect.catchTag("MemoryBudgetExceeded", (e) => Console.error(e.message)))
+ * ```
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class MemoryBudgetExceeded extends Kind(
+  "MemoryBudgetExceeded",
+  false,
+  (a) => `connection with ${a} was closed to keep the server within its memory budget`
+) {}
+
+/**
  * A datagram larger than the transport allows (EMSGSIZE; 65,507 bytes on IPv4 UDP).
  *
  * ```ts
@@ -329,6 +370,8 @@ export type NetError =
   | HostUnreachable
   | NetworkUnreachable
   | BrokenPipe
+  | WriteTimeout
+  | MemoryBudgetExceeded
   | MessageTooLarge
   | Unknown
 
@@ -365,11 +408,19 @@ export type ListenError =
 
 /**
  * What reading from a connected socket can fail with. Peer EOF is not an error.
+ * A connection cut for a stalled write (`WriteTimeout`) or by a server's
+ * memory budget fails its reads with that reason too.
  *
  * @since 0.1.0
  * @category models
  */
-export type ReadError = ConnectionReset | IdleTimeout | ConnectionRefused | Unknown
+export type ReadError =
+  | ConnectionReset
+  | IdleTimeout
+  | ConnectionRefused
+  | WriteTimeout
+  | MemoryBudgetExceeded
+  | Unknown
 
 /**
  * What writing to a connected socket can fail with.
@@ -377,7 +428,13 @@ export type ReadError = ConnectionReset | IdleTimeout | ConnectionRefused | Unkn
  * @since 0.1.0
  * @category models
  */
-export type WriteError = BrokenPipe | ConnectionReset | IdleTimeout | Unknown
+export type WriteError =
+  | BrokenPipe
+  | ConnectionReset
+  | IdleTimeout
+  | WriteTimeout
+  | MemoryBudgetExceeded
+  | Unknown
 
 /**
  * What sending a datagram can fail with.
@@ -424,8 +481,8 @@ const PHASE_TAGS: { readonly [P in keyof Phases]: ReadonlySet<NetError["_tag"]> 
     "Unknown"
   ]),
   listen: new Set(["AddressInUse", "AddressNotAvailable", "PermissionDenied", "PathNotFound", "HostNotFound", "Unknown"]),
-  read: new Set(["ConnectionReset", "IdleTimeout", "ConnectionRefused", "Unknown"]),
-  write: new Set(["BrokenPipe", "ConnectionReset", "IdleTimeout", "Unknown"]),
+  read: new Set(["ConnectionReset", "IdleTimeout", "ConnectionRefused", "WriteTimeout", "MemoryBudgetExceeded", "Unknown"]),
+  write: new Set(["BrokenPipe", "ConnectionReset", "IdleTimeout", "WriteTimeout", "MemoryBudgetExceeded", "Unknown"]),
   send: new Set([
     "MessageTooLarge",
     "ConnectionRefused",
@@ -450,6 +507,8 @@ const PHASE_TAGS: { readonly [P in keyof Phases]: ReadonlySet<NetError["_tag"]> 
     "HostUnreachable",
     "NetworkUnreachable",
     "BrokenPipe",
+    "WriteTimeout",
+    "MemoryBudgetExceeded",
     "MessageTooLarge",
     "Unknown"
   ])

@@ -24,6 +24,8 @@ const kinds = [
   [NetError.HostUnreachable, "HostUnreachable", true],
   [NetError.NetworkUnreachable, "NetworkUnreachable", true],
   [NetError.BrokenPipe, "BrokenPipe", false],
+  [NetError.WriteTimeout, "WriteTimeout", false],
+  [NetError.MemoryBudgetExceeded, "MemoryBudgetExceeded", false],
   [NetError.MessageTooLarge, "MessageTooLarge", false],
   [NetError.Unknown, "Unknown", false]
 ] as const
