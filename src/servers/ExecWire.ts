@@ -328,11 +328,40 @@ export const encodeRequest = (request: ExecRequest): Uint8Array =>
  * @since 0.1.0
  * @category codecs
  */
-export const checkRequest = (value: unknown): Result.Result<ExecRequest, BadRequest> =>
-  Result.mapError(decodeRequestResult(value), (error) =>
-    new BadRequest({
-      message: `the request must be {"argv": ["command", "arg", ...], "token"?: "..."}: ${describeSchemaError(error)}`
-    }))
+export const checkRequest = (value: unknown): Result.Result<ExecRequest, BadRequest> => {
+  const problem = shapeProblem(value)
+  return problem !== undefined
+    ? Result.fail(badShape(problem))
+    : Result.mapError(decodeRequestResult(value), (error) => badShape(bounded(describeSchemaError(error))))
+}
+
+const badShape = (problem: string) =>
+  new BadRequest({ message: `the request must be {"argv": ["command", "arg", ...], "token"?: "..."}: ${problem}` })
+
+/** The longest problem text a BadRequest carries: it goes into a response header and maybe a log line. */
+const MAX_PROBLEM = 200
+
+const bounded = (s: string): string => s.length <= MAX_PROBLEM ? s : `${s.slice(0, MAX_PROBLEM)}…`
+
+const kindOf = (value: unknown): string =>
+  value === null ? "null" : Array.isArray(value) ? "an array" : typeof value === "object" ? "an object" : typeof value
+
+/**
+ * The request's shape, checked by hand before Schema sees it: one level of
+ * object, one of array, strings. Whatever a hostile client nests inside
+ * (arrays 30,000 deep fit in 64 KiB) is refused here without recursion, so
+ * no Schema walk or error formatter ever meets it.
+ */
+const shapeProblem = (value: unknown): string | undefined => {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return `Expected object, got ${kindOf(value)}`
+  const { argv, token } = value as { readonly argv?: unknown; readonly token?: unknown }
+  if (!Array.isArray(argv)) return `Expected array at argv, got ${kindOf(argv)}`
+  for (let i = 0; i < argv.length; i++) {
+    if (typeof argv[i] !== "string") return `Expected string at argv[${i}], got ${kindOf(argv[i])}`
+  }
+  if (token !== undefined && typeof token !== "string") return `Expected string at token, got ${kindOf(token)}`
+  return undefined
+}
 
 const parseJson = (payload: Uint8Array): Result.Result<unknown, string> => {
   let text: string
@@ -344,7 +373,7 @@ const parseJson = (payload: Uint8Array): Result.Result<unknown, string> => {
   try {
     return Result.succeed(JSON.parse(text))
   } catch (err) {
-    return Result.fail(`is not JSON (${(err as Error).message})`)
+    return Result.fail(`is not JSON (${bounded((err as Error).message)})`)
   }
 }
 
