@@ -48,8 +48,38 @@ export class CliError extends Data.TaggedError("CliError")<{ readonly message: s
 export const oneLine = (text: string): string => text.trim().replace(/\s*\n\s*/g, "; ")
 
 /**
+ * Characters a terminal acts on instead of showing: C0 controls (ESC starts
+ * the sequences that retitle or clear a terminal), DEL, C1 controls (0x9b is
+ * a one-byte CSI), the bidi controls that reorder what is shown (U+202A–202E,
+ * U+2066–2069, and the marks U+061C, U+200E, U+200F) and the Unicode line and
+ * paragraph separators.
+ */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
+
+const escapeOne = (c: string): string => {
+  const code = c.charCodeAt(0)
+  return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`
+}
+
+/**
+ * Text shown as it is, with every character a terminal would act on written
+ * as an escape (`\x1b`, `\x07`, `\u202e`): what the command line does to any
+ * text that may come from a peer (a server's error message) before printing
+ * it, so that a hostile server cannot retitle, clear or rewrite the
+ * terminal, nor reorder what a line shows. Escaping twice changes nothing.
+ *
+ * ```ts
+ * printable("\u001b]0;pwned\u0007") // "\\x1b]0;pwned\\x07"
+ * ```
+ *
+ * @since 0.2.0
+ * @category formatting
+ */
+export const printable = (text: string): string => text.replace(UNPRINTABLE, escapeOne)
+
+/**
  * What the command line prints of a failure after `error: `: its message
- * (or the value itself), on one line.
+ * (or the value itself), on one line, {@link printable}.
  *
  * ```ts
  * messageOf(new CliError({ message: "--unix cannot be combined with --udp" })) // "--unix cannot be combined with --udp"
@@ -59,11 +89,25 @@ export const oneLine = (text: string): string => text.trim().replace(/\s*\n\s*/g
  * @category formatting
  */
 export const messageOf = (e: unknown): string =>
-  oneLine(
+  printable(oneLine(
     typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" && e.message !== ""
       ? e.message
       : String(e)
-  )
+  ))
+
+/**
+ * The one line the command line prints for a failure, built from any text,
+ * a peer's included: `error: ` and the text on one line, {@link printable}.
+ * Every `error:` line goes through it.
+ *
+ * ```ts
+ * errorLine(`the server said: ${remote.message}`) // "error: the server said: \\x1b[2J…"
+ * ```
+ *
+ * @since 0.2.0
+ * @category formatting
+ */
+export const errorLine = (text: string): string => `error: ${printable(oneLine(text))}`
 
 /**
  * Whether a write failed because nobody reads the other end any more

@@ -40,7 +40,7 @@ import * as Redacted from "effect/Redacted"
 import { constants } from "node:os"
 import * as Address from "../Address.js"
 import type * as Exec from "../servers/Exec.js"
-import { CliError, durationOption, isBrokenPipe, limitRule, messageOf, oneLine } from "./common.js"
+import { CliError, durationOption, errorLine, isBrokenPipe, limitRule, messageOf, oneLine } from "./common.js"
 import { addressArg } from "./connect.js"
 import { formatDuration } from "./units.js"
 
@@ -169,7 +169,7 @@ const run = (address: Address.Address, options: ExecOptions): Effect.Effect<numb
     yield* writeTo(process.stdout, result.stdout)
     yield* writeTo(process.stderr, result.stderr)
     const { code, error } = outcome(result.header)
-    if (error !== undefined) yield* say(`error: ${error}`)
+    if (error !== undefined) yield* say(errorLine(error))
     if (result.header.truncated) {
       yield* say("warning: the output was cut at the server's output limit and the command was stopped")
     }
@@ -205,7 +205,7 @@ const exec = (options: ExecOptions) =>
   run(options.address, options).pipe(
     Effect.catch((e) => {
       const { code, line } = failure(options.address, options, e)
-      return Effect.as(say(`error: ${line}`), code)
+      return Effect.as(say(errorLine(line)), code)
     }),
     // The code is left for Node to exit with once the event loop is empty:
     // `process.exit` here could cut output still flowing into a pipe.

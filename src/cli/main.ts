@@ -26,7 +26,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
-import { messageOf, teardown, watchSignals } from "./common.js"
+import { errorLine, messageOf, teardown, watchSignals } from "./common.js"
 
 /**
  * The subcommands, one line each. A subcommand module exports `command`
@@ -69,7 +69,7 @@ const describeCliError = (error: CliError.NonShowHelpErrors): string => {
 const Presenter = CliOutput.layerPresenter({
   present: (event) =>
     event._tag === "InvalidInvocation"
-      ? Effect.sync(() => say(`error: ${event.errors.map(describeCliError).join("; ")}`))
+      ? Effect.sync(() => say(errorLine(event.errors.map(describeCliError).join("; "))))
       : CliOutput.defaultPresenter.present(event)
 })
 
@@ -79,7 +79,7 @@ const report = <E>(cause: Cause.Cause<E>): Effect.Effect<never, E> =>
     if (Cause.hasInterruptsOnly(cause)) return Effect.failCause(cause)
     const line = Option.match(Cause.findErrorOption(cause), {
       // effect/cli's errors went through the Presenter already.
-      onSome: (e) => CliError.isCliError(e) ? "" : `error: ${messageOf(e)}`,
+      onSome: (e) => CliError.isCliError(e) ? "" : errorLine(messageOf(e)),
       onNone: () => Cause.pretty(cause)
     })
     if (line !== "") say(line)
