@@ -204,6 +204,16 @@ export interface ListenOptions {
    * Connections beyond it are closed at once and counted in `refused`.
    */
   readonly acceptQueueSize?: number | undefined
+  /**
+   * The permission bits of a Unix socket file, whatever the umask (default
+   * 0o600). Connecting needs write permission on the file: with 0o600 only
+   * the listener's user (and root) can connect; 0o660 adds the file's group
+   * (the listener's group: run it under the group you mean); 0o666 lets any
+   * local user connect. The file is created with this mode before it
+   * appears at its path, so there is no moment with a wider one. Unix only
+   * (ignored for TCP); from 0 to 0o777, anything else is a defect.
+   */
+  readonly unixMode?: number | undefined
 }
 
 /**
@@ -227,9 +237,11 @@ export const connect: (
  * Listen on a TCP or Unix address (port 0: the kernel picks a free port; read
  * it from `listener.address`). A stale Unix socket file (connecting to it is
  * refused) is removed first; a live one is `AddressInUse`; a file that is not
- * a socket is `AddressInUse` too and is never deleted. Closing the scope stops
- * listening, destroys every accepted socket still open and removes the Unix
- * socket file it created. Invalid options are defects.
+ * a socket is `AddressInUse` too and is never deleted. A Unix socket file
+ * gets `unixMode` (default 0o600: only this user and root can connect),
+ * never the umask's mode. Closing the scope stops listening, destroys every
+ * accepted socket still open and removes the Unix socket file it created.
+ * Invalid options are defects.
  *
  * ```ts
  * const listener = yield* Socket.listen(Address.tcp("127.0.0.1", 0))

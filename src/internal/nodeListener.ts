@@ -11,7 +11,6 @@ import * as Effect from "effect/Effect"
 import type * as Pull from "effect/Pull"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Address from "../Address.js"
 import * as NetError from "../NetError.js"
@@ -21,7 +20,15 @@ import { ServerCapability } from "./listenerCapability.js"
 import { servePumps } from "./nodeServe.js"
 import { NodeSocket, type Owner, type Raw } from "./nodeSocket.js"
 import { type ListenConfig, listenConfig, withOptions } from "./nodeSocketOptions.js"
-import { listenError, prepareUnixPath, removeOwnSocketFile } from "./unixSocketFile.js"
+import {
+  discardPrivateBind,
+  listenError,
+  makePrivateBind,
+  prepareUnixPath,
+  type PrivateBind,
+  publishSocketFile,
+  removeOwnSocketFile
+} from "./unixSocketFile.js"
 
 type Resume<A, E> = (effect: Effect.Effect<A, E>) => void
 
@@ -169,10 +176,21 @@ const startListening = (
   config: ListenConfig
 ): Effect.Effect<NodeListener, NetError.ListenError> =>
   Effect.callback((resume) => {
+    // A Unix socket file is bound in a private directory and given its mode
+    // there, so that it never exists at its path with the umask's mode.
+    let bind: PrivateBind | undefined
+    if (address._tag === "UnixAddress") {
+      try {
+        bind = makePrivateBind(address)
+      } catch (e) {
+        return resume(Effect.fail(listenError(e, address)))
+      }
+    }
     const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
     const listener = new NodeListener(server, config, address)
     const onFailure = (err: Error) => {
       server.off("listening", onListening)
+      if (bind !== undefined) discardPrivateBind(bind)
       resume(Effect.fail(
         address._tag === "UnixAddress"
           ? listenError(err, address)
@@ -189,12 +207,13 @@ const startListening = (
         if (bound !== null && typeof bound === "object") {
           listener.address = new Address.TcpAddress({ host: bound.address, port: bound.port }, { disableChecks: true })
         }
-      } else {
-        try {
-          listener.unixInode = Fs.lstatSync(address.path).ino
-        } catch {
-          // Unlinked by someone else already: nothing of ours to remove later.
+      } else if (bind !== undefined) {
+        const published = publishSocketFile(bind, address, config.unixMode)
+        if ("error" in published) {
+          server.close()
+          return resume(Effect.fail(published.error))
         }
+        listener.unixInode = published.inode
       }
       resume(Effect.succeed(listener))
     }
@@ -203,8 +222,13 @@ const startListening = (
     if (address._tag === "TcpAddress") {
       server.listen({ host: address.host, port: address.port, backlog: config.backlog, ipv6Only: options.ipv6Only ?? false })
     } else {
-      server.listen({ path: address.path, backlog: config.backlog })
+      server.listen({ path: bind!.path, backlog: config.backlog })
     }
+    return Effect.sync(() => {
+      // Interrupted while starting: nothing may be left behind.
+      server.close()
+      if (bind !== undefined) discardPrivateBind(bind)
+    })
   })
 
 /** @internal */

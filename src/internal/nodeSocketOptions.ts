@@ -17,6 +17,8 @@ const DEFAULT_KEEPALIVE_MS = 60_000
 const DEFAULT_CLOSE_TIMEOUT_MS = 2_000
 const DEFAULT_ACCEPT_QUEUE = 1024
 const DEFAULT_BACKLOG = 511
+/** Only the listener's user (and root) may connect to its Unix socket file, whatever the umask. */
+const DEFAULT_UNIX_MODE = 0o600
 
 /** Socket options after defaults and validation; shared by every socket of a listener. */
 export interface SocketConfig {
@@ -35,6 +37,8 @@ export interface ListenConfig {
   readonly socket: SocketConfig
   readonly acceptQueueSize: number
   readonly backlog: number
+  /** The permission bits of a Unix listener's socket file. */
+  readonly unixMode: number
 }
 
 interface CommonOptions {
@@ -90,11 +94,24 @@ export const socketConfig = (options: CommonOptions): SocketConfig => {
   }
 }
 
+const unixMode = (value: number | undefined): number => {
+  if (value === undefined) return DEFAULT_UNIX_MODE
+  const ok = typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 0o777
+  check(
+    "unixMode",
+    ok ? undefined : `must be permission bits from 0 to 0o777, e.g. 0o660, got ${
+      typeof value === "number" && Number.isInteger(value) && value >= 0 ? `0o${value.toString(8)}` : String(value)
+    }`
+  )
+  return value
+}
+
 /** A listener's options, parsed (throws the defect of an invalid one: call it inside {@link withOptions}). */
 export const listenConfig = (options: Socket.ListenOptions): ListenConfig => ({
   socket: socketConfig(options),
   acceptQueueSize: positiveInt("acceptQueueSize", options.acceptQueueSize, DEFAULT_ACCEPT_QUEUE),
-  backlog: positiveInt("backlog", options.backlog, DEFAULT_BACKLOG)
+  backlog: positiveInt("backlog", options.backlog, DEFAULT_BACKLOG),
+  unixMode: unixMode(options.unixMode)
 })
 
 /** Invalid options are programming errors: a defect whose message names the option. */

@@ -1,11 +1,13 @@
 /**
  * The socket file of a Unix listener: a stale one (nobody accepts there) is
  * removed before listening, a live one or any other file is never touched,
- * and the file a listener created is removed when it stops.
+ * the file appears at its path with its final mode (never the umask's), and
+ * the file a listener created is removed when it stops.
  *
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -13,6 +15,111 @@ import type * as Address from "../Address.js"
 import * as NetError from "../NetError.js"
 
 const UNIX_PROBE_TIMEOUT_MS = 1_000
+
+/** The longest Unix socket path the kernel takes: sun_path is 108 bytes on Linux, 104 on macOS and the BSDs. */
+const SUN_PATH_MAX = process.platform === "linux" ? 108 : 104
+
+/**
+ * Where a Unix listener binds before its socket file is given its mode: a
+ * fresh directory beside the path that only this user can enter.
+ */
+export interface PrivateBind {
+  readonly directory: string
+  /** The socket file inside it, which `listen` creates. */
+  readonly path: string
+}
+
+/**
+ * Make the private directory to bind in. Binding creates the socket file
+ * with the mode the umask leaves (0777 under umask 000), and a chmod after
+ * bind would leave a moment in which anyone may connect: so the file is
+ * created in a directory of mode 0700 (nobody else can reach it there),
+ * given its mode, and only then hard-linked to its path ({@link publishSocketFile}).
+ * `process.umask` is not touched: it is process-wide (files created by other
+ * threads meanwhile would get it) and worker threads cannot change it.
+ * The directory's name is as short as the kernel's path limit needs.
+ */
+export const makePrivateBind = (address: Address.UnixAddress): PrivateBind => {
+  const parent = Path.dirname(address.path)
+  const tooLong = (detail: string) =>
+    Object.assign(new Error(`${address.path} is too long for a Unix socket`), { code: "ENAMETOOLONG", detail })
+  const bytes = Buffer.byteLength(address.path)
+  if (bytes > SUN_PATH_MAX) {
+    throw tooLong(`a Unix socket path holds at most ${SUN_PATH_MAX} bytes, this one has ${bytes}: choose a shorter path`)
+  }
+  // "/" + name + "/s" must fit in sun_path; 12 random characters when they do.
+  const length = Math.min(12, SUN_PATH_MAX - Buffer.byteLength(parent) - 3)
+  if (length < 2) {
+    throw tooLong(
+      `the directory ${parent} is too long a path to create a socket file in safely: ` +
+        `keep it under ${SUN_PATH_MAX - 5} bytes`
+    )
+  }
+  for (let attempt = 0;; attempt++) {
+    const name = `.${Crypto.randomBytes(8).toString("hex").slice(0, length - 1)}`
+    const directory = Path.join(parent, name)
+    try {
+      Fs.mkdirSync(directory, { mode: 0o700 })
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EEXIST" && attempt < 16) continue
+      throw e
+    }
+    const bind = { directory, path: Path.join(directory, "s") }
+    try {
+      // The umask may have taken bits this user needs to bind inside.
+      Fs.chmodSync(directory, 0o700)
+    } catch (e) {
+      discardPrivateBind(bind)
+      throw e
+    }
+    return bind
+  }
+}
+
+/** Remove the private directory and whatever is left in it. */
+export const discardPrivateBind = (bind: PrivateBind): void => {
+  try {
+    Fs.unlinkSync(bind.path)
+  } catch {
+    // Not created (the bind failed) or already moved.
+  }
+  try {
+    Fs.rmdirSync(bind.directory)
+  } catch {
+    // Already gone.
+  }
+}
+
+/**
+ * Give the socket file bound in `bind` its `mode`, link it to its path (which
+ * fails if anything appeared there meanwhile: nothing is replaced) and remove
+ * the private directory. The inode of the file at its path, or why not.
+ */
+export const publishSocketFile = (
+  bind: PrivateBind,
+  address: Address.UnixAddress,
+  mode: number
+): { readonly inode: number } | { readonly error: NetError.ListenError } => {
+  try {
+    Fs.chmodSync(bind.path, mode)
+    Fs.linkSync(bind.path, address.path)
+    return { inode: Fs.lstatSync(address.path).ino }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") {
+      return {
+        error: new NetError.AddressInUse({
+          address,
+          code: "EADDRINUSE",
+          detail: `${address.path} was created by someone else while this listener started; it was left untouched`
+        })
+      }
+    }
+    return { error: listenError(e, address) }
+  } finally {
+    // libuv unlinks the name it bound when the listener closes: that one is gone by then.
+    discardPrivateBind(bind)
+  }
+}
 
 /** Remove the socket file at `path` if it is still the one we created (`inode`). */
 export const removeOwnSocketFile = (path: string, inode: number): void => {
@@ -122,7 +229,9 @@ export const missingDirectory = (path: string): { readonly code: "ENOENT" | "ENO
 export const listenError = (err: unknown, address: Address.UnixAddress): NetError.ListenError => {
   const code = (err as NodeJS.ErrnoException | undefined)?.code
   const missing = code === "EACCES" || code === "ENOENT" || code === "ENOTDIR" ? missingDirectory(address.path) : undefined
-  return missing === undefined
-    ? NetError.fromSystemError(err, { phase: "listen", address })
-    : new NetError.PathNotFound({ address, code: missing.code, syscall: "listen", cause: err, detail: missing.detail })
+  if (missing !== undefined) {
+    return new NetError.PathNotFound({ address, code: missing.code, syscall: "listen", cause: err, detail: missing.detail })
+  }
+  const detail = (err as { readonly detail?: unknown } | undefined)?.detail
+  return NetError.fromSystemError(err, { phase: "listen", address, detail: typeof detail === "string" ? detail : undefined })
 }
