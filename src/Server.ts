@@ -44,6 +44,7 @@ import { setMaxListeners } from "node:events"
 import * as Address from "./Address.js"
 import { ConnectionSlots, SUMMARY_INTERVAL_MS } from "./internal/connectionSlots.js"
 import { serverCapabilityOf } from "./internal/listenerCapability.js"
+import { joinBudget, MemoryBudget } from "./internal/memoryBudget.js"
 import * as Check from "./internal/options.js"
 import type { ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
@@ -68,6 +69,12 @@ export interface Connection {
    * code driven by callbacks rather than a fiber, such as `Socket.pump`.
    */
   readonly signal: AbortSignal
+  /**
+   * The server's `writeTimeout` (`Duration.infinity`: none). A Node socket
+   * applies it by itself; {@link pump} handlers apply it on other sockets
+   * (`MemorySocket`, a wrapper), on Effect's clock.
+   */
+  readonly writeTimeout: Duration.Duration
 }
 
 const PumpTypeId: unique symbol = Symbol.for("effect-wire/Server/Pump") as never
@@ -91,7 +98,7 @@ const PumpTypeId: unique symbol = Symbol.for("effect-wire/Server/Pump") as never
 export interface PumpedHandler<E> {
   (
     socket: Socket.Socket,
-    connection?: Pick<Connection, "signal"> | undefined
+    connection?: Partial<Pick<Connection, "signal" | "writeTimeout">> | undefined
   ): Effect.Effect<void, E | ReadError | WriteError>
   readonly [PumpTypeId]: (socket: Socket.Socket) => Socket.PumpHandler<E>
 }
@@ -119,8 +126,10 @@ export interface PumpedHandler<E> {
  */
 export const pump = <E>(make: (socket: Socket.Socket) => Socket.PumpHandler<E>): PumpedHandler<E> =>
   Object.assign(
-    (socket: Socket.Socket, connection?: Pick<Connection, "signal"> | undefined) =>
-      Effect.suspend(() => Socket.pump(socket, make(socket), { signal: connection?.signal })),
+    (socket: Socket.Socket, connection?: Partial<Pick<Connection, "signal" | "writeTimeout">> | undefined) =>
+      Effect.suspend(() =>
+        Socket.pump(socket, make(socket), { signal: connection?.signal, writeTimeout: connection?.writeTimeout })
+      ),
     { [PumpTypeId]: make }
   )
 
@@ -171,6 +180,36 @@ export interface Options<E, R> {
    */
   readonly idleTimeout?: Duration.Input | undefined
   /**
+   * A connection whose peer leaves bytes we wrote waiting this long (it
+   * stopped reading, or reads far too slowly) fails with `WriteTimeout`, a
+   * debug line like an idle timeout. Default 30 seconds: far longer than a
+   * live client pauses between reads, short enough that a peer that never
+   * reads does not hold its connection slot and the output waiting for it
+   * for long (each such peer holds Node's buffer, 16 KiB and the last write,
+   * besides the kernel's). Checked once per timeout, so a cut comes between
+   * once and twice it. Above 0; `Duration.infinity` means none; 0 is
+   * refused. With {@link fromListener}, a Node listener keeps the
+   * `writeTimeout` it was made with (none unless given), and the option
+   * applies to {@link pump} handlers on other sockets.
+   */
+  readonly writeTimeout?: Duration.Input | undefined
+  /**
+   * The most memory, in bytes, the server's connections may hold at once
+   * (default: no budget): input read but not yet framed or pulled (a
+   * decoder's unfinished frame, a socket's read queue) and output written
+   * that the peers have not taken (Node's write buffers). Past it every
+   * connection stops reading (backpressure, as for a full read buffer);
+   * if it is still over 100 ms later, the connections holding the most are
+   * closed with `MemoryBudgetExceeded` until it is under 90 % of the budget,
+   * then reading resumes. Each cut is counted (in `Stats.failed`, and in the
+   * summary of expected endings) and logged at debug, and a warning names
+   * the budget (at most every 10 seconds). Node sockets count (both paths: a
+   * pump handler's decoder when it says what it holds, as the built-in
+   * byte servers' do, and an Effect handler's read queue); memory the
+   * handler keeps elsewhere is its own. A positive integer; 0 is refused.
+   */
+  readonly memoryBudget?: number | undefined
+  /**
    * How long open connections may finish after shutdown begins (default 10
    * seconds). Above 0 and finite: a drain must end.
    */
@@ -189,7 +228,7 @@ export interface Options<E, R> {
    */
   readonly logLevel?: LogLevel.LogLevel | undefined
   /** Further socket options for the listener and accepted sockets. */
-  readonly listen?: Omit<Socket.ListenOptions, "idleTimeout"> | undefined
+  readonly listen?: Omit<Socket.ListenOptions, "idleTimeout" | "writeTimeout"> | undefined
 }
 
 /**
@@ -283,21 +322,38 @@ export class Server extends Context.Service<Server, RunningServer>()("effect-wir
 
 const DEFAULT_MAX_CONNECTIONS = 1024
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(10)
+const DEFAULT_WRITE_TIMEOUT = Duration.seconds(30)
+
+/** The limits of the options after defaults, with those `Limits` does not report. */
+interface Checked extends Limits {
+  /** `Duration.infinity`: none. */
+  readonly writeTimeout: Duration.Duration
+  /** In bytes; undefined: no budget. */
+  readonly memoryBudget: number | undefined
+}
 
 /** The limits of the options after defaults; an invalid one is a defect naming it. */
 const limitsOf = (
-  options: Pick<Options<unknown, unknown>, "maxConnections" | "overflow" | "idleTimeout" | "shutdownTimeout">
-): Effect.Effect<Limits> =>
+  options: Pick<
+    Options<unknown, unknown>,
+    "maxConnections" | "overflow" | "idleTimeout" | "writeTimeout" | "memoryBudget" | "shutdownTimeout"
+  >,
+  defaultWriteTimeout: Duration.Input
+): Effect.Effect<Checked> =>
   Effect.suspend(() => {
     const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
     const overflow = options.overflow ?? "queue"
     const idleTimeout = options.idleTimeout ?? Duration.infinity
+    const writeTimeout = options.writeTimeout ?? defaultWriteTimeout
+    const memoryBudget = options.memoryBudget
     const shutdownTimeout = options.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT
     const invalid = (name: string, reason: Check.Reason) =>
       reason === undefined ? undefined : Check.defect("Server", name, reason)
     const defect = invalid("maxConnections", Check.positiveInt(maxConnections)) ??
       invalid("overflow", Check.oneOf(overflow, ["queue", "refuse"])) ??
       invalid("idleTimeout", Check.duration(idleTimeout, { never: true })) ??
+      invalid("writeTimeout", Check.duration(writeTimeout, { never: true })) ??
+      (memoryBudget === undefined ? undefined : invalid("memoryBudget", Check.positiveInt(memoryBudget))) ??
       invalid(
         "shutdownTimeout",
         Check.duration(shutdownTimeout, { never: false, finite: "a drain must end, even with a client that never does" })
@@ -307,6 +363,8 @@ const limitsOf = (
       maxConnections,
       overflow,
       idleTimeout: Duration.fromInputUnsafe(idleTimeout),
+      writeTimeout: Duration.fromInputUnsafe(writeTimeout),
+      memoryBudget,
       shutdownTimeout: Duration.fromInputUnsafe(shutdownTimeout)
     })
   })
@@ -347,9 +405,13 @@ export type ListenerOptions<E, R> = Omit<Options<E, R>, "address" | "idleTimeout
 export const make = <E, R>(
   options: Options<E, R>
 ): Effect.Effect<RunningServer, ListenError, Exclude<R, Scope.Scope> | Scope.Scope> =>
-  Effect.flatMap(limitsOf(options), (limits) =>
+  Effect.flatMap(limitsOf(options, DEFAULT_WRITE_TIMEOUT), (limits) =>
     Effect.flatMap(
-      Socket.listen(options.address, { ...options.listen, idleTimeout: options.idleTimeout }),
+      Socket.listen(options.address, {
+        ...options.listen,
+        idleTimeout: options.idleTimeout,
+        writeTimeout: Duration.isFinite(limits.writeTimeout) ? limits.writeTimeout : undefined
+      }),
       (listener) => run(listener, options, limits)
     ))
 
@@ -372,7 +434,13 @@ export const fromListener = <E, R>(
   options: ListenerOptions<E, R>
 ): Effect.Effect<RunningServer, never, Exclude<R, Scope.Scope> | Scope.Scope> =>
   Effect.flatMap(
-    limitsOf({ maxConnections: options.maxConnections, overflow: options.overflow, shutdownTimeout: options.shutdownTimeout }),
+    limitsOf({
+      maxConnections: options.maxConnections,
+      overflow: options.overflow,
+      writeTimeout: options.writeTimeout,
+      memoryBudget: options.memoryBudget,
+      shutdownTimeout: options.shutdownTimeout
+    }, Duration.infinity),
     (limits) => run(listener, options, limits)
   )
 
@@ -380,10 +448,11 @@ export const fromListener = <E, R>(
 const run = <E, R>(
   listener: Socket.Listener,
   options: ListenerOptions<E, R>,
-  limits: Limits
+  checked: Checked
 ): Effect.Effect<RunningServer, never, Exclude<R, Scope.Scope> | Scope.Scope> =>
   Effect.gen(function*() {
-    const { maxConnections, overflow, shutdownTimeout } = limits
+    const { maxConnections, overflow, shutdownTimeout, writeTimeout, memoryBudget, ...rest } = checked
+    const limits: Limits = { maxConnections, overflow, idleTimeout: rest.idleTimeout, shutdownTimeout }
     const logLevel = yield* logLevelOf(options.logLevel)
     const name = options.name ?? Address.format(listener.address)
     // For logging from Node's callbacks, with the caller's logger.
@@ -397,6 +466,13 @@ const run = <E, R>(
       yield* Clock.clockWith(Effect.succeed),
       logLevel
     )
+    // The memory budget, if any, counts every Node socket served (see memoryBudget.ts).
+    const budget = memoryBudget === undefined ? undefined : new MemoryBudget(memoryBudget, {
+      paused: (used) => slots.budgetPaused(used),
+      cut: (n, used) => slots.budgetCut(n, used),
+      resumed: () => slots.budgetResumed()
+    })
+    slots.budget = budget
     const drainSignal = yield* Deferred.make<void>()
     const shutdownReport = yield* Deferred.make<ShutdownReport>()
     // One fiber per connection, supervised here: a connection's failure ends only that fiber.
@@ -412,7 +488,15 @@ const run = <E, R>(
     setMaxListeners(0, signal)
 
     const serve = (socket: Socket.Socket, id: number): Effect.Effect<void, never, Exclude<R, Scope.Scope>> => {
-      const connection: Connection = { id, remoteAddress: socket.remoteAddress, draining, isDraining, signal }
+      joinBudget(socket, budget)
+      const connection: Connection = {
+        id,
+        remoteAddress: socket.remoteAddress,
+        draining,
+        isDraining,
+        signal,
+        writeTimeout
+      }
       return options.handler(socket, connection).pipe(
         Effect.scoped,
         Effect.onExit((exit) => {
@@ -480,6 +564,7 @@ const run = <E, R>(
         // cut connection's close may wait up to its closeTimeout for a flush.
         yield* Effect.zip(Fiber.interruptAll(Array.from(connections)), pumps?.cut ?? Effect.void, { concurrent: true })
         const report: ShutdownReport = { finished: open - cut, cut }
+        budget?.stop()
         yield* Fiber.interrupt(summaries)
         yield* slots.summarise
         yield* Deferred.succeed(shutdownReport, report)

@@ -69,7 +69,11 @@ export type TypeId = typeof TypeId
  * - `end`, `reset` and `close` are idempotent.
  * - After `idleTimeout` with no byte moved either way, pending and later reads
  *   and writes fail with `IdleTimeout` and the socket is destroyed. A reader
- *   that stops pulling moves no bytes, so it counts as idle too.
+ *   that stops pulling moves no bytes, so it counts as idle too; so do bytes
+ *   we keep writing that the peer never takes.
+ * - With `writeTimeout`, bytes written that still wait for the peer after
+ *   that long fail reads and writes with `WriteTimeout`, and the socket is
+ *   destroyed.
  * - Addresses: TCP ends report IP and port. A Unix client end has no name of
  *   its own, so both ends of a Unix connection report the listener's path.
  *
@@ -169,6 +173,15 @@ export interface ConnectOptions {
    * (default, or `Duration.infinity`: never; 0 is refused).
    */
   readonly idleTimeout?: Duration.Input | undefined
+  /**
+   * Bytes written that are still waiting in our buffer after this long (the
+   * peer does not take what we write) fail the connection with
+   * `WriteTimeout`, reads and writes alike, and the socket closes (default,
+   * or `Duration.infinity`: never; 0 is refused). Checked once per timeout,
+   * so a cut comes between once and twice it. It bounds how long a peer
+   * that stops reading holds what we wrote to it.
+   */
+  readonly writeTimeout?: Duration.Input | undefined
   /** Reading pauses once more than this many received bytes wait to be pulled (default 64 KiB). */
   readonly readBufferSize?: number | undefined
   /**
@@ -195,6 +208,8 @@ export interface ListenOptions {
   readonly keepAlive?: boolean | Duration.Input | undefined
   /** Applied to every accepted socket. */
   readonly idleTimeout?: Duration.Input | undefined
+  /** Applied to every accepted socket (see {@link ConnectOptions}). */
+  readonly writeTimeout?: Duration.Input | undefined
   /** Applied to every accepted socket. */
   readonly readBufferSize?: number | undefined
   /** Applied to every accepted socket. */
@@ -313,6 +328,14 @@ export interface PumpOptions {
    * the server starts draining.
    */
   readonly signal?: AbortSignal | undefined
+  /**
+   * On a socket that is not a Node socket (`MemorySocket`, a wrapper): a
+   * batch of output not written within this long (the peer does not read)
+   * fails the pump with `WriteTimeout`, on Effect's clock (default, or
+   * `Duration.infinity`: none). A Node socket applies its own `writeTimeout`
+   * (a {@link connect} or {@link listen} option) instead.
+   */
+  readonly writeTimeout?: Duration.Input | undefined
 }
 
 /**

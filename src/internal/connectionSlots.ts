@@ -19,6 +19,7 @@ import * as References from "effect/References"
 import * as Address from "../Address.js"
 import type * as Socket from "../Socket.js"
 import { LimitWarning, RATE_NOTE } from "./limitWarning.js"
+import { formatBytes, type MemoryBudget } from "./memoryBudget.js"
 
 /** See `Server.Overflow`. */
 export type Overflow = "queue" | "refuse"
@@ -37,9 +38,18 @@ const describeCause = (cause: Cause.Cause<unknown>): string => {
 /**
  * How a connection may end that is part of serving, not a failure of the
  * server: the peer reset it (or was gone when we wrote), it was idle too
- * long, or a frame of it took too long. Logged at debug and summarised.
+ * long, a frame of it took too long, the peer did not take what we wrote
+ * (`WriteTimeout`), or the server cut it to stay within its memory budget
+ * (which also logs a limit warning). Logged at debug and summarised.
  */
-const EXPECTED_ENDINGS: ReadonlySet<string> = new Set(["ConnectionReset", "BrokenPipe", "IdleTimeout", "FrameTimeout"])
+const EXPECTED_ENDINGS: ReadonlySet<string> = new Set([
+  "ConnectionReset",
+  "BrokenPipe",
+  "IdleTimeout",
+  "FrameTimeout",
+  "WriteTimeout",
+  "MemoryBudgetExceeded"
+])
 
 /** The tag of an expected ending, or undefined for a failure worth a warning (a defect always is). */
 const expectedEnding = (cause: Cause.Cause<unknown>): string | undefined => {
@@ -80,6 +90,8 @@ export class ConnectionSlots {
    * one (the accept loop while it waits, or a listener's callbacks).
    */
   onFree: (() => void) | undefined = undefined
+  /** The server's memory budget, when it has one: every Node socket served joins it. */
+  budget: MemoryBudget | undefined = undefined
 
   private emptyWaiters: Array<() => void> = []
   private readonly warning: LimitWarning
@@ -91,6 +103,11 @@ export class ConnectionSlots {
   /** Expected endings by kind since the last summary, in the order first seen. */
   private early = new Map<string, number>()
   private earlySince: number
+  private readonly budgetWarning: LimitWarning
+  // Counted since the last budget warning.
+  private budgetPauses = 0
+  private budgetCuts = 0
+  private budgetUsed = 0
 
   constructor(
     readonly maxConnections: number,
@@ -109,6 +126,45 @@ export class ConnectionSlots {
       (since) => this.describeLimit(since),
       (message) => fork(this.logged(Effect.logWarning(message)))
     )
+    this.budgetWarning = new LimitWarning(
+      clock,
+      (since) => this.describeBudget(since),
+      (message) => fork(this.logged(Effect.logWarning(message)))
+    )
+  }
+
+  /** The memory budget was hit: every connection stopped reading (warned about once the episode's outcome is known). */
+  budgetPaused(used: number): void {
+    this.budgetPauses++
+    this.budgetUsed = Math.max(this.budgetUsed, used)
+  }
+
+  /** Back under the memory budget, reading resumed. */
+  budgetResumed(): void {
+    if (this.budgetPauses > 0 || this.budgetCuts > 0) this.budgetWarning.hit()
+  }
+
+  /** The memory budget cut `n` connections (each also ends as `MemoryBudgetExceeded`, logged at debug). */
+  budgetCut(n: number, used: number): void {
+    this.budgetCuts += n
+    this.budgetUsed = Math.max(this.budgetUsed, used)
+    this.budgetWarning.hit()
+  }
+
+  private describeBudget(since: string): string {
+    const limit = this.budget?.limit ?? 0
+    const pauses = this.budgetPauses
+    const cuts = this.budgetCuts
+    const used = this.budgetUsed
+    this.budgetPauses = 0
+    this.budgetCuts = 0
+    this.budgetUsed = 0
+    return `${this.name}: its connections hold more than its memory budget (memoryBudget: ${formatBytes(limit)}; ` +
+      `input not yet framed or read, and output the peers have not taken): reading paused ${plural(pauses, "time")}, ` +
+      `${plural(cuts, "connection")} holding the most closed with MemoryBudgetExceeded ${since} (at most ${
+        formatBytes(used)
+      } held). Raise memoryBudget (--memory-budget on the command line) if this machine has the memory, or ` +
+      `lower the longest frame (--max-frame). ${RATE_NOTE}`
   }
 
   /**

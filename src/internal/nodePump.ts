@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
+import { heldBy } from "./memoryBudget.js"
 import type { CallbackReader, NodeSocket } from "./nodeSocket.js"
 import { type Deadline, deadlineOf } from "./pumpDeadline.js"
 import { ONE_READER } from "./socketContract.js"
@@ -107,6 +108,8 @@ export class Pumping<E> implements CallbackReader {
 
   read(bytes: Buffer): void {
     if (!this.handle(bytes)) return
+    const budget = this.s.budget
+    if (budget !== undefined) budget.update(this.s)
     if (this.deadline !== undefined) this.watch(this.deadline)
     if (this.abortPending) this.onAbort()
   }
@@ -170,11 +173,16 @@ export class Pumping<E> implements CallbackReader {
       raw.uncork()
     }
     out.length = 0
+    if (s.stall === undefined) s.watchStall()
     if (!ok && !this.awaitingDrain && !s.flushed()) {
       this.awaitingDrain = true
       s.pauseReading()
     }
     return true
+  }
+
+  held(): number {
+    return heldBy(this.handler)
   }
 
   drained(): void {

@@ -11,6 +11,7 @@ import * as Exit from "effect/Exit"
 import type * as Socket from "../Socket.js"
 import type { ConnectionSlots } from "./connectionSlots.js"
 import type { PumpConnections } from "./listenerCapability.js"
+import { joinBudget } from "./memoryBudget.js"
 import type { NodeListener } from "./nodeListener.js"
 import { type Pumping, startPump } from "./nodePump.js"
 import type { NodeSocket } from "./nodeSocket.js"
@@ -65,6 +66,7 @@ export const servePumps = (
       return ended(Exit.die(defect))
     }
     state.pump = startPump(socket, handler, undefined, ended)
+    if (!state.ended) joinBudget(socket, slots.budget)
   }
 
   /** A new connection: served, refused, or (false) left in the listener's queue until a slot frees. */

@@ -24,6 +24,7 @@ import type * as Net from "node:net"
 import * as Address from "../Address.js"
 import * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
+import { BudgetKey, formatBytes, type Member, type MemoryBudget } from "./memoryBudget.js"
 import type { SocketConfig } from "./nodeSocketOptions.js"
 import { pumpEffect } from "./nodePump.js"
 import { ONE_READER, PumpInCallbacks, TypeId } from "./socketContract.js"
@@ -54,6 +55,12 @@ const CLOSED = 4 // Node's 'close' fired: the handle is gone
 const CLOSING = 8 // close/reset was called: reads end, incoming bytes are discarded
 const ENDED = 16 // end was called: no more writes
 const CONNECTED = 32
+const BUDGET_WAIT = 64 // reading is wanted, but the server's memory budget paused it
+
+/** The failures we raise ourselves: reads and writes fail with them as they are. */
+const isOurCut = (failure: unknown): failure is NetError.IdleTimeout | NetError.WriteTimeout | NetError.MemoryBudgetExceeded =>
+  failure instanceof NetError.IdleTimeout || failure instanceof NetError.WriteTimeout ||
+  failure instanceof NetError.MemoryBudgetExceeded
 
 type Resume<A, E> = (effect: Effect.Effect<A, E>) => void
 /** One element per pull: everything received since the last pull; the end is `Cause.Done`. */
@@ -74,14 +81,33 @@ export interface CallbackReader {
   end(): void
   finish(exit: Exit.Exit<void, unknown>): void
   drained(): void
+  /** Input bytes its handler holds (a decoder's unfinished frame), for the memory budget. */
+  held(): number
 }
+
+/**
+ * Bytes waiting in Node's buffer for the peer to take them, watched for the
+ * write timeout: made when a write leaves bytes waiting, dropped once none
+ * wait. Times are `performance.now()`.
+ */
+interface StallWatch {
+  /** Since when the oldest bytes may have waited. */
+  since: number
+  /** How many bytes waited then, and how many the kernel had taken by then. */
+  pending: number
+  base: number
+  timer: ReturnType<typeof setTimeout> | undefined
+}
+
+/** Bytes the kernel has taken from Node's buffer so far. */
+const takenOf = (raw: Raw): number => (raw.bytesWritten ?? 0) - raw.writableLength
 
 /**
  * One connected socket. Reads: Node flows into `queue` until `readBufferSize`
  * bytes wait, then it is paused until a pull takes the queue as one element.
  * Writes go straight to Node and wait only when `write()` returns false.
  */
-export class NodeSocket implements Socket.Socket {
+export class NodeSocket implements Socket.Socket, Member {
   declare readonly [TypeId]: Socket.TypeId
   pipe() {
     // eslint-disable-next-line prefer-rest-params
@@ -99,6 +125,11 @@ export class NodeSocket implements Socket.Socket {
   /** A `Socket.pump` driving this socket from Node's callbacks, if one runs. */
   direct: CallbackReader | undefined = undefined
   drainWaiters: Array<Resume<void, NetError.WriteError>> | undefined = undefined
+  /** Bytes waiting for the peer, while a write or idle timeout watches them. */
+  stall: StallWatch | undefined = undefined
+  /** The server's memory budget, when it has one and this socket counts in it. */
+  budget: MemoryBudget | undefined = undefined
+  charged = 0
 
   constructor(
     readonly raw: Raw,
@@ -150,6 +181,10 @@ export class NodeSocket implements Socket.Socket {
 
   startReading(): void {
     if ((this.flags & (READING | EOF | CLOSED)) === 0) {
+      if (this.budget?.paused === true) {
+        this.flags |= BUDGET_WAIT
+        return
+      }
       this.flags |= READING
       this.raw.resume()
     }
@@ -193,6 +228,7 @@ export class NodeSocket implements Socket.Socket {
     const queued = this.queued
     this.queue = undefined
     this.queued = 0
+    if (this.budget !== undefined) this.budget.update(this)
     this.startReading()
     // One element per Stream chunk: an operator that stops early (take, runHead)
     // must not drop bytes that were pulled along with the ones it wanted.
@@ -201,7 +237,7 @@ export class NodeSocket implements Socket.Socket {
 
   readError(): NetError.ReadError {
     const failure = this.failure
-    if (failure instanceof NetError.IdleTimeout) return failure
+    if (isOurCut(failure)) return failure
     // A write failed with EPIPE: the peer is gone, which is what reads know as a reset.
     if (errnoOf(failure) === "EPIPE") {
       return new NetError.ConnectionReset({
@@ -220,7 +256,7 @@ export class NodeSocket implements Socket.Socket {
   writeError(): NetError.WriteError {
     const failure = this.failure
     if (failure !== undefined) {
-      return failure instanceof NetError.IdleTimeout
+      return isOurCut(failure)
         ? failure
         : NetError.fromSystemError(failure, { phase: "write", address: this.remoteAddress })
     }
@@ -269,7 +305,9 @@ export class NodeSocket implements Socket.Socket {
   readonly write = (bytes: Uint8Array): Effect.Effect<void, NetError.WriteError> =>
     Effect.suspend(() => {
       if (!this.canWrite()) return Effect.fail(this.writeError())
-      return this.raw.write(bytes) || this.flushed() ? Effect.void : this.awaitDrain()
+      const ok = this.raw.write(bytes)
+      this.afterWrite()
+      return ok || this.flushed() ? Effect.void : this.awaitDrain()
     })
 
   readonly writeAll = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, NetError.WriteError> =>
@@ -280,13 +318,114 @@ export class NodeSocket implements Socket.Socket {
     const raw = this.raw
     const n = chunks.length
     if (n === 0) return Effect.void
-    if (n === 1) return raw.write(chunks[0]!) || this.flushed() ? Effect.void : this.awaitDrain()
-    // Corked writes leave as one writev on uncork.
-    raw.cork()
-    let ok = true
-    for (let i = 0; i < n; i++) ok = raw.write(chunks[i]!)
-    raw.uncork()
+    let ok: boolean
+    if (n === 1) ok = raw.write(chunks[0]!)
+    else {
+      // Corked writes leave as one writev on uncork.
+      raw.cork()
+      ok = true
+      for (let i = 0; i < n; i++) ok = raw.write(chunks[i]!)
+      raw.uncork()
+    }
+    this.afterWrite()
     return ok || this.flushed() ? Effect.void : this.awaitDrain()
+  }
+
+  /** After a write: watch bytes left waiting (the write timeout), and charge the memory budget. */
+  afterWrite(): void {
+    if (this.stall === undefined) this.watchStall()
+    if (this.budget !== undefined) this.budget.update(this)
+  }
+
+  /**
+   * Bytes are left waiting for the peer: with a write timeout, watch them.
+   * The connection is cut once bytes waited that long; checked once per
+   * timeout, it acts between once and twice it, with one timer per socket
+   * at most and nothing per write. (The idle timeout needs no such watch:
+   * Node's idle timer is refreshed by bytes read and by writes the kernel
+   * completes, and a write made while an earlier one waits only queues.)
+   */
+  watchStall(): void {
+    const period = this.config.writeTimeoutMs
+    if (period === 0) return
+    const raw = this.raw
+    const pending = raw.writableLength
+    if (pending === 0) return
+    this.stall = { since: performance.now(), pending, base: takenOf(raw), timer: undefined }
+    this.armStall(period)
+  }
+
+  armStall(millis: number): void {
+    const timer = setTimeout(onStall, Math.max(1, Math.ceil(millis)), this)
+    timer.unref()
+    this.stall!.timer = timer
+  }
+
+  checkStall(): void {
+    const w = this.stall
+    if (w === undefined) return
+    w.timer = undefined
+    const raw = this.raw
+    const pending = raw.writableLength
+    if (pending === 0 || this.failure !== undefined || (this.flags & CLOSED) !== 0 || raw.destroyed) {
+      this.stall = undefined
+      return
+    }
+    const now = performance.now()
+    const taken = takenOf(raw)
+    // Every byte that waited at `since` is gone: the oldest one waiting now came later.
+    if (taken - w.base >= w.pending) {
+      w.since = now
+      w.pending = pending
+      w.base = taken
+    }
+    const writeTimeoutMs = this.config.writeTimeoutMs
+    if (now - w.since >= writeTimeoutMs) {
+      return this.cutFor(
+        new NetError.WriteTimeout({
+          address: this.remoteAddress,
+          detail: `${formatBytes(pending)} written to it were still waiting after ${Math.round(now - w.since)} ms ` +
+            `(writeTimeout: ${writeTimeoutMs} ms)`
+        })
+      )
+    }
+    this.armStall(w.since + writeTimeoutMs - now)
+  }
+
+  /** Close the connection at once: pending and later reads and writes fail with `error`. */
+  cutFor(error: NetError.IdleTimeout | NetError.WriteTimeout | NetError.MemoryBudgetExceeded): void {
+    if (this.failure === undefined) this.failure = error
+    this.raw.destroy()
+  }
+
+  // -- memory budget ----------------------------------------------------------
+
+  /** Joins the server's memory budget (see memoryBudget.ts). */
+  [BudgetKey](budget: MemoryBudget): void {
+    if ((this.flags & CLOSED) !== 0) return
+    this.budget = budget
+    budget.join(this)
+  }
+
+  heldInput(): number {
+    const direct = this.direct
+    return direct === undefined ? this.queued : this.queued + direct.held()
+  }
+
+  pendingOutput(): number {
+    return this.raw.writableLength
+  }
+
+  budgetPause(): void {
+    if ((this.flags & READING) === 0) return
+    this.flags = (this.flags & ~READING) | BUDGET_WAIT
+    this.raw.pause()
+  }
+
+  budgetResume(): void {
+    if ((this.flags & BUDGET_WAIT) === 0) return
+    this.flags &= ~BUDGET_WAIT
+    this.startReading()
   }
 
   get writes(): Sink.Sink<void, Uint8Array, never, NetError.WriteError> {
@@ -400,12 +539,13 @@ export class NodeSocket implements Socket.Socket {
     const queue = this.queue
     this.queue = undefined
     this.queued = 0
+    if (this.budget !== undefined) this.budget.update(this)
     return queue
   }
 
   /** Stop reading until `startReading`: the peer is not reading what we write. */
   pauseReading(): void {
-    this.flags &= ~READING
+    this.flags &= ~(READING | BUDGET_WAIT)
     this.raw.pause()
   }
 
@@ -484,6 +624,7 @@ function onData(this: Raw, chunk: Buffer): void {
     s.flags &= ~READING
     this.pause()
   }
+  if (s.budget !== undefined) s.budget.update(s)
   s.wakeReader()
 }
 
@@ -509,12 +650,23 @@ function onClose(this: Raw): void {
   s.wakeReader()
   s.direct?.finish(s.failure === undefined ? Exit.void : Exit.fail(s.readError()))
   s.settleDrainWaiters(Effect.suspend(() => Effect.fail(s.writeError())))
+  const stall = s.stall
+  if (stall !== undefined) {
+    if (stall.timer !== undefined) clearTimeout(stall.timer)
+    s.stall = undefined
+  }
+  s.budget?.leave(s)
 }
 
 function onDrain(this: Raw): void {
   const s = this[kOwner]!
   s.settleDrainWaiters(Effect.void)
   s.direct?.drained()
+  if (s.budget !== undefined) s.budget.update(s)
+}
+
+function onStall(s: NodeSocket): void {
+  s.checkStall()
 }
 
 function onTimeout(this: Raw): void {

@@ -27,6 +27,8 @@ export interface SocketConfig {
   readonly keepAlive: number | false
   /** 0: no idle timeout (`Duration.infinity`); a 0 given is refused. */
   readonly idleTimeoutMs: number
+  /** 0: no write timeout (`Duration.infinity`, the default); a 0 given is refused. */
+  readonly writeTimeoutMs: number
   readonly readBufferSize: number
   readonly closeTimeoutMs: number
 }
@@ -45,6 +47,7 @@ interface CommonOptions {
   readonly noDelay?: boolean | undefined
   readonly keepAlive?: boolean | Duration.Input | undefined
   readonly idleTimeout?: Duration.Input | undefined
+  readonly writeTimeout?: Duration.Input | undefined
   readonly readBufferSize?: number | undefined
   readonly closeTimeout?: Duration.Input | undefined
 }
@@ -89,6 +92,7 @@ export const socketConfig = (options: CommonOptions): SocketConfig => {
       // Duration.infinity: no probe ever, as with false.
       : millis("keepAlive", keepAlive) || false,
     idleTimeoutMs: millis("idleTimeout", options.idleTimeout) ?? 0,
+    writeTimeoutMs: millis("writeTimeout", options.writeTimeout) ?? 0,
     readBufferSize: positiveInt("readBufferSize", options.readBufferSize, DEFAULT_READ_BUFFER),
     closeTimeoutMs: closeTimeout(options.closeTimeout)
   }

@@ -6,12 +6,15 @@
  * @internal
  */
 import type * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Pull from "effect/Pull"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
-import type * as NetError from "../NetError.js"
+import * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
+import { formatBytes } from "./memoryBudget.js"
+import * as Check from "./options.js"
 import { deadlineOf } from "./pumpDeadline.js"
 import { ONE_READER, PumpInCallbacks, pumpsInCallbacks } from "./socketContract.js"
 
@@ -36,7 +39,8 @@ const answering = <E>(
   handler: Socket.PumpHandler<E>,
   signal: AbortSignal | undefined,
   idle: Idle,
-  clock: Clock.Clock
+  clock: Clock.Clock,
+  writeTimeoutMs: number
 ): Sink.Sink<void, Uint8Array, never, E | NetError.WriteError> =>
   Sink.fromTransform((upstream) => {
     type Step = Effect.Effect<Sink.End<void>, E | NetError.WriteError>
@@ -60,7 +64,11 @@ const answering = <E>(
       if (out.length === 0) return after
       const batch = out.slice()
       out.length = 0
-      return Effect.andThen(socket.writeAll(batch), after)
+      const write = socket.writeAll(batch)
+      return Effect.andThen(writeTimeoutMs === 0 ? write : Effect.timeoutOrElse(write, {
+        duration: writeTimeoutMs,
+        orElse: () => Effect.fail(writeTimedOut(socket, batch, writeTimeoutMs))
+      }), after)
     }
     const stopped: Step = Effect.as(Effect.ignore(socket.end), END_VOID)
     const ended: Step = Effect.as(socket.end, END_VOID)
@@ -92,6 +100,24 @@ const answering = <E>(
     return loop
   })
 
+const writeTimedOut = (socket: Socket.Socket, batch: ReadonlyArray<Uint8Array>, millis: number) => {
+  let bytes = 0
+  for (const part of batch) bytes += part.length
+  return new NetError.WriteTimeout({
+    address: socket.remoteAddress,
+    detail: `a write of ${formatBytes(bytes)} was still waiting after ${millis} ms (writeTimeout: ${millis} ms)`
+  })
+}
+
+/** The `writeTimeout` option in milliseconds, 0 for none; an invalid one is a defect naming it. */
+const writeTimeoutOf = (value: Duration.Input | undefined): number => {
+  if (value === undefined) return 0
+  const reason = Check.duration(value, { never: true })
+  if (reason !== undefined) throw Check.defect("Socket.pump", "writeTimeout", reason)
+  const duration = Duration.fromInputUnsafe(value)
+  return Duration.isFinite(duration) ? Duration.toMillis(duration) : 0
+}
+
 const aborted = (signal: AbortSignal): Effect.Effect<void> =>
   Effect.callback((resume) => {
     if (signal.aborted) return resume(Effect.void)
@@ -115,9 +141,17 @@ export const pump = <E>(
     Effect.suspend(() => {
       if (pumping.has(socket)) return Effect.die(new Error(ONE_READER))
       if (signal?.aborted === true) return Effect.ignore(socket.end)
+      let writeTimeoutMs: number
+      try {
+        writeTimeoutMs = writeTimeoutOf(options?.writeTimeout)
+      } catch (defect) {
+        return Effect.die(defect)
+      }
       pumping.add(socket)
       const idle: Idle = { value: false }
-      const run = Effect.clockWith((clock) => Stream.run(socket.reads, answering(socket, handler, signal, idle, clock)))
+      const run = Effect.clockWith((clock) =>
+        Stream.run(socket.reads, answering(socket, handler, signal, idle, clock, writeTimeoutMs))
+      )
       // An abort interrupts only a pump waiting for its next read; one answering
       // a read stops by itself once that answer is written.
       const stoppable = signal === undefined ? run : Effect.raceFirst(

@@ -35,6 +35,7 @@ import {
   type Progress,
   pushWatched
 } from "../../internal/codecs/core.js"
+import { HeldKey } from "../../internal/memoryBudget.js"
 import { type Deadline, DeadlineKey, type WithDeadline } from "../../internal/pumpDeadline.js"
 
 /**
@@ -102,6 +103,11 @@ class FramedHandler implements Socket.PumpHandler<HandlerError> {
 
   onEnd(out: Array<Uint8Array>): HandlerError | undefined {
     return this.flush(out, this.decoder.end(this.frames))
+  }
+
+  /** The unfinished frame's bytes, for a server's memory budget. */
+  get [HeldKey](): number {
+    return this.decoder.buffered
   }
 
   flush(out: Array<Uint8Array>, decodeError: Framing.FrameError | undefined): Framing.FrameError | undefined {
