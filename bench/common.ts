@@ -66,6 +66,30 @@ export class FrameReader {
 }
 
 // ---------------------------------------------------------------------------
+// What a server speaks, and the load's messages in each
+// ---------------------------------------------------------------------------
+
+/**
+ * What a server understands, so the load generator knows what to send:
+ * `bytes`, any bytes echoed back (raw and framed echoes, the binary typed
+ * services: the load is u32 BE frames whose body starts with seq and conn);
+ * `json`, u32 BE frames of one JSON message each (`{"seq","conn","pad"}`,
+ * bench/messages.ts's `JsonMessage`), answered with the same message;
+ * `rpc`, `effect/rpc`'s ndjson protocol, the request `Echo` of that message.
+ */
+export type Speaks = "bytes" | "json" | "rpc"
+
+/** `{"seq":S,"conn":C,"pad":"xx…"}`, padded to `size` bytes when it fits (JSON.stringify of `JsonMessage`'s fields in order). */
+export const jsonBody = (seq: number, conn: number, size: number): string => {
+  const bare = `{"seq":${seq},"conn":${conn},"pad":""}`
+  return `{"seq":${seq},"conn":${conn},"pad":"${"x".repeat(Math.max(0, size - bare.length))}"}`
+}
+
+/** One `effect/rpc` request line (ndjson) calling `Echo` with the JSON message of `seq`; its id is `seq`. */
+export const rpcRequest = (seq: number, conn: number, size: number): string =>
+  `{"_tag":"Request","id":"${seq}","tag":"Echo","payload":${jsonBody(seq, conn, size)},"headers":[]}\n`
+
+// ---------------------------------------------------------------------------
 // Another process, seen through /proc
 // ---------------------------------------------------------------------------
 
@@ -158,6 +182,7 @@ export type Job =
   }
   | {
     readonly kind: "pingpong"
+    readonly speaks: Speaks
     readonly connections: number
     readonly bodySize: number
     readonly warmupMs: number
@@ -165,6 +190,7 @@ export type Job =
   }
   | {
     readonly kind: "pipeline"
+    readonly speaks: Speaks
     readonly connections: number
     /** Frames each connection keeps in flight. */
     readonly depth: number
@@ -174,6 +200,13 @@ export type Job =
   }
   | {
     readonly kind: "connections"
+    /** What the probe round trip of each connection is written in. */
+    readonly speaks: Speaks
+    /**
+     * A file the server's GC hook (bench/gcHook.ts, preloaded with `--expose-gc`) writes after each
+     * SIGUSR2: memory is then read after two full collections. Without it, RSS is read as it is.
+     */
+    readonly gcFile?: string | undefined
     /**
      * Connections opened together and closed before measuring, so JIT, pools and V8's young
      * generation have grown to this load and do not count as memory of the measured ones.
@@ -221,3 +254,7 @@ export const prng = (seed: number): () => number => {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }
+
+/** The line `effect/rpc`'s server answers {@link rpcRequest} with (ndjson, without its newline). */
+export const rpcReply = (seq: number, conn: number, size: number): string =>
+  `{"_tag":"Exit","requestId":"${seq}","exit":{"_tag":"Success","value":${jsonBody(seq, conn, size)}}}`

@@ -9,6 +9,7 @@
  * contents, order) lands in `errors`; the runner decides what they mean.
  */
 import * as Crypto from "node:crypto"
+import * as Fs from "node:fs"
 import * as Net from "node:net"
 import {
   cpuDeltaNs,
@@ -17,10 +18,14 @@ import {
   HEADER_BYTES,
   type Job,
   type JobResult,
+  jsonBody,
   prng,
   readCpu,
   readMemory,
   round,
+  rpcReply,
+  rpcRequest,
+  type Speaks,
   type Target,
   writeFrame
 } from "./common.js"
@@ -219,17 +224,140 @@ const timed = async (
   return { count, seconds, cpuNs, client }
 }
 
+// ---------------------------------------------------------------------------
+// Requests and replies in what the server speaks
+// ---------------------------------------------------------------------------
+
+/**
+ * One connection's requests and how its replies are read and checked: every
+ * reply must be the exact bytes expected for its request (content, size,
+ * connection); `ordered` says whether replies must come in request order
+ * (the framed servers and typed services: yes; `effect/rpc` answers each
+ * request on its own fiber, so its replies are matched by id instead).
+ */
+interface Wire {
+  readonly ordered: boolean
+  /** The bytes of request `seq`. */
+  readonly request: (seq: number) => Buffer
+  /** Calls `onReply(seq)` for each complete, correct reply in `chunk`, or `onBad(why)` (then stops). */
+  readonly read: (chunk: Buffer, onReply: (seq: number) => void, onBad: (why: string) => void) => void
+}
+
+const wireOf = (speaks: Speaks, bodySize: number, conn: number): Wire => {
+  switch (speaks) {
+    case "bytes": {
+      const reader = new FrameReader()
+      return {
+        ordered: true,
+        request: (seq) => {
+          const frame = Buffer.allocUnsafe(HEADER_BYTES + bodySize).fill(0, HEADER_BYTES)
+          writeFrame(frame, 0, bodySize, seq, conn)
+          return frame
+        },
+        read: (chunk, onReply, onBad) => {
+          let bad = false
+          reader.push(chunk, (body) => {
+            if (bad) return
+            const seq = body.length >= 4 ? body.readUInt32BE(0) : -1
+            const from = body.length >= 8 ? body.readUInt32BE(4) : -1
+            if (body.length !== bodySize || (bodySize >= 8 && from !== conn)) {
+              bad = true
+              return onBad(`a reply of ${body.length} bytes with seq ${seq} from connection ${from} (corrupt)`)
+            }
+            onReply(seq)
+          })
+        }
+      }
+    }
+    case "json": {
+      const reader = new FrameReader()
+      return {
+        ordered: true,
+        request: (seq) => {
+          const body = jsonBody(seq, conn, bodySize)
+          const frame = Buffer.allocUnsafe(HEADER_BYTES + Buffer.byteLength(body))
+          frame.writeUInt32BE(frame.length - HEADER_BYTES, 0)
+          frame.write(body, HEADER_BYTES, "latin1")
+          return frame
+        },
+        read: (chunk, onReply, onBad) => {
+          let bad = false
+          reader.push(chunk, (body) => {
+            if (bad) return
+            const text = body.toString("latin1")
+            const seq = Number(/^\{"seq":(\d+),/.exec(text)?.[1] ?? -1)
+            if (seq < 0 || text !== jsonBody(seq, conn, bodySize)) {
+              bad = true
+              return onBad(`a reply that is not the request's message: ${JSON.stringify(text.slice(0, 80))}`)
+            }
+            onReply(seq)
+          })
+        }
+      }
+    }
+    case "rpc": {
+      let rest = ""
+      return {
+        ordered: false,
+        request: (seq) => Buffer.from(rpcRequest(seq, conn, bodySize), "latin1"),
+        read: (chunk, onReply, onBad) => {
+          const lines = (rest + chunk.toString("latin1")).split("\n")
+          rest = lines.pop()!
+          for (const line of lines) {
+            const seq = Number(/^\{"_tag":"Exit","requestId":"(\d+)"/.exec(line)?.[1] ?? -1)
+            if (seq < 0 || line !== rpcReply(seq, conn, bodySize)) {
+              return onBad(`a reply that is not Echo's success: ${JSON.stringify(line.slice(0, 120))}`)
+            }
+            onReply(seq)
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Replies of one connection against its requests: in order when the wire is
+ * ordered, otherwise each outstanding request answered once.
+ */
+class Outstanding {
+  private next = 0
+  private readonly open = new Set<number>()
+  sent = 0
+  constructor(readonly ordered: boolean) {}
+  add(seq: number): void {
+    this.sent++
+    if (!this.ordered) this.open.add(seq)
+  }
+  /** Why `seq` cannot be the next reply, or undefined when it can. */
+  settle(seq: number): string | undefined {
+    if (this.ordered) {
+      if (seq !== this.next) return `reply ${this.next} came back as seq ${seq} (out of order, lost or duplicated)`
+      this.next++
+      return undefined
+    }
+    if (!this.open.delete(seq)) return `a reply to request ${seq}, which is not waiting for one (duplicated or unknown)`
+    this.next++
+    return undefined
+  }
+  get answered(): number {
+    return this.next
+  }
+  get pending(): number {
+    return this.sent - this.next
+  }
+}
+
 const pingpong = async (target: Target, job: JobOf<"pingpong">, errors: Errors, cpu: Cpu) => {
   const window: Window = { phase: "warmup", count: 0 }
   const sockets = await Promise.all(Array.from({ length: job.connections }, () => connect(target)))
   const one = (socket: Net.Socket, c: number): Promise<void> =>
     new Promise<void>((resolve) => {
-      const reader = new FrameReader()
-      let seq = 0
+      const wire = wireOf(job.speaks, job.bodySize, c)
+      const replies = new Outstanding(true)
       const send = (): void => {
-        const frame = Buffer.allocUnsafe(HEADER_BYTES + job.bodySize).fill(0, HEADER_BYTES)
-        writeFrame(frame, 0, job.bodySize, seq, c)
-        socket.write(frame)
+        replies.add(replies.sent)
+        socket.write(wire.request(replies.sent - 1))
       }
       const fail = (message: string): void => {
         errors.add(`connection ${c}: ${message}`)
@@ -237,19 +365,17 @@ const pingpong = async (target: Target, job: JobOf<"pingpong">, errors: Errors, 
         resolve()
       }
       socket.on("error", (e) => fail(e.message))
-      socket.on("end", () => fail(`server ended the connection after ${seq} round trips`))
+      socket.on("end", () => fail(`server ended the connection after ${replies.answered} round trips`))
       socket.on("data", (chunk: Buffer) =>
-        reader.push(chunk, (body) => {
-          if (body.length !== job.bodySize || body.readUInt32BE(0) !== seq) {
-            return fail(`round trip ${seq} came back as ${body.length} bytes, seq ${body.readUInt32BE(0)}`)
-          }
-          seq++
+        wire.read(chunk, (seq) => {
+          const bad = replies.settle(seq)
+          if (bad !== undefined) return fail(bad)
           if (window.phase === "measure") window.count++
           if (window.phase === "stop") {
             socket.removeAllListeners("end")
             resolve()
           } else send()
-        })
+        }, fail)
       )
       send()
     })
@@ -268,17 +394,18 @@ const pingpong = async (target: Target, job: JobOf<"pingpong">, errors: Errors, 
 
 const pipeline = async (target: Target, job: JobOf<"pipeline">, errors: Errors, cpu: Cpu) => {
   const window: Window = { phase: "warmup", count: 0 }
-  const frameBytes = HEADER_BYTES + job.bodySize
   const sockets = await Promise.all(Array.from({ length: job.connections }, () => connect(target)))
   const one = (socket: Net.Socket, c: number): Promise<void> =>
     new Promise<void>((resolve) => {
-      const reader = new FrameReader()
-      let sent = 0
-      let expected = 0
+      const wire = wireOf(job.speaks, job.bodySize, c)
+      const replies = new Outstanding(wire.ordered)
       const send = (n: number): void => {
-        const batch = Buffer.allocUnsafe(n * frameBytes).fill(0)
-        for (let i = 0, at = 0; i < n; i++) at = writeFrame(batch, at, job.bodySize, sent++, c)
-        socket.write(batch)
+        const batch: Array<Buffer> = []
+        for (let i = 0; i < n; i++) {
+          batch.push(wire.request(replies.sent))
+          replies.add(replies.sent)
+        }
+        socket.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch))
       }
       const fail = (message: string): void => {
         errors.add(`connection ${c}: ${message}`)
@@ -286,25 +413,21 @@ const pipeline = async (target: Target, job: JobOf<"pipeline">, errors: Errors, 
         resolve()
       }
       socket.on("error", (e) => fail(e.message))
-      socket.on("end", () => fail(`server ended the connection after ${expected} frames`))
+      socket.on("end", () => fail(`server ended the connection after ${replies.answered} replies`))
       socket.on("data", (chunk: Buffer) => {
         let got = 0
         let bad: string | undefined
-        reader.push(chunk, (body) => {
+        wire.read(chunk, (seq) => {
           if (bad !== undefined) return
-          const seq = body.length >= 4 ? body.readUInt32BE(0) : -1
-          if (body.length !== job.bodySize || seq !== expected) {
-            bad = `frame ${expected} came back as ${body.length} bytes with seq ${seq} (out of order or corrupt)`
-            return
-          }
-          expected++
-          got++
-        })
+          bad = replies.settle(seq)
+          if (bad === undefined) got++
+        }, (why) => (bad ??= why))
         if (bad !== undefined) return fail(bad)
         if (window.phase === "measure") window.count += got
         if (window.phase !== "stop") {
           if (got > 0) send(got)
-        } else if (expected === sent) {
+        } else if (replies.pending === 0) {
+          // Every request sent was answered: none lost.
           socket.removeAllListeners("end")
           resolve()
         }
@@ -327,26 +450,53 @@ const pipeline = async (target: Target, job: JobOf<"pipeline">, errors: Errors, 
 // Connections: memory per idle connection, CPU to open and to close one
 // ---------------------------------------------------------------------------
 
+interface GcReading {
+  readonly n: number
+  readonly rss: number
+  readonly heapUsed: number
+}
+
+const readGcFile = (file: string): GcReading | undefined => {
+  try {
+    return JSON.parse(Fs.readFileSync(file, "utf8")) as GcReading
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Asks the server's GC hook (bench/gcHook.ts) for two full collections and
+ * waits for its reading (polling its file, at most 5 s): the server's memory
+ * with no garbage in it.
+ */
+const collected = async (pid: number, file: string): Promise<GcReading> => {
+  const before = readGcFile(file)?.n ?? 0
+  process.kill(pid, "SIGUSR2")
+  const deadline = now() + 5_000
+  while (now() < deadline) {
+    const reading = readGcFile(file)
+    if (reading !== undefined && reading.n > before) return reading
+    await sleep(2)
+  }
+  throw new Error(`the server's GC hook did not answer within 5 s (${file}): was it started with --expose-gc --import gcHook.js?`)
+}
+
 const connections = async (target: Target, job: JobOf<"connections">, _errors: Errors, cpu: Cpu) => {
-  const probe = Buffer.alloc(HEADER_BYTES + 64)
-  writeFrame(probe, 0, 64, 0, 0)
-  // Open, and prove the server serves the connection with one round trip.
+  // Open, and prove the server serves the connection with one round trip in what it speaks.
   const open = async (): Promise<Net.Socket> => {
     const socket = await connect(target)
+    const wire = wireOf(job.speaks, 64, 0)
     await new Promise<void>((resolve, reject) => {
-      let got = 0
       socket.once("error", reject)
-      const onData = (chunk: Buffer): void => {
-        got += chunk.length
-        if (got >= probe.length) {
+      const onData = (chunk: Buffer): void =>
+        wire.read(chunk, (seq) => {
           socket.off("data", onData)
           socket.off("error", reject)
-          if (got > probe.length) reject(new Error(`${got} bytes echoed for ${probe.length} sent`))
+          if (seq !== 0) reject(new Error(`the probe came back as seq ${seq}`))
           else resolve()
-        }
-      }
+        }, (why) => reject(new Error(why)))
       socket.on("data", onData)
-      socket.write(probe)
+      socket.write(wire.request(0))
     })
     socket.on("error", () => {})
     return socket
@@ -357,50 +507,62 @@ const connections = async (target: Target, job: JobOf<"connections">, _errors: E
   }
   const run = <A>(what: string, promise: Promise<A>): Promise<A> => withTimeout(promise, job.timeoutMs, () => what)
 
-  const rss = async (): Promise<number> => {
+  /** RSS and V8 heap in use: after two full collections with the GC hook, else the median of three RSS readings. */
+  const memory = async (): Promise<{ rss: number; heap: number }> => {
+    if (job.gcFile !== undefined) {
+      const reading = await collected(target.pid, job.gcFile)
+      return { rss: reading.rss, heap: reading.heapUsed }
+    }
     const readings: Array<number> = []
     for (let i = 0; i < 3; i++) {
       readings.push(readMemory(target.pid).rss)
       await sleep(30)
     }
-    return readings.sort((a, b) => a - b)[1]!
+    return { rss: readings.sort((a, b) => a - b)[1]!, heap: Number.NaN }
   }
 
   const warm = await run("warm-up connections", pool(job.warmup, job.concurrency, open))
   await run("closing the warm-up connections", Promise.all(warm.map(close)))
   await sleep(job.settleMs)
-  // Held connections grow the server's RSS in steps of a quarter; a garbage collection can shrink
-  // RSS by more than a quarter's growth at any moment, so the memory per connection is the median
-  // step, which one collection cannot move.
+  // Held connections grow the server's memory in steps of a quarter; the memory per connection is
+  // the median step, which one stray reading cannot move (without the GC hook, a collection can
+  // shrink RSS by more than a quarter's growth at any moment).
   const n = job.connections
   const quarters = 4
-  const levels = [await rss()]
+  const levels = [await memory()]
   const cpu0 = cpu.sample()
   const held: Array<Net.Socket> = []
+  let gcNs = 0
   for (let q = 1; q <= quarters; q++) {
     const batch = Math.round((n * q) / quarters) - held.length
     held.push(...await run(`opening ${n} connections`, pool(batch, job.concurrency, open)))
     await sleep(job.settleMs / 2)
-    levels.push(await rss())
+    // The collections the hook runs are not the connections' cost: their CPU is taken out.
+    const g0 = cpu.sample()
+    levels.push(await memory())
+    gcNs += cpu.since(g0)
   }
   await sleep(job.settleMs / 2)
   const cpu1 = cpu.sample()
   await run(`closing ${n} connections`, Promise.all(held.map(close)))
   await sleep(job.settleMs)
   const cpu2 = cpu.sample()
-  const openUs = cpu.since(cpu0, cpu1) / 1e3 / n
+  const openUs = (cpu.since(cpu0, cpu1) - gcNs) / 1e3 / n
   const closeUs = cpu.since(cpu1, cpu2) / 1e3 / n
-  const steps = levels.slice(1).map((level, q) => level - levels[q]!).sort((a, b) => a - b)
-  const medianStep = (steps[(quarters - 1) >> 1]! + steps[quarters >> 1]!) / 2
+  const perConnection = (key: "rss" | "heap") => {
+    const steps = levels.slice(1).map((level, q) => level[key] - levels[q]![key]).sort((a, b) => a - b)
+    return (steps[(quarters - 1) >> 1]! + steps[quarters >> 1]!) / 2 / 1024 / (n / quarters)
+  }
   return {
-    idleKiBPerConnection: medianStep / 1024 / (n / quarters),
+    idleKiBPerConnection: perConnection("rss"),
     // The whole growth over all connections, to compare with the median step.
-    idleKiBPerConnectionOverall: (levels[quarters]! - levels[0]!) / 1024 / n,
+    idleKiBPerConnectionOverall: (levels[quarters]!.rss - levels[0]!.rss) / 1024 / n,
+    heapKiBPerConnection: perConnection("heap"),
     openUs,
     closeUs,
     openCloseUs: openUs + closeUs,
-    rssBeforeMB: levels[0]! / 2 ** 20,
-    rssHeldMB: levels[quarters]! / 2 ** 20
+    rssBeforeMB: levels[0]!.rss / 2 ** 20,
+    rssHeldMB: levels[quarters]!.rss / 2 ** 20
   }
 }
 

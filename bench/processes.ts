@@ -5,8 +5,9 @@
  * tracked, and killed by pid whatever way the run ends.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import * as Fs from "node:fs"
 import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import type { Job, JobResult } from "./common.js"
 import { SERVER_LABELS, type ServerId } from "./report.js"
 
@@ -17,6 +18,7 @@ export const DEFAULT_CLI = Path.join(ROOT, "dist", "src", "cli", "main.js")
 const BASELINES = Path.join(HERE, "baselines.js")
 const EFFECT_SERVERS = Path.join(HERE, "effectServers.js")
 const LOAD = Path.join(HERE, "load.js")
+const GC_HOOK = Path.join(HERE, "gcHook.js")
 
 /**
  * The builds a run's servers come from: `cli` is the effect-wire CLI under
@@ -56,8 +58,14 @@ export const serverArgs = (id: ServerId, builds: string | Builds): Array<string>
       return [cli, "serve", "echo", "--framing", "length", ...LISTEN]
     case "wire-stream":
     case "wire-protocol":
+    case "wire-protocol-json":
+    case "wire-protocol-async":
     case "effect-raw":
     case "effect-framed":
+    case "effect-protocol":
+    case "effect-protocol-json":
+    case "rpc-wire":
+    case "rpc-effect":
       return [EFFECT_SERVERS, id, ...LISTEN]
     case "wire@before":
       return [beforeCli(dist()), "serve", "echo", ...LISTEN]
@@ -132,11 +140,18 @@ export const detectPinning = (wanted: boolean): Pinning => {
   return { server: cores[0], load: cores[1], note: `server on core ${cores[0]}, load generator on core ${cores[1]}` }
 }
 
-export const launch = (core: number | undefined, args: ReadonlyArray<string>): ChildProcess => {
+export const launch = (
+  core: number | undefined,
+  args: ReadonlyArray<string>,
+  env?: Readonly<Record<string, string>> | undefined
+): ChildProcess => {
   const [command, argv] = core === undefined
     ? [process.execPath, args]
     : ["taskset", ["-c", String(core), process.execPath, ...args]]
-  const child = spawn(command, argv, { stdio: ["ignore", "pipe", "pipe"] })
+  const child = spawn(command, argv, {
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(env === undefined ? {} : { env: { ...process.env, ...env } })
+  })
   live.add(child)
   child.once("exit", () => live.delete(child))
   return child
@@ -182,21 +197,31 @@ export class ServerProcess {
     readonly startupMs: number,
     /** `performance.now()` when it was spawned. */
     readonly spawnedAt: number,
-    readonly output: () => string
+    readonly output: () => string,
+    /** Where its GC hook writes, when it has one. */
+    readonly gcFile: string | undefined
   ) {}
 
   /**
    * Starts a server and waits for its `listening tcp HOST:PORT` line; `nodeFlags` go before the
-   * script. `builds`: the CLI under test, or it and the `--before` build.
+   * script. `builds`: the CLI under test, or it and the `--before` build. With `gcFile`, the
+   * server runs with `--expose-gc` and bench/gcHook.js preloaded, writing that file on SIGUSR2
+   * (the connections workload reads memory after full collections).
    */
   static start(
     id: ServerId,
     core: number | undefined,
     builds: string | Builds,
-    nodeFlags: ReadonlyArray<string> = []
+    nodeFlags: ReadonlyArray<string> = [],
+    gcFile?: string | undefined
   ): Promise<ServerProcess> {
     const t0 = performance.now()
-    const child = launch(core, [...nodeFlags, ...serverArgs(id, builds)])
+    const hook = gcFile === undefined ? [] : ["--expose-gc", "--import", pathToFileURL(GC_HOOK).href]
+    const child = launch(
+      core,
+      [...hook, ...nodeFlags, ...serverArgs(id, builds)],
+      gcFile === undefined ? undefined : { EFFECT_WIRE_BENCH_GC_FILE: gcFile }
+    )
     const output = tail(child.stderr)
     const stdout = tail(child.stdout)
     return new Promise((resolve, reject) => {
@@ -218,8 +243,17 @@ export class ServerProcess {
         child.stderr?.off("data", onData)
         child.off("exit", onExit)
         resolve(
-          new ServerProcess(id, child, child.pid!, match[1]!.replace(/^\[|\]$/g, ""), Number(match[2]), startupMs, t0, () =>
-            `${stdout()}\n${output()}`.trim())
+          new ServerProcess(
+            id,
+            child,
+            child.pid!,
+            match[1]!.replace(/^\[|\]$/g, ""),
+            Number(match[2]),
+            startupMs,
+            t0,
+            () => `${stdout()}\n${output()}`.trim(),
+            gcFile
+          )
         )
       }
       const onExit = (code: number | null, signal: string | null): void =>
@@ -243,20 +277,25 @@ export class ServerProcess {
   }
 
   async stop(): Promise<void> {
-    if (!this.alive) return
-    this.child.kill("SIGTERM")
-    const done = await exitsWithin(this.child, 5_000)
-    if (!done) {
-      this.child.kill("SIGKILL")
-      await exited(this.child)
+    if (this.alive) {
+      this.child.kill("SIGTERM")
+      const done = await exitsWithin(this.child, 5_000)
+      if (!done) {
+        this.child.kill("SIGKILL")
+        await exited(this.child)
+      }
     }
+    if (this.gcFile !== undefined) Fs.rmSync(this.gcFile, { force: true })
   }
 }
 
 export const runJob = async (server: ServerProcess, job: Job, core: number | undefined): Promise<JobResult> => {
   const failed = (why: string): JobResult => ({ kind: job.kind, metrics: {}, errors: [oneLine(why)], cpuSource: "" })
   if (!server.alive) return failed(server.death()!)
-  const child = launch(core, [LOAD, JSON.stringify({ target: { host: server.host, port: server.port, pid: server.pid }, job })])
+  // The connections workload reads memory through the server's GC hook when it has one.
+  const withGc: Job = job.kind === "connections" && server.gcFile !== undefined ? { ...job, gcFile: server.gcFile } : job
+  const target = { host: server.host, port: server.port, pid: server.pid }
+  const child = launch(core, [LOAD, JSON.stringify({ target, job: withGc })])
   const stdout = tail(child.stdout, 1_000_000)
   const stderr = tail(child.stderr)
   const budget = jobBudgetMs(job)

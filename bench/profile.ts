@@ -12,7 +12,7 @@ import * as Fs from "node:fs"
 import * as Path from "node:path"
 import type { Job } from "./common.js"
 import { DEFAULT_CLI, detectPinning, killAll, ROOT, runJob, ServerProcess } from "./processes.js"
-import type { ServerId } from "./report.js"
+import { type ServerId, speaks } from "./report.js"
 
 interface CallFrame {
   readonly functionName: string
@@ -27,7 +27,7 @@ interface Profile {
   readonly timeDeltas: ReadonlyArray<number>
 }
 
-const USAGE = `usage: node dist/bench/profile.js [--server node-raw|node-framed|wire|wire-framed]
+const USAGE = `usage: node dist/bench/profile.js [--server node-raw|node-framed|wire|wire-framed|wire-protocol|…, any of run.js --servers]
          [--workload pingpong|pipeline|stream|connections] [--seconds 5] [--top 25] [--cli path/to/cli/main.js]`
 
 const option = (name: string, fallback: string): string => {
@@ -87,10 +87,10 @@ const main = async (): Promise<void> => {
   const top = Number(option("--top", "25"))
   const cli = Path.resolve(option("--cli", DEFAULT_CLI))
   const jobs: Record<string, Job> = {
-    pingpong: { kind: "pingpong", connections: 8, bodySize: 64, warmupMs: 500, durationMs: seconds * 1000 },
-    pipeline: { kind: "pipeline", connections: 8, depth: 32, bodySize: 64, warmupMs: 500, durationMs: seconds * 1000 },
+    pingpong: { kind: "pingpong", speaks: speaks(server), connections: 8, bodySize: 64, warmupMs: 500, durationMs: seconds * 1000 },
+    pipeline: { kind: "pipeline", speaks: speaks(server), connections: 8, depth: 32, bodySize: 64, warmupMs: 500, durationMs: seconds * 1000 },
     stream: { kind: "stream", connections: 4, bytesPerConnection: 256 * 2 ** 20, writeSize: 65536, timeoutMs: 120_000 },
-    connections: { kind: "connections", warmup: 250, connections: 1000, concurrency: 50, settleMs: 200, timeoutMs: 60_000 }
+    connections: { kind: "connections", speaks: speaks(server), warmup: 250, connections: 1000, concurrency: 50, settleMs: 200, timeoutMs: 60_000 }
   }
   const job = jobs[workload]
   if (job === undefined || !Number.isFinite(seconds) || seconds <= 0) {

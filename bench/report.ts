@@ -5,6 +5,8 @@
  * markdown tables `npm run bench` prints and docs/performance.md quotes.
  */
 
+import type { Speaks } from "./common.js"
+
 /** The servers of this build (and the node:net references). */
 export type BaseServerId =
   | "node-raw"
@@ -13,8 +15,14 @@ export type BaseServerId =
   | "wire-framed"
   | "wire-stream"
   | "wire-protocol"
+  | "wire-protocol-json"
+  | "wire-protocol-async"
   | "effect-raw"
   | "effect-framed"
+  | "effect-protocol"
+  | "effect-protocol-json"
+  | "rpc-wire"
+  | "rpc-effect"
 
 /** The same effect-wire servers from another build's dist/ (`--before DIR`), for a before/after table. */
 export type BeforeServerId = "wire@before" | "wire-framed@before" | "wire-stream@before" | "wire-protocol@before"
@@ -34,9 +42,37 @@ const BASE_LABELS: Record<BaseServerId, string> = {
   "wire": "effect-wire `serve echo`",
   "wire-framed": "effect-wire `serve echo --framing length`",
   "wire-stream": "effect-wire `Server.layer`, Stream handler",
-  "wire-protocol": "effect-wire `Protocol` service, u32 BE frames",
+  "wire-protocol": "effect-wire `Protocol` service, binary messages",
+  "wire-protocol-json": "effect-wire `Protocol` service, JSON messages",
+  "wire-protocol-async": "effect-wire `Protocol` service, handler that waits",
   "effect-raw": "Effect 4 `NodeSocketServer` (reader/writer)",
-  "effect-framed": "Effect 4 `NodeSocketServer`, u32 BE frames by hand"
+  "effect-framed": "Effect 4 `NodeSocketServer`, u32 BE frames by hand",
+  "effect-protocol": "Effect 4 `NodeSocketServer`, typed service, binary messages",
+  "effect-protocol-json": "Effect 4 `NodeSocketServer`, typed service, JSON messages",
+  "rpc-wire": "`effect/rpc` on effect-wire (`PlatformSocket`)",
+  "rpc-effect": "`effect/rpc` on Effect 4 `NodeSocketServer`"
+}
+
+/** Short names for the reference a ratio is taken against. */
+export const REFERENCE_NAMES: Partial<Record<ServerId, string>> = {
+  "node-raw": "raw node",
+  "node-framed": "hand-framed",
+  "rpc-effect": "rpc on NodeSocketServer",
+  "effect-raw": "NodeSocketServer",
+  "effect-protocol": "NodeSocketServer",
+  "effect-protocol-json": "NodeSocketServer"
+}
+
+const baseOf = (id: ServerId): BaseServerId => (isBefore(id) ? afterOf(id) : id)
+
+/** What each server understands (see `Speaks`): which workloads it can run and what the load sends it. */
+export const speaks = (id: ServerId): Speaks => {
+  const base = baseOf(id)
+  return base === "wire-protocol-json" || base === "effect-protocol-json"
+    ? "json"
+    : base === "rpc-wire" || base === "rpc-effect"
+    ? "rpc"
+    : "bytes"
 }
 
 /** The server of this build a `@before` server is the earlier edition of. */
@@ -58,11 +94,55 @@ export const SERVER_LABELS: Record<ServerId, string> = {
  * is raw node:net.
  */
 export const isFramed = (id: ServerId): boolean => {
-  const base = isBefore(id) ? afterOf(id) : id
-  return base === "node-framed" || base === "wire-framed" || base === "wire-protocol" || base === "effect-framed"
+  const base = baseOf(id)
+  return base === "node-framed" || base === "wire-framed" || base.includes("protocol") || base === "effect-framed"
 }
 
-export type Workload = "stream" | "pingpong" | "pipeline" | "connections" | "startup" | "ordering"
+export type Workload =
+  | "stream"
+  | "pingpong"
+  | "pipeline"
+  | "pingpong-json"
+  | "pipeline-json"
+  | "pingpong-rpc"
+  | "pipeline-rpc"
+  | "connections"
+  | "startup"
+  | "ordering"
+
+/**
+ * Whether `server` runs `workload`: the byte servers run the byte load (stream echo, ordering
+ * probe, binary ping-pong and pipeline), the JSON services their JSON ping-pong and pipeline
+ * (with the hand-written framed server as the reference, echoing the same frames), the RPC
+ * servers theirs; every server opens the idle connections and starts up.
+ */
+export const runsOn = (workload: Workload, server: ServerId): boolean => {
+  switch (workload) {
+    case "connections":
+    case "startup":
+      return true
+    case "pingpong-json":
+    case "pipeline-json":
+      return speaks(server) === "json" || server === "node-framed"
+    case "pingpong-rpc":
+    case "pipeline-rpc":
+      return speaks(server) === "rpc"
+    default:
+      return speaks(server) === "bytes"
+  }
+}
+
+/** The reference of a server's kind: raw node:net for raw echoes, the hand-written framed server for framed ones and typed services, rpc on NodeSocketServer for rpc. */
+export const referenceOf = (id: ServerId): ServerId =>
+  speaks(id) === "rpc" ? "rpc-effect" : isFramed(id) ? "node-framed" : "node-raw"
+
+/** The ping-pong and pipeline workloads in what `id` speaks. */
+export const smallFrameWorkloads = (id: ServerId): readonly [Workload, Workload] =>
+  speaks(id) === "json"
+    ? ["pingpong-json", "pipeline-json"]
+    : speaks(id) === "rpc"
+    ? ["pingpong-rpc", "pipeline-rpc"]
+    : ["pingpong", "pipeline"]
 
 /** One job's outcome on one server in one repetition. */
 export interface Sample {
@@ -144,124 +224,127 @@ export const ratioSpread = (
 
 export interface TargetSpec {
   readonly text: string
+  /** The issue whose table the target comes from (12: Effect handlers at raw node's speed; 7: the first bench). */
+  readonly issue: number
   readonly workload: Workload
   readonly metric: string
   readonly server: ServerId
   /** Compare the ratio to this server; without it, compare the metric itself. */
   readonly against?: ServerId
-  readonly op: ">=" | "<="
+  /**
+   * `>=`/`<=`: a target. `info`: a comparison with no target (reported, never judged). `errors`: a
+   * correctness target: every job of `server` in `workloads` came back complete and in order.
+   */
+  readonly op: ">=" | "<=" | "info" | "errors"
   readonly threshold: number
+  /** `median` (the default): the median of per-repetition ratios meets it; `every`: every repetition does. */
+  readonly judge?: "median" | "every" | undefined
+  /** For `errors` targets: the workloads whose jobs are checked. */
+  readonly workloads?: ReadonlyArray<Workload> | undefined
 }
 
-export type Verdict = "PASS" | "FAIL" | "n/a"
+export type Verdict = "PASS" | "FAIL" | "INFO" | "n/a"
 
 export interface TargetResult {
   readonly text: string
+  readonly issue?: number
   /** What was measured: a server's label, or a decoder and its path. */
   readonly subject: string
   readonly server?: ServerId
+  readonly against?: ServerId
   readonly workload?: Workload
+  readonly metric?: string
   readonly measured: Spread | undefined
-  readonly op: ">=" | "<="
+  readonly op: ">=" | "<=" | "info" | "errors"
   readonly threshold: number
+  readonly judge: "median" | "every"
   readonly ratio: boolean
   readonly verdict: Verdict
 }
 
-export const TARGETS: ReadonlyArray<TargetSpec> = [
-  {
-    text: "stream echo throughput ≥ 0.90× raw node",
-    workload: "stream",
-    metric: "mibPerSec",
-    server: "wire",
-    against: "node-raw",
-    op: ">=",
-    threshold: 0.9
-  },
-  {
-    text: "stream echo server CPU per GiB ≤ 1.3× raw node",
-    workload: "stream",
-    metric: "cpuMsPerGiB",
-    server: "wire",
-    against: "node-raw",
-    op: "<=",
-    threshold: 1.3
-  },
-  {
-    text: "stream echo peak RSS ≤ 1.2× raw node",
-    workload: "stream",
-    metric: "peakRssMB",
-    server: "wire",
-    against: "node-raw",
-    op: "<=",
-    threshold: 1.2
-  },
-  {
-    text: "framed ping-pong round trips/s ≥ 0.95× hand-written framed",
-    workload: "pingpong",
-    metric: "roundTripsPerSec",
-    server: "wire-framed",
-    against: "node-framed",
-    op: ">=",
-    threshold: 0.95
-  },
-  {
-    text: "framed ping-pong CPU per round trip ≤ 1.2× hand-written framed",
-    workload: "pingpong",
-    metric: "cpuUsPerRoundTrip",
-    server: "wire-framed",
-    against: "node-framed",
-    op: "<=",
-    threshold: 1.2
-  },
-  {
-    text: "framed pipeline frames/s ≥ 0.90× hand-written framed",
-    workload: "pipeline",
-    metric: "framesPerSec",
-    server: "wire-framed",
-    against: "node-framed",
-    op: ">=",
-    threshold: 0.9
-  },
-  {
-    text: "framed pipeline CPU per frame ≤ 1.5× hand-written framed",
-    workload: "pipeline",
-    metric: "cpuUsPerFrame",
-    server: "wire-framed",
-    against: "node-framed",
-    op: "<=",
-    threshold: 1.5
-  },
-  ...(["wire", "wire-framed"] as const).flatMap((server): Array<TargetSpec> => [
-    {
-      text: "memory per idle connection ≤ 8 KiB",
-      workload: "connections",
-      metric: "idleKiBPerConnection",
-      server,
-      op: "<=",
-      threshold: 8
-    },
-    {
-      text: "open + close CPU ≤ 2× raw node",
-      workload: "connections",
-      metric: "openCloseUs",
-      server,
-      against: "node-raw",
-      op: "<=",
-      threshold: 2
-    },
-    {
-      text: "start to listening ≤ 2.5× raw node",
-      workload: "startup",
-      metric: "startupMs",
-      server,
-      against: "node-raw",
-      op: "<=",
-      threshold: 2.5
-    },
-    { text: "idle RSS ≤ 80 MB", workload: "startup", metric: "idleRssMB", server, op: "<=", threshold: 80 }
-  ])
+const ratioTarget = (
+  issue: number,
+  text: string,
+  workload: Workload,
+  metric: string,
+  server: ServerId,
+  against: ServerId,
+  op: ">=" | "<=" | "info",
+  threshold: number,
+  judge: "median" | "every" = "median"
+): TargetSpec => ({ issue, text, workload, metric, server, against, op, threshold, judge })
+
+/** Ping-pong and pipeline of a typed service against the hand-written framed server (issue 12's first two rows). */
+const typedServiceTargets = (server: ServerId, format: string, pingpong: Workload, pipeline: Workload) => [
+  ratioTarget(12, `${format} ping-pong round trips/s ≥ 0.90× hand-written framed`, pingpong, "roundTripsPerSec", server, "node-framed", ">=", 0.9),
+  ratioTarget(12, `${format} ping-pong server CPU per round trip ≤ 1.2× hand-written framed`, pingpong, "cpuUsPerRoundTrip", server, "node-framed", "<=", 1.2),
+  ratioTarget(12, `${format} pipeline frames/s ≥ 0.85× hand-written framed`, pipeline, "framesPerSec", server, "node-framed", ">=", 0.85),
+  ratioTarget(12, `${format} pipeline server CPU per frame ≤ 1.5× hand-written framed`, pipeline, "cpuUsPerFrame", server, "node-framed", "<=", 1.5)
 ]
+
+/** effect-wire against the same service on Effect's NodeSocketServer: ≥ 1.0× in every repetition, ping-pong and pipeline. */
+const peerTargets = (server: ServerId, peer: ServerId, what: string, pingpong: Workload, pipeline: Workload) => [
+  ratioTarget(12, `${what} ping-pong ≥ 1.0× the same on NodeSocketServer, every repetition`, pingpong, "roundTripsPerSec", server, peer, ">=", 1, "every"),
+  ratioTarget(12, `${what} pipeline ≥ 1.0× the same on NodeSocketServer, every repetition`, pipeline, "framesPerSec", server, peer, ">=", 1, "every")
+]
+
+/** The stream echo row: throughput, CPU per GiB and peak RSS against raw node. */
+const streamTargets = (server: ServerId) => [
+  ratioTarget(12, "stream echo throughput ≥ 0.90× raw node", "stream", "mibPerSec", server, "node-raw", ">=", 0.9),
+  ratioTarget(12, "stream echo server CPU per GiB ≤ 1.3× raw node", "stream", "cpuMsPerGiB", server, "node-raw", "<=", 1.3),
+  ratioTarget(12, "stream echo peak RSS ≤ 1.2× raw node", "stream", "peakRssMB", server, "node-raw", "<=", 1.2)
+]
+
+/** The idle connections row, for every effect-wire server of issue 12's table. */
+const idleTargets = (server: ServerId): Array<TargetSpec> => [
+  { issue: 12, text: "memory per idle connection ≤ 8 KiB", workload: "connections", metric: "idleKiBPerConnection", server, op: "<=", threshold: 8 },
+  ratioTarget(12, "open + close CPU ≤ 1.5× raw node", "connections", "openCloseUs", server, "node-raw", "<=", 1.5)
+]
+
+export const TARGETS: ReadonlyArray<TargetSpec> = [
+  // Issue 12, row by row.
+  ...typedServiceTargets("wire-protocol", "binary", "pingpong", "pipeline"),
+  ...typedServiceTargets("wire-protocol-json", "JSON", "pingpong-json", "pipeline-json"),
+  ratioTarget(12, "Stream handler ping-pong round trips/s ≥ 0.90× raw node", "pingpong", "roundTripsPerSec", "wire-stream", "node-raw", ">=", 0.9),
+  ratioTarget(12, "Stream handler ping-pong server CPU per round trip ≤ 1.2× raw node", "pingpong", "cpuUsPerRoundTrip", "wire-stream", "node-raw", "<=", 1.2),
+  ...peerTargets("wire-protocol", "effect-protocol", "binary typed service", "pingpong", "pipeline"),
+  ...peerTargets("wire-protocol-json", "effect-protocol-json", "JSON typed service", "pingpong-json", "pipeline-json"),
+  ...peerTargets("wire-stream", "effect-raw", "Stream echo", "pingpong", "pipeline"),
+  ...streamTargets("wire"),
+  ...streamTargets("wire-stream"),
+  ...(["wire", "wire-framed", "wire-stream", "wire-protocol", "wire-protocol-json"] as const).flatMap(idleTargets),
+  ratioTarget(12, "start to listening ≤ 2× raw node", "startup", "startupMs", "wire", "node-raw", "<=", 2),
+  { issue: 12, text: "idle RSS ≤ 70 MB", workload: "startup", metric: "idleRssMB", server: "wire", op: "<=", threshold: 70 },
+  {
+    issue: 12,
+    text: "async handler: every reply complete and in request order (ping-pong, pipeline, ordering probe, stream echo)",
+    workload: "pipeline",
+    metric: "failedJobs",
+    server: "wire-protocol-async",
+    op: "errors",
+    threshold: 0,
+    workloads: ["pingpong", "pipeline", "ordering", "stream"]
+  },
+  // No target: which transport to choose for effect/rpc.
+  ratioTarget(12, "effect/rpc ping-pong on effect-wire vs on NodeSocketServer", "pingpong-rpc", "roundTripsPerSec", "rpc-wire", "rpc-effect", "info", 0),
+  ratioTarget(12, "effect/rpc pipeline on effect-wire vs on NodeSocketServer", "pipeline-rpc", "framesPerSec", "rpc-wire", "rpc-effect", "info", 0),
+  ratioTarget(12, "effect/rpc server CPU per call on effect-wire vs on NodeSocketServer (pipeline)", "pipeline-rpc", "cpuUsPerFrame", "rpc-wire", "rpc-effect", "info", 0),
+  ratioTarget(12, "effect/rpc memory per idle connection on effect-wire vs on NodeSocketServer", "connections", "idleKiBPerConnection", "rpc-wire", "rpc-effect", "info", 0),
+  // Issue 7's framed-echo targets, still held.
+  ratioTarget(7, "framed ping-pong round trips/s ≥ 0.95× hand-written framed", "pingpong", "roundTripsPerSec", "wire-framed", "node-framed", ">=", 0.95),
+  ratioTarget(7, "framed ping-pong CPU per round trip ≤ 1.2× hand-written framed", "pingpong", "cpuUsPerRoundTrip", "wire-framed", "node-framed", "<=", 1.2),
+  ratioTarget(7, "framed pipeline frames/s ≥ 0.90× hand-written framed", "pipeline", "framesPerSec", "wire-framed", "node-framed", ">=", 0.9),
+  ratioTarget(7, "framed pipeline CPU per frame ≤ 1.5× hand-written framed", "pipeline", "cpuUsPerFrame", "wire-framed", "node-framed", "<=", 1.5)
+]
+
+/** How a target reads: "≥ 0.9× hand-framed", "≤ 8", "every repetition ≥ 1×", "no target", "0 failed jobs". */
+export const targetText = (t: Pick<TargetResult, "op" | "threshold" | "ratio" | "judge" | "against">): string => {
+  if (t.op === "info") return "no target"
+  if (t.op === "errors") return "no failed job"
+  const against = t.against === undefined ? "" : ` ${REFERENCE_NAMES[t.against] ?? t.against}`
+  const bound = `${t.op === ">=" ? "≥" : "≤"} ${t.threshold}${t.ratio ? `×${against}` : ""}`
+  return t.judge === "every" ? `every repetition ${bound}` : bound
+}
 
 export const evaluateTargets = (
   samples: ReadonlyArray<Sample>,
@@ -269,25 +352,40 @@ export const evaluateTargets = (
 ): Array<TargetResult> =>
   TARGETS.filter((t) => servers.includes(t.server) && (t.against === undefined || servers.includes(t.against))).map(
     (t) => {
-      const measured = t.against === undefined
-        ? metricSpread(samples, t.workload, t.server, t.metric)
-        : ratioSpread(samples, t.workload, t.server, t.against, t.metric)
-      const verdict: Verdict = measured === undefined
-        ? "n/a"
-        : (t.op === ">=" ? measured.median >= t.threshold : measured.median <= t.threshold)
-        ? "PASS"
-        : "FAIL"
-      return {
+      const judge = t.judge ?? "median"
+      const base = {
         text: t.text,
+        issue: t.issue,
         subject: SERVER_LABELS[t.server],
         server: t.server,
         workload: t.workload,
-        measured,
+        metric: t.metric,
         op: t.op,
         threshold: t.threshold,
-        ratio: t.against !== undefined,
-        verdict
+        judge,
+        ...(t.against === undefined ? {} : { against: t.against })
       }
+      if (t.op === "errors") {
+        const jobs = samples.filter((s) => s.server === t.server && (t.workloads ?? [t.workload]).includes(s.workload))
+        const failed = jobs.filter((s) => s.errors.length > 0).length
+        const measured = jobs.length === 0 ? undefined : { median: failed, min: failed, max: failed, n: jobs.length }
+        const verdict: Verdict = measured === undefined ? "n/a" : failed === 0 ? "PASS" : "FAIL"
+        return { ...base, measured, ratio: false, verdict }
+      }
+      const measured = t.against === undefined
+        ? metricSpread(samples, t.workload, t.server, t.metric)
+        : ratioSpread(samples, t.workload, t.server, t.against, t.metric)
+      const judged = measured === undefined ? undefined : judge === "every"
+        ? (t.op === ">=" ? measured.min : measured.max)
+        : measured.median
+      const verdict: Verdict = judged === undefined
+        ? "n/a"
+        : t.op === "info"
+        ? "INFO"
+        : (t.op === ">=" ? judged >= t.threshold : judged <= t.threshold)
+        ? "PASS"
+        : "FAIL"
+      return { ...base, measured, ratio: t.against !== undefined, verdict }
     }
   )
 
@@ -298,15 +396,15 @@ export const evaluateTargets = (
 interface Column {
   readonly metric: string
   readonly label: string
-  /** Show ratios to raw node (and, in framed workloads, to the hand-written framed server). */
+  /** Show ratios to the table's references. */
   readonly ratios: boolean
 }
 
 interface Table {
   readonly workload: Workload
   readonly title: string
-  /** Framed workloads also compare to the hand-written framed server. */
-  readonly framed: boolean
+  /** The servers each row is also shown as a ratio of. */
+  readonly refs: ReadonlyArray<ServerId>
   readonly columns: ReadonlyArray<Column>
 }
 
@@ -315,11 +413,23 @@ const busy: ReadonlyArray<Column> = [
   { metric: "clientCpuShare", label: "load core busy", ratios: false }
 ]
 
+const pingpongColumns: ReadonlyArray<Column> = [
+  { metric: "roundTripsPerSec", label: "round trips/s", ratios: true },
+  { metric: "cpuUsPerRoundTrip", label: "server CPU µs/round trip", ratios: true },
+  ...busy
+]
+
+const pipelineColumns: ReadonlyArray<Column> = [
+  { metric: "framesPerSec", label: "frames/s", ratios: true },
+  { metric: "cpuUsPerFrame", label: "server CPU µs/frame", ratios: true },
+  ...busy
+]
+
 export const tables = (describe: Record<Workload, string>): ReadonlyArray<Table> => [
   {
     workload: "stream",
     title: `Stream echo: ${describe.stream}`,
-    framed: false,
+    refs: ["node-raw"],
     columns: [
       { metric: "mibPerSec", label: "MiB/s", ratios: true },
       { metric: "cpuMsPerGiB", label: "server CPU ms/GiB", ratios: true },
@@ -327,32 +437,19 @@ export const tables = (describe: Record<Workload, string>): ReadonlyArray<Table>
       ...busy
     ]
   },
-  {
-    workload: "pingpong",
-    title: `Ping-pong: ${describe.pingpong}`,
-    framed: true,
-    columns: [
-      { metric: "roundTripsPerSec", label: "round trips/s", ratios: true },
-      { metric: "cpuUsPerRoundTrip", label: "server CPU µs/round trip", ratios: true },
-      ...busy
-    ]
-  },
-  {
-    workload: "pipeline",
-    title: `Pipelined: ${describe.pipeline}`,
-    framed: true,
-    columns: [
-      { metric: "framesPerSec", label: "frames/s", ratios: true },
-      { metric: "cpuUsPerFrame", label: "server CPU µs/frame", ratios: true },
-      ...busy
-    ]
-  },
+  { workload: "pingpong", title: `Ping-pong: ${describe.pingpong}`, refs: ["node-raw", "node-framed"], columns: pingpongColumns },
+  { workload: "pipeline", title: `Pipelined: ${describe.pipeline}`, refs: ["node-raw", "node-framed"], columns: pipelineColumns },
+  { workload: "pingpong-json", title: `Ping-pong, JSON messages: ${describe["pingpong-json"]}`, refs: ["node-framed"], columns: pingpongColumns },
+  { workload: "pipeline-json", title: `Pipelined, JSON messages: ${describe["pipeline-json"]}`, refs: ["node-framed"], columns: pipelineColumns },
+  { workload: "pingpong-rpc", title: `Ping-pong, effect/rpc: ${describe["pingpong-rpc"]}`, refs: ["rpc-effect"], columns: pingpongColumns },
+  { workload: "pipeline-rpc", title: `Pipelined, effect/rpc: ${describe["pipeline-rpc"]}`, refs: ["rpc-effect"], columns: pipelineColumns },
   {
     workload: "connections",
     title: `Connections: ${describe.connections}`,
-    framed: false,
+    refs: ["node-raw"],
     columns: [
       { metric: "idleKiBPerConnection", label: "KiB per idle connection", ratios: true },
+      { metric: "heapKiBPerConnection", label: "of it V8 heap KiB", ratios: false },
       { metric: "openUs", label: "open µs CPU", ratios: true },
       { metric: "closeUs", label: "close µs CPU", ratios: true },
       { metric: "openCloseUs", label: "open + close µs", ratios: true }
@@ -361,7 +458,7 @@ export const tables = (describe: Record<Workload, string>): ReadonlyArray<Table>
   {
     workload: "startup",
     title: `Startup: ${describe.startup}`,
-    framed: false,
+    refs: ["node-raw"],
     columns: [
       { metric: "startupMs", label: "spawn → listening ms", ratios: true },
       { metric: "idleRssMB", label: "idle RSS MB", ratios: true }
@@ -370,7 +467,7 @@ export const tables = (describe: Record<Workload, string>): ReadonlyArray<Table>
   {
     workload: "ordering",
     title: `Ordering probe: ${describe.ordering}`,
-    framed: false,
+    refs: [],
     columns: [
       { metric: "frames", label: "frames checked", ratios: false },
       { metric: "mib", label: "MiB echoed", ratios: false }
@@ -410,13 +507,11 @@ export const renderTables = (
   const lines: Array<string> = []
   for (const table of tables(describe)) {
     if (!samples.some((s) => s.workload === table.workload)) continue
-    const refs = (table.framed ? ["node-raw", "node-framed"] as const : ["node-raw"] as const).filter((r) =>
-      servers.includes(r)
-    )
+    const refs = table.refs.filter((r) => servers.includes(r))
     const header = ["server"]
     for (const c of table.columns) {
       header.push(c.label)
-      if (c.ratios) for (const r of refs) header.push(r === "node-raw" ? "× raw node" : "× hand-framed")
+      if (c.ratios) for (const r of refs) header.push(`× ${REFERENCE_NAMES[r] ?? r}`)
     }
     header.push("correct", "targets")
     lines.push(`### ${table.title}`, "", row(header), row(header.map(() => "---")))
@@ -433,8 +528,8 @@ export const renderTables = (
       const failures = mine.filter((s) => s.errors.length > 0).length
       const runs = `${mine.length} run${mine.length === 1 ? "" : "s"}`
       cells.push(failures === 0 ? `yes (${runs})` : `**NO: ${failures} of ${runs} failed**`)
-      const verdicts = targets.filter((t) => t.workload === table.workload && t.server === server)
-      cells.push(verdicts.length === 0 ? "" : verdicts.map((t) => `${t.verdict} ${shortTarget(t)}`).join("; "))
+      const verdicts = targets.filter((t) => t.workload === table.workload && t.server === server && t.op !== "errors")
+      cells.push(verdicts.length === 0 ? "" : verdicts.map((t) => `${t.verdict} ${targetText(t)}`).join("; "))
       lines.push(row(cells))
     }
     lines.push("")
@@ -459,7 +554,8 @@ export const renderSummary = (samples: ReadonlyArray<Sample>, servers: ReadonlyA
     "reference",
     "ping-pong round trips/s × ref",
     "server CPU µs/round trip × ref",
-    "pipeline frames/s × hand-framed",
+    "pipeline frames/s × ref",
+    "server CPU µs/frame × ref",
     "KiB per idle connection",
     "open + close CPU × raw node",
     "correct"
@@ -468,15 +564,17 @@ export const renderSummary = (samples: ReadonlyArray<Sample>, servers: ReadonlyA
   for (const server of servers) {
     const mine = samples.filter((s) => s.server === server)
     if (mine.length === 0) continue
-    const ref: ServerId = isFramed(server) ? "node-framed" : "node-raw"
+    const ref = referenceOf(server)
+    const [pingpong, pipeline] = smallFrameWorkloads(server)
     const failed = mine.filter((s) => s.errors.length > 0)
     const kib = metricSpread(samples, "connections", server, "idleKiBPerConnection")
     lines.push(row([
       SERVER_LABELS[server],
-      ref === "node-raw" ? "raw node" : "hand-framed",
-      ratio("pingpong", server, ref, "roundTripsPerSec"),
-      ratio("pingpong", server, ref, "cpuUsPerRoundTrip"),
-      ratio("pipeline", server, "node-framed", "framesPerSec"),
+      REFERENCE_NAMES[ref] ?? ref,
+      ratio(pingpong, server, ref, "roundTripsPerSec"),
+      ratio(pingpong, server, ref, "cpuUsPerRoundTrip"),
+      ratio(pipeline, server, ref, "framesPerSec"),
+      ratio(pipeline, server, ref, "cpuUsPerFrame"),
       kib === undefined ? "–" : formatNumber(kib.median),
       ratio("connections", server, "node-raw", "openCloseUs"),
       failed.length === 0
@@ -487,18 +585,23 @@ export const renderSummary = (samples: ReadonlyArray<Sample>, servers: ReadonlyA
   return lines.join("\n")
 }
 
-const shortTarget = (t: TargetResult): string => `${t.op === ">=" ? "≥" : "≤"} ${t.threshold}${t.ratio ? "×" : ""}`
-
 export const renderTargets = (targets: ReadonlyArray<TargetResult>): string => {
   const lines = [
-    row(["target", "subject", "measured (median of per-repetition ratios, min–max)", "verdict"]),
-    row(["---", "---", "---", "---"])
+    row(["issue", "target", "subject", "workload", "measured: median (min–max)", "verdict"]),
+    row(["---", "---", "---", "---", "---", "---"])
   ]
   for (const t of targets) {
+    const measured = t.op === "errors"
+      ? t.measured === undefined ? "–" : `${t.measured.median} of ${t.measured.n} jobs failed`
+      : t.ratio
+      ? formatRatio(t.measured)
+      : formatSpread(t.measured)
     lines.push(row([
+      t.issue === undefined ? "" : String(t.issue),
       t.text,
       t.subject,
-      t.ratio ? formatRatio(t.measured) : formatSpread(t.measured),
+      t.workload ?? "decoders",
+      measured,
       t.verdict === "FAIL" ? "**FAIL**" : t.verdict
     ]))
   }
@@ -561,9 +664,11 @@ export const decoderTargets = (results: ReadonlyArray<DecoderResult>): Array<Tar
       return {
         text: "decoders ≥ 0.8× hand-written at every frame size",
         subject: `${name}, ${pathLabel(path)} (worst: ${worst.codec}, ${sizeLabel(worst.frameSize)} frames)`,
+        issue: 7,
         measured: { median: ratio, min: ratio, max: ratio, n: 1 },
         op: ">=",
         threshold: 0.8,
+        judge: "median",
         ratio: true,
         verdict: ratio >= 0.8 ? "PASS" : "FAIL"
       }

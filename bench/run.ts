@@ -1,13 +1,15 @@
 /**
- * `npm run bench`: effect-wire's echo servers against raw node:net, side by
- * side, each server and the load generator a process of its own, pinned to
- * different cores when `taskset` allows.
+ * `npm run bench`: effect-wire's servers, a user's Effect handlers, Effect 4's
+ * own socket server and `effect/rpc` against raw node:net, side by side, each
+ * server and the load generator a process of its own, pinned to different
+ * cores when `taskset` allows; every target of issue 12 (and issue 7's that
+ * still hold) judged in one run.
  *
  *   node dist/bench/run.js [--quick] [--reps 3] [--json out.json] [--strict]
- *                          [--servers node-raw,node-framed,wire,wire-framed,
- *                                     wire-stream,wire-protocol,effect-raw,effect-framed]
+ *                          [--servers node-raw,node-framed,wire,…]   (all by default; see --help)
  *                          [--before path/to/other/dist]
- *                          [--workloads stream,pingpong,pipeline,connections,ordering]
+ *                          [--workloads stream,pingpong,pipeline,pingpong-json,pipeline-json,
+ *                                       pingpong-rpc,pipeline-rpc,connections,ordering]
  *                          [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js]
  *
  * Servers (every one on this node, `process.execPath`, with the same flags):
@@ -15,17 +17,23 @@
  *   a `socket.pipe(socket)` echo and a hand-written u32 BE framed echo;
  * - `wire`, `wire-framed`: the effect-wire CLI, `serve echo` raw and with
  *   `--framing length`;
- * - `wire-stream`, `wire-protocol` (bench/effectServers.ts): an effect-wire
- *   `Server` with a user's Stream handler, and a typed `Protocol` service
- *   with one Effect per request;
- * - `effect-raw`, `effect-framed` (bench/effectServers.ts): Effect 4's own
- *   `NodeSocketServer`, raw echo and u32 BE frames cut by hand.
- * All eight run by default (`--servers` picks some). The raw-byte echoes
- * (node-raw, wire, wire-stream, effect-raw) and the framed ones (node-framed,
- * wire-framed, wire-protocol, effect-framed) all get every workload: the load
- * is u32 BE frames, whole ones in every stream write, so each fits both; the
- * framed workloads' tables add ratios to the hand-written framed server, and
- * the summary compares each server to its own kind's reference.
+ * - `wire-stream`, `wire-protocol`, `wire-protocol-json`, `wire-protocol-async`
+ *   (bench/servers/wire.ts): a user's Stream handler on `Server.layer`, and
+ *   typed `Protocol` services with binary or JSON messages, one Effect per
+ *   request (the async one's handler parks its fiber for each request);
+ * - `effect-raw`, `effect-framed`, `effect-protocol`, `effect-protocol-json`
+ *   (bench/servers/peer.ts): the peers, Effect 4's own `NodeSocketServer`
+ *   written idiomatically: raw echo, framed echo, the two typed services;
+ * - `rpc-wire`, `rpc-effect` (bench/servers/rpc.ts): `effect/rpc`'s
+ *   `RpcServer` on effect-wire's listener and on `NodeSocketServer`.
+ * What a server speaks (`Speaks`: bytes, JSON messages, effect/rpc) decides
+ * its workloads (`runsOn` in bench/report.ts): the byte servers take the byte
+ * load (u32 BE frames, whole ones in every stream write, so raw and framed
+ * echoes both fit it); the JSON services the JSON ping-pong and pipeline, with
+ * the hand-written framed server echoing the same frames as their
+ * reference; the rpc servers theirs; every server the idle connections (a
+ * probe in its own language) and start-up. Every reply is checked: content,
+ * order (by id for rpc, which answers concurrently), none lost.
  *
  * `--before DIR` (another effect-wire build's dist/, e.g. the one before a
  * port) adds `wire@before`, `wire-framed@before` (DIR/src/cli/main.js) and,
@@ -35,20 +43,19 @@
  * ratios, so one run gives a port's before/after table. `--servers` may name
  * `@before` servers itself (then it gets exactly those).
  *
- * Time on a shared 2-core machine: `--quick` ~40 s; the default run (eight
- * servers, 3 repetitions) ~4 minutes, ~6 with `--before` (each server costs
- * ~9 s a repetition at the full sizes).
+ * Time on a shared 2-core machine: `--quick` ~1 minute; the default run
+ * (fourteen servers, 3 repetitions) ~8 minutes.
  *
  * Exit status: 0, or 1 when anything came back wrong (byte counts, frame
- * order, a server that died, the decoder benchmark crashing), or 2 for bad
- * arguments. Speed never fails the
+ * order, a lost reply, a server that died, the decoder benchmark crashing),
+ * or 2 for bad arguments. Speed never fails the
  * run unless `--strict` is given (then a FAILed target exits 3): shared and
  * CI machines are too noisy for that.
  */
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { type Job, readMemory, round } from "./common.js"
+import { type Job, readMemory, round, type Speaks } from "./common.js"
 import {
   beforeCli,
   beforeEffectServers,
@@ -81,9 +88,12 @@ import {
   renderSummary,
   renderTables,
   renderTargets,
+  runsOn,
   type Sample,
   SERVER_LABELS,
   type ServerId,
+  speaks,
+  targetText,
   type TargetResult,
   type Workload
 } from "./report.js"
@@ -99,8 +109,14 @@ const DEFAULT_SERVERS: ReadonlyArray<ServerId> = [
   "wire-framed",
   "wire-stream",
   "wire-protocol",
+  "wire-protocol-json",
+  "wire-protocol-async",
   "effect-raw",
-  "effect-framed"
+  "effect-framed",
+  "effect-protocol",
+  "effect-protocol-json",
+  "rpc-wire",
+  "rpc-effect"
 ]
 /** Everything `--servers` may name, in the order they print: each `@before` server after its successor. */
 const ALL_SERVERS: ReadonlyArray<ServerId> = DEFAULT_SERVERS.flatMap((id) => [
@@ -109,7 +125,17 @@ const ALL_SERVERS: ReadonlyArray<ServerId> = DEFAULT_SERVERS.flatMap((id) => [
 ])
 type LoadWorkload = Exclude<Workload, "startup">
 /** In the order they run: the stream echo first, on fresh processes, so their peak RSS is its own. */
-const ALL_WORKLOADS: ReadonlyArray<LoadWorkload> = ["stream", "pingpong", "pipeline", "connections", "ordering"]
+const ALL_WORKLOADS: ReadonlyArray<LoadWorkload> = [
+  "stream",
+  "pingpong",
+  "pipeline",
+  "pingpong-json",
+  "pipeline-json",
+  "pingpong-rpc",
+  "pipeline-rpc",
+  "connections",
+  "ordering"
+]
 
 // ---------------------------------------------------------------------------
 // Options
@@ -131,7 +157,8 @@ interface Options {
 }
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--reps N] [--json out.json] [--strict]
-         [--servers ${DEFAULT_SERVERS.join(",")}] [--before path/to/other/dist]
+         [--servers ${DEFAULT_SERVERS.join(",")}]
+         [--before path/to/other/dist]
          [--workloads ${ALL_WORKLOADS.join(",")}]
          [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js]
   --servers may also name ${BEFORE_SERVERS.join(",")} (with --before)`
@@ -215,15 +242,39 @@ function usage(message: string): never {
 // ---------------------------------------------------------------------------
 
 interface Plan {
-  readonly jobs: { readonly [W in LoadWorkload]: Extract<Job, { readonly kind: W }> }
-  /** Quiet time between "listening" and reading the idle RSS. */
+  readonly jobs: { readonly [W in LoadWorkload]: Job }
+  /**
+   * Quiet time between "listening" and the first reading of the idle RSS; then it is read every
+   * 100 ms until two readings agree (a server may still load modules or compile after
+   * listening), at most `idleMaxMs` after listening.
+   */
   readonly idleSettleMs: number
+  readonly idleMaxMs: number
 }
 
 const MiB = 1024 * 1024
 
-const plan = (quick: boolean): Plan => ({
+const plan = (quick: boolean): Plan => {
+  const pingpong = (speaks: Speaks): Extract<Job, { readonly kind: "pingpong" }> => ({
+    kind: "pingpong",
+    speaks,
+    connections: 8,
+    bodySize: 64,
+    warmupMs: quick ? 50 : 250,
+    durationMs: quick ? 200 : 1000
+  })
+  const pipeline = (speaks: Speaks): Extract<Job, { readonly kind: "pipeline" }> => ({
+    kind: "pipeline",
+    speaks,
+    connections: 8,
+    depth: 32,
+    bodySize: 64,
+    warmupMs: quick ? 50 : 250,
+    durationMs: quick ? 200 : 1000
+  })
+  return {
   idleSettleMs: quick ? 100 : 300,
+  idleMaxMs: quick ? 500 : 2000,
   jobs: {
     stream: {
       kind: "stream",
@@ -232,23 +283,16 @@ const plan = (quick: boolean): Plan => ({
       writeSize: 64 * 1024,
       timeoutMs: 60_000
     },
-    pingpong: {
-      kind: "pingpong",
-      connections: 8,
-      bodySize: 64,
-      warmupMs: quick ? 50 : 250,
-      durationMs: quick ? 200 : 1000
-    },
-    pipeline: {
-      kind: "pipeline",
-      connections: 8,
-      depth: 32,
-      bodySize: 64,
-      warmupMs: quick ? 50 : 250,
-      durationMs: quick ? 200 : 1000
-    },
+    pingpong: pingpong("bytes"),
+    pipeline: pipeline("bytes"),
+    "pingpong-json": pingpong("json"),
+    "pipeline-json": pipeline("json"),
+    "pingpong-rpc": pingpong("rpc"),
+    "pipeline-rpc": pipeline("rpc"),
     connections: {
       kind: "connections",
+      // Each server's probe is written in what it speaks (set per server when the job runs).
+      speaks: "bytes",
       warmup: quick ? 25 : 250,
       connections: quick ? 100 : 1000,
       concurrency: 50,
@@ -264,22 +308,31 @@ const plan = (quick: boolean): Plan => ({
       timeoutMs: 60_000
     }
   }
-})
+}
+}
 
 const describe = (p: Plan): Record<Workload, string> => {
-  const { connections, ordering, pingpong, pipeline, stream } = p.jobs
+  const { connections, ordering, pingpong, pipeline, stream } = p.jobs as {
+    readonly [W in LoadWorkload]: Extract<Job, { readonly kind: W extends `${infer K}-${string}` ? K : W }>
+  }
+  const window = `${pingpong.durationMs / 1000} s after ${pingpong.warmupMs / 1000} s warm-up`
+  const onePing = `${pingpong.connections} connections, one request in flight each, ${window}`
+  const piped = `${pipeline.connections} connections × ${pipeline.depth} requests in flight, ${window}`
   return {
     stream: `${stream.connections} connections × ${stream.bytesPerConnection / MiB} MiB in ${
       stream.writeSize / 1024
     } KiB writes, every byte checked`,
-    pingpong: `${pingpong.connections} connections, one ${pingpong.bodySize} B length-prefixed frame in flight each, ${
-      pingpong.durationMs / 1000
-    } s after ${pingpong.warmupMs / 1000} s warm-up`,
-    pipeline: `${pipeline.connections} connections × ${pipeline.depth} frames of ${pipeline.bodySize} B in flight, ${
-      pipeline.durationMs / 1000
-    } s after ${pipeline.warmupMs / 1000} s warm-up`,
-    connections: `${connections.connections} connections opened a quarter at a time and held (each proven with one round trip), after ${connections.warmup} warm-up ones opened together and closed; memory per connection from the median quarter's RSS growth; server CPU per open and per close`,
-    startup: `spawn → \`listening\` line, then RSS after ${p.idleSettleMs} ms idle`,
+    pingpong: `${pingpong.connections} connections, one ${pingpong.bodySize} B length-prefixed frame in flight each, ${window}; every reply checked, in order`,
+    pipeline: `${pipeline.connections} connections × ${pipeline.depth} frames of ${pipeline.bodySize} B in flight, ${window}; every reply checked, in order, none lost`,
+    "pingpong-json":
+      `${onePing}: a ${pingpong.bodySize} B JSON message \`{"seq","conn","pad"}\` in a u32 BE frame, answered with the same message; every reply checked, in order`,
+    "pipeline-json": `${piped}: the JSON messages of the ping-pong above; every reply checked, in order, none lost`,
+    "pingpong-rpc":
+      `${onePing}: an \`effect/rpc\` call \`Echo\` of the ${pingpong.bodySize} B JSON message, ndjson; every reply checked`,
+    "pipeline-rpc":
+      `${piped}: the \`Echo\` calls of the ping-pong above; every reply checked against its request id (effect/rpc answers calls concurrently, so not in order), none lost`,
+    connections: `${connections.connections} connections opened a quarter at a time and held (each proven with one round trip in what the server speaks), after ${connections.warmup} warm-up ones opened together and closed; memory per connection from the median quarter's growth, each level read after two full garbage collections in the server (--expose-gc); server CPU per open and per close (the collections' CPU taken out)`,
+    startup: `spawn → \`listening\` line; idle RSS once settled (read every 100 ms from ${p.idleSettleMs} ms after listening until two readings agree, at most ${p.idleMaxMs} ms)`,
     ordering: `${ordering.connections} connections × ${ordering.framesPerConnection} sequence-numbered frames of 0 B to ${
       ordering.maxFrameSize / 1024
     } KiB, pipelined, written in random splits; must come back byte for byte`
@@ -294,11 +347,29 @@ const HEADLINE: Record<LoadWorkload, ReadonlyArray<[string, string]>> = {
   stream: [["mibPerSec", "MiB/s"], ["cpuMsPerGiB", "CPU ms/GiB"], ["peakRssMB", "MB peak"]],
   pingpong: [["roundTripsPerSec", "round trips/s"], ["cpuUsPerRoundTrip", "CPU µs/rt"]],
   pipeline: [["framesPerSec", "frames/s"], ["cpuUsPerFrame", "CPU µs/frame"]],
+  "pingpong-json": [["roundTripsPerSec", "round trips/s"], ["cpuUsPerRoundTrip", "CPU µs/rt"]],
+  "pipeline-json": [["framesPerSec", "frames/s"], ["cpuUsPerFrame", "CPU µs/frame"]],
+  "pingpong-rpc": [["roundTripsPerSec", "calls/s"], ["cpuUsPerRoundTrip", "CPU µs/call"]],
+  "pipeline-rpc": [["framesPerSec", "calls/s"], ["cpuUsPerFrame", "CPU µs/call"]],
   connections: [["idleKiBPerConnection", "KiB/conn"], ["openUs", "µs open"], ["closeUs", "µs close"]],
   ordering: [["frames", "frames in order"], ["mib", "MiB"]]
 }
 
 const builds = (options: Options): Builds => ({ cli: options.cli, before: options.before })
+
+/** The RSS of a server that has just started listening, once it stops changing (see `Plan.idleSettleMs`). */
+const idleRss = async (pid: number, p: Plan): Promise<number> => {
+  const t0 = performance.now()
+  await sleep(p.idleSettleMs)
+  let last = readMemory(pid).rss
+  while (performance.now() - t0 < p.idleMaxMs) {
+    await sleep(100)
+    const now = readMemory(pid).rss
+    if (now === last) break
+    last = now
+  }
+  return last
+}
 
 /** Each repetition starts with a different server, so none always runs first (or right after a heavy one). */
 const rotate = <A>(xs: ReadonlyArray<A>, by: number): Array<A> => xs.map((_, i) => xs[(i + by) % xs.length]!)
@@ -322,13 +393,15 @@ const session = async (
   const order = rotate(options.servers, rep)
   const tag = `[${rep + 1}/${options.reps}.${name}]`
   const pad = Math.max(...options.servers.map((id) => id.length))
+  // The connections workload reads memory after full collections: its servers get the GC hook.
+  const gc = workloads.includes("connections")
   try {
     for (const id of order) {
       try {
-        const server = await ServerProcess.start(id, pinning.server, builds(options))
+        const gcFile = gc ? Path.join(Os.tmpdir(), `effect-wire-bench-gc-${process.pid}-${rep}-${name}-${id}.json`) : undefined
+        const server = await ServerProcess.start(id, pinning.server, builds(options), [], gcFile)
         servers.set(id, server)
-        await sleep(p.idleSettleMs)
-        const metrics = { startupMs: round(server.startupMs), idleRssMB: round(readMemory(server.pid).rss / MiB) }
+        const metrics = { startupMs: round(server.startupMs), idleRssMB: round((await idleRss(server.pid, p)) / MiB) }
         samples.push({ workload: "startup", server: id, rep, session: name, metrics, errors: [], cpuSource: "" })
         log(`${tag} ${id.padEnd(pad)} startup: ${formatNumber(metrics.startupMs)} ms, idle RSS ${formatNumber(metrics.idleRssMB)} MB`)
       } catch (error) {
@@ -340,8 +413,10 @@ const session = async (
     for (const workload of workloads) {
       for (const id of order) {
         const server = servers.get(id)
-        if (server === undefined) continue
-        const result = await runJob(server, p.jobs[workload], pinning.load)
+        if (server === undefined || !runsOn(workload, id)) continue
+        const planned = p.jobs[workload]
+        const job: Job = planned.kind === "connections" ? { ...planned, speaks: speaks(id) } : planned
+        const result = await runJob(server, job, pinning.load)
         samples.push({
           workload,
           server: id,
@@ -468,7 +543,24 @@ const main = async (): Promise<void> => {
     })),
     plan: p,
     summary: summarize(samples, options.servers),
-    targets,
+    // Every target: what was measured on which server against which reference, the bound, the
+    // median (min–max, n repetitions) of the per-repetition ratios (or of the metric), the verdict.
+    targets: targets.map((t) => ({
+      issue: t.issue ?? null,
+      text: t.text,
+      workload: t.workload ?? "decoders",
+      server: t.server ?? null,
+      subject: t.subject,
+      against: t.against ?? null,
+      metric: t.metric ?? (t.ratio ? "ratio" : null),
+      target: targetText(t),
+      judged: t.judge,
+      median: t.measured?.median ?? null,
+      min: t.measured?.min ?? null,
+      max: t.measured?.max ?? null,
+      n: t.measured?.n ?? 0,
+      verdict: t.verdict
+    })),
     correctness: { ok: failures.length === 0, failures },
     decoders,
     samples

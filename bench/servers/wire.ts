@@ -1,0 +1,51 @@
+/**
+ * effect-wire's Effect-handler servers (see bench/effectServers.ts): a user's
+ * `Stream` handler on `Server.layer` and typed `Protocol` services.
+ */
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as Address from "../../src/Address.js"
+import * as Framing from "../../src/Framing.js"
+import * as Message from "../../src/Message.js"
+import * as Protocol from "../../src/Protocol.js"
+import * as Server from "../../src/Server.js"
+import { JsonMessage } from "../messages.js"
+import { listening, type Listen, type Programs } from "./common.js"
+
+// A typed service whose messages are bytes: the frame is the message.
+const Bytes = Protocol.make({
+  framing: Framing.lengthPrefixed(),
+  incoming: Schema.Uint8Array,
+  outgoing: Schema.Uint8Array,
+  // The encoded side of a bytes Schema is bytes; FormatFactory is generic over it.
+  format: <A, I>(schema: Schema.Codec<A, I>) => Message.make("bytes", schema as unknown as Schema.Codec<A, Uint8Array>)
+})
+
+// The same service with JSON messages: `{ seq, conn, pad }` in, the same out.
+const Json = Protocol.make({
+  framing: Framing.lengthPrefixed(),
+  incoming: JsonMessage,
+  outgoing: JsonMessage,
+  format: "json"
+})
+
+/** A dependency that answers on the next turn of the event loop: the handler's fiber parks until then. */
+const slowly = <A>(value: A): Effect.Effect<A> =>
+  Effect.callback<A>((resume) => {
+    setImmediate(() => resume(Effect.succeed(value)))
+  })
+
+const serve = (handler: Server.Options<unknown, never>["handler"]) => ({ host, port }: Listen) =>
+  Effect.gen(function*() {
+    const server = yield* Server.Server
+    yield* listening(Address.format(server.address))
+    return yield* Effect.never
+  }).pipe(Effect.provide(Server.layer({ address: Address.tcp(host, port), handler })))
+
+export const programs: Programs = {
+  "wire-stream": serve((socket) => Stream.run(socket.reads, socket.writes)),
+  "wire-protocol": serve(Protocol.serve(Bytes, (request) => Effect.succeed(request))),
+  "wire-protocol-json": serve(Protocol.serve(Json, (request) => Effect.succeed(request))),
+  "wire-protocol-async": serve(Protocol.serve(Bytes, slowly))
+}
