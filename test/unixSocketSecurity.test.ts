@@ -13,6 +13,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import * as Address from "../src/Address.js"
 import { makePrivateBind, publishSocketFile } from "../src/internal/unixSocketFile.js"
+import * as Exec from "../src/servers/Exec.js"
 import * as Socket from "../src/Socket.js"
 import { assertOptionDefect, defectOf } from "./helpers/defects.js"
 import { CONNECT_SCRIPT, openDirectory, otherUser, runAsOtherUser } from "./helpers/otherUser.js"
@@ -111,6 +112,22 @@ describe("Unix socket files: who can connect (issue 18, finding 3)", () => {
         const defect = yield* defectOf(Effect.scoped(Socket.listen(Address.unix("/nonexistent/x.sock"), { unixMode: mode })))
         assertOptionDefect(defect, "Socket: unixMode must be permission bits from 0 to 0o777", `got ${shown}`)
       }
+    }))
+
+  it.live("the exec server takes unixMode (a bad one is its typed InvalidExecOptions)", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const path = Path.join(dir, "exec.sock")
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* Exec.make({ allow: ["id"], address: Address.unix(path), unixMode: 0o660 })
+        assert.strictEqual(octal(modeOf(path)), octal(0o660))
+      }))
+      const error = yield* Effect.flip(
+        Effect.scoped(Exec.make({ allow: ["id"], address: Address.unix(path), unixMode: 0o4755 }))
+      )
+      assert.strictEqual(error._tag, "InvalidExecOptions")
+      assert.include(error.message, "unixMode")
+      assert.isFalse(Fs.existsSync(path))
     }))
 
   it.live.skipIf(otherUser === undefined)(

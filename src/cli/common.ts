@@ -256,6 +256,31 @@ export const positiveIntegerOption = (name: string, example: string): Flag.Flag<
     })
   )
 
+const MODE = /^(?:0o?)?([0-7]{1,3})$/
+
+/**
+ * A flag holding file permission bits in octal, as `chmod` takes them:
+ * `600`, `0660` or `0o660` (at most 777; setuid, setgid and sticky bits are
+ * refused).
+ *
+ * ```ts
+ * const unixMode = modeOption("unix-mode").pipe(Flag.optional)
+ * ```
+ *
+ * @since 0.2.0
+ * @category options
+ */
+export const modeOption = (name: string): Flag.Flag<number> =>
+  Flag.String(name).pipe(
+    Flag.withMetavar("MODE"),
+    Flag.mapEffect((text) => {
+      const match = MODE.exec(text.trim())
+      return match === null
+        ? invalid(name, `expected permission bits in octal from 000 to 777, e.g. 660, got ${JSON.stringify(text)}`)
+        : Effect.succeed(parseInt(match[1]!, 8))
+    })
+  )
+
 /**
  * A flag holding a port number, 0 to 65535 (0: the kernel picks a free one).
  *

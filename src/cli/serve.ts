@@ -35,6 +35,7 @@ import {
   positiveIntegerOption,
   portOption,
   printListening,
+  modeOption,
   sizeOption,
   untilSignal
 } from "./common.js"
@@ -71,6 +72,13 @@ const listenOptions = {
   unix: Flag.String("unix").pipe(
     Flag.withMetavar("PATH"),
     Flag.withDescription("Listen on this Unix socket file instead of TCP (a stale file is replaced)."),
+    Flag.optional
+  ),
+  unixMode: modeOption("unix-mode").pipe(
+    Flag.withDescription(
+      "With --unix: the socket file's permission bits in octal, whatever the umask (default 600: only this " +
+        "user and root can connect; 660 adds the file's group, 666 any local user)."
+    ),
     Flag.optional
   ),
   maxConnections: positiveIntegerOption("max-connections", String(DEFAULTS.maxConnections)).pipe(
@@ -137,6 +145,9 @@ const fail = (message: string) => Effect.fail(new CliError({ message }))
 
 /** The address from `--host`/`--port` or `--unix`. */
 const listenAddress = (options: ListenOptions, defaultPort: number): Effect.Effect<Address.Address, CliError> => {
+  if (Option.isSome(options.unixMode) && Option.isNone(options.unix)) {
+    return fail("--unix-mode applies to --unix: a TCP port has no file mode")
+  }
   if (Option.isSome(options.unix)) {
     if (Option.isSome(options.host) || Option.isSome(options.port)) {
       return fail("--unix listens on a socket file: drop --host and --port, or drop --unix")
@@ -223,7 +234,13 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
     const servers = kind === "echo"
       ? yield* Effect.promise(() => import("../servers/Echo.js"))
       : yield* Effect.promise(() => import("../servers/Upper.js"))
-    const server = yield* servers.make({ address, framing, frameTimeout, ...serverOptions(options) })
+    const server = yield* servers.make({
+      address,
+      framing,
+      frameTimeout,
+      ...serverOptions(options),
+      listen: { unixMode: Option.getOrUndefined(options.unixMode) }
+    })
     yield* printListening("tcp", server.address)
     if (options.udp && server.address._tag === "TcpAddress") {
       // The same port as TCP, so one number reaches both; with --port 0 the
@@ -325,6 +342,7 @@ const serveExec = (options: ExecOptions) =>
       maxOutput: options.maxOutput,
       concurrency: options.concurrency,
       maxRequestBytes: options.maxRequest,
+      unixMode: Option.getOrUndefined(options.unixMode),
       ...serverOptions(options)
     }).pipe(
       // The library's message names the `token` option; on the command line it is --token-env.

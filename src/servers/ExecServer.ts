@@ -65,6 +65,12 @@ export interface ServerOptions extends ExecOptions {
   readonly idleTimeout?: Duration.Input | undefined
   /** On release, how long the request in hand may finish (default 10 seconds). */
   readonly shutdownTimeout?: Duration.Input | undefined
+  /**
+   * The permission bits of a Unix socket file, whatever the umask (default
+   * 0o600: only this user and root can connect; 0o660 adds the file's group),
+   * as `Socket.ListenOptions.unixMode`. From 0 to 0o777.
+   */
+  readonly unixMode?: number | undefined
 }
 
 /**
@@ -251,8 +257,17 @@ const withIdleTimeout = (server: Server.RunningServer, idleTimeout: Duration.Dur
 export const make = (options: ServerOptions): Effect.Effect<Server.RunningServer, ServeError, Scope.Scope> =>
   Effect.suspend(() => {
     const address = options.address ?? DEFAULT_ADDRESS
+    const unixMode = options.unixMode
+    if (unixMode !== undefined && !(Number.isInteger(unixMode) && unixMode >= 0 && unixMode <= 0o777)) {
+      return Effect.fail(
+        new InvalidExecOptions({ option: "unixMode", reason: `must be permission bits from 0 to 0o777, got ${unixMode}` })
+      )
+    }
     return Effect.flatMap(prepare(options, address), ({ idleTimeout, ...prepared }) =>
-      Effect.map(Server.make({ address, ...prepared }), (server) => withIdleTimeout(server, idleTimeout)))
+      Effect.map(
+        Server.make({ address, ...prepared, listen: { unixMode } }),
+        (server) => withIdleTimeout(server, idleTimeout)
+      ))
   })
 
 /**
