@@ -229,6 +229,30 @@ export type Job =
     readonly timeoutMs: number
   }
 
+  | {
+    /**
+     * Backpressure: one connection writes small requests as fast as the socket takes them for
+     * `durationMs` without reading a reply; the server's RSS growth meanwhile shows whether it
+     * stops reading (bounded: the kernel's buffers hold the rest) or buffers without bound.
+     * Then every reply must come back, in order.
+     */
+    readonly kind: "flood"
+    readonly bodySize: number
+    readonly durationMs: number
+    readonly timeoutMs: number
+  }
+  | {
+    /**
+     * No reply lost on drain: one connection sends `requests` requests in one write, and at the
+     * first reply the server is sent SIGTERM; every request must still be answered, in order,
+     * before the server ends the connection cleanly. The server exits: run it last.
+     */
+    readonly kind: "drain"
+    readonly bodySize: number
+    readonly requests: number
+    readonly timeoutMs: number
+  }
+
 export type JobKind = Job["kind"]
 
 /** Metrics are plain numbers keyed by name; `errors` lists every correctness failure. */

@@ -567,6 +567,121 @@ const connections = async (target: Target, job: JobOf<"connections">, _errors: E
 }
 
 // ---------------------------------------------------------------------------
+// Backpressure and drain
+// ---------------------------------------------------------------------------
+
+const flood = async (target: Target, job: JobOf<"flood">, errors: Errors) => {
+  const socket = await connect(target)
+  const wire = wireOf("bytes", job.bodySize, 0)
+  const replies = new Outstanding(true)
+  const rss0 = readMemory(target.pid).rss
+  let peak = rss0
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, readMemory(target.pid).rss)
+  }, 10)
+  let stalled = 0
+  const t0 = now()
+  try {
+    // Not reading: the replies pile up in the kernel, then wherever the server keeps them.
+    socket.pause()
+    const deadline = t0 + job.durationMs
+    while (now() < deadline) {
+      const batch: Array<Buffer> = []
+      for (let i = 0; i < 64; i++) {
+        batch.push(wire.request(replies.sent))
+        replies.add(replies.sent)
+      }
+      if (!socket.write(Buffer.concat(batch))) {
+        const t = now()
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.max(0, deadline - now()))
+          socket.once("drain", () => {
+            clearTimeout(timer)
+            resolve()
+          })
+        })
+        stalled += now() - t
+      }
+    }
+    peak = Math.max(peak, readMemory(target.pid).rss)
+    const sent = replies.sent
+    // Now read every reply: all of them, in order.
+    await withTimeout(
+      new Promise<void>((resolve, reject) => {
+        socket.on("error", reject)
+        socket.on("end", () => reject(new Error(`the server ended the connection after ${replies.answered} of ${sent} replies`)))
+        socket.on("data", (chunk: Buffer) =>
+          wire.read(chunk, (seq) => {
+            const bad = replies.settle(seq)
+            if (bad !== undefined) return reject(new Error(bad))
+            if (replies.answered === sent) resolve()
+          }, (why) => reject(new Error(why)))
+        )
+        socket.resume()
+      }),
+      job.timeoutMs,
+      () => `${replies.answered} of ${sent} replies after the flood`
+    )
+  } catch (error) {
+    errors.add(error instanceof Error ? error.message : String(error))
+  } finally {
+    clearInterval(sampler)
+    socket.destroy()
+  }
+  return {
+    requests: replies.sent,
+    acceptedMiB: (replies.sent * (HEADER_BYTES + job.bodySize)) / 2 ** 20,
+    stalledShare: stalled / job.durationMs,
+    serverRssGrowthMB: (peak - rss0) / 2 ** 20
+  }
+}
+
+const drain = async (target: Target, job: JobOf<"drain">, errors: Errors) => {
+  const socket = await connect(target)
+  const wire = wireOf("bytes", job.bodySize, 0)
+  const replies = new Outstanding(true)
+  let signalled = false
+  let afterSignal = 0
+  try {
+    await withTimeout(
+      new Promise<void>((resolve, reject) => {
+        socket.on("error", (e) => reject(new Error(`${e.message} after ${replies.answered} of ${job.requests} replies`)))
+        socket.on("data", (chunk: Buffer) =>
+          wire.read(chunk, (seq) => {
+            const bad = replies.settle(seq)
+            if (bad !== undefined) return reject(new Error(bad))
+            if (signalled) afterSignal++
+            else {
+              // The server has read the requests (one write, one read): now it is told to stop.
+              signalled = true
+              process.kill(target.pid, "SIGTERM")
+            }
+          }, (why) => reject(new Error(why)))
+        )
+        socket.on("end", () =>
+          replies.answered === job.requests
+            ? resolve()
+            : reject(new Error(`the server drained after ${replies.answered} of ${job.requests} replies: replies lost`))
+        )
+        const batch: Array<Buffer> = []
+        for (let i = 0; i < job.requests; i++) {
+          batch.push(wire.request(replies.sent))
+          replies.add(replies.sent)
+        }
+        socket.write(Buffer.concat(batch))
+      }),
+      job.timeoutMs,
+      () => `${replies.answered} of ${job.requests} replies, ${signalled ? "after" : "before"} SIGTERM`
+    )
+  } catch (error) {
+    errors.add(error instanceof Error ? error.message : String(error))
+  } finally {
+    socket.destroy()
+  }
+  return { requests: job.requests, replies: replies.answered, repliesAfterSignal: afterSignal }
+}
+
+// ---------------------------------------------------------------------------
 // Ordering probe: mixed sizes, pipelined, written in random splits
 // ---------------------------------------------------------------------------
 
@@ -693,6 +808,12 @@ const run = async (target: Target, job: Job): Promise<JobResult> => {
         break
       case "ordering":
         metrics = await ordering(target, job, errors)
+        break
+      case "flood":
+        metrics = await flood(target, job, errors)
+        break
+      case "drain":
+        metrics = await drain(target, job, errors)
         break
     }
   } catch (error) {

@@ -83,7 +83,10 @@ export const jobBudgetMs = (job: Job): number => {
   switch (job.kind) {
     case "stream":
     case "ordering":
+    case "drain":
       return job.timeoutMs + 15_000
+    case "flood":
+      return job.durationMs + job.timeoutMs + 15_000
     case "pingpong":
     case "pipeline":
       return job.warmupMs + job.durationMs + 30_000
@@ -305,7 +308,8 @@ export const runJob = async (server: ServerProcess, job: Job, core: number | und
     await exited(child)
     return failed(`load generator still running after ${budget / 1000} s; killed`)
   }
-  const death = server.death()
+  // A drain job stops the server: its exit is the point, not a death.
+  const death = job.kind === "drain" ? undefined : server.death()
   const lines = stdout().split("\n").filter((l) => l.startsWith("{"))
   if (child.exitCode !== 0 || lines.length === 0) {
     return failed(`load generator failed (${child.signalCode ?? `code ${child.exitCode}`}): ${stderr()}${death ? `; ${death}` : ""}`)

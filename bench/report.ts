@@ -109,6 +109,8 @@ export type Workload =
   | "connections"
   | "startup"
   | "ordering"
+  | "flood"
+  | "drain"
 
 /**
  * Whether `server` runs `workload`: the byte servers run the byte load (stream echo, ordering
@@ -127,6 +129,11 @@ export const runsOn = (workload: Workload, server: ServerId): boolean => {
     case "pingpong-rpc":
     case "pipeline-rpc":
       return speaks(server) === "rpc"
+    case "flood":
+      return ["node-framed", "wire-framed", "wire-protocol", "wire-protocol-async", "effect-protocol"].includes(server)
+    case "drain":
+      // The servers that drain on SIGTERM (Server's drain); the node:net baselines just exit.
+      return ["wire-framed", "wire-protocol", "wire-protocol-async"].includes(server)
     default:
       return speaks(server) === "bytes"
   }
@@ -317,13 +324,33 @@ export const TARGETS: ReadonlyArray<TargetSpec> = [
   { issue: 12, text: "idle RSS ≤ 70 MB", workload: "startup", metric: "idleRssMB", server: "wire", op: "<=", threshold: 70 },
   {
     issue: 12,
-    text: "async handler: every reply complete and in request order (ping-pong, pipeline, ordering probe, stream echo)",
+    text: "async handler: every reply complete and in request order (ping-pong, pipeline, ordering probe, stream echo, flood)",
     workload: "pipeline",
     metric: "failedJobs",
     server: "wire-protocol-async",
     op: "errors",
     threshold: 0,
-    workloads: ["pingpong", "pipeline", "ordering", "stream"]
+    workloads: ["pingpong", "pipeline", "ordering", "stream", "flood"]
+  },
+  {
+    issue: 12,
+    text: "async handler: reading pauses (no unbounded buffering): a peer that writes and never reads is held back ≥ half the time",
+    workload: "flood",
+    metric: "stalledShare",
+    server: "wire-protocol-async",
+    op: ">=",
+    threshold: 0.5
+  },
+  ratioTarget(12, "async handler: server RSS growth under that peer vs the hand-written framed server", "flood", "serverRssGrowthMB", "wire-protocol-async", "node-framed", "info", 0),
+  {
+    issue: 12,
+    text: "async handler: no reply lost on drain (SIGTERM with requests read and unanswered)",
+    workload: "drain",
+    metric: "failedJobs",
+    server: "wire-protocol-async",
+    op: "errors",
+    threshold: 0,
+    workloads: ["drain"]
   },
   // No target: which transport to choose for effect/rpc.
   ratioTarget(12, "effect/rpc ping-pong on effect-wire vs on NodeSocketServer", "pingpong-rpc", "roundTripsPerSec", "rpc-wire", "rpc-effect", "info", 0),
@@ -462,6 +489,27 @@ export const tables = (describe: Record<Workload, string>): ReadonlyArray<Table>
     columns: [
       { metric: "startupMs", label: "spawn → listening ms", ratios: true },
       { metric: "idleRssMB", label: "idle RSS MB", ratios: true }
+    ]
+  },
+  {
+    workload: "flood",
+    title: `Flood: ${describe.flood}`,
+    refs: [],
+    columns: [
+      { metric: "requests", label: "requests written", ratios: false },
+      { metric: "acceptedMiB", label: "MiB the sockets took", ratios: false },
+      { metric: "stalledShare", label: "share of the time the writer waited", ratios: false },
+      { metric: "serverRssGrowthMB", label: "server RSS growth MB", ratios: false }
+    ]
+  },
+  {
+    workload: "drain",
+    title: `Drain: ${describe.drain}`,
+    refs: [],
+    columns: [
+      { metric: "requests", label: "requests", ratios: false },
+      { metric: "replies", label: "replies", ratios: false },
+      { metric: "repliesAfterSignal", label: "of them after SIGTERM", ratios: false }
     ]
   },
   {

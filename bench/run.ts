@@ -134,7 +134,10 @@ const ALL_WORKLOADS: ReadonlyArray<LoadWorkload> = [
   "pingpong-rpc",
   "pipeline-rpc",
   "connections",
-  "ordering"
+  "ordering",
+  "flood",
+  // Last: it stops the server.
+  "drain"
 ]
 
 // ---------------------------------------------------------------------------
@@ -299,6 +302,8 @@ const plan = (quick: boolean): Plan => {
       settleMs: quick ? 100 : 200,
       timeoutMs: 30_000
     },
+    flood: { kind: "flood", bodySize: 64, durationMs: quick ? 200 : 1000, timeoutMs: 30_000 },
+    drain: { kind: "drain", bodySize: 64, requests: 32, timeoutMs: 15_000 },
     ordering: {
       kind: "ordering",
       connections: quick ? 2 : 4,
@@ -332,6 +337,8 @@ const describe = (p: Plan): Record<Workload, string> => {
     "pipeline-rpc":
       `${piped}: the \`Echo\` calls of the ping-pong above; every reply checked against its request id (effect/rpc answers calls concurrently, so not in order), none lost`,
     connections: `${connections.connections} connections opened a quarter at a time and held (each proven with one round trip in what the server speaks), after ${connections.warmup} warm-up ones opened together and closed; memory per connection from the median quarter's growth, each level read after two full garbage collections in the server (--expose-gc); server CPU per open and per close (the collections' CPU taken out)`,
+    flood: `one connection writes ${(p.jobs.flood as { durationMs: number }).durationMs / 1000} s of 64 B requests as fast as the socket takes them and reads nothing; the server's RSS growth meanwhile (a server that stops reading grows little: the kernel's buffers hold the rest); then every reply must come back, in order`,
+    drain: `one connection sends ${(p.jobs.drain as { requests: number }).requests} requests in one write; at the first reply the server gets SIGTERM; every request must be answered, in order, before the server ends the connection`,
     startup: `spawn → \`listening\` line; idle RSS once settled (read every 100 ms from ${p.idleSettleMs} ms after listening until two readings agree, at most ${p.idleMaxMs} ms)`,
     ordering: `${ordering.connections} connections × ${ordering.framesPerConnection} sequence-numbered frames of 0 B to ${
       ordering.maxFrameSize / 1024
@@ -352,7 +359,9 @@ const HEADLINE: Record<LoadWorkload, ReadonlyArray<[string, string]>> = {
   "pingpong-rpc": [["roundTripsPerSec", "calls/s"], ["cpuUsPerRoundTrip", "CPU µs/call"]],
   "pipeline-rpc": [["framesPerSec", "calls/s"], ["cpuUsPerFrame", "CPU µs/call"]],
   connections: [["idleKiBPerConnection", "KiB/conn"], ["openUs", "µs open"], ["closeUs", "µs close"]],
-  ordering: [["frames", "frames in order"], ["mib", "MiB"]]
+  ordering: [["frames", "frames in order"], ["mib", "MiB"]],
+  flood: [["requests", "requests"], ["serverRssGrowthMB", "MB server RSS growth"]],
+  drain: [["replies", "replies"], ["repliesAfterSignal", "after SIGTERM"]]
 }
 
 const builds = (options: Options): Builds => ({ cli: options.cli, before: options.before })
@@ -499,7 +508,8 @@ const main = async (): Promise<void> => {
   // the connections' memory is measured; fresh ones for the traffic, so the stream echo, first,
   // owns the peak RSS. A quick run only checks correctness and needs one set.
   const sessions: ReadonlyArray<ReadonlyArray<LoadWorkload>> = options.quick
-    ? [options.workloads]
+    // Connections first, before traffic leaves garbage and free heap behind.
+    ? [[...options.workloads.filter((w) => w === "connections"), ...options.workloads.filter((w) => w !== "connections")]]
     : [options.workloads.filter((w) => w === "connections"), options.workloads.filter((w) => w !== "connections")]
   for (let rep = 0; rep < options.reps; rep++) {
     for (const [i, workloads] of sessions.entries()) {
