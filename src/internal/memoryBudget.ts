@@ -147,7 +147,9 @@ export class MemoryBudget {
             fmt(limit)
           } memoryBudget`
         })
-        this.leave(m)
+        this.members.delete(m)
+        this.used -= held
+        m.charged = 0
         m.cutFor(error)
         n++
       }
