@@ -132,8 +132,7 @@ export class NodeSocket implements Socket.Socket, Member {
   charged = 0
 
   constructor(
-    /** Replaced once by `rebind` when the connection upgrades to TLS (STARTTLS). */
-    public raw: Raw,
+    readonly raw: Raw,
     readonly config: SocketConfig,
     readonly isTcp: boolean,
     address: Address.Address,
@@ -608,46 +607,12 @@ export class NodeSocket implements Socket.Socket, Member {
     }
   }
 
-  /**
-   * STARTTLS (internal/nodeTls.ts): from now on this socket reads and writes
-   * through `next`, a TLS socket over the current one, which owns the old
-   * one from here (its errors reach us through `next`). Reading stays paused
-   * until the next pull.
-   */
-  rebind(next: Raw): void {
-    const old = this.raw
-    old.off("data", onData)
-    old.off("end", onEnd)
-    old.off("error", onError)
-    old.off("close", onClose)
-    old.off("drain", onDrain)
-    old.off("timeout", onTimeout)
-    old.setTimeout(0)
-    old.on("error", ignoreError)
-    old[kOwner] = undefined
-    this.raw = next
-    next[kOwner] = this
-    next.pause()
-    this.flags &= ~READING
-    next.on("data", onData)
-    next.on("end", onEnd)
-    next.on("error", onError)
-    next.on("close", onClose)
-    next.on("drain", onDrain)
-    if (this.config.idleTimeoutMs > 0) {
-      next.setTimeout(this.config.idleTimeoutMs)
-      next.on("timeout", onTimeout)
-    }
-  }
-
   /** Immediate destroy, for listener shutdown. */
   unsafeDestroy(): void {
     this.beginClosing()
     this.raw.destroy()
   }
 }
-
-function ignoreError(): void {}
 
 function onData(this: Raw, chunk: Buffer): void {
   const s = this[kOwner]!
