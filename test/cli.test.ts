@@ -396,11 +396,17 @@ describe("effect-wire serve", () => {
     Effect.gen(function*() {
       const servers = [
         [["serve", "echo", "--port", "0", "--framing", "lines", "--max-connections", "4", "--idle-timeout", "30s"],
-          "limits max-connections=4 overflow=queue idle-timeout=30s shutdown-timeout=10s max-frame=8MiB frame-timeout=30s"],
+          "limits max-connections=4 overflow=queue idle-timeout=30s shutdown-timeout=10s write-timeout=30s " +
+          "memory-budget=256MiB max-frame=8MiB frame-timeout=30s"],
         [["serve", "upper", "--port", "0", "--framing", "length", "--frame-timeout", "never"],
-          "limits max-connections=1024 overflow=queue idle-timeout=never shutdown-timeout=10s max-frame=8MiB frame-timeout=never"],
+          "limits max-connections=1024 overflow=queue idle-timeout=never shutdown-timeout=10s write-timeout=30s " +
+          "memory-budget=256MiB max-frame=8MiB frame-timeout=never"],
+        [["serve", "echo", "--port", "0", "--framing", "lines", "--memory-budget", "64MiB", "--write-timeout", "never"],
+          "limits max-connections=1024 overflow=queue idle-timeout=never shutdown-timeout=10s write-timeout=never " +
+          "memory-budget=64MiB max-frame=2MiB frame-timeout=30s"],
         [["serve", "upper", "--port", "0", "--udp", "--idle-timeout", "never", "--shutdown-timeout", "2m"],
-          "limits max-connections=1024 overflow=queue idle-timeout=never shutdown-timeout=2m"],
+          "limits max-connections=1024 overflow=queue idle-timeout=never shutdown-timeout=2m write-timeout=30s " +
+          "memory-budget=256MiB"],
         [["serve", "exec", "--port", "0", "--allow", "echo", "--concurrency", "2"],
           "limits max-connections=1024 overflow=queue idle-timeout=never shutdown-timeout=10s " +
           "timeout=10s max-output=8MiB concurrency=2 max-request=64KiB"]

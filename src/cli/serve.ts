@@ -58,7 +58,13 @@ const DEFAULTS = {
   timeout: Duration.seconds(10),
   maxOutput: 8 * 1024 * 1024,
   concurrency: 4,
-  maxRequest: 64 * 1024
+  maxRequest: 64 * 1024,
+  // serve exec: an operator's defaults (issue 18). A client that sends
+  // nothing for 5 minutes is gone; one that takes none of an answer for 30 s
+  // is cut; all answers waiting for their clients share 256 MiB.
+  execIdleTimeout: Duration.minutes(5),
+  writeTimeout: Duration.seconds(30),
+  memoryBudget: 256 * 1024 * 1024
 } as const
 
 /** Where and how every server listens. */
@@ -112,6 +118,12 @@ const listenOptions = {
 
 type ListenOptions = Command.Command.Config.Infer<typeof listenOptions>
 
+/**
+ * The default `--max-frame` is at most this share of `--memory-budget`, so
+ * that at least this many connections can each hold an unfinished frame.
+ */
+const BUDGET_PER_FRAME = 32
+
 /** The options of the byte servers, echo and upper. */
 const byteOptions = {
   ...listenOptions,
@@ -124,9 +136,26 @@ const byteOptions = {
     Flag.withDescription(
       `With --framing length or lines: the longest frame; a longer one closes the connection (default ${
         formatSize(DEFAULTS.maxFrame)
-      }; ${limitRule(false)}).`
+      }, or --memory-budget / ${BUDGET_PER_FRAME} when that is less: ${BUDGET_PER_FRAME} unfinished frames fit in ` +
+        `the budget; ${limitRule(false)}).`
     ),
     Flag.optional
+  ),
+  writeTimeout: durationOption("write-timeout", { example: formatDuration(DEFAULTS.writeTimeout), never: true }).pipe(
+    Flag.withDescription(
+      `Disconnect a client that leaves what the server wrote to it waiting this long, e.g. 1m: it stopped ` +
+        `reading (default ${formatDuration(DEFAULTS.writeTimeout)}; ${limitRule(true)}).`
+    ),
+    Flag.withDefault(DEFAULTS.writeTimeout)
+  ),
+  memoryBudget: sizeOption("memory-budget", formatSize(DEFAULTS.memoryBudget)).pipe(
+    Flag.withDescription(
+      `Bytes all connections together may hold: unfinished frames and output their clients have not taken. ` +
+        `Past it every connection stops reading; then those holding the most are disconnected (default ${
+          formatSize(DEFAULTS.memoryBudget)
+        }; ${limitRule(false)}).`
+    ),
+    Flag.withDefault(DEFAULTS.memoryBudget)
   ),
   frameTimeout: durationOption("frame-timeout", { example: formatDuration(DEFAULTS.frameTimeout), never: true }).pipe(
     Flag.withDescription(
@@ -210,7 +239,10 @@ const framingOf = (options: ByteOptions) =>
       return { framing: "raw" as const, frameTimeout: undefined, limits: [] as Limits }
     }
     const frameTimeout = Option.getOrElse(options.frameTimeout, () => DEFAULTS.frameTimeout)
-    const max = Option.getOrElse(options.maxFrame, () => DEFAULTS.maxFrame)
+    const max = Option.getOrElse(
+      options.maxFrame,
+      () => Math.max(1, Math.min(DEFAULTS.maxFrame, Math.floor(options.memoryBudget / BUDGET_PER_FRAME)))
+    )
     const Framing = yield* Effect.promise(() => import("../Framing.js"))
     const framing = yield* Effect.try({
       try: () =>
@@ -239,6 +271,8 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       framing,
       frameTimeout,
       ...serverOptions(options),
+      writeTimeout: options.writeTimeout,
+      memoryBudget: options.memoryBudget,
       listen: { unixMode: Option.getOrUndefined(options.unixMode) }
     })
     yield* printListening("tcp", server.address)
@@ -254,7 +288,12 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       )
       yield* printListening("udp", udp.address)
     }
-    yield* printLimits([...serverLimits(server.limits), ...limits])
+    yield* printLimits([
+      ...serverLimits(server.limits),
+      ["write-timeout", formatDuration(options.writeTimeout)],
+      ["memory-budget", formatSize(options.memoryBudget)],
+      ...limits
+    ])
     return yield* untilSignal
   }).pipe(Effect.scoped)
 
