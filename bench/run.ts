@@ -263,8 +263,8 @@ const plan = (quick: boolean): Plan => {
     speaks,
     connections: 8,
     bodySize: 64,
-    warmupMs: quick ? 50 : 250,
-    durationMs: quick ? 200 : 1000
+    warmupMs: quick ? 30 : 250,
+    durationMs: quick ? 100 : 1000
   })
   const pipeline = (speaks: Speaks): Extract<Job, { readonly kind: "pipeline" }> => ({
     kind: "pipeline",
@@ -272,17 +272,17 @@ const plan = (quick: boolean): Plan => {
     connections: 8,
     depth: 32,
     bodySize: 64,
-    warmupMs: quick ? 50 : 250,
-    durationMs: quick ? 200 : 1000
+    warmupMs: quick ? 30 : 250,
+    durationMs: quick ? 100 : 1000
   })
   return {
   idleSettleMs: quick ? 100 : 300,
-  idleMaxMs: quick ? 500 : 2000,
+  idleMaxMs: quick ? 300 : 2000,
   jobs: {
     stream: {
       kind: "stream",
       connections: quick ? 2 : 4,
-      bytesPerConnection: (quick ? 4 : 64) * MiB,
+      bytesPerConnection: (quick ? 2 : 64) * MiB,
       writeSize: 64 * 1024,
       timeoutMs: 60_000
     },
@@ -296,18 +296,18 @@ const plan = (quick: boolean): Plan => {
       kind: "connections",
       // Each server's probe is written in what it speaks (set per server when the job runs).
       speaks: "bytes",
-      warmup: quick ? 25 : 250,
-      connections: quick ? 100 : 1000,
+      warmup: quick ? 10 : 250,
+      connections: quick ? 40 : 1000,
       concurrency: 50,
-      settleMs: quick ? 100 : 200,
+      settleMs: quick ? 50 : 200,
       timeoutMs: 30_000
     },
-    flood: { kind: "flood", bodySize: 64, durationMs: quick ? 200 : 1000, timeoutMs: 30_000 },
+    flood: { kind: "flood", bodySize: 64, durationMs: quick ? 100 : 1000, timeoutMs: 30_000 },
     drain: { kind: "drain", bodySize: 64, requests: 32, timeoutMs: 15_000 },
     ordering: {
       kind: "ordering",
       connections: quick ? 2 : 4,
-      framesPerConnection: quick ? 300 : 500,
+      framesPerConnection: quick ? 150 : 500,
       maxFrameSize: quick ? 128 * 1024 : 256 * 1024,
       seed: 7,
       timeoutMs: 60_000

@@ -1,9 +1,10 @@
 /**
  * Keeps `npm run bench` from rotting: runs the built `--quick` (tiny sizes,
- * one repetition) with `--before dist` (this build standing in for an earlier
- * one, so the before/after servers run too) and checks that it ran every
- * workload on every server and found nothing wrong. Speed is never judged
- * here; CI machines are too noisy.
+ * one repetition) and checks that it ran every workload each server speaks
+ * on every server, found nothing wrong and judged every target; runs
+ * `--before dist` (this build standing in for an earlier one) on two servers;
+ * and checks that the load generator catches a server that swaps, repeats or
+ * loses replies. Speed is never judged here; CI machines are too noisy.
  */
 import { assert, beforeAll, describe, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
@@ -12,6 +13,8 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { rpcReply } from "../bench/common.js"
+import { runsOn, type ServerId, type Workload } from "../bench/report.js"
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url))
 
@@ -39,6 +42,69 @@ const run = (args: ReadonlyArray<string>, timeoutMs: number): Promise<Ran> =>
     })
   })
 
+interface BenchJson {
+  readonly correctness: { readonly ok: boolean; readonly failures: Array<string> }
+  readonly servers: Array<{ readonly id: ServerId }>
+  readonly samples: Array<
+    { readonly workload: Workload; readonly server: string; readonly metrics: Record<string, number | null> }
+  >
+  readonly targets: Array<{
+    readonly text: string
+    readonly workload: string
+    readonly server: string | null
+    readonly metric: string | null
+    readonly target: string
+    readonly median: number | null
+    readonly min: number | null
+    readonly max: number | null
+    readonly verdict: string
+  }>
+}
+
+/** Runs the bench with `args` and `--json`, and returns its exit, output and JSON. */
+const bench = async (args: ReadonlyArray<string>, timeoutMs: number): Promise<Ran & { readonly json: BenchJson }> => {
+  const out = Path.join(Os.tmpdir(), `effect-wire-bench-${process.pid}-${Math.random().toString(36).slice(2)}.json`)
+  try {
+    const ran = await run(["dist/bench/run.js", ...args, "--json", out], timeoutMs)
+    assert.isTrue(Fs.existsSync(out), `no JSON written:\n${ran.stdout}\n${ran.stderr}`)
+    return { ...ran, json: JSON.parse(Fs.readFileSync(out, "utf8")) as BenchJson }
+  } finally {
+    Fs.rmSync(out, { force: true })
+  }
+}
+
+/** Runs one job of the load generator against `port` (`pid` stands for the server's). */
+const load = async (port: number, job: object, pid = process.pid) => {
+  const ran = await run(["dist/bench/load.js", JSON.stringify({ target: { host: "127.0.0.1", port, pid }, job })], 30_000)
+  assert.strictEqual(ran.code, 0, ran.stderr)
+  return JSON.parse(ran.stdout) as { errors: Array<string>; metrics: Record<string, number> }
+}
+
+/** A server on 127.0.0.1:0 for the test's duration. */
+const listen = async (handler: (socket: Net.Socket) => void): Promise<Net.Server & { readonly port: number }> => {
+  const server = Net.createServer({ allowHalfOpen: true }, handler)
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return Object.assign(server, { port: (server.address() as Net.AddressInfo).port })
+}
+
+/** Cuts u32 BE frames (bodies) from a connection's reads. */
+const frames = (socket: Net.Socket, onFrame: (body: Buffer) => void): void => {
+  let pending = Buffer.alloc(0)
+  socket.on("data", (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk])
+    while (pending.length >= 4 && pending.length >= 4 + pending.readUInt32BE(0)) {
+      onFrame(pending.subarray(4, 4 + pending.readUInt32BE(0)))
+      pending = pending.subarray(4 + pending.readUInt32BE(0))
+    }
+  })
+}
+
+const frame = (body: Buffer): Buffer => {
+  const header = Buffer.alloc(4)
+  header.writeUInt32BE(body.length)
+  return Buffer.concat([header, body])
+}
+
 beforeAll(() => {
   // test/globalSetup.ts builds dist/ once for every test that runs built code (building here
   // too would rewrite files other test files are running).
@@ -49,52 +115,80 @@ beforeAll(() => {
 })
 
 describe("npm run bench", () => {
-  it("--quick --before runs every workload on every server and finds every byte and frame in place", async () => {
-    const out = Path.join(Os.tmpdir(), `effect-wire-bench-${process.pid}.json`)
-    try {
-      const ran = await run(["dist/bench/run.js", "--quick", "--before", "dist", "--json", out], 230_000)
-      assert.strictEqual(ran.code, 0, `${ran.stdout}\n${ran.stderr}`)
-      const result = JSON.parse(Fs.readFileSync(out, "utf8")) as {
-        correctness: { ok: boolean; failures: Array<string> }
-        servers: Array<{ id: string }>
-        samples: Array<{ workload: string; server: string; errors: Array<string> }>
-        targets: Array<{ text: string; verdict: string }>
+  it("--quick runs every workload each server speaks on every server, finds every reply in place and judges every target", async () => {
+    const ran = await bench(["--quick", "--no-decoders"], 100_000)
+    assert.deepStrictEqual(ran.json.correctness.failures, [], `${ran.stdout}\n${ran.stderr}`)
+    assert.strictEqual(ran.code, 0, `${ran.stdout}\n${ran.stderr}`)
+    assert.deepStrictEqual(ran.json.servers.map((s) => s.id), [
+      "node-raw",
+      "node-framed",
+      "wire",
+      "wire-framed",
+      "wire-stream",
+      "wire-protocol",
+      "wire-protocol-json",
+      "wire-protocol-async",
+      "effect-raw",
+      "effect-framed",
+      "effect-protocol",
+      "effect-protocol-json",
+      "rpc-wire",
+      "rpc-effect"
+    ])
+    const workloads: ReadonlyArray<Workload> = [
+      "startup",
+      "stream",
+      "pingpong",
+      "pipeline",
+      "pingpong-json",
+      "pipeline-json",
+      "pingpong-rpc",
+      "pipeline-rpc",
+      "connections",
+      "ordering",
+      "flood",
+      "drain"
+    ]
+    for (const { id } of ran.json.servers) {
+      for (const workload of workloads) {
+        const ran_ = ran.json.samples.filter((s) => s.server === id && s.workload === workload).length
+        assert.strictEqual(ran_ > 0, runsOn(workload, id), `${workload} on ${id}: ${ran_} samples`)
       }
-      assert.deepStrictEqual(result.correctness.failures, [])
-      // The default servers, each effect-wire one followed by its `--before` edition.
-      assert.deepStrictEqual(result.servers.map((s) => s.id), [
-        "node-raw",
-        "node-framed",
-        "wire",
-        "wire@before",
-        "wire-framed",
-        "wire-framed@before",
-        "wire-stream",
-        "wire-stream@before",
-        "wire-protocol",
-        "wire-protocol@before",
-        "effect-raw",
-        "effect-framed"
-      ])
-      for (const server of result.servers) {
-        for (const workload of ["startup", "stream", "pingpong", "pipeline", "connections", "ordering"]) {
-          const samples = result.samples.filter((s) => s.server === server.id && s.workload === workload)
-          assert.isAbove(samples.length, 0, `${workload} ran on ${server.id}`)
-        }
-      }
-      // Every target got a number to judge (PASS or FAIL, whichever): none was left without data.
-      for (const target of result.targets) assert.notStrictEqual(target.verdict, "n/a", target.text)
-      assert.include(ran.stdout, "### Targets")
-      assert.include(ran.stdout, "### Summary")
-      assert.include(ran.stdout, "effect-wire `serve echo --framing length` (before)")
-    } finally {
-      Fs.rmSync(out, { force: true })
+      // Memory per idle connection was read through the server's GC hook (V8 heap after full collections).
+      const connections = ran.json.samples.find((s) => s.server === id && s.workload === "connections")!
+      assert.isTrue(Number.isFinite(connections.metrics["heapKiBPerConnection"]), `the GC hook answered on ${id}`)
     }
-  }, 240_000)
+    // Every target got a number to judge (PASS or FAIL, or INFO for a comparison with no target).
+    assert.isAbove(ran.json.targets.length, 40)
+    for (const target of ran.json.targets) {
+      assert.include(["PASS", "FAIL", "INFO"], target.verdict, target.text)
+      assert.isString(target.target)
+      assert.isString(target.workload)
+      for (const x of [target.median, target.min, target.max]) assert.isTrue(Number.isFinite(x), target.text)
+    }
+    for (const heading of ["### Targets", "### Summary", "### Ping-pong, JSON messages", "### Pipelined, effect/rpc", "### Drain"]) {
+      assert.include(ran.stdout, heading)
+    }
+  }, 110_000)
+
+  it("--before adds the earlier build's servers next to this build's", async () => {
+    const ran = await bench(
+      ["--quick", "--no-decoders", "--before", "dist", "--servers", "wire-framed,wire-protocol", "--workloads", "pingpong"],
+      60_000
+    )
+    assert.strictEqual(ran.code, 0, `${ran.stdout}\n${ran.stderr}`)
+    assert.deepStrictEqual(ran.json.servers.map((s) => s.id), [
+      "wire-framed",
+      "wire-framed@before",
+      "wire-protocol",
+      "wire-protocol@before"
+    ])
+    assert.include(ran.stdout, "effect-wire `serve echo --framing length` (before)")
+  }, 70_000)
 
   it("the ordering probe reports a server that swaps two frames", async () => {
     // Echoes every frame, but frame #3 after frame #4.
-    const server = Net.createServer({ allowHalfOpen: true }, (socket) => {
+    const server = await listen((socket) => {
       const parts: Array<Buffer> = []
       socket.on("data", (chunk: Buffer) => parts.push(chunk))
       socket.on("end", () => {
@@ -109,20 +203,79 @@ describe("npm run bench", () => {
         socket.end(Buffer.concat(frames))
       })
     })
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
     try {
-      const { port } = server.address() as Net.AddressInfo
       const job = { kind: "ordering", connections: 1, framesPerConnection: 40, maxFrameSize: 4096, seed: 7, timeoutMs: 10_000 }
-      const ran = await run(
-        ["dist/bench/load.js", JSON.stringify({ target: { host: "127.0.0.1", port, pid: process.pid }, job })],
-        30_000
-      )
-      assert.strictEqual(ran.code, 0, ran.stderr)
-      const result = JSON.parse(ran.stdout) as { errors: Array<string> }
-      assert.strictEqual(result.errors.length, 1, ran.stdout)
+      const result = await load(server.port, job)
+      assert.strictEqual(result.errors.length, 1, JSON.stringify(result))
       assert.match(result.errors[0]!, /out of order or corrupt at frame #3 /)
     } finally {
       server.close()
+    }
+  }, 40_000)
+
+  it("the JSON pipeline reports a swapped reply, the rpc pipeline a repeated one", async () => {
+    // JSON messages echoed, but the 4th reply of each connection before the 3rd.
+    const json = await listen((socket) => {
+      let n = 0
+      let held: Buffer | undefined
+      frames(socket, (body) => {
+        n++
+        if (n === 3) held = Buffer.from(body)
+        else {
+          socket.write(frame(Buffer.from(body)))
+          if (n === 4) socket.write(frame(held!))
+        }
+      })
+    })
+    // effect/rpc's Exit lines, but the first call answered twice.
+    const rpc = await listen((socket) => {
+      let rest = ""
+      let n = 0
+      socket.on("data", (chunk: Buffer) => {
+        const lines = (rest + chunk.toString("latin1")).split("\n")
+        rest = lines.pop()!
+        for (const line of lines) {
+          const { id, payload } = JSON.parse(line) as { id: string; payload: { conn: number } }
+          const reply = `${rpcReply(Number(id), payload.conn, 64)}\n`
+          socket.write(++n === 1 ? reply + reply : reply)
+        }
+      })
+    })
+    try {
+      const job = { kind: "pipeline", connections: 1, depth: 8, bodySize: 64, warmupMs: 20, durationMs: 50 }
+      const swapped = await load(json.port, { ...job, speaks: "json" })
+      assert.strictEqual(swapped.errors.length, 1, JSON.stringify(swapped))
+      assert.match(swapped.errors[0]!, /reply 2 came back as seq 3 \(out of order/)
+      const repeated = await load(rpc.port, { ...job, speaks: "rpc" })
+      assert.strictEqual(repeated.errors.length, 1, JSON.stringify(repeated))
+      assert.match(repeated.errors[0]!, /a reply to request 0, which is not waiting for one/)
+    } finally {
+      json.close()
+      rpc.close()
+    }
+  }, 40_000)
+
+  it("the drain check reports a server that stops without answering what it read", async () => {
+    // A server process that answers nothing once it gets SIGTERM: it ends its connections at once.
+    const script = [
+      "const net = require('node:net')",
+      "const sockets = new Set()",
+      "const server = net.createServer({ allowHalfOpen: true }, (s) => {",
+      "  sockets.add(s)",
+      "  let n = 0",
+      "  s.on('data', (chunk) => { if (n++ === 0) s.write(chunk.subarray(0, 68)) })",
+      "})",
+      "server.listen(0, '127.0.0.1', () => process.stdout.write(String(server.address().port) + '\\n'))",
+      "process.on('SIGTERM', () => { for (const s of sockets) s.end(); server.close() })"
+    ].join("\n")
+    const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] })
+    try {
+      const port = await new Promise<number>((resolve) => child.stdout.once("data", (chunk: Buffer) => resolve(Number(String(chunk).trim()))))
+      const result = await load(port, { kind: "drain", bodySize: 64, requests: 32, timeoutMs: 10_000 }, child.pid!)
+      assert.strictEqual(result.errors.length, 1, JSON.stringify(result))
+      assert.match(result.errors[0]!, /drained after 1 of 32 replies: replies lost/)
+    } finally {
+      child.kill("SIGKILL")
     }
   }, 40_000)
 })
