@@ -15,6 +15,7 @@
 import type * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Address from "./Address.js"
+import type * as Tls from "./Tls.js"
 
 /**
  * What every {@link NetError} carries.
@@ -382,6 +383,8 @@ export type NetError =
  * @category models
  */
 export type ConnectError =
+  // With `tls`, connecting includes the handshake (see the Tls module).
+  | Tls.HandshakeError
   | ConnectionRefused
   | ConnectionReset
   | ConnectTimeout

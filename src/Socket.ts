@@ -24,6 +24,7 @@ import type * as Stream from "effect/Stream"
 import type * as Address from "./Address.js"
 import * as internal from "./internal/socket.js"
 import type { ConnectError, ListenError, ReadError, WriteError } from "./NetError.js"
+import type * as Tls from "./Tls.js"
 
 /**
  * Marks a value as a {@link Socket}; shared by every implementation (Node,
@@ -156,6 +157,13 @@ export interface Listener {
  */
 export interface ConnectOptions {
   /**
+   * Speak TLS (see the `Tls` module): `connect` succeeds once the handshake
+   * did and the server's certificate and host name check out, and fails
+   * with a `Tls.HandshakeError` (part of `ConnectError`) otherwise. `{}`
+   * trusts Node's bundled root CAs.
+   */
+  readonly tls?: Tls.ClientOptions | undefined
+  /**
    * Give up with `ConnectTimeout` after this long and destroy the attempt
    * (default, or `Duration.infinity`: the OS's own timeout; 0 is refused).
    * Measured on Effect's `Clock`.
@@ -198,6 +206,12 @@ export interface ConnectOptions {
  * @category models
  */
 export interface ListenOptions {
+  /**
+   * Speak TLS (see the `Tls` module): a connection is accepted once its
+   * handshake succeeded; a failed handshake is logged with its typed reason
+   * (see `Tls.HandshakeError`) and never reaches `accept`.
+   */
+  readonly tls?: Tls.ServerOptions | undefined
   /** Kernel accept backlog (default 511; the kernel caps it at `net.core.somaxconn`). */
   readonly backlog?: number | undefined
   /** For `::`, accept IPv6 only (default false: dual stack). */
@@ -235,9 +249,12 @@ export interface ListenOptions {
  * Connect to a TCP or Unix address. The socket is closed (see `close`) when
  * the scope closes; a failed or timed-out attempt leaves nothing open. Invalid
  * options (a negative `readBufferSize`, a malformed duration) are defects.
+ * With `tls`, it succeeds once the TLS handshake did, and fails with a
+ * `Tls.HandshakeError` (part of `ConnectError`) otherwise.
  *
  * ```ts
  * const socket = yield* Socket.connect(Address.tcp("127.0.0.1", 9000), { timeout: "2 seconds" })
+ * const secure = yield* Socket.connect(Address.tcp("example.test", 443), { tls: { ca: caPem } })
  * ```
  *
  * @since 0.1.0

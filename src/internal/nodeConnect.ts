@@ -1,6 +1,7 @@
 /**
  * `Socket.connect` on node:net: open a TCP or Unix connection in its own
- * scope, bounded by the connect timeout, with typed errors.
+ * scope, bounded by the connect timeout, with typed errors; with `tls`, a
+ * node:tls connection whose handshake (internal/nodeTls.ts) completes first.
  *
  * @internal
  */
@@ -14,6 +15,7 @@ import * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
 import { errnoOf, NodeSocket, type Raw } from "./nodeSocket.js"
 import { millis, socketConfig, withOptions } from "./nodeSocketOptions.js"
+import { clientConfig, clientHandshake, connectRaw } from "./nodeTls.js"
 
 /**
  * A Unix path without a socket file means nobody listens there: the same
@@ -61,13 +63,16 @@ export const connect = (
 ): Effect.Effect<Socket.Socket, NetError.ConnectError, Scope.Scope> =>
   withOptions(() => {
     const config = socketConfig(options)
+    const tls = options.tls === undefined ? undefined : clientConfig("Socket", options.tls, address)
     const timeoutMs = millis("timeout", options.timeout) ?? 0
     return Effect.uninterruptibleMask((restore) =>
       Effect.gen(function*() {
         // A scope of its own, so a failed attempt leaves nothing behind in the caller's scope.
         const scope = yield* Scope.fork(yield* Effect.scope, "sequential")
         const isTcp = address._tag === "TcpAddress"
-        const raw: Raw = isTcp
+        const raw: Raw = tls !== undefined
+          ? connectRaw(address, tls)
+          : isTcp
           ? Net.createConnection({ host: address.host, port: address.port, allowHalfOpen: true })
           : Net.createConnection({ path: address.path, allowHalfOpen: true })
         // Paused until the first pull: nothing is read that nobody asked for.
@@ -87,6 +92,10 @@ export const connect = (
           })
         )
         yield* restore(attempt).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
+        // TLS: the handshake has a time limit of its own, from the TCP connect on.
+        if (tls !== undefined) {
+          yield* restore(clientHandshake(socket, tls, address)).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
+        }
         return socket as Socket.Socket
       })
     )

@@ -20,6 +20,7 @@ import { ServerCapability } from "./listenerCapability.js"
 import { servePumps } from "./nodeServe.js"
 import { NodeSocket, type Owner, type Raw } from "./nodeSocket.js"
 import { type ListenConfig, listenConfig, withOptions } from "./nodeSocketOptions.js"
+import { createServer, isTlsServer, type ServerConfig, serverConfig, type TlsServer } from "./nodeTls.js"
 import {
   discardPrivateBind,
   listenError,
@@ -54,6 +55,8 @@ export class NodeListener implements Socket.Listener, Owner {
   acceptor: ((socket: NodeSocket) => boolean) | undefined = undefined
   /** The server told of refusals, once one asked (`reportRefusals`). */
   slots: ConnectionSlots | undefined = undefined
+  /** A TLS listener's node:tls side: its handshakes in progress and failures. */
+  tls: TlsServer | undefined = undefined
 
   /** On the prototype, so that a wrapper made by spreading the listener does not inherit it. */
   get [ServerCapability](): ServerCapability {
@@ -71,7 +74,8 @@ export class NodeListener implements Socket.Listener, Owner {
     readonly requested: Address.Address
   ) {
     this.address = requested
-    server.on("connection", (raw: Raw) => this.onConnection(raw))
+    // A TLS listener's connections arrive once their handshake succeeded.
+    server.on(isTlsServer(server) ? "secureConnection" : "connection", (raw: Raw) => this.onConnection(raw))
   }
 
   onConnection(raw: Raw): void {
@@ -157,6 +161,7 @@ export class NodeListener implements Socket.Listener, Owner {
   /** Scope end: stop listening, destroy every accepted socket, remove our Unix socket file. */
   shutdown(): void {
     this.unsafeStop()
+    this.tls?.close()
     for (const socket of this.open) socket.unsafeDestroy()
     this.open.clear()
     this.pending = []
@@ -173,7 +178,8 @@ export class NodeListener implements Socket.Listener, Owner {
 const startListening = (
   address: Address.Address,
   options: Socket.ListenOptions,
-  config: ListenConfig
+  config: ListenConfig,
+  tls: { readonly config: ServerConfig; readonly fork: (effect: Effect.Effect<void>) => void } | undefined
 ): Effect.Effect<NodeListener, NetError.ListenError> =>
   Effect.callback((resume) => {
     // A Unix socket file is bound in a private directory and given its mode
@@ -186,8 +192,14 @@ const startListening = (
         return resume(Effect.fail(listenError(e, address)))
       }
     }
-    const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
-    const listener = new NodeListener(server, config, address)
+    const tlsServer: TlsServer | undefined = tls === undefined ? undefined : createServer(tls.config, {
+      slots: () => listener.slots,
+      fork: tls.fork,
+      name: () => Address.format(listener.address)
+    })
+    const server: Net.Server = tlsServer?.server ?? Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
+    const listener: NodeListener = new NodeListener(server, config, address)
+    listener.tls = tlsServer
     const onFailure = (err: Error) => {
       server.off("listening", onListening)
       if (bind !== undefined) discardPrivateBind(bind)
@@ -227,6 +239,7 @@ const startListening = (
     return Effect.sync(() => {
       // Interrupted while starting: nothing may be left behind.
       server.close()
+      tlsServer?.close()
       if (bind !== undefined) discardPrivateBind(bind)
     })
   })
@@ -238,9 +251,14 @@ export const listen = (
 ): Effect.Effect<Socket.Listener, NetError.ListenError, Scope.Scope> =>
   withOptions(() => {
     const config = listenConfig(options)
-    const acquire = address._tag === "UnixAddress"
-      ? Effect.andThen(prepareUnixPath(address), startListening(address, options, config))
-      : startListening(address, options, config)
+    const tlsConfig = options.tls === undefined ? undefined : serverConfig("Socket", options.tls)
+    // A TLS listener logs failed handshakes from Node's callbacks, with the caller's logger.
+    const start = Effect.flatMap(Effect.context<never>(), (context) => {
+      const runFork = Effect.runForkWith(context)
+      const tls = tlsConfig === undefined ? undefined : { config: tlsConfig, fork: (e: Effect.Effect<void>) => void runFork(e) }
+      return startListening(address, options, config, tls)
+    })
+    const acquire = address._tag === "UnixAddress" ? Effect.andThen(prepareUnixPath(address), start) : start
     return Effect.acquireRelease(acquire, (listener) => Effect.sync(() => listener.shutdown())) as Effect.Effect<
       Socket.Listener,
       NetError.ListenError,

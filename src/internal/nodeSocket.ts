@@ -132,7 +132,8 @@ export class NodeSocket implements Socket.Socket, Member {
   charged = 0
 
   constructor(
-    readonly raw: Raw,
+    /** Replaced once by `rebind` when the connection upgrades to TLS (STARTTLS). */
+    public raw: Raw,
     readonly config: SocketConfig,
     readonly isTcp: boolean,
     address: Address.Address,
@@ -607,12 +608,46 @@ export class NodeSocket implements Socket.Socket, Member {
     }
   }
 
+  /**
+   * STARTTLS (internal/nodeTls.ts): from now on this socket reads and writes
+   * through `next`, a TLS socket over the current one, which owns the old
+   * one from here (its errors reach us through `next`). Reading stays paused
+   * until the next pull.
+   */
+  rebind(next: Raw): void {
+    const old = this.raw
+    old.off("data", onData)
+    old.off("end", onEnd)
+    old.off("error", onError)
+    old.off("close", onClose)
+    old.off("drain", onDrain)
+    old.off("timeout", onTimeout)
+    old.setTimeout(0)
+    old.on("error", ignoreError)
+    delete old[kOwner]
+    this.raw = next
+    next[kOwner] = this
+    next.pause()
+    this.flags &= ~READING
+    next.on("data", onData)
+    next.on("end", onEnd)
+    next.on("error", onError)
+    next.on("close", onClose)
+    next.on("drain", onDrain)
+    if (this.config.idleTimeoutMs > 0) {
+      next.setTimeout(this.config.idleTimeoutMs)
+      next.on("timeout", onTimeout)
+    }
+  }
+
   /** Immediate destroy, for listener shutdown. */
   unsafeDestroy(): void {
     this.beginClosing()
     this.raw.destroy()
   }
 }
+
+function ignoreError(): void {}
 
 function onData(this: Raw, chunk: Buffer): void {
   const s = this[kOwner]!

@@ -1,0 +1,757 @@
+/**
+ * The node:tls adapter behind `Tls`: option checks, the client handshake
+ * (run after the TCP connect, on Effect's clock, with our own certificate
+ * checks so every failure names the certificate), the TLS listener's server
+ * (SNI, client certificates, reloadable credentials, handshake failures
+ * logged with their typed reason), `startTls`, `info`, and the one mapping
+ * from OpenSSL's codes to the typed errors.
+ *
+ * Reads `../Tls.js`'s error classes only inside functions: Tls.ts imports
+ * this module, and Socket.ts reaches this one first.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Net from "node:net"
+import * as NodeTls from "node:tls"
+import * as Address from "../Address.js"
+import * as NetError from "../NetError.js"
+import type * as Socket from "../Socket.js"
+import * as Tls from "../Tls.js"
+import type { ConnectionSlots } from "./connectionSlots.js"
+import { NodeSocket, type Raw } from "./nodeSocket.js"
+import * as Options from "./options.js"
+
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
+
+// -- option checks ----------------------------------------------------------
+
+const check = (where: string, name: string, reason: Options.Reason): void => {
+  if (reason !== undefined) throw Options.defect(where, name, reason)
+}
+
+const isPem = (u: unknown): u is Tls.Pem => typeof u === "string" || u instanceof Uint8Array
+
+const pemList = (where: string, name: string, value: unknown): Array<string | Buffer> | undefined => {
+  if (value === undefined) return undefined
+  const list = Array.isArray(value) ? value : [value]
+  list.forEach((pem, i) =>
+    check(where, Array.isArray(value) ? `${name}[${i}]` : name, isPem(pem) ? undefined : "must be PEM text or bytes")
+  )
+  return list.map(asPem)
+}
+
+const asPem = (pem: Tls.Pem): string | Buffer =>
+  typeof pem === "string" ? pem : Buffer.from(pem.buffer, pem.byteOffset, pem.byteLength)
+
+const alpnList = (where: string, value: unknown): Array<string> | undefined => {
+  if (value === undefined) return undefined
+  check(where, "tls.alpn", Array.isArray(value) && value.length > 0 ? undefined : "must be a non-empty array of protocol names")
+  const list = value as Array<unknown>
+  list.forEach((p, i) =>
+    check(
+      where,
+      `tls.alpn[${i}]`,
+      typeof p === "string" && p.length > 0 && Buffer.byteLength(p) <= 255 ? undefined : "must be 1 to 255 bytes of text"
+    )
+  )
+  return list as Array<string>
+}
+
+const handshakeMs = (where: string, value: Duration.Input | undefined, never: boolean): number => {
+  if (value === undefined) return DEFAULT_HANDSHAKE_TIMEOUT_MS
+  check(
+    where,
+    "tls.handshakeTimeout",
+    Options.duration(value, { never, finite: "a handshake that never ends would hold its socket forever" })
+  )
+  const d = Duration.fromInputUnsafe(value)
+  return Duration.isFinite(d) ? Math.max(1, Math.ceil(Duration.toMillis(d))) : 0
+}
+
+const identityOptions = (where: string, name: string, identity: unknown): NodeTls.SecureContextOptions => {
+  check(where, name, typeof identity === "object" && identity !== null ? undefined : "must be { cert, key }")
+  const { cert, key, passphrase } = identity as Tls.Identity
+  check(where, `${name}.cert`, isPem(cert) ? undefined : "must be PEM text or bytes")
+  check(where, `${name}.key`, Redacted.isRedacted(key) && isPem(Redacted.value(key)) ? undefined : "must be Redacted PEM text or bytes")
+  check(where, `${name}.passphrase`, passphrase === undefined || (Redacted.isRedacted(passphrase) && typeof Redacted.value(passphrase) === "string") ? undefined : "must be Redacted text")
+  return {
+    cert: asPem(cert),
+    key: asPem(Redacted.value(key)),
+    ...(passphrase === undefined ? {} : { passphrase: Redacted.value(passphrase) })
+  }
+}
+
+const versionOf = (where: string, value: unknown): NodeTls.SecureVersion => {
+  if (value === undefined) return "TLSv1.2"
+  check(where, "tls.minVersion", Options.oneOf(value, ["TLSv1.2", "TLSv1.3"]))
+  return value as NodeTls.SecureVersion
+}
+
+/** What OpenSSL said when it refused our own material. */
+const opensslMessage = (e: unknown): string => {
+  const message = e instanceof Error ? e.message : String(e)
+  return message.replace(/^error:[0-9A-F]+:[^:]*:[^:]*:/i, "")
+}
+
+// -- client -------------------------------------------------------------------
+
+/** A client's TLS options after checks. */
+export interface ClientConfig {
+  readonly node: NodeTls.ConnectionOptions
+  /** The name the certificate is checked against. */
+  readonly servername: string | undefined
+  readonly rejectUnauthorized: boolean
+  /** 0: none. */
+  readonly handshakeTimeoutMs: number
+}
+
+let insecureLogged = false
+
+/** The client's options, checked (throws the defect of an invalid one: call it inside `withOptions`). */
+export const clientConfig = (where: string, options: Tls.ClientOptions, address: Address.Address): ClientConfig => {
+  check(where, "tls", typeof options === "object" && options !== null ? undefined : "must be an object of TLS options")
+  const host = address._tag === "TcpAddress" ? address.host : undefined
+  check(
+    where,
+    "tls.servername",
+    options.servername === undefined
+      ? (host === undefined ? "is required on a Unix address: there is no host name to check the certificate against" : undefined)
+      : typeof options.servername === "string" && options.servername.length > 0
+      ? undefined
+      : "must be a host name"
+  )
+  check(
+    where,
+    "tls.rejectUnauthorized",
+    options.rejectUnauthorized === undefined || typeof options.rejectUnauthorized === "boolean" ? undefined : "must be a boolean"
+  )
+  const servername = options.servername ?? host
+  const ca = pemList(where, "tls.ca", options.ca)
+  const alpn = alpnList(where, options.alpn)
+  check(where, "tls.ciphers", options.ciphers === undefined || typeof options.ciphers === "string" ? undefined : "must be an OpenSSL cipher list")
+  const node: NodeTls.ConnectionOptions = {
+    // SNI carries host names only; an IP address is checked against the IP SANs.
+    ...(servername !== undefined && Net.isIP(servername) === 0 ? { servername } : {}),
+    ...(ca === undefined ? {} : { ca }),
+    ...(options.identity === undefined ? {} : identityOptions(where, "tls.identity", options.identity)),
+    ...(alpn === undefined ? {} : { ALPNProtocols: alpn }),
+    ...(options.ciphers === undefined ? {} : { ciphers: options.ciphers }),
+    minVersion: versionOf(where, options.minVersion),
+    // Checked by us on 'secureConnect' (see `verifyServer`), so the error can name the certificate.
+    rejectUnauthorized: false
+  }
+  try {
+    // OpenSSL's own check of what we were given, before anything connects.
+    node.secureContext = NodeTls.createSecureContext(node)
+  } catch (e) {
+    throw Options.defect(where, options.identity === undefined ? "tls" : "tls.identity", `is unusable: ${opensslMessage(e)}`)
+  }
+  return {
+    node,
+    servername,
+    rejectUnauthorized: options.rejectUnauthorized ?? true,
+    handshakeTimeoutMs: handshakeMs(where, options.handshakeTimeout, true)
+  }
+}
+
+/** The once-per-process warning of a client that checks nothing. */
+export const warnInsecure = (config: ClientConfig): Effect.Effect<void> =>
+  config.rejectUnauthorized || insecureLogged
+    ? Effect.void
+    : Effect.suspend(() => {
+      insecureLogged = true
+      return Effect.logWarning(
+        "TLS: rejectUnauthorized is false: server certificates and host names are NOT checked, so anyone on the " +
+          "path can read and change this traffic (logged once per process)"
+      )
+    })
+
+/** The Node socket of a TLS client connection (not connected yet). */
+export const connectRaw = (address: Address.Address, config: ClientConfig): Raw =>
+  // allowHalfOpen is passed on to the net.Socket (Node's typings leave it out): close_notify ends reads, not writes.
+  NodeTls.connect(
+    address._tag === "TcpAddress"
+      ? { ...config.node, ...HALF_OPEN, host: address.host, port: address.port }
+      : { ...config.node, ...HALF_OPEN, path: address.path }
+  )
+
+const HALF_OPEN = { allowHalfOpen: true } as unknown as NodeTls.ConnectionOptions
+
+const certificateOf = (raw: NodeTls.TLSSocket): NodeTls.PeerCertificate | undefined => {
+  try {
+    const cert = raw.getPeerCertificate()
+    return cert !== null && typeof cert === "object" && Object.keys(cert).length > 0 ? cert : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const dn = (name: unknown): string => {
+  if (name === null || typeof name !== "object") return ""
+  return Object.entries(name as Record<string, unknown>)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("+") : String(v)}`)
+    .join(", ")
+}
+
+const sansOf = (cert: NodeTls.PeerCertificate): Array<string> =>
+  typeof cert.subjectaltname === "string" && cert.subjectaltname.length > 0
+    ? cert.subjectaltname.split(", ")
+    : []
+
+const certFields = (cert: NodeTls.PeerCertificate | undefined): Tls.TlsErrorArgs =>
+  cert === undefined ? {} : {
+    subject: dn(cert.subject),
+    subjectAltNames: sansOf(cert),
+    validFrom: new Date(cert.valid_from),
+    validTo: new Date(cert.valid_to)
+  }
+
+/** The peer's certificate, as `Tls.info` shows it. */
+const peerCertificate = (cert: NodeTls.PeerCertificate): Tls.PeerCertificate => ({
+  subject: dn(cert.subject),
+  issuer: dn(cert.issuer),
+  subjectAltNames: sansOf(cert),
+  fingerprint256: cert.fingerprint256,
+  serialNumber: cert.serialNumber,
+  validFrom: new Date(cert.valid_from),
+  validTo: new Date(cert.valid_to)
+})
+
+/**
+ * The client's check of the server, once the handshake finished: the chain
+ * (OpenSSL's verdict) and the host name (Node's `checkServerIdentity`).
+ * Returns the error, or undefined when the server is who it should be.
+ */
+const verifyServer = (
+  raw: NodeTls.TLSSocket,
+  config: ClientConfig,
+  address: Address.Address
+): Tls.HandshakeError | undefined => {
+  if (!config.rejectUnauthorized) return undefined
+  const cert = certificateOf(raw)
+  const context = { address, presenter: "server" as const, servername: config.servername, ...certFields(cert) }
+  const chain = (raw as unknown as { readonly authorizationError?: unknown }).authorizationError
+  if (!raw.authorized && chain !== undefined && chain !== null && chain !== "ERR_TLS_CERT_ALTNAME_INVALID") {
+    return fromCode(String(chain), undefined, context) ?? new Tls.HandshakeFailed({ ...context, code: String(chain) })
+  }
+  if (cert === undefined) return new Tls.HandshakeFailed({ ...context, detail: "the server sent no certificate" })
+  const hostError = NodeTls.checkServerIdentity(config.servername ?? "localhost", cert as NodeTls.PeerCertificate)
+  if (hostError !== undefined) {
+    return new Tls.HostnameMismatch({ ...context, code: (hostError as NodeJS.ErrnoException).code, cause: hostError })
+  }
+  return undefined
+}
+
+/** The failure of a TLS socket that closed before or during its handshake. */
+const closedError = (
+  failure: unknown,
+  address: Address.Address,
+  presenter: Tls.Presenter
+): NetError.ConnectError => {
+  const typed = fromTlsError(failure, { address, presenter })
+  if (typed !== undefined) return typed
+  if (failure === undefined) {
+    return new NetError.ConnectionReset({ address, detail: "the peer closed the connection during the TLS handshake" })
+  }
+  return NetError.fromSystemError(failure, { phase: "connect", address })
+}
+
+/**
+ * Wait for `socket`'s handshake (`secureConnect` for a client, `secure` for
+ * a TLS socket made with `isServer`), bounded on Effect's clock, then check
+ * the server as a client. On failure the socket is destroyed.
+ */
+const awaitHandshake = (
+  socket: NodeSocket,
+  role: "client" | "server",
+  verify: () => Tls.HandshakeError | undefined,
+  timeoutMs: number,
+  address: Address.Address
+): Effect.Effect<void, NetError.ConnectError> => {
+  const raw = socket.raw as unknown as NodeTls.TLSSocket
+  const event = role === "client" ? "secureConnect" : "secure"
+  const wait = Effect.callback<void, NetError.ConnectError>((resume) => {
+    const cleanup = () => {
+      raw.off(event, onSecure)
+      raw.off("close", onClosed)
+    }
+    const onSecure = () => {
+      cleanup()
+      const error = verify()
+      if (error === undefined) return resume(Effect.void)
+      raw.destroy()
+      resume(Effect.fail(error))
+    }
+    const onClosed = () => {
+      cleanup()
+      resume(Effect.fail(closedError(socket.failure, address, role === "client" ? "server" : "client")))
+    }
+    raw.once(event, onSecure)
+    raw.once("close", onClosed)
+    return Effect.sync(cleanup)
+  })
+  const bounded = timeoutMs === 0 ? wait : wait.pipe(
+    Effect.timeoutOrElse({
+      duration: Duration.millis(timeoutMs),
+      orElse: () =>
+        Effect.fail(
+          new Tls.HandshakeTimeout({ address, detail: `no handshake within ${Duration.format(Duration.millis(timeoutMs))}` })
+        )
+    })
+  )
+  return Effect.onError(bounded, () => Effect.sync(() => raw.destroy()))
+}
+
+/** A client connection's handshake, once TCP connected (nodeConnect.ts). */
+export const clientHandshake = (
+  socket: NodeSocket,
+  config: ClientConfig,
+  address: Address.Address
+): Effect.Effect<void, NetError.ConnectError> =>
+  Effect.andThen(
+    warnInsecure(config),
+    awaitHandshake(
+      socket,
+      "client",
+      () => verifyServer(socket.raw as unknown as NodeTls.TLSSocket, config, address),
+      config.handshakeTimeoutMs,
+      address
+    )
+  )
+
+// -- errors ---------------------------------------------------------------------
+
+/** Certificate checks (ours or OpenSSL's) by their code. */
+const fromCode = (
+  code: string,
+  cause: unknown,
+  context: Omit<Tls.TlsErrorArgs, "cause" | "code">
+): Tls.HandshakeError | undefined => {
+  const args = { ...context, code, cause }
+  switch (code) {
+    case "CERT_HAS_EXPIRED":
+    case "CERT_NOT_YET_VALID":
+      return new Tls.CertificateExpired(args)
+    case "ERR_TLS_CERT_ALTNAME_INVALID":
+      return new Tls.HostnameMismatch(args)
+    case "UNABLE_TO_VERIFY_LEAF_SIGNATURE":
+    case "DEPTH_ZERO_SELF_SIGNED_CERT":
+    case "SELF_SIGNED_CERT_IN_CHAIN":
+    case "UNABLE_TO_GET_ISSUER_CERT_LOCALLY":
+    case "UNABLE_TO_GET_ISSUER_CERT":
+    case "CERT_SIGNATURE_FAILURE":
+    case "CERT_UNTRUSTED":
+    case "CERT_REJECTED":
+    case "INVALID_CA":
+    case "UNABLE_TO_DECRYPT_CERT_SIGNATURE":
+    case "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY":
+    case "PATH_LENGTH_EXCEEDED":
+    case "INVALID_PURPOSE":
+      return new Tls.CertificateUntrusted(args)
+    // The peer's alerts about the certificate we sent.
+    case "ERR_SSL_TLSV1_ALERT_UNKNOWN_CA":
+    case "ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE":
+    case "ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED":
+    case "ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN":
+    case "ERR_SSL_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE":
+    case "ERR_SSL_SSLV3_ALERT_CERTIFICATE_REVOKED":
+    case "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED":
+    case "ERR_SSL_TLSV1_ALERT_ACCESS_DENIED":
+      return new Tls.CertificateRejected({ ...args, presenter: undefined })
+    case "ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE":
+      return new Tls.PeerCertificateMissing(args)
+    case "ERR_SSL_UNSUPPORTED_PROTOCOL":
+    case "ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION":
+    case "ERR_SSL_NO_PROTOCOLS_AVAILABLE":
+    case "ERR_SSL_WRONG_SSL_VERSION":
+      return new Tls.ProtocolVersionMismatch(args)
+    case "ERR_SSL_NO_SHARED_CIPHER":
+    case "ERR_SSL_NO_CIPHERS_AVAILABLE":
+      return new Tls.NoSharedCipher(args)
+    case "ERR_SSL_NO_APPLICATION_PROTOCOL":
+    case "ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL":
+      return new Tls.AlpnMismatch(args)
+    case "ERR_TLS_HANDSHAKE_TIMEOUT":
+      return new Tls.HandshakeTimeout(args)
+    // Not TLS: a plaintext protocol's first bytes, our own ClientHello echoed back, garbage.
+    case "ERR_SSL_WRONG_VERSION_NUMBER":
+    case "ERR_SSL_HTTP_REQUEST":
+    case "ERR_SSL_HTTPS_PROXY_REQUEST":
+    case "ERR_SSL_PACKET_LENGTH_TOO_LONG":
+    case "ERR_SSL_RECORD_LENGTH_MISMATCH":
+    case "ERR_SSL_UNEXPECTED_MESSAGE":
+    case "ERR_SSL_UNEXPECTED_RECORD":
+    case "ERR_SSL_EXCESSIVE_MESSAGE_SIZE":
+    case "ERR_SSL_UNKNOWN_PROTOCOL":
+      return new Tls.NotTls(args)
+    case "ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE":
+    case "ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE":
+      return new Tls.HandshakeFailed({
+        ...args,
+        detail: "the peer refused the handshake (alert handshake_failure): commonly no cipher in common, " +
+          "or it requires a client certificate (tls.identity)"
+      })
+    default:
+      return code.startsWith("ERR_SSL_") || code.startsWith("ERR_TLS_") ? new Tls.HandshakeFailed(args) : undefined
+  }
+}
+
+/** @internal */
+export const fromTlsError = (
+  err: unknown,
+  context: Omit<Tls.TlsErrorArgs, "cause" | "code">
+): Tls.HandshakeError | undefined => {
+  const code = (err as { readonly code?: unknown } | undefined)?.code
+  return typeof code === "string" ? fromCode(code, err, context) : undefined
+}
+
+// -- what a connection negotiated -------------------------------------------------
+
+const tlsSocketOf = (socket: Socket.Socket): NodeTls.TLSSocket | undefined =>
+  socket instanceof NodeSocket && socket.raw instanceof NodeTls.TLSSocket ? socket.raw : undefined
+
+/** @internal */
+export const info = (socket: Socket.Socket): Option.Option<Tls.TlsInfo> => {
+  const raw = tlsSocketOf(socket)
+  if (raw === undefined) return Option.none()
+  const cipher = raw.getCipher()
+  const cert = certificateOf(raw)
+  const alpn = raw.alpnProtocol
+  const servername = (raw as unknown as { readonly servername?: unknown }).servername
+  return Option.some({
+    protocol: raw.getProtocol() ?? "unknown",
+    cipher: cipher?.standardName ?? cipher?.name ?? "unknown",
+    alpnProtocol: typeof alpn === "string" ? alpn : undefined,
+    servername: typeof servername === "string" ? servername : undefined,
+    authorized: raw.authorized,
+    peerCertificate: cert === undefined ? Option.none() : Option.some(peerCertificate(cert))
+  })
+}
+
+// -- server credentials -----------------------------------------------------------
+
+/** The key under which `Tls.ServerCredentials` keeps its state. */
+export const CredentialsTypeId: unique symbol = Symbol.for("effect-wire/Tls/ServerCredentials")
+
+/** Server material in node:tls's terms, checked. */
+export interface CompiledMaterial {
+  readonly identity: NodeTls.SecureContextOptions
+  readonly sni: ReadonlyArray<readonly [string, NodeTls.SecureContextOptions]>
+  readonly clientCa: Array<string | Buffer> | undefined
+}
+
+/** What a `ServerCredentials` holds: the current material, and the listeners to tell of a new one. */
+export class CredentialsState {
+  generation = 0
+  readonly subscribers = new Set<() => void>()
+  constructor(public material: CompiledMaterial) {}
+}
+
+/** Material in node:tls's terms (throws the defect of a malformed one). */
+const compileMaterial = (where: string, prefix: string, material: Partial<Tls.ServerMaterial>): CompiledMaterial => {
+  check(where, `${prefix}identity`, material.identity === undefined ? "is required: the certificate and key the server presents" : undefined)
+  const sni = material.sni ?? {}
+  check(where, `${prefix}sni`, typeof sni === "object" && sni !== null ? undefined : "must be an object of host name to identity")
+  return {
+    identity: identityOptions(where, `${prefix}identity`, material.identity),
+    sni: Object.entries(sni).map(([name, identity]) => {
+      check(where, `${prefix}sni`, /^(\*\.)?[A-Za-z0-9.-]+$/.test(name) ? undefined : `has an invalid host name ${JSON.stringify(name)}`)
+      return [name.toLowerCase(), identityOptions(where, `${prefix}sni[${JSON.stringify(name)}]`, identity)] as const
+    }),
+    clientCa: pemList(where, `${prefix}clientCa`, material.clientCa)
+  }
+}
+
+/** OpenSSL's verdict on compiled material: throws its error. */
+const contextsOf = (
+  material: CompiledMaterial,
+  common: NodeTls.SecureContextOptions
+): { readonly identity: NodeTls.SecureContextOptions; readonly sni: ReadonlyArray<readonly [string, NodeTls.SecureContext]> } => {
+  const ca = material.clientCa === undefined ? {} : { ca: material.clientCa }
+  const identity = { ...common, ...ca, ...material.identity }
+  NodeTls.createSecureContext(identity)
+  return {
+    identity,
+    sni: material.sni.map(([name, id]) => [name, NodeTls.createSecureContext({ ...common, ...ca, ...id })] as const)
+  }
+}
+
+const invalidCredentials = (e: unknown): Tls.InvalidCredentials =>
+  new Tls.InvalidCredentials({
+    code: typeof (e as { code?: unknown })?.code === "string" ? (e as { code: string }).code : undefined,
+    detail: e instanceof Error && e.name === "IllegalArgumentError" ? e.message : opensslMessage(e),
+    cause: e
+  })
+
+const checkedMaterial = (material: Tls.ServerMaterial): Effect.Effect<CompiledMaterial, Tls.InvalidCredentials> =>
+  Effect.try({
+    try: () => {
+      const compiled = compileMaterial("Tls", "", material)
+      contextsOf(compiled, {})
+      return compiled
+    },
+    catch: invalidCredentials
+  })
+
+/** @internal */
+export const serverCredentials = (material: Tls.ServerMaterial): Effect.Effect<Tls.ServerCredentials, Tls.InvalidCredentials> =>
+  Effect.map(checkedMaterial(material), (compiled) => {
+    const state = new CredentialsState(compiled)
+    return {
+      [CredentialsTypeId]: state,
+      reload: (next: Tls.ServerMaterial) =>
+        Effect.flatMap(checkedMaterial(next), (compiled) =>
+          Effect.sync(() => {
+            state.material = compiled
+            state.generation++
+            for (const notify of state.subscribers) notify()
+          })),
+      generation: Effect.sync(() => state.generation)
+    }
+  })
+
+// -- server ------------------------------------------------------------------------
+
+/** A listener's TLS options after checks. */
+export interface ServerConfig {
+  readonly credentials: CredentialsState
+  readonly clientCertificate: Tls.ClientCertificate
+  readonly alpn: Array<string> | undefined
+  readonly common: NodeTls.SecureContextOptions
+  readonly handshakeTimeoutMs: number
+}
+
+/** The listener's options, checked (throws the defect of an invalid one: call it inside `withOptions`). */
+export const serverConfig = (where: string, options: Tls.ServerOptions): ServerConfig => {
+  check(where, "tls", typeof options === "object" && options !== null ? undefined : "must be an object of TLS options")
+  const given = options.credentials
+  check(
+    where,
+    "tls.credentials",
+    given === undefined
+      ? undefined
+      : options.identity !== undefined || options.sni !== undefined || options.clientCa !== undefined
+      ? "cannot be given with identity, sni or clientCa: they are part of the credentials"
+      : typeof given === "object" && given !== null && CredentialsTypeId in given
+      ? undefined
+      : "must come from Tls.serverCredentials"
+  )
+  const clientCertificate = options.clientCertificate ?? "none"
+  check(where, "tls.clientCertificate", Options.oneOf(clientCertificate, ["none", "optional", "required"]))
+  check(where, "tls.ciphers", options.ciphers === undefined || typeof options.ciphers === "string" ? undefined : "must be an OpenSSL cipher list")
+  const common: NodeTls.SecureContextOptions = {
+    minVersion: versionOf(where, options.minVersion),
+    ...(options.ciphers === undefined ? {} : { ciphers: options.ciphers })
+  }
+  let credentials: CredentialsState
+  if (given !== undefined) {
+    credentials = given[CredentialsTypeId]
+  } else {
+    const compiled = compileMaterial(where, "tls.", options)
+    try {
+      contextsOf(compiled, common)
+    } catch (e) {
+      throw Options.defect(where, "tls", `has unusable certificates or keys: ${opensslMessage(e)}`)
+    }
+    credentials = new CredentialsState(compiled)
+  }
+  check(
+    where,
+    "tls.clientCa",
+    clientCertificate !== "none" && credentials.material.clientCa === undefined
+      ? `is required with clientCertificate: "${clientCertificate}": the CAs client certificates must chain to`
+      : undefined
+  )
+  return {
+    credentials,
+    clientCertificate,
+    alpn: alpnList(where, options.alpn),
+    common,
+    handshakeTimeoutMs: handshakeMs(where, options.handshakeTimeout, false)
+  }
+}
+
+const sniMatch = (
+  sni: ReadonlyArray<readonly [string, NodeTls.SecureContext]>,
+  servername: string
+): NodeTls.SecureContext | undefined => {
+  const name = servername.toLowerCase()
+  for (const [pattern, context] of sni) if (pattern === name) return context
+  const dot = name.indexOf(".")
+  if (dot > 0) {
+    const wildcard = `*${name.slice(dot)}`
+    for (const [pattern, context] of sni) if (pattern === wildcard) return context
+  }
+  return undefined
+}
+
+/** Where a TLS listener reports a failed handshake. */
+export interface HandshakeReporter {
+  /** The server's slots when a `Server` runs the listener (its log lines), else undefined. */
+  readonly slots: () => ConnectionSlots | undefined
+  /** Runs an effect from a callback with the context `listen` ran in. */
+  readonly fork: (effect: Effect.Effect<void>) => void
+  readonly name: () => string
+}
+
+/** A TLS listener's server and what it keeps beside a plaintext one. */
+export interface TlsServer {
+  readonly server: NodeTls.Server
+  /** Handshakes that failed, by the tag of their error. */
+  readonly failures: Map<string, number>
+  /** Stop following credential reloads, destroy the handshakes in progress. */
+  readonly close: () => void
+}
+
+/** Failures that are the internet's noise rather than a client of ours that cannot connect: logged at debug. */
+const NOISE = new Set(["NotTls", "HandshakeTimeout", "ConnectionReset", "Unknown"])
+
+/** The node:tls server of a TLS listener. Its accepted sockets arrive on 'secureConnection', paused. */
+export const createServer = (config: ServerConfig, reporter: HandshakeReporter): TlsServer => {
+  let contexts = contextsOf(config.credentials.material, config.common)
+  const requestCert = config.clientCertificate !== "none"
+  const server = NodeTls.createServer({
+    ...contexts.identity,
+    allowHalfOpen: true,
+    requestCert,
+    // "required": OpenSSL refuses a client without a certificate (with the alert that tells it why);
+    // "optional": a certificate that does not verify is refused on 'secureConnection' below.
+    rejectUnauthorized: config.clientCertificate === "required",
+    handshakeTimeout: config.handshakeTimeoutMs,
+    ...(config.alpn === undefined ? {} : { ALPNProtocols: config.alpn }),
+    SNICallback: (servername, cb) => cb(null, sniMatch(contexts.sni, servername))
+  })
+  const reload = () => {
+    try {
+      contexts = contextsOf(config.credentials.material, config.common)
+      server.setSecureContext(contexts.identity)
+    } catch (e) {
+      // The material passed OpenSSL's check with default options; with this listener's it did not.
+      reporter.fork(Effect.logWarning(`${reporter.name()}: TLS credentials not reloaded: ${opensslMessage(e)}`))
+    }
+  }
+  config.credentials.subscribers.add(reload)
+  const handshaking = new Set<Net.Socket>()
+  const failures = new Map<string, number>()
+
+  const report = (error: Tls.HandshakeError | NetError.NetError, peer: Address.Address) => {
+    failures.set(error._tag, (failures.get(error._tag) ?? 0) + 1)
+    const slots = reporter.slots()
+    const line = `${reporter.name()}: TLS handshake with ${Address.format(peer)} failed: ${error._tag}: ${error.message}`
+    const log = NOISE.has(error._tag) ? Effect.logDebug(line) : Effect.logWarning(line)
+    if (slots !== undefined) slots.fork(slots.logged(log, { peer: Address.format(peer) }))
+    else reporter.fork(Effect.annotateLogs(log, { peer: Address.format(peer) }))
+  }
+  const peerOf = (socket: Net.Socket): Address.Address =>
+    socket.remoteAddress !== undefined && socket.remotePort !== undefined
+      ? new Address.TcpAddress({ host: socket.remoteAddress, port: socket.remotePort }, { disableChecks: true })
+      : Address.unknownPeer
+
+  server.on("connection", (socket: Net.Socket) => {
+    handshaking.add(socket)
+    socket.once("close", () => handshaking.delete(socket))
+  })
+  server.on("tlsClientError", (err: Error, socket: NodeTls.TLSSocket) => {
+    const peer = peerOf(socket)
+    // Node refuses an unverified client certificate ("required") by closing, and
+    // keeps OpenSSL's verdict on the socket.
+    const verdict = (socket as unknown as { readonly authorizationError?: unknown }).authorizationError
+    const error = (typeof verdict === "string" ? fromCode(verdict, err, { address: peer, presenter: "client" }) : undefined) ??
+      fromTlsError(err, { address: peer, presenter: "client" }) ??
+      NetError.fromSystemError(err, { phase: "read", address: peer })
+    report(error, peer)
+    socket.destroy()
+  })
+  // Registered before the listener's own handler: the socket reaches it paused,
+  // and an "optional" client certificate that does not verify never reaches it.
+  server.prependListener("secureConnection", (socket: NodeTls.TLSSocket) => {
+    socket.pause()
+    if (config.clientCertificate === "optional" && !socket.authorized && certificateOf(socket) !== undefined) {
+      const peer = peerOf(socket)
+      const verdict = String((socket as unknown as { readonly authorizationError?: unknown }).authorizationError)
+      report(
+        fromCode(verdict, undefined, { address: peer, presenter: "client", ...certFields(certificateOf(socket)) }) ??
+          new Tls.CertificateUntrusted({ address: peer, presenter: "client", code: verdict }),
+        peer
+      )
+      socket.destroy()
+    }
+  })
+  return {
+    server,
+    failures,
+    close: () => {
+      config.credentials.subscribers.delete(reload)
+      for (const socket of handshaking) socket.destroy()
+      handshaking.clear()
+    }
+  }
+}
+
+/** Is this a TLS listener's server? Its connections arrive on 'secureConnection'. */
+export const isTlsServer = (server: Net.Server): boolean => server instanceof NodeTls.Server
+
+// -- STARTTLS ------------------------------------------------------------------------
+
+/** @internal */
+export const startTls = (
+  socket: Socket.Socket,
+  options: Tls.StartTlsOptions
+): Effect.Effect<void, NetError.ConnectError> =>
+  Effect.suspend(() => {
+    const where = "Tls.startTls"
+    if (!(socket instanceof NodeSocket)) {
+      return Effect.die(Options.defect(where, "socket", "must come from Socket.connect or Socket.listen (a node:net socket)"))
+    }
+    if (socket.raw instanceof NodeTls.TLSSocket) return Effect.die(Options.defect(where, "socket", "already speaks TLS"))
+    if (socket.isRead) {
+      return Effect.die(Options.defect(where, "socket", "is being read (reads or a pump): stop reading before upgrading"))
+    }
+    if (socket.isClosing || socket.raw.destroyed) {
+      return Effect.fail(new NetError.ConnectionReset({ address: socket.remoteAddress, detail: "the connection closed before STARTTLS" }))
+    }
+    const role = (options as { readonly role?: unknown }).role
+    if (role !== "client" && role !== "server") {
+      return Effect.die(Options.defect(where, "role", Options.oneOf(role, ["client", "server"]) ?? ""))
+    }
+    const address = socket.remoteAddress
+    let upgrade: () => Effect.Effect<void, NetError.ConnectError>
+    try {
+      if (role === "client") {
+        const config = clientConfig(where, options as Tls.ClientOptions, address)
+        upgrade = () => {
+          const tls = NodeTls.connect({ ...config.node, ...HALF_OPEN, socket: socket.raw })
+          socket.rebind(tls)
+          return clientHandshake(socket, config, address)
+        }
+      } else {
+        const config = serverConfig(where, options as Tls.ServerOptions)
+        if (config.clientCertificate !== "none") {
+          throw Options.defect(where, "clientCertificate", "is not supported by startTls yet: use a TLS listener for client certificates")
+        }
+        upgrade = () => {
+          const contexts = contextsOf(config.credentials.material, config.common)
+          const tls = new NodeTls.TLSSocket(socket.raw, {
+            isServer: true,
+            secureContext: NodeTls.createSecureContext(contexts.identity),
+            SNICallback: (servername, cb) => cb(null, sniMatch(contexts.sni, servername)),
+            ...(config.alpn === undefined ? {} : { ALPNProtocols: config.alpn })
+          })
+          socket.rebind(tls)
+          return awaitHandshake(socket, "server", () => undefined, config.handshakeTimeoutMs, address)
+        }
+      }
+    } catch (e) {
+      return Effect.die(e)
+    }
+    // Bytes read but not pulled (the peer's first TLS bytes) go back to the
+    // plaintext socket, where TLS reads them first.
+    const queued = socket.takeQueue()
+    socket.pauseReading()
+    if (queued !== undefined) socket.raw.unshift(queued.length === 1 ? queued[0]! : Buffer.concat(queued))
+    return upgrade()
+  })

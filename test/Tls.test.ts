@@ -1,0 +1,323 @@
+/**
+ * TLS over real loopback sockets, with certificates made at test time
+ * (test/helpers/certs.ts): our client against node:tls and OpenSSL servers,
+ * our listener against node:tls and OpenSSL clients, every handshake error
+ * by its tag, what a handler sees, the byte servers, framing, half-close and
+ * idle timeouts over TLS, STARTTLS and certificate reload.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import { type ChildProcess, spawn } from "node:child_process"
+import * as Net from "node:net"
+import * as NodeTls from "node:tls"
+import * as Address from "../src/Address.js"
+import * as Socket from "../src/Socket.js"
+import * as Tls from "../src/Tls.js"
+import { certs, type Pair } from "./helpers/certs.js"
+import { readAll, serve } from "./helpers/sockets.js"
+
+const c = certs()
+const loopback = Address.tcp("127.0.0.1", 0)
+const text = (s: string) => new TextEncoder().encode(s)
+const identity = (pair: Pair): Tls.Identity => ({ cert: pair.cert, key: Redacted.make(pair.key) })
+/** What our clients use by default: trust the test CA, check "localhost". */
+const trusting: Tls.ClientOptions = { ca: c.ca, servername: "localhost" }
+
+/** A node:tls server we did not write, closed with the scope: it answers "hi" and echoes. */
+const nodeTlsServer = (options: NodeTls.TlsOptions) =>
+  Effect.acquireRelease(
+    Effect.callback<{ server: NodeTls.Server; address: Address.Address; errors: Array<string> }>((resume) => {
+      const errors: Array<string> = []
+      const server = NodeTls.createServer(options, (socket) => {
+        socket.on("error", () => {})
+        socket.write("hi:")
+        socket.pipe(socket)
+      })
+      server.on("tlsClientError", (e: NodeJS.ErrnoException) => void errors.push(String(e.code)))
+      server.listen(0, "127.0.0.1", () => {
+        const { port } = server.address() as Net.AddressInfo
+        resume(Effect.succeed({ server, address: Address.tcp("127.0.0.1", port), errors }))
+      })
+    }),
+    ({ server }) => Effect.sync(() => server.close())
+  )
+
+/** The failure of an effect that must fail. */
+const failureOf = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.exit(effect), (exit) => {
+    if (Exit.isSuccess(exit)) return Effect.die(new Error("expected a failure, got a success"))
+    const error = Cause.findErrorOption(exit.cause)
+    if (Option.isNone(error)) return Effect.die(new Error(`expected a failure, got ${Cause.pretty(exit.cause)}`))
+    return Effect.succeed(error.value)
+  })
+
+describe("Tls client (Socket.connect with tls)", () => {
+  it.live("talks to a node:tls server, and reports what was negotiated", () =>
+    Effect.gen(function*() {
+      const { address } = yield* nodeTlsServer({ cert: c.server.cert, key: c.server.key, ALPNProtocols: ["x-two", "x-one"] })
+      const socket = yield* Socket.connect(address, { tls: { ...trusting, alpn: ["x-one"] } })
+      yield* socket.write(text("ping"))
+      yield* socket.end
+      const got = yield* readAll(socket)
+      assert.strictEqual(got.toString(), "hi:ping")
+      const info = Option.getOrThrow(Tls.info(socket))
+      assert.strictEqual(info.protocol, "TLSv1.3")
+      assert.match(info.cipher, /^TLS_/)
+      assert.strictEqual(info.alpnProtocol, "x-one")
+      assert.strictEqual(info.servername, "localhost")
+      assert.isTrue(info.authorized)
+      const peer = Option.getOrThrow(info.peerCertificate)
+      assert.strictEqual(peer.subject, "CN=localhost")
+      assert.strictEqual(peer.issuer, "CN=effect-wire test CA")
+      assert.include(peer.subjectAltNames, "DNS:example.test")
+      assert.match(peer.fingerprint256, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/)
+      assert.isTrue(peer.validTo.getTime() > Date.now())
+    }))
+
+  it.live("a plaintext socket has no TLS info", () =>
+    Effect.gen(function*() {
+      const listener = yield* Socket.listen(loopback)
+      const socket = yield* Socket.connect(listener.address)
+      assert.isTrue(Option.isNone(Tls.info(socket)))
+    }))
+
+  it.live("checks an IP address against the certificate's IP SANs when no servername is given", () =>
+    Effect.gen(function*() {
+      const { address } = yield* nodeTlsServer({ cert: c.server.cert, key: c.server.key })
+      const socket = yield* Socket.connect(address, { tls: { ca: c.ca } })
+      yield* socket.end
+      assert.strictEqual((yield* readAll(socket)).toString(), "hi:")
+      const wrong = yield* nodeTlsServer({ cert: c.wrongHost.cert, key: c.wrongHost.key })
+      const error = yield* failureOf(Socket.connect(wrong.address, { tls: { ca: c.ca } }))
+      assert.strictEqual(error._tag, "HostnameMismatch")
+    }))
+
+  const serverCases: ReadonlyArray<{
+    readonly name: string
+    readonly server: NodeTls.TlsOptions
+    readonly client?: Tls.ClientOptions
+    readonly tag: string
+    readonly code?: string
+    readonly message: RegExp
+  }> = [
+    {
+      name: "a CA we do not trust",
+      server: { cert: c.server.cert, key: c.server.key },
+      client: { servername: "localhost" },
+      tag: "CertificateUntrusted",
+      code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+      message: /certificate of 127\.0\.0\.1:\d+ \(CN=localhost\) is not trusted: add the CA that issued it to tls\.ca/
+    },
+    {
+      name: "a self-signed certificate",
+      server: { cert: c.selfSigned.cert, key: c.selfSigned.key },
+      tag: "CertificateUntrusted",
+      code: "DEPTH_ZERO_SELF_SIGNED_CERT",
+      message: /is not trusted/
+    },
+    {
+      name: "a chain ending in a CA we do not trust",
+      server: { cert: c.otherClient.cert + c.otherCa, key: c.otherClient.key },
+      client: { ca: c.ca, servername: "intruder.test" },
+      tag: "CertificateUntrusted",
+      code: "SELF_SIGNED_CERT_IN_CHAIN",
+      message: /is not trusted/
+    },
+    {
+      name: "an expired certificate",
+      server: { cert: c.expired.cert, key: c.expired.key },
+      tag: "CertificateExpired",
+      code: "CERT_HAS_EXPIRED",
+      message: /\(CN=localhost\) expired on 2020-01-02T00:00:00\.000Z: it must be renewed/
+    },
+    {
+      name: "a certificate not valid yet",
+      server: { cert: c.notYetValid.cert, key: c.notYetValid.key },
+      tag: "CertificateExpired",
+      code: "CERT_NOT_YET_VALID",
+      message: /is not valid yet until 2099-01-01T00:00:00\.000Z: check this machine's clock/
+    },
+    {
+      name: "a certificate for another host",
+      server: { cert: c.wrongHost.cert, key: c.wrongHost.key },
+      client: { ca: c.ca, servername: "api.example.test" },
+      tag: "HostnameMismatch",
+      code: "ERR_TLS_CERT_ALTNAME_INVALID",
+      message: /is for other\.test, \*\.example\.org, not api\.example\.test: connect with a name it was issued for, or set tls\.servername/
+    },
+    {
+      name: "no protocol version in common",
+      server: { cert: c.server.cert, key: c.server.key, maxVersion: "TLSv1.2" },
+      client: { ...trusting, minVersion: "TLSv1.3" },
+      tag: "ProtocolVersionMismatch",
+      message: /no TLS version in common/
+    },
+    {
+      name: "no ALPN protocol in common",
+      server: { cert: c.server.cert, key: c.server.key, ALPNProtocols: ["h2"] },
+      client: { ...trusting, alpn: ["x-mine"] },
+      tag: "AlpnMismatch",
+      code: "ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL",
+      message: /no ALPN protocol in common .*compare tls\.alpn on both sides/
+    },
+    {
+      name: "a server requiring a client certificate (TLS 1.2: a bare handshake_failure alert)",
+      server: { cert: c.server.cert, key: c.server.key, requestCert: true, rejectUnauthorized: true, ca: c.ca, maxVersion: "TLSv1.2" },
+      tag: "HandshakeFailed",
+      code: "ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE",
+      message: /requires a client certificate/
+    },
+    {
+      name: "our client certificate from an unknown CA (TLS 1.2)",
+      server: { cert: c.server.cert, key: c.server.key, requestCert: true, ca: c.ca, maxVersion: "TLSv1.2" },
+      client: { ...trusting, identity: identity(c.otherClient) },
+      // node:tls verifies after the handshake and just closes: no alert tells us why.
+      tag: "ConnectionReset",
+      message: /reset|closed/
+    }
+  ]
+  for (const { client, code, message, name, server, tag } of serverCases) {
+    it.live(`${name}: ${tag}`, () =>
+      Effect.gen(function*() {
+        const peer = yield* nodeTlsServer(server)
+        const error = yield* failureOf(Socket.connect(peer.address, { tls: client ?? trusting }))
+        assert.strictEqual(error._tag, tag, error.message)
+        if (code !== undefined) assert.strictEqual((error as Tls.HandshakeFailed).code, code)
+        assert.match(error.message, message)
+        assert.strictEqual((error as Tls.HandshakeFailed).retryable, tag === "ConnectionReset")
+      }))
+  }
+
+  it.live("rejectUnauthorized: false connects to anything, and says so once", () =>
+    Effect.gen(function*() {
+      const peer = yield* nodeTlsServer({ cert: c.selfSigned.cert, key: c.selfSigned.key })
+      const lines: Array<string> = []
+      const logger = Logger.make<unknown, void>(({ message }) => void lines.push(String(message)))
+      const connectTwice = Effect.gen(function*() {
+        for (let i = 0; i < 2; i++) {
+          const socket = yield* Socket.connect(peer.address, { tls: { servername: "localhost", rejectUnauthorized: false } })
+          assert.isFalse(Option.getOrThrow(Tls.info(socket)).authorized)
+          yield* socket.close
+        }
+      })
+      yield* connectTwice.pipe(Effect.provide(Logger.layer([logger])))
+      assert.strictEqual(lines.filter((l) => l.includes("rejectUnauthorized is false")).length, 1)
+    }))
+
+  it.live("a TLS client on a plaintext port: NotTls", () =>
+    Effect.gen(function*() {
+      // A plaintext protocol that talks first (SMTP, FTP): its banner is not a TLS record.
+      const listener = yield* Socket.listen(loopback)
+      yield* serve(listener, (socket) => Effect.andThen(socket.write(text("220 smtp.example.test ESMTP ready\r\n")), socket.end))
+      const error = yield* failureOf(Socket.connect(listener.address, { tls: trusting }))
+      assert.strictEqual(error._tag, "NotTls")
+      assert.match(error.message, /does not speak TLS/)
+      // An echo server sends our own ClientHello back.
+      const echo = yield* Socket.listen(loopback)
+      yield* serve(echo, (socket) => Stream.run(socket.reads, socket.writes))
+      assert.strictEqual((yield* failureOf(Socket.connect(echo.address, { tls: trusting })))._tag, "NotTls")
+    }))
+
+  it.live("a peer that never answers the ClientHello: HandshakeTimeout after handshakeTimeout", () =>
+    Effect.gen(function*() {
+      const listener = yield* Socket.listen(loopback)
+      yield* serve(listener, () => Effect.never)
+      const started = Date.now()
+      const error = yield* failureOf(Socket.connect(listener.address, { tls: { ...trusting, handshakeTimeout: "300 millis" } }))
+      const took = Date.now() - started
+      assert.strictEqual(error._tag, "HandshakeTimeout")
+      assert.isTrue((error as Tls.HandshakeTimeout).retryable)
+      assert.match(error.message, /did not finish in time: .*no handshake within 300ms/)
+      assert.isAtLeast(took, 290)
+      assert.isBelow(took, 5000)
+    }))
+
+  it.live("invalid TLS options are defects naming the option", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [Tls.ClientOptions, string, Address.Address?]> = [
+        [{ minVersion: "TLSv1.1" as "TLSv1.2" }, "Socket: tls.minVersion must be"],
+        [{ handshakeTimeout: 0 }, "Socket: tls.handshakeTimeout must be above 0"],
+        [{ alpn: [] }, "Socket: tls.alpn must be a non-empty array"],
+        [{ identity: { cert: c.client.cert, key: c.client.key as unknown as Redacted.Redacted<string> } }, "Socket: tls.identity.key must be Redacted"],
+        [{ identity: { cert: c.client.cert, key: Redacted.make(c.server.key) } }, "Socket: tls.identity is unusable: "],
+        [{}, "Socket: tls.servername is required on a Unix address", Address.unix("/tmp/x.sock")]
+      ]
+      for (const [tls, message, address] of cases) {
+        const exit = yield* Effect.exit(Socket.connect(address ?? Address.tcp("127.0.0.1", 9), { tls }))
+        assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause), message)
+        const defect = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+        assert.isTrue(Cause.isIllegalArgumentError(defect), String(defect))
+        assert.include((defect as Error).message, message)
+      }
+    }))
+
+  it.live("a key is never shown: Redacted in options, absent from errors", () =>
+    Effect.gen(function*() {
+      const options: Tls.ClientOptions = { ...trusting, identity: identity(c.client) }
+      assert.notInclude(String(options.identity!.key), "PRIVATE KEY")
+      const peer = yield* nodeTlsServer({ cert: c.expired.cert, key: c.expired.key })
+      const error = yield* failureOf(Socket.connect(peer.address, { tls: options }))
+      assert.notInclude(JSON.stringify(error), "PRIVATE KEY")
+    }))
+})
+
+// -- interop with OpenSSL -----------------------------------------------------
+
+/** Start `openssl` with args; resolves once `ready` shows on its output. Killed with the scope. */
+const openssl = (args: ReadonlyArray<string>, ready: RegExp) =>
+  Effect.acquireRelease(
+    Effect.callback<{ child: ChildProcess; output: () => string }>((resume) => {
+      const child = spawn("openssl", args, { stdio: ["pipe", "pipe", "pipe"] })
+      let out = ""
+      let done = false
+      const onData = (d: Buffer) => {
+        out += d.toString()
+        if (!done && ready.test(out)) {
+          done = true
+          resume(Effect.succeed({ child, output: () => out }))
+        }
+      }
+      child.stdout!.on("data", onData)
+      child.stderr!.on("data", onData)
+      child.on("exit", (code) => {
+        if (!done) {
+          done = true
+          resume(Effect.die(new Error(`openssl exited ${code}: ${out}`)))
+        }
+      })
+    }),
+    ({ child }) => Effect.sync(() => void child.kill("SIGKILL"))
+  )
+
+describe("Tls interop with OpenSSL", () => {
+  it.live("our client against openssl s_server, with a client certificate", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.callback<number>((resume) => {
+        const s = Net.createServer().listen(0, "127.0.0.1", () => {
+          const { port } = s.address() as Net.AddressInfo
+          s.close(() => resume(Effect.succeed(port)))
+        })
+      })
+      const server = yield* openssl([
+        "s_server", "-accept", `127.0.0.1:${port}`, "-cert", c.server.certFile, "-key", c.server.keyFile,
+        "-CAfile", c.caFile, "-Verify", "1", "-rev", "-naccept", "1"
+      ], /ACCEPT/)
+      const socket = yield* Socket.connect(Address.tcp("127.0.0.1", port), { tls: { ...trusting, identity: identity(c.client) } })
+      // -rev answers each line reversed.
+      yield* socket.write(text("olleh\n"))
+      const reply = yield* socket.reads.pipe(
+        Stream.map((b) => Buffer.from(b).toString()),
+        Stream.scan(() => "", (a, b) => a + b),
+        Stream.takeUntil((s) => s.includes("hello")),
+        Stream.runLast
+      )
+      assert.include(Option.getOrThrow(reply), "hello")
+      assert.match(server.output(), /client\.test/)
+    }))
+})
