@@ -353,6 +353,34 @@ export class Unknown extends Kind(
 ) {}
 
 /**
+ * A Unix socket file the client does not trust, refused before connecting
+ * (`unixOwner`): it, a symlink to it, or a directory above it belongs to
+ * another user, or others may write to such a directory. That user could be
+ * impersonating the server and receive what the client sends (a token).
+ * `detail` names the file or directory and its owner.
+ *
+ * ```ts
+ * Exec.client(Address.unix("/run/app/exec.sock")).pipe(
+ *   Effect.catchTag("UntrustedSocketOwner", (e) => Console.error(e.message))
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class UntrustedSocketOwner extends Kind(
+  "UntrustedSocketOwner",
+  false,
+  (a) => `refusing to connect to ${a}`
+) {
+  override get message(): string {
+    return `refusing to connect to ${where(this.address)}: ${
+      this.detail ?? "its socket file belongs to another user"
+    }; whoever owns it would receive what is sent. To trust its owner, list the uid in unixOwner (or pass "any")`
+  }
+}
+
+/**
  * Any network failure.
  *
  * @since 0.1.0
@@ -375,6 +403,7 @@ export type NetError =
   | MemoryBudgetExceeded
   | MessageTooLarge
   | Unknown
+  | UntrustedSocketOwner
 
 /**
  * What connecting can fail with.
@@ -394,6 +423,7 @@ export type ConnectError =
   | HostUnreachable
   | NetworkUnreachable
   | Unknown
+  | UntrustedSocketOwner
 
 /**
  * What listening (or binding a UDP socket) can fail with.
@@ -481,7 +511,8 @@ const PHASE_TAGS: { readonly [P in keyof Phases]: ReadonlySet<NetError["_tag"]> 
     "HostNotFound",
     "HostUnreachable",
     "NetworkUnreachable",
-    "Unknown"
+    "Unknown",
+    "UntrustedSocketOwner"
   ]),
   listen: new Set(["AddressInUse", "AddressNotAvailable", "PermissionDenied", "PathNotFound", "HostNotFound", "Unknown"]),
   read: new Set(["ConnectionReset", "IdleTimeout", "ConnectionRefused", "WriteTimeout", "MemoryBudgetExceeded", "Unknown"]),
@@ -513,7 +544,8 @@ const PHASE_TAGS: { readonly [P in keyof Phases]: ReadonlySet<NetError["_tag"]> 
     "WriteTimeout",
     "MemoryBudgetExceeded",
     "MessageTooLarge",
-    "Unknown"
+    "Unknown",
+    "UntrustedSocketOwner"
   ])
 }
 

@@ -197,6 +197,18 @@ export interface ConnectOptions {
    * destroys the socket (default 2 seconds; above 0 and finite).
    */
   readonly closeTimeout?: Duration.Input | undefined
+  /**
+   * Whose Unix socket file to connect to (ignored for TCP). `"any"` (the
+   * default, as every socket library): whoever's. `"self"`: only a file of
+   * this process's user or root; an array of uids: only theirs (and root's).
+   * Then the file, a symlink at the path and every directory above the file
+   * must belong to them and be writable by nobody else (a sticky directory
+   * such as /tmp is fine); otherwise the connect fails with
+   * `UntrustedSocketOwner` before anything is sent, since whoever could put
+   * a file there would receive what the client sends. Use it when what you
+   * send matters (a token), above all as root. Anything else is a defect.
+   */
+  readonly unixOwner?: "any" | "self" | ReadonlyArray<number> | undefined
 }
 
 /**

@@ -1,14 +1,18 @@
 /**
  * Issue 18 on the command line: `serve … --unix PATH` creates its socket
  * file 0600 whatever the umask (`--unix-mode` widens it), so that another
- * local user cannot connect (finding 3).
+ * local user cannot connect (finding 3); `effect-wire exec` refuses a socket
+ * file another user owns or could have put there, unless told
+ * `--allow-foreign-socket` (finding 4).
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
+import * as Address from "../src/Address.js"
+import * as Exec from "../src/servers/Exec.js"
 import { dist, type RunOptions, runCli, startCli } from "./helpers/cliBuild.js"
-import { CONNECT_SCRIPT, openDirectory, otherUser, runAsOtherUser } from "./helpers/otherUser.js"
+import { CONNECT_SCRIPT, NOBODY, openDirectory, otherUser, runAsOtherUser } from "./helpers/otherUser.js"
 import { tempDir } from "./helpers/sockets.js"
 
 const cli = (args: ReadonlyArray<string>, options?: RunOptions) => Effect.promise(() => runCli(dist, args, options))
@@ -90,5 +94,53 @@ describe("serve --unix: who can connect (issue 18, finding 3)", () => {
       )
       assert.strictEqual(word.code, 1)
       assertOneErrorLine(word.stderr, /^error: --unix-mode: expected permission bits in octal/)
+    }))
+})
+
+describe("effect-wire exec: whose socket file it trusts (issue 18, finding 4)", () => {
+  it.live.skipIf(process.getuid?.() !== 0)(
+    "as root, a socket file owned by another user is refused (125, one line) before the token is sent; " +
+      "--allow-foreign-socket connects",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir
+        const path = Path.join(dir, "exec.sock")
+        yield* Exec.make({ allow: ["id"], address: Address.unix(path), token: "s3cret" })
+        Fs.chownSync(path, NOBODY, NOBODY)
+        const env = { EW_TEST_TOKEN: "s3cret" }
+        const args = ["exec", `unix:${path}`, "--token-env", "EW_TEST_TOKEN"]
+        const [refused, allowed] = yield* Effect.all([
+          cli([...args, "--", "id", "-u"], { env }),
+          cli([...args, "--allow-foreign-socket", "--", "id", "-u"], { env })
+        ], { concurrency: 2 })
+        assert.strictEqual(refused.code, 125)
+        assert.strictEqual(refused.stdout, "")
+        assert.strictEqual(
+          refused.stderr,
+          `error: refusing to connect to unix:${path}: ${path} is owned by uid ${NOBODY}, not by this user (uid 0) ` +
+            "or root; whoever owns it would receive the request (and its token). If you trust it, add " +
+            "--allow-foreign-socket\n"
+        )
+        assert.strictEqual(allowed.code, 0, allowed.stderr)
+        assert.strictEqual(allowed.stdout, "0\n")
+      })
+  )
+
+  it.live("a socket file in a directory others may write to is refused; the user's own private one is not", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const path = Path.join(dir, "exec.sock")
+      yield* Exec.make({ allow: ["id"], address: Address.unix(path) })
+      const own = yield* cli(["exec", `unix:${path}`, "--", "id", "-u"])
+      assert.strictEqual(own.code, 0, own.stderr)
+      assert.strictEqual(own.stdout, `${process.getuid?.()}\n`)
+      Fs.chmodSync(dir, 0o777)
+      const shared = yield* cli(["exec", `unix:${path}`, "--", "id", "-u"])
+      assert.strictEqual(shared.code, 125)
+      assertOneErrorLine(
+        shared.stderr,
+        new RegExp(`^error: refusing to connect to unix:${path}: the directory ${dir} \\(mode 0777\\) may be written by others`)
+      )
+      assert.match(shared.stderr, /If you trust it, add --allow-foreign-socket\n$/)
     }))
 })

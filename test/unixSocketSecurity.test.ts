@@ -8,6 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -16,8 +17,8 @@ import { makePrivateBind, publishSocketFile } from "../src/internal/unixSocketFi
 import * as Exec from "../src/servers/Exec.js"
 import * as Socket from "../src/Socket.js"
 import { assertOptionDefect, defectOf } from "./helpers/defects.js"
-import { CONNECT_SCRIPT, openDirectory, otherUser, runAsOtherUser } from "./helpers/otherUser.js"
-import { tempDir } from "./helpers/sockets.js"
+import { CONNECT_SCRIPT, NOBODY, openDirectory, otherUser, runAsOtherUser } from "./helpers/otherUser.js"
+import { eventually, tempDir } from "./helpers/sockets.js"
 
 /** The process's umask set to `mask` for the scope (restored after). */
 const withUmask = (mask: number) =>
@@ -145,4 +146,132 @@ describe("Unix socket files: who can connect (issue 18, finding 3)", () => {
         assert.strictEqual(yield* connectAsOtherUser(shared), "connected")
       })
   )
+})
+
+describe("whose socket file a client trusts (issue 18, finding 4)", () => {
+  const isRoot = process.getuid?.() === 0
+
+  /** A listener at `path` that counts what reaches it: a server the client should not trust must see nothing. */
+  const countingListener = (path: string) =>
+    Effect.gen(function*() {
+      const listener = yield* Socket.listen(Address.unix(path), { unixMode: 0o666 })
+      let accepted = 0
+      yield* Effect.forkScoped(Stream.runForEach(listener.accept, () => Effect.sync(() => void accepted++)))
+      return { accepted: () => accepted }
+    })
+
+  it.live.skipIf(!isRoot)("root's exec client refuses a socket file owned by another user, before sending anything", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      // /tmp-like: world-writable and sticky, where anyone can squat a path.
+      Fs.chmodSync(dir, 0o1777)
+      const path = Path.join(dir, "exec.sock")
+      const squatter = yield* countingListener(path)
+      Fs.chownSync(path, NOBODY, NOBODY)
+      const error = yield* Effect.flip(Effect.scoped(Exec.client(Address.unix(path), { token: "s3cret" })))
+      assert.strictEqual(error._tag, "UntrustedSocketOwner")
+      assert.strictEqual(
+        error.message,
+        `refusing to connect to unix:${path}: ${path} is owned by uid ${NOBODY}, not by this user (uid 0) or root; ` +
+          "whoever owns it would receive what is sent. To trust its owner, list the uid in unixOwner (or pass \"any\")"
+      )
+      assert.isFalse(error.retryable)
+      // Plain sockets connect to anyone's file, as every socket library does.
+      yield* Effect.scoped(Socket.connect(Address.unix(path)))
+      yield* eventually("the plain connection is accepted", Effect.sync(squatter.accepted), (n) => n === 1)
+      assert.strictEqual(squatter.accepted(), 1, "the exec client never connected")
+    }))
+
+  it.live.skipIf(!isRoot)("the override: unixOwner \"any\" or the owner's uid lets the exec client in", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const path = Path.join(dir, "exec.sock")
+      yield* Exec.make({ allow: ["id"], address: Address.unix(path) })
+      Fs.chownSync(path, NOBODY, NOBODY)
+      const refused = yield* Effect.flip(Effect.scoped(Exec.client(Address.unix(path))))
+      assert.strictEqual(refused._tag, "UntrustedSocketOwner")
+      for (const unixOwner of ["any", [NOBODY]] as const) {
+        const result = yield* Effect.scoped(
+          Effect.flatMap(Exec.client(Address.unix(path), { unixOwner }), (client) => client.run(["id", "-u"]))
+        )
+        assert.strictEqual(new TextDecoder().decode(result.stdout), "0\n", String(unixOwner))
+      }
+    }))
+
+  it.live.skipIf(!isRoot)("a symlink of another user, or one leading to another user's file, is refused", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const own = Path.join(dir, "own.sock")
+      const foreign = Path.join(dir, "foreign.sock")
+      yield* countingListener(own)
+      yield* countingListener(foreign)
+      Fs.chownSync(foreign, NOBODY, NOBODY)
+      const theirLink = Path.join(dir, "their-link.sock")
+      Fs.symlinkSync(own, theirLink)
+      Fs.lchownSync(theirLink, NOBODY, NOBODY)
+      const ourLink = Path.join(dir, "our-link.sock")
+      Fs.symlinkSync(foreign, ourLink)
+      const viaTheirs = yield* Effect.flip(Effect.scoped(Socket.connect(Address.unix(theirLink), { unixOwner: "self" })))
+      assert.strictEqual(viaTheirs._tag, "UntrustedSocketOwner")
+      assert.include(viaTheirs.message, `${theirLink} is owned by uid ${NOBODY}`)
+      const viaOurs = yield* Effect.flip(Effect.scoped(Socket.connect(Address.unix(ourLink), { unixOwner: "self" })))
+      assert.strictEqual(viaOurs._tag, "UntrustedSocketOwner")
+      assert.include(viaOurs.message, `${ourLink} leads to ${foreign}, owned by uid ${NOBODY}`)
+      // Our own link to our own file is fine.
+      const ownLink = Path.join(dir, "own-link.sock")
+      Fs.symlinkSync(own, ownLink)
+      yield* Effect.scoped(Socket.connect(Address.unix(ownLink), { unixOwner: "self" }))
+    }))
+
+  it.live.skipIf(!isRoot)("a directory of another user above the socket file is refused: its owner could swap the file", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const theirs = Path.join(dir, "theirs")
+      Fs.mkdirSync(theirs, { mode: 0o755 })
+      const path = Path.join(theirs, "s.sock")
+      yield* countingListener(path)
+      Fs.chownSync(theirs, NOBODY, NOBODY)
+      const error = yield* Effect.flip(Effect.scoped(Socket.connect(Address.unix(path), { unixOwner: "self" })))
+      assert.strictEqual(error._tag, "UntrustedSocketOwner")
+      assert.include(error.message, `the directory ${theirs} is owned by uid ${NOBODY}`)
+    }))
+
+  it.live("a directory others may write to (not sticky) is refused; a sticky one (like /tmp) is fine", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const path = Path.join(dir, "s.sock")
+      yield* countingListener(path)
+      Fs.chmodSync(dir, 0o777)
+      const error = yield* Effect.flip(Effect.scoped(Socket.connect(Address.unix(path), { unixOwner: "self" })))
+      assert.strictEqual(error._tag, "UntrustedSocketOwner")
+      assert.include(error.message, `the directory ${dir} (mode 0777) may be written by others`)
+      const byExec = yield* Effect.flip(Effect.scoped(Exec.client(Address.unix(path))))
+      assert.strictEqual(byExec._tag, "UntrustedSocketOwner")
+      Fs.chmodSync(dir, 0o1777)
+      yield* Effect.scoped(Socket.connect(Address.unix(path), { unixOwner: "self" }))
+      yield* Effect.scoped(Exec.client(Address.unix(path)))
+    }))
+
+  it.live("the exec client connects to its own user's socket file by default; a missing file is still ConnectionRefused", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const path = Path.join(dir, "exec.sock")
+      yield* Exec.make({ allow: ["id"], address: Address.unix(path) })
+      const result = yield* Effect.scoped(
+        Effect.flatMap(Exec.client(Address.unix(path)), (client) => client.run(["id", "-u"]))
+      )
+      assert.strictEqual(new TextDecoder().decode(result.stdout), `${process.getuid?.()}\n`)
+      const missing = yield* Effect.flip(Effect.scoped(Exec.client(Address.unix(Path.join(dir, "none.sock")))))
+      assert.strictEqual(missing._tag, "ConnectionRefused")
+    }))
+
+  it.effect("unixOwner other than \"any\", \"self\" or uids is a defect naming the option", () =>
+    Effect.gen(function*() {
+      for (const unixOwner of ["me", [-1], [1.5]] as const) {
+        const defect = yield* defectOf(
+          Effect.scoped(Socket.connect(Address.unix("/nonexistent/x.sock"), { unixOwner: unixOwner as never }))
+        )
+        assertOptionDefect(defect, "Socket: unixOwner must be \"any\", \"self\" or an array of uids")
+      }
+    }))
 })

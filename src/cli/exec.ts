@@ -15,6 +15,10 @@
  * | 127 | the server could not start the command |
  * | 130, 143 | this command was interrupted by SIGINT or SIGTERM (the server stops the remote command) |
  *
+ * A Unix socket file that another user (not this one, not root) owns or
+ * could have put there is refused before anything is sent (125):
+ * `--allow-foreign-socket` connects anyway.
+ *
  * Codes 122 to 127 come with one `error: …` line on stderr. A mistyped
  * command line (an unknown flag, a bad value) exits 1 with one line too; 1
  * is also an ordinary exit code of many commands. A reader of our stdout
@@ -25,6 +29,7 @@
  * effect-wire exec 127.0.0.1:9002 -- uname -s
  * EXEC_TOKEN=s3cret effect-wire exec 10.0.0.5:9002 --token-env EXEC_TOKEN -- df -h /
  * effect-wire exec 127.0.0.1:9002 --timeout 10m -- make test   # for a server started with a longer --timeout
+ * effect-wire exec unix:$XDG_RUNTIME_DIR/effect-wire/exec.sock -- uptime
  * ```
  *
  * @since 0.1.0
@@ -91,6 +96,13 @@ const options = {
     Flag.withMetavar("VAR"),
     Flag.withDescription("Send the token held by this environment variable (for servers started with --token-env)."),
     Flag.optional
+  ),
+  allowForeignSocket: Flag.Boolean("allow-foreign-socket").pipe(
+    Flag.withDescription(
+      "Connect to a Unix socket file even if another user (not you, not root) owns it or could have put it " +
+        "there. Without it such a file is refused before the token is sent: whoever owns it receives the request."
+    ),
+    Flag.withDefault(false)
   ),
   timeout: durationOption("timeout", { example: "30s", never: true }).pipe(
     Flag.withDescription(
@@ -163,7 +175,11 @@ const run = (address: Address.Address, options: ExecOptions): Effect.Effect<numb
     }
     const ExecModule = yield* Effect.promise(() => import("../servers/Exec.js"))
     const timeout = Duration.isFinite(options.timeout) ? options.timeout : undefined
-    const client = yield* ExecModule.client(address, { token, timeout })
+    const client = yield* ExecModule.client(address, {
+      token,
+      timeout,
+      unixOwner: options.allowForeignSocket ? "any" : "self"
+    })
     // `request` rather than `run`: a timed-out command's output so far is in the response.
     const result = yield* client.request({ argv: options.argv })
     yield* writeTo(process.stdout, result.stdout)
@@ -195,6 +211,13 @@ const failure = (address: Address.Address, options: ExecOptions, e: unknown): { 
         line: `no answer from ${at} within ${formatDuration(options.timeout)} (--timeout): is it an effect-wire exec ` +
           "server? A longer command needs a larger --timeout (or never); the connection was reset, so the server " +
           "stops the command"
+      }
+    case "UntrustedSocketOwner":
+      return {
+        code: ExitCode.clientFailed,
+        line: `refusing to connect to ${at}: ${
+          (e as { readonly detail?: string | undefined }).detail ?? "its socket file belongs to another user"
+        }; whoever owns it would receive the request (and its token). If you trust it, add --allow-foreign-socket`
       }
     default:
       return { code: ExitCode.clientFailed, line: messageOf(e) }
@@ -231,7 +254,8 @@ export const command = Command.make("exec", options, exec).pipe(
       "  - 122: the peer is not an exec server (its answer is not an exec response)",
       "  - 123: no answer within --timeout (default 30s); the server stops the command",
       "  - 124: the server's timeout stopped it (its output so far is printed), or no slot freed in time",
-      "  - 125: this client failed: cannot connect, the connection broke, the token variable is unset",
+      "  - 125: this client failed: cannot connect, the connection broke, the token variable is unset, " +
+        "the Unix socket file belongs to another user (--allow-foreign-socket)",
       "  - 126: the server refused: command not allowed, wrong token, malformed or oversized request",
       "  - 127: the server could not start the command",
       "  - 130, 143: this command was interrupted by SIGINT or SIGTERM (the server stops the command)",

@@ -15,6 +15,8 @@ import * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
 import { errnoOf, NodeSocket, type Raw } from "./nodeSocket.js"
 import { millis, socketConfig, withOptions } from "./nodeSocketOptions.js"
+import * as Options from "./options.js"
+import { checkSocketOwner, unixOwnerReason } from "./unixSocketFile.js"
 import { clientConfig, clientHandshake, connectRaw } from "./nodeTls.js"
 
 /**
@@ -65,8 +67,16 @@ export const connect = (
     const config = socketConfig(options)
     const tls = options.tls === undefined ? undefined : clientConfig("Socket", options.tls, address)
     const timeoutMs = millis("timeout", options.timeout) ?? 0
+    const unixOwner = options.unixOwner ?? "any"
+    const ownerReason = unixOwnerReason(unixOwner)
+    if (ownerReason !== undefined) throw Options.defect("Socket", "unixOwner", ownerReason)
     return Effect.uninterruptibleMask((restore) =>
       Effect.gen(function*() {
+        // Before anything is sent: a socket file someone else put there is not our server.
+        if (address._tag === "UnixAddress" && unixOwner !== "any") {
+          const untrusted = checkSocketOwner(address, unixOwner)
+          if (untrusted !== undefined) return yield* Effect.fail(untrusted)
+        }
         // A scope of its own, so a failed attempt leaves nothing behind in the caller's scope.
         const scope = yield* Scope.fork(yield* Effect.scope, "sequential")
         const isTcp = address._tag === "TcpAddress"

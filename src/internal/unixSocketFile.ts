@@ -1,8 +1,9 @@
 /**
- * The socket file of a Unix listener: a stale one (nobody accepts there) is
- * removed before listening, a live one or any other file is never touched,
- * the file appears at its path with its final mode (never the umask's), and
- * the file a listener created is removed when it stops.
+ * The socket file of a Unix address. A listener's: a stale one (nobody
+ * accepts there) is removed before listening, a live one or any other file
+ * is never touched, the file appears at its path with its final mode (never
+ * the umask's), and the file a listener created is removed when it stops. A
+ * client's: whose file it is, checked before connecting (`unixOwner`).
  *
  * @internal
  */
@@ -234,4 +235,82 @@ export const listenError = (err: unknown, address: Address.UnixAddress): NetErro
   }
   const detail = (err as { readonly detail?: unknown } | undefined)?.detail
   return NetError.fromSystemError(err, { phase: "listen", address, detail: typeof detail === "string" ? detail : undefined })
+}
+
+/** Whose Unix socket file a client trusts: see `Socket.ConnectOptions.unixOwner`. */
+export type UnixOwner = "any" | "self" | ReadonlyArray<number>
+
+/** Why a `unixOwner` option is unusable, or undefined. */
+export const unixOwnerReason = (value: unknown): string | undefined =>
+  value === "any" || value === "self" ||
+    (Array.isArray(value) && value.every((uid) => Number.isSafeInteger(uid) && uid >= 0))
+    ? undefined
+    : `must be "any", "self" or an array of uids (integers from 0), got ${
+      Array.isArray(value) ? JSON.stringify(value) : typeof value === "string" ? JSON.stringify(value) : String(value)
+    }`
+
+const S_ISVTX = 0o1000
+
+/**
+ * Check, before connecting, that the socket file at `address` is what its
+ * trusted owners put there: the file (and a symlink at the path) belongs to
+ * one of them, and so does every directory above the file and the one that
+ * holds the path, none of which anybody else may write to (unless sticky,
+ * like /tmp: there only a file's owner may replace it). Otherwise another
+ * user could have put their own server there, or swap it in between this
+ * check and the connect. Root is always trusted: it can replace any file.
+ * A path that cannot be examined (missing, no permission) passes: the
+ * connect reports it. Platforms without uids (Windows) are not checked.
+ */
+export const checkSocketOwner = (
+  address: Address.UnixAddress,
+  owner: "self" | ReadonlyArray<number>
+): NetError.UntrustedSocketOwner | undefined => {
+  const self = process.geteuid?.()
+  if (self === undefined) return undefined
+  const trusted = new Set(owner === "self" ? [self, 0] : [...owner, 0])
+  const who = owner === "self" ? `this user (uid ${self}) or root` : `uid ${[...trusted].join(", ")}`
+  const untrusted = (detail: string) => new NetError.UntrustedSocketOwner({ address, detail })
+  const path = address.path
+  let real: string
+  try {
+    const link = Fs.lstatSync(path)
+    if (!trusted.has(link.uid)) {
+      return untrusted(`${path} is owned by uid ${link.uid}, not by ${who}`)
+    }
+    real = Fs.realpathSync(path)
+    if (link.isSymbolicLink()) {
+      const target = Fs.statSync(real)
+      if (!trusted.has(target.uid)) {
+        return untrusted(`${path} leads to ${real}, owned by uid ${target.uid}, not by ${who}`)
+      }
+    }
+  } catch {
+    return undefined
+  }
+  const directories = new Set<string>([Path.dirname(Path.resolve(path))])
+  for (let at = Path.dirname(real);; at = Path.dirname(at)) {
+    directories.add(at)
+    if (Path.dirname(at) === at) break
+  }
+  for (const directory of directories) {
+    let stat: Fs.Stats
+    try {
+      stat = Fs.statSync(directory)
+    } catch {
+      return undefined
+    }
+    if (!trusted.has(stat.uid)) {
+      return untrusted(
+        `the directory ${directory} is owned by uid ${stat.uid}, not by ${who}, so its owner can replace ${path}`
+      )
+    }
+    if ((stat.mode & 0o022) !== 0 && (stat.mode & S_ISVTX) === 0) {
+      return untrusted(
+        `the directory ${directory} (mode 0${(stat.mode & 0o777).toString(8)}) may be written by others, ` +
+          `who can replace ${path}: remove their write permission (chmod go-w) or make it sticky`
+      )
+    }
+  }
+  return undefined
 }

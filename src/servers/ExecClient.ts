@@ -112,6 +112,11 @@ export type ClientError = ExecError | TransportError
  * - `maxHeaderBytes` (64 KiB) and `maxBodyBytes` (64 MiB, at most 4 GiB): the
  *   largest response header and stdout + stderr the client accepts; a larger
  *   one is a `MalformedResponse`. What the client buffers stays within them.
+ * - `unixOwner` (`"self"`): whose Unix socket file {@link client} connects
+ *   to. By default only one of this user or root, in directories nobody
+ *   else can write to: a file another user put at the path is refused with
+ *   `UntrustedSocketOwner` before the token is sent. A list of uids trusts
+ *   those users (and root), `"any"` everyone (see `Socket.ConnectOptions`).
  *
  * Client options are given in code, like `Socket`'s, so a bad `timeout` is a
  * defect (Effect's `IllegalArgumentError`, "Exec client: timeout must be
@@ -130,6 +135,8 @@ export interface ClientOptions extends ResponseLimits {
   readonly token?: string | Redacted.Redacted<string> | undefined
   /** The longest a connect and each call may take (default, or `Duration.infinity`: no limit; 0 is refused). */
   readonly timeout?: Duration.Input | undefined
+  /** Whose Unix socket file to connect to (default `"self"`: this user's or root's). */
+  readonly unixOwner?: "any" | "self" | ReadonlyArray<number> | undefined
 }
 
 /** The client's `timeout`, `undefined` for none; a bad one is the defect of an option given in code. */
@@ -346,7 +353,9 @@ export const clientFromSocket = (
 /**
  * Connect to an exec server and make a client on the connection, closed with
  * the scope (see {@link ExecClient}). Its options are checked before it
- * connects (a bad one is a defect, see {@link ClientOptions}).
+ * connects (a bad one is a defect, see {@link ClientOptions}). A Unix socket
+ * file of another user is refused (`UntrustedSocketOwner`) unless
+ * `unixOwner` trusts them: the token would go to whoever put it there.
  *
  * ```ts
  * const program = Effect.scoped(Effect.gen(function*() {
@@ -365,5 +374,9 @@ export const client = (
 ): Effect.Effect<ExecClient, ConnectError, Scope.Scope> =>
   Effect.flatMap(
     timeoutOf(options),
-    (timeout) => Effect.flatMap(Socket.connect(address, { timeout }), (socket) => clientFromSocket(socket, options))
+    (timeout) =>
+      Effect.flatMap(
+        Socket.connect(address, { timeout, unixOwner: options?.unixOwner ?? "self" }),
+        (socket) => clientFromSocket(socket, options)
+      )
   )
