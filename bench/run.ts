@@ -666,18 +666,21 @@ const render = (r: {
     "### Correctness",
     "",
     r.failures.length === 0
-      ? `All byte counts and contents checked out; the ordering probe got every frame back complete and in order on every server (${r.ordering.length} runs).`
+      ? `All byte counts, contents and replies checked out: every reply complete, in order (by id for effect/rpc), none lost, drains included; the ordering probe got every frame back in order on every server (${r.ordering.length} runs).`
       : ["**CORRECTNESS FAILURES: the run exits non-zero.**", "", ...r.failures.map((f) => `- ${f}`)].join("\n"),
-    "",
-    "### Summary",
-    "",
-    "Medians of per-repetition ratios from the tables below. Ping-pong compares each server to the reference of its kind (raw node:net for the raw-byte echoes, the hand-written framed server for the framed ones); pipeline to the hand-written framed server; open + close to raw node.",
-    "",
-    renderSummary(r.samples, r.options.servers),
     "",
     "### Targets",
     "",
+    `${r.targets.length} targets: ${["PASS", "FAIL", "INFO", "n/a"].map((v) => `${r.targets.filter((t) => t.verdict === v).length} ${v}`).join(", ")} (INFO: a comparison with no target). ` +
+    "Ratios are medians of per-repetition ratios (min–max over repetitions); targets marked \"every repetition\" are judged on the worst repetition.",
+    "",
     renderTargets(r.targets),
+    "",
+    "### Summary",
+    "",
+    "Medians of per-repetition ratios from the tables below. Ping-pong and pipeline compare each server, in what it speaks, to the reference of its kind (raw node:net for the raw-byte echoes, the hand-written framed server for the framed ones and the typed services, effect/rpc on NodeSocketServer for effect/rpc); open + close to raw node.",
+    "",
+    renderSummary(r.samples, r.options.servers),
     "",
     renderTables(r.samples, r.options.servers, r.targets, describe(r.p)),
     "### Decoders (bench/decoders.ts)",
