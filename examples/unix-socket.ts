@@ -8,11 +8,17 @@ import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect } from "effect"
 import * as Address from "effect-wire/Address"
 import * as Upper from "effect-wire/servers/Upper"
+import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 
-// The server replaces a stale file at startup, and closing it removes the file.
-const path = join(tmpdir(), `effect-wire-upper-${process.pid}.sock`)
+// A socket file belongs in a directory only its users can enter (mkdtemp makes
+// it 0700), not at a name in /tmp that another user could take first. The
+// server creates the file 0600 (only this user and root can connect) and
+// removes it when it stops.
+const directory = mkdtempSync(join(tmpdir(), "effect-wire-"))
+process.once("exit", () => rmSync(directory, { recursive: true, force: true }))
+const path = join(directory, "upper.sock")
 
 export const server = Upper.layer({ address: Address.unix(path) })
 

@@ -302,7 +302,7 @@ export const portOption: Flag.Flag<number> = integerOption(
 /**
  * The line a server prints on stdout once a listener is ready, which
  * scripts and tests wait for: `listening tcp 127.0.0.1:40123`,
- * `listening tcp [::1]:40123`, `listening unix /tmp/x.sock` or
+ * `listening tcp [::1]:40123`, `listening unix /run/app/echo.sock` or
  * `listening udp 127.0.0.1:40124`.
  *
  * ```ts

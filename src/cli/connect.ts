@@ -17,7 +17,7 @@
  * printf 'hello\n' | effect-wire connect 127.0.0.1:9000
  * printf 'a\nb\n' | effect-wire connect 127.0.0.1:9000 --framing length
  * seq 1 2000 | effect-wire connect 127.0.0.1:9001 --udp --window 64
- * effect-wire connect unix:/tmp/upper.sock
+ * effect-wire connect unix:$XDG_RUNTIME_DIR/effect-wire/upper.sock
  * ```
  *
  * @since 0.1.0

@@ -2,7 +2,7 @@
  * `effect-wire serve echo|upper|exec`: run a built-in server until SIGINT or
  * SIGTERM, then drain and exit 0 (not the 130 or 143 of an interrupted
  * command). Once a listener is ready it prints one line on stdout
- * (`listening tcp 127.0.0.1:9000`, `listening unix /tmp/x.sock`,
+ * (`listening tcp 127.0.0.1:9000`, `listening unix /run/app/echo.sock`,
  * `listening udp 127.0.0.1:9000`); then one line on stderr names every
  * limit it runs with, as the flags that change them
  * (`limits max-connections=1024 overflow=queue idle-timeout=never …`), so
@@ -11,7 +11,7 @@
  *
  * ```sh
  * effect-wire serve echo --port 0 --framing lines --max-frame 64KiB --frame-timeout 10s
- * effect-wire serve upper --unix /tmp/upper.sock --idle-timeout 30s
+ * effect-wire serve upper --unix "$XDG_RUNTIME_DIR/effect-wire/upper.sock" --unix-mode 660 --idle-timeout 30s
  * EXEC_TOKEN=s3cret effect-wire serve exec --allow date,uptime --token-env EXEC_TOKEN
  * ```
  *
