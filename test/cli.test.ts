@@ -408,8 +408,8 @@ describe("effect-wire serve", () => {
           "limits max-connections=1024 overflow=queue idle-timeout=never shutdown-timeout=2m write-timeout=30s " +
           "memory-budget=256MiB"],
         [["serve", "exec", "--port", "0", "--allow", "echo", "--concurrency", "2"],
-          "limits max-connections=1024 overflow=queue idle-timeout=never shutdown-timeout=10s " +
-          "timeout=10s max-output=8MiB concurrency=2 max-request=64KiB"]
+          "limits max-connections=1024 overflow=queue idle-timeout=5m shutdown-timeout=10s " +
+          "timeout=10s max-output=8MiB concurrency=2 max-request=64KiB write-timeout=30s memory-budget=256MiB"]
       ] as const
       yield* Effect.forEach(servers, ([args, limits]) =>
         Effect.scoped(Effect.gen(function*() {

@@ -349,6 +349,32 @@ const execOptions = {
       }).`
     ),
     Flag.withDefault(DEFAULTS.maxRequest)
+  ),
+  // Replaces the listen flag of the same name: exec has a default.
+  idleTimeout: durationOption("idle-timeout", { example: "30s", never: true }).pipe(
+    Flag.withDescription(
+      `Close a connection that sends no request, or takes none of an answer, this long, e.g. 30s (default ${
+        formatDuration(DEFAULTS.execIdleTimeout)
+      }; a running command never counts as idle; ${limitRule(true)}).`
+    ),
+    Flag.withDefault(DEFAULTS.execIdleTimeout)
+  ),
+  writeTimeout: durationOption("write-timeout", { example: formatDuration(DEFAULTS.writeTimeout), never: true }).pipe(
+    Flag.withDescription(
+      `Cut a client that takes none of a 256KiB piece of its answer this long (default ${
+        formatDuration(DEFAULTS.writeTimeout)
+      }; ${limitRule(true)}).`
+    ),
+    Flag.withDefault(DEFAULTS.writeTimeout)
+  ),
+  memoryBudget: sizeOption("memory-budget", formatSize(DEFAULTS.memoryBudget)).pipe(
+    Flag.withDescription(
+      `Bytes held for all clients together: requests read ahead, running commands' output room (2 × --max-output ` +
+        `each), answers not yet taken. Over it reading pauses and commands wait; clients that do not take their ` +
+        `answers are cut, largest first (default ${formatSize(DEFAULTS.memoryBudget)}; at least 2 × --max-output + ` +
+        `--max-request + 4KiB; ${limitRule(false)}).`
+    ),
+    Flag.withDefault(DEFAULTS.memoryBudget)
   )
 } as const
 
@@ -382,7 +408,9 @@ const serveExec = (options: ExecOptions) =>
       concurrency: options.concurrency,
       maxRequestBytes: options.maxRequest,
       unixMode: Option.getOrUndefined(options.unixMode),
-      ...serverOptions(options)
+      ...serverOptions(options),
+      writeTimeout: options.writeTimeout,
+      memoryBudget: options.memoryBudget
     }).pipe(
       // The library's message names the `token` option; on the command line it is --token-env.
       Effect.catchTag("InsecureBind", (e) =>
@@ -397,7 +425,9 @@ const serveExec = (options: ExecOptions) =>
       ["timeout", formatDuration(options.timeout)],
       ["max-output", formatSize(options.maxOutput)],
       ["concurrency", options.concurrency],
-      ["max-request", formatSize(options.maxRequest)]
+      ["max-request", formatSize(options.maxRequest)],
+      ["write-timeout", formatDuration(options.writeTimeout)],
+      ["memory-budget", formatSize(options.memoryBudget)]
     ])
     return yield* untilSignal
   }).pipe(Effect.scoped)

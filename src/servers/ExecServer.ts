@@ -5,10 +5,12 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Queue from "effect/Queue"
 import * as Result from "effect/Result"
@@ -16,14 +18,19 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Address from "../Address.js"
 import * as Framing from "../Framing.js"
+import { LimitWarning, RATE_NOTE } from "../internal/limitWarning.js"
 import type { ListenError, ReadError, WriteError } from "../NetError.js"
+import { IdleTimeout, MemoryBudgetExceeded, WriteTimeout } from "../NetError.js"
 import * as Server from "../Server.js"
 import type * as Socket from "../Socket.js"
 import type { ExecConfigError, ExecOptions } from "./ExecPolicy.js"
 import { checkBind, InsecureBind, InvalidExecOptions, makePolicy } from "./ExecPolicy.js"
 import type { ExecRunner } from "./ExecRunner.js"
 import { makeRunner } from "./ExecRunner.js"
-import { encodeResponse, requestCodec } from "./ExecWire.js"
+import type { ExecResult } from "./ExecWire.js"
+import { encodeResponse, failureResult, requestCodec, Timeout } from "./ExecWire.js"
+import type { Holder } from "./internal/execBudget.js"
+import { ExecBudget } from "./internal/execBudget.js"
 import { duration, positiveInt } from "./internal/execOptions.js"
 
 /**
@@ -35,8 +42,21 @@ import { duration, positiveInt } from "./internal/execOptions.js"
  * - `maxConnections` (1024): connections served at once; further ones wait.
  *   The `concurrency` limit on commands is shared by all connections.
  * - `idleTimeout` (none): close a connection that sends no request for this
- *   long while nothing runs for it. A long command never counts as idle.
- *   `Duration.infinity` means none, as leaving it out does.
+ *   long while nothing runs for it, or that takes none of an answer for this
+ *   long. A long command never counts as idle. `Duration.infinity` means
+ *   none, as leaving it out does.
+ * - `writeTimeout` (30 s): a client that does not take a piece of its answer
+ *   (256 KiB) within this long is cut with `WriteTimeout`, and the answer's
+ *   memory freed. `Duration.infinity` means none.
+ * - `memoryBudget` (256 MiB): the bytes the server holds for all its clients
+ *   together: request frames read ahead, the output room of each running
+ *   command (`maxOutput`) and answers not yet taken. Over it, reading pauses
+ *   and new commands wait (at most `queueTimeout`, then `Timeout`); to make
+ *   room, the connections whose answers have waited longest for their client
+ *   are cut, the largest first, with `MemoryBudgetExceeded` (logged, at most
+ *   every 10 s). A running command holds `2 × maxOutput` of it (its output
+ *   and the one copy made of it); the budget must hold at least that, one
+ *   request and 4 KiB.
  * - `shutdownTimeout` (10 s): on release, how long each connection may finish
  *   the request in hand; then its command is killed.
  *
@@ -61,8 +81,12 @@ export interface ServerOptions extends ExecOptions {
   readonly address?: Address.Address | undefined
   /** Connections served at once (default 1024); further ones wait. */
   readonly maxConnections?: number | undefined
-  /** Close a connection that sent no request for this long while nothing ran for it (default, or `Duration.infinity`: never). */
+  /** Close a connection that sent no request, or took none of an answer, for this long while nothing ran for it (default, or `Duration.infinity`: never). */
   readonly idleTimeout?: Duration.Input | undefined
+  /** Cut a client that does not take a piece of its answer within this long (default 30 seconds; `Duration.infinity`: never). */
+  readonly writeTimeout?: Duration.Input | undefined
+  /** The bytes held for all clients together: frames read ahead, running commands' output, answers not yet taken (default 256 MiB). */
+  readonly memoryBudget?: number | undefined
   /** On release, how long the request in hand may finish (default 10 seconds). */
   readonly shutdownTimeout?: Duration.Input | undefined
   /**
@@ -104,7 +128,10 @@ export class Exec extends Context.Service<Exec, Server.RunningServer>()("effect-
 const DEFAULT_ADDRESS = Address.tcp("127.0.0.1", 0)
 const DEFAULT_MAX_CONNECTIONS = 1024
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(10)
-// Request frames read ahead of the one running: enough for a pipelining client,
+const DEFAULT_WRITE_TIMEOUT = Duration.seconds(30)
+const DEFAULT_MEMORY_BUDGET = 256 * 1024 * 1024
+// Request frames read ahead of the one running, once the client proved it has
+// the token (before that, one read at a time): enough for a pipelining client,
 // few enough that a connection holds about this many frames (or socket reads)
 // at most. While they are full, reading pauses, and a reset is noticed only
 // when the answer in hand is written.
@@ -121,30 +148,99 @@ type Inbound =
 
 const END: Inbound = { _tag: "End" }
 
+// An answer is written in pieces of this size, each of which the peer must
+// take within the write deadline: a slow reader that keeps reading is never
+// cut, one that stops is, whatever the answer's size.
+const WRITE_PIECE = 256 * 1024
+// What an answer's header frame may add to its bodies, reserved with them.
+const HEADER_ROOM = 4 * 1024
+
+/** What the handler of every connection shares: the runner, the deadlines and the memory budget. */
+interface Shared {
+  readonly runner: ExecRunner
+  readonly idleTimeout: Duration.Duration | undefined
+  readonly writeTimeout: Duration.Duration | undefined
+  readonly budget: ExecBudget
+}
+
+/**
+ * One connection's state, shared by its reader and its answerer. Before the
+ * first request with the right token (on a server that requires one), the
+ * reader reads on only once every frame it queued was taken: a client
+ * without the token never has more than one read of frames buffered.
+ */
+class ConnectionState {
+  authenticated: boolean
+  /** The answerer is closing the connection: bytes still read are dropped. */
+  closing = false
+  /** Request frames queued and not yet taken. */
+  queued = 0
+  private wakeReader: (() => void) | undefined = undefined
+
+  constructor(requiresToken: boolean, readonly holder: Holder) {
+    this.authenticated = !requiresToken
+  }
+
+  /** The reader's pause before authentication: until every frame it queued was taken. */
+  readonly readerMayGoOn: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    if (this.authenticated || this.queued === 0) return resume(Effect.void)
+    this.wakeReader = () => resume(Effect.void)
+    return Effect.sync(() => {
+      this.wakeReader = undefined
+    })
+  })
+
+  taken(): void {
+    this.queued--
+    if (this.queued === 0 || this.authenticated) this.wake()
+  }
+
+  wake(): void {
+    const wake = this.wakeReader
+    this.wakeReader = undefined
+    wake?.()
+  }
+}
+
 /**
  * Read request frames into `inbox`, in order, until EOF (then `End`) or an
  * oversized frame (then `TooLarge`, after which bytes are read and dropped
- * without buffering, so a reset is still noticed).
+ * without buffering, so a reset is still noticed). Frames read ahead count in
+ * the memory budget; over it, reading pauses.
  */
 const readRequests = (
   socket: Socket.Socket,
   decoder: Framing.Decoder<Uint8Array>,
-  inbox: Queue.Enqueue<Inbound>
+  inbox: Queue.Enqueue<Inbound>,
+  state: ConnectionState,
+  budget: ExecBudget
 ): Effect.Effect<void, ReadError> =>
   Effect.suspend(() => {
     const frames: Array<Uint8Array> = []
     let stopped = false
     const onBytes = (bytes: Uint8Array): Effect.Effect<void> => {
-      if (stopped) return Effect.void
+      if (stopped || state.closing) return Effect.void
       const error = decoder.push(bytes, frames)
-      const items: Array<Inbound> = frames.map((payload) => ({ _tag: "Request", payload }))
+      const items: Array<Inbound> = []
+      let size = 0
+      for (const payload of frames) {
+        items.push({ _tag: "Request", payload })
+        size += payload.byteLength
+      }
       frames.length = 0
       if (error !== undefined) {
         stopped = true
         // With the default adjustment lengthPrefixed fails only with FrameTooLarge; anything else ends the connection.
         items.push(error instanceof Framing.FrameTooLarge ? { _tag: "TooLarge", size: error.size } : END)
       }
-      return items.length === 0 ? Effect.void : Queue.offerAll(inbox, items)
+      if (items.length === 0) return Effect.void
+      state.queued += items.length
+      budget.add(state.holder, size)
+      return Effect.andThen(
+        Queue.offerAll(inbox, items),
+        // Over the budget, nothing more is read until it has room again.
+        Effect.andThen(state.readerMayGoOn, budget.belowLimit)
+      )
     }
     return Stream.runForEach(socket.reads, onBytes).pipe(
       // A frame cut short by the half-close gets no answer: the peer said it sends nothing more.
@@ -152,49 +248,167 @@ const readRequests = (
     )
   })
 
+const writeTimedOut = (socket: Socket.Socket, pending: number, limit: Duration.Duration) =>
+  new WriteTimeout({
+    address: socket.remoteAddress,
+    detail: `${pending} bytes of an answer waited ${Duration.format(limit)} (the exec server's writeTimeout)`
+  })
+
+const stalledIdle = (socket: Socket.Socket, pending: number, limit: Duration.Duration) =>
+  new IdleTimeout({
+    address: socket.remoteAddress,
+    detail: `it took none of the ${pending} bytes of an answer for ${Duration.format(limit)} (the exec server's idleTimeout)`
+  })
+
+/**
+ * Write one answer in pieces of {@link WRITE_PIECE}; each must be taken by
+ * the peer within the shorter of `writeTimeout` and `idleTimeout`, or the
+ * connection is reset and fails with `WriteTimeout` (or `IdleTimeout`): a
+ * peer that stops reading holds neither its connection nor its answer's
+ * memory. While a piece waits, the budget may cut the connection.
+ */
+const writeAnswer = (
+  socket: Socket.Socket,
+  chunks: ReadonlyArray<Uint8Array>,
+  shared: Shared,
+  holder: Holder
+): Effect.Effect<void, WriteError> => {
+  const pieces: Array<Array<Uint8Array>> = [[]]
+  let room = WRITE_PIECE
+  for (const chunk of chunks) {
+    for (let at = 0; at < chunk.byteLength;) {
+      if (room === 0) {
+        pieces.push([])
+        room = WRITE_PIECE
+      }
+      const n = Math.min(room, chunk.byteLength - at)
+      pieces[pieces.length - 1]!.push(at === 0 && n === chunk.byteLength ? chunk : chunk.subarray(at, at + n))
+      at += n
+      room -= n
+    }
+  }
+  const { idleTimeout, writeTimeout } = shared
+  const idleFirst = idleTimeout !== undefined && (writeTimeout === undefined || Duration.isLessThan(idleTimeout, writeTimeout))
+  const limit = idleFirst ? idleTimeout : writeTimeout
+  let left = 0
+  for (const chunk of chunks) left += chunk.byteLength
+  return Effect.forEach(pieces, (piece) =>
+    Effect.suspend(() => {
+      holder.writingSince = performance.now()
+      const write = socket.writeAll(piece)
+      const pending = left
+      for (const part of piece) left -= part.byteLength
+      return limit === undefined ? write : Effect.timeoutOrElse(write, {
+        duration: limit,
+        orElse: () =>
+          Effect.andThen(
+            socket.reset,
+            Effect.fail(idleFirst ? stalledIdle(socket, pending, limit) : writeTimedOut(socket, pending, limit))
+          )
+      })
+    }), { discard: true }).pipe(Effect.ensuring(Effect.sync(() => {
+      holder.writingSince = undefined
+    })))
+}
+
+const responseSize = (result: ExecResult): number => result.stdout.byteLength + result.stderr.byteLength + HEADER_ROOM
+
 const answerRequests = (
-  runner: ExecRunner,
+  shared: Shared,
   socket: Socket.Socket,
   connection: Server.Connection,
   inbox: Queue.Dequeue<Inbound>,
   readerDone: Deferred.Deferred<void>,
-  idleTimeout: Duration.Duration | undefined
+  state: ConnectionState
 ): Effect.Effect<void, WriteError> => {
+  const { budget, idleTimeout, runner } = shared
+  const holder = state.holder
   const next = Effect.raceFirst(Queue.take(inbox), Effect.as(connection.draining, END))
   const nextRequest = idleTimeout === undefined
     ? next
     : Effect.timeoutOrElse(next, { duration: idleTimeout, orElse: () => Effect.succeed(END) })
+  // Room for the largest answer a command can give, reserved before it runs:
+  // twice, as the runner's pipe chunks and its one copy of them meet for a moment.
+  const reservation = 2 * runner.policy.maxOutput + HEADER_ROOM
+  const noRoom = failureResult(
+    new Timeout({
+      message: `the server's memory budget (${budget.limit} bytes) had no room for another command's output within ${
+        Duration.format(runner.policy.queueTimeout)
+      }: answers waiting for their clients fill it; try again later (the server's memoryBudget sets it)`
+    })
+  )
+  /** Answer, then close as the protocol says: the requests behind it are not read. */
+  const answerAndClose = (result: ExecResult) =>
+    Effect.gen(function*() {
+      state.closing = true
+      yield* writeAnswer(socket, encodeResponse(result), shared, holder)
+      yield* socket.end
+      yield* Effect.timeoutOption(Deferred.await(readerDone), LINGER)
+    })
   return Effect.gen(function*() {
     // Draining: the request in hand was answered; the ones read ahead are not started.
     while (!(yield* connection.isDraining)) {
       const item = yield* nextRequest
       if (item._tag === "End") return
-      if (item._tag === "TooLarge") {
-        yield* socket.writeAll(encodeResponse(runner.requestTooLarge(item.size)))
-        yield* socket.end
-        yield* Effect.timeoutOption(Deferred.await(readerDone), LINGER)
+      state.taken()
+      if (item._tag === "TooLarge") return yield* answerAndClose(runner.requestTooLarge(item.size))
+      budget.release(holder, item.payload.byteLength)
+      const reserved = yield* budget.reserve(holder, reservation, runner.policy.queueTimeout)
+      const result = reserved ? yield* runner.runFrame(item.payload) : noRoom
+      // The answer holds its own size until the peer took it.
+      const size = responseSize(result)
+      if (reserved) budget.release(holder, reservation - size)
+      else budget.add(holder, size)
+      const refusal = result.header.error?._tag
+      if (refusal === "Unauthorized") {
+        yield* answerAndClose(result)
         return
       }
-      const result = yield* runner.runFrame(item.payload)
-      yield* socket.writeAll(encodeResponse(result))
+      if (!state.authenticated && refusal !== "BadRequest") {
+        state.authenticated = true
+        state.wake()
+      }
+      yield* writeAnswer(socket, encodeResponse(result), shared, holder)
+      budget.release(holder, size)
     }
   })
 }
 
-const connectionHandler = (runner: ExecRunner, idleTimeout: Duration.Duration | undefined) => {
+const connectionHandler = (shared: Shared) => {
+  const { budget, runner } = shared
   const codec = requestCodec({ maxRequestBytes: runner.policy.maxRequestBytes })
   return (socket: Socket.Socket, connection: Server.Connection) =>
     Effect.gen(function*() {
       const inbox = yield* Queue.bounded<Inbound>(READ_AHEAD)
       const readerDone = yield* Deferred.make<void>()
-      const reader = readRequests(socket, codec.decoder(), inbox).pipe(
+      const cut = yield* Deferred.make<never, MemoryBudgetExceeded>()
+      const holder = budget.join((held) =>
+        Deferred.doneUnsafe(
+          cut,
+          Exit.fail(
+            new MemoryBudgetExceeded({
+              address: socket.remoteAddress,
+              detail: `its answer of ${held} bytes waited for the client while the server's ${budget.limit}-byte ` +
+                "memoryBudget was full"
+            })
+          )
+        )
+      )
+      yield* Effect.addFinalizer(() => Effect.sync(() => budget.leave(holder)))
+      const state = new ConnectionState(runner.policy.requiresToken, holder)
+      const reader = readRequests(socket, codec.decoder(), inbox, state, budget).pipe(
         Effect.andThen(Deferred.succeed(readerDone, undefined)),
         Effect.andThen(Effect.never)
       )
+      // Cut by the budget: reset at once, so Node frees the unsent answer.
+      const cutOff = Effect.tapError(Deferred.await(cut), () => socket.reset)
       // Reading goes on while a command runs, so a client that resets the
       // connection fails the reader, and the race interrupts the command
       // (which kills its process group and waits for it).
-      yield* Effect.raceFirst(answerRequests(runner, socket, connection, inbox, readerDone, idleTimeout), reader)
+      yield* Effect.raceFirst(
+        Effect.raceFirst(answerRequests(shared, socket, connection, inbox, readerDone, state), reader),
+        cutOff
+      )
     }).pipe(
       Effect.catchTags({
         // The client went away: an ordinary end of a connection, not a server failure.
@@ -216,15 +430,53 @@ const prepare = (options: Omit<ServerOptions, "address">, address: Address.Addre
       positiveInt(options.maxConnections, DEFAULT_MAX_CONNECTIONS, Number.MAX_SAFE_INTEGER)
     )
     const idleTimeout = yield* checked("idleTimeout", duration(options.idleTimeout, Duration.infinity, { never: true }))
+    const writeTimeout = yield* checked(
+      "writeTimeout",
+      duration(options.writeTimeout, DEFAULT_WRITE_TIMEOUT, { never: true })
+    )
     const shutdownTimeout = yield* checked(
       "shutdownTimeout",
       duration(options.shutdownTimeout, DEFAULT_SHUTDOWN_TIMEOUT, { never: false, finite: "a drain must end" })
     )
+    const memoryBudget = yield* checked(
+      "memoryBudget",
+      positiveInt(options.memoryBudget, DEFAULT_MEMORY_BUDGET, Number.MAX_SAFE_INTEGER)
+    )
+    // One running command's output room and one request must fit, or nothing could ever run.
+    const least = 2 * policy.maxOutput + HEADER_ROOM + policy.maxRequestBytes
+    if (memoryBudget < least) {
+      return yield* new InvalidExecOptions({
+        option: "memoryBudget",
+        reason: `must hold one running command's output room and one request (2 × maxOutput + maxRequestBytes + ` +
+          `${HEADER_ROOM} = ${least} bytes), got ${memoryBudget}; raise it or lower maxOutput`
+      })
+    }
     const runner = yield* makeRunner(policy)
+    const log = Effect.runForkWith(yield* Effect.context<never>())
+    const warning = new LimitWarning(
+      yield* Clock.clockWith(Effect.succeed),
+      (since) => {
+        const message = `exec: ${budget.cuts - reported} connection(s) cut ${since} to stay within the memoryBudget of ` +
+          `${memoryBudget} bytes (MemoryBudgetExceeded): their clients did not take their answers. Raise the ` +
+          `memoryBudget (serve exec --memory-budget) or lower maxOutput. ${RATE_NOTE}`
+        reported = budget.cuts
+        return message
+      },
+      (message) => void log(Effect.logWarning(message))
+    )
+    let reported = 0
+    const budget: ExecBudget = new ExecBudget(memoryBudget, () => warning.hit())
     return {
-      handler: connectionHandler(runner, Duration.isFinite(idleTimeout) ? idleTimeout : undefined),
+      handler: connectionHandler({
+        runner,
+        idleTimeout: Duration.isFinite(idleTimeout) ? idleTimeout : undefined,
+        writeTimeout: Duration.isFinite(writeTimeout) ? writeTimeout : undefined,
+        budget
+      }),
       maxConnections,
       shutdownTimeout,
+      // The Server's own deadline on Node's write buffer, with the same value (our pieces carry ours).
+      writeTimeout,
       idleTimeout
     }
   })

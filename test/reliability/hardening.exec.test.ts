@@ -6,15 +6,32 @@
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
+import * as Net from "node:net"
 import * as Address from "../../src/Address.js"
 import * as Exec from "../../src/servers/Exec.js"
 import * as Socket from "../../src/Socket.js"
-import { captureLogs, concatBytes, lengthFrame, noUnhandledErrors, printSummary, track } from "./harness.js"
+import * as MemorySocket from "../../src/testing/MemorySocket.js"
+import {
+  captureLogs,
+  concatBytes,
+  eventually,
+  lengthFrame,
+  MiB,
+  noUnhandledErrors,
+  printSummary,
+  FULL,
+  rss,
+  serveCli,
+  track
+} from "./harness.js"
 
 afterAll(printSummary)
 
 const loopback = Address.tcp("127.0.0.1", 0)
+/** Clients of the non-reading case: the issue's 200 at full scale, fewer under `npm test`. */
+const NON_READERS = FULL ? 200 : 50
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
 const utf8 = (s: string) => new TextEncoder().encode(s)
 
@@ -37,7 +54,144 @@ const readAll = (socket: Socket.Socket) =>
     Effect.catch(() => Effect.succeed(new Uint8Array(0)))
   )
 
+/**
+ * `n` raw clients that each send `payload` once and never read, for the rest
+ * of the scope (a paused Node socket reads at most its high-water mark, then
+ * the kernel's buffers fill).
+ */
+const nonReaders = (address: Address.Address, n: number, payload: Uint8Array) =>
+  Effect.acquireRelease(
+    Effect.sync(() =>
+      Array.from({ length: n }, () => {
+        const tcp = address as Address.TcpAddress
+        const socket = Net.connect({ host: tcp.host, port: tcp.port })
+        socket.pause()
+        socket.on("connect", () => socket.write(payload))
+        socket.on("error", () => {})
+        return socket
+      })
+    ),
+    (sockets) => Effect.sync(() => sockets.forEach((s) => s.destroy()))
+  )
+
+/** Sample a process's RSS every 50 ms in the background; `stop` gives the highest. */
+const rssSampler = (pid: number) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      let max = rss(pid)
+      const timer = setInterval(() => {
+        try {
+          max = Math.max(max, rss(pid))
+        } catch {
+          // The process is gone: the last reading stands.
+        }
+      }, 50)
+      return { timer, max: () => max }
+    }),
+    ({ timer }) => Effect.sync(() => clearInterval(timer))
+  )
+
 describe("exec hardening (issue 18)", () => {
+  it.live(
+    "finding 1: 200 clients (50 at small scale) running cat /dev/zero that never read keep the server's RSS under its memory budget plus its baseline; their connections are cut (MemoryBudgetExceeded, or WriteTimeout for the last ones) and a reading client is still served",
+    (ctx) => {
+      const row = track(ctx, `hardening: ${NON_READERS} non-reading cat /dev/zero`)
+      return Effect.gen(function*() {
+        const budget = 128 * MiB
+        const n = NON_READERS
+        // --timeout 2m: no request gives up waiting for room (then it would be answered, not cut).
+        const server = yield* serveCli([
+          "exec", "--port", "0", "--allow", "cat", "--memory-budget", "128MiB", "--write-timeout", "3s",
+          "--timeout", "2m", "--log-level", "debug"
+        ])
+        // Baseline: started, and one full answer served.
+        const warm = yield* Effect.scoped(Effect.flatMap(Exec.client(server.address), (c) => c.run(["cat", "/dev/zero"])))
+        assert.strictEqual(warm.stdout.byteLength, 8 * MiB)
+        const baseline = rss(server.pid)
+        const sampler = yield* rssSampler(server.pid)
+        yield* nonReaders(server.address, n, Exec.encodeRequest({ argv: ["cat", "/dev/zero"] }))
+        // Each connection cut is one line of the server's log, naming the peer and the reason.
+        const cutLines = () => server.output().match(/(MemoryBudgetExceeded|WriteTimeout): /g) ?? []
+        yield* eventually("every connection cut", Effect.sync(() => cutLines().length), (cut) => cut >= n, 1_100, 100)
+        const peak = sampler.max()
+        // Still serving: a client that reads gets its whole answer.
+        const after = yield* Effect.scoped(Effect.flatMap(Exec.client(server.address), (c) => c.run(["cat", "/dev/zero"])))
+        const budgetCuts = cutLines().filter((l) => l.startsWith("MemoryBudgetExceeded")).length
+        const writeTimeouts = cutLines().filter((l) => l.startsWith("WriteTimeout")).length
+        row.connections = n + 2
+        row.bytes = 2 * 8 * MiB
+        row.faults = n
+        row.notes.push(
+          `RSS baseline ${(baseline / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB (budget ${budget / MiB} MiB)`,
+          `server log: ${budgetCuts} MemoryBudgetExceeded, ${writeTimeouts} WriteTimeout`
+        )
+        assert.strictEqual(budgetCuts + writeTimeouts, n, "every connection cut, each logged once")
+        assert.strictEqual(after.stdout.byteLength, 8 * MiB)
+        // The slack: a cut answer's buffer is freed at V8's next collection, and freed pipe chunks stay in
+        // the allocator for a while. Without the budget this run held 200 answers of 8 MiB (about 1.6 GiB).
+        assert.isBelow(peak, baseline + budget + 112 * MiB, "RSS stays under the budget plus the baseline (and the GC's slack)")
+      }).pipe(Effect.scoped)
+    },
+    180_000
+  )
+
+  it.live(
+    "finding 1: before authentication a connection reads one request at a time (never 16 ahead) while a client that does not read holds its answers, and a wrong token closes the connection after its Unauthorized answer",
+    (ctx) => {
+      const row = track(ctx, "hardening: read-ahead only after the token")
+      return Effect.gen(function*() {
+        const guard = yield* noUnhandledErrors
+        // A 1 KiB buffer each way: the server's answers stop moving after a few, as with a full kernel buffer.
+        const listener = yield* MemorySocket.listen({ bufferSize: 1024 })
+        yield* Exec.fromListener(listener, { allow: ["echo"], token: "t0ken-for-read-ahead" })
+        const garbage = lengthFrame(new Uint8Array(4 * 1024).fill(0x7b))
+        const sentBy = (token: boolean) =>
+          Effect.gen(function*() {
+            const socket = yield* listener.connect()
+            let sent = 0
+            const sender = yield* Effect.forkChild(Effect.gen(function*() {
+              if (token) {
+                yield* socket.write(Exec.encodeRequest({ argv: ["echo", "in"], token: "t0ken-for-read-ahead" }))
+              }
+              for (let i = 0; i < 40; i++) {
+                yield* socket.write(garbage)
+                sent++
+              }
+            }), { startImmediately: true })
+            // No event says "the server stopped reading": wait until the count stands still (bounded).
+            let last = -1
+            for (let i = 0; i < 100 && last !== sent; i++) {
+              last = sent
+              yield* Effect.sleep(100)
+            }
+            yield* Fiber.interrupt(sender)
+            return sent
+          }).pipe(Effect.scoped)
+        const withoutToken = yield* sentBy(false)
+        const withToken = yield* sentBy(true)
+
+        // A wrong token: answered, then the connection closes; what follows is not answered.
+        const socket = yield* listener.connect()
+        yield* socket.writeAll([
+          Exec.encodeRequest({ argv: ["echo", "x"], token: "wrong" }),
+          Exec.encodeRequest({ argv: ["echo", "y"], token: "t0ken-for-read-ahead" })
+        ])
+        const { results } = decodeAll(yield* readAll(socket))
+        row.connections = 3
+        row.faults = 3
+        row.notes.push(
+          `garbage frames taken from a client that does not read: ${withoutToken} before the token, ${withToken} after it`,
+          `wrong token: ${results.map((r) => r.header.error?._tag ?? "ran").join(",")} then closed`
+        )
+        assert.isAtMost(withoutToken, 8, "before the token, about one read ahead (16 ahead before the fix)")
+        assert.isAtLeast(withToken, 16, "after the token, the usual read-ahead")
+        assert.deepStrictEqual(results.map((r) => r.header.error?._tag), ["Unauthorized"])
+        yield* guard.check
+      }).pipe(Effect.scoped)
+    },
+    60_000
+  )
+
   it.live(
     "finding 6: a request nested 5,000 deep is answered BadRequest on a connection that stays open, before authentication, with no stack trace logged",
     (ctx) => {
