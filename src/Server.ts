@@ -48,6 +48,7 @@ import { joinBudget, MemoryBudget } from "./internal/memoryBudget.js"
 import * as Check from "./internal/options.js"
 import type { ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
+import type * as Tls from "./Tls.js"
 
 /**
  * What a handler learns about its connection besides the socket.
@@ -229,6 +230,15 @@ export interface Options<E, R> {
   readonly logLevel?: LogLevel.LogLevel | undefined
   /** Further socket options for the listener and accepted sockets. */
   readonly listen?: Omit<Socket.ListenOptions, "idleTimeout" | "writeTimeout"> | undefined
+  /**
+   * Speak TLS (see `Tls.ServerOptions`): a connection reaches the handler
+   * (and counts against `maxConnections`) once its handshake succeeded; a
+   * failed one is logged with its typed reason (a client of ours that cannot
+   * connect as a warning, a port scanner's noise at debug) and never disturbs
+   * the listener. To swap certificates while the server runs, give
+   * `credentials` from `Tls.serverCredentials` and `reload` them.
+   */
+  readonly tls?: Tls.ServerOptions | undefined
 }
 
 /**
@@ -384,7 +394,7 @@ const logLevelOf = (logLevel: unknown): Effect.Effect<LogLevel.LogLevel | undefi
  * @since 0.1.0
  * @category models
  */
-export type ListenerOptions<E, R> = Omit<Options<E, R>, "address" | "idleTimeout" | "listen">
+export type ListenerOptions<E, R> = Omit<Options<E, R>, "address" | "idleTimeout" | "listen" | "tls">
 
 /**
  * Start a server in the current scope: listen, accept, serve each connection
@@ -409,6 +419,7 @@ export const make = <E, R>(
     Effect.flatMap(
       Socket.listen(options.address, {
         ...options.listen,
+        tls: options.tls ?? options.listen?.tls,
         idleTimeout: options.idleTimeout,
         writeTimeout: Duration.isFinite(limits.writeTimeout) ? limits.writeTimeout : undefined
       }),

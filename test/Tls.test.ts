@@ -7,6 +7,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Logger from "effect/Logger"
@@ -17,6 +18,8 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as Net from "node:net"
 import * as NodeTls from "node:tls"
 import * as Address from "../src/Address.js"
+import * as Server from "../src/Server.js"
+import * as Echo from "../src/servers/Echo.js"
 import * as Socket from "../src/Socket.js"
 import * as Tls from "../src/Tls.js"
 import { certs, type Pair } from "./helpers/certs.js"
@@ -319,5 +322,195 @@ describe("Tls interop with OpenSSL", () => {
       )
       assert.include(Option.getOrThrow(reply), "hello")
       assert.match(server.output(), /client\.test/)
+    }))
+})
+
+// -- server side -------------------------------------------------------------
+
+/** Log lines, as a logger layer and a wait for a line that matches (bounded). */
+const logLines = () => {
+  const lines: Array<string> = []
+  const waiters: Array<() => void> = []
+  const logger = Logger.make<unknown, void>(({ logLevel, message }) => {
+    lines.push(`${logLevel.toUpperCase()} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+    for (const wake of waiters.splice(0)) wake()
+  })
+  const find = (pattern: RegExp) => lines.find((l) => pattern.test(l))
+  const next = (pattern: RegExp, within = 5000): Effect.Effect<string> =>
+    Effect.callback<string>((resume) => {
+      const check = () => {
+        const hit = find(pattern)
+        if (hit !== undefined) {
+          clearTimeout(timer)
+          resume(Effect.succeed(hit))
+        } else waiters.push(check)
+      }
+      const timer = setTimeout(() => resume(Effect.die(new Error(`no log line ${pattern} in:\n${lines.join("\n")}`))), within)
+      check()
+      return Effect.sync(() => clearTimeout(timer))
+    })
+  return { lines, layer: Logger.layer([logger]), next }
+}
+
+/** A node:tls client we did not write: connects, sends `payload`, half-closes, resolves with everything read. */
+const nodeTlsClient = (address: Address.Address, options: NodeTls.ConnectionOptions, payload = "ping") =>
+  Effect.callback<{ readonly data: string; readonly error: string | undefined; readonly socket: NodeTls.TLSSocket }>((resume) => {
+    const { port } = address as Address.TcpAddress
+    let data = ""
+    let error: string | undefined
+    const socket = NodeTls.connect({ host: "127.0.0.1", port, servername: "localhost", ca: c.ca, ...options }, () => {
+      socket.end(payload)
+    })
+    socket.on("data", (d) => void (data += d.toString()))
+    socket.on("error", (e: NodeJS.ErrnoException) => void (error ??= String(e.code)))
+    socket.on("close", () => resume(Effect.succeed({ data, error, socket })))
+  })
+
+const serverIdentity = { identity: identity(c.server) }
+
+describe("Tls server (Socket.listen / Server with tls)", () => {
+  it.live("Echo over TLS (the pump path): a node:tls client, our client, and Echo.client", () =>
+    Effect.gen(function*() {
+      const server = yield* Echo.make({ address: loopback, tls: serverIdentity })
+      const node = yield* nodeTlsClient(server.address, {}, "hello")
+      assert.strictEqual(node.data, "hello")
+      assert.isUndefined(node.error)
+      const client = yield* Echo.client(server.address, { tls: trusting })
+      assert.strictEqual(Buffer.from(yield* client.request("again")).toString(), "again")
+      // A framed Echo over TLS.
+      const framed = yield* Echo.make({ address: loopback, tls: serverIdentity, framing: "lines" })
+      const lines = yield* Echo.client(framed.address, { tls: trusting, framing: "lines" })
+      assert.strictEqual(Buffer.from(yield* lines.request("one")).toString(), "one")
+    }))
+
+  it.live("a handler sees what the handshake negotiated, and the client certificate", () =>
+    Effect.gen(function*() {
+      const seen = yield* Deferred.make<Tls.TlsInfo>()
+      const server = yield* Server.make({
+        address: loopback,
+        tls: { ...serverIdentity, clientCa: c.ca, clientCertificate: "required", alpn: ["x-b", "x-a"] },
+        handler: (socket) =>
+          Effect.andThen(Deferred.succeed(seen, Option.getOrThrow(Tls.info(socket))), Stream.run(socket.reads, socket.writes))
+      })
+      const socket = yield* Socket.connect(server.address, { tls: { ...trusting, identity: identity(c.client), alpn: ["x-a", "x-b"] } })
+      const info = yield* Deferred.await(seen)
+      assert.strictEqual(info.protocol, "TLSv1.3")
+      assert.strictEqual(info.alpnProtocol, "x-b")
+      assert.strictEqual(info.servername, "localhost")
+      assert.isTrue(info.authorized)
+      const peer = Option.getOrThrow(info.peerCertificate)
+      assert.strictEqual(peer.subject, "CN=client.test")
+      assert.deepStrictEqual(peer.subjectAltNames, ["DNS:client.test"])
+      assert.strictEqual(Option.getOrThrow(Tls.info(socket)).alpnProtocol, "x-b")
+    }))
+
+  it.live("failed handshakes are logged with their typed reason and never disturb the listener", () =>
+    Effect.gen(function*() {
+      const log = logLines()
+      yield* Effect.gen(function*() {
+        const server = yield* Echo.make({
+          address: loopback,
+          logLevel: "Debug",
+          tls: { ...serverIdentity, clientCa: c.ca, clientCertificate: "required", alpn: ["x-mine"] }
+        })
+        const { port } = server.address as Address.TcpAddress
+        // Plaintext on the TLS port (noise: debug).
+        const plain = yield* Socket.connect(server.address)
+        yield* plain.write(text("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+        yield* Effect.ignore(readAll(plain))
+        yield* log.next(/DEBUG .*TLS handshake with 127\.0\.0\.1:\d+ failed: NotTls: .*\[ERR_SSL_HTTP_REQUEST\]/)
+        // No client certificate (a client of ours that cannot connect: warning).
+        const none = yield* nodeTlsClient(server.address, { ALPNProtocols: ["x-mine"] })
+        assert.strictEqual(none.data, "")
+        yield* log.next(/WARN .*failed: PeerCertificateMissing: client 127\.0\.0\.1:\d+ sent no certificate, and one is required/)
+        // A certificate from a CA the server does not trust.
+        yield* nodeTlsClient(server.address, { cert: c.otherClient.cert, key: c.otherClient.key, ALPNProtocols: ["x-mine"] })
+        yield* log.next(/WARN .*failed: CertificateUntrusted: the client certificate of 127\.0\.0\.1:\d+ \(CN=intruder\.test\) is not trusted: it must be issued by a CA in the server's clientCa/)
+        // An expired client certificate.
+        yield* nodeTlsClient(server.address, { cert: c.expired.cert, key: c.expired.key, ALPNProtocols: ["x-mine"] })
+        yield* log.next(/WARN .*failed: CertificateExpired: the client certificate of .* \(CN=localhost\) expired on 2020-01-02/)
+        // No ALPN protocol in common.
+        yield* nodeTlsClient(server.address, { cert: c.client.cert, key: c.client.key, ALPNProtocols: ["h2"] })
+        yield* log.next(/WARN .*failed: AlpnMismatch/)
+        // The listener still serves.
+        const good = yield* nodeTlsClient(server.address, { cert: c.client.cert, key: c.client.key, ALPNProtocols: ["x-mine"] }, "still here")
+        assert.strictEqual(good.data, "still here")
+        assert.isAbove(port, 0)
+        const stats = yield* server.stats
+        assert.strictEqual(stats.accepted, 1)
+      }).pipe(Effect.scoped, Effect.provide(log.layer))
+    }))
+
+  it.live("a client that stalls mid-handshake is cut at handshakeTimeout and logged", () =>
+    Effect.gen(function*() {
+      const log = logLines()
+      yield* Effect.gen(function*() {
+        const server = yield* Echo.make({ address: loopback, logLevel: "Debug", tls: { ...serverIdentity, handshakeTimeout: "300 millis" } })
+        const started = Date.now()
+        // TCP connects, then never sends a ClientHello.
+        const silent = yield* Socket.connect(server.address)
+        yield* Effect.ignore(readAll(silent))
+        const took = Date.now() - started
+        assert.isAtLeast(took, 250)
+        assert.isBelow(took, 5000)
+        yield* log.next(/DEBUG .*failed: HandshakeTimeout/)
+      }).pipe(Effect.scoped, Effect.provide(log.layer))
+    }))
+
+  it.live("clientCertificate optional: served without one, refused with one that does not verify", () =>
+    Effect.gen(function*() {
+      const log = logLines()
+      yield* Effect.gen(function*() {
+        const seen: Array<Option.Option<Tls.PeerCertificate>> = []
+        const server = yield* Server.make({
+          address: loopback,
+          tls: { ...serverIdentity, clientCa: c.ca, clientCertificate: "optional" },
+          handler: (socket) =>
+            Effect.andThen(
+              Effect.sync(() => seen.push(Option.getOrThrow(Tls.info(socket)).peerCertificate)),
+              Stream.run(socket.reads, socket.writes)
+            )
+        })
+        assert.strictEqual((yield* nodeTlsClient(server.address, {}, "anon")).data, "anon")
+        assert.strictEqual((yield* nodeTlsClient(server.address, { cert: c.client.cert, key: c.client.key }, "me")).data, "me")
+        const refused = yield* nodeTlsClient(server.address, { cert: c.otherClient.cert, key: c.otherClient.key }, "intruder")
+        assert.strictEqual(refused.data, "")
+        yield* log.next(/WARN .*CertificateUntrusted: the client certificate of .*\(CN=intruder\.test\) is not trusted/)
+        assert.strictEqual(seen.length, 2)
+        assert.isTrue(Option.isNone(seen[0]!))
+        assert.strictEqual(Option.getOrThrow(seen[1]!).subject, "CN=client.test")
+      }).pipe(Effect.scoped, Effect.provide(log.layer))
+    }))
+
+  it.live("SNI: the certificate for the name the client asks for", () =>
+    Effect.gen(function*() {
+      const server = yield* Echo.make({
+        address: loopback,
+        tls: { ...serverIdentity, sni: { "api.example.test": identity(c.server2), "*.example.org": identity(c.wrongHost) } }
+      })
+      const subjectFor = (servername: string) =>
+        Effect.scoped(Effect.map(
+          Socket.connect(server.address, { tls: { ca: c.ca, servername } }),
+          (socket) => Option.getOrThrow(Option.getOrThrow(Tls.info(socket)).peerCertificate).subject
+        ))
+      assert.strictEqual(yield* subjectFor("api.example.test"), "CN=api.example.test")
+      assert.strictEqual(yield* subjectFor("www.example.org"), "CN=other.test")
+      assert.strictEqual(yield* subjectFor("localhost"), "CN=localhost")
+    }))
+
+  it.live("invalid server options are defects naming the option", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [Tls.ServerOptions, string]> = [
+        [{}, "Socket: tls.identity is required"],
+        [{ ...serverIdentity, clientCertificate: "required" }, "Socket: tls.clientCa is required with clientCertificate: \"required\""],
+        [{ identity: { cert: c.server.cert, key: Redacted.make(c.client.key) } }, "Socket: tls has unusable certificates or keys: "],
+        [{ ...serverIdentity, handshakeTimeout: "Infinity" as never }, "Socket: tls.handshakeTimeout must be"]
+      ]
+      for (const [tls, message] of cases) {
+        const exit = yield* Effect.exit(Effect.scoped(Socket.listen(loopback, { tls })))
+        const defect = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+        assert.isTrue(Cause.isIllegalArgumentError(defect), `${message}: ${String(defect)}`)
+        assert.include((defect as Error).message, message)
+      }
     }))
 })

@@ -79,6 +79,8 @@ export class NodeListener implements Socket.Listener, Owner {
   }
 
   onConnection(raw: Raw): void {
+    // Refused by an earlier listener of the same event (a TLS client certificate that does not verify).
+    if (raw.destroyed) return
     if (this.stopped || this.waiting >= this.config.acceptQueueSize) {
       this.refusedCount++
       raw.destroy()

@@ -618,9 +618,10 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
     ...contexts.identity,
     allowHalfOpen: true,
     requestCert,
-    // "required": OpenSSL refuses a client without a certificate (with the alert that tells it why);
-    // "optional": a certificate that does not verify is refused on 'secureConnection' below.
-    rejectUnauthorized: config.clientCertificate === "required",
+    // Client certificates are checked on 'secureConnection' below, where the
+    // peer and its certificate are still known (Node's own check closes the
+    // socket first, and its error names neither).
+    rejectUnauthorized: false,
     handshakeTimeout: config.handshakeTimeoutMs,
     ...(config.alpn === undefined ? {} : { ALPNProtocols: config.alpn }),
     SNICallback: (servername, cb) => cb(null, sniMatch(contexts.sni, servername))
@@ -657,29 +658,31 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
   })
   server.on("tlsClientError", (err: Error, socket: NodeTls.TLSSocket) => {
     const peer = peerOf(socket)
-    // Node refuses an unverified client certificate ("required") by closing, and
-    // keeps OpenSSL's verdict on the socket.
-    const verdict = (socket as unknown as { readonly authorizationError?: unknown }).authorizationError
-    const error = (typeof verdict === "string" ? fromCode(verdict, err, { address: peer, presenter: "client" }) : undefined) ??
-      fromTlsError(err, { address: peer, presenter: "client" }) ??
-      NetError.fromSystemError(err, { phase: "read", address: peer })
-    report(error, peer)
+    report(
+      fromTlsError(err, { address: peer, presenter: "client" }) ?? NetError.fromSystemError(err, { phase: "read", address: peer }),
+      peer
+    )
     socket.destroy()
   })
   // Registered before the listener's own handler: the socket reaches it paused,
-  // and an "optional" client certificate that does not verify never reaches it.
+  // and a client certificate that does not verify (or a missing one, when
+  // required) never reaches it: the listener skips a destroyed socket.
   server.prependListener("secureConnection", (socket: NodeTls.TLSSocket) => {
     socket.pause()
-    if (config.clientCertificate === "optional" && !socket.authorized && certificateOf(socket) !== undefined) {
-      const peer = peerOf(socket)
-      const verdict = String((socket as unknown as { readonly authorizationError?: unknown }).authorizationError)
-      report(
-        fromCode(verdict, undefined, { address: peer, presenter: "client", ...certFields(certificateOf(socket)) }) ??
-          new Tls.CertificateUntrusted({ address: peer, presenter: "client", code: verdict }),
-        peer
-      )
-      socket.destroy()
-    }
+    if (!requestCert || socket.authorized) return
+    const cert = certificateOf(socket)
+    if (cert === undefined && config.clientCertificate === "optional") return
+    const peer = peerOf(socket)
+    const verdict = (socket as unknown as { readonly authorizationError?: unknown }).authorizationError
+    const context = { address: peer, presenter: "client" as const, ...certFields(cert) }
+    report(
+      cert === undefined
+        ? new Tls.PeerCertificateMissing({ address: peer })
+        : (typeof verdict === "string" ? fromCode(verdict, undefined, context) : undefined) ??
+          new Tls.CertificateUntrusted({ ...context, code: typeof verdict === "string" ? verdict : undefined }),
+      peer
+    )
+    socket.destroy()
   })
   return {
     server,
