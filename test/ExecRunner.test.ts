@@ -90,6 +90,30 @@ describe("Exec policy", () => {
       assert.isTrue(Result.isSuccess(Exec.checkBind(open, Address.unix("/tmp/exec.sock"))))
       assert.isTrue(Result.isSuccess(Exec.checkBind(guarded, Address.tcp("0.0.0.0", 9000))))
     }))
+
+  it.live("localhost is trusted by what it resolves to, not by its name (issue 18, finding 10)", () =>
+    Effect.gen(function*() {
+      const open = yield* Exec.makePolicy({ allow: ["echo"] })
+      const guarded = yield* Exec.makePolicy({ allow: ["echo"], token: "s3cret" })
+      const localhost = Address.tcp("localhost", 9000)
+      // By name alone a host is not trusted.
+      assert.isTrue(Result.isFailure(Exec.checkBind(open, localhost)))
+      const resolvingTo = (...ips: Array<string>): Exec.HostLookup => () => Promise.resolve(ips)
+      yield* Exec.checkBindResolved(open, localhost, resolvingTo("127.0.0.1", "::1"))
+      const hijacked = yield* Effect.flip(Exec.checkBindResolved(open, localhost, resolvingTo("127.0.0.1", "192.0.2.7")))
+      assert.strictEqual(hijacked._tag, "InsecureBind")
+      assert.include(hijacked.message, "localhost:9000 (it resolves to 127.0.0.1, 192.0.2.7) without a token")
+      assert.strictEqual(
+        (yield* Effect.flip(Exec.checkBindResolved(open, Address.tcp("db.internal", 1), resolvingTo("10.0.0.5"))))._tag,
+        "InsecureBind"
+      )
+      yield* Exec.checkBindResolved(guarded, localhost, resolvingTo("192.0.2.7"))
+      // The system's resolver: localhost is loopback here, and a server on it starts.
+      yield* Exec.checkBindResolved(open, localhost)
+      const server = yield* Exec.make({ allow: ["echo"], address: Address.tcp("localhost", 0) })
+      const client = yield* Exec.client(server.address)
+      assert.strictEqual(new TextDecoder().decode((yield* client.run(["echo", "hi"])).stdout), "hi\n")
+    }).pipe(Effect.scoped))
 })
 
 describe("Exec allowlist", () => {

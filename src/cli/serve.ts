@@ -415,7 +415,9 @@ const serveExec = (options: ExecOptions) =>
       // The library's message names the `token` option; on the command line it is --token-env.
       Effect.catchTag("InsecureBind", (e) =>
         fail(
-          `refusing to serve commands on ${Address.format(e.address)} without a token: anyone who can reach it ` +
+          `refusing to serve commands on ${Address.format(e.address)}${
+            e.resolved === undefined ? "" : ` (it resolves to ${e.resolved.join(", ")})`
+          } without a token: anyone who can reach it ` +
             "could run the allowed commands; add --token-env VAR, or listen on 127.0.0.1, ::1 or --unix"
         ))
     )

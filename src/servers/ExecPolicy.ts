@@ -13,7 +13,9 @@ import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import { constants as bufferConstants } from "node:buffer"
 import { createHash, timingSafeEqual } from "node:crypto"
+import { lookup as dnsLookup } from "node:dns/promises"
 import { accessSync, constants as fsConstants, statSync } from "node:fs"
+import { isIP } from "node:net"
 import * as NodePath from "node:path"
 import * as Address from "../Address.js"
 import { CommandNotAllowed, Unauthorized } from "./ExecWire.js"
@@ -117,11 +119,14 @@ export class UnsupportedPlatform extends Data.TaggedError("UnsupportedPlatform")
  */
 export class InsecureBind extends Data.TaggedError("InsecureBind")<{
   readonly address: Address.Address
+  /** For a host name: the addresses it resolved to. */
+  readonly resolved?: ReadonlyArray<string> | undefined
 }> {
   override get message(): string {
+    const resolved = this.resolved === undefined ? "" : ` (it resolves to ${this.resolved.join(", ")})`
     return `refusing to serve commands on ${
       Address.format(this.address)
-    } without a token: anyone who can reach it could run the allowed commands; pass --token ` +
+    }${resolved} without a token: anyone who can reach it could run the allowed commands; pass --token ` +
       "(or the `token` option), or bind to 127.0.0.1, [::1] or a unix: socket"
   }
 }
@@ -413,7 +418,10 @@ export const makePolicy = (options: ExecOptions): Effect.Effect<ExecPolicy, Exec
 
 /**
  * The check the server makes before it listens: an address other machines
- * can reach (not loopback, not a Unix socket) needs a token.
+ * can reach (not loopback, not a Unix socket) needs a token. Only a Unix
+ * socket or a loopback IP (127.0.0.0/8, `::1`) is trusted here; a host name,
+ * `localhost` included, is trusted by what it resolves to, which
+ * {@link checkBindResolved} (what the server runs) looks up.
  *
  * ```ts
  * yield* Effect.fromResult(Exec.checkBind(policy, Address.tcp("0.0.0.0", 9000)))
@@ -423,4 +431,53 @@ export const makePolicy = (options: ExecOptions): Effect.Effect<ExecPolicy, Exec
  * @category policy
  */
 export const checkBind = (policy: ExecPolicy, address: Address.Address): Result.Result<void, InsecureBind> =>
-  policy.requiresToken || Address.isLoopback(address) ? Result.void : Result.fail(new InsecureBind({ address }))
+  policy.requiresToken || address._tag === "UnixAddress" ||
+    (isIP(unbracket(address.host)) !== 0 && Address.isLoopback(address))
+    ? Result.void
+    : Result.fail(new InsecureBind({ address }))
+
+const unbracket = (host: string): string => host.replace(/^\[(.*)\]$/, "$1")
+
+/**
+ * Every address a host name resolves to (`dns.lookup` with `all`, as the
+ * listener resolves it): what {@link checkBindResolved} trusts.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type HostLookup = (host: string) => Promise<ReadonlyArray<string>>
+
+const lookupAll: HostLookup = (host) => dnsLookup(host, { all: true }).then((all) => all.map((a) => a.address))
+
+/**
+ * {@link checkBind} for any address: a host name is trusted as loopback
+ * only if every address it resolves to is (127.0.0.0/8 or ::1), so a
+ * `localhost` that a hosts file or resolver maps elsewhere is refused
+ * without a token. A name that does not resolve is left to the listener,
+ * which fails with `HostNotFound`. `lookup` replaces the system resolver
+ * (for tests).
+ *
+ * ```ts
+ * yield* Exec.checkBindResolved(policy, Address.tcp("localhost", 9000))
+ * ```
+ *
+ * @since 0.2.0
+ * @category policy
+ */
+export const checkBindResolved = (
+  policy: ExecPolicy,
+  address: Address.Address,
+  lookup: HostLookup = lookupAll
+): Effect.Effect<void, InsecureBind> => {
+  if (policy.requiresToken || address._tag === "UnixAddress" || isIP(unbracket(address.host)) !== 0) {
+    return Effect.fromResult(checkBind(policy, address))
+  }
+  return Effect.promise(() => lookup(address.host).then((all) => all, () => undefined)).pipe(
+    Effect.flatMap((resolved) => {
+      if (resolved === undefined) return Effect.void
+      const loopback = resolved.length > 0 &&
+        resolved.every((ip) => Address.isLoopback(Address.tcp(ip, 0)) && isIP(ip) !== 0)
+      return loopback ? Effect.void : Effect.fail(new InsecureBind({ address, resolved }))
+    })
+  )
+}

@@ -24,7 +24,7 @@ import { IdleTimeout, MemoryBudgetExceeded, WriteTimeout } from "../NetError.js"
 import * as Server from "../Server.js"
 import type * as Socket from "../Socket.js"
 import type { ExecConfigError, ExecOptions } from "./ExecPolicy.js"
-import { checkBind, InsecureBind, InvalidExecOptions, makePolicy } from "./ExecPolicy.js"
+import { checkBindResolved, InsecureBind, InvalidExecOptions, makePolicy } from "./ExecPolicy.js"
 import type { ExecRunner } from "./ExecRunner.js"
 import { makeRunner } from "./ExecRunner.js"
 import type { ExecResult } from "./ExecWire.js"
@@ -424,7 +424,7 @@ const checked = <A>(option: string, result: Result.Result<A, string>): Effect.Ef
 const prepare = (options: Omit<ServerOptions, "address">, address: Address.Address) =>
   Effect.gen(function*() {
     const policy = yield* makePolicy(options)
-    yield* Effect.fromResult(checkBind(policy, address))
+    yield* checkBindResolved(policy, address)
     const maxConnections = yield* checked(
       "maxConnections",
       positiveInt(options.maxConnections, DEFAULT_MAX_CONNECTIONS, Number.MAX_SAFE_INTEGER)
