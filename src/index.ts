@@ -36,6 +36,8 @@ export * as Message from "./Message.js"
 export * as Protocol from "./Protocol.js"
 /** @since 0.1.0 */
 export * as Server from "./Server.js"
+/** @since 0.2.0 */
+export * as Tls from "./Tls.js"
 /** @since 0.1.0 */
 export * as DatagramServer from "./DatagramServer.js"
 /** @since 0.1.0 */

@@ -514,3 +514,109 @@ describe("Tls server (Socket.listen / Server with tls)", () => {
       }
     }))
 })
+
+describe("Tls: the rest of the library over TLS", () => {
+  it.live("half-close: the client's close_notify ends the server's reads, and the server still answers", () =>
+    Effect.gen(function*() {
+      const server = yield* Server.make({
+        address: loopback,
+        tls: serverIdentity,
+        handler: (socket) =>
+          Effect.gen(function*() {
+            const got = yield* readAll(socket)
+            yield* socket.write(text(`read ${got.length} bytes, then EOF`))
+            yield* socket.end
+          })
+      })
+      const socket = yield* Socket.connect(server.address, { tls: trusting })
+      yield* socket.write(text("12345"))
+      yield* socket.end
+      assert.strictEqual((yield* readAll(socket)).toString(), "read 5 bytes, then EOF")
+    }))
+
+  it.live("idle timeout over TLS", () =>
+    Effect.gen(function*() {
+      const server = yield* Echo.make({ address: loopback, tls: serverIdentity, idleTimeout: "200 millis" })
+      const socket = yield* Socket.connect(server.address, { tls: trusting })
+      const started = Date.now()
+      yield* Effect.ignore(readAll(socket))
+      assert.isAtLeast(Date.now() - started, 150)
+      assert.isBelow(Date.now() - started, 5000)
+    }))
+
+  it.live("drain: closing the server half-closes its TLS connections", () =>
+    Effect.gen(function*() {
+      const closed = yield* Deferred.make<string>()
+      yield* Effect.gen(function*() {
+        const server = yield* Echo.make({ address: loopback, tls: serverIdentity })
+        const socket = yield* Socket.connect(server.address, { tls: trusting })
+        yield* socket.write(text("in flight"))
+        // The echo came back: the connection is established and served.
+        const echoed = yield* Stream.runHead(socket.reads)
+        assert.strictEqual(Buffer.from(Option.getOrThrow(echoed)).toString(), "in flight")
+        yield* Effect.forkDetach(Effect.flatMap(readAll(socket), (b) => Deferred.succeed(closed, `EOF after ${b.length} bytes`)))
+      }).pipe(Effect.scoped)
+      assert.strictEqual(yield* Deferred.await(closed), "EOF after 0 bytes")
+    }))
+
+  it.live("maxConnections counts handshaken connections only", () =>
+    Effect.gen(function*() {
+      const server = yield* Echo.make({ address: loopback, tls: serverIdentity, maxConnections: 1, overflow: "refuse" })
+      // A client stuck before its ClientHello takes no slot.
+      const silent = yield* Socket.connect(server.address)
+      const client = yield* Echo.client(server.address, { tls: trusting })
+      assert.strictEqual(Buffer.from(yield* client.request("fits")).toString(), "fits")
+      yield* silent.close
+    }))
+
+  it.live("openssl s_client against our Echo, with a client certificate", () =>
+    Effect.gen(function*() {
+      const server = yield* Echo.make({ address: loopback, tls: { ...serverIdentity, clientCa: c.ca, clientCertificate: "required" } })
+      const { port } = server.address as Address.TcpAddress
+      const client = yield* openssl([
+        "s_client", "-connect", `127.0.0.1:${port}`, "-CAfile", c.caFile, "-servername", "localhost",
+        "-verify_return_error", "-cert", c.client.certFile, "-key", c.client.keyFile, "-quiet", "-ign_eof"
+      ], /verify return:1|depth=0/)
+      client.child.stdin!.end("from openssl\n")
+      yield* Effect.callback<void>((resume) => {
+        if (client.output().includes("from openssl")) return resume(Effect.void)
+        const check = () => client.output().includes("from openssl") && resume(Effect.void)
+        client.child.stdout!.on("data", check)
+        client.child.on("exit", () => resume(Effect.void))
+      })
+      assert.include(client.output(), "from openssl")
+    }))
+})
+
+describe("Tls: certificate reload", () => {
+  it.live("new handshakes use the reloaded certificate, open connections keep theirs, a bad one changes nothing", () =>
+    Effect.gen(function*() {
+      const credentials = yield* Tls.serverCredentials({ identity: identity(c.server) })
+      const server = yield* Echo.make({ address: loopback, tls: { credentials } })
+      const subjectOf = (socket: Socket.Socket) =>
+        Option.getOrThrow(Option.getOrThrow(Tls.info(socket)).peerCertificate).subject
+      const before = yield* Socket.connect(server.address, { tls: trusting })
+      assert.strictEqual(subjectOf(before), "CN=localhost")
+      yield* credentials.reload({ identity: identity(c.server2) })
+      assert.strictEqual(yield* credentials.generation, 1)
+      const after = yield* Socket.connect(server.address, { tls: trusting })
+      assert.strictEqual(subjectOf(after), "CN=api.example.test")
+      // The connection made before the reload still works.
+      yield* before.write(text("still"))
+      assert.strictEqual(Buffer.from(Option.getOrThrow(yield* Stream.runHead(before.reads))).toString(), "still")
+      // A key that does not match its certificate: refused, and nothing changes.
+      const bad = yield* failureOf(credentials.reload({ identity: { cert: c.server.cert, key: Redacted.make(c.client.key) } }))
+      assert.strictEqual(bad._tag, "InvalidCredentials")
+      assert.match(bad.message, /unusable TLS credentials: .*key values mismatch/)
+      assert.notInclude(bad.message, "PRIVATE KEY")
+      assert.strictEqual(yield* credentials.generation, 1)
+      const third = yield* Socket.connect(server.address, { tls: trusting })
+      assert.strictEqual(subjectOf(third), "CN=api.example.test")
+    }))
+
+  it.live("serverCredentials refuses what OpenSSL cannot use", () =>
+    Effect.gen(function*() {
+      const error = yield* failureOf(Tls.serverCredentials({ identity: { cert: "not a certificate", key: Redacted.make(c.server.key) } }))
+      assert.strictEqual(error._tag, "InvalidCredentials")
+    }))
+})
