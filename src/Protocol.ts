@@ -65,6 +65,7 @@ import * as Message from "./Message.js"
 import type { ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
 import { frameTimeoutOf, FrameWatch } from "./internal/codecs/core.js"
+import { type CallbackRuntime, type CallbackServe, CallbackServeKey, Park } from "./internal/callbackServe.js"
 import * as Check from "./internal/options.js"
 import { DeadlineKey, type WithDeadline } from "./internal/pumpDeadline.js"
 
@@ -607,8 +608,11 @@ const bounded = <A, E, R>(
 /** Replies waiting past this many bytes are written before more requests are answered. */
 const FLUSH_AT = 64 * 1024
 
-/** The replies not written yet (message-encoded frames), and how to write them. */
-class Replies<Out> {
+/**
+ * The replies not written yet (message-encoded frames), and how to write
+ * them; it is also the handler's `ServeConnection`.
+ */
+class Replies<Out> implements ServeConnection<Out> {
   pending: Array<Uint8Array> = []
   pendingBytes = 0
   /**
@@ -663,180 +667,225 @@ class Replies<Out> {
     return out.length === 0 ? Effect.fail(error) : Effect.andThen(this.socket.writeAll(out), Effect.fail(error))
   }
 
-  readonly sendAll = (messages: Iterable<Out>): Effect.Effect<void, SendError> =>
-    Effect.suspend(() => {
-      const frames: Array<Uint8Array> = []
-      for (const message of messages) {
-        const frame = this.protocol.outgoing.encode(message)
-        if (Result.isFailure(frame)) return Effect.fail(frame.failure)
-        frames.push(frame.success)
-      }
-      for (let i = 0; i < frames.length; i++) this.queue(frames[i]!)
-      return this.flush() ?? Effect.void
-    })
+  private sendAllFn: ((messages: Iterable<Out>) => Effect.Effect<void, SendError>) | undefined = undefined
+  /** `ServeConnection.sendAll`, made when first asked for (most handlers never push). */
+  get sendAll(): (messages: Iterable<Out>) => Effect.Effect<void, SendError> {
+    return this.sendAllFn ??= (messages) =>
+      Effect.suspend(() => {
+        const frames: Array<Uint8Array> = []
+        for (const message of messages) {
+          const frame = this.protocol.outgoing.encode(message)
+          if (Result.isFailure(frame)) return Effect.fail(frame.failure)
+          frames.push(frame.success)
+        }
+        for (let i = 0; i < frames.length; i++) this.queue(frames[i]!)
+        return this.flush() ?? Effect.void
+      })
+  }
 
-  readonly send = (message: Out): Effect.Effect<void, SendError> => this.sendAll([message])
-}
-
-/**
- * How the pump hands a read over to the connection's fiber: `rest` finishes
- * answering it (a handler that waits, or the failure that ends the connection).
- */
-class Handover<E, R> {
-  constructor(readonly rest: Effect.Effect<void, E, R>) {}
+  private sendFn: ((message: Out) => Effect.Effect<void, SendError>) | undefined = undefined
+  /** `ServeConnection.send`, made when first asked for. */
+  get send(): (message: Out) => Effect.Effect<void, SendError> {
+    return this.sendFn ??= (message) => this.sendAll([message])
+  }
 }
 
 /**
  * The engine of {@link serve} and {@link serveStream}. Reads are answered by
- * a `Socket.pump`, in Node's own callbacks on a Node socket: per read, cut
+ * a pump handler, in Node's own callbacks on a Node socket: per read, cut
  * its frames, decode each, answer them in order, and hand all the replies to
  * the pump, which writes them as one batch. A `respond` that completes
  * synchronously (it returns `undefined` or a successful Exit) costs no fiber;
  * the first one in a read that does not runs, with the rest of that read, in
  * a fiber forked there, and if that fiber finishes at once nothing else
- * changes. If it waits, the pump stops (so nothing more is read), the
- * connection's fiber awaits it, writes the replies, and starts the pump again.
- * With a frame timeout the decoder is watched and the pump keeps the
- * deadline (`pumpDeadline.ts`); a frame in progress when a read is handed
- * over starts its clock again at the next read, since nothing was read
+ * changes. If it waits, the handler returns a `Park` (`internal/callbackServe.ts`):
+ * the pump stops (so nothing more is read), a fiber finishes the read, writes
+ * the replies, and the pump starts again. A `Server` on node:net runs this
+ * with no fiber per connection (the park's fiber is the only one); anywhere
+ * else the connection's own fiber runs the pump and the parks
+ * (`serveInFiber`). With a frame timeout the decoder is watched and the pump
+ * keeps the deadline (`pumpDeadline.ts`); a frame in progress when a read is
+ * parked starts its clock again at the next read, since nothing was read
  * while the handler worked.
  */
 const serveWith = <In, Out, PE, E, R>(
   protocol: Protocol<In, Out, PE>,
   frameTimeout: Duration.Duration | undefined,
-  respond: (
-    request: In,
-    connection: ServeConnection<Out>,
-    replies: Replies<Out>
-  ) => Effect.Effect<void, E | SendError, R> | undefined
-): ServeHandler<E | ServeError<PE>, R> =>
-(socket, server) =>
-  Effect.flatMap(Effect.context<R>(), (context) => {
-    type Failure = E | ServeError<PE>
-    type Step = Effect.Effect<void, Failure, R>
-    const runFork = Effect.runForkWith(context)
-    const signal = server?.signal
-    const decoder = protocol.framing.decoder()
-    const watch = frameTimeout === undefined ? undefined : new FrameWatch(decoder, protocol.framing.name, frameTimeout)
-    const push = watch ?? decoder
-    const replies = new Replies<Out>(socket, protocol as Protocol<unknown, Out, unknown>)
-    const connection: ServeConnection<Out> = { socket, send: replies.send, sendAll: replies.sendAll }
-    const frames: Array<Uint8Array> = []
-    // What ends the read in hand once its frames are answered: a frame error, or the end of input.
-    let tail: Framing.FrameError | undefined
-    let ended = false
-
-    /**
-     * Answers frames[start..] in order. The synchronous part runs right here,
-     * as a plain loop; the result is `Effect.void` when every frame was
-     * answered that way, a failed Exit, or an Effect that answers the rest.
-     */
-    const answerFrom = (start: number): Step => {
-      for (let i = start; i < frames.length; i++) {
-        // Large replies go out before the rest of the read is answered: memory stays bounded.
-        if (replies.pendingBytes >= FLUSH_AT) return Effect.flatMap(replies.flush()!, () => answerFrom(i))
-        const request = protocol.decodeFrame(frames[i]!)
-        if (Result.isFailure(request)) return Effect.fail(request.failure)
-        const step = respond(request.success, connection, replies)
-        if (step === undefined) continue
-        if (Exit.isExit(step)) {
-          if (Exit.isSuccess(step)) continue
-          return step
-        }
-        return Effect.flatMap(step, () => answerFrom(i + 1))
-      }
-      return Effect.void
-    }
-
-    /**
-     * Answers every frame of the read in hand, without a fiber where it can:
-     * undefined when all are answered, else what the connection's fiber must
-     * run to finish (await a handler, or fail). The first step that is not
-     * synchronous runs, with the rest of the read, in a fiber forked here; if
-     * it completes at once, nothing else was needed.
-     */
-    const answerNow = (): Step | undefined => {
-      replies.holding = true
-      const step = answerFrom(0)
-      if (Exit.isExit(step)) {
-        replies.holding = false
-        return Exit.isSuccess(step) ? undefined : step
-      }
-      const fiber = runFork(step)
-      replies.holding = false
-      const exit = fiber.pollUnsafe()
-      if (exit === undefined) return Effect.onInterrupt(Fiber.join(fiber), () => Fiber.interrupt(fiber))
-      return Exit.isSuccess(exit) ? undefined : exit
-    }
-
-    /** One read (or the end of input) in the pump: answers go to `out`, or it hands over. */
-    const answerInPump = (out: Array<Uint8Array>): Handover<Failure, R> | undefined => {
-      let rest: Step | undefined
-      try {
-        rest = answerNow()
-      } catch (defect) {
-        rest = Effect.die(defect)
-      }
-      // The replies so far go out first (the pump writes `out`), whatever happens next.
-      const error = replies.takeInto(out) ?? replies.failure
-      if (rest === undefined) {
-        if (error !== undefined) rest = Effect.fail(error)
-        else if (tail !== undefined) rest = Effect.fail(tail)
-        else {
-          // Answered. At the end of input the pump half-closes once `out` is written.
-          frames.length = 0
-          return undefined
-        }
-      }
-      return new Handover(rest)
-    }
-
-    const answering: Socket.PumpHandler<Handover<Failure, R>> = {
-      onRead: (bytes, out) => {
-        tail = push.push(bytes, frames)
-        return answerInPump(out)
-      },
-      onEnd: (out) => {
-        ended = true
-        tail = decoder.end(frames)
-        return answerInPump(out)
-      }
-    }
-    // A literal, not a spread of `answering`: V8 gives each spread-plus-symbol object a hidden class of its own.
-    const timed: WithDeadline<Handover<Failure, R>> | undefined = watch === undefined ? undefined : {
-      onRead: answering.onRead,
-      onEnd: answering.onEnd,
+  respond: Respond<In, Out, E, R>
+): ServeHandler<E | ServeError<PE>, R> => {
+  const inCallbacks: CallbackServe = (socket, runtime) => {
+    const serving = new Serving(protocol, respond, socket, runtime, frameTimeout)
+    const watch = serving.watch
+    if (watch === undefined) return serving
+    // A literal with the deadline, made only with a frame timeout (a second object per connection otherwise).
+    const timed: WithDeadline<Park> = {
+      onRead: (bytes, out) => serving.onRead(bytes, out),
+      onEnd: (out) => serving.onEnd(out),
       [DeadlineKey]: {
         millis: watch.millis,
         progress: () => watch.progress(),
         // Every frame before this one was answered and written when the pump waits for a read.
-        expired: () => new Handover(Effect.fail(watch.expired()))
+        expired: () => new Park(serving.finish(Effect.fail(watch.expired())))
       }
     }
-    const handler = timed ?? answering
+    return timed
+  }
+  return Object.assign(serveInFiber(inCallbacks), { [CallbackServeKey]: inCallbacks }) as never
+}
 
-    /** Write the replies so far, then `after`. */
-    const flushThen = (after: Step): Step => {
-      const write = replies.flush()
-      return write === undefined ? after : Effect.andThen(write, after)
+/** How {@link serve} and {@link serveStream} answer one request: undefined when done at once. */
+type Respond<In, Out, E, R> = (
+  request: In,
+  connection: ServeConnection<Out>,
+  replies: Replies<Out>
+) => Effect.Effect<void, E | SendError, R> | undefined
+
+/**
+ * One connection of {@link serveWith}: its pump handler. A class, not
+ * closures: an idle connection keeps one object.
+ */
+class Serving<In, Out, PE, E, R> implements Socket.PumpHandler<Park> {
+  readonly decoder: Framing.Decoder<Uint8Array>
+  readonly watch: FrameWatch<Uint8Array> | undefined
+  readonly replies: Replies<Out>
+  readonly frames: Array<Uint8Array> = []
+  /** What ends the read in hand once its frames are answered: a frame error, or the end of input. */
+  tail: Framing.FrameError | undefined = undefined
+  ended = false
+
+  constructor(
+    readonly protocol: Protocol<In, Out, PE>,
+    readonly respond: Respond<In, Out, E, R>,
+    readonly socket: Socket.Socket,
+    readonly runtime: CallbackRuntime,
+    frameTimeout: Duration.Duration | undefined
+  ) {
+    this.decoder = protocol.framing.decoder()
+    this.watch = frameTimeout === undefined
+      ? undefined
+      : new FrameWatch(this.decoder, protocol.framing.name, frameTimeout)
+    this.replies = new Replies<Out>(socket, protocol as Protocol<unknown, Out, unknown>)
+  }
+
+  onRead(bytes: Uint8Array, out: Array<Uint8Array>): Park | undefined {
+    this.tail = (this.watch ?? this.decoder).push(bytes, this.frames)
+    return this.answerInPump(out)
+  }
+
+  onEnd(out: Array<Uint8Array>): Park | undefined {
+    this.ended = true
+    this.tail = this.decoder.end(this.frames)
+    return this.answerInPump(out)
+  }
+
+  /**
+   * Answers frames[start..] in order. The synchronous part runs right here,
+   * as a plain loop; the result is `Effect.void` when every frame was
+   * answered that way, a failed Exit, or an Effect that answers the rest.
+   */
+  answerFrom(start: number): Effect.Effect<void, E | ServeError<PE>, R> {
+    const { frames, protocol, replies } = this
+    for (let i = start; i < frames.length; i++) {
+      // Large replies go out before the rest of the read is answered: memory stays bounded.
+      if (replies.pendingBytes >= FLUSH_AT) return Effect.flatMap(replies.flush()!, () => this.answerFrom(i))
+      const request = protocol.decodeFrame(frames[i]!)
+      if (Result.isFailure(request)) return Effect.fail(request.failure)
+      const step = this.respond(request.success, replies, replies)
+      if (step === undefined) continue
+      if (Exit.isExit(step)) {
+        if (Exit.isSuccess(step)) continue
+        return step
+      }
+      return Effect.flatMap(step, () => this.answerFrom(i + 1))
     }
+    return Effect.void
+  }
 
-    /** In the connection's fiber: finish the read the pump handed over, then pump again. */
-    const resume = (handover: Handover<Failure, R>): Step =>
-      Effect.matchCauseEffect(handover.rest, {
-        onFailure: (cause) => flushThen(Effect.failCause(cause)),
-        onSuccess: () => {
-          frames.length = 0
-          if (replies.failure !== undefined) return flushThen(Effect.fail(replies.failure))
-          if (tail !== undefined) return flushThen(Effect.fail(tail))
-          // The peer's EOF, or the server draining: the read in hand is answered; half-close.
-          if (ended || signal?.aborted === true) return flushThen(socket.end)
-          return flushThen(pumping)
-        }
-      })
+  /**
+   * Answers every frame of the read in hand, without a fiber where it can:
+   * undefined when all are answered, else what a fiber must run to finish
+   * (await a handler, or fail). The first step that is not synchronous
+   * runs, with the rest of the read, in a fiber forked here; if it
+   * completes at once, nothing else was needed.
+   */
+  answerNow(): Effect.Effect<void, E | ServeError<PE>, R> | undefined {
+    const replies = this.replies
+    replies.holding = true
+    const step = this.answerFrom(0)
+    if (Exit.isExit(step)) {
+      replies.holding = false
+      return Exit.isSuccess(step) ? undefined : step
+    }
+    const fiber = this.runtime.runFork(step)
+    replies.holding = false
+    const exit = fiber.pollUnsafe()
+    if (exit === undefined) return Effect.onInterrupt(Fiber.join(fiber), () => Fiber.interrupt(fiber))
+    return Exit.isSuccess(exit) ? undefined : exit
+  }
 
-    const pumping: Step = Socket.pump(socket, handler, { signal }).pipe(
-      Effect.catch((error) => error instanceof Handover ? resume(error) : Effect.fail(error))
+  /** One read (or the end of input) in the pump: answers go to `out`, or it parks. */
+  answerInPump(out: Array<Uint8Array>): Park | undefined {
+    let rest: Effect.Effect<void, E | ServeError<PE>, R> | undefined
+    try {
+      rest = this.answerNow()
+    } catch (defect) {
+      rest = Effect.die(defect)
+    }
+    // The replies so far go out first (the pump writes `out`), whatever happens next.
+    const error = this.replies.takeInto(out) ?? this.replies.failure
+    if (rest === undefined) {
+      if (error !== undefined) rest = Effect.fail(error)
+      else if (this.tail !== undefined) rest = Effect.fail(this.tail)
+      else {
+        // Answered. At the end of input the pump half-closes once `out` is written.
+        this.frames.length = 0
+        return undefined
+      }
+    }
+    return new Park(this.finish(rest))
+  }
+
+  /** Write the replies so far, then `after`. */
+  flushThen<A>(after: Effect.Effect<A, E | ServeError<PE>>): Effect.Effect<A, E | ServeError<PE>> {
+    const write = this.replies.flush()
+    return write === undefined ? after : Effect.andThen(write, after)
+  }
+
+  /** In a fiber: finish the read the pump parked; true to pump again. */
+  finish(rest: Effect.Effect<void, E | ServeError<PE>, R>): Effect.Effect<boolean, E | ServeError<PE>, R> {
+    return Effect.matchCauseEffect(rest, {
+      onFailure: (cause) => this.flushThen(Effect.failCause(cause)),
+      onSuccess: () => {
+        this.frames.length = 0
+        if (this.replies.failure !== undefined) return this.flushThen(Effect.fail(this.replies.failure))
+        if (this.tail !== undefined) return this.flushThen(Effect.fail(this.tail))
+        // The peer's EOF, or the server draining: the read in hand is answered; half-close.
+        if (this.ended || this.runtime.signal?.aborted === true) return this.flushThen(Effect.as(this.socket.end, false))
+        return this.flushThen(Effect.succeed(true))
+      }
+    })
+  }
+}
+
+/**
+ * A handler served in callbacks, as an ordinary connection handler: the
+ * connection's fiber runs its pump, and each park in place.
+ */
+const serveInFiber = (inCallbacks: CallbackServe) =>
+(
+  socket: Socket.Socket,
+  server?: { readonly signal?: AbortSignal | undefined } | undefined
+): Effect.Effect<void, unknown, unknown> =>
+  Effect.flatMap(Effect.context<never>(), (context) => {
+    const run = Effect.runForkWith(context)
+    const signal = server?.signal
+    const handler = inCallbacks(socket, { signal, runFork: run as CallbackRuntime["runFork"] })
+    const pumping: Effect.Effect<void, unknown, unknown> = Socket.pump(socket, handler, { signal }).pipe(
+      Effect.catch((error) =>
+        error instanceof Park
+          ? Effect.flatMap(error.rest, (again) => again ? pumping : Effect.void)
+          : Effect.fail(error)
+      )
     )
     return pumping
   })

@@ -34,6 +34,7 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
@@ -42,6 +43,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { setMaxListeners } from "node:events"
 import * as Address from "./Address.js"
+import { callbackServeOf, ConnectionRuntime } from "./internal/callbackServe.js"
 import { ConnectionSlots, SUMMARY_INTERVAL_MS } from "./internal/connectionSlots.js"
 import { serverCapabilityOf } from "./internal/listenerCapability.js"
 import { joinBudget, MemoryBudget } from "./internal/memoryBudget.js"
@@ -489,6 +491,9 @@ const run = <E, R>(
     // One fiber per connection, supervised here: a connection's failure ends only that fiber.
     const connections = yield* FiberSet.make<void, never>()
     const runConnection = yield* FiberSet.runtime(connections)<Exclude<R, Scope.Scope>>()
+    // What a handler served in Node's callbacks runs its Effects with (see internal/callbackServe.ts).
+    const services = yield* Effect.context<Exclude<R, Scope.Scope>>()
+    const supervise = (fiber: Fiber.Fiber<unknown, unknown>) => FiberSet.addUnsafe(connections, fiber as never)
 
     // The same two effects and the same signal serve every connection.
     const draining = Deferred.await(drainSignal)
@@ -508,16 +513,17 @@ const run = <E, R>(
         signal,
         writeTimeout
       }
-      return options.handler(socket, connection).pipe(
-        Effect.scoped,
-        Effect.onExit((exit) => {
-          const failure = slots.ended(exit)
-          return failure === undefined ? Effect.void : slots.logEnding(socket, failure)
-        }),
-        Effect.ensuring(socket.close),
-        Effect.catchCause(() => Effect.void),
-        Effect.ensuring(Effect.sync(() => slots.gone()))
+      // One finalizer does the whole ending (an idle connection's fiber keeps every frame it waits in).
+      return Effect.catchCause(
+        Effect.onExit(Effect.scoped(options.handler(socket, connection)), (exit) => end(socket, exit)),
+        () => Effect.void
       ) as Effect.Effect<void, never, Exclude<R, Scope.Scope>>
+    }
+    /** A connection's handler ended: count it, log a failure, close the socket, free the slot. */
+    const end = (socket: Socket.Socket, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+      const failure = slots.ended(exit)
+      const close = Effect.ensuring(socket.close, Effect.sync(() => slots.gone()))
+      return failure === undefined ? close : Effect.ensuring(slots.logEnding(socket, failure), close)
     }
     const start = (socket: Socket.Socket) => Effect.sync(() => void runConnection(serve(socket, slots.admit())))
 
@@ -548,8 +554,13 @@ const run = <E, R>(
     const capability = serverCapabilityOf(listener)
     capability?.reportRefusals(slots)
     const makePump = pumpOf(options.handler)
-    const pumps = makePump !== undefined && capability !== undefined
+    const inCallbacks = makePump === undefined ? callbackServeOf(options.handler) : undefined
+    const pumps = capability === undefined
+      ? undefined
+      : makePump !== undefined
       ? capability.servePumps(makePump, slots)
+      : inCallbacks !== undefined
+      ? capability.servePumps(inCallbacks as never, slots, () => new ConnectionRuntime(signal, services, supervise))
       : undefined
     // A daemon, interrupted by the drain below, so that accepting stops before
     // connections are waited for.

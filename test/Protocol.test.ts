@@ -670,6 +670,7 @@ describe("Protocol", () => {
       it.live(`over 127.0.0.1${counted ? ", reads counted" : ""}: a handler that waits pauses reading; a burst of 8 MB waits in bounded buffers, then is answered in order`, () =>
         Effect.gen(function*() {
           const gate = yield* Deferred.make<void>()
+          const waiting = yield* Deferred.make<void>()
           const listener = yield* Socket.listen(Address.tcp("127.0.0.1", 0))
           const counter = yield* Deferred.make<{ readonly reads: number; readonly writes: number }>()
           yield* listener.accept.pipe(
@@ -678,7 +679,7 @@ describe("Protocol", () => {
               const [server, counts] = counted ? observed(socket) : [socket, { reads: 1, writes: 0 }] as const
               const handler = (request: Request) =>
                 request._tag === "Echo" && request.text === "wait"
-                  ? Effect.as(Deferred.await(gate), answer(request))
+                  ? Effect.andThen(Deferred.succeed(waiting, undefined), Effect.as(Deferred.await(gate), answer(request)))
                   : Effect.succeed(answer(request))
               return Effect.andThen(
                 Deferred.succeed(counter, counts),
@@ -697,6 +698,8 @@ describe("Protocol", () => {
           ]
           const sent = yield* Effect.forkScoped(client.sendAll(burst))
           const counts = yield* Deferred.await(counter)
+          // The handler waits; give the burst time to fill every buffer on the way.
+          yield* Deferred.await(waiting)
           yield* Effect.sleep("300 millis")
           // The server took one read and waits; the rest of the burst sits in bounded buffers, so the client's write waits.
           assert.strictEqual(counts.reads, 1)
@@ -753,6 +756,159 @@ describe("Protocol", () => {
         assert.deepStrictEqual(yield* Stream.runCollect(socket.reads), [])
       }), { timeout: 30_000 })
   })
+})
+
+// On a node:net Server, Protocol.serve runs in Node's callbacks with no fiber per connection; a handler
+// that waits parks the connection in a fiber of its own, and the pump goes on once it is done.
+describe("Protocol.serve on a Server: handlers that wait (parks)", () => {
+  const serveWith = (handler: (request: Request) => Effect.Effect<Response>, options: Partial<Server.Options<unknown, never>> = {}) =>
+    Server.make({ address: Address.tcp("127.0.0.1", 0), shutdownTimeout: "5 seconds", ...options, handler: Protocol.serve(ServerP, handler) })
+
+  it.live("every kind of wait (Effect.sleep, a Deferred, yieldNow, a forked fiber) among synchronous answers: 3000 pipelined requests answered in order", () =>
+    Effect.gen(function*() {
+      const ready = yield* Deferred.make<void>()
+      yield* Effect.forkScoped(Effect.andThen(Effect.sleep("20 millis"), Deferred.succeed(ready, undefined)))
+      const server = yield* serveWith((request) => {
+        const n = request._tag === "Add" ? request.a : 0
+        switch (n % 5) {
+          case 1:
+            return Effect.as(Effect.sleep("1 millis"), answer(request))
+          case 2:
+            return Effect.as(Deferred.await(ready), answer(request))
+          case 3:
+            return Effect.as(Effect.yieldNow, answer(request))
+          case 4:
+            return Effect.map(Effect.forkChild(Effect.succeed(answer(request))), () => answer(request))
+          default:
+            return Effect.succeed(answer(request))
+        }
+      })
+      const socket = yield* Socket.connect(server.address)
+      const client = Protocol.attach(socket, ClientP)
+      const replies = yield* Effect.forkScoped(Stream.runCollect(client.messages))
+      const batch = Array.from({ length: 3000 }, (_, i): Request => ({ _tag: "Add", a: i, b: 1 }))
+      // In pieces, so that reads hold several requests and some arrive while a handler waits.
+      for (let i = 0; i < batch.length; i += 100) yield* client.sendAll(batch.slice(i, i + 100))
+      yield* socket.end
+      assert.deepStrictEqual(yield* Fiber.join(replies), batch.map(answer))
+      const stats = yield* server.stats
+      assert.strictEqual(stats.failed, 0)
+      assert.strictEqual(stats.completed, 1)
+    }), { timeout: 30_000 })
+
+  it.live("a handler that always waits a turn of the event loop: 2000 requests of 600 B written at once, every reply in order (reads queued while parked are kept)", () =>
+    Effect.gen(function*() {
+      const nextTurn = <A>(value: A) => Effect.callback<A>((resume) => void setImmediate(() => resume(Effect.succeed(value))))
+      const server = yield* serveWith((request) => nextTurn(answer(request)))
+      const socket = yield* Socket.connect(server.address)
+      const client = Protocol.attach(socket, ClientP)
+      const replies = yield* Effect.forkScoped(Stream.runCollect(client.messages))
+      const batch = Array.from({ length: 2000 }, (_, i): Request => ({ _tag: "Echo", text: `${i}:${"y".repeat(600)}` }))
+      yield* client.sendAll(batch)
+      yield* socket.end
+      assert.deepStrictEqual(yield* Fiber.join(replies), batch.map(answer))
+      assert.strictEqual((yield* server.stats).failed, 0)
+    }), { timeout: 30_000 })
+
+  it.live("while a handler waits, reading pauses: a burst of 8 MB is held back by flow control, then answered in order", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const waiting = yield* Deferred.make<void>()
+      const server = yield* serveWith((request) =>
+        request._tag === "Echo" && request.text === "wait"
+          ? Effect.andThen(Deferred.succeed(waiting, undefined), Effect.as(Deferred.await(gate), answer(request)))
+          : Effect.succeed(answer(request))
+      )
+      const socket = yield* Socket.connect(server.address)
+      const client = Protocol.attach(socket, ClientP)
+      const replies = yield* Effect.forkScoped(Stream.runCollect(client.messages))
+      const text = "x".repeat(900)
+      const burst: ReadonlyArray<Request> = [
+        { _tag: "Echo", text: "wait" },
+        ...Array.from({ length: 9000 }, (_, i): Request => i % 10 === 0 ? { _tag: "Add", a: i, b: 0 } : { _tag: "Echo", text })
+      ]
+      const sent = yield* Effect.forkScoped(client.sendAll(burst))
+      yield* Deferred.await(waiting)
+      yield* Effect.sleep("300 millis")
+      assert.isUndefined(sent.pollUnsafe(), "the client's write is held back by flow control")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(sent)
+      yield* socket.end
+      assert.deepStrictEqual(yield* Fiber.join(replies), burst.map(answer))
+    }), { timeout: 30_000 })
+
+  it.live("a handler's Scope lives as long as its connection: finalizers run when the connection ends, once", () =>
+    Effect.gen(function*() {
+      let opened = 0
+      let closed = 0
+      const server = yield* Server.make({
+        address: Address.tcp("127.0.0.1", 0),
+        handler: Protocol.serve(ServerP, (request: Request) =>
+          Effect.gen(function*() {
+            yield* Effect.acquireRelease(Effect.sync(() => opened++), () => Effect.sync(() => closed++))
+            return answer(request)
+          }))
+      })
+      const socket = yield* Socket.connect(server.address)
+      const client = yield* Protocol.client(socket, ClientP)
+      assert.deepStrictEqual(yield* client.request({ _tag: "Echo", text: "a" }), { _tag: "Echoed", text: "a" })
+      assert.deepStrictEqual(yield* client.request({ _tag: "Echo", text: "b" }), { _tag: "Echoed", text: "b" })
+      assert.strictEqual(opened, 2)
+      assert.strictEqual(closed, 0, "the connection's scope is still open")
+      yield* socket.end
+      yield* eventually("both finalizers ran", Effect.sync(() => closed), (n) => n === 2)
+      assert.strictEqual(closed, 2)
+      assert.strictEqual((yield* server.stats).completed, 1)
+    }), { timeout: 15_000 })
+
+  it.live("a handler that fails while parked ends its connection after the replies before it; the server goes on", () =>
+    Effect.gen(function*() {
+      class Boom extends Data.TaggedError("Boom")<{}> {}
+      const server = yield* Server.make({
+        address: Address.tcp("127.0.0.1", 0),
+        logLevel: "None",
+        handler: Protocol.serve(ServerP, (request: Request) =>
+          request._tag === "Echo" && request.text === "boom"
+            ? Effect.andThen(Effect.sleep("5 millis"), Effect.fail(new Boom()))
+            : Effect.as(Effect.yieldNow, answer(request)))
+      })
+      const socket = yield* Socket.connect(server.address)
+      const client = Protocol.attach(socket, ClientP)
+      const replies = yield* Effect.forkScoped(Stream.runCollect(client.messages))
+      yield* client.sendAll([{ _tag: "Echo", text: "one" }, { _tag: "Echo", text: "boom" }, { _tag: "Echo", text: "never" }])
+      assert.deepStrictEqual(yield* Fiber.join(replies), [{ _tag: "Echoed", text: "one" }])
+      assert.strictEqual((yield* eventually("the failure counted", server.stats, (stats) => stats.failed === 1)).failed, 1)
+      // A new connection is served as before.
+      const again = yield* Protocol.client(yield* Socket.connect(server.address), ClientP)
+      assert.deepStrictEqual(yield* again.request({ _tag: "Add", a: 2, b: 3 }), answer({ _tag: "Add", a: 2, b: 3 }))
+    }), { timeout: 15_000 })
+
+  it.live("draining cuts a connection parked past shutdownTimeout: counted as cut, its scope closed", () =>
+    Effect.gen(function*() {
+      const started = yield* Deferred.make<void>()
+      let released = 0
+      const scope = yield* Scope.make()
+      const server = yield* Server.make({
+        address: Address.tcp("127.0.0.1", 0),
+        shutdownTimeout: "200 millis",
+        handler: Protocol.serve(ServerP, (_request: Request) =>
+          Effect.gen(function*() {
+            yield* Effect.addFinalizer(() => Effect.sync(() => released++))
+            yield* Deferred.succeed(started, undefined)
+            return yield* Effect.never
+          }))
+      }).pipe(Scope.provide(scope))
+      const socket = yield* Socket.connect(server.address)
+      const client = Protocol.attach(socket, ClientP)
+      yield* client.send({ _tag: "Echo", text: "forever" })
+      yield* Deferred.await(started)
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual(yield* server.shutdown, { finished: 0, cut: 1 })
+      yield* eventually("the finalizer ran", Effect.sync(() => released), (n) => n === 1)
+      assert.strictEqual(released, 1)
+      // The client sees the connection end with no reply.
+      assert.deepStrictEqual(yield* Stream.runCollect(Stream.catch(client.messages, () => Stream.empty)), [])
+    }), { timeout: 15_000 })
 })
 
 describe("Protocol.serve: frameTimeout and requestTimeout", () => {

@@ -9,6 +9,7 @@
  */
 import type * as Effect from "effect/Effect"
 import type * as Socket from "../Socket.js"
+import type { ConnectionRuntime } from "./callbackServe.js"
 import type { ConnectionSlots } from "./connectionSlots.js"
 
 /** The key of {@link ServerCapability}. */
@@ -21,11 +22,14 @@ export interface ServerCapability {
   /**
    * Serve every connection, from now on and those already waiting, with a
    * pump made by `make`, in the listener's callbacks; admission, counters and
-   * failures go through `slots`.
+   * failures go through `slots`. With `runtime` (a handler served in
+   * callbacks, `callbackServe.ts`), each connection gets one, the handler
+   * may park, and the runtime is released when the connection ends.
    */
   readonly servePumps: (
-    make: (socket: Socket.Socket) => Socket.PumpHandler<unknown>,
-    slots: ConnectionSlots
+    make: (socket: Socket.Socket, runtime: ConnectionRuntime | undefined) => Socket.PumpHandler<unknown>,
+    slots: ConnectionSlots,
+    runtime?: (() => ConnectionRuntime) | undefined
   ) => PumpConnections
 }
 

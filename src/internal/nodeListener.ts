@@ -64,7 +64,7 @@ export class NodeListener implements Socket.Listener, Owner {
       reportRefusals: (slots) => {
         this.slots = slots
       },
-      servePumps: (make, slots) => servePumps(this, make, slots)
+      servePumps: (make, slots, runtime) => servePumps(this, make, slots, runtime)
     }
   }
 

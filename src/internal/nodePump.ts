@@ -94,16 +94,17 @@ export class Pumping<E> implements CallbackReader {
       this.abortListener = () => this.onAbort()
       signal.addEventListener("abort", this.abortListener, { once: true })
     }
-    // Bytes a reader left queued come first.
-    const queue = s.takeQueue()
-    if (queue !== undefined) {
-      for (let i = 0; i < queue.length && !this.done; i++) this.read(queue[i]!)
+    // Bytes a reader (or an earlier pump, while its handler waited) left queued come first, one read at
+    // a time: what is still queued when this pump ends (a handler that waits again) stays for the next.
+    for (let bytes = s.shiftQueue(); bytes !== undefined; bytes = s.shiftQueue()) {
+      this.read(bytes)
       if (this.done) return
     }
     if (s.failure !== undefined) return this.finish(Exit.fail(s.readError()))
     if (s.isClosing) return this.finish(Exit.void)
     if (s.isEof) return this.end()
-    s.startReading()
+    // Unless answering the queue filled Node's write buffer: then 'drain' starts reading.
+    if (!this.awaitingDrain) s.startReading()
   }
 
   read(bytes: Buffer): void {

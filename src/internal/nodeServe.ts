@@ -3,12 +3,15 @@
  * listener's 'connection' callback and served by a pump in Node's callbacks,
  * with no fiber, scope or finalizer of its own; admission, counters and
  * failures go through the server's `ConnectionSlots`, as on the fiber path.
+ * A handler served in callbacks (`callbackServe.ts`) may park: its pump
+ * stops, a supervised fiber finishes the read, and a new pump goes on.
  *
  * @internal
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Socket from "../Socket.js"
+import { type ConnectionRuntime, Park } from "./callbackServe.js"
 import type { ConnectionSlots } from "./connectionSlots.js"
 import type { PumpConnections } from "./listenerCapability.js"
 import { joinBudget } from "./memoryBudget.js"
@@ -25,6 +28,17 @@ interface PumpConnection {
   cut: boolean
   /** Its socket is closed and its slot released. */
   gone: boolean
+  /** The connection's runtime, for a handler served in callbacks. */
+  runtime: ConnectionRuntime | undefined
+}
+
+/** The park a pump ended with, if it ended with one. */
+const parkOf = (exit: Exit.Exit<void, unknown>): Park | undefined => {
+  if (exit._tag === "Success") return undefined
+  const reasons = exit.cause.reasons
+  if (reasons.length !== 1) return undefined
+  const reason = reasons[0]!
+  return reason._tag === "Fail" && reason.error instanceof Park ? reason.error : undefined
 }
 
 const ignore = () => {}
@@ -32,11 +46,14 @@ const ignore = () => {}
 /** See `ServerCapability.servePumps`. */
 export const servePumps = (
   listener: NodeListener,
-  make: (socket: Socket.Socket) => Socket.PumpHandler<unknown>,
-  slots: ConnectionSlots
+  make: (socket: Socket.Socket, runtime: ConnectionRuntime | undefined) => Socket.PumpHandler<unknown>,
+  slots: ConnectionSlots,
+  newRuntime?: (() => ConnectionRuntime) | undefined
 ): PumpConnections => {
   const open = new Map<NodeSocket, PumpConnection>()
   let accepting = true
+  // The drain asked every connection to end: a park that finishes half-closes instead of pumping on.
+  let ending = false
 
   const gone = (socket: NodeSocket, state: PumpConnection) => {
     if (state.gone) return
@@ -47,21 +64,37 @@ export const servePumps = (
 
   const serve = (socket: NodeSocket) => {
     slots.admit()
-    const state: PumpConnection = { pump: undefined, ended: false, cut: false, gone: false }
+    const runtime = newRuntime?.()
+    const state: PumpConnection = { pump: undefined, ended: false, cut: false, gone: false, runtime }
     open.set(socket, state)
+    let handler: Socket.PumpHandler<unknown>
     const ended = (exit: Exit.Exit<void, unknown>) => {
       if (state.ended) return
+      const park = runtime === undefined ? undefined : parkOf(exit)
+      if (park !== undefined) return parked(park)
       state.ended = true
+      state.pump = undefined
       // A cut connection was counted by the drain, like an interrupted fiber.
       if (!state.cut) {
         const failure = slots.ended(exit)
         if (failure !== undefined) slots.fork(slots.logEnding(socket, failure))
       }
+      runtime?.release(exit)
       socket.closeWith(() => gone(socket, state))
     }
-    let handler: Socket.PumpHandler<unknown>
+    // The pump stopped; a fiber finishes the read, then a new pump goes on (or the connection ends).
+    const parked = (park: Park) => {
+      state.pump = undefined
+      runtime!.park(park.rest).addObserver((exit) => {
+        if (state.ended || state.cut) return
+        if (exit._tag === "Failure") return ended(exit)
+        if (!exit.value) return ended(Exit.void)
+        state.pump = startPump(socket, handler, undefined, ended)
+        if (ending) state.pump?.onAbort()
+      })
+    }
     try {
-      handler = make(socket)
+      handler = make(socket, runtime)
     } catch (defect) {
       return ended(Exit.die(defect))
     }
@@ -106,6 +139,7 @@ export const servePumps = (
     },
     // Connections end the way the built-in byte servers do on drain: half-close.
     endAll: () => {
+      ending = true
       for (const state of Array.from(open.values())) state.pump?.onAbort()
     },
     // Each is closed (flushing within its closeTimeout), as an interrupted fiber's socket is.
@@ -118,6 +152,7 @@ export const servePumps = (
           slots.cut()
         }
         state.pump?.detach()
+        state.runtime?.release(Exit.interrupt())
         socket.closeWith(() => {
           gone(socket, state)
           if (--remaining === 0) resume(Effect.void)

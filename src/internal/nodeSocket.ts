@@ -539,6 +539,19 @@ export class NodeSocket implements Socket.Socket, Member {
   }
 
   /** Takes the buffers `reads` left queued, without resuming reading. */
+  /** The oldest queued read, taken off the queue (undefined when none is queued). */
+  shiftQueue(): Buffer | undefined {
+    const queue = this.queue
+    if (queue === undefined) return undefined
+    const bytes = queue.shift()!
+    if (queue.length === 0) {
+      this.queue = undefined
+      this.queued = 0
+    } else this.queued -= bytes.length
+    if (this.budget !== undefined) this.budget.update(this)
+    return bytes
+  }
+
   takeQueue(): Array<Buffer> | undefined {
     const queue = this.queue
     this.queue = undefined
