@@ -83,34 +83,39 @@ describe("hardening: the byte servers", () => {
   it.live(
     "memory budget: serve echo --framing lines with its defaults; clients each send 8 MiB without a newline; the server's RSS stays under budget + baseline, the largest are cut (MemoryBudgetExceeded, counted, warned), and it still serves",
     (ctx) => {
-      const row = track(ctx, "200 x 8 MiB without newline vs --memory-budget 256MiB")
       const clients = FULL ? 200 : 60
+      const row = track(ctx, `${clients} x 8 MiB without newline vs --memory-budget 256MiB`)
       return Effect.gen(function*() {
         const guard = yield* noUnhandledErrors
         const run = yield* flood(clients, ALLOCATOR_ENV)
         assert.strictEqual(run.exit.code, 0, run.output)
         assert.strictEqual(run.answer, "still here", "it still serves")
         const cut = endedEarly(run.output, "MemoryBudgetExceeded")
-        // The same without the allocator setting: measured, not asserted (see docs/reliability.md).
-        const plain = yield* flood(clients, process.env)
-        row.connections = 2 * (clients + 1)
-        row.bytes = 2 * clients * FRAME
-        row.faults = 2 * clients
+        // The same without the allocator setting, at full scale: measured, not asserted (see docs/reliability.md).
+        const plain = FULL ? yield* flood(clients, process.env) : undefined
+        const runs = plain === undefined ? 1 : 2
+        row.connections = runs * (clients + 1)
+        row.bytes = runs * clients * FRAME
+        row.faults = runs * clients
         row.notes.push(
           `server RSS ${mib(run.baseline)} -> peak ${mib(run.peak)} (budget ${BUDGET / MiB} MiB; ${
             mib(run.after)
           } after the flood)`,
-          `${cut} of ${clients} cut with MemoryBudgetExceeded, flood ${(run.floodMs / 1000).toFixed(1)} s`,
-          `with glibc's default mmap threshold: RSS ${mib(plain.baseline)} -> peak ${mib(plain.peak)}, ${
-            endedEarly(plain.output, "MemoryBudgetExceeded")
-          } cut`
+          `${cut} of ${clients} cut with MemoryBudgetExceeded, flood ${(run.floodMs / 1000).toFixed(1)} s`
         )
+        if (plain !== undefined) {
+          row.notes.push(
+            `with glibc's default mmap threshold: RSS ${mib(plain.baseline)} -> peak ${mib(plain.peak)}, ${
+              endedEarly(plain.output, "MemoryBudgetExceeded")
+            } cut`
+          )
+          assert.strictEqual(plain.exit.code, 0, plain.output)
+        }
         assert.isBelow(run.peak - run.baseline, BUDGET, "RSS under budget + baseline")
         // More than the budget was sent: some were cut (the survivors' lines may lie partly in kernel buffers).
         assert.isAtLeast(cut, 1)
         assert.isAtMost(cut, clients)
         assert.include(run.output, "memoryBudget: 256.0 MiB")
-        assert.strictEqual(plain.exit.code, 0, plain.output)
         yield* guard.check
       })
     },
@@ -120,8 +125,8 @@ describe("hardening: the byte servers", () => {
   it.live(
     "write timeout: clients that send lines and never read the echo are cut with WriteTimeout (counted), RSS stays low, and the server still serves",
     (ctx) => {
-      const row = track(ctx, "200 non-reading clients vs --write-timeout 2s")
-      const clients = FULL ? 200 : 60
+      const row = track(ctx, `${FULL ? 200 : 30} non-reading clients vs --write-timeout 2s`)
+      const clients = FULL ? 200 : 30
       return Effect.gen(function*() {
         const guard = yield* noUnhandledErrors
         const server = yield* serveCli([
