@@ -581,11 +581,14 @@ const flood = async (target: Target, job: JobOf<"flood">, errors: Errors) => {
   }, 10)
   let stalled = 0
   const t0 = now()
+  // A server that gives up on the connection fails the job, whenever it does.
+  let failed: Error | undefined
+  socket.on("error", (e) => (failed ??= e))
   try {
     // Not reading: the replies pile up in the kernel, then wherever the server keeps them.
     socket.pause()
     const deadline = t0 + job.durationMs
-    while (now() < deadline) {
+    while (now() < deadline && failed === undefined) {
       const batch: Array<Buffer> = []
       for (let i = 0; i < 64; i++) {
         batch.push(wire.request(replies.sent))
@@ -604,6 +607,7 @@ const flood = async (target: Target, job: JobOf<"flood">, errors: Errors) => {
       }
     }
     peak = Math.max(peak, readMemory(target.pid).rss)
+    if (failed !== undefined) throw new Error(`${failed.message} while flooding, after ${replies.sent} requests`)
     const sent = replies.sent
     // Now read every reply: all of them, in order.
     await withTimeout(
