@@ -64,7 +64,7 @@ const tempDir = Effect.acquireRelease(
 describe("Exec server over loopback", () => {
   it.live("runs allowed commands; a non-zero exit is a result, a refusal a typed error", () =>
     Effect.gen(function*() {
-      const address = yield* serve({ allow: ["echo", "sh"] })
+      const address = yield* serve({ allow: ["echo", "sh"], allowUnsafe: ["sh"] })
       const client = yield* Exec.client(address)
       const ok = yield* client.run(["echo", "hello"])
       assert.strictEqual(text(ok.stdout), "hello\n")
@@ -91,7 +91,7 @@ describe("Exec server over loopback", () => {
 
   it.live("a timed-out command is killed with everything it started before the answer arrives", () =>
     Effect.gen(function*() {
-      const address = yield* serve({ allow: ["sh"], timeout: "300 millis", killGrace: "200 millis" })
+      const address = yield* serve({ allow: ["sh"], allowUnsafe: ["sh"], timeout: "300 millis", killGrace: "200 millis" })
       const client = yield* Exec.client(address)
       const result = yield* client.request({ argv: ["sh", "-c", "echo $$; sleep 30 & echo $!; sleep 30"] })
       assert.strictEqual(result.header.error?._tag, "Timeout")
@@ -119,7 +119,7 @@ describe("Exec server over loopback", () => {
 
   it.live("requests pipelined in one write are answered in order, then the half-closed connection ends", () =>
     Effect.gen(function*() {
-      const address = yield* serve({ allow: ["echo", "sh"], concurrency: 4 })
+      const address = yield* serve({ allow: ["echo", "sh"], allowUnsafe: ["sh"], concurrency: 4 })
       const socket = yield* Socket.connect(address)
       // The first command is the slowest: out-of-order answers would put it last.
       const wire = Buffer.concat([
@@ -239,7 +239,7 @@ describe("Exec server over loopback", () => {
   it.live("serves 20 concurrent clients; the concurrency limit is shared by all connections", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const address = yield* serve({ allow: ["echo", "sh"], concurrency: 2 })
+      const address = yield* serve({ allow: ["echo", "sh"], allowUnsafe: ["sh"], concurrency: 2 })
       const outputs = yield* Effect.all(
         Array.from({ length: 20 }, (_, i) =>
           Effect.scoped(Effect.flatMap(Exec.client(address), (c) => c.run(["echo", `client ${i}`])))),
@@ -262,7 +262,7 @@ describe("Exec server over loopback", () => {
       const dir = yield* tempDir
       const marker = NodePath.join(dir, "started")
       const serverScope = yield* Scope.make()
-      const context = yield* Layer.buildWithScope(Exec.layerTest({ allow: ["sh"] }), serverScope)
+      const context = yield* Layer.buildWithScope(Exec.layerTest({ allow: ["sh"], allowUnsafe: ["sh"] }), serverScope)
       const server = Context.get(context, Exec.Exec)
       const client = yield* Exec.client(server.address)
       const running = yield* Effect.forkChild(
@@ -289,7 +289,7 @@ describe("Exec server over loopback", () => {
   it.live("a client that gives up mid-command makes the server kill the command", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir
-      const address = yield* serve({ allow: ["sh"], timeout: "30 seconds", killGrace: "300 millis" })
+      const address = yield* serve({ allow: ["sh"], allowUnsafe: ["sh"], timeout: "30 seconds", killGrace: "300 millis" })
       const script = "sleep 30 & echo $$ $! > \"$0\"; wait"
 
       // An interrupted call resets the connection.
@@ -320,7 +320,7 @@ describe("Exec server over loopback", () => {
 
   it.live("idleTimeout closes a silent connection but never a running command's", () =>
     Effect.gen(function*() {
-      const address = yield* serve({ allow: ["sh"], idleTimeout: "200 millis" })
+      const address = yield* serve({ allow: ["sh"], allowUnsafe: ["sh"], idleTimeout: "200 millis" })
       const client = yield* Exec.client(address)
       const result = yield* client.run(["sh", "-c", "sleep 0.4; echo slow"])
       assert.strictEqual(text(result.stdout), "slow\n")

@@ -43,7 +43,7 @@ describe("Exec policy", () => {
 
   it.effect("names resolve once to absolute executables", () =>
     Effect.gen(function*() {
-      const policy = yield* Exec.makePolicy({ allow: ["sh", "echo"] })
+      const policy = yield* Exec.makePolicy({ allow: ["sh", "echo"], allowUnsafe: ["sh"] })
       for (const file of policy.commands.values()) assert.isTrue(NodePath.isAbsolute(file), file)
       assert.deepStrictEqual([...policy.commands.keys()], ["sh", "echo"])
     }))
@@ -150,10 +150,10 @@ describe("Exec allowlist", () => {
   it.live("the child sees only the configured environment and working directory", () =>
     Effect.gen(function*() {
       process.env.EXEC_TEST_SECRET = "leak"
-      const minimal = yield* runnerFor({ allow: ["env"] })
+      const minimal = yield* runnerFor({ allow: ["env"], allowUnsafe: ["env"] })
       const names = text((yield* minimal.run({ argv: ["env"] })).stdout).trim().split("\n").map((l) => l.split("=")[0])
       assert.deepStrictEqual(names.sort(), ["LANG", "PATH"])
-      const custom = yield* runnerFor({ allow: ["env", "pwd"], env: { ONLY: "this" }, cwd: tmpdir() })
+      const custom = yield* runnerFor({ allow: ["env", "pwd"], allowUnsafe: ["env"], env: { ONLY: "this" }, cwd: tmpdir() })
       assert.strictEqual(text((yield* custom.run({ argv: ["env"] })).stdout), "ONLY=this\n")
       assert.strictEqual(text((yield* custom.run({ argv: ["pwd"] })).stdout), realpathSync(tmpdir()) + "\n")
       delete process.env.EXEC_TEST_SECRET
@@ -178,7 +178,7 @@ describe("Exec tokens", () => {
 describe("Exec process results", () => {
   it.live("reports exit codes and signals, and keeps stderr apart from stdout", () =>
     Effect.gen(function*() {
-      const runner = yield* runnerFor({ allow: ["sh"] })
+      const runner = yield* runnerFor({ allow: ["sh"], allowUnsafe: ["sh"] })
       const exited = yield* runner.run({ argv: ["sh", "-c", "printf out; printf err >&2; printf more; exit 3"] })
       assert.strictEqual(exited.header.exitCode, 3)
       assert.strictEqual(exited.header.signal, null)
@@ -203,7 +203,7 @@ describe("Exec process results", () => {
 
   it.live("timeout kills the whole process group and returns the output so far", () =>
     Effect.gen(function*() {
-      const runner = yield* runnerFor({ allow: ["sh"], timeout: "300 millis" })
+      const runner = yield* runnerFor({ allow: ["sh"], allowUnsafe: ["sh"], timeout: "300 millis" })
       const result = yield* runner.run({ argv: ["sh", "-c", "echo $$; sleep 30 & echo $!; sleep 30"] })
       assert.strictEqual(result.header.error?._tag, "Timeout")
       assert.include(result.header.error!.message, "300ms")
@@ -216,7 +216,7 @@ describe("Exec process results", () => {
 
   it.live("processes a finished command left behind are killed with it", () =>
     Effect.gen(function*() {
-      const runner = yield* runnerFor({ allow: ["sh"] })
+      const runner = yield* runnerFor({ allow: ["sh"], allowUnsafe: ["sh"] })
       const result = yield* runner.run({ argv: ["sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $$ $!"] })
       assert.strictEqual(result.header.exitCode, 0)
       assert.strictEqual(result.header.error, undefined)
@@ -227,7 +227,7 @@ describe("Exec process results", () => {
 
   it.live("a process that escaped the group and holds the pipes cannot stall the answer", () =>
     Effect.gen(function*() {
-      const runner = yield* runnerFor({ allow: ["sh"], timeout: "200 millis", killGrace: "200 millis" })
+      const runner = yield* runnerFor({ allow: ["sh"], allowUnsafe: ["sh"], timeout: "200 millis", killGrace: "200 millis" })
       const started = Date.now()
       // setsid puts sleep in a new session, out of reach of group signals, still holding stdout.
       const result = yield* runner.run({ argv: ["sh", "-c", "setsid sleep 5 & echo $!; wait"] })
@@ -240,7 +240,7 @@ describe("Exec process results", () => {
 
   it.live("a group that ignores SIGTERM gets SIGKILL after the grace period", () =>
     Effect.gen(function*() {
-      const runner = yield* runnerFor({ allow: ["sh"], timeout: "200 millis", killGrace: "200 millis" })
+      const runner = yield* runnerFor({ allow: ["sh"], allowUnsafe: ["sh"], timeout: "200 millis", killGrace: "200 millis" })
       const started = Date.now()
       const result = yield* runner.run({ argv: ["sh", "-c", "trap '' TERM; echo $$; sleep 30 & sleep 30"] })
       const elapsed = Date.now() - started
@@ -253,7 +253,7 @@ describe("Exec process results", () => {
 
   it.live("output over maxOutput is cut to exactly maxOutput bytes and the producer is killed", () =>
     Effect.gen(function*() {
-      const runner = yield* runnerFor({ allow: ["yes", "sh"], maxOutput: 100_000, timeout: "5 seconds" })
+      const runner = yield* runnerFor({ allow: ["yes", "sh"], allowUnsafe: ["sh"], maxOutput: 100_000, timeout: "5 seconds" })
       const result = yield* runner.run({ argv: ["yes"] })
       assert.isTrue(result.header.truncated)
       assert.strictEqual(result.stdout.byteLength, 100_000)
@@ -308,7 +308,7 @@ describe("Exec concurrency and interruption", () => {
   it.live("never runs more than `concurrency` commands at once", () =>
     Effect.gen(function*() {
       const dir = mkdtempSync(NodePath.join(tmpdir(), "exec-test-"))
-      const runner = yield* runnerFor({ allow: ["sh"], concurrency: 2, timeout: "10 seconds" })
+      const runner = yield* runnerFor({ allow: ["sh"], allowUnsafe: ["sh"], concurrency: 2, timeout: "10 seconds" })
       // Each run registers itself, counts the registered runs, holds its slot, then leaves.
       const probe = "touch \"$0/$$\"; ls \"$0\" | wc -l; sleep 0.25; rm \"$0/$$\""
       const results = yield* Effect.all(
@@ -340,7 +340,7 @@ describe("Exec concurrency and interruption", () => {
     Effect.gen(function*() {
       const dir = mkdtempSync(NodePath.join(tmpdir(), "exec-test-"))
       const pidFile = NodePath.join(dir, "pid")
-      const runner = yield* runnerFor({ allow: ["sh"], timeout: "30 seconds", killGrace: "500 millis" })
+      const runner = yield* runnerFor({ allow: ["sh"], allowUnsafe: ["sh"], timeout: "30 seconds", killGrace: "500 millis" })
       const fiber = yield* Effect.forkChild(
         runner.run({ argv: ["sh", "-c", "sleep 30 & echo $$ $! > \"$0\"; sleep 30", pidFile] })
       )
@@ -355,7 +355,7 @@ describe("Exec concurrency and interruption", () => {
       assert.isTrue(yield* waitGone(-pgid!), "the process group survived the interruption")
       assert.isFalse(isAlive(background!))
       // The slot was given back.
-      const after = yield* runnerFor({ allow: ["sh"], concurrency: 1 })
+      const after = yield* runnerFor({ allow: ["sh"], allowUnsafe: ["sh"], concurrency: 1 })
       assert.strictEqual((yield* after.run({ argv: ["sh", "-c", "exit 0"] })).header.exitCode, 0)
     }))
 
@@ -481,7 +481,7 @@ describe("Exec wire codecs", () => {
 
   it.live("a response of MiBs is copied once: into one buffer by the runner, and once more only across reads", () =>
     Effect.gen(function*() {
-      const runner = yield* runnerFor({ allow: ["sh"] })
+      const runner = yield* runnerFor({ allow: ["sh"], allowUnsafe: ["sh"] })
       const result = yield* runner.run({ argv: ["sh", "-c", "head -c 3000000 /dev/zero; echo err >&2"] })
       assert.strictEqual(result.stdout.byteLength, 3_000_000)
       assert.strictEqual(text(result.stderr), "err\n")

@@ -184,7 +184,7 @@ describe.concurrent("effect-wire connect", () => {
 
 describe.concurrent("effect-wire exec", () => {
   const execServer = (options: Partial<Exec.ServerOptions> = {}) =>
-    Exec.make({ address: LOOPBACK, allow: ["sh"], timeout: "5 seconds", ...options })
+    Exec.make({ address: LOOPBACK, allow: ["sh"], allowUnsafe: ["sh"], timeout: "5 seconds", ...options })
 
   it.live("copies the command's stdout and stderr apart and exits with its code", () =>
     Effect.gen(function*() {

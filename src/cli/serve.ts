@@ -311,7 +311,18 @@ const execOptions = {
     Flag.withMetavar("CMD,CMD"),
     Flag.withDescription(
       "The commands clients may run, comma-separated: names (looked up in PATH) or absolute paths; " +
-        "serve exec does not start without it."
+        "serve exec does not start without it. WARNING: a command that runs other programs or reads files " +
+        "from its arguments allows everything (sh, env, xargs, find -exec, awk, sed's e, tar " +
+        "--checkpoint-action, sort --compress-program, date -f, git -c, ssh -o, rsync -e, zip -TT, vim, less, " +
+        "man, interpreters, ...); such known escape hatches are refused unless --allow-unsafe names them."
+    ),
+    Flag.optional
+  ),
+  allowUnsafe: Flag.String("allow-unsafe").pipe(
+    Flag.withMetavar("CMD,CMD"),
+    Flag.withDescription(
+      "Entries of --allow that are known escape hatches (a shell, env, sed, tar, ...) to allow anyway: every " +
+        "client that may run one may run anything."
     ),
     Flag.optional
   ),
@@ -402,6 +413,9 @@ const serveExec = (options: ExecOptions) =>
     const server = yield* Exec.make({
       address,
       allow,
+      allowUnsafe: Option.getOrElse(options.allowUnsafe, () => "").split(",").map((s) => s.trim()).filter((s) =>
+        s !== ""
+      ),
       token,
       timeout: options.timeout,
       maxOutput: options.maxOutput,

@@ -14,7 +14,7 @@ import * as Result from "effect/Result"
 import { constants as bufferConstants } from "node:buffer"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { lookup as dnsLookup } from "node:dns/promises"
-import { accessSync, constants as fsConstants, statSync } from "node:fs"
+import { accessSync, constants as fsConstants, realpathSync, statSync } from "node:fs"
 import { isIP } from "node:net"
 import * as NodePath from "node:path"
 import * as Address from "../Address.js"
@@ -141,7 +141,84 @@ export class InsecureBind extends Data.TaggedError("InsecureBind")<{
  * @since 0.1.0
  * @category models
  */
-export type ExecConfigError = MissingAllowlist | CommandNotFound | InvalidExecOptions | UnsupportedPlatform
+export type ExecConfigError =
+  | MissingAllowlist
+  | CommandNotFound
+  | InvalidExecOptions
+  | UnsupportedPlatform
+  | UnsafeCommand
+
+/**
+ * An allowed command is a known escape hatch: given the right arguments it
+ * runs any program or prints any file the server can read (`sed -n '1e id'`,
+ * `tar --checkpoint-action=exec=…`, `date -f /etc/shadow`, a shell, an
+ * interpreter…), so allowing it allows everything. Refused at start unless
+ * `allowUnsafe` (`--allow-unsafe`) names it too.
+ *
+ * ```ts
+ * Exec.makePolicy({ allow: ["sed"] })                          // fails with UnsafeCommand
+ * Exec.makePolicy({ allow: ["sed"], allowUnsafe: ["sed"] })    // every client may run anything
+ * ```
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class UnsafeCommand extends Data.TaggedError("UnsafeCommand")<{
+  readonly command: string
+  /** How it runs other programs or reads files. */
+  readonly how: string
+}> {
+  override get message(): string {
+    return `allowed command ${JSON.stringify(this.command)} ${this.how}, so allowing it allows everything: ` +
+      `remove it from --allow, or, if every client may run anything, add --allow-unsafe ${this.command}`
+  }
+}
+
+const RUNS = "can run any program from its arguments"
+/** Known escape hatches, by command name: how each escapes. */
+const ESCAPE_HATCHES: ReadonlyMap<string, string> = new Map([
+  ...["sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "busybox"].map((c) => [c, "is a shell"] as const),
+  ["env", `${RUNS} (env CMD)`],
+  ["xargs", `${RUNS} (xargs CMD)`],
+  ["find", `${RUNS} (find -exec)`],
+  ...["awk", "gawk", "mawk", "nawk"].map((c) => [c, `${RUNS} (awk's system())`] as const),
+  ["sed", `${RUNS} (sed's e command: sed -n '1e id')`],
+  ["tar", `${RUNS} (tar --checkpoint-action=exec=…, --to-command, -I)`],
+  ["sort", `${RUNS} (sort --compress-program=…)`],
+  ["date", "prints any file it can read (date -f /etc/shadow)"],
+  ["git", `${RUNS} (git -c core.sshCommand=…, -c core.pager=…, aliases)`],
+  ...["ssh", "scp", "sftp"].map((c) => [c, `${RUNS} (ssh -o ProxyCommand=…)`] as const),
+  ["rsync", `${RUNS} (rsync -e …)`],
+  ["zip", `${RUNS} (zip -TT …)`],
+  ...["vi", "vim", "nvim", "view", "ex", "ed", "emacs", "nano", "less", "more", "most", "man", "pager"].map((c) =>
+    [c, `${RUNS} (a shell escape such as :!cmd, !cmd, or a pager's)`] as const
+  ),
+  ...[
+    "nice", "nohup", "timeout", "watch", "stdbuf", "setsid", "flock", "chroot", "nsenter", "unshare", "ionice",
+    "taskset", "chrt", "time", "strace", "ltrace", "gdb", "sudo", "su", "doas", "runuser", "pkexec", "script",
+    "expect", "make", "socat", "nc", "ncat", "netcat", "tmux", "screen", "systemd-run", "at", "crontab", "docker",
+    "podman", "kubectl", "dd"
+  ].map((c) => [c, c === "dd" ? "reads and writes any file it can (dd if=… of=…)" : RUNS] as const)
+])
+const INTERPRETER = /^(python|python[0-9.]+|perl|perl[0-9.]+|ruby|ruby[0-9.]+|node|nodejs|deno|bun|php|php[0-9.]+|lua|lua[0-9.]+|luajit|tclsh|wish|Rscript|R|java|jshell|osascript|pwsh|guile|racket|ocaml|ghci|irb|scala|groovy)$/
+
+/** How an allowed command escapes, if it is a known escape hatch (by its name and by the file it resolved to). */
+const escapeHatch = (entry: string, file: string): string | undefined => {
+  for (const name of new Set([NodePath.basename(entry), NodePath.basename(file), NodePath.basename(realpathOr(file))])) {
+    const how = ESCAPE_HATCHES.get(name)
+    if (how !== undefined) return how
+    if (INTERPRETER.test(name)) return `is an interpreter: ${RUNS}`
+  }
+  return undefined
+}
+
+const realpathOr = (file: string): string => {
+  try {
+    return realpathSync(file)
+  } catch {
+    return file
+  }
+}
 
 // ---------------------------------------------------------------------------
 // Policy
@@ -162,6 +239,11 @@ export type ExecConfigError = MissingAllowlist | CommandNotFound | InvalidExecOp
  * - `maxRequestBytes` (64 KiB): the longest request frame.
  * - `env`: the child's whole environment (default: `PATH` and `LANG` only).
  * - `cwd`: the child's working directory (default: the server's).
+ * - `allowUnsafe`: entries of `allow` that are known escape hatches (shells,
+ *   interpreters, `env`, `xargs`, `find`, `awk`, `sed`, `tar`, `sort`,
+ *   `date`, `git`, `ssh`, `rsync`, `zip`, editors and pagers, …: see
+ *   docs/exec-protocol.md) and are allowed anyway. Without it such an entry
+ *   fails with {@link UnsafeCommand}: allowing one allows everything.
  *
  * Counts and sizes are positive integers and durations are above 0 and
  * finite: 0 is refused, never read as "no limit". These options often come
@@ -186,6 +268,7 @@ export interface ExecOptions {
   readonly maxRequestBytes?: number | undefined
   readonly env?: Readonly<Record<string, string>> | undefined
   readonly cwd?: string | undefined
+  readonly allowUnsafe?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -377,6 +460,10 @@ export const makePolicy = (options: ExecOptions): Effect.Effect<ExecPolicy, Exec
           : resolveExecutable(entry, searched)
       )
       if (file === undefined) return yield* new CommandNotFound({ command: entry, searched })
+      const how = yield* Effect.sync(() => escapeHatch(entry, file))
+      if (how !== undefined && !(options.allowUnsafe ?? []).includes(entry)) {
+        return yield* new UnsafeCommand({ command: entry, how })
+      }
       commands.set(entry, file)
     }
 

@@ -44,7 +44,7 @@ describe("exec security", () => {
         const printArgs = script(dir, "printargs", `for a; do printf "%s" "$a"; printf "\\000"; done`)
         process.env.EW_RELIABILITY_SECRET = "do-not-leak-1234"
         yield* Effect.addFinalizer(() => Effect.sync(() => delete process.env.EW_RELIABILITY_SECRET))
-        const server = yield* Exec.make({ address: loopback, allow: [printArgs, "env"], cwd: dir })
+        const server = yield* Exec.make({ address: loopback, allow: [printArgs, "env"], allowUnsafe: ["env"], cwd: dir })
         const client = yield* Exec.client(server.address)
         const hostile = [
           ";", `; touch ${canary}`, "| touch CANARY", `&& touch ${canary}`, `$(touch ${canary})`, "`touch CANARY`",

@@ -6,8 +6,10 @@
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
+import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
 import * as Address from "../../src/Address.js"
 import * as Exec from "../../src/servers/Exec.js"
@@ -23,6 +25,7 @@ import {
   printSummary,
   FULL,
   rss,
+  runCli,
   serveCli,
   track
 } from "./harness.js"
@@ -187,6 +190,39 @@ describe("exec hardening (issue 18)", () => {
         assert.isAtLeast(withToken, 16, "after the token, the usual read-ahead")
         assert.deepStrictEqual(results.map((r) => r.header.error?._tag), ["Unauthorized"])
         yield* guard.check
+      }).pipe(Effect.scoped)
+    },
+    60_000
+  )
+
+  it.live(
+    "finding 9: known escape hatches (sed, tar, sort, date, env, a shell, an interpreter, …) are refused at start unless --allow-unsafe names them, in one line; serve exec --help warns at --allow",
+    (ctx) => {
+      const row = track(ctx, "hardening: escape hatches refused")
+      return Effect.gen(function*() {
+        const hatches = ["sed", "tar", "sort", "date", "env", "xargs", "find", "awk", "sh", "git", "python3", "perl"]
+          .filter((name) => Result.isSuccess(Result.try(() => ChildProcess.execFileSync("which", [name]))))
+        const refused: Array<string> = []
+        for (const name of hatches) {
+          const e = yield* Effect.flip(Exec.makePolicy({ allow: ["echo", name] }))
+          assert.strictEqual(e._tag, "UnsafeCommand", name)
+          refused.push(name)
+          yield* Exec.makePolicy({ allow: ["echo", name], allowUnsafe: [name] })
+        }
+        // An absolute path or a symlink to one is the same program.
+        const sed = (yield* Exec.makePolicy({ allow: ["sed"], allowUnsafe: ["sed"] })).commands.get("sed")!
+        assert.strictEqual((yield* Effect.flip(Exec.makePolicy({ allow: [sed] })))._tag, "UnsafeCommand")
+        // The CLI: one line, exit 1; --allow-unsafe lets it start.
+        const cli = yield* runCli(["serve", "exec", "--port", "0", "--allow", "echo,sed"])
+        assert.strictEqual(cli.code, 1)
+        assert.match(cli.output, /^error: allowed command "sed" can run any program from its arguments \(sed's e command: sed -n '1e id'\)[^\n]*--allow-unsafe sed\n$/)
+        const started = yield* serveCli(["exec", "--port", "0", "--allow", "echo,sed", "--allow-unsafe", "sed"])
+        const client = yield* Exec.client(started.address)
+        assert.strictEqual(text((yield* client.run(["sed", "-n", "1e echo escaped", "/dev/null"])).stdout), "")
+        const help = yield* runCli(["serve", "exec", "--help"])
+        assert.include(help.output.replace(/\s+/g, " "), "WARNING: a command that runs other programs")
+        row.faults = refused.length + 1
+        row.notes.push(`refused at start: ${refused.join(", ")}; the CLI's line: ${cli.output.trim().slice(0, 90)}…`)
       }).pipe(Effect.scoped)
     },
     60_000
