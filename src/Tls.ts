@@ -276,17 +276,35 @@ export const serverCredentials = (material: ServerMaterial): Effect.Effect<Serve
  * @category models
  */
 export type StartTlsOptions =
-  | ({ readonly role: "client" } & ClientOptions)
-  | ({ readonly role: "server" } & ServerOptions)
+  | ({ readonly role: "client" } & ClientOptions & StartTlsPending)
+  | ({ readonly role: "server" } & ServerOptions & StartTlsPending)
+
+/**
+ * What {@link startTls} takes on either side besides the TLS options.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface StartTlsPending {
+  /**
+   * Bytes you already pulled from `reads` past the command that started the
+   * upgrade (a client that sends its ClientHello right after `STARTTLS`
+   * without waiting for an answer): handed to TLS before anything else.
+   */
+  readonly pending?: Uint8Array | undefined
+}
 
 /**
  * Upgrade an established plaintext connection (from `Socket.connect` or
  * `Socket.listen`) to TLS in place (STARTTLS): once it succeeds the same
  * `socket` reads and writes through TLS, and {@link info} describes it. Call
  * it when both sides agreed to upgrade and nobody is pulling `reads`; bytes
- * already read but not pulled (the peer's ClientHello, sent right after its
- * `STARTTLS` line) are handed to TLS, never lost. A socket that is not a
- * node:net socket is a defect.
+ * that arrived but were not pulled yet (the peer's ClientHello) are handed
+ * to TLS, never lost, and so are bytes you pulled past the command, given as
+ * `pending`. It fails like a TLS `connect` (a `Tls.HandshakeError`, or the
+ * connection closing), and the connection is then destroyed. A socket that
+ * is not a node:net socket (a `MemorySocket`) is a defect; client
+ * certificates on the server side are not supported yet (a defect).
  *
  * ```ts
  * yield* socket.write(encoder.encode("OK starting TLS\r\n"))

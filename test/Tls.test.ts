@@ -10,6 +10,7 @@ import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -618,5 +619,99 @@ describe("Tls: certificate reload", () => {
     Effect.gen(function*() {
       const error = yield* failureOf(Tls.serverCredentials({ identity: { cert: "not a certificate", key: Redacted.make(c.server.key) } }))
       assert.strictEqual(error._tag, "InvalidCredentials")
+    }))
+})
+
+describe("Tls.startTls (STARTTLS)", () => {
+  /** Pull `reads` until a whole line came: the line, and the bytes after it. */
+  const readLine = (socket: Socket.Socket) =>
+    Effect.gen(function*() {
+      let got = Buffer.alloc(0)
+      for (let i = 0; i < 1000; i++) {
+        const end = got.indexOf("\r\n")
+        if (end >= 0) return { line: got.subarray(0, end).toString(), rest: got.subarray(end + 2) }
+        const next = yield* Stream.runHead(socket.reads)
+        if (Option.isNone(next)) break
+        got = Buffer.concat([got, next.value])
+      }
+      return yield* Effect.die(new Error(`no line in ${JSON.stringify(got.toString())}`))
+    })
+
+  /** A line server: STARTTLS → "OK" (unless `quiet`), upgrade, then echo. */
+  const lineServer = (quiet: boolean) =>
+    Server.make({
+      address: loopback,
+      handler: (socket) =>
+        Effect.gen(function*() {
+          const { line, rest } = yield* readLine(socket)
+          if (line !== "STARTTLS") return yield* socket.write(text("ERR\r\n"))
+          if (!quiet) yield* socket.write(text("OK\r\n"))
+          yield* Tls.startTls(socket, { role: "server", ...serverIdentity, pending: rest })
+          yield* socket.write(text(`secure ${Option.getOrThrow(Tls.info(socket)).protocol}:`))
+          yield* Stream.run(socket.reads, socket.writes)
+        })
+    })
+
+  it.live("both sides of our own sockets: STARTTLS, OK, then encrypted", () =>
+    Effect.gen(function*() {
+      const server = yield* lineServer(false)
+      const socket = yield* Socket.connect(server.address)
+      assert.isTrue(Option.isNone(Tls.info(socket)))
+      yield* socket.write(text("STARTTLS\r\n"))
+      assert.strictEqual((yield* readLine(socket)).line, "OK")
+      yield* Tls.startTls(socket, { role: "client", ...trusting })
+      const info = Option.getOrThrow(Tls.info(socket))
+      assert.strictEqual(Option.getOrThrow(info.peerCertificate).subject, "CN=localhost")
+      yield* socket.write(text("over tls"))
+      yield* socket.end
+      assert.strictEqual((yield* readAll(socket)).toString(), "secure TLSv1.3:over tls")
+    }))
+
+  it.live("a client that sends its ClientHello right after STARTTLS: no byte of it is lost", () =>
+    Effect.gen(function*() {
+      const server = yield* lineServer(true)
+      const { port } = server.address as Address.TcpAddress
+      // node:tls over a plaintext socket: the command and the ClientHello leave back to back.
+      const reply = yield* Effect.callback<string>((resume) => {
+        const raw = Net.connect({ host: "127.0.0.1", port }, () => {
+          raw.write("STARTTLS\r\n")
+          const tls = NodeTls.connect({ socket: raw, servername: "localhost", ca: c.ca }, () => tls.end("pipelined"))
+          let data = ""
+          tls.on("data", (d) => void (data += d.toString()))
+          tls.on("error", (e) => resume(Effect.die(e)))
+          tls.on("close", () => resume(Effect.succeed(data)))
+        })
+      })
+      assert.strictEqual(reply, "secure TLSv1.3:pipelined")
+    }))
+
+  it.live("a failed upgrade is a typed error, and the upgraded side's handshake errors are the same as connect's", () =>
+    Effect.gen(function*() {
+      const server = yield* Server.make({
+        address: loopback,
+        handler: (socket) =>
+          Effect.flatMap(readLine(socket), ({ rest }) =>
+            Tls.startTls(socket, { role: "server", identity: identity(c.expired), pending: rest }))
+      })
+      const socket = yield* Socket.connect(server.address)
+      yield* socket.write(text("STARTTLS\r\n"))
+      const error = yield* failureOf(Tls.startTls(socket, { role: "client", ...trusting }))
+      assert.strictEqual(error._tag, "CertificateExpired")
+    }))
+
+  it.live("misuse is a defect: a socket being read, or one that already speaks TLS", () =>
+    Effect.gen(function*() {
+      const listener = yield* Socket.listen(loopback, { tls: serverIdentity })
+      yield* serve(listener, (socket) => Stream.run(socket.reads, socket.writes))
+      const secure = yield* Socket.connect(listener.address, { tls: trusting })
+      const exit = yield* Effect.exit(Tls.startTls(secure, { role: "client", ...trusting }))
+      assert.include(String(Exit.isFailure(exit) ? Cause.squash(exit.cause) : ""), "Tls.startTls: socket already speaks TLS")
+      const plain = yield* Socket.listen(loopback)
+      const socket = yield* Socket.connect(plain.address)
+      const reading = yield* Effect.forkChild(Stream.runDrain(socket.reads))
+      yield* Effect.yieldNow
+      const busy = yield* Effect.exit(Tls.startTls(socket, { role: "client", ...trusting }))
+      assert.include(String(Exit.isFailure(busy) ? Cause.squash(busy.cause) : ""), "is being read")
+      yield* Fiber.interrupt(reading)
     }))
 })

@@ -18,6 +18,7 @@ import * as Chat from "../examples/chat.js"
 import * as Echo from "../examples/echo.js"
 import * as Exec from "../examples/exec.js"
 import * as Question from "../examples/question.js"
+import * as StartTls from "../examples/starttls.js"
 import * as Sticky from "../examples/sticky-packets.js"
 import * as TypedProtocol from "../examples/typed-protocol.js"
 import * as UdpUpper from "../examples/udp-upper.js"
@@ -99,6 +100,11 @@ describe("examples", () => {
         "ping -> PING",
         "one datagram, one reply -> ONE DATAGRAM, ONE REPLY"
       ])
+    }))
+
+  it.live("starttls: the line protocol says OK, then the same socket continues over TLS", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* run(StartTls), ["server: OK", "server: NOW OVER TLSV1.3"])
     }))
 
   it.live("question: 1+5=? is answered 6", () =>

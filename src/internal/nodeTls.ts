@@ -278,6 +278,7 @@ const awaitHandshake = (
     const cleanup = () => {
       raw.off(event, onSecure)
       raw.off("close", onClosed)
+      raw.off("end", onClosed)
     }
     const onSecure = () => {
       cleanup()
@@ -292,6 +293,9 @@ const awaitHandshake = (
     }
     raw.once(event, onSecure)
     raw.once("close", onClosed)
+    // A peer that half-closes before the handshake ended will never finish it
+    // (a TLS socket over a half-open socket may never close by itself).
+    raw.once("end", onClosed)
     return Effect.sync(cleanup)
   })
   const bounded = timeoutMs === 0 ? wait : wait.pipe(
@@ -753,8 +757,14 @@ export const startTls = (
     }
     // Bytes read but not pulled (the peer's first TLS bytes) go back to the
     // plaintext socket, where TLS reads them first.
+    const pending = (options as Tls.StartTlsPending).pending
+    if (pending !== undefined && !(pending instanceof Uint8Array)) {
+      return Effect.die(Options.defect(where, "pending", "must be bytes (a Uint8Array)"))
+    }
+    const early: Array<Uint8Array> = pending === undefined || pending.length === 0 ? [] : [pending]
     const queued = socket.takeQueue()
+    if (queued !== undefined) early.push(...queued)
     socket.pauseReading()
-    if (queued !== undefined) socket.raw.unshift(queued.length === 1 ? queued[0]! : Buffer.concat(queued))
+    if (early.length > 0) socket.raw.unshift(Buffer.concat(early))
     return upgrade()
   })
