@@ -12,7 +12,7 @@
  * ```sh
  * effect-wire serve echo --port 0 --framing lines --max-frame 64KiB --frame-timeout 10s
  * effect-wire serve upper --unix "$XDG_RUNTIME_DIR/effect-wire/upper.sock" --unix-mode 660 --idle-timeout 30s
- * EXEC_TOKEN=s3cret effect-wire serve exec --allow date,uptime --token-env EXEC_TOKEN
+ * EXEC_TOKEN=s3cret effect-wire serve exec --allow uname,uptime --token-env EXEC_TOKEN
  * ```
  *
  * @since 0.1.0
@@ -396,7 +396,7 @@ const serveExec = (options: ExecOptions) =>
     const allow = Option.getOrElse(options.allow, () => "").split(",").map((s) => s.trim()).filter((s) => s !== "")
     if (allow.length === 0) {
       return yield* fail(
-        "serve exec runs only the commands you allow: add --allow with their names, e.g. --allow date,uptime"
+        "serve exec runs only the commands you allow: add --allow with their names, e.g. --allow uname,uptime"
       )
     }
     let token: Redacted.Redacted<string> | undefined = undefined
