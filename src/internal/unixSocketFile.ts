@@ -103,8 +103,10 @@ export const publishSocketFile = (
 ): { readonly inode: number } | { readonly error: NetError.ListenError } => {
   try {
     Fs.chmodSync(bind.path, mode)
+    // The inode is taken where nobody else can reach the file: the one to remove at the end.
+    const inode = Fs.lstatSync(bind.path).ino
     Fs.linkSync(bind.path, address.path)
-    return { inode: Fs.lstatSync(address.path).ino }
+    return { inode }
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST") {
       return {
@@ -237,10 +239,7 @@ export const listenError = (err: unknown, address: Address.UnixAddress): NetErro
   return NetError.fromSystemError(err, { phase: "listen", address, detail: typeof detail === "string" ? detail : undefined })
 }
 
-/** Whose Unix socket file a client trusts: see `Socket.ConnectOptions.unixOwner`. */
-export type UnixOwner = "any" | "self" | ReadonlyArray<number>
-
-/** Why a `unixOwner` option is unusable, or undefined. */
+/** Why a `unixOwner` option (see `Socket.ConnectOptions`) is unusable, or undefined. */
 export const unixOwnerReason = (value: unknown): string | undefined =>
   value === "any" || value === "self" ||
     (Array.isArray(value) && value.every((uid) => Number.isSafeInteger(uid) && uid >= 0))
