@@ -37,6 +37,7 @@ import * as Stream from "effect/Stream"
 import * as Address from "../Address.js"
 import type * as Framing from "../Framing.js"
 import { choiceOption, CliError, durationOption, isBrokenPipe, limitRule, positiveIntegerOption } from "./common.js"
+import { connectTls, connectTlsFlags } from "./tls.js"
 import { formatDuration } from "./units.js"
 
 /**
@@ -64,6 +65,7 @@ const DEFAULT_WINDOW = 64
 
 const options = {
   address: addressArg,
+  ...connectTlsFlags,
   udp: Flag.Boolean("udp").pipe(
     Flag.withDescription(
       "Speak UDP: each line of stdin is one datagram; each reply is printed on a line. Sending is paced by --window."
@@ -173,7 +175,8 @@ const streamSession = (loaded: Loaded, address: Address.Address, options: Connec
       : Framing.lengthPrefixed()
     // never: no timeout of ours, the system's own applies.
     const socket = yield* Socket.connect(address, {
-      timeout: Duration.isFinite(options.timeout) ? options.timeout : undefined
+      timeout: Duration.isFinite(options.timeout) ? options.timeout : undefined,
+      tls: yield* connectTls(options)
     })
     const toSocket = codec === undefined ? stdin : Framing.encode(stdinLines(loaded), codec)
     const fromSocket = codec === undefined ? socket.reads : oneFramePerLine(Framing.decode(socket.reads, codec))
@@ -269,6 +272,7 @@ const connect = (options: ConnectOptions) =>
     if (options.framing !== "raw") {
       return yield* new CliError({ message: "--udp sends one datagram per line already: drop --framing" })
     }
+    if (options.tls) return yield* new CliError({ message: "--udp cannot be combined with --tls: UDP has no TLS here" })
     return yield* datagramSession(loaded, address, options)
   }).pipe(
     Effect.scoped,

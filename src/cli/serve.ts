@@ -39,6 +39,7 @@ import {
   sizeOption,
   untilSignal
 } from "./common.js"
+import { serveTls, serveTlsFlags } from "./tls.js"
 import { formatDuration, formatSize } from "./units.js"
 
 const DEFAULT_HOST = "127.0.0.1"
@@ -127,6 +128,7 @@ const BUDGET_PER_FRAME = 32
 /** The options of the byte servers, echo and upper. */
 const byteOptions = {
   ...listenOptions,
+  ...serveTlsFlags,
   udp: Flag.Boolean("udp").pipe(Flag.withDescription("Also serve UDP on the same host and port."), Flag.withDefault(false)),
   framing: choiceOption("framing", ["raw", "length", "lines"] as const).pipe(
     Flag.withDescription("raw bytes, length-prefixed frames (4-byte big-endian), or lines (default raw)."),
@@ -263,6 +265,11 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       return yield* fail("--udp needs a host and port: it cannot be combined with --unix")
     }
     const { frameTimeout, framing, limits } = yield* framingOf(options)
+    // TLS certificates from files, reloaded on SIGHUP.
+    const { tls } = yield* serveTls(options)
+    if (tls !== undefined && options.udp) {
+      return yield* fail("--udp cannot be combined with --tls-cert: UDP would carry the same bytes unencrypted")
+    }
     const servers = kind === "echo"
       ? yield* Effect.promise(() => import("../servers/Echo.js"))
       : yield* Effect.promise(() => import("../servers/Upper.js"))
@@ -273,7 +280,8 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       ...serverOptions(options),
       writeTimeout: options.writeTimeout,
       memoryBudget: options.memoryBudget,
-      listen: { unixMode: Option.getOrUndefined(options.unixMode) }
+      listen: { unixMode: Option.getOrUndefined(options.unixMode) },
+      tls
     })
     yield* printListening("tcp", server.address)
     if (options.udp && server.address._tag === "TcpAddress") {

@@ -1,0 +1,121 @@
+/**
+ * The command line over TLS, run as the built artifact: `serve echo
+ * --tls-cert/--tls-key` (and client certificates), the reload on SIGHUP, and
+ * `connect --tls`, with certificates made at test time.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import * as Address from "../src/Address.js"
+import * as Echo from "../src/servers/Echo.js"
+import * as Socket from "../src/Socket.js"
+import * as Tls from "../src/Tls.js"
+import { certs } from "./helpers/certs.js"
+import { dist, runCli, type RunOptions, startCli } from "./helpers/cliBuild.js"
+import { tempDir } from "./helpers/sockets.js"
+
+const c = certs()
+const trusting: Tls.ClientOptions = { ca: c.ca, servername: "localhost" }
+
+const start = (args: ReadonlyArray<string>, options?: RunOptions) =>
+  Effect.acquireRelease(Effect.sync(() => startCli(dist, args, options)), (cli) => Effect.sync(() => cli.signal("SIGKILL")))
+
+const listening = (cli: ReturnType<typeof startCli>) =>
+  Effect.map(
+    Effect.promise(() => cli.waitFor(/^listening tcp /)),
+    (line) => Address.unsafeParse(line.replace(/^listening tcp /, ""))
+  )
+
+const subjectOf = (address: Address.Address) =>
+  Effect.scoped(Effect.map(
+    Socket.connect(address, { tls: trusting }),
+    (socket) => Option.getOrThrow(Option.getOrThrow(Tls.info(socket)).peerCertificate).subject
+  ))
+
+describe("effect-wire serve/connect with TLS", () => {
+  it.live("serve echo --tls-cert/--tls-key serves TLS, and SIGHUP reloads the certificate files", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const cert = Path.join(dir, "cert.pem")
+      const key = Path.join(dir, "key.pem")
+      Fs.copyFileSync(c.server.certFile, cert)
+      Fs.copyFileSync(c.server.keyFile, key)
+      const cli = yield* start(["serve", "echo", "--port", "0", "--tls-cert", cert, "--tls-key", key])
+      const address = yield* listening(cli)
+      const client = yield* Echo.client(address, { tls: trusting })
+      assert.strictEqual(Buffer.from(yield* client.request("over tls")).toString(), "over tls")
+      assert.strictEqual(yield* subjectOf(address), "CN=localhost")
+      // Renewed files, then SIGHUP.
+      Fs.copyFileSync(c.server2.certFile, cert)
+      Fs.copyFileSync(c.server2.keyFile, key)
+      cli.signal("SIGHUP")
+      yield* Effect.promise(() => cli.waitFor(/^tls: certificates reloaded from .* \(reload 1\)/, "stderr"))
+      assert.strictEqual(yield* subjectOf(address), "CN=api.example.test")
+      // The connection made before the reload still works.
+      assert.strictEqual(Buffer.from(yield* client.request("still")).toString(), "still")
+      // A broken key file: the old certificate stays.
+      Fs.writeFileSync(key, "not a key")
+      cli.signal("SIGHUP")
+      yield* Effect.promise(() => cli.waitFor(/^tls: certificates NOT reloaded, the old ones stay in use: /, "stderr"))
+      assert.strictEqual(yield* subjectOf(address), "CN=api.example.test")
+      cli.signal("SIGTERM")
+      const exit = yield* Effect.promise(() => cli.exit)
+      assert.strictEqual(exit.code, 0)
+      assert.notInclude(exit.stderr, "PRIVATE KEY")
+    }))
+
+  it.live("connect --tls talks to it; without the CA it fails with one line naming the problem", () =>
+    Effect.gen(function*() {
+      const cli = yield* start([
+        "serve", "upper", "--port", "0", "--tls-cert", c.server.certFile, "--tls-key", c.server.keyFile,
+        "--tls-ca", c.caFile, "--tls-client-cert", "required"
+      ])
+      const address = Address.format(yield* listening(cli))
+      const ok = yield* Effect.promise(() =>
+        runCli(dist, [
+          "connect", address, "--tls", "--tls-ca", c.caFile, "--tls-servername", "localhost",
+          "--tls-cert", c.client.certFile, "--tls-key", c.client.keyFile
+        ], { input: "hello\n" })
+      )
+      assert.strictEqual(ok.code, 0, ok.stderr)
+      assert.strictEqual(ok.stdout, "HELLO\n")
+      const untrusted = yield* Effect.promise(() => runCli(dist, ["connect", address, "--tls", "--tls-servername", "localhost"], { input: "x\n" }))
+      assert.strictEqual(untrusted.code, 1)
+      assert.match(untrusted.stderr, /^error: the certificate of 127\.0\.0\.1:\d+ \(CN=localhost\) is not trusted: add the CA that issued it to tls\.ca/)
+      const insecure = yield* Effect.promise(() =>
+        runCli(dist, ["connect", address, "--tls", "--tls-insecure", "--tls-cert", c.client.certFile, "--tls-key", c.client.keyFile], { input: "y\n" })
+      )
+      assert.strictEqual(insecure.stdout, "Y\n", insecure.stderr)
+      assert.match(insecure.stderr, /rejectUnauthorized is false/)
+    }))
+
+  it.live("TLS flags that do not go together are one error line", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, RegExp]> = [
+        [["serve", "echo", "--port", "0", "--tls-cert", c.server.certFile], /^error: --tls-cert needs --tls-key/],
+        [["serve", "echo", "--port", "0", "--tls-key", c.server.keyFile], /^error: --tls-key applies to TLS: add --tls-cert and --tls-key/],
+        [["serve", "echo", "--port", "0", "--tls-cert", c.server.certFile, "--tls-key", c.client.keyFile], /^error: --tls-cert\/--tls-key: unusable TLS credentials: .*key values mismatch/],
+        [["serve", "echo", "--port", "0", "--tls-cert", "/nonexistent.pem", "--tls-key", c.server.keyFile], /^error: --tls-cert \/nonexistent\.pem: cannot read it: /],
+        [["serve", "echo", "--port", "0", "--udp", "--tls-cert", c.server.certFile, "--tls-key", c.server.keyFile], /^error: --udp cannot be combined with --tls-cert/],
+        [["connect", "127.0.0.1:9", "--tls-ca", c.caFile], /^error: --tls-ca applies to TLS: add --tls/]
+      ]
+      for (const [args, pattern] of cases) {
+        const run = yield* Effect.promise(() => runCli(dist, args, { input: "" }))
+        assert.strictEqual(run.code, 1, `${args.join(" ")}: ${run.stderr}`)
+        assert.match(run.stderr, pattern)
+        assert.strictEqual(run.stderr.trim().split("\n").length, 1, run.stderr)
+      }
+    }))
+
+  it.live("the key never shows in an error", () =>
+    Effect.gen(function*() {
+      const run = yield* Effect.promise(() =>
+        runCli(dist, ["serve", "echo", "--port", "0", "--tls-cert", c.server.certFile, "--tls-key", c.client.keyFile], { input: "" })
+      )
+      assert.strictEqual(run.code, 1)
+      assert.notInclude(run.stderr, "PRIVATE KEY")
+      assert.notInclude(run.stderr, Fs.readFileSync(c.client.keyFile, "utf8").split("\n")[1]!)
+    }))
+})
