@@ -14,11 +14,14 @@ import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as Net from "node:net"
 import * as NodeTls from "node:tls"
 import * as Address from "../src/Address.js"
+import * as Framing from "../src/Framing.js"
+import * as Protocol from "../src/Protocol.js"
 import * as Server from "../src/Server.js"
 import * as Echo from "../src/servers/Echo.js"
 import * as Socket from "../src/Socket.js"
@@ -713,5 +716,53 @@ describe("Tls.startTls (STARTTLS)", () => {
       const busy = yield* Effect.exit(Tls.startTls(socket, { role: "client", ...trusting }))
       assert.include(String(Exit.isFailure(busy) ? Cause.squash(busy.cause) : ""), "is being read")
       yield* Fiber.interrupt(reading)
+    }))
+})
+
+describe("Tls: more peers and stages", () => {
+  it.live("Protocol.serve and Protocol.client over TLS (JSON in length-prefixed frames)", () =>
+    Effect.gen(function*() {
+      const Add = Schema.Struct({ a: Schema.Number, b: Schema.Number })
+      const Sum = Schema.Struct({ sum: Schema.Number })
+      const server = Protocol.make({ framing: Framing.lengthPrefixed(), incoming: Add, outgoing: Sum })
+      const client = Protocol.make({ framing: Framing.lengthPrefixed(), incoming: Sum, outgoing: Add })
+      const running = yield* Server.make({
+        address: loopback,
+        tls: serverIdentity,
+        handler: Protocol.serve(server, ({ a, b }) => Effect.succeed({ sum: a + b }))
+      })
+      const socket = yield* Socket.connect(running.address, { tls: trusting })
+      const calls = yield* Protocol.client(socket, client)
+      for (let i = 0; i < 50; i++) assert.strictEqual((yield* calls.request({ a: i, b: 1 })).sum, i + 1)
+    }))
+
+  it.live("openssl s_server refusing our client certificate (TLS 1.2, unknown CA alert): CertificateRejected", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.callback<number>((resume) => {
+        const s = Net.createServer().listen(0, "127.0.0.1", () => {
+          const { port } = s.address() as Net.AddressInfo
+          s.close(() => resume(Effect.succeed(port)))
+        })
+      })
+      yield* openssl([
+        "s_server", "-accept", `127.0.0.1:${port}`, "-cert", c.server.certFile, "-key", c.server.keyFile,
+        "-CAfile", c.caFile, "-Verify", "1", "-verify_return_error", "-tls1_2", "-naccept", "1"
+      ], /ACCEPT/)
+      const error = yield* failureOf(Socket.connect(Address.tcp("127.0.0.1", port), { tls: { ...trusting, identity: identity(c.otherClient) } }))
+      assert.strictEqual(error._tag, "CertificateRejected", error.message)
+      assert.match(error.message, /rejected our certificate: give tls\.identity a certificate issued by a CA the peer trusts/)
+    }))
+
+  it.live("a node:tls server with only TLS 1.2 ciphers we refuse: the server logs NoSharedCipher", () =>
+    Effect.gen(function*() {
+      const log = logLines()
+      yield* Effect.gen(function*() {
+        const server = yield* Echo.make({
+          address: loopback,
+          tls: { ...serverIdentity, ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256" }
+        })
+        yield* nodeTlsClient(server.address, { maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-CHACHA20-POLY1305" })
+        yield* log.next(/WARN .*failed: NoSharedCipher: no cipher suite in common with 127\.0\.0\.1:\d+/)
+      }).pipe(Effect.scoped, Effect.provide(log.layer))
     }))
 })
