@@ -418,6 +418,17 @@ const serveExec = (options: ExecOptions) =>
     }
     const address = yield* listenAddress(options, 9002)
     const Exec = yield* Effect.promise(() => import("../servers/Exec.js"))
+    // Descriptors inherited without close-on-exec would reach every command: nothing here needs them.
+    const closed = Exec.closeInheritedDescriptors()
+    if (closed.length > 0) {
+      yield* Effect.sync(() =>
+        void process.stderr.write(
+          `closed ${closed.length} inherited descriptor(s) that every command would have inherited: ${
+            closed.map((d) => `fd ${d.fd} ${d.target}`).join(", ")
+          }\n`
+        )
+      )
+    }
     const server = yield* Exec.make({
       address,
       allow,

@@ -20,6 +20,7 @@ import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Semaphore from "effect/Semaphore"
 import { spawn } from "node:child_process"
+import { closeSync, readdirSync, readFileSync, readlinkSync } from "node:fs"
 import type { ChildProcess } from "node:child_process"
 import type { ExecPolicy } from "./ExecPolicy.js"
 import type { ExecRequest, ExecResult } from "./ExecWire.js"
@@ -371,3 +372,100 @@ export const makeRunner = (policy: ExecPolicy): Effect.Effect<ExecRunner> =>
         )
     }
   })
+
+// ---------------------------------------------------------------------------
+// Inherited descriptors
+// ---------------------------------------------------------------------------
+
+/** O_CLOEXEC as /proc/<pid>/fdinfo's octal `flags` show it (Linux). */
+const O_CLOEXEC = 0o2000000
+
+/**
+ * A descriptor this process inherited without close-on-exec: every command
+ * the server starts would inherit it in turn (a launcher's pipe, an open
+ * secret file), whatever `stdio` says, because `exec` keeps it open.
+ *
+ * ```ts
+ * for (const { fd, target } of Exec.inheritedDescriptors()) console.error(`fd ${fd}: ${target}`)
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface InheritedDescriptor {
+  readonly fd: number
+  /** What it refers to (`/proc/self/fd`'s link: a path, `pipe:[…]`, `socket:[…]`). */
+  readonly target: string
+}
+
+/**
+ * The descriptors above 2 that this process holds without close-on-exec
+ * (Linux, from `/proc/self/fdinfo`; elsewhere none are found). Node opens
+ * every descriptor of its own close-on-exec, so these were inherited from
+ * whoever started the process (or opened by a native addon).
+ *
+ * ```ts
+ * const leaks = Exec.inheritedDescriptors() // [{ fd: 1000, target: "/etc/secret" }]
+ * ```
+ *
+ * @since 0.2.0
+ * @category descriptors
+ */
+export const inheritedDescriptors = (): ReadonlyArray<InheritedDescriptor> => {
+  let fds: Array<string>
+  try {
+    fds = readdirSync("/proc/self/fdinfo")
+  } catch {
+    return []
+  }
+  const found: Array<InheritedDescriptor> = []
+  for (const name of fds) {
+    const fd = Number(name)
+    if (!(fd > 2)) continue
+    try {
+      const flags = /flags:\s+([0-7]+)/.exec(readFileSync(`/proc/self/fdinfo/${name}`, "utf8"))
+      if (flags === null || (parseInt(flags[1]!, 8) & O_CLOEXEC) !== 0) continue
+      let target = "?"
+      try {
+        target = readlinkSync(`/proc/self/fd/${name}`)
+      } catch {
+        // Gone meanwhile, or not readable: the number is what matters.
+      }
+      found.push({ fd, target })
+    } catch {
+      // Closed between the listing and the read (the listing's own descriptor is one).
+    }
+  }
+  return found.sort((a, b) => a.fd - b.fd)
+}
+
+/**
+ * Close every descriptor {@link inheritedDescriptors} finds, so that no
+ * command inherits it; returns what was closed. Node has no way to set
+ * close-on-exec on a descriptor, and `child_process.spawn` closes nothing
+ * beyond what `stdio` names, so closing is the one fix without a native
+ * helper. Call it at start, before anything else opens descriptors, in a
+ * process whose inherited descriptors nothing needs (`effect-wire serve exec`
+ * does); an exec server started in a program that still needs some warns
+ * instead.
+ *
+ * ```ts
+ * const closed = Exec.closeInheritedDescriptors()
+ * if (closed.length > 0) console.error(`closed inherited fds ${closed.map((d) => d.fd).join(", ")}`)
+ * ```
+ *
+ * @since 0.2.0
+ * @category descriptors
+ */
+export const closeInheritedDescriptors = (): ReadonlyArray<InheritedDescriptor> => {
+  const closed: Array<InheritedDescriptor> = []
+  for (const descriptor of inheritedDescriptors()) {
+    try {
+      closeSync(descriptor.fd)
+      closed.push(descriptor)
+    } catch {
+      // Already closed: nothing reaches a command through it.
+    }
+  }
+  return closed
+}

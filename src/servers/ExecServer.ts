@@ -26,7 +26,7 @@ import type * as Socket from "../Socket.js"
 import type { ExecConfigError, ExecOptions } from "./ExecPolicy.js"
 import { checkBindResolved, InsecureBind, InvalidExecOptions, makePolicy } from "./ExecPolicy.js"
 import type { ExecRunner } from "./ExecRunner.js"
-import { makeRunner } from "./ExecRunner.js"
+import { inheritedDescriptors, makeRunner } from "./ExecRunner.js"
 import type { ExecResult } from "./ExecWire.js"
 import { encodeResponse, failureResult, requestCodec, Timeout } from "./ExecWire.js"
 import type { Holder } from "./internal/execBudget.js"
@@ -452,6 +452,15 @@ const prepare = (options: Omit<ServerOptions, "address">, address: Address.Addre
       })
     }
     const runner = yield* makeRunner(policy)
+    const inherited = inheritedDescriptors()
+    if (inherited.length > 0) {
+      yield* Effect.logWarning(
+        `exec: this process holds ${inherited.length} inherited descriptor(s) without close-on-exec (${
+          inherited.map((d) => `fd ${d.fd} ${d.target}`).join(", ")
+        }): every command it runs inherits them. Close them at start with Exec.closeInheritedDescriptors() ` +
+          "(effect-wire serve exec does), or start the server without them"
+      )
+    }
     const log = Effect.runForkWith(yield* Effect.context<never>())
     const warning = new LimitWarning(
       yield* Clock.clockWith(Effect.succeed),

@@ -10,6 +10,9 @@ import * as Result from "effect/Result"
 import * as Fiber from "effect/Fiber"
 import * as Stream from "effect/Stream"
 import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import * as Net from "node:net"
 import * as Address from "../../src/Address.js"
 import * as Exec from "../../src/servers/Exec.js"
@@ -17,6 +20,7 @@ import * as Socket from "../../src/Socket.js"
 import * as MemorySocket from "../../src/testing/MemorySocket.js"
 import {
   captureLogs,
+  cliEntry,
   concatBytes,
   eventually,
   lengthFrame,
@@ -27,6 +31,7 @@ import {
   rss,
   runCli,
   serveCli,
+  spawnChild,
   track
 } from "./harness.js"
 
@@ -226,6 +231,40 @@ describe("exec hardening (issue 18)", () => {
       }).pipe(Effect.scoped)
     },
     60_000
+  )
+
+  it.live(
+    "finding 7: a descriptor the server inherits without close-on-exec (an open 0600 file at fd 1000) is closed at start and never reaches a command's /proc/self/fd",
+    (ctx) => {
+      const row = track(ctx, "hardening: inherited descriptors")
+      return Effect.gen(function*() {
+        const dir = yield* Effect.acquireRelease(
+          Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-fds-"))),
+          (d) => Effect.sync(() => Fs.rmSync(d, { recursive: true, force: true }))
+        )
+        const secret = Path.join(dir, "secret")
+        Fs.writeFileSync(secret, "top secret\n", { mode: 0o600 })
+        const entry = yield* cliEntry
+        // A launcher (here bash's `1000<file`, as in the issue) hands the server fd 1000 without
+        // close-on-exec. (Node itself marks low inherited descriptors such as 7 close-on-exec at start.)
+        const child = yield* spawnChild(
+          "/bin/bash",
+          ["-c", 'exec "$@" 1000<"$EW_SECRET"', "sh", process.execPath, entry, "serve", "exec", "--port", "0", "--allow", "ls,cat"],
+          { env: { ...process.env, EW_SECRET: secret } }
+        )
+        const [, where] = yield* child.line(/^listening tcp (.+)$/).pipe(Effect.timeout("20 seconds"), Effect.orDie)
+        const client = yield* Exec.client(Address.unsafeParse(where!))
+        const listed = text((yield* client.run(["ls", "/proc/self/fd"])).stdout).trim().split("\n")
+        const read = yield* client.run(["cat", "/proc/self/fd/1000"]).pipe(Effect.map((r) => text(r.stdout) + text(r.stderr)))
+        row.connections = 1
+        row.faults = 1
+        row.notes.push(`a command's /proc/self/fd: ${listed.join(" ")}; cat /proc/self/fd/1000: ${read.trim().slice(0, 60)}`)
+        assert.notInclude(listed, "1000", "the inherited descriptor is not open in the command")
+        assert.notInclude(read, "top secret")
+        assert.match(child.output(), /closed \d+ inherited descriptor\(s\) that every command would have inherited: [^\n]*fd 1000 [^\n]*secret/)
+      }).pipe(Effect.scoped)
+    },
+    30_000
   )
 
   it.live(
