@@ -1,0 +1,63 @@
+/**
+ * The `effect-wire` executable (dist/src/cli/bin.js, package.json's `bin`):
+ * it runs the command line, with Node's compile cache on.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { spawnSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { dist } from "./helpers/cliBuild.js"
+
+const bin = Path.join(dist, "src/cli/bin.js")
+const pkg = JSON.parse(Fs.readFileSync(Path.join(dist, "../package.json"), "utf8")) as {
+  readonly version: string
+  readonly bin: Record<string, string>
+}
+
+const run = (env: Record<string, string>) => {
+  const inherited = { ...process.env }
+  // Node reads any value of it, even an empty one, as "disabled".
+  delete inherited.NODE_DISABLE_COMPILE_CACHE
+  return spawnSync(process.execPath, [bin, "--version"], {
+    env: { ...inherited, ...env },
+    encoding: "utf8",
+    timeout: 30_000
+  })
+}
+
+const filesUnder = (dir: string): number =>
+  Fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile()).length
+
+describe("bin (the effect-wire executable)", () => {
+  it("is what package.json's bin names", () => {
+    assert.strictEqual(pkg.bin["effect-wire"], "dist/src/cli/bin.js")
+  })
+
+  it("runs the command line and fills the compile cache it is pointed at (NODE_COMPILE_CACHE)", () => {
+    const cache = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-cache-"))
+    try {
+      const first = run({ NODE_COMPILE_CACHE: cache })
+      assert.strictEqual(first.status, 0, first.stderr)
+      assert.include(first.stdout, pkg.version)
+      assert.isAbove(filesUnder(cache), 0, "the first start wrote compiled code to the cache")
+      // A second start reads it and behaves the same.
+      const second = run({ NODE_COMPILE_CACHE: cache })
+      assert.strictEqual(second.status, 0, second.stderr)
+      assert.strictEqual(second.stdout, first.stdout)
+    } finally {
+      Fs.rmSync(cache, { recursive: true, force: true })
+    }
+  })
+
+  it("leaves the cache alone when NODE_DISABLE_COMPILE_CACHE=1", () => {
+    const cache = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-cache-"))
+    try {
+      const result = run({ NODE_COMPILE_CACHE: cache, NODE_DISABLE_COMPILE_CACHE: "1" })
+      assert.strictEqual(result.status, 0, result.stderr)
+      assert.strictEqual(filesUnder(cache), 0)
+    } finally {
+      Fs.rmSync(cache, { recursive: true, force: true })
+    }
+  })
+})
