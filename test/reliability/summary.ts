@@ -53,7 +53,18 @@ export const formatTable = (all: ReadonlyArray<Row>, title: string): string => {
     `\n${title}`,
     line(header),
     "|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|",
-    ...body.map(line)
+    ...body.map(line),
+    ...hardening(all)
   ].join("\n") + "\n"
+}
+
+/**
+ * The "hardening" block (issue 18): the numbers of the hardening cases
+ * (files `hardening.*`), one line per case, after the table.
+ */
+const hardening = (all: ReadonlyArray<Row>): Array<string> => {
+  const rows = all.filter((r) => r.file.startsWith("hardening"))
+  if (rows.length === 0) return []
+  return ["", "hardening (issue 18)", ...rows.map((r) => `- ${r.file}: ${r.label} [${r.status}]: ${r.notes.join("; ")}`)]
 }
 
