@@ -39,10 +39,10 @@ export interface PrivateBind {
  * `process.umask` is not touched: it is process-wide (files created by other
  * threads meanwhile would get it) and worker threads cannot change it.
  * The directory's name is as short as the kernel's path limit needs. Cost:
- * microseconds, except that on ext4 the listener's close takes a few
- * milliseconds (measured 2 to 5 ms; the kernel frees the removed directory
- * when the socket lets go of its name); on tmpfs (/run, $XDG_RUNTIME_DIR,
- * where socket files belong) about 30 µs.
+ * one mkdir and one rmdir more than a plain bind, tens of microseconds on
+ * tmpfs (/run, $XDG_RUNTIME_DIR, where socket files belong); measured 3 to
+ * 4 ms on an ext4 mounted with `discard`, where freeing the directory's
+ * block is slow (paid when the listener closes).
  */
 export const makePrivateBind = (address: Address.UnixAddress): PrivateBind => {
   const parent = Path.dirname(address.path)
