@@ -195,6 +195,28 @@ type Phase = "warmup" | "measure" | "stop"
 interface Window {
   phase: Phase
   count: number
+  /** Connections that got their first reply; the warm-up starts when all have (a loaded machine may take a while). */
+  flowing: number
+  readonly connections: number
+  readonly ready: Promise<void>
+  /** Call on a connection's first reply. */
+  readonly first: () => void
+}
+
+const makeWindow = (connections: number): Window => {
+  let open: () => void = () => {}
+  const ready = new Promise<void>((resolve) => (open = resolve))
+  const window: Window = {
+    phase: "warmup",
+    count: 0,
+    flowing: 0,
+    connections,
+    ready,
+    first: () => {
+      if (++window.flowing === connections) open()
+    }
+  }
+  return window
 }
 
 /**
@@ -209,6 +231,8 @@ const timed = async (
   window: Window,
   finished: Promise<unknown>
 ) => {
+  // Every connection flowing (or the job over: a failure, reported by the caller), then the warm-up.
+  await Promise.race([window.ready, finished])
   await sleep(job.warmupMs)
   const cpu0 = cpu.sample()
   const client0 = process.cpuUsage()
@@ -349,7 +373,7 @@ class Outstanding {
 }
 
 const pingpong = async (target: Target, job: JobOf<"pingpong">, errors: Errors, cpu: Cpu) => {
-  const window: Window = { phase: "warmup", count: 0 }
+  const window = makeWindow(job.connections)
   const sockets = await Promise.all(Array.from({ length: job.connections }, () => connect(target)))
   const one = (socket: Net.Socket, c: number): Promise<void> =>
     new Promise<void>((resolve) => {
@@ -370,6 +394,7 @@ const pingpong = async (target: Target, job: JobOf<"pingpong">, errors: Errors, 
         wire.read(chunk, (seq) => {
           const bad = replies.settle(seq)
           if (bad !== undefined) return fail(bad)
+          if (replies.answered === 1) window.first()
           if (window.phase === "measure") window.count++
           if (window.phase === "stop") {
             socket.removeAllListeners("end")
@@ -393,7 +418,7 @@ const pingpong = async (target: Target, job: JobOf<"pingpong">, errors: Errors, 
 }
 
 const pipeline = async (target: Target, job: JobOf<"pipeline">, errors: Errors, cpu: Cpu) => {
-  const window: Window = { phase: "warmup", count: 0 }
+  const window = makeWindow(job.connections)
   const sockets = await Promise.all(Array.from({ length: job.connections }, () => connect(target)))
   const one = (socket: Net.Socket, c: number): Promise<void> =>
     new Promise<void>((resolve) => {
@@ -423,6 +448,7 @@ const pipeline = async (target: Target, job: JobOf<"pipeline">, errors: Errors, 
           if (bad === undefined) got++
         }, (why) => (bad ??= why))
         if (bad !== undefined) return fail(bad)
+        if (got > 0 && replies.answered === got) window.first()
         if (window.phase === "measure") window.count += got
         if (window.phase !== "stop") {
           if (got > 0) send(got)

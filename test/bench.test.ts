@@ -80,9 +80,13 @@ const load = async (port: number, job: object, pid = process.pid) => {
   return JSON.parse(ran.stdout) as { errors: Array<string>; metrics: Record<string, number> }
 }
 
-/** A server on 127.0.0.1:0 for the test's duration. */
+/** A server on 127.0.0.1:0 for the test's duration; a connection's error (the peer hung up) ends it quietly. */
 const listen = async (handler: (socket: Net.Socket) => void): Promise<Net.Server & { readonly port: number }> => {
-  const server = Net.createServer({ allowHalfOpen: true }, handler)
+  const server = Net.createServer({ allowHalfOpen: true }, (socket) => {
+    // The load generator hangs up on a bad reply; these servers may still be writing.
+    socket.on("error", () => socket.destroy())
+    handler(socket)
+  })
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
   return Object.assign(server, { port: (server.address() as Net.AddressInfo).port })
 }
