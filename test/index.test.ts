@@ -22,6 +22,7 @@ import * as Echo from "effect-wire/servers/Echo"
 import * as Exec from "effect-wire/servers/Exec"
 import * as Upper from "effect-wire/servers/Upper"
 import * as Socket from "effect-wire/Socket"
+import * as Tls from "effect-wire/Tls"
 
 const ROOT = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
 
@@ -35,6 +36,7 @@ const subpaths = {
   Message: [Message, "Message"],
   Protocol: [Protocol, "Protocol"],
   Server: [Server, "Server"],
+  Tls: [Tls, "Tls"],
   DatagramServer: [DatagramServer, "DatagramServer"],
   PlatformSocket: [PlatformSocket, "PlatformSocket"],
   Echo: [Echo, "servers/Echo"],
