@@ -336,7 +336,31 @@ const execOptions = {
   ),
   tokenEnv: Flag.String("token-env").pipe(
     Flag.withMetavar("VAR"),
-    Flag.withDescription("Require the token held by this environment variable in every request."),
+    Flag.withDescription(
+      "Require the token held by this environment variable in every request. Prefer --token-file: a command " +
+        "that can read /proc/<server pid>/environ (the server's user, or root) reads the token there."
+    ),
+    Flag.optional
+  ),
+  tokenFile: Flag.String("token-file").pipe(
+    Flag.withMetavar("FILE"),
+    Flag.withDescription(
+      "Require the token held by this file (read once at start; one trailing newline is dropped) in every " +
+        "request. Keep it readable by the server's user only (chmod 600)."
+    ),
+    Flag.optional
+  ),
+  user: Flag.String("user").pipe(
+    Flag.withMetavar("USER"),
+    Flag.withDescription(
+      "Run commands as this user (name or uid; its primary group unless --group): they cannot read the " +
+        "server's environment or files. Needs serve exec to run as root."
+    ),
+    Flag.optional
+  ),
+  group: Flag.String("group").pipe(
+    Flag.withMetavar("GROUP"),
+    Flag.withDescription("Run commands with this group (name or gid). Needs serve exec to run as root."),
     Flag.optional
   ),
   timeout: durationOption("timeout", { example: formatDuration(DEFAULTS.timeout) }).pipe(
@@ -399,6 +423,30 @@ const execOptions = {
 
 type ExecOptions = Command.Command.Config.Infer<typeof execOptions>
 
+/** One line on stderr: a warning about how the server was started. */
+const warn = (line: string): Effect.Effect<void> => Effect.sync(() => void process.stderr.write(`${line}\n`))
+
+/**
+ * The token of --token-file: read once, one trailing newline dropped, kept
+ * Redacted. A missing or empty file is an error; a file others can read is a
+ * warning.
+ */
+const readTokenFile = (file: string) =>
+  Effect.gen(function*() {
+    const Fs = yield* Effect.promise(() => import("node:fs"))
+    const read = yield* Effect.try({
+      try: () => ({ text: Fs.readFileSync(file, "utf8"), mode: Fs.statSync(file).mode }),
+      catch: (e) => new CliError({ message: `--token-file ${file}: cannot read it (${messageOf(e)})` })
+    })
+    const value = read.text.replace(/\r?\n$/, "")
+    if (value.length === 0) return yield* fail(`--token-file ${file}: the file is empty; put a long random token in it`)
+    const token = Redacted.make(value)
+    const warning = (read.mode & 0o004) !== 0
+      ? `warning: --token-file ${file} is readable by every user (mode ${(read.mode & 0o777).toString(8)}): chmod 600 it`
+      : undefined
+    return { token, warning }
+  })
+
 const serveExec = (options: ExecOptions) =>
   Effect.gen(function*() {
     const allow = Option.getOrElse(options.allow, () => "").split(",").map((s) => s.trim()).filter((s) => s !== "")
@@ -408,6 +456,9 @@ const serveExec = (options: ExecOptions) =>
       )
     }
     let token: Redacted.Redacted<string> | undefined = undefined
+    if (Option.isSome(options.tokenEnv) && Option.isSome(options.tokenFile)) {
+      return yield* fail("--token-env and --token-file both give the token: keep one (--token-file is safer)")
+    }
     if (Option.isSome(options.tokenEnv)) {
       const name = options.tokenEnv.value
       const value = process.env[name]
@@ -415,23 +466,28 @@ const serveExec = (options: ExecOptions) =>
         return yield* fail(`--token-env ${name}: the environment variable ${name} is not set or empty`)
       }
       token = Redacted.make(value)
+      // Gone from process.env (and from what this process passes on), but /proc/<pid>/environ keeps
+      // the environment the process started with: only --token-file keeps the token out of it.
+      delete process.env[name]
+      yield* warn(
+        `warning: the token comes from the environment variable ${name}: a command running as this server's user ` +
+          `can read it in /proc/${process.pid}/environ; use --token-file FILE (and --user) instead`
+      )
+    }
+    if (Option.isSome(options.tokenFile)) {
+      const read = yield* readTokenFile(options.tokenFile.value)
+      token = read.token
+      if (read.warning !== undefined) yield* warn(read.warning)
     }
     const address = yield* listenAddress(options, 9002)
     const Exec = yield* Effect.promise(() => import("../servers/Exec.js"))
     // Descriptors inherited without close-on-exec would reach every command: nothing here needs them.
     const closed = Exec.closeInheritedDescriptors()
-    if (closed.length > 0) {
-      yield* Effect.sync(() =>
-        void process.stderr.write(
-          `closed ${closed.length} inherited descriptor(s) that every command would have inherited: ${
-            closed.map((d) => `fd ${d.fd} ${d.target}`).join(", ")
-          }\n`
-        )
-      )
-    }
     const server = yield* Exec.make({
       address,
       allow,
+      user: Option.getOrUndefined(options.user),
+      group: Option.getOrUndefined(options.group),
       allowUnsafe: Option.getOrElse(options.allowUnsafe, () => "").split(",").map((s) => s.trim()).filter((s) =>
         s !== ""
       ),
@@ -464,6 +520,13 @@ const serveExec = (options: ExecOptions) =>
       ["write-timeout", formatDuration(options.writeTimeout)],
       ["memory-budget", formatSize(options.memoryBudget)]
     ])
+    if (closed.length > 0) {
+      yield* warn(
+        `closed ${closed.length} inherited descriptor(s) that every command would have inherited: ${
+          closed.map((d) => `fd ${d.fd} ${d.target}`).join(", ")
+        }`
+      )
+    }
     return yield* untilSignal
   }).pipe(Effect.scoped)
 

@@ -14,7 +14,7 @@ import * as Result from "effect/Result"
 import { constants as bufferConstants } from "node:buffer"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { lookup as dnsLookup } from "node:dns/promises"
-import { accessSync, constants as fsConstants, realpathSync, statSync } from "node:fs"
+import { accessSync, constants as fsConstants, readFileSync, realpathSync, statSync } from "node:fs"
 import { isIP } from "node:net"
 import * as NodePath from "node:path"
 import * as Address from "../Address.js"
@@ -239,6 +239,10 @@ const realpathOr = (file: string): string => {
  * - `maxRequestBytes` (64 KiB): the longest request frame.
  * - `env`: the child's whole environment (default: `PATH` and `LANG` only).
  * - `cwd`: the child's working directory (default: the server's).
+ * - `user`, `group`: the account commands run as (a name or an id; a user's
+ *   primary group unless `group` says otherwise). Needs the server to run
+ *   as root; then a command cannot read the server's `/proc/<pid>/environ`
+ *   or its files. Default: the server's own account.
  * - `allowUnsafe`: entries of `allow` that are known escape hatches (shells,
  *   interpreters, `env`, `xargs`, `find`, `awk`, `sed`, `tar`, `sort`,
  *   `date`, `git`, `ssh`, `rsync`, `zip`, editors and pagers, …: see
@@ -269,6 +273,8 @@ export interface ExecOptions {
   readonly env?: Readonly<Record<string, string>> | undefined
   readonly cwd?: string | undefined
   readonly allowUnsafe?: ReadonlyArray<string> | undefined
+  readonly user?: string | number | undefined
+  readonly group?: string | number | undefined
 }
 
 /**
@@ -295,6 +301,9 @@ export interface ExecPolicy {
   readonly maxRequestBytes: number
   readonly env: Readonly<Record<string, string>>
   readonly cwd: string
+  /** The account commands run as (`user`, `group`); undefined: the server's own. */
+  readonly uid: number | undefined
+  readonly gid: number | undefined
   /** Check a request's token: constant time, and nothing about the token leaks through timing. */
   readonly authorize: (token: string | undefined) => Result.Result<void, Unauthorized>
   /** The executable for `argv[0]`, if it is exactly an allowed entry. */
@@ -385,6 +394,62 @@ const allowEntryProblem = (entry: string): string | undefined => {
   return undefined
 }
 
+/** The entries of /etc/passwd or /etc/group: name → [id, primary group id]. */
+const accounts = (file: string): Map<string, readonly [number, number]> => {
+  const out = new Map<string, readonly [number, number]>()
+  try {
+    for (const line of readFileSync(file, "utf8").split("\n")) {
+      const fields = line.split(":")
+      if (fields.length >= 3) out.set(fields[0]!, [Number(fields[2]), Number(fields[3])])
+    }
+  } catch {
+    // No such file: only numeric ids can be given.
+  }
+  return out
+}
+
+const isId = (n: number) => Number.isInteger(n) && n >= 0 && n <= 0xffff_fffe
+
+/**
+ * `user`/`group` to the uid and gid given to `spawn`: numbers as they are,
+ * names through /etc/passwd and /etc/group; a user without a group gets the
+ * user's primary group. Only root can start a process as another account.
+ */
+const accountOf = (
+  user: string | number | undefined,
+  group: string | number | undefined
+): Result.Result<{ readonly uid: number | undefined; readonly gid: number | undefined }, InvalidExecOptions> => {
+  if (user === undefined && group === undefined) return Result.succeed({ uid: undefined, gid: undefined })
+  const euid = process.geteuid?.()
+  if (euid !== 0) {
+    return Result.fail(invalid(
+      user !== undefined ? "user" : "group",
+      `running commands as another account needs the server to run as root (it runs as uid ${euid}); ` +
+        "start it as root, or leave user and group out"
+    ))
+  }
+  let uid: number | undefined
+  let gid: number | undefined
+  if (user !== undefined) {
+    const found = typeof user === "number" ? undefined : accounts("/etc/passwd").get(user)
+    if (typeof user === "number") uid = user
+    else if (found !== undefined) [uid, gid] = found
+    else if (/^[0-9]+$/.test(user)) uid = Number(user)
+    else return Result.fail(invalid("user", `no user named ${JSON.stringify(user)} in /etc/passwd`))
+    if (!isId(uid!)) return Result.fail(invalid("user", `${JSON.stringify(user)} is not a user id`))
+  }
+  if (group !== undefined) {
+    const found = typeof group === "number" ? undefined : accounts("/etc/group").get(group)
+    if (typeof group === "number") gid = group
+    else if (found !== undefined) gid = found[0]
+    else if (/^[0-9]+$/.test(group)) gid = Number(group)
+    else return Result.fail(invalid("group", `no group named ${JSON.stringify(group)} in /etc/group`))
+    if (!isId(gid!)) return Result.fail(invalid("group", `${JSON.stringify(group)} is not a group id`))
+  }
+  if (uid === 0) return Result.fail(invalid("user", "root is the server's own account: name an unprivileged user"))
+  return Result.succeed({ uid, gid })
+}
+
 const defaultEnv = (): Record<string, string> => {
   const path = searchDirectories(process.env.PATH).join(NodePath.delimiter)
   return { PATH: path.length > 0 ? path : "/usr/bin:/bin", LANG: process.env.LANG ?? "C.UTF-8" }
@@ -438,6 +503,7 @@ export const makePolicy = (options: ExecOptions): Effect.Effect<ExecPolicy, Exec
       positiveInt(options.maxRequestBytes, defaults.maxRequestBytes, 0xffff_ffff)
     )
     const env = yield* Effect.fromResult(validateEnv(options.env ?? defaultEnv()))
+    const account = yield* Effect.fromResult(accountOf(options.user, options.group))
     const cwd = NodePath.resolve(options.cwd ?? process.cwd())
     if (!(yield* Effect.sync(() => isDirectory(cwd)))) {
       return yield* invalid("cwd", `${JSON.stringify(cwd)} is not a directory`)
@@ -480,6 +546,8 @@ export const makePolicy = (options: ExecOptions): Effect.Effect<ExecPolicy, Exec
       maxRequestBytes,
       env,
       cwd,
+      uid: account.uid,
+      gid: account.gid,
       authorize: (token) => {
         if (digest === undefined) return Result.void
         if (token === undefined) {

@@ -38,6 +38,8 @@ interface ProcessSpec {
   readonly args: ReadonlyArray<string>
   readonly env: Readonly<Record<string, string>>
   readonly cwd: string
+  readonly uid: number | undefined
+  readonly gid: number | undefined
   readonly timeoutMillis: number
   readonly killGraceMillis: number
   /** Cap on stdout + stderr bytes, combined, in arrival order. */
@@ -111,6 +113,8 @@ const runProcess = (spec: ProcessSpec): Effect.Effect<ProcessOutcome> =>
       child = spawn(spec.file, spec.args, {
         argv0: spec.argv0,
         cwd: spec.cwd,
+        ...(spec.uid === undefined ? {} : { uid: spec.uid }),
+        ...(spec.gid === undefined ? {} : { gid: spec.gid }),
         env: spec.env,
         detached: true,
         stdio: ["ignore", "pipe", "pipe"],
@@ -311,6 +315,8 @@ export const makeRunner = (policy: ExecPolicy): Effect.Effect<ExecRunner> =>
           args,
           env: policy.env,
           cwd: policy.cwd,
+          uid: policy.uid,
+          gid: policy.gid,
           timeoutMillis,
           killGraceMillis,
           maxOutput: policy.maxOutput

@@ -268,6 +268,72 @@ describe("exec hardening (issue 18)", () => {
   )
 
   it.live(
+    "finding 2: with --token-file the token is not in the server's environment, so cat /proc/<server pid>/environ does not print it; --token-env warns at start; with --user nobody a command cannot read the server's environ at all",
+    (ctx) => {
+      const row = track(ctx, "hardening: the token out of the commands' reach")
+      return Effect.gen(function*() {
+        const dir = yield* Effect.acquireRelease(
+          Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-token-"))),
+          (d) => Effect.sync(() => Fs.rmSync(d, { recursive: true, force: true }))
+        )
+        const token = "file-token-7c1e5a0b9d2f"
+        const file = Path.join(dir, "token")
+        Fs.writeFileSync(file, `${token}\n`, { mode: 0o600 })
+        const environOf = (server: { readonly address: Address.Address; readonly pid: number }) =>
+          Effect.scoped(Effect.gen(function*() {
+            const client = yield* Exec.client(server.address, { token })
+            const result = yield* client.run(["cat", `/proc/${server.pid}/environ`])
+            return text(result.stdout) + text(result.stderr)
+          }))
+
+        const fromFile = yield* serveCli(["exec", "--port", "0", "--allow", "cat,id", "--token-file", file])
+        const environ = yield* environOf(fromFile)
+        assert.include(environ, "PATH=", "the command did read the server's environ")
+        assert.notInclude(environ, token)
+        assert.notInclude(fromFile.output(), "warning")
+
+        const fromEnv = yield* serveCli(
+          ["exec", "--port", "0", "--allow", "cat,id", "--token-env", "EW_HARDENING_TOKEN"],
+          { ...process.env, EW_HARDENING_TOKEN: token }
+        )
+        const leaked = (yield* environOf(fromEnv)).includes(token)
+        assert.match(fromEnv.output(), /warning: the token comes from the environment variable EW_HARDENING_TOKEN[^\n]*--token-file/)
+
+        // As root, --user nobody: the command runs as nobody and the server's environ is closed to it.
+        const asNobody = yield* serveCli(
+          ["exec", "--port", "0", "--allow", "cat,id", "--token-env", "EW_HARDENING_TOKEN", "--user", "nobody"],
+          { ...process.env, EW_HARDENING_TOKEN: token }
+        )
+        const id = yield* Effect.scoped(
+          Effect.flatMap(Exec.client(asNobody.address, { token }), (c) => c.run(["id", "-u"]))
+        )
+        const nobodyEnviron = yield* environOf(asNobody)
+        assert.strictEqual(text(id.stdout).trim(), "65534")
+        assert.notInclude(nobodyEnviron, token)
+        assert.include(nobodyEnviron, "Permission denied")
+
+        // A file anyone can read is a warning; an empty one an error.
+        Fs.chmodSync(file, 0o644)
+        const open = yield* serveCli(["exec", "--port", "0", "--allow", "cat", "--token-file", file])
+        assert.match(open.output(), /warning: --token-file [^\n]* is readable by every user \(mode 644\): chmod 600 it/)
+        Fs.writeFileSync(file, "\n")
+        const empty = yield* runCli(["serve", "exec", "--port", "0", "--allow", "cat", "--token-file", file])
+        assert.strictEqual(empty.code, 1)
+        assert.match(empty.output, /^error: --token-file [^\n]*: the file is empty/)
+
+        row.connections = 4
+        row.faults = 3
+        row.notes.push(
+          `cat /proc/<pid>/environ: token-file ${environ.includes(token) ? "LEAKED" : "absent"}, token-env ${
+            leaked ? "leaked (warned at start)" : "absent"
+          }, --user nobody (uid ${text(id.stdout).trim()}): ${nobodyEnviron.trim().slice(0, 60)}`
+        )
+      }).pipe(Effect.scoped)
+    },
+    60_000
+  )
+
+  it.live(
     "finding 6: a request nested 5,000 deep is answered BadRequest on a connection that stays open, before authentication, with no stack trace logged",
     (ctx) => {
       const row = track(ctx, "hardening: nested JSON 5,000 deep")
