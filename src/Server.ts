@@ -562,9 +562,14 @@ const run = <E, R>(
       : inCallbacks !== undefined
       ? capability.servePumps(inCallbacks as never, slots, () => new ConnectionRuntime(signal, services, supervise))
       : undefined
-    // A daemon, interrupted by the drain below, so that accepting stops before
-    // connections are waited for.
-    const acceptFiber = pumps === undefined ? yield* Effect.forkDetach(acceptLoop) : undefined
+    // Any other handler: its connections are still taken in the listener's
+    // callbacks (no accept stream step per connection), each in its own fiber.
+    const taken = pumps === undefined && capability !== undefined
+      ? capability.acceptInCallbacks((socket) => void runConnection(serve(socket, slots.admit())), slots)
+      : undefined
+    // Elsewhere, a daemon, interrupted by the drain below, so that accepting
+    // stops before connections are waited for.
+    const acceptFiber = pumps === undefined && taken === undefined ? yield* Effect.forkDetach(acceptLoop) : undefined
     // The summary of the expected endings, every minute while there are any.
     const summaries = yield* Effect.forkDetach(
       Effect.forever(Effect.andThen(Effect.sleep(SUMMARY_INTERVAL_MS), slots.summarise))
@@ -574,6 +579,7 @@ const run = <E, R>(
       Effect.gen(function*() {
         yield* listener.stopAccepting
         pumps?.stop()
+        taken?.stop()
         if (acceptFiber !== undefined) yield* Fiber.interrupt(acceptFiber)
         yield* Deferred.succeed(drainSignal, void 0)
         drainController.abort()

@@ -31,6 +31,16 @@ export interface ServerCapability {
     slots: ConnectionSlots,
     runtime?: (() => ConnectionRuntime) | undefined
   ) => PumpConnections
+  /**
+   * Take every connection, from now on and those already waiting, in the
+   * listener's callbacks and hand it to `serve` (which starts its fiber),
+   * under `slots`' admission: no accept stream, no fiber step per
+   * connection. `stop` takes no more.
+   */
+  readonly acceptInCallbacks: (
+    serve: (socket: Socket.Socket) => void,
+    slots: ConnectionSlots
+  ) => { readonly stop: () => void }
 }
 
 /** The connections {@link ServerCapability.servePumps} serves, as the drain sees them. */

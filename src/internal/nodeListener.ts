@@ -17,7 +17,7 @@ import * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
 import type { ConnectionSlots } from "./connectionSlots.js"
 import { ServerCapability } from "./listenerCapability.js"
-import { servePumps } from "./nodeServe.js"
+import { acceptInCallbacks, servePumps } from "./nodeServe.js"
 import { NodeSocket, type Owner, type Raw } from "./nodeSocket.js"
 import { type ListenConfig, listenConfig, withOptions } from "./nodeSocketOptions.js"
 import { createServer, isTlsServer, type ServerConfig, serverConfig, type TlsServer } from "./nodeTls.js"
@@ -64,7 +64,8 @@ export class NodeListener implements Socket.Listener, Owner {
       reportRefusals: (slots) => {
         this.slots = slots
       },
-      servePumps: (make, slots, runtime) => servePumps(this, make, slots, runtime)
+      servePumps: (make, slots, runtime) => servePumps(this, make, slots, runtime),
+      acceptInCallbacks: (serve, slots) => acceptInCallbacks(this, slots, serve)
     }
   }
 

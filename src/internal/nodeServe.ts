@@ -51,7 +51,6 @@ export const servePumps = (
   newRuntime?: (() => ConnectionRuntime) | undefined
 ): PumpConnections => {
   const open = new Map<NodeSocket, PumpConnection>()
-  let accepting = true
   // The drain asked every connection to end: a park that finishes half-closes instead of pumping on.
   let ending = false
 
@@ -102,6 +101,48 @@ export const servePumps = (
     if (!state.ended) joinBudget(socket, slots.budget)
   }
 
+  const accepting = acceptInCallbacks(listener, slots, serve)
+
+  return {
+    stop: accepting.stop,
+    // Connections end the way the built-in byte servers do on drain: half-close.
+    endAll: () => {
+      ending = true
+      for (const state of Array.from(open.values())) state.pump?.onAbort()
+    },
+    // Each is closed (flushing within its closeTimeout), as an interrupted fiber's socket is.
+    cut: Effect.callback<void>((resume) => {
+      if (open.size === 0) return resume(Effect.void)
+      let remaining = open.size
+      for (const [socket, state] of Array.from(open)) {
+        if (!state.ended && !state.cut) {
+          state.cut = true
+          slots.cut()
+        }
+        state.pump?.detach()
+        state.runtime?.release(Exit.interrupt())
+        socket.closeWith(() => {
+          gone(socket, state)
+          if (--remaining === 0) resume(Effect.void)
+        })
+      }
+    })
+  }
+}
+
+/**
+ * Takes a listener's connections in its 'connection' callback (and those
+ * already waiting in its queue) and gives each to `serve` while
+ * `maxConnections` allows: with `"queue"` the others wait in the listener's
+ * bounded queue until a slot frees, with `"refuse"` they are closed. No
+ * accept stream and no fiber step per connection. `stop` takes no more.
+ */
+export const acceptInCallbacks = (
+  listener: NodeListener,
+  slots: ConnectionSlots,
+  serve: (socket: NodeSocket) => void
+): { readonly stop: () => void } => {
+  let accepting = true
   /** A new connection: served, refused, or (false) left in the listener's queue until a slot frees. */
   const take = (socket: NodeSocket): boolean => {
     if (slots.hasRoom()) {
@@ -130,34 +171,11 @@ export const servePumps = (
     const next = listener.take()
     if (next !== undefined) serve(next)
   }
-
   return {
     stop: () => {
       accepting = false
       listener.acceptor = undefined
       slots.onFree = undefined
-    },
-    // Connections end the way the built-in byte servers do on drain: half-close.
-    endAll: () => {
-      ending = true
-      for (const state of Array.from(open.values())) state.pump?.onAbort()
-    },
-    // Each is closed (flushing within its closeTimeout), as an interrupted fiber's socket is.
-    cut: Effect.callback<void>((resume) => {
-      if (open.size === 0) return resume(Effect.void)
-      let remaining = open.size
-      for (const [socket, state] of Array.from(open)) {
-        if (!state.ended && !state.cut) {
-          state.cut = true
-          slots.cut()
-        }
-        state.pump?.detach()
-        state.runtime?.release(Exit.interrupt())
-        socket.closeWith(() => {
-          gone(socket, state)
-          if (--remaining === 0) resume(Effect.void)
-        })
-      }
-    })
+    }
   }
 }
