@@ -253,6 +253,22 @@ export interface TlsInfo {
 export const info = (socket: Socket.Socket): Option.Option<TlsInfo> => internal.info(socket)
 
 /**
+ * How many handshakes a TLS listener refused, by the tag of their error
+ * (`{ NotTls: 3, CertificateUntrusted: 1 }`); `Option.none()` for a listener
+ * that is not a node:tls one. Each is also logged (see `Socket.ListenOptions.tls`).
+ *
+ * ```ts
+ * const listener = yield* Socket.listen(address, { tls })
+ * const failed = Tls.handshakeFailures(listener) // Option.some({ HandshakeTimeout: 2 })
+ * ```
+ *
+ * @since 0.2.0
+ * @category getters
+ */
+export const handshakeFailures = (listener: Socket.Listener): Option.Option<Readonly<Record<string, number>>> =>
+  internal.handshakeFailures(listener)
+
+/**
  * Check server material and make it a live, reloadable value for
  * `ServerOptions.credentials`. Fails with {@link InvalidCredentials} when
  * OpenSSL refuses it (not PEM, a key that does not match its certificate, a

@@ -445,6 +445,21 @@ describe("Tls server (Socket.listen / Server with tls)", () => {
       }).pipe(Effect.scoped, Effect.provide(log.layer))
     }))
 
+  it.live("Tls.handshakeFailures counts a bare listener's refused handshakes by tag", () =>
+    Effect.gen(function*() {
+      const listener = yield* Socket.listen(loopback, { tls: serverIdentity })
+      yield* serve(listener, (socket) => Stream.run(socket.reads, socket.writes))
+      assert.deepStrictEqual(Option.getOrThrow(Tls.handshakeFailures(listener)), {})
+      const plain = yield* Socket.connect(listener.address)
+      yield* plain.write(text("HELLO\r\n"))
+      yield* Effect.ignore(readAll(plain))
+      // Counted before the connection is closed: the close is the event to wait for.
+      assert.deepStrictEqual(Option.getOrThrow(Tls.handshakeFailures(listener)), { NotTls: 1 })
+      assert.strictEqual((yield* nodeTlsClient(listener.address, {}, "fine")).data, "fine")
+      assert.deepStrictEqual(Option.getOrThrow(Tls.handshakeFailures(listener)), { NotTls: 1 })
+      assert.isTrue(Option.isNone(Tls.handshakeFailures(yield* Socket.listen(loopback))))
+    }))
+
   it.live("a client that stalls mid-handshake is cut at handshakeTimeout and logged", () =>
     Effect.gen(function*() {
       const log = logLines()

@@ -699,6 +699,14 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
   }
 }
 
+/** @internal */
+export const handshakeFailures = (listener: Socket.Listener): Option.Option<Readonly<Record<string, number>>> => {
+  const tls = (listener as { readonly tls?: TlsServer | undefined }).tls
+  return tls === undefined || !(tls.server instanceof NodeTls.Server)
+    ? Option.none()
+    : Option.some(Object.fromEntries(tls.failures))
+}
+
 /** Is this a TLS listener's server? Its connections arrive on 'secureConnection'. */
 export const isTlsServer = (server: Net.Server): boolean => server instanceof NodeTls.Server
 
