@@ -66,6 +66,7 @@ import type { ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
 import { frameTimeoutOf, FrameWatch } from "./internal/codecs/core.js"
 import { type CallbackRuntime, type CallbackServe, CallbackServeKey, Park } from "./internal/callbackServe.js"
+import { HeldKey } from "./internal/memoryBudget.js"
 import * as Check from "./internal/options.js"
 import { DeadlineKey, type WithDeadline } from "./internal/pumpDeadline.js"
 
@@ -718,9 +719,12 @@ const serveWith = <In, Out, PE, E, R>(
     const watch = serving.watch
     if (watch === undefined) return serving
     // A literal with the deadline, made only with a frame timeout (a second object per connection otherwise).
-    const timed: WithDeadline<Park> = {
+    const timed: WithDeadline<Park> & { readonly [HeldKey]: number } = {
       onRead: (bytes, out) => serving.onRead(bytes, out),
       onEnd: (out) => serving.onEnd(out),
+      get [HeldKey]() {
+        return serving[HeldKey]
+      },
       [DeadlineKey]: {
         millis: watch.millis,
         progress: () => watch.progress(),
@@ -765,6 +769,15 @@ class Serving<In, Out, PE, E, R> implements Socket.PumpHandler<Park> {
       ? undefined
       : new FrameWatch(this.decoder, protocol.framing.name, frameTimeout)
     this.replies = new Replies<Out>(socket, protocol as Protocol<unknown, Out, unknown>)
+  }
+
+  /**
+   * What the server's memory budget counts for this connection: the
+   * decoder's unfinished frame, three times over, as for the byte servers
+   * (its buffer doubles as it grows; the ones it outgrew wait for a GC).
+   */
+  get [HeldKey](): number {
+    return 3 * this.decoder.buffered
   }
 
   onRead(bytes: Uint8Array, out: Array<Uint8Array>): Park | undefined {

@@ -11,9 +11,12 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Address from "../src/Address.js"
 import * as Framing from "../src/Framing.js"
+import * as Message from "../src/Message.js"
+import * as Protocol from "../src/Protocol.js"
 import { type Member, MemoryBudget } from "../src/internal/memoryBudget.js"
 import * as NetError from "../src/NetError.js"
 import * as Server from "../src/Server.js"
@@ -138,6 +141,35 @@ describe("memoryBudget on a server", () => {
       // Reading resumed: a new client is served.
       const echo = yield* Echo.client(server.address, { framing: "lines" })
       assert.strictEqual(new TextDecoder().decode(yield* echo.request("still here")), "still here")
+    }).pipe(Effect.provide(logs.layer))
+  })
+
+  it.live("callback path (Protocol.serve): unfinished request frames count; the largest are cut until the rest fits, a new client is served", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const Bytes = Protocol.make({
+        framing: Framing.lengthPrefixed({ maxFrameLength: 8 * MiB }),
+        incoming: Schema.Uint8Array,
+        outgoing: Schema.Uint8Array,
+        format: <A, I>(schema: Schema.Codec<A, I>) => Message.make("bytes", schema as unknown as Schema.Codec<A, Uint8Array>)
+      })
+      const server = yield* Server.make({
+        address: loopback,
+        memoryBudget: 2 * MiB,
+        logLevel: "Debug",
+        handler: Protocol.serve(Bytes, (request) => Effect.succeed(request))
+      })
+      const clients = yield* Effect.forEach(Array.from({ length: 8 }), () => Socket.connect(server.address))
+      // Each announces a 4 MiB frame and sends 1 MiB of it: 8 MiB unfinished against a 2 MiB budget.
+      const head = new Uint8Array([0, 0x40, 0, 0])
+      const body = new Uint8Array(MiB).fill(7)
+      yield* Effect.forEach(clients, (c) => Effect.forkChild(Effect.ignore(c.writeAll([head, body]))), { discard: true })
+      const stats = yield* eventually("the cuts", server.stats, (s) => s.failed >= 6, 500, 20)
+      const cuts = logs.lines.filter((l) => l.level === "DEBUG" && / ended early: MemoryBudgetExceeded: /.test(l.message))
+      assert.strictEqual(cuts.length, stats.failed, JSON.stringify(logs.lines.map((l) => l.message)))
+      // Reading resumed: a new client gets its answer.
+      const client = yield* Protocol.client(yield* Socket.connect(server.address), Bytes)
+      assert.deepStrictEqual(yield* client.request(new Uint8Array([1, 2, 3])), new Uint8Array([1, 2, 3]))
     }).pipe(Effect.provide(logs.layer))
   })
 
