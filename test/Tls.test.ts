@@ -27,7 +27,7 @@ import * as Echo from "../src/servers/Echo.js"
 import * as Socket from "../src/Socket.js"
 import * as Tls from "../src/Tls.js"
 import { certs, type Pair } from "./helpers/certs.js"
-import { readAll, serve } from "./helpers/sockets.js"
+import { countBytes, readAll, serve, stalled } from "./helpers/sockets.js"
 
 const c = certs()
 const loopback = Address.tcp("127.0.0.1", 0)
@@ -551,6 +551,25 @@ describe("Tls: the rest of the library over TLS", () => {
       yield* socket.write(text("12345"))
       yield* socket.end
       assert.strictEqual((yield* readAll(socket)).toString(), "read 5 bytes, then EOF")
+    }))
+
+  it.live("backpressure over TLS: a client that does not read stops the Echo (pump path) from reading, then gets every byte", () =>
+    Effect.gen(function*() {
+      const server = yield* Echo.make({ address: loopback, tls: serverIdentity })
+      const hog = yield* Socket.connect(server.address, { tls: trusting })
+      // 32 MiB in 64 KiB writes, none of the echo read back yet.
+      let written = 0
+      const chunk = Buffer.alloc(64 * 1024, 0x61)
+      const writer = yield* Effect.forkChild(Effect.forEach(Array.from({ length: 512 }), () =>
+        Effect.andThen(hog.write(chunk), Effect.sync(() => void (written += chunk.length)))))
+      // Every buffer on the way back fills, the server stops reading, our writes stop.
+      const stuckAt = yield* stalled("bytes written over TLS", () => written)
+      assert.isBelow(stuckAt, 32 * 1024 * 1024, "nothing was held back")
+      // Reading resumes the whole chain: every byte comes back, in order.
+      const reader = yield* Effect.forkChild(countBytes(hog))
+      yield* Fiber.join(writer)
+      yield* hog.end
+      assert.strictEqual(yield* Fiber.join(reader), 32 * 1024 * 1024)
     }))
 
   it.live("idle timeout over TLS", () =>
