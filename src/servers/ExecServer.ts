@@ -418,6 +418,15 @@ const connectionHandler = (shared: Shared) => {
     )
 }
 
+/**
+ * As PID 1 (a container without an init) the server inherits every orphan,
+ * and Node reaps only the processes it started: what a command leaves behind
+ * (killed with its group) stays a zombie. Node has no call to reap others.
+ */
+const PID_1_WARNING = "exec: this server runs as PID 1 (a container without an init process): processes that " +
+  "commands leave behind are killed but never reaped and stay zombies. Run the container with an init " +
+  "(docker run --init, tini, dumb-init) in front of the server"
+
 const checked = <A>(option: string, result: Result.Result<A, string>): Effect.Effect<A, InvalidExecOptions> =>
   Effect.fromResult(Result.mapError(result, (reason) => new InvalidExecOptions({ option, reason })))
 
@@ -452,6 +461,7 @@ const prepare = (options: Omit<ServerOptions, "address">, address: Address.Addre
       })
     }
     const runner = yield* makeRunner(policy)
+    if (process.pid === 1) yield* Effect.logWarning(PID_1_WARNING)
     const inherited = inheritedDescriptors()
     if (inherited.length > 0) {
       yield* Effect.logWarning(

@@ -333,6 +333,56 @@ describe("exec hardening (issue 18)", () => {
     60_000
   )
 
+  it.live.skipIf(process.getuid?.() !== 0 || !Fs.existsSync("/usr/bin/unshare"))(
+    "finding 5: as PID 1 (unshare --pid) serve exec warns at start that it cannot reap what commands leave behind; the zombies are counted",
+    (ctx) => {
+      const row = track(ctx, "hardening: PID 1")
+      return Effect.gen(function*() {
+        const dir = yield* Effect.acquireRelease(
+          Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-pid1-"))),
+          (d) => Effect.sync(() => Fs.rmSync(d, { recursive: true, force: true }))
+        )
+        const leaver = Path.join(dir, "leaver")
+        Fs.writeFileSync(leaver, "#!/bin/sh\nsleep 30 > /dev/null 2>&1 &\necho started\n", { mode: 0o755 })
+        const entry = yield* cliEntry
+        const child = yield* spawnChild("/usr/bin/unshare", [
+          "--pid", "--fork", "--mount-proc", process.execPath, entry, "serve", "exec", "--port", "0", "--allow", leaver
+        ])
+        const [, where] = yield* child.line(/^listening tcp (.+)$/).pipe(Effect.timeout("20 seconds"), Effect.orDie)
+        // The server: unshare's one child, PID 1 inside its namespace.
+        const childrenOf = (pid: number) =>
+          Fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e)).map(Number).filter((p) => {
+            try {
+              return Number(/PPid:\s+(\d+)/.exec(Fs.readFileSync(`/proc/${p}/status`, "utf8"))![1]) === pid
+            } catch {
+              return false
+            }
+          })
+        const server = childrenOf(child.pid)[0]!
+        const client = yield* Exec.client(Address.unsafeParse(where!))
+        const runs = 10
+        for (let i = 0; i < runs; i++) assert.strictEqual(text((yield* client.run([leaver])).stdout), "started\n")
+        const zombies = () =>
+          childrenOf(server).filter((p) => {
+            try {
+              return /State:\s+Z/.test(Fs.readFileSync(`/proc/${p}/status`, "utf8"))
+            } catch {
+              return false
+            }
+          }).length
+        // The group is killed as each answer goes out; the kernel finishes the kill a moment later.
+        const seen = yield* eventually("the killed leftovers", Effect.sync(zombies), (n) => n >= runs, 100, 50).pipe(
+          Effect.catchDefect(() => Effect.sync(zombies))
+        )
+        row.connections = 1
+        row.faults = runs
+        row.notes.push(`PID 1: warned at start; ${seen} zombies of ${runs} leftover processes (unreaped: run with --init)`)
+        assert.match(child.output(), /runs as PID 1 \(a container without an init process\)[^\n]*--init/)
+      }).pipe(Effect.scoped)
+    },
+    60_000
+  )
+
   it.live(
     "finding 6: a request nested 5,000 deep is answered BadRequest on a connection that stays open, before authentication, with no stack trace logged",
     (ctx) => {
