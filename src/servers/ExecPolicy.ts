@@ -597,6 +597,10 @@ const unbracket = (host: string): string => host.replace(/^\[(.*)\]$/, "$1")
  * Every address a host name resolves to (`dns.lookup` with `all`, as the
  * listener resolves it): what {@link checkBindResolved} trusts.
  *
+ * ```ts
+ * const hijacked: Exec.HostLookup = () => Promise.resolve(["127.0.0.1", "192.0.2.7"])
+ * ```
+ *
  * @since 0.2.0
  * @category models
  */
