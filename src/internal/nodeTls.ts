@@ -235,8 +235,11 @@ const verifyServer = (
   const cert = certificateOf(raw)
   const context = { address, presenter: "server" as const, servername: config.servername, ...certFields(cert) }
   const chain = (raw as unknown as { readonly authorizationError?: unknown }).authorizationError
-  if (!raw.authorized && chain !== undefined && chain !== null && chain !== "ERR_TLS_CERT_ALTNAME_INVALID") {
-    return fromCode(String(chain), undefined, context) ?? new Tls.HandshakeFailed({ ...context, code: String(chain) })
+  // Not authorized for any reason but the host name (which is checked below, to name the SANs): refused.
+  if (!raw.authorized && chain !== "ERR_TLS_CERT_ALTNAME_INVALID") {
+    const code = chain === undefined || chain === null ? undefined : String(chain)
+    return (code === undefined ? undefined : fromCode(code, undefined, context)) ??
+      new Tls.HandshakeFailed({ ...context, code, detail: "the server's certificate was not verified" })
   }
   if (cert === undefined) return new Tls.HandshakeFailed({ ...context, detail: "the server sent no certificate" })
   const hostError = NodeTls.checkServerIdentity(config.servername ?? "localhost", cert as NodeTls.PeerCertificate)
