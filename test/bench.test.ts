@@ -163,12 +163,14 @@ describe("npm run bench", () => {
       const connections = ran.json.samples.find((s) => s.server === id && s.workload === "connections")!
       assert.isTrue(Number.isFinite(connections.metrics["heapKiBPerConnection"]), `the GC hook answered on ${id}`)
     }
-    // Every target got a number to judge (PASS or FAIL, or INFO for a comparison with no target).
+    // Every target got a number to judge (PASS or FAIL). A comparison with no target is INFO, or
+    // n/a when its reference measured 0 (a quick flood too short to hold the writer back, say).
     assert.isAbove(ran.json.targets.length, 40)
     for (const target of ran.json.targets) {
-      assert.include(["PASS", "FAIL", "INFO"], target.verdict, target.text)
       assert.isString(target.target)
       assert.isString(target.workload)
+      if (target.target === "no target" && target.verdict === "n/a") continue
+      assert.include(target.target === "no target" ? ["INFO"] : ["PASS", "FAIL"], target.verdict, target.text)
       for (const x of [target.median, target.min, target.max]) assert.isTrue(Number.isFinite(x), target.text)
     }
     for (const heading of ["### Targets", "### Summary", "### Ping-pong, JSON messages", "### Pipelined, effect/rpc", "### Drain"]) {
