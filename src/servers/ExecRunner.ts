@@ -452,8 +452,8 @@ export const inheritedDescriptors = (): ReadonlyArray<InheritedDescriptor> => {
  * beyond what `stdio` names, so closing is the one fix without a native
  * helper. Call it at start, before anything else opens descriptors, in a
  * process whose inherited descriptors nothing needs (`effect-wire serve exec`
- * does); an exec server started in a program that still needs some warns
- * instead.
+ * does); an exec server started in a program that still needs some names
+ * them in a debug log line instead.
  *
  * ```ts
  * const closed = Exec.closeInheritedDescriptors()

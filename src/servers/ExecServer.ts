@@ -463,8 +463,10 @@ const prepare = (options: Omit<ServerOptions, "address">, address: Address.Addre
     const runner = yield* makeRunner(policy)
     if (process.pid === 1) yield* Effect.logWarning(PID_1_WARNING)
     const inherited = inheritedDescriptors()
+    // At debug: a program embedding the server may hold such descriptors on purpose (a test
+    // runner's pipe); `serve exec` closes them and says so on stderr.
     if (inherited.length > 0) {
-      yield* Effect.logWarning(
+      yield* Effect.logDebug(
         `exec: this process holds ${inherited.length} inherited descriptor(s) without close-on-exec (${
           inherited.map((d) => `fd ${d.fd} ${d.target}`).join(", ")
         }): every command it runs inherits them. Close them at start with Exec.closeInheritedDescriptors() ` +
