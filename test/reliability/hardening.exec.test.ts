@@ -346,10 +346,11 @@ describe("exec hardening (issue 18)", () => {
         Fs.writeFileSync(leaver, "#!/bin/sh\nsleep 30 > /dev/null 2>&1 &\necho started\n", { mode: 0o755 })
         const entry = yield* cliEntry
         const child = yield* spawnChild("/usr/bin/unshare", [
-          "--pid", "--fork", "--mount-proc", process.execPath, entry, "serve", "exec", "--port", "0", "--allow", leaver
+          "--pid", "--fork", "--kill-child", "--mount-proc", process.execPath, entry, "serve", "exec", "--port", "0", "--allow", leaver
         ])
         const [, where] = yield* child.line(/^listening tcp (.+)$/).pipe(Effect.timeout("20 seconds"), Effect.orDie)
-        // The server: unshare's one child, PID 1 inside its namespace.
+        // The server: unshare's one child, PID 1 inside its namespace (--kill-child: gone with unshare,
+        // which the scope kills by PID).
         const childrenOf = (pid: number) =>
           Fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e)).map(Number).filter((p) => {
             try {
