@@ -28,6 +28,7 @@ import * as SchemaIssue from "effect/SchemaIssue"
 import * as SchemaTransformation from "effect/SchemaTransformation"
 import * as Stream from "effect/Stream"
 import * as Msgpackr from "msgpackr"
+import { encodeUtf8 } from "./internal/bytes.js"
 
 /**
  * @since 0.1.0
@@ -183,7 +184,6 @@ const invalid = (input: unknown, message: string, options: ParseOptions) =>
   Effect.fail(new SchemaIssue.InvalidValue({ message }, input, options))
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false })
-const textEncoder = new TextEncoder()
 
 // JSON.stringify writes NaN and ±Infinity as null, which the peer then rejects
 // with a confusing message; refuse them where the value is made instead.
@@ -274,7 +274,7 @@ const writeJson = (value: unknown): Uint8Array | string => {
   if (text === undefined) return "no JSON representation"
   // Only output with a `null` can hide a non-finite number: check those again, slowly.
   if (text.includes("null")) JSON.stringify(value, finiteOnly)
-  return textEncoder.encode(text)
+  return encodeUtf8(text)
 }
 
 /**

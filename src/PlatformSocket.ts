@@ -41,10 +41,10 @@ import * as SocketServer from "effect/socket/SocketServer"
 import * as Stream from "effect/Stream"
 import * as Os from "node:os"
 import * as Address from "./Address.js"
+import { encodeUtf8 } from "./internal/bytes.js"
 import type { ConnectError, ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
 
-const encoder = new TextEncoder()
 
 const closeError = (code: number): EffectSocket.SocketError =>
   new EffectSocket.SocketError({ reason: new EffectSocket.SocketCloseError({ code }) })
@@ -55,7 +55,7 @@ const readError = (cause: ReadError): EffectSocket.SocketError =>
 const writeError = (cause: WriteError): EffectSocket.SocketError =>
   new EffectSocket.SocketError({ reason: new EffectSocket.SocketWriteError({ cause }) })
 
-const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "string" ? encoder.encode(chunk) : chunk
+const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "string" ? encodeUtf8(chunk) : chunk
 
 /**
  * View a connected {@link Socket.Socket} as an `effect/socket` `Socket`.

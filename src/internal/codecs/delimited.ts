@@ -7,6 +7,7 @@
  */
 import { Buffer } from "node:buffer"
 import type * as Framing from "../../Framing.js"
+import { encodeUtf8 } from "../bytes.js"
 import {
   Batch,
   decodeUtf8,
@@ -340,7 +341,7 @@ const encodeLines = <A extends Uint8Array | string>(C: Config) =>
       if (frame.includes("\n")) return malformed(C, "a line must not contain \\n")
       if (frame.endsWith("\r")) return malformed(C, "a line must not end with \\r: the peer would read it as part of \\r\\n")
       if (!isWellFormed(frame)) return malformed(C, "the line has a lone UTF-16 surrogate, which UTF-8 cannot carry")
-      line = textEncoder.encode(frame)
+      line = encodeUtf8(frame)
     } else {
       line = frame
       if (indexOfByte(line, 0x0a, 0) >= 0) return malformed(C, "a line must not contain \\n")

@@ -9,6 +9,7 @@
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as Framing from "../../Framing.js"
+import { encodeUtf8 } from "../bytes.js"
 import {
   Batch,
   clip,
@@ -176,7 +177,6 @@ class Decoder<H> implements Framing.Decoder<Framing.HeaderFrame<H>> {
   }
 }
 
-const textEncoder = new TextEncoder()
 
 const encoder = <H>(C: Config<H>) =>
 (frames: ReadonlyArray<Framing.HeaderFrame<H>>, out: Array<Uint8Array>): Framing.FrameError | undefined => {
@@ -199,7 +199,7 @@ const encoder = <H>(C: Config<H>) =>
       return malformed(`the header cannot be written as JSON (${clip(String((cause as Error).message))})`, cause)
     }
     if (text === undefined) return malformed("the header encodes to nothing JSON can carry")
-    const bytes = textEncoder.encode(text)
+    const bytes = encodeUtf8(text)
     if (bytes.length > C.maxHeader) return tooLarge("header", C.maxHeader, bytes.length)
     // Check with the decoder's own steps: JSON is lossy (NaN, Infinity, undefined), and what the peer would reject must not be sent.
     const read = readHeader(C, bytes)
