@@ -55,7 +55,10 @@ describe("effect-wire demo", () => {
       demo.signal("SIGTERM")
       const run = yield* Effect.promise(() => demo.exit)
       assert.strictEqual(run.code, 143, run.stderr)
-      assert.strictEqual(run.stderr, "")
+      // Nothing failed: stderr holds at most the drain reports of servers that had a connection open
+      // (taken in Node's connection callback, a connection of the session counts at once).
+      const lines = run.stderr.split("\n").filter((line) => line.length > 0)
+      for (const line of lines) assert.match(line, /level=INFO .*: shut down; \d+ connection\(s\) finished, 0 cut/, run.stderr)
       assert.notInclude(run.stdout, "all servers drained and closed")
     }))
 })
