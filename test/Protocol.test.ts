@@ -84,6 +84,47 @@ const counting = (socket: Socket.Socket) => {
 const requests: ReadonlyArray<Request> = Array.from({ length: 30 }, (_, i) =>
   i % 2 === 0 ? { _tag: "Add", a: i, b: 1000 } : { _tag: "Echo", text: `héllo ${i}` })
 
+/**
+ * A handler that waits on `gate` for the request `Echo "wait"` (telling `waiting` it does) and
+ * answers every other request at once.
+ */
+const waitingAtGate = (gate: Deferred.Deferred<void>, waiting: Deferred.Deferred<void>) => (request: Request) =>
+  request._tag === "Echo" && request.text === "wait"
+    ? Effect.andThen(Deferred.succeed(waiting, undefined), Effect.as(Deferred.await(gate), answer(request)))
+    : Effect.succeed(answer(request))
+
+/**
+ * Against a server answering with {@link waitingAtGate}: send "wait" and 8 MB behind it, check
+ * (after `whileHeld`) that flow control holds the client's write back while the handler waits,
+ * then open the gate and expect every reply, in order.
+ */
+const burstWhileWaiting = (
+  address: Address.Address,
+  gate: Deferred.Deferred<void>,
+  waiting: Deferred.Deferred<void>,
+  whileHeld: Effect.Effect<void> = Effect.void
+) =>
+  Effect.gen(function*() {
+    const socket = yield* Socket.connect(address)
+    const client = Protocol.attach(socket, ClientP)
+    const replies = yield* Effect.forkScoped(Stream.runCollect(client.messages))
+    const text = "x".repeat(900)
+    const burst: ReadonlyArray<Request> = [
+      { _tag: "Echo", text: "wait" },
+      ...Array.from({ length: 9000 }, (_, i): Request => i % 10 === 0 ? { _tag: "Add", a: i, b: 0 } : { _tag: "Echo", text })
+    ]
+    const sent = yield* Effect.forkScoped(client.sendAll(burst))
+    // The handler waits; give the burst time to fill every buffer on the way.
+    yield* Deferred.await(waiting)
+    yield* Effect.sleep("300 millis")
+    yield* whileHeld
+    assert.isUndefined(sent.pollUnsafe(), "the client's write is held back by flow control")
+    yield* Deferred.succeed(gate, undefined)
+    yield* Fiber.join(sent)
+    yield* socket.end
+    assert.deepStrictEqual(yield* Fiber.join(replies), burst.map(answer))
+  })
+
 describe("Protocol", () => {
   describe("over an in-memory pair", () => {
     for (const format of ["json", "msgpack"] as const) {
@@ -677,38 +718,23 @@ describe("Protocol", () => {
             Stream.take(1),
             Stream.runForEach((socket) => {
               const [server, counts] = counted ? observed(socket) : [socket, { reads: 1, writes: 0 }] as const
-              const handler = (request: Request) =>
-                request._tag === "Echo" && request.text === "wait"
-                  ? Effect.andThen(Deferred.succeed(waiting, undefined), Effect.as(Deferred.await(gate), answer(request)))
-                  : Effect.succeed(answer(request))
               return Effect.andThen(
                 Deferred.succeed(counter, counts),
-                Effect.forkScoped(Protocol.serve(ServerP, handler)(server))
+                Effect.forkScoped(Protocol.serve(ServerP, waitingAtGate(gate, waiting))(server))
               )
             }),
             Effect.forkScoped
           )
-          const socket = yield* Socket.connect(listener.address)
-          const client = Protocol.attach(socket, ClientP)
-          const replies = yield* Effect.forkScoped(Stream.runCollect(client.messages))
-          const text = "x".repeat(900)
-          const burst: ReadonlyArray<Request> = [
-            { _tag: "Echo", text: "wait" },
-            ...Array.from({ length: 9000 }, (_, i): Request => i % 10 === 0 ? { _tag: "Add", a: i, b: 0 } : { _tag: "Echo", text })
-          ]
-          const sent = yield* Effect.forkScoped(client.sendAll(burst))
-          const counts = yield* Deferred.await(counter)
-          // The handler waits; give the burst time to fill every buffer on the way.
-          yield* Deferred.await(waiting)
-          yield* Effect.sleep("300 millis")
-          // The server took one read and waits; the rest of the burst sits in bounded buffers, so the client's write waits.
-          assert.strictEqual(counts.reads, 1)
-          assert.strictEqual(counts.writes, 0)
-          assert.isUndefined(sent.pollUnsafe(), "the client's write is held back by flow control")
-          yield* Deferred.succeed(gate, undefined)
-          yield* Fiber.join(sent)
-          yield* socket.end
-          assert.deepStrictEqual(yield* Fiber.join(replies), burst.map(answer))
+          yield* burstWhileWaiting(
+            listener.address,
+            gate,
+            waiting,
+            // The server took one read and waits; the rest of the burst sits in bounded buffers.
+            Effect.map(Deferred.await(counter), (counts) => {
+              assert.strictEqual(counts.reads, 1)
+              assert.strictEqual(counts.writes, 0)
+            })
+          )
         }), { timeout: 30_000 })
     }
 
@@ -814,27 +840,8 @@ describe("Protocol.serve on a Server: handlers that wait (parks)", () => {
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
       const waiting = yield* Deferred.make<void>()
-      const server = yield* serveWith((request) =>
-        request._tag === "Echo" && request.text === "wait"
-          ? Effect.andThen(Deferred.succeed(waiting, undefined), Effect.as(Deferred.await(gate), answer(request)))
-          : Effect.succeed(answer(request))
-      )
-      const socket = yield* Socket.connect(server.address)
-      const client = Protocol.attach(socket, ClientP)
-      const replies = yield* Effect.forkScoped(Stream.runCollect(client.messages))
-      const text = "x".repeat(900)
-      const burst: ReadonlyArray<Request> = [
-        { _tag: "Echo", text: "wait" },
-        ...Array.from({ length: 9000 }, (_, i): Request => i % 10 === 0 ? { _tag: "Add", a: i, b: 0 } : { _tag: "Echo", text })
-      ]
-      const sent = yield* Effect.forkScoped(client.sendAll(burst))
-      yield* Deferred.await(waiting)
-      yield* Effect.sleep("300 millis")
-      assert.isUndefined(sent.pollUnsafe(), "the client's write is held back by flow control")
-      yield* Deferred.succeed(gate, undefined)
-      yield* Fiber.join(sent)
-      yield* socket.end
-      assert.deepStrictEqual(yield* Fiber.join(replies), burst.map(answer))
+      const server = yield* serveWith(waitingAtGate(gate, waiting))
+      yield* burstWhileWaiting(server.address, gate, waiting)
     }), { timeout: 30_000 })
 
   it.live("a handler's Scope lives as long as its connection: finalizers run when the connection ends, once", () =>

@@ -61,6 +61,25 @@ export const servePumps = (
     slots.gone()
   }
 
+  // The pump stopped; a fiber finishes the read, then a new pump goes on (or the connection ends).
+  // One function for every connection: a pump handler's connection (Echo) never parks.
+  const parked = (
+    socket: NodeSocket,
+    state: PumpConnection,
+    handler: Socket.PumpHandler<unknown>,
+    ended: (exit: Exit.Exit<void, unknown>) => void,
+    park: Park
+  ) => {
+    state.pump = undefined
+    state.runtime!.park(park.rest).addObserver((exit) => {
+      if (state.ended || state.cut) return
+      if (exit._tag === "Failure") return ended(exit)
+      if (!exit.value) return ended(Exit.void)
+      state.pump = startPump(socket, handler, undefined, ended)
+      if (ending) state.pump?.onAbort()
+    })
+  }
+
   const serve = (socket: NodeSocket) => {
     slots.admit()
     const runtime = newRuntime?.()
@@ -70,7 +89,7 @@ export const servePumps = (
     const ended = (exit: Exit.Exit<void, unknown>) => {
       if (state.ended) return
       const park = runtime === undefined ? undefined : parkOf(exit)
-      if (park !== undefined) return parked(park)
+      if (park !== undefined) return parked(socket, state, handler, ended, park)
       state.ended = true
       state.pump = undefined
       // A cut connection was counted by the drain, like an interrupted fiber.
@@ -80,17 +99,6 @@ export const servePumps = (
       }
       runtime?.release(exit)
       socket.closeWith(() => gone(socket, state))
-    }
-    // The pump stopped; a fiber finishes the read, then a new pump goes on (or the connection ends).
-    const parked = (park: Park) => {
-      state.pump = undefined
-      runtime!.park(park.rest).addObserver((exit) => {
-        if (state.ended || state.cut) return
-        if (exit._tag === "Failure") return ended(exit)
-        if (!exit.value) return ended(Exit.void)
-        state.pump = startPump(socket, handler, undefined, ended)
-        if (ending) state.pump?.onAbort()
-      })
     }
     try {
       handler = make(socket, runtime)
