@@ -4,6 +4,7 @@
  *
  *   node dist/bench/baselines.js raw    [--host 127.0.0.1] [--port 0]
  *   node dist/bench/baselines.js framed [--host 127.0.0.1] [--port 0]
+ *   node dist/bench/baselines.js framed-json [--host 127.0.0.1] [--port 0]
  *
  * `raw` is the fastest echo Node can do, `socket.pipe(socket)`. Both set
  * TCP_NODELAY, as effect-wire does by default, so all servers put the same
@@ -11,6 +12,8 @@
  * the best hand-written framed echo: u32 BE length-prefixed frames decoded as
  * views of the read (no copy unless a frame spans reads), and every read's
  * answers written as one corked batch, pausing reads while the peer is slow.
+ * `framed-json` is the same server answering the JSON workloads the way a
+ * hand-written JSON service does: parse, check the fields, stringify.
  */
 import * as Net from "node:net"
 import { HEADER_BYTES } from "./common.js"
@@ -23,18 +26,26 @@ const rawEcho = (socket: Net.Socket): void => {
   socket.pipe(socket)
 }
 
-const framedEcho = (socket: Net.Socket): void => {
+/**
+ * A hand-written framed server: `reply` turns each frame's body into the
+ * answer's body (the same bytes for the echo), or undefined to cut the
+ * connection.
+ */
+const framedServer = (reply: (body: Buffer) => Buffer | undefined) => (socket: Net.Socket): void => {
   socket.on("error", () => socket.destroy())
   // Bytes of an unfinished frame, kept as the reads that brought them.
   let parts: Array<Buffer> = []
   let partsBytes = 0
   let needed = HEADER_BYTES
 
-  const answer = (body: Buffer): void => {
+  const answer = (request: Buffer): boolean => {
+    const body = reply(request)
+    if (body === undefined) return false
     const header = Buffer.allocUnsafe(HEADER_BYTES)
     header.writeUInt32BE(body.length, 0)
     socket.write(header)
     socket.write(body)
+    return true
   }
 
   socket.on("data", (chunk: Buffer) => {
@@ -56,7 +67,10 @@ const framedEcho = (socket: Net.Socket): void => {
         return
       }
       if (buffer.length - at - HEADER_BYTES < size) break
-      answer(buffer.subarray(at + HEADER_BYTES, at + HEADER_BYTES + size))
+      if (!answer(buffer.subarray(at + HEADER_BYTES, at + HEADER_BYTES + size))) {
+        socket.destroy(new Error("not a request"))
+        return
+      }
       at += HEADER_BYTES + size
     }
     if (at < buffer.length) {
@@ -79,15 +93,42 @@ const framedEcho = (socket: Net.Socket): void => {
   })
 }
 
+const framedEcho = framedServer((body) => body)
+
+/**
+ * The JSON service as a node user writes it by hand: each frame parsed with
+ * `JSON.parse`, its fields checked, the answer made with `JSON.stringify`,
+ * the same work effect-wire's JSON `Protocol` service does with Schema
+ * (bench/messages.ts's `JsonMessage`).
+ */
+const framedJson = framedServer((body) => {
+  let request: unknown
+  try {
+    request = JSON.parse(body.toString("utf8"))
+  } catch {
+    return undefined
+  }
+  if (typeof request !== "object" || request === null) return undefined
+  const { conn, pad, seq } = request as Record<string, unknown>
+  if (typeof seq !== "number" || typeof conn !== "number" || typeof pad !== "string") return undefined
+  return Buffer.from(JSON.stringify({ seq, conn, pad }))
+})
+
 const main = (): void => {
   const [mode, ...rest] = process.argv.slice(2)
   const option = (name: string, fallback: string): string => {
     const at = rest.indexOf(name)
     return at >= 0 && rest[at + 1] !== undefined ? rest[at + 1]! : fallback
   }
-  const handler = mode === "raw" ? rawEcho : mode === "framed" ? framedEcho : undefined
+  const handler = mode === "raw"
+    ? rawEcho
+    : mode === "framed"
+    ? framedEcho
+    : mode === "framed-json"
+    ? framedJson
+    : undefined
   if (handler === undefined) {
-    process.stderr.write("usage: baselines.js raw|framed [--host 127.0.0.1] [--port 0]\n")
+    process.stderr.write("usage: baselines.js raw|framed|framed-json [--host 127.0.0.1] [--port 0]\n")
     process.exit(2)
   }
   // allowHalfOpen: a client's end() must still get every answer, then our end().

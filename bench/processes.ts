@@ -52,6 +52,8 @@ export const serverArgs = (id: ServerId, builds: string | Builds): Array<string>
       return [BASELINES, "raw", ...LISTEN]
     case "node-framed":
       return [BASELINES, "framed", ...LISTEN]
+    case "node-framed-json":
+      return [BASELINES, "framed-json", ...LISTEN]
     case "wire":
       return [cli, "serve", "echo", ...LISTEN]
     case "wire-framed":

@@ -105,6 +105,7 @@ const RESULTS_DIR = Path.join(ROOT, ".bench-results")
 const DEFAULT_SERVERS: ReadonlyArray<ServerId> = [
   "node-raw",
   "node-framed",
+  "node-framed-json",
   "wire",
   "wire-framed",
   "wire-stream",

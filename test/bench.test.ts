@@ -127,6 +127,7 @@ describe("npm run bench", () => {
     assert.deepStrictEqual(ran.json.servers.map((s) => s.id), [
       "node-raw",
       "node-framed",
+      "node-framed-json",
       "wire",
       "wire-framed",
       "wire-stream",
