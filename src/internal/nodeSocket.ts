@@ -167,7 +167,12 @@ export class NodeSocket implements Socket.Socket, Member {
       const ours = listenerAddress ?? (this.remoteAddress._tag === "TcpAddress" && this.remoteAddress.host.includes(":")
         ? UNNAMED_IPV6
         : UNNAMED_IPV4)
-      this.localAddress = tcpAddress(raw.localAddress, raw.localPort, ours)
+      const host = raw.localAddress
+      const port = raw.localPort
+      // An accepted connection's end is usually the listener's own address: share it.
+      this.localAddress = ours._tag === "TcpAddress" && ours.port === port && ours.host === host
+        ? ours
+        : tcpAddress(host, port, ours)
       this.remoteAddress = tcpAddress(raw.remoteAddress, raw.remotePort, peer)
       raw.setNoDelay(config.noDelay)
       if (config.keepAlive !== false) raw.setKeepAlive(true, config.keepAlive)
