@@ -260,6 +260,14 @@ export interface Stats {
   readonly failed: number
   /** Connections closed at once because the server was full (`overflow: "refuse"`) or its queue was. */
   readonly refused: number
+  /**
+   * A TLS server's handshakes that failed (each logged with its typed reason;
+   * those connections never reached the handler nor `accepted`). Absent on a
+   * plaintext server.
+   */
+  readonly tlsHandshakesFailed?: number | undefined
+  /** The same by the tag of their error, e.g. `{ NotTls: 3, HandshakeTimeout: 1 }`. Absent on a plaintext server. */
+  readonly tlsHandshakeFailures?: Readonly<Record<string, number>> | undefined
 }
 
 /**
@@ -607,13 +615,20 @@ const run = <E, R>(
     return {
       address: listener.address,
       limits,
-      stats: Effect.map(listener.refused, (queueRefused) => ({
-        accepted: slots.accepted,
-        active: slots.active,
-        completed: slots.completed,
-        failed: slots.failed,
-        refused: slots.refused + queueRefused
-      })),
+      stats: Effect.map(listener.refused, (queueRefused): Stats => {
+        const stats = {
+          accepted: slots.accepted,
+          active: slots.active,
+          completed: slots.completed,
+          failed: slots.failed,
+          refused: slots.refused + queueRefused
+        }
+        const tls = capability?.tlsHandshakeFailures()
+        if (tls === undefined) return stats
+        let total = 0
+        for (const n of tls.values()) total += n
+        return { ...stats, tlsHandshakesFailed: total, tlsHandshakeFailures: Object.fromEntries(tls) }
+      }),
       shutdown: Deferred.await(shutdownReport)
     }
   })

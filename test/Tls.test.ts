@@ -442,6 +442,18 @@ describe("Tls server (Socket.listen / Server with tls)", () => {
         assert.isAbove(port, 0)
         const stats = yield* server.stats
         assert.strictEqual(stats.accepted, 1)
+        // Server.stats counts each refused handshake by its tag (each was logged above, after it was counted).
+        assert.strictEqual(stats.tlsHandshakesFailed, 5)
+        assert.deepStrictEqual(stats.tlsHandshakeFailures, {
+          NotTls: 1,
+          PeerCertificateMissing: 1,
+          CertificateUntrusted: 1,
+          CertificateExpired: 1,
+          AlpnMismatch: 1
+        })
+        // A plaintext server has no TLS counters at all.
+        const plaintext = yield* (yield* Echo.make({ address: loopback })).stats
+        assert.deepStrictEqual(Object.keys(plaintext), ["accepted", "active", "completed", "failed", "refused"])
       }).pipe(Effect.scoped, Effect.provide(log.layer))
     }))
 

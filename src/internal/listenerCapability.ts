@@ -41,6 +41,8 @@ export interface ServerCapability {
     serve: (socket: Socket.Socket) => void,
     slots: ConnectionSlots
   ) => { readonly stop: () => void }
+  /** A TLS listener's failed handshakes by the tag of their error; undefined for a plaintext one. */
+  readonly tlsHandshakeFailures: () => ReadonlyMap<string, number> | undefined
 }
 
 /** The connections {@link ServerCapability.servePumps} serves, as the drain sees them. */

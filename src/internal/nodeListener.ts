@@ -65,7 +65,8 @@ export class NodeListener implements Socket.Listener, Owner {
         this.slots = slots
       },
       servePumps: (make, slots, runtime) => servePumps(this, make, slots, runtime),
-      acceptInCallbacks: (serve, slots) => acceptInCallbacks(this, slots, serve)
+      acceptInCallbacks: (serve, slots) => acceptInCallbacks(this, slots, serve),
+      tlsHandshakeFailures: () => this.tls?.failures
     }
   }
 

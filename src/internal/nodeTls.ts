@@ -605,10 +605,32 @@ export interface HandshakeReporter {
   readonly name: () => string
 }
 
+/** How one handshake on a TLS listener ended: what {@link handshakeDone} receives. */
+export interface HandshakeOutcome {
+  /** The listener's name (its address, or the server's `name`). */
+  readonly listener: string
+  /** The client, on a failure (`Address.unknownPeer` on success: not looked up on that path). */
+  readonly peer: Address.Address
+  /** From the TCP accept to the end of the handshake (its refusal included). */
+  readonly durationMs: number
+  /** Undefined when the handshake succeeded (the connection goes on to the server). */
+  readonly error: Tls.HandshakeError | NetError.NetError | undefined
+}
+
+/**
+ * The one place every handshake of every TLS listener ends, success or
+ * failure: a failure is counted by its tag in `failures` (what
+ * `Server.stats` and `Tls.handshakeFailures` read) and logged by the
+ * listener's own `report`. Metrics of handshakes hook here.
+ */
+export const handshakeDone = (failures: Map<string, number>, outcome: HandshakeOutcome): void => {
+  if (outcome.error !== undefined) failures.set(outcome.error._tag, (failures.get(outcome.error._tag) ?? 0) + 1)
+}
+
 /** A TLS listener's server and what it keeps beside a plaintext one. */
 export interface TlsServer {
   readonly server: NodeTls.Server
-  /** Handshakes that failed, by the tag of their error. */
+  /** Handshakes that failed, by the tag of their error (see {@link handshakeDone}). */
   readonly failures: Map<string, number>
   /** Stop following credential reloads, destroy the handshakes in progress. */
   readonly close: () => void
@@ -643,11 +665,23 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
     }
   }
   config.credentials.subscribers.add(reload)
-  const handshaking = new Set<Net.Socket>()
+  // The TCP sockets whose handshake is in progress, with when they were accepted.
+  const handshaking = new Map<Net.Socket, number>()
   const failures = new Map<string, number>()
+  const startOf = (socket: NodeTls.TLSSocket): number | undefined =>
+    handshaking.get((socket as unknown as { readonly _parent?: Net.Socket })._parent ?? socket)
+  const done = (socket: NodeTls.TLSSocket, peer: Address.Address, error: Tls.HandshakeError | NetError.NetError | undefined) => {
+    const start = startOf(socket)
+    handshakeDone(failures, {
+      listener: reporter.name(),
+      peer,
+      durationMs: start === undefined ? 0 : performance.now() - start,
+      error
+    })
+  }
 
-  const report = (error: Tls.HandshakeError | NetError.NetError, peer: Address.Address) => {
-    failures.set(error._tag, (failures.get(error._tag) ?? 0) + 1)
+  const report = (socket: NodeTls.TLSSocket, error: Tls.HandshakeError | NetError.NetError, peer: Address.Address) => {
+    done(socket, peer, error)
     const slots = reporter.slots()
     const line = `${reporter.name()}: TLS handshake with ${Address.format(peer)} failed: ${error._tag}: ${error.message}`
     const log = NOISE.has(error._tag) ? Effect.logDebug(line) : Effect.logWarning(line)
@@ -660,12 +694,13 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
       : Address.unknownPeer
 
   server.on("connection", (socket: Net.Socket) => {
-    handshaking.add(socket)
+    handshaking.set(socket, performance.now())
     socket.once("close", () => handshaking.delete(socket))
   })
   server.on("tlsClientError", (err: Error, socket: NodeTls.TLSSocket) => {
     const peer = peerOf(socket)
     report(
+      socket,
       fromTlsError(err, { address: peer, presenter: "client" }) ?? NetError.fromSystemError(err, { phase: "read", address: peer }),
       peer
     )
@@ -676,13 +711,15 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
   // required) never reaches it: the listener skips a destroyed socket.
   server.prependListener("secureConnection", (socket: NodeTls.TLSSocket) => {
     socket.pause()
-    if (!requestCert || socket.authorized) return
-    const cert = certificateOf(socket)
-    if (cert === undefined && config.clientCertificate === "optional") return
+    const cert = requestCert && !socket.authorized ? certificateOf(socket) : undefined
+    if (!requestCert || socket.authorized || (cert === undefined && config.clientCertificate === "optional")) {
+      return done(socket, Address.unknownPeer, undefined)
+    }
     const peer = peerOf(socket)
     const verdict = (socket as unknown as { readonly authorizationError?: unknown }).authorizationError
     const context = { address: peer, presenter: "client" as const, ...certFields(cert) }
     report(
+      socket,
       cert === undefined
         ? new Tls.PeerCertificateMissing({ address: peer })
         : (typeof verdict === "string" ? fromCode(verdict, undefined, context) : undefined) ??
@@ -696,7 +733,7 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
     failures,
     close: () => {
       config.credentials.subscribers.delete(reload)
-      for (const socket of handshaking) socket.destroy()
+      for (const socket of handshaking.keys()) socket.destroy()
       handshaking.clear()
     }
   }
