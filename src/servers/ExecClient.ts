@@ -20,6 +20,7 @@ import * as Address from "../Address.js"
 import * as Options from "../internal/options.js"
 import type { ConnectError, ReadError, WriteError } from "../NetError.js"
 import * as Socket from "../Socket.js"
+import type * as Tls from "../Tls.js"
 import type { ExecError, ExecRequest, ExecResult, ResponseLimits } from "./ExecWire.js"
 import {
   checkRequest,
@@ -117,6 +118,12 @@ export type ClientError = ExecError | TransportError
  *   else can write to: a file another user put at the path is refused with
  *   `UntrustedSocketOwner` before the token is sent. A list of uids trusts
  *   those users (and root), `"any"` everyone (see `Socket.ConnectOptions`).
+ * - `tls` (none): speak TLS to a server started with `tls` (see
+ *   `Tls.ClientOptions`): the server's certificate and host name are checked
+ *   before the first request (and its token) is sent, and `identity` presents
+ *   a client certificate to a server that requires one. A failed handshake
+ *   is a typed `Tls.HandshakeError` of {@link client}. Only {@link client}
+ *   takes it: {@link clientFromSocket} uses the socket as it is.
  *
  * Client options are given in code, like `Socket`'s, so a bad `timeout` is a
  * defect (Effect's `IllegalArgumentError`, "Exec client: timeout must be
@@ -137,6 +144,8 @@ export interface ClientOptions extends ResponseLimits {
   readonly timeout?: Duration.Input | undefined
   /** Whose Unix socket file to connect to (default `"self"`: this user's or root's). */
   readonly unixOwner?: "any" | "self" | ReadonlyArray<number> | undefined
+  /** Speak TLS (server certificate checked, optional client certificate); {@link client} only. */
+  readonly tls?: Tls.ClientOptions | undefined
 }
 
 /** The client's `timeout`, `undefined` for none; a bad one is the defect of an option given in code. */
@@ -204,7 +213,7 @@ type Waiter = Deferred.Deferred<ExecResult, TransportError>
  */
 export const clientFromSocket = (
   socket: Socket.Socket,
-  options?: ClientOptions
+  options?: Omit<ClientOptions, "tls">
 ): Effect.Effect<ExecClient, never, Scope.Scope> =>
   Effect.gen(function*() {
     const address = socket.remoteAddress
@@ -376,7 +385,7 @@ export const client = (
     timeoutOf(options),
     (timeout) =>
       Effect.flatMap(
-        Socket.connect(address, { timeout, unixOwner: options?.unixOwner ?? "self" }),
+        Socket.connect(address, { timeout, unixOwner: options?.unixOwner ?? "self", tls: options?.tls }),
         (socket) => clientFromSocket(socket, options)
       )
   )

@@ -23,6 +23,7 @@ import type { ListenError, ReadError, WriteError } from "../NetError.js"
 import { IdleTimeout, MemoryBudgetExceeded, WriteTimeout } from "../NetError.js"
 import * as Server from "../Server.js"
 import type * as Socket from "../Socket.js"
+import type * as Tls from "../Tls.js"
 import type { ExecConfigError, ExecOptions } from "./ExecPolicy.js"
 import { checkBindResolved, InsecureBind, InvalidExecOptions, makePolicy } from "./ExecPolicy.js"
 import type { ExecRunner } from "./ExecRunner.js"
@@ -59,6 +60,13 @@ import { duration, positiveInt } from "./internal/execOptions.js"
  *   request and 4 KiB.
  * - `shutdownTimeout` (10 s): on release, how long each connection may finish
  *   the request in hand; then its command is killed.
+ * - `tls` (none): speak TLS (see `Tls.ServerOptions`), so requests, their
+ *   token and the output cross the network encrypted; with
+ *   `clientCertificate: "required"` only clients holding a certificate of
+ *   `clientCa` get a connection at all. A connection reaches the server only
+ *   after its handshake; a failed one is logged and counted
+ *   (`Stats.tlsHandshakesFailed`). It does not replace the `token`: an address
+ *   other machines can reach still needs one.
  *
  * As for {@link ExecOptions}, 0 is refused everywhere and a bad value fails
  * with the typed `InvalidExecOptions`; `idleTimeout` is the one limit
@@ -95,6 +103,8 @@ export interface ServerOptions extends ExecOptions {
    * as `Socket.ListenOptions.unixMode`. From 0 to 0o777.
    */
   readonly unixMode?: number | undefined
+  /** Speak TLS: certificate and key, client certificates (see `Tls.ServerOptions`). */
+  readonly tls?: Tls.ServerOptions | undefined
 }
 
 /**
@@ -538,7 +548,7 @@ export const make = (options: ServerOptions): Effect.Effect<Server.RunningServer
     }
     return Effect.flatMap(prepare(options, address), ({ idleTimeout, ...prepared }) =>
       Effect.map(
-        Server.make({ address, ...prepared, listen: { unixMode } }),
+        Server.make({ address, ...prepared, listen: { unixMode }, tls: options.tls }),
         (server) => withIdleTimeout(server, idleTimeout)
       ))
   })
@@ -546,7 +556,7 @@ export const make = (options: ServerOptions): Effect.Effect<Server.RunningServer
 /**
  * Serve exec requests on a listener you already have, such as
  * `MemorySocket.listen()` to test without the network. The bind check uses
- * the listener's address.
+ * the listener's address; TLS is the listener's (`Socket.listen` with `tls`).
  *
  * ```ts
  * const listener = yield* MemorySocket.listen()
@@ -559,7 +569,7 @@ export const make = (options: ServerOptions): Effect.Effect<Server.RunningServer
  */
 export const fromListener = (
   listener: Socket.Listener,
-  options: Omit<ServerOptions, "address">
+  options: Omit<ServerOptions, "address" | "tls">
 ): Effect.Effect<Server.RunningServer, ExecConfigError | InsecureBind, Scope.Scope> =>
   Effect.flatMap(prepare(options, listener.address), ({ idleTimeout, ...prepared }) =>
     Effect.map(Server.fromListener(listener, prepared), (server) => withIdleTimeout(server, idleTimeout)))
