@@ -774,10 +774,15 @@ class Serving<In, Out, PE, E, R> implements Socket.PumpHandler<Park> {
   /**
    * What the server's memory budget counts for this connection: the
    * decoder's unfinished frame, three times over, as for the byte servers
-   * (its buffer doubles as it grows; the ones it outgrew wait for a GC).
+   * (its buffer doubles as it grows; the ones it outgrew wait for a GC);
+   * and, while a handler waits, the frames of the read in hand and the
+   * replies not written yet (empty otherwise: a read is answered in full).
    */
   get [HeldKey](): number {
-    return 3 * this.decoder.buffered
+    const frames = this.frames
+    let held = 3 * this.decoder.buffered + this.replies.pendingBytes
+    for (let i = 0; i < frames.length; i++) held += frames[i]!.length
+    return held
   }
 
   onRead(bytes: Uint8Array, out: Array<Uint8Array>): Park | undefined {

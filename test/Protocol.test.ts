@@ -890,6 +890,30 @@ describe("Protocol.serve on a Server: handlers that wait (parks)", () => {
       assert.deepStrictEqual(yield* again.request({ _tag: "Add", a: 2, b: 3 }), answer({ _tag: "Add", a: 2, b: 3 }))
     }), { timeout: 15_000 })
 
+  it.live("a peer that resets while its handler waits interrupts the handler at once (its finalizers run); counted as failed", () =>
+    Effect.gen(function*() {
+      const started = yield* Deferred.make<void>()
+      let released = 0
+      const server = yield* Server.make({
+        address: Address.tcp("127.0.0.1", 0),
+        logLevel: "None",
+        handler: Protocol.serve(ServerP, (_request: Request) =>
+          Effect.gen(function*() {
+            yield* Effect.addFinalizer(() => Effect.sync(() => released++))
+            yield* Deferred.succeed(started, undefined)
+            return yield* Effect.never
+          }))
+      })
+      const socket = yield* Socket.connect(server.address)
+      yield* Protocol.attach(socket, ClientP).send({ _tag: "Echo", text: "forever" })
+      yield* Deferred.await(started)
+      yield* socket.reset
+      const stats = yield* eventually("the connection ended", server.stats, (s) => s.active === 0)
+      assert.strictEqual(stats.failed, 1)
+      yield* eventually("the finalizer ran", Effect.sync(() => released), (n) => n === 1)
+      assert.strictEqual(released, 1)
+    }), { timeout: 15_000 })
+
   it.live("draining cuts a connection parked past shutdownTimeout: counted as cut, its scope closed", () =>
     Effect.gen(function*() {
       const started = yield* Deferred.make<void>()

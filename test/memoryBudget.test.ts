@@ -11,6 +11,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Address from "../src/Address.js"
@@ -170,6 +171,61 @@ describe("memoryBudget on a server", () => {
       // Reading resumed: a new client gets its answer.
       const client = yield* Protocol.client(yield* Socket.connect(server.address), Bytes)
       assert.deepStrictEqual(yield* client.request(new Uint8Array([1, 2, 3])), new Uint8Array([1, 2, 3]))
+    }).pipe(Effect.provide(logs.layer))
+  })
+
+  it.live("callback path, parked (Protocol.serve with a handler that waits): the frames of the read it holds count; the largest are cut at once, their handlers interrupted, the others answered in full", () => {
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      const Bytes = Protocol.make({
+        framing: Framing.lengthPrefixed(),
+        incoming: Schema.Uint8Array,
+        outgoing: Schema.Uint8Array,
+        format: <A, I>(schema: Schema.Codec<A, I>) => Message.make("bytes", schema as unknown as Schema.Codec<A, Uint8Array>)
+      })
+      const go = yield* Deferred.make<void>()
+      let interrupted = 0
+      const server = yield* Server.make({
+        address: loopback,
+        memoryBudget: MiB,
+        logLevel: "Debug",
+        // Every request waits for `go`: each connection parks on the first frame of its read,
+        // holding that read's frames (and nothing sits in its socket's read queue).
+        handler: Protocol.serve(Bytes, (request) =>
+          Deferred.await(go).pipe(
+            Effect.as(request),
+            Effect.onInterrupt(() => Effect.sync(() => void interrupted++))
+          ))
+      })
+      // 24 clients × 6 frames of 8 KiB in one write (one read each on loopback): 1.2 MiB held
+      // by parked handlers against a 1 MiB budget.
+      const FRAMES = 6
+      const frame = new Uint8Array(4 + 8 * 1024)
+      new DataView(frame.buffer).setUint32(0, 8 * 1024)
+      const batch = new Uint8Array(FRAMES * frame.length)
+      for (let i = 0; i < FRAMES; i++) batch.set(frame, i * frame.length)
+      const clients = yield* Effect.forEach(Array.from({ length: 24 }), () => Socket.connect(server.address))
+      yield* Effect.forEach(clients, (c) => c.write(batch), { discard: true })
+      // Cut at once (not when the handler ends): the stats count them while the others still wait.
+      const cutStats = yield* eventually("the cuts", server.stats, (s) => s.failed >= 1, 500, 20)
+      assert.strictEqual(cutStats.active + cutStats.failed, 24)
+      yield* eventually("the cut handlers' interruption", Effect.sync(() => interrupted), (n) => n === cutStats.failed, 500, 20)
+      const cuts = logs.lines.filter((l) => l.level === "DEBUG" && / ended early: MemoryBudgetExceeded: /.test(l.message))
+      assert.strictEqual(cuts.length, cutStats.failed, JSON.stringify(logs.lines.map((l) => l.message)))
+      yield* Deferred.succeed(go, void 0)
+      // Every client that was not cut gets its 6 answers.
+      const answered = yield* Effect.forEach(clients, (c) =>
+        Stream.runFold(c.reads, () => 0, (n: number, b: Uint8Array) => n + b.length).pipe(
+          Effect.timeout("5 seconds"),
+          Effect.catch(() => Effect.succeed(-1)),
+          Effect.forkChild
+        ))
+      yield* Effect.forEach(clients, (c) => Effect.ignore(c.end), { discard: true })
+      const stats = yield* eventually("every connection to end", server.stats, (s) => s.active === 0, 500, 20)
+      const bytes = yield* Effect.forEach(answered, (fiber) => Fiber.join(fiber))
+      const whole = bytes.filter((n) => n === batch.length).length
+      assert.strictEqual(whole, 24 - stats.failed, bytes.join(","))
+      assert.strictEqual(stats.failed, cutStats.failed)
     }).pipe(Effect.provide(logs.layer))
   })
 

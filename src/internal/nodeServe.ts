@@ -14,7 +14,7 @@ import type * as Socket from "../Socket.js"
 import { type ConnectionRuntime, Park } from "./callbackServe.js"
 import type { ConnectionSlots } from "./connectionSlots.js"
 import type { PumpConnections } from "./listenerCapability.js"
-import { joinBudget } from "./memoryBudget.js"
+import { heldBy, joinBudget } from "./memoryBudget.js"
 import type { NodeListener } from "./nodeListener.js"
 import { type Pumping, startPump } from "./nodePump.js"
 import type { NodeSocket } from "./nodeSocket.js"
@@ -71,8 +71,23 @@ export const servePumps = (
     park: Park
   ) => {
     state.pump = undefined
-    state.runtime!.park(park.rest).addObserver((exit) => {
+    const fiber = state.runtime!.park(park.rest)
+    // While it waits, what the handler holds counts in the budget; a connection closed meanwhile
+    // (cut by a limit, reset by the peer) interrupts it, so what it holds goes at once.
+    let closed = false
+    socket.parked = {
+      held: () => heldBy(handler),
+      closed: () => {
+        closed = true
+        fiber.interruptUnsafe()
+      }
+    }
+    socket.budget?.update(socket)
+    fiber.addObserver((exit) => {
+      socket.parked = undefined
       if (state.ended || state.cut) return
+      // Ended as a pump ends when its socket closes: with the socket's failure, if any.
+      if (closed) return ended(socket.failure === undefined ? Exit.void : Exit.fail(socket.readError()))
       if (exit._tag === "Failure") return ended(exit)
       if (!exit.value) return ended(Exit.void)
       state.pump = startPump(socket, handler, undefined, ended)

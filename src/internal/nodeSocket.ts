@@ -85,6 +85,14 @@ export interface CallbackReader {
   held(): number
 }
 
+/** A parked connection's handler, seen from its socket (see `NodeSocket.parked`). */
+export interface ParkedHandler {
+  /** Bytes it holds: the frames of the read it is answering, and replies not written yet. */
+  held(): number
+  /** The connection closed (cut by a limit, reset by the peer) while it waited. */
+  closed(): void
+}
+
 /**
  * Bytes waiting in Node's buffer for the peer to take them, watched for the
  * write timeout: made when a write leaves bytes waiting, dropped once none
@@ -127,6 +135,12 @@ export class NodeSocket implements Socket.Socket, Member {
   drainWaiters: Array<Resume<void, NetError.WriteError>> | undefined = undefined
   /** Bytes waiting for the peer, while a write or idle timeout watches them. */
   stall: StallWatch | undefined = undefined
+  /**
+   * While a connection served in callbacks is parked (its handler waits in a
+   * fiber, no pump reads): what that handler holds, for the memory budget,
+   * and what to do if the connection closes meanwhile.
+   */
+  parked: ParkedHandler | undefined = undefined
   /** The server's memory budget, when it has one and this socket counts in it. */
   budget: MemoryBudget | undefined = undefined
   charged = 0
@@ -418,7 +432,8 @@ export class NodeSocket implements Socket.Socket, Member {
 
   heldInput(): number {
     const direct = this.direct
-    return direct === undefined ? this.queued : this.queued + direct.held()
+    const held = direct === undefined ? this.queued : this.queued + direct.held()
+    return this.parked === undefined ? held : held + this.parked.held()
   }
 
   pendingOutput(): number {
@@ -705,6 +720,7 @@ function onClose(this: Raw): void {
   s.owner?.release(s)
   s.wakeReader()
   s.direct?.finish(s.failure === undefined ? Exit.void : Exit.fail(s.readError()))
+  s.parked?.closed()
   s.settleDrainWaiters(Effect.suspend(() => Effect.fail(s.writeError())))
   const stall = s.stall
   if (stall !== undefined) {
