@@ -31,6 +31,7 @@ import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Pull from "effect/Pull"
@@ -156,6 +157,92 @@ export const connect = (
   options?: Socket.ConnectOptions | undefined
 ): Effect.Effect<EffectSocket.Socket, ConnectError, Scope.Scope> =>
   Effect.map(Socket.connect(address, options), fromSocket)
+
+/**
+ * An `effect/socket` `Socket` that connects with {@link Socket.connect} each
+ * time its `reader` is acquired: what Effect's own client sockets
+ * (`NodeSocket.makeNet`) do, and what `effect/rpc`'s
+ * `RpcClient.makeProtocolSocket` expects, since it acquires the reader again
+ * after every failure. Each acquisition is one connection, read as
+ * {@link fromSocket} reads it; closing the reader's scope closes it.
+ *
+ * - A failed connect fails the acquisition with a `SocketOpenError` whose
+ *   `cause` is our typed `ConnectError` (`kind: "Timeout"` for
+ *   `ConnectTimeout`, `"Unknown"` otherwise), e.g. `ConnectionRefused` or a
+ *   `Tls.HandshakeError`.
+ * - `write`/`writeAll` go to the open connection; while none is open they
+ *   wait for the next one (a caller bounds that wait, as RpcClient does by
+ *   failing its requests when a connect fails). Errors are as in
+ *   {@link fromSocket}. Releasing the writer half-closes the open connection.
+ *
+ * ```ts
+ * const ClientLive = RpcClient.layerProtocolSocket().pipe(
+ *   Layer.provide(RpcSerialization.layerNdjson),
+ *   Layer.provide(Layer.sync(EffectSocket.Socket, () =>
+ *     PlatformSocket.reconnecting(Address.tcp("127.0.0.1", 9000), { timeout: "1 second" })
+ *   ))
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const reconnecting = (
+  address: Address.Address,
+  options?: Socket.ConnectOptions | undefined
+): EffectSocket.Socket => {
+  let current: Socket.Socket | undefined
+  const connected = Latch.makeUnsafe(false)
+
+  const reader: EffectSocket.Socket["reader"] = Effect.gen(function*() {
+    const socket = yield* Socket.connect(address, options).pipe(
+      Effect.mapError((cause) =>
+        new EffectSocket.SocketError({
+          reason: new EffectSocket.SocketOpenError({
+            kind: cause._tag === "ConnectTimeout" ? "Timeout" : "Unknown",
+            cause
+          })
+        })
+      )
+    )
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        if (current === socket) {
+          current = undefined
+          connected.closeUnsafe()
+        }
+      })
+    )
+    current = socket
+    connected.openUnsafe()
+    return yield* fromSocket(socket).reader
+  })
+
+  const write = (chunk: Uint8Array | string | EffectSocket.CloseEvent): Effect.Effect<void, EffectSocket.SocketError> =>
+    Effect.suspend(() => {
+      const socket = current
+      if (socket === undefined) return connected.whenOpen(write(chunk))
+      if (EffectSocket.isCloseEvent(chunk)) return chunk.code === 1000 ? socket.close : socket.reset
+      return Effect.mapError(socket.write(toBytes(chunk)), writeError)
+    })
+
+  const writeAll = (
+    chunks: NonEmptyReadonlyArray<Uint8Array | string>
+  ): Effect.Effect<void, EffectSocket.SocketError> =>
+    Effect.suspend(() => {
+      const socket = current
+      if (socket === undefined) return connected.whenOpen(writeAll(chunks))
+      return Effect.mapError(socket.writeAll(chunks.map(toBytes)), writeError)
+    })
+
+  return EffectSocket.make({
+    reader,
+    writer: Effect.acquireRelease(
+      Effect.succeed({ write, writeAll }),
+      () => current === undefined ? Effect.void : Effect.ignore(current.end)
+    )
+  })
+}
 
 let scopeIds: Map<string, number> | undefined
 

@@ -42,6 +42,8 @@ export * as Tls from "./Tls.js"
 export * as DatagramServer from "./DatagramServer.js"
 /** @since 0.1.0 */
 export * as PlatformSocket from "./PlatformSocket.js"
+/** @since 0.2.0 */
+export * as ClusterSocket from "./ClusterSocket.js"
 /** @since 0.1.0 */
 export * as Echo from "./servers/Echo.js"
 /** @since 0.1.0 */

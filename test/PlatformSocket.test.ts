@@ -13,6 +13,7 @@ import * as RpcClient from "effect/rpc/RpcClient"
 import * as RpcGroup from "effect/rpc/RpcGroup"
 import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import * as RpcServer from "effect/rpc/RpcServer"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as EffectSocket from "effect/socket/Socket"
@@ -22,7 +23,7 @@ import * as Address from "../src/Address.js"
 import * as PlatformSocket from "../src/PlatformSocket.js"
 import * as Socket from "../src/Socket.js"
 import * as MemorySocket from "../src/testing/MemorySocket.js"
-import { serve } from "./helpers/sockets.js"
+import { freePort, serve, tempDir } from "./helpers/sockets.js"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -375,3 +376,81 @@ const e2eSuite = (name: string, transport: Transport) =>
 
 e2eSuite("TCP loopback", tcpTransport)
 e2eSuite("an in-memory MemorySocket listener", memoryTransport)
+
+describe("PlatformSocket.reconnecting", () => {
+  it.live("every reader is a new connection; writes made between connections wait for the next", () =>
+    Effect.gen(function*() {
+      const listener = yield* Socket.listen(loopback4)
+      let accepted = 0
+      yield* serve(listener, (socket) => {
+        accepted++
+        return Stream.run(socket.reads, socket.writes)
+      })
+      const socket = PlatformSocket.reconnecting(listener.address)
+      const writer = yield* socket.writer
+      const roundTrip = (message: string) =>
+        Effect.scoped(Effect.gen(function*() {
+          const { pull } = yield* socket.reader
+          yield* writer.write(message)
+          return decoder.decode((yield* pull)[0] as Uint8Array)
+        }))
+      assert.strictEqual(yield* roundTrip("one"), "one")
+      // No connection now: this write waits for the next reader's connection.
+      const waiting = yield* Effect.forkChild(writer.write("two"), { startImmediately: true })
+      yield* Effect.yieldNow
+      assert.isUndefined(waiting.pollUnsafe())
+      const second = yield* Effect.scoped(Effect.gen(function*() {
+        const { pull } = yield* socket.reader
+        yield* Fiber.join(waiting)
+        return decoder.decode((yield* pull)[0] as Uint8Array)
+      }))
+      assert.strictEqual(second, "two")
+      assert.strictEqual(accepted, 2)
+    }))
+
+  it.live("a failed connect is a SocketOpenError with our typed ConnectError as its cause", () =>
+    Effect.gen(function*() {
+      const port = yield* freePort
+      const socket = PlatformSocket.reconnecting(Address.tcp("127.0.0.1", port))
+      const error = yield* Effect.flip(Effect.scoped(socket.reader))
+      assert.strictEqual(error.reason._tag, "SocketOpenError")
+      const reason = error.reason as EffectSocket.SocketOpenError
+      assert.strictEqual(reason.kind, "Unknown")
+      assert.strictEqual((reason.cause as { _tag: string })._tag, "ConnectionRefused")
+    }))
+
+  it.live("an effect/rpc client over it comes back after its server restarts", () =>
+    Effect.gen(function*() {
+      const address = Address.unix(`${yield* tempDir}/rpc.sock`)
+      const startServer = Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        yield* Layer.buildWithScope(
+          RpcServer.layer(E2eApi).pipe(
+            Layer.provide(e2eHandlers),
+            Layer.provide(RpcServer.layerProtocolSocketServer),
+            Layer.provide(RpcSerialization.layerNdjson),
+            Layer.provide(PlatformSocket.layerServer(address))
+          ),
+          scope
+        )
+        return scope
+      })
+      const first = yield* startServer
+      const protocol = yield* Layer.build(
+        RpcClient.layerProtocolSocket({ retryPolicy: Schedule.spaced("50 millis") }).pipe(
+          Layer.provide(RpcSerialization.layerNdjson),
+          Layer.provide(Layer.sync(EffectSocket.Socket, () => PlatformSocket.reconnecting(address)))
+        )
+      )
+      const client = yield* RpcClient.make(E2eApi).pipe(Effect.provide(protocol))
+      assert.strictEqual(yield* client.Upper({ text: "before" }), "BEFORE")
+      yield* Scope.close(first, Exit.void)
+      const second = yield* startServer
+      yield* Effect.addFinalizer(() => Scope.close(second, Exit.void))
+      // The client reconnects on its retry schedule: ask until it answers, at most 100 times 50 ms.
+      const after = yield* client.Upper({ text: "after" }).pipe(
+        Effect.retry({ times: 100, schedule: Schedule.spaced("50 millis") })
+      )
+      assert.strictEqual(after, "AFTER")
+    }), { timeout: 20_000 })
+})

@@ -10,6 +10,7 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Root from "effect-wire"
 import * as Address from "effect-wire/Address"
+import * as ClusterSocket from "effect-wire/ClusterSocket"
 import * as Datagram from "effect-wire/Datagram"
 import * as DatagramServer from "effect-wire/DatagramServer"
 import * as Framing from "effect-wire/Framing"
@@ -39,6 +40,7 @@ const subpaths = {
   Tls: [Tls, "Tls"],
   DatagramServer: [DatagramServer, "DatagramServer"],
   PlatformSocket: [PlatformSocket, "PlatformSocket"],
+  ClusterSocket: [ClusterSocket, "ClusterSocket"],
   Echo: [Echo, "servers/Echo"],
   Upper: [Upper, "servers/Upper"],
   Exec: [Exec, "servers/Exec"]

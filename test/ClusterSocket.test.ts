@@ -1,0 +1,257 @@
+/**
+ * effect/cluster runners over effect-wire (ClusterSocket), in one process over
+ * loopback. Storage: runners in one process share one RunnerStorage (below:
+ * in memory, with a real per-shard lock, since effect's own
+ * RunnerStorage.layerMemory hands every runner every shard) and keep no
+ * messages (MessageStorage.layerNoop: the entities' messages are volatile and
+ * go straight to the runner that owns them over its socket). Two processes
+ * would need SQL storage both can reach, and no SQL driver is installed.
+ *
+ * Waits are real time with bounded retries where effect/cluster itself
+ * polls: shard assignments are refreshed every `refreshAssignmentsInterval`
+ * (100 ms here), so "B has shards" and "A took B's shards" are seen by
+ * asking until the replies say so, up to a deadline.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Entity from "effect/cluster/Entity"
+import * as MachineId from "effect/cluster/MachineId"
+import * as MessageStorage from "effect/cluster/MessageStorage"
+import type { Runner } from "effect/cluster/Runner"
+import type { RunnerAddress } from "effect/cluster/RunnerAddress"
+import * as RunnerAddressM from "effect/cluster/RunnerAddress"
+import * as RunnerStorage from "effect/cluster/RunnerStorage"
+import type * as Sharding from "effect/cluster/Sharding"
+import type * as ShardId from "effect/cluster/ShardId"
+import * as ShardingConfig from "effect/cluster/ShardingConfig"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Rpc from "effect/rpc/Rpc"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Address from "../src/Address.js"
+import * as ClusterSocket from "../src/ClusterSocket.js"
+import * as Socket from "../src/Socket.js"
+import { certs } from "./helpers/certs.js"
+
+/** An entity that says which runner answered. */
+const Where = Entity.make("Where", [
+  Rpc.make("Ask", {
+    payload: { n: Schema.Number },
+    success: Schema.Struct({ runner: Schema.String, n: Schema.Number })
+  })
+])
+
+const whereLive = (runner: string) => Where.toLayer({ Ask: ({ payload }) => Effect.succeed({ runner, n: payload.n }) })
+
+/** One RunnerStorage for the runners of this process: registrations and per-shard locks. */
+const sharedRunnerStorage = (): RunnerStorage.RunnerStorage["Service"] => {
+  const key = (address: RunnerAddress) => `${address.host}:${address.port}`
+  const runners = new Map<string, readonly [Runner, boolean]>()
+  const locks = new Map<string, string>()
+  let machineIds = 0
+  const held = (address: RunnerAddress, shardIds: Iterable<ShardId.ShardId>) =>
+    Array.from(shardIds).filter((shard) => locks.get(shard.toString()) === key(address))
+  return RunnerStorage.RunnerStorage.of({
+    register: (runner, healthy) =>
+      Effect.sync(() => {
+        runners.set(key(runner.address), [runner, healthy])
+        return MachineId.make(machineIds++)
+      }),
+    unregister: (address) => Effect.sync(() => void runners.delete(key(address))),
+    getRunners: Effect.sync(() => Array.from(runners.values())),
+    setRunnerHealth: (address, healthy) =>
+      Effect.sync(() => {
+        const entry = runners.get(key(address))
+        if (entry !== undefined) runners.set(key(address), [entry[0], healthy])
+      }),
+    acquire: (address, shardIds) =>
+      Effect.sync(() => {
+        for (const shard of shardIds) {
+          if (!locks.has(shard.toString())) locks.set(shard.toString(), key(address))
+        }
+        return held(address, shardIds)
+      }),
+    refresh: (address, shardIds) => Effect.sync(() => held(address, shardIds)),
+    release: (address, shardId) =>
+      Effect.sync(() => {
+        if (locks.get(shardId.toString()) === key(address)) locks.delete(shardId.toString())
+      }),
+    releaseAll: (address) =>
+      Effect.sync(() => {
+        for (const [shard, holder] of locks) if (holder === key(address)) locks.delete(shard)
+      })
+  })
+}
+
+const SHARDS = 12
+const ENTITIES = 24
+
+/** A runner named `name` on 127.0.0.1, port 0 (it advertises the port it bound). */
+const runnerLayer = (
+  name: string,
+  storage: RunnerStorage.RunnerStorage["Service"],
+  options?: Pick<ClusterSocket.Options, "tls" | "serialization"> | undefined
+) =>
+  whereLive(name).pipe(
+    Layer.provideMerge(ClusterSocket.layer({
+      ...options,
+      storage: "byo",
+      shardingConfig: {
+        runnerAddress: Option.some(RunnerAddressM.make("127.0.0.1", 0)),
+        shardsPerGroup: SHARDS,
+        refreshAssignmentsInterval: "100 millis",
+        shardLockRefreshInterval: "500 millis",
+        entityTerminationTimeout: "1 second"
+      }
+    })),
+    Layer.provide(MessageStorage.layerNoop),
+    Layer.provide(Layer.succeed(RunnerStorage.RunnerStorage, storage))
+  )
+
+type RunnerContext = Context.Context<
+  Sharding.Sharding | ClusterSocket.RunnerServer | ShardingConfig.ShardingConfig
+>
+
+/** Build a runner in a scope of its own, so a test can stop it. */
+const startRunner = (layer: ReturnType<typeof runnerLayer>) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+    const context: RunnerContext = yield* Layer.buildWithScope(layer, scope)
+    return { context, stop: Scope.close(scope, Exit.void) }
+  })
+
+/** Ask every entity once through `from`'s Sharding: which runner answered each. */
+const askAll = (from: RunnerContext) =>
+  Effect.gen(function*() {
+    const client = yield* Effect.provideContext(Where.client, from)
+    return yield* Effect.forEach(
+      Array.from({ length: ENTITIES }, (_, n) => n),
+      (n) => Effect.map(client(`e${n}`).Ask({ n }), (reply) => reply.runner),
+      { concurrency: "unbounded" }
+    )
+  }).pipe(Effect.timeout("5 seconds"))
+
+/** Ask until `done` holds for the answers (cluster polls its assignments), at most `times` rounds. */
+const askUntil = (from: RunnerContext, done: (runners: ReadonlyArray<string>) => boolean, times = 100) =>
+  askAll(from).pipe(
+    Effect.flatMap((runners) => done(runners) ? Effect.succeed(runners) : Effect.fail(runners)),
+    Effect.retry({ times, schedule: Schedule.spaced("100 millis") })
+  )
+
+const statsOf = (runner: RunnerContext) => Context.get(runner, ClusterSocket.RunnerServer).stats
+const addressOf = (runner: RunnerContext) => {
+  const address = Context.get(runner, ShardingConfig.ShardingConfig).runnerAddress
+  assert.isTrue(Option.isSome(address))
+  return Option.getOrThrow(address)
+}
+
+const both = (runners: ReadonlyArray<string>) => runners.includes("A") && runners.includes("B")
+
+describe("ClusterSocket", () => {
+  it.live("a runner's listener fails with a typed ListenError; invalid options are defects", () =>
+    Effect.gen(function*() {
+      const storage = sharedRunnerStorage()
+      const a = yield* startRunner(runnerLayer("A", storage))
+      const taken = addressOf(a.context)
+      const clash = whereLive("C").pipe(
+        Layer.provideMerge(ClusterSocket.layer({
+          storage: "byo",
+          shardingConfig: { runnerAddress: Option.some(taken) }
+        })),
+        Layer.provide(MessageStorage.layerNoop),
+        Layer.provide(Layer.succeed(RunnerStorage.RunnerStorage, storage))
+      )
+      const error = yield* Effect.flip(Effect.scoped(Layer.build(clash)))
+      assert.strictEqual(error._tag, "AddressInUse")
+      const invalid = yield* Effect.exit(Effect.scoped(Layer.build(
+        ClusterSocket.layer({ storage: "local", serialization: "msgpack" as "ndjson" })
+      )))
+      assert.isTrue(Exit.isFailure(invalid))
+      const defect = Exit.isFailure(invalid) ? Cause.squash(invalid.cause) : undefined
+      assert.instanceOf(defect, Cause.IllegalArgumentError)
+      assert.strictEqual(
+        (defect as Error).message,
+        "ClusterSocket.layer: serialization must be \"binary\" or \"ndjson\", got \"msgpack\""
+      )
+    }), { timeout: 30_000 })
+
+
+  it.live("two runners exchange entity messages over effect-wire sockets", () =>
+    Effect.gen(function*() {
+      const storage = sharedRunnerStorage()
+      const a = yield* startRunner(runnerLayer("A", storage))
+      const b = yield* startRunner(runnerLayer("B", storage))
+      // Port 0 was asked for; each advertises the port its effect-wire listener bound.
+      assert.notStrictEqual(addressOf(a.context).port, 0)
+      assert.notStrictEqual(addressOf(b.context).port, 0)
+      assert.notStrictEqual(addressOf(a.context).port, addressOf(b.context).port)
+
+      // Through A, once B holds shards: some entities answer from B, over B's listener.
+      const runners = yield* askUntil(a.context, both)
+      assert.strictEqual(runners.length, ENTITIES)
+      const statsB = yield* statsOf(b.context)
+      assert.isAtLeast(statsB.accepted, 1, "A reached B through B's effect-wire server")
+      assert.isAtLeast(statsB.active, 1)
+      // And the other way: B's messages to A's entities go over A's server.
+      assert.isTrue(both(yield* askAll(b.context)))
+      assert.isAtLeast((yield* statsOf(a.context)).accepted, 1, "B reached A through A's effect-wire server")
+      // The same entity answers from the same runner whoever asks.
+      assert.deepStrictEqual(yield* askAll(b.context), yield* askAll(a.context))
+    }), { timeout: 30_000 })
+
+  it.live("over mutual TLS: runners present and check certificates; a client without one is refused", () =>
+    Effect.gen(function*() {
+      const c = certs()
+      const tls: ClusterSocket.MutualTls = {
+        ca: c.ca,
+        identity: { cert: c.server.cert, key: Redacted.make(c.server.key) }
+      }
+      const storage = sharedRunnerStorage()
+      const a = yield* startRunner(runnerLayer("A", storage, { tls, serialization: "ndjson" }))
+      const b = yield* startRunner(runnerLayer("B", storage, { tls, serialization: "ndjson" }))
+      assert.isTrue(both(yield* askUntil(a.context, both)))
+      assert.isAtLeast((yield* statsOf(b.context)).accepted, 1)
+      // B's listener speaks TLS and wants a client certificate: plaintext and certificate-less clients fail.
+      const bAddress = addressOf(b.context)
+      const target = Address.tcp(bAddress.host, bAddress.port)
+      const noCert = yield* Effect.scoped(Effect.gen(function*() {
+        const socket = yield* Socket.connect(target, { tls: { ca: c.ca }, timeout: "2 seconds" })
+        return yield* Stream.runCollect(socket.reads)
+      })).pipe(Effect.exit)
+      // Refused: at connect, or (TLS 1.3, where the client's side of the handshake ends first) closed unread.
+      assert.isTrue(Exit.isFailure(noCert) || noCert.value.length === 0, String(noCert))
+      const plaintext = yield* Effect.scoped(Effect.gen(function*() {
+        const socket = yield* Socket.connect(target, { timeout: "2 seconds" })
+        yield* socket.write(new TextEncoder().encode("{\"_tag\":\"Ping\"}\n"))
+        return yield* Stream.runCollect(socket.reads)
+      })).pipe(Effect.exit)
+      assert.isTrue(Exit.isFailure(plaintext) || plaintext.value.length === 0, String(plaintext))
+    }), { timeout: 30_000 })
+
+  it.live("a runner that stops: the other takes its shards and serves its entities", () =>
+    Effect.gen(function*() {
+      const storage = sharedRunnerStorage()
+      const a = yield* startRunner(runnerLayer("A", storage))
+      const b = yield* startRunner(runnerLayer("B", storage))
+      const before = yield* askUntil(a.context, both)
+      const movedIds = before.flatMap((runner, n) => runner === "B" ? [n] : [])
+      assert.isAbove(movedIds.length, 0)
+      const serverB = Context.get(b.context, ClusterSocket.RunnerServer)
+      yield* b.stop
+      // B drained: the connections still open then (A may have dropped its own
+      // already, having seen B leave) ended at once, none was cut at the timeout.
+      const report = yield* serverB.shutdown
+      assert.strictEqual(report.cut, 0)
+      // Every entity now answers from A, B's included.
+      const after = yield* askUntil(a.context, (runners) => runners.every((runner) => runner === "A"))
+      assert.deepStrictEqual(after, Array.from({ length: ENTITIES }, () => "A"))
+    }), { timeout: 30_000 })
+})
