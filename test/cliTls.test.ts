@@ -1,12 +1,14 @@
 /**
  * The command line over TLS, run as the built artifact: `serve echo
- * --tls-cert/--tls-key` (and client certificates), the reload on SIGHUP, and
- * `connect --tls`, with certificates made at test time.
+ * --tls-cert/--tls-key` (and client certificates), the reload on SIGHUP,
+ * `connect --tls`, and `serve exec`/`exec` over TLS (a token beyond
+ * loopback only inside TLS), with certificates made at test time.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Fs from "node:fs"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import * as Address from "../src/Address.js"
 import * as Echo from "../src/servers/Echo.js"
@@ -21,6 +23,10 @@ const trusting: Tls.ClientOptions = { ca: c.ca, servername: "localhost" }
 
 const start = (args: ReadonlyArray<string>, options?: RunOptions) =>
   Effect.acquireRelease(Effect.sync(() => startCli(dist, args, options)), (cli) => Effect.sync(() => cli.signal("SIGKILL")))
+
+/** An IPv4 address of this machine beyond loopback, if it has one. */
+const outside = Object.values(Os.networkInterfaces()).flat().find((a) => a !== undefined && !a.internal && a.family === "IPv4")
+  ?.address
 
 const listening = (cli: ReturnType<typeof startCli>) =>
   Effect.map(
@@ -118,4 +124,113 @@ describe("effect-wire serve/connect with TLS", () => {
       assert.notInclude(run.stderr, "PRIVATE KEY")
       assert.notInclude(run.stderr, Fs.readFileSync(c.client.keyFile, "utf8").split("\n")[1]!)
     }))
+})
+
+describe("effect-wire serve exec / exec with TLS", () => {
+  const tokenFile = Effect.map(tempDir, (dir) => {
+    const file = Path.join(dir, "token")
+    Fs.writeFileSync(file, "t0ken-inside-tls\n", { mode: 0o600 })
+    return file
+  })
+  const env = { EW_TOKEN: "t0ken-inside-tls" }
+  const tlsClient = ["--tls", "--tls-ca", c.caFile, "--tls-servername", "localhost"]
+
+  it.live("exec --tls runs a command with its token on serve exec --tls-cert/--tls-key; mutual TLS refuses a client without a certificate", () =>
+    Effect.gen(function*() {
+      const token = yield* tokenFile
+      const cli = yield* start([
+        "serve", "exec", "--port", "0", "--allow", "echo", "--token-file", token,
+        "--tls-cert", c.server.certFile, "--tls-key", c.server.keyFile
+      ])
+      const address = Address.format(yield* listening(cli))
+      const ok = yield* Effect.promise(() =>
+        runCli(dist, ["exec", address, ...tlsClient, "--token-env", "EW_TOKEN", "--", "echo", "over", "tls"], { env })
+      )
+      assert.strictEqual(ok.code, 0, ok.stderr)
+      assert.strictEqual(ok.stdout, "over tls\n")
+      // Without --tls the client speaks plaintext to a TLS port: no command runs.
+      const plain = yield* Effect.promise(() =>
+        runCli(dist, ["exec", address, "--timeout", "5s", "--token-env", "EW_TOKEN", "--", "echo", "x"], { env })
+      )
+      assert.notStrictEqual(plain.code, 0)
+      assert.strictEqual(plain.stdout, "")
+
+      const mutual = yield* start([
+        "serve", "exec", "--port", "0", "--allow", "echo", "--tls-cert", c.server.certFile, "--tls-key",
+        c.server.keyFile, "--tls-ca", c.caFile, "--tls-client-cert", "required"
+      ])
+      const mutualAddress = Address.format(yield* listening(mutual))
+      const withCert = yield* Effect.promise(() =>
+        runCli(dist, ["exec", mutualAddress, ...tlsClient, "--tls-cert", c.client.certFile, "--tls-key", c.client.keyFile, "--", "echo", "mutual"])
+      )
+      assert.strictEqual(withCert.code, 0, withCert.stderr)
+      assert.strictEqual(withCert.stdout, "mutual\n")
+      const without = yield* Effect.promise(() =>
+        runCli(dist, ["exec", mutualAddress, ...tlsClient, "--timeout", "5s", "--", "echo", "no"])
+      )
+      assert.strictEqual(without.code, 125, without.stderr)
+      assert.strictEqual(without.stdout, "")
+      assert.strictEqual(without.stderr.trim().split("\n").length, 1, without.stderr)
+      // The server that refused it logs why (a warning: a client of ours that cannot connect).
+      yield* Effect.promise(() => mutual.waitFor(/TLS handshake with 127\.0\.0\.1:\d+ failed: PeerCertificateMissing/, "stderr"))
+      // An untrusted server certificate: one line naming the problem, nothing sent.
+      const untrusted = yield* Effect.promise(() =>
+        runCli(dist, ["exec", address, "--tls", "--tls-servername", "localhost", "--token-env", "EW_TOKEN", "--", "echo", "x"], { env })
+      )
+      assert.strictEqual(untrusted.code, 125)
+      assert.match(untrusted.stderr, /^error: the certificate of 127\.0\.0\.1:\d+ \(CN=localhost\) is not trusted/)
+    }))
+
+  it.live(
+    `serve exec refuses a token in plaintext beyond loopback (${outside ?? "0.0.0.0"}) unless --insecure-plaintext; with TLS it serves there`,
+    () =>
+      Effect.gen(function*() {
+        const token = yield* tokenFile
+        const host = outside ?? "0.0.0.0"
+        const refused = yield* Effect.promise(() =>
+          runCli(dist, ["serve", "exec", "--host", host, "--port", "0", "--allow", "echo", "--token-file", token])
+        )
+        assert.strictEqual(refused.code, 1)
+        assert.strictEqual(refused.stdout, "", "nothing listened")
+        assert.match(
+          refused.stderr,
+          new RegExp(`^error: refusing to serve exec in plaintext on ${host.replace(/\./g, "\\.")}:0: the token, the commands and their output would cross the network in clear text; add --tls-cert FILE --tls-key FILE`)
+        )
+        assert.strictEqual(refused.stderr.trim().split("\n").length, 1, refused.stderr)
+        // The flags that contradict each other.
+        const both = yield* Effect.promise(() =>
+          runCli(dist, [
+            "serve", "exec", "--port", "0", "--allow", "echo", "--insecure-plaintext",
+            "--tls-cert", c.server.certFile, "--tls-key", c.server.keyFile
+          ])
+        )
+        assert.strictEqual(both.code, 1)
+        assert.match(both.stderr, /^error: --insecure-plaintext contradicts --tls-cert/)
+        // The client refuses to send a token in clear text beyond loopback before it connects.
+        const client = yield* Effect.promise(() =>
+          runCli(dist, ["exec", "192.0.2.1:9", "--token-env", "EW_TOKEN", "--", "echo", "x"], { env })
+        )
+        assert.strictEqual(client.code, 125)
+        assert.match(client.stderr, /^error: refusing to send the token to 192\.0\.2\.1:9 in plaintext: .* add --tls/)
+        if (outside === undefined) return
+        // An operator who accepts the risk gets a warning.
+        const insecure = yield* start([
+          "serve", "exec", "--host", outside, "--port", "0", "--allow", "echo", "--token-file", token, "--insecure-plaintext"
+        ])
+        yield* listening(insecure)
+        yield* Effect.promise(() => insecure.waitFor(/^warning: serving exec in plaintext on .* \(--insecure-plaintext\)/, "stderr"))
+        // With TLS the same address serves, and the token crosses only inside TLS.
+        const secure = yield* start([
+          "serve", "exec", "--host", outside, "--port", "0", "--allow", "echo", "--token-file", token,
+          "--tls-cert", c.server.certFile, "--tls-key", c.server.keyFile
+        ])
+        const at = Address.format(yield* listening(secure))
+        const ok = yield* Effect.promise(() =>
+          runCli(dist, ["exec", at, ...tlsClient, "--token-env", "EW_TOKEN", "--", "echo", "from", "outside"], { env })
+        )
+        assert.strictEqual(ok.code, 0, ok.stderr)
+        assert.strictEqual(ok.stdout, "from outside\n")
+      }),
+    30_000
+  )
 })

@@ -19,6 +19,13 @@
  * could have put there is refused before anything is sent (125):
  * `--allow-foreign-socket` connects anyway.
  *
+ * `--tls` speaks TLS to a server started with `serve exec --tls-cert/--tls-key`
+ * (the flags are `connect`'s: `--tls-ca`, `--tls-servername`, `--tls-cert`
+ * with `--tls-key` for a server that requires a client certificate,
+ * `--tls-insecure`); a handshake that fails is one error line naming why
+ * (125). A token is never sent in clear text beyond loopback: without
+ * `--tls` such an address is refused (125) unless `--insecure-plaintext`.
+ *
  * Codes 122 to 127 come with one `error: …` line on stderr. A mistyped
  * command line (an unknown flag, a bad value) exits 1 with one line too; 1
  * is also an ordinary exit code of many commands. A reader of our stdout
@@ -27,7 +34,7 @@
  *
  * ```sh
  * effect-wire exec 127.0.0.1:9002 -- uname -s
- * EXEC_TOKEN=s3cret effect-wire exec 10.0.0.5:9002 --token-env EXEC_TOKEN -- df -h /
+ * EXEC_TOKEN=s3cret effect-wire exec 10.0.0.5:9002 --tls --tls-ca ca.pem --token-env EXEC_TOKEN -- df -h /
  * effect-wire exec 127.0.0.1:9002 --timeout 10m -- make test   # for a server started with a longer --timeout
  * effect-wire exec unix:$XDG_RUNTIME_DIR/effect-wire/exec.sock -- uptime
  * ```
@@ -47,6 +54,7 @@ import * as Address from "../Address.js"
 import type * as Exec from "../servers/Exec.js"
 import { CliError, durationOption, errorLine, isBrokenPipe, limitRule, messageOf, oneLine } from "./common.js"
 import { addressArg } from "./connect.js"
+import { connectTls, connectTlsFlags, execPlaintext, insecurePlaintextFlag } from "./tls.js"
 import { formatDuration } from "./units.js"
 
 /**
@@ -110,7 +118,9 @@ const options = {
         `never waits for the server (default ${formatDuration(DEFAULT_TIMEOUT)}; ${limitRule(true)}). Exit 123.`
     ),
     Flag.withDefault(DEFAULT_TIMEOUT)
-  )
+  ),
+  ...connectTlsFlags,
+  insecurePlaintext: insecurePlaintextFlag("client")
 } as const
 
 type ExecOptions = Command.Command.Config.Infer<typeof options>
@@ -173,12 +183,20 @@ const run = (address: Address.Address, options: ExecOptions): Effect.Effect<numb
       }
       token = Redacted.make(value)
     }
+    const tls = yield* connectTls(options)
+    const plaintext = yield* execPlaintext("client", address, {
+      tls: tls !== undefined,
+      token: token !== undefined,
+      insecurePlaintext: options.insecurePlaintext
+    })
+    if (plaintext !== undefined) yield* say(plaintext)
     const ExecModule = yield* Effect.promise(() => import("../servers/Exec.js"))
     const timeout = Duration.isFinite(options.timeout) ? options.timeout : undefined
     const client = yield* ExecModule.client(address, {
       token,
       timeout,
-      unixOwner: options.allowForeignSocket ? "any" : "self"
+      unixOwner: options.allowForeignSocket ? "any" : "self",
+      tls
     })
     // `request` rather than `run`: a timed-out command's output so far is in the response.
     const result = yield* client.request({ argv: options.argv })
@@ -254,8 +272,9 @@ export const command = Command.make("exec", options, exec).pipe(
       "  - 122: the peer is not an exec server (its answer is not an exec response)",
       "  - 123: no answer within --timeout (default 30s); the server stops the command",
       "  - 124: the server's timeout stopped it (its output so far is printed), or no slot freed in time",
-      "  - 125: this client failed: cannot connect, the connection broke, the token variable is unset, " +
-        "the Unix socket file belongs to another user (--allow-foreign-socket)",
+      "  - 125: this client failed: cannot connect, the TLS handshake failed, the connection broke, the token " +
+        "variable is unset, the Unix socket file belongs to another user (--allow-foreign-socket), a token would " +
+        "go beyond loopback without --tls (--insecure-plaintext)",
       "  - 126: the server refused: command not allowed, wrong token, malformed or oversized request",
       "  - 127: the server could not start the command",
       "  - 130, 143: this command was interrupted by SIGINT or SIGTERM (the server stops the command)",

@@ -39,7 +39,7 @@ import {
   sizeOption,
   untilSignal
 } from "./common.js"
-import { serveTls, serveTlsFlags } from "./tls.js"
+import { execPlaintext, insecurePlaintextFlag, serveTls, serveTlsFlags } from "./tls.js"
 import { formatDuration, formatSize } from "./units.js"
 
 const DEFAULT_HOST = "127.0.0.1"
@@ -315,6 +315,8 @@ const upper = Command.make("upper", byteOptions, serveBytes("upper", 9001)).pipe
 
 const execOptions = {
   ...listenOptions,
+  ...serveTlsFlags,
+  insecurePlaintext: insecurePlaintextFlag("server"),
   allow: Flag.String("allow").pipe(
     Flag.withMetavar("CMD,CMD"),
     Flag.withDescription(
@@ -480,6 +482,13 @@ const serveExec = (options: ExecOptions) =>
       if (read.warning !== undefined) yield* warn(read.warning)
     }
     const address = yield* listenAddress(options, 9002)
+    // TLS certificates from files, reloaded on SIGHUP; beyond loopback, a token travels only inside TLS.
+    const { tls } = yield* serveTls(options)
+    const plaintext = yield* execPlaintext("server", address, {
+      tls: tls !== undefined,
+      token: token !== undefined,
+      insecurePlaintext: options.insecurePlaintext
+    })
     const Exec = yield* Effect.promise(() => import("../servers/Exec.js"))
     // Descriptors inherited without close-on-exec would reach every command: nothing here needs them.
     const closed = Exec.closeInheritedDescriptors()
@@ -499,7 +508,8 @@ const serveExec = (options: ExecOptions) =>
       unixMode: Option.getOrUndefined(options.unixMode),
       ...serverOptions(options),
       writeTimeout: options.writeTimeout,
-      memoryBudget: options.memoryBudget
+      memoryBudget: options.memoryBudget,
+      tls
     }).pipe(
       // The library's message names the `token` option; on the command line it is --token-env.
       Effect.catchTag("InsecureBind", (e) =>
@@ -520,6 +530,7 @@ const serveExec = (options: ExecOptions) =>
       ["write-timeout", formatDuration(options.writeTimeout)],
       ["memory-budget", formatSize(options.memoryBudget)]
     ])
+    if (plaintext !== undefined) yield* warn(plaintext)
     if (closed.length > 0) {
       yield* warn(
         `closed ${closed.length} inherited descriptor(s) that every command would have inherited: ${
@@ -531,7 +542,10 @@ const serveExec = (options: ExecOptions) =>
   }).pipe(Effect.scoped)
 
 const exec = Command.make("exec", execOptions, serveExec).pipe(
-  Command.withDescription("Exec server: runs allowlisted commands for its clients. Default port 9002.")
+  Command.withDescription(
+    "Exec server: runs allowlisted commands for its clients. Default port 9002. Beyond loopback it needs a token, " +
+      "and TLS (--tls-cert/--tls-key) so that the token never crosses the network in clear text."
+  )
 )
 
 /**

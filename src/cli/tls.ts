@@ -1,12 +1,14 @@
 /**
  * The TLS flags of `serve` (`--tls-cert`, `--tls-key`, `--tls-ca`,
- * `--tls-client-cert`) and of `connect` (`--tls`, `--tls-ca`,
+ * `--tls-client-cert`) and of `connect` and `exec` (`--tls`, `--tls-ca`,
  * `--tls-servername`, `--tls-cert`, `--tls-key`, `--tls-insecure`), the
  * certificates read from their files, and the reload on SIGHUP: `serve`
  * reads the files again and swaps the certificates for new handshakes (open
  * connections keep theirs); a file that cannot be used leaves the old ones
  * in place, with one line on stderr either way. The Tls module is loaded
- * only when a TLS flag is given.
+ * only when a TLS flag is given. Exec's rule for plaintext (`serve exec` and
+ * `exec` with a token beyond loopback need TLS or `--insecure-plaintext`)
+ * lives here too.
  *
  * ```sh
  * effect-wire serve echo --tls-cert server.pem --tls-key server-key.pem
@@ -22,7 +24,10 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import * as Dns from "node:dns/promises"
 import * as Fs from "node:fs"
+import { isIP } from "node:net"
+import * as Address from "../Address.js"
 import type * as Tls from "../Tls.js"
 import { choiceOption, CliError, messageOf } from "./common.js"
 
@@ -30,7 +35,7 @@ const file = (name: string, what: string) =>
   Flag.String(name).pipe(Flag.withMetavar("FILE"), Flag.withDescription(what), Flag.optional)
 
 /**
- * The flags `serve echo|upper` takes for TLS.
+ * The flags `serve echo|upper|exec` take for TLS.
  *
  * @since 0.2.0
  * @category flags
@@ -52,7 +57,7 @@ export const serveTlsFlags = {
 } as const
 
 /**
- * The flags `connect` takes for TLS.
+ * The flags `connect` and `exec` take for TLS.
  *
  * @since 0.2.0
  * @category flags
@@ -194,4 +199,89 @@ export const connectTls = (flags: ConnectFlags): Effect.Effect<Tls.ClientOptions
         : { identity: { cert: yield* read("tls-cert", cert), key: Redacted.make(yield* read("tls-key", key)) } }),
       ...(flags.tlsInsecure ? { rejectUnauthorized: false } : {})
     }
+  })
+
+/**
+ * `--insecure-plaintext` of `serve exec` and `exec`: let the token cross a
+ * network in clear text (see {@link execPlaintext}).
+ *
+ * @since 0.2.0
+ * @category flags
+ */
+export const insecurePlaintextFlag = (who: "server" | "client") =>
+  Flag.Boolean("insecure-plaintext").pipe(
+    Flag.withDescription(
+      who === "server"
+        ? "Serve exec without TLS on an address beyond loopback anyway: the token, the commands and their output " +
+          "cross the network in clear text, readable and changeable by anyone on the path (default: refused)."
+        : "Send the token to an address beyond loopback without --tls anyway: anyone on the path can read it " +
+          "(default: refused)."
+    ),
+    Flag.withDefault(false)
+  )
+
+/**
+ * The addresses beyond loopback `address` stands for: an IP that is not
+ * 127.0.0.0/8 or ::1, or what a host name resolves to when any of that is
+ * not loopback; undefined for loopback, a Unix socket, or a name that does
+ * not resolve (the listener or the connect reports that).
+ */
+const beyondLoopback = (address: Address.Address): Effect.Effect<ReadonlyArray<string> | undefined> => {
+  if (address._tag === "UnixAddress") return Effect.succeed(undefined)
+  const host = address.host.replace(/^\[(.*)\]$/, "$1")
+  if (isIP(host) !== 0) return Effect.succeed(Address.isLoopback(address) ? undefined : [host])
+  return Effect.promise(() => Dns.lookup(host, { all: true }).then((all) => all.map((a) => a.address), () => [])).pipe(
+    Effect.map((all) => all.length === 0 || all.every((ip) => Address.isLoopback(Address.tcp(ip, 0))) ? undefined : all)
+  )
+}
+
+/**
+ * Exec's rule for plaintext, for the server (`serve exec`) and the client
+ * (`exec`): a token must not cross a network in clear text, so with a token
+ * and without TLS an address beyond loopback is refused (one error line,
+ * before anything is bound or sent) unless `--insecure-plaintext` is given,
+ * which prints a warning instead. Loopback and Unix sockets never leave the
+ * machine; without a token the server's own rule applies (`InsecureBind`).
+ * Returns the warning to print, if any.
+ *
+ * ```ts
+ * const warning = yield* execPlaintext("server", address, { tls: false, token: true, insecurePlaintext: false })
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const execPlaintext = (
+  who: "server" | "client",
+  address: Address.Address,
+  options: { readonly tls: boolean; readonly token: boolean; readonly insecurePlaintext: boolean }
+): Effect.Effect<string | undefined, CliError> =>
+  Effect.gen(function*() {
+    if (options.tls && options.insecurePlaintext) {
+      return yield* fail(
+        `--insecure-plaintext contradicts ${who === "server" ? "--tls-cert" : "--tls"}: drop one of them`
+      )
+    }
+    if (options.tls || !options.token) return undefined
+    const beyond = yield* beyondLoopback(address)
+    if (beyond === undefined) return undefined
+    const at = `${Address.format(address)}${
+      address._tag === "TcpAddress" && isIP(address.host.replace(/^\[(.*)\]$/, "$1")) === 0
+        ? ` (it resolves to ${beyond.join(", ")})`
+        : ""
+    }`
+    if (options.insecurePlaintext) {
+      return who === "server"
+        ? `warning: serving exec in plaintext on ${at} (--insecure-plaintext): the token, the commands and their ` +
+          "output cross the network in clear text, readable and changeable by anyone on the path"
+        : `warning: sending the token to ${at} in plaintext (--insecure-plaintext): anyone on the path can read it`
+    }
+    return yield* fail(
+      who === "server"
+        ? `refusing to serve exec in plaintext on ${at}: the token, the commands and their output would cross ` +
+          "the network in clear text; add --tls-cert FILE --tls-key FILE (clients then run effect-wire exec --tls), " +
+          "listen on 127.0.0.1, ::1 or --unix, or accept the risk with --insecure-plaintext"
+        : `refusing to send the token to ${at} in plaintext: anyone on the path could read it; add --tls (the ` +
+          "server runs serve exec --tls-cert/--tls-key), or accept the risk with --insecure-plaintext"
+    )
   })

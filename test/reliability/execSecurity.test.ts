@@ -265,7 +265,8 @@ describe("exec security", () => {
         assert.strictEqual(insecure.code, 1)
         assert.match(insecure.output, /error: refusing to serve commands on 192\.0\.2\.1:0 without a token/)
         const tokened = yield* runCli(
-          ["serve", "exec", "--allow", "echo", "--host", "192.0.2.1", "--port", "0", "--token-env", "EW_TOKEN"],
+          // --insecure-plaintext: a token beyond loopback otherwise needs TLS (issue 14), refused before the bind.
+          ["serve", "exec", "--allow", "echo", "--host", "192.0.2.1", "--port", "0", "--token-env", "EW_TOKEN", "--insecure-plaintext"],
           { ...process.env, EW_TOKEN: "t0ken" }
         )
         assert.notStrictEqual(tokened.code, 0)
