@@ -67,6 +67,7 @@ import * as Socket from "./Socket.js"
 import { frameTimeoutOf, FrameWatch } from "./internal/codecs/core.js"
 import { type CallbackRuntime, type CallbackServe, CallbackServeKey, Park } from "./internal/callbackServe.js"
 import { HeldKey } from "./internal/memoryBudget.js"
+import { metersOf, type ProtocolMeter } from "./internal/metrics.js"
 import * as Check from "./internal/options.js"
 import { DeadlineKey, type WithDeadline } from "./internal/pumpDeadline.js"
 
@@ -137,6 +138,8 @@ export interface Options<In, InI, Out, OutI> {
   readonly parseOptions?: ParseOptions | undefined
   /** See {@link OnMalformed} (default `"fail"`). */
   readonly onMalformed?: OnMalformed | undefined
+  /** The protocol's name in metrics and spans (`effect_wire.protocol`; default `"unnamed"`). */
+  readonly name?: string | undefined
 }
 
 /**
@@ -160,6 +163,8 @@ export interface Protocol<In, Out, E = Message.MessageDecodeError> {
   readonly framing: Framing.Codec<Uint8Array>
   readonly outgoing: Message.Format<Out>
   readonly onMalformed: OnMalformed
+  /** See `Options.name`. */
+  readonly name?: string | undefined
   /** Bytes to typed messages (a fresh framing decoder per run). */
   readonly decode: <E2, R>(bytes: Stream.Stream<Uint8Array, E2, R>) => Stream.Stream<In, E2 | Framing.FrameError | E, R>
   /** One frame to one message, synchronously: what `decode` does to each frame. */
@@ -204,6 +209,7 @@ export const make: {
     framing,
     outgoing,
     onMalformed,
+    name: options.name,
     decode: onMalformed === "surface"
       ? (bytes) => bytes.pipe(Framing.decode(framing), Message.decodeResult(incoming))
       : (bytes) => bytes.pipe(Framing.decode(framing), Message.decode(incoming)),
@@ -624,6 +630,8 @@ class Replies<Out> implements ServeConnection<Out> {
   holding = false
   /** Set when a reply cannot be framed: the connection ends with it. */
   failure: SendError | undefined = undefined
+  /** Frames and messages counted (internal/metrics.ts), unless metrics are off. */
+  meter: ProtocolMeter | undefined = undefined
   constructor(readonly socket: Socket.Socket, readonly protocol: Protocol<unknown, Out, unknown>) {}
 
   /** Queue one reply; a value that does not encode is returned as the error. */
@@ -651,7 +659,10 @@ class Replies<Out> implements ServeConnection<Out> {
     this.pendingBytes = 0
     const framing = this.protocol.framing
     const error = framing.encode(frames, out)
-    if (error === undefined) return undefined
+    if (error === undefined) {
+      if (this.meter !== undefined) this.meter.framesEncoded.n += frames.length
+      return undefined
+    }
     this.failure = error
     for (let i = 0; i < frames.length; i++) {
       if (framing.encode([frames[i]!], out) !== undefined) break
@@ -744,6 +755,18 @@ type Respond<In, Out, E, R> = (
   replies: Replies<Out>
 ) => Effect.Effect<void, E | SendError, R> | undefined
 
+/** A decoded frame, counted: a message, or one its Schema rejected (surfaced or not). */
+const countMessage = (
+  meter: ProtocolMeter,
+  request: Result.Result<unknown, unknown>,
+  onMalformed: OnMalformed
+): void => {
+  const rejected = Result.isFailure(request) ||
+    (onMalformed === "surface" && Result.isFailure(request.success as Result.Result<unknown, unknown>))
+  if (rejected) meter.rejected.n++
+  else meter.decoded.n++
+}
+
 /**
  * One connection of {@link serveWith}: its pump handler. A class, not
  * closures: an idle connection keeps one object.
@@ -769,6 +792,8 @@ class Serving<In, Out, PE, E, R> implements Socket.PumpHandler<Park> {
       ? undefined
       : new FrameWatch(this.decoder, protocol.framing.name, frameTimeout)
     this.replies = new Replies<Out>(socket, protocol as Protocol<unknown, Out, unknown>)
+    const meters = runtime.services === undefined ? undefined : metersOf(runtime.services)
+    this.replies.meter = meters?.protocol(protocol.name ?? "unnamed", protocol.framing.name)
   }
 
   /**
@@ -787,6 +812,7 @@ class Serving<In, Out, PE, E, R> implements Socket.PumpHandler<Park> {
 
   onRead(bytes: Uint8Array, out: Array<Uint8Array>): Park | undefined {
     this.tail = (this.watch ?? this.decoder).push(bytes, this.frames)
+    if (this.replies.meter !== undefined) this.replies.meter.framesDecoded.n += this.frames.length
     return this.answerInPump(out)
   }
 
@@ -807,6 +833,7 @@ class Serving<In, Out, PE, E, R> implements Socket.PumpHandler<Park> {
       // Large replies go out before the rest of the read is answered: memory stays bounded.
       if (replies.pendingBytes >= FLUSH_AT) return Effect.flatMap(replies.flush()!, () => this.answerFrom(i))
       const request = protocol.decodeFrame(frames[i]!)
+      if (replies.meter !== undefined) countMessage(replies.meter, request, protocol.onMalformed)
       if (Result.isFailure(request)) return Effect.fail(request.failure)
       const step = this.respond(request.success, replies, replies)
       if (step === undefined) continue
@@ -897,7 +924,7 @@ const serveInFiber = (inCallbacks: CallbackServe) =>
   Effect.flatMap(Effect.context<never>(), (context) => {
     const run = Effect.runForkWith(context)
     const signal = server?.signal
-    const handler = inCallbacks(socket, { signal, runFork: run as CallbackRuntime["runFork"] })
+    const handler = inCallbacks(socket, { signal, runFork: run as CallbackRuntime["runFork"], services: context })
     const pumping: Effect.Effect<void, unknown, unknown> = Socket.pump(socket, handler, { signal }).pipe(
       Effect.catch((error) =>
         error instanceof Park

@@ -47,6 +47,7 @@ import { callbackServeOf, ConnectionRuntime } from "./internal/callbackServe.js"
 import { ConnectionSlots, SUMMARY_INTERVAL_MS } from "./internal/connectionSlots.js"
 import { serverCapabilityOf } from "./internal/listenerCapability.js"
 import { joinBudget, MemoryBudget } from "./internal/memoryBudget.js"
+import { metersOf } from "./internal/metrics.js"
 import * as Check from "./internal/options.js"
 import type { ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
@@ -494,6 +495,7 @@ const run = <E, R>(
       resumed: () => slots.budgetResumed()
     })
     slots.budget = budget
+    slots.meter = metersOf(yield* Effect.context<never>())?.server(listener.address)
     const drainSignal = yield* Deferred.make<void>()
     const shutdownReport = yield* Deferred.make<ShutdownReport>()
     // One fiber per connection, supervised here: a connection's failure ends only that fiber.

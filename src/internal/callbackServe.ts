@@ -25,6 +25,8 @@ import type * as Socket from "../Socket.js"
  */
 export interface CallbackRuntime {
   readonly signal: AbortSignal | undefined
+  /** The services the connection runs with (where its metrics are recorded). */
+  readonly services?: Context.Context<never> | undefined
   /** Start `effect` with the connection's services; it is not supervised (called as a method). */
   runFork<A, E>(effect: Effect.Effect<A, E, any>): Fiber.Fiber<A, E>
 }
@@ -61,7 +63,7 @@ export class ConnectionRuntime implements CallbackRuntime {
   private run: (<A, E>(effect: Effect.Effect<A, E, any>) => Fiber.Fiber<A, E>) | undefined = undefined
   constructor(
     readonly signal: AbortSignal | undefined,
-    private readonly services: Context.Context<never>,
+    readonly services: Context.Context<never>,
     /** Puts a parked connection's fiber under the server's supervision (the drain interrupts it). */
     private readonly supervise: (fiber: Fiber.Fiber<unknown, unknown>) => void
   ) {}

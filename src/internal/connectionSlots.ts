@@ -20,6 +20,7 @@ import * as Address from "../Address.js"
 import type * as Socket from "../Socket.js"
 import { LimitWarning, RATE_NOTE } from "./limitWarning.js"
 import { formatBytes, type MemoryBudget } from "./memoryBudget.js"
+import { type ServerMeter, tagOf } from "./metrics.js"
 
 /** See `Server.Overflow`. */
 export type Overflow = "queue" | "refuse"
@@ -63,6 +64,13 @@ const expectedEnding = (cause: Cause.Cause<unknown>): string | undefined => {
     : undefined
 }
 
+/** A failed connection's `error.type`: its error's tag, or `Defect`. */
+const failureTag = (cause: Cause.Cause<unknown>): string => {
+  if (Cause.hasDies(cause)) return "Defect"
+  const failure = Cause.findErrorOption(cause)
+  return failure._tag === "Some" ? tagOf(failure.value) : "Defect"
+}
+
 /** How often, at most, the expected endings are summarised. */
 export const SUMMARY_INTERVAL_MS = 60_000
 
@@ -92,6 +100,8 @@ export class ConnectionSlots {
   onFree: (() => void) | undefined = undefined
   /** The server's memory budget, when it has one: every Node socket served joins it. */
   budget: MemoryBudget | undefined = undefined
+  /** The server's metrics (internal/metrics.ts), unless they are off. */
+  meter: ServerMeter | undefined = undefined
 
   private emptyWaiters: Array<() => void> = []
   private readonly warning: LimitWarning
@@ -188,6 +198,11 @@ export class ConnectionSlots {
 
   /** A connection is served: counted, and holds a slot until {@link gone}. Returns its id, from 1. */
   admit(): number {
+    const meter = this.meter
+    if (meter !== undefined) {
+      meter.opened.n++
+      meter.active.n++
+    }
     this.active++
     this.open++
     return ++this.accepted
@@ -200,6 +215,7 @@ export class ConnectionSlots {
    */
   full(n = 1): void {
     if (this.overflow === "refuse") {
+      if (this.meter !== undefined) this.meter.closedWith("refused", "MaxConnections").n += n
       this.refused += n
       this.refusedSinceWarning += n
       this.countEarly(REFUSED_AT_LIMIT, n)
@@ -216,6 +232,7 @@ export class ConnectionSlots {
   /** The listener refused a connection because its accept queue was full (it counts it). */
   acceptQueueFull(acceptQueueSize: number): void {
     this.queueRefused++
+    if (this.meter !== undefined) this.meter.closedWith("refused", "AcceptQueueFull").n++
     this.acceptQueueSize = acceptQueueSize
     this.countEarly(REFUSED_QUEUE_FULL, 1)
     this.fork(this.logged(Effect.logDebug(
@@ -228,18 +245,30 @@ export class ConnectionSlots {
   /** How the handler ended, counted; the cause to log when it failed (an interruption is not a failure). */
   ended(exit: Exit.Exit<unknown, unknown>): Cause.Cause<unknown> | undefined {
     this.active--
+    const meter = this.meter
+    if (meter !== undefined) meter.active.n--
     if (Exit.isSuccess(exit)) {
       this.completed++
+      if (meter !== undefined) meter.completed.n++
       return undefined
     }
-    if (Exit.hasInterrupts(exit)) return undefined
+    if (Exit.hasInterrupts(exit)) {
+      // Only the drain interrupts a connection's handler.
+      if (meter !== undefined) meter.cut.n++
+      return undefined
+    }
     this.failed++
+    if (meter !== undefined) meter.closedWith("failed", failureTag(exit.cause)).n++
     return exit.cause
   }
 
   /** The drain cut a connection whose handler had not ended: it counts as interrupted. */
   cut(): void {
     this.active--
+    if (this.meter !== undefined) {
+      this.meter.active.n--
+      this.meter.cut.n++
+    }
   }
 
   /** A served connection's socket is closed: its slot frees. */

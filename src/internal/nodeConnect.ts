@@ -18,6 +18,8 @@ import { millis, socketConfig, withOptions } from "./nodeSocketOptions.js"
 import * as Options from "./options.js"
 import { checkSocketOwner, unixOwnerReason } from "./unixSocketFile.js"
 import { clientConfig, clientHandshake, connectRaw } from "./nodeTls.js"
+import { clientMeter } from "./metricsClient.js"
+import { identity } from "effect/Function"
 
 /**
  * A Unix path without a socket file means nobody listens there: the same
@@ -79,6 +81,7 @@ export const connect = (
         }
         // A scope of its own, so a failed attempt leaves nothing behind in the caller's scope.
         const scope = yield* Scope.fork(yield* Effect.scope, "sequential")
+        const meter = clientMeter(yield* Effect.context<never>(), address)
         const isTcp = address._tag === "TcpAddress"
         const raw: Raw = tls !== undefined
           ? connectRaw(address, tls)
@@ -88,6 +91,7 @@ export const connect = (
         // Paused until the first pull: nothing is read that nobody asked for.
         raw.pause()
         const socket = new NodeSocket(raw, config, isTcp, address, undefined)
+        if (meter !== undefined) yield* Scope.addFinalizer(scope, meter.closed(socket))
         yield* Scope.addFinalizer(scope, socket.close)
         const attempt = timeoutMs === 0 ? awaitConnect(socket, address) : awaitConnect(socket, address).pipe(
           Effect.timeoutOrElse({
@@ -101,11 +105,15 @@ export const connect = (
               )
           })
         )
-        yield* restore(attempt).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
+        yield* restore(attempt).pipe(meter?.attempt ?? identity, Effect.onError(() => Scope.close(scope, Exit.void)))
         // TLS: the handshake has a time limit of its own, from the TCP connect on.
         if (tls !== undefined) {
-          yield* restore(clientHandshake(socket, tls, address)).pipe(Effect.onError(() => Scope.close(scope, Exit.void)))
+          yield* restore(clientHandshake(socket, tls, address)).pipe(
+            meter?.attempt ?? identity,
+            Effect.onError(() => Scope.close(scope, Exit.void))
+          )
         }
+        meter?.connected()
         return socket as Socket.Socket
       })
     )

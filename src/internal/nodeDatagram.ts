@@ -15,6 +15,7 @@ import { isIP } from "node:net"
 import * as Address from "../Address.js"
 import type * as Datagram from "../Datagram.js"
 import * as NetError from "../NetError.js"
+import { metersOf, UdpMeter } from "./metrics.js"
 import * as Options from "./options.js"
 import { QueueKey, ReceiveQueue } from "./receiveQueue.js"
 
@@ -106,6 +107,8 @@ class Handle {
   private binding: ((err: unknown) => void) | undefined = undefined
   private closing: Promise<void> | undefined = undefined
   private readonly addresses = new Map<string, Datagram.UdpAddress>()
+  /** The socket's metrics (internal/metrics.ts), unless they are off. */
+  meter: UdpMeter | undefined = undefined
 
   constructor(family: 4 | 6, requested: Datagram.UdpAddress, options: Datagram.BindOptions, capacity: number) {
     this.family = family
@@ -125,6 +128,7 @@ class Handle {
       const peer = this.peer
       // connect() does not purge what the kernel queued before it.
       if (peer !== undefined && (rinfo.port !== peer.port || rinfo.address !== peer.ip)) return
+      if (this.meter !== undefined) this.meter.received.n++
       this.queue.offer({
         payload: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength),
         from: this.addressOf(rinfo.address, rinfo.port)
@@ -141,7 +145,10 @@ class Handle {
         address: peer === undefined ? this.local : this.addressOf(peer.ip, peer.port)
       }))
     })
-    this.socket.on("close", () => this.queue.close())
+    this.socket.on("close", () => {
+      this.meter?.close()
+      this.queue.close()
+    })
   }
 
   addressOf(ip: string, port: number): Datagram.UdpAddress {
@@ -244,7 +251,10 @@ class Handle {
         if (--pending === 0) resume(first === undefined ? Effect.void : Effect.fail(first))
       }
       for (const item of items) {
-        const callback = (err: Error | null) => done(err === null ? undefined : this.sendError(err, item.to, item.payload))
+        const callback = (err: Error | null) => {
+          if (err === null && this.meter !== undefined) this.meter.sent.n++
+          done(err === null ? undefined : this.sendError(err, item.to, item.payload))
+        }
         try {
           if (item.ip === undefined) this.socket.send(item.payload, callback)
           else this.socket.send(item.payload, item.to.port, item.ip, callback)
@@ -458,8 +468,13 @@ const open = (
   Effect.gen(function*() {
     const capacity = yield* validCapacity(options)
     const ip = yield* resolve(options.lookup ?? defaultLookup, address, undefined)
+    const meters = metersOf(yield* Effect.context<never>())
     const handle = yield* Effect.acquireRelease(
-      Effect.sync(() => new Handle(familyOf(ip), address, options, capacity)),
+      Effect.sync(() => {
+        const handle = new Handle(familyOf(ip), address, options, capacity)
+        if (meters !== undefined) handle.meter = new UdpMeter(meters, handle.family, handle.queue)
+        return handle
+      }),
       (handle) => handle.close
     )
     yield* handle.bind(ip, address)

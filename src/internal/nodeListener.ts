@@ -18,6 +18,8 @@ import type * as Socket from "../Socket.js"
 import type { ConnectionSlots } from "./connectionSlots.js"
 import { ServerCapability } from "./listenerCapability.js"
 import { acceptInCallbacks, servePumps } from "./nodeServe.js"
+import { metersOf } from "./metrics.js"
+import { ListenerMeter } from "./metricsListener.js"
 import { NodeSocket, type Owner, type Raw } from "./nodeSocket.js"
 import { type ListenConfig, listenConfig, withOptions } from "./nodeSocketOptions.js"
 import { createServer, isTlsServer, type ServerConfig, serverConfig, type TlsServer } from "./nodeTls.js"
@@ -57,6 +59,8 @@ export class NodeListener implements Socket.Listener, Owner {
   slots: ConnectionSlots | undefined = undefined
   /** A TLS listener's node:tls side: its handshakes in progress and failures. */
   tls: TlsServer | undefined = undefined
+  /** The listener's metrics (internal/metricsListener.ts), unless they are off. */
+  meter: ListenerMeter | undefined = undefined
 
   /** On the prototype, so that a wrapper made by spreading the listener does not inherit it. */
   get [ServerCapability](): ServerCapability {
@@ -92,7 +96,9 @@ export class NodeListener implements Socket.Listener, Owner {
     const socket = new NodeSocket(raw, this.config.socket, this.requested._tag === "TcpAddress", this.address, this)
     socket.established(this.address)
     this.open.add(socket)
+    this.meter?.accepted(socket)
     if (this.acceptor !== undefined && this.head >= this.pending.length && this.acceptor(socket)) return
+    if (this.meter !== undefined) socket.queuedAt = socket.openedAt
     this.pending.push(socket)
     const waiter = this.waiters.shift()
     if (waiter !== undefined) waiter(Effect.suspend(() => this.pollAccept()))
@@ -100,6 +106,7 @@ export class NodeListener implements Socket.Listener, Owner {
 
   release(socket: NodeSocket): void {
     this.open.delete(socket)
+    this.meter?.released(socket)
   }
 
   /** Accepted sockets waiting to be taken. */
@@ -110,6 +117,7 @@ export class NodeListener implements Socket.Listener, Owner {
   take(): NodeSocket | undefined {
     if (this.head >= this.pending.length) return undefined
     const socket = this.pending[this.head]!
+    if (socket.queuedAt > 0) this.meter?.dequeued(socket)
     this.pending[this.head++] = undefined as unknown as NodeSocket
     if (this.head === this.pending.length) {
       this.pending = []
@@ -164,6 +172,7 @@ export class NodeListener implements Socket.Listener, Owner {
 
   /** Scope end: stop listening, destroy every accepted socket, remove our Unix socket file. */
   shutdown(): void {
+    this.meter?.stop()
     this.unsafeStop()
     this.tls?.close()
     for (const socket of this.open) socket.unsafeDestroy()
@@ -199,7 +208,8 @@ const startListening = (
     const tlsServer: TlsServer | undefined = tls === undefined ? undefined : createServer(tls.config, {
       slots: () => listener.slots,
       fork: tls.fork,
-      name: () => Address.format(listener.address)
+      name: () => Address.format(listener.address),
+      handshake: (durationMs, errorTag) => listener.meter?.server.handshakeDone(durationMs, errorTag)
     })
     const server: Net.Server = tlsServer?.server ?? Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
     const listener: NodeListener = new NodeListener(server, config, address)
@@ -260,7 +270,12 @@ export const listen = (
     const start = Effect.flatMap(Effect.context<never>(), (context) => {
       const runFork = Effect.runForkWith(context)
       const tls = tlsConfig === undefined ? undefined : { config: tlsConfig, fork: (e: Effect.Effect<void>) => void runFork(e) }
-      return startListening(address, options, config, tls)
+      const meters = metersOf(context)
+      const started = startListening(address, options, config, tls)
+      return meters === undefined ? started : Effect.map(started, (listener) => {
+        listener.meter = new ListenerMeter(listener, meters.server(listener.address))
+        return listener
+      })
     })
     const acquire = address._tag === "UnixAddress" ? Effect.andThen(prepareUnixPath(address), start) : start
     return Effect.acquireRelease(acquire, (listener) => Effect.sync(() => listener.shutdown())) as Effect.Effect<

@@ -144,6 +144,9 @@ export class NodeSocket implements Socket.Socket, Member {
   /** The server's memory budget, when it has one and this socket counts in it. */
   budget: MemoryBudget | undefined = undefined
   charged = 0
+  /** `performance.now()` when accepted (a listener's metrics), and when it began to wait in the accept queue. */
+  openedAt = 0
+  queuedAt = 0
 
   constructor(
     /** Replaced once by `rebind` when the connection upgrades to TLS (STARTTLS). */

@@ -603,6 +603,8 @@ export interface HandshakeReporter {
   /** Runs an effect from a callback with the context `listen` ran in. */
   readonly fork: (effect: Effect.Effect<void>) => void
   readonly name: () => string
+  /** Told of every handshake's outcome (the listener's metrics): its duration, and its error's tag on failure. */
+  readonly handshake?: ((durationMs: number, errorTag: string | undefined) => void) | undefined
 }
 
 /** How one handshake on a TLS listener ended: what {@link handshakeDone} receives. */
@@ -672,12 +674,9 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
     handshaking.get((socket as unknown as { readonly _parent?: Net.Socket })._parent ?? socket)
   const done = (socket: NodeTls.TLSSocket, peer: Address.Address, error: Tls.HandshakeError | NetError.NetError | undefined) => {
     const start = startOf(socket)
-    handshakeDone(failures, {
-      listener: reporter.name(),
-      peer,
-      durationMs: start === undefined ? 0 : performance.now() - start,
-      error
-    })
+    const durationMs = start === undefined ? 0 : performance.now() - start
+    handshakeDone(failures, { listener: reporter.name(), peer, durationMs, error })
+    reporter.handshake?.(durationMs, error?._tag)
   }
 
   const report = (socket: NodeTls.TLSSocket, error: Tls.HandshakeError | NetError.NetError, peer: Address.Address) => {

@@ -20,6 +20,7 @@ import * as Address from "../Address.js"
 import * as Framing from "../Framing.js"
 import { LimitWarning, RATE_NOTE } from "../internal/limitWarning.js"
 import type { ListenError, ReadError, WriteError } from "../NetError.js"
+import { type Meters, metersOf } from "../internal/metrics.js"
 import { IdleTimeout, MemoryBudgetExceeded, WriteTimeout } from "../NetError.js"
 import * as Server from "../Server.js"
 import type * as Socket from "../Socket.js"
@@ -171,6 +172,8 @@ interface Shared {
   readonly idleTimeout: Duration.Duration | undefined
   readonly writeTimeout: Duration.Duration | undefined
   readonly budget: ExecBudget
+  /** Commands counted by outcome (internal/metrics.ts), unless metrics are off. */
+  readonly meters: Meters | undefined
 }
 
 /**
@@ -361,10 +364,14 @@ const answerRequests = (
       const item = yield* nextRequest
       if (item._tag === "End") return
       state.taken()
-      if (item._tag === "TooLarge") return yield* answerAndClose(runner.requestTooLarge(item.size))
+      if (item._tag === "TooLarge") {
+        shared.meters?.execCommand("RequestTooLarge")
+        return yield* answerAndClose(runner.requestTooLarge(item.size))
+      }
       budget.release(holder, item.payload.byteLength)
       const reserved = yield* budget.reserve(holder, reservation, runner.policy.queueTimeout)
       const result = reserved ? yield* runner.runFrame(item.payload) : noRoom
+      shared.meters?.execCommand(result.header.error?._tag)
       // The answer holds its own size until the peer took it.
       const size = responseSize(result)
       if (reserved) budget.release(holder, reservation - size)
@@ -502,7 +509,8 @@ const prepare = (options: Omit<ServerOptions, "address">, address: Address.Addre
         runner,
         idleTimeout: Duration.isFinite(idleTimeout) ? idleTimeout : undefined,
         writeTimeout: Duration.isFinite(writeTimeout) ? writeTimeout : undefined,
-        budget
+        budget,
+        meters: metersOf(yield* Effect.context<never>())
       }),
       maxConnections,
       shutdownTimeout,

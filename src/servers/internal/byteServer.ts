@@ -36,6 +36,7 @@ import {
   pushWatched
 } from "../../internal/codecs/core.js"
 import { HeldKey } from "../../internal/memoryBudget.js"
+import { type Meters, metersOf, type Tally } from "../../internal/metrics.js"
 import { type Deadline, DeadlineKey, type WithDeadline } from "../../internal/pumpDeadline.js"
 
 /**
@@ -83,6 +84,9 @@ interface FramedConfig {
   /** The frame timeout, if any. */
   readonly limit: Duration.Duration | undefined
   readonly millis: number
+  /** Frames decoded and encoded (internal/metrics.ts), unless metrics are off. */
+  readonly decoded: Tally | undefined
+  readonly encoded: Tally | undefined
 }
 
 /**
@@ -121,17 +125,20 @@ class FramedHandler implements Socket.PumpHandler<HandlerError> {
   flush(out: Array<Uint8Array>, decodeError: Framing.FrameError | undefined): Framing.FrameError | undefined {
     const frames = this.frames
     if (frames.length === 0) return decodeError
-    const { codec, transform } = this.config
+    const { codec, transform, decoded } = this.config
+    if (decoded !== undefined) decoded.n += frames.length
     if (transform !== undefined) {
       for (let i = 0; i < frames.length; i++) frames[i] = transform(frames[i]!)
     }
     const encodeError = codec.encode(frames, out)
+    const n = frames.length
     frames.length = 0
     if (encodeError !== undefined) {
       // All or nothing: a batch that cannot be encoded sends none of it.
       out.length = 0
       return encodeError
     }
+    if (this.config.encoded !== undefined) this.config.encoded.n += n
     return decodeError
   }
 }
@@ -173,13 +180,16 @@ class TimedFramedHandler extends FramedHandler
 const framedHandler = (
   codec: Framing.Codec<Uint8Array>,
   transform: Transform,
-  frameTimeout: Duration.Duration | undefined
+  frameTimeout: Duration.Duration | undefined,
+  meters: Meters | undefined
 ): () => Socket.PumpHandler<HandlerError> => {
   const config: FramedConfig = {
     codec,
     transform,
     limit: frameTimeout,
-    millis: frameTimeout === undefined ? 0 : Duration.toMillis(frameTimeout)
+    millis: frameTimeout === undefined ? 0 : Duration.toMillis(frameTimeout),
+    decoded: meters?.frames(codec.name, "decoded"),
+    encoded: meters?.frames(codec.name, "encoded")
   }
   return frameTimeout === undefined ? () => new FramedHandler(config) : () => new TimedFramedHandler(config)
 }
@@ -222,13 +232,14 @@ export const handler = (
   server: string,
   transform: Transform,
   framing: FramingOption | undefined,
-  options?: HandlerOptions | undefined
+  options?: HandlerOptions | undefined,
+  meters?: Meters | undefined
 ): Server.PumpedHandler<HandlerError> => {
   const codec = codecOf(framing)
   const frameTimeout = frameTimeoutOf(server, options?.frameTimeout)
   return Server.pump<HandlerError>(
     codec !== undefined
-      ? framedHandler(codec, transform, frameTimeout)
+      ? framedHandler(codec, transform, frameTimeout, meters)
       : transform !== undefined
       ? () => transformHandler(transform)
       : () => echoHandler
@@ -257,10 +268,10 @@ export const make = (
   transform: Transform,
   options: Options
 ): Effect.Effect<Server.RunningServer, NetError.ListenError, Scope.Scope> =>
-  Effect.suspend(() => {
+  Effect.contextWith((context: Context.Context<never>) => {
     const { frameTimeout, framing, ...serverOptions } = options
     // Built before listening, so a bad option fails before the port is taken.
-    const serve = handler(server, transform, framing, { frameTimeout })
+    const serve = handler(server, transform, framing, { frameTimeout }, metersOf(context))
     return Server.make({ ...serverOptions, handler: serve })
   })
 

@@ -1,0 +1,141 @@
+/**
+ * Exporters for effect-wire's metrics (see `Metrics`) and spans, built on
+ * `effect/observability`: a Prometheus scrape endpoint (`PrometheusMetrics`
+ * on Effect's HTTP server) and OTLP/HTTP export of traces and metrics
+ * (`OtlpTracer`, `OtlpMetrics`). A subpath of its own
+ * (`effect-wire/Observability`), not in the root entry: it loads Node's
+ * HTTP server and client, which a program that exports nothing never needs.
+ *
+ * ```ts
+ * const Live = Layer.mergeAll(EchoLive, Observability.layerPrometheus({ port: 9464 }))
+ * ```
+ *
+ * @since 0.2.0
+ */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as HttpRouter from "effect/http/HttpRouter"
+import type * as HttpServerError from "effect/http/HttpServerError"
+import * as Layer from "effect/Layer"
+import * as OtlpMetrics from "effect/observability/OtlpMetrics"
+import * as OtlpSerialization from "effect/observability/OtlpSerialization"
+import * as OtlpTracer from "effect/observability/OtlpTracer"
+import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
+import type * as Scope from "effect/Scope"
+import * as Http from "node:http"
+import * as Address from "./Address.js"
+import * as Check from "./internal/options.js"
+
+/**
+ * Options of {@link servePrometheus} and {@link layerPrometheus}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface PrometheusOptions {
+  /** Where to listen (default 127.0.0.1: this machine only). */
+  readonly host?: string | undefined
+  /** The port (default 9464, Prometheus' registered port for OpenTelemetry exporters); 0 picks a free one. */
+  readonly port?: number | undefined
+  /** The path Prometheus scrapes (default `/metrics`). */
+  readonly path?: `/${string}` | undefined
+}
+
+/**
+ * Serve the metrics of the current `Metric.MetricRegistry` (effect-wire's
+ * and any of your own) in Prometheus' text format, over HTTP, until the
+ * scope closes; succeeds with the address bound. It is
+ * `PrometheusMetrics.layerHttp` from `effect/observability` on Effect's
+ * Node HTTP server. Fails with `ServeError` when it cannot listen.
+ *
+ * ```ts
+ * const address = yield* Observability.servePrometheus({ port: 0 })
+ * console.log(`scrape http://${Address.format(address)}/metrics`)
+ * ```
+ *
+ * @since 0.2.0
+ * @category prometheus
+ */
+export const servePrometheus = (
+  options?: PrometheusOptions | undefined
+): Effect.Effect<Address.TcpAddress, HttpServerError.ServeError, Scope.Scope> =>
+  Effect.suspend(() => {
+    const host = options?.host ?? "127.0.0.1"
+    const port = options?.port ?? 9464
+    const reason = Check.integer(port, 0, 65535)
+    if (reason !== undefined) return Effect.die(Check.defect("Observability.servePrometheus", "port", reason))
+    const app = HttpRouter.serve(PrometheusMetrics.layerHttp({ path: options?.path ?? "/metrics" }), {
+      disableLogger: true,
+      disableListenLog: true
+    })
+    // Scrapes keep their connection open: closing waits at most a second for them.
+    const http = Http.createServer()
+    const server = NodeHttpServer.layer(() => http, {
+      host,
+      port,
+      gracefulShutdownTimeout: Duration.seconds(1)
+    })
+    return Effect.map(Layer.build(Layer.provide(app, server)), () => {
+      const bound = http.address()
+      return typeof bound === "object" && bound !== null
+        ? new Address.TcpAddress({ host: bound.address, port: bound.port }, { disableChecks: true })
+        : new Address.TcpAddress({ host, port }, { disableChecks: true })
+    })
+  })
+
+/**
+ * {@link servePrometheus} as a Layer: serves while the Layer is in use.
+ *
+ * ```ts
+ * const Live = Layer.mergeAll(EchoLive, Observability.layerPrometheus({ port: 9464 }))
+ * ```
+ *
+ * @since 0.2.0
+ * @category prometheus
+ */
+export const layerPrometheus = (
+  options?: PrometheusOptions | undefined
+): Layer.Layer<never, HttpServerError.ServeError> => Layer.effectDiscard(servePrometheus(options))
+
+/**
+ * Options of {@link layerOtlp}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface OtlpOptions {
+  /** The collector's base URL, e.g. `http://127.0.0.1:4318`: traces go to `/v1/traces`, metrics to `/v1/metrics`. */
+  readonly url: string
+  /** `service.name` of the resource (default `effect-wire`). */
+  readonly serviceName?: string | undefined
+  /** How often spans and metrics are sent (default 5 seconds; whatever is left is sent when the Layer ends). */
+  readonly exportInterval?: Duration.Input | undefined
+}
+
+/**
+ * Export spans (as the `Tracer`) and metrics over OTLP/HTTP with JSON
+ * payloads, through `effect/observability`'s `OtlpTracer` and `OtlpMetrics`
+ * and Node's HTTP client. What is still buffered is sent when the Layer is
+ * released.
+ *
+ * ```ts
+ * const Live = Layer.provide(EchoLive, Observability.layerOtlp({ url: "http://127.0.0.1:4318" }))
+ * ```
+ *
+ * @since 0.2.0
+ * @category otlp
+ */
+export const layerOtlp = (options: OtlpOptions): Layer.Layer<never> => {
+  const base = options.url.replace(/\/+$/, "")
+  const resource = { serviceName: options.serviceName ?? "effect-wire" }
+  const exportInterval = options.exportInterval ?? Duration.seconds(5)
+  return Layer.mergeAll(
+    OtlpTracer.layer({ url: `${base}/v1/traces`, resource, exportInterval }),
+    OtlpMetrics.layer({ url: `${base}/v1/metrics`, resource, exportInterval })
+  ).pipe(
+    Layer.provide(OtlpSerialization.layerJson),
+    Layer.provide(NodeHttpClient.layerNodeHttp)
+  ) as Layer.Layer<never>
+}
