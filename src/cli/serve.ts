@@ -39,6 +39,7 @@ import {
   sizeOption,
   untilSignal
 } from "./common.js"
+import { observabilityFlags, withObservability } from "./observability.js"
 import { execPlaintext, insecurePlaintextFlag, serveTls, serveTlsFlags } from "./tls.js"
 import { formatDuration, formatSize } from "./units.js"
 
@@ -114,7 +115,8 @@ const listenOptions = {
       }; ${limitRule(false)}).`
     ),
     Flag.withDefault(DEFAULTS.shutdownTimeout)
-  )
+  ),
+  ...observabilityFlags
 } as const
 
 type ListenOptions = Command.Command.Config.Infer<typeof listenOptions>
@@ -303,7 +305,7 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       ...limits
     ])
     return yield* untilSignal
-  }).pipe(Effect.scoped)
+  }).pipe(withObservability(options), Effect.scoped)
 
 const echo = Command.make("echo", byteOptions, serveBytes("echo", 9000)).pipe(
   Command.withDescription("Echo server: every byte (or frame) goes back to the sender. Default port 9000.")
@@ -539,7 +541,7 @@ const serveExec = (options: ExecOptions) =>
       )
     }
     return yield* untilSignal
-  }).pipe(Effect.scoped)
+  }).pipe(withObservability(options), Effect.scoped)
 
 const exec = Command.make("exec", execOptions, serveExec).pipe(
   Command.withDescription(
