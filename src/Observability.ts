@@ -12,21 +12,45 @@
  *
  * @since 0.2.0
  */
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as HttpRouter from "effect/http/HttpRouter"
 import type * as HttpServerError from "effect/http/HttpServerError"
 import * as Layer from "effect/Layer"
-import * as OtlpMetrics from "effect/observability/OtlpMetrics"
-import * as OtlpSerialization from "effect/observability/OtlpSerialization"
-import * as OtlpTracer from "effect/observability/OtlpTracer"
-import * as PrometheusMetrics from "effect/observability/PrometheusMetrics"
 import type * as Scope from "effect/Scope"
-import * as Http from "node:http"
 import * as Address from "./Address.js"
 import * as Check from "./internal/options.js"
+import { SpansEnabled } from "./internal/tracing.js"
+
+/**
+ * Whether effect-wire makes its spans (default `true`): one per server
+ * connection, client connect and TLS handshake. They are made only when a
+ * tracer that exports is installed (anything but Effect's built-in one, e.g.
+ * {@link layerOtlp}), so by default a connection costs no span.
+ *
+ * ```ts
+ * const quiet = Effect.provideService(program, Observability.Spans, false)
+ * ```
+ *
+ * @since 0.2.0
+ * @category references
+ */
+export const Spans = SpansEnabled
+
+// The HTTP server and client load only when an exporter is used.
+const loadPrometheus = () =>
+  Promise.all([
+    import("@effect/platform-node/NodeHttpServer"),
+    import("effect/http/HttpRouter"),
+    import("effect/observability/PrometheusMetrics"),
+    import("node:http")
+  ])
+const loadOtlp = () =>
+  Promise.all([
+    import("@effect/platform-node/NodeHttpClient"),
+    import("effect/observability/OtlpMetrics"),
+    import("effect/observability/OtlpSerialization"),
+    import("effect/observability/OtlpTracer")
+  ])
 
 /**
  * Options of {@link servePrometheus} and {@link layerPrometheus}.
@@ -66,22 +90,20 @@ export const servePrometheus = (
     const port = options?.port ?? 9464
     const reason = Check.integer(port, 0, 65535)
     if (reason !== undefined) return Effect.die(Check.defect("Observability.servePrometheus", "port", reason))
-    const app = HttpRouter.serve(PrometheusMetrics.layerHttp({ path: options?.path ?? "/metrics" }), {
-      disableLogger: true,
-      disableListenLog: true
-    })
-    // Scrapes keep their connection open: closing waits at most a second for them.
-    const http = Http.createServer()
-    const server = NodeHttpServer.layer(() => http, {
-      host,
-      port,
-      gracefulShutdownTimeout: Duration.seconds(1)
-    })
-    return Effect.map(Layer.build(Layer.provide(app, server)), () => {
-      const bound = http.address()
-      return typeof bound === "object" && bound !== null
-        ? new Address.TcpAddress({ host: bound.address, port: bound.port }, { disableChecks: true })
-        : new Address.TcpAddress({ host, port }, { disableChecks: true })
+    return Effect.flatMap(Effect.promise(loadPrometheus), ([NodeHttpServer, HttpRouter, PrometheusMetrics, Http]) => {
+      const app = HttpRouter.serve(PrometheusMetrics.layerHttp({ path: options?.path ?? "/metrics" }), {
+        disableLogger: true,
+        disableListenLog: true
+      })
+      // Scrapes keep their connection open: closing waits at most a second for them.
+      const http = Http.createServer()
+      const server = NodeHttpServer.layer(() => http, { host, port, gracefulShutdownTimeout: Duration.seconds(1) })
+      return Effect.map(Layer.build(Layer.provide(app, server)), () => {
+        const bound = http.address()
+        return typeof bound === "object" && bound !== null
+          ? new Address.TcpAddress({ host: bound.address, port: bound.port }, { disableChecks: true })
+          : new Address.TcpAddress({ host, port }, { disableChecks: true })
+      })
     })
   })
 
@@ -131,11 +153,12 @@ export const layerOtlp = (options: OtlpOptions): Layer.Layer<never> => {
   const base = options.url.replace(/\/+$/, "")
   const resource = { serviceName: options.serviceName ?? "effect-wire" }
   const exportInterval = options.exportInterval ?? Duration.seconds(5)
-  return Layer.mergeAll(
-    OtlpTracer.layer({ url: `${base}/v1/traces`, resource, exportInterval }),
-    OtlpMetrics.layer({ url: `${base}/v1/metrics`, resource, exportInterval })
-  ).pipe(
-    Layer.provide(OtlpSerialization.layerJson),
-    Layer.provide(NodeHttpClient.layerNodeHttp)
-  ) as Layer.Layer<never>
+  return Layer.unwrap(Effect.map(Effect.promise(loadOtlp), ([NodeHttpClient, OtlpMetrics, OtlpSerialization, OtlpTracer]) =>
+    Layer.mergeAll(
+      OtlpTracer.layer({ url: `${base}/v1/traces`, resource, exportInterval }),
+      OtlpMetrics.layer({ url: `${base}/v1/metrics`, resource, exportInterval })
+    ).pipe(
+      Layer.provide(OtlpSerialization.layerJson),
+      Layer.provide(NodeHttpClient.layerNodeHttp)
+    ) as Layer.Layer<never>))
 }

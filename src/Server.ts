@@ -531,7 +531,7 @@ const run = <E, R>(
     }
     /** A connection's handler ended: count it, log a failure, close the socket, free the slot. */
     const end = (socket: Socket.Socket, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
-      const failure = slots.ended(exit)
+      const failure = slots.ended(exit, socket)
       const close = Effect.ensuring(socket.close, Effect.sync(() => slots.gone()))
       return failure === undefined ? close : Effect.ensuring(slots.logEnding(socket, failure), close)
     }

@@ -50,3 +50,7 @@ export * as Echo from "./servers/Echo.js"
 export * as Upper from "./servers/Upper.js"
 /** @since 0.1.0 */
 export * as Exec from "./servers/Exec.js"
+/** @since 0.2.0 */
+export * as Metrics from "./Metrics.js"
+/** @since 0.2.0 */
+export * as Observability from "./Observability.js"

@@ -15,7 +15,9 @@ import * as Datagram from "effect-wire/Datagram"
 import * as DatagramServer from "effect-wire/DatagramServer"
 import * as Framing from "effect-wire/Framing"
 import * as Message from "effect-wire/Message"
+import * as Metrics from "effect-wire/Metrics"
 import * as NetError from "effect-wire/NetError"
+import * as Observability from "effect-wire/Observability"
 import * as PlatformSocket from "effect-wire/PlatformSocket"
 import * as Protocol from "effect-wire/Protocol"
 import * as Server from "effect-wire/Server"
@@ -43,7 +45,9 @@ const subpaths = {
   ClusterSocket: [ClusterSocket, "ClusterSocket"],
   Echo: [Echo, "servers/Echo"],
   Upper: [Upper, "servers/Upper"],
-  Exec: [Exec, "servers/Exec"]
+  Exec: [Exec, "servers/Exec"],
+  Metrics: [Metrics, "Metrics"],
+  Observability: [Observability, "Observability"]
 } as const
 
 describe("effect-wire (the root entry)", () => {

@@ -21,6 +21,7 @@ import type * as Socket from "../Socket.js"
 import { LimitWarning, RATE_NOTE } from "./limitWarning.js"
 import { formatBytes, type MemoryBudget } from "./memoryBudget.js"
 import { type ServerMeter, tagOf } from "./metrics.js"
+import { endConnectionSpan } from "./tracing.js"
 
 /** See `Server.Overflow`. */
 export type Overflow = "queue" | "refuse"
@@ -243,27 +244,31 @@ export class ConnectionSlots {
   }
 
   /** How the handler ended, counted; the cause to log when it failed (an interruption is not a failure). */
-  ended(exit: Exit.Exit<unknown, unknown>): Cause.Cause<unknown> | undefined {
+  ended(exit: Exit.Exit<unknown, unknown>, socket?: Socket.Socket): Cause.Cause<unknown> | undefined {
     this.active--
     const meter = this.meter
     if (meter !== undefined) meter.active.n--
     if (Exit.isSuccess(exit)) {
       this.completed++
       if (meter !== undefined) meter.completed.n++
+      endConnectionSpan(socket, "completed", exit)
       return undefined
     }
     if (Exit.hasInterrupts(exit)) {
       // Only the drain interrupts a connection's handler.
       if (meter !== undefined) meter.cut.n++
+      endConnectionSpan(socket, "cut", undefined)
       return undefined
     }
+    endConnectionSpan(socket, "failed", exit)
     this.failed++
     if (meter !== undefined) meter.closedWith("failed", failureTag(exit.cause)).n++
     return exit.cause
   }
 
   /** The drain cut a connection whose handler had not ended: it counts as interrupted. */
-  cut(): void {
+  cut(socket?: Socket.Socket): void {
+    endConnectionSpan(socket, "cut", undefined)
     this.active--
     if (this.meter !== undefined) {
       this.meter.active.n--

@@ -19,6 +19,7 @@ import * as Options from "./options.js"
 import { checkSocketOwner, unixOwnerReason } from "./unixSocketFile.js"
 import { clientConfig, clientHandshake, connectRaw } from "./nodeTls.js"
 import { clientMeter } from "./metricsClient.js"
+import { clientSpan, SPAN_NAMES, tracerOf } from "./tracing.js"
 import { identity } from "effect/Function"
 
 /**
@@ -72,7 +73,7 @@ export const connect = (
     const unixOwner = options.unixOwner ?? "any"
     const ownerReason = unixOwnerReason(unixOwner)
     if (ownerReason !== undefined) throw Options.defect("Socket", "unixOwner", ownerReason)
-    return Effect.uninterruptibleMask((restore) =>
+    return traced(address, Effect.uninterruptibleMask((restore) =>
       Effect.gen(function*() {
         // Before anything is sent: a socket file someone else put there is not our server.
         if (address._tag === "UnixAddress" && unixOwner !== "any") {
@@ -108,7 +109,7 @@ export const connect = (
         yield* restore(attempt).pipe(meter?.attempt ?? identity, Effect.onError(() => Scope.close(scope, Exit.void)))
         // TLS: the handshake has a time limit of its own, from the TCP connect on.
         if (tls !== undefined) {
-          yield* restore(clientHandshake(socket, tls, address)).pipe(
+          yield* restore(tracedHandshake(address, clientHandshake(socket, tls, address))).pipe(
             meter?.attempt ?? identity,
             Effect.onError(() => Scope.close(scope, Exit.void))
           )
@@ -116,5 +117,18 @@ export const connect = (
         meter?.connected()
         return socket as Socket.Socket
       })
-    )
+    ))
   })
+
+/** A connect as a client span, when spans are made (internal/tracing.ts). */
+const traced = <A, E, R>(address: Address.Address, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(
+    Effect.context<never>(),
+    (context) => tracerOf(context) === undefined ? effect : clientSpan(SPAN_NAMES.connect, address, effect)
+  )
+
+const tracedHandshake = <A, E, R>(address: Address.Address, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(
+    Effect.context<never>(),
+    (context) => tracerOf(context) === undefined ? effect : clientSpan(SPAN_NAMES.handshake, address, effect)
+  )

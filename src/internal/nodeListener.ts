@@ -20,6 +20,7 @@ import { ServerCapability } from "./listenerCapability.js"
 import { acceptInCallbacks, servePumps } from "./nodeServe.js"
 import { metersOf } from "./metrics.js"
 import { ListenerMeter } from "./metricsListener.js"
+import { ConnectionTracer, tracerOf } from "./tracing.js"
 import { NodeSocket, type Owner, type Raw } from "./nodeSocket.js"
 import { type ListenConfig, listenConfig, withOptions } from "./nodeSocketOptions.js"
 import { createServer, isTlsServer, type ServerConfig, serverConfig, type TlsServer } from "./nodeTls.js"
@@ -59,7 +60,7 @@ export class NodeListener implements Socket.Listener, Owner {
   slots: ConnectionSlots | undefined = undefined
   /** A TLS listener's node:tls side: its handshakes in progress and failures. */
   tls: TlsServer | undefined = undefined
-  /** The listener's metrics (internal/metricsListener.ts), unless they are off. */
+  /** The listener's metrics and spans (internal/metricsListener.ts), unless both are off. */
   meter: ListenerMeter | undefined = undefined
 
   /** On the prototype, so that a wrapper made by spreading the listener does not inherit it. */
@@ -209,7 +210,7 @@ const startListening = (
       slots: () => listener.slots,
       fork: tls.fork,
       name: () => Address.format(listener.address),
-      handshake: (durationMs, errorTag) => listener.meter?.server.handshakeDone(durationMs, errorTag)
+      handshake: (durationMs, errorTag) => listener.meter?.handshake(durationMs, errorTag)
     })
     const server: Net.Server = tlsServer?.server ?? Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
     const listener: NodeListener = new NodeListener(server, config, address)
@@ -271,9 +272,14 @@ export const listen = (
       const runFork = Effect.runForkWith(context)
       const tls = tlsConfig === undefined ? undefined : { config: tlsConfig, fork: (e: Effect.Effect<void>) => void runFork(e) }
       const meters = metersOf(context)
+      const tracer = tracerOf(context)
       const started = startListening(address, options, config, tls)
-      return meters === undefined ? started : Effect.map(started, (listener) => {
-        listener.meter = new ListenerMeter(listener, meters.server(listener.address))
+      return meters === undefined && tracer === undefined ? started : Effect.map(started, (listener) => {
+        listener.meter = new ListenerMeter(
+          listener,
+          meters?.server(listener.address),
+          tracer === undefined ? undefined : new ConnectionTracer(tracer, context, listener.address)
+        )
         return listener
       })
     })

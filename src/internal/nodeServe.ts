@@ -109,7 +109,7 @@ export const servePumps = (
       state.pump = undefined
       // A cut connection was counted by the drain, like an interrupted fiber.
       if (!state.cut) {
-        const failure = slots.ended(exit)
+        const failure = slots.ended(exit, socket)
         if (failure !== undefined) slots.fork(slots.logEnding(socket, failure))
       }
       runtime?.release(exit)
@@ -140,7 +140,7 @@ export const servePumps = (
       for (const [socket, state] of Array.from(open)) {
         if (!state.ended && !state.cut) {
           state.cut = true
-          slots.cut()
+          slots.cut(socket)
         }
         state.pump?.detach()
         state.runtime?.release(Exit.interrupt())
