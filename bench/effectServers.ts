@@ -40,6 +40,7 @@ const MODULES: Record<string, string> = {
   "wire-protocol": "wire",
   "wire-protocol-json": "wire",
   "wire-protocol-async": "wire",
+  "wire-protocol-nometrics": "wire",
   "effect-raw": "peer",
   "effect-framed": "peer",
   "effect-protocol": "peer",

@@ -58,10 +58,13 @@ export const serverArgs = (id: ServerId, builds: string | Builds): Array<string>
       return [cli, "serve", "echo", ...LISTEN]
     case "wire-framed":
       return [cli, "serve", "echo", "--framing", "length", ...LISTEN]
+    case "wire-nometrics":
+      return [cli, "serve", "echo", "--metrics", "off", ...LISTEN]
     case "wire-stream":
     case "wire-protocol":
     case "wire-protocol-json":
     case "wire-protocol-async":
+    case "wire-protocol-nometrics":
     case "effect-raw":
     case "effect-framed":
     case "effect-protocol":

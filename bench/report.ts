@@ -14,10 +14,12 @@ export type BaseServerId =
   | "node-framed-json"
   | "wire"
   | "wire-framed"
+  | "wire-nometrics"
   | "wire-stream"
   | "wire-protocol"
   | "wire-protocol-json"
   | "wire-protocol-async"
+  | "wire-protocol-nometrics"
   | "effect-raw"
   | "effect-framed"
   | "effect-protocol"
@@ -43,10 +45,12 @@ const BASE_LABELS: Record<BaseServerId, string> = {
   "node-framed-json": "hand-written node:net framed, JSON parsed, checked and written by hand",
   "wire": "effect-wire `serve echo`",
   "wire-framed": "effect-wire `serve echo --framing length`",
+  "wire-nometrics": "effect-wire `serve echo --metrics off` (metrics' cost: against `wire`)",
   "wire-stream": "effect-wire `Server.layer`, Stream handler",
   "wire-protocol": "effect-wire `Protocol` service, binary messages",
   "wire-protocol-json": "effect-wire `Protocol` service, JSON messages",
   "wire-protocol-async": "effect-wire `Protocol` service, handler that waits",
+  "wire-protocol-nometrics": "effect-wire `Protocol` service, binary messages, metrics off (against `wire-protocol`)",
   "effect-raw": "Effect 4 `NodeSocketServer` (reader/writer)",
   "effect-framed": "Effect 4 `NodeSocketServer`, u32 BE frames by hand",
   "effect-protocol": "Effect 4 `NodeSocketServer`, typed service, binary messages",

@@ -68,6 +68,7 @@ import { frameTimeoutOf, FrameWatch } from "./internal/codecs/core.js"
 import { type CallbackRuntime, type CallbackServe, CallbackServeKey, Park } from "./internal/callbackServe.js"
 import { HeldKey } from "./internal/memoryBudget.js"
 import { metersOf, type ProtocolMeter } from "./internal/metrics.js"
+import { requestTracing } from "./internal/tracing.js"
 import * as Check from "./internal/options.js"
 import { DeadlineKey, type WithDeadline } from "./internal/pumpDeadline.js"
 
@@ -562,6 +563,13 @@ export interface ServeOptions {
    * Handlers that answer at once (`Effect.succeed`) cost nothing extra.
    */
   readonly requestTimeout?: Duration.Input | undefined
+  /**
+   * Make a span per request (`effect_wire.protocol.request`, a child of the
+   * connection's span when there is one, with `effect_wire.protocol`): off by
+   * default, as it costs a fiber per read even for handlers that answer at
+   * once (docs/observability.md gives the figure).
+   */
+  readonly traceRequests?: boolean | undefined
 }
 
 /**
@@ -980,8 +988,9 @@ export const serve = <In, Out, PE, E, R>(
   options?: ServeOptions | undefined
 ): ServeHandler<E | ServeError<PE>, R> => {
   const { frameTimeout, requestTimeout } = limitsOf("Protocol.serve", options)
+  const traced = requestTracing("Protocol.serve", protocol.name, options?.traceRequests)
   return serveWith(protocol, frameTimeout, (request, connection, replies) => {
-    const response = handler(request, connection)
+    const response = traced === undefined ? handler(request, connection) : traced(handler(request, connection), replies.socket)
     // `Effect.succeed` and `Effect.fail` are Exits already: answer without running an Effect.
     if (Exit.isExit(response)) {
       const exit = response as Exit.Exit<Out, E>

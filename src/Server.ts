@@ -48,6 +48,7 @@ import { ConnectionSlots, SUMMARY_INTERVAL_MS } from "./internal/connectionSlots
 import { serverCapabilityOf } from "./internal/listenerCapability.js"
 import { joinBudget, MemoryBudget } from "./internal/memoryBudget.js"
 import { metersOf } from "./internal/metrics.js"
+import { spanOf } from "./internal/tracing.js"
 import * as Check from "./internal/options.js"
 import type { ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
@@ -523,9 +524,13 @@ const run = <E, R>(
         signal,
         writeTimeout
       }
+      // The handler's spans are children of the connection's, when it has one (internal/tracing.ts).
+      const span = spanOf(socket)
+      let handled = Effect.scoped(options.handler(socket, connection))
+      if (span !== undefined) handled = Effect.withParentSpan(handled, span)
       // One finalizer does the whole ending (an idle connection's fiber keeps every frame it waits in).
       return Effect.catchCause(
-        Effect.onExit(Effect.scoped(options.handler(socket, connection)), (exit) => end(socket, exit)),
+        Effect.onExit(handled, (exit) => end(socket, exit)),
         () => Effect.void
       ) as Effect.Effect<void, never, Exclude<R, Scope.Scope>>
     }

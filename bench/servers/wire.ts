@@ -8,6 +8,7 @@ import * as Stream from "effect/Stream"
 import * as Address from "../../src/Address.js"
 import * as Framing from "../../src/Framing.js"
 import * as Message from "../../src/Message.js"
+import * as Metrics from "../../src/Metrics.js"
 import * as Protocol from "../../src/Protocol.js"
 import * as Server from "../../src/Server.js"
 import { JsonMessage } from "../messages.js"
@@ -47,5 +48,8 @@ export const programs: Programs = {
   "wire-stream": serve((socket) => Stream.run(socket.reads, socket.writes)),
   "wire-protocol": serve(Protocol.serve(Bytes, (request) => Effect.succeed(request))),
   "wire-protocol-json": serve(Protocol.serve(Json, (request) => Effect.succeed(request))),
-  "wire-protocol-async": serve(Protocol.serve(Bytes, slowly))
+  "wire-protocol-async": serve(Protocol.serve(Bytes, slowly)),
+  // The metrics' cost: `wire-protocol` with effect-wire's metrics off.
+  "wire-protocol-nometrics": (listen) =>
+    Effect.provideService(serve(Protocol.serve(Bytes, (request) => Effect.succeed(request)))(listen), Metrics.Enabled, false)
 }

@@ -16,6 +16,7 @@ import * as Option from "effect/Option"
 import * as Tracer from "effect/Tracer"
 import * as Address from "../Address.js"
 import { addressAttributes, tagOf } from "./metrics.js"
+import * as Check from "./options.js"
 
 /** Whether effect-wire makes its spans (default true; they are made only when a tracer that exports is installed). */
 export const SpansEnabled = Context.Reference<boolean>("effect-wire/Observability/Spans", {
@@ -137,3 +138,26 @@ export const clientSpan = <A, E, R>(
     name,
     { kind: "client", attributes: spanAttributes(address) }
   )
+
+/**
+ * `Protocol.serve`'s `traceRequests`: wraps each handler call in a request
+ * span, the child of its connection's span when it has one; undefined when
+ * not asked. A value other than a boolean is a defect.
+ */
+export const requestTracing = (
+  where: string,
+  protocol: string | undefined,
+  option: unknown
+): (<A, E, R>(effect: Effect.Effect<A, E, R>, socket: unknown) => Effect.Effect<A, E, R>) | undefined => {
+  if (option === undefined || option === false) return undefined
+  if (option !== true) throw Check.defect(where, "traceRequests", "must be true or false")
+  const attributes = { "effect_wire.protocol": protocol ?? "unnamed" }
+  return (effect, socket) => {
+    const parent = spanOf(socket)
+    return Effect.withSpan(
+      effect,
+      SPAN_NAMES.request,
+      parent === undefined ? { kind: "server", attributes } : { kind: "server", attributes, parent }
+    )
+  }
+}
