@@ -597,6 +597,7 @@ const run = <E, R>(
         taken?.stop()
         if (acceptFiber !== undefined) yield* Fiber.interrupt(acceptFiber)
         yield* Deferred.succeed(drainSignal, void 0)
+        slots.draining = true
         drainController.abort()
         const open = slots.open
         pumps?.endAll()

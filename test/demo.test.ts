@@ -46,6 +46,15 @@ describe("effect-wire demo", () => {
       assert.strictEqual(reads.join(""), "alphabetagamma")
       has("  ← framed (lengthPrefixed): 3 frames: \"alpha\", \"beta\", \"gamma\"")
       has(/^all servers drained and closed; done in \d+ ms$/)
+      // 7. the metrics summary, read once every server drained: six sessions, each its own connection
+      has(/^metrics \(effect-wire's own, from Metric\.snapshot/)
+      has("  server connections: 6 opened, 0 open now, closed: 6 completed")
+      const bytes = lines.map((line) => /^ {2}server bytes: (\d+) received, (\d+) sent$/.exec(line)).find((m) => m !== null)
+      assert.isDefined(bytes, run.stdout)
+      assert.isAbove(Number(bytes![1]), 0)
+      assert.isAbove(Number(bytes![2]), 0)
+      has("  exec commands: 2 run, 1 refused (refused: 1 CommandNotAllowed)")
+      has("  udp datagrams: 2 received, 2 sent, 0 dropped")
     }))
 
   it.live("interrupted by SIGTERM, it drains the servers and exits 143, as shells do", () =>

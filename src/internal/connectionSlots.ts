@@ -101,6 +101,8 @@ export class ConnectionSlots {
   onFree: (() => void) | undefined = undefined
   /** The server's memory budget, when it has one: every Node socket served joins it. */
   budget: MemoryBudget | undefined = undefined
+  /** The server is draining (its connection spans say so). */
+  draining = false
   /** The server's metrics (internal/metrics.ts), unless they are off. */
   meter: ServerMeter | undefined = undefined
 
@@ -251,7 +253,7 @@ export class ConnectionSlots {
     if (Exit.isSuccess(exit)) {
       this.completed++
       if (meter !== undefined) meter.completed.n++
-      endConnectionSpan(socket, "completed", exit)
+      endConnectionSpan(socket, "completed", exit, this.draining)
       return undefined
     }
     if (Exit.hasInterrupts(exit)) {
@@ -260,7 +262,7 @@ export class ConnectionSlots {
       endConnectionSpan(socket, "cut", undefined)
       return undefined
     }
-    endConnectionSpan(socket, "failed", exit)
+    endConnectionSpan(socket, "failed", exit, this.draining)
     this.failed++
     if (meter !== undefined) meter.closedWith("failed", failureTag(exit.cause)).n++
     return exit.cause

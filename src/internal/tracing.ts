@@ -103,18 +103,21 @@ export const spanOf = (socket: unknown): Tracer.Span | undefined =>
 
 /**
  * A served connection ended: its span ends with the outcome (`completed`,
- * `failed` with `error.type`, `cut` by the drain) and the bytes it moved.
+ * `failed` with `error.type`, `cut` by the drain; `effect_wire.drain` says
+ * whether a drain cut it or it finished during one) and the bytes it moved.
  */
 export const endConnectionSpan = (
   socket: unknown,
   outcome: "completed" | "failed" | "cut",
-  exit: Exit.Exit<unknown, unknown> | undefined
+  exit: Exit.Exit<unknown, unknown> | undefined,
+  draining = false
 ): void => {
   const span = spanOf(socket)
   if (span === undefined) return
   ;(socket as WithSpan)[kSpan] = undefined
   span.attribute("effect_wire.outcome", outcome)
   if (outcome === "cut") span.attribute("effect_wire.drain", "cut")
+  else if (draining) span.attribute("effect_wire.drain", "finished")
   if (outcome === "failed" && exit !== undefined && Exit.isFailure(exit)) {
     const error = exit.cause.reasons.find((r) => r._tag === "Fail")
     span.attribute("error.type", error === undefined ? "Defect" : tagOf((error as { readonly error: unknown }).error))

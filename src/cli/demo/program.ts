@@ -2,7 +2,8 @@
  * The demo that `npm start` runs: one Effect program that starts the echo,
  * upper, exec, UDP upper and question servers as one Layer on loopback
  * (port 0), runs a scripted client session against each, prints what was
- * sent and received, releases the Layer (every server drains) and ends.
+ * sent and received, releases the Layer (every server drains), prints a
+ * summary of effect-wire's metrics, and ends.
  *
  * ```ts
  * NodeRuntime.runMain(Demo.program)
@@ -22,6 +23,7 @@ import * as Echo from "../../servers/Echo.js"
 import * as Exec from "../../servers/Exec.js"
 import * as Upper from "../../servers/Upper.js"
 import * as Socket from "../../Socket.js"
+import { metricsSummary } from "./metrics.js"
 import * as Question from "./question.js"
 
 /** Nothing listens beyond this machine. */
@@ -170,6 +172,8 @@ export const program = Effect.gen(function*() {
     yield* Effect.scoped(stickyPackets)
   }).pipe(Effect.provide(Servers))
   yield* say(`\nall servers drained and closed; done in ${Date.now() - started} ms`)
+  yield* say("")
+  for (const line of yield* metricsSummary) yield* say(line)
 }).pipe(
   Effect.timeoutOrElse({
     duration: Duration.seconds(30),
