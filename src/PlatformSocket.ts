@@ -338,7 +338,8 @@ export const layerServer = (
  * connection as `effect/socket`'s `Socket` service ({@link fromSocket}), e.g.
  * for `effect/rpc`'s `RpcClient.layerProtocolSocket()`. The connection
  * closes when the layer is released. It is one connection: no reconnecting
- * (a second `reader` fails with how the first one ended).
+ * (a second `reader` fails with how the first one ended); for a client that
+ * comes back after its server restarts, provide {@link reconnecting} instead.
  *
  * ```ts
  * const ClientLive = RpcClient.layerProtocolSocket().pipe(

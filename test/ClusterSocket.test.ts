@@ -1,6 +1,6 @@
 /**
  * effect/cluster runners over effect-wire (ClusterSocket), in one process over
- * loopback. Storage: runners in one process share one RunnerStorage (below:
+ * loopback. Storage: runners in one process share one RunnerStorage (helpers/cluster.ts:
  * in memory, with a real per-shard lock, since effect's own
  * RunnerStorage.layerMemory hands every runner every shard) and keep no
  * messages (MessageStorage.layerNoop: the entities' messages are volatile and
@@ -13,15 +13,10 @@
  * asking until the replies say so, up to a deadline.
  */
 import { assert, describe, it } from "@effect/vitest"
-import * as Entity from "effect/cluster/Entity"
-import * as MachineId from "effect/cluster/MachineId"
 import * as MessageStorage from "effect/cluster/MessageStorage"
-import type { Runner } from "effect/cluster/Runner"
-import type { RunnerAddress } from "effect/cluster/RunnerAddress"
 import * as RunnerAddressM from "effect/cluster/RunnerAddress"
 import * as RunnerStorage from "effect/cluster/RunnerStorage"
 import type * as Sharding from "effect/cluster/Sharding"
-import type * as ShardId from "effect/cluster/ShardId"
 import * as ShardingConfig from "effect/cluster/ShardingConfig"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
@@ -30,65 +25,14 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Rpc from "effect/rpc/Rpc"
 import * as Schedule from "effect/Schedule"
-import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Address from "../src/Address.js"
 import * as ClusterSocket from "../src/ClusterSocket.js"
 import * as Socket from "../src/Socket.js"
 import { certs } from "./helpers/certs.js"
-
-/** An entity that says which runner answered. */
-const Where = Entity.make("Where", [
-  Rpc.make("Ask", {
-    payload: { n: Schema.Number },
-    success: Schema.Struct({ runner: Schema.String, n: Schema.Number })
-  })
-])
-
-const whereLive = (runner: string) => Where.toLayer({ Ask: ({ payload }) => Effect.succeed({ runner, n: payload.n }) })
-
-/** One RunnerStorage for the runners of this process: registrations and per-shard locks. */
-const sharedRunnerStorage = (): RunnerStorage.RunnerStorage["Service"] => {
-  const key = (address: RunnerAddress) => `${address.host}:${address.port}`
-  const runners = new Map<string, readonly [Runner, boolean]>()
-  const locks = new Map<string, string>()
-  let machineIds = 0
-  const held = (address: RunnerAddress, shardIds: Iterable<ShardId.ShardId>) =>
-    Array.from(shardIds).filter((shard) => locks.get(shard.toString()) === key(address))
-  return RunnerStorage.RunnerStorage.of({
-    register: (runner, healthy) =>
-      Effect.sync(() => {
-        runners.set(key(runner.address), [runner, healthy])
-        return MachineId.make(machineIds++)
-      }),
-    unregister: (address) => Effect.sync(() => void runners.delete(key(address))),
-    getRunners: Effect.sync(() => Array.from(runners.values())),
-    setRunnerHealth: (address, healthy) =>
-      Effect.sync(() => {
-        const entry = runners.get(key(address))
-        if (entry !== undefined) runners.set(key(address), [entry[0], healthy])
-      }),
-    acquire: (address, shardIds) =>
-      Effect.sync(() => {
-        for (const shard of shardIds) {
-          if (!locks.has(shard.toString())) locks.set(shard.toString(), key(address))
-        }
-        return held(address, shardIds)
-      }),
-    refresh: (address, shardIds) => Effect.sync(() => held(address, shardIds)),
-    release: (address, shardId) =>
-      Effect.sync(() => {
-        if (locks.get(shardId.toString()) === key(address)) locks.delete(shardId.toString())
-      }),
-    releaseAll: (address) =>
-      Effect.sync(() => {
-        for (const [shard, holder] of locks) if (holder === key(address)) locks.delete(shard)
-      })
-  })
-}
+import { sharedRunnerStorage, Where, whereLive } from "./helpers/cluster.js"
 
 const SHARDS = 12
 const ENTITIES = 24
