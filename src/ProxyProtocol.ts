@@ -424,6 +424,25 @@ export const headerFailures = (listener: Socket.Listener): Option.Option<Readonl
   return failures === undefined ? Option.none() : Option.some(Object.fromEntries(failures))
 }
 
+/** @internal Where a socket keeps the header it came with. */
+export const HeaderKey: unique symbol = Symbol.for("effect-wire/ProxyProtocol/header") as never
+
+/**
+ * The PROXY header a connection came with, on a listener (or `Server`) made
+ * with `proxyProtocol`: its TLVs (ALPN, authority, SSL, …) and the address
+ * the client connected to. `socket.remoteAddress` is already its `source`.
+ *
+ * ```ts
+ * const handler = (socket: Socket.Socket) =>
+ *   Option.match(ProxyProtocol.headerOf(socket), { onNone: () => "direct", onSome: (h) => h.command })
+ * ```
+ *
+ * @since 0.2.0
+ * @category accessors
+ */
+export const headerOf = (socket: Socket.Socket): Option.Option<Header> =>
+  Option.fromUndefinedOr((socket as unknown as { readonly [HeaderKey]?: Header })[HeaderKey])
+
 // -- bytes --------------------------------------------------------------------
 
 const V1_PREFIX = Uint8Array.of(0x50, 0x52, 0x4f, 0x58, 0x59, 0x20) // "PROXY "

@@ -52,6 +52,7 @@ import { spanOf } from "./internal/tracing.js"
 import * as Check from "./internal/options.js"
 import type { ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
+import type * as ProxyProtocol from "./ProxyProtocol.js"
 import type * as Tls from "./Tls.js"
 
 /**
@@ -243,6 +244,18 @@ export interface Options<E, R> {
    * `credentials` from `Tls.serverCredentials` and `reload` them.
    */
   readonly tls?: Tls.ServerOptions | undefined
+  /**
+   * Behind a load balancer that speaks the PROXY protocol (HAProxy's
+   * `send-proxy`/`send-proxy-v2`): every connection's header is read before
+   * the handler runs, whatever the handler, and `remoteAddress` (the
+   * connection's and the socket's) is the client's the header names; a v2
+   * `LOCAL` header (a health check) keeps the real peer. A peer not in
+   * `trustedSources`, or a malformed, oversized or slow header, closes the
+   * connection before it takes a slot (counted by
+   * `ProxyProtocol.headerFailures`, logged); the server goes on. See
+   * `ProxyProtocol.ServerOptions` and docs/proxy-protocol.md.
+   */
+  readonly proxyProtocol?: ProxyProtocol.ServerOptions | undefined
 }
 
 /**
@@ -406,7 +419,7 @@ const logLevelOf = (logLevel: unknown): Effect.Effect<LogLevel.LogLevel | undefi
  * @since 0.1.0
  * @category models
  */
-export type ListenerOptions<E, R> = Omit<Options<E, R>, "address" | "idleTimeout" | "listen" | "tls">
+export type ListenerOptions<E, R> = Omit<Options<E, R>, "address" | "idleTimeout" | "listen" | "tls" | "proxyProtocol">
 
 /**
  * Start a server in the current scope: listen, accept, serve each connection
@@ -432,6 +445,7 @@ export const make = <E, R>(
       Socket.listen(options.address, {
         ...options.listen,
         tls: options.tls ?? options.listen?.tls,
+        proxyProtocol: options.proxyProtocol ?? options.listen?.proxyProtocol,
         idleTimeout: options.idleTimeout,
         writeTimeout: Duration.isFinite(limits.writeTimeout) ? limits.writeTimeout : undefined
       }),

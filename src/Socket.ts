@@ -24,6 +24,7 @@ import type * as Stream from "effect/Stream"
 import type * as Address from "./Address.js"
 import * as internal from "./internal/socket.js"
 import type { ConnectError, ListenError, ReadError, WriteError } from "./NetError.js"
+import type * as ProxyProtocol from "./ProxyProtocol.js"
 import type * as Tls from "./Tls.js"
 
 /**
@@ -209,6 +210,12 @@ export interface ConnectOptions {
    * send matters (a token), above all as root. Anything else is a defect.
    */
   readonly unixOwner?: "any" | "self" | ReadonlyArray<number> | undefined
+  /**
+   * Write this PROXY protocol header (see the `ProxyProtocol` module) before
+   * anything else, as a load balancer does: before the TLS handshake with
+   * `tls`. An impossible header is a defect.
+   */
+  readonly proxyHeader?: ProxyProtocol.Header | undefined
 }
 
 /**
@@ -255,6 +262,15 @@ export interface ListenOptions {
    * (ignored for TCP); from 0 to 0o777, anything else is a defect.
    */
   readonly unixMode?: number | undefined
+  /**
+   * Read a PROXY protocol header (HAProxy's v1 or v2) at the start of every
+   * connection, before it is accepted: its `remoteAddress` becomes the
+   * client's the header names (see the `ProxyProtocol` module). A peer not
+   * in `trustedSources`, or a malformed, oversized or slow header, closes
+   * the connection (counted, logged); the listener goes on. With `tls`, the
+   * header comes before the handshake. Invalid options are defects.
+   */
+  readonly proxyProtocol?: ProxyProtocol.ServerOptions | undefined
 }
 
 /**

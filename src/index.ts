@@ -38,6 +38,8 @@ export * as Protocol from "./Protocol.js"
 export * as Server from "./Server.js"
 /** @since 0.2.0 */
 export * as Tls from "./Tls.js"
+/** @since 0.2.0 */
+export * as ProxyProtocol from "./ProxyProtocol.js"
 /** @since 0.1.0 */
 export * as DatagramServer from "./DatagramServer.js"
 /** @since 0.1.0 */

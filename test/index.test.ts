@@ -20,6 +20,7 @@ import * as NetError from "effect-wire/NetError"
 import * as Observability from "effect-wire/Observability"
 import * as PlatformSocket from "effect-wire/PlatformSocket"
 import * as Protocol from "effect-wire/Protocol"
+import * as ProxyProtocol from "effect-wire/ProxyProtocol"
 import * as Server from "effect-wire/Server"
 import * as Echo from "effect-wire/servers/Echo"
 import * as Exec from "effect-wire/servers/Exec"
@@ -40,6 +41,7 @@ const subpaths = {
   Protocol: [Protocol, "Protocol"],
   Server: [Server, "Server"],
   Tls: [Tls, "Tls"],
+  ProxyProtocol: [ProxyProtocol, "ProxyProtocol"],
   DatagramServer: [DatagramServer, "DatagramServer"],
   PlatformSocket: [PlatformSocket, "PlatformSocket"],
   ClusterSocket: [ClusterSocket, "ClusterSocket"],

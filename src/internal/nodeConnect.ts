@@ -21,6 +21,7 @@ import { clientConfig, clientHandshake, connectRaw } from "./nodeTls.js"
 import { clientMeter } from "./metricsClient.js"
 import { clientSpan, SPAN_NAMES, tracerOf } from "./tracing.js"
 import { identity } from "effect/Function"
+import { proxyHeaderBytes } from "./proxyConnect.js"
 
 /**
  * A Unix path without a socket file means nobody listens there: the same
@@ -73,6 +74,7 @@ export const connect = (
     const unixOwner = options.unixOwner ?? "any"
     const ownerReason = unixOwnerReason(unixOwner)
     if (ownerReason !== undefined) throw Options.defect("Socket", "unixOwner", ownerReason)
+    const proxyHeader = proxyHeaderBytes(options, tls !== undefined)
     return traced(address, Effect.uninterruptibleMask((restore) =>
       Effect.gen(function*() {
         // Before anything is sent: a socket file someone else put there is not our server.
@@ -91,6 +93,8 @@ export const connect = (
           : Net.createConnection({ path: address.path, allowHalfOpen: true })
         // Paused until the first pull: nothing is read that nobody asked for.
         raw.pause()
+        // Node sends it first, once connected: before any write of ours.
+        if (proxyHeader !== undefined) raw.write(proxyHeader)
         const socket = new NodeSocket(raw, config, isTcp, address, undefined)
         if (meter !== undefined) yield* Scope.addFinalizer(scope, meter.closed(socket))
         yield* Scope.addFinalizer(scope, socket.close)

@@ -21,6 +21,8 @@ import { acceptInCallbacks, servePumps } from "./nodeServe.js"
 import { metersOf } from "./metrics.js"
 import { ListenerMeter } from "./metricsListener.js"
 import { ConnectionTracer, tracerOf } from "./tracing.js"
+import type * as ProxyProtocol from "../ProxyProtocol.js"
+import { attachHeader, clientOf, type ProxyConfig, proxyConfig, ProxyReader } from "./proxyAccept.js"
 import { NodeSocket, type Owner, type Raw } from "./nodeSocket.js"
 import { type ListenConfig, listenConfig, withOptions } from "./nodeSocketOptions.js"
 import { createServer, isTlsServer, type ServerConfig, serverConfig, type TlsServer } from "./nodeTls.js"
@@ -62,6 +64,13 @@ export class NodeListener implements Socket.Listener, Owner {
   tls: TlsServer | undefined = undefined
   /** The listener's metrics and spans (internal/metricsListener.ts), unless both are off. */
   meter: ListenerMeter | undefined = undefined
+  /** With `proxyProtocol`: reads each connection's header before it is taken (proxyAccept.ts). */
+  proxy: ProxyReader | undefined = undefined
+
+  /** Refused PROXY headers by tag (`ProxyProtocol.headerFailures`). */
+  get proxyFailures(): Map<string, number> | undefined {
+    return this.proxy?.failures
+  }
 
   /** On the prototype, so that a wrapper made by spreading the listener does not inherit it. */
   get [ServerCapability](): ServerCapability {
@@ -85,17 +94,25 @@ export class NodeListener implements Socket.Listener, Owner {
     server.on(isTlsServer(server) ? "secureConnection" : "connection", (raw: Raw) => this.onConnection(raw))
   }
 
-  onConnection(raw: Raw): void {
+  onConnection(raw: Raw, header?: ProxyProtocol.Header): void {
     // Refused by an earlier listener of the same event (a TLS client certificate that does not verify).
     if (raw.destroyed) return
-    if (this.stopped || this.waiting >= this.config.acceptQueueSize) {
+    // Connections still sending their PROXY header wait in the same bounded queue.
+    if (this.stopped || this.waiting + (this.proxy?.reading.size ?? 0) >= this.config.acceptQueueSize) {
       this.refusedCount++
       raw.destroy()
       if (!this.stopped) this.slots?.acceptQueueFull(this.config.acceptQueueSize)
       return
     }
+    if (this.proxy !== undefined && header === undefined) {
+      return this.proxy.read(raw, (raw, header) => this.onConnection(raw, header))
+    }
     const socket = new NodeSocket(raw, this.config.socket, this.requested._tag === "TcpAddress", this.address, this)
     socket.established(this.address)
+    if (header !== undefined) {
+      attachHeader(socket, header)
+      socket.remoteAddress = clientOf(header) ?? socket.remoteAddress
+    }
     this.open.add(socket)
     this.meter?.accepted(socket)
     if (this.acceptor !== undefined && this.head >= this.pending.length && this.acceptor(socket)) return
@@ -176,6 +193,7 @@ export class NodeListener implements Socket.Listener, Owner {
     this.meter?.stop()
     this.unsafeStop()
     this.tls?.close()
+    this.proxy?.close()
     for (const socket of this.open) socket.unsafeDestroy()
     this.open.clear()
     this.pending = []
@@ -193,7 +211,8 @@ const startListening = (
   address: Address.Address,
   options: Socket.ListenOptions,
   config: ListenConfig,
-  tls: { readonly config: ServerConfig; readonly fork: (effect: Effect.Effect<void>) => void } | undefined
+  tls: { readonly config: ServerConfig; readonly fork: (effect: Effect.Effect<void>) => void } | undefined,
+  proxy: { readonly config: ProxyConfig; readonly fork: (effect: Effect.Effect<void>) => void } | undefined
 ): Effect.Effect<NodeListener, NetError.ListenError> =>
   Effect.callback((resume) => {
     // A Unix socket file is bound in a private directory and given its mode
@@ -212,9 +231,23 @@ const startListening = (
       name: () => Address.format(listener.address),
       handshake: (durationMs, errorTag) => listener.meter?.handshake(durationMs, errorTag)
     })
-    const server: Net.Server = tlsServer?.server ?? Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
+    // With a PROXY header, a plain server listens: the header comes before the TLS handshake.
+    const server: Net.Server = (proxy === undefined ? tlsServer?.server : undefined) ??
+      Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
     const listener: NodeListener = new NodeListener(server, config, address)
     listener.tls = tlsServer
+    if (proxy !== undefined) {
+      listener.proxy = new ProxyReader(proxy.config, {
+        slots: () => listener.slots,
+        fork: proxy.fork,
+        name: () => Address.format(listener.address)
+      }, tlsServer?.server, address._tag === "TcpAddress")
+      tlsServer?.server.on("secureConnection", (socket: Raw) => {
+        const header = listener.proxy!.tlsHeader(socket as never)
+        if (header !== undefined) listener.onConnection(socket, header)
+        else socket.destroy()
+      })
+    }
     const onFailure = (err: Error) => {
       server.off("listening", onListening)
       if (bind !== undefined) discardPrivateBind(bind)
@@ -267,13 +300,16 @@ export const listen = (
   withOptions(() => {
     const config = listenConfig(options)
     const tlsConfig = options.tls === undefined ? undefined : serverConfig("Socket", options.tls)
-    // A TLS listener logs failed handshakes from Node's callbacks, with the caller's logger.
+    const proxyConfig_ = options.proxyProtocol === undefined ? undefined : proxyConfig("Socket", options.proxyProtocol)
+    // A TLS listener logs failed handshakes from Node's callbacks, with the caller's logger (PROXY headers too).
     const start = Effect.flatMap(Effect.context<never>(), (context) => {
       const runFork = Effect.runForkWith(context)
-      const tls = tlsConfig === undefined ? undefined : { config: tlsConfig, fork: (e: Effect.Effect<void>) => void runFork(e) }
+      const fork = (e: Effect.Effect<void>) => void runFork(e)
+      const tls = tlsConfig === undefined ? undefined : { config: tlsConfig, fork }
+      const proxy = proxyConfig_ === undefined ? undefined : { config: proxyConfig_, fork }
       const meters = metersOf(context)
       const tracer = tracerOf(context)
-      const started = startListening(address, options, config, tls)
+      const started = startListening(address, options, config, tls, proxy)
       return meters === undefined && tracer === undefined ? started : Effect.map(started, (listener) => {
         listener.meter = new ListenerMeter(
           listener,
