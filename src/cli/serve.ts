@@ -127,11 +127,34 @@ type ListenOptions = Command.Command.Config.Infer<typeof listenOptions>
  */
 const BUDGET_PER_FRAME = 32
 
+/** Where a PROXY header may come from unless --proxy-trusted says: a load balancer on this machine. */
+const DEFAULT_PROXY_TRUSTED = "127.0.0.1,::1"
+
+/** The PROXY protocol flags of the byte servers. */
+const proxyFlags = {
+  proxyProtocol: Flag.Boolean("proxy-protocol").pipe(
+    Flag.withDescription(
+      "Behind a load balancer: read a PROXY protocol header (v1 or v2, HAProxy's send-proxy/send-proxy-v2) at the " +
+        "start of every connection; the client is the one it names. Connections without a valid header, or not " +
+        "from --proxy-trusted, are closed."
+    ),
+    Flag.withDefault(false)
+  ),
+  proxyTrusted: Flag.String("proxy-trusted").pipe(
+    Flag.withMetavar("CIDR,CIDR"),
+    Flag.withDescription(
+      `With --proxy-protocol: the load balancers' addresses or networks, e.g. 10.0.0.0/8,fd00::/8 (default ${DEFAULT_PROXY_TRUSTED}).`
+    ),
+    Flag.optional
+  )
+} as const
+
 /** The options of the byte servers, echo and upper. */
 const byteOptions = {
   ...listenOptions,
   ...serveTlsFlags,
   udp: Flag.Boolean("udp").pipe(Flag.withDescription("Also serve UDP on the same host and port."), Flag.withDefault(false)),
+  ...proxyFlags,
   framing: choiceOption("framing", ["raw", "length", "lines"] as const).pipe(
     Flag.withDescription("raw bytes, length-prefixed frames (4-byte big-endian), or lines (default raw)."),
     Flag.withDefault("raw" as const)
@@ -173,6 +196,30 @@ const byteOptions = {
 } as const
 
 type ByteOptions = Command.Command.Config.Infer<typeof byteOptions>
+
+/** The server's `proxyProtocol` from --proxy-protocol and --proxy-trusted, and their limits-line entries. */
+const proxyOf = (options: ByteOptions) =>
+  Effect.gen(function*() {
+    if (!options.proxyProtocol) {
+      if (Option.isSome(options.proxyTrusted)) {
+        return yield* fail("--proxy-trusted applies to --proxy-protocol: add it, or drop --proxy-trusted")
+      }
+      return { proxyProtocol: undefined, limits: [] as Limits }
+    }
+    const trustedSources = Option.getOrElse(options.proxyTrusted, () => DEFAULT_PROXY_TRUSTED).split(",")
+      .map((s) => s.trim()).filter((s) => s !== "")
+    if (options.udp) return yield* fail("--udp cannot be combined with --proxy-protocol: a datagram has no header")
+    const { proxyConfig } = yield* Effect.promise(() => import("../internal/proxyAccept.js"))
+    yield* Effect.try({
+      try: () => proxyConfig("serve", { trustedSources }),
+      catch: (e) =>
+        new CliError({ message: `--proxy-trusted: ${messageOf(e).replace(/^serve: proxyProtocol\.trustedSources /, "")}` })
+    })
+    return {
+      proxyProtocol: { trustedSources },
+      limits: [["proxy-protocol", "v1,v2"], ["proxy-trusted", trustedSources.join(",")]] as Limits
+    }
+  })
 
 const fail = (message: string) => Effect.fail(new CliError({ message }))
 
@@ -267,6 +314,7 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       return yield* fail("--udp needs a host and port: it cannot be combined with --unix")
     }
     const { frameTimeout, framing, limits } = yield* framingOf(options)
+    const proxy = yield* proxyOf(options)
     // TLS certificates from files, reloaded on SIGHUP.
     const { tls } = yield* serveTls(options)
     if (tls !== undefined && options.udp) {
@@ -283,7 +331,8 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       writeTimeout: options.writeTimeout,
       memoryBudget: options.memoryBudget,
       listen: { unixMode: Option.getOrUndefined(options.unixMode) },
-      tls
+      tls,
+      proxyProtocol: proxy.proxyProtocol
     })
     yield* printListening("tcp", server.address)
     if (options.udp && server.address._tag === "TcpAddress") {
@@ -302,7 +351,8 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       ...serverLimits(server.limits),
       ["write-timeout", formatDuration(options.writeTimeout)],
       ["memory-budget", formatSize(options.memoryBudget)],
-      ...limits
+      ...limits,
+      ...proxy.limits
     ])
     return yield* untilSignal
   }).pipe(withObservability(options), Effect.scoped)
