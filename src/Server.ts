@@ -283,6 +283,12 @@ export interface Stats {
   readonly tlsHandshakesFailed?: number | undefined
   /** The same by the tag of their error, e.g. `{ NotTls: 3, HandshakeTimeout: 1 }`. Absent on a plaintext server. */
   readonly tlsHandshakeFailures?: Readonly<Record<string, number>> | undefined
+  /**
+   * With `proxyProtocol`: connections closed for their PROXY header, by the
+   * tag of their error (`{ UntrustedProxySource: 2 }`; they never reached the
+   * handler nor `accepted`). Absent without `proxyProtocol`.
+   */
+  readonly proxyHeaderFailures?: Readonly<Record<string, number>> | undefined
 }
 
 /**
@@ -645,6 +651,8 @@ const run = <E, R>(
           failed: slots.failed,
           refused: slots.refused + queueRefused
         }
+        const proxy = capability?.proxyHeaderFailures()
+        if (proxy !== undefined) Object.assign(stats, { proxyHeaderFailures: Object.fromEntries(proxy) })
         const tls = capability?.tlsHandshakeFailures()
         if (tls === undefined) return stats
         let total = 0

@@ -204,6 +204,7 @@ describe("PROXY protocol on a server", () => {
         const refused = yield* rawClient(server.address, [ProxyProtocol.encode(ProxyProtocol.v1(client, lb)), "x"])
         assert.strictEqual(refused.data, "")
         assert.deepStrictEqual(Option.getOrThrow(ProxyProtocol.headerFailures(listener)), { UntrustedProxySource: 1 })
+        assert.deepStrictEqual((yield* server.stats).proxyHeaderFailures, { UntrustedProxySource: 1 })
         assert.isTrue(
           logs.lines.some((l) =>
             l.startsWith("WARN") && /connection from 127\.0\.0\.1:\d+ refused: it is not in proxyProtocol\.trustedSources: trusted: 10\.0\.0\.0\/8/.test(l)
@@ -216,6 +217,8 @@ describe("PROXY protocol on a server", () => {
         assert.strictEqual(v1.data, "")
         assert.deepStrictEqual(Option.getOrThrow(ProxyProtocol.headerFailures(v2Only)), { ProxyVersionRefused: 1 })
         assert.isTrue(Option.isNone(ProxyProtocol.headerFailures(yield* Socket.listen(loopback))))
+        const plain = yield* Server.make({ address: loopback, handler: fiberHandler })
+        assert.isUndefined((yield* plain.stats).proxyHeaderFailures)
       }).pipe(Effect.provide(logs.layer), Effect.scoped)
     }))
 

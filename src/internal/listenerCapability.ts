@@ -43,6 +43,8 @@ export interface ServerCapability {
   ) => { readonly stop: () => void }
   /** A TLS listener's failed handshakes by the tag of their error; undefined for a plaintext one. */
   readonly tlsHandshakeFailures: () => ReadonlyMap<string, number> | undefined
+  /** Connections refused for their PROXY header, by tag; undefined without `proxyProtocol`. */
+  readonly proxyHeaderFailures: () => ReadonlyMap<string, number> | undefined
 }
 
 /** The connections {@link ServerCapability.servePumps} serves, as the drain sees them. */

@@ -80,7 +80,8 @@ export class NodeListener implements Socket.Listener, Owner {
       },
       servePumps: (make, slots, runtime) => servePumps(this, make, slots, runtime),
       acceptInCallbacks: (serve, slots) => acceptInCallbacks(this, slots, serve),
-      tlsHandshakeFailures: () => this.tls?.failures
+      tlsHandshakeFailures: () => this.tls?.failures,
+      proxyHeaderFailures: () => this.proxy?.failures
     }
   }
 
