@@ -22,7 +22,7 @@ import * as ProxyProtocol from "../src/ProxyProtocol.js"
 import * as Server from "../src/Server.js"
 import * as Socket from "../src/Socket.js"
 import { certs } from "./helpers/certs.js"
-import { openFds } from "./helpers/sockets.js"
+import { freePort, openFds } from "./helpers/sockets.js"
 
 const loopback = Address.tcp("127.0.0.1", 0)
 const client = Address.tcp("203.0.113.7", 51000)
@@ -242,7 +242,7 @@ describe("PROXY protocol on a server", () => {
       assert.strictEqual(ok.data, "203.0.113.7:51000|ok")
     }).pipe(Effect.scoped))
 
-  it.live("TLS behind a PROXY header: the header comes first, then the handshake", () =>
+  it.live("TLS behind a PROXY header: the header comes first, then the handshake (node:tls's client and ours)", () =>
     withServer({
       handler: pumpHandler,
       tls: { identity: { cert: certs().server.cert, key: Redacted.make(certs().server.key) } }
@@ -259,7 +259,29 @@ describe("PROXY protocol on a server", () => {
           tls.on("error", (e) => resume(Effect.succeed(`error ${e.message}`)))
           tls.on("close", () => resume(Effect.succeed(data)))
         })
-      }).pipe(Effect.map((data) => assert.strictEqual(data, "203.0.113.7:51000|secret")))))
+      }).pipe(
+        Effect.map((data) => assert.strictEqual(data, "203.0.113.7:51000|secret")),
+        // Our own client: the header on the TCP connection, then the handshake.
+        Effect.andThen(Effect.scoped(Effect.gen(function*() {
+          const socket = yield* Socket.connect(server.address, {
+            tls: { ca: certs().ca, servername: "localhost" },
+            proxyHeader: ProxyProtocol.v1(Address.tcp("198.51.100.9", 7), Address.tcp("10.0.0.2", 443))
+          })
+          yield* socket.write(text("ours"))
+          yield* socket.end
+          const reply = new TextDecoder().decode(Buffer.concat(yield* Stream.runCollect(socket.reads)))
+          assert.strictEqual(reply, "198.51.100.9:7|ours")
+        }))),
+        // A refused connection is still a typed ConnectError with a header and TLS.
+        Effect.andThen(Effect.gen(function*() {
+          const nobody = Address.tcp("127.0.0.1", yield* freePort)
+          const refused = yield* Effect.flip(Effect.scoped(Socket.connect(nobody, {
+            tls: { ca: certs().ca, servername: "localhost" },
+            proxyHeader: ProxyProtocol.local
+          })))
+          assert.strictEqual(refused._tag, "ConnectionRefused")
+        }))
+      )))
 
   it.live("invalid options are defects naming them", () =>
     Effect.gen(function*() {
@@ -277,10 +299,6 @@ describe("PROXY protocol on a server", () => {
         assert.isTrue(Exit.hasDies(exit), String(message))
         assert.match(String(exit), message)
       }
-      const tlsClient = yield* Effect.exit(
-        Effect.scoped(Socket.connect(loopback, { tls: {}, proxyHeader: ProxyProtocol.local }))
-      )
-      assert.match(String(tlsClient), /proxyHeader cannot be combined with tls/)
       const impossible = yield* Effect.exit(
         Effect.scoped(Socket.connect(loopback, { proxyHeader: { ...ProxyProtocol.local, version: "v1" } }))
       )

@@ -21,7 +21,7 @@ import { clientConfig, clientHandshake, connectRaw } from "./nodeTls.js"
 import { clientMeter } from "./metricsClient.js"
 import { clientSpan, SPAN_NAMES, tracerOf } from "./tracing.js"
 import { identity } from "effect/Function"
-import { proxyHeaderBytes } from "./proxyConnect.js"
+import { proxyHeaderBytes, tlsAfterHeader } from "./proxyConnect.js"
 
 /**
  * A Unix path without a socket file means nobody listens there: the same
@@ -74,7 +74,7 @@ export const connect = (
     const unixOwner = options.unixOwner ?? "any"
     const ownerReason = unixOwnerReason(unixOwner)
     if (ownerReason !== undefined) throw Options.defect("Socket", "unixOwner", ownerReason)
-    const proxyHeader = proxyHeaderBytes(options, tls !== undefined)
+    const proxyHeader = proxyHeaderBytes(options)
     return traced(address, Effect.uninterruptibleMask((restore) =>
       Effect.gen(function*() {
         // Before anything is sent: a socket file someone else put there is not our server.
@@ -87,14 +87,14 @@ export const connect = (
         const meter = clientMeter(yield* Effect.context<never>(), address)
         const isTcp = address._tag === "TcpAddress"
         const raw: Raw = tls !== undefined
-          ? connectRaw(address, tls)
+          ? (proxyHeader !== undefined ? tlsAfterHeader(address, tls.node, proxyHeader) : connectRaw(address, tls))
           : isTcp
           ? Net.createConnection({ host: address.host, port: address.port, allowHalfOpen: true })
           : Net.createConnection({ path: address.path, allowHalfOpen: true })
         // Paused until the first pull: nothing is read that nobody asked for.
         raw.pause()
         // Node sends it first, once connected: before any write of ours.
-        if (proxyHeader !== undefined) raw.write(proxyHeader)
+        if (proxyHeader !== undefined && tls === undefined) raw.write(proxyHeader)
         const socket = new NodeSocket(raw, config, isTcp, address, undefined)
         if (meter !== undefined) yield* Scope.addFinalizer(scope, meter.closed(socket))
         yield* Scope.addFinalizer(scope, socket.close)
