@@ -41,6 +41,7 @@ const MODULES: Record<string, string> = {
   "wire-protocol-json": "wire",
   "wire-protocol-async": "wire",
   "wire-protocol-nometrics": "wire",
+  "wire-protocol-traced": "wire",
   "effect-raw": "peer",
   "effect-framed": "peer",
   "effect-protocol": "peer",

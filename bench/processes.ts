@@ -65,6 +65,7 @@ export const serverArgs = (id: ServerId, builds: string | Builds): Array<string>
     case "wire-protocol-json":
     case "wire-protocol-async":
     case "wire-protocol-nometrics":
+    case "wire-protocol-traced":
     case "effect-raw":
     case "effect-framed":
     case "effect-protocol":

@@ -20,6 +20,7 @@ export type BaseServerId =
   | "wire-protocol-json"
   | "wire-protocol-async"
   | "wire-protocol-nometrics"
+  | "wire-protocol-traced"
   | "effect-raw"
   | "effect-framed"
   | "effect-protocol"
@@ -51,6 +52,7 @@ const BASE_LABELS: Record<BaseServerId, string> = {
   "wire-protocol-json": "effect-wire `Protocol` service, JSON messages",
   "wire-protocol-async": "effect-wire `Protocol` service, handler that waits",
   "wire-protocol-nometrics": "effect-wire `Protocol` service, binary messages, metrics off (against `wire-protocol`)",
+  "wire-protocol-traced": "effect-wire `Protocol` service, binary messages, a span per request and connection (against `wire-protocol`)",
   "effect-raw": "Effect 4 `NodeSocketServer` (reader/writer)",
   "effect-framed": "Effect 4 `NodeSocketServer`, u32 BE frames by hand",
   "effect-protocol": "Effect 4 `NodeSocketServer`, typed service, binary messages",

@@ -123,7 +123,7 @@ const DEFAULT_SERVERS: ReadonlyArray<ServerId> = [
 const ALL_SERVERS: ReadonlyArray<ServerId> = DEFAULT_SERVERS.flatMap((id) => [
   id,
   ...BEFORE_SERVERS.filter((b) => afterOf(b) === id)
-]).concat(["wire-nometrics", "wire-protocol-nometrics"])
+]).concat(["wire-nometrics", "wire-protocol-nometrics", "wire-protocol-traced"])
 type LoadWorkload = Exclude<Workload, "startup">
 /** In the order they run: the stream echo first, on fresh processes, so their peak RSS is its own. */
 const ALL_WORKLOADS: ReadonlyArray<LoadWorkload> = [
@@ -166,7 +166,8 @@ const USAGE = `usage: node dist/bench/run.js [--quick] [--reps N] [--json out.js
          [--workloads ${ALL_WORKLOADS.join(",")}]
          [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js]
   --servers may also name ${BEFORE_SERVERS.join(",")} (with --before),
-  and wire-nometrics,wire-protocol-nometrics (wire and wire-protocol with metrics off: their cost)`
+  and wire-nometrics,wire-protocol-nometrics (metrics off) and wire-protocol-traced (a span per connection and
+  request): measured against wire and wire-protocol, the cost of metrics and of tracing`
 
 const parseOptions = (argv: ReadonlyArray<string>): Options => {
   const flags = new Set<string>()

@@ -55,6 +55,10 @@ const loadOtlp = () =>
 /**
  * Options of {@link servePrometheus} and {@link layerPrometheus}.
  *
+ * ```ts
+ * const options: Observability.PrometheusOptions = { host: "127.0.0.1", port: 9464, path: "/metrics" }
+ * ```
+ *
  * @since 0.2.0
  * @category models
  */
@@ -123,6 +127,10 @@ export const layerPrometheus = (
 
 /**
  * Options of {@link layerOtlp}.
+ *
+ * ```ts
+ * const options: Observability.OtlpOptions = { url: "http://127.0.0.1:4318", serviceName: "chat" }
+ * ```
  *
  * @since 0.2.0
  * @category models

@@ -127,6 +127,15 @@ const until = async (port: number, promql: string, check: (values: Array<number>
   }
 }
 
+describe("serve --metrics, checked", () => {
+  it("a value that is no address is one line on stderr and a non-zero exit", async () => {
+    const bad = await startCli(dist, ["serve", "echo", "--port", "0", "--metrics", "somewhere:port"]).exit
+    assert.notStrictEqual(bad.code, 0)
+    assert.match(bad.stderr.trim(), /^--metrics somewhere:port: .*give HOST:PORT, a PORT on 127\.0\.0\.1, or off\)$/)
+    assert.notInclude(bad.stderr.trim(), "\n")
+  })
+})
+
 describe.skipIf(prometheusBinary === undefined)("a real Prometheus scraping serve echo --metrics", () => {
   it("reads connections and exact byte counts back through /api/v1/query", async () => {
     const server: Started = startCli(dist, ["serve", "echo", "--port", "0", "--metrics", "127.0.0.1:0"], {

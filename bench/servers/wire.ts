@@ -5,6 +5,7 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
 import * as Address from "../../src/Address.js"
 import * as Framing from "../../src/Framing.js"
 import * as Message from "../../src/Message.js"
@@ -51,5 +52,13 @@ export const programs: Programs = {
   "wire-protocol-async": serve(Protocol.serve(Bytes, slowly)),
   // The metrics' cost: `wire-protocol` with effect-wire's metrics off.
   "wire-protocol-nometrics": (listen) =>
-    Effect.provideService(serve(Protocol.serve(Bytes, (request) => Effect.succeed(request)))(listen), Metrics.Enabled, false)
+    Effect.provideService(serve(Protocol.serve(Bytes, (request) => Effect.succeed(request)))(listen), Metrics.Enabled, false),
+  // Tracing's cost: a span per connection and per request (traceRequests), made by a tracer that
+  // keeps nothing (Effect's own spans behind a tracer of our own, so effect-wire makes them; no export).
+  "wire-protocol-traced": (listen) =>
+    Effect.provideService(
+      serve(Protocol.serve(Bytes, (request) => Effect.succeed(request), { traceRequests: true }))(listen),
+      Tracer.Tracer,
+      Tracer.make({ span: (options) => Tracer.nativeTracer.span(options) })
+    )
 }

@@ -23,6 +23,10 @@ import { CliError, messageOf } from "./common.js"
 /**
  * `--metrics` and `--otlp`, shared by every `serve` subcommand.
  *
+ * ```ts
+ * const flags = { ...listenOptions, ...observabilityFlags }
+ * ```
+ *
  * @since 0.2.0
  * @category flags
  */
@@ -86,6 +90,10 @@ const parseOtlp = (value: Option.Option<string>): Effect.Effect<string | undefin
  * ask for: the Prometheus endpoint is up (and its address printed on
  * stdout, `metrics http://127.0.0.1:9464/metrics`) before the server
  * listens.
+ *
+ * ```ts
+ * const serveIt = (options: Options) => program.pipe(withObservability(options), Effect.scoped)
+ * ```
  *
  * @since 0.2.0
  * @category combinators
