@@ -131,7 +131,7 @@ describe("serve --metrics, checked", () => {
   it("a value that is no address is one line on stderr and a non-zero exit", async () => {
     const bad = await startCli(dist, ["serve", "echo", "--port", "0", "--metrics", "somewhere:port"]).exit
     assert.notStrictEqual(bad.code, 0)
-    assert.match(bad.stderr.trim(), /^--metrics somewhere:port: .*give HOST:PORT, a PORT on 127\.0\.0\.1, or off\)$/)
+    assert.match(bad.stderr.trim(), /^error: --metrics somewhere:port: .*give HOST:PORT, a PORT on 127\.0\.0\.1, or off\)$/)
     assert.notInclude(bad.stderr.trim(), "\n")
   })
 })
