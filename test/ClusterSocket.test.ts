@@ -14,6 +14,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as MessageStorage from "effect/cluster/MessageStorage"
+import * as RunnerHealth from "effect/cluster/RunnerHealth"
 import * as RunnerAddressM from "effect/cluster/RunnerAddress"
 import * as RunnerStorage from "effect/cluster/RunnerStorage"
 import type * as Sharding from "effect/cluster/Sharding"
@@ -73,7 +74,7 @@ const startRunner = (layer: ReturnType<typeof runnerLayer>) =>
   })
 
 /** Ask every entity once through `from`'s Sharding: which runner answered each. */
-const askAll = (from: RunnerContext) =>
+const askAll = (from: Context.Context<Sharding.Sharding>) =>
   Effect.gen(function*() {
     const client = yield* Effect.provideContext(Where.client, from)
     return yield* Effect.forEach(
@@ -84,7 +85,7 @@ const askAll = (from: RunnerContext) =>
   }).pipe(Effect.timeout("5 seconds"))
 
 /** Ask until `done` holds for the answers (cluster polls its assignments), at most `times` rounds. */
-const askUntil = (from: RunnerContext, done: (runners: ReadonlyArray<string>) => boolean, times = 100) =>
+const askUntil = (from: Context.Context<Sharding.Sharding>, done: (runners: ReadonlyArray<string>) => boolean, times = 100) =>
   askAll(from).pipe(
     Effect.flatMap((runners) => done(runners) ? Effect.succeed(runners) : Effect.fail(runners)),
     Effect.retry({ times, schedule: Schedule.spaced("100 millis") })
@@ -197,5 +198,48 @@ describe("ClusterSocket", () => {
       // Every entity now answers from A, B's included.
       const after = yield* askUntil(a.context, (runners) => runners.every((runner) => runner === "A"))
       assert.deepStrictEqual(after, Array.from({ length: ENTITIES }, () => "A"))
+    }), { timeout: 30_000 })
+  it.live("a client-only member (no server, no shards) reaches the runners' entities over their servers", () =>
+    Effect.gen(function*() {
+      const storage = sharedRunnerStorage()
+      const a = yield* startRunner(runnerLayer("A", storage))
+      const b = yield* startRunner(runnerLayer("B", storage))
+      yield* askUntil(a.context, both)
+      const acceptedBefore = [(yield* statsOf(a.context)).accepted, (yield* statsOf(b.context)).accepted]
+      const member: Context.Context<Sharding.Sharding> = yield* Layer.build(
+        ClusterSocket.layer({
+          clientOnly: true,
+          storage: "byo",
+          shardingConfig: { runnerAddress: Option.none(), shardsPerGroup: SHARDS, refreshAssignmentsInterval: "100 millis" }
+        }).pipe(
+          Layer.provide(MessageStorage.layerNoop),
+          Layer.provide(Layer.succeed(RunnerStorage.RunnerStorage, storage))
+        )
+      )
+      // The same placement as the runners see, every answer over a runner's server.
+      assert.deepStrictEqual(yield* askUntil(member, both), yield* askAll(a.context))
+      // Each runner's server accepted the member (at least once: a connection made while
+      // the member's view of the shards was still settling may have been replaced).
+      assert.isAbove((yield* statsOf(a.context)).accepted, acceptedBefore[0]!, "the member connected to A")
+      assert.isAbove((yield* statsOf(b.context)).accepted, acceptedBefore[1]!, "the member connected to B")
+    }), { timeout: 30_000 })
+
+  it.live("one runner with storage \"local\" and runnerHealth \"byo\": its entities answer", () =>
+    Effect.gen(function*() {
+      const single: Context.Context<Sharding.Sharding | ClusterSocket.RunnerServer> = yield* Layer.build(
+        whereLive("solo").pipe(
+          Layer.provideMerge(ClusterSocket.layer({
+            storage: "local",
+            runnerHealth: "byo",
+            shardingConfig: { runnerAddress: Option.some(RunnerAddressM.make("127.0.0.1", 0)), shardsPerGroup: SHARDS }
+          })),
+          // "byo": the layer needs RunnerHealth from us (a compile error otherwise).
+          Layer.provide(RunnerHealth.layerNoop)
+        )
+      )
+      const client = yield* Effect.provideContext(Where.client, single)
+      assert.deepStrictEqual(yield* client("e1").Ask({ n: 1 }), { runner: "solo", n: 1 })
+      // Alone, it sends to itself without a socket.
+      assert.strictEqual((yield* Context.get(single, ClusterSocket.RunnerServer).stats).accepted, 0)
     }), { timeout: 30_000 })
 })
