@@ -46,6 +46,8 @@ export * as DatagramServer from "./DatagramServer.js"
 export * as PlatformSocket from "./PlatformSocket.js"
 /** @since 0.2.0 */
 export * as ClusterSocket from "./ClusterSocket.js"
+/** @since 0.2.0 */
+export * as Workers from "./Workers.js"
 /** @since 0.1.0 */
 export * as Echo from "./servers/Echo.js"
 /** @since 0.1.0 */

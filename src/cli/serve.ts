@@ -17,6 +17,7 @@
  *
  * @since 0.1.0
  */
+import * as EffectCliError from "effect/cli/CliError"
 import * as Command from "effect/cli/Command"
 import * as Flag from "effect/cli/Flag"
 import * as Duration from "effect/Duration"
@@ -25,6 +26,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Address from "../Address.js"
+import type * as Scope from "effect/Scope"
 import type * as Server from "../Server.js"
 import {
   choiceOption,
@@ -69,6 +71,47 @@ const DEFAULTS = {
   memoryBudget: 256 * 1024 * 1024
 } as const
 
+/** `--workers`: a whole number from 1 to 1024, or `auto`. */
+const workersOf = (text: string): Effect.Effect<number | "auto", EffectCliError.ValidationError> => {
+  const n = Number(text)
+  if (text.trim() === "auto") return Effect.succeed("auto")
+  return /^\d+$/.test(text.trim()) && n >= 1 && n <= 1024
+    ? Effect.succeed(n)
+    : Effect.fail(
+      new EffectCliError.ValidationError({
+        message: `--workers: expected a number of processes from 1 to 1024, or auto (one per core), got ${JSON.stringify(text)}`
+      })
+    )
+}
+
+/**
+ * Start the server here (`--workers 1`), or in worker processes sharing its
+ * address: in a worker this serves and never returns, so the lines printed
+ * after it come from this process alone.
+ */
+const startServer = <E>(
+  options: ListenOptions,
+  address: Address.Address,
+  make: Effect.Effect<Server.RunningServer, E, Scope.Scope>,
+  forwardSignals: ReadonlyArray<NodeJS.Signals>
+) =>
+  Effect.gen(function*() {
+    if (options.workers === 1) return yield* make
+    if (address._tag === "UnixAddress") {
+      return yield* fail(
+        "--workers needs a TCP address: worker processes cannot share a Unix socket file (--unix); run one process " +
+          "per socket file, or listen on --host/--port"
+      )
+    }
+    const Workers = yield* Effect.promise(() => import("../Workers.js"))
+    return yield* Workers.make(make, {
+      workers: options.workers,
+      // Each worker drains within --shutdown-timeout; a little more for the processes to end.
+      shutdownTimeout: Duration.sum(options.shutdownTimeout, Duration.seconds(5)),
+      forwardSignals
+    })
+  })
+
 /** Where and how every server listens. */
 const listenOptions = {
   host: Flag.String("host").pipe(
@@ -107,6 +150,15 @@ const listenOptions = {
   idleTimeout: durationOption("idle-timeout", { example: "30s", never: true }).pipe(
     Flag.withDescription(`Close a connection idle this long, e.g. 30s (default never; ${limitRule(true)}).`),
     Flag.withDefault(DEFAULTS.idleTimeout)
+  ),
+  workers: Flag.String("workers").pipe(
+    Flag.withMetavar("N|auto"),
+    Flag.withDescription(
+      "Serve in N worker processes sharing the address (auto: one per core; default 1, this process alone). " +
+        "A worker that dies is restarted; SIGINT/SIGTERM drains them all. TCP only."
+    ),
+    Flag.mapEffect(workersOf),
+    Flag.withDefault(1 as number | "auto")
   ),
   shutdownTimeout: durationOption("shutdown-timeout", { example: formatDuration(DEFAULTS.shutdownTimeout) }).pipe(
     Flag.withDescription(
@@ -323,17 +375,26 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
     const servers = kind === "echo"
       ? yield* Effect.promise(() => import("../servers/Echo.js"))
       : yield* Effect.promise(() => import("../servers/Upper.js"))
-    const server = yield* servers.make({
+    if (options.udp && options.workers !== 1) {
+      return yield* fail("--udp cannot be combined with --workers: the UDP server runs in one process; start it apart")
+    }
+    const server = yield* startServer(
+      options,
       address,
-      framing,
-      frameTimeout,
-      ...serverOptions(options),
-      writeTimeout: options.writeTimeout,
-      memoryBudget: options.memoryBudget,
-      listen: { unixMode: Option.getOrUndefined(options.unixMode) },
-      tls,
-      proxyProtocol: proxy.proxyProtocol
-    })
+      servers.make({
+        address,
+        framing,
+        frameTimeout,
+        ...serverOptions(options),
+        writeTimeout: options.writeTimeout,
+        memoryBudget: options.memoryBudget,
+        listen: { unixMode: Option.getOrUndefined(options.unixMode) },
+        tls,
+        proxyProtocol: proxy.proxyProtocol
+      }),
+      // Each worker reloads its certificates on SIGHUP.
+      tls === undefined ? [] : ["SIGHUP"]
+    )
     yield* printListening("tcp", server.address)
     if (options.udp && server.address._tag === "TcpAddress") {
       // The same port as TCP, so one number reaches both; with --port 0 the

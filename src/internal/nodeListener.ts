@@ -7,6 +7,7 @@
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Pull from "effect/Pull"
 import type * as Scope from "effect/Scope"
@@ -35,6 +36,7 @@ import {
   publishSocketFile,
   removeOwnSocketFile
 } from "./unixSocketFile.js"
+import { type WorkerListen, WorkerListenRef } from "./workersListen.js"
 
 type Resume<A, E> = (effect: Effect.Effect<A, E>) => void
 
@@ -213,7 +215,8 @@ const startListening = (
   options: Socket.ListenOptions,
   config: ListenConfig,
   tls: { readonly config: ServerConfig; readonly fork: (effect: Effect.Effect<void>) => void } | undefined,
-  proxy: { readonly config: ProxyConfig; readonly fork: (effect: Effect.Effect<void>) => void } | undefined
+  proxy: { readonly config: ProxyConfig; readonly fork: (effect: Effect.Effect<void>) => void } | undefined,
+  worker: WorkerListen | undefined
 ): Effect.Effect<NodeListener, NetError.ListenError> =>
   Effect.callback((resume) => {
     // A Unix socket file is bound in a private directory and given its mode
@@ -267,6 +270,7 @@ const startListening = (
       if (address._tag === "TcpAddress") {
         if (bound !== null && typeof bound === "object") {
           listener.address = new Address.TcpAddress({ host: bound.address, port: bound.port }, { disableChecks: true })
+          worker?.listening(listener.address)
         }
       } else if (bind !== undefined) {
         const published = publishSocketFile(bind, address, config.unixMode)
@@ -281,7 +285,14 @@ const startListening = (
     server.once("error", onFailure)
     server.once("listening", onListening)
     if (address._tag === "TcpAddress") {
-      server.listen({ host: address.host, port: address.port, backlog: config.backlog, ipv6Only: options.ipv6Only ?? false })
+      server.listen({
+        host: address.host,
+        // In a worker of `Workers`: the group's port, shared with SO_REUSEPORT (internal/workersListen.ts).
+        port: worker === undefined ? address.port : worker.portFor(address.port),
+        backlog: config.backlog,
+        ipv6Only: options.ipv6Only ?? false,
+        ...(worker?.reusePort === true ? { reusePort: true, exclusive: true } : {})
+      })
     } else {
       server.listen({ path: bind!.path, backlog: config.backlog })
     }
@@ -292,6 +303,13 @@ const startListening = (
       if (bind !== undefined) discardPrivateBind(bind)
     })
   })
+
+/** Workers cannot share a Unix socket file: each binds a private path and links it into place. */
+const unixInWorkers = (address: Address.UnixAddress) =>
+  new Cause.IllegalArgumentError(
+    `Workers: worker processes cannot share the Unix socket ${address.path} (each would replace the ` +
+      "others' file); listen on a TCP address to run several workers, or run one process per socket file"
+  )
 
 /** @internal */
 export const listen = (
@@ -310,7 +328,7 @@ export const listen = (
       const proxy = proxyConfig_ === undefined ? undefined : { config: proxyConfig_, fork }
       const meters = metersOf(context)
       const tracer = tracerOf(context)
-      const started = startListening(address, options, config, tls, proxy)
+      const started = startListening(address, options, config, tls, proxy, Context.get(context, WorkerListenRef))
       return meters === undefined && tracer === undefined ? started : Effect.map(started, (listener) => {
         listener.meter = new ListenerMeter(
           listener,
@@ -320,7 +338,13 @@ export const listen = (
         return listener
       })
     })
-    const acquire = address._tag === "UnixAddress" ? Effect.andThen(prepareUnixPath(address), start) : start
+    const acquire = address._tag === "UnixAddress"
+      ? Effect.andThen(
+        Effect.flatMap(Effect.context<never>(), (context) =>
+          Context.get(context, WorkerListenRef)?.shared === true ? Effect.die(unixInWorkers(address)) : Effect.void),
+        Effect.andThen(prepareUnixPath(address), start)
+      )
+      : start
     return Effect.acquireRelease(acquire, (listener) => Effect.sync(() => listener.shutdown())) as Effect.Effect<
       Socket.Listener,
       NetError.ListenError,
