@@ -27,6 +27,7 @@ import * as Exec from "effect-wire/servers/Exec"
 import * as Upper from "effect-wire/servers/Upper"
 import * as Socket from "effect-wire/Socket"
 import * as Tls from "effect-wire/Tls"
+import * as Workers from "effect-wire/Workers"
 
 const ROOT = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
 
@@ -45,6 +46,7 @@ const subpaths = {
   DatagramServer: [DatagramServer, "DatagramServer"],
   PlatformSocket: [PlatformSocket, "PlatformSocket"],
   ClusterSocket: [ClusterSocket, "ClusterSocket"],
+  Workers: [Workers, "Workers"],
   Echo: [Echo, "servers/Echo"],
   Upper: [Upper, "servers/Upper"],
   Exec: [Exec, "servers/Exec"],

@@ -196,6 +196,8 @@ export const makeGroup = (
     let ports: ReadonlyArray<number> = []
     let first: { addresses: ReadonlyArray<Address.Address>; limits: Server.Limits } | undefined
     let stopping = false
+    /** Set once every worker listens: a group that never started has nothing to report. */
+    let started = false
     let nextStatsId = 0
     const statsWaiters = new Map<number, (stats: Server.Stats | undefined) => void>()
 
@@ -390,7 +392,7 @@ export const makeGroup = (
       for (const signal of config.forwardSignals) process.off(signal, forward)
       const members = slots.filter((m): m is Member => m !== undefined)
       // The final count of each worker's connections, for the log line: how the load was spread.
-      const final = first === undefined ? undefined : yield* stats
+      const final = started ? yield* stats : undefined
       for (const member of members) send(member, { type: "drain" })
       const all = Effect.forEach(members, exited, { concurrency: "unbounded", discard: true })
       const done = yield* all.pipe(Effect.timeoutOption(Duration.millis(config.shutdownTimeout)))
@@ -408,15 +410,17 @@ export const makeGroup = (
       const cut = workers.reduce((n, w) => n + (w.report?.cut ?? 0), 0)
       const report: Workers.ShutdownReport = { finished, cut, workers, killed }
       const silent = workers.filter((w) => w.report === undefined).length
-      log(
-        killed > 0 ? "Warn" : "Info",
-        `${members.length} worker(s) shut down; ${finished} connection(s) finished, ${cut} cut` +
-          (killed > 0 ? `; ${killed} worker(s) killed after the shutdownTimeout of ${config.shutdownTimeout} ms` : "") +
-          (silent > killed ? `; ${silent - killed} worker(s) gave no report` : "") +
-          (final === undefined ? "" : `; connections accepted: ${
-            final.workers.map((w) => `worker ${w.worker} (pid ${w.pid}) ${w.accepted}`).join(", ")
-          }`)
-      )
+      if (started) {
+        log(
+          killed > 0 ? "Warn" : "Info",
+          `${members.length} worker(s) shut down; ${finished} connection(s) finished, ${cut} cut` +
+            (killed > 0 ? `; ${killed} worker(s) killed after the shutdownTimeout of ${config.shutdownTimeout} ms` : "") +
+            (silent > killed ? `; ${silent - killed} worker(s) gave no report` : "") +
+            (final === undefined ? "" : `; connections accepted: ${
+              final.workers.map((w) => `worker ${w.worker} (pid ${w.pid}) ${w.accepted}`).join(", ")
+            }`)
+        )
+      }
       yield* Deferred.succeed(shutdownReport, report)
     })
     yield* Effect.addFinalizer(() => stop)
@@ -430,6 +434,7 @@ export const makeGroup = (
       concurrency: "unbounded",
       discard: true
     })
+    started = true
     const pids = slots.map((m) => m!.pid)
     log(
       "Info",

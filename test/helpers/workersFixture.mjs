@@ -1,0 +1,39 @@
+// A program that runs Echo in a group of worker processes with the library
+// (Workers.make), for test/Workers.test.ts. Built code only (dist/): node runs
+// it as it is, and node:cluster starts it again for every worker.
+//   node workersFixture.mjs WORKERS [SHARING]
+// stdout: one JSON line {"listening":"127.0.0.1:PORT","pids":[...]}, then one
+// JSON line per command read on stdin ("stats", "pids"), and at the end
+// {"report":{...}} once every worker has drained (SIGTERM).
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Effect from "effect/Effect"
+import * as Readline from "node:readline"
+import * as Address from "../../dist/src/Address.js"
+import * as Framing from "../../dist/src/Framing.js"
+import * as Echo from "../../dist/src/servers/Echo.js"
+import * as Workers from "../../dist/src/Workers.js"
+
+const workers = process.argv[2] === "auto" ? "auto" : Number(process.argv[2] ?? "2")
+const sharing = process.argv[3] ?? "auto"
+const say = (value) => Effect.sync(() => void process.stdout.write(`${JSON.stringify(value)}\n`))
+
+const program = Effect.scoped(Effect.gen(function*() {
+  let group
+  // Added before the group's own finalizer, so it runs after it: the report is complete.
+  yield* Effect.addFinalizer(() => group === undefined ? Effect.void : Effect.flatMap(group.shutdown, (report) => say({ report })))
+  group = yield* Workers.make(
+    Echo.make({ address: Address.tcp("127.0.0.1", 0), framing: Framing.lines({ maxLength: 1024 }) }),
+    { workers, sharing, restart: { initialDelay: "50 millis", maxRestarts: 3 } }
+  )
+  yield* say({ listening: Address.format(group.address), pids: yield* group.pids, sharing: group.sharing })
+  const runFork = Effect.runForkWith(yield* Effect.context())
+  const lines = Readline.createInterface({ input: process.stdin })
+  lines.on("line", (line) => {
+    if (line === "stats") runFork(Effect.flatMap(group.stats, (stats) => say({ stats })))
+    else if (line === "pids") runFork(Effect.flatMap(group.pids, (pids) => say({ pids })))
+  })
+  yield* Effect.addFinalizer(() => Effect.sync(() => lines.close()))
+  return yield* group.failure
+}))
+
+NodeRuntime.runMain(program)
