@@ -30,10 +30,10 @@ interface GroupStats extends Stats {
 }
 
 /** The fixture program: JSON lines on stdout, commands on stdin; killed by its own handle when the test ends. */
-const startFixture = (workers: number, sharing = "auto") =>
+const startFixture = (workers: number, sharing = "auto", crash = false) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child: ChildProcessWithoutNullStreams = spawn(process.execPath, [fixture, String(workers), sharing], {
+      const child: ChildProcessWithoutNullStreams = spawn(process.execPath, [fixture, String(workers), sharing, ...(crash ? ["crash"] : [])], {
         stdio: ["pipe", "pipe", "pipe"]
       })
       const out = { stdout: "", stderr: "" }
@@ -235,6 +235,22 @@ describe("Workers (library)", () => {
       assert.isTrue(isAlive(replacement.pid))
       assert.strictEqual(stats.workers.find((w) => w.worker === survivor.worker)!.active, survivor.active)
       for (let i = 0; i < 10; i++) assert.deepStrictEqual(yield* echoOnce(port, `new ${i}`), { echo: `new ${i}` })
+    }), 60_000)
+
+  it.live("a worker that keeps dying is restarted with doubling delays, then the group gives up, loudly", () =>
+    Effect.gen(function*() {
+      const group = yield* startFixture(1, "auto", true)
+      yield* group.json<string>("listening")
+      // maxRestarts 3 from 50 ms: 50, 100, 200 ms, then the fourth failure in a row gives up.
+      for (const [n, delay] of [[1, 50], [2, 100], [3, 200]] as const) {
+        yield* group.logLine(new RegExp(`worker 1 \\(pid \\d+\\) ended \\(exit code 3\\); a new one starts in ${delay} ms \\(restart ${n} in a row, at most 3\\)`))
+      }
+      const gaveUp = yield* group.logLine(/giving up on it/)
+      assert.match(gaveUp, /ERROR/)
+      assert.match(gaveUp, /worker 1 \(pid \d+\) ended \(exit code 3\) after 3 restart\(s\) in a row that did not last/)
+      // The program fails with WorkersGaveUp (runMain reports it, exit 1).
+      assert.strictEqual(yield* Effect.promise(() => group.exit), 1)
+      assert.include(group.out.stderr + group.out.stdout, "WorkersGaveUp")
     }), 60_000)
 
   it.live("SIGTERM drains every worker; the report is the sum of the workers' reports", () =>
