@@ -70,7 +70,10 @@ const startFixture = (workers: number, sharing = "auto", crash = false) =>
             waiters.add(check)
             check()
           })
-        ).pipe(Effect.timeout("20 seconds"))
+        ).pipe(
+          Effect.timeout("40 seconds"),
+          Effect.catchTag("TimeoutError", () => Effect.die(new Error(`no ${key} within 40 s:\n${out.stdout}\n${out.stderr}`)))
+        )
       /** Every line of both outputs matching `pattern`, waiting for the first. */
       const logLine = (pattern: RegExp) =>
         Effect.promise(() =>
@@ -88,7 +91,10 @@ const startFixture = (workers: number, sharing = "auto", crash = false) =>
             waiters.add(check)
             check()
           })
-        ).pipe(Effect.timeout("20 seconds"))
+        ).pipe(
+          Effect.timeout("40 seconds"),
+          Effect.catchTag("TimeoutError", () => Effect.die(new Error(`no ${pattern} within 40 s:\n${out.stdout}\n${out.stderr}`)))
+        )
       let statsAsked = 0
       const stats = Effect.suspend(() => {
         const n = statsAsked++
@@ -187,7 +193,7 @@ describe("Workers (library)", () => {
       assert.strictEqual(stats.workers[0]!.accepted + stats.workers[1]!.accepted, n)
       // The kernel spreads by a hash of each connection's ports: 40 all on one worker has odds of 2^-39.
       for (const w of stats.workers) assert.isAbove(w.accepted, 0, `worker ${w.worker} got no connection`)
-    }), 60_000)
+    }), 120_000)
 
   it.live("sharing: \"cluster\" (node:cluster's primary hands connections out) spreads them too", () =>
     Effect.gen(function*() {
@@ -199,7 +205,7 @@ describe("Workers (library)", () => {
       assert.strictEqual(stats.accepted, 10)
       // Round robin: each of the two gets half.
       assert.deepStrictEqual(stats.workers.map((w) => w.accepted), [5, 5])
-    }), 60_000)
+    }), 120_000)
 
   it.live("a worker killed with SIGKILL is replaced, and the connections the other worker holds go on", () =>
     Effect.gen(function*() {
@@ -235,7 +241,7 @@ describe("Workers (library)", () => {
       assert.isTrue(isAlive(replacement.pid))
       assert.strictEqual(stats.workers.find((w) => w.worker === survivor.worker)!.active, survivor.active)
       for (let i = 0; i < 10; i++) assert.deepStrictEqual(yield* echoOnce(port, `new ${i}`), { echo: `new ${i}` })
-    }), 60_000)
+    }), 120_000)
 
   it.live("a worker that keeps dying is restarted with doubling delays, then the group gives up, loudly", () =>
     Effect.gen(function*() {
@@ -251,7 +257,7 @@ describe("Workers (library)", () => {
       // The program fails with WorkersGaveUp (runMain reports it, exit 1).
       assert.strictEqual(yield* Effect.promise(() => group.exit), 1)
       assert.include(group.out.stderr + group.out.stdout, "WorkersGaveUp")
-    }), 60_000)
+    }), 120_000)
 
   it.live("SIGTERM drains every worker; the report is the sum of the workers' reports", () =>
     Effect.gen(function*() {
@@ -274,7 +280,7 @@ describe("Workers (library)", () => {
       assert.strictEqual(report.workers.reduce((n, w) => n + w.report.finished, 0), 12)
       yield* Effect.promise(() => group.exit)
       for (const pid of pids) assert.isTrue(yield* waitGone(pid, 5_000), `worker ${pid} still runs`)
-    }), 60_000)
+    }), 120_000)
 })
 
 describe("effect-wire serve --workers", () => {
@@ -326,7 +332,7 @@ describe("effect-wire serve --workers", () => {
       assert.deepStrictEqual(perWorker.map(([pid]) => pid).sort(), [...pids].sort())
       assert.strictEqual(perWorker.reduce((sum, [, accepted]) => sum + accepted!, 0), n)
       for (const pid of pids) assert.isTrue(yield* waitGone(pid, 5_000), `worker ${pid} still runs`)
-    }), 60_000)
+    }), 120_000)
 
   it.live("bad --workers values, and what cannot run in workers, are one line each and exit 1", () =>
     Effect.gen(function*() {
@@ -343,7 +349,7 @@ describe("effect-wire serve --workers", () => {
         assert.strictEqual(run.stdout, "")
         assert.strictEqual(run.stderr, `${line}\n`)
       }
-    }), 60_000)
+    }), 120_000)
 
   it.live("a worker that cannot listen fails the start with one line naming it", () =>
     Effect.gen(function*() {
@@ -364,5 +370,5 @@ describe("effect-wire serve --workers", () => {
         run.stderr,
         new RegExp(`^error: worker 1 \\(pid \\d+\\) did not start its server: address 127\\.0\\.0\\.1:${port} is already in use \\(EADDRINUSE\\)\\n$`)
       )
-    }), 60_000)
+    }), 120_000)
 })
