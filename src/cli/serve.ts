@@ -564,6 +564,12 @@ const readTokenFile = (file: string) =>
 
 const serveExec = (options: ExecOptions) =>
   Effect.gen(function*() {
+    if (options.workers !== 1) {
+      return yield* fail(
+        "serve exec does not run in --workers yet: it closes inherited descriptors, the workers' IPC channel " +
+          "among them; run one serve exec per port"
+      )
+    }
     const allow = Option.getOrElse(options.allow, () => "").split(",").map((s) => s.trim()).filter((s) => s !== "")
     if (allow.length === 0) {
       return yield* fail(
