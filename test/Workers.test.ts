@@ -10,7 +10,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
+import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { dist, runCli, startCli } from "./helpers/cliBuild.js"
@@ -30,10 +32,10 @@ interface GroupStats extends Stats {
 }
 
 /** The fixture program: JSON lines on stdout, commands on stdin; killed by its own handle when the test ends. */
-const startFixture = (workers: number, sharing = "auto", crash = false) =>
+const startFixture = (workers: number, sharing = "auto", mode?: "crash" | `unix:${string}`) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child: ChildProcessWithoutNullStreams = spawn(process.execPath, [fixture, String(workers), sharing, ...(crash ? ["crash"] : [])], {
+      const child: ChildProcessWithoutNullStreams = spawn(process.execPath, [fixture, String(workers), sharing, ...(mode === undefined ? [] : [mode])], {
         stdio: ["pipe", "pipe", "pipe"]
       })
       const out = { stdout: "", stderr: "" }
@@ -245,7 +247,7 @@ describe("Workers (library)", () => {
 
   it.live("a worker that keeps dying is restarted with doubling delays, then the group gives up, loudly", () =>
     Effect.gen(function*() {
-      const group = yield* startFixture(1, "auto", true)
+      const group = yield* startFixture(1, "auto", "crash")
       yield* group.json<string>("listening")
       // maxRestarts 3 from 50 ms: 50, 100, 200 ms, then the fourth failure in a row gives up.
       for (const [n, delay] of [[1, 50], [2, 100], [3, 200]] as const) {
@@ -257,6 +259,21 @@ describe("Workers (library)", () => {
       // The program fails with WorkersGaveUp (runMain reports it, exit 1).
       assert.strictEqual(yield* Effect.promise(() => group.exit), 1)
       assert.include(group.out.stderr + group.out.stdout, "WorkersGaveUp")
+    }), 120_000)
+
+  it.live("several workers cannot share a Unix socket file: the group does not start, and says why", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-workers-"))),
+        (d) => Effect.sync(() => Fs.rmSync(d, { recursive: true, force: true }))
+      )
+      const path = Path.join(dir, "echo.sock")
+      const group = yield* startFixture(2, "auto", `unix:${path}`)
+      assert.strictEqual(yield* Effect.promise(() => group.exit), 1)
+      const output = group.out.stdout + group.out.stderr
+      assert.include(output, "WorkerStartFailed")
+      assert.include(output, `worker processes cannot share the Unix socket ${path}`)
+      assert.isFalse(Fs.existsSync(path))
     }), 120_000)
 
   it.live("SIGTERM drains every worker; the report is the sum of the workers' reports", () =>

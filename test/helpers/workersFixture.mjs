@@ -1,8 +1,9 @@
 // A program that runs Echo in a group of worker processes with the library
 // (Workers.make), for test/Workers.test.ts. Built code only (dist/): node runs
 // it as it is, and node:cluster starts it again for every worker.
-//   node workersFixture.mjs WORKERS [SHARING] [crash]
-// With crash, every worker exits (code 3) 200 ms after it listens.
+//   node workersFixture.mjs WORKERS [SHARING] [crash|unix:PATH]
+// With crash, every worker exits (code 3) 200 ms after it listens; with
+// unix:PATH the server listens on that Unix socket instead of TCP.
 // stdout: one JSON line {"listening":"127.0.0.1:PORT","pids":[...]}, then one
 // JSON line per command read on stdin ("stats", "pids"), and at the end
 // {"report":{...}} once every worker has drained (SIGTERM).
@@ -17,6 +18,7 @@ import * as Workers from "../../dist/src/Workers.js"
 const workers = process.argv[2] === "auto" ? "auto" : Number(process.argv[2] ?? "2")
 const sharing = process.argv[3] ?? "auto"
 const crash = process.argv[4] === "crash"
+const address = process.argv[4]?.startsWith("unix:") ? Address.unix(process.argv[4].slice(5)) : Address.tcp("127.0.0.1", 0)
 const say = (value) => Effect.sync(() => void process.stdout.write(`${JSON.stringify(value)}\n`))
 
 const program = Effect.scoped(Effect.gen(function*() {
@@ -24,7 +26,7 @@ const program = Effect.scoped(Effect.gen(function*() {
   // Added before the group's own finalizer, so it runs after it: the report is complete.
   yield* Effect.addFinalizer(() => group === undefined ? Effect.void : Effect.flatMap(group.shutdown, (report) => say({ report })))
   group = yield* Workers.make(
-    Echo.make({ address: Address.tcp("127.0.0.1", 0), framing: Framing.lines({ maxLength: 1024 }) }).pipe(
+    Echo.make({ address, framing: Framing.lines({ maxLength: 1024 }) }).pipe(
       Effect.tap(() => crash ? Effect.sync(() => setTimeout(() => process.exit(3), 200)) : Effect.void)
     ),
     { workers, sharing, restart: { initialDelay: "50 millis", maxRestarts: 3 } }
