@@ -90,13 +90,20 @@ const workersOf = (text: string): Effect.Effect<number | "auto", EffectCliError.
  * after it come from this process alone.
  */
 const startServer = <E>(
-  options: ListenOptions,
+  options: ListenOptions & { readonly metrics: Option.Option<string>; readonly otlp: Option.Option<string> },
   address: Address.Address,
   make: Effect.Effect<Server.RunningServer, E, Scope.Scope>,
   forwardSignals: ReadonlyArray<NodeJS.Signals>
 ) =>
   Effect.gen(function*() {
     if (options.workers === 1) return yield* make
+    const metrics = Option.getOrUndefined(options.metrics)
+    if ((metrics !== undefined && metrics !== "on" && metrics !== "off") || Option.isSome(options.otlp)) {
+      return yield* fail(
+        `${Option.isSome(options.otlp) ? "--otlp" : "--metrics"} cannot be combined with --workers yet: each worker ` +
+          "records its own metrics, and they are not summed into one endpoint; run without --workers to export them"
+      )
+    }
     if (address._tag === "UnixAddress") {
       return yield* fail(
         "--workers needs a TCP address: worker processes cannot share a Unix socket file (--unix); run one process " +
