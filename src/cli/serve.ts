@@ -90,20 +90,13 @@ const workersOf = (text: string): Effect.Effect<number | "auto", EffectCliError.
  * after it come from this process alone.
  */
 const startServer = <E>(
-  options: ListenOptions & { readonly metrics: Option.Option<string>; readonly otlp: Option.Option<string> },
+  options: ListenOptions,
   address: Address.Address,
   make: Effect.Effect<Server.RunningServer, E, Scope.Scope>,
   forwardSignals: ReadonlyArray<NodeJS.Signals>
 ) =>
   Effect.gen(function*() {
     if (options.workers === 1) return yield* make
-    const metrics = Option.getOrUndefined(options.metrics)
-    if ((metrics !== undefined && metrics !== "on" && metrics !== "off") || Option.isSome(options.otlp)) {
-      return yield* fail(
-        `${Option.isSome(options.otlp) ? "--otlp" : "--metrics"} cannot be combined with --workers yet: each worker ` +
-          "records its own metrics, and they are not summed into one endpoint; run without --workers to export them"
-      )
-    }
     if (address._tag === "UnixAddress") {
       return yield* fail(
         "--workers needs a TCP address: worker processes cannot share a Unix socket file (--unix); run one process " +
@@ -118,6 +111,22 @@ const startServer = <E>(
       forwardSignals
     })
   })
+
+/**
+ * Before the exporters start: `--metrics HOST:PORT` and `--otlp` with
+ * `--workers`, which each worker would bind or export apart.
+ */
+const refuseExportsInWorkers = (
+  options: { readonly workers: number | "auto"; readonly metrics: Option.Option<string>; readonly otlp: Option.Option<string> }
+): Effect.Effect<void, CliError> => {
+  const metrics = Option.getOrUndefined(options.metrics)
+  return options.workers !== 1 && ((metrics !== undefined && metrics !== "on" && metrics !== "off") || Option.isSome(options.otlp))
+    ? fail(
+      `${Option.isSome(options.otlp) ? "--otlp" : "--metrics"} cannot be combined with --workers yet: each worker ` +
+        "records its own metrics, and they are not summed into one endpoint; run without --workers to export them"
+    )
+    : Effect.void
+}
 
 /** Where and how every server listens. */
 const listenOptions = {
@@ -423,7 +432,7 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       ...proxy.limits
     ])
     return yield* untilSignal
-  }).pipe(withObservability(options), Effect.scoped)
+  }).pipe(withObservability(options), (serve) => Effect.andThen(refuseExportsInWorkers(options), serve), Effect.scoped)
 
 const echo = Command.make("echo", byteOptions, serveBytes("echo", 9000)).pipe(
   Command.withDescription("Echo server: every byte (or frame) goes back to the sender. Default port 9000.")
