@@ -272,6 +272,9 @@ export interface TargetSpec {
 
 export type Verdict = "PASS" | "FAIL" | "INFO" | "n/a"
 
+/** The workloads of the TLS bench (bench/tls.ts), judged beside the others. */
+export type TlsWorkload = "tls-stream" | "tls-pingpong" | "tls-handshakes"
+
 export interface TargetResult {
   readonly text: string
   readonly issue?: number
@@ -279,7 +282,7 @@ export interface TargetResult {
   readonly subject: string
   readonly server?: ServerId
   readonly against?: ServerId
-  readonly workload?: Workload
+  readonly workload?: Workload | TlsWorkload
   readonly metric?: string
   readonly measured: Spread | undefined
   readonly op: ">=" | "<=" | "info" | "errors"

@@ -11,6 +11,7 @@
  *                          [--workloads stream,pingpong,pipeline,pingpong-json,pipeline-json,
  *                                       pingpong-rpc,pipeline-rpc,connections,ordering]
  *                          [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js]
+ *                          [--no-tls | --tls-only]
  *
  * Servers (every one on this node, `process.execPath`, with the same flags):
  * - `node-raw`, `node-framed`: the node:net references (bench/baselines.ts),
@@ -43,6 +44,11 @@
  * ratios, so one run gives a port's before/after table. `--servers` may name
  * `@before` servers itself (then it gets exactly those).
  *
+ * Then the TLS bench of issue 14 (bench/tls.ts): effect-wire's TLS echo
+ * against a hand-written node:tls echo, stream, ping-pong and handshakes; it
+ * runs with the default servers and workloads (not with `--servers`,
+ * `--workloads` or `--before`), `--no-tls` skips it, `--tls-only` runs only it.
+ *
  * Time on a shared 2-core machine: `--quick` ~1 minute; the default run
  * (fourteen servers, 3 repetitions) ~8 minutes.
  *
@@ -56,6 +62,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { type Job, readMemory, round, type Speaks } from "./common.js"
+import { runTls, type TlsRun } from "./tls.js"
 import {
   beforeCli,
   beforeEffectServers,
@@ -158,13 +165,15 @@ interface Options {
   readonly cli: string
   /** `--before DIR`: another build's dist/ directory, whose servers run as the `@before` ones. */
   readonly before: string | undefined
+  /** The TLS bench (bench/tls.ts): with the others, skipped, or alone. */
+  readonly tls: "run" | "skip" | "only"
 }
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--reps N] [--json out.json] [--strict]
          [--servers ${DEFAULT_SERVERS.join(",")}]
          [--before path/to/other/dist]
          [--workloads ${ALL_WORKLOADS.join(",")}]
-         [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js]
+         [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js] [--no-tls | --tls-only]
   --servers may also name ${BEFORE_SERVERS.join(",")} (with --before),
   and wire-nometrics,wire-protocol-nometrics (metrics off) and wire-protocol-traced (a span per connection and
   request): measured against wire and wire-protocol, the cost of metrics and of tracing`
@@ -178,7 +187,7 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
       const value = argv[++i]
       if (value === undefined) usage(`${arg} needs a value`)
       values.set(arg, value)
-    } else if (["--quick", "--strict", "--no-pin", "--no-decoders", "--decoders-full", "--help"].includes(arg)) {
+    } else if (["--quick", "--strict", "--no-pin", "--no-decoders", "--decoders-full", "--help", "--no-tls", "--tls-only"].includes(arg)) {
       flags.add(arg)
     } else usage(`unknown argument ${arg}`)
   }
@@ -217,11 +226,16 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
     json: values.get("--json"),
     strict: flags.has("--strict"),
     pin: !flags.has("--no-pin"),
-    decoders: flags.has("--no-decoders") ? "skip" : flags.has("--decoders-full") ? "full" : "quick",
+    decoders: flags.has("--no-decoders") || flags.has("--tls-only") ? "skip" : flags.has("--decoders-full") ? "full" : "quick",
     servers,
     workloads: list("--workloads", ALL_WORKLOADS),
     cli: Path.resolve(values.get("--cli") ?? DEFAULT_CLI),
-    before
+    before,
+    tls: flags.has("--tls-only")
+      ? "only"
+      : flags.has("--no-tls") || ["--servers", "--workloads", "--before"].some((v) => values.has(v))
+      ? "skip"
+      : "run"
   }
 }
 
@@ -520,23 +534,25 @@ const main = async (): Promise<void> => {
     // Connections first, before traffic leaves garbage and free heap behind.
     ? [[...options.workloads.filter((w) => w === "connections"), ...options.workloads.filter((w) => w !== "connections")]]
     : [options.workloads.filter((w) => w === "connections"), options.workloads.filter((w) => w !== "connections")]
-  for (let rep = 0; rep < options.reps; rep++) {
+  for (let rep = 0; rep < (options.tls === "only" ? 0 : options.reps); rep++) {
     for (const [i, workloads] of sessions.entries()) {
       if (workloads.length > 0 || i === 0) await session(rep, String(i + 1), workloads, options, p, pinning, samples)
     }
   }
   const decoders = await runDecoders(options, pinning)
+  const tls = options.tls === "skip" ? undefined : await runTls({ quick: options.quick, reps: options.reps, cli: options.cli }, pinning, log)
   const loadEnd = Os.loadavg()
   const seconds = (performance.now() - t0) / 1000
 
   const decoderRows = decoderResults(decoders.results)
-  const targets = [...evaluateTargets(samples, options.servers), ...decoderTargets(decoderRows)]
+  const targets = [...evaluateTargets(samples, options.servers), ...decoderTargets(decoderRows), ...(tls?.targets ?? [])]
   const failures = samples.filter((s) => s.errors.length > 0).map((s) =>
     `${s.workload} on ${SERVER_LABELS[s.server]} (repetition ${s.rep + 1}): ${s.errors.join("; ")}`
   )
   if (decoders.status === "failed") failures.push(`decoder micro-benchmark: ${decoders.note}`)
+  if (tls !== undefined) failures.push(...tls.failures)
   const ordering = samples.filter((s) => s.workload === "ordering")
-  const markdown = render({ options, p, pinning, started, seconds, loadStart, loadEnd, samples, targets, failures, ordering, decoders })
+  const markdown = render({ options, p, pinning, started, seconds, loadStart, loadEnd, samples, targets, failures, ordering, decoders, tls })
   process.stdout.write(`${markdown}\n`)
 
   const json = {
@@ -582,6 +598,7 @@ const main = async (): Promise<void> => {
     })),
     correctness: { ok: failures.length === 0, failures },
     decoders,
+    tls: tls === undefined ? null : { status: tls.status, note: tls.note, samples: tls.samples },
     samples
   }
   Fs.mkdirSync(RESULTS_DIR, { recursive: true })
@@ -658,6 +675,7 @@ const render = (r: {
   failures: ReadonlyArray<string>
   ordering: ReadonlyArray<Sample>
   decoders: DecoderRun
+  tls: TlsRun | undefined
 }): string => {
   const cpuSources = new Set(r.samples.map((s) => s.cpuSource).filter((s) => s !== ""))
   const lines = [
@@ -703,7 +721,8 @@ const render = (r: {
         renderDecoders(decoderResults(r.decoders.results))
       ].join("\n")
       : `${r.decoders.status === "failed" ? "**FAILED**" : "not run"}: ${r.decoders.note}`,
-    ""
+    "",
+    ...(r.tls === undefined ? [] : ["### TLS echo against node:tls (issue 14, bench/tls.ts)", "", r.tls.markdown, ""])
   ]
   return lines.join("\n")
 }

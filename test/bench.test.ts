@@ -44,6 +44,10 @@ const run = (args: ReadonlyArray<string>, timeoutMs: number): Promise<Ran> =>
 
 interface BenchJson {
   readonly correctness: { readonly ok: boolean; readonly failures: Array<string> }
+  readonly tls: {
+    readonly status: string
+    readonly samples: Array<{ readonly workload: string; readonly server: string; readonly metrics: Record<string, number> }>
+  } | null
   readonly servers: Array<{ readonly id: ServerId }>
   readonly samples: Array<
     { readonly workload: Workload; readonly server: string; readonly metrics: Record<string, number | null> }
@@ -174,9 +178,20 @@ describe("npm run bench", () => {
       assert.include(target.target === "no target" ? ["INFO"] : ["PASS", "FAIL"], target.verdict, target.text)
       for (const x of [target.median, target.min, target.max]) assert.isTrue(Number.isFinite(x), target.text)
     }
-    for (const heading of ["### Targets", "### Summary", "### Ping-pong, JSON messages", "### Pipelined, effect/rpc", "### Drain"]) {
+    for (const heading of ["### Targets", "### Summary", "### Ping-pong, JSON messages", "### Pipelined, effect/rpc", "### Drain", "### TLS echo against node:tls"]) {
       assert.include(ran.stdout, heading)
     }
+    // The TLS bench (issue 14): both TLS servers ran every TLS workload, and its three targets were judged.
+    assert.strictEqual(ran.json.tls?.status, "ok", ran.stdout)
+    for (const server of ["node-tls", "wire-tls"]) {
+      for (const workload of ["tls-stream", "tls-pingpong", "tls-handshakes"]) {
+        const sample = ran.json.tls!.samples.find((s) => s.server === server && s.workload === workload)
+        assert.isDefined(sample, `${workload} on ${server}`)
+        assert.isAbove(Object.values(sample!.metrics)[0]!, 0, `${workload} on ${server}`)
+      }
+    }
+    const tlsTargets = ran.json.targets.filter((t) => t.workload.startsWith("tls-") && t.target !== "no target")
+    assert.deepStrictEqual(tlsTargets.map((t) => t.metric), ["mibPerSec", "roundTripsPerSec", "cpuUsPerHandshake"])
   }, 180_000)
 
   it("--before adds the earlier build's servers next to this build's", async () => {
