@@ -525,8 +525,32 @@ describe("Tls server (Socket.listen / Server with tls)", () => {
           (socket) => Option.getOrThrow(Option.getOrThrow(Tls.info(socket)).peerCertificate).subject
         ))
       assert.strictEqual(yield* subjectFor("api.example.test"), "CN=api.example.test")
+      assert.strictEqual(yield* subjectFor("API.Example.Test"), "CN=api.example.test")
       assert.strictEqual(yield* subjectFor("www.example.org"), "CN=other.test")
       assert.strictEqual(yield* subjectFor("localhost"), "CN=localhost")
+    }))
+
+  it.live("SNI follows reloads: a name added, an exact name over a wildcard, a name dropped", () =>
+    Effect.gen(function*() {
+      const credentials = yield* Tls.serverCredentials({ identity: identity(c.server) })
+      const server = yield* Echo.make({ address: loopback, tls: { credentials } })
+      const subjectFor = (servername: string) =>
+        Effect.scoped(Effect.map(
+          Socket.connect(server.address, { tls: { ca: c.ca, servername, rejectUnauthorized: false } }),
+          (socket) => Option.getOrThrow(Option.getOrThrow(Tls.info(socket)).peerCertificate).subject
+        ))
+      assert.strictEqual(yield* subjectFor("api.example.test"), "CN=localhost")
+      yield* credentials.reload({
+        identity: identity(c.server),
+        sni: { "*.example.test": identity(c.wrongHost), "api.example.test": identity(c.server2) }
+      })
+      assert.strictEqual(yield* subjectFor("api.example.test"), "CN=api.example.test")
+      assert.strictEqual(yield* subjectFor("www.example.test"), "CN=other.test")
+      yield* credentials.reload({ identity: identity(c.server), sni: { "*.example.test": identity(c.wrongHost) } })
+      assert.strictEqual(yield* subjectFor("api.example.test"), "CN=other.test")
+      yield* credentials.reload({ identity: identity(c.server) })
+      assert.strictEqual(yield* subjectFor("api.example.test"), "CN=localhost")
+      assert.strictEqual(yield* subjectFor("www.example.test"), "CN=localhost")
     }))
 
   it.live("invalid server options are defects naming the option", () =>

@@ -205,6 +205,10 @@ export const connectTls = (flags: ConnectFlags): Effect.Effect<Tls.ClientOptions
  * `--insecure-plaintext` of `serve exec` and `exec`: let the token cross a
  * network in clear text (see {@link execPlaintext}).
  *
+ * ```ts
+ * const options = { ...connectTlsFlags, insecurePlaintext: insecurePlaintextFlag("client") }
+ * ```
+ *
  * @since 0.2.0
  * @category flags
  */

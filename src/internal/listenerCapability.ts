@@ -2,8 +2,9 @@
  * What a listener may offer a `Server` beyond `Socket.Listener`, under a key
  * the public interface does not show: to tell the server of the connections
  * its full accept queue refuses, and to serve a pump handler's connections in
- * its own callbacks, with no fiber (node:net's listener offers both;
- * MemorySocket's offers neither, and its connections run in fibers).
+ * its own callbacks, with no fiber, and to count a TLS listener's failed
+ * handshakes (node:net's listener offers all of it; MemorySocket's nothing,
+ * and its connections run in fibers).
  *
  * @internal
  */
