@@ -657,7 +657,7 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
     ...(config.alpn === undefined ? {} : { ALPNProtocols: config.alpn })
     // No SNICallback: Node's own, over `addContext`, chooses the certificate in C++ and, while no
     // name was added, never pauses the handshake to call into JavaScript (a custom callback cost
-    // every handshake about a tenth of its server CPU).
+    // every handshake a measurable share of its server CPU).
   })
   // Node's SNI matching takes the newest entry that matches, a `*` standing for one label.
   const addSni = (previous: ReadonlyArray<string>) => {
