@@ -166,7 +166,7 @@ describe("effect-wire serve exec / exec with TLS", () => {
       assert.strictEqual(withCert.code, 0, withCert.stderr)
       assert.strictEqual(withCert.stdout, "mutual\n")
       const without = yield* Effect.promise(() =>
-        runCli(dist, ["exec", mutualAddress, ...tlsClient, "--timeout", "5s", "--", "echo", "no"])
+        runCli(dist, ["exec", mutualAddress, ...tlsClient, "--", "echo", "no"], { timeoutMs: 45_000 })
       )
       assert.strictEqual(without.code, 125, without.stderr)
       assert.strictEqual(without.stdout, "")
@@ -179,7 +179,7 @@ describe("effect-wire serve exec / exec with TLS", () => {
       )
       assert.strictEqual(untrusted.code, 125)
       assert.match(untrusted.stderr, /^error: the certificate of 127\.0\.0\.1:\d+ \(CN=localhost\) is not trusted/)
-    }))
+    }), 90_000)
 
   it.live(
     `serve exec refuses a token in plaintext beyond loopback (${outside ?? "0.0.0.0"}) unless --insecure-plaintext; with TLS it serves there`,
@@ -231,6 +231,6 @@ describe("effect-wire serve exec / exec with TLS", () => {
         assert.strictEqual(ok.code, 0, ok.stderr)
         assert.strictEqual(ok.stdout, "from outside\n")
       }),
-    30_000
+    90_000
   )
 })
