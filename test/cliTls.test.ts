@@ -134,6 +134,8 @@ describe("effect-wire serve exec / exec with TLS", () => {
   })
   const env = { EW_TOKEN: "t0ken-inside-tls" }
   const tlsClient = ["--tls", "--tls-ca", c.caFile, "--tls-servername", "localhost"]
+  // The servers live for the whole case: startCli's default 15 s kill is too short on a loaded machine.
+  const long = { timeoutMs: 85_000 }
 
   it.live("exec --tls runs a command with its token on serve exec --tls-cert/--tls-key; mutual TLS refuses a client without a certificate", () =>
     Effect.gen(function*() {
@@ -141,7 +143,7 @@ describe("effect-wire serve exec / exec with TLS", () => {
       const cli = yield* start([
         "serve", "exec", "--port", "0", "--allow", "echo", "--token-file", token,
         "--tls-cert", c.server.certFile, "--tls-key", c.server.keyFile
-      ])
+      ], long)
       const address = Address.format(yield* listening(cli))
       const ok = yield* Effect.promise(() =>
         runCli(dist, ["exec", address, ...tlsClient, "--token-env", "EW_TOKEN", "--", "echo", "over", "tls"], { env })
@@ -158,7 +160,7 @@ describe("effect-wire serve exec / exec with TLS", () => {
       const mutual = yield* start([
         "serve", "exec", "--port", "0", "--allow", "echo", "--tls-cert", c.server.certFile, "--tls-key",
         c.server.keyFile, "--tls-ca", c.caFile, "--tls-client-cert", "required"
-      ])
+      ], long)
       const mutualAddress = Address.format(yield* listening(mutual))
       const withCert = yield* Effect.promise(() =>
         runCli(dist, ["exec", mutualAddress, ...tlsClient, "--tls-cert", c.client.certFile, "--tls-key", c.client.keyFile, "--", "echo", "mutual"])
@@ -216,14 +218,14 @@ describe("effect-wire serve exec / exec with TLS", () => {
         // An operator who accepts the risk gets a warning.
         const insecure = yield* start([
           "serve", "exec", "--host", outside, "--port", "0", "--allow", "echo", "--token-file", token, "--insecure-plaintext"
-        ])
+        ], long)
         yield* listening(insecure)
         yield* Effect.promise(() => insecure.waitFor(/^warning: serving exec in plaintext on .* \(--insecure-plaintext\)/, "stderr"))
         // With TLS the same address serves, and the token crosses only inside TLS.
         const secure = yield* start([
           "serve", "exec", "--host", outside, "--port", "0", "--allow", "echo", "--token-file", token,
           "--tls-cert", c.server.certFile, "--tls-key", c.server.keyFile
-        ])
+        ], long)
         const at = Address.format(yield* listening(secure))
         const ok = yield* Effect.promise(() =>
           runCli(dist, ["exec", at, ...tlsClient, "--token-env", "EW_TOKEN", "--", "echo", "from", "outside"], { env })
