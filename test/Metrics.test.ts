@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import * as Exit from "effect/Exit"
 import * as Schema from "effect/Schema"
 import * as Datagram from "../src/Datagram.js"
 import * as Framing from "../src/Framing.js"
@@ -236,5 +238,39 @@ describe("Metrics", () => {
         1
       )
       assert.strictEqual(valueOf(s, Metrics.names.execCommands, { "effect_wire.outcome": "timed_out" }), 1)
+    })))
+
+  it.live("the accept queue: its length at snapshot time, the time a connection waited in it", () =>
+    isolated(Effect.gen(function*() {
+      const server = yield* Echo.make({ address: loopback, maxConnections: 1, logLevel: "None" })
+      const attrs = { "server.port": String((server.address as Address.TcpAddress).port) }
+      const first = yield* Socket.connect(server.address)
+      yield* eventually("served", server.stats, (s) => s.active === 1)
+      const second = yield* Socket.connect(server.address)
+      yield* eventually("queued", snapshot, (s) => valueOf(s, Metrics.names.queued, attrs) === 1)
+      yield* first.close
+      yield* eventually("the second served", server.stats, (s) => s.accepted === 2)
+      const s = yield* snapshot
+      assert.strictEqual(valueOf(s, Metrics.names.queued, attrs), 0)
+      assert.strictEqual(valueOf(s, Metrics.names.queueDuration, attrs), 1)
+      yield* second.close
+    })))
+
+  it.live("a connection the drain cuts after shutdownTimeout is closed with outcome cut", () =>
+    isolated(Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const server = yield* Server.make({
+        address: loopback,
+        shutdownTimeout: Duration.millis(50),
+        logLevel: "None",
+        handler: () => Effect.never
+      }).pipe(Scope.provide(scope))
+      const attrs = { "server.port": String((server.address as Address.TcpAddress).port) }
+      yield* Socket.connect(server.address)
+      yield* eventually("served", server.stats, (s) => s.active === 1)
+      yield* Scope.close(scope, Exit.void)
+      const s = yield* snapshot
+      assert.strictEqual(valueOf(s, Metrics.names.closed, { ...attrs, "effect_wire.outcome": "cut" }), 1)
+      assert.strictEqual(valueOf(s, Metrics.names.activeConnections, attrs), 0)
     })))
 })
