@@ -196,6 +196,8 @@ interface Window {
   readonly cpuUsPerOp: number
   /** Server CPU over the window, in cores. */
   readonly cores: number
+  /** The parent's share of it, with workers (0 without). */
+  readonly parentCores: number
   readonly errors: number
 }
 
@@ -213,8 +215,14 @@ const measure = async (server: Running, load: Load, config: Config): Promise<Win
     errors: results.reduce((n, r) => n + r.errors, 0)
   }
   let ns = 0
-  for (const pid of pids) ns += cpuDeltaNs(before.get(pid)!, readCpu(pid)).ns
+  let parentNs = 0
+  for (const pid of pids) {
+    const d = cpuDeltaNs(before.get(pid)!, readCpu(pid)).ns
+    ns += d
+    if (pid === pids[0]) parentNs = d
+  }
   return {
+    parentCores: pids.length > 1 ? parentNs / 1e9 / result.seconds : 0,
     opsPerSecond: result.ops / result.seconds,
     cpuUsPerOp: ns / 1000 / Math.max(1, result.ops),
     cores: ns / 1e9 / result.seconds,
@@ -259,6 +267,7 @@ const main = async (config: Config) => {
         opsPerSecond: round(median(ws.map((w) => w.opsPerSecond))),
         cpuUsPerOp: round(median(ws.map((w) => w.cpuUsPerOp))),
         serverCores: round(median(ws.map((w) => w.cores)), 3),
+        parentCores: round(median(ws.map((w) => w.parentCores)), 3),
         vsFirst: round(median(ws.map((w) => w.opsPerSecond)) / base, 3),
         errors: ws.reduce((n, w) => n + w.errors, 0),
         runs: ws.map((w) => round(w.opsPerSecond))
@@ -266,7 +275,9 @@ const main = async (config: Config) => {
       rows.push(row)
       console.log(
         `${load.padEnd(9)} workers=${workers}  ${String(row.opsPerSecond).padStart(8)} ops/s  ` +
-          `${String(row.cpuUsPerOp).padStart(6)} µs CPU/op  server ${row.serverCores} cores  x${row.vsFirst}  ` +
+          `${String(row.cpuUsPerOp).padStart(6)} µs CPU/op  server ${row.serverCores} cores${
+            workers > 1 ? ` (parent ${row.parentCores})` : ""
+          }  x${row.vsFirst}  ` +
           `(runs ${row.runs.join(", ")}${row.errors > 0 ? `; ${row.errors} errors` : ""})`
       )
     }

@@ -46,6 +46,10 @@ import type * as Server from "./Server.js"
  * connections to the workers in turn. `"auto"` (the default): `"reusePort"`
  * where the platform has it, `"cluster"` elsewhere.
  *
+ * ```ts
+ * Workers.make(server, { workers: 4, sharing: "cluster" }) // round robin by the parent, on any platform
+ * ```
+ *
  * @since 0.2.0
  * @category models
  */
@@ -54,6 +58,10 @@ export type Sharing = "auto" | "reusePort" | "cluster"
 /**
  * Options of {@link make}, {@link layer} and {@link run}. A bad value is a
  * defect (Effect's `IllegalArgumentError`, naming the option).
+ *
+ * ```ts
+ * const options: Workers.Options = { workers: "auto", restart: { maxRestarts: 10 }, shutdownTimeout: "40 seconds" }
+ * ```
  *
  * @since 0.2.0
  * @category models
@@ -93,7 +101,11 @@ export interface Options {
 }
 
 /**
- * One worker's counters, as its server reports them.
+ * One worker's counters, as its server reports them (see {@link Stats}).
+ *
+ * ```ts
+ * const busiest = (yield* group.stats).workers.reduce((a, b) => (b.active > a.active ? b : a))
+ * ```
  *
  * @since 0.2.0
  * @category models
@@ -109,6 +121,11 @@ export interface WorkerStats extends Server.Stats {
  * and each worker's own. A worker that does not answer within
  * `statsTimeout` (it is starting, or stuck) is left out of both.
  *
+ * ```ts
+ * const { accepted, workers } = yield* group.stats
+ * for (const w of workers) yield* Effect.log(`worker ${w.worker} (pid ${w.pid}): ${w.accepted} of ${accepted}`)
+ * ```
+ *
  * @since 0.2.0
  * @category models
  */
@@ -120,6 +137,10 @@ export interface Stats extends Server.Stats {
  * How the group's drain went: `finished` and `cut` summed over the workers,
  * each worker's own report (`undefined` for one that did not report: it was
  * killed at `shutdownTimeout`, or had died), and how many were killed.
+ *
+ * ```ts
+ * const { finished, cut, killed } = yield* group.shutdown
+ * ```
  *
  * @since 0.2.0
  * @category models
