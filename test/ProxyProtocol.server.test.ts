@@ -8,10 +8,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Net from "node:net"
 import * as NodeTls from "node:tls"
@@ -282,6 +284,26 @@ describe("PROXY protocol on a server", () => {
           assert.strictEqual(refused._tag, "ConnectionRefused")
         }))
       )))
+
+  it.live("closing the listener closes the connections still sending a header, without counting them as refused", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const listener = yield* Scope.provide(scope)(Socket.listen(loopback, { proxyProtocol: trusted }))
+      const reading = (listener as unknown as { proxy: { reading: Set<unknown> } }).proxy.reading
+      const client = yield* Effect.forkChild(rawClient(listener.address, ["PROXY TCP4 "], { end: false }), { startImmediately: true })
+      for (let i = 0; i < 500 && reading.size === 0; i++) yield* Effect.sleep("2 millis")
+      assert.strictEqual(reading.size, 1)
+      // The server's side of it: once its 'close' has run, the reader has seen it too (its listener came first).
+      const raw = Array.from(reading)[0] as NodeJS.EventEmitter
+      const closed = Effect.callback<void>((resume) => void raw.once("close", () => resume(Effect.void)))
+      const serverSide = yield* Effect.forkChild(closed, { startImmediately: true })
+      yield* Scope.close(scope, Exit.void)
+      yield* Fiber.join(serverSide)
+      const { data } = yield* Fiber.join(client)
+      assert.strictEqual(data, "")
+      assert.strictEqual(reading.size, 0)
+      assert.deepStrictEqual(Option.getOrThrow(ProxyProtocol.headerFailures(listener)), {})
+    }))
 
   it.live("invalid options are defects naming them", () =>
     Effect.gen(function*() {

@@ -123,6 +123,7 @@ export class ProxyReader {
   private sinceWarning = new Map<string, number>()
   private lastError: ProxyProtocol.HeaderError | undefined = undefined
   private warning: LimitWarning | undefined = undefined
+  private closed = false
 
   constructor(
     readonly config: ProxyConfig,
@@ -213,6 +214,8 @@ export class ProxyReader {
 
   private refuse(raw: Net.Socket, error: ProxyProtocol.HeaderError): void {
     raw.destroy()
+    // The listener closed it: not the peer's doing, nothing to count or log.
+    if (this.closed) return
     this.failures.set(error._tag, (this.failures.get(error._tag) ?? 0) + 1)
     const peer = error.address === undefined ? "a Unix peer" : Address.format(error.address)
     this.log(Effect.logDebug(`${this.reporter.name()}: closed the connection from ${peer}: ${error._tag}: ${error.message}`), peer)
@@ -247,6 +250,7 @@ export class ProxyReader {
 
   /** The listener's end: every connection still sending its header is closed. */
   close(): void {
+    this.closed = true
     for (const raw of this.reading) raw.destroy()
     this.reading.clear()
   }
