@@ -25,8 +25,8 @@ const header = ProxyProtocol.v2(Address.tcp("203.0.113.7", 51000), Address.tcp("
 const ask = (address: Address.Address, proxyHeader: ProxyProtocol.Header | undefined, text: string) =>
   Effect.scoped(Effect.gen(function*() {
     const socket = yield* Socket.connect(address, proxyHeader === undefined ? {} : { proxyHeader })
-    yield* socket.write(new TextEncoder().encode(text))
-    yield* socket.end
+    // A refused connection may be closed before we write (BrokenPipe, ConnectionReset): it then reads nothing.
+    yield* Effect.ignore(Effect.andThen(socket.write(new TextEncoder().encode(text)), socket.end))
     const reads = yield* Stream.runCollect(socket.reads).pipe(Effect.orElseSucceed(() => []))
     return new TextDecoder().decode(Buffer.concat(reads))
   }))
