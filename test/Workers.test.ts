@@ -276,6 +276,16 @@ describe("Workers (library)", () => {
       assert.isFalse(Fs.existsSync(path))
     }), 120_000)
 
+  it.live("workers whose parent is killed (SIGKILL) drain and exit on their own: no orphans", () =>
+    Effect.gen(function*() {
+      const group = yield* startFixture(2)
+      const port = portOf(yield* group.json<string>("listening"))
+      const pids = yield* group.json<Array<number>>("pids")
+      assert.deepStrictEqual(yield* echoOnce(port, "before"), { echo: "before" })
+      group.child.kill("SIGKILL")
+      for (const pid of pids) assert.isTrue(yield* waitGone(pid, 15_000), `worker ${pid} outlived its parent`)
+    }), 120_000)
+
   it.live("SIGTERM drains every worker; the report is the sum of the workers' reports", () =>
     Effect.gen(function*() {
       const group = yield* startFixture(2)

@@ -171,7 +171,7 @@ const listenOptions = {
     Flag.withMetavar("N|auto"),
     Flag.withDescription(
       "Serve in N worker processes sharing the address (auto: one per core; default 1, this process alone). " +
-        "A worker that dies is restarted; SIGINT/SIGTERM drains them all. TCP only."
+        "A worker that dies is restarted; SIGINT/SIGTERM drains them all. echo and upper, on TCP only."
     ),
     Flag.mapEffect(workersOf),
     Flag.withDefault(1 as number | "auto")
