@@ -16,7 +16,7 @@
  * hand-written JSON service does: parse, check the fields, stringify.
  */
 import * as Net from "node:net"
-import { HEADER_BYTES } from "./common.js"
+import { HEADER_BYTES, serveUntilSignal } from "./common.js"
 
 /** The most a frame may announce, as effect-wire's default `maxFrameLength` (8 MiB). */
 const MAX_FRAME = 8 * 1024 * 1024
@@ -133,21 +133,7 @@ const main = (): void => {
   }
   // allowHalfOpen: a client's end() must still get every answer, then our end().
   const server = Net.createServer({ allowHalfOpen: true, noDelay: true }, handler)
-  server.on("error", (error) => {
-    process.stderr.write(`${error.message}\n`)
-    process.exit(1)
-  })
-  server.listen({ host: option("--host", "127.0.0.1"), port: Number(option("--port", "0")), backlog: 4096 }, () => {
-    const address = server.address() as Net.AddressInfo
-    const host = address.family === "IPv6" ? `[${address.address}]` : address.address
-    process.stdout.write(`listening tcp ${host}:${address.port}\n`)
-  })
-  const stop = (): void => {
-    server.close()
-    process.exit(0)
-  }
-  process.on("SIGTERM", stop)
-  process.on("SIGINT", stop)
+  serveUntilSignal(server, option("--host", "127.0.0.1"), Number(option("--port", "0")))
 }
 
 main()

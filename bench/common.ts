@@ -3,6 +3,7 @@
  * length-prefixed frames), readings of another process's CPU and memory from
  * /proc, and the shapes of the load generator's jobs and results.
  */
+import type * as Net from "node:net"
 import * as Fs from "node:fs"
 
 // ---------------------------------------------------------------------------
@@ -282,3 +283,88 @@ export const prng = (seed: number): () => number => {
 /** The line `effect/rpc`'s server answers {@link rpcRequest} with (ndjson, without its newline). */
 export const rpcReply = (seq: number, conn: number, size: number): string =>
   `{"_tag":"Exit","requestId":"${seq}","exit":{"_tag":"Success","value":${jsonBody(seq, conn, size)}}}`
+
+// ---------------------------------------------------------------------------
+// Shared by the load generators (bench/load.ts, bench/tlsLoad.ts)
+// ---------------------------------------------------------------------------
+
+/** `promise`, or a rejection naming `what` after `ms`. */
+export const withTimeout = <A>(promise: Promise<A>, ms: number, what: () => string): Promise<A> => {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what()}`)), ms)
+    })
+  ]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * One connection of a stream echo: writes `blocks` in turn (`writes` of
+ * them, `size` bytes each, waiting for 'drain'), and checks every echoed
+ * byte against what was sent at that offset; settles when all came back.
+ */
+export const streamEcho = (
+  socket: Net.Socket,
+  c: number,
+  blocks: ReadonlyArray<Buffer>,
+  size: number,
+  writes: number,
+  timeoutMs: number
+): Promise<void> => {
+  const total = writes * size
+  let received = 0
+  let written = 0
+  const done = new Promise<void>((resolve, reject) => {
+    socket.on("error", reject)
+    socket.on("end", () => reject(new Error(`connection ${c}: server ended after ${received} of ${total} bytes`)))
+    socket.on("data", (chunk: Buffer) => {
+      let at = 0
+      while (at < chunk.length) {
+        const offset = received + at
+        const block = blocks[Math.floor(offset / size) % blocks.length]!
+        const within = offset % size
+        const n = Math.min(size - within, chunk.length - at)
+        if (chunk.compare(block, within, within + n, at, at + n) !== 0) {
+          return reject(new Error(`connection ${c}: echoed bytes differ from those sent near byte ${offset}`))
+        }
+        at += n
+      }
+      received += chunk.length
+      if (received > total) reject(new Error(`connection ${c}: ${received} bytes echoed, only ${total} sent`))
+      else if (received === total) resolve()
+    })
+  })
+  const pump = (): void => {
+    while (written < writes) {
+      const ok = socket.write(blocks[written % blocks.length]!)
+      written++
+      if (!ok) return void socket.once("drain", pump)
+    }
+  }
+  pump()
+  return withTimeout(done, timeoutMs, () => `connection ${c} got ${received} of ${total} bytes`)
+}
+
+/**
+ * A reference server's life (bench/baselines.ts, bench/tlsServers.ts): an
+ * error at listen is one line and exit 1; once listening, the line
+ * bench/processes.ts waits for; SIGTERM and SIGINT close it and exit 0.
+ */
+export const serveUntilSignal = (server: Net.Server, host: string, port: number): void => {
+  server.on("error", (error) => {
+    process.stderr.write(`${error.message}\n`)
+    process.exit(1)
+  })
+  server.listen({ host, port, backlog: 4096 }, () => {
+    const address = server.address() as Net.AddressInfo
+    const at = address.family === "IPv6" ? `[${address.address}]` : address.address
+    process.stdout.write(`listening tcp ${at}:${address.port}\n`)
+  })
+  const stop = (): void => {
+    server.close()
+    process.exit(0)
+  }
+  process.on("SIGTERM", stop)
+  process.on("SIGINT", stop)
+}

@@ -26,7 +26,9 @@ import {
   rpcReply,
   rpcRequest,
   type Speaks,
+  streamEcho,
   type Target,
+  withTimeout,
   writeFrame
 } from "./common.js"
 
@@ -98,15 +100,6 @@ const pool = async <A>(count: number, concurrency: number, task: (i: number) => 
   return results
 }
 
-const withTimeout = <A>(promise: Promise<A>, ms: number, what: () => string): Promise<A> => {
-  let timer: NodeJS.Timeout | undefined
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what()}`)), ms)
-    })
-  ]).finally(() => clearTimeout(timer))
-}
 
 // ---------------------------------------------------------------------------
 // Stream echo: bulk bytes both ways, every byte checked
@@ -127,39 +120,7 @@ const stream = async (target: Target, job: JobOf<"stream">, errors: Errors, cpu:
   const total = writes * size
   const sockets = await Promise.all(Array.from({ length: job.connections }, () => connect(target)))
 
-  const one = (socket: Net.Socket, c: number): Promise<void> => {
-    let received = 0
-    let written = 0
-    const done = new Promise<void>((resolve, reject) => {
-      socket.on("error", reject)
-      socket.on("end", () => reject(new Error(`connection ${c}: server ended after ${received} of ${total} bytes`)))
-      socket.on("data", (chunk: Buffer) => {
-        let at = 0
-        while (at < chunk.length) {
-          const offset = received + at
-          const block = blocks[Math.floor(offset / size) % STREAM_BLOCKS]!
-          const within = offset % size
-          const n = Math.min(size - within, chunk.length - at)
-          if (chunk.compare(block, within, within + n, at, at + n) !== 0) {
-            return reject(new Error(`connection ${c}: echoed bytes differ from those sent near byte ${offset}`))
-          }
-          at += n
-        }
-        received += chunk.length
-        if (received > total) reject(new Error(`connection ${c}: ${received} bytes echoed, only ${total} sent`))
-        else if (received === total) resolve()
-      })
-    })
-    const pump = (): void => {
-      while (written < writes) {
-        const ok = socket.write(blocks[written % STREAM_BLOCKS]!)
-        written++
-        if (!ok) return void socket.once("drain", pump)
-      }
-    }
-    pump()
-    return withTimeout(done, job.timeoutMs, () => `connection ${c} got ${received} of ${total} bytes`)
-  }
+  const one = (socket: Net.Socket, c: number): Promise<void> => streamEcho(socket, c, blocks, size, writes, job.timeoutMs)
 
   const cpu0 = cpu.sample()
   const client0 = process.cpuUsage()

@@ -19,7 +19,7 @@
  */
 import * as Fs from "node:fs"
 import * as NodeTls from "node:tls"
-import { cpuDeltaNs, type CpuSample, readCpu, readMemory, type Target } from "./common.js"
+import { cpuDeltaNs, type CpuSample, readCpu, readMemory, streamEcho, type Target, withTimeout } from "./common.js"
 
 /** A job of the TLS bench. */
 export type TlsJob =
@@ -59,15 +59,6 @@ const serverCpuSince = (pid: number, before: CpuSample): number => {
   return delta.ns
 }
 
-const withTimeout = <A>(promise: Promise<A>, ms: number, what: () => string): Promise<A> => {
-  let timer: NodeJS.Timeout | undefined
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what()}`)), ms)
-    })
-  ]).finally(() => clearTimeout(timer))
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -87,39 +78,8 @@ const stream = async (target: Target, ca: Buffer, job: Extract<TlsJob, { kind: "
   const writes = Math.max(1, Math.floor(job.bytesPerConnection / job.writeSize))
   const total = writes * job.writeSize
   const sockets = await Promise.all(Array.from({ length: job.connections }, () => connect(target, ca)))
-  const one = (socket: NodeTls.TLSSocket, c: number): Promise<void> => {
-    let received = 0
-    let written = 0
-    const done = new Promise<void>((resolve, reject) => {
-      socket.on("error", reject)
-      socket.on("end", () => reject(new Error(`connection ${c}: server ended after ${received} of ${total} bytes`)))
-      socket.on("data", (chunk: Buffer) => {
-        let at = 0
-        while (at < chunk.length) {
-          const offset = received + at
-          const block = blocks[Math.floor(offset / job.writeSize) % blocks.length]!
-          const within = offset % job.writeSize
-          const n = Math.min(job.writeSize - within, chunk.length - at)
-          if (chunk.compare(block, within, within + n, at, at + n) !== 0) {
-            return reject(new Error(`connection ${c}: echoed bytes differ from those sent near byte ${offset}`))
-          }
-          at += n
-        }
-        received += chunk.length
-        if (received > total) reject(new Error(`connection ${c}: ${received} bytes echoed, only ${total} sent`))
-        else if (received === total) resolve()
-      })
-    })
-    const pump = (): void => {
-      while (written < writes) {
-        const ok = socket.write(blocks[written % blocks.length]!)
-        written++
-        if (!ok) return void socket.once("drain", pump)
-      }
-    }
-    pump()
-    return withTimeout(done, job.timeoutMs, () => `connection ${c} got ${received} of ${total} bytes`)
-  }
+  const one = (socket: NodeTls.TLSSocket, c: number): Promise<void> =>
+    streamEcho(socket, c, blocks, job.writeSize, writes, job.timeoutMs)
   const cpu0 = readCpu(target.pid)
   const t0 = performance.now()
   const outcome = await Promise.allSettled(sockets.map(one))

@@ -13,6 +13,7 @@
 import * as Fs from "node:fs"
 import type * as Net from "node:net"
 import * as NodeTls from "node:tls"
+import { serveUntilSignal } from "./common.js"
 
 const main = (): void => {
   const [mode, ...rest] = process.argv.slice(2)
@@ -34,21 +35,7 @@ const main = (): void => {
   })
   // A failed handshake is the client's problem (the handshake bench's clients hang up at once).
   server.on("tlsClientError", () => {})
-  server.on("error", (error) => {
-    process.stderr.write(`${error.message}\n`)
-    process.exit(1)
-  })
-  server.listen({ host: option("--host", "127.0.0.1"), port: Number(option("--port", "0")), backlog: 4096 }, () => {
-    const address = server.address() as Net.AddressInfo
-    const host = address.family === "IPv6" ? `[${address.address}]` : address.address
-    process.stdout.write(`listening tcp ${host}:${address.port}\n`)
-  })
-  const stop = (): void => {
-    server.close()
-    process.exit(0)
-  }
-  process.on("SIGTERM", stop)
-  process.on("SIGINT", stop)
+  serveUntilSignal(server, option("--host", "127.0.0.1"), Number(option("--port", "0")))
 }
 
 function usage(message: string): never {
