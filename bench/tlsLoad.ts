@@ -19,17 +19,12 @@
  */
 import * as Fs from "node:fs"
 import * as NodeTls from "node:tls"
-import { cpuDeltaNs, type CpuSample, readCpu, readMemory, streamEcho, type Target, withTimeout } from "./common.js"
+import { cpuDeltaNs, type CpuSample, readCpu, readMemory, streamEcho, type Job, type Target, withTimeout } from "./common.js"
 
 /** A job of the TLS bench. */
 export type TlsJob =
-  | {
-    readonly kind: "stream"
-    readonly connections: number
-    readonly bytesPerConnection: number
-    readonly writeSize: number
-    readonly timeoutMs: number
-  }
+  // The plaintext bench's stream echo job, over TLS.
+  | Extract<Job, { readonly kind: "stream" }>
   | {
     readonly kind: "pingpong"
     readonly connections: number

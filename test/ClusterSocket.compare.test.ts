@@ -21,14 +21,12 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Os from "node:os"
 import * as ClusterSocket from "../src/ClusterSocket.js"
-import { sharedRunnerStorage, Where, whereLive } from "./helpers/cluster.js"
+import { askUntil, sharedRunnerStorage, Where, whereLive } from "./helpers/cluster.js"
 import { freePort } from "./helpers/sockets.js"
 
-const ENTITIES = 24
 
 const config = (port: number): Partial<ShardingConfig.ShardingConfig["Service"]> => ({
   runnerAddress: Option.some(RunnerAddress.make("127.0.0.1", port)),
@@ -70,20 +68,7 @@ const startRunner = (transport: Transport, name: string, storage: Storage) =>
 
 /** Which runner answers each entity, asked through `from`, once both runners hold shards (bounded). */
 const placement = (from: Context.Context<Sharding.Sharding>) =>
-  Effect.gen(function*() {
-    const client = yield* Effect.provideContext(Where.client, from)
-    return yield* Effect.forEach(
-      Array.from({ length: ENTITIES }, (_, n) => n),
-      (n) => Effect.map(client(`e${n}`).Ask({ n }), (reply) => reply.runner),
-      { concurrency: "unbounded" }
-    ).pipe(
-      Effect.timeout("5 seconds"),
-      Effect.flatMap((runners) =>
-        runners.includes("A") && runners.includes("B") ? Effect.succeed(runners) : Effect.fail(runners)
-      ),
-      Effect.retry({ times: 100, schedule: Schedule.spaced("100 millis") })
-    )
-  })
+  askUntil(from, (runners) => runners.includes("A") && runners.includes("B"))
 
 /** Per ask, in microseconds, over `n` sequential asks from A to an entity B holds: wall time and the process's CPU (both runners). */
 const roundTrip = (from: Context.Context<Sharding.Sharding>, runners: ReadonlyArray<string>, n: number) =>

@@ -26,17 +26,15 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Address from "../src/Address.js"
 import * as ClusterSocket from "../src/ClusterSocket.js"
 import * as Socket from "../src/Socket.js"
 import { certs } from "./helpers/certs.js"
-import { sharedRunnerStorage, Where, whereLive } from "./helpers/cluster.js"
+import { askAll, askUntil, ENTITIES, sharedRunnerStorage, Where, whereLive } from "./helpers/cluster.js"
 
 const SHARDS = 12
-const ENTITIES = 24
 
 /** A runner named `name` on 127.0.0.1, port 0 (it advertises the port it bound). */
 const runnerLayer = (
@@ -72,24 +70,6 @@ const startRunner = (layer: ReturnType<typeof runnerLayer>) =>
     const context: RunnerContext = yield* Layer.buildWithScope(layer, scope)
     return { context, stop: Scope.close(scope, Exit.void) }
   })
-
-/** Ask every entity once through `from`'s Sharding: which runner answered each. */
-const askAll = (from: Context.Context<Sharding.Sharding>) =>
-  Effect.gen(function*() {
-    const client = yield* Effect.provideContext(Where.client, from)
-    return yield* Effect.forEach(
-      Array.from({ length: ENTITIES }, (_, n) => n),
-      (n) => Effect.map(client(`e${n}`).Ask({ n }), (reply) => reply.runner),
-      { concurrency: "unbounded" }
-    )
-  }).pipe(Effect.timeout("5 seconds"))
-
-/** Ask until `done` holds for the answers (cluster polls its assignments), at most `times` rounds. */
-const askUntil = (from: Context.Context<Sharding.Sharding>, done: (runners: ReadonlyArray<string>) => boolean, times = 100) =>
-  askAll(from).pipe(
-    Effect.flatMap((runners) => done(runners) ? Effect.succeed(runners) : Effect.fail(runners)),
-    Effect.retry({ times, schedule: Schedule.spaced("100 millis") })
-  )
 
 const statsOf = (runner: RunnerContext) => Context.get(runner, ClusterSocket.RunnerServer).stats
 const addressOf = (runner: RunnerContext) => {

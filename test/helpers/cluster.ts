@@ -8,7 +8,10 @@ import type { Runner } from "effect/cluster/Runner"
 import type { RunnerAddress } from "effect/cluster/RunnerAddress"
 import * as RunnerStorage from "effect/cluster/RunnerStorage"
 import type * as ShardId from "effect/cluster/ShardId"
+import type * as Sharding from "effect/cluster/Sharding"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
 import * as Rpc from "effect/rpc/Rpc"
 import * as Schema from "effect/Schema"
 
@@ -61,3 +64,28 @@ export const sharedRunnerStorage = (): RunnerStorage.RunnerStorage["Service"] =>
       })
   })
 }
+
+/** How many entities the tests ask: enough that both of two runners hold some. */
+export const ENTITIES = 24
+
+/** Ask every entity once through `from`'s Sharding: which runner answered each. */
+export const askAll = (from: Context.Context<Sharding.Sharding>) =>
+  Effect.gen(function*() {
+    const client = yield* Effect.provideContext(Where.client, from)
+    return yield* Effect.forEach(
+      Array.from({ length: ENTITIES }, (_, n) => n),
+      (n) => Effect.map(client(`e${n}`).Ask({ n }), (reply) => reply.runner),
+      { concurrency: "unbounded" }
+    )
+  }).pipe(Effect.timeout("5 seconds"))
+
+/** Ask until `done` holds for the answers (cluster polls its assignments), at most `times` rounds. */
+export const askUntil = (
+  from: Context.Context<Sharding.Sharding>,
+  done: (runners: ReadonlyArray<string>) => boolean,
+  times = 100
+) =>
+  askAll(from).pipe(
+    Effect.flatMap((runners) => done(runners) ? Effect.succeed(runners) : Effect.fail(runners)),
+    Effect.retry({ times, schedule: Schedule.spaced("100 millis") })
+  )
