@@ -591,6 +591,33 @@ export class HandshakeTimeout extends Kind(
 ) {}
 
 /**
+ * The peer closed its side of the connection (a clean FIN, no alert) before
+ * the handshake finished. A client that does not trust the server's
+ * certificate often does just that (node:tls clients do), and so does a
+ * server refusing a client certificate under TLS 1.2, or a port probe;
+ * `presenter` says whose certificate may be at fault. The connection is
+ * released at once, not at `handshakeTimeout`.
+ *
+ * ```ts
+ * // logged by a server: "client 10.0.0.7:51234 closed the connection before the TLS handshake finished: ..."
+ * Effect.catchTag("HandshakeAbandoned", (e) => Console.error(e.message))
+ * ```
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class HandshakeAbandoned extends Kind(
+  "HandshakeAbandoned",
+  false,
+  (e) =>
+    e.presenter === "client"
+      ? `client ${peerOf(e)} closed the connection before the TLS handshake finished: commonly a client that does ` +
+        "not trust our certificate (check the CA it trusts and the name it connects to), or a probe" + tail(e)
+      : `${peerOf(e)} closed the connection before the TLS handshake finished: commonly a server that refused our ` +
+        "client certificate (set tls.identity to one issued by a CA it trusts), or one that does not speak TLS" + tail(e)
+) {}
+
+/**
  * The peer sent something that is not TLS: a plaintext protocol (HTTP,
  * a line protocol) on a TLS port, or a TLS client on a plaintext port.
  *
@@ -644,8 +671,8 @@ export class InvalidCredentials extends Kind(
 ) {}
 
 /**
- * Every way a handshake can fail (a connection that closes or resets during
- * it fails with the `NetError` of that instead).
+ * Every way a handshake can fail (a connection reset during it fails with
+ * the `NetError` of that instead; one closed cleanly is `HandshakeAbandoned`).
  *
  * @since 0.2.0
  * @category models
@@ -660,6 +687,7 @@ export type HandshakeError =
   | NoSharedCipher
   | AlpnMismatch
   | HandshakeTimeout
+  | HandshakeAbandoned
   | NotTls
   | HandshakeFailed
 

@@ -257,9 +257,8 @@ const closedError = (
 ): NetError.ConnectError => {
   const typed = fromTlsError(failure, { address, presenter })
   if (typed !== undefined) return typed
-  if (failure === undefined) {
-    return new NetError.ConnectionReset({ address, detail: "the peer closed the connection during the TLS handshake" })
-  }
+  // No error: the peer closed cleanly (a FIN, no alert).
+  if (failure === undefined) return new Tls.HandshakeAbandoned({ address, presenter })
   return NetError.fromSystemError(failure, { phase: "connect", address })
 }
 
@@ -641,13 +640,20 @@ export interface TlsServer {
 /** Failures that are the internet's noise rather than a client of ours that cannot connect: logged at debug. */
 const NOISE = new Set(["NotTls", "HandshakeTimeout", "ConnectionReset", "Unknown"])
 
+/** The TCP socket under a listener's TLS socket. */
+const parentOf = (socket: NodeTls.TLSSocket): Net.Socket =>
+  (socket as unknown as { readonly _parent?: Net.Socket })._parent ?? socket
+
 /** The node:tls server of a TLS listener. Its accepted sockets arrive on 'secureConnection', paused. */
 export const createServer = (config: ServerConfig, reporter: HandshakeReporter): TlsServer => {
   let contexts = contextsOf(config.credentials.material, config.common)
   const requestCert = config.clientCertificate !== "none"
   const server = NodeTls.createServer({
     ...contexts.identity,
-    allowHalfOpen: true,
+    // Not half-open until the handshake succeeded (see 'secureConnection' below): a client that
+    // half-closes before then (a FIN, no alert) would otherwise hold its socket until the handshake
+    // timeout; this way node:tls ends and closes it at once, and 'tlsClientError' reports it.
+    allowHalfOpen: false,
     requestCert,
     // Client certificates are checked on 'secureConnection' below, where the
     // peer and its certificate are still known (Node's own check closes the
@@ -688,8 +694,7 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
   // The TCP sockets whose handshake is in progress, with when they were accepted.
   const handshaking = new Map<Net.Socket, number>()
   const failures = new Map<string, number>()
-  const startOf = (socket: NodeTls.TLSSocket): number | undefined =>
-    handshaking.get((socket as unknown as { readonly _parent?: Net.Socket })._parent ?? socket)
+  const startOf = (socket: NodeTls.TLSSocket): number | undefined => handshaking.get(parentOf(socket))
   const done = (socket: NodeTls.TLSSocket, peer: Address.Address, error: Tls.HandshakeError | NetError.NetError | undefined) => {
     const start = startOf(socket)
     const durationMs = start === undefined ? 0 : performance.now() - start
@@ -701,24 +706,36 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
     done(socket, peer, error)
     const slots = reporter.slots()
     const line = `${reporter.name()}: TLS handshake with ${Address.format(peer)} failed: ${error._tag}: ${error.message}`
-    const log = NOISE.has(error._tag) ? Effect.logDebug(line) : Effect.logWarning(line)
+    // A client that closed before sending a byte is a probe (a TCP health check); one that closed
+    // after its ClientHello is likely one that does not trust our certificate.
+    const noise = NOISE.has(error._tag) || (error._tag === "HandshakeAbandoned" && parentOf(socket).bytesRead === 0)
+    const log = noise ? Effect.logDebug(line) : Effect.logWarning(line)
     if (slots !== undefined) slots.fork(slots.logged(log, { peer: Address.format(peer) }))
     else reporter.fork(Effect.annotateLogs(log, { peer: Address.format(peer) }))
   }
-  const peerOf = (socket: Net.Socket): Address.Address =>
-    socket.remoteAddress !== undefined && socket.remotePort !== undefined
+  const peerOf = (tls: NodeTls.TLSSocket): Address.Address => {
+    const socket = tls.remoteAddress !== undefined ? tls : parentOf(tls)
+    return socket.remoteAddress !== undefined && socket.remotePort !== undefined
       ? new Address.TcpAddress({ host: socket.remoteAddress, port: socket.remotePort }, { disableChecks: true })
       : Address.unknownPeer
+  }
 
   server.on("connection", (socket: Net.Socket) => {
     handshaking.set(socket, performance.now())
+    // Read (and cached by Node) now: a client that closes before its handshake ended is reported
+    // once its socket is closed, which no longer knows its peer. (One getpeername call.)
+    void socket.remoteAddress
     socket.once("close", () => handshaking.delete(socket))
   })
   server.on("tlsClientError", (err: Error, socket: NodeTls.TLSSocket) => {
     const peer = peerOf(socket)
     report(
       socket,
-      fromTlsError(err, { address: peer, presenter: "client" }) ?? NetError.fromSystemError(err, { phase: "read", address: peer }),
+      fromTlsError(err, { address: peer, presenter: "client" }) ??
+        // Its reads ended: the client half-closed (node:tls then closed it and says "socket hang up").
+        (socket.readableEnded
+          ? new Tls.HandshakeAbandoned({ address: peer, presenter: "client" })
+          : NetError.fromSystemError(err, { phase: "read", address: peer })),
       peer
     )
     socket.destroy()
@@ -728,6 +745,8 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
   // required) never reaches it: the listener skips a destroyed socket.
   server.prependListener("secureConnection", (socket: NodeTls.TLSSocket) => {
     socket.pause()
+    // Handshaken: from now on the client's close_notify or FIN ends our reads, not our writes.
+    socket.allowHalfOpen = true
     const cert = requestCert && !socket.authorized ? certificateOf(socket) : undefined
     if (!requestCert || socket.authorized || (cert === undefined && config.clientCertificate === "optional")) {
       return done(socket, Address.unknownPeer, undefined)
