@@ -319,12 +319,14 @@ export interface StartTlsPending {
  * to TLS, never lost, and so are bytes you pulled past the command, given as
  * `pending`. It fails like a TLS `connect` (a `Tls.HandshakeError`, or the
  * connection closing), and the connection is then destroyed. A socket that
- * is not a node:net socket (a `MemorySocket`) is a defect; client
- * certificates on the server side are not supported yet (a defect).
+ * is not a node:net socket (a `MemorySocket`) is a defect. The server side
+ * asks for client certificates as a listener does (`clientCertificate`,
+ * `clientCa`): a missing or unverified one fails the server's upgrade with
+ * `PeerCertificateMissing` or the certificate's error.
  *
  * ```ts
  * yield* socket.write(encoder.encode("OK starting TLS\r\n"))
- * yield* Tls.startTls(socket, { role: "server", identity })
+ * yield* Tls.startTls(socket, { role: "server", identity, clientCa, clientCertificate: "required" })
  * ```
  *
  * @since 0.2.0

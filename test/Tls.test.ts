@@ -810,6 +810,83 @@ describe("Tls.startTls (STARTTLS)", () => {
       assert.strictEqual(error._tag, "CertificateExpired")
     }))
 
+  /**
+   * STARTTLS with client certificates: a server that upgrades with `server` options and answers
+   * with the subject of the client's certificate, and our client upgrading with `client` options.
+   * Resolves with how the server's upgrade ended and what the client read (until the server closed).
+   */
+  const upgradeWithClientCertificate = (
+    server: Partial<Tls.ServerOptions>,
+    client: Tls.ClientOptions
+  ) =>
+    Effect.gen(function*() {
+      const upgraded = yield* Deferred.make<Exit.Exit<Option.Option<Tls.TlsInfo>, unknown>>()
+      const listening = yield* Server.make({
+        address: loopback,
+        handler: (socket) =>
+          Effect.gen(function*() {
+            const { rest } = yield* readLine(socket)
+            yield* socket.write(text("OK\r\n"))
+            const exit = yield* Effect.exit(Tls.startTls(socket, { role: "server", ...serverIdentity, ...server, pending: rest }))
+            yield* Deferred.succeed(upgraded, Exit.map(exit, () => Tls.info(socket)))
+            if (Exit.isFailure(exit)) return
+            const peer = Option.getOrThrow(Tls.info(socket)).peerCertificate
+            yield* socket.write(text(`hello ${Option.match(peer, { onNone: () => "anonymous", onSome: (c) => c.subject })}`))
+            yield* socket.end
+          })
+      })
+      const socket = yield* Socket.connect(listening.address)
+      yield* socket.write(text("STARTTLS\r\n"))
+      assert.strictEqual((yield* readLine(socket)).line, "OK")
+      // Under TLS 1.3 the client's handshake completes before the server judges its certificate.
+      yield* Tls.startTls(socket, { role: "client", ...client })
+      const reply = (yield* Effect.orElseSucceed(readAll(socket), () => Buffer.alloc(0))).toString()
+      return { server: yield* Deferred.await(upgraded), reply }
+    })
+
+  it.live("the server side asks for client certificates: required and given, verified against clientCa", () =>
+    Effect.gen(function*() {
+      const { reply, server } = yield* upgradeWithClientCertificate(
+        { clientCa: c.ca, clientCertificate: "required" },
+        { ...trusting, identity: identity(c.client) }
+      )
+      assert.strictEqual(reply, "hello CN=client.test")
+      const info = Option.getOrThrow(Option.getOrThrow(Exit.getSuccess(server)))
+      assert.isTrue(info.authorized)
+      assert.strictEqual(Option.getOrThrow(info.peerCertificate).subject, "CN=client.test")
+    }))
+
+  it.live("the server side refuses a missing client certificate when required: PeerCertificateMissing", () =>
+    Effect.gen(function*() {
+      const { reply, server } = yield* upgradeWithClientCertificate({ clientCa: c.ca, clientCertificate: "required" }, trusting)
+      assert.strictEqual(reply, "")
+      assert.isTrue(Exit.isFailure(server))
+      const error = Option.getOrThrow(Cause.findErrorOption((server as Exit.Failure<never, Tls.HandshakeError>).cause))
+      assert.strictEqual(error._tag, "PeerCertificateMissing")
+      assert.match(error.message, /client 127\.0\.0\.1:\d+ sent no certificate, and one is required/)
+    }))
+
+  it.live("the server side refuses a client certificate from a CA it does not trust: CertificateUntrusted", () =>
+    Effect.gen(function*() {
+      const { reply, server } = yield* upgradeWithClientCertificate(
+        { clientCa: c.ca, clientCertificate: "optional" },
+        { ...trusting, identity: identity(c.otherClient) }
+      )
+      assert.strictEqual(reply, "")
+      const error = Option.getOrThrow(Cause.findErrorOption((server as Exit.Failure<never, Tls.HandshakeError>).cause))
+      assert.strictEqual(error._tag, "CertificateUntrusted")
+      assert.match(error.message, /the client certificate of 127\.0\.0\.1:\d+ \(CN=intruder\.test\) is not trusted/)
+    }))
+
+  it.live("the server side with optional client certificates serves a client without one", () =>
+    Effect.gen(function*() {
+      const { reply, server } = yield* upgradeWithClientCertificate({ clientCa: c.ca, clientCertificate: "optional" }, trusting)
+      assert.strictEqual(reply, "hello anonymous")
+      const info = Option.getOrThrow(Option.getOrThrow(Exit.getSuccess(server)))
+      assert.isTrue(Option.isNone(info.peerCertificate))
+      assert.isFalse(info.authorized)
+    }))
+
   it.live("misuse is a defect: a socket being read, or one that already speaks TLS", () =>
     Effect.gen(function*() {
       const listener = yield* Socket.listen(loopback, { tls: serverIdentity })

@@ -644,6 +644,29 @@ const NOISE = new Set(["NotTls", "HandshakeTimeout", "ConnectionReset", "Unknown
 const parentOf = (socket: NodeTls.TLSSocket): Net.Socket =>
   (socket as unknown as { readonly _parent?: Net.Socket })._parent ?? socket
 
+/**
+ * A server's check of its client's certificate once the handshake ended (the
+ * listener's and `startTls`'s): the error to refuse it with, or undefined to
+ * serve it. `authorized` and `verdict` are OpenSSL's chain check against `clientCa`.
+ */
+const verifyClient = (
+  socket: NodeTls.TLSSocket,
+  clientCertificate: Tls.ClientCertificate,
+  authorized: boolean,
+  verdict: unknown,
+  peer: () => Address.Address
+): Tls.HandshakeError | undefined => {
+  if (clientCertificate === "none" || authorized) return undefined
+  const cert = certificateOf(socket)
+  if (cert === undefined && clientCertificate === "optional") return undefined
+  const address = peer()
+  if (cert === undefined) return new Tls.PeerCertificateMissing({ address })
+  const context = { address, presenter: "client" as const, ...certFields(cert) }
+  const code = typeof verdict === "string" ? verdict : undefined
+  return (code === undefined ? undefined : fromCode(code, undefined, context)) ??
+    new Tls.CertificateUntrusted({ ...context, code })
+}
+
 /** The node:tls server of a TLS listener. Its accepted sockets arrive on 'secureConnection', paused. */
 export const createServer = (config: ServerConfig, reporter: HandshakeReporter): TlsServer => {
   let contexts = contextsOf(config.credentials.material, config.common)
@@ -747,21 +770,10 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
     socket.pause()
     // Handshaken: from now on the client's close_notify or FIN ends our reads, not our writes.
     socket.allowHalfOpen = true
-    const cert = requestCert && !socket.authorized ? certificateOf(socket) : undefined
-    if (!requestCert || socket.authorized || (cert === undefined && config.clientCertificate === "optional")) {
-      return done(socket, Address.unknownPeer, undefined)
-    }
-    const peer = peerOf(socket)
     const verdict = (socket as unknown as { readonly authorizationError?: unknown }).authorizationError
-    const context = { address: peer, presenter: "client" as const, ...certFields(cert) }
-    report(
-      socket,
-      cert === undefined
-        ? new Tls.PeerCertificateMissing({ address: peer })
-        : (typeof verdict === "string" ? fromCode(verdict, undefined, context) : undefined) ??
-          new Tls.CertificateUntrusted({ ...context, code: typeof verdict === "string" ? verdict : undefined }),
-      peer
-    )
+    const error = verifyClient(socket, config.clientCertificate, socket.authorized, verdict, () => peerOf(socket))
+    if (error === undefined) return done(socket, Address.unknownPeer, undefined)
+    report(socket, error, error.address ?? Address.unknownPeer)
     socket.destroy()
   })
   return {
@@ -787,6 +799,26 @@ export const handshakeFailures = (listener: Socket.Listener): Option.Option<Read
 export const isTlsServer = (server: Net.Server): boolean => server instanceof NodeTls.Server
 
 // -- STARTTLS ------------------------------------------------------------------------
+
+/**
+ * The client certificate of a server-side upgrade. A TLS socket made by hand
+ * has nobody to set `authorized` (a listener's server does): OpenSSL's verdict
+ * is read here and kept on the socket, where `Tls.info` reads it.
+ */
+const verifyUpgraded = (
+  tls: NodeTls.TLSSocket,
+  config: ServerConfig,
+  address: Address.Address
+): Tls.HandshakeError | undefined => {
+  // What node:tls's own server reads for `authorized` (TLSWrap's verifyError: null when the chain verified).
+  const handle = (tls as unknown as { readonly _handle?: { verifyError?: () => NodeJS.ErrnoException | null } })._handle
+  // Fail closed: without OpenSSL's verdict, the certificate is not trusted.
+  const failure = typeof handle?.verifyError === "function" ? handle.verifyError() : new Error("no verdict")
+  const verdict = failure === null ? undefined : (failure as NodeJS.ErrnoException).code
+  tls.authorized = failure === null && certificateOf(tls) !== undefined
+  if (verdict !== undefined) (tls as unknown as { authorizationError: string }).authorizationError = verdict
+  return verifyClient(tls, config.clientCertificate, tls.authorized, verdict, () => address)
+}
 
 /** @internal */
 export const startTls = (
@@ -821,19 +853,21 @@ export const startTls = (
         }
       } else {
         const config = serverConfig(where, options as Tls.ServerOptions)
-        if (config.clientCertificate !== "none") {
-          throw Options.defect(where, "clientCertificate", "is not supported by startTls yet: use a TLS listener for client certificates")
-        }
+        const requestCert = config.clientCertificate !== "none"
         upgrade = () => {
           const contexts = contextsOf(config.credentials.material, config.common)
           const tls = new NodeTls.TLSSocket(socket.raw, {
             isServer: true,
             secureContext: NodeTls.createSecureContext(contexts.identity),
             SNICallback: (servername, cb) => cb(null, sniMatch(contexts.sni, servername)),
+            // Checked once the handshake ended (`verifyClient`), as a listener does, so the error names the certificate.
+            requestCert,
+            rejectUnauthorized: false,
             ...(config.alpn === undefined ? {} : { ALPNProtocols: config.alpn })
           })
           socket.rebind(tls)
-          return awaitHandshake(socket, "server", () => undefined, config.handshakeTimeoutMs, address)
+          const verify = () => requestCert ? verifyUpgraded(tls, config, address) : undefined
+          return awaitHandshake(socket, "server", verify, config.handshakeTimeoutMs, address)
         }
       }
     } catch (e) {
