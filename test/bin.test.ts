@@ -7,6 +7,7 @@ import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { certs } from "./helpers/certs.js"
 import { dist } from "./helpers/cliBuild.js"
 
 const bin = Path.join(dist, "src/cli/bin.js")
@@ -24,6 +25,43 @@ const run = (env: Record<string, string>) => {
     encoding: "utf8",
     timeout: 30_000
   })
+}
+
+/**
+ * Starts `effect-wire serve echo …` with a preloaded hook that, once the
+ * listening line is out, prints the Node built-in modules the process has
+ * loaded and exits: what a plain server loads before it listens.
+ */
+const builtinsWhenListening = (args: ReadonlyArray<string>): Array<string> => {
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-builtins-"))
+  try {
+    const hook = Path.join(dir, "hook.mjs")
+    Fs.writeFileSync(
+      hook,
+      `const write = process.stdout.write.bind(process.stdout)
+process.stdout.write = (chunk, ...rest) => {
+  const done = write(chunk, ...rest)
+  if (String(chunk).includes("listening")) {
+    process.stderr.write("BUILTINS " + JSON.stringify(process.moduleLoadList) + "\\n")
+    process.exit(0)
+  }
+  return done
+}
+`
+    )
+    const result = spawnSync(process.execPath, ["--import", hook, bin, "serve", "echo", "--port", "0", ...args], {
+      encoding: "utf8",
+      timeout: 30_000
+    })
+    assert.strictEqual(result.status, 0, result.stderr)
+    const line = result.stderr.split("\n").find((l) => l.startsWith("BUILTINS "))
+    assert.isDefined(line, result.stderr)
+    return (JSON.parse(line!.slice("BUILTINS ".length)) as Array<string>)
+      .filter((entry) => entry.startsWith("NativeModule "))
+      .map((entry) => entry.slice("NativeModule ".length))
+  } finally {
+    Fs.rmSync(dir, { recursive: true, force: true })
+  }
 }
 
 const filesUnder = (dir: string): number =>
@@ -48,6 +86,19 @@ describe("bin (the effect-wire executable)", () => {
     } finally {
       Fs.rmSync(cache, { recursive: true, force: true })
     }
+  })
+
+  // node:tls (with OpenSSL's bindings) and node:dns/promises are a large part of a start's time;
+  // a plaintext server does not load them (issue 12's start-up target). With TLS flags it does.
+  it("serve echo loads node:tls only when it serves TLS", () => {
+    const plain = builtinsWhenListening([])
+    assert.include(plain, "net")
+    assert.notInclude(plain, "tls")
+    assert.notInclude(plain, "_tls_wrap")
+    assert.notInclude(plain, "dns/promises")
+    const c = certs()
+    const tls = builtinsWhenListening(["--tls-cert", c.server.certFile, "--tls-key", c.server.keyFile])
+    assert.include(tls, "tls")
   })
 
   it("leaves the cache alone when NODE_DISABLE_COMPILE_CACHE=1", () => {

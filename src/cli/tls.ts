@@ -24,7 +24,6 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import * as Dns from "node:dns/promises"
 import * as Fs from "node:fs"
 import { isIP } from "node:net"
 import * as Address from "../Address.js"
@@ -234,7 +233,7 @@ const beyondLoopback = (address: Address.Address): Effect.Effect<ReadonlyArray<s
   if (address._tag === "UnixAddress") return Effect.succeed(undefined)
   const host = address.host.replace(/^\[(.*)\]$/, "$1")
   if (isIP(host) !== 0) return Effect.succeed(Address.isLoopback(address) ? undefined : [host])
-  return Effect.promise(() => Dns.lookup(host, { all: true }).then((all) => all.map((a) => a.address), () => [])).pipe(
+  return Effect.promise(() => process.getBuiltinModule("node:dns/promises").lookup(host, { all: true }).then((all) => all.map((a) => a.address), () => [])).pipe(
     Effect.map((all) => all.length === 0 || all.every((ip) => Address.isLoopback(Address.tcp(ip, 0))) ? undefined : all)
   )
 }

@@ -9,8 +9,7 @@
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as dgram from "node:dgram"
-import * as dns from "node:dns"
+import type * as dgram from "node:dgram"
 import { isIP } from "node:net"
 import * as Address from "../Address.js"
 import type * as Datagram from "../Datagram.js"
@@ -49,7 +48,8 @@ const thrownDetail = (err: unknown): string | undefined => {
 /** @internal */
 export const defaultLookup: Datagram.Lookup = (host, family) =>
   Effect.callback<string, NetError.HostNotFound>((resume) => {
-    dns.lookup(host, { family: family ?? 0 }, (err, ip) => {
+    // node:dns and node:dgram are loaded when first used: a TCP-only program never needs them.
+    process.getBuiltinModule("node:dns").lookup(host, { family: family ?? 0 }, (err, ip) => {
       if (err === null) return resume(Effect.succeed(ip))
       const e = NetError.fromSystemError(err)
       resume(Effect.fail(
@@ -119,7 +119,7 @@ class Handle {
     const queue = this.queue
     this.reads = Stream.fromPull(Effect.succeed(queue.pull))
     this.dropped = Effect.sync(() => queue.dropped)
-    this.socket = dgram.createSocket({
+    this.socket = process.getBuiltinModule("node:dgram").createSocket({
       type: family === 6 ? "udp6" : "udp4",
       reuseAddr: options.reuseAddress ?? false,
       ipv6Only: this.ipv6Only

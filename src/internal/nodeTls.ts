@@ -16,7 +16,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Net from "node:net"
-import * as NodeTls from "node:tls"
+import type * as NodeTls from "node:tls"
 import * as Address from "../Address.js"
 import * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
@@ -26,6 +26,16 @@ import { NodeSocket, type Raw } from "./nodeSocket.js"
 import * as Options from "./options.js"
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
+
+/**
+ * node:tls, loaded when first used: loading it (and OpenSSL's bindings) costs
+ * a plaintext server start-up time for nothing. A TLS socket is told apart
+ * by its `encrypted` flag, which needs no module.
+ */
+export const nodeTls = (): typeof NodeTls => process.getBuiltinModule("node:tls")
+
+/** Whether a socket speaks TLS (a node:tls `TLSSocket`), without loading node:tls. */
+export const isTlsSocket = (raw: Net.Socket): raw is NodeTls.TLSSocket => (raw as { encrypted?: unknown }).encrypted === true
 
 // -- option checks ----------------------------------------------------------
 
@@ -146,7 +156,7 @@ export const clientConfig = (where: string, options: Tls.ClientOptions, address:
   }
   try {
     // OpenSSL's own check of what we were given, before anything connects.
-    node.secureContext = NodeTls.createSecureContext(node)
+    node.secureContext = nodeTls().createSecureContext(node)
   } catch (e) {
     throw Options.defect(where, options.identity === undefined ? "tls" : "tls.identity", `is unusable: ${opensslMessage(e)}`)
   }
@@ -173,7 +183,7 @@ export const warnInsecure = (config: ClientConfig): Effect.Effect<void> =>
 /** The Node socket of a TLS client connection (not connected yet). */
 export const connectRaw = (address: Address.Address, config: ClientConfig): Raw =>
   // allowHalfOpen is passed on to the net.Socket (Node's typings leave it out): close_notify ends reads, not writes.
-  NodeTls.connect(
+  nodeTls().connect(
     address._tag === "TcpAddress"
       ? { ...config.node, ...HALF_OPEN, host: address.host, port: address.port }
       : { ...config.node, ...HALF_OPEN, path: address.path }
@@ -242,7 +252,7 @@ const verifyServer = (
       new Tls.HandshakeFailed({ ...context, code, detail: "the server's certificate was not verified" })
   }
   if (cert === undefined) return new Tls.HandshakeFailed({ ...context, detail: "the server sent no certificate" })
-  const hostError = NodeTls.checkServerIdentity(config.servername ?? "localhost", cert as NodeTls.PeerCertificate)
+  const hostError = nodeTls().checkServerIdentity(config.servername ?? "localhost", cert as NodeTls.PeerCertificate)
   if (hostError !== undefined) {
     return new Tls.HostnameMismatch({ ...context, code: (hostError as NodeJS.ErrnoException).code, cause: hostError })
   }
@@ -418,7 +428,7 @@ export const fromTlsError = (
 // -- what a connection negotiated -------------------------------------------------
 
 const tlsSocketOf = (socket: Socket.Socket): NodeTls.TLSSocket | undefined =>
-  socket instanceof NodeSocket && socket.raw instanceof NodeTls.TLSSocket ? socket.raw : undefined
+  socket instanceof NodeSocket && isTlsSocket(socket.raw) ? socket.raw : undefined
 
 /** @internal */
 export const info = (socket: Socket.Socket): Option.Option<Tls.TlsInfo> => {
@@ -479,10 +489,10 @@ const contextsOf = (
 ): { readonly identity: NodeTls.SecureContextOptions; readonly sni: ReadonlyArray<readonly [string, NodeTls.SecureContext]> } => {
   const ca = material.clientCa === undefined ? {} : { ca: material.clientCa }
   const identity = { ...common, ...ca, ...material.identity }
-  NodeTls.createSecureContext(identity)
+  nodeTls().createSecureContext(identity)
   return {
     identity,
-    sni: material.sni.map(([name, id]) => [name, NodeTls.createSecureContext({ ...common, ...ca, ...id })] as const)
+    sni: material.sni.map(([name, id]) => [name, nodeTls().createSecureContext({ ...common, ...ca, ...id })] as const)
   }
 }
 
@@ -671,7 +681,7 @@ const verifyClient = (
 export const createServer = (config: ServerConfig, reporter: HandshakeReporter): TlsServer => {
   let contexts = contextsOf(config.credentials.material, config.common)
   const requestCert = config.clientCertificate !== "none"
-  const server = NodeTls.createServer({
+  const server = nodeTls().createServer({
     ...contexts.identity,
     // Not half-open until the handshake succeeded (see 'secureConnection' below): a client that
     // half-closes before then (a FIN, no alert) would otherwise hold its socket until the handshake
@@ -695,7 +705,7 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
     // A name no longer listed gets the default certificate again; wildcards go before exact names,
     // so that an exact name wins over a wildcard that also matches it, as `sniMatch` does.
     if (dropped.length > 0) {
-      const fallback = NodeTls.createSecureContext(contexts.identity)
+      const fallback = nodeTls().createSecureContext(contexts.identity)
       for (const name of dropped) server.addContext(name, fallback)
     }
     for (const [name, context] of contexts.sni) if (name.startsWith("*.")) server.addContext(name, context)
@@ -790,13 +800,17 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
 /** @internal */
 export const handshakeFailures = (listener: Socket.Listener): Option.Option<Readonly<Record<string, number>>> => {
   const tls = (listener as { readonly tls?: TlsServer | undefined }).tls
-  return tls === undefined || !(tls.server instanceof NodeTls.Server)
+  return tls === undefined || !isTlsServer(tls.server)
     ? Option.none()
     : Option.some(Object.fromEntries(tls.failures))
 }
 
-/** Is this a TLS listener's server? Its connections arrive on 'secureConnection'. */
-export const isTlsServer = (server: Net.Server): boolean => server instanceof NodeTls.Server
+/**
+ * Is this a TLS listener's server? Its connections arrive on 'secureConnection'. A
+ * node:tls `Server` is the `net.Server` with `addContext` (asked without loading node:tls).
+ */
+export const isTlsServer = (server: Net.Server): server is NodeTls.Server =>
+  typeof (server as Partial<NodeTls.Server>).addContext === "function"
 
 // -- STARTTLS ------------------------------------------------------------------------
 
@@ -830,7 +844,7 @@ export const startTls = (
     if (!(socket instanceof NodeSocket)) {
       return Effect.die(Options.defect(where, "socket", "must come from Socket.connect or Socket.listen (a node:net socket)"))
     }
-    if (socket.raw instanceof NodeTls.TLSSocket) return Effect.die(Options.defect(where, "socket", "already speaks TLS"))
+    if (isTlsSocket(socket.raw)) return Effect.die(Options.defect(where, "socket", "already speaks TLS"))
     if (socket.isRead) {
       return Effect.die(Options.defect(where, "socket", "is being read (reads or a pump): stop reading before upgrading"))
     }
@@ -847,7 +861,7 @@ export const startTls = (
       if (role === "client") {
         const config = clientConfig(where, options as Tls.ClientOptions, address)
         upgrade = () => {
-          const tls = NodeTls.connect({ ...config.node, ...HALF_OPEN, socket: socket.raw })
+          const tls = nodeTls().connect({ ...config.node, ...HALF_OPEN, socket: socket.raw })
           socket.rebind(tls)
           return clientHandshake(socket, config, address)
         }
@@ -856,9 +870,9 @@ export const startTls = (
         const requestCert = config.clientCertificate !== "none"
         upgrade = () => {
           const contexts = contextsOf(config.credentials.material, config.common)
-          const tls = new NodeTls.TLSSocket(socket.raw, {
+          const tls = new (nodeTls().TLSSocket)(socket.raw, {
             isServer: true,
-            secureContext: NodeTls.createSecureContext(contexts.identity),
+            secureContext: nodeTls().createSecureContext(contexts.identity),
             SNICallback: (servername, cb) => cb(null, sniMatch(contexts.sni, servername)),
             // Checked once the handshake ended (`verifyClient`), as a listener does, so the error names the certificate.
             requestCert,

@@ -7,7 +7,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Net from "node:net"
-import * as NodeTls from "node:tls"
+import type * as NodeTls from "node:tls"
 import type * as Address from "../Address.js"
 import * as ProxyProtocol from "../ProxyProtocol.js"
 import type * as Socket from "../Socket.js"
@@ -37,7 +37,7 @@ export const tlsAfterHeader = (address: Address.Address, node: NodeTls.Connectio
     ? Net.createConnection({ host: address.host, port: address.port, allowHalfOpen: true })
     : Net.createConnection({ path: address.path, allowHalfOpen: true })
   tcp.write(header)
-  const tls = NodeTls.connect({ ...node, socket: tcp, allowHalfOpen: true } as NodeTls.ConnectionOptions)
+  const tls = process.getBuiltinModule("node:tls").connect({ ...node, socket: tcp, allowHalfOpen: true } as NodeTls.ConnectionOptions)
   // A refused or reset TCP connection fails the TLS socket with its error.
   tcp.on("error", (error) => tls.destroy(error))
   return tls

@@ -8,7 +8,6 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
-import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
@@ -61,7 +60,7 @@ export const makePrivateBind = (address: Address.UnixAddress): PrivateBind => {
     )
   }
   for (let attempt = 0;; attempt++) {
-    const name = `.${Crypto.randomBytes(8).toString("hex").slice(0, length - 1)}`
+    const name = `.${process.getBuiltinModule("node:crypto").randomBytes(8).toString("hex").slice(0, length - 1)}`
     const directory = Path.join(parent, name)
     try {
       Fs.mkdirSync(directory, { mode: 0o700 })
