@@ -35,7 +35,10 @@ import * as Result from "effect/Result"
 import type * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as Address from "../Address.js"
+import * as Datagram from "../Datagram.js"
+import * as FramingModule from "../Framing.js"
 import type * as Framing from "../Framing.js"
+import * as Socket from "../Socket.js"
 import { choiceOption, CliError, durationOption, isBrokenPipe, limitRule, positiveIntegerOption } from "./common.js"
 import { connectTls, connectTlsFlags } from "./tls.js"
 import { formatDuration } from "./units.js"
@@ -113,10 +116,7 @@ class ReaderGone extends Data.TaggedError("ReaderGone")<{}> {}
 
 /** What the session needs of the library and of Node, loaded when the command runs. */
 const load = Effect.promise(async () => {
-  const [Socket, Datagram, FramingModule, NodeStream, NodeSink] = await Promise.all([
-    import("../Socket.js"),
-    import("../Datagram.js"),
-    import("../Framing.js"),
+  const [NodeStream, NodeSink] = await Promise.all([
     import("@effect/platform-node/NodeStream"),
     import("@effect/platform-node/NodeSink")
   ])

@@ -33,18 +33,20 @@ import * as Option from "effect/Option"
 import type * as Path from "effect/Path"
 import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import { errorLine, messageOf, teardown, watchSignals } from "./common.js"
+import { command as connect } from "./connect.js"
+import { command as demo } from "./demo.js"
+import { command as exec } from "./exec.js"
+import { command as serve } from "./serve.js"
 
 /**
- * The subcommands, one line each. A subcommand module exports `command`
- * and keeps its heavy code behind `import()` in its handler, so that startup
- * stays fast whichever subcommand runs.
+ * The subcommands. A subcommand module exports `command` and keeps the code
+ * only some of its runs need (the exec server, workers, exporters, the demo)
+ * behind `import()` in its handler, so that startup stays fast whichever
+ * subcommand runs. What every run of a subcommand loads is imported
+ * statically: each `import()` boundary splits the bundle into more files,
+ * and each file costs the ESM loader time at every start.
  */
-const subcommands = [
-  (await import("./serve.js")).command,
-  (await import("./connect.js")).command,
-  (await import("./exec.js")).command,
-  (await import("./demo.js")).command
-] as const
+const subcommands = [serve, connect, exec, demo] as const
 
 const cli = Command.make("effect-wire").pipe(
   Command.withDescription("Typed TCP/Unix/UDP servers and clients on Effect."),

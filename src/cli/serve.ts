@@ -27,7 +27,11 @@ import * as Redacted from "effect/Redacted"
 import * as Result from "effect/Result"
 import * as Address from "../Address.js"
 import type * as Scope from "effect/Scope"
+import * as Framing from "../Framing.js"
+import { proxyConfig } from "../internal/proxyAccept.js"
 import type * as Server from "../Server.js"
+import * as Echo from "../servers/Echo.js"
+import * as Upper from "../servers/Upper.js"
 import {
   choiceOption,
   CliError,
@@ -277,7 +281,6 @@ const proxyOf = (options: ByteOptions) =>
     const trustedSources = Option.getOrElse(options.proxyTrusted, () => DEFAULT_PROXY_TRUSTED).split(",")
       .map((s) => s.trim()).filter((s) => s !== "")
     if (options.udp) return yield* fail("--udp cannot be combined with --proxy-protocol: a datagram has no header")
-    const { proxyConfig } = yield* Effect.promise(() => import("../internal/proxyAccept.js"))
     yield* Effect.try({
       try: () => proxyConfig("serve", { trustedSources }),
       catch: (e) =>
@@ -362,7 +365,6 @@ const framingOf = (options: ByteOptions) =>
       options.maxFrame,
       () => Math.max(1, Math.min(DEFAULTS.maxFrame, Math.floor(options.memoryBudget / BUDGET_PER_FRAME)))
     )
-    const Framing = yield* Effect.promise(() => import("../Framing.js"))
     const framing = yield* Effect.try({
       try: () =>
         options.framing === "lines" ? Framing.lines({ maxLength: max }) : Framing.lengthPrefixed({ maxFrameLength: max }),
@@ -388,9 +390,7 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
     if (tls !== undefined && options.udp) {
       return yield* fail("--udp cannot be combined with --tls-cert: UDP would carry the same bytes unencrypted")
     }
-    const servers = kind === "echo"
-      ? yield* Effect.promise(() => import("../servers/Echo.js"))
-      : yield* Effect.promise(() => import("../servers/Upper.js"))
+    const servers = kind === "echo" ? Echo : Upper
     if (options.udp && options.workers !== 1) {
       return yield* fail("--udp cannot be combined with --workers: the UDP server runs in one process; start it apart")
     }

@@ -27,7 +27,7 @@ import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import { isIP } from "node:net"
 import * as Address from "../Address.js"
-import type * as Tls from "../Tls.js"
+import * as Tls from "../Tls.js"
 import { choiceOption, CliError, messageOf } from "./common.js"
 
 const file = (name: string, what: string) =>
@@ -133,7 +133,6 @@ export const serveTls = (
     if (clientCert === undefined && ca !== undefined) {
       return yield* fail("--tls-ca applies to --tls-client-cert: the server checks client certificates against it")
     }
-    const Tls = yield* Effect.promise(() => import("../Tls.js"))
     const credentials = yield* Effect.flatMap(readMaterial(cert, key, ca), Tls.serverCredentials).pipe(
       Effect.mapError((e) => e._tag === "CliError" ? e : new CliError({ message: `--tls-cert/--tls-key: ${e.message}` }))
     )
