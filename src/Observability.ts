@@ -12,14 +12,18 @@
  *
  * @since 0.2.0
  */
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as HttpServerError from "effect/http/HttpServerError"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
+import * as Crypto from "node:crypto"
 import * as Address from "./Address.js"
 import * as Check from "./internal/options.js"
 import { SpansEnabled } from "./internal/tracing.js"
+import { workerRole } from "./internal/workers.js"
 
 /**
  * Whether effect-wire makes its spans (default `true`): one per server
@@ -42,7 +46,8 @@ const loadPrometheus = () =>
     import("@effect/platform-node/NodeHttpServer"),
     import("effect/http/HttpRouter"),
     import("effect/observability/PrometheusMetrics"),
-    import("node:http")
+    import("node:http"),
+    import("effect/http/HttpServerResponse")
   ])
 const loadOtlp = () =>
   Promise.all([
@@ -69,6 +74,24 @@ export interface PrometheusOptions {
   readonly port?: number | undefined
   /** The path Prometheus scrapes (default `/metrics`). */
   readonly path?: `/${string}` | undefined
+  /**
+   * Where the series come from, taken at each scrape (default: the current
+   * `Metric.MetricRegistry`'s). A `Workers` group's parent serves its
+   * workers' sums with `snapshot: group.metrics`.
+   */
+  readonly snapshot?: Effect.Effect<ReadonlyArray<Metric.Metric.Snapshot>> | undefined
+}
+
+/** Prometheus' text format of `snapshot`, rendered by effect/observability's formatter (it reads a registry). */
+const formatSnapshot = (
+  PrometheusMetrics: typeof import("effect/observability/PrometheusMetrics"),
+  snapshot: ReadonlyArray<Metric.Metric.Snapshot>
+): string => {
+  const registry: Metric.MetricRegistry = new Map()
+  for (const [i, { state, ...meta }] of snapshot.entries()) {
+    registry.set(String(i), { ...meta, hooks: { get: () => state, update: () => {}, modify: () => {} } })
+  }
+  return PrometheusMetrics.formatUnsafe(Context.make(Metric.MetricRegistry, registry))
 }
 
 /**
@@ -94,8 +117,20 @@ export const servePrometheus = (
     const port = options?.port ?? 9464
     const reason = Check.integer(port, 0, 65535)
     if (reason !== undefined) return Effect.die(Check.defect("Observability.servePrometheus", "port", reason))
-    return Effect.flatMap(Effect.promise(loadPrometheus), ([NodeHttpServer, HttpRouter, PrometheusMetrics, Http]) => {
-      const app = HttpRouter.serve(PrometheusMetrics.layerHttp({ path: options?.path ?? "/metrics" }), {
+    return Effect.flatMap(Effect.promise(loadPrometheus), ([NodeHttpServer, HttpRouter, PrometheusMetrics, Http, Response]) => {
+      const path = options?.path ?? "/metrics"
+      const snapshot = options?.snapshot
+      const route = snapshot === undefined
+        ? PrometheusMetrics.layerHttp({ path })
+        : HttpRouter.add(
+          "GET",
+          path,
+          Effect.map(snapshot, (s) =>
+            Response.text(formatSnapshot(PrometheusMetrics, s), {
+              contentType: "text/plain; version=0.0.4; charset=utf-8"
+            }))
+        )
+      const app = HttpRouter.serve(route, {
         disableLogger: true,
         disableListenLog: true
       })
@@ -142,6 +177,39 @@ export interface OtlpOptions {
   readonly serviceName?: string | undefined
   /** How often spans and metrics are sent (default 5 seconds; whatever is left is sent when the Layer ends). */
   readonly exportInterval?: Duration.Input | undefined
+  /**
+   * More attributes of the resource; they win over the defaults and over
+   * `OTEL_RESOURCE_ATTRIBUTES`. By default each process is one instance of
+   * the service: `service.instance.id` (a random UUID per process) and
+   * `process.pid`, plus `effect_wire.worker` (its slot) in a `Workers`
+   * worker, unless `OTEL_RESOURCE_ATTRIBUTES` names them. That is how a
+   * collector tells apart, and adds up, the processes of one service.
+   */
+  readonly resourceAttributes?: Readonly<Record<string, string | number | boolean>> | undefined
+}
+
+const instanceId = Crypto.randomUUID()
+
+/** This process's identity as resource attributes, leaving out what `OTEL_RESOURCE_ATTRIBUTES` sets. */
+const processAttributes = (): Record<string, string | number> => {
+  const fromEnv = new Set(
+    (process.env["OTEL_RESOURCE_ATTRIBUTES"] ?? "").split(",").map((pair) => {
+      const key = pair.split("=")[0]!.trim()
+      try {
+        return decodeURIComponent(key)
+      } catch {
+        return key
+      }
+    })
+  )
+  const role = workerRole()
+  const defaults: Record<string, string | number> = {
+    "service.instance.id": instanceId,
+    "process.pid": process.pid,
+    ...(role === undefined ? {} : { "effect_wire.worker": role.worker })
+  }
+  for (const key of fromEnv) delete defaults[key]
+  return defaults
 }
 
 /**
@@ -159,7 +227,10 @@ export interface OtlpOptions {
  */
 export const layerOtlp = (options: OtlpOptions): Layer.Layer<never> => {
   const base = options.url.replace(/\/+$/, "")
-  const resource = { serviceName: options.serviceName ?? "effect-wire" }
+  const resource = {
+    serviceName: options.serviceName ?? "effect-wire",
+    attributes: { ...processAttributes(), ...options.resourceAttributes }
+  }
   const exportInterval = options.exportInterval ?? Duration.seconds(5)
   return Layer.unwrap(Effect.map(Effect.promise(loadOtlp), ([NodeHttpClient, OtlpMetrics, OtlpSerialization, OtlpTracer]) =>
     Layer.mergeAll(

@@ -2,7 +2,7 @@
  * One server on several cores: the same server runs in N worker processes
  * that share one address, and this process, their parent, starts them,
  * restarts one that dies (with backoff, logged, up to a limit), sums their
- * counters and drains them all when its scope closes (SIGTERM or SIGINT under
+ * counters and metrics and drains them all when its scope closes (SIGTERM or SIGINT under
  * `NodeRuntime.runMain`).
  *
  * A worker is this same program started again by `node:cluster` (same script,
@@ -32,6 +32,7 @@ import * as Data from "effect/Data"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import type * as Address from "./Address.js"
 import { makeGroup, workerRole } from "./internal/workers.js"
@@ -178,6 +179,18 @@ export interface WorkerGroup extends Server.RunningServer {
   readonly pids: Effect.Effect<ReadonlyArray<number>>
   /** Summed counters (IPC: each worker is asked). */
   readonly stats: Effect.Effect<Stats>
+  /**
+   * The group's metrics as one `Metric` snapshot (IPC: each worker is asked
+   * for its `MetricRegistry`'s): every series summed over the workers and
+   * this process's own registry. Counters, gauges and frequencies add up,
+   * histograms bucket by bucket, summaries their count and sum (not their
+   * quantiles, which several processes' cannot give). A worker that does not
+   * answer within `statsTimeout` adds the snapshot it gave last; one that
+   * ended keeps its last counts in the sums (not its gauges), so that a
+   * restart never makes a counter go backwards. Serve it to Prometheus with
+   * `Observability.servePrometheus({ snapshot: group.metrics })`.
+   */
+  readonly metrics: Effect.Effect<ReadonlyArray<Metric.Metric.Snapshot>>
   /** Completes with the summed report once every worker has drained. */
   readonly shutdown: Effect.Effect<ShutdownReport>
   /** Fails once the group gives up restarting a worker; never completes otherwise. */

@@ -5,6 +5,12 @@
  * and metrics to an OpenTelemetry collector over OTLP/HTTP. The exporters'
  * code loads only when a flag asks for it.
  *
+ * With `--workers`, the parent serves the one Prometheus endpoint, with the
+ * workers' sums (`WorkerGroup.metrics`, published by the server's start with
+ * {@link publishWorkersMetrics}); each worker records its own and exports
+ * its own over OTLP, as one instance of the service (`service.instance.id`,
+ * `process.pid`); the parent, which serves no connection, exports nothing.
+ *
  * ```sh
  * effect-wire serve echo --metrics 9464 --otlp http://127.0.0.1:4318
  * ```
@@ -12,12 +18,15 @@
  * @since 0.2.0
  */
 import * as Flag from "effect/cli/Flag"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import type * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import * as Address from "../Address.js"
 import { MetricsEnabled } from "../internal/metrics.js"
+import { workerRole } from "../internal/workers.js"
 import { CliError, messageOf } from "./common.js"
 
 /**
@@ -85,6 +94,35 @@ const parseOtlp = (value: Option.Option<string>): Effect.Effect<string | undefin
   return Effect.succeed(url.href)
 }
 
+/** Where the Prometheus endpoint of a `--workers` parent finds the group's sums, once the group has started. */
+interface WorkersMetrics {
+  current: Effect.Effect<ReadonlyArray<Metric.Metric.Snapshot>> | undefined
+}
+
+const WorkersMetricsRef = Context.Reference<WorkersMetrics | undefined>("effect-wire/cli/WorkersMetrics", {
+  defaultValue: () => undefined
+})
+
+/**
+ * Hand the `--metrics` endpoint a started `Workers` group's sums: until
+ * then it serves an empty page.
+ *
+ * ```ts
+ * const group = yield* Workers.make(server, { workers: 2 })
+ * yield* publishWorkersMetrics(group.metrics)
+ * ```
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const publishWorkersMetrics = (
+  metrics: Effect.Effect<ReadonlyArray<Metric.Metric.Snapshot>>
+): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const holder = yield* WorkersMetricsRef
+    if (holder !== undefined) holder.current = metrics
+  })
+
 /**
  * Runs a `serve` subcommand's program with what `--metrics` and `--otlp`
  * ask for: the Prometheus endpoint is up (and its address printed on
@@ -99,7 +137,11 @@ const parseOtlp = (value: Option.Option<string>): Effect.Effect<string | undefin
  * @category combinators
  */
 export const withObservability = (
-  options: { readonly metrics: Option.Option<string>; readonly otlp: Option.Option<string> }
+  options: {
+    readonly metrics: Option.Option<string>
+    readonly otlp: Option.Option<string>
+    readonly workers?: number | "auto" | undefined
+  }
 ) =>
 <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<A, E | CliError, R | Scope.Scope> =>
   Effect.gen(function*() {
@@ -108,19 +150,32 @@ export const withObservability = (
     if (metrics._tag === "Off") {
       if (otlp !== undefined) yield* Effect.sync(() => void process.stderr.write("--metrics off: --otlp exports spans only\n"))
     }
-    const Observability = metrics._tag === "Serve" || otlp !== undefined
+    // In a worker, the parent serves the endpoint (the sums) and says where; the parent of workers exports nothing.
+    const worker = workerRole() !== undefined
+    const parent = !worker && options.workers !== undefined && options.workers !== 1
+    const serve = metrics._tag === "Serve" && !worker
+    const exportOtlp = otlp !== undefined && !parent
+    const Observability = serve || exportOtlp
       ? yield* Effect.promise(() => import("../Observability.js"))
       : undefined
-    if (metrics._tag === "Serve") {
-      const bound = yield* Observability!.servePrometheus({ host: metrics.host, port: metrics.port }).pipe(
+    const groupMetrics: WorkersMetrics = { current: undefined }
+    if (serve) {
+      const snapshot = parent
+        ? Effect.suspend(() => groupMetrics.current ?? Effect.succeed<ReadonlyArray<Metric.Metric.Snapshot>>([]))
+        : undefined
+      const bound = yield* Observability!.servePrometheus({ host: metrics.host, port: metrics.port, snapshot }).pipe(
         Effect.mapError((e) =>
           new CliError({ message: `--metrics ${metrics.host}:${metrics.port}: cannot listen: ${messageOf(e.cause)}` })
         )
       )
       yield* Effect.sync(() => void process.stdout.write(`metrics http://${Address.format(bound)}/metrics\n`))
     }
-    const configured = metrics._tag === "Off" ? Effect.provideService(program, MetricsEnabled, false) : program
-    return yield* (otlp === undefined
+    const configured = Effect.provideService(
+      metrics._tag === "Off" ? Effect.provideService(program, MetricsEnabled, false) : program,
+      WorkersMetricsRef,
+      groupMetrics
+    )
+    return yield* (!exportOtlp
       ? configured
       : Effect.provide(configured, Observability!.layerOtlp({ url: otlp, serviceName: "effect-wire" })))
   })

@@ -45,7 +45,7 @@ import {
   sizeOption,
   untilSignal
 } from "./common.js"
-import { observabilityFlags, withObservability } from "./observability.js"
+import { observabilityFlags, publishWorkersMetrics, withObservability } from "./observability.js"
 import { execPlaintext, insecurePlaintextFlag, serveTls, serveTlsFlags } from "./tls.js"
 import { formatDuration, formatSize } from "./units.js"
 
@@ -108,29 +108,16 @@ const startServer = <E>(
       )
     }
     const Workers = yield* Effect.promise(() => import("../Workers.js"))
-    return yield* Workers.make(make, {
+    const group = yield* Workers.make(make, {
       workers: options.workers,
       // Each worker drains within --shutdown-timeout; a little more for the processes to end.
       shutdownTimeout: Duration.sum(options.shutdownTimeout, Duration.seconds(5)),
       forwardSignals
     })
+    // --metrics HOST:PORT serves the workers' sums.
+    yield* publishWorkersMetrics(group.metrics)
+    return group
   })
-
-/**
- * Before the exporters start: `--metrics HOST:PORT` and `--otlp` with
- * `--workers`, which each worker would bind or export apart.
- */
-const refuseExportsInWorkers = (
-  options: { readonly workers: number | "auto"; readonly metrics: Option.Option<string>; readonly otlp: Option.Option<string> }
-): Effect.Effect<void, CliError> => {
-  const metrics = Option.getOrUndefined(options.metrics)
-  return options.workers !== 1 && ((metrics !== undefined && metrics !== "on" && metrics !== "off") || Option.isSome(options.otlp))
-    ? fail(
-      `${Option.isSome(options.otlp) ? "--otlp" : "--metrics"} cannot be combined with --workers yet: each worker ` +
-        "records its own metrics, and they are not summed into one endpoint; run without --workers to export them"
-    )
-    : Effect.void
-}
 
 /** Where and how every server listens. */
 const listenOptions = {
@@ -432,7 +419,7 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       ...proxy.limits
     ])
     return yield* untilSignal
-  }).pipe(withObservability(options), (serve) => Effect.andThen(refuseExportsInWorkers(options), serve), Effect.scoped)
+  }).pipe(withObservability(options), Effect.scoped)
 
 const echo = Command.make("echo", byteOptions, serveBytes("echo", 9000)).pipe(
   Command.withDescription("Echo server: every byte (or frame) goes back to the sender. Default port 9000.")

@@ -10,6 +10,7 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as LogLevel from "effect/LogLevel"
+import * as Metric from "effect/Metric"
 import * as References from "effect/References"
 import type * as Scope from "effect/Scope"
 import Cluster from "node:cluster"
@@ -19,6 +20,7 @@ import * as Address from "../Address.js"
 import type * as Server from "../Server.js"
 import type * as Workers from "../Workers.js"
 import * as Check from "./options.js"
+import { decodeSnapshot, type Encoded, mergeSnapshots } from "./workersMetrics.js"
 
 /** The environment variable that makes a process a worker, holding its {@link Role} as JSON. */
 export const ROLE_ENV = "EFFECT_WIRE_WORKER"
@@ -64,10 +66,14 @@ export type FromWorker =
   }
   | { readonly type: "failed"; readonly reason: string; readonly detail: string }
   | { readonly type: "stats"; readonly id: number; readonly stats: Server.Stats }
+  | { readonly type: "metrics"; readonly id: number; readonly snapshot: Encoded }
   | { readonly type: "drained"; readonly report: Server.ShutdownReport }
 
 /** From the parent to a worker. */
-export type ToWorker = { readonly type: "stats"; readonly id: number } | { readonly type: "drain" }
+export type ToWorker =
+  | { readonly type: "stats"; readonly id: number }
+  | { readonly type: "metrics"; readonly id: number }
+  | { readonly type: "drain" }
 
 /** Every message of ours is wrapped in this key, so that a program's own IPC messages pass by. */
 export const KEY = "effect-wire/Workers"
@@ -147,6 +153,8 @@ interface Member {
   readonly pid: number
   readyAt: number | undefined
   report: Server.ShutdownReport | undefined
+  /** Its latest metric snapshot: what it adds to the group's sums if it stops answering, or dies. */
+  metrics: ReadonlyArray<Metric.Metric.Snapshot> | undefined
   exited: boolean
   /** Resolves when it listens, or with why it did not start. */
   onStart: ((failure: StartFailure | undefined) => void) | undefined
@@ -200,6 +208,9 @@ export const makeGroup = (
     let started = false
     let nextStatsId = 0
     const statsWaiters = new Map<number, (stats: Server.Stats | undefined) => void>()
+    const metricsWaiters = new Map<number, () => void>()
+    /** The counts of the workers that ended (their last snapshots, gauges at zero): they stay in the sums. */
+    let retired: ReadonlyArray<Metric.Metric.Snapshot> = []
 
     const send = (member: Member, message: ToWorker) => {
       if (member.exited || !member.process.isConnected()) return false
@@ -221,6 +232,7 @@ export const makeGroup = (
         pid: child.process.pid ?? -1,
         readyAt: undefined,
         report: undefined,
+        metrics: undefined,
         exited: false,
         onStart: undefined,
         onExit: []
@@ -270,6 +282,13 @@ export const makeGroup = (
             waiter?.(message.stats)
             break
           }
+          case "metrics": {
+            member.metrics = decodeSnapshot(message.snapshot) ?? member.metrics
+            const waiter = metricsWaiters.get(message.id)
+            metricsWaiters.delete(message.id)
+            waiter?.()
+            break
+          }
           case "drained":
             member.report = message.report
             break
@@ -279,6 +298,10 @@ export const makeGroup = (
       child.on("error", () => {})
       child.on("exit", (code, signal) => {
         member.exited = true
+        if (member.metrics !== undefined) {
+          retired = mergeSnapshots([{ snapshot: retired, live: false }, { snapshot: member.metrics, live: false }])
+          member.metrics = undefined
+        }
         member.onStart?.({ reason: "Exited", detail: `it exited before listening (${describeExit(code, signal)})` })
         for (const f of member.onExit.splice(0)) f()
         if (!stopping && member.readyAt !== undefined) replace(member, describeExit(code, signal))
@@ -384,6 +407,33 @@ export const makeGroup = (
       )
     )
 
+    /** Ask `member` for its metric snapshot; within statsTimeout, else the one it gave last is used. */
+    const refreshMetrics = (member: Member): Effect.Effect<void> =>
+      Effect.callback<void>((resume) => {
+        const id = nextStatsId++
+        const timer = setTimeout(() => {
+          metricsWaiters.delete(id)
+          resume(Effect.void)
+        }, config.statsTimeout)
+        metricsWaiters.set(id, () => {
+          clearTimeout(timer)
+          resume(Effect.void)
+        })
+        if (!send(member, { type: "metrics", id })) metricsWaiters.get(id)!()
+      })
+
+    const metrics = Effect.suspend(() =>
+      Effect.map(
+        Effect.forEach(live(), refreshMetrics, { concurrency: "unbounded", discard: true }),
+        () =>
+          mergeSnapshots([
+            { snapshot: Metric.snapshotUnsafe(context), live: true },
+            ...slots.flatMap((m) => m === undefined || m.metrics === undefined ? [] : [{ snapshot: m.metrics, live: true }]),
+            { snapshot: retired, live: false }
+          ])
+      )
+    )
+
     /** Drain every worker, kill those left at shutdownTimeout, and sum their reports. */
     const stop = Effect.gen(function*() {
       stopping = true
@@ -451,6 +501,7 @@ export const makeGroup = (
       size: config.size,
       pids: Effect.sync(() => live().map((m) => m.pid)),
       stats,
+      metrics,
       shutdown: Deferred.await(shutdownReport),
       failure: Deferred.await(gaveUp)
     } satisfies Workers.WorkerGroup

@@ -2,18 +2,23 @@
  * The worker side of `Workers`: run the server with the group's way of
  * listening (internal/workersListen.ts), tell the parent where it listens,
  * answer its stats requests, and drain when told to (or when the parent goes
- * away), sending the drain report before the process ends.
+ * away), sending the drain report before the process ends. It answers the
+ * parent's metric requests with its `MetricRegistry`'s snapshot
+ * (internal/workersMetrics.ts).
  *
  * @internal
  */
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
 import * as References from "effect/References"
 import type * as Scope from "effect/Scope"
+import Cluster from "node:cluster"
 import * as Address from "../Address.js"
 import type * as Server from "../Server.js"
 import { type FromWorker, KEY, logLevelOf, type Role, toMillis, type ToWorker } from "./workers.js"
+import { encodeSnapshot } from "./workersMetrics.js"
 import { WorkerListen, WorkerListenRef } from "./workersListen.js"
 
 const send = (message: FromWorker): Effect.Effect<void> =>
@@ -46,7 +51,8 @@ export const runWorker = <E>(
   Effect.gen(function*() {
     const listen = new WorkerListen(role.reusePort, role.ports, role.shared)
     const stop = yield* Deferred.make<void>()
-    const runFork = Effect.runForkWith(yield* Effect.context<never>())
+    const context = yield* Effect.context<never>()
+    const runFork = Effect.runForkWith(context)
     const onDisconnect = () => void runFork(Deferred.succeed(stop, undefined))
     yield* Effect.scoped(Effect.gen(function*() {
       let running: Server.RunningServer | undefined
@@ -68,6 +74,9 @@ export const runWorker = <E>(
         if (message.type === "drain") void runFork(Deferred.succeed(stop, undefined))
         else if (message.type === "stats") {
           void runFork(Effect.flatMap(server_.stats, (stats) => send({ type: "stats", id: message.id, stats })))
+        } else if (message.type === "metrics") {
+          // The series of this process's MetricRegistry: the server's, and any of the program's own.
+          void runFork(send({ type: "metrics", id: message.id, snapshot: encodeSnapshot(Metric.snapshotUnsafe(context)) }))
         }
       }
       yield* Effect.acquireRelease(
@@ -96,8 +105,13 @@ export const runWorker = <E>(
       if (!process.connected) return
       yield* Deferred.await(stop)
     }))
-    // Nothing more to say: without the channel, nothing keeps the process alive.
-    if (process.connected) process.disconnect()
+    // Nothing more to say: without the channel, nothing keeps the process alive. Through the cluster's
+    // worker: a bare process.disconnect() makes node:cluster exit the process at once (an "unexpected"
+    // disconnect), before the program's own finalizers (an OTLP exporter's last export) have run.
+    if (process.connected) {
+      if (Cluster.worker !== undefined) Cluster.worker.disconnect()
+      else process.disconnect()
+    }
   }).pipe(
     Effect.provideService(References.MinimumLogLevel, logLevelOf(role)),
     Effect.annotateLogs({ worker: role.worker })
