@@ -370,12 +370,6 @@ describe("effect-wire serve --workers", () => {
         [["--workers", "2", "--unix", "/tmp/ew-workers-never.sock"], "error: --workers needs a TCP address: worker processes cannot share a Unix socket file (--unix); run one process per socket file, or listen on --host/--port"],
         [["--workers", "2", "--port", "0", "--udp"], "error: --udp cannot be combined with --workers: the UDP server runs in one process; start it apart"]
       ]
-      const exec = yield* Effect.promise(() => runCli(dist, ["serve", "exec", "--allow", "uname", "--port", "0", "--workers", "2"]))
-      assert.strictEqual(exec.code, 1)
-      assert.strictEqual(
-        exec.stderr,
-        "error: serve exec does not run in --workers yet: it closes inherited descriptors, the workers' IPC channel among them; run one serve exec per port\n"
-      )
       for (const [args, line] of cases) {
         const run = yield* Effect.promise(() => runCli(dist, ["serve", "echo", ...args]))
         assert.strictEqual(run.code, 1, args.join(" "))

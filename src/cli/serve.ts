@@ -162,7 +162,7 @@ const listenOptions = {
     Flag.withMetavar("N|auto"),
     Flag.withDescription(
       "Serve in N worker processes sharing the address (auto: one per core; default 1, this process alone). " +
-        "A worker that dies is restarted; SIGINT/SIGTERM drains them all. echo and upper, on TCP only."
+        "A worker that dies is restarted; SIGINT/SIGTERM drains them all. On TCP only."
     ),
     Flag.mapEffect(workersOf),
     Flag.withDefault(1 as number | "auto")
@@ -567,12 +567,6 @@ const readTokenFile = (file: string) =>
 
 const serveExec = (options: ExecOptions) =>
   Effect.gen(function*() {
-    if (options.workers !== 1) {
-      return yield* fail(
-        "serve exec does not run in --workers yet: it closes inherited descriptors, the workers' IPC channel " +
-          "among them; run one serve exec per port"
-      )
-    }
     const allow = Option.getOrElse(options.allow, () => "").split(",").map((s) => s.trim()).filter((s) => s !== "")
     if (allow.length === 0) {
       return yield* fail(
@@ -612,9 +606,11 @@ const serveExec = (options: ExecOptions) =>
       insecurePlaintext: options.insecurePlaintext
     })
     const Exec = yield* Effect.promise(() => import("../servers/Exec.js"))
-    // Descriptors inherited without close-on-exec would reach every command: nothing here needs them.
+    // Descriptors inherited without close-on-exec would reach every command: nothing here needs them. (With
+    // --workers this runs first here, before the workers are started, then in each worker; node opens a
+    // worker's IPC channel close-on-exec, so it is not among them, and no command inherits it.)
     const closed = Exec.closeInheritedDescriptors()
-    const server = yield* Exec.make({
+    const server = yield* startServer(options, address, Exec.make({
       address,
       allow,
       user: Option.getOrUndefined(options.user),
@@ -641,7 +637,7 @@ const serveExec = (options: ExecOptions) =>
           } without a token: anyone who can reach it ` +
             "could run the allowed commands; add --token-env VAR, or listen on 127.0.0.1, ::1 or --unix"
         ))
-    )
+    ), tls === undefined ? [] : ["SIGHUP"])
     yield* printListening("tcp", server.address)
     yield* printLimits([
       ...serverLimits(server.limits),

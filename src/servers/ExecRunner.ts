@@ -453,7 +453,9 @@ export const inheritedDescriptors = (): ReadonlyArray<InheritedDescriptor> => {
  * helper. Call it at start, before anything else opens descriptors, in a
  * process whose inherited descriptors nothing needs (`effect-wire serve exec`
  * does); an exec server started in a program that still needs some names
- * them in a debug log line instead.
+ * them in a debug log line instead. In a worker of `Workers` the IPC
+ * channel to the parent is not among them: node opens it close-on-exec, so
+ * it stays open and no command inherits it.
  *
  * ```ts
  * const closed = Exec.closeInheritedDescriptors()
