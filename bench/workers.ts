@@ -15,8 +15,14 @@
  * their own (this script started again with `--load`), each running
  * `--concurrency` clients.
  *
- *   node dist/bench/workers.js [--seconds 5] [--reps 3] [--concurrency 32] [--generators 2] [--workers 1,2]
- *                              [--loads connect,pingpong] [--json out.json] [--cli dist/src/cli/main.js]
+ * A configuration `N+metrics` runs N workers with `--metrics 127.0.0.1:0`
+ * and scrapes the parent's endpoint once a second during each window (every
+ * scrape asks every worker for its snapshot over IPC and sums them): what
+ * one Prometheus endpoint over the workers costs, against plain `N` (metrics
+ * are recorded in both). `--quick` is `--seconds 2 --reps 1`.
+ *
+ *   node dist/bench/workers.js [--seconds 5] [--reps 3] [--concurrency 32] [--generators 2] [--workers 1,2,2+metrics]
+ *                              [--loads connect,pingpong] [--json out.json] [--cli dist/src/cli/main.js] [--quick]
  */
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
@@ -103,12 +109,19 @@ const runLoad = async (job: LoadJob): Promise<LoadResult> => {
   return { ops, seconds, errors }
 }
 
+/** One server configuration: its worker count, and whether its metrics endpoint is served and scraped. */
+interface Setup {
+  readonly label: string
+  readonly workers: number
+  readonly metrics: boolean
+}
+
 interface Config {
   readonly seconds: number
   readonly reps: number
   readonly concurrency: number
   readonly generators: number
-  readonly workers: ReadonlyArray<number>
+  readonly workers: ReadonlyArray<Setup>
   readonly loads: ReadonlyArray<Load>
   readonly cli: string
   readonly json: string | undefined
@@ -127,12 +140,18 @@ const parseArgs = (argv: ReadonlyArray<string>): Config => {
   }
   const loads = (value("loads") ?? "connect,pingpong").split(",") as Array<Load>
   for (const l of loads) if (l !== "connect" && l !== "pingpong") throw new Error(`--loads: unknown load ${l}`)
+  const workers = (value("workers") ?? "1,2,2+metrics").split(",").map((label): Setup => {
+    const m = /^(\d+)(\+metrics)?$/.exec(label)
+    if (m === null || Number(m[1]) < 1) throw new Error(`--workers: expected N or N+metrics, got ${label}`)
+    return { label, workers: Number(m[1]), metrics: m[2] !== undefined }
+  })
+  const quick = argv.includes("--quick")
   return {
-    seconds: number("seconds", 5),
-    reps: number("reps", 3),
+    seconds: number("seconds", quick ? 2 : 5),
+    reps: number("reps", quick ? 1 : 3),
     concurrency: number("concurrency", 32),
     generators: number("generators", 2),
-    workers: (value("workers") ?? "1,2").split(",").map(Number),
+    workers,
     loads,
     cli: value("cli") ?? DEFAULT_CLI,
     json: value("json")
@@ -142,6 +161,8 @@ const parseArgs = (argv: ReadonlyArray<string>): Config => {
 /** A server started for a run, and every process of it (the parent and its workers). */
 interface Running {
   readonly port: number
+  /** The Prometheus endpoint, with `N+metrics`. */
+  readonly metrics: string | undefined
   readonly pids: () => ReadonlyArray<number>
   readonly stop: () => Promise<void>
 }
@@ -155,9 +176,10 @@ const childrenOf = (pid: number): Array<number> => {
   }
 }
 
-const startServer = (cli: string, workers: number): Promise<Running> =>
+const startServer = (cli: string, setup: Setup): Promise<Running> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, "serve", "echo", "--port", "0", "--workers", String(workers)], {
+    const args = ["serve", "echo", "--port", "0", "--workers", String(setup.workers)]
+    const child = spawn(process.execPath, [cli, ...args, ...(setup.metrics ? ["--metrics", "127.0.0.1:0"] : [])], {
       stdio: ["ignore", "pipe", "pipe"]
     })
     let out = ""
@@ -177,7 +199,8 @@ const startServer = (cli: string, workers: number): Promise<Running> =>
           child.kill("SIGTERM")
           setTimeout(() => child.kill("SIGKILL"), 20_000).unref()
         })
-      resolve({ port: Number(m[1]), pids: () => [child.pid!, ...childrenOf(child.pid!)], stop })
+      const metrics = /^metrics (http:\/\/\S+)$/m.exec(out)?.[1]
+      resolve({ port: Number(m[1]), metrics, pids: () => [child.pid!, ...childrenOf(child.pid!)], stop })
     })
   })
 
@@ -199,6 +222,27 @@ interface Window {
   /** The parent's share of it, with workers (0 without). */
   readonly parentCores: number
   readonly errors: number
+  /** Scrapes of the metrics endpoint during the window (`N+metrics`). */
+  readonly scrapes: number
+}
+
+/** Scrape `url` once a second until `done` resolves; a failed scrape or one without the server's series is an error. */
+const scrapeWhile = async (url: string, done: Promise<unknown>): Promise<{ scrapes: number; errors: number }> => {
+  let finished = false
+  void done.then(() => finished = true)
+  let scrapes = 0
+  let errors = 0
+  while (!finished) {
+    try {
+      const body = await (await fetch(url)).text()
+      if (body.includes("effect_wire_server_connection_opened")) scrapes++
+      else errors++
+    } catch {
+      errors++
+    }
+    await Promise.race([done, new Promise((r) => setTimeout(r, 1000))])
+  }
+  return { scrapes, errors }
 }
 
 const measure = async (server: Running, load: Load, config: Config): Promise<Window> => {
@@ -208,11 +252,13 @@ const measure = async (server: Running, load: Load, config: Config): Promise<Win
   await runLoadProcess({ ...job, seconds: 1 })
   const before = new Map<number, CpuSample>(pids.map((pid) => [pid, readCpu(pid)]))
   // Several generator processes: one alone saturates its core before two workers do theirs.
-  const results = await Promise.all(Array.from({ length: config.generators }, () => runLoadProcess(job)))
+  const running = Promise.all(Array.from({ length: config.generators }, () => runLoadProcess(job)))
+  const scraped = server.metrics === undefined ? { scrapes: 0, errors: 0 } : await scrapeWhile(server.metrics, running)
+  const results = await running
   const result = {
     ops: results.reduce((n, r) => n + r.ops, 0),
     seconds: Math.max(...results.map((r) => r.seconds)),
-    errors: results.reduce((n, r) => n + r.errors, 0)
+    errors: results.reduce((n, r) => n + r.errors, 0) + scraped.errors
   }
   let ns = 0
   let parentNs = 0
@@ -226,7 +272,8 @@ const measure = async (server: Running, load: Load, config: Config): Promise<Win
     opsPerSecond: result.ops / result.seconds,
     cpuUsPerOp: ns / 1000 / Math.max(1, result.ops),
     cores: ns / 1e9 / result.seconds,
-    errors: result.errors
+    errors: result.errors,
+    scrapes: scraped.scrapes
   }
 }
 
@@ -247,23 +294,25 @@ const main = async (config: Config) => {
   )
   const rows: Array<Record<string, unknown>> = []
   for (const load of config.loads) {
-    const windows = new Map<number, Array<Window>>(config.workers.map((w) => [w, []]))
+    const windows = new Map<string, Array<Window>>(config.workers.map((w) => [w.label, []]))
     for (let rep = 0; rep < config.reps; rep++) {
-      for (const workers of config.workers) {
-        const server = await startServer(config.cli, workers)
+      for (const setup of config.workers) {
+        const server = await startServer(config.cli, setup)
         try {
-          windows.get(workers)!.push(await measure(server, load, config))
+          windows.get(setup.label)!.push(await measure(server, load, config))
         } finally {
           await server.stop()
         }
       }
     }
-    const base = median(windows.get(config.workers[0]!)!.map((w) => w.opsPerSecond))
-    for (const workers of config.workers) {
-      const ws = windows.get(workers)!
+    const base = median(windows.get(config.workers[0]!.label)!.map((w) => w.opsPerSecond))
+    for (const { label, metrics, workers } of config.workers) {
+      const ws = windows.get(label)!
       const row = {
         load,
         workers,
+        metrics,
+        scrapes: ws.reduce((n, w) => n + w.scrapes, 0),
         opsPerSecond: round(median(ws.map((w) => w.opsPerSecond))),
         cpuUsPerOp: round(median(ws.map((w) => w.cpuUsPerOp))),
         serverCores: round(median(ws.map((w) => w.cores)), 3),
@@ -274,11 +323,13 @@ const main = async (config: Config) => {
       }
       rows.push(row)
       console.log(
-        `${load.padEnd(9)} workers=${workers}  ${String(row.opsPerSecond).padStart(8)} ops/s  ` +
+        `${load.padEnd(9)} workers=${label.padEnd(9)}  ${String(row.opsPerSecond).padStart(8)} ops/s  ` +
           `${String(row.cpuUsPerOp).padStart(6)} µs CPU/op  server ${row.serverCores} cores${
             workers > 1 ? ` (parent ${row.parentCores})` : ""
           }  x${row.vsFirst}  ` +
-          `(runs ${row.runs.join(", ")}${row.errors > 0 ? `; ${row.errors} errors` : ""})`
+          `(runs ${row.runs.join(", ")}${metrics ? `; ${row.scrapes} scrapes` : ""}${
+            row.errors > 0 ? `; ${row.errors} errors` : ""
+          })`
       )
     }
   }

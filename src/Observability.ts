@@ -96,8 +96,9 @@ const formatSnapshot = (
 
 /**
  * Serve the metrics of the current `Metric.MetricRegistry` (effect-wire's
- * and any of your own) in Prometheus' text format, over HTTP, until the
- * scope closes; succeeds with the address bound. It is
+ * and any of your own), or the `snapshot` option's (a `Workers` group's
+ * sums), in Prometheus' text format, over HTTP, until the scope closes;
+ * succeeds with the address bound. It is
  * `PrometheusMetrics.layerHttp` from `effect/observability` on Effect's
  * Node HTTP server. Fails with `ServeError` when it cannot listen.
  *

@@ -96,7 +96,7 @@ describe("serve exec --workers", () => {
       const [, a, b] = yield* server.line(/2 worker\(s\) serving .* pid (\d+), (\d+)/)
       const pids = [Number(a), Number(b)]
       const address = Address.unsafeParse(where!)
-      const run = (argv: ReadonlyArray<string>) =>
+      const run = (argv: readonly [string, ...Array<string>]) =>
         Effect.scoped(Effect.flatMap(Exec.client(address), (client) => client.run(argv)))
 
       // Each command on a connection of its own: its parent is the worker that took the connection.

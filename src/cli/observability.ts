@@ -44,7 +44,8 @@ export const observabilityFlags = {
     Flag.withMetavar("HOST:PORT|PORT|off"),
     Flag.withDescription(
       "Serve the server's metrics for Prometheus at http://HOST:PORT/metrics (a bare PORT listens on 127.0.0.1: " +
-        "this machine only; 0 picks a free port), or record none with off. Recorded either way unless off."
+        "this machine only; 0 picks a free port), or record none with off. Recorded either way unless off. " +
+        "With --workers the parent serves the sums over the workers."
     ),
     Flag.optional
   ),
@@ -52,7 +53,8 @@ export const observabilityFlags = {
     Flag.withMetavar("URL"),
     Flag.withDescription(
       "Export spans (one per connection and TLS handshake) and metrics to an OpenTelemetry collector over " +
-        "OTLP/HTTP, e.g. http://127.0.0.1:4318 (sent every 5 s and at exit)."
+        "OTLP/HTTP, e.g. http://127.0.0.1:4318 (sent every 5 s and at exit). With --workers each worker exports " +
+        "its own, told apart by service.instance.id and process.pid."
     ),
     Flag.optional
   )
