@@ -23,7 +23,7 @@ import * as Crypto from "node:crypto"
 import * as Address from "./Address.js"
 import * as Check from "./internal/options.js"
 import { SpansEnabled } from "./internal/tracing.js"
-import { workerRole } from "./internal/workers.js"
+import { workerRole } from "./internal/workersListen.js"
 
 /**
  * Whether effect-wire makes its spans (default `true`): one per server

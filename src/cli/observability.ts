@@ -26,7 +26,7 @@ import * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import * as Address from "../Address.js"
 import { MetricsEnabled } from "../internal/metrics.js"
-import { workerRole } from "../internal/workers.js"
+import { workerRole } from "../internal/workersListen.js"
 import { CliError, messageOf } from "./common.js"
 
 /**

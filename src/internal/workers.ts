@@ -22,32 +22,8 @@ import type * as Workers from "../Workers.js"
 import * as Check from "./options.js"
 import { decodeSnapshot, type Encoded, mergeSnapshots } from "./workersMetrics.js"
 
-/** The environment variable that makes a process a worker, holding its {@link Role} as JSON. */
-export const ROLE_ENV = "EFFECT_WIRE_WORKER"
-
-/** What a worker is told at start. */
-export interface Role {
-  /** Its slot, from 1. */
-  readonly worker: number
-  readonly reusePort: boolean
-  /** The ports of the first worker's TCP listens, in order (reusePort only). */
-  readonly ports: ReadonlyArray<number>
-  /** Whether the group has several workers. */
-  readonly shared: boolean
-  /** The parent's minimum log level. */
-  readonly logLevel: LogLevel.LogLevel
-}
-
-let role: Role | undefined | null = null
-
-/** This process's role, if it is a worker (read once from the environment). */
-export const workerRole = (): Role | undefined => {
-  if (role === null) {
-    const text = process.env[ROLE_ENV]
-    role = text === undefined || !Cluster.isWorker ? undefined : JSON.parse(text) as Role
-  }
-  return role
-}
+export { ROLE_ENV, type Role, workerRole } from "./workersListen.js"
+import { ROLE_ENV, type Role } from "./workersListen.js"
 
 /** Milliseconds, `null` for none (JSON has no Infinity). */
 type Millis = number | null

@@ -12,9 +12,14 @@
  * (our Unix listeners bind a private path and hard-link it into place), so a
  * worker of a group of several refuses them.
  *
+ * It also reads a worker's role from its environment (`workerRole`), cheaply
+ * enough for every start (the CLI asks it before anything listens).
+ *
  * @internal
  */
 import * as Context from "effect/Context"
+import type * as LogLevel from "effect/LogLevel"
+import type Cluster from "node:cluster"
 import * as Address from "../Address.js"
 
 /** @internal */
@@ -46,3 +51,34 @@ export class WorkerListen {
 export const WorkerListenRef: Context.Reference<WorkerListen | undefined> = Context.Reference<
   WorkerListen | undefined
 >("effect-wire/internal/WorkerListen", { defaultValue: () => undefined })
+
+/** The environment variable that makes a process a worker, holding its {@link Role} as JSON. */
+export const ROLE_ENV = "EFFECT_WIRE_WORKER"
+
+/** What a worker is told at start. */
+export interface Role {
+  /** Its slot, from 1. */
+  readonly worker: number
+  readonly reusePort: boolean
+  /** The ports of the first worker's TCP listens, in order (reusePort only). */
+  readonly ports: ReadonlyArray<number>
+  /** Whether the group has several workers. */
+  readonly shared: boolean
+  /** The parent's minimum log level. */
+  readonly logLevel: LogLevel.LogLevel
+}
+
+let role: Role | undefined | null = null
+
+/**
+ * This process's role, if it is a worker (read once from the environment,
+ * and only then asking node:cluster whether this is one of its workers: in
+ * a worker node has loaded it already, elsewhere it is not loaded at start).
+ */
+export const workerRole = (): Role | undefined => {
+  if (role === null) {
+    const text = process.env[ROLE_ENV]
+    role = text === undefined || !(process.getBuiltinModule("node:cluster") as unknown as typeof Cluster).isWorker ? undefined : JSON.parse(text) as Role
+  }
+  return role
+}
