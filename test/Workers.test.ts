@@ -32,7 +32,7 @@ interface GroupStats extends Stats {
 }
 
 /** The fixture program: JSON lines on stdout, commands on stdin; killed by its own handle when the test ends. */
-const startFixture = (workers: number, sharing = "auto", mode?: "crash" | `unix:${string}`) =>
+const startFixture = (workers: number, sharing = "auto", mode?: "crash" | "prometheus" | `unix:${string}`) =>
   Effect.acquireRelease(
     Effect.sync(() => {
       const child: ChildProcessWithoutNullStreams = spawn(process.execPath, [fixture, String(workers), sharing, ...(mode === undefined ? [] : [mode])], {
@@ -103,7 +103,14 @@ const startFixture = (workers: number, sharing = "auto", mode?: "crash" | `unix:
         child.stdin.write("stats\n")
         return json<GroupStats>("stats", n)
       })
-      return { child, json, logLine, stats, exit, out }
+      let openedAsked = 0
+      /** The connections the group's merged metrics count (`group.metrics`). */
+      const opened = Effect.suspend(() => {
+        const n = openedAsked++
+        child.stdin.write("opened\n")
+        return json<number>("opened", n)
+      })
+      return { child, json, logLine, stats, opened, exit, out }
     }),
     ({ child }) =>
       Effect.gen(function*() {
@@ -195,6 +202,29 @@ describe("Workers (library)", () => {
       assert.strictEqual(stats.workers[0]!.accepted + stats.workers[1]!.accepted, n)
       // The kernel spreads by a hash of each connection's ports: 40 all on one worker has odds of 2^-39.
       for (const w of stats.workers) assert.isAbove(w.accepted, 0, `worker ${w.worker} got no connection`)
+    }), 120_000)
+
+  it.live("group.metrics sums the workers' series; servePrometheus({ snapshot: group.metrics }) serves the sums", () =>
+    Effect.gen(function*() {
+      const group = yield* startFixture(2, "auto", "prometheus")
+      const port = portOf(yield* group.json<string>("listening"))
+      const url = yield* group.json<string>("prometheus")
+      const n = 24
+      for (let i = 0; i < n; i++) assert.deepStrictEqual(yield* echoOnce(port, `m${i}`), { echo: `m${i}` })
+      // Counted once each worker has seen its connections (bounded).
+      let opened = yield* group.opened
+      for (let i = 0; i < 50 && opened < n; i++) {
+        yield* Effect.sleep("50 millis")
+        opened = yield* group.opened
+      }
+      assert.strictEqual(opened, n)
+      const stats = yield* group.stats
+      for (const w of stats.workers) assert.isAbove(w.accepted, 0, `worker ${w.worker} got no connection`)
+      const text = yield* Effect.promise(() => fetch(url).then((r) => r.text()))
+      const line = text.split("\n").find((l) => l.startsWith("effect_wire_server_connection_opened{") && l.includes(`server_port="${port}"`))
+      assert.isDefined(line, text)
+      assert.strictEqual(Number(line!.slice(line!.lastIndexOf(" ") + 1)), n)
+      assert.include(text, "# TYPE effect_wire_server_connection_duration histogram")
     }), 120_000)
 
   it.live("sharing: \"cluster\" (node:cluster's primary hands connections out) spreads them too", () =>
