@@ -316,6 +316,22 @@ describe("Workers (library)", () => {
       for (const pid of pids) assert.isTrue(yield* waitGone(pid, 15_000), `worker ${pid} outlived its parent`)
     }), 120_000)
 
+  it.live("a connection open when the parent is killed is still served: its worker drains, then exits once it ends", () =>
+    Effect.gen(function*() {
+      const group = yield* startFixture(1)
+      const port = portOf(yield* group.json<string>("listening"))
+      const [pid] = yield* group.json<Array<number>>("pids")
+      const client = yield* lineClient(port)
+      assert.deepStrictEqual(yield* Effect.promise(() => client.request("before")), { echo: "before" })
+      group.child.kill("SIGKILL")
+      yield* waitGone(group.child.pid!, 5_000)
+      // The drain lets the connection finish: a request after the parent's death is answered.
+      assert.deepStrictEqual(yield* Effect.promise(() => client.request("after")), { echo: "after" })
+      assert.isTrue(isAlive(pid!), "the worker exited with a connection still open")
+      client.socket.end()
+      assert.isTrue(yield* waitGone(pid!, 15_000), `worker ${pid} outlived its parent`)
+    }), 120_000)
+
   it.live("SIGTERM drains every worker; the report is the sum of the workers' reports", () =>
     Effect.gen(function*() {
       const group = yield* startFixture(2)

@@ -54,6 +54,9 @@ export const runWorker = <E>(
     const context = yield* Effect.context<never>()
     const runFork = Effect.runForkWith(context)
     const onDisconnect = () => void runFork(Deferred.succeed(stop, undefined))
+    // node:cluster exits a worker at once when its channel closes unless `exitedAfterDisconnect` is true (as
+    // its docs say): set, a worker whose parent is gone drains (onDisconnect) and ends when its work does.
+    if (Cluster.worker !== undefined) Cluster.worker.exitedAfterDisconnect = true
     yield* Effect.scoped(Effect.gen(function*() {
       let running: Server.RunningServer | undefined
       // Added first, so it runs last: once the server has drained, its report goes to the parent.
