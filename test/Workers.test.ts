@@ -413,8 +413,7 @@ describe("effect-wire serve --workers", () => {
         [["--workers", "0"], "error: --workers: expected a number of processes from 1 to 1024, or auto (one per core), got \"0\""],
         [["--workers", "two"], "error: --workers: expected a number of processes from 1 to 1024, or auto (one per core), got \"two\""],
         [["--workers", "1025"], "error: --workers: expected a number of processes from 1 to 1024, or auto (one per core), got \"1025\""],
-        [["--workers", "2", "--unix", "/tmp/ew-workers-never.sock"], "error: --workers needs a TCP address: worker processes cannot share a Unix socket file (--unix); run one process per socket file, or listen on --host/--port"],
-        [["--workers", "2", "--port", "0", "--udp"], "error: --udp cannot be combined with --workers: the UDP server runs in one process; start it apart"]
+        [["--workers", "2", "--unix", "/tmp/ew-workers-never.sock"], "error: --workers needs a TCP address: worker processes cannot share a Unix socket file (--unix); run one process per socket file, or listen on --host/--port"]
       ]
       for (const [args, line] of cases) {
         const run = yield* Effect.promise(() => runCli(dist, ["serve", "echo", ...args]))

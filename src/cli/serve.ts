@@ -162,7 +162,7 @@ const listenOptions = {
     Flag.withMetavar("N|auto"),
     Flag.withDescription(
       "Serve in N worker processes sharing the address (auto: one per core; default 1, this process alone). " +
-        "A worker that dies is restarted; SIGINT/SIGTERM drains them all. On TCP only."
+        "A worker that dies is restarted; SIGINT/SIGTERM drains them all. TCP (and --udp), not --unix."
     ),
     Flag.mapEffect(workersOf),
     Flag.withDefault(1 as number | "auto")
@@ -378,28 +378,33 @@ const serveBytes = (kind: "echo" | "upper", defaultPort: number) => (options: By
       return yield* fail("--udp cannot be combined with --tls-cert: UDP would carry the same bytes unencrypted")
     }
     const servers = kind === "echo" ? Echo : Upper
-    if (options.udp && options.workers !== 1) {
-      return yield* fail("--udp cannot be combined with --workers: the UDP server runs in one process; start it apart")
+    const udpInWorkers = options.udp && options.workers !== 1
+    if (udpInWorkers && !["linux", "freebsd"].includes(process.platform)) {
+      return yield* fail(
+        "--udp cannot be combined with --workers here: the workers share a UDP port with SO_REUSEPORT, which " +
+          `${process.platform} does not have; start the UDP server apart`
+      )
     }
-    const server = yield* startServer(
-      options,
+    const tcp = servers.make({
       address,
-      servers.make({
-        address,
-        framing,
-        frameTimeout,
-        ...serverOptions(options),
-        writeTimeout: options.writeTimeout,
-        memoryBudget: options.memoryBudget,
-        listen: { unixMode: Option.getOrUndefined(options.unixMode) },
-        tls,
-        proxyProtocol: proxy.proxyProtocol
-      }),
-      // Each worker reloads its certificates on SIGHUP.
-      tls === undefined ? [] : ["SIGHUP"]
-    )
+      framing,
+      frameTimeout,
+      ...serverOptions(options),
+      writeTimeout: options.writeTimeout,
+      memoryBudget: options.memoryBudget,
+      listen: { unixMode: Option.getOrUndefined(options.unixMode) },
+      tls,
+      proxyProtocol: proxy.proxyProtocol
+    })
+    // With --workers, every worker binds UDP on its TCP port (the group's), shared with SO_REUSEPORT.
+    const make = udpInWorkers
+      ? Effect.tap(tcp, (s) => s.address._tag === "TcpAddress" ? servers.makeUdp(s.address) : Effect.void)
+      : tcp
+    // Each worker reloads its certificates on SIGHUP.
+    const server = yield* startServer(options, address, make, tls === undefined ? [] : ["SIGHUP"])
     yield* printListening("tcp", server.address)
-    if (options.udp && server.address._tag === "TcpAddress") {
+    if (udpInWorkers) yield* printListening("udp", server.address)
+    else if (options.udp && server.address._tag === "TcpAddress") {
       // The same port as TCP, so one number reaches both; with --port 0 the
       // kernel may have given TCP a port that UDP cannot have.
       const sameAddress = server.address

@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -17,6 +18,7 @@ import * as NetError from "../NetError.js"
 import { metersOf, UdpMeter } from "./metrics.js"
 import * as Options from "./options.js"
 import { QueueKey, ReceiveQueue } from "./receiveQueue.js"
+import { WorkerListenRef } from "./workersListen.js"
 
 /** @internal */
 export const TypeId: unique symbol = Symbol.for("effect-wire/Datagram")
@@ -110,7 +112,14 @@ class Handle {
   /** The socket's metrics (internal/metrics.ts), unless they are off. */
   meter: UdpMeter | undefined = undefined
 
-  constructor(family: 4 | 6, requested: Datagram.UdpAddress, options: Datagram.BindOptions, capacity: number) {
+  constructor(
+    family: 4 | 6,
+    requested: Datagram.UdpAddress,
+    options: Datagram.BindOptions,
+    capacity: number,
+    /** In a worker of `Workers` (reusePort): share the port with the other workers' sockets. */
+    readonly reusePort = false
+  ) {
     this.family = family
     this.local = requested
     this.lookup = options.lookup ?? defaultLookup
@@ -122,7 +131,8 @@ class Handle {
     this.socket = process.getBuiltinModule("node:dgram").createSocket({
       type: family === 6 ? "udp6" : "udp4",
       reuseAddr: options.reuseAddress ?? false,
-      ipv6Only: this.ipv6Only
+      ipv6Only: this.ipv6Only,
+      ...(reusePort ? { reusePort: true } : {})
     })
     this.socket.on("message", (buf, rinfo) => {
       const peer = this.peer
@@ -172,7 +182,8 @@ class Handle {
       }
       this.binding = failed
       try {
-        this.socket.bind({ port: address.port, address: ip }, () => {
+        // exclusive: the worker binds itself (SO_REUSEPORT), not through node:cluster's primary.
+        this.socket.bind({ port: address.port, address: ip, ...(this.reusePort ? { exclusive: true } : {}) }, () => {
           this.binding = undefined
           const bound = this.socket.address()
           this.local = this.addressOf(bound.address, bound.port)
@@ -468,10 +479,13 @@ const open = (
   Effect.gen(function*() {
     const capacity = yield* validCapacity(options)
     const ip = yield* resolve(options.lookup ?? defaultLookup, address, undefined)
-    const meters = metersOf(yield* Effect.context<never>())
+    const context = yield* Effect.context<never>()
+    const meters = metersOf(context)
+    // A worker of `Workers` binds a fixed port with SO_REUSEPORT, so that every worker shares it.
+    const reusePort = address.port !== 0 && Context.get(context, WorkerListenRef)?.reusePort === true
     const handle = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const handle = new Handle(familyOf(ip), address, options, capacity)
+        const handle = new Handle(familyOf(ip), address, options, capacity, reusePort)
         if (meters !== undefined) handle.meter = new UdpMeter(meters, handle.family, handle.queue)
         return handle
       }),
