@@ -149,11 +149,11 @@ export const withObservability = (
   Effect.gen(function*() {
     const metrics = yield* parseMetrics(options.metrics)
     const otlp = yield* parseOtlp(options.otlp)
-    if (metrics._tag === "Off") {
-      if (otlp !== undefined) yield* Effect.sync(() => void process.stderr.write("--metrics off: --otlp exports spans only\n"))
-    }
     // In a worker, the parent serves the endpoint (the sums) and says where; the parent of workers exports nothing.
     const worker = workerRole() !== undefined
+    if (metrics._tag === "Off" && otlp !== undefined && !worker) {
+      yield* Effect.sync(() => void process.stderr.write("--metrics off: --otlp exports spans only\n"))
+    }
     const parent = !worker && options.workers !== undefined && options.workers !== 1
     const serve = metrics._tag === "Serve" && !worker
     const exportOtlp = otlp !== undefined && !parent
