@@ -29,7 +29,7 @@ import * as SchemaTransformation from "effect/SchemaTransformation"
 import * as Stream from "effect/Stream"
 import * as Msgpackr from "msgpackr"
 import { encodeUtf8 } from "./internal/bytes.js"
-import { compileSchema } from "./internal/schemaJit.js"
+import { compiledDecoder, compiledEncoder } from "./internal/schemaJit.js"
 
 /**
  * @since 0.1.0
@@ -163,15 +163,22 @@ const parseOptionsOf = (options: FormatOptions | undefined): ParseOptions => ({
  * @since 0.1.0
  * @category constructors
  */
-export const make = <A>(name: string, schema: Schema.Codec<A, Uint8Array>, options?: FormatOptions): Format<A> => {
-  compileSchema(schema)
-  return formatOf(name, schema, options)
-}
+export const make = <A>(name: string, schema: Schema.Codec<A, Uint8Array>, options?: FormatOptions): Format<A> =>
+  formatOf(name, schema, options, true)
 
-const formatOf = <A>(name: string, schema: Schema.Codec<A, Uint8Array>, options: FormatOptions | undefined): Format<A> => {
+const formatOf = <A>(
+  name: string,
+  schema: Schema.Codec<A, Uint8Array>,
+  options: FormatOptions | undefined,
+  compile: boolean
+): Format<A> => {
   const parseOptions = parseOptionsOf(options)
-  const decodeResult = Schema.decodeUnknownResult(schema, parseOptions)
-  const encodeResult = Schema.encodeResult(schema, parseOptions)
+  const decodeResult = compile
+    ? compiledDecoder(schema, parseOptions)
+    : Schema.decodeUnknownResult(schema, parseOptions)
+  const encodeResult = compile
+    ? compiledEncoder(schema, parseOptions)
+    : Schema.encodeUnknownResult(schema, parseOptions)
   return {
     [TypeId]: TypeId,
     name,
@@ -242,12 +249,12 @@ const parsed = <A, I>(
         }
       })
     )),
-    options
+    options,
+    false
   )
-  compileSchema(schema)
   const parseOptions = parseOptionsOf(options)
-  const decodeValue = Schema.decodeUnknownResult(schema, parseOptions)
-  const encodeValue = Schema.encodeResult(schema, parseOptions)
+  const decodeValue = compiledDecoder(schema, parseOptions)
+  const encodeValue = compiledEncoder(schema, parseOptions)
   return {
     ...composed,
     decode: (frame) => {

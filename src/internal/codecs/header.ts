@@ -10,6 +10,7 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as Framing from "../../Framing.js"
 import { encodeUtf8 } from "../bytes.js"
+import { compiledDecoder, compiledEncoder } from "../schemaJit.js"
 import {
   Batch,
   clip,
@@ -59,23 +60,24 @@ const partTooLarge = (
 
 const describe = (error: Schema.SchemaError): string => clip(error.message)
 
+const malformedHeader = (C: { readonly name: string }, reason: string, cause?: unknown): Result.Result<never, MalformedFrame> =>
+  Result.fail(new MalformedFrame({ codec: C.name, direction: "decode", reason, cause }))
+
 /** Reads a header from its JSON bytes, or says why it is malformed. */
-const readHeader = <H>(C: Config<H>, bytes: Uint8Array): { readonly header: H } | MalformedFrame => {
-  const malformed = (reason: string, cause?: unknown) =>
-    new MalformedFrame({ codec: C.name, direction: "decode", reason, cause })
+const readHeader = <H>(C: Config<H>, bytes: Uint8Array): Result.Result<H, MalformedFrame> => {
   const text = decodeUtf8(bytes)
-  if (text === undefined) return malformed("the header is not valid UTF-8")
+  if (text === undefined) return malformedHeader(C, "the header is not valid UTF-8")
   let json: unknown
   try {
     json = JSON.parse(text)
   } catch (cause) {
-    return malformed(`the header is not JSON (${clip(String((cause as Error).message))})`, cause)
+    return malformedHeader(C, `the header is not JSON (${clip(String((cause as Error).message))})`, cause)
   }
   const decoded = C.decodeHeader(json)
   if (Result.isFailure(decoded)) {
-    return malformed(`the header does not match its schema: ${describe(decoded.failure)}`, decoded.failure)
+    return malformedHeader(C, `the header does not match its schema: ${describe(decoded.failure)}`, decoded.failure)
   }
-  return { header: decoded.success }
+  return decoded as Result.Result<H, never>
 }
 
 /** Validates what `bodyLength` says; a string is why it is unusable. */
@@ -152,14 +154,14 @@ class Decoder<H> implements Framing.Decoder<Framing.HeaderFrame<H>> {
         if (piece.need > 0) return undefined
         if (this.state === HEADER) {
           const read = readHeader(C, piece.piece)
-          if (read instanceof MalformedFrame) return this.error = read
-          const n = C.bodyLength(read.header)
+          if (Result.isFailure(read)) return this.error = read.failure
+          const n = C.bodyLength(read.success)
           const bad = checkBodyLength(n)
           if (bad !== undefined) {
             return this.error = new MalformedFrame({ codec: C.name, direction: "decode", reason: bad })
           }
           if (n > C.maxBody) return this.tooLarge("body", C.maxBody, n)
-          this.header = read.header
+          this.header = read.success
           this.bodyLength = n
           piece.begin(n)
           this.state = BODY
@@ -203,10 +205,10 @@ const encoder = <H>(C: Config<H>) =>
     if (bytes.length > C.maxHeader) return tooLarge("header", C.maxHeader, bytes.length)
     // Check with the decoder's own steps: JSON is lossy (NaN, Infinity, undefined), and what the peer would reject must not be sent.
     const read = readHeader(C, bytes)
-    if (read instanceof MalformedFrame) {
-      return malformed(`the header would not read back: ${read.reason}`, read.cause)
+    if (Result.isFailure(read)) {
+      return malformed(`the header would not read back: ${read.failure.reason}`, read.failure.cause)
     }
-    const n = C.bodyLength(read.header)
+    const n = C.bodyLength(read.success)
     const bad = checkBodyLength(n)
     if (bad !== undefined) return malformed(bad)
     if (body.length !== n) return malformed(`bodyLength says ${n} bytes for this header, but the body has ${body.length}`)
@@ -242,8 +244,9 @@ export const header = <H, I>(options: Framing.HeaderOptions<H, I>): Framing.Code
   }
   const config: Config<H> = {
     name,
-    decodeHeader: Schema.decodeUnknownResult(options.header),
-    encodeHeader: Schema.encodeResult(options.header),
+    // Every frame's header goes through the Schema: compiled, it is a few typeof checks (internal/schemaJit.ts).
+    decodeHeader: compiledDecoder(options.header),
+    encodeHeader: compiledEncoder(options.header),
     bodyLength: options.bodyLength,
     maxHeader: limit(name, "maxHeaderLength", options.maxHeaderLength, 64 * 1024, 2 ** 32 - 1),
     maxBody: limit(name, "maxBodyLength", options.maxBodyLength, DEFAULT_MAX, MAX_LIMIT)
