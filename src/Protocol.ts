@@ -45,6 +45,7 @@
  * @since 0.1.0
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
+import type * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -711,6 +712,23 @@ class Replies<Out> implements ServeConnection<Out> {
 }
 
 /**
+ * The protocol's meter in `services`' metric registry (undefined with
+ * metrics off): every connection of a server has the same services, so the
+ * last answer is kept instead of looking it up per connection.
+ */
+let lastMeter: { readonly services: unknown; readonly protocol: unknown; readonly meter: ProtocolMeter | undefined } | undefined
+const protocolMeterOf = (
+  protocol: Protocol<any, any, any>,
+  services: Context.Context<never> | undefined
+): ProtocolMeter | undefined => {
+  if (services === undefined) return undefined
+  if (lastMeter !== undefined && lastMeter.services === services && lastMeter.protocol === protocol) return lastMeter.meter
+  const meter = metersOf(services)?.protocol(protocol.name ?? "unnamed", protocol.framing.name)
+  lastMeter = { services, protocol, meter }
+  return meter
+}
+
+/**
  * The engine of {@link serve} and {@link serveStream}. Reads are answered by
  * a pump handler, in Node's own callbacks on a Node socket: per read, cut
  * its frames, decode each, answer them in order, and hand all the replies to
@@ -800,8 +818,7 @@ class Serving<In, Out, PE, E, R> implements Socket.PumpHandler<Park> {
       ? undefined
       : new FrameWatch(this.decoder, protocol.framing.name, frameTimeout)
     this.replies = new Replies<Out>(socket, protocol as Protocol<unknown, Out, unknown>)
-    const meters = runtime.services === undefined ? undefined : metersOf(runtime.services)
-    this.replies.meter = meters?.protocol(protocol.name ?? "unnamed", protocol.framing.name)
+    this.replies.meter = protocolMeterOf(protocol, runtime.services)
   }
 
   /**
