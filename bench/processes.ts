@@ -81,6 +81,8 @@ export const serverArgs = (id: ServerId, builds: string | Builds): Array<string>
       return [beforeEffectServers(dist()), "wire-stream", ...LISTEN]
     case "wire-protocol@before":
       return [beforeEffectServers(dist()), "wire-protocol", ...LISTEN]
+    case "wire-protocol-json@before":
+      return [beforeEffectServers(dist()), "wire-protocol-json", ...LISTEN]
   }
 }
 

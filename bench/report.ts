@@ -29,7 +29,12 @@ export type BaseServerId =
   | "rpc-effect"
 
 /** The same effect-wire servers from another build's dist/ (`--before DIR`), for a before/after table. */
-export type BeforeServerId = "wire@before" | "wire-framed@before" | "wire-stream@before" | "wire-protocol@before"
+export type BeforeServerId =
+  | "wire@before"
+  | "wire-framed@before"
+  | "wire-stream@before"
+  | "wire-protocol@before"
+  | "wire-protocol-json@before"
 
 export type ServerId = BaseServerId | BeforeServerId
 
@@ -37,7 +42,8 @@ export const BEFORE_SERVERS: ReadonlyArray<BeforeServerId> = [
   "wire@before",
   "wire-framed@before",
   "wire-stream@before",
-  "wire-protocol@before"
+  "wire-protocol@before",
+  "wire-protocol-json@before"
 ]
 
 const BASE_LABELS: Record<BaseServerId, string> = {

@@ -38,8 +38,8 @@
  *
  * `--before DIR` (another effect-wire build's dist/, e.g. the one before a
  * port) adds `wire@before`, `wire-framed@before` (DIR/src/cli/main.js) and,
- * when DIR/bench/effectServers.js exists, `wire-stream@before` and
- * `wire-protocol@before`: the earlier editions of the chosen effect-wire
+ * when DIR/bench/effectServers.js exists, `wire-stream@before`,
+ * `wire-protocol@before` and `wire-protocol-json@before`: the earlier editions of the chosen effect-wire
  * servers, in the same run, printed next to this build's with the same
  * ratios, so one run gives a port's before/after table. `--servers` may name
  * `@before` servers itself (then it gets exactly those).
@@ -250,7 +250,7 @@ const beforeDist = (given: string | undefined): string | undefined => {
 
 /** Whether the `--before` build can run `id`: the Effect-handler servers need its bench/effectServers.js. */
 const beforeHas = (dist: string, id: ServerId): boolean =>
-  id === "wire-stream@before" || id === "wire-protocol@before" ? Fs.existsSync(beforeEffectServers(dist)) : true
+  id === "wire@before" || id === "wire-framed@before" ? true : Fs.existsSync(beforeEffectServers(dist))
 
 function usage(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`)
