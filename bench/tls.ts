@@ -10,7 +10,9 @@
  * `npm run bench` runs it after the plaintext servers (`--no-tls` skips it,
  * `--tls-only` runs it alone); standalone:
  *
- *   node dist/bench/tls.js [--quick] [--reps 3] [--no-pin]
+ *   node dist/bench/tls.js [--quick] [--reps 3] [--no-pin] [--only stream,pingpong,handshakes] [--cli FILE]
+ *
+ * (`--cli`: the effect-wire command line to run, default dist/src/cli/main.js.)
  *
  * Targets (issue 14): ≥ 0.90× node:tls on stream throughput and on
  * ping-pong round trips, ≤ 1.2× its server CPU per handshake; each judged on
@@ -250,6 +252,7 @@ const render = (samples: ReadonlyArray<TlsSample>, plan: Record<TlsWorkload, Tls
     ""
   ]
   for (const workload of Object.keys(COLUMNS) as Array<TlsWorkload>) {
+    if (plan[workload] === undefined) continue // not run (--only)
     lines.push(`**${workload}**: ${describeJob(plan[workload])}`, "")
     const columns = COLUMNS[workload]
     lines.push(`| server | ${columns.map(([, label]) => label).join(" | ")} |`, `|---|${columns.map(() => "---").join("|")}|`)
@@ -264,7 +267,13 @@ const render = (samples: ReadonlyArray<TlsSample>, plan: Record<TlsWorkload, Tls
 
 /** Runs the TLS bench: `reps` repetitions of every TLS workload on both servers. */
 export const runTls = async (
-  options: { readonly quick: boolean; readonly reps: number; readonly cli?: string | undefined },
+  options: {
+    readonly quick: boolean
+    readonly reps: number
+    readonly cli?: string | undefined
+    /** Only these workloads (default: all). */
+    readonly only?: ReadonlyArray<TlsWorkload> | undefined
+  },
   pinning: Pinning,
   log: (line: string) => void
 ): Promise<TlsRun> => {
@@ -275,7 +284,10 @@ export const runTls = async (
   } catch (error) {
     return skipped(`the openssl command could not make the certificate (${error instanceof Error ? error.message : String(error)})`)
   }
-  const plan = jobs(options.quick)
+  const all = jobs(options.quick)
+  const plan = options.only === undefined
+    ? all
+    : Object.fromEntries(options.only.map((w) => [w, all[w]])) as Record<TlsWorkload, TlsJob>
   const samples: Array<TlsSample> = []
   const failures: Array<string> = []
   const cli = options.cli ?? DEFAULT_CLI
@@ -318,11 +330,16 @@ const main = async (): Promise<void> => {
   const quick = args.includes("--quick")
   const at = args.indexOf("--reps")
   const reps = at >= 0 ? Number(args[at + 1]) : quick ? 1 : 3
+  const value = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined)
+  const cli = value("--cli")
+  const only = value("--only")?.split(",").map((w) => `tls-${w.replace(/^tls-/, "")}` as TlsWorkload)
+  const unknown = only?.find((w) => !(w in jobs(quick)))
+  if (unknown !== undefined) throw new Error(`--only: unknown workload ${unknown} (stream, pingpong, handshakes)`)
   const pinning = detectPinning(!args.includes("--no-pin"))
   const load = Os.loadavg()
   const log = (line: string) => void process.stderr.write(`${line}\n`)
   log(`tls bench: ${reps} repetition(s), ${pinning.note}, load average ${load.map((x) => x.toFixed(2)).join(" ")}`)
-  const run = await runTls({ quick, reps }, pinning, log)
+  const run = await runTls({ quick, reps, cli: cli === undefined ? undefined : Path.resolve(cli), only }, pinning, log)
   const { renderTargets } = await import("./report.js")
   process.stdout.write(`${run.markdown}\n${renderTargets(run.targets)}\n\nload average at the end ${Os.loadavg().map((x) => x.toFixed(2)).join(" ")}\n`)
   if (run.failures.length > 0) {

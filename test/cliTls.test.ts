@@ -7,6 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { execFile } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -235,4 +236,45 @@ describe("effect-wire serve exec / exec with TLS", () => {
       }),
     90_000
   )
+})
+
+describe("effect-wire serve --tls-cert: V8's young generation", () => {
+  /**
+   * In a fresh Node process: `holdYoungGenerationForTls(argv)` (from the built CLI), then 200 MB of
+   * short-lived objects; prints whether it held the generation and the young generation's size before
+   * and after them (MB).
+   */
+  const youngAfter = (argv: ReadonlyArray<string>, nodeOptions: ReadonlyArray<string> = []) =>
+    Effect.promise(() =>
+      new Promise<{ held: boolean; before: number; after: number }>((resolve, reject) => {
+        const script = `
+          const V8 = await import("node:v8")
+          const { holdYoungGenerationForTls } = await import(${JSON.stringify(Path.join(dist, "src", "cli", "tls.js"))})
+          const young = () => V8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size / 2 ** 20
+          const held = holdYoungGenerationForTls(${JSON.stringify(argv)})
+          const before = young()
+          let keep = []
+          for (let i = 0; i < 3e6; i++) { keep.push({ i, s: "x" + i }); if (keep.length > 200000) keep = [] }
+          console.log(JSON.stringify({ held, before, after: young() }))`
+        execFile(process.execPath, [...nodeOptions, "--input-type=module", "-e", script], { timeout: 30_000 }, (error, stdout) =>
+          error !== null ? reject(error) : resolve(JSON.parse(stdout)))
+      })
+    )
+
+  it.live("serve --tls-cert holds it at its size; other commands, and a process given its own flag, are left alone", () =>
+    Effect.gen(function*() {
+      const [tls, plaintext, client, own] = yield* Effect.all([
+        youngAfter(["node", "main.js", "serve", "echo", "--tls-cert", "c.pem", "--tls-key", "k.pem"]),
+        youngAfter(["node", "main.js", "serve", "echo"]),
+        youngAfter(["node", "main.js", "connect", "localhost:1", "--tls-cert", "c.pem"]),
+        youngAfter(["node", "main.js", "serve", "echo", "--tls-cert=c.pem"], ["--max-semi-space-size=16"])
+      ], { concurrency: "unbounded" })
+      assert.isTrue(tls.held)
+      assert.isAtMost(tls.after, tls.before, JSON.stringify(tls))
+      // Without it V8 grows the young generation under the same allocations.
+      assert.isFalse(plaintext.held)
+      assert.isAbove(plaintext.after, plaintext.before, JSON.stringify(plaintext))
+      assert.isFalse(client.held)
+      assert.isFalse(own.held)
+    }), 60_000)
 })

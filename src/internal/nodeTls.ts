@@ -616,26 +616,26 @@ export interface HandshakeReporter {
   readonly handshake?: ((durationMs: number, errorTag: string | undefined) => void) | undefined
 }
 
-/** How one handshake on a TLS listener ended: what {@link handshakeDone} receives. */
+/** How one handshake on a TLS listener failed: what {@link handshakeDone} receives. */
 export interface HandshakeOutcome {
   /** The listener's name (its address, or the server's `name`). */
   readonly listener: string
-  /** The client, on a failure (`Address.unknownPeer` on success: not looked up on that path). */
+  /** The client. */
   readonly peer: Address.Address
   /** From the TCP accept to the end of the handshake (its refusal included). */
   readonly durationMs: number
-  /** Undefined when the handshake succeeded (the connection goes on to the server). */
-  readonly error: Tls.HandshakeError | NetError.NetError | undefined
+  readonly error: Tls.HandshakeError | NetError.NetError
 }
 
 /**
- * The one place every handshake of every TLS listener ends, success or
- * failure: a failure is counted by its tag in `failures` (what
- * `Server.stats` and `Tls.handshakeFailures` read) and logged by the
- * listener's own `report`. Metrics of handshakes hook here.
+ * The one place every failed handshake of every TLS listener ends: it is
+ * counted by its tag in `failures` (what `Server.stats` and
+ * `Tls.handshakeFailures` read) and logged by the listener's own `report`.
+ * (The listener's `HandshakeReporter.handshake` is told of every
+ * handshake, successes too: the metrics.)
  */
 export const handshakeDone = (failures: Map<string, number>, outcome: HandshakeOutcome): void => {
-  if (outcome.error !== undefined) failures.set(outcome.error._tag, (failures.get(outcome.error._tag) ?? 0) + 1)
+  failures.set(outcome.error._tag, (failures.get(outcome.error._tag) ?? 0) + 1)
 }
 
 /** A TLS listener's server and what it keeps beside a plaintext one. */
@@ -727,12 +727,16 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
   // The TCP sockets whose handshake is in progress, with when they were accepted.
   const handshaking = new Map<Net.Socket, number>()
   const failures = new Map<string, number>()
-  const startOf = (socket: NodeTls.TLSSocket): number | undefined => handshaking.get(parentOf(socket))
-  const done = (socket: NodeTls.TLSSocket, peer: Address.Address, error: Tls.HandshakeError | NetError.NetError | undefined) => {
-    const start = startOf(socket)
-    const durationMs = start === undefined ? 0 : performance.now() - start
+  const durationOf = (socket: NodeTls.TLSSocket): number => {
+    const start = handshaking.get(parentOf(socket))
+    return start === undefined ? 0 : performance.now() - start
+  }
+  // Per connection, a success costs no more than the metrics' histogram.
+  const succeeded = (socket: NodeTls.TLSSocket) => reporter.handshake?.(durationOf(socket), undefined)
+  const done = (socket: NodeTls.TLSSocket, peer: Address.Address, error: Tls.HandshakeError | NetError.NetError) => {
+    const durationMs = durationOf(socket)
     handshakeDone(failures, { listener: reporter.name(), peer, durationMs, error })
-    reporter.handshake?.(durationMs, error?._tag)
+    reporter.handshake?.(durationMs, error._tag)
   }
 
   const report = (socket: NodeTls.TLSSocket, error: Tls.HandshakeError | NetError.NetError, peer: Address.Address) => {
@@ -753,12 +757,16 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
       : Address.unknownPeer
   }
 
+  function forget(this: Net.Socket): void {
+    handshaking.delete(this)
+  }
   server.on("connection", (socket: Net.Socket) => {
     handshaking.set(socket, performance.now())
     // Read (and cached by Node) now: a client that closes before its handshake ended is reported
-    // once its socket is closed, which no longer knows its peer. (One getpeername call.)
+    // once its socket is closed, which no longer knows its peer. The TLS socket of a handshake that
+    // succeeds gets the same answer (see 'secureConnection'), so this costs no getpeername call.
     void socket.remoteAddress
-    socket.once("close", () => handshaking.delete(socket))
+    socket.once("close", forget)
   })
   server.on("tlsClientError", (err: Error, socket: NodeTls.TLSSocket) => {
     const peer = peerOf(socket)
@@ -781,8 +789,11 @@ export const createServer = (config: ServerConfig, reporter: HandshakeReporter):
     // Handshaken: from now on the client's close_notify or FIN ends our reads, not our writes.
     socket.allowHalfOpen = true
     const verdict = (socket as unknown as { readonly authorizationError?: unknown }).authorizationError
+    // The peer read at accept, for the TLS socket's own `remoteAddress` (it would ask the kernel again).
+    const tls = socket as unknown as { _peername?: unknown }
+    tls._peername ??= (parentOf(socket) as unknown as { readonly _peername?: unknown })._peername
     const error = verifyClient(socket, config.clientCertificate, socket.authorized, verdict, () => peerOf(socket))
-    if (error === undefined) return done(socket, Address.unknownPeer, undefined)
+    if (error === undefined) return succeeded(socket)
     report(socket, error, error.address ?? Address.unknownPeer)
     socket.destroy()
   })
