@@ -8,7 +8,8 @@
  * in place, with one line on stderr either way. The Tls module is loaded
  * only when a TLS flag is given. Exec's rule for plaintext (`serve exec` and
  * `exec` with a token beyond loopback need TLS or `--insecure-plaintext`)
- * lives here too.
+ * lives here too, and so does the V8 setting `serve --tls-cert` runs with
+ * (a young generation that does not grow).
  *
  * ```sh
  * effect-wire serve echo --tls-cert server.pem --tls-key server-key.pem
@@ -117,8 +118,8 @@ const readMaterial = (
  * only when a scavenge finds it dead. Under a TLS stream V8 grows this
  * process's young generation (a bare node:tls server's stays at 4 MB), so
  * scavenges become rare and the dead buffers pile up until full
- * collections: 1.21× a node:tls server's CPU per GiB against 1.01× with
- * the growth held (same run, 5 repetitions). Held only from `serve`'s own
+ * collections: 1.21–1.30× a node:tls server's CPU per GiB against
+ * 1.01–1.12× with the growth held, and less RSS (same-run comparisons). Held only from `serve`'s own
  * start, the young generation had already grown to 8 MB, and it did not
  * help (1.32×); on plaintext servers it measured no gain, so they are left
  * alone. Of V8's young-generation flags only the growth factor is read
