@@ -12,7 +12,8 @@
  *
  *   node dist/bench/tls.js [--quick] [--reps 3] [--no-pin] [--only stream,pingpong,handshakes] [--cli FILE]
  *
- * (`--cli`: the effect-wire command line to run, default dist/src/cli/main.js.)
+ * (`--cli`: the effect-wire command line to run, default dist/src/cli/main.js; the
+ * server is started with the bin.js next to it, the `effect-wire` executable.)
  *
  * Targets (issue 14): ≥ 0.90× node:tls on stream throughput and on
  * ping-pong round trips, ≤ 1.2× its server CPU per handshake; each judged on
@@ -103,6 +104,17 @@ interface Started {
   readonly output: () => string
 }
 
+/**
+ * The `effect-wire` executable next to a command line's main.js (bin.js, what
+ * package.json's `bin` runs), or `cli` itself when there is none: a TLS
+ * server's young generation is held there, before the command line loads
+ * (src/cli/youngGeneration.ts), which main.js alone cannot do.
+ */
+const executableOf = (cli: string): string => {
+  const bin = Path.join(Path.dirname(cli), "bin.js")
+  return Path.basename(cli) === "main.js" && Fs.existsSync(bin) ? bin : cli
+}
+
 const startServer = (
   id: TlsServerId,
   core: number | undefined,
@@ -111,7 +123,7 @@ const startServer = (
 ): Promise<Started> => {
   const args = id === "node-tls"
     ? [TLS_SERVERS, "node-tls", "--cert", cert.cert, "--key", cert.key, "--host", "127.0.0.1", "--port", "0"]
-    : [cli, "serve", "echo", "--host", "127.0.0.1", "--port", "0", "--tls-cert", cert.cert, "--tls-key", cert.key]
+    : [executableOf(cli), "serve", "echo", "--host", "127.0.0.1", "--port", "0", "--tls-cert", cert.cert, "--tls-key", cert.key]
   const child = launch(core, args)
   const stderr = tail(child.stderr)
   const stdout = tail(child.stdout)

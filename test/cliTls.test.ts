@@ -240,7 +240,7 @@ describe("effect-wire serve exec / exec with TLS", () => {
 
 describe("effect-wire serve --tls-cert: V8's young generation", () => {
   /**
-   * In a fresh Node process: `holdYoungGenerationForTls(argv)` (from the built CLI), then 200 MB of
+   * In a fresh Node process: `holdYoungGenerationForTls(argv)` (from the built CLI, as bin.js calls it first), then 3 million
    * short-lived objects; prints whether it held the generation and the young generation's size before
    * and after them (MB).
    */
@@ -249,7 +249,7 @@ describe("effect-wire serve --tls-cert: V8's young generation", () => {
       new Promise<{ held: boolean; before: number; after: number }>((resolve, reject) => {
         const script = `
           const V8 = await import("node:v8")
-          const { holdYoungGenerationForTls } = await import(${JSON.stringify(Path.join(dist, "src", "cli", "tls.js"))})
+          const { holdYoungGenerationForTls } = await import(${JSON.stringify(Path.join(dist, "src", "cli", "youngGeneration.js"))})
           const young = () => V8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size / 2 ** 20
           const held = holdYoungGenerationForTls(${JSON.stringify(argv)})
           const before = young()
@@ -261,7 +261,7 @@ describe("effect-wire serve --tls-cert: V8's young generation", () => {
       })
     )
 
-  it.live("serve --tls-cert holds it at its size; other commands, and a process given its own flag, are left alone", () =>
+  it.live("serve --tls-cert holds it at its start-up size; other commands, and a process given its own flag, are left alone", () =>
     Effect.gen(function*() {
       const [tls, plaintext, client, own] = yield* Effect.all([
         youngAfter(["node", "main.js", "serve", "echo", "--tls-cert", "c.pem", "--tls-key", "k.pem"]),
@@ -269,11 +269,12 @@ describe("effect-wire serve --tls-cert: V8's young generation", () => {
         youngAfter(["node", "main.js", "connect", "localhost:1", "--tls-cert", "c.pem"]),
         youngAfter(["node", "main.js", "serve", "echo", "--tls-cert=c.pem"], ["--max-semi-space-size=16"])
       ], { concurrency: "unbounded" })
+      // Held: at most one doubling of its 1 MB start (a node:tls server's is 4 MB under a TLS stream) ...
       assert.isTrue(tls.held)
-      assert.isAtMost(tls.after, tls.before, JSON.stringify(tls))
-      // Without it V8 grows the young generation under the same allocations.
+      assert.isAtMost(tls.after, Math.max(2, tls.before), JSON.stringify(tls))
+      // ... where V8 otherwise grows it past 8 MB under the same allocations.
       assert.isFalse(plaintext.held)
-      assert.isAbove(plaintext.after, plaintext.before, JSON.stringify(plaintext))
+      assert.isAbove(plaintext.after, 8, JSON.stringify(plaintext))
       assert.isFalse(client.held)
       assert.isFalse(own.held)
     }), 60_000)

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
  * The `effect-wire` executable (package.json's `bin`, what `npm start`
- * runs): turns on Node's compile cache, then loads the command line
- * (`main.ts`). Static imports are loaded before a module's first line runs,
+ * runs): for `serve --tls-cert`, first holds V8's young generation at its
+ * start-up size (`youngGeneration.ts`: it must happen before the command
+ * line loads); then turns on Node's compile cache, and loads the command
+ * line (`main.ts`). Static imports are loaded before a module's first line runs,
  * so the cache must be on in a module of its own: with it, a start after
  * the first reuses V8's compiled code instead of compiling every chunk
  * again (most of the time `effect-wire serve echo` spends before it
@@ -17,6 +19,10 @@
  * @since 0.2.0
  */
 import * as Module from "node:module"
+import { holdYoungGenerationForTls } from "./youngGeneration.js"
+
+// Before anything loads: a TLS server's young generation must not grow (youngGeneration.ts).
+holdYoungGenerationForTls(process.argv)
 
 // Node >= 22.1 has it; a cache that cannot be written is reported in the result, never thrown.
 Module.enableCompileCache?.()

@@ -8,8 +8,7 @@
  * in place, with one line on stderr either way. The Tls module is loaded
  * only when a TLS flag is given. Exec's rule for plaintext (`serve exec` and
  * `exec` with a token beyond loopback need TLS or `--insecure-plaintext`)
- * lives here too, and so does the V8 setting `serve --tls-cert` runs with
- * (a young generation that does not grow).
+ * lives here too.
  *
  * ```sh
  * effect-wire serve echo --tls-cert server.pem --tls-key server-key.pem
@@ -27,7 +26,6 @@ import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Fs from "node:fs"
 import { isIP } from "node:net"
-import * as V8 from "node:v8"
 import * as Address from "../Address.js"
 import * as Tls from "../Tls.js"
 import { choiceOption, CliError, messageOf } from "./common.js"
@@ -106,37 +104,6 @@ const readMaterial = (
     const identity: Tls.Identity = { cert: yield* read("tls-cert", cert), key: Redacted.make(yield* read("tls-key", key)) }
     return ca === undefined ? { identity } : { identity, clientCa: yield* read("tls-ca", ca) }
   })
-
-/**
- * For `serve … --tls-cert`: keep V8's young generation at the size it has
- * while the command line loads (about 4 MB), for the server's life; a
- * no-op for every other command. Called by main.ts before it loads the
- * subcommands, since the young generation grows from then on and never
- * shrinks back (docs/tls.md#speed).
- *
- * Why: every TLS read is a fresh 16 KiB buffer outside V8's heap, freed
- * only when a scavenge finds it dead. Under a TLS stream V8 grows this
- * process's young generation (a bare node:tls server's stays at 4 MB), so
- * scavenges become rare and the dead buffers pile up until full
- * collections: 1.21–1.30× a node:tls server's CPU per GiB against
- * 1.01–1.12× with the growth held, and less RSS (same-run comparisons). Held only from `serve`'s own
- * start, the young generation had already grown to 8 MB, and it did not
- * help (1.32×); on plaintext servers it measured no gain, so they are left
- * alone. Of V8's young-generation flags only the growth factor is read
- * after start-up (`--max-semi-space-size` at run time does nothing). A
- * process started with a young-generation flag of its own (`node` options
- * or `NODE_OPTIONS`) is left alone.
- *
- * @since 0.2.0
- * @category constructors
- */
-export const holdYoungGenerationForTls = (argv: ReadonlyArray<string>): boolean => {
-  if (argv[2] !== "serve" || !argv.some((arg) => arg === "--tls-cert" || arg.startsWith("--tls-cert="))) return false
-  const own = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(/\s+/)]
-  if (own.some((arg) => /^--(max-semi-space-size|min-semi-space-size|semi-space-growth-factor)/.test(arg))) return false
-  V8.setFlagsFromString("--semi-space-growth-factor=1")
-  return true
-}
 
 /**
  * `serve`'s TLS options from its flags (`undefined` without `--tls-cert`),
