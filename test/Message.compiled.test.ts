@@ -7,6 +7,8 @@
  * format, the other stays interpreted as the reference.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
+import * as Path from "node:path"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type { ParseOptions } from "effect/SchemaAST"
@@ -111,6 +113,38 @@ describe("Message formats compile their Schemas", () => {
       globalThis.Function = original
     }
     assert.isAbove(made, 0)
+  })
+
+  it("where code generation is forbidden, formats run on the interpreter with the same results", () => {
+    // The same decodes and encodes in a Node that refuses `new Function` (as a hardened runtime may).
+    const message = Path.resolve(import.meta.dirname, "../dist/src/Message.js")
+    const script = `
+      import * as Schema from "effect/Schema"
+      import * as Message from ${JSON.stringify(message)}
+      const S = Schema.Struct({ seq: Schema.Number, conn: Schema.Number.check(Schema.isInt()), pad: Schema.String })
+      const f = Message.json(S)
+      const text = (r) => r._tag === "Success" ? JSON.stringify(r.success) : r.failure.message
+      const bytes = (s) => new TextEncoder().encode(s)
+      console.log(JSON.stringify([
+        text(f.decode(bytes('{"seq":1,"conn":2,"pad":"x","extra":0}'))),
+        text(f.decode(bytes('{"seq":1,"conn":2.5,"pad":"x"}'))),
+        text(f.decode(bytes('[1]'))),
+        f.encode({ seq: 1, conn: 2, pad: "x" })._tag,
+        text(f.encode({ seq: 1, conn: "2", pad: "x" }))
+      ]))`
+    const run = (flags: ReadonlyArray<string>) =>
+      JSON.parse(
+        execFileSync(process.execPath, [...flags, "--input-type=module", "-e", script], {
+          cwd: Path.resolve(import.meta.dirname, ".."),
+          encoding: "utf8",
+          timeout: 30_000
+        })
+      ) as Array<string>
+    const forbidden = run(["--disallow-code-generation-from-strings"])
+    assert.deepStrictEqual(forbidden, run([]))
+    assert.strictEqual(forbidden[0], `{"seq":1,"conn":2,"pad":"x"}`)
+    assert.include(forbidden[1], "Expected an integer")
+    assert.strictEqual(forbidden[3], "Success")
   })
 
   for (const [name, make] of Object.entries(schemas)) {
