@@ -576,6 +576,29 @@ describe("Socket", () => {
         assert.isTrue(reply.equals(payload))
       }))
 
+    // node:net sets them on each accepted handle (the listener's acceptOptions), not a call per socket.
+    it.live("an accepted socket has the listener's keep-alive (seen by the kernel) and TCP_NODELAY", () =>
+      Effect.gen(function*() {
+        /** node:net's own record of what it set on the socket (a symbol, as it names it). */
+        const noDelayOf = (socket: Socket.Socket): unknown => {
+          const raw = (socket as unknown as { readonly raw: Net.Socket }).raw as unknown as Record<symbol, unknown>
+          const key = Object.getOwnPropertySymbols(raw).find((k) => k.description === "kSetNoDelay")
+          return key === undefined ? undefined : raw[key]
+        }
+        /** ss's line for the established TCP socket bound to `port` on this side, with its timers. */
+        const ssLine = (port: number): string =>
+          execFileSync("ss", ["-tnoH", "state", "established", `( sport = :${port} )`], { encoding: "utf8" }).trim()
+        const [client, server] = yield* pair({ listen: { keepAlive: "10 seconds" }, connect: { keepAlive: false } })
+        assert.strictEqual(noDelayOf(server), true)
+        const serverPort = (server.localAddress as Address.TcpAddress).port
+        const clientPort = (client.localAddress as Address.TcpAddress).port
+        assert.match(ssLine(serverPort), /timer:\(keepalive,/)
+        assert.notMatch(ssLine(clientPort), /keepalive/)
+        const [, quiet] = yield* pair({ listen: { noDelay: false } })
+        assert.notStrictEqual(noDelayOf(quiet), true)
+        assert.notMatch(ssLine((quiet.localAddress as Address.TcpAddress).port), /keepalive/)
+      }))
+
     it.live("invalid values are defects that name the option", () =>
       Effect.gen(function*() {
         const listener = yield* Socket.listen(loopback4)

@@ -25,7 +25,7 @@ import { ConnectionTracer, tracerOf } from "./tracing.js"
 import type * as ProxyProtocol from "../ProxyProtocol.js"
 import { attachHeader, clientOf, type ProxyConfig, proxyConfig, ProxyReader } from "./proxyAccept.js"
 import { NodeSocket, type Owner, type Raw } from "./nodeSocket.js"
-import { type ListenConfig, listenConfig, withOptions } from "./nodeSocketOptions.js"
+import { acceptOptions, type ListenConfig, listenConfig, withOptions } from "./nodeSocketOptions.js"
 import { createServer, isTlsServer, type ServerConfig, serverConfig, type TlsServer } from "./nodeTls.js"
 import {
   discardPrivateBind,
@@ -229,7 +229,9 @@ const startListening = (
         return resume(Effect.fail(listenError(e, address)))
       }
     }
-    const tlsServer: TlsServer | undefined = tls === undefined ? undefined : createServer(tls.config, {
+    // TCP_NODELAY and keep-alive are set by node:net on each accepted handle (see NodeSocket.established).
+    const accepted = acceptOptions(config.socket)
+    const tlsServer: TlsServer | undefined = tls === undefined ? undefined : createServer(tls.config, accepted, {
       slots: () => listener.slots,
       fork: tls.fork,
       name: () => Address.format(listener.address),
@@ -237,7 +239,7 @@ const startListening = (
     })
     // With a PROXY header, a plain server listens: the header comes before the TLS handshake.
     const server: Net.Server = (proxy === undefined ? tlsServer?.server : undefined) ??
-      Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
+      Net.createServer({ allowHalfOpen: true, pauseOnConnect: true, ...accepted })
     const listener: NodeListener = new NodeListener(server, config, address)
     listener.tls = tlsServer
     if (proxy !== undefined) {

@@ -43,6 +43,9 @@ const tcpAddress = (host: string | undefined, port: number | undefined, fallback
     ? fallback
     : new Address.TcpAddress({ host, port }, { disableChecks: true })
 
+/** A listener on one of these accepts connections to any of the machine's addresses. */
+const isWildcard = (host: string): boolean => host === "0.0.0.0" || host === "::" || host === ""
+
 const UNNAMED_IPV4 = new Address.TcpAddress({ host: "0.0.0.0", port: 0 }, { disableChecks: true })
 const UNNAMED_IPV6 = new Address.TcpAddress({ host: "::", port: 0 }, { disableChecks: true })
 
@@ -173,7 +176,11 @@ export class NodeSocket implements Socket.Socket, Member {
    * getsockname/getpeername, which fail once the connection was reset: a
    * peer that reset before we accepted it is `Address.unknownPeer`, never
    * the listener's address; an end of ours that cannot be named is the
-   * wildcard with port 0, as getsockname reports an unbound socket.
+   * wildcard with port 0, as getsockname reports an unbound socket. An
+   * accepted socket's end is the listener's own address when the listener is
+   * bound to one IP (only a wildcard listener's connections arrive at
+   * several), and node:net has set its TCP_NODELAY and keep-alive as it
+   * accepted it (the listener's `acceptOptions`).
    */
   established(listenerAddress: Address.Address | undefined): void {
     const raw = this.raw
@@ -184,15 +191,21 @@ export class NodeSocket implements Socket.Socket, Member {
       const ours = listenerAddress ?? (this.remoteAddress._tag === "TcpAddress" && this.remoteAddress.host.includes(":")
         ? UNNAMED_IPV6
         : UNNAMED_IPV4)
-      const host = raw.localAddress
-      const port = raw.localPort
-      // An accepted connection's end is usually the listener's own address: share it.
-      this.localAddress = ours._tag === "TcpAddress" && ours.port === port && ours.host === host
-        ? ours
-        : tcpAddress(host, port, ours)
+      if (listenerAddress !== undefined && listenerAddress._tag === "TcpAddress" && !isWildcard(listenerAddress.host)) {
+        this.localAddress = listenerAddress
+      } else {
+        const host = raw.localAddress
+        const port = raw.localPort
+        // An accepted connection's end is usually the listener's own address: share it.
+        this.localAddress = ours._tag === "TcpAddress" && ours.port === port && ours.host === host
+          ? ours
+          : tcpAddress(host, port, ours)
+      }
       this.remoteAddress = tcpAddress(raw.remoteAddress, raw.remotePort, peer)
-      raw.setNoDelay(config.noDelay)
-      if (config.keepAlive !== false) raw.setKeepAlive(true, config.keepAlive)
+      if (listenerAddress === undefined) {
+        raw.setNoDelay(config.noDelay)
+        if (config.keepAlive !== false) raw.setKeepAlive(true, config.keepAlive)
+      }
     }
     if (config.idleTimeoutMs > 0) {
       raw.setTimeout(config.idleTimeoutMs)

@@ -80,6 +80,23 @@ const closeTimeout = (value: Duration.Input | undefined): number => {
   return Math.ceil(Duration.toMillis(Duration.fromInputUnsafe(value)))
 }
 
+/**
+ * A listener's `net.Server` (or `tls.Server`) options that set TCP_NODELAY and
+ * keep-alive on each accepted handle as node:net accepts it: the same socket
+ * options as `setNoDelay`/`setKeepAlive` per socket, without their cost (on a
+ * TLS socket each such call goes through the TLS wrapper, a measurable part of
+ * a handshake's CPU).
+ */
+export const acceptOptions = (config: SocketConfig): {
+  readonly noDelay: boolean
+  readonly keepAlive: boolean
+  readonly keepAliveInitialDelay: number
+} => ({
+  noDelay: config.noDelay,
+  keepAlive: config.keepAlive !== false,
+  keepAliveInitialDelay: config.keepAlive === false ? 0 : config.keepAlive
+})
+
 /** The options every socket has, parsed (throws the defect of an invalid one: call it inside {@link withOptions}). */
 export const socketConfig = (options: CommonOptions): SocketConfig => {
   const keepAlive = options.keepAlive

@@ -678,11 +678,17 @@ const verifyClient = (
 }
 
 /** The node:tls server of a TLS listener. Its accepted sockets arrive on 'secureConnection', paused. */
-export const createServer = (config: ServerConfig, reporter: HandshakeReporter): TlsServer => {
+export const createServer = (
+  config: ServerConfig,
+  /** node:net's per-connection socket options (TCP_NODELAY, keep-alive), see `acceptOptions`. */
+  accepted: Pick<Net.ServerOpts, "noDelay" | "keepAlive" | "keepAliveInitialDelay">,
+  reporter: HandshakeReporter
+): TlsServer => {
   let contexts = contextsOf(config.credentials.material, config.common)
   const requestCert = config.clientCertificate !== "none"
   const server = nodeTls().createServer({
     ...contexts.identity,
+    ...accepted,
     // Not half-open until the handshake succeeded (see 'secureConnection' below): a client that
     // half-closes before then (a FIN, no alert) would otherwise hold its socket until the handshake
     // timeout; this way node:tls ends and closes it at once, and 'tlsClientError' reports it.
