@@ -9,6 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Framing from "effect-wire/Framing"
+import { functionsMadeBy } from "./helpers/functionCalls.js"
 
 const makeOutput = () =>
   Schema.Struct({
@@ -41,23 +42,13 @@ const spoil = (value: Record<string, unknown>, mutation: typeof Mutation.Type, n
 
 describe("Framing.header compiles its header Schema", () => {
   it("decodes headers through Schema's generated code", () => {
-    const original = globalThis.Function
-    let made = 0
-    globalThis.Function = new Proxy(original, {
-      apply: (target, self, args) => {
-        made++
-        return Reflect.apply(target, self, args)
-      }
-    })
-    try {
+    const made = functionsMadeBy(() => {
       const codec = Framing.header({ header: makeOutput(), bodyLength: (h) => h.stdoutLength + h.stderrLength })
       const frames = Result.getOrThrow(
         Framing.decodeAll(codec, wire(`{"exitCode":0,"stdoutLength":0,"stderrLength":0}`))
       )
       assert.deepStrictEqual(frames[0]!.header, { exitCode: 0, stdoutLength: 0, stderrLength: 0 })
-    } finally {
-      globalThis.Function = original
-    }
+    })
     assert.isAbove(made, 0)
   })
 

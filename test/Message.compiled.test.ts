@@ -14,6 +14,7 @@ import * as Schema from "effect/Schema"
 import type { ParseOptions } from "effect/SchemaAST"
 import * as Msgpackr from "msgpackr"
 import * as Message from "../src/Message.js"
+import { functionsMadeBy } from "./helpers/functionCalls.js"
 
 /** Schemas as users write them for messages; each call builds new ASTs. */
 const schemas = {
@@ -97,21 +98,11 @@ const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value)
 describe("Message formats compile their Schemas", () => {
   it("a format decodes and encodes through Schema's generated code", () => {
     // Schema's JIT makes its decoders with `new Function`; count the calls while a format is made and used.
-    const original = globalThis.Function
-    let made = 0
-    globalThis.Function = new Proxy(original, {
-      apply: (target, self, args) => {
-        made++
-        return Reflect.apply(target, self, args)
-      }
-    })
-    try {
+    const made = functionsMadeBy(() => {
       const format = Message.json(schemas["plain Struct"]())
       const frame = Result.getOrThrow(format.encode({ seq: 1, conn: 2, pad: "x" }))
       assert.deepStrictEqual(Result.getOrThrow(format.decode(frame)), { seq: 1, conn: 2, pad: "x" })
-    } finally {
-      globalThis.Function = original
-    }
+    })
     assert.isAbove(made, 0)
   })
 

@@ -15,7 +15,7 @@ import * as Path from "node:path"
 import * as Address from "../src/Address.js"
 import * as Exec from "../src/servers/Exec.js"
 import { dist } from "./helpers/cliBuild.js"
-import { waitGone } from "./helpers/processes.js"
+import { waitGone, watchOutput } from "./helpers/processes.js"
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
 
@@ -28,42 +28,16 @@ const launch = (secret: string, args: ReadonlyArray<string>) =>
         ["-c", 'exec "$@" 1000<"$EW_SECRET"', "sh", process.execPath, Path.join(dist, "src/cli/main.js"), ...args],
         { env: { ...process.env, EW_SECRET: secret }, stdio: ["ignore", "pipe", "pipe"] }
       )
-      const out = { stdout: "", stderr: "" }
-      const waiters = new Set<() => void>()
-      child.stdout.setEncoding("utf8").on("data", (d: string) => {
-        out.stdout += d
-        waiters.forEach((w) => w())
-      })
-      child.stderr.setEncoding("utf8").on("data", (d: string) => {
-        out.stderr += d
-        waiters.forEach((w) => w())
-      })
-      const exit = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)))
-      child.on("close", () => waiters.forEach((w) => w()))
+      const { exit, out, until } = watchOutput(child, "serve exec")
       /** The first line of stdout or stderr matching `pattern` (at most 30 s). */
       const line = (pattern: RegExp) =>
-        Effect.promise(() =>
-          new Promise<RegExpExecArray>((resolve, reject) => {
-            const check = () => {
-              for (const l of `${out.stdout}\n${out.stderr}`.split("\n")) {
-                const m = pattern.exec(l)
-                if (m !== null) {
-                  waiters.delete(check)
-                  return resolve(m)
-                }
-              }
-              if (child.exitCode !== null) {
-                waiters.delete(check)
-                reject(new Error(`serve exec ended without ${pattern}:\n${out.stdout}\n${out.stderr}`))
-              }
-            }
-            waiters.add(check)
-            check()
-          })
-        ).pipe(
-          Effect.timeout("30 seconds"),
-          Effect.catchTag("TimeoutError", () => Effect.die(new Error(`no ${pattern} in 30 s:\n${out.stdout}\n${out.stderr}`)))
-        )
+        until(() => {
+          for (const l of `${out.stdout}\n${out.stderr}`.split("\n")) {
+            const m = pattern.exec(l)
+            if (m !== null) return m
+          }
+          return undefined
+        }, String(pattern), 30_000)
       return { child, line, exit, out }
     }),
     ({ child }) =>

@@ -16,7 +16,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { dist, runCli, startCli } from "./helpers/cliBuild.js"
-import { isAlive, waitGone } from "./helpers/processes.js"
+import { isAlive, waitGone, watchOutput } from "./helpers/processes.js"
 
 const fixture = Path.join(Path.dirname(fileURLToPath(import.meta.url)), "helpers/workersFixture.mjs")
 
@@ -38,65 +38,17 @@ const startFixture = (workers: number, sharing = "auto", mode?: "crash" | "prome
       const child: ChildProcessWithoutNullStreams = spawn(process.execPath, [fixture, String(workers), sharing, ...(mode === undefined ? [] : [mode])], {
         stdio: ["pipe", "pipe", "pipe"]
       })
-      const out = { stdout: "", stderr: "" }
-      const waiters = new Set<() => void>()
-      child.stdout.setEncoding("utf8").on("data", (d: string) => {
-        out.stdout += d
-        waiters.forEach((w) => w())
-      })
-      child.stderr.setEncoding("utf8").on("data", (d: string) => {
-        out.stderr += d
-        waiters.forEach((w) => w())
-      })
-      const exit = new Promise<number | null>((resolve) =>
-        child.on("close", (code) => {
-          waiters.forEach((w) => w())
-          resolve(code)
-        })
-      )
+      const { exit, out, until } = watchOutput(child, "fixture")
       /** The next JSON line on stdout (after `skip` of them) holding `key`. */
       const json = <A>(key: string, skip = 0) =>
-        Effect.promise(() =>
-          new Promise<A>((resolve, reject) => {
-            const check = () => {
-              const found = out.stdout.split("\n").filter((l) => l.startsWith("{"))
-                .map((l) => JSON.parse(l) as Record<string, unknown>).filter((o) => key in o)
-              if (found.length > skip) {
-                waiters.delete(check)
-                resolve(found[skip]![key] as A)
-              } else if (child.exitCode !== null || child.signalCode !== null) {
-                waiters.delete(check)
-                reject(new Error(`fixture ended without ${key}:\n${out.stdout}\n${out.stderr}`))
-              }
-            }
-            waiters.add(check)
-            check()
-          })
-        ).pipe(
-          Effect.timeout("40 seconds"),
-          Effect.catchTag("TimeoutError", () => Effect.die(new Error(`no ${key} within 40 s:\n${out.stdout}\n${out.stderr}`)))
-        )
-      /** Every line of both outputs matching `pattern`, waiting for the first. */
+        until(() => {
+          const found = out.stdout.split("\n").filter((l) => l.startsWith("{"))
+            .map((l) => JSON.parse(l) as Record<string, unknown>).filter((o) => key in o)
+          return found.length > skip ? { value: found[skip]![key] as A } : undefined
+        }, key, 40_000).pipe(Effect.map(({ value }) => value))
+      /** The first line of both outputs matching `pattern`. */
       const logLine = (pattern: RegExp) =>
-        Effect.promise(() =>
-          new Promise<string>((resolve, reject) => {
-            const check = () => {
-              const line = `${out.stdout}\n${out.stderr}`.split("\n").find((l) => pattern.test(l))
-              if (line !== undefined) {
-                waiters.delete(check)
-                resolve(line)
-              } else if (child.exitCode !== null) {
-                waiters.delete(check)
-                reject(new Error(`fixture ended without ${pattern}:\n${out.stdout}\n${out.stderr}`))
-              }
-            }
-            waiters.add(check)
-            check()
-          })
-        ).pipe(
-          Effect.timeout("40 seconds"),
-          Effect.catchTag("TimeoutError", () => Effect.die(new Error(`no ${pattern} within 40 s:\n${out.stdout}\n${out.stderr}`)))
-        )
+        until(() => `${out.stdout}\n${out.stderr}`.split("\n").find((l) => pattern.test(l)), String(pattern), 40_000)
       let statsAsked = 0
       const stats = Effect.suspend(() => {
         const n = statsAsked++

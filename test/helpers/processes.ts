@@ -5,6 +5,7 @@
  */
 import { assert } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import type { ChildProcess } from "node:child_process"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 
 const hasProc = existsSync("/proc/self/stat")
@@ -72,3 +73,53 @@ export const waitForLine = (path: string, within = 5_000) =>
     }
     return assert.fail(`${path} did not appear within ${within} ms`)
   })
+
+/**
+ * A child's stdout and stderr as they arrive (`out`), its exit code, and
+ * `until`: the first value `find` returns for the output so far, looked for
+ * again on each chunk; it fails when the child ends without one, or after
+ * `within` ms (both with the output in the message).
+ */
+export const watchOutput = (child: ChildProcess, name: string) => {
+  const out = { stdout: "", stderr: "" }
+  const waiters = new Set<() => void>()
+  const wake = () => waiters.forEach((w) => w())
+  child.stdout!.setEncoding("utf8").on("data", (d: string) => {
+    out.stdout += d
+    wake()
+  })
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => {
+    out.stderr += d
+    wake()
+  })
+  const exit = new Promise<number | null>((resolve) =>
+    child.on("close", (code) => {
+      wake()
+      resolve(code)
+    })
+  )
+  const until = <A>(find: () => A | undefined, what: string, within: number) =>
+    Effect.promise(() =>
+      new Promise<A>((resolve, reject) => {
+        const check = () => {
+          const found = find()
+          if (found !== undefined) {
+            waiters.delete(check)
+            resolve(found)
+          } else if (child.exitCode !== null || child.signalCode !== null) {
+            waiters.delete(check)
+            reject(new Error(`${name} ended without ${what}:\n${out.stdout}\n${out.stderr}`))
+          }
+        }
+        waiters.add(check)
+        check()
+      })
+    ).pipe(
+      Effect.timeout(within),
+      Effect.catchTag(
+        "TimeoutError",
+        () => Effect.die(new Error(`no ${what} within ${within / 1000} s:\n${out.stdout}\n${out.stderr}`))
+      )
+    )
+  return { out, exit, until }
+}

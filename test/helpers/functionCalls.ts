@@ -1,0 +1,25 @@
+/**
+ * How many functions `run` made from strings (`new Function`, `Function(…)`):
+ * Schema's JIT makes its generated decoders and encoders that way, so a
+ * count above 0 shows the code under test went through it.
+ */
+export const functionsMadeBy = (run: () => void): number => {
+  const original = globalThis.Function
+  let made = 0
+  globalThis.Function = new Proxy(original, {
+    apply: (target, self, args) => {
+      made++
+      return Reflect.apply(target, self, args)
+    },
+    construct: (target, args, newTarget) => {
+      made++
+      return Reflect.construct(target, args, newTarget)
+    }
+  })
+  try {
+    run()
+  } finally {
+    globalThis.Function = original
+  }
+  return made
+}
