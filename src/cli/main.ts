@@ -100,9 +100,8 @@ const StderrLogger = Logger.map(Logger.formatLogFmt, (line) => say(line))
 /**
  * effect/cli's environment asks for a child-process spawner, which no
  * effect-wire command uses (the exec server spawns through node:child_process
- * itself). Node's spawner, and node:child_process with it, load on the first
- * spawn instead of at every start: loading them is a tenth of the time
- * `serve echo` takes to listen.
+ * itself). @effect/platform-node's spawner (its module and what it imports)
+ * loads on the first spawn instead of at every start.
  */
 const LazySpawner = Layer.effect(
   ChildProcessSpawner.ChildProcessSpawner,
