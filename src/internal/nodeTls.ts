@@ -482,16 +482,24 @@ const compileMaterial = (where: string, prefix: string, material: Partial<Tls.Se
   }
 }
 
-/** OpenSSL's verdict on compiled material: throws its error. */
+/**
+ * OpenSSL's verdict on compiled material (throws its error), and the contexts
+ * it made: the default identity's as options (what a node:tls server is
+ * given) and as the context OpenSSL built from them.
+ */
 const contextsOf = (
   material: CompiledMaterial,
   common: NodeTls.SecureContextOptions
-): { readonly identity: NodeTls.SecureContextOptions; readonly sni: ReadonlyArray<readonly [string, NodeTls.SecureContext]> } => {
+): {
+  readonly identity: NodeTls.SecureContextOptions
+  readonly identityContext: NodeTls.SecureContext
+  readonly sni: ReadonlyArray<readonly [string, NodeTls.SecureContext]>
+} => {
   const ca = material.clientCa === undefined ? {} : { ca: material.clientCa }
   const identity = { ...common, ...ca, ...material.identity }
-  nodeTls().createSecureContext(identity)
   return {
     identity,
+    identityContext: nodeTls().createSecureContext(identity),
     sni: material.sni.map(([name, id]) => [name, nodeTls().createSecureContext({ ...common, ...ca, ...id })] as const)
   }
 }
@@ -711,7 +719,7 @@ export const createServer = (
     // A name no longer listed gets the default certificate again; wildcards go before exact names,
     // so that an exact name wins over a wildcard that also matches it, as `sniMatch` does.
     if (dropped.length > 0) {
-      const fallback = nodeTls().createSecureContext(contexts.identity)
+      const fallback = contexts.identityContext
       for (const name of dropped) server.addContext(name, fallback)
     }
     for (const [name, context] of contexts.sni) if (name.startsWith("*.")) server.addContext(name, context)
@@ -889,7 +897,7 @@ export const startTls = (
           const contexts = contextsOf(config.credentials.material, config.common)
           const tls = new (nodeTls().TLSSocket)(socket.raw, {
             isServer: true,
-            secureContext: nodeTls().createSecureContext(contexts.identity),
+            secureContext: contexts.identityContext,
             SNICallback: (servername, cb) => cb(null, sniMatch(contexts.sni, servername)),
             // Checked once the handshake ended (`verifyClient`), as a listener does, so the error names the certificate.
             requestCert,
