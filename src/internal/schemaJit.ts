@@ -60,6 +60,15 @@ const failureOf = (error: unknown): Result.Result<never, Schema.SchemaError> => 
   throw error
 }
 
+/** A synchronous adapter's function as a Result: its output, or the `SchemaError` it threw. */
+const asResult = <I, O>(run: (input: I) => O) => (input: I): Result.Result<O, Schema.SchemaError> => {
+  try {
+    return Result.succeed(run(input))
+  } catch (error) {
+    return failureOf(error)
+  }
+}
+
 /**
  * `Schema.decodeUnknownResult(schema, options)`, compiled, with the same
  * values and errors: a valid input goes straight through the generated
@@ -79,14 +88,7 @@ export const compiledDecoder = <A, I, RD, RE>(
   options?: ParseOptions | undefined
 ): (input: unknown) => Result.Result<A, Schema.SchemaError> => {
   compileSchema(schema)
-  const decode = SchemaParser.decodeUnknownSync(schema as Schema.Codec<A, I>, options)
-  return (input) => {
-    try {
-      return Result.succeed(decode(input))
-    } catch (error) {
-      return failureOf(error)
-    }
-  }
+  return asResult(SchemaParser.decodeUnknownSync(schema as Schema.Codec<A, I>, options))
 }
 
 /**
@@ -105,12 +107,5 @@ export const compiledEncoder = <A, I, RD, RE>(
   options?: ParseOptions | undefined
 ): (value: unknown) => Result.Result<I, Schema.SchemaError> => {
   compileSchema(schema)
-  const encode = SchemaParser.encodeUnknownSync(schema as Schema.Codec<A, I>, options)
-  return (value) => {
-    try {
-      return Result.succeed(encode(value))
-    } catch (error) {
-      return failureOf(error)
-    }
-  }
+  return asResult(SchemaParser.encodeUnknownSync(schema as Schema.Codec<A, I>, options))
 }
