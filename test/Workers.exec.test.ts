@@ -16,6 +16,7 @@ import * as Address from "../src/Address.js"
 import * as Exec from "../src/servers/Exec.js"
 import { dist } from "./helpers/cliBuild.js"
 import { waitGone, watchOutput } from "./helpers/processes.js"
+import { tempDir } from "./helpers/sockets.js"
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
 
@@ -50,10 +51,7 @@ const launch = (secret: string, args: ReadonlyArray<string>) =>
 describe("serve exec --workers", () => {
   it.live("runs allowlisted commands in both workers; no command inherits fd 1000 or the IPC channel; SIGTERM drains both", () =>
     Effect.gen(function*() {
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-exec-workers-"))),
-        (d) => Effect.sync(() => Fs.rmSync(d, { recursive: true, force: true }))
-      )
+      const dir = yield* tempDir
       const secret = Path.join(dir, "secret")
       Fs.writeFileSync(secret, "top secret\n", { mode: 0o600 })
       const server = yield* launch(secret, [

@@ -12,11 +12,11 @@ import * as Effect from "effect/Effect"
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
-import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { dist, runCli, startCli } from "./helpers/cliBuild.js"
 import { isAlive, waitGone, watchOutput } from "./helpers/processes.js"
+import { tempDir } from "./helpers/sockets.js"
 
 const fixture = Path.join(Path.dirname(fileURLToPath(import.meta.url)), "helpers/workersFixture.mjs")
 
@@ -245,10 +245,7 @@ describe("Workers (library)", () => {
 
   it.live("several workers cannot share a Unix socket file: the group does not start, and says why", () =>
     Effect.gen(function*() {
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-workers-"))),
-        (d) => Effect.sync(() => Fs.rmSync(d, { recursive: true, force: true }))
-      )
+      const dir = yield* tempDir
       const path = Path.join(dir, "echo.sock")
       const group = yield* startFixture(2, "auto", `unix:${path}`)
       assert.strictEqual(yield* Effect.promise(() => group.exit), 1)
