@@ -188,12 +188,12 @@ export class NodeSocket implements Socket.Socket, Member {
     this.flags |= CONNECTED
     if (this.isTcp) {
       const peer = listenerAddress === undefined ? this.remoteAddress : Address.unknownPeer
-      const ours = listenerAddress ?? (this.remoteAddress._tag === "TcpAddress" && this.remoteAddress.host.includes(":")
-        ? UNNAMED_IPV6
-        : UNNAMED_IPV4)
       if (listenerAddress !== undefined && listenerAddress._tag === "TcpAddress" && !isWildcard(listenerAddress.host)) {
         this.localAddress = listenerAddress
       } else {
+        const ours = listenerAddress ?? (this.remoteAddress._tag === "TcpAddress" && this.remoteAddress.host.includes(":")
+          ? UNNAMED_IPV6
+          : UNNAMED_IPV4)
         const host = raw.localAddress
         const port = raw.localPort
         // An accepted connection's end is usually the listener's own address: share it.
