@@ -269,12 +269,15 @@ describe("effect-wire serve --tls-cert: V8's young generation", () => {
         youngAfter(["node", "main.js", "connect", "localhost:1", "--tls-cert", "c.pem"]),
         youngAfter(["node", "main.js", "serve", "echo", "--tls-cert=c.pem"], ["--max-semi-space-size=16"])
       ], { concurrency: "unbounded" })
-      // Held: at most one doubling of its 1 MB start (a node:tls server's is 4 MB under a TLS stream) ...
+      // Held: it does not grow. Its size is 2 MB at most reads, but V8 counts the pages it is promoting
+      // too, so a read may find 4-12 MB (the same with --max-semi-space-size=1 given at start; 2 of 12
+      // runs found more than the 2 MB this test used to allow) ...
       assert.isTrue(tls.held)
-      assert.isAtMost(tls.after, Math.max(2, tls.before), JSON.stringify(tls))
-      // ... where V8 otherwise grows it past 8 MB under the same allocations.
+      assert.isAtMost(tls.after, 16, JSON.stringify(tls))
+      // ... where V8 otherwise grows it past 8 MB, to 128 MB on Node 24, under the same allocations.
       assert.isFalse(plaintext.held)
       assert.isAbove(plaintext.after, 8, JSON.stringify(plaintext))
+      assert.isAtLeast(plaintext.after, 64, JSON.stringify(plaintext))
       assert.isFalse(client.held)
       assert.isFalse(own.held)
     }), 60_000)

@@ -29,8 +29,9 @@ import * as V8 from "node:v8"
 
 /**
  * For `serve … --tls-cert` (the subcommand first, as `effect-wire` takes
- * it): set V8's `--semi-space-growth-factor=1`, keeping the young
- * generation at the size it has now for the process's life. Returns
+ * it): set V8's `--semi-space-growth-factor=1`, so that the young
+ * generation does not grow past about the size it has now (V8 still counts
+ * pages it is promoting, a few MB at a time) for the process's life. Returns
  * whether it did; a no-op for every other command line.
  *
  * @since 0.2.0
