@@ -84,6 +84,38 @@ describe("Framing.lengthPrefixed", () => {
     assert.strictEqual(frames[0]!.buffer, body.buffer)
   })
 
+  it("takes the body as a subarray when the header ended exactly at the end of the last chunk", () => {
+    const body = u8("xyz")
+    const decoder = codec.decoder()
+    const { frames } = feed(decoder, u8(0, 0), u8(0, 3))
+    assert.strictEqual(frames.length, 0)
+    assert.strictEqual(decoder.pending, 4)
+    frames.push(...feed(decoder, body).frames)
+    assert.strictEqual(frames[0]!.buffer, body.buffer)
+  })
+
+  it("after a frame that spanned chunks, takes the whole frames of the same chunk as subarrays", () => {
+    const layouts: ReadonlyArray<readonly [Framing.LengthPrefixedOptions, (body: Uint8Array) => Uint8Array]> = [
+      [{}, (body) => body],
+      [{ lengthBytes: 2, endian: "little" }, (body) => body],
+      // The frame keeps the length field (strip only the byte before it).
+      [{ offset: 1, strip: 1 }, (body) => u8(0, 0, 0, body.length, ...body)]
+    ]
+    for (const [options, frame] of layouts) {
+      const c = Framing.lengthPrefixed(options)
+      const first = encode(c, [u8("a"), u8("bc")].map(frame))
+      const rest = encode(c, [u8("def"), u8("g")].map(frame))
+      // The first chunk ends one byte short of the second frame; the third and fourth lie inside the second chunk.
+      const second = u8(...first.subarray(first.length - 1), ...rest)
+      const { error, frames } = feed(c.decoder(), first.subarray(0, first.length - 1), second)
+      assert.isUndefined(error)
+      assert.deepStrictEqual(frames.map(text), ["a", "bc", "def", "g"].map((s) => text(frame(u8(s)))))
+      assert.notStrictEqual(frames[1]!.buffer, second.buffer, "the frame that spanned is a copy")
+      assert.strictEqual(frames[2]!.buffer, second.buffer)
+      assert.strictEqual(frames[3]!.buffer, second.buffer)
+    }
+  })
+
   it("rejects frame over max before buffering body", () => {
     const decoder = Framing.lengthPrefixed({ maxFrameLength: 1024 }).decoder()
     const { error, frames } = feed(decoder, u8(0, 0, 0, 1, "a", 0, 0, 4, 1))
