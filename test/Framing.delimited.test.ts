@@ -32,6 +32,16 @@ const events = <A>(codec: Framing.Codec<A>, pieces: ReadonlyArray<Uint8Array>, s
   return seen
 }
 
+/** Pushes each piece, collecting frames; stops at the first error. */
+const collect = <A>(decoder: Framing.Decoder<A>, pieces: ReadonlyArray<Uint8Array>) => {
+  const frames: Array<A> = []
+  for (const piece of pieces) {
+    const error = decoder.push(piece, frames)
+    if (error !== undefined) return { frames, error }
+  }
+  return { frames, error: undefined }
+}
+
 const everySplit = (bytes: Uint8Array): Array<Array<Uint8Array>> => [
   [bytes],
   CodecLaws.rechunk(bytes, [1]),
@@ -72,6 +82,45 @@ describe("Framing.delimited", () => {
     const chunk = u8("abc\n")
     const frames = Result.getOrThrow(Framing.decodeAll(Framing.delimited({ delimiter: "\n" }), chunk))
     assert.strictEqual(frames[0]!.buffer, chunk.buffer)
+  })
+
+  it("copies a frame spanning chunks once, into a buffer of its final size, and takes the next ones as subarrays", () => {
+    const codec = Framing.delimited({ delimiter: "\0" })
+    const second = u8("cd", 0, "ef", 0, "gh", 0)
+    const { frames } = collect(codec.decoder(), [u8("ab"), second])
+    assert.deepStrictEqual(frames.map(text), ["abcd", "ef", "gh"])
+    assert.strictEqual(frames[0]!.buffer.byteLength, 4)
+    assert.strictEqual(frames[1]!.buffer, second.buffer)
+    assert.strictEqual(frames[2]!.buffer, second.buffer)
+  })
+
+  it("counts the unfinished frame it holds over several chunks", () => {
+    const decoder = Framing.delimited({ delimiter: "\r\n" }).decoder()
+    const out: Array<Uint8Array> = []
+    const buffered = [u8("ab"), u8("cd\r"), u8("e"), u8("\r"), u8("\nf")].map((piece) => {
+      assert.isUndefined(decoder.push(piece, out))
+      return [decoder.buffered, decoder.pending]
+    })
+    assert.deepStrictEqual(buffered, [[2, 2], [5, 5], [6, 6], [7, 7], [1, 1]])
+    assert.deepStrictEqual(out.map(text), ["abcd\re"])
+  })
+
+  it("reads a frame cut in three anywhere, its delimiter in any piece", () => {
+    const cases = [
+      [Framing.delimited({ delimiter: "\r\n" }), "ab\rcd\r\nx\r\n", ["ab\rcd", "x"]],
+      [Framing.delimited({ delimiter: "\r\n", keepDelimiter: true }), "ab\rcd\r\nx\r\n", ["ab\rcd\r\n", "x\r\n"]],
+      [Framing.delimited({ delimiter: "aab" }), "xaaaab\0aab", ["xaa", "\0"]],
+      [Framing.lines(), "ab\r\n\r\ncd\n", ["ab", "", "cd"]]
+    ] as const
+    for (const [codec, input, expected] of cases) {
+      const bytes = u8(input)
+      for (let i = 0; i <= bytes.length; i++) {
+        for (let j = i; j <= bytes.length; j++) {
+          const pieces = [bytes.subarray(0, i), bytes.subarray(i, j), bytes.subarray(j)]
+          assert.deepStrictEqual(events(codec, pieces, text), [...expected], `cut at ${i} and ${j}`)
+        }
+      }
+    }
   })
 
   it("rejects frame over max, holding at most the limit", () => {
@@ -134,6 +183,26 @@ describe("Framing.lines", () => {
     for (let cut = 1; cut < bytes.length; cut++) {
       assert.deepStrictEqual(events(codec, [bytes.subarray(0, cut), bytes.subarray(cut)], (s) => s), ["héllo 😀"])
     }
+  })
+
+  it("reads lines cut in three anywhere, in string mode too", () => {
+    const bytes = u8("héllo\r\n😀\r\rx\n\n")
+    const strings = Framing.lines({ as: "string" })
+    const raw = Framing.lines()
+    for (let i = 0; i <= bytes.length; i++) {
+      for (let j = i; j <= bytes.length; j++) {
+        const pieces = [bytes.subarray(0, i), bytes.subarray(i, j), bytes.subarray(j)]
+        const expected = ["héllo", "😀\r\rx", ""]
+        assert.deepStrictEqual(events(strings, pieces, (s) => s), expected, `cut at ${i} and ${j}`)
+        assert.deepStrictEqual(events(raw, pieces, text), expected, `bytes, cut at ${i} and ${j}`)
+      }
+    }
+  })
+
+  it("rejects invalid UTF-8 in a line that spanned chunks, and goes on with resync", () => {
+    const codec = Framing.lines({ as: "string", resync: true })
+    assert.deepStrictEqual(events(codec, [u8("ab", 0xc3), u8(0x28, "\nok")], (s) => s).slice(0, 1), ["<MalformedFrame>"])
+    assert.deepStrictEqual(events(codec, [u8("ab", 0xc3), u8(0x28, "\nok\n")], (s) => s), ["<MalformedFrame>", "ok"])
   })
 
   it("rejects invalid UTF-8 in string mode as malformed", () => {

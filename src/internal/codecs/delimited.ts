@@ -7,7 +7,7 @@
  */
 import { Buffer } from "node:buffer"
 import type * as Framing from "../../Framing.js"
-import { encodeUtf8 } from "../bytes.js"
+import { allocExact, encodeUtf8 } from "../bytes.js"
 import {
   Batch,
   decodeUtf8,
@@ -61,12 +61,12 @@ class Searcher {
 
   /** The index just past the first delimiter ending in `bytes[from..]`, or -1. */
   scan(bytes: Uint8Array, from: number): number {
-    const D = this.D
-    const d = D.length
-    if (d === 1) {
-      const j = indexOfByte(bytes, D[0]!, from)
-      return j < 0 ? -1 : j + 1
-    }
+    return this.m > 0 ? this.resume(bytes, from) : this.find(bytes, from)
+  }
+
+  /** `scan` when the input so far ends with `m` bytes of the delimiter: the KMP steps, then `find`. */
+  private resume(bytes: Uint8Array, from: number): number {
+    const d = this.D.length
     const len = bytes.length
     let m = this.m
     let i = from
@@ -77,23 +77,30 @@ class Searcher {
         return i
       }
     }
-    if (m > 0) {
-      this.m = m
-      return -1
-    }
+    this.m = m
+    return m > 0 ? -1 : this.find(bytes, i)
+  }
+
+  /**
+   * `scan` with no partial delimiter before `from`: the native search for the
+   * delimiter's first byte, then a check of the rest. Small enough to be
+   * inlined into the decoder's loop.
+   */
+  find(bytes: Uint8Array, from: number): number {
+    const D = this.D
+    const d = D.length
     const first = D[0]!
-    for (;;) {
+    if (d === 1) {
+      const j = indexOfByte(bytes, first, from)
+      return j < 0 ? -1 : j + 1
+    }
+    const len = bytes.length
+    for (let i = from;;) {
       const j = indexOfByte(bytes, first, i)
-      if (j < 0) {
-        this.m = 0
-        return -1
-      }
+      if (j < 0) return -1
       let k = 1
       while (k < d && j + k < len && bytes[j + k] === D[k]) k++
-      if (k === d) {
-        this.m = 0
-        return j + d
-      }
+      if (k === d) return j + d
       if (j + k === len) {
         // The earliest partial match reaching the end is the longest one.
         this.m = k
@@ -122,14 +129,20 @@ const SHRINK_ABOVE = 64 * 1024
 
 /**
  * The decode state machine: `Frame` (collecting the bytes of a frame until a
- * delimiter; a frame inside one push is a `subarray`, one spanning pushes is
- * collected in `acc`) and `Discard` (after an over-long frame, with `resync`:
- * dropping bytes up to the next delimiter).
+ * delimiter) and `Discard` (after an over-long frame, with `resync`: dropping
+ * bytes up to the next delimiter). A frame inside one push is a `subarray` of
+ * it. The unfinished frame at the end of a push is kept as a view of that
+ * push (`tail`; the contract forbids mutating pushed bytes), and copied only
+ * when it completes, straight into the frame: one copy for a frame over two
+ * pushes. A frame over more pushes gathers its older pieces in `acc`.
  */
 class Decoder<A> implements Framing.Decoder<A> {
   private readonly searcher: Searcher
+  /** The unfinished frame's bytes from the pushes before the last one that held some of it. */
   private acc: Uint8Array = EMPTY
   private accLen = 0
+  /** The unfinished frame's bytes from the last push that held some: a view of it. */
+  private tail: Uint8Array = EMPTY
   private discarding = false
   /** With `resync`: the rest of a push after a recoverable error, decoded by the next call. */
   private readonly deferred: Array<Uint8Array> = []
@@ -142,11 +155,11 @@ class Decoder<A> implements Framing.Decoder<A> {
   }
 
   get buffered(): number {
-    return this.accLen
+    return this.accLen + this.tail.length
   }
 
   get pending(): number {
-    return this.discarding ? this.skipped : this.accLen
+    return this.discarding ? this.skipped : this.accLen + this.tail.length
   }
 
   get failed(): boolean {
@@ -164,9 +177,10 @@ class Decoder<A> implements Framing.Decoder<A> {
     if (this.error !== undefined) return this.error
     const error = this.drain(out)
     if (error !== undefined) return error
+    const held = this.accLen + this.tail.length
     // A line that was too long was reported already, even if it never ended.
-    if (this.discarding || this.accLen === 0) return undefined
-    return this.error = new IncompleteFrame({ codec: this.C.name, remaining: this.accLen })
+    if (this.discarding || held === 0) return undefined
+    return this.error = new IncompleteFrame({ codec: this.C.name, remaining: held })
   }
 
   private drain(out: Array<A>): Framing.FrameError | undefined {
@@ -186,18 +200,19 @@ class Decoder<A> implements Framing.Decoder<A> {
 
   private reset(): void {
     this.accLen = 0
+    this.tail = EMPTY
     if (this.acc.length > SHRINK_ABOVE) this.acc = EMPTY
   }
 
-  private append(bytes: Uint8Array, from: number): void {
-    const n = bytes.length - from
-    const needed = this.accLen + n
+  /** Copies `bytes` after the `accLen` bytes of `acc`, growing it (up to the bound) if needed. */
+  private append(bytes: Uint8Array): void {
+    const needed = this.accLen + bytes.length
     if (needed > this.acc.length) {
       const grown = new Uint8Array(Math.min(Math.max(needed, this.acc.length * 2, 256), this.C.hold))
       grown.set(this.acc.subarray(0, this.accLen), 0)
       this.acc = grown
     }
-    this.acc.set(from === 0 ? bytes : bytes.subarray(from), this.accLen)
+    this.acc.set(bytes, this.accLen)
     this.accLen = needed
   }
 
@@ -214,70 +229,121 @@ class Decoder<A> implements Framing.Decoder<A> {
     })
   }
 
+  /** No delimiter can end within the bound: the frame is over-long, whatever comes next. */
+  private overflow(total: number): Framing.FrameError {
+    const C = this.C
+    this.reset()
+    this.discarding = C.resync
+    this.skipped = total
+    return this.recover(this.tooLarge(total - (C.hold - C.max), false), undefined)
+  }
+
+  private notUtf8(rest: Uint8Array): Framing.FrameError {
+    const C = this.C
+    return this.recover(
+      new MalformedFrame({ codec: C.name, direction: "decode", reason: `a ${C.what} is not valid UTF-8` }),
+      rest
+    )
+  }
+
   private run(bytes: Uint8Array, out: Array<A>): Framing.FrameError | undefined {
     const C = this.C
-    const d = C.delimiter.length
     const len = bytes.length
     let p = 0
-    while (p < len) {
-      const e = this.searcher.scan(bytes, p)
-      if (this.discarding) {
-        if (e < 0) {
-          this.skipped += len - p
-          return undefined
-        }
-        this.discarding = false
-        this.skipped = 0
-        p = e
-        continue
-      }
+    if (this.discarding) {
+      const e = this.searcher.scan(bytes, 0)
       if (e < 0) {
-        const total = this.accLen + len - p
-        if (total > C.hold) {
-          this.reset()
-          this.discarding = C.resync
-          this.skipped = total
-          return this.recover(this.tooLarge(total - (C.hold - C.max), false), undefined)
-        }
-        this.append(bytes, p)
+        this.skipped += len
         return undefined
       }
-      const accLen = this.accLen
-      const total = accLen + e - p
-      let content = total - d
-      if (C.crlf && content > 0) {
-        const last = content - 1
-        if ((last < accLen ? this.acc[last] : bytes[p + last - accLen]) === 0x0d) content--
-      }
-      if (content > C.max) {
-        this.reset()
-        return this.recover(this.tooLarge(content, true), bytes.subarray(e))
-      }
-      const size = C.keep ? total : content
-      let frame: Uint8Array
-      if (accLen === 0) {
-        frame = bytes.subarray(p, p + size)
-      } else {
-        frame = new Uint8Array(size)
-        const fromAcc = accLen < size ? accLen : size
-        frame.set(this.acc.subarray(0, fromAcc), 0)
-        if (size > fromAcc) frame.set(bytes.subarray(p, p + size - fromAcc), fromAcc)
-        this.reset()
-      }
+      this.discarding = false
+      this.skipped = 0
       p = e
-      if (C.text) {
+    } else if (this.accLen + this.tail.length > 0) {
+      const e = this.searcher.scan(bytes, 0)
+      if (e < 0) {
+        // Still no delimiter: keep this push too, the older pieces copied.
+        const total = this.accLen + this.tail.length + len
+        if (total > C.hold) return this.overflow(total)
+        if (this.tail.length > 0) this.append(this.tail)
+        this.tail = bytes
+        return undefined
+      }
+      const error = this.spanned(bytes, e, out)
+      if (error !== undefined) return error
+      p = e
+    }
+    // The frames inside this push, as views of it. No partial delimiter is pending here: `find`, not `scan`.
+    const searcher = this.searcher
+    const d = C.delimiter.length
+    const crlf = C.crlf
+    const max = C.max
+    const keep = C.keep
+    const text = C.text
+    while (p < len) {
+      const e = searcher.find(bytes, p)
+      if (e < 0) break
+      let content = e - d
+      if (crlf && content > p && bytes[content - 1] === 0x0d) content--
+      if (content - p > max) return this.recover(this.tooLarge(content - p, true), bytes.subarray(e))
+      const frame = bytes.subarray(p, keep ? e : content)
+      p = e
+      if (text) {
         const line = decodeUtf8(frame)
-        if (line === undefined) {
-          return this.recover(
-            new MalformedFrame({ codec: C.name, direction: "decode", reason: `a ${C.what} is not valid UTF-8` }),
-            bytes.subarray(e)
-          )
-        }
+        if (line === undefined) return this.notUtf8(bytes.subarray(e))
         out.push(line as A)
       } else {
         out.push(frame as A)
       }
     }
+    if (p < len) {
+      if (len - p > C.hold) return this.overflow(len - p)
+      this.tail = p === 0 ? bytes : bytes.subarray(p)
+    }
+    return undefined
+  }
+
+  /**
+   * The frame that began in an earlier push and ends at `e` in this one: the
+   * first bytes of `acc ++ tail ++ bytes`, copied once into a frame of its
+   * final size (for text, into `acc`, decoded from there: the string is what
+   * is kept).
+   */
+  private spanned(bytes: Uint8Array, e: number, out: Array<A>): Framing.FrameError | undefined {
+    const C = this.C
+    const accLen = this.accLen
+    const tail = this.tail
+    const held = accLen + tail.length
+    const total = held + e
+    let content = total - C.delimiter.length
+    if (C.crlf && content > 0) {
+      const i = content - 1
+      const last = i < accLen ? this.acc[i] : i < held ? tail[i - accLen] : bytes[i - held]
+      if (last === 0x0d) content--
+    }
+    if (content > C.max) {
+      this.reset()
+      return this.recover(this.tooLarge(content, true), bytes.subarray(e))
+    }
+    const size = C.keep ? total : content
+    const fromTail = Math.max(0, Math.min(tail.length, size - accLen))
+    const fromBytes = Math.max(0, size - held)
+    if (C.text) {
+      if (fromTail > 0) this.append(fromTail === tail.length ? tail : tail.subarray(0, fromTail))
+      if (fromBytes > 0) this.append(bytes.subarray(0, fromBytes))
+      const line = decodeUtf8(this.acc.subarray(0, size))
+      this.reset()
+      if (line === undefined) return this.notUtf8(bytes.subarray(e))
+      out.push(line as A)
+      return undefined
+    }
+    const frame = allocExact(size)
+    const fromAcc = Math.min(accLen, size)
+    if (fromAcc > 0) frame.set(this.acc.subarray(0, fromAcc), 0)
+    if (fromTail > 0) frame.set(fromTail === tail.length ? tail : tail.subarray(0, fromTail), fromAcc)
+    if (fromBytes > 0) frame.set(bytes.subarray(0, fromBytes), held)
+    this.reset()
+    out.push(frame as A)
     return undefined
   }
 }
