@@ -666,19 +666,26 @@ const stageChannel = <Out, In, E>(make: () => Stage<Out, In>): FrameChannel<Out,
           }
           return out.length > 0 ? Effect.succeed(out as unknown as Arr.NonEmptyReadonlyArray<Out>) : pull
         }
-        const onFailure = (cause: Cause.Cause<E | FrameTimeout>): P => Effect.failCause(cause)
-        const onDone = (): P => {
+        // The end of the input, or an error of it (or of the frame's time), passed on.
+        const onFailure = (cause: Cause.Cause<E | FrameTimeout | Cause.Done<unknown>>): P => {
+          if (!Pull.isDoneCause(cause)) return Effect.failCause(cause as Cause.Cause<E | FrameTimeout>)
           const out: Array<Out> = []
           return finish(out, stage.end(out))
         }
+        const handlers = { onSuccess, onFailure }
+        // Built once and run for every batch: a pull allocates no Effect of its own between frames.
+        const fromUpstream: P = Effect.matchCauseEffect(upstream, handlers)
         const expired = Effect.suspend(() => Effect.fail(watch!.expired()))
         // The next batch, within what is left of the frame's time once a frame is in progress.
-        const next = (): Pull.Pull<Arr.NonEmptyReadonlyArray<In>, E | FrameTimeout, unknown> => {
-          if (expiresAt === undefined) return upstream
+        const next = (): P => {
+          if (expiresAt === undefined) return fromUpstream
           const left = expiresAt - clock.currentTimeMillisUnsafe()
-          return left <= 0 ? expired : Effect.timeoutOrElse(upstream, { duration: left, orElse: () => expired })
+          return Effect.matchCauseEffect(
+            left <= 0 ? expired : Effect.timeoutOrElse(upstream, { duration: left, orElse: () => expired }),
+            handlers
+          )
         }
-        const pull: P = Effect.suspend(() => last ?? Pull.matchEffect(next(), { onSuccess, onFailure, onDone }))
+        const pull: P = Effect.suspend(() => last ?? next())
         return pull
       })
     )
