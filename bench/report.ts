@@ -700,8 +700,8 @@ export const renderTargets = (targets: ReadonlyArray<TargetResult>): string => {
 // ---------------------------------------------------------------------------
 
 /**
- * One line of its `--json` output. `ratio` is the hand-written u32 BE
- * decoder's time (on its raw path) over this row's; Stream rows also carry
+ * One line of its `--json` output. `ratio` is the time of the hand-written
+ * decoder of the row's format (on its raw path) over this row's; Stream rows also carry
  * `ratioToStreamBaseline`, against the hand-written decoder run through the
  * same Stream plumbing, which isolates what `Framing.decode` adds to Effect's
  * own per-chunk cost.

@@ -714,7 +714,7 @@ const render = (r: {
     "",
     r.decoders.status === "ok"
       ? [
-        `Throughput relative to the hand-written u32 BE decoder on its raw path (\`header\`: to a hand-written decoder of its own format, JSON header checked; best of its runs, reads cut at random sizes${
+        `Throughput relative to a hand-written decoder of the codec's own format on its raw path (the u32 BE one for the length-prefixed codecs, a \`Buffer#indexOf\` scan for \`delimited\` and \`lines\`, JSON header checked for \`header\`; best of its runs, reads cut at random sizes${
           r.options.decoders === "quick" ? ", its --quick sizes; --decoders-full for its full run" : ""
         }); Stream rows add \` / \` the ratio against the hand-written decoder in the same Stream plumbing:`,
         "",
