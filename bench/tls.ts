@@ -107,8 +107,8 @@ interface Started {
 /**
  * The `effect-wire` executable next to a command line's main.js (bin.js, what
  * package.json's `bin` runs), or `cli` itself when there is none: a TLS
- * server's young generation is held there, before the command line loads
- * (src/cli/youngGeneration.ts), which main.js alone cannot do.
+ * server's heap is tuned there, before the command line loads
+ * (src/cli/tlsHeap.ts), which main.js alone cannot do.
  */
 const executableOf = (cli: string): string => {
   const bin = Path.join(Path.dirname(cli), "bin.js")

@@ -238,47 +238,51 @@ describe("effect-wire serve exec / exec with TLS", () => {
   )
 })
 
-describe("effect-wire serve --tls-cert: V8's young generation", () => {
+describe("effect-wire serve --tls-cert: V8's heap", () => {
   /**
-   * In a fresh Node process: `holdYoungGenerationForTls(argv)` (from the built CLI, as bin.js calls it first), then 3 million
-   * short-lived objects; prints whether it held the generation and the young generation's size before
-   * and after them (MB).
+   * In a fresh Node process: `tuneHeapForTls(argv)` (from the built CLI, as bin.js calls it first), then 3 million
+   * short-lived objects; prints the flags it set and the young generation's size before and after them (MB).
    */
   const youngAfter = (argv: ReadonlyArray<string>, nodeOptions: ReadonlyArray<string> = []) =>
     Effect.promise(() =>
-      new Promise<{ held: boolean; before: number; after: number }>((resolve, reject) => {
+      new Promise<{ flags: ReadonlyArray<string>; before: number; after: number }>((resolve, reject) => {
         const script = `
           const V8 = await import("node:v8")
-          const { holdYoungGenerationForTls } = await import(${JSON.stringify(Path.join(dist, "src", "cli", "youngGeneration.js"))})
+          const { tuneHeapForTls } = await import(${JSON.stringify(Path.join(dist, "src", "cli", "tlsHeap.js"))})
           const young = () => V8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size / 2 ** 20
-          const held = holdYoungGenerationForTls(${JSON.stringify(argv)})
+          const flags = tuneHeapForTls(${JSON.stringify(argv)})
           const before = young()
           let keep = []
           for (let i = 0; i < 3e6; i++) { keep.push({ i, s: "x" + i }); if (keep.length > 200000) keep = [] }
-          console.log(JSON.stringify({ held, before, after: young() }))`
+          console.log(JSON.stringify({ flags, before, after: young() }))`
         execFile(process.execPath, [...nodeOptions, "--input-type=module", "-e", script], { timeout: 30_000 }, (error, stdout) =>
           error !== null ? reject(error) : resolve(JSON.parse(stdout)))
       })
     )
 
-  it.live("serve --tls-cert holds it at its start-up size; other commands, and a process given its own flag, are left alone", () =>
+  it.live("serve --tls-cert holds the young generation at its start-up size and lets the old one grow to 3x; other commands, and a process given its own flag, are left alone", () =>
     Effect.gen(function*() {
-      const [tls, plaintext, client, own] = yield* Effect.all([
-        youngAfter(["node", "main.js", "serve", "echo", "--tls-cert", "c.pem", "--tls-key", "k.pem"]),
+      const tlsArgv = ["node", "main.js", "serve", "echo", "--tls-cert", "c.pem", "--tls-key", "k.pem"]
+      const [tls, plaintext, client, ownYoung, ownOld] = yield* Effect.all([
+        youngAfter(tlsArgv),
         youngAfter(["node", "main.js", "serve", "echo"]),
         youngAfter(["node", "main.js", "connect", "localhost:1", "--tls-cert", "c.pem"]),
-        youngAfter(["node", "main.js", "serve", "echo", "--tls-cert=c.pem"], ["--max-semi-space-size=16"])
+        youngAfter(["node", "main.js", "serve", "echo", "--tls-cert=c.pem"], ["--max-semi-space-size=16"]),
+        youngAfter(tlsArgv, ["--heap-growing-percent=50"])
       ], { concurrency: "unbounded" })
       // Held: it does not grow. Its size is 2 MB at most reads, but V8 counts the pages it is promoting
       // too, so a read may find 4-12 MB (the same with --max-semi-space-size=1 given at start; 2 of 12
       // runs found more than the 2 MB this test used to allow) ...
-      assert.isTrue(tls.held)
+      assert.deepStrictEqual(tls.flags, ["--semi-space-growth-factor=1", "--heap-growing-percent=200"])
       assert.isAtMost(tls.after, 16, JSON.stringify(tls))
       // ... where V8 otherwise grows it past 8 MB, to 128 MB on Node 24, under the same allocations.
-      assert.isFalse(plaintext.held)
+      assert.deepStrictEqual(plaintext.flags, [])
       assert.isAbove(plaintext.after, 8, JSON.stringify(plaintext))
       assert.isAtLeast(plaintext.after, 64, JSON.stringify(plaintext))
-      assert.isFalse(client.held)
-      assert.isFalse(own.held)
+      assert.deepStrictEqual(client.flags, [])
+      // A flag of the process's own wins, for its generation only.
+      assert.deepStrictEqual(ownYoung.flags, ["--heap-growing-percent=200"])
+      assert.deepStrictEqual(ownOld.flags, ["--semi-space-growth-factor=1"])
+      assert.isAtMost(ownOld.after, 16, JSON.stringify(ownOld))
     }), 60_000)
 })

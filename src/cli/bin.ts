@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
  * The `effect-wire` executable (package.json's `bin`, what `npm start`
- * runs): for `serve --tls-cert`, first holds V8's young generation at its
- * start-up size (`youngGeneration.ts`: it must happen before the command
- * line loads); then turns on Node's compile cache, and loads the command
+ * runs): for `serve --tls-cert`, first tunes V8's heap for a TLS server
+ * (`tlsHeap.ts`: the young generation held at its start-up size, which must
+ * happen before the command line loads, and the old generation's growth);
+ * then turns on Node's compile cache, and loads the command
  * line (`main.ts`). Static imports are loaded before a module's first line runs,
  * so the cache must be on in a module of its own: with it, a start after
  * the first reuses V8's compiled code instead of compiling every chunk
@@ -19,10 +20,10 @@
  * @since 0.2.0
  */
 import * as Module from "node:module"
-import { holdYoungGenerationForTls } from "./youngGeneration.js"
+import { tuneHeapForTls } from "./tlsHeap.js"
 
-// Before anything loads: a TLS server's young generation must not grow (youngGeneration.ts).
-holdYoungGenerationForTls(process.argv)
+// Before anything loads: a TLS server's young generation must not grow (tlsHeap.ts).
+tuneHeapForTls(process.argv)
 
 // Node >= 22.1 has it; a cache that cannot be written is reported in the result, never thrown.
 Module.enableCompileCache?.()
