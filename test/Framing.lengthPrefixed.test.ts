@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Result from "effect/Result"
+import { Buffer } from "node:buffer"
 import * as fc from "fast-check"
 import * as Framing from "effect-wire/Framing"
 import * as CodecLaws from "effect-wire/testing/CodecLaws"
@@ -72,10 +73,17 @@ describe("Framing.lengthPrefixed", () => {
     assert.strictEqual(frames[1]!.byteOffset, 11)
   })
 
-  it("copies a frame spanning chunks once, into a buffer of its final size", () => {
-    const { frames } = feed(codec.decoder(), u8(0, 0, 0, 6, "ab"), u8("cd"), u8("ef"))
+  it("copies a frame spanning chunks once: a small one into Node's pool, a large one into a buffer of its own", () => {
+    const pieces = [u8(0, 0, 0, 6, "ab"), u8("cd"), u8("ef")]
+    const { frames } = feed(codec.decoder(), ...pieces)
     assert.strictEqual(text(frames[0]!), "abcdef")
-    assert.strictEqual(frames[0]!.buffer.byteLength, 6)
+    assert.isFalse(pieces.some((piece) => piece.buffer === frames[0]!.buffer), "a copy, not a view of a chunk")
+    // Half the pool and more: Buffer.allocUnsafe's own buffer, so a kept large frame holds nothing else.
+    const body = new Uint8Array(Buffer.poolSize).fill(0x61)
+    const large = encode(codec, [body])
+    const { frames: [frame] } = feed(codec.decoder(), large.subarray(0, 100), large.subarray(100))
+    assert.deepStrictEqual(frame, body)
+    assert.strictEqual(frame!.buffer.byteLength, Buffer.poolSize)
   })
 
   it("takes the body as a subarray when only the header spans chunks", () => {

@@ -10,7 +10,7 @@
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import type * as Framing from "../../Framing.js"
-import { allocExact, allocUnsafe } from "../bytes.js"
+import { allocFrame, allocUnsafe } from "../bytes.js"
 import * as Check from "../options.js"
 
 /** @internal */
@@ -335,7 +335,7 @@ export class Gather {
         this.need = 0
         return p + need
       }
-      this.buffer = allocExact(need)
+      this.buffer = allocFrame(need)
     }
     const take = avail < need ? avail : need
     this.buffer.set(p === 0 && take === bytes.length ? bytes : bytes.subarray(p, p + take), this.fill)

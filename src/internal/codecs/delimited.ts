@@ -7,7 +7,7 @@
  */
 import { Buffer } from "node:buffer"
 import type * as Framing from "../../Framing.js"
-import { allocExact, encodeUtf8 } from "../bytes.js"
+import { allocFrame, encodeUtf8 } from "../bytes.js"
 import {
   Batch,
   decodeUtf8,
@@ -337,7 +337,7 @@ class Decoder<A> implements Framing.Decoder<A> {
       out.push(line as A)
       return undefined
     }
-    const frame = allocExact(size)
+    const frame = allocFrame(size)
     const fromAcc = Math.min(accLen, size)
     if (fromAcc > 0) frame.set(this.acc.subarray(0, fromAcc), 0)
     if (fromTail > 0) frame.set(fromTail === tail.length ? tail : tail.subarray(0, fromTail), fromAcc)

@@ -6,7 +6,7 @@
  * @internal
  */
 import type * as Framing from "../../Framing.js"
-import { allocExact } from "../bytes.js"
+import { allocFrame } from "../bytes.js"
 import {
   Batch,
   DEFAULT_MAX,
@@ -179,7 +179,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
     if (len - p >= head) {
       // The header is here (and was checked above), the body goes on in the next push: copy what came of it.
       const length = readUint(bytes, p + L.offset, L.lengthBytes, L.little) + L.adjustment
-      const frame = allocExact(head - L.strip + length)
+      const frame = allocFrame(head - L.strip + length)
       frame.set(bytes.subarray(p + L.strip), 0)
       this.frame = frame
       this.fill = len - p - L.strip
@@ -216,7 +216,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
     this.need = length
     this.state = DATA
     if (L.strip < head) {
-      this.frame = allocExact(head - L.strip + length)
+      this.frame = allocFrame(head - L.strip + length)
       this.frame.set(this.headBuffer.subarray(L.strip), 0)
       this.fill = head - L.strip
     }
@@ -242,7 +242,7 @@ class Decoder implements Framing.Decoder<Uint8Array> {
         this.state = HEAD
         return p + need
       }
-      frame = this.frame = allocExact(need)
+      frame = this.frame = allocFrame(need)
       this.fill = 0
     }
     const take = avail < need ? avail : need
