@@ -95,6 +95,18 @@ describe("Framing.delimited", () => {
     assert.strictEqual(frames[2]!.buffer, second.buffer)
   })
 
+  it("finds delimiters near and far, short and long frames mixed", () => {
+    // Around 48 bytes the search switches between a loop and memchr.
+    const sizes = [0, 1, 46, 47, 48, 49, 50, 100, 3, 1000, 2, 47, 49, 0]
+    const frames = sizes.map((n, i) => "x".repeat(n).replace(/x$/, String.fromCharCode(97 + i)))
+    for (const delimiter of ["\0", "\r\n"]) {
+      const codec = Framing.delimited({ delimiter })
+      for (const pieces of everySplit(u8(frames.join(delimiter) + delimiter))) {
+        assert.deepStrictEqual(events(codec, pieces, text), frames)
+      }
+    }
+  })
+
   it("counts the unfinished frame it holds over several chunks", () => {
     const decoder = Framing.delimited({ delimiter: "\r\n" }).decoder()
     const out: Array<Uint8Array> = []

@@ -34,13 +34,23 @@ const indexOfByte = (bytes: Uint8Array, byte: number, from: number): number =>
   bufferIndexOf.call(bytes as Buffer, byte, from)
 
 /**
+ * How far a loop in JavaScript looks for a delimiter before it calls
+ * `memchr`: the native call costs about 20 ns, the loop under half a
+ * nanosecond a byte (16-byte frames: 11 ns a frame against 28).
+ */
+const NEAR = 48
+
+/**
  * Finds a delimiter in a byte stream pushed in pieces. `m` is how many bytes
  * of the delimiter the input seen so far ends with (KMP state), so a
- * delimiter split across pushes is found. Inside a piece the search runs on
- * the native `indexOf` of the delimiter's first byte.
+ * delimiter split across pushes is found. Inside a piece the search looks for
+ * the delimiter's first byte: while frames are short, with a loop over the
+ * next {@link NEAR} bytes first, else with the native `indexOf`.
  */
 class Searcher {
   m = 0
+  /** Whether the last delimiter was found within {@link NEAR} bytes of where its search began. */
+  private near = true
   private readonly fail: Int32Array
   constructor(private readonly D: Uint8Array) {
     // KMP failure function: fail[k] = longest proper border of D[0..k].
@@ -89,14 +99,13 @@ class Searcher {
   find(bytes: Uint8Array, from: number): number {
     const D = this.D
     const d = D.length
-    const first = D[0]!
     if (d === 1) {
-      const j = indexOfByte(bytes, first, from)
+      const j = this.first(bytes, from)
       return j < 0 ? -1 : j + 1
     }
     const len = bytes.length
     for (let i = from;;) {
-      const j = indexOfByte(bytes, first, i)
+      const j = this.first(bytes, i)
       if (j < 0) return -1
       let k = 1
       while (k < d && j + k < len && bytes[j + k] === D[k]) k++
@@ -108,6 +117,22 @@ class Searcher {
       }
       i = j + 1
     }
+  }
+
+  /** The index of the delimiter's first byte in `bytes[from..]`, or -1. */
+  private first(bytes: Uint8Array, from: number): number {
+    const first = this.D[0]!
+    if (this.near) {
+      const len = bytes.length
+      const stop = len - from > NEAR ? from + NEAR : len
+      for (let i = from; i < stop; i++) if (bytes[i] === first) return i
+      if (stop === len) return -1
+      this.near = false
+      return indexOfByte(bytes, first, stop)
+    }
+    const j = indexOfByte(bytes, first, from)
+    if (j >= 0 && j - from < NEAR) this.near = true
+    return j
   }
 }
 
