@@ -361,6 +361,9 @@ export interface RunningServer {
  */
 export class Server extends Context.Service<Server, RunningServer>()("effect-wire/Server") {}
 
+/** A connection's ending is counted and logged in its `onExit`: nothing is left to report. */
+const ignoreCause = () => Effect.void
+
 const DEFAULT_MAX_CONNECTIONS = 1024
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(10)
 const DEFAULT_WRITE_TIMEOUT = Duration.seconds(30)
@@ -551,13 +554,14 @@ const run = <E, R>(
       // One finalizer does the whole ending (an idle connection's fiber keeps every frame it waits in).
       return Effect.catchCause(
         Effect.onExit(handled, (exit) => end(socket, exit)),
-        () => Effect.void
+        ignoreCause
       ) as Effect.Effect<void, never, Exclude<R, Scope.Scope>>
     }
+    const releaseSlot = Effect.sync(() => slots.gone())
     /** A connection's handler ended: count it, log a failure, close the socket, free the slot. */
     const end = (socket: Socket.Socket, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
       const failure = slots.ended(exit, socket)
-      const close = Effect.ensuring(socket.close, Effect.sync(() => slots.gone()))
+      const close = Effect.ensuring(socket.close, releaseSlot)
       return failure === undefined ? close : Effect.ensuring(slots.logEnding(socket, failure), close)
     }
     const start = (socket: Socket.Socket) => Effect.sync(() => void runConnection(serve(socket, slots.admit())))

@@ -37,11 +37,26 @@ const kOwner = Symbol.for("effect-wire/internal/NodeSocket")
 /** @internal */
 export type Raw = Net.Socket & { [kOwner]?: NodeSocket }
 
-// Validation is skipped: Node reports well-formed hosts and ports.
+/**
+ * A `TcpAddress` of a host and port that Node reported (well-formed, so not
+ * validated), made without Schema's constructor: the same own fields in the
+ * same order on the same prototype, so `Equal`, `Hash`, `Schema.is` and
+ * encoding see an ordinary instance. One is made for every connection's
+ * peer; `new TcpAddress(..., { disableChecks: true })` costs ~2 µs and ~450
+ * bytes of garbage, this ~0.1 µs and one object.
+ *
+ * @internal
+ */
+export const trustedTcpAddress = (host: string, port: number): Address.TcpAddress => {
+  const address = Object.create(Address.TcpAddress.prototype) as { _tag: "TcpAddress"; host: string; port: number }
+  address._tag = "TcpAddress"
+  address.host = host
+  address.port = port
+  return address as Address.TcpAddress
+}
+
 const tcpAddress = (host: string | undefined, port: number | undefined, fallback: Address.Address): Address.Address =>
-  host === undefined || host.length === 0 || port === undefined
-    ? fallback
-    : new Address.TcpAddress({ host, port }, { disableChecks: true })
+  host === undefined || host.length === 0 || port === undefined ? fallback : trustedTcpAddress(host, port)
 
 /** A listener on one of these accepts connections to any of the machine's addresses. */
 const isWildcard = (host: string): boolean => host === "0.0.0.0" || host === "::" || host === ""
@@ -136,6 +151,11 @@ export class NodeSocket implements Socket.Socket, Member {
   /** A `Socket.pump` driving this socket from Node's callbacks, if one runs. */
   direct: CallbackReader | undefined = undefined
   drainWaiters: Array<Resume<void, NetError.WriteError>> | undefined = undefined
+  /** Who waits in `endWith` for Node to hand everything written to the kernel. */
+  endWaiters: Array<(exit: Exit.Exit<void, NetError.WriteError>) => void> | undefined = undefined
+  /** `poll` as an Effect and the wait for the next read, made once per socket (see `reads`). */
+  pollEffect: ReadPull | undefined = undefined
+  awaitRead: ReadPull | undefined = undefined
   /** Bytes waiting for the peer, while a write or idle timeout watches them. */
   stall: StallWatch | undefined = undefined
   /**
@@ -231,7 +251,7 @@ export class NodeSocket implements Socket.Socket, Member {
     if (reader !== undefined) {
       this.reader = undefined
       // Effect 4 resumes the waiting fiber right here, inside Node's callback.
-      reader(Effect.suspend(() => this.poll()))
+      reader(this.pollEffect ??= Effect.suspend(() => this.poll()))
     }
   }
 
@@ -245,17 +265,29 @@ export class NodeSocket implements Socket.Socket, Member {
       return Effect.die(new Error(ONE_READER))
     }
     this.startReading()
+    return this.awaitRead ??= this.makeAwaitRead()
+  }
+
+  /**
+   * The wait for the next read, one Effect per socket for every wait: a read
+   * resumes it with `pollEffect`. Its cancel needs no check of whose wait it
+   * is: it runs while the fiber still waits (no other can wait meanwhile,
+   * `ONE_READER`) or, interrupted as it resumes, synchronously inside
+   * `wakeReader`, which has already cleared `reader`.
+   */
+  makeAwaitRead(): ReadPull {
+    const cancel = Effect.sync(() => {
+      this.reader = undefined
+    })
     return Effect.callback((resume) => {
       this.reader = resume
-      return Effect.sync(() => {
-        if (this.reader === resume) this.reader = undefined
-      })
+      return cancel
     })
   }
 
   get reads(): Stream.Stream<Uint8Array, NetError.ReadError> {
     // The pull is the socket's own state: a stream run again continues where the last run stopped.
-    return Stream.fromPull(Effect.succeed(Effect.suspend(() => this.poll())))
+    return Stream.fromPull(Effect.succeed(this.pollEffect ??= Effect.suspend(() => this.poll())))
   }
 
   takeQueued(): NonEmptyReadonlyArray<Uint8Array> | undefined {
@@ -267,8 +299,9 @@ export class NodeSocket implements Socket.Socket, Member {
     if (this.budget !== undefined) this.budget.update(this)
     this.startReading()
     // One element per Stream chunk: an operator that stops early (take, runHead)
-    // must not drop bytes that were pulled along with the ones it wanted.
-    return [queue.length === 1 ? queue[0]! : Buffer.concat(queue, queued)]
+    // must not drop bytes that were pulled along with the ones it wanted. A
+    // queue of one read is that chunk already (nothing else refers to it now).
+    return queue.length === 1 ? queue as [Buffer] : [Buffer.concat(queue, queued)]
   }
 
   readError(): NetError.ReadError {
@@ -497,21 +530,29 @@ export class NodeSocket implements Socket.Socket, Member {
       raw.end()
     }
     if (raw.writableFinished) return void done(Exit.void)
-    const cleanup = () => {
-      raw.off("finish", onFinish)
-      raw.off("close", onClosed)
+    // Told by the shared 'finish' listener, or by 'close' (onClose) if the flush never finishes.
+    const waiters = this.endWaiters
+    if (waiters === undefined) {
+      this.endWaiters = [done]
+      raw.on("finish", onFinished)
+    } else waiters.push(done)
+    return () => {
+      const waiters = this.endWaiters
+      const i = waiters === undefined ? -1 : waiters.indexOf(done)
+      if (i < 0) return
+      waiters!.splice(i, 1)
+      if (waiters!.length > 0) return
+      this.endWaiters = undefined
+      this.raw.off("finish", onFinished)
     }
-    const onFinish = () => {
-      cleanup()
-      done(Exit.void)
-    }
-    const onClosed = () => {
-      cleanup()
-      done(raw.writableFinished ? Exit.void : Exit.fail(this.writeError()))
-    }
-    raw.once("finish", onFinish)
-    raw.once("close", onClosed)
-    return cleanup
+  }
+
+  settleEndWaiters(exit: Exit.Exit<void, NetError.WriteError>): void {
+    const waiters = this.endWaiters
+    if (waiters === undefined) return
+    this.endWaiters = undefined
+    this.raw.off("finish", onFinished)
+    for (const done of waiters) done(exit)
   }
 
   get end(): Effect.Effect<void, NetError.WriteError> {
@@ -671,6 +712,7 @@ export class NodeSocket implements Socket.Socket, Member {
     old.off("close", onClose)
     old.off("drain", onDrain)
     old.off("timeout", onTimeout)
+    old.off("finish", onFinished)
     old.setTimeout(0)
     old.on("error", ignoreError)
     delete old[kOwner]
@@ -683,6 +725,7 @@ export class NodeSocket implements Socket.Socket, Member {
     next.on("error", onError)
     next.on("close", onClose)
     next.on("drain", onDrain)
+    if (this.endWaiters !== undefined) next.on("finish", onFinished)
     if (this.config.idleTimeoutMs > 0) {
       next.setTimeout(this.config.idleTimeoutMs)
       next.on("timeout", onTimeout)
@@ -737,7 +780,8 @@ function onClose(this: Raw): void {
   s.wakeReader()
   s.direct?.finish(s.failure === undefined ? Exit.void : Exit.fail(s.readError()))
   s.parked?.closed()
-  s.settleDrainWaiters(Effect.suspend(() => Effect.fail(s.writeError())))
+  if (s.drainWaiters !== undefined) s.settleDrainWaiters(Effect.suspend(() => Effect.fail(s.writeError())))
+  if (s.endWaiters !== undefined) s.settleEndWaiters(this.writableFinished ? Exit.void : Exit.fail(s.writeError()))
   const stall = s.stall
   if (stall !== undefined) {
     if (stall.timer !== undefined) clearTimeout(stall.timer)
@@ -751,6 +795,10 @@ function onDrain(this: Raw): void {
   s.settleDrainWaiters(Effect.void)
   s.direct?.drained()
   if (s.budget !== undefined) s.budget.update(s)
+}
+
+function onFinished(this: Raw): void {
+  this[kOwner]!.settleEndWaiters(Exit.void)
 }
 
 function onStall(s: NodeSocket): void {

@@ -22,7 +22,7 @@ import * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
 import * as Tls from "../Tls.js"
 import type { ConnectionSlots } from "./connectionSlots.js"
-import { NodeSocket, type Raw } from "./nodeSocket.js"
+import { NodeSocket, type Raw, trustedTcpAddress } from "./nodeSocket.js"
 import * as Options from "./options.js"
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
@@ -767,7 +767,7 @@ export const createServer = (
   const peerOf = (tls: NodeTls.TLSSocket): Address.Address => {
     const socket = tls.remoteAddress !== undefined ? tls : parentOf(tls)
     return socket.remoteAddress !== undefined && socket.remotePort !== undefined
-      ? new Address.TcpAddress({ host: socket.remoteAddress, port: socket.remotePort }, { disableChecks: true })
+      ? trustedTcpAddress(socket.remoteAddress, socket.remotePort)
       : Address.unknownPeer
   }
 
