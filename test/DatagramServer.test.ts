@@ -313,14 +313,16 @@ describe("request", () => {
     }))
 
   describe("a late reply to a retried request never answers the next one", () => {
-    // The handler takes 150 ms, the client waits 100 ms and retries once: the
+    // The handler takes 300 ms, the client waits 200 ms and retries once: the
     // first request is answered by its first attempt's reply, and its second
-    // attempt's reply arrives while the next request waits.
+    // attempt's reply arrives while the next request waits. Each reply lands
+    // 100 ms inside the attempt that takes it (50 ms at 150/100 failed once on
+    // a machine running four test suites at once).
     const ports: Array<number> = []
     const slowEcho = DatagramServer.layerTest({
-      handler: (d) => Effect.sync(() => ports.push(d.from.port)).pipe(Effect.andThen(Effect.sleep("150 millis")), Effect.as(d.payload))
+      handler: (d) => Effect.sync(() => ports.push(d.from.port)).pipe(Effect.andThen(Effect.sleep("300 millis")), Effect.as(d.payload))
     })
-    const impatient = { timeout: "100 millis", schedule: Schedule.recurs(1) } as const
+    const impatient = { timeout: "200 millis", schedule: Schedule.recurs(1) } as const
     const askTwice = (options: DatagramServer.ClientOptions) =>
       Effect.gen(function*() {
         const address = yield* serverAddress
