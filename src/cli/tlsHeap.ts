@@ -22,7 +22,7 @@
  *   picks 4 (5 of 27 runs went the first way). At 3 it never did (22 runs).
  *
  * Both are read by V8 after start-up. A process given a flag of its own
- * (`node` options or `NODE_OPTIONS`) keeps it: the young-generation flags
+ * (`node` options, or `NODE_OPTIONS` where Node allows it) keeps it: the young-generation flags
  * (`--max-semi-space-size`, `--min-semi-space-size`,
  * `--semi-space-growth-factor`) leave the young generation alone, and
  * `--heap-growing-percent` the old. Plaintext servers and the other commands
