@@ -22,6 +22,10 @@ await build({
   allowOverwrite: true,
   sourcemap: false,
   logLevel: "warning",
-  // Some dependencies call require(); give the ESM bundle one.
-  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" }
+  // Some dependencies (undici, ws: loaded only by the exporters) call require(); give the
+  // ESM bundle one, made on the first call: every chunk gets this banner, and at start-up
+  // none calls it (an eager createRequire loaded node:module and import.meta in each).
+  banner: {
+    js: "let __ewRequire; const require = (id) => (__ewRequire ??= process.getBuiltinModule(\"node:module\").createRequire(import.meta.url))(id);"
+  }
 })

@@ -101,6 +101,14 @@ describe("bin (the effect-wire executable)", () => {
     assert.include(tls, "tls")
   })
 
+  // effect/cli's environment asks for a file system (with node:crypto) and a terminal
+  // (node:readline) that `serve` never uses: they load on their first use (cli/nodeServices.ts).
+  it("a plaintext serve echo loads neither node:crypto nor node:readline", () => {
+    const plain = builtinsWhenListening([])
+    assert.include(plain, "net")
+    for (const module of ["crypto", "readline"]) assert.notInclude(plain, module)
+  })
+
   it("leaves the cache alone when NODE_DISABLE_COMPILE_CACHE=1", () => {
     const cache = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-cache-"))
     try {

@@ -17,25 +17,19 @@
  * @since 0.1.0
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
-import * as NodeStdio from "@effect/platform-node/NodeStdio"
-import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import * as Cause from "effect/Cause"
 import * as CliError from "effect/cli/CliError"
 import * as CliOutput from "effect/cli/CliOutput"
 import * as Command from "effect/cli/Command"
 import * as Effect from "effect/Effect"
-import type * as FileSystem from "effect/FileSystem"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
-import type * as Path from "effect/Path"
-import * as ChildProcessSpawner from "effect/process/ChildProcessSpawner"
 import { errorLine, messageOf, teardown, watchSignals } from "./common.js"
 import { command as connect } from "./connect.js"
 import { command as demo } from "./demo.js"
 import { command as exec } from "./exec.js"
+import { NodeServices } from "./nodeServices.js"
 import { command as serve } from "./serve.js"
 
 /**
@@ -96,31 +90,6 @@ const report = <E>(cause: Cause.Cause<E>): Effect.Effect<never, E> =>
 
 /** Log lines in logfmt, on stderr. */
 const StderrLogger = Logger.map(Logger.formatLogFmt, (line) => say(line))
-
-/**
- * effect/cli's environment asks for a child-process spawner, which no
- * effect-wire command uses (the exec server spawns through node:child_process
- * itself). @effect/platform-node's spawner (its module and what it imports)
- * loads on the first spawn instead of at every start.
- */
-const LazySpawner = Layer.effect(
-  ChildProcessSpawner.ChildProcessSpawner,
-  Effect.gen(function*() {
-    const context = yield* Effect.context<FileSystem.FileSystem | Path.Path>()
-    const node = Effect.promise(() => import("@effect/platform-node/NodeChildProcessSpawner")).pipe(
-      Effect.flatMap((module) =>
-        Effect.provide(Effect.service(ChildProcessSpawner.ChildProcessSpawner), module.layer)
-      ),
-      Effect.provideContext(context)
-    )
-    return ChildProcessSpawner.make((command) => Effect.flatMap(node, (spawner) => spawner.spawn(command)))
-  })
-)
-
-/** What `NodeServices.layer` gives, with the spawner loaded lazily. */
-const NodeServices = LazySpawner.pipe(
-  Layer.provideMerge(Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeStdio.layer, NodeTerminal.layer))
-)
 
 const Environment = Layer.mergeAll(
   NodeServices,
