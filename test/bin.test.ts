@@ -3,7 +3,7 @@
  * it runs the command line, with Node's compile cache on.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -16,16 +16,19 @@ const pkg = JSON.parse(Fs.readFileSync(Path.join(dist, "../package.json"), "utf8
   readonly bin: Record<string, string>
 }
 
-const run = (env: Record<string, string>) => {
-  const inherited = { ...process.env }
-  // Node reads any value of it, even an empty one, as "disabled".
-  delete inherited.NODE_DISABLE_COMPILE_CACHE
-  return spawnSync(process.execPath, [bin, "--version"], {
-    env: { ...inherited, ...env },
+/** This process's environment without NODE_DISABLE_COMPILE_CACHE, which Node reads as "disabled" whatever its value. */
+const inherited = (): NodeJS.ProcessEnv => {
+  const env = { ...process.env }
+  delete env.NODE_DISABLE_COMPILE_CACHE
+  return env
+}
+
+const run = (env: Record<string, string>) =>
+  spawnSync(process.execPath, [bin, "--version"], {
+    env: { ...inherited(), ...env },
     encoding: "utf8",
     timeout: 30_000
   })
-}
 
 /**
  * Starts `effect-wire serve echo …` with a preloaded hook that, once the
@@ -108,6 +111,33 @@ describe("bin (the effect-wire executable)", () => {
     assert.include(plain, "net")
     for (const module of ["crypto", "readline"]) assert.notInclude(plain, module)
   })
+
+  // The bench and the tests run main.js; a server is often stopped by SIGKILL, which writes nothing at exit.
+  it("main.js fills the compile cache too, even for a server that is then killed (SIGKILL)", async () => {
+    const cache = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-cache-"))
+    const child = spawn(process.execPath, [Path.join(dist, "src/cli/main.js"), "serve", "echo", "--port", "0"], {
+      env: { ...inherited(), NODE_COMPILE_CACHE: cache },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    try {
+      let stdout = ""
+      child.stdout.setEncoding("utf8")
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on("data", (data: string) => {
+          stdout += data
+          if (stdout.includes("listening tcp ")) resolve()
+        })
+        child.once("exit", (code) => reject(new Error(`serve echo exited (${code}) before listening`)))
+      })
+      // Bounded wait for the files: nothing signals that Node has written them.
+      const deadline = Date.now() + 10_000
+      while (filesUnder(cache) === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+      assert.isAbove(filesUnder(cache), 0, "the running server wrote its compiled code to the cache")
+    } finally {
+      child.kill("SIGKILL")
+      Fs.rmSync(cache, { recursive: true, force: true })
+    }
+  }, 30_000)
 
   it("leaves the cache alone when NODE_DISABLE_COMPILE_CACHE=1", () => {
     const cache = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-cache-"))
