@@ -32,20 +32,27 @@ const run = (env: Record<string, string>) =>
 
 /**
  * Starts `effect-wire serve echo …` with a preloaded hook that, once the
- * listening line is out, prints the Node built-in modules the process has
- * loaded and exits: what a plain server loads before it listens.
+ * listening line is out, prints what the process has loaded and exits: the
+ * Node built-in modules and the files of the bundle (dist/src/cli/…), what a
+ * plain server loads before it listens.
  */
-const builtinsWhenListening = (args: ReadonlyArray<string>): Array<string> => {
+const loadedWhenListening = (args: ReadonlyArray<string>): {
+  readonly builtins: Array<string>
+  readonly files: Array<string>
+} => {
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "ew-builtins-"))
   try {
     const hook = Path.join(dir, "hook.mjs")
     Fs.writeFileSync(
       hook,
-      `const write = process.stdout.write.bind(process.stdout)
+      `import { registerHooks } from "node:module"
+const files = []
+registerHooks({ load: (url, context, next) => (url.startsWith("file:") && files.push(url), next(url, context)) })
+const write = process.stdout.write.bind(process.stdout)
 process.stdout.write = (chunk, ...rest) => {
   const done = write(chunk, ...rest)
   if (String(chunk).includes("listening")) {
-    process.stderr.write("BUILTINS " + JSON.stringify(process.moduleLoadList) + "\\n")
+    process.stderr.write("LOADED " + JSON.stringify({ builtins: process.moduleLoadList, files }) + "\\n")
     process.exit(0)
   }
   return done
@@ -57,11 +64,15 @@ process.stdout.write = (chunk, ...rest) => {
       timeout: 30_000
     })
     assert.strictEqual(result.status, 0, result.stderr)
-    const line = result.stderr.split("\n").find((l) => l.startsWith("BUILTINS "))
+    const line = result.stderr.split("\n").find((l) => l.startsWith("LOADED "))
     assert.isDefined(line, result.stderr)
-    return (JSON.parse(line!.slice("BUILTINS ".length)) as Array<string>)
-      .filter((entry) => entry.startsWith("NativeModule "))
-      .map((entry) => entry.slice("NativeModule ".length))
+    const loaded = JSON.parse(line!.slice("LOADED ".length)) as { builtins: Array<string>; files: Array<string> }
+    return {
+      builtins: loaded.builtins.filter((entry) => entry.startsWith("NativeModule ")).map((entry) =>
+        entry.slice("NativeModule ".length)
+      ),
+      files: loaded.files.map((url) => Path.basename(url))
+    }
   } finally {
     Fs.rmSync(dir, { recursive: true, force: true })
   }
@@ -94,22 +105,31 @@ describe("bin (the effect-wire executable)", () => {
   // node:tls (with OpenSSL's bindings) and node:dns/promises are a large part of a start's time;
   // a plaintext server does not load them (issue 12's start-up target). With TLS flags it does.
   it("serve echo loads node:tls only when it serves TLS", () => {
-    const plain = builtinsWhenListening([])
+    const plain = loadedWhenListening([]).builtins
     assert.include(plain, "net")
     assert.notInclude(plain, "tls")
     assert.notInclude(plain, "_tls_wrap")
     assert.notInclude(plain, "dns/promises")
     const c = certs()
-    const tls = builtinsWhenListening(["--tls-cert", c.server.certFile, "--tls-key", c.server.keyFile])
+    const tls = loadedWhenListening(["--tls-cert", c.server.certFile, "--tls-key", c.server.keyFile]).builtins
     assert.include(tls, "tls")
   })
 
   // effect/cli's environment asks for a file system (with node:crypto) and a terminal
   // (node:readline) that `serve` never uses: they load on their first use (cli/nodeServices.ts).
   it("a plaintext serve echo loads neither node:crypto nor node:readline", () => {
-    const plain = builtinsWhenListening([])
+    const plain = loadedWhenListening([]).builtins
     assert.include(plain, "net")
     for (const module of ["crypto", "readline"]) assert.notInclude(plain, module)
+  })
+
+  // Each file costs the ES module loader time at every start (scripts/bundle-cli.mjs).
+  it("a plaintext serve echo loads the start-up code as one chunk", () => {
+    const { files } = loadedWhenListening([])
+    const chunks = files.filter((file) => /-[A-Z0-9]{8}\.js$/.test(file))
+    assert.include(files, "main.js")
+    assert.strictEqual(chunks.length, 2, `the command line's entry and one chunk: ${chunks.join(" ")}`)
+    assert.isTrue(chunks.some((file) => file.startsWith("commandLine-")), chunks.join(" "))
   })
 
   // The bench and the tests run main.js; a server is often stopped by SIGKILL, which writes nothing at exit.

@@ -37,8 +37,8 @@ import { command as serve } from "./serve.js"
  * only some of its runs need (the exec server, workers, exporters, the demo)
  * behind `import()` in its handler, so that startup stays fast whichever
  * subcommand runs. What every run of a subcommand loads is imported
- * statically: each `import()` boundary splits the bundle into more files,
- * and each file costs the ESM loader time at every start.
+ * statically: a start loads all of it as one file of the bundle
+ * (scripts/bundle-cli.mjs), and a file behind `import()` is one more load.
  */
 const subcommands = [serve, connect, exec, demo] as const
 
