@@ -41,7 +41,7 @@ import * as fixedCodec from "./internal/codecs/fixed.js"
 import * as headerCodec from "./internal/codecs/header.js"
 import * as lengthPrefixedCodec from "./internal/codecs/lengthPrefixed.js"
 import * as varintCodec from "./internal/codecs/varint.js"
-import { concat } from "./internal/bytes.js"
+import { clear, concat } from "./internal/bytes.js"
 
 // ---------------------------------------------------------------------------
 // Models
@@ -783,7 +783,7 @@ const decodeResultStage = <A>(codec: Codec<A>): Stage<Result.Result<A, FrameErro
   // Moves decoded frames into `out` as successes, then the error (if any) as a failure; true if decoding can go on.
   const settle = (out: Array<Result.Result<A, FrameError>>, error: FrameError | undefined): boolean => {
     for (let i = 0; i < frames.length; i++) out.push(Result.succeed(frames[i]!))
-    frames.length = 0
+    clear(frames)
     if (error === undefined) return true
     out.push(Result.fail(error))
     return !decoder.failed

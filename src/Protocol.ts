@@ -68,6 +68,7 @@ import * as Socket from "./Socket.js"
 import { frameTimeoutOf, FrameWatch } from "./internal/codecs/core.js"
 import { type CallbackRuntime, type CallbackServe, CallbackServeKey, Park } from "./internal/callbackServe.js"
 import { HeldKey } from "./internal/memoryBudget.js"
+import { clear } from "./internal/bytes.js"
 import { metersOf, type ProtocolMeter } from "./internal/metrics.js"
 import { requestTracing } from "./internal/tracing.js"
 import * as Check from "./internal/options.js"
@@ -629,7 +630,7 @@ const FLUSH_AT = 64 * 1024
  * them; it is also the handler's `ServeConnection`.
  */
 class Replies<Out> implements ServeConnection<Out> {
-  pending: Array<Uint8Array> = []
+  readonly pending: Array<Uint8Array> = []
   pendingBytes = 0
   /**
    * While a read is being answered synchronously, a stream's responses wait
@@ -664,18 +665,20 @@ class Replies<Out> implements ServeConnection<Out> {
   takeInto(out: Array<Uint8Array>): SendError | undefined {
     const frames = this.pending
     if (frames.length === 0) return undefined
-    this.pending = []
     this.pendingBytes = 0
     const framing = this.protocol.framing
+    // Encoding copies the frames into `out` (or refers to them from it): `pending` is emptied and kept.
     const error = framing.encode(frames, out)
     if (error === undefined) {
       if (this.meter !== undefined) this.meter.framesEncoded.n += frames.length
+      clear(frames)
       return undefined
     }
     this.failure = error
     for (let i = 0; i < frames.length; i++) {
       if (framing.encode([frames[i]!], out) !== undefined) break
     }
+    clear(frames)
     return error
   }
 
@@ -908,7 +911,7 @@ class Serving<In, Out, PE, E, R> implements Socket.PumpHandler<Park> {
       else if (this.tail !== undefined) rest = Effect.fail(this.tail)
       else {
         // Answered. At the end of input the pump half-closes once `out` is written.
-        this.frames.length = 0
+        clear(this.frames)
         return undefined
       }
     }
@@ -926,7 +929,7 @@ class Serving<In, Out, PE, E, R> implements Socket.PumpHandler<Park> {
     return Effect.matchCauseEffect(rest, {
       onFailure: (cause) => this.flushThen(Effect.failCause(cause)),
       onSuccess: () => {
-        this.frames.length = 0
+        clear(this.frames)
         if (this.replies.failure !== undefined) return this.flushThen(Effect.fail(this.replies.failure))
         if (this.tail !== undefined) return this.flushThen(Effect.fail(this.tail))
         // The peer's EOF, or the server draining: the read in hand is answered; half-close.

@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
+import { clear } from "./bytes.js"
 import { heldBy } from "./memoryBudget.js"
 import type { CallbackReader, NodeSocket } from "./nodeSocket.js"
 import { type Deadline, deadlineOf } from "./pumpDeadline.js"
@@ -133,7 +134,7 @@ export class Pumping<E> implements CallbackReader {
       error = bytes === undefined ? this.handler.onEnd(this.out) : this.handler.onRead(bytes, this.out)
     } catch (defect) {
       this.busy = false
-      this.out.length = 0
+      clear(this.out)
       this.finish(Exit.die(defect))
       return false
     }
@@ -160,7 +161,7 @@ export class Pumping<E> implements CallbackReader {
     if (n === 0) return true
     const s = this.s
     if (!s.canWrite()) {
-      out.length = 0
+      clear(out)
       this.finish(Exit.fail(s.writeError()))
       return false
     }
@@ -173,7 +174,7 @@ export class Pumping<E> implements CallbackReader {
       for (let i = 0; i < n; i++) ok = raw.write(out[i]!)
       raw.uncork()
     }
-    out.length = 0
+    clear(out)
     if (s.stall === undefined) s.watchStall()
     if (!ok && !this.awaitingDrain && !s.flushed()) {
       this.awaitingDrain = true

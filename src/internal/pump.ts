@@ -13,6 +13,7 @@ import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
+import { clear } from "./bytes.js"
 import { formatBytes } from "./memoryBudget.js"
 import * as Check from "./options.js"
 import { deadlineOf } from "./pumpDeadline.js"
@@ -63,7 +64,7 @@ const answering = <E>(
       const after = error === undefined ? next : Effect.fail(error)
       if (out.length === 0) return after
       const batch = out.slice()
-      out.length = 0
+      clear(out)
       const write = socket.writeAll(batch)
       return Effect.andThen(writeTimeoutMs === 0 ? write : Effect.timeoutOrElse(write, {
         duration: writeTimeoutMs,

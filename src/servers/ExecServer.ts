@@ -33,6 +33,7 @@ import type { ExecResult } from "./ExecWire.js"
 import { encodeResponse, failureResult, requestCodec, Timeout } from "./ExecWire.js"
 import type { Holder } from "./internal/execBudget.js"
 import { ExecBudget } from "./internal/execBudget.js"
+import { clear } from "../internal/bytes.js"
 import { duration, positiveInt } from "./internal/execOptions.js"
 
 /**
@@ -240,7 +241,7 @@ const readRequests = (
         items.push({ _tag: "Request", payload })
         size += payload.byteLength
       }
-      frames.length = 0
+      clear(frames)
       if (error !== undefined) {
         stopped = true
         // With the default adjustment lengthPrefixed fails only with FrameTooLarge; anything else ends the connection.

@@ -12,7 +12,7 @@ import * as Schema from "effect/Schema"
 import * as SchemaIssue from "effect/SchemaIssue"
 import * as SchemaTransformation from "effect/SchemaTransformation"
 import * as Framing from "../Framing.js"
-import { concat } from "../internal/bytes.js"
+import { clear, concat } from "../internal/bytes.js"
 
 // ---------------------------------------------------------------------------
 // Wire errors
@@ -507,7 +507,7 @@ export const responseCodec = (limits?: ResponseLimits): Framing.Codec<ExecResult
       const decoded: Array<Framing.HeaderFrame<ExecResponseHeader>> = []
       const deliver = (out: Array<ExecResult>, error: Framing.FrameError | undefined) => {
         for (let i = 0; i < decoded.length; i++) out.push(toResult(decoded[i]!))
-        decoded.length = 0
+        clear(decoded)
         return error
       }
       return {

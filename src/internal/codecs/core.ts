@@ -300,8 +300,10 @@ export class Batch {
     this.out.push(bytes)
   }
   flush(): void {
-    if (this.pos > this.segment) this.out.push(this.buffer.subarray(this.segment, this.pos))
-    this.segment = this.pos
+    const { buffer, pos, segment } = this
+    // The whole buffer (one batch of small frames, the common case) goes out as it is: no view of it.
+    if (pos > segment) this.out.push(segment === 0 && pos === buffer.length ? buffer : buffer.subarray(segment, pos))
+    this.segment = pos
   }
 }
 

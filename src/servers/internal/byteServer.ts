@@ -26,7 +26,7 @@ import * as Framing from "../../Framing.js"
 import type * as NetError from "../../NetError.js"
 import * as Server from "../../Server.js"
 import * as Socket from "../../Socket.js"
-import { concat } from "../../internal/bytes.js"
+import { clear, concat } from "../../internal/bytes.js"
 import {
   type FrameClock,
   frameTimedOut,
@@ -132,10 +132,10 @@ class FramedHandler implements Socket.PumpHandler<HandlerError> {
     }
     const encodeError = codec.encode(frames, out)
     const n = frames.length
-    frames.length = 0
+    clear(frames)
     if (encodeError !== undefined) {
       // All or nothing: a batch that cannot be encoded sends none of it.
-      out.length = 0
+      clear(out)
       return encodeError
     }
     if (this.config.encoded !== undefined) this.config.encoded.n += n
