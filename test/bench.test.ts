@@ -26,13 +26,19 @@ interface Ran {
 
 const run = (args: ReadonlyArray<string>, timeoutMs: number): Promise<Ran> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
+    // A process group of its own: on a timeout the bench's server processes go with it (killing only
+    // the runner left them running).
+    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], detached: true })
     let stdout = ""
     let stderr = ""
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
     child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
     const timer = setTimeout(() => {
-      child.kill("SIGKILL")
+      try {
+        process.kill(-child.pid!, "SIGKILL")
+      } catch {
+        child.kill("SIGKILL")
+      }
       reject(new Error(`node ${args.join(" ")} still running after ${timeoutMs} ms\n${stderr}`))
     }, timeoutMs)
     child.on("error", reject)
