@@ -218,14 +218,17 @@ describe("resets and half-open peers", () => {
         const stats = yield* eventually("connections to end", server.stats, (s) => s.active === 0)
         row.connections = stats.accepted
         row.notes.push(`server tags ${JSON.stringify(probe.tally())}`, `stats ${JSON.stringify(stats)}`)
-        assert.strictEqual(stats.failed, faulty.size)
+        // One failed connection per fault. Not `faulty.size`: it is keyed by the client's address, and
+        // with the other files' 10,000-connection churn running at once the kernel can hand a port
+        // used by one faulty connection to a later one (202 failures for 201 keys, once, at full scale).
+        assert.strictEqual(stats.failed, faults.length)
         assert.strictEqual(stats.completed, scale.healthyClients + halfClosed.length)
         // One line per failed connection, and it names the peer: a debug line for an expected
         // ending (a reset, an idle timeout: issue 17), a warning for any other failure.
         const perConnection = logs.lines.filter((l) =>
           (l.level === "WARN" && / failed: /.test(l.message)) || (l.level === "DEBUG" && / ended early: /.test(l.message))
         )
-        assert.strictEqual(perConnection.length, faulty.size)
+        assert.strictEqual(perConnection.length, faults.length)
         for (const l of perConnection) assert.match(l.message, /connection from 127\.0\.0\.1:\d+ (failed|ended early): /)
         const expectedEndings = new Set(["ConnectionReset", "BrokenPipe", "IdleTimeout"])
         const realFailures = Array.from(faulty.keys()).filter((peer) => !expectedEndings.has(probe.errors.get(peer)![0]!))
