@@ -19,6 +19,7 @@ import * as ProxyProtocol from "../ProxyProtocol.js"
 import type * as Socket from "../Socket.js"
 import type { ConnectionSlots } from "./connectionSlots.js"
 import { LimitWarning, RATE_NOTE } from "./limitWarning.js"
+import { trustedTcpAddress } from "./nodeSocket.js"
 import * as Check from "./options.js"
 
 const DEFAULT_HEADER_TIMEOUT = Duration.seconds(5)
@@ -107,7 +108,7 @@ export const clientOf = (header: ProxyProtocol.Header): Address.Address | undefi
 
 const peerOf = (raw: Net.Socket): Address.TcpAddress | undefined =>
   raw.remoteAddress !== undefined && raw.remotePort !== undefined
-    ? new Address.TcpAddress({ host: raw.remoteAddress, port: raw.remotePort }, { disableChecks: true })
+    ? trustedTcpAddress(raw.remoteAddress, raw.remotePort)
     : undefined
 
 /** A connection that closed before sending a byte: a TCP health check, a port scan. */
