@@ -46,6 +46,7 @@ import * as Address from "./Address.js"
 import { callbackServeOf, ConnectionRuntime } from "./internal/callbackServe.js"
 import { ConnectionSlots, SUMMARY_INTERVAL_MS } from "./internal/connectionSlots.js"
 import { serverCapabilityOf } from "./internal/listenerCapability.js"
+import { CloseInCallbacks, closesInCallbacks } from "./internal/socketContract.js"
 import { joinBudget, MemoryBudget } from "./internal/memoryBudget.js"
 import { metersOf } from "./internal/metrics.js"
 import { spanOf } from "./internal/tracing.js"
@@ -558,10 +559,24 @@ const run = <E, R>(
       ) as Effect.Effect<void, never, Exclude<R, Scope.Scope>>
     }
     const releaseSlot = Effect.sync(() => slots.gone())
+    /** Close the socket, then free its slot (in the socket's own callbacks when it can). */
+    const closeAndRelease = (socket: Socket.Socket): Effect.Effect<void> =>
+      closesInCallbacks(socket)
+        ? Effect.callback<void>((resume) => {
+          const cut = socket[CloseInCallbacks](() => {
+            slots.gone()
+            resume(Effect.void)
+          })
+          return cut === undefined ? undefined : Effect.sync(() => {
+            cut()
+            slots.gone()
+          })
+        })
+        : Effect.ensuring(socket.close, releaseSlot)
     /** A connection's handler ended: count it, log a failure, close the socket, free the slot. */
     const end = (socket: Socket.Socket, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
       const failure = slots.ended(exit, socket)
-      const close = Effect.ensuring(socket.close, releaseSlot)
+      const close = closeAndRelease(socket)
       return failure === undefined ? close : Effect.ensuring(slots.logEnding(socket, failure), close)
     }
     const start = (socket: Socket.Socket) => Effect.sync(() => void runConnection(serve(socket, slots.admit())))

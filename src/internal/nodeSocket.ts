@@ -27,7 +27,7 @@ import type * as Socket from "../Socket.js"
 import { BudgetKey, formatBytes, type Member, type MemoryBudget } from "./memoryBudget.js"
 import type { SocketConfig } from "./nodeSocketOptions.js"
 import { pumpEffect } from "./nodePump.js"
-import { ONE_READER, PumpInCallbacks, TypeId } from "./socketContract.js"
+import { CloseInCallbacks, ONE_READER, PumpInCallbacks, TypeId } from "./socketContract.js"
 
 const END_VOID: Sink.End<void> = [undefined]
 
@@ -74,6 +74,9 @@ const CLOSING = 8 // close/reset was called: reads end, incoming bytes are disca
 const ENDED = 16 // end was called: no more writes
 const CONNECTED = 32
 const BUDGET_WAIT = 64 // reading is wanted, but the server's memory budget paused it
+
+/** Queued reads up to this many bytes in all are joined into one element of `reads`; beyond, one read per pull. */
+const JOIN_READS = 16 * 1024
 
 /** The failures we raise ourselves: reads and writes fail with them as they are. */
 const isOurCut = (failure: unknown): failure is NetError.IdleTimeout | NetError.WriteTimeout | NetError.MemoryBudgetExceeded =>
@@ -153,9 +156,13 @@ export class NodeSocket implements Socket.Socket, Member {
   drainWaiters: Array<Resume<void, NetError.WriteError>> | undefined = undefined
   /** Who waits in `endWith` for Node to hand everything written to the kernel. */
   endWaiters: Array<(exit: Exit.Exit<void, NetError.WriteError>) => void> | undefined = undefined
-  /** `poll` as an Effect and the wait for the next read, made once per socket (see `reads`). */
-  pollEffect: ReadPull | undefined = undefined
+  /** The wait for the next read, made once per socket (see `poll`). */
   awaitRead: ReadPull | undefined = undefined
+  /** `reads`, `writes`, `write` and `writeAll`, each made on first use and kept. */
+  readStream: Stream.Stream<Uint8Array, NetError.ReadError> | undefined = undefined
+  writeSink: Sink.Sink<void, Uint8Array, never, NetError.WriteError> | undefined = undefined
+  writeOne: ((bytes: Uint8Array) => Effect.Effect<void, NetError.WriteError>) | undefined = undefined
+  writeMany: ((chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, NetError.WriteError>) | undefined = undefined
   /** Bytes waiting for the peer, while a write or idle timeout watches them. */
   stall: StallWatch | undefined = undefined
   /**
@@ -250,8 +257,9 @@ export class NodeSocket implements Socket.Socket, Member {
     const reader = this.reader
     if (reader !== undefined) {
       this.reader = undefined
-      // Effect 4 resumes the waiting fiber right here, inside Node's callback.
-      reader(this.pollEffect ??= Effect.suspend(() => this.poll()))
+      // Effect 4 resumes the waiting fiber right here, inside Node's callback,
+      // with what a pull gives now (one step less per read than an Effect that polls).
+      reader(this.poll())
     }
   }
 
@@ -270,10 +278,11 @@ export class NodeSocket implements Socket.Socket, Member {
 
   /**
    * The wait for the next read, one Effect per socket for every wait: a read
-   * resumes it with `pollEffect`. Its cancel needs no check of whose wait it
-   * is: it runs while the fiber still waits (no other can wait meanwhile,
-   * `ONE_READER`) or, interrupted as it resumes, synchronously inside
-   * `wakeReader`, which has already cleared `reader`.
+   * resumes it with what `poll` gives then. Its cancel needs no check of
+   * whose wait it is: it runs while the fiber still waits (no other can wait
+   * meanwhile, `ONE_READER`), and an interrupted fiber's cancel has cleared
+   * `reader` before any later read, so no read is taken for a fiber that
+   * will not use it.
    */
   makeAwaitRead(): ReadPull {
     const cancel = Effect.sync(() => {
@@ -287,21 +296,34 @@ export class NodeSocket implements Socket.Socket, Member {
 
   get reads(): Stream.Stream<Uint8Array, NetError.ReadError> {
     // The pull is the socket's own state: a stream run again continues where the last run stopped.
-    return Stream.fromPull(Effect.succeed(this.pollEffect ??= Effect.suspend(() => this.poll())))
+    return this.readStream ??= Stream.fromPull(Effect.succeed(Effect.suspend(() => this.poll())))
   }
 
+  /**
+   * One element per Stream chunk: an operator that stops early (take,
+   * runHead) must not drop bytes that were pulled along with the ones it
+   * wanted. A queue of one read is that chunk already (nothing else refers
+   * to it now); small reads that queued up are joined into one; a larger
+   * backlog is handed over one Node read per pull, so no byte is copied
+   * (as a pipe copies none) and the next pull finds the rest without waiting.
+   */
   takeQueued(): NonEmptyReadonlyArray<Uint8Array> | undefined {
     const queue = this.queue
     if (queue === undefined) return undefined
     const queued = this.queued
-    this.queue = undefined
-    this.queued = 0
+    let chunk: NonEmptyReadonlyArray<Uint8Array>
+    if (queue.length === 1 || queued <= JOIN_READS) {
+      this.queue = undefined
+      this.queued = 0
+      chunk = queue.length === 1 ? queue as [Buffer] : [Buffer.concat(queue, queued)]
+    } else {
+      const first = queue.shift()!
+      this.queued = queued - first.length
+      chunk = [first]
+    }
     if (this.budget !== undefined) this.budget.update(this)
-    this.startReading()
-    // One element per Stream chunk: an operator that stops early (take, runHead)
-    // must not drop bytes that were pulled along with the ones it wanted. A
-    // queue of one read is that chunk already (nothing else refers to it now).
-    return queue.length === 1 ? queue as [Buffer] : [Buffer.concat(queue, queued)]
+    if (this.queued <= this.config.readBufferSize) this.startReading()
+    return chunk
   }
 
   readError(): NetError.ReadError {
@@ -371,16 +393,21 @@ export class NodeSocket implements Socket.Socket, Member {
     for (const resume of waiters) resume(result)
   }
 
-  readonly write = (bytes: Uint8Array): Effect.Effect<void, NetError.WriteError> =>
-    Effect.suspend(() => {
-      if (!this.canWrite()) return Effect.fail(this.writeError())
-      const ok = this.raw.write(bytes)
-      this.afterWrite()
-      return ok || this.flushed() ? Effect.void : this.awaitDrain()
-    })
+  // `write` and `writeAll` may be called detached (`Stream.runForEach(s, socket.write)`):
+  // each is a closure, made on first use, since most connections use neither.
+  get write(): (bytes: Uint8Array) => Effect.Effect<void, NetError.WriteError> {
+    return this.writeOne ??= (bytes) =>
+      Effect.suspend(() => {
+        if (!this.canWrite()) return Effect.fail(this.writeError())
+        const ok = this.raw.write(bytes)
+        this.afterWrite()
+        return ok || this.flushed() ? Effect.void : this.awaitDrain()
+      })
+  }
 
-  readonly writeAll = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, NetError.WriteError> =>
-    Effect.suspend(() => this.writeBatch(chunks))
+  get writeAll(): (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, NetError.WriteError> {
+    return this.writeMany ??= (chunks) => Effect.suspend(() => this.writeBatch(chunks))
+  }
 
   writeBatch(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, NetError.WriteError> {
     if (!this.canWrite()) return Effect.fail(this.writeError())
@@ -504,11 +531,10 @@ export class NodeSocket implements Socket.Socket, Member {
   get writes(): Sink.Sink<void, Uint8Array, never, NetError.WriteError> {
     // An upstream failure never reaches a sink in Effect 4 (the stream restores
     // it after the sink): only a normal end half-closes.
-    return Sink.fromTransform((upstream) =>
-      upstream.pipe(
-        Effect.flatMap((chunks) => this.writeBatch(chunks)),
-        Effect.forever({ disableYield: true }),
-        Pull.catchDone(() => Effect.as(this.end, END_VOID))
+    return this.writeSink ??= Sink.fromTransform((upstream) =>
+      Pull.catchDone(
+        Effect.forever(Effect.flatMap(upstream, (chunks) => this.writeBatch(chunks)), { disableYield: true }),
+        () => Effect.as(this.end, END_VOID)
       )
     )
   }
@@ -598,6 +624,11 @@ export class NodeSocket implements Socket.Socket, Member {
     signal: AbortSignal | undefined
   ): Effect.Effect<void, E | NetError.ReadError | NetError.WriteError> {
     return pumpEffect(this, handler, signal)
+  }
+
+  /** `closeWith`, for `Server` (see socketContract.ts). */
+  [CloseInCallbacks](done: () => void): (() => void) | undefined {
+    return this.closeWith(done)
   }
 
   /** Someone reads this socket: a fiber through `reads`, or a pump. */

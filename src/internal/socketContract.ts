@@ -32,3 +32,20 @@ export interface PumpsInCallbacks {
 /** Does this socket run pumps in its own callbacks? */
 export const pumpsInCallbacks = (socket: Socket.Socket): socket is Socket.Socket & PumpsInCallbacks =>
   PumpInCallbacks in socket
+
+/** The key of {@link ClosesInCallbacks}. */
+export const CloseInCallbacks: unique symbol = Symbol.for("effect-wire/internal/CloseInCallbacks")
+
+/**
+ * A socket that closes from its own callbacks: `close`'s work, calling `done`
+ * once the handle is released (at once when nothing is left to flush), and
+ * returning how to cut a wait short. `Server` uses it to free a connection's
+ * slot with no Effect step of its own.
+ */
+export interface ClosesInCallbacks {
+  readonly [CloseInCallbacks]: (done: () => void) => (() => void) | undefined
+}
+
+/** Does this socket close in its own callbacks? */
+export const closesInCallbacks = (socket: Socket.Socket): socket is Socket.Socket & ClosesInCallbacks =>
+  CloseInCallbacks in socket
