@@ -46,10 +46,10 @@ export type TypeId = typeof TypeId
 /**
  * A connected, bidirectional byte stream.
  *
- * - `reads` yields the bytes not read yet, ONE element per pull: the buffer
- *   as Node read it (no copy); when several reads queued up meanwhile, those
- *   buffers joined once if they are small (16 KiB in all), else the oldest
- *   read alone, the rest on the next pulls. One element per pull means nothing is lost when a
+ * - `reads` yields the bytes not read yet. Each pull yields everything
+ *   received since the previous pull as ONE element: the buffer as Node read
+ *   it (no copy) or, when several reads queued up meanwhile, those buffers
+ *   joined once. One element per pulled batch means nothing is lost when a
  *   consumer stops early (`Stream.take(1)`, `Stream.runHead`): running `reads`
  *   again continues exactly where the last run stopped. While nobody pulls, at
  *   most `readBufferSize` bytes are buffered and then the socket is paused, so

@@ -775,35 +775,4 @@ describe("reads and consumers that stop early", () => {
       // Several reads were joined into one element at least once, or the test proved nothing.
       assert.isBelow(received.length, pieces)
     }))
-
-  it.live("a large backlog comes one read per pull, uncopied, and Stream.runHead again loses no byte", () =>
-    Effect.gen(function*() {
-      const listener = yield* Socket.listen(Address.tcp("127.0.0.1", 0))
-      const client = yield* Socket.connect(listener.address)
-      const server = yield* Stream.runHead(listener.accept).pipe(Effect.map((o) => o._tag === "Some" ? o.value : undefined))
-      assert.isDefined(server)
-      // 2 MiB in 32 KiB writes, faster than the reader pulls: reads queue up past
-      // readBufferSize (64 KiB) and the socket pauses, again and again.
-      const expected = pattern(2 * 1024 * 1024)
-      yield* Effect.forkScoped(Effect.andThen(
-        client.writeAll(Array.from({ length: 64 }, (_, i) => expected.subarray(i * 32768, (i + 1) * 32768))),
-        client.end
-      ))
-      const received: Array<Uint8Array> = []
-      let largest = 0
-      let pulls = 0
-      for (; pulls < 10_000; pulls++) {
-        const head = yield* Stream.runHead(server!.reads)
-        if (head._tag === "None") break
-        received.push(head.value)
-        largest = Math.max(largest, head.value.length)
-        // Let reads queue before the next pull.
-        yield* Effect.sleep("1 millis")
-      }
-      assert.isBelow(pulls, 10_000)
-      assert.deepStrictEqual(Buffer.concat(received), expected)
-      // Never more than one Node read (at most 64 KiB) in one element: joining the
-      // backlog (up to readBufferSize plus a read) would copy every byte.
-      assert.isAtMost(largest, 64 * 1024)
-    }))
 })
