@@ -64,6 +64,19 @@ const RUNS = Number(valueOf("--runs") ?? 5)
 if (!Number.isSafeInteger(RUNS) || RUNS < 1) throw new Error(`--runs: expected a positive integer, got ${valueOf("--runs")}`)
 /** Each timed run repeats the decoding until it lasts this long, so a GC pause or a busy neighbour weighs less. */
 const RUN_SECONDS = QUICK ? 0.03 : 0.1
+/**
+ * ... and until it has decoded this many frames. It matters for 64 KiB
+ * frames, where a pass of `VOLUME` is only 64 (quick) or 256 frames and
+ * nearly every frame spans reads, so every decoder (and every reference)
+ * allocates a 64 KiB array for it: V8 then runs a full collection about
+ * every 64 MiB of such arrays (external memory), and a run of a few passes
+ * saw 0, 1 or 2 of them by chance. 4096 frames of 64 KiB are 256 MiB, about
+ * 4 collections per run; smaller frames reach this count within one pass.
+ * What stays is the kernel's: whether malloc hands out recycled memory or
+ * fresh pages (a page fault each 4 KiB) varies from run to run, about ±20%
+ * for the same decoder at 64 KiB, alike for codec and reference.
+ */
+const RUN_FRAMES = QUICK ? 4096 : 8192
 const FRAME_SIZES = [16, 1024, 64 * 1024] as const
 const MAX_CHUNK = 64 * 1024
 
@@ -520,24 +533,46 @@ const cpuSeconds = (): number => {
   return (user + system) / 1e6
 }
 
+/** Decodes everything once and checks the count. */
+const pass = async (task: Task): Promise<void> => {
+  const n = await task.run()
+  if (n !== task.expect) throw new Error(`${task.codec}: decoded ${n} frames, expected ${task.expect}`)
+}
+
 /**
  * Runs every task `RUNS` times round-robin, so a busy moment of the machine
- * hits them all alike. Round 0 warms up the JIT and sets how many times a run
- * repeats the decoding to last `RUN_SECONDS`. Time is the process's CPU time,
- * not the wall clock's: on a shared machine a run the scheduler set aside for
- * other processes would otherwise count their time as the decoder's.
+ * hits them all alike. Time is the process's CPU time, not the wall clock's:
+ * on a shared machine a run the scheduler set aside for other processes
+ * would otherwise count their time as the decoder's.
+ *
+ * Round 0 warms up (one pass for the JIT's first compilations) and then
+ * counts how many passes fill `RUN_SECONDS`: that is the task's `repeat`, so
+ * every task's timed runs last about as long. It used to time ONE pass, the
+ * cold one, and derive `repeat` from it: at 64 KiB frames a pass takes 2-5 ms
+ * but the cold one could take 50, so some tasks ran 2 passes per timed run and
+ * others 22. A pass there allocates 16 MiB of frames that span reads, so V8
+ * collects every few passes (external memory), and a 2-pass run could fall
+ * between two collections: the best of five such runs measured no GC at all,
+ * against runs of peers that paid theirs. The same decoder then read 0.24x in
+ * one run and 2.15x in the next.
  */
 const measure = async (tasks: ReadonlyArray<Task>): Promise<void> => {
-  for (let round = 0; round <= RUNS; round++) {
+  for (const task of tasks) {
+    await pass(task)
+    const start = cpuSeconds()
+    let passes = 0
+    do {
+      await pass(task)
+      passes++
+    } while (passes < 1000 && (cpuSeconds() - start < RUN_SECONDS || passes * task.frames < RUN_FRAMES))
+    task.repeat = passes
+  }
+  for (let round = 1; round <= RUNS; round++) {
     for (const task of tasks) {
       const start = cpuSeconds()
-      for (let i = 0; i < task.repeat; i++) {
-        const n = await task.run()
-        if (n !== task.expect) throw new Error(`${task.codec}: decoded ${n} frames, expected ${task.expect}`)
-      }
+      for (let i = 0; i < task.repeat; i++) await pass(task)
       const seconds = Math.max(1e-6, cpuSeconds() - start) / task.repeat
-      if (round === 0) task.repeat = Math.max(1, Math.min(1000, Math.ceil(RUN_SECONDS / seconds)))
-      else if (seconds < task.best) task.best = seconds
+      if (seconds < task.best) task.best = seconds
     }
   }
 }
