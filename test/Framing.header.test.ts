@@ -92,6 +92,55 @@ describe("Framing.header", () => {
     assert.match(notUtf8!.message, /not valid UTF-8/)
   })
 
+  it("reads every header as JSON.parse does, where it lies in a read or gathered across reads", () => {
+    // Flat headers take the fast path (internal/flatJson), the others JSON.parse: the codec must not tell them apart.
+    const texts = [
+      `{"id":7,"length":0}`,
+      ` { "id" : -0 ,\t"type":"data" , "ok":true,"none":null }\r\n`,
+      `{"a":1,"b":2,"a":3}`,
+      `{"b":1,"1":2,"0":3}`,
+      `{}`,
+      `{"":""}`,
+      `{"n":1.5e3,"big":12345678901234567890}`,
+      `{"s":"tab\\t \\u00e9 \\"q\\"","u":"é"}`,
+      `{"nested":{"a":[1,{"b":null}]}}`,
+      `{"__proto__":{"polluted":true}}`,
+      `[1,2]`,
+      `"text"`,
+      `42`
+    ]
+    const any = Framing.header({ header: Schema.Unknown, bodyLength: () => 0 })
+    const all = Uint8Array.from(texts.flatMap((text) => [...wire(text)]))
+    for (const sizes of [[], [1], [3, 0, 7], [5, 11, 2, 64]]) {
+      const frames = Result.getOrThrow(Framing.decodeAll(any, CodecLaws.rechunk(all, sizes)))
+      assert.strictEqual(frames.length, texts.length)
+      frames.forEach((frame, i) => {
+        const expected = JSON.parse(texts[i]!)
+        assert.deepStrictEqual(frame.header, expected, texts[i])
+        if (typeof expected === "object" && expected !== null) {
+          assert.deepStrictEqual(Object.keys(frame.header as object), Object.keys(expected), texts[i])
+          assert.strictEqual(Object.getPrototypeOf(frame.header), Object.getPrototypeOf(expected), texts[i])
+        }
+      })
+      assert.isTrue(Object.is((frames[1]!.header as { id: number }).id, -0))
+      assert.isFalse("polluted" in {})
+    }
+    // What JSON.parse refuses fails as before, with JSON.parse's own reason, in one read or in pieces.
+    for (const text of [`{"id":01}`, `{"id":1,}`, `{"id":1} x`, `{"id":tru}`, `{"id"`]) {
+      const reason = (() => {
+        try {
+          JSON.parse(text)
+        } catch (e) {
+          return (e as Error).message
+        }
+      })()
+      for (const sizes of [[], [1]]) {
+        const error = failure(Framing.decodeAll(any, CodecLaws.rechunk(wire(text), sizes)))
+        assert.strictEqual((error as Framing.MalformedFrame).reason, `the header is not JSON (${reason})`, text)
+      }
+    }
+  })
+
   it("rejects a bodyLength that is not a length", () => {
     const c = Framing.header({ header: Schema.Struct({ n: Schema.Number }), bodyLength: (h) => h.n })
     assert.match(failure(Framing.decodeAll(c, wire(`{"n":1.5}`)))!.message, /bodyLength gave 1.5/)

@@ -50,14 +50,25 @@ export const compileSchema = (schema: Schema.Top): void => {
 }
 
 /**
- * What Schema's synchronous adapters throw: a validation failure (an `Error`
- * whose cause is the issue) becomes the `SchemaError` that
- * `Schema.decodeUnknownResult` would return; anything else (a defect in a
- * transformation, asynchronous work) is thrown on, as that adapter does.
+ * What Schema's synchronous adapters throw (see {@link compiledDecoderSync}):
+ * a validation failure (an `Error` whose cause is the issue) becomes the
+ * `SchemaError` that `Schema.decodeUnknownResult` would return; anything else
+ * (a defect in a transformation, asynchronous work) is thrown on, as that
+ * adapter does.
+ *
+ * ```ts
+ * try {
+ *   return decode(input)
+ * } catch (thrown) {
+ *   const error = schemaErrorOf(thrown) // a SchemaError, or a defect rethrown
+ * }
+ * ```
+ *
+ * @internal
  */
-const failureOf = (error: unknown): Result.Result<never, Schema.SchemaError> => {
-  if (error instanceof Error && SchemaIssue.isIssue(error.cause)) return Result.fail(new Schema.SchemaError(error.cause))
-  throw error
+export const schemaErrorOf = (thrown: unknown): Schema.SchemaError => {
+  if (thrown instanceof Error && SchemaIssue.isIssue(thrown.cause)) return new Schema.SchemaError(thrown.cause)
+  throw thrown
 }
 
 /** A synchronous adapter's function as a Result: its output, or the `SchemaError` it threw. */
@@ -65,8 +76,30 @@ const asResult = <I, O>(run: (input: I) => O) => (input: I): Result.Result<O, Sc
   try {
     return Result.succeed(run(input))
   } catch (error) {
-    return failureOf(error)
+    return Result.fail(schemaErrorOf(error))
   }
+}
+
+/**
+ * `SchemaParser.decodeUnknownSync(schema, options)`, compiled: the decoded
+ * value, or a throw that {@link schemaErrorOf} turns into the `SchemaError`
+ * {@link compiledDecoder} would return. For a loop that decodes one value per
+ * message and allocates nothing else per message (the `header` codec's
+ * decoder); everyone else takes {@link compiledDecoder}.
+ *
+ * ```ts
+ * const decode = compiledDecoderSync(Header)
+ * decode(JSON.parse(text)) // the Header, or throws
+ * ```
+ *
+ * @internal
+ */
+export const compiledDecoderSync = <A, I, RD, RE>(
+  schema: Schema.Codec<A, I, RD, RE>,
+  options?: ParseOptions | undefined
+): (input: unknown) => A => {
+  compileSchema(schema)
+  return SchemaParser.decodeUnknownSync(schema as Schema.Codec<A, I>, options)
 }
 
 /**
@@ -87,8 +120,7 @@ export const compiledDecoder = <A, I, RD, RE>(
   schema: Schema.Codec<A, I, RD, RE>,
   options?: ParseOptions | undefined
 ): (input: unknown) => Result.Result<A, Schema.SchemaError> => {
-  compileSchema(schema)
-  return asResult(SchemaParser.decodeUnknownSync(schema as Schema.Codec<A, I>, options))
+  return asResult(compiledDecoderSync(schema, options))
 }
 
 /**

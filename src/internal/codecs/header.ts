@@ -10,7 +10,8 @@ import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import type * as Framing from "../../Framing.js"
 import { encodeUtf8 } from "../bytes.js"
-import { compiledDecoder, compiledEncoder } from "../schemaJit.js"
+import { FlatJson, NOT_FLAT } from "../flatJson.js"
+import { compiledDecoderSync, compiledEncoder, schemaErrorOf } from "../schemaJit.js"
 import {
   Batch,
   clip,
@@ -33,11 +34,14 @@ const BODY = 2
 
 interface Config<H> {
   readonly name: string
-  readonly decodeHeader: (u: unknown) => Result.Result<H, Schema.SchemaError>
+  /** The header Schema's decoder: the header, or a throw that `schemaErrorOf` reads. */
+  readonly decodeHeader: (u: unknown) => H
   readonly encodeHeader: (h: H) => Result.Result<unknown, Schema.SchemaError>
   readonly bodyLength: (header: H) => number
   readonly maxHeader: number
   readonly maxBody: number
+  /** The fast path of `JSON.parse` for flat headers, its caches shared by every decoder of the codec. */
+  readonly json: FlatJson
 }
 
 /** A header or body over its limit (`maxHeaderLength`, `maxBodyLength`). */
@@ -60,24 +64,49 @@ const partTooLarge = (
 
 const describe = (error: Schema.SchemaError): string => clip(error.message)
 
-const malformedHeader = (C: { readonly name: string }, reason: string, cause?: unknown): Result.Result<never, MalformedFrame> =>
-  Result.fail(new MalformedFrame({ codec: C.name, direction: "decode", reason, cause }))
+/** Where {@link readHeader} leaves why a header could not be read (a `MalformedFrame`): the decoder itself, or the encoder's. */
+interface Failed {
+  error: Framing.FrameError | undefined
+}
 
-/** Reads a header from its JSON bytes, or says why it is malformed. */
-const readHeader = <H>(C: Config<H>, bytes: Uint8Array): Result.Result<H, MalformedFrame> => {
-  const text = decodeUtf8(bytes)
-  if (text === undefined) return malformedHeader(C, "the header is not valid UTF-8")
-  let json: unknown
+/** What {@link readHeader} returns for a header it could not read (the reason is in its `Failed`). */
+const UNREAD: unique symbol = Symbol("effect-wire/Framing/header/unread")
+
+const malformedHeader = (C: { readonly name: string }, into: Failed, reason: string, cause?: unknown): typeof UNREAD => {
+  into.error = new MalformedFrame({ codec: C.name, direction: "decode", reason, cause })
+  return UNREAD
+}
+
+/**
+ * Reads a header from its JSON bytes, `bytes[start..end]`, or says (in
+ * `into`) why it is malformed. It runs once per frame, so a header that reads
+ * allocates nothing but the header: no view of its bytes when they lie in one
+ * read, no text for a flat one (`internal/flatJson`), no `Result` around it.
+ */
+const readHeader = <H>(
+  C: Config<H>,
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  into: Failed
+): H | typeof UNREAD => {
+  let json: unknown = C.json.parse(bytes, start, end)
+  if (json === NOT_FLAT) {
+    const text = decodeUtf8(start === 0 && end === bytes.length ? bytes : bytes.subarray(start, end))
+    if (text === undefined) return malformedHeader(C, into, "the header is not valid UTF-8")
+    try {
+      json = JSON.parse(text)
+    } catch (cause) {
+      return malformedHeader(C, into, `the header is not JSON (${clip(String((cause as Error).message))})`, cause)
+    }
+  }
   try {
-    json = JSON.parse(text)
-  } catch (cause) {
-    return malformedHeader(C, `the header is not JSON (${clip(String((cause as Error).message))})`, cause)
+    return C.decodeHeader(json)
+  } catch (thrown) {
+    // A defect in the Schema (a transformation that throws) is thrown on, as before.
+    const error = schemaErrorOf(thrown)
+    return malformedHeader(C, into, `the header does not match its schema: ${describe(error)}`, error)
   }
-  const decoded = C.decodeHeader(json)
-  if (Result.isFailure(decoded)) {
-    return malformedHeader(C, `the header does not match its schema: ${describe(decoded.failure)}`, decoded.failure)
-  }
-  return decoded as Result.Result<H, never>
 }
 
 /** Validates what `bodyLength` says; a string is why it is unusable. */
@@ -101,7 +130,8 @@ class Decoder<H> implements Framing.Decoder<Framing.HeaderFrame<H>> {
   private header: H | undefined = undefined
   private bodyLength = 0
   private readonly piece = new Gather()
-  private error: Framing.FrameError | undefined = undefined
+  /** The error this decoder stopped on; `readHeader` sets it (as `Failed`) too. */
+  error: Framing.FrameError | undefined = undefined
 
   constructor(private readonly C: Config<H>) {}
 
@@ -148,28 +178,39 @@ class Decoder<H> implements Framing.Decoder<Framing.HeaderFrame<H>> {
         this.headerLength = n
         piece.begin(n)
         this.state = HEADER
+      } else if (this.state === HEADER) {
+        let header: H | typeof UNREAD
+        const size = piece.need
+        if (piece.fill === 0 && len - p >= size) {
+          // The whole header is in this read: read it where it lies.
+          piece.need = 0
+          p += size
+          header = readHeader(C, bytes, p - size, p, this)
+        } else {
+          if (p === len) return undefined
+          p = piece.take(bytes, p)
+          if (piece.need > 0) return undefined
+          const gathered = piece.piece
+          header = readHeader(C, gathered, 0, gathered.length, this)
+        }
+        if (header === UNREAD) return this.error
+        const n = C.bodyLength(header)
+        const bad = checkBodyLength(n)
+        if (bad !== undefined) {
+          return this.error = new MalformedFrame({ codec: C.name, direction: "decode", reason: bad })
+        }
+        if (n > C.maxBody) return this.tooLarge("body", C.maxBody, n)
+        this.header = header
+        this.bodyLength = n
+        piece.begin(n)
+        this.state = BODY
       } else {
         if (p === len && piece.need > 0) return undefined
         p = piece.take(bytes, p)
         if (piece.need > 0) return undefined
-        if (this.state === HEADER) {
-          const read = readHeader(C, piece.piece)
-          if (Result.isFailure(read)) return this.error = read.failure
-          const n = C.bodyLength(read.success)
-          const bad = checkBodyLength(n)
-          if (bad !== undefined) {
-            return this.error = new MalformedFrame({ codec: C.name, direction: "decode", reason: bad })
-          }
-          if (n > C.maxBody) return this.tooLarge("body", C.maxBody, n)
-          this.header = read.success
-          this.bodyLength = n
-          piece.begin(n)
-          this.state = BODY
-        } else {
-          out.push({ header: this.header!, body: piece.piece })
-          this.header = undefined
-          this.state = LENGTH
-        }
+        out.push({ header: this.header!, body: piece.piece })
+        this.header = undefined
+        this.state = LENGTH
       }
     }
   }
@@ -187,6 +228,7 @@ const encoder = <H>(C: Config<H>) =>
   const tooLarge = (what: "header" | "body", limit: number, size: number) =>
     partTooLarge(C.name, "encode", what, limit, size)
   const batch = new Batch(out)
+  const failed: Failed = { error: undefined }
   const headers: Array<Uint8Array> = new Array(frames.length)
   for (let i = 0; i < frames.length; i++) {
     const { body, header } = frames[i]!
@@ -204,11 +246,12 @@ const encoder = <H>(C: Config<H>) =>
     const bytes = encodeUtf8(text)
     if (bytes.length > C.maxHeader) return tooLarge("header", C.maxHeader, bytes.length)
     // Check with the decoder's own steps: JSON is lossy (NaN, Infinity, undefined), and what the peer would reject must not be sent.
-    const read = readHeader(C, bytes)
-    if (Result.isFailure(read)) {
-      return malformed(`the header would not read back: ${read.failure.reason}`, read.failure.cause)
+    const read = readHeader(C, bytes, 0, bytes.length, failed)
+    if (read === UNREAD) {
+      const why = failed.error as MalformedFrame
+      return malformed(`the header would not read back: ${why.reason}`, why.cause)
     }
-    const n = C.bodyLength(read.success)
+    const n = C.bodyLength(read)
     const bad = checkBodyLength(n)
     if (bad !== undefined) return malformed(bad)
     if (body.length !== n) return malformed(`bodyLength says ${n} bytes for this header, but the body has ${body.length}`)
@@ -245,11 +288,12 @@ export const header = <H, I>(options: Framing.HeaderOptions<H, I>): Framing.Code
   const config: Config<H> = {
     name,
     // Every frame's header goes through the Schema: compiled, it is a few typeof checks (internal/schemaJit.ts).
-    decodeHeader: compiledDecoder(options.header),
+    decodeHeader: compiledDecoderSync(options.header),
     encodeHeader: compiledEncoder(options.header),
     bodyLength: options.bodyLength,
     maxHeader: limit(name, "maxHeaderLength", options.maxHeaderLength, 64 * 1024, 2 ** 32 - 1),
-    maxBody: limit(name, "maxBodyLength", options.maxBodyLength, DEFAULT_MAX, MAX_LIMIT)
+    maxBody: limit(name, "maxBodyLength", options.maxBodyLength, DEFAULT_MAX, MAX_LIMIT),
+    json: new FlatJson()
   }
   return make({ name, decoder: () => new Decoder(config), encode: encoder(config) })
 }
