@@ -175,6 +175,17 @@ describe("internal/flatJson", () => {
     assertSame(read(`{"constructor":1,"toString":"x"}`), { constructor: 1, toString: "x" }, "Object.prototype names")
   })
 
+  it("keeps its own copy of a cached key: bytes reused by their owner do not change what a later key reads as", () => {
+    const json = new FlatJson()
+    // A Buffer, whose slice() is a view: a cache that kept a view would see "axb" turn into "ayb".
+    const reused = Buffer.from(`{"axb":1}`)
+    assertSame(json.parse(reused, 0, reused.length), { axb: 1 }, "first")
+    reused.write(`{"ayb":2}`)
+    assertSame(json.parse(reused, 0, reused.length), { ayb: 2 }, "same bytes, rewritten")
+    const fresh = Buffer.from(`{"axb":3}`)
+    assertSame(json.parse(fresh, 0, fresh.length), { axb: 3 }, "the first key again")
+  })
+
   it("reads any number of key sequences (compiled up to a bound, then assigned) and keys longer than its cache", () => {
     const json = new FlatJson()
     const long = "k".repeat(100)

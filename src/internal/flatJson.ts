@@ -106,7 +106,10 @@ export class FlatJson {
       if (i === n) return cached.text
     }
     const text = ascii(bytes, start, end)
-    this.slots[slot] = { bytes: bytes.slice(start, end), text }
+    // A copy: a Buffer's slice() is a view, and the reads it views may be reused by their owner.
+    const copy = new Uint8Array(n)
+    copy.set(bytes.subarray(start, end))
+    this.slots[slot] = { bytes: copy, text }
     return text
   }
 
