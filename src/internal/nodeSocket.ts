@@ -16,6 +16,7 @@ import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import { constTrue } from "effect/Function"
 import * as Pull from "effect/Pull"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
@@ -397,10 +398,15 @@ export class NodeSocket implements Socket.Socket, Member {
   }
 
   writeBatch(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, NetError.WriteError> {
+    return this.writeNow(chunks) ?? Effect.void
+  }
+
+  /** Writes a batch at once; returns what must happen before the next write: nothing, a wait for 'drain', or the failure. */
+  writeNow(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, NetError.WriteError> | undefined {
     if (!this.canWrite()) return Effect.fail(this.writeError())
     const raw = this.raw
     const n = chunks.length
-    if (n === 0) return Effect.void
+    if (n === 0) return undefined
     let ok: boolean
     if (n === 1) ok = raw.write(chunks[0]!)
     else {
@@ -411,7 +417,7 @@ export class NodeSocket implements Socket.Socket, Member {
       raw.uncork()
     }
     this.afterWrite()
-    return ok || this.flushed() ? Effect.void : this.awaitDrain()
+    return ok || this.flushed() ? undefined : this.awaitDrain()
   }
 
   /** After a write: watch bytes left waiting (the write timeout), and charge the memory budget. */
@@ -518,12 +524,24 @@ export class NodeSocket implements Socket.Socket, Member {
   get writes(): Sink.Sink<void, Uint8Array, never, NetError.WriteError> {
     // An upstream failure never reaches a sink in Effect 4 (the stream restores
     // it after the sink): only a normal end half-closes.
-    return this.writeSink ??= Sink.fromTransform((upstream) =>
-      Pull.catchDone(
-        Effect.forever(Effect.flatMap(upstream, (chunks) => this.writeBatch(chunks)), { disableYield: true }),
-        () => Effect.as(this.end, END_VOID)
-      )
-    )
+    return this.writeSink ??= Sink.fromTransform((upstream) => {
+      // One loop step per batch: `step` writes it at once, and what must come
+      // first (a wait for 'drain', a failed write) runs before the next pull.
+      let first: Effect.Effect<void, NetError.WriteError> | undefined
+      const loop = Effect.whileLoop({
+        while: constTrue,
+        body: () => {
+          if (first === undefined) return upstream
+          const wait = first
+          first = undefined
+          return Effect.andThen(wait, upstream)
+        },
+        step: (chunks: NonEmptyReadonlyArray<Uint8Array>) => {
+          first = this.writeNow(chunks)
+        }
+      }) as Effect.Effect<never, NetError.WriteError | Cause.Done>
+      return Pull.catchDone(loop, () => Effect.as(this.end, END_VOID))
+    })
   }
 
   // -- lifecycle ------------------------------------------------------------
