@@ -195,5 +195,7 @@ describe("internal/flatJson", () => {
         assertSame(parseInside(json, text), JSON.parse(text), text)
       }
     }
+    const many = `{${Array.from({ length: 500 }, (_, i) => `"k${i}":${i}`).join(",")}}`
+    assertSame(parseInside(json, many), JSON.parse(many), "500 keys")
   })
 })

@@ -34,6 +34,8 @@ const MAX_CACHED_KEY = 32
 const KEY_SLOTS = 64
 /** Key sequences with a compiled object literal; later ones use plain assignments. */
 const MAX_SHAPES = 32
+/** Objects with more keys than this are made by plain assignments: a header is small, a peer's 10,000-key one is not worth compiling. */
+const MAX_SHAPE_KEYS = 64
 
 const latin1Slice: ((this: Uint8Array, start: number, end: number) => string) | undefined =
   typeof Buffer === "function" && typeof (Buffer.prototype as any).latin1Slice === "function"
@@ -123,7 +125,7 @@ export class FlatJson {
     // Keys hold no NUL, and the count tells `{}` from `{"":0}`.
     const id = `${n}:${keys.slice(0, n).join("\u0000")}`
     let make = this.shapes.get(id)
-    if (make === undefined && this.shapes.size < MAX_SHAPES) {
+    if (make === undefined && this.shapes.size < MAX_SHAPES && n <= MAX_SHAPE_KEYS) {
       make = compile(keys.slice(0, n))
       if (make !== undefined) this.shapes.set(id, make)
     }
