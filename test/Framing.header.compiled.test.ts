@@ -9,6 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as Framing from "effect-wire/Framing"
+import { LITERAL_PARAMETER } from "../src/internal/flatJson.js"
 import { functionsMadeBy } from "./helpers/functionCalls.js"
 
 const makeOutput = () =>
@@ -42,13 +43,14 @@ const spoil = (value: Record<string, unknown>, mutation: typeof Mutation.Type, n
 
 describe("Framing.header compiles its header Schema", () => {
   it("decodes headers through Schema's generated code", () => {
+    // The header's flat JSON is read by internal/flatJson, which compiles an object literal too: those are not counted.
     const made = functionsMadeBy(() => {
       const codec = Framing.header({ header: makeOutput(), bodyLength: (h) => h.stdoutLength + h.stderrLength })
       const frames = Result.getOrThrow(
         Framing.decodeAll(codec, wire(`{"exitCode":0,"stdoutLength":0,"stderrLength":0}`))
       )
       assert.deepStrictEqual(frames[0]!.header, { exitCode: 0, stdoutLength: 0, stderrLength: 0 })
-    })
+    }, (args) => args[0] !== LITERAL_PARAMETER)
     assert.isAbove(made, 0)
   })
 

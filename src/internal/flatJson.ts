@@ -58,14 +58,17 @@ interface CachedKey {
 /** A compiled object literal for one key sequence. */
 type Make = (values: ReadonlyArray<unknown>) => Record<string, unknown>
 
+/** The one parameter of the literals it compiles (tests tell these functions from Schema's JIT's by it). */
+export const LITERAL_PARAMETER = "flatJsonValues"
+
 let codegen: boolean | undefined
 
 const compile = (keys: ReadonlyArray<string>): Make | undefined => {
   if (codegen === false) return undefined
   try {
     // Keys are printable ASCII without `"` or `\` (and never `__proto__`): JSON.stringify makes each a plain string literal.
-    const body = `return {${keys.map((key, i) => `${JSON.stringify(key)}:v[${i}]`).join(",")}}`
-    const make = new Function("v", body) as Make
+    const body = `return {${keys.map((key, i) => `${JSON.stringify(key)}:${LITERAL_PARAMETER}[${i}]`).join(",")}}`
+    const make = new Function(LITERAL_PARAMETER, body) as Make
     codegen = true
     return make
   } catch {
