@@ -59,8 +59,15 @@ const JSON_OUTPUT = args.has("--json")
 const NO_PRETENURING = args.has("--no-pretenuring")
 /** Wire bytes per measurement. */
 const VOLUME = (QUICK ? 4 : 16) * 1024 * 1024
-/** Timed runs per measurement, after one warm-up; the fastest counts (the others lost time to the machine, not the code). */
-const RUNS = Number(valueOf("--runs") ?? 5)
+/**
+ * Timed runs per measurement, after one warm-up; the fastest counts (the
+ * others lost time to the machine, not the code). `--quick` runs are short,
+ * so it takes more of them: with 5, the 1 KiB rows of two runs in a row of
+ * the same build swung from 0.68x to 1.36x on the Stream path (the target is
+ * judged on the worst row of about 30); with 9, every 1 KiB row stayed
+ * within 0.89-1.74x in two runs, and `--quick` takes 42-46 s instead of 31-41.
+ */
+const RUNS = Number(valueOf("--runs") ?? (QUICK ? 9 : 5))
 if (!Number.isSafeInteger(RUNS) || RUNS < 1) throw new Error(`--runs: expected a positive integer, got ${valueOf("--runs")}`)
 /** Each timed run repeats the decoding until it lasts this long, so a GC pause or a busy neighbour weighs less. */
 const RUN_SECONDS = QUICK ? 0.03 : 0.1
