@@ -401,7 +401,10 @@ export class NodeSocket implements Socket.Socket, Member {
     return this.writeNow(chunks) ?? Effect.void
   }
 
-  /** Writes a batch at once; returns what must happen before the next write: nothing, a wait for 'drain', or the failure. */
+  /**
+   * Writes a batch at once; returns what must happen before the next write:
+   * nothing (undefined), a wait for 'drain', or the failure.
+   */
   writeNow(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, NetError.WriteError> | undefined {
     if (!this.canWrite()) return Effect.fail(this.writeError())
     const raw = this.raw
