@@ -394,11 +394,7 @@ export class NodeSocket implements Socket.Socket, Member {
   }
 
   get writeAll(): (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, NetError.WriteError> {
-    return this.writeMany ??= (chunks) => Effect.suspend(() => this.writeBatch(chunks))
-  }
-
-  writeBatch(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, NetError.WriteError> {
-    return this.writeNow(chunks) ?? Effect.void
+    return this.writeMany ??= (chunks) => Effect.suspend(() => this.writeNow(chunks) ?? Effect.void)
   }
 
   /**
