@@ -5,6 +5,7 @@
  *   node dist/bench/baselines.js raw    [--host 127.0.0.1] [--port 0]
  *   node dist/bench/baselines.js framed [--host 127.0.0.1] [--port 0]
  *   node dist/bench/baselines.js framed-json [--host 127.0.0.1] [--port 0]
+ *   node dist/bench/baselines.js raw-heap [--heap-mb 16] [--host 127.0.0.1] [--port 0]
  *
  * `raw` is the fastest echo Node can do, `socket.pipe(socket)`. Both set
  * TCP_NODELAY, as effect-wire does by default, so all servers put the same
@@ -14,6 +15,11 @@
  * answers written as one corked batch, pausing reads while the peer is slow.
  * `framed-json` is the same server answering the JSON workloads the way a
  * hand-written JSON service does: parse, check the fields, stringify.
+ * `raw-heap` is `raw` in a process whose live heap is as large as an Effect
+ * program's (`--heap-mb`, 16 by default: the bench's Effect servers idle at
+ * 15–16 MB of V8 heap after a full collection, raw node at 4): what the heap
+ * alone costs a server that streams (V8's full collections, which Node's
+ * 64 KiB read buffers set off, mark the whole heap).
  */
 import * as Net from "node:net"
 import { HEADER_BYTES, serveUntilSignal } from "./common.js"
@@ -114,13 +120,30 @@ const framedJson = framedServer((body) => {
   return Buffer.from(JSON.stringify({ seq, conn, pad }))
 })
 
+/**
+ * Kept for the life of the process: plain objects until the live heap is
+ * `mb` MiB, in blocks made at their full size (a growing array would leave
+ * its outgrown copies as garbage, which `heapUsed` counts as live).
+ */
+const ballast: Array<Array<{ readonly i: number; readonly j: number; readonly s: string }>> = []
+const growHeap = (mb: number): void => {
+  const target = mb * 2 ** 20
+  // Start from the live heap (the bench runs every server with --expose-gc), not from start-up's garbage.
+  ;(globalThis as { gc?: () => void }).gc?.()
+  for (let round = 0; round < 10_000 && process.memoryUsage().heapUsed < target; round++) {
+    const block = new Array<{ readonly i: number; readonly j: number; readonly s: string }>(10_000)
+    for (let i = 0; i < block.length; i++) block[i] = { i, j: i + 1, s: `k${i % 1000}` }
+    ballast.push(block)
+  }
+}
+
 const main = (): void => {
   const [mode, ...rest] = process.argv.slice(2)
   const option = (name: string, fallback: string): string => {
     const at = rest.indexOf(name)
     return at >= 0 && rest[at + 1] !== undefined ? rest[at + 1]! : fallback
   }
-  const handler = mode === "raw"
+  const handler = mode === "raw" || mode === "raw-heap"
     ? rawEcho
     : mode === "framed"
     ? framedEcho
@@ -128,8 +151,16 @@ const main = (): void => {
     ? framedJson
     : undefined
   if (handler === undefined) {
-    process.stderr.write("usage: baselines.js raw|framed|framed-json [--host 127.0.0.1] [--port 0]\n")
+    process.stderr.write("usage: baselines.js raw|framed|framed-json|raw-heap [--heap-mb 16] [--host 127.0.0.1] [--port 0]\n")
     process.exit(2)
+  }
+  if (mode === "raw-heap") {
+    const mb = Number(option("--heap-mb", "16"))
+    if (!(mb > 0 && mb <= 4096)) {
+      process.stderr.write(`--heap-mb must be a number of MiB above 0 and at most 4096, not ${option("--heap-mb", "")}\n`)
+      process.exit(2)
+    }
+    growHeap(mb)
   }
   // allowHalfOpen: a client's end() must still get every answer, then our end().
   const server = Net.createServer({ allowHalfOpen: true, noDelay: true }, handler)

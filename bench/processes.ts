@@ -54,6 +54,8 @@ export const serverArgs = (id: ServerId, builds: string | Builds): Array<string>
       return [BASELINES, "framed", ...LISTEN]
     case "node-framed-json":
       return [BASELINES, "framed-json", ...LISTEN]
+    case "node-raw-heap":
+      return [BASELINES, "raw-heap", ...LISTEN]
     case "wire":
       return [cli, "serve", "echo", ...LISTEN]
     case "wire-framed":

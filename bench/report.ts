@@ -12,6 +12,7 @@ export type BaseServerId =
   | "node-raw"
   | "node-framed"
   | "node-framed-json"
+  | "node-raw-heap"
   | "wire"
   | "wire-framed"
   | "wire-nometrics"
@@ -50,6 +51,7 @@ const BASE_LABELS: Record<BaseServerId, string> = {
   "node-raw": "raw node:net (`socket.pipe(socket)`)",
   "node-framed": "hand-written node:net framed",
   "node-framed-json": "hand-written node:net framed, JSON parsed, checked and written by hand",
+  "node-raw-heap": "raw node:net with an Effect program's live heap (16 MiB of plain objects; against raw node)",
   "wire": "effect-wire `serve echo`",
   "wire-framed": "effect-wire `serve echo --framing length`",
   "wire-nometrics": "effect-wire `serve echo --metrics off` (metrics' cost: against `wire`)",

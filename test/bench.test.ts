@@ -307,4 +307,63 @@ describe("npm run bench", () => {
       child.kill("SIGKILL")
     }
   }, 40_000)
+  it("node-raw-heap is raw node's echo in a process holding the live heap it was asked for", async () => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-wire-heap-"))
+    const file = Path.join(dir, "gc.json")
+    /** Starts baselines.js with `args`, proves its echo, and reads its heap after two full collections (gcHook). */
+    const heapOf = async (args: ReadonlyArray<string>): Promise<number> => {
+      const child = spawn(process.execPath, ["--expose-gc", "--import", "./dist/bench/gcHook.js", "dist/bench/baselines.js", ...args], {
+        cwd: ROOT,
+        env: { ...process.env, EFFECT_WIRE_BENCH_GC_FILE: file },
+        stdio: ["ignore", "pipe", "inherit"]
+      })
+      try {
+        const port = await new Promise<number>((resolve, reject) => {
+          let out = ""
+          child.on("exit", (code) => reject(new Error(`baselines.js ${args.join(" ")} exited with ${code}`)))
+          child.stdout.on("data", (chunk: Buffer) => {
+            out += chunk.toString()
+            const found = /listening tcp [^\s]*:(\d+)/.exec(out)
+            if (found !== null) resolve(Number(found[1]))
+          })
+        })
+        const echoed = await load(port, {
+          kind: "stream",
+          connections: 2,
+          bytesPerConnection: 2 * 2 ** 20,
+          writeSize: 65_536,
+          timeoutMs: 20_000
+        }, child.pid!)
+        assert.deepStrictEqual(echoed.errors, [])
+        // The hook writes its reading to a temporary file and renames it into place: wait for that rename.
+        const written = new Promise<void>((resolve) => {
+          const watcher = Fs.watch(dir, (_event, name) => {
+            if (name === "gc.json" && Fs.existsSync(file)) {
+              watcher.close()
+              resolve()
+            }
+          })
+        })
+        process.kill(child.pid!, "SIGUSR2")
+        await written
+        return (JSON.parse(Fs.readFileSync(file, "utf8")) as { heapUsed: number }).heapUsed / 2 ** 20
+      } finally {
+        child.kill("SIGKILL")
+        Fs.rmSync(file, { force: true })
+      }
+    }
+    try {
+      const plain = await heapOf(["raw", "--host", "127.0.0.1", "--port", "0"])
+      const held = await heapOf(["raw-heap", "--heap-mb", "24", "--host", "127.0.0.1", "--port", "0"])
+      assert.isBelow(plain, 12, `raw node's heap: ${plain} MiB`)
+      // About what was asked: the last block may overshoot, V8 may still shrink its own start-up objects.
+      assert.isAtLeast(held, 22.5, `raw-heap's heap: ${held} MiB`)
+      assert.isBelow(held, 32, `raw-heap's heap: ${held} MiB`)
+      const refused = await run(["dist/bench/baselines.js", "raw-heap", "--heap-mb", "0"], 10_000)
+      assert.strictEqual(refused.code, 2)
+      assert.include(refused.stderr, "--heap-mb must be a number of MiB above 0 and at most 4096, not 0")
+    } finally {
+      Fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
 })
