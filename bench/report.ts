@@ -22,6 +22,8 @@ export type BaseServerId =
   | "wire-protocol-async"
   | "wire-protocol-nometrics"
   | "wire-protocol-traced"
+  | "wire-stream-tuned"
+  | "wire-protocol-tuned"
   | "effect-raw"
   | "effect-framed"
   | "effect-protocol"
@@ -51,7 +53,7 @@ const BASE_LABELS: Record<BaseServerId, string> = {
   "node-raw": "raw node:net (`socket.pipe(socket)`)",
   "node-framed": "hand-written node:net framed",
   "node-framed-json": "hand-written node:net framed, JSON parsed, checked and written by hand",
-  "node-raw-heap": "raw node:net with an Effect program's live heap (16 MiB of plain objects; against raw node)",
+  "node-raw-heap": "raw node:net with an Effect program's live heap (plain objects up to 16 MiB; against raw node)",
   "wire": "effect-wire `serve echo`",
   "wire-framed": "effect-wire `serve echo --framing length`",
   "wire-nometrics": "effect-wire `serve echo --metrics off` (metrics' cost: against `wire`)",
@@ -61,6 +63,8 @@ const BASE_LABELS: Record<BaseServerId, string> = {
   "wire-protocol-async": "effect-wire `Protocol` service, handler that waits",
   "wire-protocol-nometrics": "effect-wire `Protocol` service, binary messages, metrics off (against `wire-protocol`)",
   "wire-protocol-traced": "effect-wire `Protocol` service, binary messages, a span per request and connection (against `wire-protocol`)",
+  "wire-stream-tuned": "effect-wire `Server.layer`, Stream handler, node --max-semi-space-size=1 --heap-growing-percent=200",
+  "wire-protocol-tuned": "effect-wire `Protocol` service, binary messages, node --max-semi-space-size=1 --heap-growing-percent=200",
   "effect-raw": "Effect 4 `NodeSocketServer` (reader/writer)",
   "effect-framed": "Effect 4 `NodeSocketServer`, u32 BE frames by hand",
   "effect-protocol": "Effect 4 `NodeSocketServer`, typed service, binary messages",

@@ -130,7 +130,7 @@ const DEFAULT_SERVERS: ReadonlyArray<ServerId> = [
 const ALL_SERVERS: ReadonlyArray<ServerId> = DEFAULT_SERVERS.flatMap((id) => [
   id,
   ...BEFORE_SERVERS.filter((b) => afterOf(b) === id)
-]).concat(["wire-nometrics", "wire-protocol-nometrics", "wire-protocol-traced", "node-raw-heap"])
+]).concat(["wire-nometrics", "wire-protocol-nometrics", "wire-protocol-traced", "node-raw-heap", "wire-stream-tuned", "wire-protocol-tuned"])
 type LoadWorkload = Exclude<Workload, "startup">
 /** In the order they run: the stream echo first, on fresh processes, so their peak RSS is its own. */
 const ALL_WORKLOADS: ReadonlyArray<LoadWorkload> = [
@@ -176,8 +176,10 @@ const USAGE = `usage: node dist/bench/run.js [--quick] [--reps N] [--json out.js
          [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js] [--no-tls | --tls-only]
   --servers may also name ${BEFORE_SERVERS.join(",")} (with --before),
   and wire-nometrics,wire-protocol-nometrics (metrics off) and wire-protocol-traced (a span per connection and
-  request): measured against wire and wire-protocol, the cost of metrics and of tracing; and node-raw-heap,
-  raw node with an Effect program's live heap: what the heap alone costs, against node-raw`
+  request): measured against wire and wire-protocol, the cost of metrics and of tracing; node-raw-heap,
+  raw node with an Effect program's live heap: what the heap alone costs, against node-raw; and
+  wire-stream-tuned,wire-protocol-tuned: wire-stream and wire-protocol started with the V8 flags
+  docs/performance.md suggests for streaming servers`
 
 const parseOptions = (argv: ReadonlyArray<string>): Options => {
   const flags = new Set<string>()

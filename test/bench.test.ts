@@ -215,6 +215,36 @@ describe("npm run bench", () => {
     assert.include(ran.stdout, "effect-wire `serve echo --framing length` (before)")
   }, 70_000)
 
+  it("the opt-in reference servers run and answer correctly: node-raw-heap and the V8-tuned Stream and Protocol servers", async () => {
+    const ran = await bench(
+      [
+        "--quick",
+        "--no-decoders",
+        "--no-tls",
+        "--servers",
+        "node-raw,node-raw-heap,wire-stream-tuned,wire-protocol-tuned",
+        "--workloads",
+        "stream,pingpong"
+      ],
+      60_000
+    )
+    assert.strictEqual(ran.code, 0, `${ran.stdout}\n${ran.stderr}`)
+    assert.isTrue(ran.json.correctness.ok, ran.json.correctness.failures.join("\n"))
+    assert.deepStrictEqual(ran.json.servers.map((s) => s.id), [
+      "node-raw",
+      "node-raw-heap",
+      "wire-stream-tuned",
+      "wire-protocol-tuned"
+    ])
+    for (const server of ["node-raw-heap", "wire-stream-tuned", "wire-protocol-tuned"]) {
+      for (const workload of ["stream", "pingpong"] as const) {
+        const sample = ran.json.samples.find((s) => s.server === server && s.workload === workload)
+        assert.isDefined(sample, `${workload} on ${server}`)
+      }
+    }
+    assert.include(ran.stdout, "Stream handler, node --max-semi-space-size=1 --heap-growing-percent=200")
+  }, 70_000)
+
   it("the ordering probe reports a server that swaps two frames", async () => {
     // Echoes every frame, but frame #3 after frame #4.
     const server = await listen((socket) => {
