@@ -46,7 +46,8 @@ const STREAMING_HEAP_FLAGS = ["--max-semi-space-size=1", "--heap-growing-percent
 
 /**
  * How to start each server (the arguments after `node`; every server runs on
- * this process's node, `process.execPath`, with the same flags). A string
+ * this process's node, `process.execPath`, with the same flags; the
+ * `-tuned` ones add `STREAMING_HEAP_FLAGS`). A string
  * `builds` is the CLI under test.
  */
 export const serverArgs = (id: ServerId, builds: string | Builds): Array<string> => {

@@ -13,7 +13,8 @@
  *                          [--no-pin] [--no-decoders | --decoders-full] [--cli path/to/cli/main.js]
  *                          [--no-tls | --tls-only]
  *
- * Servers (every one on this node, `process.execPath`, with the same flags):
+ * Servers (every one on this node, `process.execPath`, with the same flags but
+ * for the `-tuned` ones, which add V8 flags of their own):
  * - `node-raw`, `node-framed`: the node:net references (bench/baselines.ts),
  *   a `socket.pipe(socket)` echo and a hand-written u32 BE framed echo;
  * - `wire`, `wire-framed`: the effect-wire CLI, `serve echo` raw and with
@@ -26,7 +27,11 @@
  *   (bench/servers/peer.ts): the peers, Effect 4's own `NodeSocketServer`
  *   written idiomatically: raw echo, framed echo, the two typed services;
  * - `rpc-wire`, `rpc-effect` (bench/servers/rpc.ts): `effect/rpc`'s
- *   `RpcServer` on effect-wire's listener and on `NodeSocketServer`.
+ *   `RpcServer` on effect-wire's listener and on `NodeSocketServer`;
+ * - opt-in only: `node-raw-heap`, raw node's echo holding an Effect program's
+ *   live heap, and `wire-stream-tuned`, `wire-protocol-tuned`, the Stream
+ *   handler and the binary Protocol service started with the V8 flags
+ *   docs/performance.md suggests for servers that stream bulk bytes.
  * What a server speaks (`Speaks`: bytes, JSON messages, effect/rpc) decides
  * its workloads (`runsOn` in bench/report.ts): the byte servers take the byte
  * load (u32 BE frames, whole ones in every stream write, so raw and framed
@@ -685,7 +690,8 @@ const render = (r: {
     `## effect-wire bench, ${r.started.toISOString().slice(0, 16).replace("T", " ")} UTC${r.options.quick ? " (--quick: sizes too small to mean anything)" : ""}`,
     "",
     `Node ${process.version}, ${Os.cpus().length} × ${Os.cpus()[0]?.model.trim() ?? "cpu"}; ${r.pinning.note}; ${r.options.reps} repetition(s), ${r.seconds.toFixed(0)} s. ` +
-    `Every server runs on this node (${process.execPath}) with the same flags.`,
+    `Every server runs on this node (${process.execPath}) with the same flags` +
+    `${r.options.servers.some((id) => id.endsWith("-tuned")) ? " (the -tuned ones add the V8 flags their names list)" : ""}.`,
     ...(r.options.before === undefined ? [] : [
       `Before/after: this build is ${buildNote(Path.join(ROOT, "dist"))}; the servers marked (before) are ${buildNote(r.options.before)}, measured in the same run.`
     ]),

@@ -3,6 +3,7 @@
  * one repetition) and checks that it ran every workload each server speaks
  * on every server, found nothing wrong and judged every target; runs
  * `--before dist` (this build standing in for an earlier one) on two servers;
+ * runs the opt-in reference servers (an Effect-sized heap, V8-tuned servers);
  * and checks that the load generator catches a server that swaps, repeats or
  * loses replies. Speed is never judged here; CI machines are too noisy.
  */
@@ -243,6 +244,7 @@ describe("npm run bench", () => {
       }
     }
     assert.include(ran.stdout, "Stream handler, node --max-semi-space-size=1 --heap-growing-percent=200")
+    assert.include(ran.stdout, "with the same flags (the -tuned ones add the V8 flags their names list).")
   }, 70_000)
 
   it("the ordering probe reports a server that swaps two frames", async () => {
@@ -337,6 +339,7 @@ describe("npm run bench", () => {
       child.kill("SIGKILL")
     }
   }, 40_000)
+
   it("node-raw-heap is raw node's echo in a process holding the live heap it was asked for", async () => {
     const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-wire-heap-"))
     const file = Path.join(dir, "gc.json")
