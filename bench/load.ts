@@ -160,21 +160,33 @@ interface Window {
   flowing: number
   readonly connections: number
   readonly ready: Promise<void>
+  /** Resolves once an operation was counted in the window. */
+  readonly counted: Promise<void>
   /** Call on a connection's first reply. */
   readonly first: () => void
+  /** Call for `n` operations done: counted while `phase` is "measure". */
+  readonly add: (n: number) => void
 }
 
 const makeWindow = (connections: number): Window => {
   let open: () => void = () => {}
+  let count: () => void = () => {}
   const ready = new Promise<void>((resolve) => (open = resolve))
+  const counted = new Promise<void>((resolve) => (count = resolve))
   const window: Window = {
     phase: "warmup",
     count: 0,
     flowing: 0,
     connections,
     ready,
+    counted,
     first: () => {
       if (++window.flowing === connections) open()
+    },
+    add: (n) => {
+      if (window.phase !== "measure" || n <= 0) return
+      window.count += n
+      count()
     }
   }
   return window
@@ -182,9 +194,11 @@ const makeWindow = (connections: number): Window => {
 
 /**
  * Runs `warmupMs` then `durationMs`, reading the server's CPU at the edges;
- * the caller bumps `window.count` for each operation done while `phase` is
- * "measure". Resolves after every connection has settled. No operation in the
- * window is slow, not wrong: a stuck server fails the caller's timeout.
+ * the caller counts each operation done with `window.add`. Resolves after
+ * every connection has settled. The window lasts until at least one
+ * operation was counted (a machine so loaded that none finished in
+ * `durationMs`, as `--quick`'s 100 ms may be under CI, still gives a rate);
+ * a stuck server fails the caller's timeout.
  */
 const timed = async (
   job: { readonly warmupMs: number; readonly durationMs: number },
@@ -200,6 +214,7 @@ const timed = async (
   const t0 = now()
   window.phase = "measure"
   await sleep(job.durationMs)
+  if (window.count === 0) await Promise.race([window.counted, finished])
   window.phase = "stop"
   const count = window.count
   const seconds = (now() - t0) / 1000
@@ -356,7 +371,7 @@ const pingpong = async (target: Target, job: JobOf<"pingpong">, errors: Errors, 
           const bad = replies.settle(seq)
           if (bad !== undefined) return fail(bad)
           if (replies.answered === 1) window.first()
-          if (window.phase === "measure") window.count++
+          window.add(1)
           if (window.phase === "stop") {
             socket.removeAllListeners("end")
             resolve()
@@ -410,7 +425,7 @@ const pipeline = async (target: Target, job: JobOf<"pipeline">, errors: Errors, 
         }, (why) => (bad ??= why))
         if (bad !== undefined) return fail(bad)
         if (got > 0 && replies.answered === got) window.first()
-        if (window.phase === "measure") window.count += got
+        window.add(got)
         if (window.phase !== "stop") {
           if (got > 0) send(got)
         } else if (replies.pending === 0) {

@@ -274,6 +274,34 @@ describe("npm run bench", () => {
     }
   }, 40_000)
 
+  it("a ping-pong window in which no reply came lasts until one does: the rate and CPU per round trip stay numbers", async () => {
+    // Each connection's first reply at once (so the warm-up starts), every later one 400 ms late:
+    // nothing comes back within the 100 ms window.
+    const server = await listen((socket) => {
+      let n = 0
+      frames(socket, (body) => {
+        const reply = frame(Buffer.from(body))
+        if (n++ === 0) socket.write(reply)
+        else setTimeout(() => socket.write(reply), 400)
+      })
+    })
+    try {
+      const result = await load(server.port, {
+        kind: "pingpong",
+        speaks: "bytes",
+        connections: 2,
+        bodySize: 64,
+        warmupMs: 30,
+        durationMs: 100
+      })
+      assert.deepStrictEqual(result.errors, [])
+      assert.isAbove(result.metrics["roundTripsPerSec"]!, 0)
+      assert.isTrue(Number.isFinite(result.metrics["cpuUsPerRoundTrip"]), JSON.stringify(result.metrics))
+    } finally {
+      server.close()
+    }
+  }, 40_000)
+
   it("the JSON pipeline reports a swapped reply, the rpc pipeline a repeated one", async () => {
     // JSON messages echoed, but the 4th reply of each connection before the 3rd.
     const json = await listen((socket) => {
