@@ -384,13 +384,7 @@ export class NodeSocket implements Socket.Socket, Member {
   // `write` and `writeAll` may be called detached (`Stream.runForEach(s, socket.write)`):
   // each is a closure, made on first use, since most connections use neither.
   get write(): (bytes: Uint8Array) => Effect.Effect<void, NetError.WriteError> {
-    return this.writeOne ??= (bytes) =>
-      Effect.suspend(() => {
-        if (!this.canWrite()) return Effect.fail(this.writeError())
-        const ok = this.raw.write(bytes)
-        this.afterWrite()
-        return ok || this.flushed() ? Effect.void : this.awaitDrain()
-      })
+    return this.writeOne ??= (bytes) => Effect.suspend(() => this.writeNow([bytes]) ?? Effect.void)
   }
 
   get writeAll(): (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, NetError.WriteError> {
