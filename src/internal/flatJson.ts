@@ -85,6 +85,12 @@ const assign = (keys: ReadonlyArray<string>, values: ReadonlyArray<unknown>, n: 
 
 const isSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09
 
+/** The first position from `p` on that is not JSON whitespace (`end` if none). */
+const skipSpace = (bytes: Uint8Array, p: number, end: number): number => {
+  while (p < end && isSpace(bytes[p]!)) p++
+  return p
+}
+
 /**
  * A reader of flat JSON objects; it keeps its caches between calls, so one
  * per codec serves every connection. Not re-entrant (it is synchronous).
@@ -148,11 +154,9 @@ export class FlatJson {
    * ```
    */
   parse(bytes: Uint8Array, start: number, end: number): Record<string, unknown> | typeof NOT_FLAT {
-    let p = start
-    while (p < end && isSpace(bytes[p]!)) p++
+    let p = skipSpace(bytes, start, end)
     if (p === end || bytes[p] !== 0x7b) return NOT_FLAT
-    p++
-    while (p < end && isSpace(bytes[p]!)) p++
+    p = skipSpace(bytes, p + 1, end)
     if (p === end) return NOT_FLAT
     const keys = this.keys
     const values = this.values
@@ -173,11 +177,9 @@ export class FlatJson {
         const key = this.key(bytes, keyStart, p)
         // An own property "__proto__" cannot be made by assignment or a literal.
         if (key === "__proto__") return NOT_FLAT
-        p++
-        while (p < end && isSpace(bytes[p]!)) p++
+        p = skipSpace(bytes, p + 1, end)
         if (p === end || bytes[p] !== 0x3a) return NOT_FLAT
-        p++
-        while (p < end && isSpace(bytes[p]!)) p++
+        p = skipSpace(bytes, p + 1, end)
         if (p === end) return NOT_FLAT
         c = bytes[p]!
         let value: unknown
@@ -223,18 +225,17 @@ export class FlatJson {
         keys[n] = key
         values[n] = value
         n++
-        while (p < end && isSpace(bytes[p]!)) p++
+        p = skipSpace(bytes, p, end)
         if (p === end) return NOT_FLAT
         c = bytes[p]!
         p++
         if (c === 0x7d) break
         if (c !== 0x2c) return NOT_FLAT
-        while (p < end && isSpace(bytes[p]!)) p++
+        p = skipSpace(bytes, p, end)
         if (p === end) return NOT_FLAT
       }
     }
-    while (p < end && isSpace(bytes[p]!)) p++
-    if (p !== end) return NOT_FLAT
+    if (skipSpace(bytes, p, end) !== end) return NOT_FLAT
     const object = this.make(n)
     // Let go of the values (they may be long strings) until the next parse.
     for (let i = 0; i < n; i++) values[i] = undefined
