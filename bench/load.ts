@@ -170,9 +170,9 @@ interface Window {
 
 const makeWindow = (connections: number): Window => {
   let open: () => void = () => {}
-  let count: () => void = () => {}
+  let markCounted: () => void = () => {}
   const ready = new Promise<void>((resolve) => (open = resolve))
-  const counted = new Promise<void>((resolve) => (count = resolve))
+  const counted = new Promise<void>((resolve) => (markCounted = resolve))
   const window: Window = {
     phase: "warmup",
     count: 0,
@@ -186,7 +186,7 @@ const makeWindow = (connections: number): Window => {
     add: (n) => {
       if (window.phase !== "measure" || n <= 0) return
       window.count += n
-      count()
+      markCounted()
     }
   }
   return window
