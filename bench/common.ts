@@ -215,6 +215,14 @@ export type Job =
     readonly warmup: number
     /** Connections held open at once. */
     readonly connections: number
+    /**
+     * Then, connections opened (each proven with one round trip) and closed at once, `concurrency`
+     * at a time: `churnWarmup` unmeasured, then `churn` measured. What a server spends per
+     * connection once V8 has compiled its code for the load: the opens and closes above also pay
+     * for compiling what the first connections run.
+     */
+    readonly churnWarmup: number
+    readonly churn: number
     /** Connects in flight at once (below every server's accept backlog). */
     readonly concurrency: number
     /** Quiet time before each reading, so the server has finished its work. */

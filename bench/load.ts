@@ -551,6 +551,15 @@ const connections = async (target: Target, job: JobOf<"connections">, _errors: E
   const cpu2 = cpu.sample()
   const openUs = (cpu.since(cpu0, cpu1) - gcNs) / 1e3 / n
   const closeUs = cpu.since(cpu1, cpu2) / 1e3 / n
+
+  // Steady state: open, prove and close, over and over; measured once as many have run unmeasured.
+  const cycle = async (): Promise<void> => close(await open())
+  await run("churn warm-up connections", pool(job.churnWarmup, job.concurrency, cycle))
+  await sleep(job.settleMs)
+  const cpu3 = cpu.sample()
+  await run(`opening and closing ${job.churn} connections`, pool(job.churn, job.concurrency, cycle))
+  await sleep(job.settleMs)
+  const churnUs = cpu.since(cpu3) / 1e3 / job.churn
   const perConnection = (key: "rss" | "heap") => {
     const steps = levels.slice(1).map((level, q) => level[key] - levels[q]![key]).sort((a, b) => a - b)
     return (steps[(quarters - 1) >> 1]! + steps[quarters >> 1]!) / 2 / 1024 / (n / quarters)
@@ -563,6 +572,7 @@ const connections = async (target: Target, job: JobOf<"connections">, _errors: E
     openUs,
     closeUs,
     openCloseUs: openUs + closeUs,
+    churnUs,
     rssBeforeMB: levels[0]!.rss / 2 ** 20,
     rssHeldMB: levels[quarters]!.rss / 2 ** 20
   }

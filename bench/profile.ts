@@ -90,7 +90,17 @@ const main = async (): Promise<void> => {
     pingpong: { kind: "pingpong", speaks: speaks(server), connections: 8, bodySize: 64, warmupMs: 500, durationMs: seconds * 1000 },
     pipeline: { kind: "pipeline", speaks: speaks(server), connections: 8, depth: 32, bodySize: 64, warmupMs: 500, durationMs: seconds * 1000 },
     stream: { kind: "stream", connections: 4, bytesPerConnection: 256 * 2 ** 20, writeSize: 65536, timeoutMs: 120_000 },
-    connections: { kind: "connections", speaks: speaks(server), warmup: 250, connections: 1000, concurrency: 50, settleMs: 200, timeoutMs: 60_000 }
+    connections: {
+      kind: "connections",
+      speaks: speaks(server),
+      warmup: 250,
+      connections: 1000,
+      churnWarmup: 2000,
+      churn: seconds * 1000,
+      concurrency: 50,
+      settleMs: 200,
+      timeoutMs: 60_000
+    }
   }
   const job = jobs[workload]
   if (job === undefined || !Number.isFinite(seconds) || seconds <= 0) {

@@ -524,7 +524,8 @@ export const tables = (describe: Record<Workload, string>): ReadonlyArray<Table>
       { metric: "heapKiBPerConnection", label: "of it V8 heap KiB", ratios: false },
       { metric: "openUs", label: "open µs CPU", ratios: true },
       { metric: "closeUs", label: "close µs CPU", ratios: true },
-      { metric: "openCloseUs", label: "open + close µs", ratios: true }
+      { metric: "openCloseUs", label: "open + close µs", ratios: true },
+      { metric: "churnUs", label: "open + close µs, steady state", ratios: true }
     ]
   },
   {

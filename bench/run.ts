@@ -323,6 +323,8 @@ const plan = (quick: boolean): Plan => {
       speaks: "bytes",
       warmup: quick ? 10 : 150,
       connections: quick ? 40 : 600,
+      churnWarmup: quick ? 20 : 2000,
+      churn: quick ? 40 : 2000,
       concurrency: 50,
       settleMs: quick ? 50 : 200,
       timeoutMs: 30_000
@@ -361,7 +363,7 @@ const describe = (p: Plan): Record<Workload, string> => {
       `${onePing}: an \`effect/rpc\` call \`Echo\` of the ${pingpong.bodySize} B JSON message, ndjson; every reply checked`,
     "pipeline-rpc":
       `${piped}: the \`Echo\` calls of the ping-pong above; every reply checked against its request id (effect/rpc answers calls concurrently, so not in order), none lost`,
-    connections: `${connections.connections} connections opened a quarter at a time and held (each proven with one round trip in what the server speaks), after ${connections.warmup} warm-up ones opened together and closed; memory per connection from the median quarter's growth, each level read after two full garbage collections in the server (--expose-gc); server CPU per open and per close (the collections' CPU taken out)`,
+    connections: `${connections.connections} connections opened a quarter at a time and held (each proven with one round trip in what the server speaks), after ${connections.warmup} warm-up ones opened together and closed; memory per connection from the median quarter's growth, each level read after two full garbage collections in the server (--expose-gc); server CPU per open and per close (the collections' CPU taken out); then, in the steady state, ${connections.churn} connections opened (each proven with one round trip) and closed, ${connections.concurrency} at a time, after ${connections.churnWarmup} unmeasured ones: server CPU per open + close`,
     flood: `one connection writes ${(p.jobs.flood as { durationMs: number }).durationMs / 1000} s of 64 B requests as fast as the socket takes them and reads nothing; the server's RSS growth meanwhile (a server that stops reading grows little: the kernel's buffers hold the rest); then every reply must come back, in order`,
     drain: `one connection sends ${(p.jobs.drain as { requests: number }).requests} requests in one write; at the first reply the server gets SIGTERM; every request must be answered, in order, before the server ends the connection`,
     startup: `spawn → \`listening\` line; idle RSS once settled (read every 100 ms from ${p.idleSettleMs} ms after listening until two readings agree, at most ${p.idleMaxMs} ms)`,
@@ -383,7 +385,7 @@ const HEADLINE: Record<LoadWorkload, ReadonlyArray<[string, string]>> = {
   "pipeline-json": [["framesPerSec", "frames/s"], ["cpuUsPerFrame", "CPU µs/frame"]],
   "pingpong-rpc": [["roundTripsPerSec", "calls/s"], ["cpuUsPerRoundTrip", "CPU µs/call"]],
   "pipeline-rpc": [["framesPerSec", "calls/s"], ["cpuUsPerFrame", "CPU µs/call"]],
-  connections: [["idleKiBPerConnection", "KiB/conn"], ["openUs", "µs open"], ["closeUs", "µs close"]],
+  connections: [["idleKiBPerConnection", "KiB/conn"], ["openUs", "µs open"], ["closeUs", "µs close"], ["churnUs", "µs open + close, steady"]],
   ordering: [["frames", "frames in order"], ["mib", "MiB"]],
   flood: [["requests", "requests"], ["serverRssGrowthMB", "MB server RSS growth"]],
   drain: [["replies", "replies"], ["repliesAfterSignal", "after SIGTERM"]]

@@ -174,6 +174,8 @@ describe("npm run bench", () => {
       // Memory per idle connection was read through the server's GC hook (V8 heap after full collections).
       const connections = ran.json.samples.find((s) => s.server === id && s.workload === "connections")!
       assert.isTrue(Number.isFinite(connections.metrics["heapKiBPerConnection"]), `the GC hook answered on ${id}`)
+      // The steady-state pass ran its connections and read the server's CPU for them.
+      assert.isAbove(connections.metrics["churnUs"]!, 0, `open + close in the steady state on ${id}`)
     }
     // Every target got a number to judge (PASS or FAIL). A comparison with no target is INFO, or
     // n/a when its reference measured 0 (a quick flood too short to hold the writer back, say).
