@@ -19,6 +19,7 @@ const BASELINES = Path.join(HERE, "baselines.js")
 const EFFECT_SERVERS = Path.join(HERE, "effectServers.js")
 const LOAD = Path.join(HERE, "load.js")
 const GC_HOOK = Path.join(HERE, "gcHook.js")
+const HIDE_ASYNC_HOOKS = Path.join(HERE, "hideAsyncHooks.js")
 
 /**
  * The builds a run's servers come from: `cli` is the effect-wire CLI under
@@ -47,7 +48,8 @@ const STREAMING_HEAP_FLAGS = ["--max-semi-space-size=1", "--heap-growing-percent
 /**
  * How to start each server (the arguments after `node`; every server runs on
  * this process's node, `process.execPath`, with the same flags; the
- * `-tuned` ones add `STREAMING_HEAP_FLAGS`). A string
+ * `-tuned` ones add `STREAMING_HEAP_FLAGS`, `wire-stream-noasync` preloads
+ * `hideAsyncHooks.js`). A string
  * `builds` is the CLI under test.
  */
 export const serverArgs = (id: ServerId, builds: string | Builds): Array<string> => {
@@ -69,6 +71,8 @@ export const serverArgs = (id: ServerId, builds: string | Builds): Array<string>
       return [...STREAMING_HEAP_FLAGS, EFFECT_SERVERS, "wire-stream", ...LISTEN]
     case "wire-protocol-tuned":
       return [...STREAMING_HEAP_FLAGS, EFFECT_SERVERS, "wire-protocol", ...LISTEN]
+    case "wire-stream-noasync":
+      return ["--import", pathToFileURL(HIDE_ASYNC_HOOKS).href, EFFECT_SERVERS, "wire-stream", ...LISTEN]
     case "wire":
       return [cli, "serve", "echo", ...LISTEN]
     case "wire-framed":

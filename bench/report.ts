@@ -24,6 +24,7 @@ export type BaseServerId =
   | "wire-protocol-traced"
   | "wire-stream-tuned"
   | "wire-protocol-tuned"
+  | "wire-stream-noasync"
   | "effect-raw"
   | "effect-framed"
   | "effect-protocol"
@@ -65,6 +66,7 @@ const BASE_LABELS: Record<BaseServerId, string> = {
   "wire-protocol-traced": "effect-wire `Protocol` service, binary messages, a span per request and connection (against `wire-protocol`)",
   "wire-stream-tuned": "effect-wire `Server.layer`, Stream handler, node --max-semi-space-size=1 --heap-growing-percent=200",
   "wire-protocol-tuned": "effect-wire `Protocol` service, binary messages, node --max-semi-space-size=1 --heap-growing-percent=200",
+  "wire-stream-noasync": "effect-wire `Server.layer`, Stream handler, Effect's AsyncResource per fiber suspension hidden (against `wire-stream`)",
   "effect-raw": "Effect 4 `NodeSocketServer` (reader/writer)",
   "effect-framed": "Effect 4 `NodeSocketServer`, u32 BE frames by hand",
   "effect-protocol": "Effect 4 `NodeSocketServer`, typed service, binary messages",

@@ -31,7 +31,10 @@
  * - opt-in only: `node-raw-heap`, raw node's echo holding an Effect program's
  *   live heap, and `wire-stream-tuned`, `wire-protocol-tuned`, the Stream
  *   handler and the binary Protocol service started with the V8 flags
- *   docs/performance.md suggests for servers that stream bulk bytes.
+ *   docs/performance.md suggests for servers that stream bulk bytes, and
+ *   `wire-stream-noasync`, the Stream handler with `node:async_hooks` hidden
+ *   from Effect (bench/hideAsyncHooks.ts): what Effect's AsyncResource per
+ *   fiber suspension costs.
  * What a server speaks (`Speaks`: bytes, JSON messages, effect/rpc) decides
  * its workloads (`runsOn` in bench/report.ts): the byte servers take the byte
  * load (u32 BE frames, whole ones in every stream write, so raw and framed
@@ -135,7 +138,7 @@ const DEFAULT_SERVERS: ReadonlyArray<ServerId> = [
 const ALL_SERVERS: ReadonlyArray<ServerId> = DEFAULT_SERVERS.flatMap((id) => [
   id,
   ...BEFORE_SERVERS.filter((b) => afterOf(b) === id)
-]).concat(["wire-nometrics", "wire-protocol-nometrics", "wire-protocol-traced", "node-raw-heap", "wire-stream-tuned", "wire-protocol-tuned"])
+]).concat(["wire-nometrics", "wire-protocol-nometrics", "wire-protocol-traced", "node-raw-heap", "wire-stream-tuned", "wire-protocol-tuned", "wire-stream-noasync"])
 type LoadWorkload = Exclude<Workload, "startup">
 /** In the order they run: the stream echo first, on fresh processes, so their peak RSS is its own. */
 const ALL_WORKLOADS: ReadonlyArray<LoadWorkload> = [
@@ -184,7 +187,8 @@ const USAGE = `usage: node dist/bench/run.js [--quick] [--reps N] [--json out.js
   request): measured against wire and wire-protocol, the cost of metrics and of tracing; node-raw-heap,
   raw node with an Effect program's live heap: what the heap alone costs, against node-raw; and
   wire-stream-tuned,wire-protocol-tuned: wire-stream and wire-protocol started with the V8 flags
-  docs/performance.md suggests for streaming servers`
+  docs/performance.md suggests for streaming servers; wire-stream-noasync, wire-stream with node:async_hooks
+  hidden from Effect (bench/hideAsyncHooks.ts): what the AsyncResource Effect makes per fiber suspension costs`
 
 const parseOptions = (argv: ReadonlyArray<string>): Options => {
   const flags = new Set<string>()

@@ -13,7 +13,7 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { rpcReply } from "../bench/common.js"
 import { runsOn, type ServerId, type Workload } from "../bench/report.js"
 
@@ -218,14 +218,14 @@ describe("npm run bench", () => {
     assert.include(ran.stdout, "effect-wire `serve echo --framing length` (before)")
   }, 70_000)
 
-  it("the opt-in reference servers run and answer correctly: node-raw-heap and the V8-tuned Stream and Protocol servers", async () => {
+  it("the opt-in reference servers run and answer correctly: node-raw-heap, the V8-tuned Stream and Protocol servers, the Stream handler without Effect's AsyncResource", async () => {
     const ran = await bench(
       [
         "--quick",
         "--no-decoders",
         "--no-tls",
         "--servers",
-        "node-raw,node-raw-heap,wire-stream-tuned,wire-protocol-tuned",
+        "node-raw,node-raw-heap,wire-stream-tuned,wire-protocol-tuned,wire-stream-noasync",
         "--workloads",
         "stream,pingpong"
       ],
@@ -237,9 +237,10 @@ describe("npm run bench", () => {
       "node-raw",
       "node-raw-heap",
       "wire-stream-tuned",
-      "wire-protocol-tuned"
+      "wire-protocol-tuned",
+      "wire-stream-noasync"
     ])
-    for (const server of ["node-raw-heap", "wire-stream-tuned", "wire-protocol-tuned"]) {
+    for (const server of ["node-raw-heap", "wire-stream-tuned", "wire-protocol-tuned", "wire-stream-noasync"]) {
       for (const workload of ["stream", "pingpong"] as const) {
         const sample = ran.json.samples.find((s) => s.server === server && s.workload === workload)
         assert.isDefined(sample, `${workload} on ${server}`)
@@ -248,6 +249,29 @@ describe("npm run bench", () => {
     assert.include(ran.stdout, "Stream handler, node --max-semi-space-size=1 --heap-growing-percent=200")
     assert.include(ran.stdout, "with the same flags (the -tuned ones add the V8 flags their names list).")
   }, 70_000)
+
+  it("hideAsyncHooks.js (wire-stream-noasync's preload) stops Effect resuming a fiber in an AsyncResource of its own", async () => {
+    // A fiber waits for a setImmediate; the async id it resumes in is printed beside the callback's.
+    // Effect resumes it inside the AsyncResource it made at the wait (another id); with the preload, in the callback.
+    const program = [
+      "import { executionAsyncId } from 'node:async_hooks'",
+      "import * as Effect from 'effect/Effect'",
+      "let inCallback = -1",
+      "const wait = Effect.callback((resume) => void setImmediate(() => { inCallback = executionAsyncId(); resume(Effect.void) }))",
+      "const resumedIn = await Effect.runPromise(Effect.andThen(wait, Effect.sync(() => executionAsyncId())))",
+      "console.log(JSON.stringify({ inCallback, resumedIn }))"
+    ].join("\n")
+    const ids = async (preload: ReadonlyArray<string>) => {
+      const ran = await run([...preload, "--input-type=module", "-e", program], 20_000)
+      assert.strictEqual(ran.code, 0, ran.stderr)
+      return JSON.parse(ran.stdout) as { inCallback: number; resumedIn: number }
+    }
+    const hook = Path.join(ROOT, "dist", "bench", "hideAsyncHooks.js")
+    const plain = await ids([])
+    assert.notStrictEqual(plain.resumedIn, plain.inCallback, "Effect resumes in its own AsyncResource")
+    const hidden = await ids(["--import", pathToFileURL(hook).href])
+    assert.strictEqual(hidden.resumedIn, hidden.inCallback, "with the preload, in the callback that resumed it")
+  }, 45_000)
 
   it("the ordering probe reports a server that swaps two frames", async () => {
     // Echoes every frame, but frame #3 after frame #4.
