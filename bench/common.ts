@@ -216,8 +216,8 @@ export type Job =
     /** Connections held open at once. */
     readonly connections: number
     /**
-     * Then, connections opened (each proven with one round trip) and closed at once, `concurrency`
-     * at a time: `churnWarmup` unmeasured, then `churn` measured. What a server spends per
+     * Then the steady state: connections opened, proven with one round trip and closed right
+     * away, `concurrency` at a time: `churnWarmup` unmeasured, then `churn` measured. What a server spends per
      * connection once V8 has compiled its code for the load: the opens and closes above also pay
      * for compiling what the first connections run.
      */
