@@ -186,6 +186,28 @@ describe("internal/flatJson", () => {
     assertSame(json.parse(fresh, 0, fresh.length), { axb: 3 }, "the first key again")
   })
 
+  it("serves shapes that alternate, and more of them than it keeps at hand, each with its own keys in its own order", () => {
+    const json = new FlatJson()
+    // Same keys in another order, a prefix, one key more, one key changed: none may pass for another.
+    const shapes = [
+      `{"id":1,"length":16}`,
+      `{"length":16,"id":1}`,
+      `{"id":1}`,
+      `{"id":1,"length":16,"type":"reply"}`,
+      `{"id":1,"lengtH":16}`,
+      `{"error":"nope","id":1}`,
+      `{}`
+    ]
+    // Two alternating (a request and its reply), then all of them in turn, then backwards, three times over.
+    const order = [0, 3, 0, 3, 0, 3, ...shapes.map((_, i) => i), ...shapes.map((_, i) => shapes.length - 1 - i)]
+    for (let round = 0; round < 3; round++) {
+      for (const i of order) {
+        const text = shapes[i]!.replace("1", String(round * 100 + i))
+        assertSame(parseInside(json, text), JSON.parse(text), text)
+      }
+    }
+  })
+
   it("reads any number of key sequences (compiled up to a bound, then assigned) and keys longer than its cache", () => {
     const json = new FlatJson()
     const long = "k".repeat(100)

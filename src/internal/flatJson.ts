@@ -34,6 +34,8 @@ const MAX_CACHED_KEY = 32
 const KEY_SLOTS = 64
 /** Key sequences with a compiled object literal; later ones use plain assignments. */
 const MAX_SHAPES = 32
+/** The last key sequences made, compared key by key (cached keys are the same strings) before any lookup. */
+const RECENT_SHAPES = 4
 /** Objects with more keys than this are made by plain assignments: a header is small, a peer's 10,000-key one is not worth compiling. */
 const MAX_SHAPE_KEYS = 64
 
@@ -99,9 +101,9 @@ export class FlatJson {
   private readonly slots: Array<CachedKey | undefined> = new Array(KEY_SLOTS).fill(undefined)
   private readonly keys: Array<string> = []
   private readonly values: Array<unknown> = []
-  /** The last key sequence made, and its literal. */
-  private shapeKeys: Array<string> = []
-  private shapeMake: Make | undefined = undefined
+  /** The last {@link RECENT_SHAPES} key sequences made, and their literals; `next` is replaced next. */
+  private readonly recent: Array<{ readonly keys: ReadonlyArray<string>; readonly make: Make }> = []
+  private next = 0
   private readonly shapes = new Map<string, Make>()
 
   /** The key in `bytes[start..end]` (printable ASCII), from the cache when it was seen before. */
@@ -127,10 +129,16 @@ export class FlatJson {
   /** The object made of the `n` keys and values just read. */
   private make(n: number): Record<string, unknown> {
     const keys = this.keys
-    const shape = this.shapeKeys
-    let same = this.shapeMake !== undefined && shape.length === n
-    for (let i = 0; same && i < n; i++) same = shape[i] === keys[i]
-    if (same) return this.shapeMake!(this.values)
+    // A stream's headers come in a few shapes (a request, its reply, an error), often alternating.
+    const recent = this.recent
+    for (let r = 0; r < recent.length; r++) {
+      const shape = recent[r]!
+      const known = shape.keys
+      if (known.length !== n) continue
+      let i = 0
+      while (i < n && known[i] === keys[i]) i++
+      if (i === n) return shape.make(this.values)
+    }
     // Keys hold no NUL, and the count tells `{}` from `{"":0}`.
     const id = `${n}:${keys.slice(0, n).join("\u0000")}`
     let make = this.shapes.get(id)
@@ -139,8 +147,8 @@ export class FlatJson {
       if (make !== undefined) this.shapes.set(id, make)
     }
     if (make === undefined) return assign(keys, this.values, n)
-    this.shapeKeys = keys.slice(0, n)
-    this.shapeMake = make
+    recent[this.next] = { keys: keys.slice(0, n), make }
+    this.next = (this.next + 1) % RECENT_SHAPES
     return make(this.values)
   }
 
