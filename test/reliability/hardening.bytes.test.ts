@@ -13,26 +13,13 @@ import * as Fiber from "effect/Fiber"
 import * as Result from "effect/Result"
 import * as Echo from "../../src/servers/Echo.js"
 import * as Socket from "../../src/Socket.js"
-import { FULL, MiB, noUnhandledErrors, printSummary, rss, serveCli, track } from "./harness.js"
+import { exitedWithin, FULL, MiB, noUnhandledErrors, printSummary, rss, serveCli, track } from "./harness.js"
 
 afterAll(printSummary)
 
 const BUDGET = 256 * MiB
 const mib = (n: number) => `${(n / MiB).toFixed(0)} MiB`
 const FRAME = 8 * MiB
-
-/**
- * The server's exit after SIGTERM: its drain is bounded (10 s, then at most 2 s while the cut
- * connections flush, all at once), so 30 s means it hung; the failure then carries what the
- * server printed.
- */
-const exitedAfterSigterm = <A>(server: { readonly exited: Effect.Effect<A>; readonly output: () => string }) =>
-  server.exited.pipe(
-    Effect.timeout("30 seconds"),
-    Effect.catch(() =>
-      Effect.die(new Error(`the server had not exited 30 s after SIGTERM; what it printed:\n${server.output()}`))
-    )
-  )
 
 /**
  * Floods a `serve echo --framing lines` child with `clients` connections of
@@ -62,7 +49,7 @@ const flood = (clients: number, env: NodeJS.ProcessEnv) =>
     const answer = new TextDecoder().decode(yield* echo.request("still here"))
     yield* Effect.forEach(sockets, (s) => s.reset, { discard: true })
     process.kill(server.pid, "SIGTERM")
-    const exit = yield* exitedAfterSigterm(server)
+    const exit = yield* exitedWithin(server, "30 seconds")
     return { baseline, peak, after, floodMs, answer, exit, output: server.output() }
   }).pipe(Effect.scoped)
 
@@ -173,7 +160,7 @@ describe("hardening: the byte servers", () => {
         const echo = yield* Echo.client(server.address, { framing: "lines" })
         assert.strictEqual(new TextDecoder().decode(yield* echo.request("still here")), "still here")
         process.kill(server.pid, "SIGTERM")
-        const exit = yield* exitedAfterSigterm(server)
+        const exit = yield* exitedWithin(server, "30 seconds")
         assert.strictEqual(exit.code, 0, server.output())
         const cut = endedEarly(server.output(), "WriteTimeout")
         row.connections = clients + 1

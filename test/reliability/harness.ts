@@ -5,6 +5,7 @@
  * errors each server-side connection surfaces, process/memory readings, and
  * the `effect-wire` command line as a child process.
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import { pipeArguments } from "effect/Pipeable"
@@ -541,6 +542,19 @@ export const serveCli = (args: ReadonlyArray<string>, env?: NodeJS.ProcessEnv): 
     const address = transport === "unix" ? Address.unix(where!) : Address.unsafeParse(where!)
     return { ...child, listening: where!, address }
   })
+
+/**
+ * A child's exit, waited for at most `within`; past it the case dies with
+ * what the child printed, which says where it hung.
+ */
+export const exitedWithin = (child: Pick<Child, "exited" | "output">, within: Duration.Input) =>
+  child.exited.pipe(
+    Effect.timeout(within),
+    Effect.catch(() => {
+      const waited = Duration.format(Duration.fromInputUnsafe(within))
+      return Effect.die(new Error(`the process had not exited after ${waited}; what it printed:\n${child.output()}`))
+    })
+  )
 
 /** Run `effect-wire <args>` to its end: exit code and output. */
 export const runCli = (args: ReadonlyArray<string>, env?: NodeJS.ProcessEnv) =>

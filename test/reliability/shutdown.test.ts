@@ -24,6 +24,7 @@ import {
   bytesEqual,
   concatBytes,
   eventually,
+  exitedWithin,
   isAlive,
   MiB,
   noUnhandledErrors,
@@ -68,7 +69,7 @@ describe("graceful shutdown under load", () => {
         const signalled = performance.now()
         process.kill(server.pid, "SIGTERM")
         const results = yield* Effect.forEach(calls, Fiber.join)
-        const exit = yield* server.exited.pipe(Effect.timeout("15 seconds"), Effect.orDie)
+        const exit = yield* exitedWithin(server, "15 seconds")
         const exitMs = performance.now() - signalled
         let complete = 0
         for (let i = 0; i < n; i++) {
@@ -133,7 +134,7 @@ describe("graceful shutdown under load", () => {
         yield* eventually("all transfers to start", Effect.sync(() => started), (x) => x === n, 2000)
         const signalled = performance.now()
         process.kill(server.pid, "SIGTERM")
-        const exit = yield* server.exited.pipe(Effect.timeout("90 seconds"), Effect.orDie)
+        const exit = yield* exitedWithin(server, "90 seconds")
         const exitMs = performance.now() - signalled
         yield* gate.open
         const results = yield* Fiber.join(fiber)
@@ -225,7 +226,7 @@ describe("graceful shutdown under load", () => {
         )
         const signalled = performance.now()
         process.kill(server.pid, "SIGTERM")
-        const exit = yield* server.exited.pipe(Effect.timeout("15 seconds"), Effect.orDie)
+        const exit = yield* exitedWithin(server, "15 seconds")
         const exitMs = performance.now() - signalled
         const results = yield* Effect.forEach(calls, Fiber.join)
         const tags = results.map((r) => Result.isFailure(r) ? r.failure._tag : "answered")
