@@ -43,6 +43,7 @@ import * as Stream from "effect/Stream"
 import * as Os from "node:os"
 import * as Address from "./Address.js"
 import { encodeUtf8 } from "./internal/bytes.js"
+import { CutReadWait, cutsReadWaits } from "./internal/socketContract.js"
 import type { ConnectError, ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
 
@@ -91,12 +92,14 @@ const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "st
  * @category constructors
  */
 export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
-  // How the connection ended, for a second reader (one connection, no reconnecting).
-  let terminal: EffectSocket.SocketError | undefined
+  // How the connection ended, for a second reader (one connection, no reconnecting); "closed"
+  // until a reader saw otherwise: a SocketCloseError 1000, made when a second reader asks (an
+  // error costs a stack trace and a Schema check, per connection).
+  let terminal: EffectSocket.SocketError | "closed" | undefined
 
   const reader: EffectSocket.Socket["reader"] = Effect.gen(function*() {
-    if (terminal !== undefined) return yield* Effect.fail(terminal)
-    terminal = closeError(1000)
+    if (terminal !== undefined) return yield* Effect.fail(terminal === "closed" ? closeError(1000) : terminal)
+    terminal = "closed"
     let ended: EffectSocket.SocketError | undefined
     const end = (error: EffectSocket.SocketError) =>
       Effect.sync(() => {
@@ -104,17 +107,46 @@ export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
         terminal = ended
       })
     const reads = yield* Stream.toPull(socket.reads)
-    const closed = yield* Deferred.make<never, EffectSocket.SocketError>()
-    // Added after toPull, so it runs first: a pull suspended in another fiber fails instead of hanging.
-    yield* Effect.addFinalizer(() => Deferred.fail(closed, closeError(1006)))
-    const pull: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, EffectSocket.SocketError> = reads.pipe(
+    // What a pull fails with once the scope closed under it (SocketCloseError 1006); not an ending.
+    let cut: EffectSocket.SocketError | undefined
+    const pullOnce: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, EffectSocket.SocketError> = reads.pipe(
       Pull.catchDone(() => Effect.fail(closeError(1000))),
       Effect.mapError((error) => EffectSocket.isSocketError(error) ? error : readError(error)),
-      Effect.tapError(end),
-      Effect.raceFirst(Deferred.await(closed))
+      Effect.tapError((error) => error === cut ? Effect.void : end(error))
     )
+    // The finalizers are added after toPull, so they run first: a pull suspended in another fiber
+    // fails instead of hanging.
+    if (cutsReadWaits(socket)) {
+      // The socket fails that pull itself (a Node socket can): no race, no fiber, per pull.
+      let pulling = false
+      let closed = false
+      const pulled = Effect.sync(() => {
+        pulling = false
+        if (cut !== undefined) socket[CutReadWait](undefined)
+      })
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          closed = true
+          if (pulling) socket[CutReadWait](cut = closeError(1006))
+        })
+      )
+      const guarded = Effect.ensuring(pullOnce, pulled)
+      return {
+        pull: Effect.suspend(() => {
+          if (ended !== undefined) return Effect.fail(ended)
+          if (closed) return Effect.fail(cut ??= closeError(1006))
+          pulling = true
+          return guarded
+        }),
+        upgrade: EffectSocket.SocketUpgradeError.unsupported
+      }
+    }
+    // Any other socket: each pull races the scope's closing.
+    const closed = yield* Deferred.make<never, EffectSocket.SocketError>()
+    yield* Effect.addFinalizer(() => Deferred.fail(closed, closeError(1006)))
+    const raced = Effect.raceFirst(pullOnce, Deferred.await(closed))
     return {
-      pull: Effect.suspend(() => ended !== undefined ? Effect.fail(ended) : pull),
+      pull: Effect.suspend(() => ended !== undefined ? Effect.fail(ended) : raced),
       upgrade: EffectSocket.SocketUpgradeError.unsupported
     }
   })

@@ -188,6 +188,45 @@ describe("PlatformSocket", () => {
         assert.isTrue(isClose(yield* Effect.flip(Fiber.join(reading)), 1006))
       }))
 
+    it.live(
+      "on a Node socket the socket itself fails the suspended pull (no race per pull): 1006 then, later pulls too, and the socket reads on for its next reader",
+      () =>
+        Effect.gen(function*() {
+          const [client, server] = yield* pair
+          const socket = PlatformSocket.fromSocket(server)
+          // A pull that waits starts no fiber (a race per pull would start two): fiber ids are one counter.
+          const nextFiberId = Effect.map(Effect.forkChild(Effect.void), (fiber) => fiber.id)
+          yield* Effect.scoped(Effect.gen(function*() {
+            const { pull } = yield* socket.reader
+            const before = yield* nextFiberId
+            const [got] = yield* Effect.all([pull, client.write(bytes("x"))], { concurrency: "unbounded" })
+            assert.strictEqual(text(got.map((chunk) => typeof chunk === "string" ? bytes(chunk) : chunk)), "x")
+            const after = yield* nextFiberId
+            // Effect.all's two fibers and nothing else.
+            assert.strictEqual(after - before, 3)
+          }))
+          // A reader closed while nobody pulls leaves the socket alone: a direct read gets the bytes.
+          yield* client.write(bytes("a"))
+          assert.strictEqual(text(Array.from(yield* Stream.runCollect(Stream.take(server.reads, 1)))), "a")
+          // Another reader of the same connection fails with how the first one ended (1000: none did).
+          assert.isTrue(isClose(yield* Effect.flip(Effect.scoped(socket.reader)), 1000))
+          // A pull suspended in another fiber fails with 1006 when its reader's scope closes.
+          const other = PlatformSocket.fromSocket(server)
+          const scope = yield* Scope.make()
+          const { pull } = yield* Scope.provide(other.reader, scope)
+          const reading = yield* Effect.forkChild(pull, { startImmediately: true })
+          yield* Effect.yieldNow
+          assert.isUndefined(reading.pollUnsafe())
+          yield* Scope.close(scope, Exit.void)
+          assert.isTrue(isClose(yield* Effect.flip(Fiber.join(reading)), 1006))
+          // Later pulls fail the same way, and take nothing that arrives meanwhile.
+          yield* client.write(bytes("b"))
+          assert.isTrue(isClose(yield* Effect.flip(pull), 1006))
+          // The cut was that reader's only: the socket's next reader gets those bytes.
+          assert.strictEqual(text(Array.from(yield* Stream.runCollect(Stream.take(server.reads, 1)))), "b")
+        }).pipe(Effect.scoped)
+    )
+
     it.effect("one connection: a second reader fails with how the first one ended", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair()

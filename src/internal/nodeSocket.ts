@@ -28,7 +28,7 @@ import type * as Socket from "../Socket.js"
 import { BudgetKey, formatBytes, type Member, type MemoryBudget } from "./memoryBudget.js"
 import type { SocketConfig } from "./nodeSocketOptions.js"
 import { pumpEffect } from "./nodePump.js"
-import { CloseInCallbacks, ONE_READER, PumpInCallbacks, TypeId } from "./socketContract.js"
+import { CloseInCallbacks, CutReadWait, ONE_READER, PumpInCallbacks, TypeId } from "./socketContract.js"
 
 const END_VOID: Sink.End<void> = [undefined]
 
@@ -156,6 +156,8 @@ export class NodeSocket implements Socket.Socket, Member {
   endWaiters: Array<(exit: Exit.Exit<void, NetError.WriteError>) => void> | undefined = undefined
   /** The wait for the next read, made once per socket (see `poll`). */
   awaitRead: ReadPull | undefined = undefined
+  /** What the next wait in `reads` fails with instead of waiting, while set (`[CutReadWait]`). */
+  readCut: unknown = undefined
   /** `reads`, `writes`, `write` and `writeAll`, each made on first use and kept. */
   readStream: Stream.Stream<Uint8Array, NetError.ReadError> | undefined = undefined
   writeSink: Sink.Sink<void, Uint8Array, never, NetError.WriteError> | undefined = undefined
@@ -287,9 +289,19 @@ export class NodeSocket implements Socket.Socket, Member {
       this.reader = undefined
     })
     return Effect.callback((resume) => {
+      if (this.readCut !== undefined) return resume(Effect.fail(this.readCut as NetError.ReadError))
       this.reader = resume
       return cancel
     })
+  }
+
+  /** See `CutsReadWaits` in socketContract.ts. */
+  [CutReadWait](error: unknown): void {
+    this.readCut = error
+    const reader = this.reader
+    if (error === undefined || reader === undefined) return
+    this.reader = undefined
+    reader(Effect.fail(error as NetError.ReadError))
   }
 
   get reads(): Stream.Stream<Uint8Array, NetError.ReadError> {

@@ -49,3 +49,22 @@ export interface ClosesInCallbacks {
 /** Does this socket close in its own callbacks? */
 export const closesInCallbacks = (socket: Socket.Socket): socket is Socket.Socket & ClosesInCallbacks =>
   CloseInCallbacks in socket
+
+/** The key of {@link CutsReadWaits}. */
+export const CutReadWait: unique symbol = Symbol.for("effect-wire/internal/CutReadWait")
+
+/**
+ * A socket whose wait in `reads` can be ended from outside:
+ * `[CutReadWait](error)` fails the pull waiting now, or else the next one to
+ * wait, with `error` (typed as the caller's, not as a `ReadError`: only its
+ * caller sees it), until `[CutReadWait](undefined)` clears it.
+ * `PlatformSocket.fromSocket` uses it to fail a pull suspended in another
+ * fiber when its reader's scope closes, without racing every pull against
+ * that scope.
+ */
+export interface CutsReadWaits {
+  readonly [CutReadWait]: (error: unknown) => void
+}
+
+/** Can this socket's wait in `reads` be cut from outside? */
+export const cutsReadWaits = (socket: Socket.Socket): socket is Socket.Socket & CutsReadWaits => CutReadWait in socket
