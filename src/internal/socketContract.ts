@@ -1,7 +1,8 @@
 /**
  * What every `Socket` implementation shares: the TypeId (created here, once;
- * `Socket.TypeId` re-exports it), the one-reader rule, and the key under
- * which a socket offers to run a `Socket.pump` in its own callbacks.
+ * `Socket.TypeId` re-exports it), the one-reader rule, and the keys under
+ * which a socket offers what it can do in its own callbacks: run a
+ * `Socket.pump`, close, and fail a wait in `reads` from outside.
  *
  * @internal
  */
