@@ -66,7 +66,8 @@ const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "st
  *   fails on every termination, as the interface asks: the peer's EOF with a
  *   `SocketCloseError` of code 1000, a read error with a `SocketReadError`
  *   whose `cause` is our typed `ReadError`. Closing the reader's scope fails a
- *   suspended `pull` (code 1006) but leaves the socket open. It is one
+ *   suspended `pull`, and every later one, with code 1006, but leaves the
+ *   socket open. It is one
  *   connection: a second `reader` fails with the error that ended the first
  *   (code 1000 while the first is still open). There is no TLS `upgrade`.
  * - `writer`: strings are sent as UTF-8, `writeAll` is one batch
@@ -107,8 +108,10 @@ export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
         terminal = ended
       })
     const reads = yield* Stream.toPull(socket.reads)
-    // What a pull fails with once the scope closed under it (SocketCloseError 1006); not an ending.
+    // Once the scope closed, what a pull fails with (SocketCloseError 1006); not an ending.
+    let closed = false
     let cut: EffectSocket.SocketError | undefined
+    const afterClose = Effect.suspend(() => Effect.fail(cut ??= closeError(1006)))
     const pullOnce: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, EffectSocket.SocketError> = reads.pipe(
       Pull.catchDone(() => Effect.fail(closeError(1000))),
       Effect.mapError((error) => EffectSocket.isSocketError(error) ? error : readError(error)),
@@ -119,7 +122,6 @@ export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
     if (cutsReadWaits(socket)) {
       // The socket fails that pull itself (a Node socket can): no race, no fiber, per pull.
       let pulling = false
-      let closed = false
       const pulled = Effect.sync(() => {
         pulling = false
         if (cut !== undefined) socket[CutReadWait](undefined)
@@ -134,7 +136,7 @@ export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
       return {
         pull: Effect.suspend(() => {
           if (ended !== undefined) return Effect.fail(ended)
-          if (closed) return Effect.fail(cut ??= closeError(1006))
+          if (closed) return afterClose
           pulling = true
           return guarded
         }),
@@ -142,11 +144,16 @@ export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
       }
     }
     // Any other socket: each pull races the scope's closing.
-    const closed = yield* Deferred.make<never, EffectSocket.SocketError>()
-    yield* Effect.addFinalizer(() => Deferred.fail(closed, closeError(1006)))
-    const raced = Effect.raceFirst(pullOnce, Deferred.await(closed))
+    const closing = yield* Deferred.make<never, EffectSocket.SocketError>()
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closed = true
+        return Deferred.fail(closing, cut ??= closeError(1006))
+      })
+    )
+    const raced = Effect.raceFirst(pullOnce, Deferred.await(closing))
     return {
-      pull: Effect.suspend(() => ended !== undefined ? Effect.fail(ended) : raced),
+      pull: Effect.suspend(() => ended !== undefined ? Effect.fail(ended) : closed ? afterClose : raced),
       upgrade: EffectSocket.SocketUpgradeError.unsupported
     }
   })

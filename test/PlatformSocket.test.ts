@@ -178,7 +178,7 @@ describe("PlatformSocket", () => {
 
     it.effect("closing the reader's scope fails a suspended pull with SocketCloseError 1006", () =>
       Effect.gen(function*() {
-        const [, b] = yield* MemorySocket.makePair()
+        const [a, b] = yield* MemorySocket.makePair()
         const scope = yield* Scope.make()
         const { pull } = yield* Scope.provide(PlatformSocket.fromSocket(b).reader, scope)
         const reading = yield* Effect.forkChild(pull, { startImmediately: true })
@@ -186,6 +186,9 @@ describe("PlatformSocket", () => {
         assert.isUndefined(reading.pollUnsafe())
         yield* Scope.close(scope, Exit.void)
         assert.isTrue(isClose(yield* Effect.flip(Fiber.join(reading)), 1006))
+        // And every later pull, even with bytes waiting.
+        yield* a.write(bytes("late"))
+        assert.isTrue(isClose(yield* Effect.flip(pull), 1006))
       }))
 
     it.live(
