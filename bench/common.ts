@@ -131,7 +131,12 @@ export const readCpu = (pid: number): CpuSample => {
   return { ns: Number.isFinite(ns) && ns > 0 ? ns : statNs, statNs }
 }
 
-/** CPU ns between two samples: schedstat's unless stat (which keeps dead threads' time) says it lost some. */
+/**
+ * CPU ns between two samples: schedstat's unless stat (which keeps dead
+ * threads' time) says it lost some. Only a shortfall counts: stat's ticks
+ * are samples, and in a short window they can miss a process that did run
+ * (0 ticks for 30 ms of work), where schedstat's figure is exact.
+ */
 export const cpuDeltaNs = (
   before: CpuSample,
   after: CpuSample
@@ -139,7 +144,7 @@ export const cpuDeltaNs = (
   const precise = after.ns - before.ns
   const coarse = after.statNs - before.statNs
   const tolerance = 2 * (1e9 / CLK_TCK) + 0.1 * coarse
-  return precise >= 0 && Math.abs(precise - coarse) <= tolerance
+  return precise >= 0 && precise >= coarse - tolerance
     ? { ns: precise, source: "schedstat" }
     : { ns: coarse, source: "stat" }
 }

@@ -14,7 +14,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
-import { rpcReply } from "../bench/common.js"
+import { cpuDeltaNs, rpcReply } from "../bench/common.js"
 import { runsOn, type ServerId, type Workload } from "../bench/report.js"
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url))
@@ -127,6 +127,21 @@ beforeAll(() => {
     Fs.existsSync(Path.join(ROOT, "dist", "bench", "run.js")),
     "dist/bench/run.js is missing: run npm run build"
   )
+})
+
+describe("the bench's CPU readings", () => {
+  const ms = 1e6
+  it("takes schedstat's exact figure unless stat shows it lost time (a thread that ended)", () => {
+    const at = (ns: number, statNs: number) => ({ ns, statNs })
+    // A short window: stat's 10 ms ticks missed a process that ran 30 ms.
+    assert.deepStrictEqual(cpuDeltaNs(at(100 * ms, 100 * ms), at(130 * ms, 100 * ms)), { ns: 30 * ms, source: "schedstat" })
+    // Agreeing within the ticks' rounding: schedstat's.
+    assert.deepStrictEqual(cpuDeltaNs(at(0, 0), at(95 * ms, 100 * ms)), { ns: 95 * ms, source: "schedstat" })
+    // schedstat far below stat: a thread's time left with it; stat's.
+    assert.deepStrictEqual(cpuDeltaNs(at(0, 0), at(40 * ms, 100 * ms)), { ns: 100 * ms, source: "stat" })
+    // A thread's time gone so that schedstat went backwards: stat's.
+    assert.deepStrictEqual(cpuDeltaNs(at(50 * ms, 0), at(40 * ms, 20 * ms)), { ns: 20 * ms, source: "stat" })
+  })
 })
 
 describe("npm run bench", () => {
