@@ -97,6 +97,24 @@ const pullAll = (pull: EffectSocket.Reader["pull"]) =>
     return { text: text(received), error }
   })
 
+/**
+ * Closes a reader's scope under a pull suspended in another fiber: that pull
+ * fails with SocketCloseError 1006, and so does a later one, even with
+ * `late` (bytes sent meanwhile) waiting.
+ */
+const closeUnderPull = (socket: EffectSocket.Socket, late: Effect.Effect<void, unknown>) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const { pull } = yield* Scope.provide(socket.reader, scope)
+    const reading = yield* Effect.forkChild(pull, { startImmediately: true })
+    yield* Effect.yieldNow
+    assert.isUndefined(reading.pollUnsafe())
+    yield* Scope.close(scope, Exit.void)
+    assert.isTrue(isClose(yield* Effect.flip(Fiber.join(reading)), 1006))
+    yield* late
+    assert.isTrue(isClose(yield* Effect.flip(pull), 1006))
+  })
+
 describe("PlatformSocket", () => {
   it.live("an effect/socket echo runs over a real connection", () =>
     Effect.gen(function*() {
@@ -179,16 +197,8 @@ describe("PlatformSocket", () => {
     it.effect("closing the reader's scope fails a suspended pull with SocketCloseError 1006", () =>
       Effect.gen(function*() {
         const [a, b] = yield* MemorySocket.makePair()
-        const scope = yield* Scope.make()
-        const { pull } = yield* Scope.provide(PlatformSocket.fromSocket(b).reader, scope)
-        const reading = yield* Effect.forkChild(pull, { startImmediately: true })
-        yield* Effect.yieldNow
-        assert.isUndefined(reading.pollUnsafe())
-        yield* Scope.close(scope, Exit.void)
-        assert.isTrue(isClose(yield* Effect.flip(Fiber.join(reading)), 1006))
         // And every later pull, even with bytes waiting.
-        yield* a.write(bytes("late"))
-        assert.isTrue(isClose(yield* Effect.flip(pull), 1006))
+        yield* closeUnderPull(PlatformSocket.fromSocket(b), a.write(bytes("late")))
       }))
 
     it.live(
@@ -213,18 +223,9 @@ describe("PlatformSocket", () => {
           assert.strictEqual(text(Array.from(yield* Stream.runCollect(Stream.take(server.reads, 1)))), "a")
           // Another reader of the same connection fails with how the first one ended (1000: none did).
           assert.isTrue(isClose(yield* Effect.flip(Effect.scoped(socket.reader)), 1000))
-          // A pull suspended in another fiber fails with 1006 when its reader's scope closes.
-          const other = PlatformSocket.fromSocket(server)
-          const scope = yield* Scope.make()
-          const { pull } = yield* Scope.provide(other.reader, scope)
-          const reading = yield* Effect.forkChild(pull, { startImmediately: true })
-          yield* Effect.yieldNow
-          assert.isUndefined(reading.pollUnsafe())
-          yield* Scope.close(scope, Exit.void)
-          assert.isTrue(isClose(yield* Effect.flip(Fiber.join(reading)), 1006))
-          // Later pulls fail the same way, and take nothing that arrives meanwhile.
-          yield* client.write(bytes("b"))
-          assert.isTrue(isClose(yield* Effect.flip(pull), 1006))
+          // A pull suspended in another fiber fails with 1006 when its reader's scope closes, later
+          // pulls too, and they take nothing that arrives meanwhile.
+          yield* closeUnderPull(PlatformSocket.fromSocket(server), client.write(bytes("b")))
           // The cut was that reader's only: the socket's next reader gets those bytes.
           assert.strictEqual(text(Array.from(yield* Stream.runCollect(Stream.take(server.reads, 1)))), "b")
         }).pipe(Effect.scoped)
