@@ -67,9 +67,9 @@ const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "st
  *   `SocketCloseError` of code 1000, a read error with a `SocketReadError`
  *   whose `cause` is our typed `ReadError`. Closing the reader's scope fails a
  *   suspended `pull`, and every later one, with code 1006, but leaves the
- *   socket open. It is one
- *   connection: a second `reader` fails with the error that ended the first
- *   (code 1000 while the first is still open). There is no TLS `upgrade`.
+ *   socket open. It is one connection: a second `reader` fails with the error
+ *   that ended the first (code 1000 while the first is still open). There is
+ *   no TLS `upgrade`.
  * - `writer`: strings are sent as UTF-8, `writeAll` is one batch
  *   (`socket.writeAll`), errors are `SocketWriteError`s with our `WriteError`
  *   as `cause`. A `CloseEvent` with code 1000 closes the socket gracefully;
@@ -119,6 +119,7 @@ export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
     )
     // The finalizers are added after toPull, so they run first: a pull suspended in another fiber
     // fails instead of hanging.
+    let start: () => Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, EffectSocket.SocketError>
     if (cutsReadWaits(socket)) {
       // The socket fails that pull itself (a Node socket can): no race, no fiber, per pull.
       let pulling = false
@@ -133,27 +134,24 @@ export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
         })
       )
       const guarded = Effect.ensuring(pullOnce, pulled)
-      return {
-        pull: Effect.suspend(() => {
-          if (ended !== undefined) return Effect.fail(ended)
-          if (closed) return afterClose
-          pulling = true
-          return guarded
-        }),
-        upgrade: EffectSocket.SocketUpgradeError.unsupported
+      start = () => {
+        pulling = true
+        return guarded
       }
+    } else {
+      // Any other socket: each pull races the scope's closing.
+      const closing = yield* Deferred.make<never, EffectSocket.SocketError>()
+      yield* Effect.addFinalizer(() =>
+        Effect.suspend(() => {
+          closed = true
+          return Deferred.fail(closing, cut ??= closeError(1006))
+        })
+      )
+      const raced = Effect.raceFirst(pullOnce, Deferred.await(closing))
+      start = () => raced
     }
-    // Any other socket: each pull races the scope's closing.
-    const closing = yield* Deferred.make<never, EffectSocket.SocketError>()
-    yield* Effect.addFinalizer(() =>
-      Effect.suspend(() => {
-        closed = true
-        return Deferred.fail(closing, cut ??= closeError(1006))
-      })
-    )
-    const raced = Effect.raceFirst(pullOnce, Deferred.await(closing))
     return {
-      pull: Effect.suspend(() => ended !== undefined ? Effect.fail(ended) : closed ? afterClose : raced),
+      pull: Effect.suspend(() => ended !== undefined ? Effect.fail(ended) : closed ? afterClose : start()),
       upgrade: EffectSocket.SocketUpgradeError.unsupported
     }
   })
