@@ -632,6 +632,32 @@ describe("Socket", () => {
         yield* eventually("accepted sockets still open", listener.connections, (n) => n === 0)
         assert.strictEqual(openFds(), before)
       }))
+
+    // Node's closed socket stays reachable from its handle until a full GC,
+    // and a young-generation GC keeps all it reaches: were our wrapper among
+    // that, every connection's streams and fiber would be promoted.
+    it.live("a closed Node socket lets go of our wrapper, and an event after 'close' is ignored", () =>
+      Effect.gen(function*() {
+        const owner = Symbol.for("effect-wire/internal/NodeSocket")
+        const rawOf = (socket: Socket.Socket) =>
+          (socket as unknown as { readonly raw: Net.Socket & Record<symbol, unknown> }).raw
+        const [client, server] = yield* pair()
+        const raws = [rawOf(client), rawOf(server)] as const
+        assert.strictEqual(raws[0][owner], client)
+        assert.strictEqual(raws[1][owner], server)
+        // Listening before closing: our own 'close' listener, added first, has run when these are told.
+        const closed = raws.map((raw) => new Promise<void>((resolve) => raw.once("close", () => resolve())))
+        yield* client.close
+        yield* server.close
+        yield* Effect.promise(() => Promise.all(closed))
+        for (const raw of raws) {
+          assert.strictEqual(raw[owner], undefined)
+          // Our listeners are still there (so no 'error' is ever unhandled), and find no wrapper.
+          assert.isTrue(raw.emit("error", new Error("late")))
+          raw.emit("data", Buffer.from("late"))
+          raw.emit("close")
+        }
+      }))
   })
 
 })
