@@ -29,8 +29,11 @@
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import { constVoid } from "effect/Function"
 import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
 import * as NetAddress from "effect/net/NetAddress"
@@ -43,13 +46,28 @@ import * as Stream from "effect/Stream"
 import * as Os from "node:os"
 import * as Address from "./Address.js"
 import { encodeUtf8 } from "./internal/bytes.js"
+import { ConnectionSlots } from "./internal/connectionSlots.js"
+import { serverCapabilityOf } from "./internal/listenerCapability.js"
 import { CutReadWait, cutsReadWaits } from "./internal/socketContract.js"
 import type { ConnectError, ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
 
 
-const closeError = (code: number): EffectSocket.SocketError =>
-  new EffectSocket.SocketError({ reason: new EffectSocket.SocketCloseError({ code }) })
+/**
+ * How a reader's pull says the connection ended: 1000 at the peer's FIN, 1006
+ * once the reader's scope closed. Every connection ends with one, so it is
+ * made without a stack trace (which said only where our pull ran, and cost
+ * three times the rest of the error).
+ */
+const closeError = (code: number): EffectSocket.SocketError => {
+  const limit = Error.stackTraceLimit
+  Error.stackTraceLimit = 0
+  try {
+    return new EffectSocket.SocketError({ reason: new EffectSocket.SocketCloseError({ code }) })
+  } finally {
+    Error.stackTraceLimit = limit
+  }
+}
 
 const readError = (cause: ReadError): EffectSocket.SocketError =>
   new EffectSocket.SocketError({ reason: new EffectSocket.SocketReadError({ cause }) })
@@ -330,7 +348,6 @@ export const fromListener = (listener: Socket.Listener): SocketServer.SocketServ
   address: toSocketAddress(listener.address),
   run: <R, E, _>(handler: (socket: EffectSocket.Socket) => Effect.Effect<_, E, R>) =>
     Effect.scoped(Effect.gen(function*() {
-      const connections = yield* Effect.scope
       const serve = (socket: Socket.Socket) =>
         Effect.scoped(handler(fromSocket(socket))).pipe(
           Effect.catchCause((cause) =>
@@ -341,7 +358,19 @@ export const fromListener = (listener: Socket.Listener): SocketServer.SocketServ
           ),
           Effect.ensuring(socket.close)
         )
-      yield* Stream.runForEach(listener.accept, (socket) => Effect.forkIn(serve(socket), connections))
+      // Interrupted, with every connection's fiber, when `run` ends.
+      const connections = yield* FiberSet.make<void, never>()
+      const capability = serverCapabilityOf(listener)
+      if (capability !== undefined) {
+        // A Node listener hands each connection over in its own callback: a
+        // fiber per connection, and no accept stream step, as on `Server`.
+        const fork = yield* FiberSet.runtime(connections)<R>()
+        const slots = new ConnectionSlots(Infinity, "queue", "", constVoid, yield* Clock.clockWith(Effect.succeed))
+        const taking = capability.acceptInCallbacks((socket) => void fork(serve(socket)), slots)
+        yield* Effect.addFinalizer(() => Effect.sync(taking.stop))
+      } else {
+        yield* Stream.runForEach(listener.accept, (socket) => FiberSet.run(connections, serve(socket)))
+      }
       // The listener stopped accepting: serve what is open until interrupted, like Effect's servers.
       return yield* Effect.never
     }))
