@@ -306,36 +306,79 @@ describe("PlatformSocket", () => {
         assert.isTrue(NetAddress.isUnixPathAddress(path) && path.path === "/tmp/ew.sock")
       }))
 
-    it.live("fromListener.run: a failing handler is logged, the others go on; sockets close after their handler", () =>
-      Effect.gen(function*() {
-        const logged: Array<string> = []
-        const logger = Logger.make(({ cause, logLevel, message }) => {
-          logged.push(`${logLevel}: ${Array.isArray(message) ? message.join(" ") : String(message)} ${Cause.pretty(cause)}`)
-        })
-        const listener = yield* MemorySocket.listen()
-        yield* PlatformSocket.fromListener(listener).run((socket) =>
-          Effect.gen(function*() {
-            const { pull } = yield* socket.reader
-            const [first] = yield* pull
-            if (decoder.decode(first as Uint8Array) === "fail") return yield* Effect.fail("handler failed")
-            const writer = yield* socket.writer
-            yield* writer.write("served")
+    // A Node listener hands connections over in its callbacks; any other is read through `accept`.
+    const listeners: ReadonlyArray<readonly [string, Effect.Effect<{
+      readonly listener: Socket.Listener
+      readonly connect: () => Effect.Effect<Socket.Socket, unknown, Scope.Scope>
+    }, unknown, Scope.Scope>]> = [
+      ["MemorySocket", Effect.map(MemorySocket.listen(), (listener) => ({ listener, connect: () => listener.connect() }))],
+      ["127.0.0.1", Effect.map(Socket.listen(loopback4), (listener) => ({ listener, connect: () => Socket.connect(listener.address) }))]
+    ]
+
+    for (const [name, listen] of listeners) {
+      it.live(`fromListener.run over ${name}: a failing handler is logged, the others go on; sockets close after their handler`, () =>
+        Effect.gen(function*() {
+          const logged: Array<string> = []
+          const logger = Logger.make(({ cause, logLevel, message }) => {
+            logged.push(`${logLevel}: ${Array.isArray(message) ? message.join(" ") : String(message)} ${Cause.pretty(cause)}`)
           })
-        ).pipe(Effect.provide(Logger.layer([logger])), Effect.forkScoped)
-        const failing = yield* listener.connect()
-        yield* failing.write(bytes("fail"))
-        // Closed after the failing handler: EOF.
-        assert.strictEqual((yield* Stream.runCollect(failing.reads)).length, 0)
-        const served = yield* listener.connect()
-        yield* served.write(bytes("hello"))
-        assert.strictEqual(text(yield* Stream.runCollect(served.reads)), "served")
-        assert.isTrue(
-          logged.some((line) =>
-            line.startsWith("Warn: connection from 127.0.0.1:") && line.includes("failed") && line.includes("handler failed")
-          ),
-          logged.join("\n")
-        )
-      }))
+          const { listener, connect } = yield* listen
+          yield* PlatformSocket.fromListener(listener).run((socket) =>
+            Effect.gen(function*() {
+              const { pull } = yield* socket.reader
+              const [first] = yield* pull
+              if (decoder.decode(first as Uint8Array) === "fail") return yield* Effect.fail("handler failed")
+              const writer = yield* socket.writer
+              yield* writer.write("served")
+            })
+          ).pipe(Effect.provide(Logger.layer([logger])), Effect.forkScoped)
+          const failing = yield* connect()
+          yield* failing.write(bytes("fail"))
+          // Closed after the failing handler: EOF.
+          assert.strictEqual((yield* Stream.runCollect(failing.reads)).length, 0)
+          const served = yield* connect()
+          yield* served.write(bytes("hello"))
+          assert.strictEqual(text(yield* Stream.runCollect(served.reads)), "served")
+          assert.isTrue(
+            logged.some((line) =>
+              line.startsWith("Warn: connection from 127.0.0.1:") && line.includes("failed") && line.includes("handler failed")
+            ),
+            logged.join("\n")
+          )
+        }))
+
+    }
+
+    // As on Effect's own servers; a listener read through `accept` shares its connections between runs instead.
+    it.live("fromListener.run over 127.0.0.1: a second run serves until it ends, then the first serves again; ending a run interrupts its handlers", () =>
+        Effect.gen(function*() {
+          const listener = yield* Socket.listen(loopback4)
+          const connect = () => Socket.connect(listener.address)
+          const server = PlatformSocket.fromListener(listener)
+          // Each run answers with its name, then holds the connection until the client ends it.
+          const answering = (who: string) => (socket: EffectSocket.Socket) =>
+            Effect.gen(function*() {
+              const writer = yield* socket.writer
+              yield* writer.write(who)
+              const { pull } = yield* socket.reader
+              while (true) yield* pull
+            }).pipe(Effect.catchReason("SocketError", "SocketCloseError", () => Effect.void))
+          const answer = Effect.gen(function*() {
+            const client = yield* connect()
+            const [first] = yield* Stream.runHead(client.reads).pipe(Effect.map((o) => o._tag === "Some" ? [o.value] : []))
+            return { client, who: first === undefined ? "" : decoder.decode(first) }
+          }).pipe(Effect.timeout("5 seconds"))
+          // Started at once: each run takes over before the next connection is made.
+          yield* Effect.forkScoped(server.run(answering("first")), { startImmediately: true })
+          assert.strictEqual((yield* answer).who, "first")
+          const second = yield* Effect.forkScoped(server.run(answering("second")), { startImmediately: true })
+          const held = yield* answer
+          assert.strictEqual(held.who, "second")
+          yield* Fiber.interrupt(second)
+          // The second run's handler was interrupted: its connection closed (EOF).
+          assert.strictEqual((yield* Stream.runCollect(held.client.reads)).length, 0)
+          assert.strictEqual((yield* answer).who, "first")
+        }))
   })
 })
 

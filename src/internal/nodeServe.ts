@@ -168,6 +168,7 @@ export const acceptInCallbacks = (
   let accepting = true
   /** A new connection: served, refused, or (false) left in the listener's queue until a slot frees. */
   const take = (socket: NodeSocket): boolean => {
+    if (!accepting) return false
     if (slots.hasRoom()) {
       serve(socket)
       return true
@@ -188,6 +189,9 @@ export const acceptInCallbacks = (
     if (next === undefined) break
     take(next)
   }
+  // A second taker (`PlatformSocket.fromListener`'s `run` called again) takes over until it stops,
+  // then hands back to the one before, as Effect's own socket servers do.
+  const previous = listener.acceptor
   listener.acceptor = take
   slots.onFree = () => {
     if (!accepting || !slots.hasRoom()) return
@@ -197,7 +201,7 @@ export const acceptInCallbacks = (
   return {
     stop: () => {
       accepting = false
-      listener.acceptor = undefined
+      if (listener.acceptor === take) listener.acceptor = previous
       slots.onFree = undefined
     }
   }
