@@ -306,13 +306,18 @@ describe("PlatformSocket", () => {
         assert.isTrue(NetAddress.isUnixPathAddress(path) && path.path === "/tmp/ew.sock")
       }))
 
-    // A Node listener hands connections over in its callbacks; any other is read through `accept`.
-    const listeners: ReadonlyArray<readonly [string, Effect.Effect<{
+    type Listening = Effect.Effect<{
       readonly listener: Socket.Listener
       readonly connect: () => Effect.Effect<Socket.Socket, unknown, Scope.Scope>
-    }, unknown, Scope.Scope>]> = [
+    }, unknown, Scope.Scope>
+    const onLoopback: Listening = Effect.map(
+      Socket.listen(loopback4),
+      (listener) => ({ listener, connect: () => Socket.connect(listener.address) })
+    )
+    // A Node listener hands connections over in its callbacks; any other is read through `accept`.
+    const listeners: ReadonlyArray<readonly [string, Listening]> = [
       ["MemorySocket", Effect.map(MemorySocket.listen(), (listener) => ({ listener, connect: () => listener.connect() }))],
-      ["127.0.0.1", Effect.map(Socket.listen(loopback4), (listener) => ({ listener, connect: () => Socket.connect(listener.address) }))]
+      ["127.0.0.1", onLoopback]
     ]
 
     for (const [name, listen] of listeners) {
@@ -346,14 +351,14 @@ describe("PlatformSocket", () => {
             logged.join("\n")
           )
         }))
-
     }
 
     // As on Effect's own servers; a listener read through `accept` shares its connections between runs instead.
-    it.live("fromListener.run over 127.0.0.1: a second run serves until it ends, then the first serves again; ending a run interrupts its handlers", () =>
+    it.live(
+      "fromListener.run over 127.0.0.1: a second run serves until it ends, then the first serves again; ending a run interrupts its handlers",
+      () =>
         Effect.gen(function*() {
-          const listener = yield* Socket.listen(loopback4)
-          const connect = () => Socket.connect(listener.address)
+          const { listener, connect } = yield* onLoopback
           const server = PlatformSocket.fromListener(listener)
           // Each run answers with its name, then holds the connection until the client ends it.
           const answering = (who: string) => (socket: EffectSocket.Socket) =>
@@ -378,7 +383,8 @@ describe("PlatformSocket", () => {
           // The second run's handler was interrupted: its connection closed (EOF).
           assert.strictEqual((yield* Stream.runCollect(held.client.reads)).length, 0)
           assert.strictEqual((yield* answer).who, "first")
-        }))
+        })
+    )
   })
 })
 
