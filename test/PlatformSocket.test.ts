@@ -355,7 +355,7 @@ describe("PlatformSocket", () => {
 
     // As on Effect's own servers; a listener read through `accept` shares its connections between runs instead.
     it.live(
-      "fromListener.run over 127.0.0.1: a second run serves until it ends, then the first serves again; ending a run interrupts its handlers",
+      "fromListener.run over 127.0.0.1: a later run serves until it ends, then the latest earlier one still running serves again; ending a run interrupts its handlers",
       () =>
         Effect.gen(function*() {
           const { listener, connect } = yield* onLoopback
@@ -382,6 +382,15 @@ describe("PlatformSocket", () => {
           yield* Fiber.interrupt(second)
           // The second run's handler was interrupted: its connection closed (EOF).
           assert.strictEqual((yield* Stream.runCollect(held.client.reads)).length, 0)
+          assert.strictEqual((yield* answer).who, "first")
+          // Runs that end out of order: the one in the middle ends first, and when the last ends
+          // the first serves again (not the middle one, which takes nothing now).
+          const middle = yield* Effect.forkScoped(server.run(answering("middle")), { startImmediately: true })
+          const last = yield* Effect.forkScoped(server.run(answering("last")), { startImmediately: true })
+          assert.strictEqual((yield* answer).who, "last")
+          yield* Fiber.interrupt(middle)
+          assert.strictEqual((yield* answer).who, "last")
+          yield* Fiber.interrupt(last)
           assert.strictEqual((yield* answer).who, "first")
         })
     )

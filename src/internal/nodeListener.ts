@@ -40,6 +40,14 @@ import { type WorkerListen, WorkerListenRef } from "./workersListen.js"
 
 type Resume<A, E> = (effect: Effect.Effect<A, E>) => void
 
+/** A server taking a listener's connections in its callbacks (see `acceptInCallbacks`). */
+export interface Acceptor {
+  /** Serves or refuses a new connection; false leaves it in the queue, where `take` finds it later. */
+  readonly take: (socket: NodeSocket) => boolean
+  /** Takes what waits in the queue, as far as its limit allows (it is the last one again). */
+  readonly takeQueued: () => void
+}
+
 /**
  * The accept side: a bounded queue between Node's 'connection' events and the
  * consumer of `accept`, and the set of accepted sockets still open.
@@ -55,11 +63,11 @@ export class NodeListener implements Socket.Listener, Owner {
   waiters: Array<Resume<NonEmptyReadonlyArray<Socket.Socket>, Cause.Done>> = []
   unixInode: number | undefined = undefined
   /**
-   * Takes connections in Node's 'connection' callback, instead of `accept`
-   * (a server whose connections need no fiber). It returns false to leave
-   * the socket in the queue, where `take` finds it later.
+   * Who takes connections in Node's 'connection' callback instead of
+   * `accept` (servers whose connections need no accept stream): those still
+   * running, in the order they started; the last one takes them.
    */
-  acceptor: ((socket: NodeSocket) => boolean) | undefined = undefined
+  readonly acceptors: Array<Acceptor> = []
   /** The server told of refusals, once one asked (`reportRefusals`). */
   slots: ConnectionSlots | undefined = undefined
   /** A TLS listener's node:tls side: its handshakes in progress and failures. */
@@ -118,7 +126,8 @@ export class NodeListener implements Socket.Listener, Owner {
     }
     this.open.add(socket)
     this.meter?.accepted(socket)
-    if (this.acceptor !== undefined && this.head >= this.pending.length && this.acceptor(socket)) return
+    const acceptor = this.acceptors[this.acceptors.length - 1]
+    if (acceptor !== undefined && this.head >= this.pending.length && acceptor.take(socket)) return
     if (this.meter !== undefined) socket.queuedAt = socket.openedAt
     this.pending.push(socket)
     const waiter = this.waiters.shift()

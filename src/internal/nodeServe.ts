@@ -15,7 +15,7 @@ import { type ConnectionRuntime, Park } from "./callbackServe.js"
 import type { ConnectionSlots } from "./connectionSlots.js"
 import type { PumpConnections } from "./listenerCapability.js"
 import { heldBy, joinBudget } from "./memoryBudget.js"
-import type { NodeListener } from "./nodeListener.js"
+import type { Acceptor, NodeListener } from "./nodeListener.js"
 import { type Pumping, startPump } from "./nodePump.js"
 import type { NodeSocket } from "./nodeSocket.js"
 
@@ -179,30 +179,40 @@ export const acceptInCallbacks = (
     return true
   }
 
-  // Connections that arrived before the server wait in the listener's queue.
-  for (;;) {
-    if (slots.overflow === "queue" && !slots.hasRoom()) {
-      if (listener.waiting > 0) slots.full(listener.waiting)
-      break
+  /** What waits in the listener's queue, as far as `maxConnections` allows. */
+  const takeQueued = () => {
+    for (;;) {
+      if (slots.overflow === "queue" && !slots.hasRoom()) {
+        if (listener.waiting > 0) slots.full(listener.waiting)
+        return
+      }
+      const next = listener.take()
+      if (next === undefined) return
+      take(next)
     }
-    const next = listener.take()
-    if (next === undefined) break
-    take(next)
   }
-  // A second taker (`PlatformSocket.fromListener`'s `run` called again) takes over until it stops,
-  // then hands back to the one before, as Effect's own socket servers do.
-  const previous = listener.acceptor
-  listener.acceptor = take
+
+  // Connections that arrived before the server wait in the listener's queue.
+  takeQueued()
+  // A later taker (`PlatformSocket.fromListener`'s `run` called again) takes over until it stops;
+  // then the latest of those before it that still runs takes them again, as Effect's own socket
+  // servers do, whatever order the others stopped in.
+  const acceptor: Acceptor = { take, takeQueued }
+  const acceptors = listener.acceptors
+  acceptors.push(acceptor)
   slots.onFree = () => {
-    if (!accepting || !slots.hasRoom()) return
+    if (!accepting || !slots.hasRoom() || acceptors[acceptors.length - 1] !== acceptor) return
     const next = listener.take()
     if (next !== undefined) serve(next)
   }
   return {
     stop: () => {
       accepting = false
-      if (listener.acceptor === take) listener.acceptor = previous
       slots.onFree = undefined
+      const at = acceptors.indexOf(acceptor)
+      if (at < 0) return
+      acceptors.splice(at, 1)
+      if (at === acceptors.length) acceptors[at - 1]?.takeQueued()
     }
   }
 }
