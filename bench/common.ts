@@ -102,6 +102,12 @@ export interface CpuSample {
   readonly ns: number
   /** utime + stime of /proc/<pid>/stat in ns (10 ms steps), kept as a cross-check. */
   readonly statNs: number
+  /**
+   * The main thread's share of `ns` (its schedstat; NaN when unreadable): what
+   * runs JavaScript, without V8's background threads (its optimizing
+   * compilers, the collector's helpers).
+   */
+  readonly mainNs: number
 }
 
 /**
@@ -117,10 +123,13 @@ export const readCpu = (pid: number): CpuSample => {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
   const statNs = (Number(fields[11]) + Number(fields[12])) * (1e9 / CLK_TCK)
   let ns = 0
+  let mainNs = Number.NaN
   try {
     for (const tid of Fs.readdirSync(`/proc/${pid}/task`)) {
       try {
-        ns += Number(Fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0])
+        const threadNs = Number(Fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0])
+        ns += threadNs
+        if (tid === String(pid)) mainNs = threadNs
       } catch {
         // The thread ended between readdir and read.
       }
@@ -128,7 +137,7 @@ export const readCpu = (pid: number): CpuSample => {
   } catch {
     ns = Number.NaN
   }
-  return { ns: Number.isFinite(ns) && ns > 0 ? ns : statNs, statNs }
+  return { ns: Number.isFinite(ns) && ns > 0 ? ns : statNs, statNs, mainNs }
 }
 
 /**

@@ -367,6 +367,11 @@ export const TARGETS: ReadonlyArray<TargetSpec> = [
   ...streamTargets("wire"),
   ...streamTargets("wire-stream"),
   ...(["wire", "wire-framed", "wire-stream", "wire-protocol", "wire-protocol-json"] as const).flatMap(idleTargets),
+  // The same CPU without V8's background threads, which in the first connections of a process are
+  // mostly its optimizing compilers at work on the connection's code (docs/performance.md).
+  ...(["wire-stream", "wire-protocol", "wire-protocol-json"] as const).map((server) =>
+    ratioTarget(12, "open + close CPU on the main thread vs raw node (V8's background threads left out)", "connections", "openCloseMainUs", server, "node-raw", "info", 0)
+  ),
   ratioTarget(12, "start to listening ≤ 2× raw node", "startup", "startupMs", "wire", "node-raw", "<=", 2),
   { issue: 12, text: "idle RSS ≤ 70 MB", workload: "startup", metric: "idleRssMB", server: "wire", op: "<=", threshold: 70 },
   {
@@ -527,6 +532,7 @@ export const tables = (describe: Record<Workload, string>): ReadonlyArray<Table>
       { metric: "openUs", label: "open µs CPU", ratios: true },
       { metric: "closeUs", label: "close µs CPU", ratios: true },
       { metric: "openCloseUs", label: "open + close µs", ratios: true },
+      { metric: "openCloseMainUs", label: "of it on the main thread µs", ratios: true },
       { metric: "churnUs", label: "open + close µs, steady state", ratios: true }
     ]
   },

@@ -389,7 +389,7 @@ const HEADLINE: Record<LoadWorkload, ReadonlyArray<[string, string]>> = {
   "pipeline-json": [["framesPerSec", "frames/s"], ["cpuUsPerFrame", "CPU µs/frame"]],
   "pingpong-rpc": [["roundTripsPerSec", "calls/s"], ["cpuUsPerRoundTrip", "CPU µs/call"]],
   "pipeline-rpc": [["framesPerSec", "calls/s"], ["cpuUsPerFrame", "CPU µs/call"]],
-  connections: [["idleKiBPerConnection", "KiB/conn"], ["openUs", "µs open"], ["closeUs", "µs close"], ["churnUs", "µs open + close, steady"]],
+  connections: [["idleKiBPerConnection", "KiB/conn"], ["openUs", "µs open"], ["closeUs", "µs close"], ["openCloseMainUs", "µs open + close, main thread"], ["churnUs", "µs open + close, steady"]],
   ordering: [["frames", "frames in order"], ["mib", "MiB"]],
   flood: [["requests", "requests"], ["serverRssGrowthMB", "MB server RSS growth"]],
   drain: [["replies", "replies"], ["repliesAfterSignal", "after SIGTERM"]]

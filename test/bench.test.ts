@@ -14,7 +14,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
-import { cpuDeltaNs, rpcReply } from "../bench/common.js"
+import { cpuDeltaNs, readCpu, rpcReply } from "../bench/common.js"
 import { runsOn, type ServerId, type Workload } from "../bench/report.js"
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url))
@@ -132,7 +132,7 @@ beforeAll(() => {
 describe("the bench's CPU readings", () => {
   const ms = 1e6
   it("takes schedstat's exact figure unless stat shows it lost time (a thread that ended)", () => {
-    const at = (ns: number, statNs: number) => ({ ns, statNs })
+    const at = (ns: number, statNs: number) => ({ ns, statNs, mainNs: Number.NaN })
     // A short window: stat's 10 ms ticks missed a process that ran 30 ms.
     assert.deepStrictEqual(cpuDeltaNs(at(100 * ms, 100 * ms), at(130 * ms, 100 * ms)), { ns: 30 * ms, source: "schedstat" })
     // Agreeing within the ticks' rounding: schedstat's.
@@ -141,6 +141,18 @@ describe("the bench's CPU readings", () => {
     assert.deepStrictEqual(cpuDeltaNs(at(0, 0), at(40 * ms, 100 * ms)), { ns: 100 * ms, source: "stat" })
     // A thread's time gone so that schedstat went backwards: stat's.
     assert.deepStrictEqual(cpuDeltaNs(at(50 * ms, 0), at(40 * ms, 20 * ms)), { ns: 20 * ms, source: "stat" })
+  })
+
+  it.skipIf(process.platform !== "linux")("reads the main thread's share apart: part of the whole, and growing with its work", () => {
+    const before = readCpu(process.pid)
+    // Work on this (the main) thread only.
+    const until = performance.now() + 30
+    let spins = 0
+    while (performance.now() < until) spins++
+    const after = readCpu(process.pid)
+    assert.isAbove(spins, 0)
+    assert.isAtLeast(after.mainNs - before.mainNs, 20 * ms)
+    assert.isAtMost(after.mainNs, after.ns)
   })
 })
 
@@ -191,6 +203,8 @@ describe("npm run bench", () => {
       assert.isTrue(Number.isFinite(connections.metrics["heapKiBPerConnection"]), `the GC hook answered on ${id}`)
       // The steady-state pass ran its connections and read the server's CPU for them.
       assert.isAbove(connections.metrics["churnUs"]!, 0, `open + close in the steady state on ${id}`)
+      // And the main thread's share of open + close, apart.
+      assert.isAbove(connections.metrics["openCloseMainUs"]!, 0, `open + close on the main thread on ${id}`)
     }
     // Every target got a number to judge (PASS or FAIL). A comparison with no target is INFO, or
     // n/a when its reference measured 0 (a quick flood too short to hold the writer back, say).
