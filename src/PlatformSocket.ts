@@ -328,8 +328,9 @@ const toSocketAddress = (address: Address.Address): NetAddress.SocketAddress => 
  *   handler is logged (a warning naming the peer) without stopping the
  *   others. It runs until interrupted, also after the listener stopped
  *   accepting; interrupting it interrupts the handlers. On a Node listener
- *   a second `run` takes the new connections until it ends, then the first
- *   takes them again, as on Effect's own servers.
+ *   the latest `run` takes the new connections until it ends, then the
+ *   latest earlier one still running takes them again, as on Effect's own
+ *   servers.
  *
  * ```ts
  * const listener = yield* Socket.listen(Address.tcp("127.0.0.1", 0))
