@@ -36,9 +36,9 @@ export interface ServerCapability {
    * Take every connection, from now on and those already waiting, in the
    * listener's callbacks and hand it to `serve` (which starts its fiber),
    * under `slots`' admission: no accept stream, no fiber step per
-   * connection. `stop` takes no more. A second taker (a second
+   * connection. `stop` takes no more. A later taker (another
    * `PlatformSocket.fromListener` `run`) takes over until it stops, and
-   * then the one before it takes again.
+   * then the latest earlier one still taking takes again.
    */
   readonly acceptInCallbacks: (
     serve: (socket: Socket.Socket) => void,
