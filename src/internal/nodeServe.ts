@@ -168,7 +168,6 @@ export const acceptInCallbacks = (
   let accepting = true
   /** A new connection: served, refused, or (false) left in the listener's queue until a slot frees. */
   const take = (socket: NodeSocket): boolean => {
-    if (!accepting) return false
     if (slots.hasRoom()) {
       serve(socket)
       return true
@@ -179,9 +178,12 @@ export const acceptInCallbacks = (
     return true
   }
 
-  /** What waits in the listener's queue, as far as `maxConnections` allows. */
+  /**
+   * What waits in the listener's queue, as far as `maxConnections` allows; a
+   * connection served here may stop this taker, which then leaves the rest.
+   */
   const takeQueued = () => {
-    for (;;) {
+    while (accepting) {
       if (slots.overflow === "queue" && !slots.hasRoom()) {
         if (listener.waiting > 0) slots.full(listener.waiting)
         return
