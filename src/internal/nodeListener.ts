@@ -25,6 +25,7 @@ import { ConnectionTracer, tracerOf } from "./tracing.js"
 import type * as ProxyProtocol from "../ProxyProtocol.js"
 import { attachHeader, clientOf, type ProxyConfig, proxyConfig, ProxyReader } from "./proxyAccept.js"
 import { NodeSocket, type Owner, type Raw } from "./nodeSocket.js"
+import { SwapSet } from "./swapSet.js"
 import { acceptOptions, type ListenConfig, listenConfig, withOptions } from "./nodeSocketOptions.js"
 import { createServer, isTlsServer, type ServerConfig, serverConfig, type TlsServer } from "./nodeTls.js"
 import {
@@ -54,7 +55,7 @@ export interface Acceptor {
  */
 export class NodeListener implements Socket.Listener, Owner {
   address: Address.Address
-  readonly open = new Set<NodeSocket>()
+  readonly open = new SwapSet<NodeSocket>()
   /** Accepted sockets not yet pulled; `head` avoids O(n) shifts. */
   pending: Array<NodeSocket> = []
   head = 0

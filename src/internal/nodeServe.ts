@@ -18,9 +18,11 @@ import { heldBy, joinBudget } from "./memoryBudget.js"
 import type { Acceptor, NodeListener } from "./nodeListener.js"
 import { type Pumping, startPump } from "./nodePump.js"
 import type { NodeSocket } from "./nodeSocket.js"
+import { type Indexed, SwapSet } from "./swapSet.js"
 
 /** One connection served by a pump. */
-interface PumpConnection {
+interface PumpConnection extends Indexed {
+  readonly socket: NodeSocket
   pump: Pumping<unknown> | undefined
   /** Its pump reported how it ended. */
   ended: boolean
@@ -50,14 +52,15 @@ export const servePumps = (
   slots: ConnectionSlots,
   newRuntime?: (() => ConnectionRuntime) | undefined
 ): PumpConnections => {
-  const open = new Map<NodeSocket, PumpConnection>()
+  // Not a Map: see internal/swapSet.ts.
+  const open = new SwapSet<PumpConnection>()
   // The drain asked every connection to end: a park that finishes half-closes instead of pumping on.
   let ending = false
 
-  const gone = (socket: NodeSocket, state: PumpConnection) => {
+  const gone = (state: PumpConnection) => {
     if (state.gone) return
     state.gone = true
-    open.delete(socket)
+    open.delete(state)
     slots.gone()
   }
 
@@ -98,8 +101,8 @@ export const servePumps = (
   const serve = (socket: NodeSocket) => {
     slots.admit()
     const runtime = newRuntime?.()
-    const state: PumpConnection = { pump: undefined, ended: false, cut: false, gone: false, runtime }
-    open.set(socket, state)
+    const state: PumpConnection = { socket, pump: undefined, ended: false, cut: false, gone: false, runtime, setIndex: -1 }
+    open.add(state)
     let handler: Socket.PumpHandler<unknown>
     const ended = (exit: Exit.Exit<void, unknown>) => {
       if (state.ended) return
@@ -113,7 +116,7 @@ export const servePumps = (
         if (failure !== undefined) slots.fork(slots.logEnding(socket, failure))
       }
       runtime?.release(exit)
-      socket.closeWith(() => gone(socket, state))
+      socket.closeWith(() => gone(state))
     }
     try {
       handler = make(socket, runtime)
@@ -131,13 +134,14 @@ export const servePumps = (
     // Connections end the way the built-in byte servers do on drain: half-close.
     endAll: () => {
       ending = true
-      for (const state of Array.from(open.values())) state.pump?.onAbort()
+      for (const state of open) state.pump?.onAbort()
     },
     // Each is closed (flushing within its closeTimeout), as an interrupted fiber's socket is.
     cut: Effect.callback<void>((resume) => {
       if (open.size === 0) return resume(Effect.void)
       let remaining = open.size
-      for (const [socket, state] of Array.from(open)) {
+      for (const state of open) {
+        const socket = state.socket
         if (!state.ended && !state.cut) {
           state.cut = true
           slots.cut(socket)
@@ -145,7 +149,7 @@ export const servePumps = (
         state.pump?.detach()
         state.runtime?.release(Exit.interrupt())
         socket.closeWith(() => {
-          gone(socket, state)
+          gone(state)
           if (--remaining === 0) resume(Effect.void)
         })
       }

@@ -29,6 +29,7 @@ import { BudgetKey, formatBytes, type Member, type MemoryBudget } from "./memory
 import type { SocketConfig } from "./nodeSocketOptions.js"
 import { pumpEffect } from "./nodePump.js"
 import { CloseInCallbacks, CutReadWait, ONE_READER, PumpInCallbacks, TypeId } from "./socketContract.js"
+import { sinkFromTransform, streamFromPull } from "./youngTransforms.js"
 
 const END_VOID: Sink.End<void> = [undefined]
 
@@ -38,23 +39,30 @@ const kOwner = Symbol.for("effect-wire/internal/NodeSocket")
 /** @internal */
 export type Raw = Net.Socket & { [kOwner]?: NodeSocket | undefined }
 
+const TrustedTcpAddress = (() => {
+  function TcpAddress(this: { _tag: "TcpAddress"; host: string; port: number }, host: string, port: number) {
+    this._tag = "TcpAddress"
+    this.host = host
+    this.port = port
+  }
+  TcpAddress.prototype = Address.TcpAddress.prototype
+  return TcpAddress as unknown as new(host: string, port: number) => object
+})()
+
 /**
  * A `TcpAddress` of a host and port that Node reported (well-formed, so not
  * validated), made without Schema's constructor: the same own fields in the
  * same order on the same prototype, so `Equal`, `Hash`, `Schema.is` and
  * encoding see an ordinary instance. One is made for every connection's
  * peer; `new TcpAddress(..., { disableChecks: true })` costs ~2 µs and ~450
- * bytes of garbage, this ~0.1 µs and one object.
+ * bytes of garbage, this ~0.1 µs and one object. Made by a constructor, not
+ * `Object.create` and stores, whose property array V8 puts in the old
+ * generation (internal/youngTransforms.ts).
  *
  * @internal
  */
-export const trustedTcpAddress = (host: string, port: number): Address.TcpAddress => {
-  const address = Object.create(Address.TcpAddress.prototype) as { _tag: "TcpAddress"; host: string; port: number }
-  address._tag = "TcpAddress"
-  address.host = host
-  address.port = port
-  return address as Address.TcpAddress
-}
+export const trustedTcpAddress = (host: string, port: number): Address.TcpAddress =>
+  new TrustedTcpAddress(host, port) as unknown as Address.TcpAddress
 
 const tcpAddress = (host: string | undefined, port: number | undefined, fallback: Address.Address): Address.Address =>
   host === undefined || host.length === 0 || port === undefined ? fallback : trustedTcpAddress(host, port)
@@ -176,6 +184,8 @@ export class NodeSocket implements Socket.Socket, Member {
   charged = 0
   /** `performance.now()` when accepted (a listener's metrics), and when it began to wait in the accept queue. */
   openedAt = 0
+  /** Its place in its listener's set of open sockets (internal/swapSet.ts). */
+  setIndex = -1
   queuedAt = 0
 
   constructor(
@@ -306,7 +316,7 @@ export class NodeSocket implements Socket.Socket, Member {
 
   get reads(): Stream.Stream<Uint8Array, NetError.ReadError> {
     // The pull is the socket's own state: a stream run again continues where the last run stopped.
-    return this.readStream ??= Stream.fromPull(Effect.succeed(Effect.suspend(() => this.poll())))
+    return this.readStream ??= streamFromPull(Effect.succeed(Effect.suspend(() => this.poll())))
   }
 
   takeQueued(): NonEmptyReadonlyArray<Uint8Array> | undefined {
@@ -529,7 +539,7 @@ export class NodeSocket implements Socket.Socket, Member {
   get writes(): Sink.Sink<void, Uint8Array, never, NetError.WriteError> {
     // An upstream failure never reaches a sink in Effect 4 (the stream restores
     // it after the sink): only a normal end half-closes.
-    return this.writeSink ??= Sink.fromTransform((upstream) => {
+    return this.writeSink ??= sinkFromTransform((upstream) => {
       // One loop step per batch: `step` writes it at once, and what must come
       // first (a wait for 'drain', a failed write) runs before the next pull.
       let first: Effect.Effect<void, NetError.WriteError> | undefined
