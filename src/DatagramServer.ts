@@ -23,7 +23,6 @@ import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as References from "effect/References"
@@ -34,6 +33,7 @@ import * as Semaphore from "effect/Semaphore"
 import * as Stream from "effect/Stream"
 import * as Address from "./Address.js"
 import * as Datagram from "./Datagram.js"
+import * as FiberGroup from "./internal/fiberGroup.js"
 import { LimitWarning, RATE_NOTE } from "./internal/limitWarning.js"
 import * as Check from "./internal/options.js"
 import { queueOf, type ReceiveQueue } from "./internal/receiveQueue.js"
@@ -240,13 +240,12 @@ export const make = <E, R>(
     // queue drops and counts. (Stream.mapEffect with concurrency costs
     // several times more per datagram.)
     const permits = yield* Semaphore.make(concurrency)
-    const handlers = yield* FiberSet.make<void, never>()
-    const runHandler = yield* FiberSet.runtime(handlers)<R>()
+    const handlers = yield* FiberGroup.make<R>()
     const dispatch = (datagram: Datagram.Datagram) =>
       Effect.andThen(
         permits.take(1),
         Effect.sync(() => {
-          runHandler(Effect.ensuring(handle(datagram), permits.release(1)))
+          handlers.run(Effect.ensuring(handle(datagram), permits.release(1)))
         })
       )
     const serve = Stream.runForEach(socket.reads, dispatch).pipe(

@@ -32,7 +32,6 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as FiberSet from "effect/FiberSet"
 import { constVoid } from "effect/Function"
 import * as Latch from "effect/Latch"
 import * as Layer from "effect/Layer"
@@ -47,6 +46,7 @@ import * as Os from "node:os"
 import * as Address from "./Address.js"
 import { encodeUtf8 } from "./internal/bytes.js"
 import { ConnectionSlots } from "./internal/connectionSlots.js"
+import * as FiberGroup from "./internal/fiberGroup.js"
 import { serverCapabilityOf } from "./internal/listenerCapability.js"
 import { CutReadWait, cutsReadWaits } from "./internal/socketContract.js"
 import type { ConnectError, ListenError, ReadError, WriteError } from "./NetError.js"
@@ -362,17 +362,16 @@ export const fromListener = (listener: Socket.Listener): SocketServer.SocketServ
           Effect.ensuring(socket.close)
         )
       // Interrupted, with every connection's fiber, when `run` ends.
-      const connections = yield* FiberSet.make<void, never>()
+      const connections = yield* FiberGroup.make<R>()
       const capability = serverCapabilityOf(listener)
       if (capability !== undefined) {
         // A Node listener hands each connection over in its own callback: a
         // fiber per connection, and no accept stream step, as on `Server`.
-        const fork = yield* FiberSet.runtime(connections)<R>()
         const slots = new ConnectionSlots(Infinity, "queue", "", constVoid, yield* Clock.clockWith(Effect.succeed))
-        const taking = capability.acceptInCallbacks((socket) => void fork(serve(socket)), slots)
+        const taking = capability.acceptInCallbacks((socket) => void connections.run(serve(socket)), slots)
         yield* Effect.addFinalizer(() => Effect.sync(taking.stop))
       } else {
-        yield* Stream.runForEach(listener.accept, (socket) => FiberSet.run(connections, serve(socket)))
+        yield* Stream.runForEach(listener.accept, (socket) => Effect.sync(() => void connections.run(serve(socket))))
       }
       // The listener stopped accepting: serve what is open until interrupted, like Effect's servers.
       return yield* Effect.never

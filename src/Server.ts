@@ -36,7 +36,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as LogLevel from "effect/LogLevel"
 import type * as Scope from "effect/Scope"
@@ -45,6 +44,7 @@ import { setMaxListeners } from "node:events"
 import * as Address from "./Address.js"
 import { callbackServeOf, ConnectionRuntime } from "./internal/callbackServe.js"
 import { ConnectionSlots, SUMMARY_INTERVAL_MS } from "./internal/connectionSlots.js"
+import * as FiberGroup from "./internal/fiberGroup.js"
 import { serverCapabilityOf } from "./internal/listenerCapability.js"
 import { joinBudget, MemoryBudget } from "./internal/memoryBudget.js"
 import { metersOf } from "./internal/metrics.js"
@@ -524,11 +524,11 @@ const run = <E, R>(
     const drainSignal = yield* Deferred.make<void>()
     const shutdownReport = yield* Deferred.make<ShutdownReport>()
     // One fiber per connection, supervised here: a connection's failure ends only that fiber.
-    const connections = yield* FiberSet.make<void, never>()
-    const runConnection = yield* FiberSet.runtime(connections)<Exclude<R, Scope.Scope>>()
+    const connections = yield* FiberGroup.make<Exclude<R, Scope.Scope>>()
+    const runConnection = (effect: Effect.Effect<void, never, Exclude<R, Scope.Scope>>) => connections.run(effect)
     // What a handler served in Node's callbacks runs its Effects with (see internal/callbackServe.ts).
     const services = yield* Effect.context<Exclude<R, Scope.Scope>>()
-    const supervise = (fiber: Fiber.Fiber<unknown, unknown>) => FiberSet.addUnsafe(connections, fiber as never)
+    const supervise = (fiber: Fiber.Fiber<unknown, unknown>) => connections.add(fiber)
 
     // The same two effects and the same signal serve every connection.
     const draining = Deferred.await(drainSignal)
@@ -643,9 +643,8 @@ const run = <E, R>(
         // Finalizers run uninterruptibly; the wait must be interruptible for the timeout to cut it.
         const drained = yield* Effect.interruptible(slots.awaitEmpty).pipe(Effect.timeoutOption(shutdownTimeout))
         const cut = drained._tag === "Some" ? 0 : slots.open
-        // All at once: FiberSet.clear interrupts one fiber after another, and each
-        // cut connection's close may wait up to its closeTimeout for a flush.
-        yield* Effect.zip(Fiber.interruptAll(Array.from(connections)), pumps?.cut ?? Effect.void, { concurrent: true })
+        // All at once: each cut connection's close may wait up to its closeTimeout for a flush.
+        yield* Effect.zip(connections.close, pumps?.cut ?? Effect.void, { concurrent: true })
         const report: ShutdownReport = { finished: open - cut, cut }
         budget?.stop()
         yield* Fiber.interrupt(summaries)

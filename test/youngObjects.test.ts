@@ -2,21 +2,27 @@
  * What every connection makes, made so that it dies young (see
  * docs/performance.md): `SwapSet` against a `Set` on random sequences;
  * channels, streams and sinks made by `internal/youngTransforms` against
- * Effect's own (same prototype and own keys, same results and failures); the
- * peer's `TcpAddress` against one made by Schema.
+ * Effect's own (same prototype and own keys, same results and failures);
+ * `FiberGroup` as a server uses it (fibers leave when done, all are interrupted
+ * when its scope closes, and any added later at once); the peer's
+ * `TcpAddress` against one made by Schema.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Channel from "effect/Channel"
 import * as Effect from "effect/Effect"
 import * as Equal from "effect/Equal"
+import * as Deferred from "effect/Deferred"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Hash from "effect/Hash"
+import * as Scope from "effect/Scope"
 import * as Schema from "effect/Schema"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as FastCheck from "fast-check"
 import * as Address from "../src/Address.js"
+import * as FiberGroup from "../src/internal/fiberGroup.js"
 import { trustedTcpAddress } from "../src/internal/nodeSocket.js"
 import { SwapSet } from "../src/internal/swapSet.js"
 import {
@@ -140,6 +146,37 @@ describe("youngTransforms", () => {
       const theirs = yield* Stream.run(Stream.make(1, 2, 3), Sink.fromTransform(collect<number>()))
       assert.deepStrictEqual(ours, [1, 2, 3])
       assert.deepStrictEqual(ours, theirs)
+    }))
+})
+
+describe("FiberGroup", () => {
+  it.effect("runs with its services, lets finished fibers go, interrupts the rest when its scope closes", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const group = yield* Scope.provide(FiberGroup.make<never>(), scope)
+      const done = group.run(Effect.succeed(1))
+      assert.deepStrictEqual(yield* Fiber.await(done), Exit.succeed(1))
+      const gate = yield* Deferred.make<void>()
+      const waiting = Array.from({ length: 5 }, () => group.run(Deferred.await(gate)))
+      const finishing = group.run(Deferred.await(gate).pipe(Effect.andThen(Effect.succeed("late"))))
+      assert.strictEqual(group.size, 6)
+      // One started elsewhere joins; once done it leaves.
+      const outside = Effect.runFork(Effect.never)
+      group.add(outside)
+      assert.strictEqual(group.size, 7)
+      yield* Fiber.interrupt(outside)
+      assert.strictEqual(group.size, 6)
+      yield* Scope.close(scope, Exit.void)
+      for (const fiber of [...waiting, finishing] as Array<Fiber.Fiber<unknown>>) {
+        const exit = yield* Fiber.await(fiber)
+        assert.isTrue(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause))
+      }
+      assert.strictEqual(group.size, 0)
+      // Closed: a fiber added now is interrupted at once.
+      const late = Effect.runFork(Effect.never)
+      group.add(late)
+      const exit = yield* Fiber.await(late)
+      assert.isTrue(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause))
     }))
 })
 
