@@ -289,12 +289,13 @@ describe("PROXY protocol on a server", () => {
     Effect.gen(function*() {
       const scope = yield* Scope.make()
       const listener = yield* Scope.provide(scope)(Socket.listen(loopback, { proxyProtocol: trusted }))
-      const reading = (listener as unknown as { proxy: { reading: Set<unknown> } }).proxy.reading
+      const reading = (listener as unknown as { proxy: { reading: Iterable<{ raw: unknown }> & { size: number } } }).proxy
+        .reading
       const client = yield* Effect.forkChild(rawClient(listener.address, ["PROXY TCP4 "], { end: false }), { startImmediately: true })
       for (let i = 0; i < 500 && reading.size === 0; i++) yield* Effect.sleep("2 millis")
       assert.strictEqual(reading.size, 1)
       // The server's side of it: once its 'close' has run, the reader has seen it too (its listener came first).
-      const raw = Array.from(reading)[0] as NodeJS.EventEmitter
+      const raw = Array.from(reading)[0]!.raw as NodeJS.EventEmitter
       const closed = Effect.callback<void>((resume) => void raw.once("close", () => resume(Effect.void)))
       const serverSide = yield* Effect.forkChild(closed, { startImmediately: true })
       yield* Scope.close(scope, Exit.void)

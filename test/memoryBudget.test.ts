@@ -36,6 +36,7 @@ const fakeMember = (name: string) => {
     input: 0,
     output: 0,
     charged: 0,
+    budgetIndex: -1,
     reading: true,
     cut: undefined as NetError.MemoryBudgetExceeded | undefined,
     remoteAddress: Address.tcp("127.0.0.1", 1000 + name.charCodeAt(0)),

@@ -68,6 +68,23 @@ describe("SwapSet", () => {
     )
   })
 
+  it("an object in two sets keeps one index field for each", () => {
+    const both = Array.from({ length: 4 }, (_, id) => Object.assign(new Item(id), { budgetIndex: -1 }))
+    const open = new SwapSet<typeof both[number]>()
+    const budget = new SwapSet<typeof both[number], "budgetIndex">("budgetIndex")
+    for (const item of both) open.add(item)
+    budget.add(both[1]!)
+    budget.add(both[3]!)
+    open.delete(both[1]!)
+    assert.isFalse(open.has(both[1]!))
+    assert.isTrue(budget.has(both[1]!))
+    assert.deepStrictEqual([...budget].map((i) => i.id), [1, 3])
+    assert.deepStrictEqual([...open].map((i) => i.id).sort(), [0, 2, 3])
+    budget.delete(both[1]!)
+    assert.deepStrictEqual([...budget].map((i) => i.id), [3])
+    assert.strictEqual(both[3]!.budgetIndex, 0)
+  })
+
   it("iterates a snapshot: deleting while iterating skips nothing", () => {
     const items = Array.from({ length: 10 }, (_, id) => new Item(id))
     const swap = new SwapSet<Item>()

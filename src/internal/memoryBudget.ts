@@ -11,6 +11,7 @@
  */
 import type * as Address from "../Address.js"
 import * as NetError from "../NetError.js"
+import { SwapSet } from "./swapSet.js"
 
 /** The key under which a socket can join a budget (node:net's sockets). */
 export const BudgetKey: unique symbol = Symbol.for("effect-wire/internal/MemoryBudget")
@@ -22,6 +23,8 @@ export const HeldKey: unique symbol = Symbol.for("effect-wire/internal/MemoryBud
 export interface Member {
   /** Bytes charged to the budget at the last update. */
   charged: number
+  /** Its place in the budget's members (internal/swapSet.ts); -1 when in none. */
+  budgetIndex: number
   /** Input held: the read queue, and what a pump's handler holds. */
   heldInput(): number
   /** Output Node holds that the peer has not taken yet. */
@@ -65,7 +68,8 @@ export class MemoryBudget {
   paused = false
   /** Connections cut for the budget, in all. */
   cuts = 0
-  readonly members = new Set<Member>()
+  /** Not a `Set`: see internal/swapSet.ts. */
+  readonly members = new SwapSet<Member, "budgetIndex">("budgetIndex")
   private timer: ReturnType<typeof setTimeout> | undefined = undefined
 
   constructor(readonly limit: number, private readonly events: BudgetEvents) {}

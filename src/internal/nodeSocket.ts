@@ -182,6 +182,7 @@ export class NodeSocket implements Socket.Socket, Member {
   /** The server's memory budget, when it has one and this socket counts in it. */
   budget: MemoryBudget | undefined = undefined
   charged = 0
+  budgetIndex = -1
   /** `performance.now()` when accepted (a listener's metrics), and when it began to wait in the accept queue. */
   openedAt = 0
   /** Its place in its listener's set of open sockets (internal/swapSet.ts). */

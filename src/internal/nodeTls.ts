@@ -24,6 +24,7 @@ import * as Tls from "../Tls.js"
 import type { ConnectionSlots } from "./connectionSlots.js"
 import { NodeSocket, type Raw, trustedTcpAddress } from "./nodeSocket.js"
 import * as Options from "./options.js"
+import { type Indexed, SwapSet } from "./swapSet.js"
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
 
@@ -658,6 +659,13 @@ export interface TlsServer {
 /** Failures that are the internet's noise rather than a client of ours that cannot connect: logged at debug. */
 const NOISE = new Set(["NotTls", "HandshakeTimeout", "ConnectionReset", "Unknown"])
 
+/** A TLS listener's TCP connection, from accept to close: when it was accepted (its handshake's start). */
+interface Handshaking extends Indexed {
+  readonly socket: Net.Socket
+  readonly start: number
+}
+const kHandshaking: unique symbol = Symbol("effect-wire/internal/nodeTls/handshaking")
+
 /** The TCP socket under a listener's TLS socket. */
 const parentOf = (socket: NodeTls.TLSSocket): Net.Socket =>
   (socket as unknown as { readonly _parent?: Net.Socket })._parent ?? socket
@@ -738,12 +746,13 @@ export const createServer = (
     }
   }
   config.credentials.subscribers.add(reload)
-  // The TCP sockets whose handshake is in progress, with when they were accepted.
-  const handshaking = new Map<Net.Socket, number>()
+  // The TCP sockets whose handshake is in progress, with when they were accepted
+  // (not a Map: see internal/swapSet.ts; each socket holds its own entry).
+  const handshaking = new SwapSet<Handshaking>()
   const failures = new Map<string, number>()
   const durationOf = (socket: NodeTls.TLSSocket): number => {
-    const start = handshaking.get(parentOf(socket))
-    return start === undefined ? 0 : performance.now() - start
+    const entry = (parentOf(socket) as Net.Socket & { [kHandshaking]?: Handshaking })[kHandshaking]
+    return entry === undefined ? 0 : performance.now() - entry.start
   }
   // Per connection, a success costs no more than the metrics' histogram.
   const succeeded = (socket: NodeTls.TLSSocket) => reporter.handshake?.(durationOf(socket), undefined)
@@ -771,11 +780,14 @@ export const createServer = (
       : Address.unknownPeer
   }
 
-  function forget(this: Net.Socket): void {
-    handshaking.delete(this)
+  function forget(this: Net.Socket & { [kHandshaking]?: Handshaking }): void {
+    const entry = this[kHandshaking]
+    if (entry !== undefined) handshaking.delete(entry)
   }
-  server.on("connection", (socket: Net.Socket) => {
-    handshaking.set(socket, performance.now())
+  server.on("connection", (socket: Net.Socket & { [kHandshaking]?: Handshaking }) => {
+    const entry: Handshaking = { socket, start: performance.now(), setIndex: -1 }
+    socket[kHandshaking] = entry
+    handshaking.add(entry)
     // Read (and cached by Node) now: a client that closes before its handshake ended is reported
     // once its socket is closed, which no longer knows its peer. The TLS socket of a handshake that
     // succeeds gets the same answer (see 'secureConnection'), so this costs no getpeername call.
@@ -816,7 +828,7 @@ export const createServer = (
     failures,
     close: () => {
       config.credentials.subscribers.delete(reload)
-      for (const socket of handshaking.keys()) socket.destroy()
+      for (const { socket } of handshaking) socket.destroy()
       handshaking.clear()
     }
   }

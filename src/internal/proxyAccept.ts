@@ -21,6 +21,7 @@ import type { ConnectionSlots } from "./connectionSlots.js"
 import { LimitWarning, RATE_NOTE } from "./limitWarning.js"
 import { trustedTcpAddress } from "./nodeSocket.js"
 import * as Check from "./options.js"
+import { type Indexed, SwapSet } from "./swapSet.js"
 
 const DEFAULT_HEADER_TIMEOUT = Duration.seconds(5)
 
@@ -115,10 +116,15 @@ const peerOf = (raw: Net.Socket): Address.TcpAddress | undefined =>
 const isSilent = (error: ProxyProtocol.HeaderError) =>
   error._tag === "ProxyHeaderTruncated" && error.detail === "it sent nothing"
 
+/** A connection whose header is being read. */
+interface Reading extends Indexed {
+  readonly raw: Net.Socket
+}
+
 /** Reads the header of each new connection of one listener. */
 export class ProxyReader {
-  /** Connections whose header is being read. */
-  readonly reading = new Set<Net.Socket>()
+  /** Connections whose header is being read (not a `Set`: see internal/swapSet.ts). */
+  readonly reading = new SwapSet<Reading>()
   /** Refused connections by tag. */
   readonly failures = new Map<string, number>()
   private sinceWarning = new Map<string, number>()
@@ -160,10 +166,11 @@ export class ProxyReader {
       maxHeaderSize: this.config.maxHeaderSize,
       address: peer
     })
-    this.reading.add(raw)
+    const reading: Reading = { raw, setIndex: -1 }
+    this.reading.add(reading)
     const cleanup = () => {
       clearTimeout(timer)
-      this.reading.delete(raw)
+      this.reading.delete(reading)
       raw.off("data", onData)
       raw.off("end", onEnd)
       raw.off("error", onEnd)
@@ -252,7 +259,7 @@ export class ProxyReader {
   /** The listener's end: every connection still sending its header is closed. */
   close(): void {
     this.closed = true
-    for (const raw of this.reading) raw.destroy()
+    for (const { raw } of this.reading) raw.destroy()
     this.reading.clear()
   }
 }

@@ -22,35 +22,48 @@ export interface Indexed {
   setIndex: number
 }
 
-/** See the module comment. An object is in one such set at most. */
-export class SwapSet<A extends Indexed> implements Iterable<A> {
+/**
+ * See the module comment. An object is in one set per index field at most:
+ * `setIndex` unless the set is made with another (an object in two kinds of
+ * set keeps one field for each).
+ */
+export class SwapSet<A extends { [P in K]: number }, K extends PropertyKey = "setIndex"> implements Iterable<A> {
   private readonly items: Array<A> = []
+
+  constructor(private readonly key: K = "setIndex" as K) {}
 
   get size(): number {
     return this.items.length
   }
 
   add(item: A): void {
-    if (item.setIndex >= 0) return
-    item.setIndex = this.items.length
+    if (item[this.key] >= 0) return
+    ;(item as Record<K, number>)[this.key] = this.items.length
     this.items.push(item)
   }
 
   /** Removes `item` (the last one takes its place); false if it was not in the set. */
   delete(item: A): boolean {
-    const i = item.setIndex
+    const key = this.key
+    const i = item[key]
     if (i < 0 || this.items[i] !== item) return false
     const last = this.items.pop()!
     if (last !== item) {
       this.items[i] = last
-      last.setIndex = i
+      ;(last as Record<K, number>)[key] = i
     }
-    item.setIndex = -1
+    ;(item as Record<K, number>)[key] = -1
     return true
   }
 
+  /** Whether `item` is in this set. */
+  has(item: A): boolean {
+    const i = item[this.key]
+    return i >= 0 && this.items[i] === item
+  }
+
   clear(): void {
-    for (const item of this.items) item.setIndex = -1
+    for (const item of this.items) (item as Record<K, number>)[this.key] = -1
     this.items.length = 0
   }
 
