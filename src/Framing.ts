@@ -27,7 +27,7 @@
  */
 import type * as Arr from "effect/Array"
 import * as Cause from "effect/Cause"
-import * as Channel from "effect/Channel"
+import type * as Channel from "effect/Channel"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { dual } from "effect/Function"
@@ -42,6 +42,7 @@ import * as headerCodec from "./internal/codecs/header.js"
 import * as lengthPrefixedCodec from "./internal/codecs/lengthPrefixed.js"
 import * as varintCodec from "./internal/codecs/varint.js"
 import { clear, concat } from "./internal/bytes.js"
+import { channelFromTransform, pipeThroughChannel } from "./internal/youngTransforms.js"
 
 // ---------------------------------------------------------------------------
 // Models
@@ -641,7 +642,7 @@ type FrameChannel<Out, In, E> = Channel.Channel<
  * frame is in progress, on Effect's clock.
  */
 const stageChannel = <Out, In, E>(make: () => Stage<Out, In>): FrameChannel<Out, In, E> =>
-  Channel.fromTransform((upstream: Pull.Pull<Arr.NonEmptyReadonlyArray<In>, E, unknown>) =>
+  channelFromTransform((upstream: Pull.Pull<Arr.NonEmptyReadonlyArray<In>, E, unknown>) =>
     Effect.clockWith((clock) =>
       Effect.sync(() => {
         type P = Pull.Pull<Arr.NonEmptyReadonlyArray<Out>, E | FrameError | FrameTimeout, void>
@@ -771,7 +772,7 @@ export const decode: {
     options?: DecodeOptions
   ): Stream.Stream<A, E | FrameError | FrameTimeout, R> => {
     const frameTimeout = core.frameTimeoutOf("Framing.decode", options?.frameTimeout)
-    return Stream.pipeThroughChannel(self, stageChannel<A, Uint8Array, E>(() => decodeStage(codec, frameTimeout)))
+    return pipeThroughChannel(self, stageChannel<A, Uint8Array, E>(() => decodeStage(codec, frameTimeout)))
   }
 )
 
@@ -842,7 +843,7 @@ export const decodeResult: {
   2,
   <E, R, A>(self: Stream.Stream<Uint8Array, E, R>, codec: Codec<A>): Stream.Stream<Result.Result<A, FrameError>, E, R> =>
     // The stage never returns a FrameError, so the stream cannot fail with one.
-    Stream.pipeThroughChannel(
+    pipeThroughChannel(
       self,
       stageChannel<Result.Result<A, FrameError>, Uint8Array, E>(() => decodeResultStage(codec))
     ) as Stream.Stream<Result.Result<A, FrameError>, E, R>
@@ -873,7 +874,7 @@ export const encode: {
   2,
   <A, E, R>(self: Stream.Stream<A, E, R>, codec: Codec<A>): Stream.Stream<Uint8Array, E | FrameError, R> =>
     // A stage without a frame timeout never fails with FrameTimeout.
-    Stream.pipeThroughChannel(self, stageChannel<Uint8Array, A, E>(() => encodeStage(codec))) as Stream.Stream<
+    pipeThroughChannel(self, stageChannel<Uint8Array, A, E>(() => encodeStage(codec))) as Stream.Stream<
       Uint8Array,
       E | FrameError,
       R

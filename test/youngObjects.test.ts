@@ -27,6 +27,7 @@ import { trustedTcpAddress } from "../src/internal/nodeSocket.js"
 import { SwapSet } from "../src/internal/swapSet.js"
 import {
   channelFromTransform,
+  pipeThroughChannel,
   sinkFromTransform,
   streamFromPull,
   usesLiterals
@@ -143,6 +144,30 @@ describe("youngTransforms", () => {
       // A transform that fails fails the stream, as in Effect's own.
       const broken = yield* Effect.exit(Stream.runCollect(streamFromPull<number, never>(Effect.die("no pull") as never)))
       assert.isTrue(Exit.isFailure(broken) && Cause.hasDies(broken.cause))
+    }))
+
+  it.effect("piping through a channel gives what Stream.pipeThroughChannel gives, failures included", () =>
+    Effect.gen(function*() {
+      type Batch = readonly [number, ...Array<number>]
+      const doubled = Channel.map(
+        Channel.identity<Batch, string, unknown>(),
+        (batch: Batch) => batch.map((n) => n * 2) as unknown as Batch
+      )
+      const source = (error?: string) => Stream.fromPull(Effect.sync(() => pullOf([[1, 2], [3]], error)))
+      for (const error of [undefined, "upstream"]) {
+        const ours = yield* Effect.exit(Stream.runCollect(pipeThroughChannel(source(error), doubled)))
+        const theirs = yield* Effect.exit(Stream.runCollect(Stream.pipeThroughChannel(source(error), doubled)))
+        assert.deepStrictEqual(ours, theirs)
+      }
+      assert.deepStrictEqual(
+        yield* Stream.runCollect(pipeThroughChannel(source(), doubled)),
+        [2, 4, 6]
+      )
+      const failing = Channel.fail("channel") as unknown as typeof doubled
+      const ours = yield* Effect.exit(Stream.runCollect(pipeThroughChannel(source(), failing)))
+      const theirs = yield* Effect.exit(Stream.runCollect(Stream.pipeThroughChannel(source(), failing)))
+      assert.deepStrictEqual(ours, theirs)
+      assert.deepStrictEqual(ours, Exit.fail("channel") as typeof ours)
     }))
 
   it.effect("a sink from a transform runs as Sink.fromTransform does", () =>

@@ -1,7 +1,7 @@
 /**
  * Channels and sinks made as Effect's `Channel.fromTransform` and
  * `Sink.fromTransform` make them, for what every connection makes (its
- * `reads` and `writes`), but as object literals.
+ * `reads` and `writes`, a codec piped over them), but by a constructor.
  *
  * Effect makes them with `Object.create(proto)` and assigns `transform`
  * after; V8 gives such an object a property array allocated in the old
@@ -104,6 +104,28 @@ export const channelFromTransform = <OutElem, OutErr, OutDone, InElem, InErr, In
 export const streamFromPull = <A, E>(
   effect: Effect.Effect<Pull.Pull<readonly [A, ...Array<A>], E, void>>
 ): Stream.Stream<A, Pull.ExcludeDone<E>> => Stream.fromChannel(channelFromTransform(() => effect))
+
+/** `Stream.pipeThroughChannel`, made to die young (see above): what a codec over a connection's reads makes. */
+export const pipeThroughChannel = <A, E, R, A2, E2, R2>(
+  self: Stream.Stream<A, E, R>,
+  channel: Channel.Channel<
+    readonly [A2, ...Array<A2>],
+    E2,
+    unknown,
+    readonly [A, ...Array<A>],
+    E,
+    unknown,
+    R2
+  >
+): Stream.Stream<A2, E2, R | R2> =>
+  Stream.fromChannel(
+    channelFromTransform((upstream: Pull.Pull<unknown, unknown, unknown>, scope) =>
+      Effect.flatMap(
+        Channel.toTransform(self.channel)(upstream, scope),
+        (pull) => Channel.toTransform(channel)(pull, scope)
+      )
+    )
+  ) as never
 
 /** `Sink.fromTransform`, made to die young (see above). */
 export const sinkFromTransform = <A, In, L = never, E = never, R = never>(
