@@ -30,7 +30,7 @@ import {
   pipeThroughChannel,
   sinkFromTransform,
   streamFromPull,
-  usesLiterals
+  makesYoung
 } from "../src/internal/youngTransforms.js"
 
 class Item {
@@ -102,7 +102,7 @@ describe("SwapSet", () => {
 
 describe("youngTransforms", () => {
   it("makes Effect's shapes with the installed Effect (else it would fall back to Effect's own)", () => {
-    assert.isTrue(usesLiterals())
+    assert.isTrue(makesYoung())
     const ours = channelFromTransform(() => Effect.succeed(Cause.done()))
     const theirs = Channel.fromTransform(() => Effect.succeed(Cause.done()))
     assert.strictEqual(Object.getPrototypeOf(ours), Object.getPrototypeOf(theirs))

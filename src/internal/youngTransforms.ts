@@ -9,10 +9,10 @@
  * transform reaches (the socket wrapper, its streams), survives every
  * young-generation GC until the next full one, long after the connection
  * closed. An object made by a constructor keeps the property in the object,
- * which dies young. Measured on a bare fiber per connection (scratch servers, 10,000
- * connections, `--trace-gc-nvp`): the socket's `reads` under `Stream.run`
- * had 1.12 KB per connection survive a scavenge, 0.56 KB made this way, as
- * much as `Socket.pump` (0.58). See docs/performance.md.
+ * which dies young. Measured on a bare fiber per connection (scratch
+ * servers, 10,000 connections, `--trace-gc-nvp`): the socket's `reads` under
+ * `Stream.run` had 1.12 KB per connection survive a scavenge, 0.56 KB made
+ * this way, as much as `Socket.pump` (0.58). See docs/performance.md.
  *
  * Those made here have the prototype and the one own property Effect's have;
  * when an Effect release makes them differently, Effect's own are used.
@@ -56,38 +56,38 @@ const wrap = <OutElem, OutErr, OutDone, InElem, InErr, InDone, EX, Env>(
     (cause) => Effect.succeed(Effect.failCause(cause))
   ) as never
 
-/**
- * Constructors whose `prototype` is Effect's own: `new` makes the object
- * with the property inside it (and as fast as `Object.create`; an object
- * literal with `__proto__` costs ~140 ns).
+/*
+ * Constructors whose `prototype` is Effect's own: `new` makes the object with
+ * the property inside it, as fast as `Object.create` (an object literal with
+ * `__proto__` costs ~140 ns). Named, for heap snapshots.
  */
-const constructorOf = (proto: object | null): new(transform: unknown) => object => {
-  function Made(this: { transform: unknown }, transform: unknown) {
-    this.transform = transform
-  }
-  Made.prototype = proto
-  return Made as never
+function YoungChannel(this: { transform: unknown }, transform: unknown) {
+  this.transform = transform
 }
-const YoungChannel = constructorOf(ChannelProto)
-const YoungSink = constructorOf(SinkProto)
-const literalChannel = (transform: unknown): unknown => new YoungChannel(transform)
-const literalSink = (transform: unknown): unknown => new YoungSink(transform)
+YoungChannel.prototype = ChannelProto
+function YoungSink(this: { transform: unknown }, transform: unknown) {
+  this.transform = transform
+}
+YoungSink.prototype = SinkProto
+const youngChannel = (transform: unknown): unknown =>
+  new (YoungChannel as unknown as new(transform: unknown) => object)(transform)
+const youngSink = (transform: unknown): unknown => new (YoungSink as unknown as new(transform: unknown) => object)(transform)
 
-/** Whether a literal made here is what Effect would have made: same prototype, same own keys, read back. */
+/** Whether an object made here is what Effect would have made: same prototype, same own keys, read back. */
 const sameShape = (ours: unknown, theirs: object, read: (x: never) => unknown, transform: unknown): boolean =>
   typeof ours === "object" && ours !== null &&
   Object.getPrototypeOf(ours) === Object.getPrototypeOf(theirs) &&
   Object.keys(ours).join() === Object.keys(theirs).join() &&
   read(ours as never) === transform
 
-const channelLiterals = (() => {
+const youngChannels = (() => {
   const transform = wrap(probeTransform)
-  return sameShape(literalChannel(transform), effectChannel, Channel.toTransform as never, transform) &&
-    Channel.isChannel(literalChannel(transform))
+  return sameShape(youngChannel(transform), effectChannel, Channel.toTransform as never, transform) &&
+    Channel.isChannel(youngChannel(transform))
 })()
-const sinkLiterals = (() => {
+const youngSinks = (() => {
   const transform = () => Effect.void
-  const sink = literalSink(transform)
+  const sink = youngSink(transform)
   return sameShape(sink, effectSink, (s: { transform: unknown }) => s.transform, transform) && Sink.isSink(sink)
 })()
 
@@ -98,7 +98,7 @@ export const channelFromTransform = <OutElem, OutErr, OutDone, InElem, InErr, In
     scope: Scope.Scope
   ) => Effect.Effect<Pull.Pull<OutElem, OutErr, OutDone, Env>, EX, Env>
 ): Channel.Channel<OutElem, Pull.ExcludeDone<OutErr> | EX, OutDone, InElem, InErr, InDone, Env> =>
-  channelLiterals ? literalChannel(wrap(transform)) as never : Channel.fromTransform(transform)
+  youngChannels ? youngChannel(wrap(transform)) as never : Channel.fromTransform(transform)
 
 /** `Stream.fromPull`, made to die young (see above). */
 export const streamFromPull = <A, E>(
@@ -130,7 +130,7 @@ export const pipeThroughChannel = <A, E, R, A2, E2, R2>(
 /** `Sink.fromTransform`, made to die young (see above). */
 export const sinkFromTransform = <A, In, L = never, E = never, R = never>(
   transform: SinkTransform<A, In, L, E, R>
-): Sink.Sink<A, In, L, E, R> => sinkLiterals ? literalSink(transform) as never : Sink.fromTransform(transform)
+): Sink.Sink<A, In, L, E, R> => youngSinks ? youngSink(transform) as never : Sink.fromTransform(transform)
 
-/** Whether the literals are in use (for the test that pins them to Effect's shapes). */
-export const usesLiterals = (): boolean => channelLiterals && sinkLiterals
+/** Whether the constructors here are in use (for the test that pins them to Effect's shapes). */
+export const makesYoung = (): boolean => youngChannels && youngSinks
