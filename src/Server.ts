@@ -525,7 +525,6 @@ const run = <E, R>(
     const shutdownReport = yield* Deferred.make<ShutdownReport>()
     // One fiber per connection, supervised here: a connection's failure ends only that fiber.
     const connections = yield* FiberGroup.make<Exclude<R, Scope.Scope>>()
-    const runConnection = (effect: Effect.Effect<void, never, Exclude<R, Scope.Scope>>) => connections.run(effect)
     // What a handler served in Node's callbacks runs its Effects with (see internal/callbackServe.ts).
     const services = yield* Effect.context<Exclude<R, Scope.Scope>>()
     const supervise = (fiber: Fiber.Fiber<unknown, unknown>) => connections.add(fiber)
@@ -579,7 +578,7 @@ const run = <E, R>(
       const close = closeAndRelease(socket)
       return failure === undefined ? close : Effect.ensuring(slots.logEnding(socket, failure), close)
     }
-    const start = (socket: Socket.Socket) => Effect.sync(() => void runConnection(serve(socket, slots.admit())))
+    const start = (socket: Socket.Socket) => Effect.sync(() => void connections.run(serve(socket, slots.admit())))
 
     // Waits until a slot is free, for the connection in hand: meanwhile new
     // connections wait in the listener's bounded queue and the kernel backlog.
@@ -619,7 +618,7 @@ const run = <E, R>(
     // Any other handler: its connections are still taken in the listener's
     // callbacks (no accept stream step per connection), each in its own fiber.
     const taken = pumps === undefined && capability !== undefined
-      ? capability.acceptInCallbacks((socket) => void runConnection(serve(socket, slots.admit())), slots)
+      ? capability.acceptInCallbacks((socket) => void connections.run(serve(socket, slots.admit())), slots)
       : undefined
     // Elsewhere, a daemon, interrupted by the drain below, so that accepting
     // stops before connections are waited for.

@@ -64,6 +64,7 @@ describe("SwapSet", () => {
           assert.strictEqual(swap.size, reference.size)
           assert.deepStrictEqual([...swap].map((i) => i.id).sort((a, b) => a - b), [...reference].map((i) => i.id).sort((a, b) => a - b))
           for (const i of items) assert.strictEqual(i.setIndex >= 0, reference.has(i), `item ${i.id}`)
+          assert.deepStrictEqual(swap.live.map((i) => i.id), [...swap].map((i) => i.id))
         }
       })
     )

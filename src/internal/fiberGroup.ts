@@ -50,13 +50,13 @@ export class FiberGroup<R> implements Iterable<Fiber.Fiber<unknown, unknown>> {
 
   /** A snapshot of the fibers still running. */
   [Symbol.iterator](): Iterator<Fiber.Fiber<unknown, unknown>> {
-    return Array.from(this.entries, (entry) => entry.fiber)[Symbol.iterator]()
+    return this.entries.live.map((entry) => entry.fiber)[Symbol.iterator]()
   }
 
   /** Interrupts every fiber still running and waits for them; fibers added later are interrupted at once. */
   readonly close: Effect.Effect<void> = Effect.suspend(() => {
     this.closed = true
-    return Fiber.interruptAll(Array.from(this))
+    return Fiber.interruptAll(this)
   })
 }
 

@@ -107,7 +107,7 @@ export class MemoryBudget {
   /** Every member's charge made exact (output leaves without an event of ours). */
   measure(): void {
     let used = 0
-    for (const m of this.members) {
+    for (const m of this.members.live) {
       m.charged = m.heldInput() + m.pendingOutput()
       used += m.charged
     }
@@ -118,7 +118,7 @@ export class MemoryBudget {
     this.measure()
     if (this.used <= this.limit) return
     this.paused = true
-    for (const m of this.members) m.budgetPause()
+    for (const m of this.members.live) m.budgetPause()
     this.events.paused(this.used)
     this.arm()
   }
@@ -136,7 +136,7 @@ export class MemoryBudget {
     this.measure()
     const target = this.limit * RESUME_SHARE
     if (this.used >= target) {
-      const largest = Array.from(this.members).sort((a, b) => b.charged - a.charged)
+      const largest = this.members.live.slice().sort((a, b) => b.charged - a.charged)
       const limit = this.limit
       let n = 0
       for (const m of largest) {
@@ -171,7 +171,7 @@ export class MemoryBudget {
       clearTimeout(this.timer)
       this.timer = undefined
     }
-    for (const m of this.members) m.budgetResume()
+    for (const m of this.members.live) m.budgetResume()
     this.events.resumed()
   }
 

@@ -22,12 +22,12 @@ export class ListenerMeter {
   ) {
     const received = () => {
       let n = 0
-      for (const socket of listener.open) n += socket.raw.bytesRead
+      for (const socket of listener.open.live) n += socket.raw.bytesRead
       return n
     }
     const sent = () => {
       let n = 0
-      for (const socket of listener.open) n += socket.raw.bytesWritten
+      for (const socket of listener.open.live) n += socket.raw.bytesWritten
       return n
     }
     const queued = () => listener.waiting

@@ -67,6 +67,14 @@ export class SwapSet<A extends { [P in K]: number }, K extends PropertyKey = "se
     this.items.length = 0
   }
 
+  /**
+   * The entries themselves, not a copy: for loops that add and delete
+   * nothing (a delete moves the last entry into the slot being visited).
+   */
+  get live(): ReadonlyArray<A> {
+    return this.items
+  }
+
   /** A snapshot: deleting while iterating skips nothing. */
   [Symbol.iterator](): Iterator<A> {
     return this.items.slice()[Symbol.iterator]()

@@ -27,10 +27,11 @@ import type * as Scope from "effect/Scope"
 import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 
-type ChannelTransform<OutElem, OutErr, OutDone, InElem, InErr, InDone, Env> = (
+/** What `Channel.fromTransform` takes (`EX`: how making the pull fails). */
+type ChannelTransform<OutElem, OutErr, OutDone, InElem, InErr, InDone, EX, Env> = (
   upstream: Pull.Pull<InElem, InErr, InDone>,
   scope: Scope.Scope
-) => Effect.Effect<Pull.Pull<OutElem, OutErr, OutDone, Env>, never, Env>
+) => Effect.Effect<Pull.Pull<OutElem, OutErr, OutDone, Env>, EX, Env>
 
 type SinkTransform<A, In, L, E, R> = (
   upstream: Pull.Pull<readonly [In, ...Array<In>], never, void>,
@@ -45,11 +46,8 @@ const SinkProto: object | null = Object.getPrototypeOf(effectSink)
 
 /** Effect's channel wraps the transform so that its failure becomes the pull's (as `Channel.fromTransform`). */
 const wrap = <OutElem, OutErr, OutDone, InElem, InErr, InDone, EX, Env>(
-  transform: (
-    upstream: Pull.Pull<InElem, InErr, InDone>,
-    scope: Scope.Scope
-  ) => Effect.Effect<Pull.Pull<OutElem, OutErr, OutDone, Env>, EX, Env>
-): ChannelTransform<OutElem, OutErr | EX, OutDone, InElem, InErr, InDone, Env> =>
+  transform: ChannelTransform<OutElem, OutErr, OutDone, InElem, InErr, InDone, EX, Env>
+): ChannelTransform<OutElem, OutErr | EX, OutDone, InElem, InErr, InDone, never, Env> =>
 (upstream, scope) =>
   Effect.catchCause(
     transform(upstream, scope),
@@ -82,8 +80,8 @@ const sameShape = (ours: unknown, theirs: object, read: (x: never) => unknown, t
 
 const youngChannels = (() => {
   const transform = wrap(probeTransform)
-  return sameShape(youngChannel(transform), effectChannel, Channel.toTransform as never, transform) &&
-    Channel.isChannel(youngChannel(transform))
+  const channel = youngChannel(transform)
+  return sameShape(channel, effectChannel, Channel.toTransform as never, transform) && Channel.isChannel(channel)
 })()
 const youngSinks = (() => {
   const transform = () => Effect.void
@@ -93,10 +91,7 @@ const youngSinks = (() => {
 
 /** `Channel.fromTransform`, made to die young (see above). */
 export const channelFromTransform = <OutElem, OutErr, OutDone, InElem, InErr, InDone, EX, Env>(
-  transform: (
-    upstream: Pull.Pull<InElem, InErr, InDone>,
-    scope: Scope.Scope
-  ) => Effect.Effect<Pull.Pull<OutElem, OutErr, OutDone, Env>, EX, Env>
+  transform: ChannelTransform<OutElem, OutErr, OutDone, InElem, InErr, InDone, EX, Env>
 ): Channel.Channel<OutElem, Pull.ExcludeDone<OutErr> | EX, OutDone, InElem, InErr, InDone, Env> =>
   youngChannels ? youngChannel(wrap(transform)) as never : Channel.fromTransform(transform)
 
