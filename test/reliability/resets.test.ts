@@ -28,6 +28,7 @@ import {
   makeProbe,
   noUnhandledErrors,
   pattern,
+  type Probe,
   printSummary,
   scale,
   selfOf,
@@ -38,6 +39,13 @@ import {
 afterAll(printSummary)
 
 const loopback = Address.tcp("127.0.0.1", 0)
+
+/** The typed error `peer`'s connection surfaced on the server, waited for at most 10 s (a clear failure, not a hang). */
+const surfaced = (probe: Probe, peer: string, what: string) =>
+  Effect.timeoutOrElse(probe.awaitError(peer), {
+    duration: "10 seconds",
+    orElse: () => Effect.fail(`${what} connection ${peer} surfaced no error`)
+  })
 
 /** Read until at least `n` bytes arrived (or the stream ended); returns how many. */
 const readAtLeast = (socket: Socket.Socket, n: number) =>
@@ -199,10 +207,7 @@ describe("resets and half-open peers", () => {
 
         // Every faulty connection surfaced its typed error, on that connection only.
         for (const [peer, { expected, kind }] of faulty) {
-          yield* Effect.timeoutOrElse(probe.awaitError(peer), {
-            duration: "10 seconds",
-            orElse: () => Effect.fail(`${kind} connection ${peer} surfaced no error`)
-          })
+          yield* surfaced(probe, peer, kind)
           const tags = probe.errors.get(peer)!
           if (!expected.includes(tags[0]!)) {
             row.failures++
@@ -268,7 +273,7 @@ describe("resets and half-open peers", () => {
           yield* s.write(partial)
           yield* probe.awaitRead(selfOf(s), partial.length)
           yield* s.reset
-          yield* probe.awaitError(selfOf(s))
+          yield* surfaced(probe, selfOf(s), "mid-request")
           row.bytes += partial.length
         }))
 
@@ -296,7 +301,7 @@ describe("resets and half-open peers", () => {
           yield* s.write(Exec.encodeRequest({ argv: ["head", "-c", String(4 * MiB), "/dev/zero"] }))
           row.bytes += yield* readAtLeast(s, 64 * 1024)
           yield* s.reset
-          yield* probe.awaitError(selfOf(s))
+          yield* surfaced(probe, selfOf(s), "mid-response")
         }))
 
         const halfClose = Effect.scoped(Effect.gen(function*() {
