@@ -253,8 +253,19 @@ export interface Probe {
    * that a connection cut early never leaves the case waiting.
    */
   readonly awaitRead: (peer: string, n: number) => Effect.Effect<string | undefined>
-  /** Completes once the connection of `peer` surfaced a typed error. */
+  /**
+   * Completes once the connection of `peer` surfaced a typed error: the
+   * latest one's first error, else the next error of any connection from
+   * `peer` (an earlier one whose port the kernel already handed on included).
+   */
   readonly awaitError: (peer: string) => Effect.Effect<string>
+  /**
+   * The first error tag of every connection accepted from `peer` that
+   * surfaced one, in accept order: what a check made after the client's port
+   * may have been reused reads (a later connection from the same port
+   * replaces the earlier one in `errors`).
+   */
+  readonly firstTags: (peer: string) => ReadonlyArray<string>
   /** The listener, with every accepted socket observed. */
   readonly listen: (listener: Socket.Listener) => Socket.Listener
   /** A handler whose failure is recorded under its peer. */
@@ -274,24 +285,30 @@ export const makeProbe = (): Probe => {
   const readWaiters = new Map<string, Array<{ n: number; done: (tag: string | undefined) => void }>>()
   const errorWaiters = new Map<string, Array<(tag: string) => void>>()
   // A client port can be reused by a later connection (the kernel frees it as
-  // soon as the server closed first), so each accepted connection owns its
-  // peer's entries from its accept on, and a connection that is no longer the
-  // latest from its address records nothing.
-  const latest = new Map<string, object>()
-  const owner = new WeakMap<Socket.Socket, object>()
-  const isLatest = (peer: string, connection: object) => latest.get(peer) === connection
-  /** The error lists of earlier connections from a reused address, for `tally`. */
-  const retired: Array<Array<string>> = []
+  // soon as the server closed first, or the client reset), so each accepted
+  // connection owns its peer's entries in `errors` and `bytesRead` from its
+  // accept on. One that is no longer the latest from its address still
+  // records its errors in its own list (a reset can reach the server after the
+  // port's next connection was accepted), for `firstTags`, `tally` and
+  // `awaitError`.
+  interface Connection {
+    readonly tags: Array<string>
+  }
+  const latest = new Map<string, Connection>()
+  const owner = new WeakMap<Socket.Socket, Connection>()
+  const isLatest = (peer: string, connection: Connection) => latest.get(peer) === connection
+  /** Every connection accepted from each peer, in accept order. */
+  const history = new Map<string, Array<Connection>>()
 
-  const record = (peer: string, tag: string) => {
-    const list = errors.get(peer) ?? []
-    list.push(tag)
-    errors.set(peer, list)
+  const record = (peer: string, connection: Connection, tag: string) => {
+    connection.tags.push(tag)
     const waiters = errorWaiters.get(peer)
     if (waiters !== undefined) {
       errorWaiters.delete(peer)
       for (const w of waiters) w(tag)
     }
+    if (!isLatest(peer, connection)) return
+    errors.set(peer, connection.tags)
     const readers = readWaiters.get(peer)
     if (readers !== undefined) {
       readWaiters.delete(peer)
@@ -310,17 +327,22 @@ export const makeProbe = (): Probe => {
       readWaiters.set(peer, rest)
     }
   }
-  const tapErrorOf = (peer: string, connection: object) => <E>(e: E): E => {
-    if (isLatest(peer, connection)) record(peer, (e as { _tag?: string })._tag ?? String(e))
+  const adopt = (peer: string): Connection => {
+    const connection: Connection = { tags: [] }
+    latest.set(peer, connection)
+    const earlier = history.get(peer)
+    if (earlier === undefined) history.set(peer, [connection])
+    else earlier.push(connection)
+    return connection
+  }
+  const tapErrorOf = (peer: string, connection: Connection) => <E>(e: E): E => {
+    record(peer, connection, (e as { _tag?: string })._tag ?? String(e))
     return e
   }
 
   const observe = (socket: Socket.Socket): Socket.Socket => {
     const peer = peerOf(socket)
-    const connection = {}
-    latest.set(peer, connection)
-    const earlier = errors.get(peer)
-    if (earlier !== undefined) retired.push(earlier)
+    const connection = adopt(peer)
     errors.delete(peer)
     bytesRead.delete(peer)
     const tapError = tapErrorOf(peer, connection)
@@ -372,6 +394,7 @@ export const makeProbe = (): Probe => {
         list.push((tag) => resume(Effect.succeed(tag)))
         errorWaiters.set(peer, list)
       }),
+    firstTags: (peer) => (history.get(peer) ?? []).flatMap(({ tags }) => tags.length > 0 ? [tags[0]!] : []),
     listen: (listener) => ({
       address: listener.address,
       accept: Stream.map(listener.accept, observe),
@@ -383,13 +406,15 @@ export const makeProbe = (): Probe => {
       Effect.tapError(handler(socket), (e) =>
         Effect.sync(() => {
           const peer = peerOf(socket)
-          const connection = owner.get(socket)
-          if (connection === undefined || isLatest(peer, connection)) record(peer, e._tag)
+          // A socket the listener did not observe counts as its peer's latest connection.
+          record(peer, owner.get(socket) ?? latest.get(peer) ?? adopt(peer), e._tag)
         })),
     tally: () => {
       const out: Record<string, number> = {}
-      for (const tags of [...retired, ...errors.values()]) {
-        for (const tag of new Set(tags)) out[tag] = (out[tag] ?? 0) + 1
+      for (const connections of history.values()) {
+        for (const { tags } of connections) {
+          for (const tag of new Set(tags)) out[tag] = (out[tag] ?? 0) + 1
+        }
       }
       return out
     }
