@@ -48,7 +48,7 @@ import { encodeUtf8 } from "./internal/bytes.js"
 import { ConnectionSlots } from "./internal/connectionSlots.js"
 import * as FiberGroup from "./internal/fiberGroup.js"
 import { serverCapabilityOf } from "./internal/listenerCapability.js"
-import { CutReadWait, cutsReadWaits } from "./internal/socketContract.js"
+import { CutReadWait, cutsReadWaits, PullReads } from "./internal/socketContract.js"
 import type { ConnectError, ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
 
@@ -125,7 +125,9 @@ export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
         ended ??= error
         terminal = ended
       })
-    const reads = yield* Stream.toPull(socket.reads)
+    // A socket that can cut its read wait gives the pull its `reads` is made of: pulled here one at
+    // a time, it needs none of `Stream.toPull`'s context switch and semaphore per read.
+    const reads = cutsReadWaits(socket) ? socket[PullReads] : yield* Stream.toPull(socket.reads)
     // Once the scope closed, what a pull fails with (SocketCloseError 1006); not an ending.
     let closed = false
     let cut: EffectSocket.SocketError | undefined
@@ -139,11 +141,27 @@ export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
     // fails instead of hanging.
     let start: () => Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, EffectSocket.SocketError>
     if (cutsReadWaits(socket)) {
-      // The socket fails that pull itself (a Node socket can): no race, no fiber, per pull.
+      // The socket fails that pull itself (a Node socket can): no race, no fiber, per pull. Pulls
+      // from several fibers take turns, as `Stream.toPull`'s would: a pull made while another
+      // waits waits for it to end, then pulls again (or sees the scope closed).
       let pulling = false
+      let turns: Array<() => void> | undefined
       const pulled = Effect.sync(() => {
         pulling = false
         if (cut !== undefined) socket[CutReadWait](undefined)
+        const waiting = turns
+        if (waiting !== undefined) {
+          turns = undefined
+          for (const wake of waiting) wake()
+        }
+      })
+      const turn = Effect.callback<void>((resume) => {
+        const wake = () => resume(Effect.void)
+        ;(turns ??= []).push(wake)
+        return Effect.sync(() => {
+          const i = turns?.indexOf(wake) ?? -1
+          if (i >= 0) turns!.splice(i, 1)
+        })
       })
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
@@ -153,6 +171,7 @@ export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
       )
       const guarded = Effect.ensuring(pullOnce, pulled)
       start = () => {
+        if (pulling) return Effect.andThen(turn, pull)
         pulling = true
         return guarded
       }
@@ -168,10 +187,10 @@ export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
       const raced = Effect.raceFirst(pullOnce, Deferred.await(closing))
       start = () => raced
     }
-    return {
-      pull: Effect.suspend(() => ended !== undefined ? Effect.fail(ended) : closed ? afterClose : start()),
-      upgrade: EffectSocket.SocketUpgradeError.unsupported
-    }
+    const pull: Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, EffectSocket.SocketError> = Effect.suspend(() =>
+      ended !== undefined ? Effect.fail(ended) : closed ? afterClose : start()
+    )
+    return { pull, upgrade: EffectSocket.SocketUpgradeError.unsupported }
   })
 
   const write = (chunk: Uint8Array | string | EffectSocket.CloseEvent): Effect.Effect<void, EffectSocket.SocketError> => {

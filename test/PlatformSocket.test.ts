@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -228,6 +229,37 @@ describe("PlatformSocket", () => {
           yield* closeUnderPull(PlatformSocket.fromSocket(server), client.write(bytes("b")))
           // The cut was that reader's only: the socket's next reader gets those bytes.
           assert.strictEqual(text(Array.from(yield* Stream.runCollect(Stream.take(server.reads, 1)))), "b")
+        }).pipe(Effect.scoped)
+    )
+
+    it.live(
+      "on a Node socket, pulls made from several fibers at once take turns: each gets its own bytes, in order, none dies; closing the scope fails those still waiting with 1006",
+      () =>
+        Effect.gen(function*() {
+          const [client, server] = yield* pair
+          const scope = yield* Scope.make()
+          const { pull } = yield* Scope.provide(PlatformSocket.fromSocket(server).reader, scope)
+          const received = (batch: NonEmptyReadonlyArray<Uint8Array | string>) =>
+            text(batch.map((chunk) => typeof chunk === "string" ? bytes(chunk) : chunk))
+          const first = yield* Effect.forkChild(pull, { startImmediately: true })
+          const second = yield* Effect.forkChild(pull, { startImmediately: true })
+          const third = yield* Effect.forkChild(pull, { startImmediately: true })
+          yield* Effect.yieldNow
+          // A pull interrupted while it waits for its turn leaves the turns to the others.
+          yield* Fiber.interrupt(third)
+          yield* client.write(bytes("a"))
+          assert.strictEqual(received(yield* Fiber.join(first)), "a")
+          yield* client.write(bytes("b"))
+          assert.strictEqual(received(yield* Fiber.join(second)), "b")
+          const waiting = yield* Effect.forkChild(pull, { startImmediately: true })
+          const queued = yield* Effect.forkChild(pull, { startImmediately: true })
+          yield* Effect.yieldNow
+          yield* Scope.close(scope, Exit.void)
+          assert.isTrue(isClose(yield* Effect.flip(Fiber.join(waiting)), 1006))
+          assert.isTrue(isClose(yield* Effect.flip(Fiber.join(queued)), 1006))
+          // The socket itself is still readable by its next reader.
+          yield* client.write(bytes("c"))
+          assert.strictEqual(text(Array.from(yield* Stream.runCollect(Stream.take(server.reads, 1)))), "c")
         }).pipe(Effect.scoped)
     )
 

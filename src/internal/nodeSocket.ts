@@ -28,7 +28,7 @@ import type * as Socket from "../Socket.js"
 import { BudgetKey, formatBytes, type Member, type MemoryBudget } from "./memoryBudget.js"
 import type { SocketConfig } from "./nodeSocketOptions.js"
 import { pumpEffect } from "./nodePump.js"
-import { CloseInCallbacks, CutReadWait, ONE_READER, PumpInCallbacks, TypeId } from "./socketContract.js"
+import { CloseInCallbacks, CutReadWait, ONE_READER, PullReads, PumpInCallbacks, TypeId } from "./socketContract.js"
 import { sinkFromTransform, streamFromPull } from "./youngTransforms.js"
 
 const END_VOID: Sink.End<void> = [undefined]
@@ -317,7 +317,12 @@ export class NodeSocket implements Socket.Socket, Member {
 
   get reads(): Stream.Stream<Uint8Array, NetError.ReadError> {
     // The pull is the socket's own state: a stream run again continues where the last run stopped.
-    return this.readStream ??= streamFromPull(Effect.succeed(Effect.suspend(() => this.poll())))
+    return this.readStream ??= streamFromPull(Effect.succeed(this[PullReads]))
+  }
+
+  /** The pull `reads` is made of, for a reader that pulls it itself (see `CutsReadWaits`). */
+  get [PullReads](): ReadPull {
+    return Effect.suspend(() => this.poll())
   }
 
   takeQueued(): NonEmptyReadonlyArray<Uint8Array> | undefined {

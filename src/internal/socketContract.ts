@@ -6,7 +6,9 @@
  *
  * @internal
  */
+import type { NonEmptyReadonlyArray } from "effect/Array"
 import type * as Effect from "effect/Effect"
+import type * as Pull from "effect/Pull"
 import type * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
 
@@ -54,6 +56,9 @@ export const closesInCallbacks = (socket: Socket.Socket): socket is Socket.Socke
 /** The key of {@link CutsReadWaits}. */
 export const CutReadWait: unique symbol = Symbol.for("effect-wire/internal/CutReadWait")
 
+/** The key of {@link CutsReadWaits}' pull. */
+export const PullReads: unique symbol = Symbol.for("effect-wire/internal/PullReads")
+
 /**
  * A socket whose wait in `reads` can be ended from outside:
  * `[CutReadWait](error)` fails the pull waiting now, or else the next one to
@@ -61,10 +66,14 @@ export const CutReadWait: unique symbol = Symbol.for("effect-wire/internal/CutRe
  * caller sees it), until `[CutReadWait](undefined)` clears it.
  * `PlatformSocket.fromSocket` uses it to fail a pull suspended in another
  * fiber when its reader's scope closes, without racing every pull against
- * that scope.
+ * that scope. `[PullReads]` is the pull `reads` is made of (the next batch,
+ * `Cause.done()` at the end; one reader at a time, `ONE_READER`): pulled
+ * directly, it spares a reader `Stream.toPull`'s context switch and
+ * semaphore on every read.
  */
 export interface CutsReadWaits {
   readonly [CutReadWait]: (error: unknown) => void
+  readonly [PullReads]: Pull.Pull<NonEmptyReadonlyArray<Uint8Array>, NetError.ReadError>
 }
 
 /** Can this socket's wait in `reads` be cut from outside? */
