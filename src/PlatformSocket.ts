@@ -137,8 +137,8 @@ export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
       Effect.mapError((error) => EffectSocket.isSocketError(error) ? error : readError(error)),
       Effect.tapError((error) => error === cut ? Effect.void : end(error))
     )
-    // The finalizers are added after toPull, so they run first: a pull suspended in another fiber
-    // fails instead of hanging.
+    // The finalizers are added after toPull (where there is one), so they run first: a pull
+    // suspended in another fiber fails instead of hanging.
     let start: () => Effect.Effect<NonEmptyReadonlyArray<Uint8Array>, EffectSocket.SocketError>
     if (cutsReadWaits(socket)) {
       // The socket fails that pull itself (a Node socket can): no race, no fiber, per pull. Pulls
