@@ -38,6 +38,7 @@ import {
 import { HeldKey } from "../../internal/memoryBudget.js"
 import { type Meters, metersOf, type Tally } from "../../internal/metrics.js"
 import { type Deadline, DeadlineKey, type WithDeadline } from "../../internal/pumpDeadline.js"
+import { cutsReadWaits, PullReads } from "../../internal/socketContract.js"
 
 /**
  * How a built-in server cuts the byte stream: `"raw"` (default) transforms
@@ -485,6 +486,14 @@ const framedSession = (socket: Socket.Socket, read: Read, codec: Framing.Codec<U
     })
 }
 
+/**
+ * The pull of a session's reads. Requests take turns (the client's lock), so
+ * one read runs at a time: a socket's own pull serves where it offers one,
+ * without `Stream.toPull`'s context switch and semaphore per read.
+ */
+const readsPull = (socket: Socket.Socket) =>
+  cutsReadWaits(socket) ? Effect.succeed(socket[PullReads]) : Stream.toPull(socket.reads)
+
 const openSession = (
   address: Address.Address,
   options: ClientOptions
@@ -496,7 +505,7 @@ const openSession = (
       const scope = yield* Scope.make()
       const opened = yield* restore(Socket.connect(address, connectOptions)).pipe(
         Effect.flatMap((socket) =>
-          Effect.map(Stream.toPull(socket.reads), (pull): Session => {
+          Effect.map(readsPull(socket), (pull): Session => {
             const read: Read = Pull.catchDone(pull, () => Effect.succeed(undefined))
             const request = codec === undefined ? rawSession(socket, read) : framedSession(socket, read, codec)
             return { socket, scope, request }
