@@ -45,6 +45,7 @@
  * @since 0.1.0
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Channel from "effect/Channel"
 import type * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -394,7 +395,10 @@ const clientImpl = <In, Out, E>(
 ): Effect.Effect<Client<In, Out, E>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const connection = attachImpl(socket, protocol)
-    const pull = yield* Stream.toPull(connection.messages)
+    // Requests take turns under `lock`, so one pull runs at a time: the channel's own pull serves,
+    // without `Stream.toPull`'s context switch and second semaphore per read (`messages` needs no
+    // services, and its channel is tied to this scope).
+    const pull = yield* Channel.toPullScoped(connection.messages.channel, yield* Effect.scope)
     const lock = yield* Semaphore.make(1)
     const noResponse = new NoResponse({ address: socket.remoteAddress })
     let buffer: ReadonlyArray<In> = []
