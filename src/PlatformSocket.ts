@@ -48,7 +48,7 @@ import { encodeUtf8 } from "./internal/bytes.js"
 import { ConnectionSlots } from "./internal/connectionSlots.js"
 import * as FiberGroup from "./internal/fiberGroup.js"
 import { serverCapabilityOf } from "./internal/listenerCapability.js"
-import { CutReadWait, cutsReadWaits, PullReads } from "./internal/socketContract.js"
+import { CutReadWait, cutsReadWaits, readsPull } from "./internal/socketContract.js"
 import type { ConnectError, ListenError, ReadError, WriteError } from "./NetError.js"
 import * as Socket from "./Socket.js"
 
@@ -125,9 +125,9 @@ export const fromSocket = (socket: Socket.Socket): EffectSocket.Socket => {
         ended ??= error
         terminal = ended
       })
-    // A socket that can cut its read wait gives the pull its `reads` is made of: pulled here one at
-    // a time, it needs none of `Stream.toPull`'s context switch and semaphore per read.
-    const reads = cutsReadWaits(socket) ? socket[PullReads] : yield* Stream.toPull(socket.reads)
+    // A socket that can cut its read wait gives the pull its `reads` is made of (pulled one at a
+    // time below); any other is read through `Stream.toPull`.
+    const reads = yield* readsPull(socket)
     // Once the scope closed, what a pull fails with (SocketCloseError 1006); not an ending.
     let closed = false
     let cut: EffectSocket.SocketError | undefined

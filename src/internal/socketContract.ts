@@ -7,8 +7,10 @@
  * @internal
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type * as Pull from "effect/Pull"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type * as NetError from "../NetError.js"
 import type * as Socket from "../Socket.js"
 
@@ -78,3 +80,13 @@ export interface CutsReadWaits {
 
 /** Can this socket's wait in `reads` be cut from outside? */
 export const cutsReadWaits = (socket: Socket.Socket): socket is Socket.Socket & CutsReadWaits => CutReadWait in socket
+
+/**
+ * The pull of `socket.reads` for a reader that makes one pull at a time (its
+ * own turns, or a lock): the socket's own `[PullReads]` where it offers one,
+ * else `Stream.toPull`'s, tied to the current scope.
+ */
+export const readsPull = (
+  socket: Socket.Socket
+): Effect.Effect<Pull.Pull<NonEmptyReadonlyArray<Uint8Array>, NetError.ReadError>, never, Scope.Scope> =>
+  cutsReadWaits(socket) ? Effect.succeed(socket[PullReads]) : Stream.toPull(socket.reads)

@@ -18,7 +18,6 @@ import * as Layer from "effect/Layer"
 import * as Pull from "effect/Pull"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
-import * as Stream from "effect/Stream"
 import * as Address from "../../Address.js"
 import type * as Datagram from "../../Datagram.js"
 import * as DatagramServer from "../../DatagramServer.js"
@@ -38,7 +37,7 @@ import {
 import { HeldKey } from "../../internal/memoryBudget.js"
 import { type Meters, metersOf, type Tally } from "../../internal/metrics.js"
 import { type Deadline, DeadlineKey, type WithDeadline } from "../../internal/pumpDeadline.js"
-import { cutsReadWaits, PullReads } from "../../internal/socketContract.js"
+import { readsPull } from "../../internal/socketContract.js"
 
 /**
  * How a built-in server cuts the byte stream: `"raw"` (default) transforms
@@ -486,14 +485,6 @@ const framedSession = (socket: Socket.Socket, read: Read, codec: Framing.Codec<U
     })
 }
 
-/**
- * The pull of a session's reads. Requests take turns (the client's lock), so
- * one read runs at a time: a socket's own pull serves where it offers one,
- * without `Stream.toPull`'s context switch and semaphore per read.
- */
-const readsPull = (socket: Socket.Socket) =>
-  cutsReadWaits(socket) ? Effect.succeed(socket[PullReads]) : Stream.toPull(socket.reads)
-
 const openSession = (
   address: Address.Address,
   options: ClientOptions
@@ -505,6 +496,7 @@ const openSession = (
       const scope = yield* Scope.make()
       const opened = yield* restore(Socket.connect(address, connectOptions)).pipe(
         Effect.flatMap((socket) =>
+          // Requests take turns under the client's lock: one pull at a time.
           Effect.map(readsPull(socket), (pull): Session => {
             const read: Read = Pull.catchDone(pull, () => Effect.succeed(undefined))
             const request = codec === undefined ? rawSession(socket, read) : framedSession(socket, read, codec)
