@@ -363,7 +363,6 @@ export interface RunningServer {
 export class Server extends Context.Service<Server, RunningServer>()("effect-wire/Server") {}
 
 /** A connection's ending is counted and logged in its `onExit`: nothing is left to report. */
-const ignoreCause = () => Effect.void
 
 const DEFAULT_MAX_CONNECTIONS = 1024
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(10)
@@ -537,7 +536,8 @@ const run = <E, R>(
     // Every connection's handler may listen to it; that is no leak.
     setMaxListeners(0, signal)
 
-    const serve = (socket: Socket.Socket, id: number): Effect.Effect<void, never, Exclude<R, Scope.Scope>> => {
+    // The fiber ends as the handler did; nothing reads a connection fiber's exit (FiberGroup keeps none).
+    const serve = (socket: Socket.Socket, id: number): Effect.Effect<void, E, Exclude<R, Scope.Scope>> => {
       joinBudget(socket, budget)
       const connection: Connection = {
         id,
@@ -552,10 +552,7 @@ const run = <E, R>(
       let handled = Effect.scoped(options.handler(socket, connection))
       if (span !== undefined) handled = Effect.withParentSpan(handled, span)
       // One finalizer does the whole ending (an idle connection's fiber keeps every frame it waits in).
-      return Effect.catchCause(
-        Effect.onExit(handled, (exit) => end(socket, exit)),
-        ignoreCause
-      ) as Effect.Effect<void, never, Exclude<R, Scope.Scope>>
+      return Effect.onExit(handled, (exit) => end(socket, exit)) as Effect.Effect<void, E, Exclude<R, Scope.Scope>>
     }
     const releaseSlot = Effect.sync(() => slots.gone())
     /** Close the socket, then free its slot (in the socket's own callbacks when it can). */

@@ -561,7 +561,7 @@ export class NodeSocket implements Socket.Socket, Member {
           first = this.writeNow(chunks)
         }
       }) as Effect.Effect<never, NetError.WriteError | Cause.Done>
-      return Pull.catchDone(loop, () => Effect.as(this.end, END_VOID))
+      return Pull.catchDone(loop, () => this.endAs(END_VOID))
     })
   }
 
@@ -610,6 +610,14 @@ export class NodeSocket implements Socket.Socket, Member {
   get end(): Effect.Effect<void, NetError.WriteError> {
     return Effect.callback((resume) => {
       const cancel = this.endWith(resume)
+      return cancel === undefined ? undefined : Effect.sync(cancel)
+    })
+  }
+
+  /** `end` succeeding with `value` (one Effect step less than `Effect.as(end, value)`). */
+  endAs<A>(value: A): Effect.Effect<A, NetError.WriteError> {
+    return Effect.callback((resume) => {
+      const cancel = this.endWith((exit) => resume(exit._tag === "Success" ? Effect.succeed(value) : Exit.failCause(exit.cause)))
       return cancel === undefined ? undefined : Effect.sync(cancel)
     })
   }

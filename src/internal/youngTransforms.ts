@@ -95,10 +95,18 @@ export const channelFromTransform = <OutElem, OutErr, OutDone, InElem, InErr, In
 ): Channel.Channel<OutElem, Pull.ExcludeDone<OutErr> | EX, OutDone, InElem, InErr, InDone, Env> =>
   youngChannels ? youngChannel(wrap(transform)) as never : Channel.fromTransform(transform)
 
-/** `Stream.fromPull`, made to die young (see above). */
+/**
+ * `Stream.fromPull`, made to die young (see above), for a pull made by an
+ * Effect that cannot fail: without the wrapper that turns a failure to make
+ * the pull into a failing pull (there is none to turn), one Effect step less
+ * per run of the stream.
+ */
 export const streamFromPull = <A, E>(
   effect: Effect.Effect<Pull.Pull<readonly [A, ...Array<A>], E, void>>
-): Stream.Stream<A, Pull.ExcludeDone<E>> => Stream.fromChannel(channelFromTransform(() => effect))
+): Stream.Stream<A, Pull.ExcludeDone<E>> => {
+  const transform = () => effect
+  return Stream.fromChannel(youngChannels ? youngChannel(transform) as never : Channel.fromTransform(transform))
+}
 
 /** `Stream.pipeThroughChannel`, made to die young (see above): what a codec over a connection's reads makes. */
 export const pipeThroughChannel = <A, E, R, A2, E2, R2>(
