@@ -362,8 +362,6 @@ export interface RunningServer {
  */
 export class Server extends Context.Service<Server, RunningServer>()("effect-wire/Server") {}
 
-/** A connection's ending is counted and logged in its `onExit`: nothing is left to report. */
-
 const DEFAULT_MAX_CONNECTIONS = 1024
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(10)
 const DEFAULT_WRITE_TIMEOUT = Duration.seconds(30)

@@ -608,10 +608,7 @@ export class NodeSocket implements Socket.Socket, Member {
   }
 
   get end(): Effect.Effect<void, NetError.WriteError> {
-    return Effect.callback((resume) => {
-      const cancel = this.endWith(resume)
-      return cancel === undefined ? undefined : Effect.sync(cancel)
-    })
+    return this.endAs(undefined)
   }
 
   /** `end` succeeding with `value` (one Effect step less than `Effect.as(end, value)`). */
