@@ -11,16 +11,27 @@
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
-import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
-import * as Schema from "effect/Schema"
-import * as SchemaIssue from "effect/SchemaIssue"
-import * as SchemaTransformation from "effect/SchemaTransformation"
 import { isIP } from "node:net"
 
 /**
+ * Options of the {@link TcpAddress} and {@link UnixAddress} constructors.
+ * `disableChecks` skips the field checks, for values already known good
+ * (what a socket reports, what a Schema has decoded).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface MakeOptions {
+  readonly disableChecks?: boolean | undefined
+}
+
+/**
  * A TCP (or UDP) endpoint. `host` is an IPv4 address, an IPv6 address
- * without brackets, or a host name.
+ * without brackets, or a host name; `port` an integer in 0-65535. The
+ * constructor throws an {@link InvalidAddress} for an empty host or a port
+ * out of range. Equal and hashed by value. Plain data: this module loads no
+ * Schema, `AddressSchema` has the Schemas.
  *
  * ```ts
  * const a = Address.tcp("127.0.0.1", 0) // port 0: let the kernel choose
@@ -29,13 +40,20 @@ import { isIP } from "node:net"
  * @since 0.1.0
  * @category models
  */
-export class TcpAddress extends Schema.TaggedClass<TcpAddress>()("TcpAddress", {
-  host: Schema.NonEmptyString,
-  port: Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 65535 }))
-}) {}
+export class TcpAddress extends Data.Class<{
+  readonly _tag: "TcpAddress"
+  readonly host: string
+  readonly port: number
+}> {
+  constructor(fields: { readonly host: string; readonly port: number }, options?: MakeOptions) {
+    if (options?.disableChecks !== true) checkTcp(fields.host, fields.port)
+    super({ _tag: "TcpAddress", host: fields.host, port: fields.port })
+  }
+}
 
 /**
- * A Unix domain socket path.
+ * A Unix domain socket path. The constructor throws an
+ * {@link InvalidAddress} for an empty path.
  *
  * ```ts
  * const a = Address.unix("/tmp/app.sock")
@@ -44,24 +62,27 @@ export class TcpAddress extends Schema.TaggedClass<TcpAddress>()("TcpAddress", {
  * @since 0.1.0
  * @category models
  */
-export class UnixAddress extends Schema.TaggedClass<UnixAddress>()("UnixAddress", {
-  path: Schema.NonEmptyString
-}) {}
+export class UnixAddress extends Data.Class<{
+  readonly _tag: "UnixAddress"
+  readonly path: string
+}> {
+  constructor(fields: { readonly path: string }, options?: MakeOptions) {
+    if (options?.disableChecks !== true && fields.path.length === 0) {
+      throw new InvalidAddress({ input: "unix:", reason: "the unix socket path is empty" })
+    }
+    super({ _tag: "UnixAddress", path: fields.path })
+  }
+}
 
-/**
- * Schema of an address as a tagged union (its encoded form is a plain object).
- *
- * ```ts
- * Schema.decodeUnknownSync(Address.Address)({ _tag: "UnixAddress", path: "/tmp/s.sock" })
- * ```
- *
- * @since 0.1.0
- * @category schemas
- */
-export const Address: Schema.Union<readonly [typeof TcpAddress, typeof UnixAddress]> = Schema.Union([
-  TcpAddress,
-  UnixAddress
-])
+const checkTcp = (host: string, port: number): void => {
+  if (host.length === 0) throw new InvalidAddress({ input: `:${port}`, reason: "the host is empty" })
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidAddress({
+      input: `${host.includes(":") ? `[${host}]` : host}:${port}`,
+      reason: `port ${port} is not an integer in 0-65535`
+    })
+  }
+}
 
 /**
  * @since 0.1.0
@@ -288,31 +309,6 @@ export const format = (address: Address): string =>
     : address.host.includes(":")
     ? `[${address.host}]:${address.port}`
     : `${address.host}:${address.port}`
-
-/**
- * Schema from the textual form (`"[::1]:9000"`) to an {@link Address}, for
- * configuration and CLI arguments.
- *
- * ```ts
- * Schema.decodeUnknownSync(Address.FromString)("unix:/tmp/s.sock")
- * ```
- *
- * @since 0.1.0
- * @category schemas
- */
-export const FromString: Schema.Codec<Address, string> = Schema.String.pipe(
-  Schema.decodeTo(
-    Schema.toType(Address),
-    SchemaTransformation.transformEffect({
-      decode: (s: string, options) =>
-        Result.match(parse(s), {
-          onFailure: (e) => Effect.fail(new SchemaIssue.InvalidValue({ message: e.message }, s, options)),
-          onSuccess: Effect.succeed
-        }),
-      encode: (a: Address) => Effect.succeed(format(a))
-    })
-  )
-)
 
 /**
  * True for addresses that only this machine can reach: 127.0.0.0/8, ::1,

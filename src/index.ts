@@ -22,6 +22,8 @@
 
 /** @since 0.1.0 */
 export * as Address from "./Address.js"
+/** @since 0.2.0 */
+export * as AddressSchema from "./AddressSchema.js"
 /** @since 0.1.0 */
 export * as NetError from "./NetError.js"
 /** @since 0.1.0 */

@@ -1,9 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
+import * as Hash from "effect/Hash"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as FastCheck from "fast-check"
 import * as Address from "../src/Address.js"
+import * as AddressSchema from "../src/AddressSchema.js"
 
 const port = FastCheck.integer({ min: 0, max: 65535 })
 
@@ -172,24 +175,85 @@ describe("Address", () => {
       assert.throws(() => Address.tcp("host", 1.5))
       assert.throws(() => Address.unix(""))
     })
+
+    it("throw an InvalidAddress that says what is wrong", () => {
+      const thrown = (f: () => unknown): Address.InvalidAddress => {
+        try {
+          f()
+        } catch (e) {
+          assert.instanceOf(e, Address.InvalidAddress)
+          return e as Address.InvalidAddress
+        }
+        return assert.fail("expected a throw")
+      }
+      assert.strictEqual(thrown(() => Address.tcp("", 80)).message, "invalid address \":80\": the host is empty")
+      assert.strictEqual(
+        thrown(() => Address.tcp("::1", 65536)).message,
+        "invalid address \"[::1]:65536\": port 65536 is not an integer in 0-65535"
+      )
+      assert.strictEqual(thrown(() => Address.tcp("h", -1)).reason, "port -1 is not an integer in 0-65535")
+      assert.strictEqual(thrown(() => Address.tcp("h", Number.NaN)).reason, "port NaN is not an integer in 0-65535")
+      assert.strictEqual(thrown(() => Address.unix("")).reason, "the unix socket path is empty")
+      // Values already known good skip the checks.
+      assert.strictEqual(new Address.TcpAddress({ host: "", port: -1 }, { disableChecks: true }).port, -1)
+    })
+
+    it("make plain data: equal and hashed by value, the tag first", () => {
+      assert.isTrue(Equal.equals(Address.tcp("::1", 80), Address.tcp("::1", 80)))
+      assert.isFalse(Equal.equals(Address.tcp("::1", 80), Address.tcp("::1", 81)))
+      assert.strictEqual(Hash.hash(Address.unix("/s")), Hash.hash(Address.unix("/s")))
+      assert.deepStrictEqual(Object.keys(Address.tcp("h", 1)), ["_tag", "host", "port"])
+      assert.strictEqual(JSON.stringify(Address.unix("/s")), "{\"_tag\":\"UnixAddress\",\"path\":\"/s\"}")
+    })
   })
 
   describe("schemas", () => {
     it("Address decodes and encodes the tagged union", () => {
-      const decoded = Schema.decodeUnknownSync(Address.Address)({ _tag: "UnixAddress", path: "/tmp/s.sock" })
+      const decoded = Schema.decodeUnknownSync(AddressSchema.Address)({ _tag: "UnixAddress", path: "/tmp/s.sock" })
       assert.deepStrictEqual(decoded, Address.unix("/tmp/s.sock"))
-      assert.deepStrictEqual(Schema.encodeSync(Address.Address)(Address.tcp("::1", 1)), {
+      assert.deepStrictEqual(Schema.encodeSync(AddressSchema.Address)(Address.tcp("::1", 1)), {
         _tag: "TcpAddress",
         host: "::1",
         port: 1
       })
-      assert.throws(() => Schema.decodeUnknownSync(Address.Address)({ _tag: "TcpAddress", host: "h", port: -1 }))
+      assert.throws(() => Schema.decodeUnknownSync(AddressSchema.Address)({ _tag: "TcpAddress", host: "h", port: -1 }))
+    })
+
+    it("TcpAddress and UnixAddress decode to the classes, check the fields, and tell instances", () => {
+      const tcp = Schema.decodeUnknownSync(AddressSchema.TcpAddress)({ _tag: "TcpAddress", host: "::1", port: 9000 })
+      assert.instanceOf(tcp, Address.TcpAddress)
+      assert.isTrue(Equal.equals(tcp, Address.tcp("::1", 9000)))
+      const unix = Schema.decodeUnknownSync(AddressSchema.UnixAddress)({ _tag: "UnixAddress", path: "/s" })
+      assert.instanceOf(unix, Address.UnixAddress)
+      assert.throws(() => Schema.decodeUnknownSync(AddressSchema.TcpAddress)({ _tag: "TcpAddress", host: "", port: 1 }))
+      assert.throws(() => Schema.decodeUnknownSync(AddressSchema.TcpAddress)({ _tag: "TcpAddress", host: "h", port: 1.5 }))
+      assert.throws(() => Schema.decodeUnknownSync(AddressSchema.UnixAddress)({ _tag: "UnixAddress", path: "" }))
+      assert.throws(() => Schema.decodeUnknownSync(AddressSchema.TcpAddress)({ _tag: "UnixAddress", path: "/s" }))
+      assert.isTrue(Schema.is(AddressSchema.TcpAddress)(Address.tcp("h", 1)))
+      assert.isFalse(Schema.is(AddressSchema.TcpAddress)({ _tag: "TcpAddress", host: "h", port: 1 }))
+      assert.isFalse(Schema.is(AddressSchema.TcpAddress)(Address.unix("/s")))
+      assert.isTrue(Schema.is(AddressSchema.Address)(Address.unix("/s")))
+      // A message or a config that carries addresses.
+      const Config = Schema.Struct({ listen: AddressSchema.FromString, upstream: AddressSchema.Address })
+      assert.deepStrictEqual(
+        Schema.decodeUnknownSync(Config)({ listen: "127.0.0.1:0", upstream: { _tag: "UnixAddress", path: "/run/up.sock" } }),
+        { listen: Address.tcp("127.0.0.1", 0), upstream: Address.unix("/run/up.sock") }
+      )
+    })
+
+    it.prop("the Schema's arbitraries round-trip through the encoded form and the JSON codec", [AddressSchema.Address], ([a]) => {
+      assert.isTrue(Address.isAddress(a))
+      assert.isTrue(Equal.equals(Schema.decodeUnknownSync(AddressSchema.Address)(Schema.encodeSync(AddressSchema.Address)(a)), a))
+      const json = Schema.toCodecJson(Schema.toType(AddressSchema.Address))
+      const encoded = Schema.encodeSync(json)(a)
+      assert.deepStrictEqual(JSON.parse(JSON.stringify(encoded)), encoded)
+      assert.isTrue(Equal.equals(Schema.decodeUnknownSync(json)(encoded), a))
     })
 
     it("FromString reads and writes the textual form", () => {
-      assert.deepStrictEqual(Schema.decodeUnknownSync(Address.FromString)("[::1]:9000"), Address.tcp("::1", 9000))
-      assert.strictEqual(Schema.encodeSync(Address.FromString)(Address.unix("/tmp/s")), "unix:/tmp/s")
-      const failure = Schema.decodeUnknownResult(Address.FromString)("9000")
+      assert.deepStrictEqual(Schema.decodeUnknownSync(AddressSchema.FromString)("[::1]:9000"), Address.tcp("::1", 9000))
+      assert.strictEqual(Schema.encodeSync(AddressSchema.FromString)(Address.unix("/tmp/s")), "unix:/tmp/s")
+      const failure = Schema.decodeUnknownResult(AddressSchema.FromString)("9000")
       assert.isTrue(Result.isFailure(failure))
       if (Result.isFailure(failure)) assert.include(failure.failure.message, "expected host:port, [ipv6]:port or unix:/path")
     })
@@ -214,7 +278,7 @@ describe("Address", () => {
       assert.isTrue(Result.isFailure(Address.parse(Address.format(Address.unknownPeer))))
       assert.isFalse(Address.isLoopback(Address.unknownPeer))
       // It survives a trip through the Schema (a log shipped as JSON still says so).
-      const decoded = Schema.decodeUnknownSync(Address.Address)(Schema.encodeSync(Address.Address)(Address.unknownPeer))
+      const decoded = Schema.decodeUnknownSync(AddressSchema.Address)(Schema.encodeSync(AddressSchema.Address)(Address.unknownPeer))
       assert.isTrue(Address.isUnknownPeer(decoded))
       FastCheck.assert(FastCheck.property(address, (a) => !Address.isUnknownPeer(a)))
     })

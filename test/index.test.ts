@@ -10,6 +10,7 @@ import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Root from "effect-wire"
 import * as Address from "effect-wire/Address"
+import * as AddressSchema from "effect-wire/AddressSchema"
 import * as ClusterSocket from "effect-wire/ClusterSocket"
 import * as Datagram from "effect-wire/Datagram"
 import * as DatagramServer from "effect-wire/DatagramServer"
@@ -34,6 +35,7 @@ const ROOT = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
 /** Every namespace of the root entry and its subpath. */
 const subpaths = {
   Address: [Address, "Address"],
+  AddressSchema: [AddressSchema, "AddressSchema"],
   NetError: [NetError, "NetError"],
   Socket: [Socket, "Socket"],
   Datagram: [Datagram, "Datagram"],
@@ -85,5 +87,42 @@ describe("effect-wire (the root entry)", () => {
     const { keys, same } = JSON.parse(out) as { keys: Array<string>; same: Array<boolean> }
     assert.deepStrictEqual(keys, Object.keys(subpaths).sort())
     assert.deepStrictEqual(same, names.map(() => true))
+  })
+
+  it("loads effect/Schema only with the modules that take or make Schemas", () => {
+    // A program that only opens sockets and serves them must not pay for Schema (about 15 MB of
+    // memory and 150 ms of start-up, measured in docs/performance.md): each subpath in a fresh
+    // process of the built package, watching what Node loads.
+    const schemaFree = [
+      "Address",
+      "NetError",
+      "Socket",
+      "Datagram",
+      "Server",
+      "Tls",
+      "ProxyProtocol",
+      "DatagramServer",
+      "Workers",
+      "Metrics",
+      "Observability"
+    ]
+    const withSchema = ["AddressSchema", "Message", "Protocol"]
+    const script = `
+      import * as Module from "node:module"
+      const loaded = new Set()
+      Module.registerHooks({ load(url, context, next) { loaded.add(url); return next(url, context) } })
+      await import("effect-wire/" + process.argv[1])
+      console.log(JSON.stringify([...loaded].some((url) => url.endsWith("/effect/dist/Schema.js"))))
+    `
+    const loadsSchema = (subpath: string): boolean =>
+      JSON.parse(
+        execFileSync(process.execPath, ["--input-type=module", "-e", script, subpath], {
+          cwd: ROOT,
+          encoding: "utf8",
+          timeout: 30_000
+        })
+      )
+    for (const subpath of schemaFree) assert.isFalse(loadsSchema(subpath), subpath)
+    for (const subpath of withSchema) assert.isTrue(loadsSchema(subpath), subpath)
   })
 })

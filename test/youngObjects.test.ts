@@ -22,6 +22,7 @@ import * as Sink from "effect/Sink"
 import * as Stream from "effect/Stream"
 import * as FastCheck from "fast-check"
 import * as Address from "../src/Address.js"
+import * as AddressSchema from "../src/AddressSchema.js"
 import * as FiberGroup from "../src/internal/fiberGroup.js"
 import { trustedTcpAddress } from "../src/internal/nodeSocket.js"
 import { SwapSet } from "../src/internal/swapSet.js"
@@ -230,7 +231,7 @@ describe("trustedTcpAddress", () => {
       const made = Address.tcp(host, port)
       assert.isTrue(Equal.equals(trusted, made))
       assert.strictEqual(Hash.hash(trusted), Hash.hash(made))
-      assert.isTrue(Schema.is(Address.TcpAddress)(trusted))
+      assert.isTrue(Schema.is(AddressSchema.TcpAddress)(trusted))
       assert.strictEqual(Object.getPrototypeOf(trusted), Object.getPrototypeOf(made))
       assert.deepStrictEqual(Object.keys(trusted), Object.keys(made))
       assert.strictEqual(Address.format(trusted), Address.format(made))
