@@ -8,8 +8,9 @@
  *   node dist/bench/effectServers.js <kind> [--host 127.0.0.1] [--port 0]
  *
  * kinds (the load each one speaks in brackets; see `Speaks` in bench/common.ts):
- * - bench/servers/wire.ts, effect-wire:
+ * - bench/servers/stream.ts, effect-wire:
  *   - `wire-stream`:          `Server.layer` + `Stream.run(socket.reads, socket.writes)` (raw echo) [bytes]
+ * - bench/servers/wire.ts, effect-wire:
  *   - `wire-protocol`:        `Protocol.serve` over u32 BE frames, binary messages (a bytes
  *                             Schema), one Effect handler call per request [bytes]
  *   - `wire-protocol-json`:   the same with JSON messages (`Message.json` of a Struct) [json]
@@ -36,7 +37,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import type { Programs } from "./servers/common.js"
 
 const MODULES: Record<string, string> = {
-  "wire-stream": "wire",
+  "wire-stream": "stream",
   "wire-protocol": "wire",
   "wire-protocol-json": "wire",
   "wire-protocol-async": "wire",

@@ -1,19 +1,17 @@
 /**
- * effect-wire's Effect-handler servers (see bench/effectServers.ts): a user's
- * `Stream` handler on `Server.layer` and typed `Protocol` services.
+ * effect-wire's typed `Protocol` services (see bench/effectServers.ts); the
+ * `Stream` handler has its own module (bench/servers/stream.ts).
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import * as Stream from "effect/Stream"
 import * as Tracer from "effect/Tracer"
-import * as Address from "../../src/Address.js"
 import * as Framing from "../../src/Framing.js"
 import * as Message from "../../src/Message.js"
 import * as Metrics from "../../src/Metrics.js"
 import * as Protocol from "../../src/Protocol.js"
-import * as Server from "../../src/Server.js"
 import { JsonMessage } from "../messages.js"
-import { listening, type Listen, type Programs } from "./common.js"
+import type { Programs } from "./common.js"
+import { serve } from "./serve.js"
 
 // A typed service whose messages are bytes: the frame is the message.
 const Bytes = Protocol.make({
@@ -38,15 +36,7 @@ const slowly = <A>(value: A): Effect.Effect<A> =>
     setImmediate(() => resume(Effect.succeed(value)))
   })
 
-const serve = (handler: Server.Options<unknown, never>["handler"]) => ({ host, port }: Listen) =>
-  Effect.gen(function*() {
-    const server = yield* Server.Server
-    yield* listening(Address.format(server.address))
-    return yield* Effect.never
-  }).pipe(Effect.provide(Server.layer({ address: Address.tcp(host, port), handler })))
-
 export const programs: Programs = {
-  "wire-stream": serve((socket) => Stream.run(socket.reads, socket.writes)),
   "wire-protocol": serve(Protocol.serve(Bytes, (request) => Effect.succeed(request))),
   "wire-protocol-json": serve(Protocol.serve(Json, (request) => Effect.succeed(request))),
   "wire-protocol-async": serve(Protocol.serve(Bytes, slowly)),
