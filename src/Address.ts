@@ -19,6 +19,10 @@ import { isIP } from "node:net"
  * `disableChecks` skips the field checks, for values already known good
  * (what a socket reports, what a Schema has decoded).
  *
+ * ```ts
+ * new Address.TcpAddress({ host: "10.0.0.7", port: 443 }, { disableChecks: true })
+ * ```
+ *
  * @since 0.2.0
  * @category models
  */
@@ -30,7 +34,7 @@ export interface MakeOptions {
  * A TCP (or UDP) endpoint. `host` is an IPv4 address, an IPv6 address
  * without brackets, or a host name; `port` an integer in 0-65535. The
  * constructor throws an {@link InvalidAddress} for an empty host or a port
- * out of range. Equal and hashed by value. Plain data: this module loads no
+ * that is not an integer in 0-65535. Equal and hashed by value. Plain data: this module loads no
  * Schema, `AddressSchema` has the Schemas.
  *
  * ```ts
