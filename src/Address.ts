@@ -32,10 +32,10 @@ export interface MakeOptions {
 
 /**
  * A TCP (or UDP) endpoint. `host` is an IPv4 address, an IPv6 address
- * without brackets, or a host name; `port` an integer in 0-65535. The
- * constructor throws an {@link InvalidAddress} for an empty host or a port
- * that is not an integer in 0-65535. Equal and hashed by value. Plain data: this module loads no
- * Schema, `AddressSchema` has the Schemas.
+ * without brackets, or a host name; `port` an integer in 0-65535, which the
+ * constructor checks (an empty host or another port throws an
+ * {@link InvalidAddress}). Equal and hashed by value. Plain data: this
+ * module loads no Schema; `AddressSchema` has the Schemas.
  *
  * ```ts
  * const a = Address.tcp("127.0.0.1", 0) // port 0: let the kernel choose

@@ -91,7 +91,7 @@ describe("effect-wire (the root entry)", () => {
 
   it("loads effect/Schema only with the modules that take or make Schemas", () => {
     // A program that only opens sockets and serves them must not pay for Schema (about 15 MB of
-    // memory and 150 ms of start-up, measured in docs/performance.md): each subpath in a fresh
+    // memory and 170 ms of start-up, measured in docs/performance.md): each subpath in a fresh
     // process of the built package, watching what Node loads.
     const schemaFree = [
       "Address",
