@@ -7,6 +7,7 @@ import * as Schema from "effect/Schema"
 import * as FastCheck from "fast-check"
 import * as Address from "../src/Address.js"
 import * as AddressSchema from "../src/AddressSchema.js"
+import { thrownBy } from "./helpers/defects.js"
 
 const port = FastCheck.integer({ min: 0, max: 65535 })
 
@@ -177,15 +178,7 @@ describe("Address", () => {
     })
 
     it("throw an InvalidAddress that says what is wrong", () => {
-      const thrown = (f: () => unknown): Address.InvalidAddress => {
-        try {
-          f()
-        } catch (e) {
-          assert.instanceOf(e, Address.InvalidAddress)
-          return e as Address.InvalidAddress
-        }
-        return assert.fail("expected a throw")
-      }
+      const thrown = (f: () => unknown) => thrownBy(Address.InvalidAddress, f, "expected a throw")
       assert.strictEqual(thrown(() => Address.tcp("", 80)).message, "invalid address \":80\": the host is empty")
       assert.strictEqual(
         thrown(() => Address.tcp("::1", 65536)).message,

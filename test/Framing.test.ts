@@ -10,6 +10,7 @@ import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/testing/TestClock"
 import * as Framing from "effect-wire/Framing"
+import { thrownBy } from "./helpers/defects.js"
 
 const enc = new TextEncoder()
 const u8 = (...xs: ReadonlyArray<number | string>): Uint8Array =>
@@ -198,15 +199,8 @@ describe("Framing.fixed", () => {
 
 describe("codec options: 0 is refused (InvalidCodecOptions, thrown by the builder)", () => {
   /** The InvalidCodecOptions `build` throws. */
-  const thrown = (build: () => unknown): Framing.InvalidCodecOptions => {
-    try {
-      build()
-    } catch (error) {
-      assert.instanceOf(error, Framing.InvalidCodecOptions)
-      return error as Framing.InvalidCodecOptions
-    }
-    return assert.fail("the builder accepted the options")
-  }
+  const thrown = (build: () => unknown) =>
+    thrownBy(Framing.InvalidCodecOptions, build, "the builder accepted the options")
 
   it("every limit of every codec: a limit of 0 is no \"no limit\", and the message says so", () => {
     const cases: ReadonlyArray<readonly [string, () => unknown]> = [

@@ -1,7 +1,7 @@
 /**
- * Asserting defects in tests: what an effect dies with, and the shape of an
+ * Asserting defects in tests: what an effect dies with, the shape of an
  * option defect (Effect's `IllegalArgumentError`, whose message names the
- * option; see src/internal/options.ts).
+ * option; see src/internal/options.ts), and what a function throws.
  */
 import { assert } from "@effect/vitest"
 import * as Cause from "effect/Cause"
@@ -22,4 +22,15 @@ export const defectOf = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect
 export const assertOptionDefect = (defect: unknown, ...parts: ReadonlyArray<string>): void => {
   assert.isTrue(Cause.isIllegalArgumentError(defect), `not an IllegalArgumentError: ${String(defect)}`)
   for (const part of parts) assert.include((defect as Error).message, part)
+}
+
+/** The instance of `type` that `f` throws (failing the test when it returns, or throws anything else). */
+export const thrownBy = <E>(type: new(...args: Array<any>) => E, f: () => unknown, because: string): E => {
+  try {
+    f()
+  } catch (error) {
+    assert.instanceOf(error, type)
+    return error as E
+  }
+  return assert.fail(because)
 }
