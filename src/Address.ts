@@ -53,6 +53,11 @@ export class TcpAddress extends Data.Class<{
     if (options?.disableChecks !== true) checkTcp(fields.host, fields.port)
     super({ _tag: "TcpAddress", host: fields.host, port: fields.port })
   }
+
+  /** The address as {@link format} writes it: `${address}` in a log line reads `[::1]:9000`. */
+  override toString(): string {
+    return format(this)
+  }
 }
 
 /**
@@ -75,6 +80,11 @@ export class UnixAddress extends Data.Class<{
       throw new InvalidAddress({ input: "unix:", reason: "the unix socket path is empty" })
     }
     super({ _tag: "UnixAddress", path: fields.path })
+  }
+
+  /** The address as {@link format} writes it: `unix:/run/app.sock`. */
+  override toString(): string {
+    return format(this)
   }
 }
 

@@ -197,6 +197,8 @@ describe("Address", () => {
       assert.strictEqual(Hash.hash(Address.unix("/s")), Hash.hash(Address.unix("/s")))
       assert.deepStrictEqual(Object.keys(Address.tcp("h", 1)), ["_tag", "host", "port"])
       assert.strictEqual(JSON.stringify(Address.unix("/s")), "{\"_tag\":\"UnixAddress\",\"path\":\"/s\"}")
+      // In a template string, an address reads as `format` writes it.
+      assert.strictEqual(`${Address.tcp("::1", 80)} ${Address.unix("/s")} ${Address.unknownPeer}`, "[::1]:80 unix:/s unknown peer")
     })
   })
 
