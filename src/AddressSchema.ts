@@ -39,27 +39,34 @@ const UnixFields = Schema.Struct({
   path: Schema.NonEmptyString
 })
 
-// Each class from its fields and back: how the Schemas below decode and encode, and the link their
-// arbitraries and JSON codec take.
-const tcpFromFields = {
-  decode: SchemaGetter.transform((f: typeof TcpFields.Type) => new Address_.TcpAddress(f, trusted)),
-  encode: SchemaGetter.transform((a: Address_.TcpAddress): typeof TcpFields.Type => ({
-    _tag: "TcpAddress",
-    host: a.host,
-    port: a.port
-  }))
+/**
+ * The Schema of an address class from its fields: decoding makes the class
+ * (the fields already checked), encoding gives the fields back; the same
+ * link gives its arbitraries and its JSON codec.
+ */
+const classOf = <A extends Address_.Address, F extends Schema.Codec<unknown, unknown>>(
+  name: A["_tag"],
+  type: new(fields: F["Type"], options: Address_.MakeOptions) => A,
+  fields: F,
+  toFields: (a: A) => F["Type"]
+): Schema.Codec<A, F["Encoded"]> => {
+  const fromFields = {
+    decode: SchemaGetter.transform((f: F["Type"]) => new type(f, trusted)),
+    encode: SchemaGetter.transform(toFields)
+  }
+  const link = Schema.link<A>()(fields, fromFields)
+  return fields.pipe(
+    Schema.decodeTo(
+      Schema.instanceOf(type, {
+        identifier: name,
+        expected: name,
+        toCodecArbitrary: () => link,
+        toCodecJson: () => link
+      }),
+      SchemaTransformation.makeTransformation(fromFields)
+    )
+  )
 }
-
-const unixFromFields = {
-  decode: SchemaGetter.transform((f: typeof UnixFields.Type) => new Address_.UnixAddress(f, trusted)),
-  encode: SchemaGetter.transform((a: Address_.UnixAddress): typeof UnixFields.Type => ({
-    _tag: "UnixAddress",
-    path: a.path
-  }))
-}
-
-const tcpLink = Schema.link<Address_.TcpAddress>()(TcpFields, tcpFromFields)
-const unixLink = Schema.link<Address_.UnixAddress>()(UnixFields, unixFromFields)
 
 /**
  * Schema of an `Address.TcpAddress`: decodes `{ _tag: "TcpAddress",
@@ -74,16 +81,11 @@ const unixLink = Schema.link<Address_.UnixAddress>()(UnixFields, unixFromFields)
  * @since 0.2.0
  * @category schemas
  */
-export const TcpAddress: Schema.Codec<Address_.TcpAddress, typeof TcpFields.Encoded> = TcpFields.pipe(
-  Schema.decodeTo(
-    Schema.instanceOf(Address_.TcpAddress, {
-      identifier: "TcpAddress",
-      expected: "TcpAddress",
-      toCodecArbitrary: () => tcpLink,
-      toCodecJson: () => tcpLink
-    }),
-    SchemaTransformation.makeTransformation(tcpFromFields)
-  )
+export const TcpAddress: Schema.Codec<Address_.TcpAddress, typeof TcpFields.Encoded> = classOf(
+  "TcpAddress",
+  Address_.TcpAddress,
+  TcpFields,
+  (a) => ({ _tag: "TcpAddress" as const, host: a.host, port: a.port })
 )
 
 /**
@@ -97,16 +99,11 @@ export const TcpAddress: Schema.Codec<Address_.TcpAddress, typeof TcpFields.Enco
  * @since 0.2.0
  * @category schemas
  */
-export const UnixAddress: Schema.Codec<Address_.UnixAddress, typeof UnixFields.Encoded> = UnixFields.pipe(
-  Schema.decodeTo(
-    Schema.instanceOf(Address_.UnixAddress, {
-      identifier: "UnixAddress",
-      expected: "UnixAddress",
-      toCodecArbitrary: () => unixLink,
-      toCodecJson: () => unixLink
-    }),
-    SchemaTransformation.makeTransformation(unixFromFields)
-  )
+export const UnixAddress: Schema.Codec<Address_.UnixAddress, typeof UnixFields.Encoded> = classOf(
+  "UnixAddress",
+  Address_.UnixAddress,
+  UnixFields,
+  (a) => ({ _tag: "UnixAddress" as const, path: a.path })
 )
 
 /**
