@@ -21,16 +21,17 @@ export const writeFrame = (out: Buffer, at: number, bodySize: number, seq: numbe
 }
 
 /**
- * Reassembles frames from an echoed byte stream. Frames inside one read are
- * views of it; a frame spanning reads costs one copy, like the servers under
- * test, so the client's own overhead stays small and the same for all.
+ * Reassembles frames from an echoed byte stream. Each frame is handed over
+ * as where its body sits (`buffer`, `at`, `size`), with no view made per
+ * frame; a frame spanning reads costs one copy, like the servers under test,
+ * so the client's own overhead stays small and the same for all.
  */
 export class FrameReader {
   private parts: Array<Buffer> = []
   private partsBytes = 0
 
-  /** Calls `onFrame(body)` for every frame `chunk` completes. */
-  push(chunk: Buffer, onFrame: (body: Buffer) => void): void {
+  /** Calls `onFrame(buffer, at, size)` for the body of every frame `chunk` completes. */
+  push(chunk: Buffer, onFrame: (buffer: Buffer, at: number, size: number) => void): void {
     let buffer = chunk
     if (this.partsBytes > 0) {
       this.parts.push(chunk)
@@ -42,15 +43,16 @@ export class FrameReader {
       this.partsBytes = 0
     }
     let at = 0
-    while (buffer.length - at >= HEADER_BYTES) {
+    const length = buffer.length
+    while (length - at >= HEADER_BYTES) {
       const size = buffer.readUInt32BE(at)
-      if (buffer.length - at - HEADER_BYTES < size) break
-      onFrame(buffer.subarray(at + HEADER_BYTES, at + HEADER_BYTES + size))
+      if (length - at - HEADER_BYTES < size) break
+      onFrame(buffer, at + HEADER_BYTES, size)
       at += HEADER_BYTES + size
     }
-    if (at < buffer.length) {
+    if (at < length) {
       this.parts.push(buffer.subarray(at))
-      this.partsBytes = buffer.length - at
+      this.partsBytes = length - at
     }
   }
 

@@ -189,8 +189,8 @@ const makeWindow = (connections: number): Window => {
     },
     add: (n) => {
       if (window.phase !== "measure" || n <= 0) return
+      if (window.count === 0) markCounted()
       window.count += n
-      markCounted()
     }
   }
   return window
@@ -238,78 +238,117 @@ const timed = async (
  * connection); `ordered` says whether replies must come in request order
  * (the framed servers and typed services: yes; `effect/rpc` answers each
  * request on its own fiber, so its replies are matched by id instead).
+ * Requests are written as one buffer per batch and replies read where they
+ * sit in the read, so the load generator's own work per frame stays small
+ * next to the servers' (it is one process on one core, and the pipeline
+ * measures the server only while the load keeps up).
  */
 interface Wire {
   readonly ordered: boolean
-  /** The bytes of request `seq`. */
-  readonly request: (seq: number) => Buffer
-  /** Calls `onReply(seq)` for each complete, correct reply in `chunk`, or `onBad(why)` (then stops). */
+  /** The bytes of requests `from` to `from + n - 1`, in one buffer. */
+  readonly requests: (from: number, n: number) => Buffer
+  /**
+   * Calls `onReply(seq)` for each complete, correct reply in `chunk`, or
+   * `onBad(why)` once and nothing after (the connection is then given up).
+   */
   readonly read: (chunk: Buffer, onReply: (seq: number) => void, onBad: (why: string) => void) => void
+}
+
+/** u32 BE frames, each `HEADER_BYTES + length(body)`, the bodies' text written as latin1. */
+const framesOfText = (bodies: ReadonlyArray<string>): Buffer => {
+  let total = 0
+  for (const body of bodies) total += HEADER_BYTES + body.length
+  const out = Buffer.allocUnsafe(total)
+  let at = 0
+  for (const body of bodies) {
+    out.writeUInt32BE(body.length, at)
+    at += HEADER_BYTES + out.write(body, at + HEADER_BYTES, "latin1")
+  }
+  return out
+}
+
+const range = <A>(from: number, n: number, f: (seq: number) => A): Array<A> => {
+  const out = new Array<A>(n)
+  for (let i = 0; i < n; i++) out[i] = f(from + i)
+  return out
+}
+
+/**
+ * A wire of u32 BE frames: `answers` says which request a reply's body
+ * (`size` bytes at `at`) answers, or why it answers none. One frame handler
+ * per connection, not one per read: what it reports to is set at each read.
+ */
+const framedWire = (
+  requests: Wire["requests"],
+  answers: (buffer: Buffer, at: number, size: number) => number | string
+): Wire => {
+  const reader = new FrameReader()
+  let onReply: (seq: number) => void = () => {}
+  let onBad: (why: string) => void = () => {}
+  let bad = false
+  const onFrame = (buffer: Buffer, at: number, size: number): void => {
+    if (bad) return
+    const seq = answers(buffer, at, size)
+    if (typeof seq === "number") return onReply(seq)
+    bad = true
+    onBad(seq)
+  }
+  return {
+    ordered: true,
+    requests,
+    read: (chunk, reply, fail) => {
+      onReply = reply
+      onBad = fail
+      reader.push(chunk, onFrame)
+    }
+  }
 }
 
 const wireOf = (speaks: Speaks, bodySize: number, conn: number): Wire => {
   switch (speaks) {
     case "bytes": {
-      const reader = new FrameReader()
-      return {
-        ordered: true,
-        request: (seq) => {
-          const frame = Buffer.allocUnsafe(HEADER_BYTES + bodySize).fill(0, HEADER_BYTES)
-          writeFrame(frame, 0, bodySize, seq, conn)
-          return frame
+      const frameBytes = HEADER_BYTES + bodySize
+      return framedWire(
+        (first, n) => {
+          // From Node's pool (small batches), zeroed: `Buffer.alloc` makes an ArrayBuffer each time.
+          const out = Buffer.allocUnsafe(n * frameBytes).fill(0)
+          for (let i = 0, at = 0; i < n; i++) at = writeFrame(out, at, bodySize, first + i, conn)
+          return out
         },
-        read: (chunk, onReply, onBad) => {
-          let bad = false
-          reader.push(chunk, (body) => {
-            if (bad) return
-            const seq = body.length >= 4 ? body.readUInt32BE(0) : -1
-            const from = body.length >= 8 ? body.readUInt32BE(4) : -1
-            if (body.length !== bodySize || (bodySize >= 8 && from !== conn)) {
-              bad = true
-              return onBad(`a reply of ${body.length} bytes with seq ${seq} from connection ${from} (corrupt)`)
-            }
-            onReply(seq)
-          })
+        (buffer, at, size) => {
+          const seq = size >= 4 ? buffer.readUInt32BE(at) : -1
+          const from = size >= 8 ? buffer.readUInt32BE(at + 4) : -1
+          return size !== bodySize || (bodySize >= 8 && from !== conn)
+            ? `a reply of ${size} bytes with seq ${seq} from connection ${from} (corrupt)`
+            : seq
         }
-      }
+      )
     }
-    case "json": {
-      const reader = new FrameReader()
-      return {
-        ordered: true,
-        request: (seq) => {
-          const body = jsonBody(seq, conn, bodySize)
-          const frame = Buffer.allocUnsafe(HEADER_BYTES + Buffer.byteLength(body))
-          frame.writeUInt32BE(frame.length - HEADER_BYTES, 0)
-          frame.write(body, HEADER_BYTES, "latin1")
-          return frame
-        },
-        read: (chunk, onReply, onBad) => {
-          let bad = false
-          reader.push(chunk, (body) => {
-            if (bad) return
-            const text = body.toString("latin1")
-            const seq = Number(/^\{"seq":(\d+),/.exec(text)?.[1] ?? -1)
-            if (seq < 0 || text !== jsonBody(seq, conn, bodySize)) {
-              bad = true
-              return onBad(`a reply that is not the request's message: ${JSON.stringify(text.slice(0, 80))}`)
-            }
-            onReply(seq)
-          })
+    case "json":
+      return framedWire(
+        (first, n) => framesOfText(range(first, n, (seq) => jsonBody(seq, conn, bodySize))),
+        (buffer, at, size) => {
+          const text = buffer.toString("latin1", at, at + size)
+          const seq = Number(/^\{"seq":(\d+),/.exec(text)?.[1] ?? -1)
+          return seq < 0 || text !== jsonBody(seq, conn, bodySize)
+            ? `a reply that is not the request's message: ${JSON.stringify(text.slice(0, 80))}`
+            : seq
         }
-      }
-    }
+      )
     case "rpc": {
       let rest = ""
+      let bad = false
       return {
         ordered: false,
-        request: (seq) => Buffer.from(rpcRequest(seq, conn, bodySize), "latin1"),
+        requests: (first, n) => Buffer.from(range(first, n, (seq) => rpcRequest(seq, conn, bodySize)).join(""), "latin1"),
         read: (chunk, onReply, onBad) => {
+          if (bad) return
           const lines = (rest + chunk.toString("latin1")).split("\n")
           rest = lines.pop()!
           for (const line of lines) {
             const seq = Number(/^\{"_tag":"Exit","requestId":"(\d+)"/.exec(line)?.[1] ?? -1)
             if (seq < 0 || line !== rpcReply(seq, conn, bodySize)) {
+              bad = true
               return onBad(`a reply that is not Echo's success: ${JSON.stringify(line.slice(0, 120))}`)
             }
             onReply(seq)
@@ -329,9 +368,12 @@ class Outstanding {
   private readonly open = new Set<number>()
   sent = 0
   constructor(readonly ordered: boolean) {}
-  add(seq: number): void {
-    this.sent++
-    if (!this.ordered) this.open.add(seq)
+  /** The next `n` requests on `wire`, in one buffer, counted as sent. */
+  requests(wire: Wire, n: number): Buffer {
+    const from = this.sent
+    this.sent += n
+    if (!this.ordered) for (let i = 0; i < n; i++) this.open.add(from + i)
+    return wire.requests(from, n)
   }
   /** Why `seq` cannot be the next reply, or undefined when it can. */
   settle(seq: number): string | undefined {
@@ -360,8 +402,7 @@ const pingpong = async (target: Target, job: JobOf<"pingpong">, errors: Errors, 
       const wire = wireOf(job.speaks, job.bodySize, c)
       const replies = new Outstanding(true)
       const send = (): void => {
-        replies.add(replies.sent)
-        socket.write(wire.request(replies.sent - 1))
+        socket.write(replies.requests(wire, 1))
       }
       const fail = (message: string): void => {
         errors.add(`connection ${c}: ${message}`)
@@ -370,18 +411,17 @@ const pingpong = async (target: Target, job: JobOf<"pingpong">, errors: Errors, 
       }
       socket.on("error", (e) => fail(e.message))
       socket.on("end", () => fail(`server ended the connection after ${replies.answered} round trips`))
-      socket.on("data", (chunk: Buffer) =>
-        wire.read(chunk, (seq) => {
-          const bad = replies.settle(seq)
-          if (bad !== undefined) return fail(bad)
-          if (replies.answered === 1) window.first()
-          window.add(1)
-          if (window.phase === "stop") {
-            socket.removeAllListeners("end")
-            resolve()
-          } else send()
-        }, fail)
-      )
+      const onReply = (seq: number): void => {
+        const bad = replies.settle(seq)
+        if (bad !== undefined) return fail(bad)
+        if (replies.answered === 1) window.first()
+        window.add(1)
+        if (window.phase === "stop") {
+          socket.removeAllListeners("end")
+          resolve()
+        } else send()
+      }
+      socket.on("data", (chunk: Buffer) => wire.read(chunk, onReply, fail))
       send()
     })
   const finished = withTimeout(Promise.all(sockets.map(one)), job.warmupMs + job.durationMs + 10_000, () => "ping-pong")
@@ -405,12 +445,7 @@ const pipeline = async (target: Target, job: JobOf<"pipeline">, errors: Errors, 
       const wire = wireOf(job.speaks, job.bodySize, c)
       const replies = new Outstanding(wire.ordered)
       const send = (n: number): void => {
-        const batch: Array<Buffer> = []
-        for (let i = 0; i < n; i++) {
-          batch.push(wire.request(replies.sent))
-          replies.add(replies.sent)
-        }
-        socket.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch))
+        socket.write(replies.requests(wire, n))
       }
       const fail = (message: string): void => {
         errors.add(`connection ${c}: ${message}`)
@@ -419,14 +454,20 @@ const pipeline = async (target: Target, job: JobOf<"pipeline">, errors: Errors, 
       }
       socket.on("error", (e) => fail(e.message))
       socket.on("end", () => fail(`server ended the connection after ${replies.answered} replies`))
+      // What one read brought: replies counted, or why one was wrong.
+      let got = 0
+      let bad: string | undefined
+      const onReply = (seq: number): void => {
+        if (bad !== undefined) return
+        bad = replies.settle(seq)
+        if (bad === undefined) got++
+      }
+      const onBad = (why: string): void => {
+        bad ??= why
+      }
       socket.on("data", (chunk: Buffer) => {
-        let got = 0
-        let bad: string | undefined
-        wire.read(chunk, (seq) => {
-          if (bad !== undefined) return
-          bad = replies.settle(seq)
-          if (bad === undefined) got++
-        }, (why) => (bad ??= why))
+        got = 0
+        wire.read(chunk, onReply, onBad)
         if (bad !== undefined) return fail(bad)
         if (got > 0 && replies.answered === got) window.first()
         window.add(got)
@@ -502,7 +543,7 @@ const connections = async (target: Target, job: JobOf<"connections">, _errors: E
           else resolve()
         }, (why) => reject(new Error(why)))
       socket.on("data", onData)
-      socket.write(wire.request(0))
+      socket.write(wire.requests(0, 1))
     })
     socket.on("error", () => {})
     return socket
@@ -612,12 +653,7 @@ const flood = async (target: Target, job: JobOf<"flood">, errors: Errors) => {
     socket.pause()
     const deadline = t0 + job.durationMs
     while (now() < deadline && failed === undefined) {
-      const batch: Array<Buffer> = []
-      for (let i = 0; i < 64; i++) {
-        batch.push(wire.request(replies.sent))
-        replies.add(replies.sent)
-      }
-      if (!socket.write(Buffer.concat(batch))) {
+      if (!socket.write(replies.requests(wire, 64))) {
         const t = now()
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, Math.max(0, deadline - now()))
@@ -690,12 +726,7 @@ const drain = async (target: Target, job: JobOf<"drain">, errors: Errors) => {
             ? resolve()
             : reject(new Error(`the server drained after ${replies.answered} of ${job.requests} replies: replies lost`))
         )
-        const batch: Array<Buffer> = []
-        for (let i = 0; i < job.requests; i++) {
-          batch.push(wire.request(replies.sent))
-          replies.add(replies.sent)
-        }
-        socket.write(Buffer.concat(batch))
+        socket.write(replies.requests(wire, job.requests))
       }),
       job.timeoutMs,
       () => `${replies.answered} of ${job.requests} replies, ${signalled ? "after" : "before"} SIGTERM`

@@ -404,6 +404,34 @@ describe("npm run bench", () => {
     }
   }, 40_000)
 
+  it("the binary pipeline reports a reply from another connection and a reply of the wrong size", async () => {
+    // Echoes each connection's frames, but the 5th with its connection id changed, or cut short.
+    const server = (spoil: (body: Buffer) => Buffer) =>
+      listen((socket) => {
+        let n = 0
+        frames(socket, (body) => socket.write(frame(++n === 5 ? spoil(Buffer.from(body)) : Buffer.from(body))))
+      })
+    const foreign = await server((body) => {
+      body.writeUInt32BE(9, 4)
+      return body
+    })
+    const short = await server((body) => body.subarray(0, 60))
+    try {
+      const job = { kind: "pipeline", speaks: "bytes", connections: 2, depth: 8, bodySize: 64, warmupMs: 20, durationMs: 50 }
+      const fromElsewhere = await load(foreign.port, job)
+      assert.strictEqual(fromElsewhere.errors.length, 2, JSON.stringify(fromElsewhere))
+      for (const error of fromElsewhere.errors) {
+        assert.match(error, /^connection \d: a reply of 64 bytes with seq 4 from connection 9 \(corrupt\)$/)
+      }
+      const cut = await load(short.port, job)
+      assert.strictEqual(cut.errors.length, 2, JSON.stringify(cut))
+      assert.match(cut.errors[0]!, /a reply of 60 bytes with seq 4 from connection \d \(corrupt\)/)
+    } finally {
+      foreign.close()
+      short.close()
+    }
+  }, 40_000)
+
   it("the drain check reports a server that stops without answering what it read", async () => {
     // A server process that answers nothing once it gets SIGTERM: it ends its connections at once.
     const script = [
