@@ -7,6 +7,8 @@
  * It reads the server's CPU and memory from /proc itself, at the exact edges
  * of each measured window. Every check of what came back (byte counts,
  * contents, order) lands in `errors`; the runner decides what they mean.
+ * While the job runs it reports its progress on stderr every 10 s
+ * (`"reportEveryMs"` next to `"job"` to change that).
  */
 import * as Crypto from "node:crypto"
 import * as Fs from "node:fs"
@@ -76,15 +78,45 @@ const clientShare = (before: NodeJS.CpuUsage, seconds: number): number => {
 }
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** The connections open now, for the progress reports (`reportProgress`). */
+const openSockets = new Set<Net.Socket>()
+
 const connect = (target: Target): Promise<Net.Socket> =>
   new Promise((resolve, reject) => {
     const socket = Net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true })
     socket.once("error", reject)
     socket.once("connect", () => {
       socket.off("error", reject)
+      openSockets.add(socket)
+      socket.once("close", () => openSockets.delete(socket))
       resolve(socket)
     })
   })
+
+const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(1)
+
+/**
+ * Every `everyMs` while a job runs, one line on stderr: how long it has run
+ * and what its open connections have read and written (each, up to eight;
+ * else the sums). The runner quotes the last line when it gives up on a job:
+ * bytes that stopped moving point at the server, no line at all at this
+ * process (or the machine) not running.
+ */
+const reportProgress = (kind: string, everyMs: number): NodeJS.Timeout => {
+  const t0 = now()
+  const timer = setInterval(() => {
+    const sockets = [...openSockets]
+    const moved = sockets.length <= 8
+      ? sockets.map((s) => `${mib(s.bytesRead)}/${mib(s.bytesWritten)}`).join(", ")
+      : `${mib(sockets.reduce((n, s) => n + s.bytesRead, 0))}/${mib(sockets.reduce((n, s) => n + s.bytesWritten, 0))} in all`
+    process.stderr.write(
+      `${((now() - t0) / 1000).toFixed(1)} s into ${kind}: ${sockets.length} connection(s) open` +
+        `${sockets.length === 0 ? "" : `, MiB read/written: ${moved}`}\n`
+    )
+  }, everyMs)
+  timer.unref()
+  return timer
+}
 
 /** Resolves when the socket is fully closed (both directions ended, or destroyed). */
 const closed = (socket: Net.Socket): Promise<void> =>
@@ -883,12 +915,16 @@ const run = async (target: Target, job: Job): Promise<JobResult> => {
 }
 
 const main = async (): Promise<void> => {
-  const input = JSON.parse(process.argv[2] ?? "null") as { target: Target; job: Job } | null
+  const input = JSON.parse(process.argv[2] ?? "null") as
+    | { target: Target; job: Job; reportEveryMs?: number }
+    | null
   if (input === null) {
-    process.stderr.write("usage: load.js '{\"target\":{host,port,pid},\"job\":{kind,…}}'\n")
+    process.stderr.write("usage: load.js '{\"target\":{host,port,pid},\"job\":{kind,…}[,\"reportEveryMs\":10000]}'\n")
     process.exit(2)
   }
+  const progress = reportProgress(input.job.kind, input.reportEveryMs ?? 10_000)
   const result = await run(input.target, input.job)
+  clearInterval(progress)
   process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0))
 }
 

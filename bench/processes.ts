@@ -333,7 +333,13 @@ export const runJob = async (server: ServerProcess, job: Job, core: number | und
   if (!finished) {
     child.kill("SIGKILL")
     await exited(child)
-    return failed(`load generator still running after ${budget / 1000} s; killed`)
+    // Its last progress report (load.ts's reportProgress) says whether bytes had stopped moving.
+    const report = stderr().trim().split("\n").filter((line) => / s into /.test(line)).pop()
+    return failed(
+      `load generator still running after ${budget / 1000} s; killed; ${
+        report === undefined ? "it reported no progress" : `its last report: ${report}`
+      }`
+    )
   }
   // A drain job stops the server: its exit is the point, not a death.
   const death = job.kind === "drain" ? undefined : server.death()

@@ -432,6 +432,32 @@ describe("npm run bench", () => {
     }
   }, 40_000)
 
+  it("a stream that stops moving: the load generator reports what each connection moved while it waits, then times out", async () => {
+    // Takes 64 KiB from each connection and answers nothing.
+    const server = await listen((socket) => {
+      let taken = 0
+      socket.on("data", (chunk: Buffer) => {
+        taken += chunk.length
+        if (taken >= 65536) socket.pause()
+      })
+    })
+    try {
+      const job = { kind: "stream", connections: 2, bytesPerConnection: 4 * 2 ** 20, writeSize: 65536, timeoutMs: 1_000 }
+      const input = { target: { host: "127.0.0.1", port: server.port, pid: process.pid }, job, reportEveryMs: 200 }
+      const ran = await run(["dist/bench/load.js", JSON.stringify(input)], 30_000)
+      assert.strictEqual(ran.code, 0, ran.stderr)
+      const result = JSON.parse(ran.stdout) as { errors: Array<string> }
+      assert.strictEqual(result.errors.length, 2, ran.stdout)
+      for (const error of result.errors) assert.match(error, /^timed out after 1000 ms: connection \d got 0 of 4194304 bytes$/)
+      const reports = ran.stderr.split("\n").filter((line) => / s into stream: /.test(line))
+      assert.isAtLeast(reports.length, 3, ran.stderr)
+      // Nothing came back on either connection; what was written stopped at what the kernel took.
+      assert.match(reports.at(-1)!, /^\d+\.\d s into stream: 2 connection\(s\) open, MiB read\/written: 0\.0\/\d+\.\d, 0\.0\/\d+\.\d$/)
+    } finally {
+      server.close()
+    }
+  }, 40_000)
+
   it("the drain check reports a server that stops without answering what it read", async () => {
     // A server process that answers nothing once it gets SIGTERM: it ends its connections at once.
     const script = [
