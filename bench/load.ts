@@ -167,7 +167,10 @@ const stream = async (target: Target, job: JobOf<"stream">, errors: Errors, cpu:
   const client = clientShare(client0, seconds)
   const memory = readMemory(target.pid)
   for (const o of outcome) if (o.status === "rejected") errors.add(String((o.reason as Error).message ?? o.reason))
-  await Promise.all(sockets.map((socket) => {
+  // A connection that failed (a timeout, wrong bytes) has nothing more to say: destroyed at once,
+  // not half-closed behind writes the server may never take.
+  await Promise.all(sockets.map((socket, c) => {
+    if (outcome[c]!.status === "rejected") return void socket.destroy()
     socket.end()
     return withTimeout(closed(socket), 5_000, () => "closing").catch(() => socket.destroy())
   }))
