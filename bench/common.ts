@@ -323,6 +323,45 @@ export const withTimeout = <A>(promise: Promise<A>, ms: number, what: () => stri
   ]).finally(() => clearTimeout(timer))
 }
 
+/** The connections open now, for the progress reports (`reportProgress`). */
+const openSockets = new Set<Net.Socket>()
+
+/** Counts a connected socket in the progress reports until it closes. */
+export const trackProgress = (socket: Net.Socket): void => {
+  openSockets.add(socket)
+  socket.once("close", () => openSockets.delete(socket))
+}
+
+const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(1)
+
+/**
+ * Every `everyMs` while a job runs, one line on stderr: how long it has run
+ * and what its open connections (`trackProgress`) have read and written
+ * (each, up to eight; else the sums). The runner quotes the last line when
+ * it gives up on a job (`lastProgressReport`): bytes that stopped moving
+ * point at the server, no line at all at the load generator (or the
+ * machine) not running.
+ */
+export const reportProgress = (kind: string, everyMs: number): NodeJS.Timeout => {
+  const t0 = performance.now()
+  const timer = setInterval(() => {
+    const sockets = [...openSockets]
+    const moved = sockets.length <= 8
+      ? sockets.map((s) => `${mib(s.bytesRead)}/${mib(s.bytesWritten)}`).join(", ")
+      : `${mib(sockets.reduce((n, s) => n + s.bytesRead, 0))}/${mib(sockets.reduce((n, s) => n + s.bytesWritten, 0))} in all`
+    process.stderr.write(
+      `${((performance.now() - t0) / 1000).toFixed(1)} s into ${kind}: ${sockets.length} connection(s) open` +
+        `${sockets.length === 0 ? "" : `, MiB read/written: ${moved}`}\n`
+    )
+  }, everyMs)
+  timer.unref()
+  return timer
+}
+
+/** The last `reportProgress` line in a load generator's stderr, if any came. */
+export const lastProgressReport = (stderr: string): string | undefined =>
+  stderr.trim().split("\n").filter((line) => / s into /.test(line)).pop()
+
 /**
  * One connection of a stream echo: writes `blocks` in turn (`writes` of
  * them, `size` bytes each, waiting for 'drain'), and checks every echoed

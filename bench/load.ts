@@ -24,12 +24,14 @@ import {
   prng,
   readCpu,
   readMemory,
+  reportProgress,
   round,
   rpcReply,
   rpcRequest,
   type Speaks,
   streamEcho,
   type Target,
+  trackProgress,
   withTimeout,
   writeFrame
 } from "./common.js"
@@ -78,45 +80,16 @@ const clientShare = (before: NodeJS.CpuUsage, seconds: number): number => {
 }
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** The connections open now, for the progress reports (`reportProgress`). */
-const openSockets = new Set<Net.Socket>()
-
 const connect = (target: Target): Promise<Net.Socket> =>
   new Promise((resolve, reject) => {
     const socket = Net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true })
     socket.once("error", reject)
     socket.once("connect", () => {
       socket.off("error", reject)
-      openSockets.add(socket)
-      socket.once("close", () => openSockets.delete(socket))
+      trackProgress(socket)
       resolve(socket)
     })
   })
-
-const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(1)
-
-/**
- * Every `everyMs` while a job runs, one line on stderr: how long it has run
- * and what its open connections have read and written (each, up to eight;
- * else the sums). The runner quotes the last line when it gives up on a job:
- * bytes that stopped moving point at the server, no line at all at this
- * process (or the machine) not running.
- */
-const reportProgress = (kind: string, everyMs: number): NodeJS.Timeout => {
-  const t0 = now()
-  const timer = setInterval(() => {
-    const sockets = [...openSockets]
-    const moved = sockets.length <= 8
-      ? sockets.map((s) => `${mib(s.bytesRead)}/${mib(s.bytesWritten)}`).join(", ")
-      : `${mib(sockets.reduce((n, s) => n + s.bytesRead, 0))}/${mib(sockets.reduce((n, s) => n + s.bytesWritten, 0))} in all`
-    process.stderr.write(
-      `${((now() - t0) / 1000).toFixed(1)} s into ${kind}: ${sockets.length} connection(s) open` +
-        `${sockets.length === 0 ? "" : `, MiB read/written: ${moved}`}\n`
-    )
-  }, everyMs)
-  timer.unref()
-  return timer
-}
 
 /** Resolves when the socket is fully closed (both directions ended, or destroyed). */
 const closed = (socket: Net.Socket): Promise<void> =>

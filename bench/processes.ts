@@ -8,7 +8,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
-import type { Job, JobResult } from "./common.js"
+import { type Job, type JobResult, lastProgressReport } from "./common.js"
 import { SERVER_LABELS, type ServerId } from "./report.js"
 
 export const HERE = Path.dirname(fileURLToPath(import.meta.url))
@@ -205,6 +205,26 @@ export const exitsWithin = (child: ChildProcess, ms: number): Promise<boolean> =
   ]).finally(() => clearTimeout(timer))
 }
 
+/**
+ * Waits up to `budgetMs` for a load generator to exit; one still running is
+ * killed, and the answer says so with its last progress report (common.ts's
+ * `reportProgress`), or that none came. Undefined when it exited in time.
+ */
+export const overrun = async (
+  child: ChildProcess,
+  budgetMs: number,
+  stderr: () => string,
+  name: string
+): Promise<string | undefined> => {
+  if (await exitsWithin(child, budgetMs)) return undefined
+  child.kill("SIGKILL")
+  await exited(child)
+  const report = lastProgressReport(stderr())
+  return `${name} still running after ${budgetMs / 1000} s; killed; ${
+    report === undefined ? "it reported no progress" : `its last report: ${report}`
+  }`
+}
+
 /** The last `limit` characters a stream printed, for error messages. */
 export const tail = (stream: NodeJS.ReadableStream | null, limit = 2000): () => string => {
   let text = ""
@@ -328,19 +348,8 @@ export const runJob = async (server: ServerProcess, job: Job, core: number | und
   const child = launch(core, [LOAD, JSON.stringify({ target, job: withGc })])
   const stdout = tail(child.stdout, 1_000_000)
   const stderr = tail(child.stderr)
-  const budget = jobBudgetMs(job)
-  const finished = await exitsWithin(child, budget)
-  if (!finished) {
-    child.kill("SIGKILL")
-    await exited(child)
-    // Its last progress report (load.ts's reportProgress) says whether bytes had stopped moving.
-    const report = stderr().trim().split("\n").filter((line) => / s into /.test(line)).pop()
-    return failed(
-      `load generator still running after ${budget / 1000} s; killed; ${
-        report === undefined ? "it reported no progress" : `its last report: ${report}`
-      }`
-    )
-  }
+  const killed = await overrun(child, jobBudgetMs(job), stderr, "load generator")
+  if (killed !== undefined) return failed(killed)
   // A drain job stops the server: its exit is the point, not a death.
   const death = job.kind === "drain" ? undefined : server.death()
   const lines = stdout().split("\n").filter((l) => l.startsWith("{"))

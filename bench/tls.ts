@@ -26,7 +26,18 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Target } from "./common.js"
-import { DEFAULT_CLI, detectPinning, exited, exitsWithin, HERE, killAll, launch, type Pinning, tail } from "./processes.js"
+import {
+  DEFAULT_CLI,
+  detectPinning,
+  exited,
+  exitsWithin,
+  HERE,
+  killAll,
+  launch,
+  overrun,
+  type Pinning,
+  tail
+} from "./processes.js"
 import { formatNumber, median, type Spread, type TargetResult, type TlsWorkload } from "./report.js"
 import type { TlsJob, TlsJobResult } from "./tlsLoad.js"
 
@@ -162,18 +173,27 @@ const startServer = (
   })
 }
 
-const runLoad = async (server: Started, ca: string, job: TlsJob, core: number | undefined): Promise<TlsJobResult> => {
+/**
+ * Runs one job in the TLS load generator; one still running after the job's
+ * own limit + 30 s (`budgetMs`) is killed, quoting its last progress report
+ * (`reportEveryMs` apart, 10 s by default).
+ */
+export const runLoad = async (
+  server: Started,
+  ca: string,
+  job: TlsJob,
+  core: number | undefined,
+  options: { readonly budgetMs?: number; readonly reportEveryMs?: number } = {}
+): Promise<TlsJobResult> => {
   const failed = (why: string): TlsJobResult => ({ metrics: {}, errors: [why], cpuSource: "" })
   if (!server.alive()) return failed(`${TLS_LABELS[server.id]} died: ${server.output()}`)
-  const child = launch(core, [TLS_LOAD, JSON.stringify({ target: server.target, ca, job })])
+  const input = { target: server.target, ca, job, reportEveryMs: options.reportEveryMs }
+  const child = launch(core, [TLS_LOAD, JSON.stringify(input)])
   const stdout = tail(child.stdout, 100_000)
   const stderr = tail(child.stderr)
-  const budget = (job.kind === "pingpong" ? job.warmupMs + job.durationMs : job.timeoutMs) + 30_000
-  if (!(await exitsWithin(child, budget))) {
-    child.kill("SIGKILL")
-    await exited(child)
-    return failed(`TLS load generator still running after ${budget / 1000} s; killed`)
-  }
+  const budget = options.budgetMs ?? (job.kind === "pingpong" ? job.warmupMs + job.durationMs : job.timeoutMs) + 30_000
+  const killed = await overrun(child, budget, stderr, "TLS load generator")
+  if (killed !== undefined) return failed(killed)
   const line = stdout().split("\n").filter((l) => l.startsWith("{")).pop()
   if (child.exitCode !== 0 || line === undefined) return failed(`TLS load generator failed: ${stderr()}`)
   const result = JSON.parse(line) as TlsJobResult

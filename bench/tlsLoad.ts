@@ -15,11 +15,23 @@
  *
  * Every client checks the server's certificate against `ca` for
  * `localhost`, as a real client would. Server CPU is read from /proc at the
- * edges of each measured window.
+ * edges of each measured window. While the job runs it reports its progress
+ * on stderr every 10 s, as load.ts does (`"reportEveryMs"` to change that).
  */
 import * as Fs from "node:fs"
 import * as NodeTls from "node:tls"
-import { cpuDeltaNs, type CpuSample, readCpu, readMemory, streamEcho, type Job, type Target, withTimeout } from "./common.js"
+import {
+  cpuDeltaNs,
+  type CpuSample,
+  type Job,
+  readCpu,
+  readMemory,
+  reportProgress,
+  streamEcho,
+  type Target,
+  trackProgress,
+  withTimeout
+} from "./common.js"
 
 /** A job of the TLS bench. */
 export type TlsJob =
@@ -64,6 +76,7 @@ const connect = (target: Target, ca: Buffer): Promise<NodeTls.TLSSocket> =>
     socket.once("error", reject)
     socket.once("secureConnect", () => {
       socket.off("error", reject)
+      trackProgress(socket)
       resolve(socket)
     })
   })
@@ -188,8 +201,9 @@ const handshakes = async (target: Target, ca: Buffer, job: Extract<TlsJob, { kin
 }
 
 const main = async (): Promise<void> => {
-  const input = JSON.parse(process.argv[2] ?? "{}") as { target: Target; ca: string; job: TlsJob }
+  const input = JSON.parse(process.argv[2] ?? "{}") as { target: Target; ca: string; job: TlsJob; reportEveryMs?: number }
   const ca = Fs.readFileSync(input.ca)
+  const progress = reportProgress(input.job.kind, input.reportEveryMs ?? 10_000)
   const errors: Array<string> = []
   let metrics: Record<string, number> = {}
   try {
@@ -202,6 +216,7 @@ const main = async (): Promise<void> => {
   } catch (error) {
     errors.push(error instanceof Error ? error.message : String(error))
   }
+  clearInterval(progress)
   const result: TlsJobResult = { metrics, errors: errors.slice(0, 10), cpuSource }
   process.stdout.write(`${JSON.stringify(result)}\n`)
   process.exit(0)

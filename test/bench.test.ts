@@ -13,9 +13,11 @@ import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as Tls from "node:tls"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import { cpuDeltaNs, readCpu, rpcReply } from "../bench/common.js"
 import { runsOn, type ServerId, type Workload } from "../bench/report.js"
+import { certs } from "./helpers/certs.js"
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url))
 
@@ -100,6 +102,37 @@ const listen = async (handler: (socket: Net.Socket) => void): Promise<Net.Server
   })
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
   return Object.assign(server, { port: (server.address() as Net.AddressInfo).port })
+}
+
+/** A server's handler that takes 64 KiB from a connection and answers nothing. */
+const takeThenStall = (socket: Net.Socket): void => {
+  let taken = 0
+  socket.on("data", (chunk: Buffer) => {
+    taken += chunk.length
+    if (taken >= 65536) socket.pause()
+  })
+}
+
+/** A stream job against a `takeThenStall` server: both connections time out after 1 s. */
+const STALLED_JOB = { kind: "stream", connections: 2, bytesPerConnection: 4 * 2 ** 20, writeSize: 65536, timeoutMs: 1_000 }
+
+/** A progress report of `STALLED_JOB`: nothing read back on either connection. */
+const STALLED = /^\d+\.\d s into stream: 2 connection\(s\) open, MiB read\/written: 0\.0\/\d+\.\d, 0\.0\/\d+\.\d$/
+
+/**
+ * Runs `STALLED_JOB` in a load generator (`script`, with `extra` input),
+ * reporting every 200 ms; checks both connections timed out and returns the
+ * reports.
+ */
+const stalledStream = async (script: string, target: object, extra: object = {}): Promise<Array<string>> => {
+  const ran = await run([script, JSON.stringify({ target, ...extra, job: STALLED_JOB, reportEveryMs: 200 })], 30_000)
+  assert.strictEqual(ran.code, 0, ran.stderr)
+  const result = JSON.parse(ran.stdout) as { errors: Array<string> }
+  assert.strictEqual(result.errors.length, 2, ran.stdout)
+  for (const error of result.errors) assert.match(error, /^timed out after 1000 ms: connection \d got 0 of 4194304 bytes$/)
+  const reports = ran.stderr.split("\n").filter((line) => / s into stream: /.test(line))
+  assert.isAtLeast(reports.length, 3, ran.stderr)
+  return reports
 }
 
 /** Cuts u32 BE frames (bodies) from a connection's reads. */
@@ -433,26 +466,45 @@ describe("npm run bench", () => {
   }, 40_000)
 
   it("a stream that stops moving: the load generator reports what each connection moved while it waits, then times out", async () => {
-    // Takes 64 KiB from each connection and answers nothing.
-    const server = await listen((socket) => {
-      let taken = 0
-      socket.on("data", (chunk: Buffer) => {
-        taken += chunk.length
-        if (taken >= 65536) socket.pause()
-      })
-    })
+    const server = await listen(takeThenStall)
     try {
-      const job = { kind: "stream", connections: 2, bytesPerConnection: 4 * 2 ** 20, writeSize: 65536, timeoutMs: 1_000 }
-      const input = { target: { host: "127.0.0.1", port: server.port, pid: process.pid }, job, reportEveryMs: 200 }
-      const ran = await run(["dist/bench/load.js", JSON.stringify(input)], 30_000)
-      assert.strictEqual(ran.code, 0, ran.stderr)
-      const result = JSON.parse(ran.stdout) as { errors: Array<string> }
-      assert.strictEqual(result.errors.length, 2, ran.stdout)
-      for (const error of result.errors) assert.match(error, /^timed out after 1000 ms: connection \d got 0 of 4194304 bytes$/)
-      const reports = ran.stderr.split("\n").filter((line) => / s into stream: /.test(line))
-      assert.isAtLeast(reports.length, 3, ran.stderr)
+      const reports = await stalledStream("dist/bench/load.js", { host: "127.0.0.1", port: server.port, pid: process.pid })
       // Nothing came back on either connection; what was written stopped at what the kernel took.
-      assert.match(reports.at(-1)!, /^\d+\.\d s into stream: 2 connection\(s\) open, MiB read\/written: 0\.0\/\d+\.\d, 0\.0\/\d+\.\d$/)
+      assert.match(reports.at(-1)!, STALLED)
+    } finally {
+      server.close()
+    }
+  }, 40_000)
+
+  it("a TLS stream that stops moving: the TLS load generator reports what each connection moved, times out, and the TLS bench quotes its last report when it kills it", async () => {
+    const { caFile, server: pair } = certs()
+    const server = Tls.createServer({ cert: pair.cert, key: pair.key }, (socket) => {
+      socket.on("error", () => socket.destroy())
+      takeThenStall(socket)
+    })
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    const target = { host: "127.0.0.1", port: (server.address() as Net.AddressInfo).port, pid: process.pid }
+    try {
+      const reports = await stalledStream("dist/bench/tlsLoad.js", target, { ca: caFile })
+      assert.match(reports.at(-1)!, STALLED)
+
+      // A job whose own limit is past the bench's budget: tls.ts's runLoad kills it at 3 s.
+      const script = [
+        "import { runLoad } from './dist/bench/tls.js'",
+        "const [target, ca, job] = JSON.parse(process.argv[1])",
+        "const server = { id: 'node-tls', target, alive: () => true, output: () => '', stop: async () => {} }",
+        "const result = await runLoad(server, ca, job, undefined, { budgetMs: 3_000, reportEveryMs: 200 })",
+        "process.stdout.write(JSON.stringify(result))"
+      ].join("\n")
+      const long = { ...STALLED_JOB, timeoutMs: 60_000 }
+      const killed = await run(["--input-type=module", "-e", script, JSON.stringify([target, caFile, long])], 30_000)
+      assert.strictEqual(killed.code, 0, killed.stderr)
+      const failed = JSON.parse(killed.stdout) as { metrics: object; errors: Array<string> }
+      assert.deepStrictEqual(failed.metrics, {}, killed.stdout)
+      assert.strictEqual(failed.errors.length, 1, killed.stdout)
+      const [message, report] = failed.errors[0]!.split("; its last report: ")
+      assert.strictEqual(message, "TLS load generator still running after 3 s; killed", killed.stdout)
+      assert.match(report ?? "", STALLED)
     } finally {
       server.close()
     }
