@@ -204,6 +204,12 @@ export type Job =
     readonly bodySize: number
     readonly warmupMs: number
     readonly durationMs: number
+    /**
+     * When one job loads several servers, each server's `durationMs` is cut
+     * into this many turns, alternating with the others' (load.ts's
+     * `inTurns`); 1 when unset.
+     */
+    readonly turns?: number
   }
   | {
     readonly kind: "pipeline"
@@ -214,6 +220,8 @@ export type Job =
     readonly bodySize: number
     readonly warmupMs: number
     readonly durationMs: number
+    /** As for "pingpong". */
+    readonly turns?: number
   }
   | {
     readonly kind: "connections"

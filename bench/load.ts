@@ -1,8 +1,11 @@
 /**
  * The load generator: one process on plain node:net that runs one job against
- * one server and prints its result as one JSON line.
+ * one server and prints its result as one JSON line; or a ping-pong or
+ * pipeline against several servers in turns (`inTurns`), printing
+ * `{"results":[…]}`, one result per server in their order.
  *
  *   node dist/bench/load.js '{"target":{"host":"127.0.0.1","port":40123,"pid":4242},"job":{"kind":"pingpong",…}}'
+ *   node dist/bench/load.js '{"targets":[{…},{…}],"job":{"kind":"pipeline",…,"turns":5}}'
  *
  * It reads the server's CPU and memory from /proc itself, at the exact edges
  * of each measured window. Every check of what came back (byte counts,
@@ -160,80 +163,208 @@ const stream = async (target: Target, job: JobOf<"stream">, errors: Errors, cpu:
 }
 
 // ---------------------------------------------------------------------------
-// Ping-pong and pipeline: small frames, counted over a fixed window
+// Ping-pong and pipeline: small frames, counted in turns
 // ---------------------------------------------------------------------------
 
-type Phase = "warmup" | "measure" | "stop"
+/**
+ * One server's connections under a ping-pong or pipeline load. A job may load
+ * several servers (`targets`); they then take turns (`inTurns`): while it is
+ * not a server's turn its connections finish what they sent and send nothing.
+ */
+class Lane {
+  /** Whether a reply may be followed by new requests. */
+  private sending = false
+  /** Whether replies are counted (`add`). */
+  private measuring = false
+  /** Replies counted. */
+  count = 0
+  readonly cpu: Cpu
+  readonly errors = new Errors()
+  readonly sockets: Array<Net.Socket> = []
+  /** Connections that got their first reply, or gave up. */
+  private readonly started = new Set<number>()
+  /** Connections that gave up (`lose`): they neither send nor wait. */
+  private readonly lost = new Set<number>()
+  /** Connections with nothing outstanding that stopped sending, each with how to start it again. */
+  private readonly resting = new Map<number, () => void>()
+  private waiters: Array<() => void> = []
 
-interface Window {
-  phase: Phase
-  count: number
-  /** Connections that got their first reply; the warm-up starts when all have (a loaded machine may take a while). */
-  flowing: number
-  readonly connections: number
-  readonly ready: Promise<void>
-  /** Resolves once an operation was counted in the window. */
-  readonly counted: Promise<void>
-  /** Call on a connection's first reply. */
-  readonly first: () => void
-  /** Call for `n` operations done: counted while `phase` is "measure". */
-  readonly add: (n: number) => void
-}
+  constructor(readonly target: Target, readonly connections: number) {
+    this.cpu = new Cpu(target.pid)
+  }
 
-const makeWindow = (connections: number): Window => {
-  let open: () => void = () => {}
-  let markCounted: () => void = () => {}
-  const ready = new Promise<void>((resolve) => (open = resolve))
-  const counted = new Promise<void>((resolve) => (markCounted = resolve))
-  const window: Window = {
-    phase: "warmup",
-    count: 0,
-    flowing: 0,
-    connections,
-    ready,
-    counted,
-    first: () => {
-      if (++window.flowing === connections) open()
-    },
-    add: (n) => {
-      if (window.phase !== "measure" || n <= 0) return
-      if (window.count === 0) markCounted()
-      window.count += n
+  // -- what each connection tells its lane
+
+  get isSending(): boolean {
+    return this.sending
+  }
+  /** Connection `c`'s first reply. */
+  first(c: number): void {
+    this.started.add(c)
+    this.changed()
+  }
+  /** `n` replies: counted while measuring. */
+  add(n: number): void {
+    if (!this.measuring || n <= 0) return
+    this.count += n
+    this.changed()
+  }
+  /** Connection `c` has nothing outstanding and is not sending: `resume` starts it again. */
+  rest(c: number, resume: () => void): void {
+    this.resting.set(c, resume)
+    this.changed()
+  }
+  /** Connection `c` gave up (its failure is in `errors`). */
+  lose(c: number): void {
+    if (this.lost.has(c)) return
+    this.lost.add(c)
+    this.started.add(c)
+    this.resting.delete(c)
+    this.changed()
+  }
+
+  // -- what the turns do with it
+
+  go(): void {
+    this.sending = true
+    const resting = [...this.resting.values()]
+    this.resting.clear()
+    for (const resume of resting) resume()
+  }
+  /** Stops sending; resolves once no connection has a request outstanding. */
+  pause(ms: number): Promise<void> {
+    this.sending = false
+    return this.until(() => this.resting.size + this.lost.size === this.connections, ms, "waiting for the last replies")
+  }
+  /** Resolves once every connection got its first reply (or gave up). */
+  flowing(ms: number): Promise<void> {
+    return this.until(() => this.started.size === this.connections, ms, "waiting for every connection's first reply")
+  }
+  /** Counts replies from now on until `stop`. */
+  measure(): void {
+    this.measuring = true
+  }
+  /** Stops counting, once at least one reply was counted since `from` (or every connection gave up). */
+  async stop(from: number, ms: number): Promise<void> {
+    try {
+      await this.until(() => this.count > from || this.lost.size === this.connections, ms, "waiting for a reply to count")
+    } finally {
+      this.measuring = false
     }
   }
-  return window
+  /** Gives up on every connection (a wait timed out, or they could not all connect). */
+  abandon(): void {
+    for (const socket of this.sockets) socket.destroy()
+    for (let c = 0; c < this.connections; c++) this.lose(c)
+  }
+
+  private until(done: () => boolean, ms: number, what: string): Promise<void> {
+    if (done()) return Promise.resolve()
+    return withTimeout(
+      new Promise<void>((resolve) => {
+        const check = (): void => void (done() ? resolve() : this.waiters.push(check))
+        this.waiters.push(check)
+      }),
+      ms,
+      () => `${what} (${this.connections - this.lost.size} of ${this.connections} connections left, ${this.count} replies counted)`
+    )
+  }
+  private changed(): void {
+    if (this.waiters.length === 0) return
+    const waiters = this.waiters
+    this.waiters = []
+    for (const check of waiters) check()
+  }
+}
+
+/** What one lane measured over all its turns. */
+interface Measured {
+  count: number
+  seconds: number
+  cpuNs: number
+  /** The load generator's own CPU over those turns, in µs. */
+  clientUs: number
 }
 
 /**
- * Runs `warmupMs` then `durationMs`, reading the server's CPU at the edges;
- * the caller counts each operation done with `window.add`. Resolves after
- * every connection has settled. The window lasts until at least one
- * operation was counted (a machine so loaded that none finished in
- * `durationMs`, as `--quick`'s 100 ms may be under CI, still gives a rate);
- * a stuck server fails the caller's timeout.
+ * Runs the lanes in turns: each one's warm-up alone (`warmupMs`), then
+ * `turns` rounds (1 when unset) in which each lane in turn sends and is
+ * counted for `durationMs / turns` while the others are quiet, a different
+ * lane first in each round. So the servers of one job are measured in
+ * alternation, and a slow moment of the machine falls on all of them, not on
+ * the one that happened to run then. Server CPU is read at the edges of each
+ * turn. A turn in which no reply came lasts until one does (a machine so
+ * loaded that none finished in it, as `--quick`'s 100 ms may be under CI,
+ * still gives a rate); a wait that times out gives that lane up, with the
+ * reason in its errors.
  */
-const timed = async (
-  job: { readonly warmupMs: number; readonly durationMs: number },
-  cpu: Cpu,
-  window: Window,
-  finished: Promise<unknown>
-) => {
-  // Every connection flowing (or the job over: a failure, reported by the caller), then the warm-up.
-  await Promise.race([window.ready, finished])
-  await sleep(job.warmupMs)
-  const cpu0 = cpu.sample()
-  const client0 = process.cpuUsage()
-  const t0 = now()
-  window.phase = "measure"
-  await sleep(job.durationMs)
-  if (window.count === 0) await Promise.race([window.counted, finished])
-  window.phase = "stop"
-  const count = window.count
-  const seconds = (now() - t0) / 1000
-  const cpuNs = cpu.since(cpu0)
-  const client = clientShare(client0, seconds)
-  await finished
-  return { count, seconds, cpuNs, client }
+const inTurns = async (
+  lanes: ReadonlyArray<Lane>,
+  job: { readonly warmupMs: number; readonly durationMs: number; readonly turns?: number }
+): Promise<Array<Measured>> => {
+  const limit = job.warmupMs + job.durationMs + 10_000
+  const guard = async (lane: Lane, wait: Promise<void>): Promise<void> => {
+    try {
+      await wait
+    } catch (error) {
+      lane.errors.add(error instanceof Error ? error.message : String(error))
+      lane.abandon()
+    }
+  }
+  let active: Lane | undefined
+  const switchTo = async (lane: Lane): Promise<void> => {
+    if (active === lane) return
+    if (active !== undefined) await guard(active, active.pause(limit))
+    active = lane
+    lane.go()
+  }
+  for (const lane of lanes) {
+    await switchTo(lane)
+    await guard(lane, lane.flowing(limit))
+    await sleep(job.warmupMs)
+  }
+  const measured = lanes.map((): Measured => ({ count: 0, seconds: 0, cpuNs: 0, clientUs: 0 }))
+  const rounds = job.turns ?? 1
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < lanes.length; i++) {
+      const k = (i + round) % lanes.length
+      const lane = lanes[k]!
+      const m = measured[k]!
+      await switchTo(lane)
+      const from = lane.count
+      const cpu0 = lane.cpu.sample()
+      const client0 = process.cpuUsage()
+      const t0 = now()
+      lane.measure()
+      await sleep(job.durationMs / rounds)
+      await guard(lane, lane.stop(from, limit))
+      m.seconds += (now() - t0) / 1000
+      m.cpuNs += lane.cpu.since(cpu0)
+      const client = process.cpuUsage(client0)
+      m.clientUs += client.user + client.system
+      m.count += lane.count - from
+    }
+  }
+  if (active !== undefined) await guard(active, active.pause(limit))
+  for (const lane of lanes) for (const socket of lane.sockets) socket.destroy()
+  return measured
+}
+
+/** Opens a lane's connections and starts `drive` on each (it waits for `go`). */
+const openLane = async (
+  target: Target,
+  connections: number,
+  drive: (lane: Lane, socket: Net.Socket, c: number) => void
+): Promise<Lane> => {
+  const lane = new Lane(target, connections)
+  const opened = await Promise.allSettled(Array.from({ length: connections }, () => connect(target)))
+  for (const o of opened) if (o.status === "fulfilled") lane.sockets.push(o.value)
+  const failed = opened.find((o) => o.status === "rejected")
+  if (failed !== undefined) {
+    lane.errors.add(`connect: ${failed.reason instanceof Error ? failed.reason.message : String(failed.reason)}`)
+    lane.abandon()
+  } else lane.sockets.forEach((socket, c) => drive(lane, socket, c))
+  return lane
 }
 
 // ---------------------------------------------------------------------------
@@ -402,103 +533,111 @@ class Outstanding {
   }
 }
 
-const pingpong = async (target: Target, job: JobOf<"pingpong">, errors: Errors, cpu: Cpu) => {
-  const window = makeWindow(job.connections)
-  const sockets = await Promise.all(Array.from({ length: job.connections }, () => connect(target)))
-  const one = (socket: Net.Socket, c: number): Promise<void> =>
-    new Promise<void>((resolve) => {
-      const wire = wireOf(job.speaks, job.bodySize, c)
-      const replies = new Outstanding(true)
-      const send = (): void => {
-        socket.write(replies.requests(wire, 1))
-      }
-      const fail = (message: string): void => {
-        errors.add(`connection ${c}: ${message}`)
-        socket.destroy()
-        resolve()
-      }
-      socket.on("error", (e) => fail(e.message))
-      socket.on("end", () => fail(`server ended the connection after ${replies.answered} round trips`))
-      const onReply = (seq: number): void => {
-        const bad = replies.settle(seq)
-        if (bad !== undefined) return fail(bad)
-        if (replies.answered === 1) window.first()
-        window.add(1)
-        if (window.phase === "stop") {
-          socket.removeAllListeners("end")
-          resolve()
-        } else send()
-      }
-      socket.on("data", (chunk: Buffer) => wire.read(chunk, onReply, fail))
-      send()
-    })
-  const finished = withTimeout(Promise.all(sockets.map(one)), job.warmupMs + job.durationMs + 10_000, () => "ping-pong")
-  const { client, count, cpuNs, seconds } = await timed(job, cpu, window, finished.catch((e) => errors.add(e.message)))
-  for (const socket of sockets) socket.destroy()
-  return {
-    roundTripsPerSec: count / seconds,
-    cpuUsPerRoundTrip: count > 0 ? cpuNs / 1e3 / count : Number.NaN,
-    latencyUs: count > 0 ? (job.connections * seconds * 1e6) / count : Number.NaN,
-    serverCpuShare: cpuNs / 1e9 / seconds,
-    clientCpuShare: client,
-    peakRssMB: readMemory(target.pid).peakRss / 2 ** 20
+/** A ping-pong connection: one request outstanding, the next sent on its reply. */
+const pingpong = (job: JobOf<"pingpong">) => (lane: Lane, socket: Net.Socket, c: number): void => {
+  const wire = wireOf(job.speaks, job.bodySize, c)
+  const replies = new Outstanding(true)
+  const send = (): void => {
+    socket.write(replies.requests(wire, 1))
   }
+  const fail = (message: string): void => {
+    lane.errors.add(`connection ${c}: ${message}`)
+    socket.destroy()
+    lane.lose(c)
+  }
+  socket.on("error", (e) => fail(e.message))
+  socket.on("end", () => fail(`server ended the connection after ${replies.answered} round trips`))
+  const onReply = (seq: number): void => {
+    const bad = replies.settle(seq)
+    if (bad !== undefined) return fail(bad)
+    if (replies.answered === 1) lane.first(c)
+    lane.add(1)
+    if (lane.isSending) send()
+    else lane.rest(c, send)
+  }
+  socket.on("data", (chunk: Buffer) => wire.read(chunk, onReply, fail))
+  lane.rest(c, send)
 }
 
-const pipeline = async (target: Target, job: JobOf<"pipeline">, errors: Errors, cpu: Cpu) => {
-  const window = makeWindow(job.connections)
-  const sockets = await Promise.all(Array.from({ length: job.connections }, () => connect(target)))
-  const one = (socket: Net.Socket, c: number): Promise<void> =>
-    new Promise<void>((resolve) => {
-      const wire = wireOf(job.speaks, job.bodySize, c)
-      const replies = new Outstanding(wire.ordered)
-      const send = (n: number): void => {
-        socket.write(replies.requests(wire, n))
-      }
-      const fail = (message: string): void => {
-        errors.add(`connection ${c}: ${message}`)
-        socket.destroy()
-        resolve()
-      }
-      socket.on("error", (e) => fail(e.message))
-      socket.on("end", () => fail(`server ended the connection after ${replies.answered} replies`))
-      // What one read brought: replies counted, or why one was wrong.
-      let got = 0
-      let bad: string | undefined
-      const onReply = (seq: number): void => {
-        if (bad !== undefined) return
-        bad = replies.settle(seq)
-        if (bad === undefined) got++
-      }
-      const onBad = (why: string): void => {
-        bad ??= why
-      }
-      socket.on("data", (chunk: Buffer) => {
-        got = 0
-        wire.read(chunk, onReply, onBad)
-        if (bad !== undefined) return fail(bad)
-        if (got > 0 && replies.answered === got) window.first()
-        window.add(got)
-        if (window.phase !== "stop") {
-          if (got > 0) send(got)
-        } else if (replies.pending === 0) {
-          // Every request sent was answered: none lost.
-          socket.removeAllListeners("end")
-          resolve()
-        }
-      })
-      send(job.depth)
-    })
-  const finished = withTimeout(Promise.all(sockets.map(one)), job.warmupMs + job.durationMs + 10_000, () => "pipeline")
-  const { client, count, cpuNs, seconds } = await timed(job, cpu, window, finished.catch((e) => errors.add(e.message)))
-  for (const socket of sockets) socket.destroy()
-  return {
-    framesPerSec: count / seconds,
-    cpuUsPerFrame: count > 0 ? cpuNs / 1e3 / count : Number.NaN,
-    serverCpuShare: cpuNs / 1e9 / seconds,
-    clientCpuShare: client,
-    peakRssMB: readMemory(target.pid).peakRss / 2 ** 20
+/** A pipeline connection: `depth` requests outstanding, as many sent as each read answered. */
+const pipeline = (job: JobOf<"pipeline">) => (lane: Lane, socket: Net.Socket, c: number): void => {
+  const wire = wireOf(job.speaks, job.bodySize, c)
+  const replies = new Outstanding(wire.ordered)
+  const send = (n: number): void => {
+    socket.write(replies.requests(wire, n))
   }
+  const start = (): void => send(job.depth)
+  const fail = (message: string): void => {
+    lane.errors.add(`connection ${c}: ${message}`)
+    socket.destroy()
+    lane.lose(c)
+  }
+  socket.on("error", (e) => fail(e.message))
+  socket.on("end", () => fail(`server ended the connection after ${replies.answered} replies`))
+  // What one read brought: replies counted, or why one was wrong.
+  let got = 0
+  let bad: string | undefined
+  const onReply = (seq: number): void => {
+    if (bad !== undefined) return
+    bad = replies.settle(seq)
+    if (bad === undefined) got++
+  }
+  const onBad = (why: string): void => {
+    bad ??= why
+  }
+  socket.on("data", (chunk: Buffer) => {
+    got = 0
+    wire.read(chunk, onReply, onBad)
+    if (bad !== undefined) return fail(bad)
+    if (got > 0 && replies.answered === got) lane.first(c)
+    lane.add(got)
+    if (lane.isSending) {
+      if (got > 0) send(got)
+    } else if (replies.pending === 0) {
+      // Every request sent was answered: none lost.
+      lane.rest(c, start)
+    }
+  })
+  lane.rest(c, start)
+}
+
+/**
+ * Ping-pong or pipeline on each target, in turns when there are several
+ * (`inTurns`); one result per target, in their order.
+ */
+const inTurnsOn = async (
+  targets: ReadonlyArray<Target>,
+  job: JobOf<"pingpong"> | JobOf<"pipeline">
+): Promise<Array<JobResult>> => {
+  const drive = job.kind === "pingpong" ? pingpong(job) : pipeline(job)
+  const lanes: Array<Lane> = []
+  for (const target of targets) lanes.push(await openLane(target, job.connections, drive))
+  const measured = await inTurns(lanes, job)
+  return lanes.map((lane, i) => {
+    const { clientUs, count, cpuNs, seconds } = measured[i]!
+    const shares = { serverCpuShare: cpuNs / 1e9 / seconds, clientCpuShare: clientUs / 1e6 / seconds }
+    let peakRssMB = Number.NaN
+    try {
+      peakRssMB = readMemory(lane.target.pid).peakRss / 2 ** 20
+    } catch (error) {
+      lane.errors.add(`reading the server's memory: ${error instanceof Error ? error.message : String(error)}`)
+    }
+    const metrics = job.kind === "pingpong"
+      ? {
+        roundTripsPerSec: count / seconds,
+        cpuUsPerRoundTrip: count > 0 ? cpuNs / 1e3 / count : Number.NaN,
+        latencyUs: count > 0 ? (job.connections * seconds * 1e6) / count : Number.NaN,
+        ...shares,
+        peakRssMB
+      }
+      : {
+        framesPerSec: count / seconds,
+        cpuUsPerFrame: count > 0 ? cpuNs / 1e3 / count : Number.NaN,
+        ...shares,
+        peakRssMB
+      }
+    return result(job.kind, metrics, lane.errors, lane.cpu)
+  })
 }
 
 // ---------------------------------------------------------------------------
@@ -854,7 +993,15 @@ const ordering = async (target: Target, job: JobOf<"ordering">, errors: Errors) 
 
 // ---------------------------------------------------------------------------
 
+/** A job's result: its metrics rounded, its errors, where its CPU figures came from. */
+const result = (kind: Job["kind"], metrics: Record<string, number>, errors: Errors, cpu: Cpu): JobResult => {
+  const rounded: Record<string, number> = {}
+  for (const [key, value] of Object.entries(metrics)) rounded[key] = round(value)
+  return { kind, metrics: rounded, errors: errors.list, cpuSource: cpu.source }
+}
+
 const run = async (target: Target, job: Job): Promise<JobResult> => {
+  if (job.kind === "pingpong" || job.kind === "pipeline") return (await inTurnsOn([target], job))[0]!
   const errors = new Errors()
   const cpu = new Cpu(target.pid)
   let metrics: Record<string, number> = {}
@@ -862,12 +1009,6 @@ const run = async (target: Target, job: Job): Promise<JobResult> => {
     switch (job.kind) {
       case "stream":
         metrics = await stream(target, job, errors, cpu)
-        break
-      case "pingpong":
-        metrics = await pingpong(target, job, errors, cpu)
-        break
-      case "pipeline":
-        metrics = await pipeline(target, job, errors, cpu)
         break
       case "connections":
         metrics = await connections(target, job, errors, cpu)
@@ -885,23 +1026,28 @@ const run = async (target: Target, job: Job): Promise<JobResult> => {
   } catch (error) {
     errors.add(error instanceof Error ? error.message : String(error))
   }
-  const rounded: Record<string, number> = {}
-  for (const [key, value] of Object.entries(metrics)) rounded[key] = round(value)
-  return { kind: job.kind, metrics: rounded, errors: errors.list, cpuSource: cpu.source }
+  return result(job.kind, metrics, errors, cpu)
 }
+
+const USAGE = "usage: load.js '{\"target\":{host,port,pid},\"job\":{kind,…}[,\"reportEveryMs\":10000]}'\n" +
+  "       load.js '{\"targets\":[{host,port,pid},…],\"job\":{\"kind\":\"pingpong\"|\"pipeline\",…}}' (in turns)\n"
 
 const main = async (): Promise<void> => {
   const input = JSON.parse(process.argv[2] ?? "null") as
-    | { target: Target; job: Job; reportEveryMs?: number }
+    | { target?: Target; targets?: ReadonlyArray<Target>; job: Job; reportEveryMs?: number }
     | null
-  if (input === null) {
-    process.stderr.write("usage: load.js '{\"target\":{host,port,pid},\"job\":{kind,…}[,\"reportEveryMs\":10000]}'\n")
+  const job = input?.job
+  const several = input?.targets !== undefined && job !== undefined && (job.kind === "pingpong" || job.kind === "pipeline")
+  if (input === null || job === undefined || (input.target === undefined && !several)) {
+    process.stderr.write(USAGE)
     process.exit(2)
   }
-  const progress = reportProgress(input.job.kind, input.reportEveryMs ?? 10_000)
-  const result = await run(input.target, input.job)
+  const progress = reportProgress(job.kind, input.reportEveryMs ?? 10_000)
+  const output = several
+    ? { results: await inTurnsOn(input.targets!, job as JobOf<"pingpong"> | JobOf<"pipeline">) }
+    : await run(input.target!, job)
   clearInterval(progress)
-  process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0))
+  process.stdout.write(`${JSON.stringify(output)}\n`, () => process.exit(0))
 }
 
 void main()

@@ -360,6 +360,39 @@ export const runJob = async (server: ServerProcess, job: Job, core: number | und
   return death === undefined ? result : { ...result, errors: [...result.errors, death] }
 }
 
+/**
+ * One ping-pong or pipeline load on several servers at once, in turns
+ * (load.ts's `inTurns`): one result per server, in their order. Every server
+ * that is not alive gets its death as its result and no turn.
+ */
+export const runTurns = async (
+  servers: ReadonlyArray<ServerProcess>,
+  job: Extract<Job, { readonly kind: "pingpong" | "pipeline" }>,
+  core: number | undefined
+): Promise<Array<JobResult>> => {
+  const failed = (why: string): JobResult => ({ kind: job.kind, metrics: {}, errors: [oneLine(why)], cpuSource: "" })
+  const alive = servers.filter((s) => s.alive)
+  const results = new Map<ServerProcess, JobResult>()
+  if (alive.length > 0) {
+    const targets = alive.map((s) => ({ host: s.host, port: s.port, pid: s.pid }))
+    const child = launch(core, [LOAD, JSON.stringify({ targets, job })])
+    const stdout = tail(child.stdout, 1_000_000)
+    const stderr = tail(child.stderr)
+    const killed = await overrun(child, alive.length * jobBudgetMs(job), stderr, "load generator")
+    const line = stdout().split("\n").filter((l) => l.startsWith("{")).pop()
+    const all = killed === undefined && child.exitCode === 0 && line !== undefined
+      ? (JSON.parse(line) as { readonly results: ReadonlyArray<JobResult> }).results
+      : undefined
+    alive.forEach((server, i) => {
+      const result = all?.[i] ??
+        failed(killed ?? `load generator failed (${child.signalCode ?? `code ${child.exitCode}`}): ${stderr()}`)
+      const death = server.death()
+      results.set(server, death === undefined ? result : { ...result, errors: [...result.errors, death] })
+    })
+  }
+  return servers.map((s) => results.get(s) ?? failed(s.death()!))
+}
+
 // ---------------------------------------------------------------------------
 // The run
 // ---------------------------------------------------------------------------

@@ -69,7 +69,7 @@
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { type Job, readMemory, round, type Speaks } from "./common.js"
+import { type Job, type JobResult, readMemory, round, type Speaks } from "./common.js"
 import { runTls, type TlsRun } from "./tls.js"
 import {
   beforeCli,
@@ -84,6 +84,7 @@ import {
   type Pinning,
   ROOT,
   runJob,
+  runTurns,
   serverArgs,
   ServerProcess,
   sleep,
@@ -293,7 +294,8 @@ const plan = (quick: boolean): Plan => {
     connections: 8,
     bodySize: 64,
     warmupMs: quick ? 30 : 250,
-    durationMs: quick ? 100 : 1000
+    durationMs: quick ? 100 : 1000,
+    turns: quick ? 1 : 5
   })
   const pipeline = (speaks: Speaks): Extract<Job, { readonly kind: "pipeline" }> => ({
     kind: "pipeline",
@@ -302,7 +304,8 @@ const plan = (quick: boolean): Plan => {
     depth: 32,
     bodySize: 64,
     warmupMs: quick ? 30 : 250,
-    durationMs: quick ? 100 : 1000
+    durationMs: quick ? 100 : 1000,
+    turns: quick ? 1 : 5
   })
   return {
   idleSettleMs: quick ? 100 : 300,
@@ -418,7 +421,8 @@ const rotate = <A>(xs: ReadonlyArray<A>, by: number): Array<A> => xs.map((_, i) 
  * Fresh server processes, started one after another (their start-up and idle
  * RSS are measured alone), then each workload on each server in turn, so the
  * samples of one workload are seconds apart and their ratios see the same
- * noise.
+ * noise; ping-pong and pipeline as one load on all servers, in turns
+ * (`runTurns`), so each one's window is spread over the whole workload.
  */
 const session = async (
   rep: number,
@@ -457,12 +461,7 @@ const session = async (
       }
     }
     for (const workload of workloads) {
-      for (const id of order) {
-        const server = servers.get(id)
-        if (server === undefined || !runsOn(workload, id)) continue
-        const planned = p.jobs[workload]
-        const job: Job = planned.kind === "connections" ? { ...planned, speaks: speaks(id) } : planned
-        const result = await runJob(server, job, pinning.load)
+      const record = (id: ServerId, result: JobResult): void => {
         samples.push({
           workload,
           server: id,
@@ -476,6 +475,18 @@ const session = async (
           .map(([key, unit]) => `${formatNumber(result.metrics[key] ?? Number.NaN)} ${unit}`)
           .join(", ")
         log(`${tag} ${id.padEnd(pad)} ${workload.padEnd(11)} ${result.errors.length === 0 ? headline : `FAILED: ${result.errors.join("; ")}`}`)
+      }
+      const ids = order.filter((id) => servers.has(id) && runsOn(workload, id))
+      const planned = p.jobs[workload]
+      if (planned.kind === "pingpong" || planned.kind === "pipeline") {
+        // One load for all of them, in turns: see `runTurns`.
+        const results = await runTurns(ids.map((id) => servers.get(id)!), planned, pinning.load)
+        ids.forEach((id, i) => record(id, results[i]!))
+        continue
+      }
+      for (const id of ids) {
+        const job: Job = planned.kind === "connections" ? { ...planned, speaks: speaks(id) } : planned
+        record(id, await runJob(servers.get(id)!, job, pinning.load))
       }
     }
   } finally {
@@ -702,7 +713,7 @@ const render = (r: {
       `Before/after: this build is ${buildNote(Path.join(ROOT, "dist"))}; the servers marked (before) are ${buildNote(r.options.before)}, measured in the same run.`
     ]),
     `Load average ${r.loadStart.map((x) => x.toFixed(2)).join(" ")} at the start, ${r.loadEnd.map((x) => x.toFixed(2)).join(" ")} at the end: ` +
-    `anything above ~0 means other processes shared the cores, so absolute numbers are low and noisy; the ratios compare servers measured seconds apart.`,
+    `anything above ~0 means other processes shared the cores, so absolute numbers are low and noisy; the ratios compare servers measured seconds apart (ping-pong and pipeline: in alternating turns of 0.2 s).`,
     `Cells: median (min–max) over repetitions; ratios are medians of per-repetition ratios. Server CPU from /proc (${[...cpuSources].join(", ") || "n/a"}).`,
     "",
     "### Correctness",

@@ -395,6 +395,43 @@ describe("npm run bench", () => {
     }
   }, 40_000)
 
+  it("ping-pong and pipeline on several servers take turns: one server loaded at a time, each its own result", async () => {
+    // Three echoes that log which of them each request reached.
+    const arrivals: Array<number> = []
+    const servers = await Promise.all([0, 1, 2].map((k) =>
+      listen((socket) =>
+        frames(socket, (body) => {
+          arrivals.push(k)
+          socket.write(frame(Buffer.from(body)))
+        })
+      )
+    ))
+    try {
+      for (const kind of ["pingpong", "pipeline"]) {
+        arrivals.length = 0
+        const targets = servers.map((s) => ({ host: "127.0.0.1", port: s.port, pid: process.pid }))
+        const job = { kind, speaks: "bytes", connections: 2, depth: 4, bodySize: 64, warmupMs: 20, durationMs: 150, turns: 3 }
+        const ran = await run(["dist/bench/load.js", JSON.stringify({ targets, job })], 30_000)
+        assert.strictEqual(ran.code, 0, ran.stderr)
+        const { results } = JSON.parse(ran.stdout) as { results: Array<{ errors: Array<string>; metrics: Record<string, number> }> }
+        assert.strictEqual(results.length, 3)
+        for (const r of results) {
+          assert.deepStrictEqual(r.errors, [])
+          assert.isAbove(r.metrics[kind === "pingpong" ? "roundTripsPerSec" : "framesPerSec"]!, 0)
+        }
+        // Runs of requests to one server: the 3 warm-ups, then 3 rounds of 3 turns, where the last
+        // turn of a round and the first of the next may be the same server's (one run). Two servers
+        // loaded at once would interleave their requests into hundreds of runs.
+        let runs = 0
+        for (let i = 0; i < arrivals.length; i++) if (i === 0 || arrivals[i] !== arrivals[i - 1]) runs++
+        assert.isAtLeast(runs, 3 + 3 * 2, `${kind}: ${runs} runs of requests to one server`)
+        assert.isAtMost(runs, 3 + 3 * 3, `${kind}: ${runs} runs of requests to one server`)
+      }
+    } finally {
+      for (const s of servers) s.close()
+    }
+  }, 40_000)
+
   it("the JSON pipeline reports a swapped reply, the rpc pipeline a repeated one", async () => {
     // JSON messages echoed, but the 4th reply of each connection before the 3rd.
     const json = await listen((socket) => {
