@@ -354,7 +354,8 @@ const describe = (p: Plan): Record<Workload, string> => {
   const { connections, ordering, pingpong, pipeline, stream } = p.jobs as {
     readonly [W in LoadWorkload]: Extract<Job, { readonly kind: W extends `${infer K}-${string}` ? K : W }>
   }
-  const window = `${pingpong.durationMs / 1000} s after ${pingpong.warmupMs / 1000} s warm-up`
+  const turns = (pingpong.turns ?? 1) > 1 ? `, counted in ${pingpong.turns} turns between the servers,` : ""
+  const window = `${pingpong.durationMs / 1000} s${turns} after ${pingpong.warmupMs / 1000} s warm-up`
   const onePing = `${pingpong.connections} connections, one request in flight each, ${window}`
   const piped = `${pipeline.connections} connections × ${pipeline.depth} requests in flight, ${window}`
   return {
