@@ -714,7 +714,7 @@ const render = (r: {
       `Before/after: this build is ${buildNote(Path.join(ROOT, "dist"))}; the servers marked (before) are ${buildNote(r.options.before)}, measured in the same run.`
     ]),
     `Load average ${r.loadStart.map((x) => x.toFixed(2)).join(" ")} at the start, ${r.loadEnd.map((x) => x.toFixed(2)).join(" ")} at the end: ` +
-    `anything above ~0 means other processes shared the cores, so absolute numbers are low and noisy; the ratios compare servers measured seconds apart (ping-pong and pipeline: in alternating turns of 0.2 s).`,
+    `anything above ~0 means other processes shared the cores, so absolute numbers are low and noisy; the ratios compare servers measured seconds apart (ping-pong and pipeline: in alternating turns, see docs/performance.md).`,
     `Cells: median (min–max) over repetitions; ratios are medians of per-repetition ratios. Server CPU from /proc (${[...cpuSources].join(", ") || "n/a"}).`,
     "",
     "### Correctness",
