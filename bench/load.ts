@@ -533,6 +533,22 @@ class Outstanding {
   }
 }
 
+/**
+ * How connection `c` of a lane gives up: its failure reported, the socket
+ * destroyed, the lane told; also when the socket fails or the server ends
+ * it (after `done`, e.g. "12 replies").
+ */
+const failOn = (lane: Lane, socket: Net.Socket, c: number, done: () => string): (message: string) => void => {
+  const fail = (message: string): void => {
+    lane.errors.add(`connection ${c}: ${message}`)
+    socket.destroy()
+    lane.lose(c)
+  }
+  socket.on("error", (e) => fail(e.message))
+  socket.on("end", () => fail(`server ended the connection after ${done()}`))
+  return fail
+}
+
 /** A ping-pong connection: one request outstanding, the next sent on its reply. */
 const pingpong = (job: JobOf<"pingpong">) => (lane: Lane, socket: Net.Socket, c: number): void => {
   const wire = wireOf(job.speaks, job.bodySize, c)
@@ -540,13 +556,7 @@ const pingpong = (job: JobOf<"pingpong">) => (lane: Lane, socket: Net.Socket, c:
   const send = (): void => {
     socket.write(replies.requests(wire, 1))
   }
-  const fail = (message: string): void => {
-    lane.errors.add(`connection ${c}: ${message}`)
-    socket.destroy()
-    lane.lose(c)
-  }
-  socket.on("error", (e) => fail(e.message))
-  socket.on("end", () => fail(`server ended the connection after ${replies.answered} round trips`))
+  const fail = failOn(lane, socket, c, () => `${replies.answered} round trips`)
   const onReply = (seq: number): void => {
     const bad = replies.settle(seq)
     if (bad !== undefined) return fail(bad)
@@ -567,13 +577,7 @@ const pipeline = (job: JobOf<"pipeline">) => (lane: Lane, socket: Net.Socket, c:
     socket.write(replies.requests(wire, n))
   }
   const start = (): void => send(job.depth)
-  const fail = (message: string): void => {
-    lane.errors.add(`connection ${c}: ${message}`)
-    socket.destroy()
-    lane.lose(c)
-  }
-  socket.on("error", (e) => fail(e.message))
-  socket.on("end", () => fail(`server ended the connection after ${replies.answered} replies`))
+  const fail = failOn(lane, socket, c, () => `${replies.answered} replies`)
   // What one read brought: replies counted, or why one was wrong.
   let got = 0
   let bad: string | undefined

@@ -339,25 +339,39 @@ export class ServerProcess {
   }
 }
 
+/**
+ * Runs the load generator (load.ts) on `input` within `budgetMs`: the last
+ * JSON line it printed, or why there is none (`killed` when it overran).
+ */
+const loadOutput = async <A>(
+  input: object,
+  budgetMs: number,
+  core: number | undefined
+): Promise<{ readonly output: A } | { readonly why: string; readonly killed: boolean }> => {
+  const child = launch(core, [LOAD, JSON.stringify(input)])
+  const stdout = tail(child.stdout, 1_000_000)
+  const stderr = tail(child.stderr)
+  const killed = await overrun(child, budgetMs, stderr, "load generator")
+  if (killed !== undefined) return { why: killed, killed: true }
+  const line = stdout().split("\n").filter((l) => l.startsWith("{")).pop()
+  if (child.exitCode !== 0 || line === undefined) {
+    return { why: `load generator failed (${child.signalCode ?? `code ${child.exitCode}`}): ${stderr()}`, killed: false }
+  }
+  return { output: JSON.parse(line) as A }
+}
+
 export const runJob = async (server: ServerProcess, job: Job, core: number | undefined): Promise<JobResult> => {
   const failed = (why: string): JobResult => ({ kind: job.kind, metrics: {}, errors: [oneLine(why)], cpuSource: "" })
   if (!server.alive) return failed(server.death()!)
   // The connections workload reads memory through the server's GC hook when it has one.
   const withGc: Job = job.kind === "connections" && server.gcFile !== undefined ? { ...job, gcFile: server.gcFile } : job
   const target = { host: server.host, port: server.port, pid: server.pid }
-  const child = launch(core, [LOAD, JSON.stringify({ target, job: withGc })])
-  const stdout = tail(child.stdout, 1_000_000)
-  const stderr = tail(child.stderr)
-  const killed = await overrun(child, jobBudgetMs(job), stderr, "load generator")
-  if (killed !== undefined) return failed(killed)
+  const ran = await loadOutput<JobResult>({ target, job: withGc }, jobBudgetMs(job), core)
+  if ("why" in ran && ran.killed) return failed(ran.why)
   // A drain job stops the server: its exit is the point, not a death.
   const death = job.kind === "drain" ? undefined : server.death()
-  const lines = stdout().split("\n").filter((l) => l.startsWith("{"))
-  if (child.exitCode !== 0 || lines.length === 0) {
-    return failed(`load generator failed (${child.signalCode ?? `code ${child.exitCode}`}): ${stderr()}${death ? `; ${death}` : ""}`)
-  }
-  const result = JSON.parse(lines[lines.length - 1]!) as JobResult
-  return death === undefined ? result : { ...result, errors: [...result.errors, death] }
+  if ("why" in ran) return failed(`${ran.why}${death ? `; ${death}` : ""}`)
+  return death === undefined ? ran.output : { ...ran.output, errors: [...ran.output.errors, death] }
 }
 
 /**
@@ -375,17 +389,13 @@ export const runTurns = async (
   const results = new Map<ServerProcess, JobResult>()
   if (alive.length > 0) {
     const targets = alive.map((s) => ({ host: s.host, port: s.port, pid: s.pid }))
-    const child = launch(core, [LOAD, JSON.stringify({ targets, job })])
-    const stdout = tail(child.stdout, 1_000_000)
-    const stderr = tail(child.stderr)
-    const killed = await overrun(child, alive.length * jobBudgetMs(job), stderr, "load generator")
-    const line = stdout().split("\n").filter((l) => l.startsWith("{")).pop()
-    const all = killed === undefined && child.exitCode === 0 && line !== undefined
-      ? (JSON.parse(line) as { readonly results: ReadonlyArray<JobResult> }).results
-      : undefined
+    const ran = await loadOutput<{ readonly results: ReadonlyArray<JobResult> }>(
+      { targets, job },
+      alive.length * jobBudgetMs(job),
+      core
+    )
     alive.forEach((server, i) => {
-      const result = all?.[i] ??
-        failed(killed ?? `load generator failed (${child.signalCode ?? `code ${child.exitCode}`}): ${stderr()}`)
+      const result = "output" in ran ? ran.output.results[i]! : failed(ran.why)
       const death = server.death()
       results.set(server, death === undefined ? result : { ...result, errors: [...result.errors, death] })
     })
