@@ -338,6 +338,14 @@ const peerTargets = (server: ServerId, peer: ServerId, what: string, pingpong: W
   ratioTarget(12, `${what} pipeline ≥ 1.0× the same on NodeSocketServer, every repetition`, pipeline, "framesPerSec", server, peer, ">=", 1, "every")
 ]
 
+/**
+ * The same service's open + close on NodeSocketServer (INFO): issue 12 judges open + close against raw
+ * node; this says what a user gains or loses per connection by writing the service with effect-wire
+ * rather than on Effect's own socket server.
+ */
+const peerConnectionTarget = (server: ServerId, peer: ServerId, what: string): TargetSpec =>
+  ratioTarget(12, `${what} open + close CPU vs the same on NodeSocketServer`, "connections", "openCloseUs", server, peer, "info", 0)
+
 /** The stream echo row: throughput, CPU per GiB and peak RSS against raw node. */
 const streamTargets = (server: ServerId) => [
   ratioTarget(12, "stream echo throughput ≥ 0.90× raw node", "stream", "mibPerSec", server, "node-raw", ">=", 0.9),
@@ -364,6 +372,9 @@ export const TARGETS: ReadonlyArray<TargetSpec> = [
   ...peerTargets("wire-protocol", "effect-protocol", "binary typed service", "pingpong", "pipeline"),
   ...peerTargets("wire-protocol-json", "effect-protocol-json", "JSON typed service", "pingpong-json", "pipeline-json"),
   ...peerTargets("wire-stream", "effect-raw", "Stream echo", "pingpong", "pipeline"),
+  peerConnectionTarget("wire-protocol", "effect-protocol", "binary typed service"),
+  peerConnectionTarget("wire-protocol-json", "effect-protocol-json", "JSON typed service"),
+  peerConnectionTarget("wire-stream", "effect-raw", "Stream echo"),
   ...streamTargets("wire"),
   ...streamTargets("wire-stream"),
   ...(["wire", "wire-framed", "wire-stream", "wire-protocol", "wire-protocol-json"] as const).flatMap(idleTargets),
