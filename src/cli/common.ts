@@ -378,11 +378,30 @@ export const watchSignals = (): void => {
 }
 
 /**
+ * How long a server stopped by a signal, every scope released, waits for
+ * Node to exit by itself before it calls `process.exit`. Node's
+ * `process.exit` can hang for good when V8 is compiling on a background
+ * thread at that moment (nodejs/node#54918: it joins V8's worker threads
+ * while a compile job waits for a collection only the main thread could
+ * run; seen here after a server was flooded, about one stop in ten). A
+ * process whose event loop is empty tears V8 down first and does not; the
+ * timer, unref'd, only fires when something else still holds the loop.
+ */
+const EXIT_FALLBACK_MS = 1_000
+
+/** Exit with `code` once the event loop is empty, or through `onExit` after {@link EXIT_FALLBACK_MS}. */
+const exitWhenIdle = (code: number, onExit: (code: number) => void): void => {
+  process.exitCode = code
+  setTimeout(() => onExit(code), EXIT_FALLBACK_MS).unref()
+}
+
+/**
  * The exit code of the command line: 0 on success, the failure's own code
  * otherwise, and for a command interrupted by a signal 128 + its number, as
  * shells and netcat report it: 130 for SIGINT, 143 for SIGTERM. A command
  * stopped by a signal while waiting in {@link untilSignal} exits 0 instead
- * (once every scope has been released: the servers drained); a failure while
+ * (once every scope has been released: the servers drained), when Node's
+ * event loop is empty rather than through `process.exit`; a failure while
  * draining is still a failure.
  *
  * ```ts
@@ -395,7 +414,7 @@ export const watchSignals = (): void => {
 export const teardown: Runtime.Teardown = (exit, onExit) => {
   for (const signal of STOP_SIGNALS) process.off(signal, onSignal)
   if (Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)) {
-    if (servingUntilSignal) return onExit(0)
+    if (servingUntilSignal) return exitWhenIdle(0, onExit)
     if (received !== undefined) return onExit(128 + constants.signals[received])
   }
   return Runtime.defaultTeardown(exit, onExit)
