@@ -383,7 +383,7 @@ export const watchSignals = (): void => {
  * `process.exit` can hang for good when V8 is compiling on a background
  * thread at that moment (nodejs/node#54918: it joins V8's worker threads
  * while a compile job waits for a collection only the main thread could
- * run; seen here after a server was flooded, about one stop in ten). A
+ * run; seen here after a server was flooded, about one stop in seven). A
  * process whose event loop is empty tears V8 down first and does not; the
  * timer, unref'd, only fires when something else still holds the loop.
  */
