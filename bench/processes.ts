@@ -340,22 +340,25 @@ export class ServerProcess {
 }
 
 /**
- * Runs the load generator (load.ts) on `input` within `budgetMs`: the last
- * JSON line it printed, or why there is none (`killed` when it overran).
+ * Runs a load generator (`script`: load.ts, or tlsLoad.ts) on `input` within
+ * `budgetMs`: the last JSON line it printed, or why there is none (`killed`
+ * when it overran), naming it as `name`.
  */
-const loadOutput = async <A>(
+export const loadOutput = async <A>(
+  script: string,
   input: object,
   budgetMs: number,
-  core: number | undefined
+  core: number | undefined,
+  name = "load generator"
 ): Promise<{ readonly output: A } | { readonly why: string; readonly killed: boolean }> => {
-  const child = launch(core, [LOAD, JSON.stringify(input)])
+  const child = launch(core, [script, JSON.stringify(input)])
   const stdout = tail(child.stdout, 1_000_000)
   const stderr = tail(child.stderr)
-  const killed = await overrun(child, budgetMs, stderr, "load generator")
+  const killed = await overrun(child, budgetMs, stderr, name)
   if (killed !== undefined) return { why: killed, killed: true }
   const line = stdout().split("\n").filter((l) => l.startsWith("{")).pop()
   if (child.exitCode !== 0 || line === undefined) {
-    return { why: `load generator failed (${child.signalCode ?? `code ${child.exitCode}`}): ${stderr()}`, killed: false }
+    return { why: `${name} failed (${child.signalCode ?? `code ${child.exitCode}`}): ${stderr()}`, killed: false }
   }
   return { output: JSON.parse(line) as A }
 }
@@ -366,7 +369,7 @@ export const runJob = async (server: ServerProcess, job: Job, core: number | und
   // The connections workload reads memory through the server's GC hook when it has one.
   const withGc: Job = job.kind === "connections" && server.gcFile !== undefined ? { ...job, gcFile: server.gcFile } : job
   const target = { host: server.host, port: server.port, pid: server.pid }
-  const ran = await loadOutput<JobResult>({ target, job: withGc }, jobBudgetMs(job), core)
+  const ran = await loadOutput<JobResult>(LOAD, { target, job: withGc }, jobBudgetMs(job), core)
   if ("why" in ran && ran.killed) return failed(ran.why)
   // A drain job stops the server: its exit is the point, not a death.
   const death = job.kind === "drain" ? undefined : server.death()
@@ -390,6 +393,7 @@ export const runTurns = async (
   if (alive.length > 0) {
     const targets = alive.map((s) => ({ host: s.host, port: s.port, pid: s.pid }))
     const ran = await loadOutput<{ readonly results: ReadonlyArray<JobResult> }>(
+      LOAD,
       { targets, job },
       alive.length * jobBudgetMs(job),
       core

@@ -34,7 +34,7 @@ import {
   HERE,
   killAll,
   launch,
-  overrun,
+  loadOutput,
   type Pinning,
   tail
 } from "./processes.js"
@@ -188,15 +188,10 @@ export const runLoad = async (
   const failed = (why: string): TlsJobResult => ({ metrics: {}, errors: [why], cpuSource: "" })
   if (!server.alive()) return failed(`${TLS_LABELS[server.id]} died: ${server.output()}`)
   const input = { target: server.target, ca, job, reportEveryMs: options.reportEveryMs }
-  const child = launch(core, [TLS_LOAD, JSON.stringify(input)])
-  const stdout = tail(child.stdout, 100_000)
-  const stderr = tail(child.stderr)
   const budget = options.budgetMs ?? (job.kind === "pingpong" ? job.warmupMs + job.durationMs : job.timeoutMs) + 30_000
-  const killed = await overrun(child, budget, stderr, "TLS load generator")
-  if (killed !== undefined) return failed(killed)
-  const line = stdout().split("\n").filter((l) => l.startsWith("{")).pop()
-  if (child.exitCode !== 0 || line === undefined) return failed(`TLS load generator failed: ${stderr()}`)
-  const result = JSON.parse(line) as TlsJobResult
+  const ran = await loadOutput<TlsJobResult>(TLS_LOAD, input, budget, core, "TLS load generator")
+  if ("why" in ran) return failed(ran.why)
+  const result = ran.output
   return server.alive()
     ? result
     : { ...result, errors: [...result.errors, `${TLS_LABELS[server.id]} died: ${server.output()}`] }
