@@ -12,6 +12,11 @@
  * })
  * ```
  *
+ * Run unbundled, the root loads every module it names (Schema, Effect's
+ * cluster): a server started with plain `node` starts faster from the
+ * subpaths. A bundler keeps only what a program uses (package.json
+ * `"sideEffects"`); see docs/performance.md.
+ *
  * The test kits stay out of the root, as Effect keeps `TestClock` out of
  * `effect`: import them from `effect-wire/testing/MemorySocket` and
  * `effect-wire/testing/CodecLaws`, so a server that imports the root does not
