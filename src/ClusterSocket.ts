@@ -27,28 +27,20 @@ import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
-import * as MessageStorage from "effect/cluster/MessageStorage"
-import * as RunnerAddress from "effect/cluster/RunnerAddress"
-import * as RunnerHealth from "effect/cluster/RunnerHealth"
-import * as Runners from "effect/cluster/Runners"
-import * as RunnerStorage from "effect/cluster/RunnerStorage"
+import type * as MessageStorage from "effect/cluster/MessageStorage"
+import type * as RunnerHealth from "effect/cluster/RunnerHealth"
+import type * as Runners from "effect/cluster/Runners"
+import type * as RunnerStorage from "effect/cluster/RunnerStorage"
 import type * as Sharding from "effect/cluster/Sharding"
-import * as ShardingConfig from "effect/cluster/ShardingConfig"
-import * as SocketRunner from "effect/cluster/SocketRunner"
+import type * as ShardingConfig from "effect/cluster/ShardingConfig"
 import type { ConfigError } from "effect/Config"
 import type * as LogLevel from "effect/LogLevel"
-import * as RpcClient from "effect/rpc/RpcClient"
-import * as RpcSerialization from "effect/rpc/RpcSerialization"
-import * as EffectSocket from "effect/socket/Socket"
-import * as SocketServer from "effect/socket/SocketServer"
-import * as Address from "./Address.js"
-import * as internal from "./internal/clusterServer.js"
+import type * as RpcSerialization from "effect/rpc/RpcSerialization"
+import type * as SocketServer from "effect/socket/SocketServer"
 import * as Check from "./internal/options.js"
 import type { ListenError } from "./NetError.js"
-import * as PlatformSocket from "./PlatformSocket.js"
 import type * as Server from "./Server.js"
-import * as Socket from "./Socket.js"
+import type * as Socket from "./Socket.js"
 import type * as Tls from "./Tls.js"
 
 /**
@@ -140,7 +132,13 @@ export interface MutualTls {
   readonly minVersion?: Tls.MinVersion | undefined
 }
 
-const DEFAULT_CONNECT_TIMEOUT = "1 second"
+/**
+ * The layers' own code, with Effect's cluster and `effect/rpc`: loaded when
+ * the first layer is built, so that importing this module (or the root
+ * entry) loads neither.
+ */
+const fromLayers = <A>(f: (layers: typeof import("./internal/clusterLayers.js")) => A): Effect.Effect<A> =>
+  Effect.map(Effect.promise(() => import("./internal/clusterLayers.js")), f)
 
 /**
  * The runner's `SocketServer` as an effect-wire listener on
@@ -163,35 +161,7 @@ const DEFAULT_CONNECT_TIMEOUT = "1 second"
 export const layerSocketServer = (
   options?: ServerOptions | undefined
 ): Layer.Layer<SocketServer.SocketServer | RunnerServer, ListenError, ShardingConfig.ShardingConfig> =>
-  Layer.effectContext(Effect.gen(function*() {
-    const config = yield* ShardingConfig.ShardingConfig
-    const listenAddress = Option.orElse(config.runnerListenAddress, () => config.runnerAddress)
-    if (Option.isNone(listenAddress)) {
-      return yield* Effect.die(
-        Check.defect(
-          "ClusterSocket",
-          "layerSocketServer",
-          "needs ShardingConfig.runnerAddress or runnerListenAddress (a runner with neither is client-only: use layer({ clientOnly: true }))"
-        )
-      )
-    }
-    const address = Address.tcp(listenAddress.value.host, listenAddress.value.port)
-    const listener = yield* Socket.listen(address, {
-      ...options?.listen,
-      tls: options?.tls,
-      idleTimeout: options?.idleTimeout,
-      writeTimeout: options?.writeTimeout ?? "30 seconds"
-    })
-    const { server, socketServer } = yield* internal.make(listener, {
-      maxConnections: options?.maxConnections,
-      overflow: options?.overflow,
-      memoryBudget: options?.memoryBudget,
-      shutdownTimeout: options?.shutdownTimeout,
-      logLevel: options?.logLevel,
-      name: options?.name ?? `cluster runner ${Address.format(listener.address)}`
-    })
-    return Context.make(SocketServer.SocketServer, socketServer).pipe(Context.add(RunnerServer, server))
-  }))
+  Layer.unwrap(fromLayers((m) => m.layerSocketServer(RunnerServer, options)))
 
 /**
  * The client side of the runner transport: for each runner address, an
@@ -214,24 +184,7 @@ export const layerSocketServer = (
 export const layerClientProtocol = (
   options?: ClientOptions | undefined
 ): Layer.Layer<Runners.RpcClientProtocol, never, RpcSerialization.RpcSerialization> =>
-  Layer.effect(
-    Runners.RpcClientProtocol,
-    Effect.gen(function*() {
-      const serialization = yield* RpcSerialization.RpcSerialization
-      const connectOptions: Socket.ConnectOptions = { ...options, timeout: options?.timeout ?? DEFAULT_CONNECT_TIMEOUT }
-      return {
-        codecFor: serialization.codecFor,
-        make: (address) =>
-          RpcClient.makeProtocolSocket().pipe(
-            Effect.provideService(
-              EffectSocket.Socket,
-              PlatformSocket.reconnecting(Address.tcp(address.host, address.port), connectOptions)
-            ),
-            Effect.provideService(RpcSerialization.RpcSerialization, serialization)
-          )
-      }
-    })
-  )
+  Layer.unwrap(fromLayers((m) => m.layerClientProtocol(options)))
 
 /**
  * Options of {@link layer}: those of `NodeClusterSocket.layer` that apply,
@@ -323,80 +276,9 @@ export const layer = <
 {
   const invalid = checkOptions(options)
   if (invalid !== undefined) return Layer.effectDiscard(Effect.die(invalid)) as never
-
-  const serialization = options?.serialization === "ndjson"
-    ? RpcSerialization.layerNdjsonWith({ maxBufferSize: options.serializationMaxBufferSize })
-    : RpcSerialization.layerSchemaBinary({ maxFrameSize: options?.serializationMaxBufferSize })
-  const tls = options?.tls
-  const client = layerClientProtocol({
-    ...options?.client,
-    tls: options?.client?.tls ?? (tls === undefined ? undefined : {
-      ca: tls.ca,
-      identity: tls.identity,
-      minVersion: tls.minVersion
-    })
-  })
-  // Typed by the signature's conditional types, as NodeClusterSocket does.
-  const messageStorage: Layer.Layer<any, never, any> = options?.storage === "local"
-    ? MessageStorage.layerNoop
-    : Layer.empty as any
-  const runnerStorage: Layer.Layer<any, never, any> = options?.storage === "local"
-    ? RunnerStorage.layerMemory
-    : Layer.empty as any
-  const config = ShardingConfig.layerFromEnv(options?.shardingConfig)
-
-  if (options?.clientOnly === true) {
-    return Layer.fresh(SocketRunner.layerClientOnly.pipe(
-      Layer.provide(client),
-      Layer.provideMerge(messageStorage),
-      Layer.provide(runnerStorage),
-      Layer.provide(config),
-      Layer.provide(serialization)
-    )) as never
-  }
-
-  const server = layerSocketServer({
-    ...options?.server,
-    tls: options?.server?.tls ?? (tls === undefined ? undefined : {
-      identity: tls.identity,
-      clientCa: tls.ca,
-      clientCertificate: "required",
-      minVersion: tls.minVersion
-    })
-  })
-  // The ShardingConfig everyone else reads: the bound port when port 0 was asked for.
-  const transport = Layer.effect(ShardingConfig.ShardingConfig, advertised).pipe(
-    Layer.provideMerge(server),
-    Layer.provide(config)
-  )
-  const health: Layer.Layer<any, never, any> = options?.runnerHealth === "byo"
-    ? Layer.empty as any
-    : RunnerHealth.layerPing.pipe(Layer.provide(Runners.layerRpc), Layer.provide(client))
-  // Fresh: each call is its own runner, even beside another in one program
-  // (SocketRunner.layer and Runners.layerRpc are constants a memo map would share).
-  return Layer.fresh(SocketRunner.layer.pipe(
-    Layer.provide(client),
-    Layer.provide(health),
-    Layer.provideMerge(messageStorage),
-    Layer.provide(runnerStorage),
-    Layer.provideMerge(transport),
-    Layer.provide(serialization)
-  )) as never
+  // Fresh, as the layer it loads (internal/clusterLayers.ts): each use of this value is its own runner.
+  return Layer.fresh(Layer.unwrap(fromLayers((m) => m.layer(RunnerServer, options)))) as never
 }
-
-/** The config with `runnerAddress`'s port 0 replaced by the port the runner's server bound. */
-const advertised = Effect.gen(function*() {
-  const config = yield* ShardingConfig.ShardingConfig
-  const server = yield* RunnerServer
-  const runnerAddress = config.runnerAddress
-  if (Option.isNone(runnerAddress) || runnerAddress.value.port !== 0 || server.address._tag !== "TcpAddress") {
-    return config
-  }
-  return {
-    ...config,
-    runnerAddress: Option.some(RunnerAddress.make(runnerAddress.value.host, server.address.port))
-  }
-})
 
 const checkOptions = (options: Options<boolean, "local" | "byo"> | undefined) => {
   if (options === undefined) return undefined

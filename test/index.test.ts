@@ -128,6 +128,37 @@ describe("effect-wire (the root entry)", () => {
     for (const subpath of withSchema) assert.isTrue(loadsSchema(subpath), subpath)
   })
 
+  it("loads Effect's cluster and effect/rpc only when a ClusterSocket layer is built", () => {
+    // Importing the root (or ClusterSocket) must not load them (140–200 ms and 9 MB of RSS,
+    // measured in docs/performance.md); building a runner's layer does.
+    const script = `
+      import * as Module from "node:module"
+      const loaded = new Set()
+      Module.registerHooks({ load(url, context, next) { loaded.add(url); return next(url, context) } })
+      const cluster = () => [...loaded].some((url) => url.includes("/effect/dist/cluster/"))
+      const rpc = () => [...loaded].some((url) => url.includes("/effect/dist/rpc/"))
+      const { ClusterSocket } = await import("effect-wire")
+      const atImport = { cluster: cluster(), rpc: rpc() }
+      const Effect = await import("effect/Effect")
+      const Layer = await import("effect/Layer")
+      const Scope = await import("effect/Scope")
+      const layer = ClusterSocket.layer({ clientOnly: true, storage: "local" })
+      const scope = Scope.makeUnsafe()
+      await Effect.runPromise(Effect.ignore(Layer.buildWithScope(layer, scope)))
+      await Effect.runPromise(Scope.close(scope, Effect.void))
+      console.log(JSON.stringify({ atImport, built: { cluster: cluster(), rpc: rpc() } }))
+    `
+    const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 30_000
+    })
+    assert.deepStrictEqual(JSON.parse(out), {
+      atImport: { cluster: false, rpc: false },
+      built: { cluster: true, rpc: true }
+    })
+  })
+
   it("lets a bundler keep only the modules a program uses (package.json \"sideEffects\")", async () => {
     // A server that imports the root, bundled as users bundle: what reaches the bundle is what it
     // uses. Without the field, esbuild kept every module the root names, Schema and Effect's
