@@ -129,7 +129,7 @@ describe("effect-wire (the root entry)", () => {
   })
 
   it("loads Effect's cluster and effect/rpc only when a ClusterSocket layer is built", () => {
-    // Importing the root (or ClusterSocket) must not load them (140–200 ms and 9 MB of RSS,
+    // Importing the root (or ClusterSocket) must not load them (about 130–290 ms and 9 MB of RSS,
     // measured in docs/performance.md); building a runner's layer does.
     const script = `
       import * as Module from "node:module"
