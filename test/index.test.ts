@@ -106,7 +106,9 @@ describe("effect-wire (the root entry)", () => {
       "DatagramServer",
       "Workers",
       "Metrics",
-      "Observability"
+      "Observability",
+      "servers/Echo",
+      "servers/Upper"
     ]
     const withSchema = ["AddressSchema", "Message", "Protocol"]
     const script = `

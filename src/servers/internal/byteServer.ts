@@ -21,11 +21,14 @@ import * as Semaphore from "effect/Semaphore"
 import * as Address from "../../Address.js"
 import type * as Datagram from "../../Datagram.js"
 import * as DatagramServer from "../../DatagramServer.js"
-import * as Framing from "../../Framing.js"
+import type * as Framing from "../../Framing.js"
 import type * as NetError from "../../NetError.js"
 import * as Server from "../../Server.js"
 import * as Socket from "../../Socket.js"
 import { clear, concat } from "../../internal/bytes.js"
+// The two codecs themselves, not Framing: its `header` codec would load Schema into every byte server.
+import { lines } from "../../internal/codecs/delimited.js"
+import { lengthPrefixed } from "../../internal/codecs/lengthPrefixed.js"
 import {
   type FrameClock,
   frameTimedOut,
@@ -56,8 +59,8 @@ export type FramingOption = "raw" | "length" | "lines" | Framing.Codec<Uint8Arra
 /** The codec of a framing option; `undefined` for raw bytes. */
 export const codecOf = (framing: FramingOption | undefined): Framing.Codec<Uint8Array> | undefined => {
   if (framing === undefined || framing === "raw") return undefined
-  if (framing === "length") return Framing.lengthPrefixed()
-  if (framing === "lines") return Framing.lines()
+  if (framing === "length") return lengthPrefixed()
+  if (framing === "lines") return lines()
   return framing
 }
 
