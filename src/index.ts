@@ -13,8 +13,8 @@
  * ```
  *
  * Run unbundled, the root loads every module it names (Schema, Effect's
- * cluster): a server started with plain `node` starts faster from the
- * subpaths. A bundler keeps only what a program uses (package.json
+ * socket modules): a server started with plain `node` starts faster from
+ * the subpaths. A bundler keeps only what a program uses (package.json
  * `"sideEffects"`); see docs/performance.md.
  *
  * The test kits stay out of the root, as Effect keeps `TestClock` out of
