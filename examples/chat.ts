@@ -3,7 +3,7 @@
  * and each line after it reaches every connected client through a PubSub.
  * Two clients talk. Run: node dist/examples/chat.js
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Layer, PubSub, Queue, Schema, Stream } from "effect"
 import * as Address from "effect-wire/Address"
 import * as Framing from "effect-wire/Framing"

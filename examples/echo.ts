@@ -3,7 +3,7 @@
  * connection, one line per request, each answered with the same line.
  * Run: node dist/examples/echo.js
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect } from "effect"
 import * as Address from "effect-wire/Address"
 import * as Echo from "effect-wire/servers/Echo"

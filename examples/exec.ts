@@ -4,7 +4,7 @@
  * or the server's refusal as a typed error.
  * Run: node dist/examples/exec.js
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect } from "effect"
 import * as Address from "effect-wire/Address"
 import * as Exec from "effect-wire/servers/Exec"

@@ -3,7 +3,7 @@
  * answers "6" on a line. Framing.lines cuts the byte stream into questions.
  * Run: node dist/examples/question.js
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Option, Stream } from "effect"
 import * as Address from "effect-wire/Address"
 import * as Framing from "effect-wire/Framing"

@@ -5,7 +5,7 @@
  * with `Tls.startTls`; then the server upper-cases every line.
  * Run: node dist/examples/starttls.js
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Option, Redacted, Stream } from "effect"
 import * as Address from "effect-wire/Address"
 import * as Framing from "effect-wire/Framing"

@@ -4,7 +4,7 @@
  * A length before each message (Framing.lengthPrefixed) cuts them apart again.
  * Run: node dist/examples/sticky-packets.js
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Context, Effect, Layer, Stream } from "effect"
 import * as Address from "effect-wire/Address"
 import * as Framing from "effect-wire/Framing"

@@ -4,7 +4,7 @@
  * and Protocol.serve answers each request with the Effect of its response.
  * Run: node dist/examples/typed-protocol.js
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Layer, Ref, Schema } from "effect"
 import * as Address from "effect-wire/Address"
 import * as Framing from "effect-wire/Framing"

@@ -4,7 +4,7 @@
  * comes in time, since UDP may drop datagrams.
  * Run: node dist/examples/udp-upper.js
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect } from "effect"
 import * as Address from "effect-wire/Address"
 import * as DatagramServer from "effect-wire/DatagramServer"

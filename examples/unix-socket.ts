@@ -4,7 +4,7 @@
  * which only local processes allowed by the file's permissions can reach.
  * Run: node dist/examples/unix-socket.js
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect } from "effect"
 import * as Address from "effect-wire/Address"
 import * as Upper from "effect-wire/servers/Upper"

@@ -4,7 +4,7 @@
  * half-closes, and reads the answer to the end.
  * Run: node dist/examples/upper.js
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Stream } from "effect"
 import * as Address from "effect-wire/Address"
 import * as Server from "effect-wire/Server"

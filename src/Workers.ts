@@ -15,7 +15,7 @@
  * path); run one process per socket file.
  *
  * ```ts
- * import { NodeRuntime } from "@effect/platform-node"
+ * import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
  * import { Address, Workers } from "effect-wire"
  * import * as Echo from "effect-wire/servers/Echo"
  *

@@ -27,10 +27,10 @@ import * as Upper from "../examples/upper.js"
 
 const launched = vi.hoisted(() => [] as Array<Effect.Effect<unknown, unknown>>)
 
-vi.mock("@effect/platform-node", async (importOriginal) => {
-  const original = await importOriginal<typeof import("@effect/platform-node")>()
+vi.mock("@effect/platform-node/NodeRuntime", async (importOriginal) => {
+  const original = await importOriginal<typeof import("@effect/platform-node/NodeRuntime")>()
   const runMain = (effect: Effect.Effect<unknown, unknown>) => void launched.push(effect)
-  return { ...original, NodeRuntime: { ...original.NodeRuntime, runMain } }
+  return { ...original, runMain }
 })
 
 /** The lines `program` logs through `Console.log`, once it has finished. */

@@ -11,7 +11,7 @@
  * typed, pipelining {@link client}).
  *
  * ```ts
- * import { NodeRuntime } from "@effect/platform-node"
+ * import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
  * import { Console, Effect } from "effect"
  * import * as Exec from "effect-wire/servers/Exec"
  *

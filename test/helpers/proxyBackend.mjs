@@ -6,7 +6,7 @@
 // on SIGTERM, then prints "served N checks N refused N".
 //
 // node test/helpers/proxyBackend.mjs NAME
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
