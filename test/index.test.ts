@@ -165,8 +165,8 @@ describe("effect-wire (the root entry)", () => {
     // A server that imports the root, bundled as users bundle: what reaches the bundle is what it
     // uses. Without the field, esbuild kept every module the root names, Schema and Effect's
     // cluster included (816 against 338 KiB for such a program, measured in docs/performance.md).
-    // The program is examples/readme.ts with Effect imported by subpath: bundled as it is, `effect`
-    // and `@effect/platform-node` (their root entries) bring Schema and ws themselves.
+    // The program is examples/readme.ts with Effect imported by subpath: bundled as it is, `effect`'s
+    // root entry brings Schema itself.
     const program = `
       import * as Effect from "effect/Effect"
       import * as Stream from "effect/Stream"
